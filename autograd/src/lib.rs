@@ -1,0 +1,1 @@
+//! Reverse-mode automatic differentiation. Built by the autograd issue; empty until then.

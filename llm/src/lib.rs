@@ -1,0 +1,1 @@
+//! The eight reference architectures. Built by the llm issue; empty until then.
