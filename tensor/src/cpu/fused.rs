@@ -1,0 +1,197 @@
+//! CPU kernels of the fused ops. Attention works on blocks of query rows: one small GEMM for the
+//! block's scores over just the keys its mask leaves visible, a masked softmax per row, one GEMM
+//! with the values; memory is [block, keys], never [Tq, Tk].
+
+use rayon::prelude::*;
+
+use crate::backend::{AttentionSpec, GluActivation, RmsNormSpec};
+use crate::ops::UnaryOp;
+use crate::{Error, FloatElement, HostData, Layout, Result};
+
+use super::strided::{self, PARALLEL_MIN};
+
+/// Query rows per attention task.
+const QUERY_BLOCK: usize = 64;
+
+fn rows_mut<T: Send>(x: &mut [T], d: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    if d == 0 {
+        return;
+    }
+    if x.len() >= PARALLEL_MIN {
+        x.par_chunks_mut(d).enumerate().for_each(|(r, row)| f(r, row));
+    } else {
+        x.chunks_mut(d).enumerate().for_each(|(r, row)| f(r, row));
+    }
+}
+
+pub fn rms_norm(x: &HostData, lx: &Layout, weight: Option<(&HostData, &Layout)>, spec: RmsNormSpec) -> Result<HostData> {
+    fn run<T: FloatElement>(x: &[T], lx: &Layout, w: Option<Vec<T>>, spec: RmsNormSpec) -> Vec<T> {
+        let d = lx.dims().last().copied().unwrap_or(1);
+        let mut out = strided::gather(x, lx);
+        let eps = T::from_f64(spec.eps).unwrap_or_else(T::zero);
+        let scale: Option<Vec<T>> = w.map(|w| if spec.add_unit_offset { w.iter().map(|&v| v + T::one()).collect() } else { w });
+        rows_mut(&mut out, d, |_, row| {
+            let ms = row.iter().map(|&v| v * v).sum::<T>() / T::from_usize(d).unwrap_or_else(T::one);
+            let inv = (ms + eps).sqrt().recip();
+            match &scale {
+                Some(s) => row.iter_mut().zip(s).for_each(|(v, &g)| *v = *v * inv * g),
+                None => row.iter_mut().for_each(|v| *v = *v * inv),
+            }
+        });
+        out
+    }
+    Ok(match (x, weight) {
+        (HostData::F32(v), None) => HostData::F32(run(v, lx, None, spec)),
+        (HostData::F64(v), None) => HostData::F64(run(v, lx, None, spec)),
+        (HostData::F32(v), Some((HostData::F32(w), lw))) => HostData::F32(run(v, lx, Some(strided::gather(w, lw)), spec)),
+        (HostData::F64(v), Some((HostData::F64(w), lw))) => HostData::F64(run(v, lx, Some(strided::gather(w, lw)), spec)),
+        (v, _) => return Err(Error::unsupported_dtype("rms_norm", v.dtype())),
+    })
+}
+
+pub fn rope(x: &HostData, lx: &Layout, cos: &HostData, sin: &HostData, interleaved: bool) -> Result<HostData> {
+    fn run<T: FloatElement>(x: &[T], lx: &Layout, cos: &[T], sin: &[T], interleaved: bool) -> Vec<T> {
+        let r = lx.rank();
+        let (t, d) = (lx.dims()[r - 2], lx.dims()[r - 1]);
+        let half = d / 2;
+        let mut out = strided::gather(x, lx);
+        rows_mut(&mut out, d, |row_index, row| {
+            let pos = row_index % t;
+            let (c, s) = (&cos[pos * half..(pos + 1) * half], &sin[pos * half..(pos + 1) * half]);
+            for i in 0..half {
+                let (ia, ib) = if interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
+                let (a, b) = (row[ia], row[ib]);
+                row[ia] = a * c[i] - b * s[i];
+                row[ib] = b * c[i] + a * s[i];
+            }
+        });
+        out
+    }
+    Ok(match (x, cos, sin) {
+        (HostData::F32(v), HostData::F32(c), HostData::F32(s)) => HostData::F32(run(v, lx, c, s, interleaved)),
+        (HostData::F64(v), HostData::F64(c), HostData::F64(s)) => HostData::F64(run(v, lx, c, s, interleaved)),
+        (v, _, _) => return Err(Error::unsupported_dtype("rope", v.dtype())),
+    })
+}
+
+pub fn glu(gate: &HostData, lg: &Layout, up: &HostData, lu: &Layout, act: GluActivation) -> Result<HostData> {
+    let op = match act {
+        GluActivation::Silu => UnaryOp::Silu,
+        GluActivation::GeluTanh => UnaryOp::GeluTanh,
+    };
+    Ok(match (gate, up) {
+        (HostData::F32(g), HostData::F32(u)) => HostData::F32(strided::zip_map(g, lg, u, lu, |a, b| op.apply(a) * b)),
+        (HostData::F64(g), HostData::F64(u)) => HostData::F64(strided::zip_map(g, lg, u, lu, |a, b| op.apply(a) * b)),
+        (g, _) => return Err(Error::unsupported_dtype("glu", g.dtype())),
+    })
+}
+
+pub fn attention(q: &HostData, lq: &Layout, k: &HostData, lk: &Layout, v: &HostData, lv: &Layout, spec: &AttentionSpec) -> Result<HostData> {
+    Ok(match (q, k, v) {
+        (HostData::F32(q), HostData::F32(k), HostData::F32(v)) => HostData::F32(attend(q, lq, k, lk, v, lv, spec)),
+        (HostData::F64(q), HostData::F64(k), HostData::F64(v)) => HostData::F64(attend(q, lq, k, lk, v, lv, spec)),
+        (q, _, _) => return Err(Error::unsupported_dtype("attention", q.dtype())),
+    })
+}
+
+fn attend<T: FloatElement>(q: &[T], lq: &Layout, k: &[T], lk: &Layout, v: &[T], lv: &Layout, spec: &AttentionSpec) -> Vec<T> {
+    let (q, k, v) = (strided::gather(q, lq), strided::gather(k, lk), strided::gather(v, lv));
+    let [b, hq, tq, d] = [lq.dims()[0], lq.dims()[1], lq.dims()[2], lq.dims()[3]];
+    let (hkv, tk, dv) = (lk.dims()[1], lk.dims()[2], lv.dims()[3]);
+    let group = hq / hkv;
+    let mut out = vec![T::zero(); b * hq * tq * dv];
+    if out.is_empty() {
+        return out;
+    }
+    let scale = T::from_f64(spec.scale).unwrap_or_else(T::one);
+    let head = |bh: usize, o: &mut [T]| {
+        let (bi, h) = (bh / hq, bh % hq);
+        let kv = bi * hkv + h / group;
+        let qh = &q[bh * tq * d..(bh + 1) * tq * d];
+        let kh = &k[kv * tk * d..(kv + 1) * tk * d];
+        let vh = &v[kv * tk * dv..(kv + 1) * tk * dv];
+        for i0 in (0..tq).step_by(QUERY_BLOCK) {
+            let rows = QUERY_BLOCK.min(tq - i0);
+            let ranges: Vec<_> = (i0..i0 + rows).map(|i| spec.mask.visible_range(i, tk)).collect();
+            let lo = ranges.iter().map(|r| r.start).min().unwrap_or(0);
+            let hi = ranges.iter().map(|r| r.end).max().unwrap_or(0).max(lo);
+            let span = hi - lo;
+            if span == 0 {
+                continue; // no visible key: these rows stay zero
+            }
+            // scores = q_block @ k[lo..hi]^T, [rows, span]
+            let mut scores = vec![T::zero(); rows * span];
+            small_gemm(&mut scores, &qh[i0 * d..], d, 1, &kh[lo * d..], 1, d, rows, span, d);
+            for (r, row) in scores.chunks_mut(span).enumerate() {
+                let visible = &ranges[r];
+                let mut max = T::neg_infinity();
+                for (j, s) in row.iter_mut().enumerate() {
+                    if (lo + j) < visible.start || (lo + j) >= visible.end {
+                        *s = T::neg_infinity();
+                        continue;
+                    }
+                    let mut x = *s * scale;
+                    if let Some(cap) = spec.softcap {
+                        let cap = T::from_f64(cap).unwrap_or_else(T::one);
+                        x = (x / cap).tanh() * cap;
+                    }
+                    *s = x;
+                    if x > max {
+                        max = x;
+                    }
+                }
+                if visible.start >= visible.end {
+                    row.iter_mut().for_each(|s| *s = T::zero());
+                    continue;
+                }
+                let mut sum = T::zero();
+                for s in row.iter_mut() {
+                    *s = (*s - max).exp();
+                    sum = sum + *s;
+                }
+                let inv = sum.recip();
+                row.iter_mut().for_each(|s| *s = *s * inv);
+            }
+            // out_block = probs @ v[lo..hi], [rows, dv]
+            small_gemm(&mut o[i0 * dv..(i0 + rows) * dv], &scores, span, 1, &vh[lo * dv..], dv, 1, rows, dv, span);
+        }
+    };
+    if b * hq > 1 && out.len() * tk >= PARALLEL_MIN {
+        out.par_chunks_mut(tq * dv).enumerate().for_each(|(bh, o)| head(bh, o));
+    } else {
+        out.chunks_mut(tq * dv).enumerate().for_each(|(bh, o)| head(bh, o));
+    }
+    out
+}
+
+/// `dst [m, n] (row-major) = a [m, k] @ b [k, n]` with the given (row, col) strides, on one thread.
+#[allow(clippy::too_many_arguments)]
+fn small_gemm<T: FloatElement>(dst: &mut [T], a: &[T], a_rs: usize, a_cs: usize, b: &[T], b_rs: usize, b_cs: usize, m: usize, n: usize, k: usize) {
+    assert!(dst.len() >= m * n);
+    assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
+    assert!(n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    // SAFETY: the asserts above bound every index gemm touches in the three slices.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            T::zero(),
+            T::one(),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}

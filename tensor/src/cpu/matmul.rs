@@ -1,0 +1,315 @@
+//! CPU matmul. Matrix-matrix products go to the `gemm` crate (cache-blocked, SIMD microkernels
+//! chosen at run time, multithreaded through rayon); matrix-vector products, the whole cost of
+//! batch-1 decoding, use our own streaming kernels that read each weight once. Half-precision
+//! weights are widened to f32 on the fly. `reference` is the plain triple loop the tests trust.
+
+use half::{bf16, f16};
+use rayon::prelude::*;
+
+use crate::{Element, Error, FloatElement, HostData, Layout, Result};
+
+/// Below this many multiply-adds a GEMM runs on one thread.
+const GEMM_PARALLEL_MIN: usize = 64 * 64 * 64;
+/// Columns of a half-precision weight widened to f32 at a time (bounds the scratch memory).
+const WIDEN_COLUMNS: usize = 4096;
+
+/// One operand of a batched product: storage, and its [B, rows, cols] layout.
+struct Operand<'a, T> {
+    data: &'a [T],
+    layout: &'a Layout,
+}
+
+impl<T> Operand<'_, T> {
+    fn dims(&self) -> (usize, usize, usize) {
+        let d = self.layout.dims();
+        (d[0], d[1], d[2])
+    }
+    /// (batch, row, col) strides.
+    fn strides(&self) -> (usize, usize, usize) {
+        let s = self.layout.strides();
+        (s[0], s[1], s[2])
+    }
+    fn base(&self, batch: usize) -> usize {
+        self.layout.offset() + batch * self.strides().0
+    }
+}
+
+pub fn matmul(a: &HostData, la: &Layout, b: &HostData, lb: &Layout) -> Result<HostData> {
+    for (data, layout, name) in [(a, la, "lhs"), (b, lb, "rhs")] {
+        if layout.rank() != 3 || layout.storage_extent() > data.len() {
+            return Err(Error::shape("matmul", format!("{name} view {layout:?} does not fit its buffer of {}", data.len())));
+        }
+    }
+    Ok(match (a, b) {
+        (HostData::F32(x), HostData::F32(w)) => HostData::F32(batched(Operand { data: x, layout: la }, Operand { data: w, layout: lb })),
+        (HostData::F64(x), HostData::F64(w)) => HostData::F64(batched(Operand { data: x, layout: la }, Operand { data: w, layout: lb })),
+        (HostData::F32(x), HostData::BF16(w)) => HostData::F32(batched_half(Operand { data: x, layout: la }, Operand { data: w, layout: lb })),
+        (HostData::F32(x), HostData::F16(w)) => HostData::F32(batched_half(Operand { data: x, layout: la }, Operand { data: w, layout: lb })),
+        (x, w) => return Err(Error::dtype("matmul", format!("cannot multiply {} by {}", x.dtype(), w.dtype()))),
+    })
+}
+
+/// Same-type batched product.
+fn batched<T: FloatElement>(a: Operand<T>, b: Operand<T>) -> Vec<T> {
+    let (batch, m, k) = a.dims();
+    let n = b.dims().2;
+    let mut out = vec![T::zero(); batch * m * n];
+    if m * n == 0 {
+        return out;
+    }
+    let per_batch = |bi: usize, dst: &mut [T], parallel: bool| {
+        if m == 1 {
+            matvec(&a.data[a.base(bi)..], a.strides().2, &b, bi, k, dst, parallel, |w| w);
+        } else {
+            gemm_into(dst, &a, bi, &b, bi, 0, n, m, k, parallel);
+        }
+    };
+    run_batches(&mut out, batch, m * n, m * n * k, per_batch);
+    out
+}
+
+/// f32 activations times half-precision weights, accumulated in f32.
+fn batched_half<W: Element + Widen>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> {
+    let (batch, m, k) = a.dims();
+    let n = b.dims().2;
+    let mut out = vec![0.0f32; batch * m * n];
+    if m * n == 0 {
+        return out;
+    }
+    let per_batch = |bi: usize, dst: &mut [f32], parallel: bool| {
+        if m <= 4 {
+            // Decode: stream the half weights once per row, widening as we go.
+            for (row, d) in dst.chunks_mut(n).enumerate() {
+                let x = &a.data[a.base(bi) + row * a.strides().1..];
+                matvec(x, a.strides().2, &b, bi, k, d, parallel, W::widen);
+            }
+            return;
+        }
+        // Prefill: widen a block of columns to f32, then a full-speed GEMM on it.
+        let (_, rs, cs) = b.strides();
+        for c0 in (0..n).step_by(WIDEN_COLUMNS) {
+            let cols = WIDEN_COLUMNS.min(n - c0);
+            let mut widened = vec![0.0f32; k * cols];
+            let base = b.base(bi) + c0 * cs;
+            widened.par_chunks_mut(cols).enumerate().for_each(|(kk, row)| {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = b.data[base + kk * rs + j * cs].widen();
+                }
+            });
+            let layout = Layout::contiguous([1, k, cols]);
+            let wide = Operand { data: &widened, layout: &layout };
+            gemm_into(dst, &a, bi, &wide, 0, c0, n, m, k, parallel);
+        }
+    };
+    run_batches(&mut out, batch, m * n, m * n * k, per_batch);
+    out
+}
+
+/// Runs each batch entry: in parallel across entries when there are many small ones, else one
+/// entry at a time with the parallelism inside the product.
+fn run_batches<T: Send>(out: &mut [T], batch: usize, size: usize, work: usize, f: impl Fn(usize, &mut [T], bool) + Sync) {
+    let threads = rayon::current_num_threads();
+    if batch >= threads && batch > 1 && batch * work >= GEMM_PARALLEL_MIN {
+        out.par_chunks_mut(size).enumerate().for_each(|(bi, dst)| f(bi, dst, false));
+    } else {
+        for (bi, dst) in out.chunks_mut(size).enumerate() {
+            f(bi, dst, work >= GEMM_PARALLEL_MIN);
+        }
+    }
+}
+
+/// `dst[:, col0 .. col0 + cols(b)] = a[ba] @ b[bb]`, with `dst` row-major of row length `ldd`.
+#[allow(clippy::too_many_arguments)]
+fn gemm_into<T: FloatElement>(dst: &mut [T], a: &Operand<T>, ba: usize, b: &Operand<T>, bb: usize, col0: usize, ldd: usize, m: usize, k: usize, parallel: bool) {
+    let n = b.dims().2;
+    let (_, a_rs, a_cs) = a.strides();
+    let (_, b_rs, b_cs) = b.strides();
+    let parallelism = if parallel && m * n * k >= GEMM_PARALLEL_MIN {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    debug_assert!(dst.len() >= (m - 1) * ldd + col0 + n);
+    // SAFETY: the layouts were checked to lie inside their buffers (`storage_extent`), `dst`
+    // holds m rows of `ldd` with the n columns from `col0` inside it, and gemm only reads
+    // lhs/rhs and writes dst within those bounds. T is f32 or f64, which gemm supports.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().add(col0),
+            1,
+            ldd as isize,
+            false,
+            a.data.as_ptr().add(a.base(ba)),
+            a_cs as isize,
+            a_rs as isize,
+            b.data.as_ptr().add(b.base(bb)),
+            b_cs as isize,
+            b_rs as isize,
+            T::zero(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Widening a weight element to the f32 it is accumulated in.
+pub trait Widen: Copy + Send + Sync {
+    fn widen(self) -> f32;
+}
+impl Widen for bf16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        // bf16 is the top half of an f32: a shift, which vectorises (half's to_f32 branches on NaN).
+        f32::from_bits((self.to_bits() as u32) << 16)
+    }
+}
+impl Widen for f16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+/// `y[n] = sum_k x[k * x_stride] * b[k, n]` for one vector `x`, streaming the matrix once.
+/// Two memory orders: b's rows contiguous (`x @ W` with W [K, N] row-major: accumulate scaled
+/// rows), or b's columns contiguous (`x @ W^T` with W [N, K], the HF Linear layout: one dot
+/// product per output).
+#[allow(clippy::too_many_arguments)]
+fn matvec<X: FloatElement, W: Copy + Send + Sync>(
+    x: &[X],
+    x_stride: usize,
+    b: &Operand<W>,
+    bi: usize,
+    k: usize,
+    y: &mut [X],
+    parallel: bool,
+    widen: impl Fn(W) -> X + Sync + Copy,
+) {
+    let n = y.len();
+    let (_, rs, cs) = b.strides();
+    let base = b.base(bi);
+    let xs: Vec<X> = (0..k).map(|i| x[i * x_stride]).collect();
+    let parallel = parallel && n * k >= GEMM_PARALLEL_MIN;
+    if rs == 1 || (cs != 1 && rs < cs) {
+        // Column n of b is W's row n: contiguous when rs == 1.
+        let column = |j: usize| {
+            let start = base + j * cs;
+            if rs == 1 { dot(&xs, &b.data[start..start + k], widen) } else { (0..k).fold(X::zero(), |acc, i| acc + xs[i] * widen(b.data[start + i * rs])) }
+        };
+        if parallel {
+            y.par_iter_mut().enumerate().with_min_len(64).for_each(|(j, v)| *v = column(j));
+        } else {
+            y.iter_mut().enumerate().for_each(|(j, v)| *v = column(j));
+        }
+    } else {
+        // Rows of b are contiguous: y += x[k] * b[k, :], each thread owning a slice of y.
+        let block = |j0: usize, ys: &mut [X]| {
+            for (i, &xi) in xs.iter().enumerate() {
+                let row = &b.data[base + i * rs + j0 * cs..];
+                if cs == 1 {
+                    let len = ys.len();
+                    for (yv, &w) in ys.iter_mut().zip(&row[..len]) {
+                        *yv = *yv + xi * widen(w);
+                    }
+                } else {
+                    for (j, yv) in ys.iter_mut().enumerate() {
+                        *yv = *yv + xi * widen(row[j * cs]);
+                    }
+                }
+            }
+        };
+        if parallel {
+            let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(256);
+            y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| block(c * chunk, ys));
+        } else {
+            block(0, y);
+        }
+    }
+}
+
+/// A dot product over 16 independent accumulators, so the loop vectorises without reassociating
+/// a single sum.
+#[inline(always)]
+fn dot<X: FloatElement, W: Copy>(x: &[X], w: &[W], widen: impl Fn(W) -> X) -> X {
+    let mut acc = [X::zero(); 16];
+    let xc = x.chunks_exact(16);
+    let wc = w.chunks_exact(16);
+    let (xt, wt) = (xc.remainder(), wc.remainder());
+    for (xs, ws) in xc.zip(wc) {
+        for i in 0..16 {
+            acc[i] = acc[i] + xs[i] * widen(ws[i]);
+        }
+    }
+    let mut total = acc.iter().fold(X::zero(), |s, &v| s + v);
+    for (&a, &b) in xt.iter().zip(wt) {
+        total = total + a * widen(b);
+    }
+    total
+}
+
+/// Mixture-of-experts product: rows grouped by expert, one GEMM per expert that has rows.
+pub fn expert_matmul(x: &HostData, lx: &Layout, w: &HostData, lw: &Layout, ids: &HostData, li: &Layout) -> Result<HostData> {
+    const OP: &str = "expert_matmul";
+    let (r, k) = (lx.dims()[0], lx.dims()[1]);
+    let (e, n) = (lw.dims()[0], lw.dims()[2]);
+    let experts: Vec<usize> = match ids {
+        HostData::U32(v) => crate::layout::StridedOffsets::new(li, 0).map(|i| crate::ops::compare::index_value(OP, v[i], e)).collect::<Result<_>>()?,
+        HostData::I64(v) => crate::layout::StridedOffsets::new(li, 0).map(|i| crate::ops::compare::index_value(OP, v[i], e)).collect::<Result<_>>()?,
+        other => return Err(Error::dtype(OP, format!("ids must be u32 or i64, got {}", other.dtype()))),
+    };
+    let xs = super::copy::copy(x, lx)?;
+    let mut rows_of: Vec<Vec<usize>> = vec![Vec::new(); e];
+    for (row, &ex) in experts.iter().enumerate() {
+        rows_of[ex].push(row);
+    }
+    let mut out = HostData::zeros(xs.dtype(), r * n);
+    for (ex, rows) in rows_of.iter().enumerate().filter(|(_, rows)| !rows.is_empty()) {
+        // Gather this expert's rows, multiply by its [K, N] weight view, scatter the results.
+        let gathered: Vec<usize> = rows.iter().flat_map(|&row| row * k..(row + 1) * k).collect();
+        let xe = crate::with_host_data!(&xs, v => HostData::from_vec(gathered.iter().map(|&i| v[i]).collect::<Vec<_>>()));
+        let le = Layout::contiguous([1, rows.len(), k]);
+        let we = Layout::new(
+            crate::Shape::new(vec![1, k, n]),
+            vec![0, lw.strides()[1], lw.strides()[2]],
+            lw.offset() + ex * lw.strides()[0],
+        );
+        let ye = matmul(&xe, &le, w, &we)?;
+        match (&mut out, &ye) {
+            (HostData::F32(o), HostData::F32(y)) => scatter_rows(o, y, rows, n),
+            (HostData::F64(o), HostData::F64(y)) => scatter_rows(o, y, rows, n),
+            _ => return Err(Error::dtype(OP, format!("unsupported dtypes {} and {}", xs.dtype(), w.dtype()))),
+        }
+    }
+    Ok(out)
+}
+
+fn scatter_rows<T: Copy>(out: &mut [T], y: &[T], rows: &[usize], n: usize) {
+    for (i, &row) in rows.iter().enumerate() {
+        out[row * n..(row + 1) * n].copy_from_slice(&y[i * n..(i + 1) * n]);
+    }
+}
+
+/// The plain triple loop, accumulating in f64: the reference the fast kernels are tested against.
+pub fn reference<T: Element>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<f64> {
+    let (batch, m, k) = (la.dims()[0], la.dims()[1], la.dims()[2]);
+    let n = lb.dims()[2];
+    let mut out = vec![0.0; batch * m * n];
+    for bi in 0..batch {
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0.0;
+                for kk in 0..k {
+                    acc += a[la.index_of(&[bi, i, kk])].as_f64() * b[lb.index_of(&[bi, kk, j])].as_f64();
+                }
+                out[(bi * m + i) * n + j] = acc;
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,195 @@
+//! The CPU backend: plain Rust kernels, generic over f32/f64 through `num-traits`, parallel with
+//! rayon once a tensor is large. They are the reference every other backend is tested against.
+
+pub mod math;
+pub mod strided;
+
+mod binary;
+mod compare;
+mod concat;
+mod copy;
+mod cumsum;
+mod fused;
+mod index;
+pub mod matmul;
+mod reduce;
+mod softmax;
+mod topk;
+mod unary;
+
+use std::sync::{Arc, RwLockReadGuard};
+
+use crate::backend::{AttentionSpec, GluActivation, RmsNormSpec, Src};
+use crate::ops::{BinaryOp, CmpOp, ReduceOp, UnaryOp};
+use crate::{Backend, Buffer, BufferRef, CpuBuffer, DType, Error, HostData, Layout, Result};
+
+/// Runs `$body` with `$v` bound to the f32 or f64 vector of a `HostData`, wrapping the result
+/// back into `HostData` of the same type; any other dtype is an error naming the op.
+macro_rules! float_map {
+    ($op:expr, $data:expr, $v:ident => $body:expr) => {
+        match $data {
+            HostData::F32($v) => HostData::F32($body),
+            HostData::F64($v) => HostData::F64($body),
+            other => return Err(Error::unsupported_dtype($op, other.dtype())),
+        }
+    };
+}
+pub(crate) use float_map;
+
+/// The CPU device.
+#[derive(Debug, Default)]
+pub struct CpuBackend;
+
+/// The host data behind a view, or an error if the buffer belongs to another device.
+pub(crate) fn read<'a>(op: &str, src: &Src<'a>) -> Result<RwLockReadGuard<'a, HostData>> {
+    src.buffer
+        .as_any()
+        .downcast_ref::<CpuBuffer>()
+        .map(|b| b.read())
+        .ok_or_else(|| Error::device(op, "a tensor on another device was passed to the CPU backend"))
+}
+
+fn output(data: HostData) -> BufferRef {
+    Arc::new(CpuBuffer::new(data))
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        "cpu".to_string()
+    }
+
+    fn is_cpu(&self) -> bool {
+        true
+    }
+
+    fn upload(&self, data: &HostData) -> Result<BufferRef> {
+        Ok(output(data.clone()))
+    }
+
+    fn download(&self, src: Src) -> Result<HostData> {
+        copy::copy(&*read("download", &src)?, src.layout)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn full(&self, dtype: DType, len: usize, value: f64) -> Result<BufferRef> {
+        Ok(output(HostData::filled(dtype, len, value)))
+    }
+
+    fn copy(&self, src: Src) -> Result<BufferRef> {
+        Ok(output(copy::copy(&*read("copy", &src)?, src.layout)?))
+    }
+
+    fn copy_into(&self, dst: &dyn Buffer, dst_layout: &Layout, src: Src) -> Result<()> {
+        let dst = dst
+            .as_any()
+            .downcast_ref::<CpuBuffer>()
+            .ok_or_else(|| Error::device("copy_into", "destination is not a CPU buffer"))?;
+        // Read the source first: it may be a view of the destination itself.
+        let values = copy::copy(&*read("copy_into", &src)?, src.layout)?;
+        copy::write_strided(&mut dst.write(), dst_layout, &values)
+    }
+
+    fn cast(&self, src: Src, dtype: DType) -> Result<BufferRef> {
+        Ok(output(copy::copy(&*read("cast", &src)?, src.layout)?.cast(dtype)))
+    }
+
+    fn unary(&self, op: UnaryOp, src: Src) -> Result<BufferRef> {
+        Ok(output(unary::unary(op, &*read(op.name(), &src)?, src.layout)?))
+    }
+
+    fn binary(&self, op: BinaryOp, lhs: Src, rhs: Src) -> Result<BufferRef> {
+        let (a, b) = (read(op.name(), &lhs)?, read(op.name(), &rhs)?);
+        Ok(output(binary::binary(op, &a, lhs.layout, &b, rhs.layout)?))
+    }
+
+    fn compare(&self, op: CmpOp, lhs: Src, rhs: Src) -> Result<BufferRef> {
+        let (a, b) = (read(op.name(), &lhs)?, read(op.name(), &rhs)?);
+        Ok(output(compare::compare(op, &a, lhs.layout, &b, rhs.layout)?))
+    }
+
+    fn where_cond(&self, cond: Src, on_true: Src, on_false: Src) -> Result<BufferRef> {
+        const OP: &str = "where_cond";
+        let (c, t, f) = (read(OP, &cond)?, read(OP, &on_true)?, read(OP, &on_false)?);
+        Ok(output(compare::where_cond(&c, cond.layout, &t, on_true.layout, &f, on_false.layout)?))
+    }
+
+    fn reduce(&self, op: ReduceOp, src: Src, axis: usize) -> Result<BufferRef> {
+        Ok(output(reduce::reduce(op, &*read(op.name(), &src)?, src.layout, axis)?))
+    }
+
+    fn cumsum(&self, src: Src, axis: usize) -> Result<BufferRef> {
+        Ok(output(cumsum::cumsum(&*read("cumsum", &src)?, src.layout, axis)?))
+    }
+
+    fn softmax(&self, src: Src, log: bool) -> Result<BufferRef> {
+        Ok(output(softmax::softmax(&*read("softmax", &src)?, src.layout, log)?))
+    }
+
+    fn topk(&self, src: Src, k: usize) -> Result<(BufferRef, BufferRef)> {
+        let (values, indices) = topk::topk(&*read("topk", &src)?, src.layout, k)?;
+        Ok((output(values), output(indices)))
+    }
+
+    fn matmul(&self, lhs: Src, rhs: Src) -> Result<BufferRef> {
+        let (a, b) = (read("matmul", &lhs)?, read("matmul", &rhs)?);
+        Ok(output(matmul::matmul(&a, lhs.layout, &b, rhs.layout)?))
+    }
+
+    fn expert_matmul(&self, x: Src, weights: Src, ids: Src) -> Result<BufferRef> {
+        const OP: &str = "expert_matmul";
+        let (a, w, i) = (read(OP, &x)?, read(OP, &weights)?, read(OP, &ids)?);
+        Ok(output(matmul::expert_matmul(&a, x.layout, &w, weights.layout, &i, ids.layout)?))
+    }
+
+    fn index_select(&self, src: Src, axis: usize, ids: Src) -> Result<BufferRef> {
+        let (s, i) = (read("index_select", &src)?, read("index_select", &ids)?);
+        Ok(output(index::index_select(&s, src.layout, axis, &i, ids.layout)?))
+    }
+
+    fn index_add(&self, dst: Src, axis: usize, ids: Src, src: Src) -> Result<BufferRef> {
+        const OP: &str = "index_add";
+        let (d, i, s) = (read(OP, &dst)?, read(OP, &ids)?, read(OP, &src)?);
+        Ok(output(index::index_add(&d, dst.layout, axis, &i, ids.layout, &s, src.layout)?))
+    }
+
+    fn gather(&self, src: Src, axis: usize, index: Src) -> Result<BufferRef> {
+        let (s, i) = (read("gather", &src)?, read("gather", &index)?);
+        Ok(output(index::gather(&s, src.layout, axis, &i, index.layout)?))
+    }
+
+    fn scatter_add(&self, dst: Src, axis: usize, index: Src, src: Src) -> Result<BufferRef> {
+        const OP: &str = "scatter_add";
+        let (d, i, s) = (read(OP, &dst)?, read(OP, &index)?, read(OP, &src)?);
+        Ok(output(index::scatter_add(&d, dst.layout, axis, &i, index.layout, &s, src.layout)?))
+    }
+
+    fn concat(&self, parts: &[Src], axis: usize) -> Result<BufferRef> {
+        let guards = parts.iter().map(|p| read("cat", p)).collect::<Result<Vec<_>>>()?;
+        let views: Vec<(&HostData, &Layout)> = guards.iter().zip(parts).map(|(g, p)| (&**g, p.layout)).collect();
+        Ok(output(concat::concat(&views, axis)?))
+    }
+
+    fn rms_norm(&self, x: Src, weight: Option<Src>, spec: RmsNormSpec) -> Result<BufferRef> {
+        let xs = read("rms_norm", &x)?;
+        let ws = weight.as_ref().map(|w| read("rms_norm", w)).transpose()?;
+        Ok(output(fused::rms_norm(&xs, x.layout, ws.as_deref().zip(weight.map(|w| w.layout)), spec)?))
+    }
+
+    fn rope(&self, x: Src, cos: Src, sin: Src, interleaved: bool) -> Result<BufferRef> {
+        let (xs, c, s) = (read("rope", &x)?, read("rope", &cos)?, read("rope", &sin)?);
+        Ok(output(fused::rope(&xs, x.layout, &c, &s, interleaved)?))
+    }
+
+    fn glu(&self, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef> {
+        let (g, u) = (read("glu", &gate)?, read("glu", &up)?);
+        Ok(output(fused::glu(&g, gate.layout, &u, up.layout, act)?))
+    }
+
+    fn attention(&self, q: Src, k: Src, v: Src, spec: &AttentionSpec) -> Result<BufferRef> {
+        let (qs, ks, vs) = (read("attention", &q)?, read("attention", &k)?, read("attention", &v)?);
+        Ok(output(fused::attention(&qs, q.layout, &ks, k.layout, &vs, v.layout, spec)?))
+    }
+}

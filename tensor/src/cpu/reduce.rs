@@ -1,0 +1,136 @@
+//! CPU kernels of the reductions. The input is made contiguous and seen as
+//! [outer, K, inner] around the reduced axis: with inner == 1 each output reduces one
+//! contiguous row (split across 8 accumulators, which the compiler vectorises); otherwise whole
+//! rows of `inner` are combined at a time.
+
+use num_traits::{Bounded, NumCast, ToPrimitive, Zero};
+use rayon::prelude::*;
+
+use crate::ops::ReduceOp;
+use crate::{Error, HostData, Layout, Result};
+
+use super::strided::{self, PARALLEL_MIN, split_at_axis};
+
+pub fn reduce(op: ReduceOp, data: &HostData, layout: &Layout, axis: usize) -> Result<HostData> {
+    let (outer, k, inner) = split_at_axis(layout.dims(), axis);
+    macro_rules! run {
+        ($v:expr, $wrap:ident) => {{
+            let x = strided::gather($v, layout);
+            if op.is_arg() {
+                HostData::U32(arg_reduce(op, &x, outer, k, inner))
+            } else {
+                HostData::$wrap(value_reduce(op, &x, outer, k, inner))
+            }
+        }};
+    }
+    Ok(match data {
+        HostData::F32(v) => run!(v, F32),
+        HostData::F64(v) => run!(v, F64),
+        HostData::U32(v) => run!(v, U32),
+        HostData::I64(v) => run!(v, I64),
+        other => return Err(Error::unsupported_dtype(op.name(), other.dtype())),
+    })
+}
+
+trait Num: Copy + Send + Sync + PartialOrd + Zero + Bounded + NumCast + ToPrimitive + std::ops::Add<Output = Self> {}
+impl<T: Copy + Send + Sync + PartialOrd + Zero + Bounded + NumCast + ToPrimitive + std::ops::Add<Output = T>> Num for T {}
+
+fn combine<T: Num>(op: ReduceOp, acc: T, x: T) -> T {
+    match op {
+        ReduceOp::Sum => acc + x,
+        // `!(x <= acc)` rather than `x > acc` lets a NaN through, so it propagates as in NumPy.
+        ReduceOp::Max => {
+            if !(x <= acc) { x } else { acc }
+        }
+        ReduceOp::Min => {
+            if !(x >= acc) { x } else { acc }
+        }
+        ReduceOp::ArgMax | ReduceOp::ArgMin => unreachable!("arg reductions track indices"),
+    }
+}
+
+fn identity<T: Num>(op: ReduceOp) -> T {
+    match op {
+        ReduceOp::Sum => T::zero(),
+        ReduceOp::Max => lowest::<T>(),
+        ReduceOp::Min => highest::<T>(),
+        ReduceOp::ArgMax | ReduceOp::ArgMin => unreachable!(),
+    }
+}
+
+/// The lowest value of `T`, -inf for floats.
+fn lowest<T: Num>() -> T {
+    T::from(f64::NEG_INFINITY).unwrap_or_else(T::min_value)
+}
+
+fn highest<T: Num>() -> T {
+    T::from(f64::INFINITY).unwrap_or_else(T::max_value)
+}
+
+/// Reduces one contiguous row with 8 independent accumulators.
+fn reduce_row<T: Num>(op: ReduceOp, row: &[T]) -> T {
+    let mut acc = [identity::<T>(op); 8];
+    let chunks = row.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = combine(op, acc[i], c[i]);
+        }
+    }
+    let mut total = identity::<T>(op);
+    for a in acc {
+        total = combine(op, total, a);
+    }
+    tail.iter().fold(total, |t, &x| combine(op, t, x))
+}
+
+fn value_reduce<T: Num>(op: ReduceOp, x: &[T], outer: usize, k: usize, inner: usize) -> Vec<T> {
+    let big = outer * k * inner >= PARALLEL_MIN;
+    if inner == 1 {
+        let rows = |o: usize| reduce_row(op, &x[o * k..(o + 1) * k]);
+        return if big { (0..outer).into_par_iter().map(rows).collect() } else { (0..outer).map(rows).collect() };
+    }
+    let mut out = vec![identity::<T>(op); outer * inner];
+    let block = |o: usize, acc: &mut [T]| {
+        for kk in 0..k {
+            let row = &x[(o * k + kk) * inner..(o * k + kk + 1) * inner];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a = combine(op, *a, v);
+            }
+        }
+    };
+    if big {
+        out.par_chunks_mut(inner).enumerate().for_each(|(o, acc)| block(o, acc));
+    } else {
+        out.chunks_mut(inner).enumerate().for_each(|(o, acc)| block(o, acc));
+    }
+    out
+}
+
+fn arg_reduce<T: Num>(op: ReduceOp, x: &[T], outer: usize, k: usize, inner: usize) -> Vec<u32> {
+    // A strictly better value replaces the best, so ties keep the first index; a NaN wins
+    // and stays, as in NumPy.
+    let better = |cand: T, best: T| {
+        let cand_nan = cand.to_f64().is_some_and(f64::is_nan);
+        let best_nan = best.to_f64().is_some_and(f64::is_nan);
+        !best_nan && (cand_nan || if op == ReduceOp::ArgMax { cand > best } else { cand < best })
+    };
+    let column = |o: usize, i: usize| {
+        let mut best = x[o * k * inner + i];
+        let mut at = 0u32;
+        for kk in 1..k {
+            let v = x[(o * k + kk) * inner + i];
+            if better(v, best) {
+                best = v;
+                at = kk as u32;
+            }
+        }
+        at
+    };
+    let n = outer * inner;
+    if outer * k * inner >= PARALLEL_MIN {
+        (0..n).into_par_iter().map(|p| column(p / inner, p % inner)).collect()
+    } else {
+        (0..n).map(|p| column(p / inner, p % inner)).collect()
+    }
+}

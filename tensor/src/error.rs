@@ -1,0 +1,79 @@
+//! The one error type of the tensor crate: every message names the op and the shapes involved.
+
+use crate::DType;
+
+/// What went wrong, and in which op.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// Shapes that do not fit the op (broadcasting, matmul inner dims, bad axis, bad reshape).
+    Shape { op: String, msg: String },
+    /// A dtype the op does not accept, or operands of different dtypes.
+    DType { op: String, msg: String },
+    /// An index out of range (token ids, gather indices, narrow bounds).
+    Index { op: String, msg: String },
+    /// Operands on different devices, or a device that cannot do what was asked.
+    Device { op: String, msg: String },
+    /// The backend itself failed (GPU validation, out of memory, lost device).
+    Backend { op: String, msg: String },
+    /// The backend does not provide this op; the caller may fall back to a composite.
+    Unsupported { op: String, msg: String },
+}
+
+impl Error {
+    pub fn shape(op: &str, msg: impl Into<String>) -> Error {
+        Error::Shape { op: op.to_string(), msg: msg.into() }
+    }
+    pub fn dtype(op: &str, msg: impl Into<String>) -> Error {
+        Error::DType { op: op.to_string(), msg: msg.into() }
+    }
+    pub fn index(op: &str, msg: impl Into<String>) -> Error {
+        Error::Index { op: op.to_string(), msg: msg.into() }
+    }
+    pub fn device(op: &str, msg: impl Into<String>) -> Error {
+        Error::Device { op: op.to_string(), msg: msg.into() }
+    }
+    pub fn backend(op: &str, msg: impl Into<String>) -> Error {
+        Error::Backend { op: op.to_string(), msg: msg.into() }
+    }
+    pub fn unsupported(op: &str, msg: impl Into<String>) -> Error {
+        Error::Unsupported { op: op.to_string(), msg: msg.into() }
+    }
+
+    /// An op that does not accept this dtype.
+    pub fn unsupported_dtype(op: &str, dtype: DType) -> Error {
+        Error::dtype(op, format!("dtype {dtype} is not supported"))
+    }
+
+    /// The op name this error is about.
+    pub fn op(&self) -> &str {
+        match self {
+            Error::Shape { op, .. }
+            | Error::DType { op, .. }
+            | Error::Index { op, .. }
+            | Error::Device { op, .. }
+            | Error::Backend { op, .. }
+            | Error::Unsupported { op, .. } => op,
+        }
+    }
+
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, Error::Unsupported { .. })
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Shape { op, msg }
+            | Error::DType { op, msg }
+            | Error::Index { op, msg }
+            | Error::Device { op, msg }
+            | Error::Backend { op, msg }
+            | Error::Unsupported { op, msg } => write!(f, "{op}: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;

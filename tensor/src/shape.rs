@@ -1,0 +1,164 @@
+//! Shapes, axes and NumPy broadcasting.
+
+use crate::{Error, Result};
+
+/// The extent of each dimension of a tensor, outermost first.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Shape(Vec<usize>);
+
+impl Shape {
+    pub fn new(dims: Vec<usize>) -> Shape {
+        Shape(dims)
+    }
+
+    /// The shape of a scalar (no dimensions, one element).
+    pub fn scalar() -> Shape {
+        Shape(Vec::new())
+    }
+
+    pub fn dims(&self) -> &[usize] {
+        &self.0
+    }
+
+    pub fn rank(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn elem_count(&self) -> usize {
+        self.0.iter().product()
+    }
+
+    /// Strides of the row-major (C-contiguous) layout of this shape.
+    pub fn contiguous_strides(&self) -> Vec<usize> {
+        let mut strides = vec![0; self.rank()];
+        let mut acc = 1;
+        for (stride, &dim) in strides.iter_mut().zip(&self.0).rev() {
+            *stride = acc;
+            acc *= dim;
+        }
+        strides
+    }
+
+    /// The element count, or an error when it overflows `usize` (hostile files declare such shapes).
+    pub fn checked_elem_count(&self) -> Option<usize> {
+        self.0.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+    }
+
+    /// The NumPy broadcast of two shapes: dims aligned from the right, each pair equal or one of them 1.
+    pub fn broadcast(op: &str, lhs: &Shape, rhs: &Shape) -> Result<Shape> {
+        let rank = lhs.rank().max(rhs.rank());
+        let mut dims = vec![0; rank];
+        for (i, dim) in dims.iter_mut().enumerate() {
+            let l = dim_from_right(lhs, rank - 1 - i);
+            let r = dim_from_right(rhs, rank - 1 - i);
+            *dim = match (l, r) {
+                (a, b) if a == b => a,
+                (1, b) => b,
+                (a, 1) => a,
+                _ => {
+                    return Err(Error::shape(
+                        op,
+                        format!("shapes {lhs:?} and {rhs:?} do not broadcast"),
+                    ));
+                }
+            };
+        }
+        Ok(Shape(dims))
+    }
+}
+
+fn dim_from_right(shape: &Shape, i: usize) -> usize {
+    if i < shape.rank() {
+        shape.0[shape.rank() - 1 - i]
+    } else {
+        1
+    }
+}
+
+impl std::fmt::Debug for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl From<Vec<usize>> for Shape {
+    fn from(dims: Vec<usize>) -> Shape {
+        Shape(dims)
+    }
+}
+
+impl From<&[usize]> for Shape {
+    fn from(dims: &[usize]) -> Shape {
+        Shape(dims.to_vec())
+    }
+}
+
+impl<const N: usize> From<[usize; N]> for Shape {
+    fn from(dims: [usize; N]) -> Shape {
+        Shape(dims.to_vec())
+    }
+}
+
+impl From<&Shape> for Shape {
+    fn from(shape: &Shape) -> Shape {
+        shape.clone()
+    }
+}
+
+impl From<usize> for Shape {
+    fn from(dim: usize) -> Shape {
+        Shape(vec![dim])
+    }
+}
+
+impl From<()> for Shape {
+    fn from(_: ()) -> Shape {
+        Shape::scalar()
+    }
+}
+
+/// An axis argument: a `usize` counts from the front, a negative `i32`/`isize` from the back
+/// (`-1` is the last axis), as in NumPy and PyTorch.
+pub trait Axis: Copy {
+    fn resolve(self, rank: usize, op: &str) -> Result<usize>;
+}
+
+impl Axis for usize {
+    fn resolve(self, rank: usize, op: &str) -> Result<usize> {
+        if self < rank {
+            Ok(self)
+        } else {
+            Err(Error::shape(
+                op,
+                format!("axis {self} is out of range for a tensor of rank {rank}"),
+            ))
+        }
+    }
+}
+
+impl Axis for isize {
+    fn resolve(self, rank: usize, op: &str) -> Result<usize> {
+        let r = rank as isize;
+        let axis = if self < 0 { self + r } else { self };
+        if (0..r).contains(&axis) {
+            Ok(axis as usize)
+        } else {
+            Err(Error::shape(
+                op,
+                format!("axis {self} is out of range for a tensor of rank {rank}"),
+            ))
+        }
+    }
+}
+
+impl Axis for i32 {
+    fn resolve(self, rank: usize, op: &str) -> Result<usize> {
+        (self as isize).resolve(rank, op)
+    }
+}
