@@ -24,6 +24,8 @@ pub enum UnaryOp {
     /// GELU's tanh approximation, `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`: Gemma's
     /// `gelu_pytorch_tanh`.
     GeluTanh,
+    /// The error function (the exact GELU's derivative needs it).
+    Erf,
     Abs,
     /// -1, 0 or 1.
     Sign,
@@ -44,7 +46,7 @@ pub enum UnaryOp {
 impl UnaryOp {
     /// Every variant, with sample constants for the parametric ones, for tests that must cover
     /// the whole table.
-    pub const ALL: [UnaryOp; 19] = [
+    pub const ALL: [UnaryOp; 20] = [
         UnaryOp::Neg,
         UnaryOp::Exp,
         UnaryOp::Log,
@@ -55,6 +57,7 @@ impl UnaryOp {
         UnaryOp::Silu,
         UnaryOp::GeluErf,
         UnaryOp::GeluTanh,
+        UnaryOp::Erf,
         UnaryOp::Abs,
         UnaryOp::Sign,
         UnaryOp::Sin,
@@ -78,6 +81,7 @@ impl UnaryOp {
             UnaryOp::Silu => "silu",
             UnaryOp::GeluErf => "gelu",
             UnaryOp::GeluTanh => "gelu_tanh",
+            UnaryOp::Erf => "erf",
             UnaryOp::Abs => "abs",
             UnaryOp::Sign => "sign",
             UnaryOp::Sin => "sin",
@@ -113,6 +117,7 @@ impl UnaryOp {
                 let inner = c(0.797_884_560_802_865_4) * (x + c(0.044715) * x * x * x);
                 c(0.5) * x * (T::one() + inner.tanh())
             }
+            UnaryOp::Erf => x.erf(),
             UnaryOp::Abs => x.abs(),
             UnaryOp::Sign => {
                 if x > T::zero() {
@@ -185,6 +190,9 @@ impl Tensor {
     /// GELU's tanh approximation (`gelu_pytorch_tanh`).
     pub fn gelu_tanh(&self) -> Result<Tensor> {
         self.unary(UnaryOp::GeluTanh)
+    }
+    pub fn erf(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Erf)
     }
     pub fn abs(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Abs)
