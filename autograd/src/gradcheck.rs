@@ -1,0 +1,107 @@
+//! The gradient checker: analytic gradients from `backward` against central finite differences
+//! in f64 on the CPU. Every crate's tests use it to prove their backward rules.
+//!
+//! A non-scalar output `y` is reduced to `L = sum(y * w)` with fixed random weights `w`, so every
+//! output element contributes to the check with a distinct weight.
+
+use tensor::{DType, Device, Error, Result, Rng, Tensor};
+
+use crate::{Var, no_grad};
+
+/// Tolerances of a check. Central differences have truncation error O(eps^2) and rounding error
+/// O(1e-16 / eps); eps = 1e-6 balances them near 1e-10 relative in f64, so the defaults leave
+/// a wide margin while still catching any wrong rule (those are off by O(1)).
+#[derive(Clone, Copy, Debug)]
+pub struct GradCheck {
+    pub eps: f64,
+    pub atol: f64,
+    pub rtol: f64,
+}
+
+impl Default for GradCheck {
+    fn default() -> Self {
+        GradCheck {
+            eps: 1e-6,
+            atol: 1e-6,
+            rtol: 1e-5,
+        }
+    }
+}
+
+/// What a passing check measured.
+#[derive(Clone, Debug, Default)]
+pub struct GradReport {
+    /// Largest |analytic - numeric| over every checked element.
+    pub max_abs_error: f64,
+    /// Number of input elements checked.
+    pub elements: usize,
+}
+
+/// Checks the gradients of `f` with respect to each of `inputs` (float tensors, converted to
+/// f64 on the CPU). Fails naming the input, the element and both values.
+pub fn check(
+    f: impl Fn(&[Var]) -> Result<Var>,
+    inputs: &[Tensor],
+    opts: GradCheck,
+) -> Result<GradReport> {
+    let cpu = Device::cpu();
+    let inputs = inputs
+        .iter()
+        .map(|t| t.to(&cpu)?.to_dtype(DType::F64)?.contiguous())
+        .collect::<Result<Vec<_>>>()?;
+    let vars: Vec<Var> = inputs.iter().map(|t| Var::parameter(t.clone())).collect();
+    let y = f(&vars)?;
+    let weights = Tensor::rand(0.5, 1.5, y.shape(), DType::F64, &mut Rng::new(1234), &cpu)?;
+    let loss = |y: &Var| {
+        y.value()
+            .to_dtype(DType::F64)
+            .and_then(|v| v.mul(&weights)?.sum_all()?.to_scalar::<f64>())
+    };
+    let weighted = y.mul(&Var::constant(weights.clone()))?.sum_all()?;
+    let grads = weighted.backward()?;
+
+    let mut report = GradReport::default();
+    for (i, input) in inputs.iter().enumerate() {
+        let analytic = match grads.get(&vars[i]) {
+            Some(g) => g.to_vec::<f64>()?,
+            None => vec![0.0; input.elem_count()],
+        };
+        let base = input.to_vec::<f64>()?;
+        for j in 0..base.len() {
+            let eval = |delta: f64| -> Result<f64> {
+                let mut values = base.clone();
+                values[j] += delta;
+                let perturbed = Tensor::from_vec(values, input.shape(), &cpu)?;
+                let args: Vec<Var> = vars
+                    .iter()
+                    .enumerate()
+                    .map(|(k, v)| {
+                        if k == i {
+                            Var::constant(perturbed.clone())
+                        } else {
+                            Var::constant(v.value())
+                        }
+                    })
+                    .collect();
+                no_grad(|| loss(&f(&args)?))
+            };
+            let numeric = (eval(opts.eps)? - eval(-opts.eps)?) / (2.0 * opts.eps);
+            let err = (analytic[j] - numeric).abs();
+            report.max_abs_error = report.max_abs_error.max(err);
+            report.elements += 1;
+            let within = err <= opts.atol + opts.rtol * numeric.abs();
+            if !within {
+                return Err(Error::shape(
+                    "gradcheck",
+                    format!(
+                        "input {i} {:?}, element {j}: analytic {:.10e} vs numeric {:.10e} (|diff| {err:.3e})",
+                        input.shape(),
+                        analytic[j],
+                        numeric
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(report)
+}
