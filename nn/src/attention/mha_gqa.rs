@@ -1,0 +1,261 @@
+//! Multi-head attention with grouped key/value heads: MHA (kv_heads == heads), GQA (Ainslie et
+//! al. 2023; Llama, Qwen, Mistral, SmolLM3, Gemma 3) and MQA (one kv head). Query head `h` reads
+//! kv head `h / (heads / kv_heads)`; the fused attention kernel maps heads, so keys and values
+//! are never copied per query head.
+//!
+//! The per-family knobs are fields of [`AttentionConfig`]: QK-norm per head (Qwen3, Gemma 3) or
+//! over the whole projection (OLMo 2) before RoPE, or weightless after RoPE (Llama 4); RoPE or
+//! NoPE; the mask; the softmax scale; Llama 4's temperature tuning on NoPE layers.
+
+use std::sync::Mutex;
+
+use autograd::{Var, no_grad};
+use tensor::{AttentionSpec, Result, Tensor};
+
+use super::kv_cache::KvCache;
+use super::masks::MaskKind;
+use super::qk_clip;
+use crate::rope::Rope;
+use crate::{Init, Linear, Module, RmsNorm, join};
+
+/// Where a layer normalises its queries and keys.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum QkNorm {
+    None,
+    /// RMSNorm(head_dim) on each head before RoPE (Qwen3; Gemma 3 with `gemma: true`).
+    PerHead {
+        eps: f64,
+        gemma: bool,
+    },
+    /// RMSNorm over the whole q / k projection before splitting heads (OLMo 2).
+    WholeProjection {
+        eps: f64,
+    },
+    /// Weightless RMS normalisation of each head after RoPE (Llama 4's `Llama4TextL2Norm`).
+    L2AfterRope {
+        eps: f64,
+    },
+}
+
+/// Llama 4's attention temperature tuning (Nakanishi 2025, "Scalable-Softmax"): on NoPE layers
+/// queries at position p are scaled by `1 + attn_scale * ln(1 + floor((p + 1) / floor_scale))`,
+/// so attention stays sharp over very long contexts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TemperatureTuning {
+    pub attn_scale: f64,
+    pub floor_scale: f64,
+}
+
+impl TemperatureTuning {
+    pub fn factor(&self, position: usize) -> f64 {
+        1.0 + self.attn_scale * (((position as f64 + 1.0) / self.floor_scale).floor()).ln_1p()
+    }
+}
+
+/// One layer's attention settings.
+#[derive(Clone, Debug)]
+pub struct AttentionConfig {
+    pub hidden_size: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    /// `attention_bias`: biases on q, k, v (and o).
+    pub bias: bool,
+    pub qk_norm: QkNorm,
+    /// `None` on NoPE layers.
+    pub rope: Option<Rope>,
+    pub mask: MaskKind,
+    /// Softmax scale: `head_dim^-0.5`, or Gemma's `query_pre_attn_scalar^-0.5`.
+    pub scale: f64,
+    /// `attn_logit_softcapping`.
+    pub softcap: Option<f64>,
+    pub temperature_tuning: Option<TemperatureTuning>,
+}
+
+pub struct GroupedQueryAttention {
+    pub config: AttentionConfig,
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+    /// In training mode, the largest attention logit per head of the last forward (MuonClip).
+    max_logits: Mutex<Option<Vec<f64>>>,
+    training: std::sync::atomic::AtomicBool,
+}
+
+impl GroupedQueryAttention {
+    pub fn new(config: AttentionConfig, init: &mut Init) -> Result<GroupedQueryAttention> {
+        let (h, kv, d, hd) = (
+            config.num_heads,
+            config.num_kv_heads,
+            config.hidden_size,
+            config.head_dim,
+        );
+        let bias = config.bias;
+        let (q_norm, k_norm) = match config.qk_norm {
+            QkNorm::None => (None, None),
+            QkNorm::PerHead { eps, gemma: false } => (
+                Some(RmsNorm::new(hd, eps, init)?),
+                Some(RmsNorm::new(hd, eps, init)?),
+            ),
+            QkNorm::PerHead { eps, gemma: true } => (
+                Some(RmsNorm::gemma(hd, eps, init)?),
+                Some(RmsNorm::gemma(hd, eps, init)?),
+            ),
+            QkNorm::WholeProjection { eps } => (
+                Some(RmsNorm::new(h * hd, eps, init)?),
+                Some(RmsNorm::new(kv * hd, eps, init)?),
+            ),
+            QkNorm::L2AfterRope { eps } => (
+                Some(RmsNorm::weightless(eps)),
+                Some(RmsNorm::weightless(eps)),
+            ),
+        };
+        Ok(GroupedQueryAttention {
+            q_proj: Linear::new(d, h * hd, bias, init)?,
+            k_proj: Linear::new(d, kv * hd, bias, init)?,
+            v_proj: Linear::new(d, kv * hd, bias, init)?,
+            o_proj: Linear::new(h * hd, d, bias, init)?,
+            q_norm,
+            k_norm,
+            config,
+            max_logits: Mutex::new(None),
+            training: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// `x [B, T, hidden]` at positions `start..start + T` -> `[B, T, hidden]`. With a cache, the
+    /// step's keys and values are appended and the queries attend to everything the cache holds.
+    pub fn forward(&self, x: &Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var> {
+        let c = &self.config;
+        let (b, t) = (x.dims()[0], x.dims()[1]);
+        let (h, kv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let (mut q, mut k) = (self.q_proj.forward(x)?, self.k_proj.forward(x)?);
+        if let QkNorm::WholeProjection { .. } = c.qk_norm {
+            q = self.norm_q(&q)?;
+            k = self.norm_k(&k)?;
+        }
+        // (B, T, H*hd) -> (B, H, T, hd)
+        let heads = |y: Var, n: usize| y.reshape([b, t, n, hd])?.transpose(1, 2);
+        let (mut q, mut k) = (heads(q, h)?, heads(k, kv)?);
+        let v = heads(self.v_proj.forward(x)?, kv)?;
+        if let QkNorm::PerHead { .. } = c.qk_norm {
+            q = self.norm_q(&q)?;
+            k = self.norm_k(&k)?;
+        }
+        if let Some(rope) = &c.rope {
+            q = rope.apply(&q, start)?;
+            k = rope.apply(&k, start)?;
+            if let QkNorm::L2AfterRope { .. } = c.qk_norm {
+                q = self.norm_q(&q)?;
+                k = self.norm_k(&k)?;
+            }
+        } else if let Some(tuning) = c.temperature_tuning {
+            let scales: Vec<f32> = (start..start + t)
+                .map(|p| tuning.factor(p) as f32)
+                .collect();
+            let scales = Tensor::from_vec(scales, [1, 1, t, 1], &tensor::Device::cpu())?
+                .to(&q.device())?
+                .to_dtype(q.dtype())?;
+            q = q.mul_tensor(&scales)?;
+        }
+        let (k_all, v_all, k_start) = match cache {
+            Some(cache) => {
+                let rows = cache.append(&[&k.value(), &v.value()])?;
+                (
+                    Var::constant(rows.tensors[0].clone()),
+                    Var::constant(rows.tensors[1].clone()),
+                    rows.k_start,
+                )
+            }
+            None => (k, v, start),
+        };
+        let spec = AttentionSpec {
+            scale: c.scale,
+            mask: c.mask.at(start, k_start),
+            softcap: c.softcap,
+        };
+        if self.training.load(std::sync::atomic::Ordering::Relaxed) {
+            let maxima =
+                no_grad(|| qk_clip::max_logits_per_head(&q.value(), &k_all.value(), &spec))?;
+            *self.max_logits.lock().unwrap_or_else(|p| p.into_inner()) = Some(maxima);
+        }
+        let out = Var::attention(&q, &k_all, &v_all, &spec)?; // (B, H, T, hd)
+        self.o_proj
+            .forward(&out.transpose(1, 2)?.reshape([b, t, h * hd])?)
+    }
+
+    fn norm_q(&self, x: &Var) -> Result<Var> {
+        match &self.q_norm {
+            Some(n) => n.forward(x),
+            None => Ok(x.clone()),
+        }
+    }
+
+    fn norm_k(&self, x: &Var) -> Result<Var> {
+        match &self.k_norm {
+            Some(n) => n.forward(x),
+            None => Ok(x.clone()),
+        }
+    }
+
+    /// The largest scaled logit per query head seen by the last training-mode forward.
+    pub fn max_logits(&self) -> Option<Vec<f64>> {
+        self.max_logits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// KV-cache bytes this layer adds per token at `dtype_bytes` per number.
+    pub fn kv_bytes_per_token(&self, dtype_bytes: usize) -> usize {
+        2 * self.config.num_kv_heads * self.config.head_dim * dtype_bytes
+    }
+}
+
+impl Module for GroupedQueryAttention {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Var)) {
+        self.q_proj.visit(&join(prefix, "q_proj"), f);
+        self.k_proj.visit(&join(prefix, "k_proj"), f);
+        self.v_proj.visit(&join(prefix, "v_proj"), f);
+        self.o_proj.visit(&join(prefix, "o_proj"), f);
+        self.q_norm.visit(&join(prefix, "q_norm"), f);
+        self.k_norm.visit(&join(prefix, "k_norm"), f);
+    }
+
+    fn set_training(&self, training: bool) {
+        self.training
+            .store(training, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// QK-Clip (Kimi K2): heads whose max logit exceeded `tau` get their query and key rows scaled
+    /// so the logit comes back to `tau`. With one kv head per query head (MHA) the factor
+    /// `gamma = tau / max` is split as `sqrt(gamma)` on each side; a kv head shared by a group
+    /// (GQA) is left alone and its query heads take the whole `gamma`, as MLA does with its shared
+    /// rope key.
+    fn clip_qk(&self, tau: f64) -> Result<()> {
+        let Some(maxima) = self.max_logits() else {
+            return Ok(());
+        };
+        let c = &self.config;
+        let shared = c.num_kv_heads != c.num_heads;
+        for (head, &m) in maxima.iter().enumerate() {
+            if m <= tau {
+                continue;
+            }
+            let gamma = tau / m;
+            let (q_scale, k_scale) = if shared {
+                (gamma, 1.0)
+            } else {
+                (gamma.sqrt(), gamma.sqrt())
+            };
+            qk_clip::scale_rows(&self.q_proj.weight, head * c.head_dim, c.head_dim, q_scale)?;
+            if k_scale != 1.0 {
+                qk_clip::scale_rows(&self.k_proj.weight, head * c.head_dim, c.head_dim, k_scale)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! Attention: the masks, the KV cache, standard multi-head attention with grouped kv heads
+//! (MHA/GQA/MQA), and DeepSeek's multi-head latent attention (MLA).
+
+pub mod kv_cache;
+pub mod masks;
+pub mod mha_gqa;
+pub mod mla;
+pub mod qk_clip;
+
+pub use kv_cache::KvCache;
+pub use masks::MaskKind;
+pub use mha_gqa::{AttentionConfig, GroupedQueryAttention, QkNorm, TemperatureTuning};
+pub use mla::{MlaConfig, MultiHeadLatentAttention};

@@ -1,0 +1,62 @@
+//! `Linear`: `y = x W^T + b`, with W stored [out, in] as PyTorch and Hugging Face store it.
+
+use autograd::Var;
+use tensor::Result;
+
+use crate::{Init, Module, join};
+
+pub struct Linear {
+    /// [out_features, in_features]
+    pub weight: Var,
+    pub bias: Option<Var>,
+}
+
+impl Linear {
+    pub fn new(
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+        init: &mut Init,
+    ) -> Result<Linear> {
+        Ok(Linear {
+            weight: init.normal([out_features, in_features])?,
+            bias: if bias {
+                Some(init.zeros([out_features])?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Wraps existing parameters.
+    pub fn from_weights(weight: Var, bias: Option<Var>) -> Linear {
+        Linear { weight, bias }
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.weight.dims()[1]
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    /// `x [.., in] -> [.., out]`. Weights may be bf16/f16 with f32 activations (widened inside
+    /// the matmul).
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        let y = x.linear(&self.weight)?;
+        match &self.bias {
+            Some(b) => y.add(&b.to_dtype(y.dtype())?),
+            None => Ok(y),
+        }
+    }
+}
+
+impl Module for Linear {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Var)) {
+        f(&join(prefix, "weight"), &self.weight);
+        if let Some(b) = &self.bias {
+            f(&join(prefix, "bias"), b);
+        }
+    }
+}

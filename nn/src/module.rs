@@ -1,0 +1,117 @@
+//! `Module`: a block with named parameters. Names are dotted paths that match Hugging Face
+//! checkpoints (`model.layers.3.self_attn.q_proj.weight`), so loading a checkpoint is a walk
+//! over `named_parameters()` with a lookup per name.
+
+use autograd::Var;
+use tensor::{DType, Device, Result};
+
+/// A block of a model: it knows its parameters and their names.
+pub trait Module {
+    /// Calls `f` with every parameter, named `prefix.<its path>`.
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Var));
+
+    /// Switches between training and evaluation behaviour (statistics a router keeps, the
+    /// logit maxima MuonClip needs). Most blocks behave the same in both.
+    fn set_training(&self, _training: bool) {}
+
+    /// QK-Clip (MuonClip): attention blocks rescale the query/key weights of heads whose largest
+    /// logit in the last training-mode forward exceeded `tau`. Containers pass it on; other
+    /// blocks ignore it.
+    fn clip_qk(&self, _tau: f64) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// `prefix.name`, or `name` when the prefix is empty.
+pub fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// Conveniences every module gets.
+pub trait ModuleExt: Module {
+    /// `(name, parameter)` for every parameter, in visiting order.
+    fn named_parameters(&self) -> Vec<(String, Var)> {
+        let mut out = Vec::new();
+        self.visit("", &mut |name, var| {
+            out.push((name.to_string(), var.clone()))
+        });
+        out
+    }
+
+    fn parameters(&self) -> Vec<Var> {
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// The number of scalar parameters, counting a parameter shared by two names once.
+    fn num_parameters(&self) -> usize {
+        let mut seen = std::collections::HashSet::new();
+        self.parameters()
+            .iter()
+            .filter(|v| seen.insert(v.id()))
+            .map(|v| v.elem_count())
+            .sum()
+    }
+
+    /// Moves every parameter to `device`, in place.
+    fn to_device(&self, device: &Device) -> Result<()> {
+        for p in unique(self.parameters()) {
+            p.replace_value(p.value().to(device)?)?;
+        }
+        Ok(())
+    }
+
+    /// Converts every float parameter to `dtype`, in place.
+    fn to_dtype(&self, dtype: DType) -> Result<()> {
+        for p in unique(self.parameters()) {
+            if p.dtype().is_float() {
+                p.replace_value(p.value().to_dtype(dtype)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<M: Module + ?Sized> ModuleExt for M {}
+
+fn unique(vars: Vec<Var>) -> Vec<Var> {
+    let mut seen = std::collections::HashSet::new();
+    vars.into_iter().filter(|v| seen.insert(v.id())).collect()
+}
+
+impl<M: Module> Module for Vec<M> {
+    /// A list of blocks named by index, as `model.layers.0`, `model.layers.1`, ...
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Var)) {
+        for (i, m) in self.iter().enumerate() {
+            m.visit(&join(prefix, &i.to_string()), f);
+        }
+    }
+    fn set_training(&self, training: bool) {
+        self.iter().for_each(|m| m.set_training(training));
+    }
+    fn clip_qk(&self, tau: f64) -> Result<()> {
+        self.iter().try_for_each(|m| m.clip_qk(tau))
+    }
+}
+
+impl<M: Module> Module for Option<M> {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Var)) {
+        if let Some(m) = self {
+            m.visit(prefix, f);
+        }
+    }
+    fn set_training(&self, training: bool) {
+        if let Some(m) = self {
+            m.set_training(training);
+        }
+    }
+    fn clip_qk(&self, tau: f64) -> Result<()> {
+        self.as_ref().map_or(Ok(()), |m| m.clip_qk(tau))
+    }
+}

@@ -1,0 +1,180 @@
+//! Rotary position embedding (Su et al. 2021, RoFormer) and the schedules that stretch it to
+//! longer contexts: linear position interpolation (Chen et al. 2023), Llama 3's frequency-band
+//! scaling, and YaRN (Peng et al. 2023). Frequencies follow Hugging Face's
+//! `modeling_rope_utils` exactly, since checkpoints were trained with them.
+//!
+//! Each pair of dims `(a, b)` at position `p` is rotated by the angle `p * inv_freq[i]`, with
+//! `inv_freq[i] = theta^(-2i/d)`: low dims spin fast (local detail), high dims slowly (long range).
+
+use autograd::Var;
+use tensor::{DType, Device, Result, Tensor};
+
+/// How the base frequencies are rescaled for contexts longer than training (`rope_scaling`,
+/// or `rope_parameters.rope_type` in transformers 5).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    /// `rope_type: default`: the plain schedule.
+    None,
+    /// `rope_type: linear`: every frequency divided by `factor` (positions interpolated).
+    Linear { factor: f64 },
+    /// `rope_type: llama3`: low frequencies (wavelength above `original / low_freq_factor`)
+    /// divided by `factor`, high ones kept, the band between blended.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
+    /// `rope_type: yarn`: dims that rotate fewer than `beta_slow` times over the original context
+    /// are interpolated, those rotating more than `beta_fast` times kept, a linear ramp between.
+    /// `attention_factor` scales cos and sin (`mscale / mscale_all_dim` ratio of `get_mscale`).
+    Yarn {
+        factor: f64,
+        beta_fast: f64,
+        beta_slow: f64,
+        mscale: f64,
+        mscale_all_dim: f64,
+        original_max_position_embeddings: f64,
+        truncate: bool,
+    },
+}
+
+/// YaRN's `get_mscale`: `0.1 * mscale * ln(factor) + 1` for factor > 1. DeepSeek-V3 multiplies
+/// its softmax scale by `get_mscale(factor, mscale_all_dim)^2` (1.873854 for factor 40).
+pub fn yarn_get_mscale(factor: f64, mscale: f64) -> f64 {
+    if factor <= 1.0 {
+        1.0
+    } else {
+        0.1 * mscale * factor.ln() + 1.0
+    }
+}
+
+/// A rotary embedding for one layer kind: its frequencies, the cos/sin scale and the pair layout.
+#[derive(Clone, Debug)]
+pub struct Rope {
+    /// `rotary_dim / 2` inverse frequencies, after scaling.
+    pub inv_freq: Vec<f64>,
+    /// Multiplies cos and sin (YaRN's attention factor; 1 otherwise).
+    pub attention_factor: f64,
+    /// Pairs `(2i, 2i+1)` (Meta's complex form: Llama 4, DeepSeek's rope dims) instead of
+    /// `(i, i + d/2)` (HF `rotate_half`).
+    pub interleaved: bool,
+}
+
+impl Rope {
+    /// Frequencies for `dim` rotated dims with base `theta` (`rope_theta`) and a scaling.
+    pub fn new(dim: usize, theta: f64, scaling: &RopeScaling, interleaved: bool) -> Rope {
+        let base: Vec<f64> = (0..dim / 2)
+            .map(|i| 1.0 / theta.powf((2 * i) as f64 / dim as f64))
+            .collect();
+        let (inv_freq, attention_factor) = match *scaling {
+            RopeScaling::None => (base, 1.0),
+            RopeScaling::Linear { factor } => (base.iter().map(|f| f / factor).collect(), 1.0),
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: old,
+            } => {
+                let (low_wavelen, high_wavelen) = (old / low_freq_factor, old / high_freq_factor);
+                let scaled = base
+                    .iter()
+                    .map(|&f| {
+                        let wavelen = 2.0 * std::f64::consts::PI / f;
+                        if wavelen > low_wavelen {
+                            f / factor
+                        } else if wavelen < high_wavelen {
+                            f
+                        } else {
+                            let smooth = (old / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
+                            (1.0 - smooth) * f / factor + smooth * f
+                        }
+                    })
+                    .collect();
+                (scaled, 1.0)
+            }
+            RopeScaling::Yarn {
+                factor,
+                beta_fast,
+                beta_slow,
+                mscale,
+                mscale_all_dim,
+                original_max_position_embeddings: old,
+                truncate,
+            } => {
+                // The dim at which a frequency completes `rotations` turns over the original context.
+                let correction_dim = |rotations: f64| {
+                    (dim as f64 * (old / (rotations * 2.0 * std::f64::consts::PI)).ln())
+                        / (2.0 * theta.ln())
+                };
+                let (mut low, mut high) = (correction_dim(beta_fast), correction_dim(beta_slow));
+                if truncate {
+                    low = low.floor();
+                    high = high.ceil();
+                }
+                let (low, high) = (low.max(0.0), high.min(dim as f64 - 1.0));
+                let high = if low == high { high + 0.001 } else { high };
+                let scaled = base
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &f)| {
+                        let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                        let extrapolation = 1.0 - ramp; // 1 keeps the original frequency
+                        (f / factor) * (1.0 - extrapolation) + f * extrapolation
+                    })
+                    .collect();
+                let attention_factor = if mscale != 0.0 && mscale_all_dim != 0.0 {
+                    yarn_get_mscale(factor, mscale) / yarn_get_mscale(factor, mscale_all_dim)
+                } else {
+                    yarn_get_mscale(factor, 1.0)
+                };
+                (scaled, attention_factor)
+            }
+        };
+        Rope {
+            inv_freq,
+            attention_factor,
+            interleaved,
+        }
+    }
+
+    /// Rotated dims.
+    pub fn dim(&self) -> usize {
+        self.inv_freq.len() * 2
+    }
+
+    /// cos and sin tables [len, dim/2] for positions `start .. start + len`, scaled by the
+    /// attention factor. Angles are computed in f64 on the host, then stored as `dtype`.
+    pub fn tables(
+        &self,
+        start: usize,
+        len: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
+        let half = self.inv_freq.len();
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        for p in start..start + len {
+            for &f in &self.inv_freq {
+                let angle = p as f64 * f;
+                cos.push(angle.cos() * self.attention_factor);
+                sin.push(angle.sin() * self.attention_factor);
+            }
+        }
+        let make = |v: Vec<f64>| {
+            Tensor::from_vec(v, [len, half], &Device::cpu())?
+                .to_dtype(dtype)?
+                .to(device)
+        };
+        Ok((make(cos)?, make(sin)?))
+    }
+
+    /// Rotates `x [.., T, dim]` whose rows sit at positions `start .. start + T`.
+    pub fn apply(&self, x: &Var, start: usize) -> Result<Var> {
+        let t = x.dims()[x.rank() - 2];
+        let (cos, sin) = self.tables(start, t, x.dtype(), &x.device())?;
+        x.rope(&cos, &sin, self.interleaved)
+    }
+}
