@@ -105,3 +105,77 @@ pub fn check(
     }
     Ok(report)
 }
+
+/// Checks the gradients of `f` with respect to `params`, leaves that `f` reads directly (a
+/// module's own parameters). Their values must be f64 on the CPU. Each element is perturbed in
+/// place and restored.
+pub fn check_params(
+    params: &[Var],
+    f: impl Fn() -> Result<Var>,
+    opts: GradCheck,
+) -> Result<GradReport> {
+    let cpu = Device::cpu();
+    for (i, p) in params.iter().enumerate() {
+        if p.dtype() != DType::F64 || !p.device().is_cpu() || !p.is_leaf() {
+            return Err(Error::dtype(
+                "gradcheck",
+                format!(
+                    "parameter {i} must be an f64 CPU leaf, got {} on {}",
+                    p.dtype(),
+                    p.device()
+                ),
+            ));
+        }
+    }
+    let y = f()?;
+    let weights = Tensor::rand(0.5, 1.5, y.shape(), DType::F64, &mut Rng::new(1234), &cpu)?;
+    let grads = y
+        .mul(&Var::constant(weights.clone()))?
+        .sum_all()?
+        .backward()?;
+    let loss = || -> Result<f64> {
+        no_grad(|| {
+            f()?.value()
+                .to_dtype(DType::F64)?
+                .mul(&weights)?
+                .sum_all()?
+                .to_scalar::<f64>()
+        })
+    };
+
+    let mut report = GradReport::default();
+    for (i, p) in params.iter().enumerate() {
+        let original = p.value();
+        let analytic = match grads.get(p) {
+            Some(g) => g.to_vec::<f64>()?,
+            None => vec![0.0; original.elem_count()],
+        };
+        let base = original.to_vec::<f64>()?;
+        for j in 0..base.len() {
+            let mut eval = |delta: f64| -> Result<f64> {
+                let mut values = base.clone();
+                values[j] += delta;
+                p.set_value(Tensor::from_vec(values, original.shape(), &cpu)?)?;
+                loss()
+            };
+            let numeric = (eval(opts.eps)? - eval(-opts.eps)?) / (2.0 * opts.eps);
+            p.set_value(original.clone())?;
+            let err = (analytic[j] - numeric).abs();
+            report.max_abs_error = report.max_abs_error.max(err);
+            report.elements += 1;
+            let within = err <= opts.atol + opts.rtol * numeric.abs();
+            if !within {
+                return Err(Error::shape(
+                    "gradcheck",
+                    format!(
+                        "parameter {i} {:?}, element {j}: analytic {:.10e} vs numeric {:.10e} (|diff| {err:.3e})",
+                        original.shape(),
+                        analytic[j],
+                        numeric
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(report)
+}
