@@ -152,7 +152,7 @@ pub fn check_params(
         };
         let base = original.to_vec::<f64>()?;
         for j in 0..base.len() {
-            let mut eval = |delta: f64| -> Result<f64> {
+            let eval = |delta: f64| -> Result<f64> {
                 let mut values = base.clone();
                 values[j] += delta;
                 p.set_value(Tensor::from_vec(values, original.shape(), &cpu)?)?;
