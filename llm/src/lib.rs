@@ -1,1 +1,6 @@
-//! The eight reference architectures. Built by the llm issue; empty until then.
+//! The eight reference architectures. Built by the llm issue.
+
+pub mod error;
+pub mod weights;
+
+pub use error::{Error, Result};

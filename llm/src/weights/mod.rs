@@ -1,0 +1,236 @@
+//! Checkpoints in the Hugging Face safetensors layout: one `model.safetensors`, or shards listed
+//! by `model.safetensors.index.json`. Files are memory-mapped, never read whole; a tensor's bytes
+//! are copied out only when it is loaded, converted to the dtype asked for on the way.
+//!
+//! Headers are validated before anything is trusted (the `safetensors` crate checks that offsets
+//! are contiguous, inside the file, and match each shape times its dtype size, with overflow
+//! checks), so a hostile or truncated file is an error naming it, never a panic or a huge
+//! allocation.
+
+mod save;
+
+pub use save::save_safetensors;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use safetensors::tensor::{Dtype, Metadata, TensorInfo};
+use tensor::{DType, Device, HostData, Tensor};
+
+use crate::{Error, Result};
+
+/// One memory-mapped safetensors file and its validated header.
+struct File {
+    path: PathBuf,
+    mmap: Mmap,
+    /// Where the data section starts (8-byte length + header).
+    data_start: usize,
+    metadata: Metadata,
+}
+
+/// The tensors of a checkpoint, by name, across its files.
+pub struct Checkpoint {
+    files: Vec<File>,
+    index: HashMap<String, usize>,
+}
+
+/// What a checkpoint says about one tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorMeta {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+}
+
+fn dtype_of(d: Dtype) -> Option<DType> {
+    match d {
+        Dtype::F32 => Some(DType::F32),
+        Dtype::F64 => Some(DType::F64),
+        Dtype::BF16 => Some(DType::BF16),
+        Dtype::F16 => Some(DType::F16),
+        Dtype::U32 => Some(DType::U32),
+        Dtype::I64 => Some(DType::I64),
+        // Read as i64 (ids saved by tools that use 32-bit ints).
+        Dtype::I32 => Some(DType::I64),
+        _ => None,
+    }
+}
+
+impl Checkpoint {
+    /// Opens a checkpoint directory (`model.safetensors`, or the shards of
+    /// `model.safetensors.index.json`), or a single `.safetensors` file.
+    pub fn open(path: &Path) -> Result<Checkpoint> {
+        let files: Vec<PathBuf> = if path.is_file() {
+            vec![path.to_path_buf()]
+        } else if path.join("model.safetensors.index.json").is_file() {
+            shard_files(&path.join("model.safetensors.index.json"))?
+        } else if path.join("model.safetensors").is_file() {
+            vec![path.join("model.safetensors")]
+        } else if path.is_dir() {
+            return Err(Error::format(
+                path,
+                "no model.safetensors or model.safetensors.index.json in this directory",
+            ));
+        } else {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+            ));
+        };
+        let mut checkpoint = Checkpoint {
+            files: Vec::new(),
+            index: HashMap::new(),
+        };
+        for file in files {
+            checkpoint.add_file(&file)?;
+        }
+        Ok(checkpoint)
+    }
+
+    fn add_file(&mut self, path: &Path) -> Result<()> {
+        let handle = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: the map is read-only and private to this process. If another process truncates
+        // the file while it is mapped, reads could fault; checkpoints are not edited while a
+        // model loads from them, which is the contract of every memory-mapping loader.
+        let mmap = unsafe { Mmap::map(&handle) }.map_err(|e| Error::io(path, e))?;
+        let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&mmap)
+            .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
+        let file_index = self.files.len();
+        for name in metadata.tensors().keys() {
+            if self.index.insert(name.clone(), file_index).is_some() {
+                return Err(Error::format(
+                    path,
+                    format!("tensor {name} appears in more than one file"),
+                ));
+            }
+        }
+        self.files.push(File {
+            path: path.to_path_buf(),
+            mmap,
+            data_start: 8 + header_len,
+            metadata,
+        });
+        Ok(())
+    }
+
+    /// Every tensor name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.index.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    fn entry(&self, name: &str) -> Option<(&File, &TensorInfo)> {
+        let file = &self.files[*self.index.get(name)?];
+        Some((file, file.metadata.info(name)?))
+    }
+
+    /// The dtype and shape of a tensor, without reading it.
+    pub fn meta(&self, name: &str) -> Option<TensorMeta> {
+        let (_, info) = self.entry(name)?;
+        Some(TensorMeta {
+            dtype: dtype_of(info.dtype)?,
+            shape: info.shape.clone(),
+        })
+    }
+
+    /// Total bytes of tensor data across the files.
+    pub fn data_bytes(&self) -> usize {
+        self.files.iter().map(|f| f.mmap.len() - f.data_start).sum()
+    }
+
+    /// Loads a tensor onto `device`, converted to `dtype` when given.
+    pub fn load(&self, name: &str, dtype: Option<DType>, device: &Device) -> Result<Tensor> {
+        let (file, info) = self.entry(name).ok_or_else(|| Error::Format {
+            path: self.describe(),
+            msg: format!("missing tensor {name}"),
+        })?;
+        let stored = dtype_of(info.dtype).ok_or_else(|| {
+            Error::format(
+                &file.path,
+                format!(
+                    "tensor {name} has dtype {:?}, which this loader does not read",
+                    info.dtype
+                ),
+            )
+        })?;
+        let (start, end) = info.data_offsets;
+        let bytes = file
+            .mmap
+            .get(file.data_start + start..file.data_start + end)
+            .ok_or_else(|| {
+                Error::format(&file.path, format!("tensor {name} lies outside the file"))
+            })?;
+        let host = if info.dtype == Dtype::I32 {
+            let v: Vec<i32> = bytemuck_cast(bytes);
+            HostData::I64(v.into_iter().map(i64::from).collect())
+        } else {
+            HostData::from_bytes(stored, bytes)?
+        };
+        let host = match dtype {
+            Some(d) if d != host.dtype() => host.cast(d),
+            _ => host,
+        };
+        Ok(Tensor::from_host(host, info.shape.clone(), device)?)
+    }
+
+    /// Where the checkpoint lives, for messages.
+    pub fn describe(&self) -> PathBuf {
+        match self.files.as_slice() {
+            [one] => one.path.clone(),
+            [first, ..] => first
+                .path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| first.path.clone()),
+            [] => PathBuf::from("<empty checkpoint>"),
+        }
+    }
+}
+
+fn bytemuck_cast(bytes: &[u8]) -> Vec<i32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// The distinct shard files an index names, in order, resolved next to the index.
+fn shard_files(index_path: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(index_path).map_err(|e| Error::io(index_path, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::format(index_path, format!("invalid JSON: {e}")))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::format(index_path, "expected an object field \"weight_map\""))?;
+    let dir = index_path.parent().unwrap_or(Path::new("."));
+    let mut files: Vec<PathBuf> = Vec::new();
+    for (name, file) in map {
+        let file = file.as_str().ok_or_else(|| {
+            Error::format(
+                index_path,
+                format!("weight_map entry {name} is not a file name"),
+            )
+        })?;
+        if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+            return Err(Error::format(
+                index_path,
+                format!("weight_map entry {name} names {file:?}, which is not a plain file name"),
+            ));
+        }
+        let path = dir.join(file);
+        if !files.contains(&path) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::format(index_path, "weight_map is empty"));
+    }
+    Ok(files)
+}
