@@ -1,6 +1,9 @@
 //! The eight reference architectures. Built by the llm issue.
 
 pub mod error;
+pub mod generate;
+pub mod models;
+pub mod sample;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -1,0 +1,79 @@
+//! What the decoder needs of an attention block and of a feed-forward block, so one decoder
+//! loop serves standard attention and MLA, dense FFNs and mixtures of experts.
+
+use autograd::Var;
+use nn::Module;
+use nn::attention::{GroupedQueryAttention, KvCache, MaskKind, MultiHeadLatentAttention};
+use tensor::Result;
+
+/// A self-attention block: `x [B, T, hidden]` at positions `start..` -> `[B, T, hidden]`.
+pub trait AttentionBlock: Module + Send + Sync {
+    fn forward(&self, x: &Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var>;
+    /// The mask this layer applies (so its cache keeps only what the mask can still see).
+    fn mask(&self) -> MaskKind;
+    /// Cache bytes this layer adds per token at `dtype_bytes` per number.
+    fn kv_bytes_per_token(&self, dtype_bytes: usize) -> usize;
+    /// A short description for printing a model's anatomy.
+    fn describe(&self) -> String;
+}
+
+impl AttentionBlock for GroupedQueryAttention {
+    fn forward(&self, x: &Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var> {
+        GroupedQueryAttention::forward(self, x, start, cache)
+    }
+    fn mask(&self) -> MaskKind {
+        self.config.mask
+    }
+    fn kv_bytes_per_token(&self, dtype_bytes: usize) -> usize {
+        GroupedQueryAttention::kv_bytes_per_token(self, dtype_bytes)
+    }
+    fn describe(&self) -> String {
+        let c = &self.config;
+        let kind = match (c.num_heads, c.num_kv_heads) {
+            (h, kv) if h == kv => "MHA".to_string(),
+            (_, 1) => "MQA".to_string(),
+            (h, kv) => format!("GQA {h}:{kv}"),
+        };
+        let pos = if c.rope.is_some() { "RoPE" } else { "NoPE" };
+        format!("{kind}, {pos}, {}", c.mask.name())
+    }
+}
+
+impl AttentionBlock for MultiHeadLatentAttention {
+    fn forward(&self, x: &Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var> {
+        MultiHeadLatentAttention::forward(self, x, start, cache)
+    }
+    fn mask(&self) -> MaskKind {
+        self.config.mask
+    }
+    fn kv_bytes_per_token(&self, dtype_bytes: usize) -> usize {
+        MultiHeadLatentAttention::kv_bytes_per_token(self, dtype_bytes)
+    }
+    fn describe(&self) -> String {
+        format!(
+            "MLA (latent {} + rope {}), {}",
+            self.config.kv_lora_rank,
+            self.config.qk_rope_head_dim,
+            self.config.mask.name()
+        )
+    }
+}
+
+/// A position-wise block: `x [.., hidden] -> [.., hidden]`.
+pub trait FeedForwardBlock: Module + Send + Sync {
+    fn forward(&self, x: &Var) -> Result<Var>;
+    fn describe(&self) -> String;
+}
+
+impl FeedForwardBlock for nn::GatedFeedForward {
+    fn forward(&self, x: &Var) -> Result<Var> {
+        nn::GatedFeedForward::forward(self, x)
+    }
+    fn describe(&self) -> String {
+        let act = match self.activation {
+            tensor::GluActivation::Silu => "SwiGLU",
+            tensor::GluActivation::GeluTanh => "GeGLU",
+        };
+        format!("dense {act} {}", self.gate_proj.out_features())
+    }
+}

@@ -1,0 +1,246 @@
+//! The one decoder every architecture here shares: token embedding, a stack of layers
+//! (attention and feed-forward, each inside a residual connection with its norms), a final
+//! norm, and the output head. Architectures differ only in which blocks and norm placement each
+//! layer gets (their recipes in the sibling files).
+
+use autograd::Var;
+use nn::attention::KvCache;
+use nn::{Embedding, Linear, Module, RmsNorm, join};
+use tensor::{DType, Result, Tensor};
+
+use super::blocks::{AttentionBlock, FeedForwardBlock};
+
+/// Where a layer's norms sit around its two residual branches.
+pub enum LayerNorms {
+    /// `h = x + attn(norm1(x)); out = h + ffn(norm2(h))` (Llama, Qwen, Mistral, SmolLM3, DeepSeek,
+    /// Llama 4). HF calls the second norm `post_attention_layernorm` although it precedes the FFN.
+    PreNorm {
+        input_layernorm: RmsNorm,
+        post_attention_layernorm: RmsNorm,
+    },
+    /// `h = x + norm1(attn(x)); out = h + norm2(ffn(h))`: OLMo 2's norms inside the residual, after
+    /// each block, with no norm on the block's input.
+    PostNorm {
+        post_attention_layernorm: RmsNorm,
+        post_feedforward_layernorm: RmsNorm,
+    },
+    /// `h = x + norm2(attn(norm1(x))); out = h + norm4(ffn(norm3(h)))`: Gemma 3's sandwich.
+    Sandwich {
+        input_layernorm: RmsNorm,
+        post_attention_layernorm: RmsNorm,
+        pre_feedforward_layernorm: RmsNorm,
+        post_feedforward_layernorm: RmsNorm,
+    },
+}
+
+impl LayerNorms {
+    pub fn name(&self) -> &'static str {
+        match self {
+            LayerNorms::PreNorm { .. } => "pre-norm",
+            LayerNorms::PostNorm { .. } => "post-norm (inside the residual)",
+            LayerNorms::Sandwich { .. } => "sandwich (pre + post)",
+        }
+    }
+}
+
+pub struct DecoderLayer {
+    pub self_attn: Box<dyn AttentionBlock>,
+    pub ffn: Box<dyn FeedForwardBlock>,
+    /// HF's name for the feed-forward block: `mlp`, or `feed_forward` in Llama 4.
+    pub ffn_name: &'static str,
+    pub norms: LayerNorms,
+}
+
+impl DecoderLayer {
+    pub fn forward(&self, x: &Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var> {
+        match &self.norms {
+            LayerNorms::PreNorm {
+                input_layernorm,
+                post_attention_layernorm,
+            } => {
+                let h = x.add(&self.self_attn.forward(
+                    &input_layernorm.forward(x)?,
+                    start,
+                    cache,
+                )?)?;
+                h.add(&self.ffn.forward(&post_attention_layernorm.forward(&h)?)?)
+            }
+            LayerNorms::PostNorm {
+                post_attention_layernorm,
+                post_feedforward_layernorm,
+            } => {
+                let h = x.add(
+                    &post_attention_layernorm.forward(&self.self_attn.forward(x, start, cache)?)?,
+                )?;
+                h.add(&post_feedforward_layernorm.forward(&self.ffn.forward(&h)?)?)
+            }
+            LayerNorms::Sandwich {
+                input_layernorm,
+                post_attention_layernorm,
+                pre_feedforward_layernorm,
+                post_feedforward_layernorm,
+            } => {
+                let attn = self
+                    .self_attn
+                    .forward(&input_layernorm.forward(x)?, start, cache)?;
+                let h = x.add(&post_attention_layernorm.forward(&attn)?)?;
+                h.add(
+                    &post_feedforward_layernorm
+                        .forward(&self.ffn.forward(&pre_feedforward_layernorm.forward(&h)?)?)?,
+                )
+            }
+        }
+    }
+}
+
+impl Module for DecoderLayer {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Var)) {
+        self.self_attn.visit(&join(prefix, "self_attn"), f);
+        self.ffn.visit(&join(prefix, self.ffn_name), f);
+        let mut norm = |name: &str, n: &RmsNorm| n.visit(&join(prefix, name), f);
+        match &self.norms {
+            LayerNorms::PreNorm {
+                input_layernorm,
+                post_attention_layernorm,
+            } => {
+                norm("input_layernorm", input_layernorm);
+                norm("post_attention_layernorm", post_attention_layernorm);
+            }
+            LayerNorms::PostNorm {
+                post_attention_layernorm,
+                post_feedforward_layernorm,
+            } => {
+                norm("post_attention_layernorm", post_attention_layernorm);
+                norm("post_feedforward_layernorm", post_feedforward_layernorm);
+            }
+            LayerNorms::Sandwich {
+                input_layernorm,
+                post_attention_layernorm,
+                pre_feedforward_layernorm,
+                post_feedforward_layernorm,
+            } => {
+                norm("input_layernorm", input_layernorm);
+                norm("post_attention_layernorm", post_attention_layernorm);
+                norm("pre_feedforward_layernorm", pre_feedforward_layernorm);
+                norm("post_feedforward_layernorm", post_feedforward_layernorm);
+            }
+        }
+    }
+    fn set_training(&self, training: bool) {
+        self.self_attn.set_training(training);
+        self.ffn.set_training(training);
+    }
+    fn clip_qk(&self, tau: f64) -> Result<()> {
+        self.self_attn.clip_qk(tau)
+    }
+}
+
+/// A decoder-only language model: ids in, next-token logits out.
+pub struct CausalLm {
+    pub embed_tokens: Embedding,
+    /// Gemma multiplies embeddings by sqrt(hidden_size) (rounded to the embedding dtype).
+    pub embed_scale: Option<f64>,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    /// `None` when the output head is the embedding matrix (`tie_word_embeddings`).
+    pub lm_head: Option<Linear>,
+    /// Gemma 2's `final_logit_softcapping` (None for every model here, kept for completeness).
+    pub final_logit_softcap: Option<f64>,
+}
+
+/// What a forward pass can hand back besides the logits.
+pub struct ForwardOutput {
+    /// [B, T, vocab]
+    pub logits: Var,
+    /// With `keep_hidden`: the embedding output, each layer's output, and the final norm's
+    /// output (HF's `hidden_states` with the last entry normed), each [B, T, hidden].
+    pub hidden_states: Vec<Tensor>,
+}
+
+impl CausalLm {
+    /// Runs ids [B, T] at positions `start..`. With caches (one per layer), keys and values are
+    /// appended to them and reused: the decoding path.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        start: usize,
+        caches: Option<&mut [KvCache]>,
+        keep_hidden: bool,
+    ) -> Result<ForwardOutput> {
+        let mut hidden_states = Vec::new();
+        let mut x = self.embed_tokens.forward(ids)?;
+        if let Some(scale) = self.embed_scale {
+            // HF casts the scale to the embedding dtype first: sqrt(640) becomes 25.25 in bf16.
+            let scale = Tensor::full(scale, (), self.embed_tokens.weight.dtype(), &x.device())?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
+            x = x.mul_scalar(scale)?;
+        }
+        if keep_hidden {
+            hidden_states.push(x.value());
+        }
+        let mut caches = caches;
+        if let Some(c) = caches.as_deref() {
+            if c.len() != self.layers.len() {
+                return Err(tensor::Error::shape(
+                    "forward",
+                    format!("{} caches for {} layers", c.len(), self.layers.len()),
+                ));
+            }
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            let cache = caches.as_deref_mut().map(|c| &mut c[i]);
+            x = layer.forward(&x, start, cache)?;
+            if keep_hidden && i + 1 < self.layers.len() {
+                hidden_states.push(x.value());
+            }
+        }
+        let x = self.norm.forward(&x)?;
+        if keep_hidden {
+            hidden_states.push(x.value());
+        }
+        let mut logits = match &self.lm_head {
+            Some(head) => head.forward(&x)?,
+            None => x.linear(&self.embed_tokens.weight)?,
+        };
+        if let Some(cap) = self.final_logit_softcap {
+            logits = logits.mul_scalar(1.0 / cap)?.tanh()?.mul_scalar(cap)?;
+        }
+        Ok(ForwardOutput {
+            logits,
+            hidden_states,
+        })
+    }
+
+    /// One empty cache per layer, each keeping what its layer's mask can still see.
+    pub fn new_caches(&self) -> Vec<KvCache> {
+        self.layers
+            .iter()
+            .map(|l| KvCache::new(l.self_attn.mask()))
+            .collect()
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.embed_tokens.weight.dims()[0]
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.embed_tokens.weight.dims()[1]
+    }
+}
+
+impl Module for CausalLm {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Var)) {
+        self.embed_tokens
+            .visit(&join(prefix, "model.embed_tokens"), f);
+        self.layers.visit(&join(prefix, "model.layers"), f);
+        self.norm.visit(&join(prefix, "model.norm"), f);
+        self.lm_head.visit(&join(prefix, "lm_head"), f);
+    }
+    fn set_training(&self, training: bool) {
+        self.layers.set_training(training);
+    }
+    fn clip_qk(&self, tau: f64) -> Result<()> {
+        self.layers.clip_qk(tau)
+    }
+}
