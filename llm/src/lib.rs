@@ -1,5 +1,6 @@
 //! The eight reference architectures. Built by the llm issue.
 
+pub mod config;
 pub mod error;
 pub mod generate;
 pub mod models;

@@ -11,6 +11,9 @@ pub struct Init {
     pub device: Device,
     pub dtype: DType,
     pub std: f64,
+    /// Placeholders instead of values: each parameter is one zero broadcast to its shape (no
+    /// memory), for a model whose weights a checkpoint is about to replace.
+    pub placeholders: bool,
 }
 
 impl Init {
@@ -20,7 +23,22 @@ impl Init {
             device: device.clone(),
             dtype: DType::F32,
             std: 0.02,
+            placeholders: false,
         }
+    }
+
+    /// Parameters with the right shapes and no storage, to be filled from a checkpoint.
+    pub fn placeholders(device: &Device) -> Init {
+        Init {
+            placeholders: true,
+            ..Init::new(0, device)
+        }
+    }
+
+    fn placeholder(&self, shape: Shape) -> Result<Var> {
+        Ok(Var::parameter(
+            Tensor::zeros((), self.dtype, &self.device)?.broadcast_to(shape)?,
+        ))
     }
 
     /// Normal(0, std) weights.
@@ -30,6 +48,9 @@ impl Init {
     }
 
     pub fn normal_with(&mut self, shape: impl Into<Shape>, std: f64) -> Result<Var> {
+        if self.placeholders {
+            return self.placeholder(shape.into());
+        }
         Ok(Var::parameter(Tensor::randn(
             0.0,
             std,
@@ -41,6 +62,9 @@ impl Init {
     }
 
     pub fn zeros(&mut self, shape: impl Into<Shape>) -> Result<Var> {
+        if self.placeholders {
+            return self.placeholder(shape.into());
+        }
         Ok(Var::parameter(Tensor::zeros(
             shape,
             self.dtype,
@@ -49,6 +73,9 @@ impl Init {
     }
 
     pub fn ones(&mut self, shape: impl Into<Shape>) -> Result<Var> {
+        if self.placeholders {
+            return self.placeholder(shape.into());
+        }
         Ok(Var::parameter(Tensor::ones(
             shape,
             self.dtype,

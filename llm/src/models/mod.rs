@@ -1,7 +1,58 @@
-//! The architectures: one decoder skeleton (`decoder.rs`) and one short recipe per family.
+//! The architectures: one decoder skeleton (`decoder.rs`), the pieces recipes share
+//! (`recipe.rs`), and one short recipe per family saying only what sets it apart.
 
 pub mod blocks;
 pub mod decoder;
+mod experts_load;
+pub mod gemma3;
+pub mod load;
+pub mod mistral;
+pub mod olmo2;
+pub mod qwen3;
+pub mod recipe;
+pub mod smollm3;
+
+use std::path::Path;
+
+use nn::Init;
 
 pub use blocks::{AttentionBlock, FeedForwardBlock};
 pub use decoder::{CausalLm, DecoderLayer, ForwardOutput, LayerNorms};
+pub use load::{LoadOptions, load_weights};
+
+use crate::config::{Family, ModelConfig};
+use crate::weights::Checkpoint;
+use crate::{Error, Result};
+
+/// Builds the model a config describes, with parameters from `init` (random, or placeholders).
+pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
+    Ok(match config.family {
+        Family::Qwen3 => qwen3::build(config, init)?,
+        Family::Mistral => mistral::build(config, init)?,
+        Family::SmolLM3 => smollm3::build(config, init)?,
+        Family::Olmo2 => olmo2::build(config, init)?,
+        Family::Gemma3 => gemma3::build(config, init)?,
+        other => {
+            return Err(Error::Config(format!(
+                "{}: the {} recipe is not available yet",
+                config.source,
+                other.name()
+            )));
+        }
+    })
+}
+
+/// A model with its config, loaded from a Hugging Face checkpoint directory.
+pub struct Loaded {
+    pub config: ModelConfig,
+    pub model: CausalLm,
+}
+
+/// Reads `dir/config.json`, builds the model and fills it from the checkpoint.
+pub fn load(dir: &Path, options: &LoadOptions) -> Result<Loaded> {
+    let config = ModelConfig::from_path(dir)?;
+    let checkpoint = Checkpoint::open(dir)?;
+    let model = build(&config, &mut Init::placeholders(&options.device))?;
+    load_weights(&model, &config, &checkpoint, options)?;
+    Ok(Loaded { config, model })
+}

@@ -1,0 +1,212 @@
+//! Reading a Hugging Face `config.json` into one validated [`ModelConfig`]: the numbers every
+//! architecture needs under one set of names, each family's class defaults applied where a field
+//! is absent, and the per-layer kinds derived the way each family derives them.
+//!
+//! Accepted `model_type`s: `deepseek_v3`, `kimi_k2`, `olmo2`, `gemma3_text` (and `gemma3` with a
+//! nested `text_config`), `mistral` (and `mistral3` nested), `llama4_text` (and `llama4` nested),
+//! `qwen3`, `qwen3_moe`, `smollm3`.
+
+mod families;
+pub mod fields;
+pub mod rope;
+
+use std::path::Path;
+
+use nn::attention::TemperatureTuning;
+use tensor::GluActivation;
+
+pub use rope::{RopeConfig, RopeSettings};
+
+use crate::{Error, Result};
+
+/// The architecture families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    DeepseekV3,
+    KimiK2,
+    Olmo2,
+    Gemma3,
+    Mistral,
+    Llama4,
+    Qwen3,
+    Qwen3Moe,
+    SmolLM3,
+}
+
+impl Family {
+    pub const ALL: [Family; 9] = [
+        Family::DeepseekV3,
+        Family::KimiK2,
+        Family::Olmo2,
+        Family::Gemma3,
+        Family::Mistral,
+        Family::Llama4,
+        Family::Qwen3,
+        Family::Qwen3Moe,
+        Family::SmolLM3,
+    ];
+
+    /// The display name used in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::DeepseekV3 => "DeepSeek-V3",
+            Family::KimiK2 => "Kimi K2",
+            Family::Olmo2 => "OLMo 2",
+            Family::Gemma3 => "Gemma 3",
+            Family::Mistral => "Mistral Small 3.1",
+            Family::Llama4 => "Llama 4",
+            Family::Qwen3 => "Qwen3",
+            Family::Qwen3Moe => "Qwen3 MoE",
+            Family::SmolLM3 => "SmolLM3",
+        }
+    }
+}
+
+/// How a layer attends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerAttention {
+    /// Every earlier position (`full_attention`).
+    Full,
+    /// The last `sliding_window` positions (`sliding_attention`, Gemma 3's local layers).
+    Sliding,
+    /// Within blocks of `attention_chunk_size` (`chunked_attention`, Llama 4's RoPE layers).
+    Chunked,
+}
+
+/// What one decoder layer is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerKind {
+    pub attention: LayerAttention,
+    /// false on NoPE layers (SmolLM3 and Llama 4 every 4th layer).
+    pub rope: bool,
+    /// A mixture of experts instead of the dense feed-forward block.
+    pub moe: bool,
+}
+
+/// Multi-head latent attention sizes (DeepSeek-V3, Kimi K2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MlaSizes {
+    /// `q_lora_rank` (None: queries are projected directly).
+    pub q_lora_rank: Option<usize>,
+    pub kv_lora_rank: usize,
+    pub qk_nope_head_dim: usize,
+    pub qk_rope_head_dim: usize,
+    pub v_head_dim: usize,
+}
+
+/// How a mixture of experts picks experts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouterKind {
+    /// Qwen3-MoE: softmax over all experts, top-k, optionally renormalised.
+    SoftmaxTopK,
+    /// DeepSeek-V3 / Kimi K2 (`noaux_tc`): sigmoid scores, a correction bias for choosing only,
+    /// group-limited top-k, normalised weights times `routed_scaling_factor`.
+    SigmoidGroupLimited,
+    /// Llama 4: top-1 by logit, the sigmoid score applied to the expert's input.
+    Top1SigmoidInput,
+}
+
+/// Mixture-of-experts sizes and routing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MoeConfig {
+    pub router: RouterKind,
+    /// `n_routed_experts` / `num_experts` / `num_local_experts`.
+    pub num_experts: usize,
+    /// `num_experts_per_tok`.
+    pub top_k: usize,
+    /// Width of each routed expert (`moe_intermediate_size`; Llama 4's `intermediate_size`).
+    pub expert_intermediate_size: usize,
+    /// Width of the always-on shared expert, if any (DeepSeek: `moe_intermediate_size *
+    /// n_shared_experts`; Llama 4: `intermediate_size`).
+    pub shared_intermediate_size: Option<usize>,
+    /// `norm_topk_prob`.
+    pub norm_topk_prob: bool,
+    /// `routed_scaling_factor` (1 where the family has none).
+    pub routed_scaling_factor: f64,
+    /// `n_group` / `topk_group` (1 / 1 where the family has no groups).
+    pub n_group: usize,
+    pub topk_group: usize,
+}
+
+/// Everything the architectures read from a config, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub family: Family,
+    /// The `model_type` of the text decoder (`gemma3_text` for a nested `gemma3`).
+    pub model_type: String,
+    /// Where the config came from, for messages.
+    pub source: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    /// `head_dim`, or `hidden_size / num_attention_heads` when the config has none.
+    pub head_dim: usize,
+    /// Width of the dense feed-forward layers (Llama 4: `intermediate_size_mlp`).
+    pub dense_intermediate_size: usize,
+    pub rms_norm_eps: f64,
+    pub max_position_embeddings: usize,
+    pub tie_word_embeddings: bool,
+    /// `hidden_act` / `hidden_activation`.
+    pub activation: GluActivation,
+    pub attention_bias: bool,
+    pub rope: RopeConfig,
+    /// Rope dims rotate as interleaved pairs (Llama 4; DeepSeek's `rope_interleave`).
+    pub rope_interleaved: bool,
+    pub sliding_window: Option<usize>,
+    pub attention_chunk_size: Option<usize>,
+    /// One entry per layer.
+    pub layers: Vec<LayerKind>,
+    /// Gemma: the softmax scale is `query_pre_attn_scalar^-0.5`.
+    pub query_pre_attn_scalar: Option<f64>,
+    pub attn_logit_softcapping: Option<f64>,
+    pub final_logit_softcapping: Option<f64>,
+    /// Llama 4 `use_qk_norm`: weightless L2 norm on RoPE layers.
+    pub use_qk_norm: bool,
+    /// Llama 4 `attn_temperature_tuning` on NoPE layers.
+    pub temperature_tuning: Option<TemperatureTuning>,
+    pub moe: Option<MoeConfig>,
+    pub mla: Option<MlaSizes>,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+    /// DeepSeek's multi-token-prediction layers (`num_nextn_predict_layers`), not part of the
+    /// main model.
+    pub mtp_layers: usize,
+}
+
+impl ModelConfig {
+    /// Reads `config.json` from a model directory, or a json file given directly.
+    pub fn from_path(path: &Path) -> Result<ModelConfig> {
+        let file = if path.is_dir() {
+            path.join("config.json")
+        } else {
+            path.to_path_buf()
+        };
+        let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+        ModelConfig::from_json_str(&text, &file.display().to_string())
+    }
+
+    /// Parses config text; `source` names it in messages.
+    pub fn from_json_str(text: &str, source: &str) -> Result<ModelConfig> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::Config(format!("{source}: not valid JSON: {e}")))?;
+        let map = value
+            .as_object()
+            .ok_or_else(|| Error::Config(format!("{source}: expected a JSON object")))?;
+        families::parse(map, source)
+    }
+
+    /// The layers that use a mixture of experts.
+    pub fn moe_layer_count(&self) -> usize {
+        self.layers.iter().filter(|l| l.moe).count()
+    }
+
+    /// The softmax scale of standard attention layers.
+    pub fn attention_scale(&self) -> f64 {
+        match self.query_pre_attn_scalar {
+            Some(s) => s.powf(-0.5),
+            None => (self.head_dim as f64).powf(-0.5),
+        }
+    }
+}

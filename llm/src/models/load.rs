@@ -1,0 +1,156 @@
+//! Filling a model's parameters from a checkpoint by their Hugging Face names. Every parameter
+//! must be found with its exact shape, and every tensor in the checkpoint must be used (or be
+//! one of the documented kinds this text-only decoder leaves out), so a checkpoint that does not
+//! match its config is an error naming the tensor, not a model that silently computes nonsense.
+
+use std::collections::HashSet;
+
+use autograd::Var;
+use nn::ModuleExt;
+use tensor::{DType, Device, Tensor};
+
+use super::decoder::CausalLm;
+use crate::config::ModelConfig;
+use crate::weights::Checkpoint;
+use crate::{Error, Result};
+
+/// How to place the weights.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// The dtype of matmul weights (projections, experts, output head): f32 by default; bf16 or
+    /// f16 halve their memory and, on the memory-bound decode path, their read time. Norms and
+    /// the embedding table stay f32, as does all arithmetic.
+    pub weight_dtype: DType,
+}
+
+impl LoadOptions {
+    pub fn cpu() -> LoadOptions {
+        LoadOptions {
+            device: Device::cpu(),
+            weight_dtype: DType::F32,
+        }
+    }
+}
+
+/// Checkpoint tensors a text-only decoder does not use: vision towers and projectors of the
+/// multimodal releases, DeepSeek's multi-token-prediction layers, and precomputed RoPE buffers
+/// some exporters save.
+fn ignorable(name: &str, config: &ModelConfig) -> bool {
+    const VISION: [&str; 4] = [
+        "vision_tower.",
+        "vision_model.",
+        "multi_modal_projector.",
+        "model.vision_tower.",
+    ];
+    if VISION
+        .iter()
+        .any(|p| name.starts_with(p) || name.contains(&format!(".{p}")))
+        || name.ends_with("rotary_emb.inv_freq")
+    {
+        return true;
+    }
+    if config.mtp_layers > 0 {
+        for l in config.num_hidden_layers..config.num_hidden_layers + config.mtp_layers {
+            if name.starts_with(&format!("model.layers.{l}.")) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Where a parameter's tensor sits in a checkpoint: its own name, or the name a multimodal
+/// release gives its text decoder (`language_model.model.layers...` in Hub checkpoints,
+/// `model.language_model.layers...` as transformers 5 saves them).
+pub fn resolve(name: &str, checkpoint: &Checkpoint) -> Option<String> {
+    let mut candidates = vec![name.to_string(), format!("language_model.{name}")];
+    if let Some(rest) = name.strip_prefix("model.") {
+        candidates.push(format!("model.language_model.{rest}"));
+    }
+    candidates.into_iter().find(|c| checkpoint.contains(c))
+}
+
+/// Whether a parameter is a matmul weight (kept in `weight_dtype`).
+fn is_matmul_weight(name: &str, var: &Var) -> bool {
+    var.rank() >= 2 && !name.contains("embed_tokens")
+}
+
+/// Loads every parameter of `model` from `checkpoint`.
+pub fn load_weights(
+    model: &CausalLm,
+    config: &ModelConfig,
+    checkpoint: &Checkpoint,
+    options: &LoadOptions,
+) -> Result<()> {
+    let path = checkpoint.describe();
+    let params = model.named_parameters();
+    let mut used: HashSet<String> = HashSet::new();
+    let progress = indicatif::ProgressBar::new(params.len() as u64);
+    if checkpoint.data_bytes() < (256 << 20) {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    progress.set_message("loading weights");
+    for (name, var) in &params {
+        progress.inc(1);
+        let dtype = if is_matmul_weight(name, var) {
+            options.weight_dtype
+        } else {
+            DType::F32
+        };
+        let tensor = load_parameter(name, var, checkpoint, &mut used, dtype, &options.device)?;
+        if tensor.dims() != var.dims().as_slice() {
+            return Err(Error::format(
+                &path,
+                format!(
+                    "tensor {name} has shape {:?}, but the config implies {:?}",
+                    tensor.dims(),
+                    var.dims()
+                ),
+            ));
+        }
+        var.replace_value(tensor)?;
+    }
+    progress.finish_and_clear();
+    let unexpected: Vec<String> = checkpoint
+        .names()
+        .into_iter()
+        .filter(|n| !used.contains(n) && !ignorable(n, config))
+        // A tied model may still carry a copy of the head.
+        .filter(|n| !(config.tie_word_embeddings && n.ends_with("lm_head.weight")))
+        .collect();
+    if let Some(first) = unexpected.first() {
+        return Err(Error::format(
+            &path,
+            format!(
+                "unexpected tensor {first} (and {} more) that the {} config does not account for",
+                unexpected.len() - 1,
+                config.model_type
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// One parameter's value from the checkpoint: by name, or assembled from the per-expert or
+/// fused tensors a mixture of experts is stored as.
+fn load_parameter(
+    name: &str,
+    var: &Var,
+    checkpoint: &Checkpoint,
+    used: &mut HashSet<String>,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    if let Some(found) = resolve(name, checkpoint) {
+        used.insert(found.clone());
+        return checkpoint.load(&found, Some(dtype), device);
+    }
+    if let Some(t) = super::experts_load::assemble(name, var, checkpoint, used, dtype, device)? {
+        return Ok(t);
+    }
+    Err(Error::format(
+        &checkpoint.describe(),
+        format!("missing tensor {name}"),
+    ))
+}

@@ -1,0 +1,29 @@
+//! Mistral Small 3.1 (Mistral AI, 2025; the text decoder of `Mistral3ForConditionalGeneration`,
+//! `MistralForCausalLM`). The plainest recipe here: GQA (32 query heads to 8 kv heads), RoPE
+//! with a very large base (1e9), SwiGLU, pre-norm, no QK-norm, and an explicit `head_dim` of 128
+//! that is not hidden/heads (5120/32 = 160). An optional sliding window (null in 3.1) applies to
+//! every layer.
+
+use nn::Init;
+use nn::attention::QkNorm;
+use tensor::Result;
+
+use super::decoder::{CausalLm, DecoderLayer};
+use super::recipe::{assemble, attention, dense_ffn, pre_norms};
+use crate::config::ModelConfig;
+
+pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
+    let layers = config
+        .layers
+        .iter()
+        .map(|layer| {
+            Ok(DecoderLayer {
+                self_attn: Box::new(attention(config, layer, QkNorm::None, init)?),
+                ffn: Box::new(dense_ffn(config, config.dense_intermediate_size, init)?),
+                ffn_name: "mlp",
+                norms: pre_norms(config, init)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    assemble(config, layers, false, None, init)
+}

@@ -1,0 +1,121 @@
+//! Pieces every recipe draws on: the RoPE and mask a layer kind gets, a standard attention
+//! block, the dense feed-forward block, norms, and the embedding/final-norm/head around the
+//! layers. Recipes choose among them; nothing here knows a family.
+
+use nn::attention::{AttentionConfig, GroupedQueryAttention, MaskKind, QkNorm};
+use nn::rope::Rope;
+use nn::{Embedding, GatedFeedForward, Init, Linear, RmsNorm};
+use tensor::Result;
+
+use super::decoder::{CausalLm, DecoderLayer, LayerNorms};
+use crate::config::{LayerAttention, LayerKind, ModelConfig};
+
+/// The rotary embedding of a layer over `dim` rotated dims: `None` on NoPE layers; Gemma 3's
+/// sliding layers use the local base.
+pub fn rope_for(config: &ModelConfig, layer: &LayerKind, dim: usize) -> Option<Rope> {
+    if !layer.rope {
+        return None;
+    }
+    let settings = match (&config.rope.local, layer.attention) {
+        (Some(local), LayerAttention::Sliding) => local,
+        _ => &config.rope.global,
+    };
+    Some(Rope::new(
+        dim,
+        settings.theta,
+        &settings.scaling,
+        config.rope_interleaved,
+    ))
+}
+
+/// The mask of a layer kind.
+pub fn mask_for(config: &ModelConfig, layer: &LayerKind) -> MaskKind {
+    match layer.attention {
+        LayerAttention::Full => MaskKind::Causal,
+        LayerAttention::Sliding => config
+            .sliding_window
+            .map_or(MaskKind::Causal, |window| MaskKind::Sliding { window }),
+        LayerAttention::Chunked => config
+            .attention_chunk_size
+            .map_or(MaskKind::Causal, |chunk| MaskKind::Chunked { chunk }),
+    }
+}
+
+/// Standard attention (MHA/GQA/MQA) for a layer, with the given QK-norm.
+pub fn attention(
+    config: &ModelConfig,
+    layer: &LayerKind,
+    qk_norm: QkNorm,
+    init: &mut Init,
+) -> Result<GroupedQueryAttention> {
+    let tuning = if layer.rope {
+        None
+    } else {
+        config.temperature_tuning
+    };
+    GroupedQueryAttention::new(
+        AttentionConfig {
+            hidden_size: config.hidden_size,
+            num_heads: config.num_attention_heads,
+            num_kv_heads: config.num_key_value_heads,
+            head_dim: config.head_dim,
+            bias: config.attention_bias,
+            qk_norm,
+            rope: rope_for(config, layer, config.head_dim),
+            mask: mask_for(config, layer),
+            scale: config.attention_scale(),
+            softcap: config.attn_logit_softcapping,
+            temperature_tuning: tuning,
+        },
+        init,
+    )
+}
+
+/// The dense gated feed-forward block of `width`.
+pub fn dense_ffn(config: &ModelConfig, width: usize, init: &mut Init) -> Result<GatedFeedForward> {
+    GatedFeedForward::new(config.hidden_size, width, config.activation, init)
+}
+
+/// An RMSNorm over `dim` with the config's eps: Gemma's `(1 + w)` flavour or the plain one.
+pub fn norm(config: &ModelConfig, dim: usize, gemma: bool, init: &mut Init) -> Result<RmsNorm> {
+    if gemma {
+        RmsNorm::gemma(dim, config.rms_norm_eps, init)
+    } else {
+        RmsNorm::new(dim, config.rms_norm_eps, init)
+    }
+}
+
+/// The two norms of a pre-norm layer.
+pub fn pre_norms(config: &ModelConfig, init: &mut Init) -> Result<LayerNorms> {
+    Ok(LayerNorms::PreNorm {
+        input_layernorm: norm(config, config.hidden_size, false, init)?,
+        post_attention_layernorm: norm(config, config.hidden_size, false, init)?,
+    })
+}
+
+/// Embedding, layers, final norm and output head (tied to the embedding when the config says so).
+pub fn assemble(
+    config: &ModelConfig,
+    layers: Vec<DecoderLayer>,
+    gemma_norms: bool,
+    embed_scale: Option<f64>,
+    init: &mut Init,
+) -> Result<CausalLm> {
+    Ok(CausalLm {
+        embed_tokens: Embedding::new(config.vocab_size, config.hidden_size, init)?,
+        embed_scale,
+        layers,
+        norm: norm(config, config.hidden_size, gemma_norms, init)?,
+        lm_head: if config.tie_word_embeddings {
+            None
+        } else {
+            Some(Linear::new(
+                config.hidden_size,
+                config.vocab_size,
+                false,
+                init,
+            )?)
+        },
+        final_logit_softcap: config.final_logit_softcapping,
+    })
+}
