@@ -31,23 +31,9 @@ pub fn fit(steps: usize, log_every: usize) -> Result<(f32, f32)> {
 
     // 1. Leaves: a hidden layer of 16 tanh units.
     let hidden = 16;
-    let w1 = Var::parameter(Tensor::randn(
-        0.0,
-        1.0,
-        [hidden, 1],
-        DType::F32,
-        &mut rng,
-        &cpu,
-    )?);
+    let w1 = Var::parameter(Tensor::randn(0.0, 1.0, [hidden, 1], DType::F32, &mut rng, &cpu)?);
     let b1 = Var::parameter(Tensor::zeros([hidden], DType::F32, &cpu)?);
-    let w2 = Var::parameter(Tensor::randn(
-        0.0,
-        0.25,
-        [1, hidden],
-        DType::F32,
-        &mut rng,
-        &cpu,
-    )?);
+    let w2 = Var::parameter(Tensor::randn(0.0, 0.25, [1, hidden], DType::F32, &mut rng, &cpu)?);
     let b2 = Var::parameter(Tensor::zeros([1], DType::F32, &cpu)?);
     let params = [&w1, &b1, &w2, &b2];
 
@@ -58,10 +44,7 @@ pub fn fit(steps: usize, log_every: usize) -> Result<(f32, f32)> {
         let input = Var::constant(x.clone());
         let h = input.linear(&w1)?.add(&b1)?.tanh()?; // [64, 16]
         let prediction = h.linear(&w2)?.add(&b2)?; // [64, 1]
-        let loss = prediction
-            .sub(&Var::constant(y.clone()))?
-            .sqr()?
-            .mean_all()?; // mean squared error
+        let loss = prediction.sub(&Var::constant(y.clone()))?.sqr()?.mean_all()?; // mean squared error
 
         // 3. Backward: one call gives every parameter its gradient.
         let grads = loss.backward()?;

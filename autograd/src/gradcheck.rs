@@ -20,11 +20,7 @@ pub struct GradCheck {
 
 impl Default for GradCheck {
     fn default() -> Self {
-        GradCheck {
-            eps: 1e-6,
-            atol: 1e-6,
-            rtol: 1e-5,
-        }
+        GradCheck { eps: 1e-6, atol: 1e-6, rtol: 1e-5 }
     }
 }
 
@@ -39,24 +35,13 @@ pub struct GradReport {
 
 /// Checks the gradients of `f` with respect to each of `inputs` (float tensors, converted to
 /// f64 on the CPU). Fails naming the input, the element and both values.
-pub fn check(
-    f: impl Fn(&[Var]) -> Result<Var>,
-    inputs: &[Tensor],
-    opts: GradCheck,
-) -> Result<GradReport> {
+pub fn check(f: impl Fn(&[Var]) -> Result<Var>, inputs: &[Tensor], opts: GradCheck) -> Result<GradReport> {
     let cpu = Device::cpu();
-    let inputs = inputs
-        .iter()
-        .map(|t| t.to(&cpu)?.to_dtype(DType::F64)?.contiguous())
-        .collect::<Result<Vec<_>>>()?;
+    let inputs = inputs.iter().map(|t| t.to(&cpu)?.to_dtype(DType::F64)?.contiguous()).collect::<Result<Vec<_>>>()?;
     let vars: Vec<Var> = inputs.iter().map(|t| Var::parameter(t.clone())).collect();
     let y = f(&vars)?;
     let weights = Tensor::rand(0.5, 1.5, y.shape(), DType::F64, &mut Rng::new(1234), &cpu)?;
-    let loss = |y: &Var| {
-        y.value()
-            .to_dtype(DType::F64)
-            .and_then(|v| v.mul(&weights)?.sum_all()?.to_scalar::<f64>())
-    };
+    let loss = |y: &Var| y.value().to_dtype(DType::F64).and_then(|v| v.mul(&weights)?.sum_all()?.to_scalar::<f64>());
     let weighted = y.mul(&Var::constant(weights.clone()))?.sum_all()?;
     let grads = weighted.backward()?;
 
@@ -75,13 +60,7 @@ pub fn check(
                 let args: Vec<Var> = vars
                     .iter()
                     .enumerate()
-                    .map(|(k, v)| {
-                        if k == i {
-                            Var::constant(perturbed.clone())
-                        } else {
-                            Var::constant(v.value())
-                        }
-                    })
+                    .map(|(k, v)| if k == i { Var::constant(perturbed.clone()) } else { Var::constant(v.value()) })
                     .collect();
                 no_grad(|| loss(&f(&args)?))
             };
@@ -109,38 +88,21 @@ pub fn check(
 /// Checks the gradients of `f` with respect to `params`, leaves that `f` reads directly (a
 /// module's own parameters). Their values must be f64 on the CPU. Each element is perturbed in
 /// place and restored.
-pub fn check_params(
-    params: &[Var],
-    f: impl Fn() -> Result<Var>,
-    opts: GradCheck,
-) -> Result<GradReport> {
+pub fn check_params(params: &[Var], f: impl Fn() -> Result<Var>, opts: GradCheck) -> Result<GradReport> {
     let cpu = Device::cpu();
     for (i, p) in params.iter().enumerate() {
         if p.dtype() != DType::F64 || !p.device().is_cpu() || !p.is_leaf() {
             return Err(Error::dtype(
                 "gradcheck",
-                format!(
-                    "parameter {i} must be an f64 CPU leaf, got {} on {}",
-                    p.dtype(),
-                    p.device()
-                ),
+                format!("parameter {i} must be an f64 CPU leaf, got {} on {}", p.dtype(), p.device()),
             ));
         }
     }
     let y = f()?;
     let weights = Tensor::rand(0.5, 1.5, y.shape(), DType::F64, &mut Rng::new(1234), &cpu)?;
-    let grads = y
-        .mul(&Var::constant(weights.clone()))?
-        .sum_all()?
-        .backward()?;
+    let grads = y.mul(&Var::constant(weights.clone()))?.sum_all()?.backward()?;
     let loss = || -> Result<f64> {
-        no_grad(|| {
-            f()?.value()
-                .to_dtype(DType::F64)?
-                .mul(&weights)?
-                .sum_all()?
-                .to_scalar::<f64>()
-        })
+        no_grad(|| f()?.value().to_dtype(DType::F64)?.mul(&weights)?.sum_all()?.to_scalar::<f64>())
     };
 
     let mut report = GradReport::default();

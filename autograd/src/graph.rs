@@ -88,10 +88,7 @@ impl Var {
     /// saved) are freed as the walk passes them, so a training loop holds steady memory.
     pub fn backward(&self) -> Result<Gradients> {
         if self.elem_count() != 1 {
-            return Err(Error::shape(
-                "backward",
-                format!("needs a scalar output, got shape {:?}", self.shape()),
-            ));
+            return Err(Error::shape("backward", format!("needs a scalar output, got shape {:?}", self.shape())));
         }
         let seed = self.value().ones_like()?;
         self.backward_with(seed)
@@ -103,11 +100,7 @@ impl Var {
         if grad.shape() != &self.shape() {
             return Err(Error::shape(
                 "backward",
-                format!(
-                    "seed gradient {:?} does not match output {:?}",
-                    grad.shape(),
-                    self.shape()
-                ),
+                format!("seed gradient {:?} does not match output {:?}", grad.shape(), self.shape()),
             ));
         }
         let mut leaves = Gradients::default();
@@ -127,9 +120,10 @@ impl Var {
                 accumulate(&mut leaves.by_id, var.id(), grad)?;
                 continue;
             };
-            let input_grads = node.rule.backward(&grad).map_err(|e| {
-                Error::backend(&format!("backward of {}", node.rule.name()), e.to_string())
-            })?;
+            let input_grads = node
+                .rule
+                .backward(&grad)
+                .map_err(|e| Error::backend(&format!("backward of {}", node.rule.name()), e.to_string()))?;
             if input_grads.len() != node.inputs.len() {
                 return Err(Error::backend(
                     "backward",
@@ -146,11 +140,7 @@ impl Var {
                     if g.shape() != &input.shape() {
                         return Err(Error::shape(
                             &format!("backward of {}", node.rule.name()),
-                            format!(
-                                "gradient {:?} does not match input {:?}",
-                                g.shape(),
-                                input.shape()
-                            ),
+                            format!("gradient {:?} does not match input {:?}", g.shape(), input.shape()),
                         ));
                     }
                     accumulate(&mut pending, input.id(), g)?;

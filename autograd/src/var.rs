@@ -53,10 +53,7 @@ impl Var {
         if !needed {
             return Var::constant(value);
         }
-        let node = Node::new(
-            inputs.iter().map(|v| (*v).clone()).collect(),
-            Box::new(rule),
-        );
+        let node = Node::new(inputs.iter().map(|v| (*v).clone()).collect(), Box::new(rule));
         Var::make(value, true, Some(node))
     }
 
@@ -77,21 +74,14 @@ impl Var {
 
     /// The current value.
     pub fn value(&self) -> Tensor {
-        self.0
-            .value
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.0.value.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Replaces a leaf's value (optimizer steps, loading weights). The new value must have the
     /// same shape and dtype.
     pub fn set_value(&self, value: Tensor) -> Result<()> {
         if !self.is_leaf() {
-            return Err(Error::shape(
-                "set_value",
-                "only a leaf's value can be replaced",
-            ));
+            return Err(Error::shape("set_value", "only a leaf's value can be replaced"));
         }
         let mut slot = self.0.value.write().unwrap_or_else(|p| p.into_inner());
         if slot.shape() != value.shape() || slot.dtype() != value.dtype() {
@@ -114,10 +104,7 @@ impl Var {
     /// its dtype).
     pub fn replace_value(&self, value: Tensor) -> Result<()> {
         if !self.is_leaf() {
-            return Err(Error::shape(
-                "replace_value",
-                "only a leaf's value can be replaced",
-            ));
+            return Err(Error::shape("replace_value", "only a leaf's value can be replaced"));
         }
         *self.0.value.write().unwrap_or_else(|p| p.into_inner()) = value;
         Ok(())
@@ -150,13 +137,7 @@ impl Var {
 
 impl std::fmt::Debug for Var {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Var(id={}, requires_grad={}, {:?})",
-            self.id(),
-            self.requires_grad(),
-            self.value()
-        )
+        write!(f, "Var(id={}, requires_grad={}, {:?})", self.id(), self.requires_grad(), self.value())
     }
 }
 

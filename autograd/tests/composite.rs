@@ -9,9 +9,7 @@ use tensor::{AttentionMask, AttentionSpec, Device, Result, Tensor};
 /// Mean cross-entropy of logits [N, C] against integer labels [N], from log-softmax and gather.
 fn cross_entropy(logits: &Var, labels: &Tensor) -> Result<Var> {
     let n = labels.dims()[0];
-    let picked = logits
-        .log_softmax(-1)?
-        .gather(&labels.reshape([n, 1])?, 1)?;
+    let picked = logits.log_softmax(-1)?.gather(&labels.reshape([n, 1])?, 1)?;
     picked.mean_all()?.neg()
 }
 
@@ -20,12 +18,7 @@ fn two_layer_mlp_with_cross_entropy() -> Result<()> {
     let cpu = Device::cpu();
     let x = randn([6, 4], 1, &cpu)?.to_dtype(tensor::DType::F64)?;
     let labels = Tensor::from_vec(vec![0u32, 2, 1, 2, 0, 1], [6], &cpu)?;
-    let params = [
-        randn([5, 4], 2, &cpu)?,
-        randn([5], 3, &cpu)?,
-        randn([3, 5], 4, &cpu)?,
-        randn([3], 5, &cpu)?,
-    ];
+    let params = [randn([5, 4], 2, &cpu)?, randn([5], 3, &cpu)?, randn([3, 5], 4, &cpu)?, randn([3], 5, &cpu)?];
     let model = |p: &[Var]| -> Result<Var> {
         let x = Var::constant(x.clone());
         let h = x.linear(&p[0])?.add(&p[1])?.gelu()?;
@@ -42,17 +35,9 @@ fn causal_self_attention_block() -> Result<()> {
     let (b, t, d, heads) = (2, 5, 8, 2);
     let hd = d / heads;
     let x = randn([b, t, d], 10, &cpu)?.to_dtype(tensor::DType::F64)?;
-    let weights = [
-        randn([d, d], 11, &cpu)?,
-        randn([d, d], 12, &cpu)?,
-        randn([d, d], 13, &cpu)?,
-        randn([d, d], 14, &cpu)?,
-    ];
-    let spec = AttentionSpec {
-        scale: 1.0 / (hd as f64).sqrt(),
-        mask: AttentionMask::causal(0),
-        softcap: None,
-    };
+    let weights =
+        [randn([d, d], 11, &cpu)?, randn([d, d], 12, &cpu)?, randn([d, d], 13, &cpu)?, randn([d, d], 14, &cpu)?];
+    let spec = AttentionSpec { scale: 1.0 / (hd as f64).sqrt(), mask: AttentionMask::causal(0), softcap: None };
     let block = |p: &[Var]| -> Result<Var> {
         let x = Var::constant(x.clone());
         // (B, T, D) -> (B, H, T, hd)
@@ -60,9 +45,7 @@ fn causal_self_attention_block() -> Result<()> {
         let q = heads_of(x.linear(&p[0])?)?;
         let k = heads_of(x.linear(&p[1])?)?;
         let v = heads_of(x.linear(&p[2])?)?;
-        let o = Var::attention(&q, &k, &v, &spec)?
-            .transpose(1, 2)?
-            .reshape([b, t, d])?;
+        let o = Var::attention(&q, &k, &v, &spec)?.transpose(1, 2)?.reshape([b, t, d])?;
         o.linear(&p[3])?.add(&x)?.sqr()?.mean_all()
     };
     check(block, &weights, GradCheck::default())?;

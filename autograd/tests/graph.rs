@@ -34,10 +34,7 @@ fn backward_frees_the_graph() -> Result<()> {
     let loss = p.matmul(&p)?.tanh()?.mean_all()?;
     assert!(!loss.is_leaf());
     loss.backward()?;
-    assert!(
-        loss.is_leaf(),
-        "the output's node (and the tensors its rule saved) is dropped"
-    );
+    assert!(loss.is_leaf(), "the output's node (and the tensors its rule saved) is dropped");
     Ok(())
 }
 
@@ -50,20 +47,12 @@ fn thousands_of_steps_hold_steady_graph_memory() -> Result<()> {
     let x = Tensor::ones([2, 8], tensor::DType::F32, &cpu)?;
     let before = live_nodes();
     for _ in 0..2000 {
-        let loss = Var::constant(x.clone())
-            .linear(&w)?
-            .tanh()?
-            .sqr()?
-            .mean_all()?;
+        let loss = Var::constant(x.clone()).linear(&w)?.tanh()?.sqr()?.mean_all()?;
         let grads = loss.backward()?;
         let g = grads.get(&w).expect("w has a gradient");
         w.set_value(w.value().sub(&g.mul_scalar(0.01)?)?)?;
     }
-    assert!(
-        live_nodes() < before + 100,
-        "nodes alive went from {before} to {}",
-        live_nodes()
-    );
+    assert!(live_nodes() < before + 100, "nodes alive went from {before} to {}", live_nodes());
     Ok(())
 }
 

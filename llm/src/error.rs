@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub enum Error {
     /// A file that could not be read or written.
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// A file whose contents are not what they should be (a broken safetensors header, a
     /// missing or wrongly shaped tensor, JSON of the wrong shape).
     Format { path: PathBuf, msg: String },
@@ -25,16 +22,10 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: &Path, source: std::io::Error) -> Error {
-        Error::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.to_path_buf(), source }
     }
     pub fn format(path: &Path, msg: impl Into<String>) -> Error {
-        Error::Format {
-            path: path.to_path_buf(),
-            msg: msg.into(),
-        }
+        Error::Format { path: path.to_path_buf(), msg: msg.into() }
     }
     pub fn input(msg: impl Into<String>) -> Error {
         Error::Input(msg.into())

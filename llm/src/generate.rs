@@ -32,9 +32,7 @@ pub fn generate(
     }
     let vocab = model.vocab_size();
     if let Some(&bad) = prompt.iter().find(|&&id| id as usize >= vocab) {
-        return Err(Error::input(format!(
-            "token id {bad} is outside the vocabulary of {vocab}"
-        )));
+        return Err(Error::input(format!("token id {bad} is outside the vocabulary of {vocab}")));
     }
     no_grad(|| {
         let mut caches = model.new_caches();
@@ -47,12 +45,7 @@ pub fn generate(
             let out = model.forward(&ids, position, Some(&mut caches), false)?;
             position += input.len();
             // Only the last position's logits are needed: read back one row of the vocabulary.
-            let last = out
-                .logits
-                .value()
-                .narrow(1, input.len() - 1, 1)?
-                .to_dtype(DType::F32)?
-                .to_vec::<f32>()?;
+            let last = out.logits.value().narrow(1, input.len() - 1, 1)?.to_dtype(DType::F32)?.to_vec::<f32>()?;
             let next = sampler.pick(&last);
             tokens.push(next);
             on_token(next)?;
@@ -67,23 +60,13 @@ pub fn generate(
 
 /// Greedy decoding without a cache: every step reruns the whole sequence. Slow; the reference
 /// that the cached path is tested against.
-pub fn generate_uncached_greedy(
-    model: &CausalLm,
-    prompt: &[u32],
-    max_new: usize,
-    device: &Device,
-) -> Result<Vec<u32>> {
+pub fn generate_uncached_greedy(model: &CausalLm, prompt: &[u32], max_new: usize, device: &Device) -> Result<Vec<u32>> {
     no_grad(|| {
         let mut tokens = prompt.to_vec();
         for _ in 0..max_new {
             let ids = Tensor::from_vec(tokens.clone(), [1, tokens.len()], device)?;
             let out = model.forward(&ids, 0, None, false)?;
-            let last = out
-                .logits
-                .value()
-                .narrow(1, tokens.len() - 1, 1)?
-                .to_dtype(DType::F32)?
-                .to_vec::<f32>()?;
+            let last = out.logits.value().narrow(1, tokens.len() - 1, 1)?.to_dtype(DType::F32)?.to_vec::<f32>()?;
             tokens.push(crate::sample::argmax(&last));
         }
         Ok(tokens)

@@ -18,21 +18,13 @@ pub struct Sampling {
 
 impl Sampling {
     pub fn greedy() -> Sampling {
-        Sampling {
-            temperature: 0.0,
-            top_k: None,
-            top_p: None,
-            seed: 0,
-        }
+        Sampling { temperature: 0.0, top_k: None, top_p: None, seed: 0 }
     }
 
     /// Checks the settings a user gave.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err(Error::input(format!(
-                "--temperature must be a finite number >= 0, got {}",
-                self.temperature
-            )));
+            return Err(Error::input(format!("--temperature must be a finite number >= 0, got {}", self.temperature)));
         }
         if self.top_k == Some(0) {
             return Err(Error::input("--top-k must be at least 1"));
@@ -54,10 +46,7 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(settings: Sampling) -> Sampler {
-        Sampler {
-            rng: Rng::new(settings.seed),
-            settings,
-        }
+        Sampler { rng: Rng::new(settings.seed), settings }
     }
 
     pub fn pick(&mut self, logits: &[f32]) -> u32 {
@@ -66,20 +55,13 @@ impl Sampler {
         }
         // Candidates in descending order of logit (ties: lower id first, like topk).
         let mut order: Vec<u32> = (0..logits.len() as u32).collect();
-        order.sort_by(|&a, &b| {
-            logits[b as usize]
-                .total_cmp(&logits[a as usize])
-                .then(a.cmp(&b))
-        });
+        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
         if let Some(k) = self.settings.top_k {
             order.truncate(k.max(1));
         }
         let t = self.settings.temperature;
         let max = logits[order[0] as usize] as f64;
-        let mut probs: Vec<f64> = order
-            .iter()
-            .map(|&i| ((logits[i as usize] as f64 - max) / t).exp())
-            .collect();
+        let mut probs: Vec<f64> = order.iter().map(|&i| ((logits[i as usize] as f64 - max) / t).exp()).collect();
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
         if let Some(top_p) = self.settings.top_p {
@@ -129,19 +111,9 @@ mod tests {
     #[test]
     fn top_k_one_is_greedy_and_seeds_replay() {
         let logits = [0.5, 0.1, 2.0, 1.9, -3.0];
-        let mut s = Sampler::new(Sampling {
-            temperature: 1.0,
-            top_k: Some(1),
-            top_p: None,
-            seed: 3,
-        });
+        let mut s = Sampler::new(Sampling { temperature: 1.0, top_k: Some(1), top_p: None, seed: 3 });
         assert!((0..20).all(|_| s.pick(&logits) == 2));
-        let settings = Sampling {
-            temperature: 1.0,
-            top_k: None,
-            top_p: Some(0.9),
-            seed: 42,
-        };
+        let settings = Sampling { temperature: 1.0, top_k: None, top_p: Some(0.9), seed: 42 };
         let (mut a, mut b) = (Sampler::new(settings), Sampler::new(settings));
         let run_a: Vec<u32> = (0..50).map(|_| a.pick(&logits)).collect();
         let run_b: Vec<u32> = (0..50).map(|_| b.pick(&logits)).collect();
@@ -152,40 +124,14 @@ mod tests {
     fn top_p_keeps_only_the_nucleus() {
         // Probabilities ~ [0.0, 0.0, 0.5, 0.5]: p = 0.4 keeps only the first of the two.
         let logits = [-50.0, -50.0, 1.0, 1.0];
-        let mut s = Sampler::new(Sampling {
-            temperature: 1.0,
-            top_k: None,
-            top_p: Some(0.4),
-            seed: 1,
-        });
+        let mut s = Sampler::new(Sampling { temperature: 1.0, top_k: None, top_p: Some(0.4), seed: 1 });
         assert!((0..50).all(|_| s.pick(&logits) == 2));
     }
 
     #[test]
     fn bad_settings_are_rejected() {
-        assert!(
-            Sampling {
-                temperature: -1.0,
-                ..Sampling::greedy()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            Sampling {
-                top_k: Some(0),
-                ..Sampling::greedy()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            Sampling {
-                top_p: Some(1.5),
-                ..Sampling::greedy()
-            }
-            .validate()
-            .is_err()
-        );
+        assert!(Sampling { temperature: -1.0, ..Sampling::greedy() }.validate().is_err());
+        assert!(Sampling { top_k: Some(0), ..Sampling::greedy() }.validate().is_err());
+        assert!(Sampling { top_p: Some(1.5), ..Sampling::greedy() }.validate().is_err());
     }
 }

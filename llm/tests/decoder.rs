@@ -31,10 +31,7 @@ fn tiny_model(placement: usize, masks: &[MaskKind], tied: bool) -> tensor::Resul
         };
         let norm = |init: &mut Init| RmsNorm::new(hidden, 1e-6, init);
         let norms = match placement {
-            0 => LayerNorms::PreNorm {
-                input_layernorm: norm(&mut init)?,
-                post_attention_layernorm: norm(&mut init)?,
-            },
+            0 => LayerNorms::PreNorm { input_layernorm: norm(&mut init)?, post_attention_layernorm: norm(&mut init)? },
             1 => LayerNorms::PostNorm {
                 post_attention_layernorm: norm(&mut init)?,
                 post_feedforward_layernorm: norm(&mut init)?,
@@ -48,12 +45,7 @@ fn tiny_model(placement: usize, masks: &[MaskKind], tied: bool) -> tensor::Resul
         };
         layers.push(DecoderLayer {
             self_attn: Box::new(GroupedQueryAttention::new(config, &mut init)?),
-            ffn: Box::new(GatedFeedForward::new(
-                hidden,
-                24,
-                GluActivation::Silu,
-                &mut init,
-            )?),
+            ffn: Box::new(GatedFeedForward::new(hidden, 24, GluActivation::Silu, &mut init)?),
             ffn_name: "mlp",
             norms,
         });
@@ -63,11 +55,7 @@ fn tiny_model(placement: usize, masks: &[MaskKind], tied: bool) -> tensor::Resul
         embed_scale: None,
         layers,
         norm: RmsNorm::new(hidden, 1e-6, &mut init)?,
-        lm_head: if tied {
-            None
-        } else {
-            Some(Linear::new(hidden, vocab, false, &mut init)?)
-        },
+        lm_head: if tied { None } else { Some(Linear::new(hidden, vocab, false, &mut init)?) },
         final_logit_softcap: None,
     })
 }
@@ -75,23 +63,11 @@ fn tiny_model(placement: usize, masks: &[MaskKind], tied: bool) -> tensor::Resul
 #[test]
 fn cached_greedy_generation_equals_uncached() -> llm::Result<()> {
     let cpu = Device::cpu();
-    let masks = [
-        MaskKind::Sliding { window: 3 },
-        MaskKind::Causal,
-        MaskKind::Chunked { chunk: 4 },
-    ];
+    let masks = [MaskKind::Sliding { window: 3 }, MaskKind::Causal, MaskKind::Chunked { chunk: 4 }];
     for placement in 0..3 {
         let model = tiny_model(placement, &masks, placement == 1)?;
         let prompt = [3u32, 7, 1, 30, 2];
-        let cached = generate(
-            &model,
-            &prompt,
-            10,
-            Sampling::greedy(),
-            &StopAt::default(),
-            &cpu,
-            |_| Ok(()),
-        )?;
+        let cached = generate(&model, &prompt, 10, Sampling::greedy(), &StopAt::default(), &cpu, |_| Ok(()))?;
         let uncached = generate_uncached_greedy(&model, &prompt, 10, &cpu)?;
         assert_eq!(cached, uncached, "placement {placement}");
     }
@@ -102,35 +78,15 @@ fn cached_greedy_generation_equals_uncached() -> llm::Result<()> {
 fn generation_streams_tokens_and_stops_at_eos() -> llm::Result<()> {
     let cpu = Device::cpu();
     let model = tiny_model(0, &[MaskKind::Causal], false)?;
-    let first = generate(
-        &model,
-        &[1, 2],
-        6,
-        Sampling::greedy(),
-        &StopAt::default(),
-        &cpu,
-        |_| Ok(()),
-    )?;
+    let first = generate(&model, &[1, 2], 6, Sampling::greedy(), &StopAt::default(), &cpu, |_| Ok(()))?;
     let eos = first[3];
     let mut streamed = Vec::new();
-    let stopped = generate(
-        &model,
-        &[1, 2],
-        6,
-        Sampling::greedy(),
-        &StopAt { eos: vec![eos] },
-        &cpu,
-        |t| {
-            streamed.push(t);
-            Ok(())
-        },
-    )?;
+    let stopped = generate(&model, &[1, 2], 6, Sampling::greedy(), &StopAt { eos: vec![eos] }, &cpu, |t| {
+        streamed.push(t);
+        Ok(())
+    })?;
     let at = 2 + first[2..].iter().position(|&t| t == eos).unwrap_or(0);
-    assert_eq!(
-        stopped,
-        first[..=at].to_vec(),
-        "stops right after the first eos"
-    );
+    assert_eq!(stopped, first[..=at].to_vec(), "stops right after the first eos");
     assert_eq!(streamed, first[2..=at].to_vec());
     Ok(())
 }
@@ -139,43 +95,14 @@ fn generation_streams_tokens_and_stops_at_eos() -> llm::Result<()> {
 fn sampled_generation_replays_with_a_seed_and_rejects_bad_ids() -> llm::Result<()> {
     let cpu = Device::cpu();
     let model = tiny_model(2, &[MaskKind::Causal, MaskKind::Causal], true)?;
-    let settings = Sampling {
-        temperature: 0.8,
-        top_k: Some(10),
-        top_p: Some(0.95),
-        seed: 7,
-    };
-    let a = generate(
-        &model,
-        &[4, 5],
-        8,
-        settings,
-        &StopAt::default(),
-        &cpu,
-        |_| Ok(()),
-    )?;
-    let b = generate(
-        &model,
-        &[4, 5],
-        8,
-        settings,
-        &StopAt::default(),
-        &cpu,
-        |_| Ok(()),
-    )?;
+    let settings = Sampling { temperature: 0.8, top_k: Some(10), top_p: Some(0.95), seed: 7 };
+    let a = generate(&model, &[4, 5], 8, settings, &StopAt::default(), &cpu, |_| Ok(()))?;
+    let b = generate(&model, &[4, 5], 8, settings, &StopAt::default(), &cpu, |_| Ok(()))?;
     assert_eq!(a, b);
-    let err = generate(
-        &model,
-        &[4, 99],
-        2,
-        settings,
-        &StopAt::default(),
-        &cpu,
-        |_| Ok(()),
-    )
-    .err()
-    .map(|e| e.to_string())
-    .unwrap_or_default();
+    let err = generate(&model, &[4, 99], 2, settings, &StopAt::default(), &cpu, |_| Ok(()))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("99") && err.contains("vocabulary"), "{err}");
     Ok(())
 }
@@ -183,11 +110,7 @@ fn sampled_generation_replays_with_a_seed_and_rejects_bad_ids() -> llm::Result<(
 #[test]
 fn parameter_names_follow_hugging_face() -> tensor::Result<()> {
     let model = tiny_model(2, &[MaskKind::Causal], false)?;
-    let names: Vec<String> = model
-        .named_parameters()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
     for want in [
         "model.embed_tokens.weight",
         "model.layers.0.self_attn.q_proj.weight",
@@ -196,10 +119,7 @@ fn parameter_names_follow_hugging_face() -> tensor::Result<()> {
         "model.norm.weight",
         "lm_head.weight",
     ] {
-        assert!(
-            names.iter().any(|n| n == want),
-            "missing {want} in {names:?}"
-        );
+        assert!(names.iter().any(|n| n == want), "missing {want} in {names:?}");
     }
     Ok(())
 }

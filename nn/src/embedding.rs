@@ -12,9 +12,7 @@ pub struct Embedding {
 
 impl Embedding {
     pub fn new(vocab: usize, hidden: usize, init: &mut Init) -> Result<Embedding> {
-        Ok(Embedding {
-            weight: init.normal([vocab, hidden])?,
-        })
+        Ok(Embedding { weight: init.normal([vocab, hidden])? })
     }
 
     /// ids of any shape -> ids.shape + [hidden]. An id outside the vocabulary is an error naming it.

@@ -30,10 +30,7 @@ impl GatedFeedForward {
     }
 
     pub fn forward(&self, x: &Var) -> Result<Var> {
-        let gated = self
-            .gate_proj
-            .forward(x)?
-            .glu(&self.up_proj.forward(x)?, self.activation)?;
+        let gated = self.gate_proj.forward(x)?.glu(&self.up_proj.forward(x)?, self.activation)?;
         self.down_proj.forward(&gated)
     }
 }

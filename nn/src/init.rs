@@ -18,27 +18,16 @@ pub struct Init {
 
 impl Init {
     pub fn new(seed: u64, device: &Device) -> Init {
-        Init {
-            rng: Rng::new(seed),
-            device: device.clone(),
-            dtype: DType::F32,
-            std: 0.02,
-            placeholders: false,
-        }
+        Init { rng: Rng::new(seed), device: device.clone(), dtype: DType::F32, std: 0.02, placeholders: false }
     }
 
     /// Parameters with the right shapes and no storage, to be filled from a checkpoint.
     pub fn placeholders(device: &Device) -> Init {
-        Init {
-            placeholders: true,
-            ..Init::new(0, device)
-        }
+        Init { placeholders: true, ..Init::new(0, device) }
     }
 
     fn placeholder(&self, shape: Shape) -> Result<Var> {
-        Ok(Var::parameter(
-            Tensor::zeros((), self.dtype, &self.device)?.broadcast_to(shape)?,
-        ))
+        Ok(Var::parameter(Tensor::zeros((), self.dtype, &self.device)?.broadcast_to(shape)?))
     }
 
     /// Normal(0, std) weights.
@@ -51,35 +40,20 @@ impl Init {
         if self.placeholders {
             return self.placeholder(shape.into());
         }
-        Ok(Var::parameter(Tensor::randn(
-            0.0,
-            std,
-            shape,
-            self.dtype,
-            &mut self.rng,
-            &self.device,
-        )?))
+        Ok(Var::parameter(Tensor::randn(0.0, std, shape, self.dtype, &mut self.rng, &self.device)?))
     }
 
     pub fn zeros(&mut self, shape: impl Into<Shape>) -> Result<Var> {
         if self.placeholders {
             return self.placeholder(shape.into());
         }
-        Ok(Var::parameter(Tensor::zeros(
-            shape,
-            self.dtype,
-            &self.device,
-        )?))
+        Ok(Var::parameter(Tensor::zeros(shape, self.dtype, &self.device)?))
     }
 
     pub fn ones(&mut self, shape: impl Into<Shape>) -> Result<Var> {
         if self.placeholders {
             return self.placeholder(shape.into());
         }
-        Ok(Var::parameter(Tensor::ones(
-            shape,
-            self.dtype,
-            &self.device,
-        )?))
+        Ok(Var::parameter(Tensor::ones(shape, self.dtype, &self.device)?))
     }
 }

@@ -16,6 +16,7 @@ pub mod init;
 pub mod linear;
 pub mod loss;
 pub mod module;
+pub mod moe;
 pub mod norm;
 pub mod rope;
 

@@ -12,19 +12,10 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn new(
-        in_features: usize,
-        out_features: usize,
-        bias: bool,
-        init: &mut Init,
-    ) -> Result<Linear> {
+    pub fn new(in_features: usize, out_features: usize, bias: bool, init: &mut Init) -> Result<Linear> {
         Ok(Linear {
             weight: init.normal([out_features, in_features])?,
-            bias: if bias {
-                Some(init.zeros([out_features])?)
-            } else {
-                None
-            },
+            bias: if bias { Some(init.zeros([out_features])?) } else { None },
         })
     }
 

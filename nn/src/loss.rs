@@ -12,10 +12,7 @@ pub fn cross_entropy(logits: &Var, labels: &Tensor, ignore: Option<u32>) -> Resu
     if dims.len() != 2 || labels.dims() != [dims[0]] {
         return Err(Error::shape(
             OP,
-            format!(
-                "needs logits [N, C] and labels [N], got {dims:?} and {:?}",
-                labels.shape()
-            ),
+            format!("needs logits [N, C] and labels [N], got {dims:?} and {:?}", labels.shape()),
         ));
     }
     let n = dims[0];
@@ -28,19 +25,13 @@ pub fn cross_entropy(logits: &Var, labels: &Tensor, ignore: Option<u32>) -> Resu
         }
         None => (labels.clone(), None),
     };
-    let picked = logits
-        .log_softmax(-1)?
-        .gather(&safe.reshape([n, 1])?, 1)?
-        .reshape([n])?;
+    let picked = logits.log_softmax(-1)?.gather(&safe.reshape([n, 1])?, 1)?.reshape([n])?;
     match keep {
         None => picked.mean_all()?.neg(),
         Some(keep) => {
             let weights = keep.to_dtype(logits.dtype())?;
             let count = weights.sum_all()?.to_scalar::<f64>()?.max(1.0);
-            picked
-                .mul(&Var::constant(weights))?
-                .sum_all()?
-                .mul_scalar(-1.0 / count)
+            picked.mul(&Var::constant(weights))?.sum_all()?.mul_scalar(-1.0 / count)
         }
     }
 }

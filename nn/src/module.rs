@@ -24,11 +24,7 @@ pub trait Module {
 
 /// `prefix.name`, or `name` when the prefix is empty.
 pub fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    }
+    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
 }
 
 /// Conveniences every module gets.
@@ -36,27 +32,18 @@ pub trait ModuleExt: Module {
     /// `(name, parameter)` for every parameter, in visiting order.
     fn named_parameters(&self) -> Vec<(String, Var)> {
         let mut out = Vec::new();
-        self.visit("", &mut |name, var| {
-            out.push((name.to_string(), var.clone()))
-        });
+        self.visit("", &mut |name, var| out.push((name.to_string(), var.clone())));
         out
     }
 
     fn parameters(&self) -> Vec<Var> {
-        self.named_parameters()
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect()
+        self.named_parameters().into_iter().map(|(_, v)| v).collect()
     }
 
     /// The number of scalar parameters, counting a parameter shared by two names once.
     fn num_parameters(&self) -> usize {
         let mut seen = std::collections::HashSet::new();
-        self.parameters()
-            .iter()
-            .filter(|v| seen.insert(v.id()))
-            .map(|v| v.elem_count())
-            .sum()
+        self.parameters().iter().filter(|v| seen.insert(v.id())).map(|v| v.elem_count()).sum()
     }
 
     /// Moves every parameter to `device`, in place.

@@ -16,35 +16,17 @@ pub struct RmsNorm {
 impl RmsNorm {
     /// Plain RMSNorm with weights initialised to 1 (`rms_norm_eps` from the config).
     pub fn new(dim: usize, eps: f64, init: &mut Init) -> Result<RmsNorm> {
-        Ok(RmsNorm {
-            weight: Some(init.ones([dim])?),
-            spec: RmsNormSpec {
-                eps,
-                add_unit_offset: false,
-            },
-        })
+        Ok(RmsNorm { weight: Some(init.ones([dim])?), spec: RmsNormSpec { eps, add_unit_offset: false } })
     }
 
     /// Gemma's RMSNorm: `x_hat * (1 + w)`, weights initialised to 0.
     pub fn gemma(dim: usize, eps: f64, init: &mut Init) -> Result<RmsNorm> {
-        Ok(RmsNorm {
-            weight: Some(init.zeros([dim])?),
-            spec: RmsNormSpec {
-                eps,
-                add_unit_offset: true,
-            },
-        })
+        Ok(RmsNorm { weight: Some(init.zeros([dim])?), spec: RmsNormSpec { eps, add_unit_offset: true } })
     }
 
     /// No weight at all: Llama 4's `Llama4TextL2Norm`, `x * rsqrt(mean(x^2) + eps)`.
     pub fn weightless(eps: f64) -> RmsNorm {
-        RmsNorm {
-            weight: None,
-            spec: RmsNormSpec {
-                eps,
-                add_unit_offset: false,
-            },
-        }
+        RmsNorm { weight: None, spec: RmsNormSpec { eps, add_unit_offset: false } }
     }
 
     /// Normalises over the last axis.

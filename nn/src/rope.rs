@@ -19,12 +19,7 @@ pub enum RopeScaling {
     Linear { factor: f64 },
     /// `rope_type: llama3`: low frequencies (wavelength above `original / low_freq_factor`)
     /// divided by `factor`, high ones kept, the band between blended.
-    Llama3 {
-        factor: f64,
-        low_freq_factor: f64,
-        high_freq_factor: f64,
-        original_max_position_embeddings: f64,
-    },
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: f64 },
     /// `rope_type: yarn`: dims that rotate fewer than `beta_slow` times over the original context
     /// are interpolated, those rotating more than `beta_fast` times kept, a linear ramp between.
     /// `attention_factor` scales cos and sin (`mscale / mscale_all_dim` ratio of `get_mscale`).
@@ -42,11 +37,7 @@ pub enum RopeScaling {
 /// YaRN's `get_mscale`: `0.1 * mscale * ln(factor) + 1` for factor > 1. DeepSeek-V3 multiplies
 /// its softmax scale by `get_mscale(factor, mscale_all_dim)^2` (1.873854 for factor 40).
 pub fn yarn_get_mscale(factor: f64, mscale: f64) -> f64 {
-    if factor <= 1.0 {
-        1.0
-    } else {
-        0.1 * mscale * factor.ln() + 1.0
-    }
+    if factor <= 1.0 { 1.0 } else { 0.1 * mscale * factor.ln() + 1.0 }
 }
 
 /// A rotary embedding for one layer kind: its frequencies, the cos/sin scale and the pair layout.
@@ -64,9 +55,7 @@ pub struct Rope {
 impl Rope {
     /// Frequencies for `dim` rotated dims with base `theta` (`rope_theta`) and a scaling.
     pub fn new(dim: usize, theta: f64, scaling: &RopeScaling, interleaved: bool) -> Rope {
-        let base: Vec<f64> = (0..dim / 2)
-            .map(|i| 1.0 / theta.powf((2 * i) as f64 / dim as f64))
-            .collect();
+        let base: Vec<f64> = (0..dim / 2).map(|i| 1.0 / theta.powf((2 * i) as f64 / dim as f64)).collect();
         let (inv_freq, attention_factor) = match *scaling {
             RopeScaling::None => (base, 1.0),
             RopeScaling::Linear { factor } => (base.iter().map(|f| f / factor).collect(), 1.0),
@@ -86,8 +75,7 @@ impl Rope {
                         } else if wavelen < high_wavelen {
                             f
                         } else {
-                            let smooth = (old / wavelen - low_freq_factor)
-                                / (high_freq_factor - low_freq_factor);
+                            let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
                             (1.0 - smooth) * f / factor + smooth * f
                         }
                     })
@@ -105,8 +93,7 @@ impl Rope {
             } => {
                 // The dim at which a frequency completes `rotations` turns over the original context.
                 let correction_dim = |rotations: f64| {
-                    (dim as f64 * (old / (rotations * 2.0 * std::f64::consts::PI)).ln())
-                        / (2.0 * theta.ln())
+                    (dim as f64 * (old / (rotations * 2.0 * std::f64::consts::PI)).ln()) / (2.0 * theta.ln())
                 };
                 let (mut low, mut high) = (correction_dim(beta_fast), correction_dim(beta_slow));
                 if truncate {
@@ -132,11 +119,7 @@ impl Rope {
                 (scaled, attention_factor)
             }
         };
-        Rope {
-            inv_freq,
-            attention_factor,
-            interleaved,
-        }
+        Rope { inv_freq, attention_factor, interleaved }
     }
 
     /// Rotated dims.
@@ -146,13 +129,7 @@ impl Rope {
 
     /// cos and sin tables [len, dim/2] for positions `start .. start + len`, scaled by the
     /// attention factor. Angles are computed in f64 on the host, then stored as `dtype`.
-    pub fn tables(
-        &self,
-        start: usize,
-        len: usize,
-        dtype: DType,
-        device: &Device,
-    ) -> Result<(Tensor, Tensor)> {
+    pub fn tables(&self, start: usize, len: usize, dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
         let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
@@ -163,11 +140,7 @@ impl Rope {
                 sin.push(angle.sin() * self.attention_factor);
             }
         }
-        let make = |v: Vec<f64>| {
-            Tensor::from_vec(v, [len, half], &Device::cpu())?
-                .to_dtype(dtype)?
-                .to(device)
-        };
+        let make = |v: Vec<f64>| Tensor::from_vec(v, [len, half], &Device::cpu())?.to_dtype(dtype)?.to(device);
         Ok((make(cos)?, make(sin)?))
     }
 

@@ -4,20 +4,15 @@
 use autograd::Var;
 use autograd::gradcheck::{GradCheck, check_params};
 use nn::attention::{
-    AttentionConfig, GroupedQueryAttention, KvCache, MaskKind, MlaConfig, MultiHeadLatentAttention,
-    QkNorm, TemperatureTuning,
+    AttentionConfig, GroupedQueryAttention, KvCache, MaskKind, MlaConfig, MultiHeadLatentAttention, QkNorm,
+    TemperatureTuning,
 };
 use nn::rope::{Rope, RopeScaling};
 use nn::{Init, Module, ModuleExt};
 use tensor::testing::{assert_close, randn};
 use tensor::{DType, Device, Result};
 
-fn gqa_config(
-    mask: MaskKind,
-    qk_norm: QkNorm,
-    rope: bool,
-    tuning: Option<TemperatureTuning>,
-) -> AttentionConfig {
+fn gqa_config(mask: MaskKind, qk_norm: QkNorm, rope: bool, tuning: Option<TemperatureTuning>) -> AttentionConfig {
     AttentionConfig {
         hidden_size: 16,
         num_heads: 4,
@@ -70,33 +65,12 @@ fn in_steps(
 fn cached_decoding_equals_full_forward_for_every_mask_and_norm() -> Result<()> {
     let cpu = Device::cpu();
     let x = Var::constant(randn([2, 11, 16], 1, &cpu)?);
-    let tuning = TemperatureTuning {
-        attn_scale: 0.1,
-        floor_scale: 4.0,
-    };
+    let tuning = TemperatureTuning { attn_scale: 0.1, floor_scale: 4.0 };
     let configs = [
         gqa_config(MaskKind::Causal, QkNorm::None, true, None),
-        gqa_config(
-            MaskKind::Sliding { window: 3 },
-            QkNorm::PerHead {
-                eps: 1e-6,
-                gemma: true,
-            },
-            true,
-            None,
-        ),
-        gqa_config(
-            MaskKind::Chunked { chunk: 4 },
-            QkNorm::L2AfterRope { eps: 1e-6 },
-            true,
-            None,
-        ),
-        gqa_config(
-            MaskKind::Causal,
-            QkNorm::WholeProjection { eps: 1e-6 },
-            true,
-            None,
-        ),
+        gqa_config(MaskKind::Sliding { window: 3 }, QkNorm::PerHead { eps: 1e-6, gemma: true }, true, None),
+        gqa_config(MaskKind::Chunked { chunk: 4 }, QkNorm::L2AfterRope { eps: 1e-6 }, true, None),
+        gqa_config(MaskKind::Causal, QkNorm::WholeProjection { eps: 1e-6 }, true, None),
         gqa_config(MaskKind::Causal, QkNorm::None, false, Some(tuning)), // NoPE + temperature tuning
     ];
     for (i, config) in configs.into_iter().enumerate() {
@@ -104,12 +78,7 @@ fn cached_decoding_equals_full_forward_for_every_mask_and_norm() -> Result<()> {
         let attn = GroupedQueryAttention::new(config, &mut Init::new(i as u64, &cpu))?;
         let full = attn.forward(&x, 0, None)?;
         // Prefill of 5, then single-token steps, then a chunk of 3: crossing windows and chunks.
-        let stepped = in_steps(
-            &|x, s, c| attn.forward(x, s, Some(c)),
-            &x,
-            &[5, 1, 1, 1, 3],
-            kind,
-        )?;
+        let stepped = in_steps(&|x, s, c| attn.forward(x, s, Some(c)), &x, &[5, 1, 1, 1, 3], kind)?;
         assert_close(&stepped.value(), &full.value(), 1e-5, 1e-5)
             .map_err(|e| tensor::Error::shape("case", format!("{i}: {e}")))?;
     }
@@ -122,12 +91,7 @@ fn mla_absorbed_decode_equals_plain_path() -> Result<()> {
     let mla = MultiHeadLatentAttention::new(mla_config(), &mut Init::new(7, &cpu))?;
     let x = Var::constant(randn([2, 9, 16], 2, &cpu)?);
     let plain = mla.forward_plain(&x, 0)?;
-    let absorbed = in_steps(
-        &|x, s, c| mla.forward(x, s, Some(c)),
-        &x,
-        &[4, 1, 1, 3],
-        MaskKind::Causal,
-    )?;
+    let absorbed = in_steps(&|x, s, c| mla.forward(x, s, Some(c)), &x, &[4, 1, 1, 3], MaskKind::Causal)?;
     assert_close(&absorbed.value(), &plain.value(), 1e-5, 1e-5)
 }
 
@@ -137,15 +101,8 @@ fn mla_cache_holds_latent_plus_rope_key_per_token() -> Result<()> {
     let c = mla_config();
     let mla = MultiHeadLatentAttention::new(c.clone(), &mut Init::new(8, &cpu))?;
     let mut cache = KvCache::new(MaskKind::Causal);
-    mla.forward(
-        &Var::constant(randn([1, 7, 16], 3, &cpu)?),
-        0,
-        Some(&mut cache),
-    )?;
-    assert_eq!(
-        cache.size_in_bytes(),
-        7 * (c.kv_lora_rank + c.qk_rope_head_dim) * 4
-    );
+    mla.forward(&Var::constant(randn([1, 7, 16], 3, &cpu)?), 0, Some(&mut cache))?;
+    assert_eq!(cache.size_in_bytes(), 7 * (c.kv_lora_rank + c.qk_rope_head_dim) * 4);
     assert_eq!(mla.kv_bytes_per_token(2), (10 + 4) * 2);
     Ok(())
 }
@@ -158,24 +115,16 @@ fn sliding_window_cache_stops_growing_and_gemma_pattern_holds_a_sixth() -> Resul
         gqa_config(MaskKind::Sliding { window }, QkNorm::None, true, None),
         &mut Init::new(9, &cpu),
     )?;
-    let global = GroupedQueryAttention::new(
-        gqa_config(MaskKind::Causal, QkNorm::None, true, None),
-        &mut Init::new(10, &cpu),
-    )?;
-    let (mut local_cache, mut global_cache) = (
-        KvCache::new(MaskKind::Sliding { window }),
-        KvCache::new(MaskKind::Causal),
-    );
+    let global =
+        GroupedQueryAttention::new(gqa_config(MaskKind::Causal, QkNorm::None, true, None), &mut Init::new(10, &cpu))?;
+    let (mut local_cache, mut global_cache) =
+        (KvCache::new(MaskKind::Sliding { window }), KvCache::new(MaskKind::Causal));
     let steps = 96;
     for p in 0..steps {
         let x = Var::constant(randn([1, 1, 16], 100 + p as u64, &cpu)?);
         sliding.forward(&x, p, Some(&mut local_cache))?;
         global.forward(&x, p, Some(&mut global_cache))?;
-        assert!(
-            local_cache.len() <= window,
-            "sliding cache holds {} rows at step {p}",
-            local_cache.len()
-        );
+        assert!(local_cache.len() <= window, "sliding cache holds {} rows at step {p}", local_cache.len());
     }
     assert_eq!(global_cache.len(), steps);
     // Gemma 3's pattern: 5 sliding layers and 1 global layer against 6 global layers.
@@ -183,10 +132,7 @@ fn sliding_window_cache_stops_growing_and_gemma_pattern_holds_a_sixth() -> Resul
     let full = 6 * global_cache.size_in_bytes();
     let ratio = mixed as f64 / full as f64;
     let expected = (5.0 * window as f64 + steps as f64) / (6.0 * steps as f64);
-    assert!(
-        (ratio - expected).abs() < 0.01,
-        "ratio {ratio}, expected {expected}"
-    );
+    assert!((ratio - expected).abs() < 0.01, "ratio {ratio}, expected {expected}");
     Ok(())
 }
 
@@ -210,10 +156,7 @@ fn window_sees_exactly_its_last_positions_and_chunks_never_cross() {
 
 #[test]
 fn temperature_tuning_matches_llama4_formula() {
-    let t = TemperatureTuning {
-        attn_scale: 0.1,
-        floor_scale: 8192.0,
-    };
+    let t = TemperatureTuning { attn_scale: 0.1, floor_scale: 8192.0 };
     assert_eq!(t.factor(0), 1.0);
     assert_eq!(t.factor(8190), 1.0);
     assert!((t.factor(8191) - (1.0 + 0.1 * 2f64.ln())).abs() < 1e-12); // floor(8192 / 8192) = 1
@@ -223,38 +166,17 @@ fn temperature_tuning_matches_llama4_formula() {
 fn parameter_names_match_hugging_face() -> Result<()> {
     let cpu = Device::cpu();
     let attn = GroupedQueryAttention::new(
-        gqa_config(
-            MaskKind::Causal,
-            QkNorm::PerHead {
-                eps: 1e-6,
-                gemma: false,
-            },
-            true,
-            None,
-        ),
+        gqa_config(MaskKind::Causal, QkNorm::PerHead { eps: 1e-6, gemma: false }, true, None),
         &mut Init::new(1, &cpu),
     )?;
-    let names: Vec<String> = attn
-        .named_parameters()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let names: Vec<String> = attn.named_parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
-        [
-            "q_proj.weight",
-            "k_proj.weight",
-            "v_proj.weight",
-            "o_proj.weight",
-            "q_norm.weight",
-            "k_norm.weight"
-        ]
+        ["q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight", "q_norm.weight", "k_norm.weight"]
     );
     let mla = MultiHeadLatentAttention::new(mla_config(), &mut Init::new(1, &cpu))?;
     let mut names = Vec::new();
-    mla.visit("model.layers.0.self_attn", &mut |n, _| {
-        names.push(n.to_string())
-    });
+    mla.visit("model.layers.0.self_attn", &mut |n, _| names.push(n.to_string()));
     assert_eq!(names[0], "model.layers.0.self_attn.q_a_proj.weight");
     assert!(names.contains(&"model.layers.0.self_attn.kv_a_proj_with_mqa.weight".to_string()));
     Ok(())
@@ -268,35 +190,15 @@ fn gradients_of_attention_blocks() -> Result<()> {
     init.dtype = DType::F64;
     init.std = 0.3;
     let cases = [
-        (
-            MaskKind::Causal,
-            QkNorm::PerHead {
-                eps: 1e-6,
-                gemma: false,
-            },
-        ),
-        (
-            MaskKind::Sliding { window: 2 },
-            QkNorm::WholeProjection { eps: 1e-6 },
-        ),
-        (
-            MaskKind::Chunked { chunk: 3 },
-            QkNorm::L2AfterRope { eps: 1e-6 },
-        ),
+        (MaskKind::Causal, QkNorm::PerHead { eps: 1e-6, gemma: false }),
+        (MaskKind::Sliding { window: 2 }, QkNorm::WholeProjection { eps: 1e-6 }),
+        (MaskKind::Chunked { chunk: 3 }, QkNorm::L2AfterRope { eps: 1e-6 }),
     ];
     for (mask, norm) in cases {
         let attn = GroupedQueryAttention::new(gqa_config(mask, norm, true, None), &mut init)?;
-        check_params(
-            &attn.parameters(),
-            || attn.forward(&x, 0, None),
-            GradCheck::default(),
-        )?;
+        check_params(&attn.parameters(), || attn.forward(&x, 0, None), GradCheck::default())?;
     }
     let mla = MultiHeadLatentAttention::new(mla_config(), &mut init)?;
-    check_params(
-        &mla.parameters(),
-        || mla.forward_plain(&x, 0),
-        GradCheck::default(),
-    )?;
+    check_params(&mla.parameters(), || mla.forward_plain(&x, 0), GradCheck::default())?;
     Ok(())
 }

@@ -76,14 +76,8 @@ fn yarn_ramp_interpolates_low_frequencies_and_keeps_high_ones() {
     let yarn = Rope::new(64, 10_000.0, &scaling, true);
     // mscale == mscale_all_dim: cos and sin are not scaled (the mscale^2 lives in the softmax scale).
     assert_eq!(yarn.attention_factor, 1.0);
-    assert!(
-        close(yarn.inv_freq[0], base.inv_freq[0], 1e-12),
-        "fastest dim kept"
-    );
-    assert!(
-        close(yarn.inv_freq[31], base.inv_freq[31] / 40.0, 1e-12),
-        "slowest dim interpolated"
-    );
+    assert!(close(yarn.inv_freq[0], base.inv_freq[0], 1e-12), "fastest dim kept");
+    assert!(close(yarn.inv_freq[31], base.inv_freq[31] / 40.0, 1e-12), "slowest dim interpolated");
     for i in 1..32 {
         assert!(yarn.inv_freq[i] <= base.inv_freq[i] * (1.0 + 1e-12));
     }
@@ -97,10 +91,7 @@ fn interleaved_layout_is_halves_layout_under_a_fixed_permutation() -> Result<()>
     let (t, d) = (5, 8);
     let x = randn([1, 1, t, d], 1, &cpu)?;
     let inter = Rope::new(d, 10_000.0, &RopeScaling::None, true);
-    let perm: Vec<u32> = (0..d as u32)
-        .step_by(2)
-        .chain((1..d as u32).step_by(2))
-        .collect();
+    let perm: Vec<u32> = (0..d as u32).step_by(2).chain((1..d as u32).step_by(2)).collect();
     let perm = tensor::Tensor::from_vec(perm, [d], &cpu)?;
     let (cos, sin) = inter.tables(3, t, DType::F32, &cpu)?;
     let a = x.rope(&cos, &sin, true)?.index_select(&perm, 3usize)?;

@@ -21,7 +21,14 @@ impl std::fmt::Display for Tensor {
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor(shape={:?}, dtype={}, device={}, layout={:?})", self.dims(), self.dtype(), self.device(), self.layout())
+        write!(
+            f,
+            "Tensor(shape={:?}, dtype={}, device={}, layout={:?})",
+            self.dims(),
+            self.dtype(),
+            self.device(),
+            self.layout()
+        )
     }
 }
 
@@ -57,4 +64,3 @@ fn write_dim(out: &mut String, values: &[f64], dims: &[usize], depth: usize, off
     }
     out.push(']');
 }
-

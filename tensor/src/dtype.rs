@@ -15,14 +15,7 @@ pub enum DType {
 }
 
 impl DType {
-    pub const ALL: [DType; 6] = [
-        DType::F32,
-        DType::F64,
-        DType::BF16,
-        DType::F16,
-        DType::U32,
-        DType::I64,
-    ];
+    pub const ALL: [DType; 6] = [DType::F32, DType::F64, DType::BF16, DType::F16, DType::U32, DType::I64];
 
     /// Bytes per element.
     pub fn size_in_bytes(self) -> usize {
@@ -109,9 +102,7 @@ element!(u32, U32, |v: u32| v as f64, |v: f64| v as u32);
 element!(i64, I64, |v: i64| v as f64, |v: f64| v as i64);
 
 /// The float types the CPU kernels compute in (f32 and f64), generic through `num-traits`.
-pub trait FloatElement:
-    Element + num_traits::Float + num_traits::FromPrimitive + std::iter::Sum + Default
-{
+pub trait FloatElement: Element + num_traits::Float + num_traits::FromPrimitive + std::iter::Sum + Default {
     /// The error function, needed by the exact (erf) form of GELU.
     fn erf(self) -> Self;
 }

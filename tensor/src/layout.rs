@@ -59,8 +59,7 @@ impl Layout {
 
     /// The storage range of a contiguous layout.
     pub fn contiguous_range(&self) -> Option<std::ops::Range<usize>> {
-        self.is_contiguous()
-            .then(|| self.offset..self.offset + self.elem_count())
+        self.is_contiguous().then(|| self.offset..self.offset + self.elem_count())
     }
 
     /// One past the largest storage index this layout touches (0 for an empty view): the
@@ -69,14 +68,7 @@ impl Layout {
         if self.elem_count() == 0 {
             return 0;
         }
-        self.offset
-            + self
-                .dims()
-                .iter()
-                .zip(&self.strides)
-                .map(|(&d, &s)| (d - 1) * s)
-                .sum::<usize>()
-            + 1
+        self.offset + self.dims().iter().zip(&self.strides).map(|(&d, &s)| (d - 1) * s).sum::<usize>() + 1
     }
 
     /// A view with the same elements in a new shape. Only contiguous layouts can be reshaped
@@ -111,7 +103,11 @@ impl Layout {
         if start.checked_add(len).is_none_or(|end| end > dim) {
             return Err(Error::index(
                 "narrow",
-                format!("range {start}..{} is out of bounds for axis {axis} of {:?}", start.saturating_add(len), self.shape),
+                format!(
+                    "range {start}..{} is out of bounds for axis {axis} of {:?}",
+                    start.saturating_add(len),
+                    self.shape
+                ),
             ));
         }
         let mut dims = self.dims().to_vec();
@@ -141,10 +137,7 @@ impl Layout {
             } else if from == 1 {
                 0
             } else {
-                return Err(Error::shape(
-                    "broadcast_to",
-                    format!("cannot broadcast {:?} to {shape:?}", self.shape),
-                ));
+                return Err(Error::shape("broadcast_to", format!("cannot broadcast {:?} to {shape:?}", self.shape)));
             };
         }
         Ok(Layout { shape: shape.clone(), strides, offset: self.offset })
@@ -168,10 +161,7 @@ impl Layout {
     /// Inserts an axis of extent 1 before position `axis` (`axis == rank` appends).
     pub fn unsqueeze(&self, axis: usize) -> Result<Layout> {
         if axis > self.rank() {
-            return Err(Error::shape(
-                "unsqueeze",
-                format!("axis {axis} is out of range for {:?}", self.shape),
-            ));
+            return Err(Error::shape("unsqueeze", format!("axis {axis} is out of range for {:?}", self.shape)));
         }
         let mut dims = self.dims().to_vec();
         let mut strides = self.strides.clone();

@@ -30,8 +30,8 @@ mod rng;
 mod shape;
 mod storage;
 mod tensor;
-mod view;
 pub mod testing;
+mod view;
 
 pub use backend::{AttentionMask, AttentionSpec, Backend, GluActivation, RmsNormSpec, Src};
 pub use device::Device;

@@ -56,10 +56,7 @@ impl Shape {
                 (1, b) => b,
                 (a, 1) => a,
                 _ => {
-                    return Err(Error::shape(
-                        op,
-                        format!("shapes {lhs:?} and {rhs:?} do not broadcast"),
-                    ));
+                    return Err(Error::shape(op, format!("shapes {lhs:?} and {rhs:?} do not broadcast")));
                 }
             };
         }
@@ -68,11 +65,7 @@ impl Shape {
 }
 
 fn dim_from_right(shape: &Shape, i: usize) -> usize {
-    if i < shape.rank() {
-        shape.0[shape.rank() - 1 - i]
-    } else {
-        1
-    }
+    if i < shape.rank() { shape.0[shape.rank() - 1 - i] } else { 1 }
 }
 
 impl std::fmt::Debug for Shape {
@@ -134,10 +127,7 @@ impl Axis for usize {
         if self < rank {
             Ok(self)
         } else {
-            Err(Error::shape(
-                op,
-                format!("axis {self} is out of range for a tensor of rank {rank}"),
-            ))
+            Err(Error::shape(op, format!("axis {self} is out of range for a tensor of rank {rank}")))
         }
     }
 }
@@ -149,10 +139,7 @@ impl Axis for isize {
         if (0..r).contains(&axis) {
             Ok(axis as usize)
         } else {
-            Err(Error::shape(
-                op,
-                format!("axis {self} is out of range for a tensor of rank {rank}"),
-            ))
+            Err(Error::shape(op, format!("axis {self} is out of range for a tensor of rank {rank}")))
         }
     }
 }

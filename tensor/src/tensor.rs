@@ -31,10 +31,7 @@ impl Tensor {
     pub fn from_host(data: HostData, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
         if shape.checked_elem_count() != Some(data.len()) {
-            return Err(Error::shape(
-                "from_host",
-                format!("{} elements do not fill shape {shape:?}", data.len()),
-            ));
+            return Err(Error::shape("from_host", format!("{} elements do not fill shape {shape:?}", data.len())));
         }
         let dtype = data.dtype();
         let buffer = device.backend().upload(&data)?;
@@ -103,14 +100,28 @@ impl Tensor {
     }
 
     /// Uniform samples in `[low, high)` from a seeded generator.
-    pub fn rand(low: f64, high: f64, shape: impl Into<Shape>, dtype: DType, rng: &mut crate::Rng, device: &Device) -> Result<Tensor> {
+    pub fn rand(
+        low: f64,
+        high: f64,
+        shape: impl Into<Shape>,
+        dtype: DType,
+        rng: &mut crate::Rng,
+        device: &Device,
+    ) -> Result<Tensor> {
         let shape = shape.into();
         let values: Vec<f64> = (0..shape.elem_count()).map(|_| low + (high - low) * rng.uniform()).collect();
         Tensor::from_host(HostData::F64(values).cast(dtype), shape, device)
     }
 
     /// Normal samples with the given mean and standard deviation from a seeded generator.
-    pub fn randn(mean: f64, std: f64, shape: impl Into<Shape>, dtype: DType, rng: &mut crate::Rng, device: &Device) -> Result<Tensor> {
+    pub fn randn(
+        mean: f64,
+        std: f64,
+        shape: impl Into<Shape>,
+        dtype: DType,
+        rng: &mut crate::Rng,
+        device: &Device,
+    ) -> Result<Tensor> {
         let shape = shape.into();
         let values: Vec<f64> = (0..shape.elem_count()).map(|_| mean + std * rng.normal()).collect();
         Tensor::from_host(HostData::F64(values).cast(dtype), shape, device)
@@ -239,7 +250,10 @@ impl Tensor {
     /// the change: this is the one mutating op, kept for caches and optimizer state.
     pub fn write_from(&self, src: &Tensor) -> Result<()> {
         if src.shape() != self.shape() {
-            return Err(Error::shape("write_from", format!("source {:?} does not match destination {:?}", src.shape(), self.shape())));
+            return Err(Error::shape(
+                "write_from",
+                format!("source {:?} does not match destination {:?}", src.shape(), self.shape()),
+            ));
         }
         if src.dtype != self.dtype {
             return Err(Error::dtype("write_from", format!("source is {}, destination is {}", src.dtype, self.dtype)));
@@ -252,7 +266,10 @@ impl Tensor {
         if !self.device.same_as(&other.device) {
             return Err(Error::device(
                 op,
-                format!("operands live on different devices ({} and {}); move one with .to()", self.device, other.device),
+                format!(
+                    "operands live on different devices ({} and {}); move one with .to()",
+                    self.device, other.device
+                ),
             ));
         }
         Ok(())
@@ -260,7 +277,10 @@ impl Tensor {
 
     pub(crate) fn check_same_dtype(&self, op: &str, other: &Tensor) -> Result<()> {
         if self.dtype != other.dtype {
-            return Err(Error::dtype(op, format!("operands have different dtypes ({} and {})", self.dtype, other.dtype)));
+            return Err(Error::dtype(
+                op,
+                format!("operands have different dtypes ({} and {})", self.dtype, other.dtype),
+            ));
         }
         Ok(())
     }

@@ -48,7 +48,11 @@ pub fn assert_close(a: &Tensor, b: &Tensor, atol: f64, rtol: f64) -> Result<()> 
         if !same && !((p - q).abs() <= atol + rtol * q.abs()) {
             return Err(Error::shape(
                 "assert_close",
-                format!("element {i} of {:?}: {p} vs {q} (|diff| {:.3e} > atol {atol:.1e} + rtol {rtol:.1e})", a.shape(), (p - q).abs()),
+                format!(
+                    "element {i} of {:?}: {p} vs {q} (|diff| {:.3e} > atol {atol:.1e} + rtol {rtol:.1e})",
+                    a.shape(),
+                    (p - q).abs()
+                ),
             ));
         }
     }

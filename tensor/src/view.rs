@@ -17,7 +17,10 @@ impl Tensor {
             Some(layout) => Ok(self.with_layout(layout)),
             None => {
                 let c = self.contiguous()?;
-                let layout = c.layout().reshape(&shape).ok_or_else(|| Error::shape("reshape", "contiguous copy is not reshapeable"))?;
+                let layout = c
+                    .layout()
+                    .reshape(&shape)
+                    .ok_or_else(|| Error::shape("reshape", "contiguous copy is not reshapeable"))?;
                 Ok(c.with_layout(layout))
             }
         }
@@ -81,7 +84,11 @@ impl Tensor {
         if total != self.dims()[axis] {
             return Err(Error::shape(
                 "split",
-                format!("sizes {sizes:?} add up to {total}, but axis {axis} of {:?} has {}", self.shape(), self.dims()[axis]),
+                format!(
+                    "sizes {sizes:?} add up to {total}, but axis {axis} of {:?} has {}",
+                    self.shape(),
+                    self.dims()[axis]
+                ),
             ));
         }
         let mut start = 0;
@@ -100,7 +107,10 @@ impl Tensor {
         let axis = axis.resolve(self.rank(), "chunk")?;
         let dim = self.dims()[axis];
         if n == 0 || dim % n != 0 {
-            return Err(Error::shape("chunk", format!("axis {axis} of {:?} does not split into {n} equal parts", self.shape())));
+            return Err(Error::shape(
+                "chunk",
+                format!("axis {axis} of {:?} does not split into {n} equal parts", self.shape()),
+            ));
         }
         self.split(&vec![dim / n; n], axis)
     }

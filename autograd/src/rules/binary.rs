@@ -29,30 +29,17 @@ impl Backward for BinaryRule {
             // d(a^b) = b a^(b-1) da + a^b ln(a) db
             BinaryOp::Pow => {
                 let y = a.pow(b)?;
-                (
-                    g.mul(b)?.mul(&a.pow(&b.add_scalar(-1.0)?)?)?,
-                    g.mul(&y)?.mul(&a.log()?)?,
-                )
+                (g.mul(b)?.mul(&a.pow(&b.add_scalar(-1.0)?)?)?, g.mul(&y)?.mul(&a.log()?)?)
             }
             // The gradient goes to the operand the forward picked (the first on ties).
             BinaryOp::Maximum | BinaryOp::Minimum => {
-                let cmp = if self.op == BinaryOp::Maximum {
-                    CmpOp::Ge
-                } else {
-                    CmpOp::Le
-                };
+                let cmp = if self.op == BinaryOp::Maximum { CmpOp::Ge } else { CmpOp::Le };
                 let picked_a = a.compare(cmp, b)?;
                 let zero = g.zeros_like()?;
-                (
-                    picked_a.where_cond(g, &zero)?,
-                    picked_a.where_cond(&zero, g)?,
-                )
+                (picked_a.where_cond(g, &zero)?, picked_a.where_cond(&zero, g)?)
             }
         };
-        Ok(vec![
-            Some(ga.sum_to_shape(a.shape())?),
-            Some(gb.sum_to_shape(b.shape())?),
-        ])
+        Ok(vec![Some(ga.sum_to_shape(a.shape())?), Some(gb.sum_to_shape(b.shape())?)])
     }
 }
 

@@ -13,11 +13,7 @@ impl Var {
         Ok(Var::from_op(
             y,
             &[self],
-            rule("cumsum", move |g: &Tensor| {
-                Ok(vec![Some(
-                    g.sum(axis, true)?.sub(&g.cumsum(axis)?)?.add(g)?,
-                )])
-            }),
+            rule("cumsum", move |g: &Tensor| Ok(vec![Some(g.sum(axis, true)?.sub(&g.cumsum(axis)?)?.add(g)?)])),
         ))
     }
 }

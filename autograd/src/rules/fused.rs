@@ -43,13 +43,7 @@ impl Var {
     pub fn rope(&self, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<Var> {
         let y = self.value().rope(cos, sin, interleaved)?;
         let (cos, sin) = (cos.clone(), sin.neg()?);
-        Ok(Var::from_op(
-            y,
-            &[self],
-            rule("rope", move |g: &Tensor| {
-                Ok(vec![Some(g.rope(&cos, &sin, interleaved)?)])
-            }),
-        ))
+        Ok(Var::from_op(y, &[self], rule("rope", move |g: &Tensor| Ok(vec![Some(g.rope(&cos, &sin, interleaved)?)]))))
     }
 
     /// Gated linear unit `act(self) * up`: `d up = g act(gate)`, `d gate = g up act'(gate)`.
@@ -65,10 +59,7 @@ impl Var {
             &[self, up],
             rule("glu", move |g: &Tensor| {
                 let a = gate.unary(op)?;
-                Ok(vec![
-                    Some(g.mul(&u)?.mul(&derivative(op, &gate, &a)?)?),
-                    Some(g.mul(&a)?),
-                ])
+                Ok(vec![Some(g.mul(&u)?.mul(&derivative(op, &gate, &a)?)?), Some(g.mul(&a)?)])
             }),
         ))
     }
@@ -84,9 +75,7 @@ impl Var {
         Ok(Var::from_op(
             y,
             &[q, k, v],
-            rule("attention", move |g: &Tensor| {
-                attention_backward(&qt, &kt, &vt, &spec, g)
-            }),
+            rule("attention", move |g: &Tensor| attention_backward(&qt, &kt, &vt, &spec, g)),
         ))
     }
 
@@ -106,24 +95,17 @@ impl Var {
                 let routed: Vec<u32> = ids.to_dtype(DType::U32)?.to_vec()?;
                 let mut per_expert = Vec::with_capacity(e);
                 for expert in 0..e as u32 {
-                    let rows: Vec<u32> = routed
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, r)| **r == expert)
-                        .map(|(i, _)| i as u32)
-                        .collect();
+                    let rows: Vec<u32> =
+                        routed.iter().enumerate().filter(|(_, r)| **r == expert).map(|(i, _)| i as u32).collect();
                     per_expert.push(if rows.is_empty() {
                         Tensor::zeros([k, n], g.dtype(), g.device())?
                     } else {
                         let count = rows.len();
                         let rows = Tensor::from_vec(rows, [count], g.device())?;
-                        x.index_select(&rows, 0usize)?
-                            .t()?
-                            .matmul(&g.index_select(&rows, 0usize)?)?
+                        x.index_select(&rows, 0usize)?.t()?.matmul(&g.index_select(&rows, 0usize)?)?
                     });
                 }
-                let dw = Tensor::stack(&per_expert.iter().collect::<Vec<_>>(), 0usize)?
-                    .to_dtype(w.dtype())?;
+                let dw = Tensor::stack(&per_expert.iter().collect::<Vec<_>>(), 0usize)?.to_dtype(w.dtype())?;
                 Ok(vec![Some(dx), Some(dw)])
             }),
         ))
@@ -140,10 +122,7 @@ fn attention_backward(
     let (b, hq, tq, d) = (q.dims()[0], q.dims()[1], q.dims()[2], q.dims()[3]);
     let (hkv, tk, dv) = (k.dims()[1], k.dims()[2], v.dims()[3]);
     if hkv == 0 || hq % hkv != 0 {
-        return Err(Error::shape(
-            "attention backward",
-            "kv heads must divide query heads",
-        ));
+        return Err(Error::shape("attention backward", "kv heads must divide query heads"));
     }
     let group = hq / hkv;
     let qg = q.reshape([b, hkv, group, tq, d])?; // (B, Hkv, G, Tq, D)
@@ -158,29 +137,17 @@ fn attention_backward(
         }
         None => (raw, None),
     };
-    let mask: Vec<u32> = (0..tq)
-        .flat_map(|i| (0..tk).map(move |j| spec.mask.allows(i, j) as u32))
-        .collect();
+    let mask: Vec<u32> = (0..tq).flat_map(|i| (0..tk).map(move |j| spec.mask.allows(i, j) as u32)).collect();
     let mask = Tensor::from_vec(mask, [tq, tk], q.device())?;
     let fill = Tensor::full(-1e30, (), scores.dtype(), q.device())?;
-    let p = mask
-        .where_cond(&scores, &fill)?
-        .softmax(-1)?
-        .mul(&mask.to_dtype(scores.dtype())?)?;
+    let p = mask.where_cond(&scores, &fill)?.softmax(-1)?.mul(&mask.to_dtype(scores.dtype())?)?;
     let dv_grad = p.t()?.matmul(&gg)?.sum(2usize, false)?; // (B, Hkv, Tk, Dv)
     let dp = gg.matmul(&vv.t()?)?; // (B, Hkv, G, Tq, Tk)
     let mut ds = p.mul(&dp.sub(&dp.mul(&p)?.sum(-1, true)?)?)?;
     if let Some(t) = capped {
         ds = ds.mul(&t.sqr()?.neg()?.add_scalar(1.0)?)?; // d(cap tanh(x/cap))/dx = 1 - tanh^2
     }
-    let dq = ds
-        .matmul(&kk)?
-        .mul_scalar(spec.scale)?
-        .reshape([b, hq, tq, d])?;
-    let dk = ds
-        .t()?
-        .matmul(&qg)?
-        .mul_scalar(spec.scale)?
-        .sum(2usize, false)?; // (B, Hkv, Tk, D)
+    let dq = ds.matmul(&kk)?.mul_scalar(spec.scale)?.reshape([b, hq, tq, d])?;
+    let dk = ds.t()?.matmul(&qg)?.mul_scalar(spec.scale)?.sum(2usize, false)?; // (B, Hkv, Tk, D)
     Ok(vec![Some(dq), Some(dk), Some(dv_grad)])
 }

@@ -18,11 +18,7 @@ impl Var {
             y,
             &[self],
             rule("index_select", move |g: &Tensor| {
-                Ok(vec![Some(
-                    x.zeros_like()?
-                        .to_dtype(g.dtype())?
-                        .index_add(&ids, g, axis)?,
-                )])
+                Ok(vec![Some(x.zeros_like()?.to_dtype(g.dtype())?.index_add(&ids, g, axis)?)])
             }),
         ))
     }
@@ -31,8 +27,7 @@ impl Var {
     pub fn embedding(&self, ids: &Tensor) -> Result<Var> {
         let mut dims = ids.dims().to_vec();
         dims.push(self.dims()[1]);
-        self.index_select(&ids.flatten_all()?, 0usize)?
-            .reshape(dims)
+        self.index_select(&ids.flatten_all()?, 0usize)?.reshape(dims)
     }
 
     /// `self` with `src[.., i, ..]` added into `self[.., ids[i], ..]`.
@@ -43,9 +38,7 @@ impl Var {
         Ok(Var::from_op(
             y,
             &[self, src],
-            rule("index_add", move |g: &Tensor| {
-                Ok(vec![Some(g.clone()), Some(g.index_select(&ids, axis)?)])
-            }),
+            rule("index_add", move |g: &Tensor| Ok(vec![Some(g.clone()), Some(g.index_select(&ids, axis)?)])),
         ))
     }
 
@@ -59,11 +52,7 @@ impl Var {
             y,
             &[self],
             rule("gather", move |g: &Tensor| {
-                Ok(vec![Some(
-                    x.zeros_like()?
-                        .to_dtype(g.dtype())?
-                        .scatter_add(&index, g, axis)?,
-                )])
+                Ok(vec![Some(x.zeros_like()?.to_dtype(g.dtype())?.scatter_add(&index, g, axis)?)])
             }),
         ))
     }
@@ -76,9 +65,7 @@ impl Var {
         Ok(Var::from_op(
             y,
             &[self, src],
-            rule("scatter_add", move |g: &Tensor| {
-                Ok(vec![Some(g.clone()), Some(g.gather(&index, axis)?)])
-            }),
+            rule("scatter_add", move |g: &Tensor| Ok(vec![Some(g.clone()), Some(g.gather(&index, axis)?)])),
         ))
     }
 }

@@ -15,14 +15,8 @@ impl Var {
             y,
             &[self, rhs],
             rule("matmul", move |g: &Tensor| {
-                let ga = g
-                    .matmul(&b.t()?.to_dtype(g.dtype())?)?
-                    .sum_to_shape(a.shape())?;
-                let gb = a
-                    .t()?
-                    .matmul(g)?
-                    .sum_to_shape(b.shape())?
-                    .to_dtype(b.dtype())?;
+                let ga = g.matmul(&b.t()?.to_dtype(g.dtype())?)?.sum_to_shape(a.shape())?;
+                let gb = a.t()?.matmul(g)?.sum_to_shape(b.shape())?.to_dtype(b.dtype())?;
                 Ok(vec![Some(ga), Some(gb)])
             }),
         ))

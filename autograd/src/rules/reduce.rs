@@ -9,11 +9,7 @@ use crate::rules::rule;
 
 /// Gives a reduced gradient back the reduced axis (extent 1), so it broadcasts over the input.
 fn keep_axis(g: &Tensor, axis: usize, keepdim: bool) -> Result<Tensor> {
-    if keepdim {
-        Ok(g.clone())
-    } else {
-        g.unsqueeze(axis)
-    }
+    if keepdim { Ok(g.clone()) } else { g.unsqueeze(axis) }
 }
 
 impl Var {
@@ -27,11 +23,7 @@ impl Var {
             y,
             &[self],
             rule("sum", move |g: &Tensor| {
-                Ok(vec![Some(
-                    keep_axis(g, axis, keepdim)?
-                        .broadcast_to(&shape)?
-                        .contiguous()?,
-                )])
+                Ok(vec![Some(keep_axis(g, axis, keepdim)?.broadcast_to(&shape)?.contiguous()?)])
             }),
         ))
     }
@@ -67,11 +59,7 @@ impl Var {
     fn extremum(&self, op: ReduceOp, axis: impl Axis, keepdim: bool) -> Result<Var> {
         let x = self.value();
         let axis = axis.resolve(x.rank(), op.name())?;
-        let arg = if op == ReduceOp::Max {
-            ReduceOp::ArgMax
-        } else {
-            ReduceOp::ArgMin
-        };
+        let arg = if op == ReduceOp::Max { ReduceOp::ArgMax } else { ReduceOp::ArgMin };
         let at = x.reduce(arg, axis, true)?; // where the gradient goes, (.., 1, ..)
         let y = x.reduce(op, axis, keepdim)?;
         Ok(Var::from_op(

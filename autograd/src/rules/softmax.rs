@@ -28,9 +28,7 @@ impl Var {
         Ok(Var::from_op(
             y,
             &[self],
-            rule("log_softmax", move |g: &Tensor| {
-                Ok(vec![Some(g.sub(&saved.exp()?.mul(&g.sum(axis, true)?)?)?)])
-            }),
+            rule("log_softmax", move |g: &Tensor| Ok(vec![Some(g.sub(&saved.exp()?.mul(&g.sum(axis, true)?)?)?)])),
         ))
     }
 }

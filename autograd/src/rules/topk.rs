@@ -17,11 +17,7 @@ impl Var {
             values,
             &[self],
             rule("topk", move |g: &Tensor| {
-                Ok(vec![Some(
-                    x.zeros_like()?
-                        .to_dtype(g.dtype())?
-                        .scatter_add(&at, g, axis)?,
-                )])
+                Ok(vec![Some(x.zeros_like()?.to_dtype(g.dtype())?.scatter_add(&at, g, axis)?)])
             }),
         );
         Ok((var, indices))

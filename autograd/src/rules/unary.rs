@@ -21,8 +21,8 @@ pub(crate) fn derivative(op: UnaryOp, x: &Tensor, y: &Tensor) -> Result<Tensor> 
         UnaryOp::Neg => x.full_like(-1.0),
         UnaryOp::Exp => Ok(y.clone()),
         UnaryOp::Log => x.recip(),
-        UnaryOp::Sqrt => y.recip()?.mul_scalar(0.5), // 1 / (2 sqrt x)
-        UnaryOp::Rsqrt => y.powf(3.0)?.mul_scalar(-0.5), // -x^-3/2 / 2
+        UnaryOp::Sqrt => y.recip()?.mul_scalar(0.5),      // 1 / (2 sqrt x)
+        UnaryOp::Rsqrt => y.powf(3.0)?.mul_scalar(-0.5),  // -x^-3/2 / 2
         UnaryOp::Tanh => y.sqr()?.neg()?.add_scalar(1.0), // 1 - tanh^2
         UnaryOp::Sigmoid => y.mul(&y.neg()?.add_scalar(1.0)?), // s (1 - s)
         UnaryOp::Silu => {
@@ -32,32 +32,17 @@ pub(crate) fn derivative(op: UnaryOp, x: &Tensor, y: &Tensor) -> Result<Tensor> 
         }
         UnaryOp::GeluErf => {
             // Phi(x) + x phi(x), with Phi the normal CDF and phi its density.
-            let cdf = x
-                .mul_scalar(FRAC_1_SQRT_2)?
-                .erf()?
-                .add_scalar(1.0)?
-                .mul_scalar(0.5)?;
-            let pdf = x
-                .sqr()?
-                .mul_scalar(-0.5)?
-                .exp()?
-                .mul_scalar(1.0 / (2.0 * PI).sqrt())?;
+            let cdf = x.mul_scalar(FRAC_1_SQRT_2)?.erf()?.add_scalar(1.0)?.mul_scalar(0.5)?;
+            let pdf = x.sqr()?.mul_scalar(-0.5)?.exp()?.mul_scalar(1.0 / (2.0 * PI).sqrt())?;
             cdf.add(&x.mul(&pdf)?)
         }
         UnaryOp::GeluTanh => {
             // u = c (x + a x^3), t = tanh u: d/dx 0.5 x (1 + t) = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2)
             let (c, a) = ((2.0 / PI).sqrt(), 0.044715);
             let t = x.add(&x.powf(3.0)?.mul_scalar(a)?)?.mul_scalar(c)?.tanh()?;
-            let du = x
-                .sqr()?
-                .mul_scalar(3.0 * a)?
-                .add_scalar(1.0)?
-                .mul_scalar(c)?;
+            let du = x.sqr()?.mul_scalar(3.0 * a)?.add_scalar(1.0)?.mul_scalar(c)?;
             let left = t.add_scalar(1.0)?.mul_scalar(0.5)?;
-            let right = x
-                .mul_scalar(0.5)?
-                .mul(&t.sqr()?.neg()?.add_scalar(1.0)?)?
-                .mul(&du)?;
+            let right = x.mul_scalar(0.5)?.mul(&t.sqr()?.neg()?.add_scalar(1.0)?)?.mul(&du)?;
             left.add(&right)
         }
         UnaryOp::Erf => x.sqr()?.neg()?.exp()?.mul_scalar(2.0 / PI.sqrt()),
@@ -70,9 +55,8 @@ pub(crate) fn derivative(op: UnaryOp, x: &Tensor, y: &Tensor) -> Result<Tensor> 
         UnaryOp::Powf(p) => x.powf(p - 1.0)?.mul_scalar(p),
         UnaryOp::Clamp { min, max } => {
             // 1 inside the interval (ends included, as PyTorch), 0 where clamped.
-            let inside = x
-                .compare_scalar(tensor::ops::CmpOp::Ge, min)?
-                .mul(&x.compare_scalar(tensor::ops::CmpOp::Le, max)?)?;
+            let inside =
+                x.compare_scalar(tensor::ops::CmpOp::Ge, min)?.mul(&x.compare_scalar(tensor::ops::CmpOp::Le, max)?)?;
             inside.to_dtype(x.dtype())
         }
         UnaryOp::Affine { mul, .. } => x.full_like(mul),
@@ -171,9 +155,7 @@ impl Var {
         Ok(Var::from_op(
             y,
             &[self],
-            crate::rules::rule("to_dtype", move |g: &Tensor| {
-                Ok(vec![Some(g.to_dtype(from)?)])
-            }),
+            crate::rules::rule("to_dtype", move |g: &Tensor| Ok(vec![Some(g.to_dtype(from)?)])),
         ))
     }
 }

@@ -11,13 +11,7 @@ impl Var {
         let x = self.value();
         let from = x.shape().clone();
         let y = x.reshape(shape)?;
-        Ok(Var::from_op(
-            y,
-            &[self],
-            rule("reshape", move |g: &Tensor| {
-                Ok(vec![Some(g.reshape(&from)?)])
-            }),
-        ))
+        Ok(Var::from_op(y, &[self], rule("reshape", move |g: &Tensor| Ok(vec![Some(g.reshape(&from)?)]))))
     }
 
     pub fn flatten_all(&self) -> Result<Var> {
@@ -37,13 +31,7 @@ impl Var {
         for (i, &p) in perm.iter().enumerate() {
             inverse[p] = i;
         }
-        Ok(Var::from_op(
-            y,
-            &[self],
-            rule("permute", move |g: &Tensor| {
-                Ok(vec![Some(g.permute(&inverse)?)])
-            }),
-        ))
+        Ok(Var::from_op(y, &[self], rule("permute", move |g: &Tensor| Ok(vec![Some(g.permute(&inverse)?)]))))
     }
 
     pub fn transpose(&self, a: impl Axis, b: impl Axis) -> Result<Var> {
@@ -58,10 +46,7 @@ impl Var {
     pub fn t(&self) -> Result<Var> {
         let r = self.rank();
         if r < 2 {
-            return Err(tensor::Error::shape(
-                "t",
-                format!("needs at least 2 dims, got {:?}", self.shape()),
-            ));
+            return Err(tensor::Error::shape("t", format!("needs at least 2 dims, got {:?}", self.shape())));
         }
         self.transpose(r - 2, r - 1)
     }
@@ -101,10 +86,7 @@ impl Var {
         if total != self.dims()[axis] {
             return Err(tensor::Error::shape(
                 "split",
-                format!(
-                    "sizes {sizes:?} do not add up to axis {axis} of {:?}",
-                    self.shape()
-                ),
+                format!("sizes {sizes:?} do not add up to axis {axis} of {:?}", self.shape()),
             ));
         }
         let mut start = 0;
@@ -125,10 +107,7 @@ impl Var {
         if n == 0 || !dim.is_multiple_of(n) {
             return Err(tensor::Error::shape(
                 "chunk",
-                format!(
-                    "axis {axis} of {:?} does not split into {n} equal parts",
-                    self.shape()
-                ),
+                format!("axis {axis} of {:?} does not split into {n} equal parts", self.shape()),
             ));
         }
         self.split(&vec![dim / n; n], axis)
@@ -139,48 +118,26 @@ impl Var {
         let x = self.value();
         let from = x.shape().clone();
         let y = x.broadcast_to(shape)?;
-        Ok(Var::from_op(
-            y,
-            &[self],
-            rule("broadcast_to", move |g: &Tensor| {
-                Ok(vec![Some(g.sum_to_shape(&from)?)])
-            }),
-        ))
+        Ok(Var::from_op(y, &[self], rule("broadcast_to", move |g: &Tensor| Ok(vec![Some(g.sum_to_shape(&from)?)]))))
     }
 
     pub fn squeeze(&self, axis: impl Axis) -> Result<Var> {
         let x = self.value();
         let axis = axis.resolve(x.rank(), "squeeze")?;
         let y = x.squeeze(axis)?;
-        Ok(Var::from_op(
-            y,
-            &[self],
-            rule("squeeze", move |g: &Tensor| {
-                Ok(vec![Some(g.unsqueeze(axis)?)])
-            }),
-        ))
+        Ok(Var::from_op(y, &[self], rule("squeeze", move |g: &Tensor| Ok(vec![Some(g.unsqueeze(axis)?)]))))
     }
 
     pub fn unsqueeze(&self, axis: impl Axis) -> Result<Var> {
         let x = self.value();
         let axis = axis.resolve(x.rank() + 1, "unsqueeze")?;
         let y = x.unsqueeze(axis)?;
-        Ok(Var::from_op(
-            y,
-            &[self],
-            rule("unsqueeze", move |g: &Tensor| {
-                Ok(vec![Some(g.squeeze(axis)?)])
-            }),
-        ))
+        Ok(Var::from_op(y, &[self], rule("unsqueeze", move |g: &Tensor| Ok(vec![Some(g.squeeze(axis)?)]))))
     }
 
     /// A contiguous copy; the gradient passes through.
     pub fn contiguous(&self) -> Result<Var> {
         let y = self.value().contiguous()?;
-        Ok(Var::from_op(
-            y,
-            &[self],
-            rule("contiguous", |g: &Tensor| Ok(vec![Some(g.clone())])),
-        ))
+        Ok(Var::from_op(y, &[self], rule("contiguous", |g: &Tensor| Ok(vec![Some(g.clone())]))))
     }
 }

@@ -6,9 +6,7 @@ use serde_json::{Map, Value};
 use tensor::GluActivation;
 
 use super::fields::Fields;
-use super::{
-    Family, LayerAttention, LayerKind, MlaSizes, ModelConfig, MoeConfig, RouterKind, rope,
-};
+use super::{Family, LayerAttention, LayerKind, MlaSizes, ModelConfig, MoeConfig, RouterKind, rope};
 use crate::{Error, Result};
 
 fn family_of(model_type: &str) -> Option<(Family, bool)> {
@@ -34,22 +32,15 @@ const SUPPORTED: &str = "deepseek_v3, kimi_k2, olmo2, gemma3_text, gemma3, mistr
 
 pub fn parse(map: &Map<String, Value>, source: &str) -> Result<ModelConfig> {
     let top = Fields { source, map };
-    let model_type = top.str_opt("model_type")?.ok_or_else(|| {
-        Error::Config(format!(
-            "{source}: missing field model_type (expected one of {SUPPORTED})"
-        ))
-    })?;
+    let model_type = top
+        .str_opt("model_type")?
+        .ok_or_else(|| Error::Config(format!("{source}: missing field model_type (expected one of {SUPPORTED})")))?;
     let (family, nested) = family_of(model_type).ok_or_else(|| {
-        Error::Config(format!(
-            "{source}: model_type {model_type:?} is not supported (expected one of {SUPPORTED})"
-        ))
+        Error::Config(format!("{source}: model_type {model_type:?} is not supported (expected one of {SUPPORTED})"))
     })?;
     let text = if nested {
-        top.object("text_config")?.ok_or_else(|| {
-            Error::Config(format!(
-                "{source}: model_type {model_type} needs a text_config object"
-            ))
-        })?
+        top.object("text_config")?
+            .ok_or_else(|| Error::Config(format!("{source}: model_type {model_type} needs a text_config object")))?
     } else {
         Fields { source, map }
     };
@@ -67,11 +58,7 @@ pub fn parse(map: &Map<String, Value>, source: &str) -> Result<ModelConfig> {
 /// Reads a field from the text config, falling back to the outer config (multimodal releases
 /// keep `tie_word_embeddings` or token ids at the top level).
 fn outer_bool(text: &Fields, top: &Fields, field: &str, default: bool) -> Result<bool> {
-    if text.has(field) {
-        text.bool_or(field, default)
-    } else {
-        top.bool_or(field, default)
-    }
+    if text.has(field) { text.bool_or(field, default) } else { top.bool_or(field, default) }
 }
 
 fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<ModelConfig> {
@@ -109,13 +96,7 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
     let max_position_embeddings = f.usize_or("max_position_embeddings", 4096)?;
     let activation_name = match f.str_opt("hidden_activation")? {
         Some(a) => a,
-        None => f
-            .str_opt("hidden_act")?
-            .unwrap_or(if family == Family::Gemma3 {
-                "gelu_pytorch_tanh"
-            } else {
-                "silu"
-            }),
+        None => f.str_opt("hidden_act")?.unwrap_or(if family == Family::Gemma3 { "gelu_pytorch_tanh" } else { "silu" }),
     };
     let activation = match activation_name {
         "silu" | "swish" => GluActivation::Silu,
@@ -127,12 +108,7 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
         }
     };
     let default_local_theta = (family == Family::Gemma3).then_some(10_000.0);
-    let rope = rope::read(
-        f,
-        max_position_embeddings,
-        default_theta,
-        default_local_theta,
-    )?;
+    let rope = rope::read(f, max_position_embeddings, default_theta, default_local_theta)?;
 
     let intermediate_size = f.usize_opt("intermediate_size")?;
     let require = |v: Option<usize>, name: &str| {
@@ -163,9 +139,7 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
             Some(flags) if !flags.is_empty() => flags.iter().map(|&x| x != 0).collect(),
             _ => {
                 let interval = f.usize_or("no_rope_layer_interval", 4)?.max(1);
-                (0..num_hidden_layers)
-                    .map(|i| (i + 1) % interval != 0)
-                    .collect()
+                (0..num_hidden_layers).map(|i| (i + 1) % interval != 0).collect()
             }
         },
         _ => vec![true; num_hidden_layers],
@@ -192,9 +166,7 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
                     "full_attention" => Ok(LayerAttention::Full),
                     "sliding_attention" => Ok(LayerAttention::Sliding),
                     "chunked_attention" => Ok(LayerAttention::Chunked),
-                    other => Err(Error::Config(format!(
-                        "{source}: field layer_types: unknown layer type {other:?}"
-                    ))),
+                    other => Err(Error::Config(format!("{source}: field layer_types: unknown layer type {other:?}"))),
                 })
                 .collect::<Result<_>>()?
         }
@@ -206,17 +178,9 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
                         .or(f.usize_opt("_sliding_window_pattern")?)
                         .unwrap_or(6)
                         .max(1);
-                    Ok(if (i + 1) % pattern == 0 {
-                        LayerAttention::Full
-                    } else {
-                        LayerAttention::Sliding
-                    })
+                    Ok(if (i + 1) % pattern == 0 { LayerAttention::Full } else { LayerAttention::Sliding })
                 }
-                Family::Llama4 => Ok(if rope_layers[i] {
-                    LayerAttention::Chunked
-                } else {
-                    LayerAttention::Full
-                }),
+                Family::Llama4 => Ok(if rope_layers[i] { LayerAttention::Chunked } else { LayerAttention::Full }),
                 Family::Mistral if sliding_window.is_some() => Ok(LayerAttention::Sliding),
                 _ => Ok(LayerAttention::Full),
             })
@@ -234,14 +198,9 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
     let (moe, moe_layers): (Option<MoeConfig>, Vec<bool>) = match family {
         Family::DeepseekV3 | Family::KimiK2 => {
             let num_experts = f.usize_or("n_routed_experts", 0)?;
-            let first_dense = f.usize_or(
-                "first_k_dense_replace",
-                if family == Family::KimiK2 { 1 } else { 3 },
-            )?;
+            let first_dense = f.usize_or("first_k_dense_replace", if family == Family::KimiK2 { 1 } else { 3 })?;
             let freq = f.usize_or("moe_layer_freq", 1)?.max(1);
-            let layers = (0..num_hidden_layers)
-                .map(|i| num_experts > 0 && i >= first_dense && i % freq == 0)
-                .collect();
+            let layers = (0..num_hidden_layers).map(|i| num_experts > 0 && i >= first_dense && i % freq == 0).collect();
             if let Some(scoring) = f.str_opt("scoring_func")? {
                 if scoring != "sigmoid" {
                     return Err(Error::Config(format!(
@@ -258,13 +217,10 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
                 expert_intermediate_size: expert,
                 shared_intermediate_size: (shared > 0).then_some(expert * shared),
                 norm_topk_prob: f.bool_or("norm_topk_prob", true)?,
-                routed_scaling_factor: f.f64_or(
-                    "routed_scaling_factor",
-                    if family == Family::KimiK2 { 2.827 } else { 2.5 },
-                )?,
+                routed_scaling_factor: f
+                    .f64_or("routed_scaling_factor", if family == Family::KimiK2 { 2.827 } else { 2.5 })?,
                 n_group: f.usize_or("n_group", if family == Family::KimiK2 { 1 } else { 8 })?,
-                topk_group: f
-                    .usize_or("topk_group", if family == Family::KimiK2 { 1 } else { 4 })?,
+                topk_group: f.usize_or("topk_group", if family == Family::KimiK2 { 1 } else { 4 })?,
             });
             (moe, layers)
         }
@@ -324,11 +280,7 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
 
     let mla = match family {
         Family::DeepseekV3 | Family::KimiK2 => Some(MlaSizes {
-            q_lora_rank: if f.map.contains_key("q_lora_rank") {
-                f.usize_opt("q_lora_rank")?
-            } else {
-                Some(1536)
-            },
+            q_lora_rank: if f.map.contains_key("q_lora_rank") { f.usize_opt("q_lora_rank")? } else { Some(1536) },
             kv_lora_rank: f.usize_or("kv_lora_rank", 512)?,
             qk_nope_head_dim: f.usize_or("qk_nope_head_dim", 128)?,
             qk_rope_head_dim: f.usize_or("qk_rope_head_dim", 64)?,
@@ -338,31 +290,18 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
     };
 
     let layers = (0..num_hidden_layers)
-        .map(|i| LayerKind {
-            attention: attention[i],
-            rope: rope_layers[i],
-            moe: moe_layers[i],
-        })
+        .map(|i| LayerKind { attention: attention[i], rope: rope_layers[i], moe: moe_layers[i] })
         .collect();
-    let temperature_tuning = (family == Family::Llama4
-        && f.bool_or("attn_temperature_tuning", true)?)
-    .then(|| -> Result<TemperatureTuning> {
-        Ok(TemperatureTuning {
-            attn_scale: f.f64_or("attn_scale", 0.1)?,
-            floor_scale: f.f64_or("floor_scale", 8192.0)?,
+    let temperature_tuning = (family == Family::Llama4 && f.bool_or("attn_temperature_tuning", true)?)
+        .then(|| -> Result<TemperatureTuning> {
+            Ok(TemperatureTuning {
+                attn_scale: f.f64_or("attn_scale", 0.1)?,
+                floor_scale: f.f64_or("floor_scale", 8192.0)?,
+            })
         })
-    })
-    .transpose()?;
-    let eos = if f.has("eos_token_id") {
-        f.ids("eos_token_id")?
-    } else {
-        top.ids("eos_token_id")?
-    };
-    let bos = if f.has("bos_token_id") {
-        f.ids("bos_token_id")?
-    } else {
-        top.ids("bos_token_id")?
-    };
+        .transpose()?;
+    let eos = if f.has("eos_token_id") { f.ids("eos_token_id")? } else { top.ids("eos_token_id")? };
+    let bos = if f.has("bos_token_id") { f.ids("bos_token_id")? } else { top.ids("bos_token_id")? };
 
     Ok(ModelConfig {
         family,
@@ -428,10 +367,7 @@ fn validate(c: &ModelConfig) -> Result<()> {
         ));
     }
     if !(c.rms_norm_eps > 0.0) {
-        return fail(format!(
-            "field rms_norm_eps must be positive, got {}",
-            c.rms_norm_eps
-        ));
+        return fail(format!("field rms_norm_eps must be positive, got {}", c.rms_norm_eps));
     }
     if let Some(w) = c.sliding_window {
         if w == 0 || w > c.max_position_embeddings {
@@ -462,10 +398,7 @@ fn validate(c: &ModelConfig) -> Result<()> {
             ));
         }
         if m.topk_group == 0 || m.topk_group > m.n_group {
-            return fail(format!(
-                "field topk_group ({}) must be between 1 and n_group ({})",
-                m.topk_group, m.n_group
-            ));
+            return fail(format!("field topk_group ({}) must be between 1 and n_group ({})", m.topk_group, m.n_group));
         }
         if m.top_k > m.topk_group * (m.num_experts / m.n_group) {
             return fail(format!(
@@ -479,9 +412,11 @@ fn validate(c: &ModelConfig) -> Result<()> {
         }
     }
     if let Some(m) = &c.mla {
-        if m.kv_lora_rank == 0 || m.qk_nope_head_dim + m.qk_rope_head_dim == 0 || m.v_head_dim == 0
-        {
-            return fail("MLA sizes kv_lora_rank, qk_nope_head_dim + qk_rope_head_dim and v_head_dim must be at least 1".to_string());
+        if m.kv_lora_rank == 0 || m.qk_nope_head_dim + m.qk_rope_head_dim == 0 || m.v_head_dim == 0 {
+            return fail(
+                "MLA sizes kv_lora_rank, qk_nope_head_dim + qk_rope_head_dim and v_head_dim must be at least 1"
+                    .to_string(),
+            );
         }
     }
     Ok(())

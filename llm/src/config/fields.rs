@@ -18,17 +18,10 @@ impl<'a> Fields<'a> {
             Value::String(s) => format!("{s:?}"),
             other => {
                 let s = other.to_string();
-                if s.len() > 40 {
-                    format!("{}...", &s[..40])
-                } else {
-                    s
-                }
+                if s.len() > 40 { format!("{}...", &s[..40]) } else { s }
             }
         };
-        Error::Config(format!(
-            "{}: field {field}: expected {expected}, got {shown}",
-            self.source
-        ))
+        Error::Config(format!("{}: field {field}: expected {expected}, got {shown}", self.source))
     }
 
     /// The value, treating JSON null like an absent field.
@@ -52,9 +45,7 @@ impl<'a> Fields<'a> {
     }
 
     pub fn usize(&self, field: &str) -> Result<usize> {
-        self.usize_opt(field)?.ok_or_else(|| {
-            Error::Config(format!("{}: missing required field {field}", self.source))
-        })
+        self.usize_opt(field)?.ok_or_else(|| Error::Config(format!("{}: missing required field {field}", self.source)))
     }
 
     pub fn usize_or(&self, field: &str, default: usize) -> Result<usize> {
@@ -96,10 +87,7 @@ impl<'a> Fields<'a> {
     pub fn object(&self, field: &str) -> Result<Option<Fields<'a>>> {
         match self.get(field) {
             None => Ok(None),
-            Some(Value::Object(map)) => Ok(Some(Fields {
-                source: self.source,
-                map,
-            })),
+            Some(Value::Object(map)) => Ok(Some(Fields { source: self.source, map })),
             Some(v) => Err(self.err(field, "an object", v)),
         }
     }
@@ -127,10 +115,7 @@ impl<'a> Fields<'a> {
             None => Ok(None),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|v| {
-                    v.as_str()
-                        .ok_or_else(|| self.err(field, "a list of strings", v))
-                })
+                .map(|v| v.as_str().ok_or_else(|| self.err(field, "a list of strings", v)))
                 .collect::<Result<Vec<_>>>()
                 .map(Some),
             Some(v) => Err(self.err(field, "a list of strings", v)),

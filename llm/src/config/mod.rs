@@ -178,22 +178,16 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// Reads `config.json` from a model directory, or a json file given directly.
     pub fn from_path(path: &Path) -> Result<ModelConfig> {
-        let file = if path.is_dir() {
-            path.join("config.json")
-        } else {
-            path.to_path_buf()
-        };
+        let file = if path.is_dir() { path.join("config.json") } else { path.to_path_buf() };
         let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
         ModelConfig::from_json_str(&text, &file.display().to_string())
     }
 
     /// Parses config text; `source` names it in messages.
     pub fn from_json_str(text: &str, source: &str) -> Result<ModelConfig> {
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| Error::Config(format!("{source}: not valid JSON: {e}")))?;
-        let map = value
-            .as_object()
-            .ok_or_else(|| Error::Config(format!("{source}: expected a JSON object")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| Error::Config(format!("{source}: not valid JSON: {e}")))?;
+        let map = value.as_object().ok_or_else(|| Error::Config(format!("{source}: expected a JSON object")))?;
         families::parse(map, source)
     }
 

@@ -32,17 +32,11 @@ fn scaling(f: &Fields, max_position_embeddings: usize) -> Result<RopeScaling> {
         None => f.str_opt("type")?.unwrap_or("default"),
     };
     let factor = || -> Result<f64> {
-        let v = f.f64_opt("factor")?.ok_or_else(|| {
-            Error::Config(format!(
-                "{}: rope scaling {kind:?} needs a factor",
-                f.source
-            ))
-        })?;
+        let v = f
+            .f64_opt("factor")?
+            .ok_or_else(|| Error::Config(format!("{}: rope scaling {kind:?} needs a factor", f.source)))?;
         if v <= 0.0 {
-            return Err(Error::Config(format!(
-                "{}: rope factor must be positive, got {v}",
-                f.source
-            )));
+            return Err(Error::Config(format!("{}: rope factor must be positive, got {v}", f.source)));
         }
         Ok(v)
     };
@@ -53,8 +47,7 @@ fn scaling(f: &Fields, max_position_embeddings: usize) -> Result<RopeScaling> {
             factor: factor()?,
             low_freq_factor: f.f64_or("low_freq_factor", 1.0)?,
             high_freq_factor: f.f64_or("high_freq_factor", 4.0)?,
-            original_max_position_embeddings: f
-                .f64_or("original_max_position_embeddings", 8192.0)?,
+            original_max_position_embeddings: f.f64_or("original_max_position_embeddings", 8192.0)?,
         },
         "yarn" => RopeScaling::Yarn {
             factor: factor()?,
@@ -62,10 +55,8 @@ fn scaling(f: &Fields, max_position_embeddings: usize) -> Result<RopeScaling> {
             beta_slow: f.f64_or("beta_slow", 1.0)?,
             mscale: f.f64_or("mscale", 1.0)?,
             mscale_all_dim: f.f64_or("mscale_all_dim", 0.0)?,
-            original_max_position_embeddings: f.f64_or(
-                "original_max_position_embeddings",
-                max_position_embeddings as f64,
-            )?,
+            original_max_position_embeddings: f
+                .f64_or("original_max_position_embeddings", max_position_embeddings as f64)?,
             truncate: f.bool_or("truncate", true)?,
         },
         other => {
@@ -97,10 +88,7 @@ pub fn read(
                     theta: s.f64_or("rope_theta", default_local_theta.unwrap_or(default_theta))?,
                     scaling: scaling(&s, max_position_embeddings)?,
                 }),
-                None => default_local_theta.map(|theta| RopeSettings {
-                    theta,
-                    scaling: RopeScaling::None,
-                }),
+                None => default_local_theta.map(|theta| RopeSettings { theta, scaling: RopeScaling::None }),
             };
             return Ok(RopeConfig { global, local });
         }
@@ -110,10 +98,7 @@ pub fn read(
         };
         let local = default_local_theta
             .map(|d| -> Result<RopeSettings> {
-                Ok(RopeSettings {
-                    theta: f.f64_or("rope_local_base_freq", d)?,
-                    scaling: RopeScaling::None,
-                })
+                Ok(RopeSettings { theta: f.f64_or("rope_local_base_freq", d)?, scaling: RopeScaling::None })
             })
             .transpose()?;
         return Ok(RopeConfig { global, local });
@@ -125,14 +110,8 @@ pub fn read(
     };
     let local = default_local_theta
         .map(|d| -> Result<RopeSettings> {
-            Ok(RopeSettings {
-                theta: f.f64_or("rope_local_base_freq", d)?,
-                scaling: RopeScaling::None,
-            })
+            Ok(RopeSettings { theta: f.f64_or("rope_local_base_freq", d)?, scaling: RopeScaling::None })
         })
         .transpose()?;
-    Ok(RopeConfig {
-        global: RopeSettings { theta, scaling },
-        local,
-    })
+    Ok(RopeConfig { global: RopeSettings { theta, scaling }, local })
 }

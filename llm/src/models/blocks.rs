@@ -77,3 +77,13 @@ impl FeedForwardBlock for nn::GatedFeedForward {
         format!("dense {act} {}", self.gate_proj.out_features())
     }
 }
+
+impl FeedForwardBlock for nn::moe::SparseMoe {
+    fn forward(&self, x: &Var) -> Result<Var> {
+        nn::moe::SparseMoe::forward(self, x)
+    }
+    fn describe(&self) -> String {
+        let shared = if self.shared.is_some() { " + shared expert" } else { "" };
+        format!("MoE {} experts, top-{}{shared}", self.router.num_experts, self.router.top_k)
+    }
+}

@@ -14,16 +14,10 @@ use super::blocks::{AttentionBlock, FeedForwardBlock};
 pub enum LayerNorms {
     /// `h = x + attn(norm1(x)); out = h + ffn(norm2(h))` (Llama, Qwen, Mistral, SmolLM3, DeepSeek,
     /// Llama 4). HF calls the second norm `post_attention_layernorm` although it precedes the FFN.
-    PreNorm {
-        input_layernorm: RmsNorm,
-        post_attention_layernorm: RmsNorm,
-    },
+    PreNorm { input_layernorm: RmsNorm, post_attention_layernorm: RmsNorm },
     /// `h = x + norm1(attn(x)); out = h + norm2(ffn(h))`: OLMo 2's norms inside the residual, after
     /// each block, with no norm on the block's input.
-    PostNorm {
-        post_attention_layernorm: RmsNorm,
-        post_feedforward_layernorm: RmsNorm,
-    },
+    PostNorm { post_attention_layernorm: RmsNorm, post_feedforward_layernorm: RmsNorm },
     /// `h = x + norm2(attn(norm1(x))); out = h + norm4(ffn(norm3(h)))`: Gemma 3's sandwich.
     Sandwich {
         input_layernorm: RmsNorm,
@@ -54,24 +48,12 @@ pub struct DecoderLayer {
 impl DecoderLayer {
     pub fn forward(&self, x: &Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var> {
         match &self.norms {
-            LayerNorms::PreNorm {
-                input_layernorm,
-                post_attention_layernorm,
-            } => {
-                let h = x.add(&self.self_attn.forward(
-                    &input_layernorm.forward(x)?,
-                    start,
-                    cache,
-                )?)?;
+            LayerNorms::PreNorm { input_layernorm, post_attention_layernorm } => {
+                let h = x.add(&self.self_attn.forward(&input_layernorm.forward(x)?, start, cache)?)?;
                 h.add(&self.ffn.forward(&post_attention_layernorm.forward(&h)?)?)
             }
-            LayerNorms::PostNorm {
-                post_attention_layernorm,
-                post_feedforward_layernorm,
-            } => {
-                let h = x.add(
-                    &post_attention_layernorm.forward(&self.self_attn.forward(x, start, cache)?)?,
-                )?;
+            LayerNorms::PostNorm { post_attention_layernorm, post_feedforward_layernorm } => {
+                let h = x.add(&post_attention_layernorm.forward(&self.self_attn.forward(x, start, cache)?)?)?;
                 h.add(&post_feedforward_layernorm.forward(&self.ffn.forward(&h)?)?)
             }
             LayerNorms::Sandwich {
@@ -80,14 +62,9 @@ impl DecoderLayer {
                 pre_feedforward_layernorm,
                 post_feedforward_layernorm,
             } => {
-                let attn = self
-                    .self_attn
-                    .forward(&input_layernorm.forward(x)?, start, cache)?;
+                let attn = self.self_attn.forward(&input_layernorm.forward(x)?, start, cache)?;
                 let h = x.add(&post_attention_layernorm.forward(&attn)?)?;
-                h.add(
-                    &post_feedforward_layernorm
-                        .forward(&self.ffn.forward(&pre_feedforward_layernorm.forward(&h)?)?)?,
-                )
+                h.add(&post_feedforward_layernorm.forward(&self.ffn.forward(&pre_feedforward_layernorm.forward(&h)?)?)?)
             }
         }
     }
@@ -99,17 +76,11 @@ impl Module for DecoderLayer {
         self.ffn.visit(&join(prefix, self.ffn_name), f);
         let mut norm = |name: &str, n: &RmsNorm| n.visit(&join(prefix, name), f);
         match &self.norms {
-            LayerNorms::PreNorm {
-                input_layernorm,
-                post_attention_layernorm,
-            } => {
+            LayerNorms::PreNorm { input_layernorm, post_attention_layernorm } => {
                 norm("input_layernorm", input_layernorm);
                 norm("post_attention_layernorm", post_attention_layernorm);
             }
-            LayerNorms::PostNorm {
-                post_attention_layernorm,
-                post_feedforward_layernorm,
-            } => {
+            LayerNorms::PostNorm { post_attention_layernorm, post_feedforward_layernorm } => {
                 norm("post_attention_layernorm", post_attention_layernorm);
                 norm("post_feedforward_layernorm", post_feedforward_layernorm);
             }
@@ -206,18 +177,12 @@ impl CausalLm {
         if let Some(cap) = self.final_logit_softcap {
             logits = logits.mul_scalar(1.0 / cap)?.tanh()?.mul_scalar(cap)?;
         }
-        Ok(ForwardOutput {
-            logits,
-            hidden_states,
-        })
+        Ok(ForwardOutput { logits, hidden_states })
     }
 
     /// One empty cache per layer, each keeping what its layer's mask can still see.
     pub fn new_caches(&self) -> Vec<KvCache> {
-        self.layers
-            .iter()
-            .map(|l| KvCache::new(l.self_attn.mask()))
-            .collect()
+        self.layers.iter().map(|l| KvCache::new(l.self_attn.mask())).collect()
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -231,8 +196,7 @@ impl CausalLm {
 
 impl Module for CausalLm {
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Var)) {
-        self.embed_tokens
-            .visit(&join(prefix, "model.embed_tokens"), f);
+        self.embed_tokens.visit(&join(prefix, "model.embed_tokens"), f);
         self.layers.visit(&join(prefix, "model.layers"), f);
         self.norm.visit(&join(prefix, "model.norm"), f);
         self.lm_head.visit(&join(prefix, "lm_head"), f);

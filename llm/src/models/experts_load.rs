@@ -28,12 +28,7 @@ pub fn assemble(
     let experts = var.dims()[0];
     // One tensor per expert.
     let per_expert: Vec<Option<String>> = (0..experts)
-        .map(|e| {
-            super::load::resolve(
-                &format!("{prefix}.experts.{e}.{projection}.weight"),
-                checkpoint,
-            )
-        })
+        .map(|e| super::load::resolve(&format!("{prefix}.experts.{e}.{projection}.weight"), checkpoint))
         .collect();
     if per_expert.iter().all(Option::is_some) {
         let parts = per_expert
@@ -44,10 +39,7 @@ pub fn assemble(
                 checkpoint.load(&n, Some(dtype), device)
             })
             .collect::<Result<Vec<_>>>()?;
-        return Ok(Some(Tensor::stack(
-            &parts.iter().collect::<Vec<_>>(),
-            0usize,
-        )?));
+        return Ok(Some(Tensor::stack(&parts.iter().collect::<Vec<_>>(), 0usize)?));
     }
     // Llama 4's fused tensors, stored in x out.
     let fused = |n: &str| super::load::resolve(&format!("{prefix}.experts.{n}"), checkpoint);
@@ -58,9 +50,7 @@ pub fn assemble(
                 let t = checkpoint.load(&n, Some(dtype), device)?; // [E, H, 2I]
                 let width = t.dims()[2] / 2;
                 let start = if projection == "gate_proj" { 0 } else { width };
-                return Ok(Some(
-                    t.narrow(2, start, width)?.transpose(1, 2)?.contiguous()?,
-                ));
+                return Ok(Some(t.narrow(2, start, width)?.transpose(1, 2)?.contiguous()?));
             }
         }
         "down_proj" => {

@@ -17,10 +17,7 @@ use super::recipe::{assemble, attention, dense_ffn, norm};
 use crate::config::ModelConfig;
 
 pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
-    let qk_norm = QkNorm::PerHead {
-        eps: config.rms_norm_eps,
-        gemma: true,
-    };
+    let qk_norm = QkNorm::PerHead { eps: config.rms_norm_eps, gemma: true };
     let d = config.hidden_size;
     let layers = config
         .layers

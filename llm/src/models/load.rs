@@ -26,10 +26,7 @@ pub struct LoadOptions {
 
 impl LoadOptions {
     pub fn cpu() -> LoadOptions {
-        LoadOptions {
-            device: Device::cpu(),
-            weight_dtype: DType::F32,
-        }
+        LoadOptions { device: Device::cpu(), weight_dtype: DType::F32 }
     }
 }
 
@@ -37,15 +34,8 @@ impl LoadOptions {
 /// multimodal releases, DeepSeek's multi-token-prediction layers, and precomputed RoPE buffers
 /// some exporters save.
 fn ignorable(name: &str, config: &ModelConfig) -> bool {
-    const VISION: [&str; 4] = [
-        "vision_tower.",
-        "vision_model.",
-        "multi_modal_projector.",
-        "model.vision_tower.",
-    ];
-    if VISION
-        .iter()
-        .any(|p| name.starts_with(p) || name.contains(&format!(".{p}")))
+    const VISION: [&str; 4] = ["vision_tower.", "vision_model.", "multi_modal_projector.", "model.vision_tower."];
+    if VISION.iter().any(|p| name.starts_with(p) || name.contains(&format!(".{p}")))
         || name.ends_with("rotary_emb.inv_freq")
     {
         return true;
@@ -93,20 +83,12 @@ pub fn load_weights(
     progress.set_message("loading weights");
     for (name, var) in &params {
         progress.inc(1);
-        let dtype = if is_matmul_weight(name, var) {
-            options.weight_dtype
-        } else {
-            DType::F32
-        };
+        let dtype = if is_matmul_weight(name, var) { options.weight_dtype } else { DType::F32 };
         let tensor = load_parameter(name, var, checkpoint, &mut used, dtype, &options.device)?;
         if tensor.dims() != var.dims().as_slice() {
             return Err(Error::format(
                 &path,
-                format!(
-                    "tensor {name} has shape {:?}, but the config implies {:?}",
-                    tensor.dims(),
-                    var.dims()
-                ),
+                format!("tensor {name} has shape {:?}, but the config implies {:?}", tensor.dims(), var.dims()),
             ));
         }
         var.replace_value(tensor)?;
@@ -149,8 +131,5 @@ fn load_parameter(
     if let Some(t) = super::experts_load::assemble(name, var, checkpoint, used, dtype, device)? {
         return Ok(t);
     }
-    Err(Error::format(
-        &checkpoint.describe(),
-        format!("missing tensor {name}"),
-    ))
+    Err(Error::format(&checkpoint.describe(), format!("missing tensor {name}")))
 }

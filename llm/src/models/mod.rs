@@ -3,12 +3,16 @@
 
 pub mod blocks;
 pub mod decoder;
+pub mod deepseek_v3;
 mod experts_load;
 pub mod gemma3;
+pub mod kimi_k2;
+pub mod llama4;
 pub mod load;
 pub mod mistral;
 pub mod olmo2;
 pub mod qwen3;
+pub mod qwen3_moe;
 pub mod recipe;
 pub mod smollm3;
 
@@ -20,9 +24,9 @@ pub use blocks::{AttentionBlock, FeedForwardBlock};
 pub use decoder::{CausalLm, DecoderLayer, ForwardOutput, LayerNorms};
 pub use load::{LoadOptions, load_weights};
 
+use crate::Result;
 use crate::config::{Family, ModelConfig};
 use crate::weights::Checkpoint;
-use crate::{Error, Result};
 
 /// Builds the model a config describes, with parameters from `init` (random, or placeholders).
 pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
@@ -32,13 +36,10 @@ pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
         Family::SmolLM3 => smollm3::build(config, init)?,
         Family::Olmo2 => olmo2::build(config, init)?,
         Family::Gemma3 => gemma3::build(config, init)?,
-        other => {
-            return Err(Error::Config(format!(
-                "{}: the {} recipe is not available yet",
-                config.source,
-                other.name()
-            )));
-        }
+        Family::Qwen3Moe => qwen3_moe::build(config, init)?,
+        Family::DeepseekV3 => deepseek_v3::build(config, init)?,
+        Family::KimiK2 => kimi_k2::build(config, init)?,
+        Family::Llama4 => llama4::build(config, init)?,
     })
 }
 

@@ -16,9 +16,7 @@ use super::recipe::{assemble, attention, dense_ffn, norm};
 use crate::config::ModelConfig;
 
 pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
-    let qk_norm = QkNorm::WholeProjection {
-        eps: config.rms_norm_eps,
-    };
+    let qk_norm = QkNorm::WholeProjection { eps: config.rms_norm_eps };
     let d = config.hidden_size;
     let layers = config
         .layers

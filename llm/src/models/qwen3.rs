@@ -11,10 +11,7 @@ use super::recipe::{assemble, attention, dense_ffn, pre_norms};
 use crate::config::ModelConfig;
 
 pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
-    let qk_norm = QkNorm::PerHead {
-        eps: config.rms_norm_eps,
-        gemma: false,
-    };
+    let qk_norm = QkNorm::PerHead { eps: config.rms_norm_eps, gemma: false };
     let layers = config
         .layers
         .iter()

@@ -20,24 +20,19 @@ pub fn rope_for(config: &ModelConfig, layer: &LayerKind, dim: usize) -> Option<R
         (Some(local), LayerAttention::Sliding) => local,
         _ => &config.rope.global,
     };
-    Some(Rope::new(
-        dim,
-        settings.theta,
-        &settings.scaling,
-        config.rope_interleaved,
-    ))
+    Some(Rope::new(dim, settings.theta, &settings.scaling, config.rope_interleaved))
 }
 
 /// The mask of a layer kind.
 pub fn mask_for(config: &ModelConfig, layer: &LayerKind) -> MaskKind {
     match layer.attention {
         LayerAttention::Full => MaskKind::Causal,
-        LayerAttention::Sliding => config
-            .sliding_window
-            .map_or(MaskKind::Causal, |window| MaskKind::Sliding { window }),
-        LayerAttention::Chunked => config
-            .attention_chunk_size
-            .map_or(MaskKind::Causal, |chunk| MaskKind::Chunked { chunk }),
+        LayerAttention::Sliding => {
+            config.sliding_window.map_or(MaskKind::Causal, |window| MaskKind::Sliding { window })
+        }
+        LayerAttention::Chunked => {
+            config.attention_chunk_size.map_or(MaskKind::Causal, |chunk| MaskKind::Chunked { chunk })
+        }
     }
 }
 
@@ -48,11 +43,7 @@ pub fn attention(
     qk_norm: QkNorm,
     init: &mut Init,
 ) -> Result<GroupedQueryAttention> {
-    let tuning = if layer.rope {
-        None
-    } else {
-        config.temperature_tuning
-    };
+    let tuning = if layer.rope { None } else { config.temperature_tuning };
     GroupedQueryAttention::new(
         AttentionConfig {
             hidden_size: config.hidden_size,
@@ -78,11 +69,7 @@ pub fn dense_ffn(config: &ModelConfig, width: usize, init: &mut Init) -> Result<
 
 /// An RMSNorm over `dim` with the config's eps: Gemma's `(1 + w)` flavour or the plain one.
 pub fn norm(config: &ModelConfig, dim: usize, gemma: bool, init: &mut Init) -> Result<RmsNorm> {
-    if gemma {
-        RmsNorm::gemma(dim, config.rms_norm_eps, init)
-    } else {
-        RmsNorm::new(dim, config.rms_norm_eps, init)
-    }
+    if gemma { RmsNorm::gemma(dim, config.rms_norm_eps, init) } else { RmsNorm::new(dim, config.rms_norm_eps, init) }
 }
 
 /// The two norms of a pre-norm layer.
@@ -109,13 +96,45 @@ pub fn assemble(
         lm_head: if config.tie_word_embeddings {
             None
         } else {
-            Some(Linear::new(
-                config.hidden_size,
-                config.vocab_size,
-                false,
-                init,
-            )?)
+            Some(Linear::new(config.hidden_size, config.vocab_size, false, init)?)
         },
         final_logit_softcap: config.final_logit_softcapping,
+    })
+}
+
+/// The mixture-of-experts block a config describes; `names` are the HF names of the router and
+/// the shared expert in this family.
+pub fn sparse_moe(
+    config: &ModelConfig,
+    names: (&'static str, &'static str),
+    init: &mut Init,
+) -> Result<nn::moe::SparseMoe> {
+    use crate::config::RouterKind as Kind;
+    use nn::moe::{Experts, MoeRouter, RouterKind, SparseMoe};
+    let moe = config
+        .moe
+        .ok_or_else(|| tensor::Error::shape("moe", format!("{}: a MoE layer needs expert settings", config.source)))?;
+    let kind = match moe.router {
+        Kind::SoftmaxTopK => RouterKind::SoftmaxTopK { norm_topk_prob: moe.norm_topk_prob },
+        Kind::SigmoidGroupLimited => RouterKind::SigmoidGroupLimited {
+            n_group: moe.n_group,
+            topk_group: moe.topk_group,
+            routed_scaling_factor: moe.routed_scaling_factor,
+            norm_topk_prob: moe.norm_topk_prob,
+        },
+        Kind::Top1SigmoidInput => RouterKind::Top1SigmoidInput,
+    };
+    Ok(SparseMoe {
+        router: MoeRouter::new(kind, moe.num_experts, moe.top_k, config.hidden_size, init)?,
+        experts: Experts::new(
+            moe.num_experts,
+            config.hidden_size,
+            moe.expert_intermediate_size,
+            config.activation,
+            init,
+        )?,
+        shared: moe.shared_intermediate_size.map(|w| dense_ffn(config, w, init)).transpose()?,
+        router_name: names.0,
+        shared_name: names.1,
     })
 }

@@ -67,20 +67,14 @@ impl Checkpoint {
         } else if path.join("model.safetensors").is_file() {
             vec![path.join("model.safetensors")]
         } else if path.is_dir() {
-            return Err(Error::format(
-                path,
-                "no model.safetensors or model.safetensors.index.json in this directory",
-            ));
+            return Err(Error::format(path, "no model.safetensors or model.safetensors.index.json in this directory"));
         } else {
             return Err(Error::io(
                 path,
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
             ));
         };
-        let mut checkpoint = Checkpoint {
-            files: Vec::new(),
-            index: HashMap::new(),
-        };
+        let mut checkpoint = Checkpoint { files: Vec::new(), index: HashMap::new() };
         for file in files {
             checkpoint.add_file(&file)?;
         }
@@ -98,18 +92,10 @@ impl Checkpoint {
         let file_index = self.files.len();
         for name in metadata.tensors().keys() {
             if self.index.insert(name.clone(), file_index).is_some() {
-                return Err(Error::format(
-                    path,
-                    format!("tensor {name} appears in more than one file"),
-                ));
+                return Err(Error::format(path, format!("tensor {name} appears in more than one file")));
             }
         }
-        self.files.push(File {
-            path: path.to_path_buf(),
-            mmap,
-            data_start: 8 + header_len,
-            metadata,
-        });
+        self.files.push(File { path: path.to_path_buf(), mmap, data_start: 8 + header_len, metadata });
         Ok(())
     }
 
@@ -132,10 +118,7 @@ impl Checkpoint {
     /// The dtype and shape of a tensor, without reading it.
     pub fn meta(&self, name: &str) -> Option<TensorMeta> {
         let (_, info) = self.entry(name)?;
-        Some(TensorMeta {
-            dtype: dtype_of(info.dtype)?,
-            shape: info.shape.clone(),
-        })
+        Some(TensorMeta { dtype: dtype_of(info.dtype)?, shape: info.shape.clone() })
     }
 
     /// Total bytes of tensor data across the files.
@@ -145,26 +128,20 @@ impl Checkpoint {
 
     /// Loads a tensor onto `device`, converted to `dtype` when given.
     pub fn load(&self, name: &str, dtype: Option<DType>, device: &Device) -> Result<Tensor> {
-        let (file, info) = self.entry(name).ok_or_else(|| Error::Format {
-            path: self.describe(),
-            msg: format!("missing tensor {name}"),
-        })?;
+        let (file, info) = self
+            .entry(name)
+            .ok_or_else(|| Error::Format { path: self.describe(), msg: format!("missing tensor {name}") })?;
         let stored = dtype_of(info.dtype).ok_or_else(|| {
             Error::format(
                 &file.path,
-                format!(
-                    "tensor {name} has dtype {:?}, which this loader does not read",
-                    info.dtype
-                ),
+                format!("tensor {name} has dtype {:?}, which this loader does not read", info.dtype),
             )
         })?;
         let (start, end) = info.data_offsets;
         let bytes = file
             .mmap
             .get(file.data_start + start..file.data_start + end)
-            .ok_or_else(|| {
-                Error::format(&file.path, format!("tensor {name} lies outside the file"))
-            })?;
+            .ok_or_else(|| Error::format(&file.path, format!("tensor {name} lies outside the file")))?;
         let host = if info.dtype == Dtype::I32 {
             let v: Vec<i32> = bytemuck_cast(bytes);
             HostData::I64(v.into_iter().map(i64::from).collect())
@@ -182,28 +159,21 @@ impl Checkpoint {
     pub fn describe(&self) -> PathBuf {
         match self.files.as_slice() {
             [one] => one.path.clone(),
-            [first, ..] => first
-                .path
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| first.path.clone()),
+            [first, ..] => first.path.parent().map(Path::to_path_buf).unwrap_or_else(|| first.path.clone()),
             [] => PathBuf::from("<empty checkpoint>"),
         }
     }
 }
 
 fn bytemuck_cast(bytes: &[u8]) -> Vec<i32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 /// The distinct shard files an index names, in order, resolved next to the index.
 fn shard_files(index_path: &Path) -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(index_path).map_err(|e| Error::io(index_path, e))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::format(index_path, format!("invalid JSON: {e}")))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::format(index_path, format!("invalid JSON: {e}")))?;
     let map = json
         .get("weight_map")
         .and_then(|m| m.as_object())
@@ -211,12 +181,9 @@ fn shard_files(index_path: &Path) -> Result<Vec<PathBuf>> {
     let dir = index_path.parent().unwrap_or(Path::new("."));
     let mut files: Vec<PathBuf> = Vec::new();
     for (name, file) in map {
-        let file = file.as_str().ok_or_else(|| {
-            Error::format(
-                index_path,
-                format!("weight_map entry {name} is not a file name"),
-            )
-        })?;
+        let file = file
+            .as_str()
+            .ok_or_else(|| Error::format(index_path, format!("weight_map entry {name} is not a file name")))?;
         if file.contains('/') || file.contains('\\') || file.starts_with('.') {
             return Err(Error::format(
                 index_path,

@@ -51,11 +51,7 @@ pub fn save_safetensors(
         .map(|(name, t)| {
             Ok((
                 name.clone(),
-                HostView {
-                    dtype: safetensors_dtype(t.dtype()),
-                    shape: t.dims().to_vec(),
-                    data: t.to_host()?,
-                },
+                HostView { dtype: safetensors_dtype(t.dtype()), shape: t.dims().to_vec(), data: t.to_host()? },
             ))
         })
         .collect::<Result<Vec<_>>>()?;

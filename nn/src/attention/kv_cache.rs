@@ -35,13 +35,7 @@ pub struct CachedRows {
 
 impl KvCache {
     pub fn new(kind: MaskKind) -> KvCache {
-        KvCache {
-            kind,
-            buffers: Vec::new(),
-            head: 0,
-            len: 0,
-            start: 0,
-        }
+        KvCache { kind, buffers: Vec::new(), head: 0, len: 0, start: 0 }
     }
 
     /// The absolute position the next appended row will have.
@@ -71,34 +65,21 @@ impl KvCache {
 
     /// Bytes allocated, including room for growth.
     pub fn capacity_in_bytes(&self) -> usize {
-        self.buffers
-            .iter()
-            .map(|b| b.elem_count() * b.dtype().size_in_bytes())
-            .sum()
+        self.buffers.iter().map(|b| b.elem_count() * b.dtype().size_in_bytes()).sum()
     }
 
     /// Appends the rows of a step (each [B, H, n, D], at positions `next_position()..`) and
     /// returns every row the step's queries may need.
     pub fn append(&mut self, rows: &[&Tensor]) -> Result<CachedRows> {
-        let n = rows
-            .first()
-            .map(|r| r.dims()[2])
-            .ok_or_else(|| Error::shape("kv_cache", "nothing to append"))?;
+        let n = rows.first().map(|r| r.dims()[2]).ok_or_else(|| Error::shape("kv_cache", "nothing to append"))?;
         if !self.buffers.is_empty() && rows.len() != self.buffers.len() {
             return Err(Error::shape(
                 "kv_cache",
-                format!(
-                    "expected {} tensors, got {}",
-                    self.buffers.len(),
-                    rows.len()
-                ),
+                format!("expected {} tensors, got {}", self.buffers.len(), rows.len()),
             ));
         }
         // Drop what no new query can see: the first new query is the earliest.
-        let keep_from = self
-            .kind
-            .earliest_visible(self.next_position())
-            .max(self.start);
+        let keep_from = self.kind.earliest_visible(self.next_position()).max(self.start);
         let dropped = (keep_from - self.start).min(self.len);
         self.head += dropped;
         self.len -= dropped;
@@ -109,20 +90,11 @@ impl KvCache {
             self.reallocate(rows, n)?;
         }
         for (buffer, row) in self.buffers.iter().zip(rows) {
-            buffer
-                .narrow(2, self.head + self.len, n)?
-                .write_from(&row.contiguous()?)?;
+            buffer.narrow(2, self.head + self.len, n)?.write_from(&row.contiguous()?)?;
         }
         self.len += n;
-        let tensors = self
-            .buffers
-            .iter()
-            .map(|b| b.narrow(2, self.head, self.len))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(CachedRows {
-            tensors,
-            k_start: self.start,
-        })
+        let tensors = self.buffers.iter().map(|b| b.narrow(2, self.head, self.len)).collect::<Result<Vec<_>>>()?;
+        Ok(CachedRows { tensors, k_start: self.start })
     }
 
     /// Moves the live rows to the front of new buffers with room for `n` more (doubling).
@@ -133,11 +105,9 @@ impl KvCache {
             let d = row.dims();
             let buffer = Tensor::zeros([d[0], d[1], capacity, d[3]], row.dtype(), row.device())?;
             if self.len > 0 {
-                buffer.narrow(2, 0, self.len)?.write_from(
-                    &self.buffers[i]
-                        .narrow(2, self.head, self.len)?
-                        .contiguous()?,
-                )?;
+                buffer
+                    .narrow(2, 0, self.len)?
+                    .write_from(&self.buffers[i].narrow(2, self.head, self.len)?.contiguous()?)?;
             }
             fresh.push(buffer);
         }

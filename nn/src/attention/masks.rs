@@ -20,27 +20,12 @@ pub enum MaskKind {
 impl MaskKind {
     /// The mask for queries at absolute positions `q_start..` over keys at `k_start..`.
     pub fn at(&self, q_start: usize, k_start: usize) -> AttentionMask {
-        let base = AttentionMask {
-            causal: true,
-            q_start,
-            k_start,
-            window: None,
-            chunk: None,
-        };
+        let base = AttentionMask { causal: true, q_start, k_start, window: None, chunk: None };
         match *self {
             MaskKind::Causal => base,
-            MaskKind::Sliding { window } => AttentionMask {
-                window: Some(window),
-                ..base
-            },
-            MaskKind::Chunked { chunk } => AttentionMask {
-                chunk: Some(chunk),
-                ..base
-            },
-            MaskKind::Bidirectional => AttentionMask {
-                causal: false,
-                ..base
-            },
+            MaskKind::Sliding { window } => AttentionMask { window: Some(window), ..base },
+            MaskKind::Chunked { chunk } => AttentionMask { chunk: Some(chunk), ..base },
+            MaskKind::Bidirectional => AttentionMask { causal: false, ..base },
         }
     }
 
@@ -57,9 +42,7 @@ impl MaskKind {
     /// The whole [t, t] mask as rows of booleans (for pictures and tests).
     pub fn grid(&self, t: usize) -> Vec<Vec<bool>> {
         let mask = self.at(0, 0);
-        (0..t)
-            .map(|i| (0..t).map(|j| mask.allows(i, j)).collect())
-            .collect()
+        (0..t).map(|i| (0..t).map(|j| mask.allows(i, j)).collect()).collect()
     }
 
     pub fn name(&self) -> String {

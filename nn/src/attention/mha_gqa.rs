@@ -87,31 +87,20 @@ pub struct GroupedQueryAttention {
 
 impl GroupedQueryAttention {
     pub fn new(config: AttentionConfig, init: &mut Init) -> Result<GroupedQueryAttention> {
-        let (h, kv, d, hd) = (
-            config.num_heads,
-            config.num_kv_heads,
-            config.hidden_size,
-            config.head_dim,
-        );
+        let (h, kv, d, hd) = (config.num_heads, config.num_kv_heads, config.hidden_size, config.head_dim);
         let bias = config.bias;
         let (q_norm, k_norm) = match config.qk_norm {
             QkNorm::None => (None, None),
-            QkNorm::PerHead { eps, gemma: false } => (
-                Some(RmsNorm::new(hd, eps, init)?),
-                Some(RmsNorm::new(hd, eps, init)?),
-            ),
-            QkNorm::PerHead { eps, gemma: true } => (
-                Some(RmsNorm::gemma(hd, eps, init)?),
-                Some(RmsNorm::gemma(hd, eps, init)?),
-            ),
-            QkNorm::WholeProjection { eps } => (
-                Some(RmsNorm::new(h * hd, eps, init)?),
-                Some(RmsNorm::new(kv * hd, eps, init)?),
-            ),
-            QkNorm::L2AfterRope { eps } => (
-                Some(RmsNorm::weightless(eps)),
-                Some(RmsNorm::weightless(eps)),
-            ),
+            QkNorm::PerHead { eps, gemma: false } => {
+                (Some(RmsNorm::new(hd, eps, init)?), Some(RmsNorm::new(hd, eps, init)?))
+            }
+            QkNorm::PerHead { eps, gemma: true } => {
+                (Some(RmsNorm::gemma(hd, eps, init)?), Some(RmsNorm::gemma(hd, eps, init)?))
+            }
+            QkNorm::WholeProjection { eps } => {
+                (Some(RmsNorm::new(h * hd, eps, init)?), Some(RmsNorm::new(kv * hd, eps, init)?))
+            }
+            QkNorm::L2AfterRope { eps } => (Some(RmsNorm::weightless(eps)), Some(RmsNorm::weightless(eps))),
         };
         Ok(GroupedQueryAttention {
             q_proj: Linear::new(d, h * hd, bias, init)?,
@@ -153,38 +142,25 @@ impl GroupedQueryAttention {
                 k = self.norm_k(&k)?;
             }
         } else if let Some(tuning) = c.temperature_tuning {
-            let scales: Vec<f32> = (start..start + t)
-                .map(|p| tuning.factor(p) as f32)
-                .collect();
-            let scales = Tensor::from_vec(scales, [1, 1, t, 1], &tensor::Device::cpu())?
-                .to(&q.device())?
-                .to_dtype(q.dtype())?;
+            let scales: Vec<f32> = (start..start + t).map(|p| tuning.factor(p) as f32).collect();
+            let scales =
+                Tensor::from_vec(scales, [1, 1, t, 1], &tensor::Device::cpu())?.to(&q.device())?.to_dtype(q.dtype())?;
             q = q.mul_tensor(&scales)?;
         }
         let (k_all, v_all, k_start) = match cache {
             Some(cache) => {
                 let rows = cache.append(&[&k.value(), &v.value()])?;
-                (
-                    Var::constant(rows.tensors[0].clone()),
-                    Var::constant(rows.tensors[1].clone()),
-                    rows.k_start,
-                )
+                (Var::constant(rows.tensors[0].clone()), Var::constant(rows.tensors[1].clone()), rows.k_start)
             }
             None => (k, v, start),
         };
-        let spec = AttentionSpec {
-            scale: c.scale,
-            mask: c.mask.at(start, k_start),
-            softcap: c.softcap,
-        };
+        let spec = AttentionSpec { scale: c.scale, mask: c.mask.at(start, k_start), softcap: c.softcap };
         if self.training.load(std::sync::atomic::Ordering::Relaxed) {
-            let maxima =
-                no_grad(|| qk_clip::max_logits_per_head(&q.value(), &k_all.value(), &spec))?;
+            let maxima = no_grad(|| qk_clip::max_logits_per_head(&q.value(), &k_all.value(), &spec))?;
             *self.max_logits.lock().unwrap_or_else(|p| p.into_inner()) = Some(maxima);
         }
         let out = Var::attention(&q, &k_all, &v_all, &spec)?; // (B, H, T, hd)
-        self.o_proj
-            .forward(&out.transpose(1, 2)?.reshape([b, t, h * hd])?)
+        self.o_proj.forward(&out.transpose(1, 2)?.reshape([b, t, h * hd])?)
     }
 
     fn norm_q(&self, x: &Var) -> Result<Var> {
@@ -203,10 +179,7 @@ impl GroupedQueryAttention {
 
     /// The largest scaled logit per query head seen by the last training-mode forward.
     pub fn max_logits(&self) -> Option<Vec<f64>> {
-        self.max_logits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.max_logits.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// KV-cache bytes this layer adds per token at `dtype_bytes` per number.
@@ -226,8 +199,7 @@ impl Module for GroupedQueryAttention {
     }
 
     fn set_training(&self, training: bool) {
-        self.training
-            .store(training, std::sync::atomic::Ordering::Relaxed);
+        self.training.store(training, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// QK-Clip (Kimi K2): heads whose max logit exceeded `tau` get their query and key rows scaled
@@ -246,11 +218,7 @@ impl Module for GroupedQueryAttention {
                 continue;
             }
             let gamma = tau / m;
-            let (q_scale, k_scale) = if shared {
-                (gamma, 1.0)
-            } else {
-                (gamma.sqrt(), gamma.sqrt())
-            };
+            let (q_scale, k_scale) = if shared { (gamma, 1.0) } else { (gamma.sqrt(), gamma.sqrt()) };
             qk_clip::scale_rows(&self.q_proj.weight, head * c.head_dim, c.head_dim, q_scale)?;
             if k_scale != 1.0 {
                 qk_clip::scale_rows(&self.k_proj.weight, head * c.head_dim, c.head_dim, k_scale)?;

@@ -75,12 +75,7 @@ impl MultiHeadLatentAttention {
             q_b_proj,
             kv_a_proj_with_mqa: Linear::new(d, c.kv_lora_rank + c.qk_rope_head_dim, false, init)?,
             kv_a_layernorm: RmsNorm::new(c.kv_lora_rank, c.rms_norm_eps, init)?,
-            kv_b_proj: Linear::new(
-                c.kv_lora_rank,
-                h * (c.qk_nope_head_dim + c.v_head_dim),
-                false,
-                init,
-            )?,
+            kv_b_proj: Linear::new(c.kv_lora_rank, h * (c.qk_nope_head_dim + c.v_head_dim), false, init)?,
             o_proj: Linear::new(h * c.v_head_dim, d, false, init)?,
             config,
             max_logits: std::sync::Mutex::new(None),
@@ -92,24 +87,14 @@ impl MultiHeadLatentAttention {
     fn queries(&self, x: &Var, start: usize) -> Result<(Var, Var)> {
         let c = &self.config;
         let (b, t) = (x.dims()[0], x.dims()[1]);
-        let q = match (
-            &self.q_proj,
-            &self.q_a_proj,
-            &self.q_a_layernorm,
-            &self.q_b_proj,
-        ) {
+        let q = match (&self.q_proj, &self.q_a_proj, &self.q_a_layernorm, &self.q_b_proj) {
             (Some(p), ..) => p.forward(x)?,
             (None, Some(a), Some(n), Some(bp)) => bp.forward(&n.forward(&a.forward(x)?)?)?,
             _ => {
-                return Err(tensor::Error::shape(
-                    "mla",
-                    "query projection is incomplete",
-                ));
+                return Err(tensor::Error::shape("mla", "query projection is incomplete"));
             }
         };
-        let q = q
-            .reshape([b, t, c.num_heads, c.qk_nope_head_dim + c.qk_rope_head_dim])?
-            .transpose(1, 2)?;
+        let q = q.reshape([b, t, c.num_heads, c.qk_nope_head_dim + c.qk_rope_head_dim])?.transpose(1, 2)?;
         let parts = q.split(&[c.qk_nope_head_dim, c.qk_rope_head_dim], -1)?;
         Ok((parts[0].clone(), c.rope.apply(&parts[1], start)?))
     }
@@ -139,24 +124,16 @@ impl MultiHeadLatentAttention {
         let (b, t, h) = (x.dims()[0], x.dims()[1], c.num_heads);
         let (q_nope, q_rope) = self.queries(x, start)?;
         let (latent, k_rope) = self.latent(x, start)?;
-        let kv = self
-            .kv_b_proj
-            .forward(&latent)?
-            .reshape([b, t, h, c.qk_nope_head_dim + c.v_head_dim])?
-            .transpose(1, 2)?;
+        let kv =
+            self.kv_b_proj.forward(&latent)?.reshape([b, t, h, c.qk_nope_head_dim + c.v_head_dim])?.transpose(1, 2)?;
         let parts = kv.split(&[c.qk_nope_head_dim, c.v_head_dim], -1)?;
         let k_rope = k_rope.broadcast_to([b, h, t, c.qk_rope_head_dim])?;
         let q = Var::cat(&[&q_nope, &q_rope], -1)?;
         let k = Var::cat(&[&parts[0], &k_rope], -1)?;
-        let spec = AttentionSpec {
-            scale: c.scale,
-            mask: c.mask.at(start, start),
-            softcap: None,
-        };
+        let spec = AttentionSpec { scale: c.scale, mask: c.mask.at(start, start), softcap: None };
         self.record_max_logits(&q, &k, &spec)?;
         let out = Var::attention(&q, &k, &parts[1], &spec)?; // (B, H, T, v)
-        self.o_proj
-            .forward(&out.transpose(1, 2)?.reshape([b, t, h * c.v_head_dim])?)
+        self.o_proj.forward(&out.transpose(1, 2)?.reshape([b, t, h * c.v_head_dim])?)
     }
 
     /// Attention on the cached latent: queries absorb `W_uk`, outputs apply `W_uv` afterwards.
@@ -166,11 +143,7 @@ impl MultiHeadLatentAttention {
         let (q_nope, q_rope) = self.queries(x, start)?;
         let (latent, k_rope) = self.latent(x, start)?;
         // kv_b_proj.weight [H*(nope+v), kv_lora] viewed per head: W_uk [H, nope, r], W_uv [H, v, r].
-        let w = self.kv_b_proj.weight.reshape([
-            h,
-            c.qk_nope_head_dim + c.v_head_dim,
-            c.kv_lora_rank,
-        ])?;
+        let w = self.kv_b_proj.weight.reshape([h, c.qk_nope_head_dim + c.v_head_dim, c.kv_lora_rank])?;
         let w_parts = w.split(&[c.qk_nope_head_dim, c.v_head_dim], 1)?;
         let q_latent = q_nope.matmul(&w_parts[0].to_dtype(q_nope.dtype())?)?; // (B, H, T, r)
         let q = Var::cat(&[&q_latent, &q_rope], -1)?; // (B, H, T, r + rope)
@@ -178,32 +151,22 @@ impl MultiHeadLatentAttention {
         let rows = cache.append(&[&entry.value()])?;
         let k = Var::constant(rows.tensors[0].clone()); // one kv head shared by all query heads
         let v = Var::constant(rows.tensors[0].narrow(3, 0, c.kv_lora_rank)?);
-        let spec = AttentionSpec {
-            scale: c.scale,
-            mask: c.mask.at(start, rows.k_start),
-            softcap: None,
-        };
+        let spec = AttentionSpec { scale: c.scale, mask: c.mask.at(start, rows.k_start), softcap: None };
         let out_latent = Var::attention(&q, &k, &v, &spec)?; // (B, H, T, r)
         let out = out_latent.matmul(&w_parts[1].to_dtype(out_latent.dtype())?.t()?)?; // (B, H, T, v)
-        self.o_proj
-            .forward(&out.transpose(1, 2)?.reshape([b, t, h * c.v_head_dim])?)
+        self.o_proj.forward(&out.transpose(1, 2)?.reshape([b, t, h * c.v_head_dim])?)
     }
 
     fn record_max_logits(&self, q: &Var, k: &Var, spec: &AttentionSpec) -> Result<()> {
         if self.training.load(std::sync::atomic::Ordering::Relaxed) {
-            let m = autograd::no_grad(|| {
-                super::qk_clip::max_logits_per_head(&q.value(), &k.value(), spec)
-            })?;
+            let m = autograd::no_grad(|| super::qk_clip::max_logits_per_head(&q.value(), &k.value(), spec))?;
             *self.max_logits.lock().unwrap_or_else(|p| p.into_inner()) = Some(m);
         }
         Ok(())
     }
 
     pub fn max_logits(&self) -> Option<Vec<f64>> {
-        self.max_logits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.max_logits.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Cache numbers per token: the latent and the shared rope key.
@@ -218,17 +181,14 @@ impl Module for MultiHeadLatentAttention {
         self.q_a_proj.visit(&join(prefix, "q_a_proj"), f);
         self.q_a_layernorm.visit(&join(prefix, "q_a_layernorm"), f);
         self.q_b_proj.visit(&join(prefix, "q_b_proj"), f);
-        self.kv_a_proj_with_mqa
-            .visit(&join(prefix, "kv_a_proj_with_mqa"), f);
-        self.kv_a_layernorm
-            .visit(&join(prefix, "kv_a_layernorm"), f);
+        self.kv_a_proj_with_mqa.visit(&join(prefix, "kv_a_proj_with_mqa"), f);
+        self.kv_a_layernorm.visit(&join(prefix, "kv_a_layernorm"), f);
         self.kv_b_proj.visit(&join(prefix, "kv_b_proj"), f);
         self.o_proj.visit(&join(prefix, "o_proj"), f);
     }
 
     fn set_training(&self, training: bool) {
-        self.training
-            .store(training, std::sync::atomic::Ordering::Relaxed);
+        self.training.store(training, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// QK-Clip for MLA (Kimi K2, Algorithm 1): for a head over `tau`, with `gamma = tau / max`,
@@ -253,12 +213,7 @@ impl Module for MultiHeadLatentAttention {
             let q0 = head * (nope + rope);
             super::qk_clip::scale_rows(q_weight, q0, nope, gamma.sqrt())?;
             super::qk_clip::scale_rows(q_weight, q0 + nope, rope, gamma)?;
-            super::qk_clip::scale_rows(
-                &self.kv_b_proj.weight,
-                head * (nope + v),
-                nope,
-                gamma.sqrt(),
-            )?;
+            super::qk_clip::scale_rows(&self.kv_b_proj.weight, head * (nope + v), nope, gamma.sqrt())?;
         }
         Ok(())
     }

@@ -12,7 +12,9 @@ pub fn compare(op: CmpOp, a: &HostData, la: &Layout, b: &HostData, lb: &Layout) 
         (HostData::F64(x), HostData::F64(y)) => zip_map(x, la, y, lb, |p, q| op.apply(p, q) as u32),
         (HostData::U32(x), HostData::U32(y)) => zip_map(x, la, y, lb, |p, q| op.apply(p, q) as u32),
         (HostData::I64(x), HostData::I64(y)) => zip_map(x, la, y, lb, |p, q| op.apply(p, q) as u32),
-        (x, y) => return Err(Error::dtype(op.name(), format!("unsupported operand dtypes {} and {}", x.dtype(), y.dtype()))),
+        (x, y) => {
+            return Err(Error::dtype(op.name(), format!("unsupported operand dtypes {} and {}", x.dtype(), y.dtype())));
+        }
     }))
 }
 
@@ -31,6 +33,11 @@ pub fn where_cond(c: &HostData, lc: &Layout, t: &HostData, lt: &Layout, f: &Host
         (HostData::F64(x), HostData::F64(y)) => HostData::F64(pick(&mask, x, lt, y, lf)),
         (HostData::U32(x), HostData::U32(y)) => HostData::U32(pick(&mask, x, lt, y, lf)),
         (HostData::I64(x), HostData::I64(y)) => HostData::I64(pick(&mask, x, lt, y, lf)),
-        (x, y) => return Err(Error::dtype("where_cond", format!("unsupported branch dtypes {} and {}", x.dtype(), y.dtype()))),
+        (x, y) => {
+            return Err(Error::dtype(
+                "where_cond",
+                format!("unsupported branch dtypes {} and {}", x.dtype(), y.dtype()),
+            ));
+        }
     })
 }

@@ -31,7 +31,9 @@ pub fn concat(parts: &[(&HostData, &Layout)], axis: usize) -> Result<HostData> {
                 .iter()
                 .map(|(d, l)| match d {
                     HostData::$variant(v) => Ok((v.as_slice(), *l)),
-                    other => Err(Error::dtype("cat", format!("mixed dtypes {} and {}", parts[0].0.dtype(), other.dtype()))),
+                    other => {
+                        Err(Error::dtype("cat", format!("mixed dtypes {} and {}", parts[0].0.dtype(), other.dtype())))
+                    }
                 })
                 .collect::<Result<Vec<_>>>()?;
             HostData::$variant(run(&typed, axis))

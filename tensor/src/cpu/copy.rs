@@ -18,7 +18,13 @@ pub fn write_strided(dst: &mut HostData, layout: &Layout, values: &HostData) -> 
     if dst.dtype() != values.dtype() || values.len() != layout.elem_count() || layout.storage_extent() > dst.len() {
         return Err(Error::shape(
             "copy_into",
-            format!("cannot write {} {} values into view {layout:?} of a {} buffer of {}", values.len(), values.dtype(), dst.dtype(), dst.len()),
+            format!(
+                "cannot write {} {} values into view {layout:?} of a {} buffer of {}",
+                values.len(),
+                values.dtype(),
+                dst.dtype(),
+                dst.len()
+            ),
         ));
     }
     macro_rules! write {

@@ -24,12 +24,18 @@ fn rows_mut<T: Send>(x: &mut [T], d: usize, f: impl Fn(usize, &mut [T]) + Sync +
     }
 }
 
-pub fn rms_norm(x: &HostData, lx: &Layout, weight: Option<(&HostData, &Layout)>, spec: RmsNormSpec) -> Result<HostData> {
+pub fn rms_norm(
+    x: &HostData,
+    lx: &Layout,
+    weight: Option<(&HostData, &Layout)>,
+    spec: RmsNormSpec,
+) -> Result<HostData> {
     fn run<T: FloatElement>(x: &[T], lx: &Layout, w: Option<Vec<T>>, spec: RmsNormSpec) -> Vec<T> {
         let d = lx.dims().last().copied().unwrap_or(1);
         let mut out = strided::gather(x, lx);
         let eps = T::from_f64(spec.eps).unwrap_or_else(T::zero);
-        let scale: Option<Vec<T>> = w.map(|w| if spec.add_unit_offset { w.iter().map(|&v| v + T::one()).collect() } else { w });
+        let scale: Option<Vec<T>> =
+            w.map(|w| if spec.add_unit_offset { w.iter().map(|&v| v + T::one()).collect() } else { w });
         rows_mut(&mut out, d, |_, row| {
             let ms = row.iter().map(|&v| v * v).sum::<T>() / T::from_usize(d).unwrap_or_else(T::one);
             let inv = (ms + eps).sqrt().recip();
@@ -43,8 +49,12 @@ pub fn rms_norm(x: &HostData, lx: &Layout, weight: Option<(&HostData, &Layout)>,
     Ok(match (x, weight) {
         (HostData::F32(v), None) => HostData::F32(run(v, lx, None, spec)),
         (HostData::F64(v), None) => HostData::F64(run(v, lx, None, spec)),
-        (HostData::F32(v), Some((HostData::F32(w), lw))) => HostData::F32(run(v, lx, Some(strided::gather(w, lw)), spec)),
-        (HostData::F64(v), Some((HostData::F64(w), lw))) => HostData::F64(run(v, lx, Some(strided::gather(w, lw)), spec)),
+        (HostData::F32(v), Some((HostData::F32(w), lw))) => {
+            HostData::F32(run(v, lx, Some(strided::gather(w, lw)), spec))
+        }
+        (HostData::F64(v), Some((HostData::F64(w), lw))) => {
+            HostData::F64(run(v, lx, Some(strided::gather(w, lw)), spec))
+        }
         (v, _) => return Err(Error::unsupported_dtype("rms_norm", v.dtype())),
     })
 }
@@ -86,7 +96,15 @@ pub fn glu(gate: &HostData, lg: &Layout, up: &HostData, lu: &Layout, act: GluAct
     })
 }
 
-pub fn attention(q: &HostData, lq: &Layout, k: &HostData, lk: &Layout, v: &HostData, lv: &Layout, spec: &AttentionSpec) -> Result<HostData> {
+pub fn attention(
+    q: &HostData,
+    lq: &Layout,
+    k: &HostData,
+    lk: &Layout,
+    v: &HostData,
+    lv: &Layout,
+    spec: &AttentionSpec,
+) -> Result<HostData> {
     Ok(match (q, k, v) {
         (HostData::F32(q), HostData::F32(k), HostData::F32(v)) => HostData::F32(attend(q, lq, k, lk, v, lv, spec)),
         (HostData::F64(q), HostData::F64(k), HostData::F64(v)) => HostData::F64(attend(q, lq, k, lk, v, lv, spec)),
@@ -94,7 +112,15 @@ pub fn attention(q: &HostData, lq: &Layout, k: &HostData, lk: &Layout, v: &HostD
     })
 }
 
-fn attend<T: FloatElement>(q: &[T], lq: &Layout, k: &[T], lk: &Layout, v: &[T], lv: &Layout, spec: &AttentionSpec) -> Vec<T> {
+fn attend<T: FloatElement>(
+    q: &[T],
+    lq: &Layout,
+    k: &[T],
+    lk: &Layout,
+    v: &[T],
+    lv: &Layout,
+    spec: &AttentionSpec,
+) -> Vec<T> {
     let (q, k, v) = (strided::gather(q, lq), strided::gather(k, lk), strided::gather(v, lv));
     let [b, hq, tq, d] = [lq.dims()[0], lq.dims()[1], lq.dims()[2], lq.dims()[3]];
     let (hkv, tk, dv) = (lk.dims()[1], lk.dims()[2], lv.dims()[3]);
@@ -166,7 +192,18 @@ fn attend<T: FloatElement>(q: &[T], lq: &Layout, k: &[T], lk: &Layout, v: &[T], 
 
 /// `dst [m, n] (row-major) = a [m, k] @ b [k, n]` with the given (row, col) strides, on one thread.
 #[allow(clippy::too_many_arguments)]
-fn small_gemm<T: FloatElement>(dst: &mut [T], a: &[T], a_rs: usize, a_cs: usize, b: &[T], b_rs: usize, b_cs: usize, m: usize, n: usize, k: usize) {
+fn small_gemm<T: FloatElement>(
+    dst: &mut [T],
+    a: &[T],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[T],
+    b_rs: usize,
+    b_cs: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+) {
     assert!(dst.len() >= m * n);
     assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
     assert!(n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);

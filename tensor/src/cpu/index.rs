@@ -18,10 +18,23 @@ fn ids(op: &str, data: &HostData, layout: &Layout, bound: usize) -> Result<Vec<u
     }
 }
 
-pub fn index_select(src: &HostData, layout: &Layout, axis: usize, id_data: &HostData, id_layout: &Layout) -> Result<HostData> {
+pub fn index_select(
+    src: &HostData,
+    layout: &Layout,
+    axis: usize,
+    id_data: &HostData,
+    id_layout: &Layout,
+) -> Result<HostData> {
     let (outer, a, inner) = split_at_axis(layout.dims(), axis);
     let picks = ids("index_select", id_data, id_layout, a)?;
-    fn run<T: Element + Default>(v: &[T], layout: &Layout, outer: usize, a: usize, inner: usize, picks: &[usize]) -> Vec<T> {
+    fn run<T: Element + Default>(
+        v: &[T],
+        layout: &Layout,
+        outer: usize,
+        a: usize,
+        inner: usize,
+        picks: &[usize],
+    ) -> Vec<T> {
         let x = strided::gather(v, layout);
         let n = picks.len();
         let mut out = vec![T::default(); outer * n * inner];
@@ -55,7 +68,14 @@ pub fn index_add(
     let (outer, a, inner) = split_at_axis(dst_layout.dims(), axis);
     let picks = ids("index_add", id_data, id_layout, a)?;
     fn run<T: Element + Default + std::ops::Add<Output = T>>(
-        d: &[T], dl: &Layout, s: &[T], sl: &Layout, outer: usize, a: usize, inner: usize, picks: &[usize],
+        d: &[T],
+        dl: &Layout,
+        s: &[T],
+        sl: &Layout,
+        outer: usize,
+        a: usize,
+        inner: usize,
+        picks: &[usize],
     ) -> Vec<T> {
         let mut out = strided::gather(d, dl);
         let s = strided::gather(s, sl);
@@ -72,8 +92,12 @@ pub fn index_add(
         out
     }
     Ok(match (dst, src) {
-        (HostData::F32(d), HostData::F32(s)) => HostData::F32(run(d, dst_layout, s, src_layout, outer, a, inner, &picks)),
-        (HostData::F64(d), HostData::F64(s)) => HostData::F64(run(d, dst_layout, s, src_layout, outer, a, inner, &picks)),
+        (HostData::F32(d), HostData::F32(s)) => {
+            HostData::F32(run(d, dst_layout, s, src_layout, outer, a, inner, &picks))
+        }
+        (HostData::F64(d), HostData::F64(s)) => {
+            HostData::F64(run(d, dst_layout, s, src_layout, outer, a, inner, &picks))
+        }
         (d, s) => return Err(Error::dtype("index_add", format!("unsupported dtypes {} and {}", d.dtype(), s.dtype()))),
     })
 }
@@ -87,12 +111,8 @@ fn addressed(op: &str, src_dims: &[usize], axis: usize, index: &HostData, il: &L
     let mut coord = vec![0usize; idims.len()];
     let mut out = Vec::with_capacity(picks.len());
     for &p in &picks {
-        let at: usize = coord
-            .iter()
-            .zip(&strides)
-            .enumerate()
-            .map(|(d, (&c, &s))| if d == axis { p * s } else { c * s })
-            .sum();
+        let at: usize =
+            coord.iter().zip(&strides).enumerate().map(|(d, (&c, &s))| if d == axis { p * s } else { c * s }).sum();
         out.push(at);
         for d in (0..idims.len()).rev() {
             coord[d] += 1;
@@ -123,7 +143,13 @@ pub fn scatter_add(
     src_layout: &Layout,
 ) -> Result<HostData> {
     let at = addressed("scatter_add", dst_layout.dims(), axis, index, il)?;
-    fn run<T: Element + Default + std::ops::Add<Output = T>>(d: &[T], dl: &Layout, s: &[T], sl: &Layout, at: &[usize]) -> Vec<T> {
+    fn run<T: Element + Default + std::ops::Add<Output = T>>(
+        d: &[T],
+        dl: &Layout,
+        s: &[T],
+        sl: &Layout,
+        at: &[usize],
+    ) -> Vec<T> {
         let mut out = strided::gather(d, dl);
         for (&i, &v) in at.iter().zip(&strided::gather(s, sl)) {
             out[i] = out[i] + v;
@@ -133,6 +159,8 @@ pub fn scatter_add(
     Ok(match (dst, src) {
         (HostData::F32(d), HostData::F32(s)) => HostData::F32(run(d, dst_layout, s, src_layout, &at)),
         (HostData::F64(d), HostData::F64(s)) => HostData::F64(run(d, dst_layout, s, src_layout, &at)),
-        (d, s) => return Err(Error::dtype("scatter_add", format!("unsupported dtypes {} and {}", d.dtype(), s.dtype()))),
+        (d, s) => {
+            return Err(Error::dtype("scatter_add", format!("unsupported dtypes {} and {}", d.dtype(), s.dtype())));
+        }
     })
 }

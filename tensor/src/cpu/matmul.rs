@@ -37,14 +37,25 @@ impl<T> Operand<'_, T> {
 pub fn matmul(a: &HostData, la: &Layout, b: &HostData, lb: &Layout) -> Result<HostData> {
     for (data, layout, name) in [(a, la, "lhs"), (b, lb, "rhs")] {
         if layout.rank() != 3 || layout.storage_extent() > data.len() {
-            return Err(Error::shape("matmul", format!("{name} view {layout:?} does not fit its buffer of {}", data.len())));
+            return Err(Error::shape(
+                "matmul",
+                format!("{name} view {layout:?} does not fit its buffer of {}", data.len()),
+            ));
         }
     }
     Ok(match (a, b) {
-        (HostData::F32(x), HostData::F32(w)) => HostData::F32(batched(Operand { data: x, layout: la }, Operand { data: w, layout: lb })),
-        (HostData::F64(x), HostData::F64(w)) => HostData::F64(batched(Operand { data: x, layout: la }, Operand { data: w, layout: lb })),
-        (HostData::F32(x), HostData::BF16(w)) => HostData::F32(batched_half(Operand { data: x, layout: la }, Operand { data: w, layout: lb })),
-        (HostData::F32(x), HostData::F16(w)) => HostData::F32(batched_half(Operand { data: x, layout: la }, Operand { data: w, layout: lb })),
+        (HostData::F32(x), HostData::F32(w)) => {
+            HostData::F32(batched(Operand { data: x, layout: la }, Operand { data: w, layout: lb }))
+        }
+        (HostData::F64(x), HostData::F64(w)) => {
+            HostData::F64(batched(Operand { data: x, layout: la }, Operand { data: w, layout: lb }))
+        }
+        (HostData::F32(x), HostData::BF16(w)) => {
+            HostData::F32(batched_half(Operand { data: x, layout: la }, Operand { data: w, layout: lb }))
+        }
+        (HostData::F32(x), HostData::F16(w)) => {
+            HostData::F32(batched_half(Operand { data: x, layout: la }, Operand { data: w, layout: lb }))
+        }
         (x, w) => return Err(Error::dtype("matmul", format!("cannot multiply {} by {}", x.dtype(), w.dtype()))),
     })
 }
@@ -107,7 +118,13 @@ fn batched_half<W: Element + Widen>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> 
 
 /// Runs each batch entry: in parallel across entries when there are many small ones, else one
 /// entry at a time with the parallelism inside the product.
-fn run_batches<T: Send>(out: &mut [T], batch: usize, size: usize, work: usize, f: impl Fn(usize, &mut [T], bool) + Sync) {
+fn run_batches<T: Send>(
+    out: &mut [T],
+    batch: usize,
+    size: usize,
+    work: usize,
+    f: impl Fn(usize, &mut [T], bool) + Sync,
+) {
     let threads = rayon::current_num_threads();
     if batch >= threads && batch > 1 && batch * work >= GEMM_PARALLEL_MIN {
         out.par_chunks_mut(size).enumerate().for_each(|(bi, dst)| f(bi, dst, false));
@@ -120,7 +137,18 @@ fn run_batches<T: Send>(out: &mut [T], batch: usize, size: usize, work: usize, f
 
 /// `dst[:, col0 .. col0 + cols(b)] = a[ba] @ b[bb]`, with `dst` row-major of row length `ldd`.
 #[allow(clippy::too_many_arguments)]
-fn gemm_into<T: FloatElement>(dst: &mut [T], a: &Operand<T>, ba: usize, b: &Operand<T>, bb: usize, col0: usize, ldd: usize, m: usize, k: usize, parallel: bool) {
+fn gemm_into<T: FloatElement>(
+    dst: &mut [T],
+    a: &Operand<T>,
+    ba: usize,
+    b: &Operand<T>,
+    bb: usize,
+    col0: usize,
+    ldd: usize,
+    m: usize,
+    k: usize,
+    parallel: bool,
+) {
     let n = b.dims().2;
     let (_, a_rs, a_cs) = a.strides();
     let (_, b_rs, b_cs) = b.strides();
@@ -200,7 +228,11 @@ fn matvec<X: FloatElement, W: Copy + Send + Sync>(
         // Column n of b is W's row n: contiguous when rs == 1.
         let column = |j: usize| {
             let start = base + j * cs;
-            if rs == 1 { dot(&xs, &b.data[start..start + k], widen) } else { (0..k).fold(X::zero(), |acc, i| acc + xs[i] * widen(b.data[start + i * rs])) }
+            if rs == 1 {
+                dot(&xs, &b.data[start..start + k], widen)
+            } else {
+                (0..k).fold(X::zero(), |acc, i| acc + xs[i] * widen(b.data[start + i * rs]))
+            }
         };
         if parallel {
             y.par_iter_mut().enumerate().with_min_len(64).for_each(|(j, v)| *v = column(j));
@@ -254,13 +286,24 @@ fn dot<X: FloatElement, W: Copy>(x: &[X], w: &[W], widen: impl Fn(W) -> X) -> X 
 }
 
 /// Mixture-of-experts product: rows grouped by expert, one GEMM per expert that has rows.
-pub fn expert_matmul(x: &HostData, lx: &Layout, w: &HostData, lw: &Layout, ids: &HostData, li: &Layout) -> Result<HostData> {
+pub fn expert_matmul(
+    x: &HostData,
+    lx: &Layout,
+    w: &HostData,
+    lw: &Layout,
+    ids: &HostData,
+    li: &Layout,
+) -> Result<HostData> {
     const OP: &str = "expert_matmul";
     let (r, k) = (lx.dims()[0], lx.dims()[1]);
     let (e, n) = (lw.dims()[0], lw.dims()[2]);
     let experts: Vec<usize> = match ids {
-        HostData::U32(v) => crate::layout::StridedOffsets::new(li, 0).map(|i| crate::ops::compare::index_value(OP, v[i], e)).collect::<Result<_>>()?,
-        HostData::I64(v) => crate::layout::StridedOffsets::new(li, 0).map(|i| crate::ops::compare::index_value(OP, v[i], e)).collect::<Result<_>>()?,
+        HostData::U32(v) => crate::layout::StridedOffsets::new(li, 0)
+            .map(|i| crate::ops::compare::index_value(OP, v[i], e))
+            .collect::<Result<_>>()?,
+        HostData::I64(v) => crate::layout::StridedOffsets::new(li, 0)
+            .map(|i| crate::ops::compare::index_value(OP, v[i], e))
+            .collect::<Result<_>>()?,
         other => return Err(Error::dtype(OP, format!("ids must be u32 or i64, got {}", other.dtype()))),
     };
     let xs = super::copy::copy(x, lx)?;
@@ -272,7 +315,8 @@ pub fn expert_matmul(x: &HostData, lx: &Layout, w: &HostData, lw: &Layout, ids: 
     for (ex, rows) in rows_of.iter().enumerate().filter(|(_, rows)| !rows.is_empty()) {
         // Gather this expert's rows, multiply by its [K, N] weight view, scatter the results.
         let gathered: Vec<usize> = rows.iter().flat_map(|&row| row * k..(row + 1) * k).collect();
-        let xe = crate::with_host_data!(&xs, v => HostData::from_vec(gathered.iter().map(|&i| v[i]).collect::<Vec<_>>()));
+        let xe =
+            crate::with_host_data!(&xs, v => HostData::from_vec(gathered.iter().map(|&i| v[i]).collect::<Vec<_>>()));
         let le = Layout::contiguous([1, rows.len(), k]);
         let we = Layout::new(
             crate::Shape::new(vec![1, k, n]),

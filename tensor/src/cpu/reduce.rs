@@ -33,17 +33,28 @@ pub fn reduce(op: ReduceOp, data: &HostData, layout: &Layout, axis: usize) -> Re
 }
 
 trait Num: Copy + Send + Sync + PartialOrd + Zero + Bounded + NumCast + ToPrimitive + std::ops::Add<Output = Self> {}
-impl<T: Copy + Send + Sync + PartialOrd + Zero + Bounded + NumCast + ToPrimitive + std::ops::Add<Output = T>> Num for T {}
+impl<T: Copy + Send + Sync + PartialOrd + Zero + Bounded + NumCast + ToPrimitive + std::ops::Add<Output = T>> Num
+    for T
+{
+}
 
 fn combine<T: Num>(op: ReduceOp, acc: T, x: T) -> T {
     match op {
         ReduceOp::Sum => acc + x,
         // `!(x <= acc)` rather than `x > acc` lets a NaN through, so it propagates as in NumPy.
         ReduceOp::Max => {
-            if !(x <= acc) { x } else { acc }
+            if !(x <= acc) {
+                x
+            } else {
+                acc
+            }
         }
         ReduceOp::Min => {
-            if !(x >= acc) { x } else { acc }
+            if !(x >= acc) {
+                x
+            } else {
+                acc
+            }
         }
         ReduceOp::ArgMax | ReduceOp::ArgMin => unreachable!("arg reductions track indices"),
     }

@@ -3,8 +3,8 @@
 
 use rayon::prelude::*;
 
-use crate::layout::{StridedOffsets, coalesce};
 use crate::Layout;
+use crate::layout::{StridedOffsets, coalesce};
 
 /// Below this many elements a kernel runs on one thread: spawning costs more than it saves.
 pub const PARALLEL_MIN: usize = 1 << 15;
@@ -16,7 +16,11 @@ pub fn map<T: Copy + Sync, U: Copy + Send + Default>(src: &[T], layout: &Layout,
     let n = layout.elem_count();
     if let Some(range) = layout.contiguous_range() {
         let s = &src[range];
-        return if n >= PARALLEL_MIN { s.par_iter().map(|&x| f(x)).collect() } else { s.iter().map(|&x| f(x)).collect() };
+        return if n >= PARALLEL_MIN {
+            s.par_iter().map(|&x| f(x)).collect()
+        } else {
+            s.iter().map(|&x| f(x)).collect()
+        };
     }
     let mut out = vec![U::default(); n];
     for_each_chunk(&mut out, |start, chunk| {
@@ -112,9 +116,7 @@ pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Copy + Send + Default>(
         }
     };
     if n >= PARALLEL_MIN {
-        out.par_chunks_mut(rows_per_task * inner)
-            .enumerate()
-            .for_each(|(t, chunk)| run_rows(t * rows_per_task, chunk));
+        out.par_chunks_mut(rows_per_task * inner).enumerate().for_each(|(t, chunk)| run_rows(t * rows_per_task, chunk));
     } else {
         run_rows(0, &mut out);
     }

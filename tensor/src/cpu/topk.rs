@@ -1,6 +1,5 @@
 //! CPU kernel of top-k over the last axis: a partial selection, then a sort of the k winners.
 
-
 use rayon::prelude::*;
 
 use crate::{Element, Error, HostData, Layout, Result};
@@ -28,8 +27,11 @@ pub fn topk(data: &HostData, layout: &Layout, k: usize) -> Result<(HostData, Hos
             idx.truncate(k);
             idx.into_iter().map(|i| (row[i as usize], i)).collect()
         };
-        let picked: Vec<Vec<(T, u32)>> =
-            if x.len() >= strided::PARALLEL_MIN { (0..rows).into_par_iter().map(row).collect() } else { (0..rows).map(row).collect() };
+        let picked: Vec<Vec<(T, u32)>> = if x.len() >= strided::PARALLEL_MIN {
+            (0..rows).into_par_iter().map(row).collect()
+        } else {
+            (0..rows).map(row).collect()
+        };
         picked.into_iter().flatten().unzip()
     }
     Ok(match data {

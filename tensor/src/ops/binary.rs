@@ -53,17 +53,27 @@ impl BinaryOp {
             BinaryOp::Div => a / b,
             BinaryOp::Pow => a.powf(b),
             BinaryOp::Maximum => {
-                if b > a { b } else { a }
+                if b > a {
+                    b
+                } else {
+                    a
+                }
             }
             BinaryOp::Minimum => {
-                if b < a { b } else { a }
+                if b < a {
+                    b
+                } else {
+                    a
+                }
             }
         }
     }
 
     /// The op on one pair of integers (wrapping; division by zero gives 0; no `Pow`).
     #[inline(always)]
-    pub fn apply_int<T: num_traits::PrimInt + num_traits::WrappingAdd + num_traits::WrappingSub + num_traits::WrappingMul>(
+    pub fn apply_int<
+        T: num_traits::PrimInt + num_traits::WrappingAdd + num_traits::WrappingSub + num_traits::WrappingMul,
+    >(
         &self,
         a: T,
         b: T,

@@ -46,11 +46,8 @@ impl Tensor {
     /// Elementwise comparison with broadcasting: a u32 tensor of 0 and 1.
     pub fn compare(&self, op: CmpOp, rhs: &Tensor) -> Result<Tensor> {
         let (lhs, rhs) = self.broadcast_pair(op.name(), rhs)?;
-        let (lhs, rhs) = if lhs.dtype().is_half() {
-            (lhs.to_dtype(DType::F32)?, rhs.to_dtype(DType::F32)?)
-        } else {
-            (lhs, rhs)
-        };
+        let (lhs, rhs) =
+            if lhs.dtype().is_half() { (lhs.to_dtype(DType::F32)?, rhs.to_dtype(DType::F32)?) } else { (lhs, rhs) };
         let buffer = lhs.device().backend().compare(op, lhs.src(), rhs.src())?;
         Ok(lhs.new_like(buffer, lhs.shape().clone(), DType::U32))
     }
@@ -101,6 +98,12 @@ impl Tensor {
 pub fn index_value<T: ToPrimitive>(op: &str, v: T, bound: usize) -> Result<usize> {
     match v.to_i64() {
         Some(i) if i >= 0 && (i as u64) < bound as u64 => Ok(i as usize),
-        other => Err(Error::index(op, format!("index {} is out of range for an axis of extent {bound}", other.map_or("?".to_string(), |i| i.to_string())))),
+        other => Err(Error::index(
+            op,
+            format!(
+                "index {} is out of range for an axis of extent {bound}",
+                other.map_or("?".to_string(), |i| i.to_string())
+            ),
+        )),
     }
 }

@@ -7,10 +7,7 @@ use crate::{DType, Error, Result, Tensor};
 
 impl Tensor {
     /// Runs a backend's fused op, falling back to the composite when the backend says it has none.
-    fn fused_or(
-        fused: impl FnOnce() -> Result<Tensor>,
-        composite: impl FnOnce() -> Result<Tensor>,
-    ) -> Result<Tensor> {
+    fn fused_or(fused: impl FnOnce() -> Result<Tensor>, composite: impl FnOnce() -> Result<Tensor>) -> Result<Tensor> {
         match fused() {
             Err(e) if e.is_unsupported() => composite(),
             other => other,
@@ -26,7 +23,10 @@ impl Tensor {
         if let Some(w) = weight {
             self.check_same_device(OP, w)?;
             if w.dims() != [d] {
-                return Err(Error::shape(OP, format!("weight {:?} does not match the last axis of {:?}", w.shape(), self.shape())));
+                return Err(Error::shape(
+                    OP,
+                    format!("weight {:?} does not match the last axis of {:?}", w.shape(), self.shape()),
+                ));
             }
         }
         self.float_op(OP, |x| {
@@ -67,7 +67,13 @@ impl Tensor {
         if cos.dims() != [t, d / 2] || sin.dims() != [t, d / 2] {
             return Err(Error::shape(
                 OP,
-                format!("cos {:?} and sin {:?} must be [T, D/2] = [{t}, {}] for x {:?}", cos.shape(), sin.shape(), d / 2, self.shape()),
+                format!(
+                    "cos {:?} and sin {:?} must be [T, D/2] = [{t}, {}] for x {:?}",
+                    cos.shape(),
+                    sin.shape(),
+                    d / 2,
+                    self.shape()
+                ),
             ));
         }
         self.float_op(OP, |x| {
@@ -99,11 +105,7 @@ impl Tensor {
         };
         let ra = a.mul(cos)?.sub(&b.mul(sin)?)?;
         let rb = b.mul(cos)?.add(&a.mul(sin)?)?;
-        if interleaved {
-            Tensor::stack(&[&ra, &rb], -1)?.reshape(self.shape())
-        } else {
-            Tensor::cat(&[&ra, &rb], -1)
-        }
+        if interleaved { Tensor::stack(&[&ra, &rb], -1)?.reshape(self.shape()) } else { Tensor::cat(&[&ra, &rb], -1) }
     }
 
     /// Gated linear unit `act(self) * up` (Shazeer 2020): SwiGLU with `Silu`, GeGLU with `GeluTanh`.
@@ -145,13 +147,28 @@ impl Tensor {
         q.check_same_dtype(OP, k)?;
         q.check_same_dtype(OP, v)?;
         let bad = || {
-            Error::shape(OP, format!("needs q [B, Hq, Tq, D], k [B, Hkv, Tk, D], v [B, Hkv, Tk, Dv] with Hkv dividing Hq; got {:?}, {:?}, {:?}", q.shape(), k.shape(), v.shape()))
+            Error::shape(
+                OP,
+                format!(
+                    "needs q [B, Hq, Tq, D], k [B, Hkv, Tk, D], v [B, Hkv, Tk, Dv] with Hkv dividing Hq; got {:?}, {:?}, {:?}",
+                    q.shape(),
+                    k.shape(),
+                    v.shape()
+                ),
+            )
         };
         if q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
             return Err(bad());
         }
         let (qd, kd, vd) = (q.dims(), k.dims(), v.dims());
-        if qd[0] != kd[0] || kd[0] != vd[0] || kd[1] != vd[1] || kd[2] != vd[2] || qd[3] != kd[3] || kd[1] == 0 || qd[1] % kd[1] != 0 {
+        if qd[0] != kd[0]
+            || kd[0] != vd[0]
+            || kd[1] != vd[1]
+            || kd[2] != vd[2]
+            || qd[3] != kd[3]
+            || kd[1] == 0
+            || qd[1] % kd[1] != 0
+        {
             return Err(bad());
         }
         let [b, hq, tq, _] = [qd[0], qd[1], qd[2], qd[3]];

@@ -51,7 +51,12 @@ impl Tensor {
         if ids.rank() != 1 || src.dims() != expected.as_slice() {
             return Err(Error::shape(
                 OP,
-                format!("for destination {:?} and ids {:?}, source must be {expected:?}, got {:?}", self.shape(), ids.shape(), src.shape()),
+                format!(
+                    "for destination {:?} and ids {:?}, source must be {expected:?}, got {:?}",
+                    self.shape(),
+                    ids.shape(),
+                    src.shape()
+                ),
             ));
         }
         self.float_op(OP, |dst| {
@@ -70,7 +75,10 @@ impl Tensor {
         let fits = index.rank() == self.rank()
             && index.dims().iter().zip(self.dims()).enumerate().all(|(d, (i, s))| d == axis || i <= s);
         if !fits {
-            return Err(Error::shape(OP, format!("index {:?} does not fit source {:?} off axis {axis}", index.shape(), self.shape())));
+            return Err(Error::shape(
+                OP,
+                format!("index {:?} does not fit source {:?} off axis {axis}", index.shape(), self.shape()),
+            ));
         }
         let buffer = self.device().backend().gather(self.src(), axis, index.src())?;
         Ok(self.new_like(buffer, index.shape().clone(), self.dtype()))
@@ -90,7 +98,12 @@ impl Tensor {
         if !fits {
             return Err(Error::shape(
                 OP,
-                format!("index {:?} and source {:?} do not fit destination {:?} off axis {axis}", index.shape(), src.shape(), self.shape()),
+                format!(
+                    "index {:?} and source {:?} do not fit destination {:?} off axis {axis}",
+                    index.shape(),
+                    src.shape(),
+                    self.shape()
+                ),
             ));
         }
         self.float_op(OP, |dst| {

@@ -10,7 +10,10 @@ impl Tensor {
         const OP: &str = "matmul";
         self.check_same_device(OP, rhs)?;
         if self.rank() < 2 || rhs.rank() < 2 {
-            return Err(Error::shape(OP, format!("needs operands of rank 2 or more, got {:?} @ {:?}", self.shape(), rhs.shape())));
+            return Err(Error::shape(
+                OP,
+                format!("needs operands of rank 2 or more, got {:?} @ {:?}", self.shape(), rhs.shape()),
+            ));
         }
         let (m, k) = (self.dims()[self.rank() - 2], self.dims()[self.rank() - 1]);
         let (k2, n) = (rhs.dims()[rhs.rank() - 2], rhs.dims()[rhs.rank() - 1]);
@@ -24,7 +27,12 @@ impl Tensor {
             (a, b) if a == b && a.is_half() => {
                 return self.to_dtype(DType::F32)?.matmul(rhs)?.to_dtype(a);
             }
-            (a, b) => return Err(Error::dtype(OP, format!("cannot multiply {a} by {b} ({:?} @ {:?})", self.shape(), rhs.shape()))),
+            (a, b) => {
+                return Err(Error::dtype(
+                    OP,
+                    format!("cannot multiply {a} by {b} ({:?} @ {:?})", self.shape(), rhs.shape()),
+                ));
+            }
         };
 
         // One big GEMM rather than a batch of small ones when the weight is shared: fold the
@@ -61,13 +69,22 @@ impl Tensor {
         if self.rank() != 2 || weights.rank() != 3 || ids.rank() != 1 || !ids.dtype().is_int() {
             return Err(Error::shape(
                 OP,
-                format!("needs x [R, K], weights [E, K, N] and integer ids [R], got {:?}, {:?}, {:?} ({})", self.shape(), weights.shape(), ids.shape(), ids.dtype()),
+                format!(
+                    "needs x [R, K], weights [E, K, N] and integer ids [R], got {:?}, {:?}, {:?} ({})",
+                    self.shape(),
+                    weights.shape(),
+                    ids.shape(),
+                    ids.dtype()
+                ),
             ));
         }
         let (r, k) = (self.dims()[0], self.dims()[1]);
         let n = weights.dims()[2];
         if weights.dims()[1] != k || ids.dims()[0] != r {
-            return Err(Error::shape(OP, format!("x {:?}, weights {:?} and ids {:?} disagree", self.shape(), weights.shape(), ids.shape())));
+            return Err(Error::shape(
+                OP,
+                format!("x {:?}, weights {:?} and ids {:?} disagree", self.shape(), weights.shape(), ids.shape()),
+            ));
         }
         match (self.dtype(), weights.dtype()) {
             (a, b) if a == b && !a.is_int() && !a.is_half() => {}

@@ -104,15 +104,21 @@ impl Tensor {
         if self.shape() == shape {
             return Ok(self.clone());
         }
-        let extra = self.rank().checked_sub(shape.rank()).ok_or_else(|| {
-            Error::shape("sum_to_shape", format!("{:?} has lower rank than {shape:?}", self.shape()))
-        })?;
+        let extra = self
+            .rank()
+            .checked_sub(shape.rank())
+            .ok_or_else(|| Error::shape("sum_to_shape", format!("{:?} has lower rank than {shape:?}", self.shape())))?;
         let mut axes: Vec<usize> = (0..extra).collect();
         for (i, &d) in shape.dims().iter().enumerate() {
             match self.dims()[extra + i] {
                 x if x == d => {}
                 _ if d == 1 => axes.push(extra + i),
-                _ => return Err(Error::shape("sum_to_shape", format!("{:?} does not broadcast from {shape:?}", self.shape()))),
+                _ => {
+                    return Err(Error::shape(
+                        "sum_to_shape",
+                        format!("{:?} does not broadcast from {shape:?}", self.shape()),
+                    ));
+                }
             }
         }
         self.sum_keepdims(&axes)?.reshape(shape)

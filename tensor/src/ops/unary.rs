@@ -38,9 +38,15 @@ pub enum UnaryOp {
     /// `x^p` for a constant exponent.
     Powf(f64),
     /// `min(max(x, min), max)`.
-    Clamp { min: f64, max: f64 },
+    Clamp {
+        min: f64,
+        max: f64,
+    },
     /// `x * mul + add`: scaling and shifting by constants.
-    Affine { mul: f64, add: f64 },
+    Affine {
+        mul: f64,
+        add: f64,
+    },
 }
 
 impl UnaryOp {
