@@ -1,6 +1,8 @@
 //! The eight reference architectures. Built by the llm issue.
 
+pub mod cli;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod generate;
 pub mod models;

@@ -1,6 +1,115 @@
-//! The `llm` command. Its subcommands arrive with the llm issue.
+//! `llm`: run, generate with, train and inspect the eight architectures from the command line.
+//! Every error ends as one line on stderr and a non-zero exit; never a panic trace.
 
-fn main() {
-    eprintln!("llm: not built yet");
-    std::process::exit(1);
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use llm::cli;
+use llm::sample::Sampling;
+
+#[derive(Parser)]
+#[command(name = "llm", version, about = "Today's open LLM architectures, from checkpoints to tokens")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Writes the f32 logits [B, T, V] of the `input_ids` [B, T] in a safetensors file.
+    Logits {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Generates tokens after a prompt, streaming them as they come.
+    Generate {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, conflicts_with = "prompt_ids")]
+        prompt: Option<String>,
+        /// Comma-separated token ids.
+        #[arg(long)]
+        prompt_ids: Option<String>,
+        #[arg(long, default_value_t = 32)]
+        max_new_tokens: usize,
+        /// 0 is greedy decoding.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f64,
+        #[arg(long)]
+        top_k: Option<usize>,
+        #[arg(long)]
+        top_p: Option<f64>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        device: Option<String>,
+        /// End with one JSON line `{"ids": [...]}` on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn run(cli: Cli) -> llm::Result<()> {
+    match cli.command {
+        Command::Logits { model, input, out, device } => cli::logits::run(&model, &input, &out, device.as_deref()),
+        Command::Generate {
+            model,
+            prompt,
+            prompt_ids,
+            max_new_tokens,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            device,
+            json,
+        } => cli::generate::run(cli::generate::GenerateArgs {
+            model: &model,
+            prompt: prompt.as_deref(),
+            prompt_ids: prompt_ids.as_deref(),
+            max_new_tokens,
+            sampling: Sampling { temperature, top_k, top_p, seed },
+            device: device.as_deref(),
+            json,
+        }),
+    }
+}
+
+fn main() -> ExitCode {
+    // A bug should still end in one line, not a trace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned());
+        eprintln!("llm: internal error: {}", msg.unwrap_or_else(|| "panic".to_string()));
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("llm: {first} (see llm --help)");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("llm: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,5 @@
+//! The `llm` command's subcommands, one file each. Every failure reaches `main` as an
+//! `llm::Error` and is printed as one line.
+
+pub mod generate;
+pub mod logits;

@@ -1,0 +1,31 @@
+//! Choosing the device a command runs on. `--device cpu` and `--device gpu` are taken
+//! literally (a missing GPU is an error, never a silent fallback); without the flag the best
+//! device found is used and named.
+
+use tensor::Device;
+
+use crate::{Error, Result};
+
+/// The device a `--device` value asks for, and a line saying which was taken.
+pub fn pick(requested: Option<&str>) -> Result<(Device, String)> {
+    match requested.map(|s| s.to_ascii_lowercase()) {
+        Some(name) if name == "cpu" => Ok((Device::cpu(), "device: cpu".to_string())),
+        Some(name) if name == "gpu" => {
+            let device = gpu_device()?;
+            let line = format!("device: {}", device.name());
+            Ok((device, line))
+        }
+        Some(other) => Err(Error::input(format!("--device must be cpu or gpu, got {other:?}"))),
+        None => match gpu_device() {
+            Ok(device) => {
+                let line = format!("device: {} (best found)", device.name());
+                Ok((device, line))
+            }
+            Err(e) => Ok((Device::cpu(), format!("device: cpu (no GPU: {e})"))),
+        },
+    }
+}
+
+fn gpu_device() -> Result<Device> {
+    Err(Error::input("no GPU backend is built into this binary yet"))
+}
