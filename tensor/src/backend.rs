@@ -195,8 +195,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn rope(&self, x: Src, cos: Src, sin: Src, interleaved: bool) -> Result<BufferRef>;
     /// `act(gate) * up`, same shapes.
     fn glu(&self, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef>;
-    /// Attention of contiguous q [B, Hq, Tq, D], k [B, Hkv, Tk, D], v [B, Hkv, Tk, Dv] giving
-    /// [B, Hq, Tq, Dv]; query head `h` reads kv head `h / (Hq / Hkv)` (GQA/MQA, no copies).
+    /// Attention of a contiguous q [B, Hq, Tq, D] over k [B, Hkv, Tk, D] and v [B, Hkv, Tk, Dv]
+    /// giving [B, Hq, Tq, Dv]. k and v may be strided views (a KV cache's live rows) whose last
+    /// dim is contiguous (stride 1); other strides are arbitrary.
+    /// Query head `h` reads kv head `h / (Hq / Hkv)` (GQA/MQA, no copies).
     /// A query row with no visible key gives zeros.
     fn attention(&self, q: Src, k: Src, v: Src, spec: &AttentionSpec) -> Result<BufferRef>;
 }

@@ -121,9 +121,12 @@ fn attend<T: FloatElement>(
     lv: &Layout,
     spec: &AttentionSpec,
 ) -> Vec<T> {
-    let (q, k, v) = (strided::gather(q, lq), strided::gather(k, lk), strided::gather(v, lv));
+    // q is gathered (it is small); k and v are read in place through their strides, so a KV
+    // cache is never copied.
+    let q = strided::gather(q, lq);
     let [b, hq, tq, d] = [lq.dims()[0], lq.dims()[1], lq.dims()[2], lq.dims()[3]];
     let (hkv, tk, dv) = (lk.dims()[1], lk.dims()[2], lv.dims()[3]);
+    let (ks, vs) = (lk.strides(), lv.strides());
     let group = hq / hkv;
     let mut out = vec![T::zero(); b * hq * tq * dv];
     if out.is_empty() {
@@ -132,10 +135,10 @@ fn attend<T: FloatElement>(
     let scale = T::from_f64(spec.scale).unwrap_or_else(T::one);
     let head = |bh: usize, o: &mut [T]| {
         let (bi, h) = (bh / hq, bh % hq);
-        let kv = bi * hkv + h / group;
+        let kvh = h / group;
         let qh = &q[bh * tq * d..(bh + 1) * tq * d];
-        let kh = &k[kv * tk * d..(kv + 1) * tk * d];
-        let vh = &v[kv * tk * dv..(kv + 1) * tk * dv];
+        let k_base = lk.offset() + bi * ks[0] + kvh * ks[1];
+        let v_base = lv.offset() + bi * vs[0] + kvh * vs[1];
         for i0 in (0..tq).step_by(QUERY_BLOCK) {
             let rows = QUERY_BLOCK.min(tq - i0);
             let ranges: Vec<_> = (i0..i0 + rows).map(|i| spec.mask.visible_range(i, tk)).collect();
@@ -147,9 +150,13 @@ fn attend<T: FloatElement>(
             }
             // scores = q_block @ k[lo..hi]^T, [rows, span]
             let mut scores = vec![T::zero(); rows * span];
-            small_gemm(&mut scores, &qh[i0 * d..], d, 1, &kh[lo * d..], 1, d, rows, span, d);
+            small_gemm(&mut scores, &qh[i0 * d..], d, 1, &k[k_base + lo * ks[2]..], 1, ks[2], rows, span, d);
             for (r, row) in scores.chunks_mut(span).enumerate() {
                 let visible = &ranges[r];
+                if visible.start >= visible.end {
+                    row.iter_mut().for_each(|s| *s = T::zero());
+                    continue;
+                }
                 let mut max = T::neg_infinity();
                 for (j, s) in row.iter_mut().enumerate() {
                     if (lo + j) < visible.start || (lo + j) >= visible.end {
@@ -166,10 +173,6 @@ fn attend<T: FloatElement>(
                         max = x;
                     }
                 }
-                if visible.start >= visible.end {
-                    row.iter_mut().for_each(|s| *s = T::zero());
-                    continue;
-                }
                 let mut sum = T::zero();
                 for s in row.iter_mut() {
                     *s = (*s - max).exp();
@@ -179,7 +182,18 @@ fn attend<T: FloatElement>(
                 row.iter_mut().for_each(|s| *s = *s * inv);
             }
             // out_block = probs @ v[lo..hi], [rows, dv]
-            small_gemm(&mut o[i0 * dv..(i0 + rows) * dv], &scores, span, 1, &vh[lo * dv..], dv, 1, rows, dv, span);
+            small_gemm(
+                &mut o[i0 * dv..(i0 + rows) * dv],
+                &scores,
+                span,
+                1,
+                &v[v_base + lo * vs[2]..],
+                vs[2],
+                1,
+                rows,
+                dv,
+                span,
+            );
         }
     };
     if b * hq > 1 && out.len() * tk >= PARALLEL_MIN {

@@ -9,6 +9,15 @@ use crate::{Element, Error, HostData, Layout, Result, with_host_data};
 
 use super::strided::{self, PARALLEL_MIN, split_at_axis};
 
+/// The elements of a view as one row-major slice: borrowed when the view is contiguous, a copy
+/// otherwise.
+fn contiguous_view<'a, T: Element + Default>(v: &'a [T], layout: &Layout) -> std::borrow::Cow<'a, [T]> {
+    match layout.contiguous_range() {
+        Some(range) => std::borrow::Cow::Borrowed(&v[range]),
+        None => std::borrow::Cow::Owned(strided::gather(v, layout)),
+    }
+}
+
 /// Ids of a view as `usize`, each checked against `bound`.
 fn ids(op: &str, data: &HostData, layout: &Layout, bound: usize) -> Result<Vec<usize>> {
     match data {
@@ -35,7 +44,8 @@ pub fn index_select(
         inner: usize,
         picks: &[usize],
     ) -> Vec<T> {
-        let x = strided::gather(v, layout);
+        // An embedding table is large and read a few rows at a time: never copy it whole.
+        let x = contiguous_view(v, layout);
         let n = picks.len();
         let mut out = vec![T::default(); outer * n * inner];
         if inner == 0 {
@@ -128,7 +138,7 @@ fn addressed(op: &str, src_dims: &[usize], axis: usize, index: &HostData, il: &L
 pub fn gather(src: &HostData, layout: &Layout, axis: usize, index: &HostData, il: &Layout) -> Result<HostData> {
     let at = addressed("gather", layout.dims(), axis, index, il)?;
     Ok(with_host_data!(src, v => {
-        let x = strided::gather(v, layout);
+        let x = contiguous_view(v, layout);
         HostData::from_vec(at.iter().map(|&i| x[i]).collect::<Vec<_>>())
     }))
 }

@@ -174,7 +174,12 @@ impl Tensor {
         let [b, hq, tq, _] = [qd[0], qd[1], qd[2], qd[3]];
         let dv = vd[3];
         q.float_op(OP, |q| {
-            let (k, v) = (k.to_dtype(q.dtype())?.contiguous()?, v.to_dtype(q.dtype())?.contiguous()?);
+            // Keys and values are often views into a KV cache: keep them as they are when their
+            // rows are contiguous, instead of copying the whole cache every step.
+            let rows_contiguous = |t: Tensor| -> Result<Tensor> {
+                if t.layout().strides()[3] == 1 || t.dims()[3] <= 1 { Ok(t) } else { t.contiguous() }
+            };
+            let (k, v) = (rows_contiguous(k.to_dtype(q.dtype())?)?, rows_contiguous(v.to_dtype(q.dtype())?)?);
             let q = q.contiguous()?;
             Tensor::fused_or(
                 || {
