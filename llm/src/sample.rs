@@ -23,16 +23,16 @@ impl Sampling {
 
     /// Checks the settings a user gave.
     pub fn validate(&self) -> Result<()> {
-        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+        if self.temperature.is_nan() || self.temperature < 0.0 || self.temperature.is_infinite() {
             return Err(Error::input(format!("--temperature must be a finite number >= 0, got {}", self.temperature)));
         }
         if self.top_k == Some(0) {
             return Err(Error::input("--top-k must be at least 1"));
         }
-        if let Some(p) = self.top_p {
-            if !(p > 0.0 && p <= 1.0) {
-                return Err(Error::input(format!("--top-p must be in (0, 1], got {p}")));
-            }
+        if let Some(p) = self.top_p
+            && (p.is_nan() || p <= 0.0 || p > 1.0)
+        {
+            return Err(Error::input(format!("--top-p must be in (0, 1], got {p}")));
         }
         Ok(())
     }

@@ -77,10 +77,8 @@ impl AttentionMask {
                 return false;
             }
         }
-        if let Some(c) = self.chunk {
-            if c > 0 && q / c != k / c {
-                return false;
-            }
+        if let Some(c) = self.chunk.filter(|&c| c > 0) {
+            return q / c == k / c;
         }
         true
     }

@@ -257,24 +257,24 @@ pub fn coalesce(layouts: &[&Layout]) -> (Vec<usize>, Vec<Vec<usize>>) {
     let dims = layouts[0].dims();
     let mut out_dims: Vec<usize> = Vec::new();
     let mut out_strides: Vec<Vec<usize>> = vec![Vec::new(); layouts.len()];
-    for d in 0..dims.len() {
-        if dims[d] == 1 {
+    for (d, &dim) in dims.iter().enumerate() {
+        if dim == 1 {
             continue;
         }
         let mergeable = !out_dims.is_empty()
             && layouts.iter().enumerate().all(|(i, l)| {
                 let last = *out_strides[i].last().unwrap_or(&0);
-                last == l.strides()[d] * dims[d]
+                last == l.strides()[d] * dim
             });
         if mergeable {
-            *out_dims.last_mut().unwrap_or(&mut 0) *= dims[d];
+            *out_dims.last_mut().unwrap_or(&mut 0) *= dim;
             for (i, l) in layouts.iter().enumerate() {
                 if let Some(s) = out_strides[i].last_mut() {
                     *s = l.strides()[d];
                 }
             }
         } else {
-            out_dims.push(dims[d]);
+            out_dims.push(dim);
             for (i, l) in layouts.iter().enumerate() {
                 out_strides[i].push(l.strides()[d]);
             }

@@ -63,7 +63,7 @@ impl HostData {
     /// Reads elements of `dtype` from raw little-endian bytes.
     pub fn from_bytes(dtype: DType, bytes: &[u8]) -> Result<HostData> {
         let size = dtype.size_in_bytes();
-        if bytes.len() % size != 0 {
+        if !bytes.len().is_multiple_of(size) {
             return Err(Error::dtype(
                 "from_bytes",
                 format!("{} bytes is not a whole number of {dtype} elements", bytes.len()),

@@ -45,7 +45,8 @@ pub fn assert_close(a: &Tensor, b: &Tensor, atol: f64, rtol: f64) -> Result<()> 
     let (x, y) = (a.to_vec::<f64>()?, b.to_vec::<f64>()?);
     for (i, (p, q)) in x.iter().zip(&y).enumerate() {
         let same = (p.is_nan() && q.is_nan()) || p == q;
-        if !same && !((p - q).abs() <= atol + rtol * q.abs()) {
+        let within = (p - q).abs() <= atol + rtol * q.abs();
+        if !same && !within {
             return Err(Error::shape(
                 "assert_close",
                 format!(

@@ -106,7 +106,7 @@ impl Tensor {
     pub fn chunk(&self, n: usize, axis: impl Axis) -> Result<Vec<Tensor>> {
         let axis = axis.resolve(self.rank(), "chunk")?;
         let dim = self.dims()[axis];
-        if n == 0 || dim % n != 0 {
+        if n == 0 || !dim.is_multiple_of(n) {
             return Err(Error::shape(
                 "chunk",
                 format!("axis {axis} of {:?} does not split into {n} equal parts", self.shape()),

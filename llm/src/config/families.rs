@@ -201,12 +201,12 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
             let first_dense = f.usize_or("first_k_dense_replace", if family == Family::KimiK2 { 1 } else { 3 })?;
             let freq = f.usize_or("moe_layer_freq", 1)?.max(1);
             let layers = (0..num_hidden_layers).map(|i| num_experts > 0 && i >= first_dense && i % freq == 0).collect();
-            if let Some(scoring) = f.str_opt("scoring_func")? {
-                if scoring != "sigmoid" {
-                    return Err(Error::Config(format!(
-                        "{source}: field scoring_func: only \"sigmoid\" routing is supported, got {scoring:?}"
-                    )));
-                }
+            if let Some(scoring) = f.str_opt("scoring_func")?
+                && scoring != "sigmoid"
+            {
+                return Err(Error::Config(format!(
+                    "{source}: field scoring_func: only \"sigmoid\" routing is supported, got {scoring:?}"
+                )));
             }
             let expert = f.usize_or("moe_intermediate_size", 2048)?;
             let shared = f.usize_or("n_shared_experts", 1)?;
@@ -360,28 +360,28 @@ fn validate(c: &ModelConfig) -> Result<()> {
             return fail(format!("field {name} must be at least 1"));
         }
     }
-    if c.num_attention_heads % c.num_key_value_heads != 0 {
+    if !c.num_attention_heads.is_multiple_of(c.num_key_value_heads) {
         return fail(format!(
             "field num_key_value_heads ({}) must divide num_attention_heads ({})",
             c.num_key_value_heads, c.num_attention_heads
         ));
     }
-    if !(c.rms_norm_eps > 0.0) {
+    if c.rms_norm_eps.is_nan() || c.rms_norm_eps <= 0.0 {
         return fail(format!("field rms_norm_eps must be positive, got {}", c.rms_norm_eps));
     }
-    if let Some(w) = c.sliding_window {
-        if w == 0 || w > c.max_position_embeddings {
-            return fail(format!(
-                "field sliding_window ({w}) must be between 1 and max_position_embeddings ({})",
-                c.max_position_embeddings
-            ));
-        }
+    if let Some(w) = c.sliding_window
+        && (w == 0 || w > c.max_position_embeddings)
+    {
+        return fail(format!(
+            "field sliding_window ({w}) must be between 1 and max_position_embeddings ({})",
+            c.max_position_embeddings
+        ));
     }
     if c.attention_chunk_size == Some(0) {
         return fail("field attention_chunk_size must be at least 1".to_string());
     }
     let needs_rope_dims = c.mla.map_or(c.head_dim, |m| m.qk_rope_head_dim);
-    if needs_rope_dims % 2 != 0 && c.layers.iter().any(|l| l.rope) {
+    if !needs_rope_dims.is_multiple_of(2) && c.layers.iter().any(|l| l.rope) {
         return fail(format!("rotary dims ({needs_rope_dims}) must be even"));
     }
     if let Some(m) = &c.moe {
@@ -391,7 +391,7 @@ fn validate(c: &ModelConfig) -> Result<()> {
                 m.top_k, m.num_experts
             ));
         }
-        if m.n_group == 0 || m.num_experts % m.n_group != 0 {
+        if m.n_group == 0 || !m.num_experts.is_multiple_of(m.n_group) {
             return fail(format!(
                 "field n_group ({}) must divide the number of experts ({})",
                 m.n_group, m.num_experts
@@ -411,13 +411,12 @@ fn validate(c: &ModelConfig) -> Result<()> {
             return fail("the expert width (moe_intermediate_size) must be at least 1".to_string());
         }
     }
-    if let Some(m) = &c.mla {
-        if m.kv_lora_rank == 0 || m.qk_nope_head_dim + m.qk_rope_head_dim == 0 || m.v_head_dim == 0 {
-            return fail(
-                "MLA sizes kv_lora_rank, qk_nope_head_dim + qk_rope_head_dim and v_head_dim must be at least 1"
-                    .to_string(),
-            );
-        }
+    if let Some(m) = &c.mla
+        && (m.kv_lora_rank == 0 || m.qk_nope_head_dim + m.qk_rope_head_dim == 0 || m.v_head_dim == 0)
+    {
+        return fail(
+            "MLA sizes kv_lora_rank, qk_nope_head_dim + qk_rope_head_dim and v_head_dim must be at least 1".to_string(),
+        );
     }
     Ok(())
 }

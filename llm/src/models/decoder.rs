@@ -151,13 +151,13 @@ impl CausalLm {
             hidden_states.push(x.value());
         }
         let mut caches = caches;
-        if let Some(c) = caches.as_deref() {
-            if c.len() != self.layers.len() {
-                return Err(tensor::Error::shape(
-                    "forward",
-                    format!("{} caches for {} layers", c.len(), self.layers.len()),
-                ));
-            }
+        if let Some(c) = caches.as_deref()
+            && c.len() != self.layers.len()
+        {
+            return Err(tensor::Error::shape(
+                "forward",
+                format!("{} caches for {} layers", c.len(), self.layers.len()),
+            ));
         }
         for (i, layer) in self.layers.iter().enumerate() {
             let cache = caches.as_deref_mut().map(|c| &mut c[i]);

@@ -6,6 +6,7 @@
 //! - a fine-grained mixture of experts after the first `first_k_dense_replace` dense layers:
 //!   256 routed experts, 8 per token, chosen by a sigmoid router with a correction bias and
 //!   group-limited top-k, plus one shared expert always on.
+//!
 //! Pre-norm, SwiGLU, untied head. Kimi K2 is this recipe with other numbers (`kimi_k2.rs`).
 
 use nn::Init;
@@ -24,11 +25,11 @@ pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
         .ok_or_else(|| tensor::Error::shape("deepseek_v3", format!("{}: MLA sizes missing", config.source)))?;
     // Softmax scale: qk_head_dim^-0.5, times mscale^2 when YaRN extends the context.
     let mut scale = ((sizes.qk_nope_head_dim + sizes.qk_rope_head_dim) as f64).powf(-0.5);
-    if let RopeScaling::Yarn { factor, mscale_all_dim, .. } = config.rope.global.scaling {
-        if mscale_all_dim != 0.0 {
-            let m = yarn_get_mscale(factor, mscale_all_dim);
-            scale *= m * m;
-        }
+    if let RopeScaling::Yarn { factor, mscale_all_dim, .. } = config.rope.global.scaling
+        && mscale_all_dim != 0.0
+    {
+        let m = yarn_get_mscale(factor, mscale_all_dim);
+        scale *= m * m;
     }
     let layers = config
         .layers

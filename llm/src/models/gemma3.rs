@@ -6,6 +6,7 @@
 //!   with zero-centred weights, and the same norm per head on queries and keys (QK-norm);
 //! - embeddings multiplied by sqrt(hidden_size), the softmax scaled by
 //!   `query_pre_attn_scalar^-0.5`, GeGLU with tanh-GELU, MQA at 1B and GQA above, tied head.
+//!
 //! Compare Mistral Small: the same GQA core, but one norm per block input and full attention.
 
 use nn::Init;

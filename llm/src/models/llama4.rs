@@ -8,6 +8,7 @@
 //!   score scales the expert's *input*, plus a shared expert; every layer (Scout) or every other
 //!   layer (Maverick, `interleave_moe_layer_step = 2`) is MoE, the rest dense with
 //!   `intermediate_size_mlp`.
+//!
 //! Pre-norm, GQA, SwiGLU; the feed-forward block is named `feed_forward`.
 
 use nn::Init;

@@ -5,6 +5,7 @@
 //!   `post_feedforward_layernorm`; there is no `input_layernorm`);
 //! - QK-norm over the whole query and key projections (RMSNorm of width heads*head_dim and
 //!   kv_heads*head_dim) before they are split into heads and rotated.
+//!
 //! MHA, SwiGLU, untied embeddings.
 
 use nn::Init;

@@ -71,20 +71,19 @@ impl MoeRouter {
                 format!("top_k {top_k} must be between 1 and the {num_experts} experts"),
             ));
         }
-        if let RouterKind::SigmoidGroupLimited { n_group, topk_group, .. } = kind {
-            if n_group == 0
-                || num_experts % n_group != 0
+        if let RouterKind::SigmoidGroupLimited { n_group, topk_group, .. } = kind
+            && (n_group == 0
+                || !num_experts.is_multiple_of(n_group)
                 || topk_group == 0
                 || topk_group > n_group
-                || top_k > topk_group * (num_experts / n_group)
-            {
-                return Err(Error::shape(
-                    "moe_router",
-                    format!(
-                        "groups n_group {n_group}, topk_group {topk_group} do not fit {num_experts} experts with top_k {top_k}"
-                    ),
-                ));
-            }
+                || top_k > topk_group * (num_experts / n_group))
+        {
+            return Err(Error::shape(
+                "moe_router",
+                format!(
+                    "groups n_group {n_group}, topk_group {topk_group} do not fit {num_experts} experts with top_k {top_k}"
+                ),
+            ));
         }
         let correction_bias = match kind {
             RouterKind::SigmoidGroupLimited { .. } => {

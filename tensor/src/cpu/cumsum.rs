@@ -13,7 +13,7 @@ pub fn cumsum(data: &HostData, layout: &Layout, axis: usize) -> Result<HostData>
                 let (done, rest) = x.split_at_mut((o * k + kk) * inner);
                 let prev = &done[(o * k + kk - 1) * inner..];
                 for (a, &p) in rest[..inner].iter_mut().zip(prev) {
-                    *a = *a + p;
+                    *a += p;
                 }
             }
         }

@@ -82,9 +82,7 @@ pub fn index_add(
         dl: &Layout,
         s: &[T],
         sl: &Layout,
-        outer: usize,
-        a: usize,
-        inner: usize,
+        (outer, a, inner): (usize, usize, usize),
         picks: &[usize],
     ) -> Vec<T> {
         let mut out = strided::gather(d, dl);
@@ -103,10 +101,10 @@ pub fn index_add(
     }
     Ok(match (dst, src) {
         (HostData::F32(d), HostData::F32(s)) => {
-            HostData::F32(run(d, dst_layout, s, src_layout, outer, a, inner, &picks))
+            HostData::F32(run(d, dst_layout, s, src_layout, (outer, a, inner), &picks))
         }
         (HostData::F64(d), HostData::F64(s)) => {
-            HostData::F64(run(d, dst_layout, s, src_layout, outer, a, inner, &picks))
+            HostData::F64(run(d, dst_layout, s, src_layout, (outer, a, inner), &picks))
         }
         (d, s) => return Err(Error::dtype("index_add", format!("unsupported dtypes {} and {}", d.dtype(), s.dtype()))),
     })

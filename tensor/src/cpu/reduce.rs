@@ -41,21 +41,15 @@ impl<T: Copy + Send + Sync + PartialOrd + Zero + Bounded + NumCast + ToPrimitive
 fn combine<T: Num>(op: ReduceOp, acc: T, x: T) -> T {
     match op {
         ReduceOp::Sum => acc + x,
-        // `!(x <= acc)` rather than `x > acc` lets a NaN through, so it propagates as in NumPy.
-        ReduceOp::Max => {
-            if !(x <= acc) {
-                x
-            } else {
-                acc
-            }
-        }
-        ReduceOp::Min => {
-            if !(x >= acc) {
-                x
-            } else {
-                acc
-            }
-        }
+        // A NaN candidate wins (the comparison with it is unordered), so NaN propagates as in NumPy.
+        ReduceOp::Max => match x.partial_cmp(&acc) {
+            Some(std::cmp::Ordering::Greater) | None => x,
+            _ => acc,
+        },
+        ReduceOp::Min => match x.partial_cmp(&acc) {
+            Some(std::cmp::Ordering::Less) | None => x,
+            _ => acc,
+        },
         ReduceOp::ArgMax | ReduceOp::ArgMin => unreachable!("arg reductions track indices"),
     }
 }

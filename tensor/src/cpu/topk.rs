@@ -10,7 +10,7 @@ pub fn topk(data: &HostData, layout: &Layout, k: usize) -> Result<(HostData, Hos
     let n = layout.dims().last().copied().unwrap_or(1);
     fn run<T: Element + Default>(v: &[T], layout: &Layout, n: usize, k: usize) -> (Vec<T>, Vec<u32>) {
         let x = strided::gather(v, layout);
-        let rows = if n == 0 { 0 } else { x.len() / n };
+        let rows = x.len().checked_div(n).unwrap_or(0);
         let row = |r: usize| -> Vec<(T, u32)> {
             let row = &x[r * n..(r + 1) * n];
             // Larger first; among equals the lower index first; NaN counts as the largest.

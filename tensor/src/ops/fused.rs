@@ -60,7 +60,7 @@ impl Tensor {
         self.check_same_device(OP, cos)?;
         self.check_same_device(OP, sin)?;
         let r = self.rank();
-        if r < 2 || self.dims()[r - 1] % 2 != 0 {
+        if r < 2 || !self.dims()[r - 1].is_multiple_of(2) {
             return Err(Error::shape(OP, format!("needs x [.., T, D] with even D, got {:?}", self.shape())));
         }
         let (t, d) = (self.dims()[r - 2], self.dims()[r - 1]);
