@@ -7,6 +7,7 @@ pub mod error;
 pub mod generate;
 pub mod models;
 pub mod sample;
+pub mod train;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -18,6 +18,7 @@ pub mod loss;
 pub mod module;
 pub mod moe;
 pub mod norm;
+pub mod optim;
 pub mod rope;
 
 pub use embedding::Embedding;

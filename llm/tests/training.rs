@@ -1,0 +1,53 @@
+//! The reference AdamW run of each fixture (5 full-batch steps, lr 1e-3, betas 0.9/0.95, eps
+//! 1e-8, weight decay 0.1, every parameter, tied weights once): our losses must match PyTorch's
+//! within 1e-3 relative at every step.
+
+use std::path::PathBuf;
+
+use llm::models::{LoadOptions, load};
+use llm::train::train;
+use llm::weights::Checkpoint;
+use nn::ModuleExt;
+use nn::optim::AdamW;
+use tensor::{DType, Device};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf-tiny").join(name)
+}
+
+fn check_training(name: &str, device: &Device) -> llm::Result<()> {
+    let dir = fixture(name);
+    let loaded = load(&dir, &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
+    let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
+    let ids = reference.load("input_ids", Some(DType::U32), device)?;
+    let want: Vec<f32> = reference.load("train_losses", Some(DType::F32), &Device::cpu())?.to_vec()?;
+    let mut optimizer = AdamW::with(loaded.model.named_parameters(), 1e-3, (0.9, 0.95), 1e-8, 0.1);
+    let got = train(&loaded.model, &ids, want.len() - 1, &mut optimizer, |_, _| Ok(()))?;
+    let worst = got.iter().zip(&want).map(|(g, w)| ((g - w) / w).abs()).fold(0.0f32, f32::max);
+    eprintln!("{name} on {device}: training losses {got:?}, reference {want:?}, worst relative error {worst:.2e}");
+    assert!(worst <= 1e-3, "{name}: losses {got:?} vs reference {want:?}");
+    Ok(())
+}
+
+macro_rules! training_tests {
+    ($($test:ident => $name:expr),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() -> llm::Result<()> {
+                check_training($name, &Device::cpu())
+            }
+        )*
+    };
+}
+
+training_tests! {
+    qwen3_cpu => "qwen3",
+    qwen3_moe_cpu => "qwen3_moe",
+    deepseek_v3_cpu => "deepseek_v3",
+    kimi_k2_cpu => "kimi_k2",
+    olmo2_cpu => "olmo2",
+    gemma3_cpu => "gemma3",
+    mistral_small_cpu => "mistral_small",
+    llama4_cpu => "llama4",
+    smollm3_cpu => "smollm3",
+}
