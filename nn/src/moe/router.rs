@@ -104,8 +104,10 @@ impl MoeRouter {
 
     /// Routes tokens `x [N, hidden]`.
     pub fn route(&self, x: &Var) -> Result<Routing> {
-        // Router logits in f32 whatever the activations' dtype, as every reference does.
-        let logits = x.to_dtype(DType::F32)?.linear(&self.weight.to_dtype(DType::F32)?)?; // (N, E)
+        // Router logits in f32 whatever the activations' dtype, as every reference does
+        // (f64 stays f64, for gradient checks).
+        let dtype = if x.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
+        let logits = x.to_dtype(dtype)?.linear(&self.weight.to_dtype(dtype)?)?; // (N, E)
         let routing = match self.kind {
             RouterKind::SoftmaxTopK { norm_topk_prob } => {
                 let (top, ids) = logits.softmax(-1)?.topk(self.top_k, -1)?;
