@@ -12,6 +12,7 @@
 //! - `MatchAdamRms` (Moonlight, Kimi): `m = mu m + g`, Nesterov `u = g + mu m`, learning rate
 //!   `lr * 0.2 * sqrt(max(rows, cols))` so the update's RMS matches AdamW's and AdamW's
 //!   hyper-parameters carry over.
+//!
 //! Weight decay is decoupled, `p *= 1 - lr wd` with the unadjusted lr.
 //!
 //! MuonClip adds QK-Clip after each step: attention heads whose largest logit in the step's

@@ -13,13 +13,12 @@ pub fn erf(x: f64) -> f64 {
         let x2 = a * a;
         let mut term = a;
         let mut sum = a;
-        let mut n = 0.0;
-        loop {
-            n += 1.0;
+        for n in 1..200 {
+            let n = n as f64;
             term *= -x2 / n;
             let contribution = term / (2.0 * n + 1.0);
             sum += contribution;
-            if contribution.abs() < 1e-17 * sum.abs() {
+            if contribution.abs() <= 1e-17 * sum.abs() {
                 break;
             }
         }
