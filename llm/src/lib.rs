@@ -1,5 +1,6 @@
 //! The eight reference architectures. Built by the llm issue.
 
+pub mod anatomy;
 pub mod cli;
 pub mod config;
 pub mod device;

@@ -54,6 +54,46 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Full-batch training on the `input_ids` of a safetensors file; one JSON line per step.
+    Train {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        steps: usize,
+        #[arg(long)]
+        lr: f64,
+        #[arg(long, default_value_t = 0.9)]
+        beta1: f64,
+        #[arg(long, default_value_t = 0.999)]
+        beta2: f64,
+        #[arg(long, default_value_t = 1e-8)]
+        eps: f64,
+        #[arg(long, default_value_t = 0.01)]
+        weight_decay: f64,
+        /// adamw or muon.
+        #[arg(long, default_value = "adamw")]
+        optimizer: String,
+        #[arg(long)]
+        device: Option<String>,
+        /// Write the trained checkpoint here.
+        #[arg(long)]
+        save: Option<PathBuf>,
+    },
+    /// The real-scale anatomy of a config: parameters, KV cache, FLOPs.
+    Inspect {
+        /// A model directory or a config.json.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 32_768)]
+        context: usize,
+        #[arg(long, default_value = "bf16")]
+        dtype: String,
+        /// End with one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn run(cli: Cli) -> llm::Result<()> {
@@ -79,6 +119,22 @@ fn run(cli: Cli) -> llm::Result<()> {
             device: device.as_deref(),
             json,
         }),
+        Command::Train { model, data, steps, lr, beta1, beta2, eps, weight_decay, optimizer, device, save } => {
+            cli::train::run(cli::train::TrainArgs {
+                model: &model,
+                data: &data,
+                steps,
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                optimizer: &optimizer,
+                device: device.as_deref(),
+                save: save.as_deref(),
+            })
+        }
+        Command::Inspect { model, context, dtype, json } => cli::inspect::run(&model, context, &dtype, json),
     }
 }
 

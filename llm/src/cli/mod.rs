@@ -2,4 +2,6 @@
 //! `llm::Error` and is printed as one line.
 
 pub mod generate;
+pub mod inspect;
 pub mod logits;
+pub mod train;

@@ -14,6 +14,7 @@ pub mod olmo2;
 pub mod qwen3;
 pub mod qwen3_moe;
 pub mod recipe;
+pub mod save;
 pub mod smollm3;
 
 use std::path::Path;

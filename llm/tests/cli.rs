@@ -1,0 +1,217 @@
+//! The `llm` command as other tools use it: outputs in the documented formats, equal to the
+//! reference; and bad input ending in one line on stderr and a non-zero exit, never a panic.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use llm::weights::{Checkpoint, save_safetensors};
+use tensor::{DType, Device, Tensor};
+
+fn llm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_llm")).args(args).output().expect("llm runs")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf-tiny").join(name)
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("llm-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn logits_writes_the_reference_logits() -> llm::Result<()> {
+    let dir = fixture("gemma3");
+    let out = temp("gemma3-logits.safetensors");
+    let o = llm(&[
+        "logits",
+        "--model",
+        dir.to_str().unwrap(),
+        "--input",
+        dir.join("reference.safetensors").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cpu = Device::cpu();
+    let got = Checkpoint::open(&out)?.load("logits", None, &cpu)?;
+    assert_eq!(got.dtype(), DType::F32);
+    let want = Checkpoint::open(&dir.join("reference.safetensors"))?.load("logits", None, &cpu)?;
+    assert!(tensor::testing::max_abs_diff(&got, &want)? < 1e-3);
+    Ok(())
+}
+
+#[test]
+fn generate_json_gives_the_reference_greedy_ids() -> llm::Result<()> {
+    let dir = fixture("deepseek_v3");
+    let greedy: Vec<u32> = Checkpoint::open(&dir.join("reference.safetensors"))?
+        .load("greedy_ids", Some(DType::U32), &Device::cpu())?
+        .to_vec()?;
+    let prompt: Vec<String> = greedy[..greedy.len() - 12].iter().map(u32::to_string).collect();
+    let o = llm(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt-ids",
+        &prompt.join(","),
+        "--max-new-tokens",
+        "12",
+        "--device",
+        "cpu",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let last = stdout(&o).lines().last().unwrap_or_default().to_string();
+    let json: serde_json::Value = serde_json::from_str(&last).expect("last line is JSON");
+    let ids: Vec<u32> = json["ids"].as_array().expect("ids").iter().map(|v| v.as_u64().unwrap_or(0) as u32).collect();
+    assert_eq!(ids, greedy);
+    Ok(())
+}
+
+#[test]
+fn train_prints_one_line_per_step_plus_the_final_loss() -> llm::Result<()> {
+    let dir = fixture("qwen3");
+    let data = dir.join("reference.safetensors");
+    let want: Vec<f32> = Checkpoint::open(&data)?.load("train_losses", None, &Device::cpu())?.to_vec()?;
+    let save = temp("qwen3-trained");
+    let o = llm(&[
+        "train",
+        "--model",
+        dir.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--steps",
+        "5",
+        "--lr",
+        "1e-3",
+        "--beta1",
+        "0.9",
+        "--beta2",
+        "0.95",
+        "--eps",
+        "1e-8",
+        "--weight-decay",
+        "0.1",
+        "--device",
+        "cpu",
+        "--save",
+        save.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> =
+        stdout(&o).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(lines.len(), 6);
+    for (k, (line, w)) in lines.iter().zip(&want).enumerate() {
+        assert_eq!(line["step"], k);
+        let loss = line["loss"].as_f64().expect("loss") as f32;
+        assert!(((loss - w) / w).abs() < 1e-3, "step {k}: {loss} vs {w}");
+    }
+    // The saved checkpoint loads and continues from the trained weights.
+    let o = llm(&[
+        "train",
+        "--model",
+        save.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--lr",
+        "1e-3",
+        "--device",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first: serde_json::Value = serde_json::from_str(stdout(&o).lines().next().unwrap_or_default()).expect("JSON");
+    assert!((first["loss"].as_f64().unwrap_or(0.0) as f32 - want[5]).abs() < 1e-3 * want[5]);
+    Ok(())
+}
+
+#[test]
+fn inspect_json_reports_the_anatomy() {
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/qwen3-235b-a22b.json");
+    let o = llm(&["inspect", "--model", config.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_str(stdout(&o).lines().last().unwrap_or_default()).expect("JSON");
+    assert!(json["total_params"].as_u64().unwrap_or(0) > 235_000_000_000);
+    assert!(json["active_params"].as_u64().unwrap_or(0) > 22_000_000_000);
+    assert_eq!(json["kv_cache_bytes_per_token"], 94 * 2 * 4 * 128 * 2);
+}
+
+/// A failure: non-zero exit, one line on stderr mentioning `needle`, no panic.
+fn fails_cleanly(args: &[&str], needle: &str) {
+    let o = llm(args);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{args:?} succeeded");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{args:?}: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("device:")).collect();
+    assert_eq!(lines.len(), 1, "{args:?}: {err}");
+    assert!(lines[0].contains(needle), "{args:?}: expected {needle:?} in {err}");
+}
+
+#[test]
+fn bad_input_ends_in_one_line_and_a_non_zero_exit() -> llm::Result<()> {
+    let good = fixture("qwen3");
+    let good = good.to_str().unwrap();
+    fails_cleanly(&["generate", "--model", "/no/such/model", "--prompt-ids", "1", "--device", "cpu"], "/no/such/model");
+    fails_cleanly(&["generate", "--model", good, "--prompt-ids", "1,999999", "--device", "cpu"], "999999");
+    fails_cleanly(&["generate", "--model", good, "--prompt-ids", "1,x", "--device", "cpu"], "--prompt-ids");
+    fails_cleanly(
+        &["generate", "--model", good, "--prompt-ids", "1", "--max-new-tokens", "100000", "--device", "cpu"],
+        "context",
+    );
+    fails_cleanly(&["generate", "--model", good, "--prompt-ids", "1", "--device", "tpu"], "--device");
+    fails_cleanly(&["generate", "--model", good, "--prompt-ids", "1", "--top-p", "2", "--device", "cpu"], "--top-p");
+    fails_cleanly(&["inspect", "--model", "/no/such/config.json"], "config.json");
+    fails_cleanly(&["frobnicate"], "frobnicate");
+    // A config of an unknown model_type.
+    let unknown = temp("unknown.json");
+    std::fs::write(&unknown, r#"{"model_type": "gpt2", "hidden_size": 8}"#).map_err(|e| llm::Error::io(&unknown, e))?;
+    fails_cleanly(&["inspect", "--model", unknown.to_str().unwrap()], "gpt2");
+    // Ids outside the vocabulary in a logits input, and a sequence longer than the context.
+    let cpu = Device::cpu();
+    let bad_ids = temp("bad-ids.safetensors");
+    save_safetensors(&bad_ids, &[("input_ids".into(), Tensor::from_vec(vec![1i64, 300], [1, 2], &cpu)?)], None)?;
+    fails_cleanly(
+        &[
+            "logits",
+            "--model",
+            good,
+            "--input",
+            bad_ids.to_str().unwrap(),
+            "--out",
+            temp("x.safetensors").to_str().unwrap(),
+            "--device",
+            "cpu",
+        ],
+        "300",
+    );
+    let long = temp("long.safetensors");
+    save_safetensors(&long, &[("input_ids".into(), Tensor::zeros([1, 600], DType::I64, &cpu)?)], None)?;
+    fails_cleanly(
+        &[
+            "logits",
+            "--model",
+            good,
+            "--input",
+            long.to_str().unwrap(),
+            "--out",
+            temp("y.safetensors").to_str().unwrap(),
+            "--device",
+            "cpu",
+        ],
+        "context",
+    );
+    Ok(())
+}
