@@ -1,1 +1,64 @@
-//! GPU backend: the wgpu runtime and WGSL kernels. Built by the GPU issue; empty until then.
+//! `gpu`: the GPU device, through `wgpu` and WGSL compute kernels, so one code path serves
+//! NVIDIA, AMD, Intel and Apple GPUs (Vulkan, Metal, DX12). It implements the tensor crate's
+//! `Backend` trait; a tensor moves here with `tensor.to(&gpu::device()?)` and every op then runs
+//! as a kernel dispatch.
+//!
+//! - `context`: adapter choice and device set-up with the adapter's real limits;
+//! - `pool`: GPU buffers, recycled between tensors;
+//! - `pipelines`: each kernel compiled once;
+//! - `recorder`: dispatches batched into one submission; reading back is the only wait;
+//! - `errors`: wgpu's errors as `Result`s;
+//! - `kernels/<family>.{rs,wgsl}`: the kernels and their launchers;
+//! - `backend`: the `Backend` implementation tying them together.
+//!
+//! See `gpu/README.md` for how an op becomes a dispatch, with one kernel walked through.
+
+pub mod backend;
+pub mod context;
+mod errors;
+pub mod kernels;
+pub mod pipelines;
+pub mod pool;
+pub mod recorder;
+
+use std::sync::{Arc, OnceLock};
+
+pub use backend::GpuBackend;
+use tensor::{Device, Result};
+
+static DEVICE: OnceLock<std::result::Result<(Device, Arc<GpuBackend>), tensor::Error>> = OnceLock::new();
+
+fn shared() -> Result<&'static (Device, Arc<GpuBackend>)> {
+    DEVICE
+        .get_or_init(|| {
+            let backend = Arc::new(GpuBackend::new()?);
+            Ok((Device::from_backend(backend.clone()), backend))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// The process-wide GPU device, created on first use. The error says what is missing when no
+/// adapter can be opened; the CPU keeps working either way.
+pub fn device() -> Result<Device> {
+    Ok(shared()?.0.clone())
+}
+
+/// The backend behind [`device`], for counters and adapter details.
+pub fn backend() -> Result<Arc<GpuBackend>> {
+    Ok(shared()?.1.clone())
+}
+
+/// The GPU for a test: `Some` when an adapter exists; when none does, prints why and returns
+/// `None` so the test is skipped, unless the `CI` environment variable is set, where a missing
+/// adapter fails the test (GPU tests can never pass silently in CI).
+pub fn test_device() -> Option<Device> {
+    match device() {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var_os("CI").is_some() => panic!("CI is set but the GPU tests cannot run: {e}"),
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! `GpuBackend`: the tensor crate's `Backend` on a wgpu device. Each method checks its operands,
+//! allocates its output from the pool and records a dispatch of one kernel family; nothing
+//! waits until a result is read back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tensor::backend::{AttentionSpec, GluActivation, RmsNormSpec, Src};
+use tensor::ops::{BinaryOp, CmpOp, ReduceOp, UnaryOp};
+use tensor::{Backend, Buffer, BufferRef, DType, Error, HostData, Layout, Result};
+use wgpu::util::DeviceExt;
+
+use crate::context::Context;
+use crate::kernels;
+use crate::pipelines::{Access, Kernel, Pipelines};
+use crate::pool::{GpuBuffer, Pool};
+use crate::recorder::{Batch, Stats};
+
+pub struct GpuBackend {
+    pub(crate) ctx: Context,
+    pub(crate) pool: Arc<Pool>,
+    pub pipelines: Pipelines,
+    batch: Mutex<Batch>,
+    pub stats: Stats,
+    /// One word kernels set when they meet an id out of range (they cannot return an error);
+    /// checked, and cleared, when results are read back.
+    error_flag: Arc<wgpu::Buffer>,
+    error_flag_used: AtomicBool,
+    uniform_alignment: u64,
+}
+
+impl std::fmt::Debug for GpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuBackend({})", self.ctx.describe())
+    }
+}
+
+impl GpuBackend {
+    pub fn new() -> Result<GpuBackend> {
+        let ctx = Context::new()?;
+        let max_buffer = ctx.limits.max_buffer_size.min(ctx.limits.max_storage_buffer_binding_size);
+        let pool = Arc::new(Pool::new(ctx.device.clone(), max_buffer));
+        let error_flag = Arc::new(ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("error flag"),
+            contents: &[0u8; 4],
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        }));
+        let uniform_alignment = ctx.limits.min_uniform_buffer_offset_alignment.max(16) as u64;
+        Ok(GpuBackend {
+            ctx,
+            pool,
+            pipelines: Pipelines::default(),
+            batch: Mutex::new(Batch::default()),
+            stats: Stats::default(),
+            error_flag,
+            error_flag_used: AtomicBool::new(false),
+            uniform_alignment,
+        })
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Buffers created and reused by the pool so far.
+    pub fn pool_counts(&self) -> (u64, u64) {
+        (self.pool.created.load(Ordering::Relaxed), self.pool.reused.load(Ordering::Relaxed))
+    }
+
+    /// 32-bit words holding `n` elements of `dtype`.
+    pub(crate) fn words(n: usize, dtype: DType) -> usize {
+        match dtype.size_in_bytes() {
+            2 => n.div_ceil(2),
+            8 => 2 * n,
+            _ => n,
+        }
+    }
+
+    /// The GPU buffer behind a view, or an error naming `op` if it lives elsewhere.
+    pub(crate) fn buffer<'a>(&self, op: &str, src: &Src<'a>) -> Result<&'a GpuBuffer> {
+        src.buffer
+            .as_any()
+            .downcast_ref::<GpuBuffer>()
+            .ok_or_else(|| Error::device(op, "a tensor from another device was passed to the GPU"))
+    }
+
+    /// A buffer for `n` elements of `dtype`.
+    pub(crate) fn alloc(&self, op: &str, n: usize, dtype: DType) -> Result<GpuBuffer> {
+        if dtype == DType::F64 {
+            return Err(Error::dtype(op, "f64 is not supported on the GPU (gradient checks run on the CPU)"));
+        }
+        let bytes = (Self::words(n, dtype).max(1) * 4) as u64;
+        let limit = self.ctx.limits.max_storage_buffer_binding_size;
+        if bytes > limit {
+            return Err(Error::backend(
+                op,
+                format!(
+                    "a tensor of {n} {dtype} elements needs {bytes} bytes, more than this adapter's storage binding limit of {limit} bytes"
+                ),
+            ));
+        }
+        self.pool.allocate(bytes, op)
+    }
+
+    /// The kernel `key`, compiled on first use from `source()`.
+    pub(crate) fn kernel(&self, key: &str, buffers: &[Access], source: impl FnOnce() -> String) -> Result<Arc<Kernel>> {
+        self.pipelines.get(&self.ctx.device, key, buffers, source)
+    }
+
+    /// Records a dispatch; submits the batch when it is full.
+    pub(crate) fn dispatch<P: bytemuck::Pod>(
+        &self,
+        op: &str,
+        kernel: Arc<Kernel>,
+        params: &P,
+        buffers: &[&Arc<wgpu::Buffer>],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+        batch.dispatch(
+            kernel,
+            bytemuck::bytes_of(params),
+            buffers.iter().map(|b| (*b).clone()).collect(),
+            groups,
+            self.uniform_alignment,
+        );
+        if batch.should_flush() {
+            batch.submit(&self.ctx.device, &self.ctx.queue, &self.stats, op)?;
+        }
+        Ok(())
+    }
+
+    /// Submits everything recorded.
+    pub(crate) fn flush(&self, op: &str) -> Result<()> {
+        self.batch.lock().unwrap_or_else(|p| p.into_inner()).submit(&self.ctx.device, &self.ctx.queue, &self.stats, op)
+    }
+
+    /// The error flag, for kernels that check ids.
+    pub(crate) fn error_flag(&self) -> Arc<wgpu::Buffer> {
+        self.error_flag_used.store(true, Ordering::Relaxed);
+        self.error_flag.clone()
+    }
+
+    /// Reads `bytes` bytes of `buffer` back, after everything recorded has run.
+    fn read_back(&self, op: &str, buffer: &Arc<wgpu::Buffer>, bytes: u64) -> Result<Vec<u8>> {
+        let size = bytes.div_ceil(4).max(1) * 4;
+        let staging = Arc::new(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }));
+        {
+            let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+            batch.copy(buffer.clone(), staging.clone(), size);
+            batch.submit(&self.ctx.device, &self.ctx.queue, &self.stats, op)?;
+        }
+        let (sender, receiver) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
+            let _ = sender.send(result);
+        });
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::backend(op, format!("waiting for the GPU failed: {e}")))?;
+        match receiver.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::backend(op, format!("reading back from the GPU failed: {e}"))),
+            Err(_) => return Err(Error::backend(op, "the GPU never answered the readback")),
+        }
+        let data = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::backend(op, format!("mapping the readback failed: {e}")))?
+            .to_vec();
+        staging.unmap();
+        crate::errors::take(op)?;
+        Ok(data[..bytes as usize].to_vec())
+    }
+
+    /// Reports (and clears) an out-of-range id seen by a kernel since the last check.
+    fn check_error_flag(&self, op: &str) -> Result<()> {
+        if !self.error_flag_used.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let flag = self.read_back(op, &self.error_flag.clone(), 4)?;
+        if flag.iter().any(|&b| b != 0) {
+            self.ctx.queue.write_buffer(&self.error_flag, 0, &[0u8; 4]);
+            self.flush(op)?;
+            return Err(Error::index(
+                op,
+                "an index or id was out of range in an earlier GPU op (index_select, gather, expert_matmul or an i64 -> u32 cast)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn output(buffer: GpuBuffer) -> BufferRef {
+        Arc::new(buffer)
+    }
+}
+
+impl Backend for GpuBackend {
+    fn name(&self) -> String {
+        self.ctx.describe()
+    }
+
+    fn upload(&self, data: &HostData) -> Result<BufferRef> {
+        if data.dtype() == DType::F64 {
+            return Err(Error::dtype(
+                "to",
+                "f64 tensors cannot move to the GPU (WGSL has no f64); convert to f32 first",
+            ));
+        }
+        let bytes = data.as_bytes();
+        let size = (bytes.len().div_ceil(4).max(1) * 4) as u64;
+        let limit = self.ctx.limits.max_storage_buffer_binding_size;
+        if size > limit {
+            return Err(Error::backend(
+                "to",
+                format!(
+                    "a tensor of {} bytes exceeds this adapter's storage binding limit of {limit} bytes",
+                    bytes.len()
+                ),
+            ));
+        }
+        let buffer = self.pool.allocate(size, "to")?;
+        // Written through a staging copy recorded in order with the queued dispatches, so a
+        // recycled buffer is not overwritten before earlier work has read it.
+        let mut padded = bytes.to_vec();
+        padded.resize(size as usize, 0);
+        let staging = Arc::new(self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("upload"),
+            contents: &padded,
+            usage: wgpu::BufferUsages::COPY_SRC,
+        }));
+        let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+        batch.copy(staging, buffer.buffer.clone(), size);
+        if batch.should_flush() {
+            batch.submit(&self.ctx.device, &self.ctx.queue, &self.stats, "to")?;
+        }
+        Ok(Self::output(buffer))
+    }
+
+    fn download(&self, src: Src) -> Result<HostData> {
+        let n = src.layout.elem_count();
+        let buffer = if src.layout.is_contiguous() && src.layout.offset() == 0 {
+            self.buffer("download", &src)?.buffer.clone()
+        } else {
+            kernels::copy::contiguous(self, "download", src)?.buffer.clone()
+        };
+        let bytes = (n * src.dtype.size_in_bytes()) as u64;
+        let data = if n == 0 { Vec::new() } else { self.read_back("download", &buffer, bytes)? };
+        self.check_error_flag("download")?;
+        HostData::from_bytes(src.dtype, &data)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.flush("synchronize")?;
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::backend("synchronize", format!("waiting for the GPU failed: {e}")))?;
+        crate::errors::take("synchronize")?;
+        self.check_error_flag("synchronize")
+    }
+
+    fn full(&self, dtype: DType, len: usize, value: f64) -> Result<BufferRef> {
+        kernels::copy::fill(self, dtype, len, value)
+    }
+
+    fn copy(&self, src: Src) -> Result<BufferRef> {
+        Ok(Self::output(kernels::copy::contiguous(self, "contiguous", src)?))
+    }
+
+    fn copy_into(&self, dst: &dyn Buffer, dst_layout: &Layout, src: Src) -> Result<()> {
+        let dst = dst
+            .as_any()
+            .downcast_ref::<GpuBuffer>()
+            .ok_or_else(|| Error::device("copy_into", "destination is not a GPU buffer"))?;
+        // The source may be a view of the destination: copy it out first.
+        let src_buffer = self.buffer("copy_into", &src)?;
+        if Arc::ptr_eq(&src_buffer.buffer, &dst.buffer) {
+            let tmp = kernels::copy::contiguous(self, "copy_into", src)?;
+            let layout = Layout::contiguous(src.layout.shape().clone());
+            return kernels::copy::copy_view(
+                self,
+                "copy_into",
+                Src { buffer: &tmp, layout: &layout, dtype: src.dtype },
+                dst,
+                dst_layout,
+            );
+        }
+        kernels::copy::copy_view(self, "copy_into", src, dst, dst_layout)
+    }
+
+    fn cast(&self, src: Src, dtype: DType) -> Result<BufferRef> {
+        kernels::copy::cast(self, src, dtype)
+    }
+
+    fn unary(&self, op: UnaryOp, src: Src) -> Result<BufferRef> {
+        kernels::unary::unary(self, op, src)
+    }
+
+    fn binary(&self, op: BinaryOp, lhs: Src, rhs: Src) -> Result<BufferRef> {
+        kernels::binary::binary(self, op, lhs, rhs)
+    }
+
+    fn compare(&self, op: CmpOp, lhs: Src, rhs: Src) -> Result<BufferRef> {
+        kernels::binary::compare(self, op, lhs, rhs)
+    }
+
+    fn where_cond(&self, cond: Src, on_true: Src, on_false: Src) -> Result<BufferRef> {
+        kernels::select::where_cond(self, cond, on_true, on_false)
+    }
+
+    fn reduce(&self, op: ReduceOp, src: Src, axis: usize) -> Result<BufferRef> {
+        kernels::reduce::reduce(self, op, src, axis)
+    }
+
+    fn cumsum(&self, src: Src, axis: usize) -> Result<BufferRef> {
+        kernels::reduce::cumsum(self, src, axis)
+    }
+
+    fn softmax(&self, src: Src, log: bool) -> Result<BufferRef> {
+        kernels::softmax::softmax(self, src, log)
+    }
+
+    fn topk(&self, src: Src, k: usize) -> Result<(BufferRef, BufferRef)> {
+        kernels::topk::topk(self, src, k)
+    }
+
+    fn matmul(&self, lhs: Src, rhs: Src) -> Result<BufferRef> {
+        kernels::matmul::matmul(self, lhs, rhs)
+    }
+
+    fn expert_matmul(&self, x: Src, weights: Src, ids: Src) -> Result<BufferRef> {
+        kernels::matmul::expert_matmul(self, x, weights, ids)
+    }
+
+    fn index_select(&self, src: Src, axis: usize, ids: Src) -> Result<BufferRef> {
+        kernels::index::index_select(self, src, axis, ids)
+    }
+
+    fn index_add(&self, dst: Src, axis: usize, ids: Src, src: Src) -> Result<BufferRef> {
+        kernels::index::index_add(self, dst, axis, ids, src)
+    }
+
+    fn gather(&self, src: Src, axis: usize, index: Src) -> Result<BufferRef> {
+        kernels::index::gather(self, src, axis, index)
+    }
+
+    fn scatter_add(&self, dst: Src, axis: usize, index: Src, src: Src) -> Result<BufferRef> {
+        kernels::index::scatter_add(self, dst, axis, index, src)
+    }
+
+    fn concat(&self, parts: &[Src], axis: usize) -> Result<BufferRef> {
+        kernels::copy::concat(self, parts, axis)
+    }
+
+    fn rms_norm(&self, x: Src, weight: Option<Src>, spec: RmsNormSpec) -> Result<BufferRef> {
+        kernels::norm::rms_norm(self, x, weight, spec)
+    }
+
+    fn rope(&self, x: Src, cos: Src, sin: Src, interleaved: bool) -> Result<BufferRef> {
+        kernels::norm::rope(self, x, cos, sin, interleaved)
+    }
+
+    fn glu(&self, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef> {
+        kernels::binary::glu(self, gate, up, act)
+    }
+
+    fn attention(&self, q: Src, k: Src, v: Src, spec: &AttentionSpec) -> Result<BufferRef> {
+        kernels::attention::attention(self, q, k, v, spec)
+    }
+}

@@ -1,0 +1,97 @@
+//! Finding an adapter and opening a device. The high-performance adapter comes first;
+//! `LLM_GPU_BACKEND` (vulkan, metal, dx12, gl) restricts the backend and `LLM_GPU_ADAPTER` picks
+//! an adapter by a case-insensitive part of its name. The device is opened with the adapter's
+//! own limits (large storage buffers, many workgroups), not wgpu's conservative defaults.
+
+use tensor::{Error, Result};
+
+pub struct Context {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+fn no_adapter(reason: &str) -> Error {
+    Error::device(
+        "gpu",
+        format!(
+            "no GPU adapter found ({reason}): install a Vulkan driver (on Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1, or your GPU vendor's driver), or check LLM_GPU_BACKEND / LLM_GPU_ADAPTER"
+        ),
+    )
+}
+
+fn backends_from_env() -> Result<wgpu::Backends> {
+    match std::env::var("LLM_GPU_BACKEND") {
+        Err(_) => Ok(wgpu::Backends::all()),
+        Ok(v) => match v.to_ascii_lowercase().as_str() {
+            "vulkan" => Ok(wgpu::Backends::VULKAN),
+            "metal" => Ok(wgpu::Backends::METAL),
+            "dx12" => Ok(wgpu::Backends::DX12),
+            "gl" | "opengl" => Ok(wgpu::Backends::GL),
+            other => {
+                Err(Error::device("gpu", format!("LLM_GPU_BACKEND={other:?} is not one of vulkan, metal, dx12, gl")))
+            }
+        },
+    }
+}
+
+/// Whether an adapter is a real GPU rather than a CPU implementation (lavapipe, WARP).
+fn rank(info: &wgpu::AdapterInfo) -> u8 {
+    match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+impl Context {
+    pub fn new() -> Result<Context> {
+        let backends = backends_from_env()?;
+        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        descriptor.backends = backends;
+        let instance = wgpu::Instance::new(descriptor);
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        if let Ok(wanted) = std::env::var("LLM_GPU_ADAPTER") {
+            let wanted = wanted.to_ascii_lowercase();
+            adapters.retain(|a| a.get_info().name.to_ascii_lowercase().contains(&wanted));
+            if adapters.is_empty() {
+                return Err(Error::device("gpu", format!("no adapter's name contains LLM_GPU_ADAPTER={wanted:?}")));
+            }
+        }
+        // Compute needs no surface; GL adapters are last resorts.
+        adapters.sort_by_key(|a| (rank(&a.get_info()), a.get_info().backend == wgpu::Backend::Gl));
+        let adapter = adapters.into_iter().next().ok_or_else(|| no_adapter(&format!("backends {backends:?}")))?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let wanted_features = wgpu::Features::SHADER_F16;
+        let features = adapter.features() & wanted_features;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("llmforge"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::device("gpu", format!("the adapter {} would not open a device: {e}", info.name)))?;
+        // Errors nobody captured are kept for the next call to report, never a panic.
+        device
+            .on_uncaptured_error(std::sync::Arc::new(|e: wgpu::Error| crate::errors::record_uncaptured(e.to_string())));
+        device.set_device_lost_callback(|reason, message| crate::errors::record_lost(format!("{reason:?}: {message}")));
+        Ok(Context { device, queue, info, limits, features })
+    }
+
+    /// "gpu: <adapter> (<backend>[, cpu adapter])".
+    pub fn describe(&self) -> String {
+        let kind = if self.info.device_type == wgpu::DeviceType::Cpu { ", cpu adapter" } else { "" };
+        format!("gpu: {} ({:?}{kind})", self.info.name, self.info.backend)
+    }
+
+    pub fn is_cpu_adapter(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+}

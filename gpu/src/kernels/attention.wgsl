@@ -1,0 +1,171 @@
+// Fused attention with an online softmax (Milakov & Gimelshein 2018; the idea of
+// FlashAttention): one 64-thread workgroup per query row walks the keys its mask leaves
+// visible in blocks of 64, keeping a running max m, a running sum l and the weighted sum of
+// values, rescaling them whenever the max grows. No [Tq, Tk] score matrix is ever stored.
+//
+// q is contiguous [B, Hq, Tq, D]; k and v are views (a KV cache's live rows) given by offset and
+// strides with a contiguous last dim. Query head h reads kv head h / group (GQA, MQA).
+
+struct Params {
+    b: u32,
+    hq: u32,
+    tq: u32,
+    d: u32,
+    hkv: u32,
+    tk: u32,
+    dv: u32,
+    group: u32,
+    k_offset: u32,
+    k_batch: u32,
+    k_head: u32,
+    k_row: u32,
+    v_offset: u32,
+    v_batch: u32,
+    v_head: u32,
+    v_row: u32,
+    scale: f32,
+    softcap: f32, // 0: none
+    causal: u32,
+    q_start: u32,
+    k_start: u32,
+    window: u32, // 0: none
+    chunk: u32,  // 0: none
+    pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+const THREADS: u32 = 64u;
+const MAX_DV_PER_THREAD: u32 = 16u; // Dv <= 1024
+
+var<workgroup> q_row: array<f32, 1024>;
+var<workgroup> probs: array<f32, 64>;
+var<workgroup> reduction: array<f32, 64>;
+
+fn saturating_sub(a: u32, b: u32) -> u32 {
+    return select(0u, a - b, a > b);
+}
+
+// The visible keys of query row i, as in tensor::AttentionMask::visible_range.
+fn visible_range(i: u32) -> vec2<u32> {
+    let qp = params.q_start + i;
+    var lo = 0u;
+    var hi = 0xffffffffu;
+    if (params.causal == 1u) {
+        hi = min(hi, qp + 1u);
+    }
+    if (params.window > 0u) {
+        lo = max(lo, saturating_sub(qp + 1u, params.window));
+    }
+    if (params.chunk > 0u) {
+        lo = max(lo, qp / params.chunk * params.chunk);
+        hi = min(hi, (qp / params.chunk + 1u) * params.chunk);
+    }
+    let l = min(saturating_sub(lo, params.k_start), params.tk);
+    let h = min(saturating_sub(hi, params.k_start), params.tk);
+    return vec2<u32>(l, max(h, l));
+}
+
+fn reduce_max(lid: u32) -> f32 {
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            reduction[lid] = max(reduction[lid], reduction[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let result = reduction[0];
+    // Every thread reads the result before any thread writes the buffer again.
+    workgroupBarrier();
+    return result;
+}
+
+fn reduce_sum(lid: u32) -> f32 {
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            reduction[lid] = reduction[lid] + reduction[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let result = reduction[0];
+    workgroupBarrier();
+    return result;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let lid = lid3.x;
+    let row = group_index(wid, groups);
+    if (row >= params.b * params.hq * params.tq) {
+        return; // uniform: one query row per workgroup
+    }
+    let i = row % params.tq;
+    let h = (row / params.tq) % params.hq;
+    let bi = row / (params.tq * params.hq);
+    let kvh = h / params.group;
+    let k_base = params.k_offset + bi * params.k_batch + kvh * params.k_head;
+    let v_base = params.v_offset + bi * params.v_batch + kvh * params.v_head;
+    for (var c = lid; c < params.d; c = c + THREADS) {
+        q_row[c] = q[row * params.d + c];
+    }
+    workgroupBarrier();
+    let range = visible_range(i);
+    let neg_inf = bitcast<f32>(0xff800000u);
+    var m = neg_inf;
+    var l = 0.0;
+    var acc: array<f32, 16>;
+    for (var t = 0u; t < MAX_DV_PER_THREAD; t = t + 1u) {
+        acc[t] = 0.0;
+    }
+    for (var j0 = range.x; j0 < range.y; j0 = j0 + THREADS) {
+        let j = j0 + lid;
+        var s = neg_inf;
+        if (j < range.y) {
+            var dot = 0.0;
+            let row_base = k_base + j * params.k_row;
+            for (var c = 0u; c < params.d; c = c + 1u) {
+                dot = dot + q_row[c] * k[row_base + c];
+            }
+            s = dot * params.scale;
+            if (params.softcap > 0.0) {
+                s = params.softcap * safe_tanh(s / params.softcap);
+            }
+        }
+        reduction[lid] = s;
+        workgroupBarrier();
+        let block_max = reduce_max(lid);
+        let new_m = max(m, block_max);
+        var p = 0.0;
+        if (j < range.y) {
+            p = exp(s - new_m);
+        }
+        probs[lid] = p;
+        reduction[lid] = p;
+        workgroupBarrier();
+        let block_sum = reduce_sum(lid);
+        let correction = exp(m - new_m);
+        l = l * correction + block_sum;
+        m = new_m;
+        let count = min(THREADS, range.y - j0);
+        for (var t = 0u; t < MAX_DV_PER_THREAD; t = t + 1u) {
+            let dim = lid + t * THREADS;
+            if (dim < params.dv) {
+                var a = acc[t] * correction;
+                for (var jj = 0u; jj < count; jj = jj + 1u) {
+                    a = a + probs[jj] * v[v_base + (j0 + jj) * params.v_row + dim];
+                }
+                acc[t] = a;
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var t = 0u; t < MAX_DV_PER_THREAD; t = t + 1u) {
+        let dim = lid + t * THREADS;
+        if (dim < params.dv) {
+            out[row * params.dv + dim] = select(0.0, acc[t] / l, l > 0.0);
+        }
+    }
+}

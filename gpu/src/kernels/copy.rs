@@ -1,0 +1,192 @@
+//! Launchers that move and convert data: strided copies (`contiguous`, `copy_into`, the parts of
+//! `cat`), fills and dtype casts. Exact, except casts to 16-bit types (round to nearest even,
+//! as on the CPU; f16 through WGSL's `pack2x16float`).
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+use tensor::{BufferRef, DType, Error, HostData, Layout, Result, Shape, Src};
+
+use super::{LayoutUniform, grid_1d, source};
+use crate::backend::GpuBackend;
+use crate::pipelines::Access;
+use crate::pool::GpuBuffer;
+
+const COPY: &str = include_str!("copy.wgsl");
+const COPY16: &str = include_str!("copy16.wgsl");
+const FILL: &str = include_str!("fill.wgsl");
+const CAST: &str = include_str!("cast.wgsl");
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct CopyParams {
+    n: u32,
+    pad: [u32; 3],
+    src: LayoutUniform,
+    dst: LayoutUniform,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct FillParams {
+    n: u32,
+    low: u32,
+    high: u32,
+    pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct CastParams {
+    n: u32,
+    pad: [u32; 3],
+    src: LayoutUniform,
+}
+
+/// Copies the elements of `src` (in row-major order) to the elements `dst_layout` selects of
+/// `dst`. Same dtype, same element count.
+pub fn copy_view(b: &GpuBackend, op: &str, src: Src, dst: &GpuBuffer, dst_layout: &Layout) -> Result<()> {
+    let n = src.layout.elem_count();
+    if n == 0 {
+        return Ok(());
+    }
+    let (kernel, layouts) = match src.dtype.size_in_bytes() {
+        4 | 8 => {
+            let w = if src.dtype.size_in_bytes() == 4 { "u32" } else { "vec2<u32>" };
+            let kernel = b.kernel(&format!("copy/{w}"), &[Access::Read, Access::ReadWrite], || {
+                source(&format!("alias W = {w};"), COPY)
+            })?;
+            // Merging dims needs both views of one shape; reshape the source to the destination's.
+            let src_view = src.layout.reshape(dst_layout.shape()).unwrap_or_else(|| src.layout.clone());
+            let layouts = if src_view.dims() == dst_layout.dims() {
+                LayoutUniform::merged(op, &[&src_view, dst_layout])?
+            } else {
+                vec![LayoutUniform::of(op, src.layout)?, LayoutUniform::of(op, dst_layout)?]
+            };
+            (kernel, layouts)
+        }
+        _ => {
+            let kernel = b.kernel("copy/16", &[Access::Read, Access::ReadWrite], || source("", COPY16))?;
+            (kernel, vec![LayoutUniform::of(op, src.layout)?, LayoutUniform::of(op, dst_layout)?])
+        }
+    };
+    let params = CopyParams { n: n as u32, pad: [0; 3], src: layouts[0], dst: layouts[1] };
+    b.dispatch(op, kernel, &params, &[&b.buffer(op, &src)?.buffer, &dst.buffer], grid_1d(n))
+}
+
+/// A contiguous copy of a view.
+pub fn contiguous(b: &GpuBackend, op: &str, src: Src) -> Result<GpuBuffer> {
+    let n = src.layout.elem_count();
+    let out = b.alloc(op, n, src.dtype)?;
+    copy_view(b, op, src, &out, &Layout::contiguous(src.layout.shape().clone()))?;
+    Ok(out)
+}
+
+/// `len` elements of `dtype`, all `value`.
+pub fn fill(b: &GpuBackend, dtype: DType, len: usize, value: f64) -> Result<BufferRef> {
+    const OP: &str = "full";
+    if dtype == DType::F64 {
+        return Err(Error::unsupported_dtype(OP, dtype));
+    }
+    let out = b.alloc(OP, len, dtype)?;
+    let pattern = HostData::filled(dtype, 2, value);
+    let words: Vec<u32> = bytemuck::pod_collect_to_vec(pattern.as_bytes());
+    let (low, high) = match dtype.size_in_bytes() {
+        2 => (words[0], words[0]),
+        8 => (words[0], words[1]),
+        _ => (words[0], words[0]),
+    };
+    let n_words = GpuBackend::words(len, dtype);
+    if len > 0 {
+        let kernel = b.kernel("fill", &[Access::ReadWrite], || source("", FILL))?;
+        b.dispatch(OP, kernel, &FillParams { n: n_words as u32, low, high, pad: 0 }, &[&out.buffer], grid_1d(n_words))?;
+    }
+    Ok(Arc::new(out))
+}
+
+/// WGSL reading source element `i` as f32.
+fn load_f32(from: DType) -> &'static str {
+    match from {
+        DType::F32 => "bitcast<f32>(src_word(i))",
+        DType::U32 => "f32(src_word(i))",
+        DType::BF16 => "bf16_to_f32(src_half(i))",
+        DType::F16 => "f16_to_f32(src_half(i))",
+        DType::I64 => "f32(bitcast<i32>(src_pair(i).y)) * 4294967296.0 + f32(src_pair(i).x)",
+        DType::F64 => "0.0",
+    }
+}
+
+/// The generated `store(o)` of a cast from `from` to `to`.
+fn cast_store(from: DType, to: DType) -> String {
+    let load = load_f32(from);
+    let load_fn = format!("fn load(i: u32) -> f32 {{ return {load}; }}");
+    let body = match to {
+        DType::F32 => "if (o < params.n) { dst[o] = bitcast<u32>(load(o)); }".to_string(),
+        DType::U32 => match from {
+            DType::I64 => "if (o < params.n) { let p = src_pair(o); if (p.y != 0u) { atomicOr(&error_flag[0], 1u); } dst[o] = p.x; }".to_string(),
+            DType::U32 => "if (o < params.n) { dst[o] = src_word(o); }".to_string(),
+            // Saturating like Rust's `as u32`: negatives and NaN to 0.
+            _ => "if (o < params.n) { let x = load(o); dst[o] = select(u32(clamp(x, 0.0, 4294967040.0)), 0u, is_nan(x)); }".to_string(),
+        },
+        DType::I64 => match from {
+            DType::U32 => "if (o < params.n) { dst[2u * o] = src_word(o); dst[2u * o + 1u] = 0u; }".to_string(),
+            DType::I64 => "if (o < params.n) { let p = src_pair(o); dst[2u * o] = p.x; dst[2u * o + 1u] = p.y; }".to_string(),
+            _ => "if (o < params.n) { let x = load(o); let v = select(i32(clamp(x, -2147483648.0, 2147483520.0)), 0, is_nan(x)); dst[2u * o] = bitcast<u32>(v); dst[2u * o + 1u] = select(0u, 0xffffffffu, v < 0); }".to_string(),
+        },
+        DType::BF16 | DType::F16 => {
+            let convert = if to == DType::BF16 { "f32_to_bf16" } else { "f32_to_f16" };
+            format!(
+                "let i = 2u * o; if (i < params.n) {{ var word = {convert}(load(i)); if (i + 1u < params.n) {{ word = word | ({convert}(load(i + 1u)) << 16u); }} dst[o] = word; }}"
+            )
+        }
+        DType::F64 => String::new(),
+    };
+    format!("{load_fn}\nfn store(o: u32) {{ {body} }}")
+}
+
+/// Converts a view to `to`, contiguous.
+pub fn cast(b: &GpuBackend, src: Src, to: DType) -> Result<BufferRef> {
+    const OP: &str = "cast";
+    if src.dtype == DType::F64 || to == DType::F64 {
+        return Err(Error::dtype(OP, "f64 is not supported on the GPU (gradient checks run on the CPU)"));
+    }
+    let n = src.layout.elem_count();
+    if src.dtype == to {
+        return Ok(Arc::new(contiguous(b, OP, src)?));
+    }
+    let out = b.alloc(OP, n, to)?;
+    let threads = if to.size_in_bytes() == 2 { n.div_ceil(2) } else { n };
+    if n > 0 {
+        let kernel = b.kernel(
+            &format!("cast/{}/{}", src.dtype, to),
+            &[Access::Read, Access::ReadWrite, Access::ReadWrite],
+            || source(&cast_store(src.dtype, to), CAST),
+        )?;
+        let params = CastParams { n: n as u32, pad: [0; 3], src: LayoutUniform::of(OP, src.layout)? };
+        b.dispatch(
+            OP,
+            kernel,
+            &params,
+            &[&b.buffer(OP, &src)?.buffer, &out.buffer, &b.error_flag()],
+            grid_1d(threads),
+        )?;
+    }
+    Ok(Arc::new(out))
+}
+
+/// Joins views along `axis`: each part copied into its slot of the output.
+pub fn concat(b: &GpuBackend, parts: &[Src], axis: usize) -> Result<BufferRef> {
+    const OP: &str = "cat";
+    let first = parts.first().ok_or_else(|| Error::shape(OP, "no parts"))?;
+    let mut dims = first.layout.dims().to_vec();
+    dims[axis] = parts.iter().map(|p| p.layout.dims()[axis]).sum();
+    let total = Layout::contiguous(Shape::new(dims));
+    let out = b.alloc(OP, total.elem_count(), first.dtype)?;
+    let mut start = 0;
+    for part in parts {
+        let len = part.layout.dims()[axis];
+        copy_view(b, OP, *part, &out, &total.narrow(axis, start, len)?)?;
+        start += len;
+    }
+    Ok(Arc::new(out))
+}

@@ -1,0 +1,168 @@
+//! Launchers of index_select, index_add, gather and scatter_add. Sources are made contiguous,
+//! i64 ids converted to u32 (an id beyond 32 bits sets the error flag). Exact, except that
+//! index_add and scatter_add add in index order like the CPU (so also exact in practice).
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+use tensor::{BufferRef, DType, Error, Layout, Result, Src};
+
+use super::{LayoutUniform, grid_1d, source};
+use crate::backend::GpuBackend;
+use crate::pipelines::Access;
+use crate::pool::GpuBuffer;
+
+const BODY: &str = include_str!("index.wgsl");
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    outer: u32,
+    a: u32,
+    inner: u32,
+    n_ids: u32,
+    index: LayoutUniform,
+    data: LayoutUniform,
+    axis: u32,
+    pad: [u32; 3],
+}
+
+/// A contiguous f32 copy of a view (or None when it already is one).
+fn contiguous_f32(b: &GpuBackend, op: &str, src: Src) -> Result<(Arc<wgpu::Buffer>, Option<GpuBuffer>)> {
+    if src.dtype != DType::F32 {
+        return Err(Error::unsupported_dtype(op, src.dtype));
+    }
+    if src.layout.is_contiguous() && src.layout.offset() == 0 {
+        Ok((b.buffer(op, &src)?.buffer.clone(), None))
+    } else {
+        let c = super::copy::contiguous(b, op, src)?;
+        Ok((c.buffer.clone(), Some(c)))
+    }
+}
+
+/// Ids as a contiguous u32 buffer.
+fn ids_u32(b: &GpuBackend, op: &str, ids: Src) -> Result<(Arc<wgpu::Buffer>, Option<BufferRef>)> {
+    match ids.dtype {
+        DType::U32 if ids.layout.is_contiguous() && ids.layout.offset() == 0 => {
+            Ok((b.buffer(op, &ids)?.buffer.clone(), None))
+        }
+        DType::U32 | DType::I64 => {
+            let converted = super::copy::cast(b, ids, DType::U32)?;
+            let buffer = converted
+                .as_any()
+                .downcast_ref::<GpuBuffer>()
+                .map(|g| g.buffer.clone())
+                .ok_or_else(|| Error::backend(op, "cast produced a foreign buffer"))?;
+            Ok((buffer, Some(converted)))
+        }
+        other => Err(Error::dtype(op, format!("ids must be u32 or i64, got {other}"))),
+    }
+}
+
+fn kernel(b: &GpuBackend, mode: u32) -> Result<Arc<crate::pipelines::Kernel>> {
+    b.kernel(&format!("index/{mode}"), &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite], || {
+        source(&format!("const MODE: u32 = {mode}u;"), BODY)
+    })
+}
+
+fn split(dims: &[usize], axis: usize) -> (usize, usize, usize) {
+    (dims[..axis].iter().product(), dims[axis], dims[axis + 1..].iter().product())
+}
+
+pub fn index_select(b: &GpuBackend, src: Src, axis: usize, ids: Src) -> Result<BufferRef> {
+    const OP: &str = "index_select";
+    let (data, _keep) = contiguous_f32(b, OP, src)?;
+    let (id_buffer, _keep_ids) = ids_u32(b, OP, ids)?;
+    let (outer, a, inner) = split(src.layout.dims(), axis);
+    let n_ids = ids.layout.elem_count();
+    let total = outer * n_ids * inner;
+    let out = b.alloc(OP, total, DType::F32)?;
+    if total > 0 {
+        let params = Params {
+            outer: outer as u32,
+            a: a as u32,
+            inner: inner as u32,
+            n_ids: n_ids as u32,
+            index: Default::default(),
+            data: Default::default(),
+            axis: 0,
+            pad: [0; 3],
+        };
+        b.dispatch(OP, kernel(b, 0)?, &params, &[&data, &id_buffer, &out.buffer, &b.error_flag()], grid_1d(total))?;
+    }
+    Ok(Arc::new(out))
+}
+
+pub fn index_add(b: &GpuBackend, dst: Src, axis: usize, ids: Src, src: Src) -> Result<BufferRef> {
+    const OP: &str = "index_add";
+    let out = super::copy::contiguous(b, OP, dst)?;
+    let (data, _keep) = contiguous_f32(b, OP, src)?;
+    let (id_buffer, _keep_ids) = ids_u32(b, OP, ids)?;
+    let (outer, a, inner) = split(dst.layout.dims(), axis);
+    let n_ids = ids.layout.elem_count();
+    if outer * inner > 0 && n_ids > 0 {
+        let params = Params {
+            outer: outer as u32,
+            a: a as u32,
+            inner: inner as u32,
+            n_ids: n_ids as u32,
+            index: Default::default(),
+            data: Default::default(),
+            axis: 0,
+            pad: [0; 3],
+        };
+        b.dispatch(
+            OP,
+            kernel(b, 1)?,
+            &params,
+            &[&data, &id_buffer, &out.buffer, &b.error_flag()],
+            grid_1d(outer * inner),
+        )?;
+    }
+    Ok(Arc::new(out))
+}
+
+pub fn gather(b: &GpuBackend, src: Src, axis: usize, index: Src) -> Result<BufferRef> {
+    const OP: &str = "gather";
+    let (data, _keep) = contiguous_f32(b, OP, src)?;
+    let (id_buffer, _keep_ids) = ids_u32(b, OP, index)?;
+    let n = index.layout.elem_count();
+    let out = b.alloc(OP, n, DType::F32)?;
+    if n > 0 {
+        let data_layout = Layout::contiguous(src.layout.shape().clone());
+        let params = Params {
+            outer: 0,
+            a: 0,
+            inner: 0,
+            n_ids: 0,
+            index: LayoutUniform::of(OP, &Layout::contiguous(index.layout.shape().clone()))?,
+            data: LayoutUniform::of(OP, &data_layout)?,
+            axis: axis as u32,
+            pad: [0; 3],
+        };
+        b.dispatch(OP, kernel(b, 2)?, &params, &[&data, &id_buffer, &out.buffer, &b.error_flag()], grid_1d(n))?;
+    }
+    Ok(Arc::new(out))
+}
+
+pub fn scatter_add(b: &GpuBackend, dst: Src, axis: usize, index: Src, src: Src) -> Result<BufferRef> {
+    const OP: &str = "scatter_add";
+    let out = super::copy::contiguous(b, OP, dst)?;
+    let (data, _keep) = contiguous_f32(b, OP, src)?;
+    let (id_buffer, _keep_ids) = ids_u32(b, OP, index)?;
+    let n = dst.layout.elem_count();
+    if n > 0 && index.layout.elem_count() > 0 {
+        let params = Params {
+            outer: 0,
+            a: 0,
+            inner: 0,
+            n_ids: 0,
+            index: LayoutUniform::of(OP, &Layout::contiguous(index.layout.shape().clone()))?,
+            data: LayoutUniform::of(OP, &Layout::contiguous(dst.layout.shape().clone()))?,
+            axis: axis as u32,
+            pad: [0; 3],
+        };
+        b.dispatch(OP, kernel(b, 3)?, &params, &[&data, &id_buffer, &out.buffer, &b.error_flag()], grid_1d(n))?;
+    }
+    Ok(Arc::new(out))
+}

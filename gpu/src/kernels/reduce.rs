@@ -1,0 +1,101 @@
+//! Launchers of the reductions (sum, max, min, argmax, argmin) and of cumsum. Inputs are made
+//! contiguous first. Tolerance against the CPU: exact for max/min/arg; sums differ in the order
+//! of additions (tree vs 8 lanes), ~1e-6 relative.
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+use tensor::ops::ReduceOp;
+use tensor::{BufferRef, DType, Error, Result, Src};
+
+use super::{grid_1d, groups_2d, source};
+use crate::backend::GpuBackend;
+use crate::pipelines::Access;
+
+const BODY: &str = include_str!("reduce.wgsl");
+const CUMSUM: &str = include_str!("cumsum.wgsl");
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    outer: u32,
+    k: u32,
+    inner: u32,
+    pad: u32,
+}
+
+fn generated(op: ReduceOp, dtype: DType) -> Result<String> {
+    let (t, nan_check, lowest, highest) = match dtype {
+        DType::F32 => ("f32", "x != x", "bitcast<f32>(0xff800000u)", "bitcast<f32>(0x7f800000u)"),
+        DType::U32 => ("u32", "false", "0u", "0xffffffffu"),
+        other => return Err(Error::unsupported_dtype(op.name(), other)),
+    };
+    let r = if op.is_arg() { "u32" } else { t };
+    let (sum, arg, identity, cmp) = match op {
+        ReduceOp::Sum => (true, false, "T(0)", ">"),
+        ReduceOp::Max => (false, false, lowest, ">"),
+        ReduceOp::ArgMax => (false, true, lowest, ">"),
+        ReduceOp::Min => (false, false, highest, "<"),
+        ReduceOp::ArgMin => (false, true, highest, "<"),
+    };
+    Ok(format!(
+        "alias T = {t};\nalias R = {r};\nconst SUM: bool = {sum};\nconst ARG: bool = {arg};\n\
+         fn identity() -> T {{ return {identity}; }}\n\
+         fn nan_t(x: T) -> bool {{ return {nan_check}; }}\n\
+         fn better(a: T, ai: u32, b: T, bi: u32) -> bool {{\n\
+             if (nan_t(a)) {{ return nan_t(b) && bi < ai; }}\n\
+             if (nan_t(b)) {{ return true; }}\n\
+             if (b {cmp} a) {{ return true; }}\n\
+             return b == a && bi < ai;\n\
+         }}"
+    ))
+}
+
+/// The tensor as a contiguous [outer, k, inner] buffer around `axis`.
+fn around_axis(
+    b: &GpuBackend,
+    op: &str,
+    src: Src,
+    axis: usize,
+) -> Result<(Arc<wgpu::Buffer>, Option<crate::pool::GpuBuffer>, [usize; 3])> {
+    let dims = src.layout.dims();
+    let shape = [dims[..axis].iter().product(), dims[axis], dims[axis + 1..].iter().product()];
+    if src.layout.is_contiguous() && src.layout.offset() == 0 {
+        Ok((b.buffer(op, &src)?.buffer.clone(), None, shape))
+    } else {
+        let c = super::copy::contiguous(b, op, src)?;
+        Ok((c.buffer.clone(), Some(c), shape))
+    }
+}
+
+pub fn reduce(b: &GpuBackend, op: ReduceOp, src: Src, axis: usize) -> Result<BufferRef> {
+    let (input, _keep, [outer, k, inner]) = around_axis(b, op.name(), src, axis)?;
+    let out_dtype = if op.is_arg() { DType::U32 } else { src.dtype };
+    let out = b.alloc(op.name(), outer * inner, out_dtype)?;
+    if outer * inner > 0 {
+        let generated = generated(op, src.dtype)?;
+        let kernel =
+            b.kernel(&format!("reduce/{}/{}", op.name(), src.dtype), &[Access::Read, Access::ReadWrite], || {
+                source(&generated, BODY)
+            })?;
+        let groups = if inner == 1 { groups_2d(outer) } else { grid_1d(outer * inner) };
+        let params = Params { outer: outer as u32, k: k as u32, inner: inner as u32, pad: 0 };
+        b.dispatch(op.name(), kernel, &params, &[&input, &out.buffer], groups)?;
+    }
+    Ok(Arc::new(out))
+}
+
+pub fn cumsum(b: &GpuBackend, src: Src, axis: usize) -> Result<BufferRef> {
+    const OP: &str = "cumsum";
+    if src.dtype != DType::F32 {
+        return Err(Error::unsupported_dtype(OP, src.dtype));
+    }
+    let (input, _keep, [outer, k, inner]) = around_axis(b, OP, src, axis)?;
+    let out = b.alloc(OP, src.layout.elem_count(), DType::F32)?;
+    if outer * inner > 0 {
+        let kernel = b.kernel("cumsum", &[Access::Read, Access::ReadWrite], || source("", CUMSUM))?;
+        let params = Params { outer: outer as u32, k: k as u32, inner: inner as u32, pad: 0 };
+        b.dispatch(OP, kernel, &params, &[&input, &out.buffer], grid_1d(outer * inner))?;
+    }
+    Ok(Arc::new(out))
+}

@@ -1,0 +1,43 @@
+#![allow(dead_code)] // each test file uses a different part
+
+//! Helpers shared by the GPU test files: the device (skipped when absent, failing under CI),
+//! and CPU-vs-GPU comparison.
+
+use tensor::testing::assert_close;
+use tensor::{Device, Result, Tensor};
+
+pub fn gpu() -> Option<Device> {
+    gpu::test_device()
+}
+
+pub fn cpu() -> Device {
+    Device::cpu()
+}
+
+/// Runs `f` on the CPU tensors and on their GPU copies, and compares within `atol + rtol |cpu|`.
+pub fn same_on_both(
+    gpu: &Device,
+    inputs: &[Tensor],
+    atol: f64,
+    rtol: f64,
+    what: &str,
+    f: impl Fn(&[Tensor]) -> Result<Tensor>,
+) -> Result<()> {
+    let on_cpu = f(inputs)?;
+    let moved = inputs.iter().map(|t| t.to(gpu)).collect::<Result<Vec<_>>>()?;
+    let on_gpu = f(&moved)?;
+    assert_eq!(on_gpu.device(), gpu, "{what}: result left the GPU");
+    assert_eq!(on_gpu.dtype(), on_cpu.dtype(), "{what}: dtype");
+    assert_close(&on_gpu.to(&cpu())?, &on_cpu, atol, rtol).map_err(|e| tensor::Error::shape(what, e.to_string()))
+}
+
+/// The same values through different layouts: contiguous, transposed storage (permuted
+/// strides), and a narrowed view at a non-zero offset.
+pub fn views(t: &Tensor) -> Result<Vec<(&'static str, Tensor)>> {
+    let mut out = vec![("contiguous", t.clone()), ("permuted", tensor::testing::non_contiguous(t)?)];
+    if t.rank() >= 1 && t.dims()[0] > 0 {
+        let padded = Tensor::cat(&[t, t], 0usize)?;
+        out.push(("offset", padded.narrow(0usize, t.dims()[0], t.dims()[0])?));
+    }
+    Ok(out)
+}

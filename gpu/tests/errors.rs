@@ -1,0 +1,25 @@
+//! Out-of-range ids on the GPU. A kernel cannot return an error, so it flags the id and the next
+//! readback reports it. The flag is per device, so this test lives alone in its own process.
+
+mod common;
+
+use common::{cpu, gpu};
+use tensor::Tensor;
+use tensor::testing::randn;
+
+#[test]
+fn an_out_of_range_id_is_reported_at_the_next_readback() -> tensor::Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let table = randn([33, 7], 1, &cpu())?.to(&g)?;
+    let bad = Tensor::from_vec(vec![1u32, 99], [2], &cpu())?.to(&g)?;
+    let picked = table.index_select(&bad, 0usize)?;
+    let err = picked.to(&cpu()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("out of range"), "{err}");
+    // The flag is cleared: the next readback succeeds.
+    assert!(table.to(&cpu()).is_ok());
+    // An i64 id beyond 32 bits is caught on its way to u32.
+    let huge = Tensor::from_vec(vec![1i64 << 40], [1], &cpu())?.to(&g)?;
+    let err = table.index_select(&huge, 0usize)?.to(&cpu()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("out of range"), "{err}");
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! Every tensor op on the GPU against the CPU reference, on random inputs with odd sizes
+//! (1, 7, 33, 1000), strided views (permuted, offset, broadcast) and every axis. The tables
+//! (`UnaryOp::ALL`, ...) are iterated, so a new op is tested with no new test code.
+//!
+//! Tolerances: elementwise 1e-5 relative (+1e-6 absolute) for f32 transcendentals (erf's
+//! approximation is within 1.5e-7); reductions and softmax 1e-5 relative (summation order);
+//! matmul 1e-5 relative plus 1e-5 * sqrt(K) absolute (f32 accumulation in another order).
+
+mod common;
+
+use common::{cpu, gpu, same_on_both, views};
+use tensor::ops::{BinaryOp, CmpOp, ReduceOp, UnaryOp};
+use tensor::testing::{randn, uniform};
+use tensor::{AttentionMask, AttentionSpec, DType, Device, GluActivation, Result, RmsNormSpec, Tensor};
+
+const SIZES: [usize; 4] = [1, 7, 33, 1000];
+
+#[test]
+fn every_dtype_round_trips() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    for n in SIZES {
+        let base = randn([n], n as u64, &cpu())?.mul_scalar(100.0)?;
+        for dtype in [DType::F32, DType::BF16, DType::F16, DType::U32, DType::I64] {
+            let t = base.abs()?.to_dtype(dtype)?;
+            let back = t.to(&g)?.to(&cpu())?;
+            assert_eq!(back.to_host()?, t.to_host()?, "{dtype} x {n}");
+        }
+    }
+    let f64_tensor = Tensor::ones([3], DType::F64, &cpu())?;
+    let err = f64_tensor.to(&g).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("f64"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn every_unary_op_on_every_view() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    for op in UnaryOp::ALL {
+        for (i, n) in SIZES.into_iter().enumerate() {
+            let x = if op.needs_positive_input() {
+                uniform([n, 3], 0.1, 4.0, i as u64, &cpu())?
+            } else {
+                randn([n, 3], i as u64, &cpu())?.mul_scalar(2.0)?
+            };
+            for (view, t) in views(&x)? {
+                same_on_both(&g, &[t], 1e-6, 1e-5, &format!("{} {view} [{n}, 3]", op.name()), |x| x[0].unary(op))?;
+            }
+        }
+        // A broadcast (stride 0) input.
+        let row = randn([1, 5], 9, &cpu())?.abs()?.add_scalar(0.5)?.broadcast_to([4, 5])?;
+        same_on_both(&g, &[row], 1e-6, 1e-5, &format!("{} broadcast", op.name()), |x| x[0].unary(op))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn every_binary_op_with_broadcasting() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let shapes: [(&[usize], &[usize]); 4] =
+        [(&[7, 1, 33], &[1, 5, 33]), (&[1000], &[1]), (&[1], &[7, 3]), (&[33, 7], &[33, 7])];
+    for op in BinaryOp::ALL {
+        for (i, (sa, sb)) in shapes.iter().enumerate() {
+            let a = uniform(sa.to_vec(), 0.5, 2.0, i as u64, &cpu())?;
+            let b = uniform(sb.to_vec(), 0.5, 2.0, 10 + i as u64, &cpu())?;
+            same_on_both(&g, &[a.clone(), b.clone()], 1e-6, 1e-5, &format!("{} {sa:?} {sb:?}", op.name()), |x| {
+                x[0].binary(op, &x[1])
+            })?;
+            let at = tensor::testing::non_contiguous(&a)?;
+            same_on_both(&g, &[at, b], 1e-6, 1e-5, &format!("{} strided {sa:?}", op.name()), |x| {
+                x[0].binary(op, &x[1])
+            })?;
+        }
+        if op != BinaryOp::Pow {
+            let a = Tensor::from_vec(vec![7u32, 0, 3, 100], [4], &cpu())?;
+            let b = Tensor::from_vec(vec![2u32, 5, 0, 7], [4], &cpu())?;
+            same_on_both(&g, &[a, b], 0.0, 0.0, &format!("{} u32", op.name()), |x| x[0].binary(op, &x[1]))?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn comparisons_and_where() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let a = randn([7, 33], 1, &cpu())?;
+    let b = randn([33], 2, &cpu())?;
+    let with_ties = Tensor::cat(&[&a, &b.unsqueeze(0)?], 0usize)?; // equal values appear
+    for op in CmpOp::ALL {
+        same_on_both(&g, &[with_ties.clone(), b.clone()], 0.0, 0.0, op.name(), |x| x[0].compare(op, &x[1]))?;
+    }
+    let mask = a.gt(&b)?;
+    same_on_both(&g, &[mask, a.clone(), b.clone()], 0.0, 0.0, "where_cond", |x| x[0].where_cond(&x[1], &x[2]))?;
+    let float_mask = a.gt(&b)?.to_dtype(DType::F32)?;
+    same_on_both(&g, &[float_mask, a, b], 0.0, 0.0, "where_cond with an f32 mask", |x| x[0].where_cond(&x[1], &x[2]))?;
+    Ok(())
+}
+
+#[test]
+fn every_reduction_on_every_axis() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let x = randn([3, 7, 33], 3, &cpu())?;
+    for op in ReduceOp::ALL {
+        for axis in 0..3usize {
+            for (view, t) in views(&x)? {
+                same_on_both(&g, &[t], 1e-5, 1e-5, &format!("{} axis {axis} {view}", op.name()), |x| {
+                    x[0].reduce(op, axis, true)
+                })?;
+            }
+        }
+        let long = randn([2, 1000], 4, &cpu())?;
+        same_on_both(&g, &[long], 1e-4, 1e-5, &format!("{} long rows", op.name()), |x| x[0].reduce(op, -1, false))?;
+        let ints = Tensor::from_vec(vec![3u32, 9, 9, 1, 4, 0], [2, 3], &cpu())?;
+        same_on_both(&g, &[ints], 0.0, 0.0, &format!("{} u32", op.name()), |x| x[0].reduce(op, 1usize, false))?;
+    }
+    // Ties go to the first index, as on the CPU.
+    let ties = Tensor::from_vec(vec![1.0f32, 5.0, 5.0, 2.0], [1, 4], &cpu())?;
+    same_on_both(&g, &[ties], 0.0, 0.0, "argmax ties", |x| x[0].argmax(-1, false))?;
+    Ok(())
+}
+
+#[test]
+fn softmax_log_softmax_and_cumsum_on_every_axis() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let x = randn([3, 7, 33], 5, &cpu())?.mul_scalar(3.0)?;
+    for axis in [0i32, 1, -1] {
+        same_on_both(&g, std::slice::from_ref(&x), 1e-6, 1e-5, &format!("softmax axis {axis}"), |x| {
+            x[0].softmax(axis)
+        })?;
+        same_on_both(&g, std::slice::from_ref(&x), 1e-5, 1e-5, &format!("log_softmax axis {axis}"), |x| {
+            x[0].log_softmax(axis)
+        })?;
+        same_on_both(&g, std::slice::from_ref(&x), 1e-5, 1e-5, &format!("cumsum axis {axis}"), |x| x[0].cumsum(axis))?;
+    }
+    let extreme = Tensor::from_vec(vec![1e30f32, -1e30, 0.0, 1e4, -1e4, 3.0], [2, 3], &cpu())?;
+    same_on_both(&g, &[extreme], 1e-6, 1e-5, "softmax of extreme logits", |x| x[0].log_softmax(-1))?;
+    Ok(())
+}
+
+#[test]
+fn topk_on_rows_and_columns() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let x = randn([7, 33], 6, &cpu())?;
+    for (k, axis) in [(1usize, -1i32), (3, -1), (7, 0), (33, 1)] {
+        same_on_both(&g, std::slice::from_ref(&x), 0.0, 0.0, &format!("topk values k {k} axis {axis}"), |x| {
+            Ok(x[0].topk(k, axis)?.0)
+        })?;
+        same_on_both(&g, std::slice::from_ref(&x), 0.0, 0.0, &format!("topk ids k {k} axis {axis}"), |x| {
+            Ok(x[0].topk(k, axis)?.1)
+        })?;
+    }
+    let ties = Tensor::from_vec(vec![2.0f32, 5.0, 5.0, 5.0, 1.0], [1, 5], &cpu())?;
+    same_on_both(&g, &[ties], 0.0, 0.0, "topk ties", |x| Ok(x[0].topk(3, -1)?.1))?;
+    Ok(())
+}
+
+#[test]
+fn matmul_shapes_views_and_weight_dtypes() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let cases: [(&[usize], &[usize]); 7] = [
+        (&[1, 7], &[7, 33]),
+        (&[33, 7], &[7, 1]),
+        (&[65, 63], &[63, 67]),
+        (&[2, 3, 17, 9], &[9, 5]),
+        (&[2, 1, 4, 6], &[3, 6, 5]),
+        (&[1, 1000], &[1000, 33]),
+        (&[130, 20], &[20, 70]),
+    ];
+    for (i, (sa, sb)) in cases.iter().enumerate() {
+        let a = randn(sa.to_vec(), 20 + i as u64, &cpu())?;
+        let b = randn(sb.to_vec(), 30 + i as u64, &cpu())?;
+        let k = sa[sa.len() - 1] as f64;
+        let tol = 1e-5 * k.sqrt();
+        same_on_both(&g, &[a.clone(), b.clone()], tol, 1e-5, &format!("matmul {sa:?} @ {sb:?}"), |x| {
+            x[0].matmul(&x[1])
+        })?;
+        // Transposed operands: the same products through column-major views.
+        let (at, bt) = (tensor::testing::non_contiguous(&a)?, tensor::testing::non_contiguous(&b)?);
+        same_on_both(&g, &[at, bt], tol, 1e-5, &format!("matmul transposed {sa:?} @ {sb:?}"), |x| x[0].matmul(&x[1]))?;
+    }
+    // Decode: x [1, K] times a weight in both storage orders and all three weight dtypes.
+    let x = randn([1, 33], 40, &cpu())?;
+    let w = randn([7, 33], 41, &cpu())?; // HF layout [out, in]
+    for dtype in [DType::F32, DType::BF16, DType::F16] {
+        let wd = w.to_dtype(dtype)?;
+        same_on_both(&g, &[x.clone(), wd.clone()], 1e-4, 1e-5, &format!("x @ W^T, {dtype}"), |t| {
+            t[0].matmul(&t[1].t()?)
+        })?;
+        same_on_both(&g, &[x.clone(), wd.t()?.contiguous()?], 1e-4, 1e-5, &format!("x @ W, {dtype}"), |t| {
+            t[0].matmul(&t[1])
+        })?;
+        let xs = randn([9, 33], 42, &cpu())?;
+        same_on_both(&g, &[xs, wd], 1e-4, 1e-5, &format!("prefill @ W^T, {dtype}"), |t| t[0].matmul(&t[1].t()?))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn expert_matmul_routes_rows() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let x = randn([7, 33], 50, &cpu())?;
+    let w = randn([4, 5, 33], 51, &cpu())?; // [E, out, in]
+    let ids = Tensor::from_vec(vec![3u32, 0, 0, 2, 3, 1, 0], [7], &cpu())?;
+    for dtype in [DType::F32, DType::BF16] {
+        same_on_both(
+            &g,
+            &[x.clone(), w.to_dtype(dtype)?, ids.clone()],
+            1e-4,
+            1e-5,
+            &format!("expert_matmul {dtype}"),
+            |t| t[0].expert_matmul(&t[1].transpose(1, 2)?, &t[2]),
+        )?;
+    }
+    let i64_ids = ids.to_dtype(DType::I64)?;
+    same_on_both(&g, &[x, w, i64_ids], 1e-4, 1e-5, "expert_matmul i64 ids", |t| {
+        t[0].expert_matmul(&t[1].transpose(1, 2)?, &t[2])
+    })?;
+    Ok(())
+}
+
+#[test]
+fn indexing_ops() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let table = randn([33, 7], 60, &cpu())?;
+    for ids in [Tensor::from_vec(vec![3u32, 0, 32, 3], [4], &cpu())?, Tensor::from_vec(vec![5i64, 1], [2], &cpu())?] {
+        same_on_both(&g, &[table.clone(), ids.clone()], 0.0, 0.0, "index_select axis 0", |t| {
+            t[0].index_select(&t[1], 0usize)
+        })?;
+        same_on_both(&g, &[table.t()?, ids.clone()], 0.0, 0.0, "index_select axis 1 of a view", |t| {
+            t[0].index_select(&t[1], 1usize)
+        })?;
+    }
+    let tokens = Tensor::from_vec(vec![1i64, 4, 4, 0, 32, 2], [2, 3], &cpu())?;
+    same_on_both(&g, &[table.clone(), tokens], 0.0, 0.0, "embedding with i64 ids", |t| t[0].embedding(&t[1]))?;
+    let src = randn([4, 7], 61, &cpu())?;
+    let ids = Tensor::from_vec(vec![2u32, 2, 0, 9], [4], &cpu())?;
+    same_on_both(&g, &[table.clone(), ids, src], 1e-6, 1e-6, "index_add with repeats", |t| {
+        t[0].index_add(&t[1], &t[2], 0usize)
+    })?;
+    let index = Tensor::from_vec(vec![0u32, 6, 6, 1, 3, 0], [2, 3], &cpu())?;
+    same_on_both(&g, &[table.clone(), index.clone()], 0.0, 0.0, "gather axis 1", |t| t[0].gather(&t[1], 1usize))?;
+    let upd = randn([2, 3], 62, &cpu())?;
+    same_on_both(&g, &[table.clone(), index.clone(), upd.clone()], 1e-6, 1e-6, "scatter_add axis 1", |t| {
+        t[0].scatter_add(&t[1], &t[2], 1usize)
+    })?;
+    let index0 = Tensor::from_vec(vec![5u32, 5, 0], [3, 1], &cpu())?;
+    let upd0 = randn([3, 1], 63, &cpu())?;
+    same_on_both(&g, &[table.clone(), index0, upd0], 1e-6, 1e-6, "scatter_add axis 0", |t| {
+        t[0].scatter_add(&t[1], &t[2], 0usize)
+    })?;
+    Ok(())
+}
+
+#[test]
+fn concat_contiguous_copy_into_and_casts() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let a = randn([3, 7], 70, &cpu())?;
+    let b = randn([3, 2], 71, &cpu())?;
+    for dtype in [DType::F32, DType::BF16, DType::F16, DType::U32, DType::I64] {
+        let (ad, bd) = (a.abs()?.mul_scalar(10.0)?.to_dtype(dtype)?, b.abs()?.mul_scalar(10.0)?.to_dtype(dtype)?);
+        same_on_both(&g, &[ad.clone(), bd.clone()], 0.0, 0.0, &format!("cat {dtype}"), |t| {
+            Tensor::cat(&[&t[0], &t[1], &t[0]], 1)
+        })?;
+        same_on_both(&g, std::slice::from_ref(&ad), 0.0, 0.0, &format!("contiguous of a transpose {dtype}"), |t| {
+            t[0].t()?.contiguous()
+        })?;
+        for to in [DType::F32, DType::BF16, DType::F16, DType::U32, DType::I64] {
+            same_on_both(&g, std::slice::from_ref(&ad), 0.0, 0.0, &format!("cast {dtype} -> {to}"), |t| {
+                t[0].t()?.to_dtype(to)
+            })?;
+        }
+    }
+    // In-place writes into a narrowed view (a KV cache slot), in f32 and in a 16-bit type.
+    for dtype in [DType::F32, DType::BF16] {
+        let run = |dev: &Device| -> Result<Vec<f32>> {
+            let cache = Tensor::zeros([2, 5, 4], dtype, dev)?;
+            let rows = a.narrow(1, 0, 4)?.reshape([1, 3, 4])?.broadcast_to([2, 3, 4])?.to_dtype(dtype)?.to(dev)?;
+            cache.narrow(1, 1, 3)?.write_from(&rows)?;
+            cache.to_dtype(DType::F32)?.to_vec()
+        };
+        assert_eq!(run(&g)?, run(&cpu())?, "copy_into {dtype}");
+    }
+    Ok(())
+}
+
+#[test]
+fn fused_norm_rope_and_gated_unit() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let x = randn([3, 7, 33], 80, &cpu())?;
+    let w = randn([33], 81, &cpu())?;
+    for add_unit_offset in [false, true] {
+        let spec = RmsNormSpec { eps: 1e-6, add_unit_offset };
+        same_on_both(&g, &[x.clone(), w.clone()], 1e-5, 1e-5, "rms_norm", |t| t[0].rms_norm(Some(&t[1]), spec))?;
+    }
+    let spec = RmsNormSpec { eps: 1e-5, add_unit_offset: false };
+    same_on_both(&g, std::slice::from_ref(&x), 1e-5, 1e-5, "rms_norm weightless", |t| t[0].rms_norm(None, spec))?;
+    let q = randn([2, 3, 7, 8], 82, &cpu())?;
+    let angles = uniform([7, 4], 0.0, 6.0, 83, &cpu())?;
+    let (cos, sin) = (angles.cos()?, angles.sin()?);
+    for interleaved in [false, true] {
+        same_on_both(&g, &[q.clone(), cos.clone(), sin.clone()], 1e-6, 1e-5, "rope", |t| {
+            t[0].rope(&t[1], &t[2], interleaved)
+        })?;
+    }
+    let up = randn([3, 7, 33], 84, &cpu())?;
+    for act in [GluActivation::Silu, GluActivation::GeluTanh] {
+        same_on_both(&g, &[x.clone(), up.clone()], 1e-6, 1e-5, "glu", |t| t[0].glu(&t[1], act))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn attention_with_every_mask_and_head_layout() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let causal = AttentionMask::causal;
+    // (Hq, Hkv, Tq, Tk, D, Dv, mask, softcap)
+    let cases = [
+        (4, 4, 33, 33, 8, 8, causal(0), None),
+        (4, 2, 7, 7, 16, 8, causal(0), None),
+        (3, 1, 70, 70, 8, 8, AttentionMask { window: Some(5), ..causal(0) }, None),
+        (2, 1, 40, 40, 8, 8, AttentionMask { chunk: Some(16), ..causal(0) }, None),
+        (2, 2, 1, 90, 8, 8, causal(89), Some(5.0)),
+        (2, 2, 3, 10, 8, 8, AttentionMask { window: Some(4), k_start: 6, ..causal(13) }, None),
+        (2, 2, 5, 5, 8, 8, AttentionMask::default(), None),
+        (2, 1, 4, 9, 576, 512, causal(5), None), // MLA's absorbed decode shape
+    ];
+    for (i, (hq, hkv, tq, tk, d, dv, mask, softcap)) in cases.into_iter().enumerate() {
+        let q = randn([2, hq, tq, d], 90 + i as u64, &cpu())?;
+        let k = randn([2, hkv, tk, d], 100 + i as u64, &cpu())?;
+        let v = randn([2, hkv, tk, dv], 110 + i as u64, &cpu())?;
+        let spec = AttentionSpec { scale: (d as f64).powf(-0.5), mask, softcap };
+        same_on_both(&g, &[q, k, v], 1e-5, 1e-4, &format!("attention case {i}"), |t| {
+            Tensor::attention(&t[0], &t[1], &t[2], &spec)
+        })?;
+    }
+    // Keys and values as views into a larger cache buffer (strided rows, an offset).
+    let cache = randn([1, 2, 16, 8], 120, &cpu())?;
+    let q = randn([1, 2, 1, 8], 121, &cpu())?;
+    let spec = AttentionSpec { scale: 0.3, mask: causal(9), softcap: None };
+    same_on_both(&g, &[q, cache], 1e-5, 1e-4, "attention over cache views", |t| {
+        let kv = t[1].narrow(2, 3, 7)?;
+        Tensor::attention(&t[0], &kv, &kv, &AttentionSpec { mask: AttentionMask { k_start: 3, ..spec.mask }, ..spec })
+    })?;
+    Ok(())
+}
