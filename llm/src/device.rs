@@ -27,5 +27,5 @@ pub fn pick(requested: Option<&str>) -> Result<(Device, String)> {
 }
 
 fn gpu_device() -> Result<Device> {
-    Err(Error::input("no GPU backend is built into this binary yet"))
+    gpu::device().map_err(|e| Error::input(format!("--device gpu: {e}")))
 }

@@ -32,6 +32,7 @@ pub fn train(
     mut on_step: impl FnMut(usize, f32) -> Result<()>,
 ) -> Result<Vec<f32>> {
     model.set_training(true);
+    model.record_attention_logits(optimizer.needs_attention_logits());
     let mut losses = Vec::with_capacity(steps + 1);
     for step in 0..steps {
         let loss = next_token_loss(model, ids)?;
@@ -46,6 +47,7 @@ pub fn train(
         optimizer.after_step(model)?;
     }
     model.set_training(false);
+    model.record_attention_logits(false);
     let last = autograd::no_grad(|| next_token_loss(model, ids))?.value().to_dtype(DType::F32)?.to_scalar::<f32>()?;
     losses.push(last);
     on_step(steps, last)?;

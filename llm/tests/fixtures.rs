@@ -3,7 +3,7 @@
 //! Tolerance 1e-3 max abs on logits and on every hidden state: float32 re-implementations agree
 //! with the reference to about 1e-4 (different summation orders), so 1e-3 leaves room for that
 //! while any wrong detail (a norm, a scale, a rope layout) moves logits by O(1) at a logit spread
-//! of ~1.5.
+//! of ~1.5. Each fixture runs on the CPU and on the GPU (lavapipe in CI).
 
 use std::path::PathBuf;
 
@@ -49,24 +49,32 @@ fn check_forward_and_greedy(name: &str, device: &Device) -> llm::Result<()> {
 }
 
 macro_rules! fixture_tests {
-    ($($test:ident => $name:expr),* $(,)?) => {
+    ($($cpu:ident, $gpu:ident => $name:expr),* $(,)?) => {
         $(
             #[test]
-            fn $test() -> llm::Result<()> {
+            fn $cpu() -> llm::Result<()> {
                 check_forward_and_greedy($name, &Device::cpu())
+            }
+
+            #[test]
+            fn $gpu() -> llm::Result<()> {
+                match gpu::test_device() {
+                    Some(g) => check_forward_and_greedy($name, &g),
+                    None => Ok(()),
+                }
             }
         )*
     };
 }
 
 fixture_tests! {
-    qwen3_cpu => "qwen3",
-    mistral_small_cpu => "mistral_small",
-    smollm3_cpu => "smollm3",
-    olmo2_cpu => "olmo2",
-    gemma3_cpu => "gemma3",
-    qwen3_moe_cpu => "qwen3_moe",
-    deepseek_v3_cpu => "deepseek_v3",
-    kimi_k2_cpu => "kimi_k2",
-    llama4_cpu => "llama4",
+    qwen3_cpu, qwen3_gpu => "qwen3",
+    mistral_small_cpu, mistral_small_gpu => "mistral_small",
+    smollm3_cpu, smollm3_gpu => "smollm3",
+    olmo2_cpu, olmo2_gpu => "olmo2",
+    gemma3_cpu, gemma3_gpu => "gemma3",
+    qwen3_moe_cpu, qwen3_moe_gpu => "qwen3_moe",
+    deepseek_v3_cpu, deepseek_v3_gpu => "deepseek_v3",
+    kimi_k2_cpu, kimi_k2_gpu => "kimi_k2",
+    llama4_cpu, llama4_gpu => "llama4",
 }

@@ -30,24 +30,32 @@ fn check_training(name: &str, device: &Device) -> llm::Result<()> {
 }
 
 macro_rules! training_tests {
-    ($($test:ident => $name:expr),* $(,)?) => {
+    ($($cpu:ident, $gpu:ident => $name:expr),* $(,)?) => {
         $(
             #[test]
-            fn $test() -> llm::Result<()> {
+            fn $cpu() -> llm::Result<()> {
                 check_training($name, &Device::cpu())
+            }
+
+            #[test]
+            fn $gpu() -> llm::Result<()> {
+                match gpu::test_device() {
+                    Some(g) => check_training($name, &g),
+                    None => Ok(()),
+                }
             }
         )*
     };
 }
 
 training_tests! {
-    qwen3_cpu => "qwen3",
-    qwen3_moe_cpu => "qwen3_moe",
-    deepseek_v3_cpu => "deepseek_v3",
-    kimi_k2_cpu => "kimi_k2",
-    olmo2_cpu => "olmo2",
-    gemma3_cpu => "gemma3",
-    mistral_small_cpu => "mistral_small",
-    llama4_cpu => "llama4",
-    smollm3_cpu => "smollm3",
+    qwen3_cpu, qwen3_gpu => "qwen3",
+    qwen3_moe_cpu, qwen3_moe_gpu => "qwen3_moe",
+    deepseek_v3_cpu, deepseek_v3_gpu => "deepseek_v3",
+    kimi_k2_cpu, kimi_k2_gpu => "kimi_k2",
+    olmo2_cpu, olmo2_gpu => "olmo2",
+    gemma3_cpu, gemma3_gpu => "gemma3",
+    mistral_small_cpu, mistral_small_gpu => "mistral_small",
+    llama4_cpu, llama4_gpu => "llama4",
+    smollm3_cpu, smollm3_gpu => "smollm3",
 }

@@ -14,6 +14,10 @@ pub trait Module {
     /// logit maxima MuonClip needs). Most blocks behave the same in both.
     fn set_training(&self, _training: bool) {}
 
+    /// Asks attention blocks to record each head's largest logit in every forward pass (what
+    /// MuonClip's QK-Clip needs). Off by default: it costs a score matrix per layer.
+    fn record_attention_logits(&self, _on: bool) {}
+
     /// QK-Clip (MuonClip): attention blocks rescale the query/key weights of heads whose largest
     /// logit in the last training-mode forward exceeded `tau`. Containers pass it on; other
     /// blocks ignore it.
@@ -82,6 +86,9 @@ impl<M: Module> Module for Vec<M> {
     fn set_training(&self, training: bool) {
         self.iter().for_each(|m| m.set_training(training));
     }
+    fn record_attention_logits(&self, on: bool) {
+        self.iter().for_each(|m| m.record_attention_logits(on));
+    }
     fn clip_qk(&self, tau: f64) -> Result<()> {
         self.iter().try_for_each(|m| m.clip_qk(tau))
     }
@@ -96,6 +103,11 @@ impl<M: Module> Module for Option<M> {
     fn set_training(&self, training: bool) {
         if let Some(m) = self {
             m.set_training(training);
+        }
+    }
+    fn record_attention_logits(&self, on: bool) {
+        if let Some(m) = self {
+            m.record_attention_logits(on);
         }
     }
     fn clip_qk(&self, tau: f64) -> Result<()> {

@@ -145,7 +145,7 @@ fn muon_clip_brings_attention_logits_back_under_tau() -> Result<()> {
     init.std = 1.0;
     let attn = attention(3.0, &mut init)?;
     let x = Var::constant(randn([2, 6, 16], 5, &cpu)?);
-    attn.set_training(true);
+    attn.record_attention_logits(true);
     let before = {
         let out = attn.forward(&x, 0, None)?;
         let _ = out.sum_all()?.backward()?; // a step needs gradients

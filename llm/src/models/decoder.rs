@@ -101,6 +101,9 @@ impl Module for DecoderLayer {
         self.self_attn.set_training(training);
         self.ffn.set_training(training);
     }
+    fn record_attention_logits(&self, on: bool) {
+        self.self_attn.record_attention_logits(on);
+    }
     fn clip_qk(&self, tau: f64) -> Result<()> {
         self.self_attn.clip_qk(tau)
     }
@@ -142,7 +145,7 @@ impl CausalLm {
         let mut x = self.embed_tokens.forward(ids)?;
         if let Some(scale) = self.embed_scale {
             // HF casts the scale to the embedding dtype first: sqrt(640) becomes 25.25 in bf16.
-            let scale = Tensor::full(scale, (), self.embed_tokens.weight.dtype(), &x.device())?
+            let scale = Tensor::full(scale, (), self.embed_tokens.weight.dtype(), &tensor::Device::cpu())?
                 .to_dtype(DType::F64)?
                 .to_scalar::<f64>()?;
             x = x.mul_scalar(scale)?;
@@ -203,6 +206,9 @@ impl Module for CausalLm {
     }
     fn set_training(&self, training: bool) {
         self.layers.set_training(training);
+    }
+    fn record_attention_logits(&self, on: bool) {
+        self.layers.record_attention_logits(on);
     }
     fn clip_qk(&self, tau: f64) -> Result<()> {
         self.layers.clip_qk(tau)

@@ -80,9 +80,9 @@ pub struct GroupedQueryAttention {
     pub o_proj: Linear,
     pub q_norm: Option<RmsNorm>,
     pub k_norm: Option<RmsNorm>,
-    /// In training mode, the largest attention logit per head of the last forward (MuonClip).
+    /// The largest attention logit per head of the last forward, when recording (MuonClip).
     max_logits: Mutex<Option<Vec<f64>>>,
-    training: std::sync::atomic::AtomicBool,
+    record_logits: std::sync::atomic::AtomicBool,
 }
 
 impl GroupedQueryAttention {
@@ -111,7 +111,7 @@ impl GroupedQueryAttention {
             k_norm,
             config,
             max_logits: Mutex::new(None),
-            training: std::sync::atomic::AtomicBool::new(false),
+            record_logits: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -155,7 +155,7 @@ impl GroupedQueryAttention {
             None => (k, v, start),
         };
         let spec = AttentionSpec { scale: c.scale, mask: c.mask.at(start, k_start), softcap: c.softcap };
-        if self.training.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.record_logits.load(std::sync::atomic::Ordering::Relaxed) {
             let maxima = no_grad(|| qk_clip::max_logits_per_head(&q.value(), &k_all.value(), &spec))?;
             *self.max_logits.lock().unwrap_or_else(|p| p.into_inner()) = Some(maxima);
         }
@@ -177,7 +177,7 @@ impl GroupedQueryAttention {
         }
     }
 
-    /// The largest scaled logit per query head seen by the last training-mode forward.
+    /// The largest scaled logit per query head of the last forward while recording.
     pub fn max_logits(&self) -> Option<Vec<f64>> {
         self.max_logits.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -198,8 +198,8 @@ impl Module for GroupedQueryAttention {
         self.k_norm.visit(&join(prefix, "k_norm"), f);
     }
 
-    fn set_training(&self, training: bool) {
-        self.training.store(training, std::sync::atomic::Ordering::Relaxed);
+    fn record_attention_logits(&self, on: bool) {
+        self.record_logits.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// QK-Clip (Kimi K2): heads whose max logit exceeded `tau` get their query and key rows scaled

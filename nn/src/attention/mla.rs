@@ -50,8 +50,9 @@ pub struct MultiHeadLatentAttention {
     pub kv_a_layernorm: RmsNorm,
     pub kv_b_proj: Linear,
     pub o_proj: Linear,
+    /// The largest attention logit per head of the last forward, when recording (MuonClip).
     max_logits: std::sync::Mutex<Option<Vec<f64>>>,
-    training: std::sync::atomic::AtomicBool,
+    record_logits: std::sync::atomic::AtomicBool,
 }
 
 impl MultiHeadLatentAttention {
@@ -79,7 +80,7 @@ impl MultiHeadLatentAttention {
             o_proj: Linear::new(h * c.v_head_dim, d, false, init)?,
             config,
             max_logits: std::sync::Mutex::new(None),
-            training: std::sync::atomic::AtomicBool::new(false),
+            record_logits: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -158,7 +159,7 @@ impl MultiHeadLatentAttention {
     }
 
     fn record_max_logits(&self, q: &Var, k: &Var, spec: &AttentionSpec) -> Result<()> {
-        if self.training.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.record_logits.load(std::sync::atomic::Ordering::Relaxed) {
             let m = autograd::no_grad(|| super::qk_clip::max_logits_per_head(&q.value(), &k.value(), spec))?;
             *self.max_logits.lock().unwrap_or_else(|p| p.into_inner()) = Some(m);
         }
@@ -187,8 +188,8 @@ impl Module for MultiHeadLatentAttention {
         self.o_proj.visit(&join(prefix, "o_proj"), f);
     }
 
-    fn set_training(&self, training: bool) {
-        self.training.store(training, std::sync::atomic::Ordering::Relaxed);
+    fn record_attention_logits(&self, on: bool) {
+        self.record_logits.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// QK-Clip for MLA (Kimi K2, Algorithm 1): for a head over `tau`, with `gamma = tau / max`,

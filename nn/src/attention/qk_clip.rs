@@ -2,7 +2,7 @@
 //! rescaling rows of a projection weight in place.
 
 use autograd::Var;
-use tensor::{AttentionSpec, DType, Result, Tensor};
+use tensor::{AttentionSpec, Result, Tensor};
 
 /// The largest scaled attention logit `scale * q . k` per query head over every visible pair,
 /// for q [B, Hq, Tq, D] and k [B, Hkv, Tk, D]. Materialises the scores; used only while training.
@@ -16,7 +16,7 @@ pub fn max_logits_per_head(q: &Tensor, k: &Tensor, spec: &AttentionSpec) -> Resu
     let floor = Tensor::full(f64::NEG_INFINITY, (), scores.dtype(), q.device())?;
     let masked = mask.where_cond(&scores, &floor)?; // (B, Hkv, G, Tq, Tk)
     let per_head = masked.permute(&[1, 2, 0, 3, 4])?.reshape([hq, b * tq * tk])?.max(1usize, false)?;
-    per_head.to_dtype(DType::F64)?.to_vec::<f64>()
+    per_head.to_vec::<f64>()
 }
 
 /// Multiplies rows `start..start + len` of a 2-D weight by `factor`, in place.

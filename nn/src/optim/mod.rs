@@ -25,6 +25,10 @@ pub trait Optimizer {
     fn after_step(&mut self, _model: &dyn crate::Module) -> Result<()> {
         Ok(())
     }
+    /// Whether attention blocks must record their largest logits (MuonClip).
+    fn needs_attention_logits(&self) -> bool {
+        false
+    }
 }
 
 /// The trainable parameters among `named`: those that take gradients, each once even when a

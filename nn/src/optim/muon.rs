@@ -163,4 +163,7 @@ impl Optimizer for MuonClip {
     fn after_step(&mut self, model: &dyn Module) -> Result<()> {
         model.clip_qk(self.tau)
     }
+    fn needs_attention_logits(&self) -> bool {
+        true
+    }
 }

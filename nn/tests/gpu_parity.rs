@@ -1,0 +1,152 @@
+//! Every nn block's forward and backward on the GPU against the CPU: the same block built twice
+//! from one seed, one copy moved to the GPU, the same input; outputs and every parameter's
+//! gradient compared (1e-4 relative plus 1e-5 absolute: f32 sums in another order).
+
+use autograd::Var;
+use nn::attention::{AttentionConfig, GroupedQueryAttention, MaskKind, MlaConfig, MultiHeadLatentAttention, QkNorm};
+use nn::moe::{Experts, MoeRouter, RouterKind, SparseMoe};
+use nn::rope::{Rope, RopeScaling};
+use nn::{Embedding, GatedFeedForward, Init, Linear, Module, ModuleExt, RmsNorm};
+use tensor::testing::{assert_close, randn};
+use tensor::{Device, GluActivation, Result, Tensor};
+
+/// Builds a block with `build`, runs `forward` on the CPU and on the GPU, compares.
+fn compare<M: Module>(
+    g: &Device,
+    name: &str,
+    build: impl Fn(&mut Init) -> Result<M>,
+    forward: impl Fn(&M, &Device) -> Result<Var>,
+) -> Result<()> {
+    let run = |device: &Device| -> Result<(Tensor, Vec<Tensor>)> {
+        let mut init = Init::new(42, &Device::cpu());
+        init.std = 0.3;
+        let block = build(&mut init)?;
+        block.to_device(device)?;
+        let y = forward(&block, device)?;
+        let w = Tensor::arange(y.elem_count(), tensor::DType::F32, &Device::cpu())?
+            .mul_scalar(0.37)?
+            .sin()?
+            .reshape(y.shape())?
+            .to(device)?;
+        let grads = y.mul(&Var::constant(w))?.sum_all()?.backward()?;
+        let gs = block
+            .parameters()
+            .iter()
+            .filter(|p| p.requires_grad())
+            .map(|p| grads.get(p).map_or_else(|| p.value().zeros_like(), |g| Ok(g.clone()))?.to(&Device::cpu()))
+            .collect::<Result<_>>()?;
+        Ok((y.value().to(&Device::cpu())?, gs))
+    };
+    let (y_cpu, g_cpu) = run(&Device::cpu())?;
+    let (y_gpu, g_gpu) = run(g)?;
+    assert_close(&y_gpu, &y_cpu, 1e-5, 1e-4).map_err(|e| tensor::Error::shape(name, format!("forward: {e}")))?;
+    for (i, (a, b)) in g_gpu.iter().zip(&g_cpu).enumerate() {
+        assert_close(a, b, 1e-5, 1e-4).map_err(|e| tensor::Error::shape(name, format!("parameter {i}: {e}")))?;
+    }
+    Ok(())
+}
+
+fn input(device: &Device) -> Result<Var> {
+    Ok(Var::constant(randn([2, 5, 16], 7, &Device::cpu())?.to(device)?))
+}
+
+fn attention_config(mask: MaskKind, qk_norm: QkNorm, rope: bool) -> AttentionConfig {
+    AttentionConfig {
+        hidden_size: 16,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 8,
+        bias: false,
+        qk_norm,
+        rope: rope.then(|| Rope::new(8, 10_000.0, &RopeScaling::None, false)),
+        mask,
+        scale: 8f64.powf(-0.5),
+        softcap: None,
+        temperature_tuning: None,
+    }
+}
+
+#[test]
+fn every_block_matches_the_cpu_forward_and_backward() -> Result<()> {
+    let Some(g) = gpu::test_device() else { return Ok(()) };
+    compare(&g, "linear", |i| Linear::new(16, 8, true, i), |m, d| m.forward(&input(d)?))?;
+    compare(
+        &g,
+        "embedding",
+        |i| Embedding::new(11, 16, i),
+        |m, d| m.forward(&Tensor::from_vec(vec![3u32, 10, 3, 0], [2, 2], &Device::cpu())?.to(d)?),
+    )?;
+    compare(&g, "rms_norm", |i| RmsNorm::new(16, 1e-6, i), |m, d| m.forward(&input(d)?))?;
+    compare(&g, "rms_norm (gemma)", |i| RmsNorm::gemma(16, 1e-6, i), |m, d| m.forward(&input(d)?))?;
+    compare(&g, "swiglu", |i| GatedFeedForward::new(16, 24, GluActivation::Silu, i), |m, d| m.forward(&input(d)?))?;
+    compare(&g, "geglu", |i| GatedFeedForward::new(16, 24, GluActivation::GeluTanh, i), |m, d| m.forward(&input(d)?))?;
+    for (mask, norm, rope) in [
+        (MaskKind::Causal, QkNorm::PerHead { eps: 1e-6, gemma: false }, true),
+        (MaskKind::Sliding { window: 3 }, QkNorm::PerHead { eps: 1e-6, gemma: true }, true),
+        (MaskKind::Chunked { chunk: 2 }, QkNorm::L2AfterRope { eps: 1e-6 }, true),
+        (MaskKind::Causal, QkNorm::WholeProjection { eps: 1e-6 }, false),
+    ] {
+        compare(
+            &g,
+            &format!("attention {mask:?}"),
+            |i| GroupedQueryAttention::new(attention_config(mask, norm, rope), i),
+            |m, d| m.forward(&input(d)?, 0, None),
+        )?;
+    }
+    let mla = MlaConfig {
+        hidden_size: 16,
+        num_heads: 2,
+        q_lora_rank: Some(12),
+        kv_lora_rank: 10,
+        qk_nope_head_dim: 6,
+        qk_rope_head_dim: 4,
+        v_head_dim: 5,
+        rms_norm_eps: 1e-6,
+        rope: Rope::new(4, 10_000.0, &RopeScaling::None, true),
+        mask: MaskKind::Causal,
+        scale: 0.3,
+    };
+    compare(&g, "mla", |i| MultiHeadLatentAttention::new(mla.clone(), i), |m, d| m.forward(&input(d)?, 0, None))?;
+    for (kind, k, shared) in [
+        (RouterKind::SoftmaxTopK { norm_topk_prob: true }, 2, false),
+        (
+            RouterKind::SigmoidGroupLimited {
+                n_group: 2,
+                topk_group: 1,
+                routed_scaling_factor: 2.5,
+                norm_topk_prob: true,
+            },
+            2,
+            true,
+        ),
+        (RouterKind::Top1SigmoidInput, 1, true),
+    ] {
+        compare(
+            &g,
+            &format!("moe {kind:?}"),
+            |i| {
+                let mut router = MoeRouter::new(kind, 4, k, 16, i)?;
+                router.weight = i.normal_with([4, 16], 2.0)?;
+                Ok(SparseMoe {
+                    router,
+                    experts: Experts::new(4, 16, 8, GluActivation::Silu, i)?,
+                    shared: if shared { Some(GatedFeedForward::new(16, 8, GluActivation::Silu, i)?) } else { None },
+                    router_name: "gate",
+                    shared_name: "shared_experts",
+                })
+            },
+            |m, d| m.forward(&input(d)?),
+        )?;
+    }
+    compare(
+        &g,
+        "cross_entropy",
+        |i| Linear::new(16, 9, false, i),
+        |m, d| {
+            let logits = m.forward(&input(d)?)?.reshape([10, 9])?;
+            let labels = Tensor::from_vec(vec![0u32, 8, 3, 3, 1, 2, 7, 6, 5, 4], [10], &Device::cpu())?.to(d)?;
+            nn::loss::cross_entropy(&logits, &labels, Some(3))
+        },
+    )?;
+    Ok(())
+}
