@@ -41,7 +41,9 @@ impl<T: Copy + Send + Sync + PartialOrd + Zero + Bounded + NumCast + ToPrimitive
 fn combine<T: Num>(op: ReduceOp, acc: T, x: T) -> T {
     match op {
         ReduceOp::Sum => acc + x,
-        // A NaN candidate wins (the comparison with it is unordered), so NaN propagates as in NumPy.
+        // NaN propagates as in NumPy: once the accumulator is NaN it stays, and a NaN candidate
+        // (unordered against anything) replaces a number.
+        ReduceOp::Max | ReduceOp::Min if acc.partial_cmp(&acc).is_none() => acc,
         ReduceOp::Max => match x.partial_cmp(&acc) {
             Some(std::cmp::Ordering::Greater) | None => x,
             _ => acc,

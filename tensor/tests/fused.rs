@@ -1,0 +1,119 @@
+//! Fused ops against their composites, and the semantics of the masks: a sliding window of w
+//! sees exactly the last w positions including itself; chunked attention never crosses a chunk
+//! boundary; a query row with nothing visible gives zeros.
+
+use tensor::testing::{assert_close, randn, uniform};
+use tensor::{AttentionMask, AttentionSpec, Device, GluActivation, Result, RmsNormSpec, Tensor};
+
+fn cpu() -> Device {
+    Device::cpu()
+}
+
+#[test]
+fn rms_norm_matches_its_composite_and_a_hand_value() -> Result<()> {
+    let x = randn([3, 5, 16], 1, &cpu())?;
+    let w = randn([16], 2, &cpu())?;
+    for add_unit_offset in [false, true] {
+        let spec = RmsNormSpec { eps: 1e-6, add_unit_offset };
+        assert_close(&x.rms_norm(Some(&w), spec)?, &x.rms_norm_composite(Some(&w), spec)?, 1e-6, 1e-5)?;
+    }
+    let spec = RmsNormSpec { eps: 0.0, add_unit_offset: false };
+    let v = Tensor::from_vec(vec![3.0f32, 4.0], [2], &cpu())?; // rms = sqrt(12.5)
+    let r = 12.5f32.sqrt();
+    assert_eq!(v.rms_norm(None, spec)?.to_vec::<f32>()?, [3.0 / r, 4.0 / r]);
+    Ok(())
+}
+
+#[test]
+fn rope_matches_its_composite_in_both_layouts_and_rotates_by_hand() -> Result<()> {
+    let x = randn([2, 3, 7, 8], 3, &cpu())?;
+    let angles = uniform([7, 4], 0.0, 6.0, 4, &cpu())?;
+    let (cos, sin) = (angles.cos()?, angles.sin()?);
+    for interleaved in [false, true] {
+        assert_close(&x.rope(&cos, &sin, interleaved)?, &x.rope_composite(&cos, &sin, interleaved)?, 1e-6, 1e-5)?;
+        // A rotation keeps the norm of every pair, so of every row.
+        let norms = |t: &Tensor| t.sqr()?.sum(-1, false);
+        assert_close(&norms(&x.rope(&cos, &sin, interleaved)?)?, &norms(&x)?, 1e-5, 1e-5)?;
+    }
+    // (1, 0) rotated by 90 degrees is (0, 1).
+    let unit = Tensor::from_vec(vec![1.0f32, 0.0], [1, 2], &cpu())?;
+    let (c, s) = (Tensor::from_vec(vec![0.0f32], [1, 1], &cpu())?, Tensor::from_vec(vec![1.0f32], [1, 1], &cpu())?);
+    assert_eq!(unit.rope(&c, &s, false)?.to_vec::<f32>()?, [0.0, 1.0]);
+    Ok(())
+}
+
+#[test]
+fn gated_units_match_their_composites() -> Result<()> {
+    let (g, u) = (randn([4, 9], 5, &cpu())?, randn([4, 9], 6, &cpu())?);
+    for act in [GluActivation::Silu, GluActivation::GeluTanh] {
+        assert_close(&g.glu(&u, act)?, &g.glu_composite(&u, act)?, 1e-6, 1e-6)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn attention_matches_its_composite_for_every_mask() -> Result<()> {
+    let causal = AttentionMask::causal;
+    let masks = [
+        causal(0),
+        AttentionMask { window: Some(3), ..causal(0) },
+        AttentionMask { chunk: Some(4), ..causal(0) },
+        AttentionMask { window: Some(2), k_start: 3, ..causal(6) },
+        AttentionMask::default(),
+    ];
+    for (i, mask) in masks.into_iter().enumerate() {
+        for (hq, hkv, dv, softcap) in [(4, 4, 8, None), (4, 2, 5, None), (3, 1, 8, Some(3.0))] {
+            let tq = if mask.q_start > 0 { 3 } else { 9 };
+            let tk = if mask.q_start > 0 { 6 } else { 9 };
+            let q = randn([2, hq, tq, 8], 10 + i as u64, &cpu())?;
+            let k = randn([2, hkv, tk, 8], 20 + i as u64, &cpu())?;
+            let v = randn([2, hkv, tk, dv], 30 + i as u64, &cpu())?;
+            let spec = AttentionSpec { scale: 0.35, mask, softcap };
+            assert_close(
+                &Tensor::attention(&q, &k, &v, &spec)?,
+                &Tensor::attention_composite(&q, &k, &v, &spec)?,
+                1e-6,
+                1e-5,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_query_with_nothing_visible_gives_zeros() -> Result<()> {
+    // Keys at positions 0..4, a query at 10 with a window of 2: nothing in reach.
+    let spec = AttentionSpec {
+        scale: 1.0,
+        mask: AttentionMask { window: Some(2), ..AttentionMask::causal(10) },
+        softcap: None,
+    };
+    let (q, k) = (randn([1, 1, 1, 4], 1, &cpu())?, randn([1, 1, 4, 4], 2, &cpu())?);
+    let out = Tensor::attention(&q, &k, &k, &spec)?;
+    assert_eq!(out.to_vec::<f32>()?, [0.0; 4]);
+    assert_eq!(Tensor::attention_composite(&q, &k, &k, &spec)?.to_vec::<f32>()?, [0.0; 4]);
+    Ok(())
+}
+
+#[test]
+fn mask_semantics_window_and_chunk() {
+    for w in 1..6 {
+        let mask = AttentionMask { window: Some(w), ..AttentionMask::causal(0) };
+        for q in 0..12 {
+            let seen: Vec<usize> = (0..12).filter(|&k| mask.allows(q, k)).collect();
+            let want: Vec<usize> = (q.saturating_sub(w - 1)..=q).collect();
+            assert_eq!(seen, want, "window {w}, query {q}");
+            assert_eq!(mask.visible_range(q, 12), want[0]..want[want.len() - 1] + 1);
+        }
+    }
+    for c in 1..6 {
+        let mask = AttentionMask { chunk: Some(c), ..AttentionMask::causal(0) };
+        for q in 0..12 {
+            for k in 0..12 {
+                assert_eq!(mask.allows(q, k), k <= q && k / c == q / c, "chunk {c}: {q} {k}");
+            }
+            let r = mask.visible_range(q, 12);
+            assert!((0..12).all(|k| mask.allows(q, k) == r.contains(&k)));
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Matmul against the plain triple loop (`tensor::cpu::matmul::reference`) across shapes,
+//! transposed and broadcast operands, batch broadcasting, both matrix-vector paths, and
+//! half-precision weights; the expert matmul against a per-row loop.
+//!
+//! Tolerance: f32 accumulation error grows like sqrt(K) eps; 1e-5 * sqrt(K) absolute plus 1e-5
+//! relative, against an f64 reference.
+
+use tensor::testing::{assert_close, randn};
+use tensor::{DType, Device, Layout, Result, Tensor};
+
+fn cpu() -> Device {
+    Device::cpu()
+}
+
+/// The triple loop on [B, M, K] @ [B, K, N] given as contiguous tensors.
+fn reference(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (ba, bb) = (a.to_vec::<f64>()?, b.to_vec::<f64>()?);
+    let (la, lb) = (Layout::contiguous(a.shape().clone()), Layout::contiguous(b.shape().clone()));
+    let out = tensor::cpu::matmul::reference(&ba, &la, &bb, &lb);
+    Tensor::from_vec(out, [a.dims()[0], a.dims()[1], b.dims()[2]], &cpu())
+}
+
+fn check(a: &Tensor, b: &Tensor, what: &str) -> Result<()> {
+    let got = a.matmul(b)?;
+    let (ra, rb) = (a.rank(), b.rank());
+    let (m, k, n) = (a.dims()[ra - 2], a.dims()[ra - 1], b.dims()[rb - 1]);
+    // Broadcast the batches ourselves, then flatten them for the reference.
+    let batch = got.dims()[..got.rank() - 2].to_vec();
+    let bsz: usize = batch.iter().product();
+    let mut sa = batch.clone();
+    sa.extend([m, k]);
+    let mut sb = batch.clone();
+    sb.extend([k, n]);
+    let want = reference(
+        &a.broadcast_to(sa)?.contiguous()?.reshape([bsz, m, k])?,
+        &b.broadcast_to(sb)?.contiguous()?.reshape([bsz, k, n])?,
+    )?;
+    let tol = 1e-5 * (k as f64).sqrt();
+    assert_close(&got.to_dtype(DType::F64)?.reshape([bsz, m, n])?, &want, tol, 1e-5)
+        .map_err(|e| tensor::Error::shape(what, e.to_string()))
+}
+
+#[test]
+fn shapes_including_one_and_odd_sizes() -> Result<()> {
+    for (i, (m, k, n)) in
+        [(1, 1, 1), (1, 7, 33), (33, 7, 1), (7, 33, 1000), (64, 65, 63), (130, 257, 70), (0, 3, 4), (2, 0, 3)]
+            .into_iter()
+            .enumerate()
+    {
+        let a = randn([m, k], i as u64, &cpu())?;
+        let b = randn([k, n], 100 + i as u64, &cpu())?;
+        check(&a, &b, &format!("{m}x{k} @ {k}x{n}"))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn transposed_operands_use_the_same_storage() -> Result<()> {
+    let a = randn([40, 30], 1, &cpu())?;
+    let b = randn([20, 30], 2, &cpu())?;
+    check(&a, &b.t()?, "a @ b^T (the Linear layout)")?;
+    check(&a.t()?, &a, "a^T @ a")?;
+    // Associativity with a transpose: (A B)^T == B^T A^T.
+    let ab_t = a.matmul(&b.t()?)?.t()?;
+    assert_close(&ab_t.contiguous()?, &b.matmul(&a.t()?)?, 1e-4, 1e-5)?;
+    Ok(())
+}
+
+#[test]
+fn batch_broadcasting() -> Result<()> {
+    check(&randn([2, 3, 5, 4], 1, &cpu())?, &randn([4, 6], 2, &cpu())?, "batched @ shared weight")?;
+    check(&randn([2, 1, 5, 4], 3, &cpu())?, &randn([3, 4, 6], 4, &cpu())?, "[2,1] batch @ [3] batch")?;
+    check(&randn([5, 4], 5, &cpu())?, &randn([2, 4, 6], 6, &cpu())?, "shared lhs @ batched")?;
+    // A broadcast (stride 0) operand.
+    let row = randn([1, 4], 7, &cpu())?.broadcast_to([3, 4])?;
+    check(&row, &randn([4, 2], 8, &cpu())?, "broadcast rows")?;
+    Ok(())
+}
+
+#[test]
+fn matrix_vector_products_in_both_weight_orders_and_half_weights() -> Result<()> {
+    let x = randn([1, 1000], 1, &cpu())?;
+    let w = randn([300, 1000], 2, &cpu())?; // [out, in]
+    check(&x, &w.t()?, "x @ W^T (dot per output)")?;
+    check(&x, &w.t()?.contiguous()?, "x @ W with W [in, out] (scaled rows)")?;
+    for dtype in [DType::BF16, DType::F16] {
+        let wh = w.to_dtype(dtype)?;
+        // The reference multiplies the rounded weights exactly.
+        let want = x.matmul(&wh.to_dtype(DType::F32)?.t()?)?;
+        assert_close(&x.matmul(&wh.t()?)?, &want, 1e-4, 1e-5)?;
+        let xs = randn([9, 1000], 3, &cpu())?; // prefill through the widened-GEMM path
+        assert_close(&xs.matmul(&wh.t()?)?, &xs.matmul(&wh.to_dtype(DType::F32)?.t()?)?, 1e-4, 1e-5)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn expert_matmul_equals_a_loop_over_rows() -> Result<()> {
+    let x = randn([6, 5], 1, &cpu())?;
+    let w = randn([3, 4, 5], 2, &cpu())?; // [E, out, in]
+    let ids = Tensor::from_vec(vec![2u32, 0, 0, 1, 2, 2], [6], &cpu())?;
+    let got = x.expert_matmul(&w.transpose(1, 2)?, &ids)?;
+    for (r, &e) in [2usize, 0, 0, 1, 2, 2].iter().enumerate() {
+        let want = x.narrow(0, r, 1)?.matmul(&w.select(0, e)?.t()?)?;
+        assert_close(&got.narrow(0, r, 1)?, &want, 1e-6, 1e-6)?;
+    }
+    let bad = Tensor::from_vec(vec![3u32; 6], [6], &cpu())?;
+    let err = x.expert_matmul(&w.transpose(1, 2)?, &bad).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("expert_matmul") && err.contains("3"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn bad_shapes_and_dtypes_are_errors() -> Result<()> {
+    let a = randn([2, 3], 1, &cpu())?;
+    let err = a.matmul(&a).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("matmul") && err.contains("[2, 3]"), "{err}");
+    assert!(a.matmul(&randn([3], 2, &cpu())?).is_err(), "rank 1 is refused");
+    assert!(a.matmul(&Tensor::zeros([3, 2], DType::U32, &cpu())?).is_err());
+    Ok(())
+}
