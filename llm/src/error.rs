@@ -62,3 +62,9 @@ impl From<tensor::Error> for Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<crate::tokenizer::TokenizerError> for Error {
+    fn from(e: crate::tokenizer::TokenizerError) -> Error {
+        Error::Tokenizer(e.to_string())
+    }
+}
