@@ -7,7 +7,9 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod models;
+pub mod plot;
 pub mod sample;
+pub mod tokenizer;
 pub mod train;
 pub mod weights;
 
