@@ -11,7 +11,8 @@ linked to) reaches on the same machine, case by case:
   softmax_4096   softmax over the last axis of f32 [4096, 4096]      GB/s (read + write of the array) and ms
   add_16M        c = a + b over 16M f32 elements (out= preallocated)  GB/s (2 reads + 1 write)
 
-Every case is warmed up, then timed several times; the median is reported. Each case
+Every case is warmed up, then timed at least --repeats times and for at least 0.3 s;
+the median is reported. Each case
 prints one JSON line (`{"case": ..., ...}`) as it finishes, then a readable table
 follows. The BLAS NumPy uses and the thread counts it sees are printed first.
 
@@ -114,12 +115,18 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
-def timeit(fn, repeats, warmup):
+def timeit(fn, repeats, warmup, min_total_s=0.3):
+    """Median and best time of fn() over at least `repeats` runs and `min_total_s` seconds.
+
+    The floor on the total keeps the contention measurement (which counts in clock ticks
+    of 10 ms) meaningful for short cases.
+    """
     for _ in range(warmup):
         fn()
     times = []
     with OthersDuring() as others:
-        for _ in range(repeats):
+        t_start = time.perf_counter()
+        while len(times) < repeats or time.perf_counter() - t_start < min_total_s:
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
