@@ -20,6 +20,11 @@ On the CPU the thread count is set with torch.set_num_threads (--threads, defaul
 the machine's core count). --device cuda runs the same measurements on a GPU, with
 torch.cuda.synchronize() around every timed region.
 
+Noise: on a shared machine each row records `busy_before` (fraction of CPU time in use
+during the second before the measurement, this process idle) and `others_during`
+(fraction of CPU time other processes used while it ran); see tools/cpu_load.py.
+--wait-idle S waits up to S seconds for a quiet second first.
+
 Output: one JSON line per measurement, then a table.
 
 Usage:
@@ -41,6 +46,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import Qwen3Config, Qwen3ForCausalLM  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpu_load import OthersDuring, wait_quiet  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_CANDIDATES = [
@@ -70,6 +78,12 @@ def parse_args():
     ap.add_argument("--full-logits", action="store_true",
                     help="prefill computes logits at every position, not just the last")
     ap.add_argument("--skip-matmul", action="store_true", help="skip the matmul cross-reference")
+    ap.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
+                    help="before each measurement wait up to S seconds for a second in which "
+                         "the CPUs are < 10%% busy (default 0: do not wait)")
+    ap.add_argument("--retries", type=int, default=0, metavar="K",
+                    help="redo a measurement up to K times while other processes used more "
+                         "than 15%% of the CPUs during it; the least disturbed one is kept")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.config is None:
@@ -91,6 +105,24 @@ def timed(fn, device):
 
 
 RESULTS = []
+
+
+def measure(fn, args):
+    """Run fn() after waiting for quiet; retry while disturbed; keep the least disturbed.
+
+    Returns (result, busy_before, others_during, attempts).
+    """
+    best = None
+    for attempt in range(1, args.retries + 2):
+        busy = wait_quiet(args.wait_idle)
+        with OthersDuring() as others:
+            r = fn()
+        frac = others.fraction
+        if best is None or (frac is not None and (best[2] is None or frac < best[2])):
+            best = (r, busy, frac, attempt)
+        if frac is None or frac <= 0.15:
+            break
+    return best
 
 
 def report(row):
@@ -134,13 +166,13 @@ def bench_decode(model, config, device, prompt_len, new_tokens, seed):
     g = torch.Generator().manual_seed(seed + 2)
     ids = torch.randint(0, config.vocab_size, (1, prompt_len), generator=g).to(device)
 
-    def generate():
+    def generate(steps):
         out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
         past = out.past_key_values
         nxt = out.logits[:, -1].argmax(-1, keepdim=True)
         step_times = []
         tokens = []
-        for i in range(new_tokens):
+        for i in range(steps):
             pos = torch.tensor([[prompt_len + i]], device=device)
             dt, out = timed(lambda: model(input_ids=nxt, past_key_values=past, position_ids=pos,
                                           cache_position=pos[0], use_cache=True), device)
@@ -150,16 +182,12 @@ def bench_decode(model, config, device, prompt_len, new_tokens, seed):
             tokens.append(int(nxt))
         return step_times, tokens
 
-    generate_warm = min(new_tokens, 4)
-    # warm-up: a few steps so that one-time allocations are not timed
-    saved = new_tokens
-    new_tokens = generate_warm
-    generate()
-    new_tokens = saved
-    step_times, tokens = generate()
+    generate(min(new_tokens, 4))  # warm-up, so that one-time allocations are not timed
+    step_times, tokens = generate(new_tokens)
     total = sum(step_times)
     return {"decode_s": total, "tokens_per_s": new_tokens / total,
             "median_step_ms": statistics.median(step_times) * 1e3,
+            "tokens_per_s_median_step": 1.0 / statistics.median(step_times),
             "first_tokens": tokens[:8]}
 
 
@@ -203,8 +231,9 @@ def main():
 
     if not args.skip_matmul:
         for n in (1024, 2048):
-            r = bench_matmul(device, n)
-            report({"case": f"torch_matmul_{n}", "dtype": "f32", **r})
+            r, busy, others, attempts = measure(lambda: bench_matmul(device, n), args)
+            report({"case": f"torch_matmul_{n}", "dtype": "f32", "busy_before": busy,
+                    "others_during": others, "attempts": attempts, **r})
 
     for name in args.dtype:
         dtype = DTYPES[name]
@@ -212,26 +241,33 @@ def main():
         model, config = build_model(args.config, dtype, device, args.seed)
         n_params = sum(p.numel() for p in model.parameters())
         build_s = time.perf_counter() - t0
-        r = bench_prefill(model, config, device, args.prompt_len, args.repeats,
-                          args.full_logits, args.seed)
+        r, busy, others, attempts = measure(
+            lambda: bench_prefill(model, config, device, args.prompt_len, args.repeats,
+                                  args.full_logits, args.seed), args)
         report({"case": "prefill", "dtype": name, "prompt_len": args.prompt_len,
                 "logits": "all" if args.full_logits else "last", "params": n_params,
-                "build_s": build_s, **r})
-        r = bench_decode(model, config, device, args.decode_prompt_len, args.new_tokens, args.seed)
-        report({"case": "decode", "dtype": name, "prompt_len": args.decode_prompt_len,
+                "build_s": build_s, "busy_before": busy, "others_during": others,
+                "attempts": attempts, **r})
+        r, busy, others, attempts = measure(
+            lambda: bench_decode(model, config, device, args.decode_prompt_len,
+                                 args.new_tokens, args.seed), args)
+        report({"case": "decode", "dtype": name, "busy_before": busy,
+                "others_during": others, "attempts": attempts,
+                "prompt_len": args.decode_prompt_len,
                 "new_tokens": args.new_tokens, **r})
         del model
 
     print()
-    print(f"{'case':<18}{'dtype':<6}{'result':>40}")
+    print(f"{'case':<18}{'dtype':<6}{'others':>7}{'result':>44}")
     for r in RESULTS:
         if r["case"].startswith("torch_matmul"):
             res = f"{r['gflops']:.1f} GFLOP/s ({r['median_ms']:.2f} ms)"
         elif r["case"] == "prefill":
             res = f"{r['tokens_per_s']:.1f} tok/s ({r['prompt_len']} tok in {r['median_s']:.2f} s)"
         else:
-            res = f"{r['tokens_per_s']:.2f} tok/s ({r['median_step_ms']:.1f} ms/step)"
-        print(f"{r['case']:<18}{r['dtype']:<6}{res:>40}")
+            res = (f"{r['tokens_per_s']:.2f} tok/s ({r['median_step_ms']:.1f} ms median step)")
+        oth = "" if r.get("others_during") is None else f"{r['others_during']:.2f}"
+        print(f"{r['case']:<18}{r['dtype']:<6}{oth:>7}{res:>44}")
     print(f"\ntorch {torch.__version__}, transformers {transformers.__version__}, "
           f"{torch.get_num_threads()} threads, device {device}; load average {os.getloadavg()}")
     return 0
