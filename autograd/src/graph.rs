@@ -56,6 +56,11 @@ impl Gradients {
         self.by_id.get(&var.id())
     }
 
+    /// The gradient of `var` to change in place (gradient clipping scales it).
+    pub fn get_mut(&mut self, var: &Var) -> Option<&mut Tensor> {
+        self.by_id.get_mut(&var.id())
+    }
+
     /// Removes and returns the gradient of `var`.
     pub fn remove(&mut self, var: &Var) -> Option<Tensor> {
         self.by_id.remove(&var.id())

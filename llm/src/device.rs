@@ -1,6 +1,8 @@
 //! Choosing the device a command runs on. `--device cpu` and `--device gpu` are taken
 //! literally (a missing GPU is an error, never a silent fallback); without the flag the best
-//! device found is used and named.
+//! device found is used and named. A software adapter (Mesa's lavapipe, which runs the WGSL
+//! kernels on the CPU) is a GPU only when asked for by name: left to choose, the CPU backend is
+//! faster than a GPU emulated on the same cores.
 
 use tensor::Device;
 
@@ -17,6 +19,10 @@ pub fn pick(requested: Option<&str>) -> Result<(Device, String)> {
         }
         Some(other) => Err(Error::input(format!("--device must be cpu or gpu, got {other:?}"))),
         None => match gpu_device() {
+            Ok(device) if software_adapter() => Ok((
+                Device::cpu(),
+                format!("device: cpu (the only GPU adapter, {}, runs on the CPU; --device gpu uses it)", device.name()),
+            )),
             Ok(device) => {
                 let line = format!("device: {} (best found)", device.name());
                 Ok((device, line))
@@ -28,4 +34,8 @@ pub fn pick(requested: Option<&str>) -> Result<(Device, String)> {
 
 fn gpu_device() -> Result<Device> {
     gpu::device().map_err(|e| Error::input(format!("--device gpu: {e}")))
+}
+
+fn software_adapter() -> bool {
+    gpu::backend().map(|b| b.context().is_cpu_adapter()).unwrap_or(false)
 }

@@ -9,6 +9,7 @@ pub mod generate;
 pub mod models;
 pub mod plot;
 pub mod sample;
+pub mod tiny;
 pub mod tokenizer;
 pub mod train;
 pub mod weights;

@@ -68,6 +68,8 @@ fn generate_json_gives_the_reference_greedy_ids() -> llm::Result<()> {
         &prompt.join(","),
         "--max-new-tokens",
         "12",
+        "--temperature",
+        "0",
         "--device",
         "cpu",
         "--json",

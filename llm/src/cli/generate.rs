@@ -1,7 +1,9 @@
-//! `llm generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
+//! `llm generate [--model DIR] (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N]
 //! [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device cpu|gpu] [--json]`: streams
-//! tokens as they are chosen; with `--json` the last line of stdout is `{"ids": [...]}`, prompt
-//! and new tokens together.
+//! the continuation as it is chosen: text when the prompt is text (through the model's
+//! `tokenizer.json`), token ids otherwise; with `--json` the last line of stdout is
+//! `{"ids": [...]}`, prompt and new tokens together. Without `--model` it runs the project's own
+//! tiny model (`assets/tiny/`).
 
 use std::io::Write;
 use std::path::Path;
@@ -11,6 +13,7 @@ use tensor::DType;
 use crate::generate::{StopAt, generate};
 use crate::models::{LoadOptions, load};
 use crate::sample::Sampling;
+use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
 pub struct GenerateArgs<'a> {
@@ -40,21 +43,43 @@ pub fn parse_ids(text: &str) -> Result<Vec<u32>> {
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     args.sampling.validate()?;
+    if !args.model.join("config.json").is_file() && !args.model.is_file() {
+        return Err(Error::input(format!(
+            "{}: no config.json there (give --model a Hugging Face model folder)",
+            args.model.display()
+        )));
+    }
+    let tokenizer_path = args.model.join("tokenizer.json");
+    let tokenizer = match (args.prompt, tokenizer_path.is_file()) {
+        (Some(_), true) => Some(Tokenizer::from_file(&tokenizer_path)?),
+        (Some(_), false) => {
+            return Err(Error::input(format!(
+                "--prompt needs the model's tokenizer, and {} does not exist; give token ids with --prompt-ids",
+                tokenizer_path.display()
+            )));
+        }
+        (None, _) => None,
+    };
     let (device, line) = crate::device::pick(args.device)?;
     eprintln!("{line}");
     let loaded = load(args.model, &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
-    let prompt = match (args.prompt, args.prompt_ids) {
-        (_, Some(ids)) => parse_ids(ids)?,
-        (Some(_text), None) => {
-            return Err(Error::input(
-                "--prompt needs the model's tokenizer.json, which is not supported yet; use --prompt-ids",
-            ));
+    let prompt = match (args.prompt, args.prompt_ids, &tokenizer) {
+        (_, Some(ids), _) => parse_ids(ids)?,
+        (Some(text), None, Some(tokenizer)) => {
+            // A model trained with a beginning-of-sequence token expects it first; the tokenizer
+            // is asked for the text alone so the token is never doubled.
+            let mut ids: Vec<u32> = loaded.config.bos_token_id.into_iter().collect();
+            ids.extend(tokenizer.encode(text)?);
+            if ids.is_empty() {
+                return Err(Error::input("--prompt is empty and the model has no beginning-of-sequence token"));
+            }
+            ids
         }
-        (None, None) => return Err(Error::input("give --prompt TEXT or --prompt-ids 1,2,3")),
+        _ => return Err(Error::input("give --prompt TEXT or --prompt-ids 1,2,3")),
     };
     if prompt.len() + args.max_new_tokens > loaded.config.max_position_embeddings {
         return Err(Error::input(format!(
-            "the prompt ({}) plus --max-new-tokens ({}) exceeds the model's context of {}",
+            "the prompt ({} tokens) plus --max-new-tokens ({}) exceeds the model's context of {}",
             prompt.len(),
             args.max_new_tokens,
             loaded.config.max_position_embeddings
@@ -62,18 +87,29 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
     let stop = StopAt { eos: loaded.config.eos_token_ids.clone() };
     let mut stdout = std::io::stdout().lock();
+    let write_err = |e: std::io::Error| Error::input(format!("stdout: {e}"));
+    let mut text = tokenizer.as_ref().filter(|_| args.prompt.is_some()).map(|t| t.incremental_decoder());
+    if let (Some(prompt_text), Some(_), false) = (args.prompt, &text, args.json) {
+        write!(stdout, "{prompt_text}").and_then(|_| stdout.flush()).map_err(write_err)?;
+    }
     let ids = generate(&loaded.model, &prompt, args.max_new_tokens, args.sampling, &stop, &device, |token| {
-        if !args.json {
-            write!(stdout, "{token} ")
-                .and_then(|_| stdout.flush())
-                .map_err(|e| Error::input(format!("stdout: {e}")))?;
+        if args.json || stop.eos.contains(&token) {
+            return Ok(());
         }
-        Ok(())
+        let piece = match text.as_mut() {
+            Some(decoder) => decoder.push(token)?,
+            None => format!("{token} "),
+        };
+        write!(stdout, "{piece}").and_then(|_| stdout.flush()).map_err(write_err)
     })?;
     if args.json {
-        writeln!(stdout, "{}", serde_json::json!({ "ids": ids })).map_err(|e| Error::input(format!("stdout: {e}")))?;
+        writeln!(stdout, "{}", serde_json::json!({ "ids": ids })).map_err(write_err)?;
     } else {
-        writeln!(stdout).map_err(|e| Error::input(format!("stdout: {e}")))?;
+        let rest = match text.as_mut() {
+            Some(decoder) => decoder.finish()?,
+            None => String::new(),
+        };
+        writeln!(stdout, "{rest}").map_err(write_err)?;
     }
     Ok(())
 }

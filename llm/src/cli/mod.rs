@@ -4,4 +4,5 @@
 pub mod generate;
 pub mod inspect;
 pub mod logits;
+pub mod pretrain;
 pub mod train;

@@ -34,6 +34,27 @@ fn hf_tensors(name: &str, value: Tensor, family: Family) -> Result<Vec<(String, 
 
 /// Saves `model` into `dir` (created if needed), copying the config (and tokenizer) from `source`.
 pub fn save_checkpoint(model: &CausalLm, config: &ModelConfig, source: &Path, dir: &Path) -> Result<()> {
+    save_weights(model, config, dir, DType::F32)?;
+    let config_source = if source.is_dir() { source.join("config.json") } else { source.to_path_buf() };
+    for (from, name) in [(config_source, "config.json"), (source.join("tokenizer.json"), "tokenizer.json")] {
+        let to = dir.join(name);
+        // Copying a file onto itself would truncate it: saving back into the source keeps it.
+        let same = from.canonicalize().ok().zip(to.canonicalize().ok()).is_some_and(|(a, b)| a == b);
+        if from.is_file() && !same {
+            std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
+        } else if !from.is_file() && name == "config.json" {
+            return Err(Error::format(&from, "no config.json to copy next to the saved weights"));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `dir/model.safetensors` with every parameter of `model` under its Hugging Face name,
+/// floating-point tensors stored as `dtype` (F32, or BF16 / F16 to halve the file).
+pub fn save_weights(model: &CausalLm, config: &ModelConfig, dir: &Path, dtype: DType) -> Result<()> {
+    if !dtype.is_float() {
+        return Err(Error::input(format!("weights can be saved as f32, f16 or bf16, not {dtype}")));
+    }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     for (name, var) in model.named_parameters() {
@@ -51,18 +72,11 @@ pub fn save_checkpoint(model: &CausalLm, config: &ModelConfig, source: &Path, di
         tensors.push((format!("{prefix}.gate_up_proj"), Tensor::cat(&[gate, &up.1], 2)?));
     }
     for (_, t) in tensors.iter_mut() {
-        if t.dtype() == DType::F64 {
-            *t = t.to_dtype(DType::F32)?;
+        if t.dtype().is_float() && t.dtype() != dtype {
+            *t = t.to_dtype(dtype)?;
         }
     }
     let mut metadata = std::collections::HashMap::new();
     metadata.insert("format".to_string(), "pt".to_string());
-    save_safetensors(&dir.join("model.safetensors"), &tensors, Some(metadata))?;
-    let config_source = if source.is_dir() { source.join("config.json") } else { source.to_path_buf() };
-    std::fs::copy(&config_source, dir.join("config.json")).map_err(|e| Error::io(&config_source, e))?;
-    let tokenizer = source.join("tokenizer.json");
-    if tokenizer.is_file() {
-        std::fs::copy(&tokenizer, dir.join("tokenizer.json")).map_err(|e| Error::io(&tokenizer, e))?;
-    }
-    Ok(())
+    save_safetensors(&dir.join("model.safetensors"), &tensors, Some(metadata))
 }

@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn short_numbers() {
-        assert_eq!(short_number(32768.0), "32.77k");
+        assert_eq!(short_number(32768.0), "32.8k");
         assert_eq!(short_number(131072.0), "131.1k");
         assert_eq!(short_number(2_000_000.0), "2M");
         assert_eq!(short_number(0.25), "0.25");

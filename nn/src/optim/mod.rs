@@ -4,10 +4,12 @@
 //! model lives.
 
 pub mod adamw;
+pub mod clip;
 pub mod muon;
 pub mod sgd;
 
 pub use adamw::AdamW;
+pub use clip::clip_grad_norm;
 pub use muon::{Muon, MuonClip, MuonScaling, newton_schulz};
 pub use sgd::Sgd;
 

@@ -1,5 +1,20 @@
 //! Training: mean next-token cross-entropy on a batch of token ids (position t predicts t + 1),
 //! backward through the whole model, an optimizer step. Runs on whichever device the model is on.
+//!
+//! [`train`] repeats one fixed batch (what the fixtures' recorded AdamW run does); [`pretrain`]
+//! is the real loop: random windows of a token stream ([`TokenData`]), a warm-up and cosine
+//! learning-rate schedule ([`WarmupCosine`]), gradient clipping, validation loss, a progress bar
+//! and the loss curve ([`LossCurve`]) as CSV and PNG.
+
+mod batches;
+mod curve;
+mod pretrain;
+mod schedule;
+
+pub use batches::TokenData;
+pub use curve::LossCurve;
+pub use pretrain::{PretrainOptions, pretrain};
+pub use schedule::WarmupCosine;
 
 use autograd::Var;
 use nn::Module;
