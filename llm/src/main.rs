@@ -17,6 +17,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: the eight architectures side by side at real scale, each run small against
+    /// the reference implementation's outputs, and text from the project's own model.
+    Tour {
+        /// cpu or gpu; without it the best device found, named.
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Writes the f32 logits [B, T, V] of the `input_ids` [B, T] in a safetensors file.
     Logits {
         #[arg(long)]
@@ -90,7 +97,7 @@ enum Command {
         /// qwen3, mistral, olmo2 or gemma3.
         #[arg(long, default_value = "qwen3")]
         family: String,
-        #[arg(long, default_value_t = 1200)]
+        #[arg(long, default_value_t = 800)]
         steps: usize,
         /// A 2-layer, 64-wide model instead of the shipped size (quick experiments).
         #[arg(long)]
@@ -165,6 +172,7 @@ fn run(cli: Cli) -> llm::Result<()> {
                 seed,
             })
         }
+        Command::Tour { device } => cli::tour::run(device.as_deref()),
         Command::Inspect { model, context, dtype, json } => cli::inspect::run(&model, context, &dtype, json),
     }
 }

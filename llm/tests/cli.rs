@@ -217,3 +217,20 @@ fn bad_input_ends_in_one_line_and_a_non_zero_exit() -> llm::Result<()> {
     );
     Ok(())
 }
+
+/// The main job runs with no flags and no download: nine real-scale configs, nine tiny
+/// checkpoints matching transformers, and (once the shipped model exists) a text sample.
+#[test]
+fn tour_runs_with_no_arguments() {
+    let o = llm(&["tour", "--device", "cpu"]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(o.status.success(), "llm tour failed: {err}\n{out}");
+    for release in ["DeepSeek-V3", "Kimi K2", "OLMo 2 7B", "Gemma 3 27B", "Mistral Small 3.1 24B", "Llama 4 Maverick"] {
+        assert!(out.contains(release), "the tour names {release}:\n{out}");
+    }
+    assert_eq!(out.matches("(match)").count(), 9, "nine architectures match the reference:\n{out}");
+    assert!(!out.contains("DIFFERS"));
+    if llm::tiny::shipped_model_dir().join("model.safetensors").is_file() {
+        assert!(!out.contains("no trained model"), "{out}");
+    }
+}

@@ -5,4 +5,5 @@ pub mod generate;
 pub mod inspect;
 pub mod logits;
 pub mod pretrain;
+pub mod tour;
 pub mod train;

@@ -9,6 +9,7 @@
 mod families;
 pub mod fields;
 pub mod rope;
+pub mod shipped;
 
 use std::path::Path;
 
@@ -16,6 +17,7 @@ use nn::attention::TemperatureTuning;
 use tensor::GluActivation;
 
 pub use rope::{RopeConfig, RopeSettings};
+pub use shipped::{SHIPPED, ShippedConfig};
 
 use crate::{Error, Result};
 

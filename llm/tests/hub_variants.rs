@@ -1,0 +1,60 @@
+//! The hf-tiny fixtures as Hub releases lay them out (`tests/data/hub-variants`, made by
+//! `tools/make_hub_variants.py`): bf16 weights, sharded files with an index, nested multimodal
+//! configs with `language_model.*` tensor names and vision towers to skip, old-style RoPE keys.
+//! Each folder's `reference.safetensors` holds the logits transformers computes after loading
+//! that very folder in float32.
+//!
+//! Tolerance 1e-4 max abs: the bf16 weights upcast to f32 exactly, so both sides compute the same
+//! f32 model and differ by summation order only (about 1e-5 at these sizes); a misread key (a
+//! wrong RoPE factor, the wrong head, an unskipped vision tensor) moves logits by O(0.1) or more,
+//! as the fixture's own f32 logits do when only the weights' rounding differs (README table).
+
+use std::path::PathBuf;
+
+use llm::models::{LoadOptions, load};
+use llm::weights::Checkpoint;
+use tensor::testing::max_abs_diff;
+use tensor::{DType, Device};
+
+const TOLERANCE: f64 = 1e-4;
+
+fn check(variant: &str, device: &Device) -> llm::Result<()> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hub-variants").join(variant);
+    let loaded = load(&dir, &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
+    let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
+    let cpu = Device::cpu();
+    let ids = reference.load("input_ids", Some(DType::U32), device)?;
+    let out = autograd::no_grad(|| loaded.model.forward(&ids, 0, None, false))?;
+    let want = reference.load("logits", None, &cpu)?;
+    let diff = max_abs_diff(&out.logits.value().to(&cpu)?, &want)?;
+    eprintln!("{variant} on {device}: max |logit diff| {diff:.2e}");
+    assert!(diff <= TOLERANCE, "{variant} on {device}: logits differ by {diff:.2e}");
+    Ok(())
+}
+
+macro_rules! variant_tests {
+    ($($cpu:ident, $gpu:ident => $name:expr),* $(,)?) => {
+        $(
+            #[test]
+            fn $cpu() -> llm::Result<()> {
+                check($name, &Device::cpu())
+            }
+
+            #[test]
+            fn $gpu() -> llm::Result<()> {
+                match gpu::test_device() {
+                    Some(g) => check($name, &g),
+                    None => Ok(()),
+                }
+            }
+        )*
+    };
+}
+
+variant_tests! {
+    qwen3_sharded_bf16_cpu, qwen3_sharded_bf16_gpu => "qwen3_sharded_bf16",
+    deepseek_v3_yarn_bf16_cpu, deepseek_v3_yarn_bf16_gpu => "deepseek_v3_yarn_bf16",
+    gemma3_mm_sharded_bf16_cpu, gemma3_mm_sharded_bf16_gpu => "gemma3_mm_sharded_bf16",
+    mistral3_mm_bf16_cpu, mistral3_mm_bf16_gpu => "mistral3_mm_bf16",
+    llama4_mm_bf16_cpu, llama4_mm_bf16_gpu => "llama4_mm_bf16",
+}
