@@ -1,7 +1,7 @@
 //! # AdamW and MuonClip on the same tiny model
 //!
-//! Run it: `cargo run --release --example optimizers` (about two to three minutes on two CPU
-//! cores: two trainings of a 0.3M-parameter model, 150 updates each).
+//! Run it: `cargo run --release --example optimizers` (a few minutes on two CPU cores:
+//! two trainings of a 0.3M-parameter model, 120 updates of 8 x 128 tokens each).
 //! Picture: `target/examples-out/optimizers/loss.png`, both loss curves together.
 //!
 //! - **AdamW** (Loshchilov & Hutter 2019): per-element adaptive steps, decoupled weight decay;
@@ -16,7 +16,7 @@
 //!   scaled down by `tau / max`, which keeps logits bounded without changing the update rule.
 //!
 //! What to expect: both learn; Muon usually reaches a lower loss in the same number of updates
-//! (each update costs a little more: the Newton-Schulz matmuls). At 150 updates of a tiny model
+//! (each update costs a little more: the Newton-Schulz matmuls). At 120 updates of a tiny model
 //! the logits never approach 100, so QK-Clip stays idle here; the curves are indicative only.
 
 use llm::config::Family;
@@ -42,14 +42,14 @@ fn run(quick: bool) -> llm::Result<()> {
     let assets = assets_dir();
     let tokenizer = Tokenizer::from_file(assets.join(TINY_TOKENIZER_FILE))?;
     let data = TokenData::split(corpus_tokens(&tokenizer, &assets.join("corpus"))?, 0.05)?;
-    let mut training = TinyTraining::with_steps(if quick { 6 } else { 150 });
+    let mut training = TinyTraining::with_steps(if quick { 6 } else { 120 });
     let o = &mut training.options;
     o.seq_len = if quick { 32 } else { 128 };
-    o.batch_size = if quick { 4 } else { 16 };
-    o.eval_every = if quick { 3 } else { 15 };
+    o.batch_size = if quick { 4 } else { 8 };
+    o.eval_every = if quick { 3 } else { 12 };
     o.eval_batches = if quick { 1 } else { 8 };
     o.progress = !quick;
-    let sizes = TinySizes { layers: if quick { 2 } else { 4 }, ..TinySizes::small() };
+    let sizes = TinySizes::small();
     let (lr, wd) = (training.options.schedule.peak, training.weight_decay);
 
     // ## 2. Who updates what
