@@ -1,7 +1,7 @@
 //! # AdamW and MuonClip on the same tiny model
 //!
 //! Run it: `cargo run --release --example optimizers` (a few minutes on two CPU cores:
-//! two trainings of a 0.3M-parameter model, 120 updates of 8 x 128 tokens each).
+//! two trainings of a 0.3M-parameter model, 200 updates of 8 x 128 tokens each).
 //! Picture: `target/examples-out/optimizers/loss.png`, both loss curves together.
 //!
 //! - **AdamW** (Loshchilov & Hutter 2019): per-element adaptive steps, decoupled weight decay;
@@ -16,7 +16,7 @@
 //!   scaled down by `tau / max`, which keeps logits bounded without changing the update rule.
 //!
 //! What to expect: both learn; Muon usually reaches a lower loss in the same number of updates
-//! (each update costs a little more: the Newton-Schulz matmuls). At 120 updates of a tiny model
+//! (each update costs a little more: the Newton-Schulz matmuls). At 200 updates of a tiny model
 //! the logits never approach 100, so QK-Clip stays idle here; the curves are indicative only.
 
 use llm::config::Family;
@@ -42,11 +42,11 @@ fn run(quick: bool) -> llm::Result<()> {
     let assets = assets_dir();
     let tokenizer = Tokenizer::from_file(assets.join(TINY_TOKENIZER_FILE))?;
     let data = TokenData::split(corpus_tokens(&tokenizer, &assets.join("corpus"))?, 0.05)?;
-    let mut training = TinyTraining::with_steps(if quick { 6 } else { 120 });
+    let mut training = TinyTraining::with_steps(if quick { 6 } else { 200 });
     let o = &mut training.options;
     o.seq_len = if quick { 32 } else { 128 };
     o.batch_size = if quick { 4 } else { 8 };
-    o.eval_every = if quick { 3 } else { 12 };
+    o.eval_every = if quick { 3 } else { 20 };
     o.eval_batches = if quick { 1 } else { 8 };
     o.progress = !quick;
     let sizes = TinySizes::small();
@@ -83,7 +83,7 @@ fn run(quick: bool) -> llm::Result<()> {
         println!("  final train loss (mean of last 10) {train:.3}, held-out {val:.3}, {:.1} s", curve.seconds);
         chart = chart
             .with(Series::new(format!("{name}, held-out"), curve.validation_points()))
-            .with(Series::new(format!("{name}, training (10-step mean)"), curve.smoothed_train(10)));
+            .with(Series::new(format!("{name}, training batches (10-step mean)"), curve.smoothed_train(10)));
         rows.push((name, train, val, curve.seconds));
     }
 

@@ -1,8 +1,8 @@
 //! # Stretching RoPE to longer contexts: linear, Llama 3 and YaRN schedules
 //!
 //! Run it: `cargo run --release --example rope_scaling`
-//! Picture: `target/examples-out/rope_scaling/frequencies.png`, the rotation frequency of each
-//! dimension pair under the four schedules (log y).
+//! Picture: `target/examples-out/rope_scaling/frequencies.png`, the wavelength (positions per
+//! full turn, 2 pi / frequency) of each dimension pair under the four schedules (log y).
 //!
 //! RoPE (Su et al., arXiv 2104.09864) rotates pair i of each query and key by the angle
 //! `p * theta^(-2i/d)` at position p. A model trained on `original_max_position_embeddings`
@@ -58,9 +58,9 @@ fn run(quick: bool) -> llm::Result<()> {
         ),
     ];
     let mut chart = LineChart::new(
-        "RoPE frequency per dimension pair (d = 128, theta 5e5, 8x context)",
+        "RoPE wavelength per dimension pair (d = 128, theta 5e5, 8x context)",
         "dimension pair i",
-        "radians per position",
+        "positions per full turn (2 pi / frequency)",
     )
     .log_y();
     let base = Rope::new(dim, theta, &RopeScaling::None, false);
@@ -77,7 +77,8 @@ fn run(quick: bool) -> llm::Result<()> {
             2.0 * std::f64::consts::PI / rope.inv_freq.last().copied().unwrap_or(1.0),
             rope.attention_factor
         );
-        chart = chart.with(Series::new(*name, rope.inv_freq.iter().enumerate().map(|(i, &f)| (i as f64, f)).collect()));
+        let wavelengths = rope.inv_freq.iter().enumerate().map(|(i, &f)| (i as f64, 2.0 * std::f64::consts::PI / f));
+        chart = chart.with(Series::new(*name, wavelengths.collect()));
     }
     // The wavelength that decides "slow": a pair that does not finish a turn within the original
     // context never showed the model a full cycle, so it is the one that must be interpolated.
@@ -90,6 +91,8 @@ fn run(quick: bool) -> llm::Result<()> {
         let m = yarn_get_mscale(f, 1.0);
         println!("YaRN factor {f:>4}: mscale {m:.4}, mscale^2 {:.4}", m * m);
     }
+    let pairs = base.inv_freq.len() as f64;
+    chart = chart.with(Series::new("original context (8192)", vec![(0.0, original), (pairs - 1.0, original)]));
     let path = chart.save_png(out.join("frequencies.png"))?;
     println!("wrote {}", path.display());
     Ok(())
