@@ -2,7 +2,7 @@
 //!
 //! Run it: `cargo run --release --example olmo2`
 //!
-//! OLMo 2 (Team OLMo, arXiv 2501.00656, §3 "Training stability") changed two things in a plain
+//! OLMo 2 (Team OLMo, arXiv 2501.00656, in its section on training stability) changed two things in a plain
 //! Llama-style decoder, both to stop loss spikes in long runs:
 //! - **where the norm sits.** Pre-norm computes `x + f(norm(x))`. OLMo 2 removes the input norm
 //!   and normalises each block's *output* inside the residual: `x + norm(f(x))`. The residual
