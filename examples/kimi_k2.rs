@@ -27,7 +27,7 @@ fn main() -> llm::Result<()> {
     // ## 1. What differs, field by field
     let v3 = common::real_config("deepseek-v3.json")?;
     let k2 = common::real_config("kimi-k2.json")?;
-    let fields: Vec<(&str, fn(&ModelConfig) -> String)> = vec![
+    let fields: Vec<(&str, Field)> = vec![
         ("hidden_size", |c| c.hidden_size.to_string()),
         ("num_hidden_layers", |c| c.num_hidden_layers.to_string()),
         ("kv_lora_rank / q_lora_rank", |c| {
@@ -133,6 +133,9 @@ fn main() -> llm::Result<()> {
     common::print_layers(&loaded.model);
     Ok(())
 }
+
+/// Reads one field of a config as text.
+type Field = fn(&ModelConfig) -> String;
 
 #[test]
 fn runs() -> llm::Result<()> {

@@ -9,7 +9,7 @@
 //! family, so everything else is equal):
 //! - **pre-norm** (Qwen3 family; GPT-2 onwards, Xiong et al. 2020): `x + f(norm(x))`. Qwen3 also
 //!   normalises each query and key head (QK-norm).
-//! - **post-norm inside the residual** (OLMo 2, arXiv 2501.00656 §3): `x + norm(f(x))`, no norm
+//! - **post-norm inside the residual** (OLMo 2, arXiv 2501.00656): `x + norm(f(x))`, no norm
 //!   on the block's input, plus QK-norm over the whole q and k projections. OLMo 2 chose it for
 //!   training stability: the residual stream is never normalised, each block's *output* is.
 //! - **sandwich** (Gemma 3, after Gemma 2): `x + norm(f(norm(x)))`, four norms per layer, with

@@ -10,6 +10,7 @@
 //! - **QK-norm over the whole projection.** An RMSNorm over all of `q_proj(x)` (4096 numbers
 //!   for the 7B) and `k_proj(x)`, before splitting into heads and before RoPE. Qwen3 and Gemma 3
 //!   instead normalise each head separately.
+//!
 //! Numbers from `llm/configs/olmo-2-7b.json`; the wiring runs on the tiny checkpoint.
 
 use autograd::Var;

@@ -17,6 +17,7 @@
 //! - **yarn** (Peng et al., arXiv 2309.00071; DeepSeek-V3, Kimi K2): the same idea with the band
 //!   set by how many turns a pair makes over the original context (`beta_fast`, `beta_slow`),
 //!   plus an attention temperature (`mscale`).
+//!
 //! All four here use one head of 128 dims, theta 500000, factor 8 over 8192 original positions,
 //! so only the schedule differs.
 
