@@ -1,0 +1,85 @@
+//! Small helpers the notebooks share: where pictures go, the real-scale configs shipped in
+//! `llm/configs/`, and the tiny Hugging Face checkpoints in `llm/tests/data/hf-tiny/`.
+//! Not an example itself (cargo only builds `examples/*.rs` as examples).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use llm::anatomy::{Anatomy, human_bytes, human_count};
+use llm::config::ModelConfig;
+use llm::models::{LoadOptions, Loaded, load};
+use llm::weights::Checkpoint;
+use tensor::{DType, Device};
+
+/// The folder a notebook writes its pictures into: `target/examples-out/<name>/` for a real run,
+/// a folder under the system temp dir when the `runs` test calls it (never the source tree).
+pub fn out_dir(name: &str, quick: bool) -> llm::Result<PathBuf> {
+    let dir = if quick {
+        std::env::temp_dir().join("llmforge-examples").join(name)
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("examples-out").join(name)
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| llm::Error::io(&dir, e))?;
+    Ok(dir)
+}
+
+/// One of the real-scale configs shipped in `llm/configs/` (e.g. `deepseek-v3.json`).
+pub fn real_config(file: &str) -> llm::Result<ModelConfig> {
+    ModelConfig::from_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("llm/configs").join(file))
+}
+
+/// A tiny checkpoint's folder (`deepseek_v3`, `olmo2`, ...).
+pub fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("llm/tests/data/hf-tiny").join(name)
+}
+
+/// Loads a tiny checkpoint, runs the batch its reference file holds and prints how far our
+/// logits are from those transformers computed for the same weights.
+pub fn run_fixture(name: &str) -> llm::Result<Loaded> {
+    let dir = fixture_dir(name);
+    let cpu = Device::cpu();
+    let loaded = load(&dir, &LoadOptions { device: cpu.clone(), weight_dtype: DType::F32 })?;
+    let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
+    let ids = reference.load("input_ids", Some(DType::U32), &cpu)?;
+    let out = autograd::no_grad(|| loaded.model.forward(&ids, 0, None, false))?;
+    let want = reference.load("logits", None, &cpu)?;
+    let diff = out.logits.value().sub(&want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    println!(
+        "tiny {name} checkpoint: input ids {:?} -> logits {:?}; largest difference from transformers' logits {diff:.1e}",
+        ids.dims(),
+        out.logits.dims()
+    );
+    Ok(loaded)
+}
+
+/// The layers of a built model, one line each.
+pub fn print_layers(model: &llm::models::CausalLm) {
+    for (i, layer) in model.layers.iter().enumerate() {
+        println!(
+            "  layer {i:>2}: {:<44} | {:<36} | {}",
+            layer.self_attn.describe(),
+            layer.ffn.describe(),
+            layer.norms.name()
+        );
+    }
+}
+
+/// The headline numbers of a config's anatomy.
+pub fn print_anatomy(name: &str, a: &Anatomy) {
+    println!(
+        "{name}: {} parameters, {} active per token ({:.1}%); {}; {}; {}; {}",
+        human_count(a.total_params()),
+        human_count(a.active_params()),
+        100.0 * a.active_params() as f64 / a.total_params() as f64,
+        a.attention_kind,
+        a.norm_placement,
+        a.positions,
+        a.experts
+    );
+    println!(
+        "  KV cache (bf16): {} per token, {} at 32k tokens, {} at 128k",
+        human_bytes(a.kv_cache_bytes_per_token(DType::BF16)),
+        human_bytes(a.kv_cache_bytes(32 * 1024, DType::BF16)),
+        human_bytes(a.kv_cache_bytes(128 * 1024, DType::BF16))
+    );
+}
