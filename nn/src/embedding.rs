@@ -6,7 +6,7 @@ use tensor::{Result, Tensor};
 use crate::{Init, Module, join};
 
 pub struct Embedding {
-    /// [vocab_size, hidden_size]
+    /// `[vocab_size, hidden_size]`
     pub weight: Var,
 }
 

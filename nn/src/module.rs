@@ -58,10 +58,12 @@ pub trait ModuleExt: Module {
         Ok(())
     }
 
-    /// Converts every float parameter to `dtype`, in place.
+    /// Converts every trainable float parameter to `dtype`, in place. Buffers that are not
+    /// trained (DeepSeek-V3's router `e_score_correction_bias`, which the release keeps in f32
+    /// because its small updates would vanish in bf16) keep their dtype.
     fn to_dtype(&self, dtype: DType) -> Result<()> {
         for p in unique(self.parameters()) {
-            if p.dtype().is_float() {
+            if p.dtype().is_float() && p.requires_grad() {
                 p.replace_value(p.value().to_dtype(dtype)?)?;
             }
         }

@@ -58,6 +58,11 @@ fn draw(path: &Path, paint: impl FnOnce() -> std::result::Result<(), String>) ->
 /// A readable number for axis labels: 1.5k, 32k, 2.1M, 0.25.
 pub fn short_number(v: f64) -> String {
     let a = v.abs();
+    if a > 0.0 && a < 0.01 {
+        // Log axes reach far below 1 (RoPE frequencies): keep two significant digits.
+        let text = format!("{v:.1e}");
+        return text.replace(".0e", "e");
+    }
     let (scaled, suffix) = if a >= 1e12 {
         (v / 1e12, "T")
     } else if a >= 1e9 {
@@ -87,10 +92,13 @@ mod tests {
     #[test]
     fn short_numbers() {
         assert_eq!(short_number(32768.0), "32.8k");
-        assert_eq!(short_number(131072.0), "131.1k");
+        assert_eq!(short_number(131072.0), "131k");
         assert_eq!(short_number(2_000_000.0), "2M");
         assert_eq!(short_number(0.25), "0.25");
         assert_eq!(short_number(1.5e9), "1.5G");
         assert_eq!(short_number(7.0), "7");
+        assert_eq!(short_number(0.0001), "1e-4");
+        assert_eq!(short_number(0.00025), "2.5e-4");
+        assert_eq!(short_number(0.0), "0");
     }
 }

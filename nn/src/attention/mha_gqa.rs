@@ -208,7 +208,9 @@ impl Module for GroupedQueryAttention {
     /// (GQA) is left alone and its query heads take the whole `gamma`, as MLA does with its shared
     /// rope key.
     fn clip_qk(&self, tau: f64) -> Result<()> {
-        let Some(maxima) = self.max_logits() else {
+        // Taken, not read: the maxima describe the weights before this clip, so a second clip
+        // without a new forward pass must not rescale again.
+        let Some(maxima) = self.max_logits.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return Ok(());
         };
         let c = &self.config;

@@ -197,7 +197,9 @@ impl Module for MultiHeadLatentAttention {
     /// `kv_b_proj`) are scaled by `sqrt(gamma)`, its rotary query rows by `gamma`; the shared
     /// rotary key is left alone because every head uses it.
     fn clip_qk(&self, tau: f64) -> Result<()> {
-        let Some(maxima) = self.max_logits() else {
+        // Taken, not read: the maxima describe the weights before this clip, so a second clip
+        // without a new forward pass must not rescale again.
+        let Some(maxima) = self.max_logits.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return Ok(());
         };
         let c = &self.config;
