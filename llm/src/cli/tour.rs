@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nn::ModuleExt;
+use nn::rope::RopeScaling;
 use tensor::{DType, Device};
 
 use crate::anatomy::{Anatomy, human_bytes, human_count};
@@ -113,12 +114,19 @@ fn real_scale() -> Result<()> {
     print_table(&sizes, &[false, true, true, true, true, true, true]);
 
     println!();
-    let mut design = vec![vec!["release".to_string(), "attention".into(), "norms".into(), "positions".into()]];
-    for (release, _, a) in &anatomies {
+    let mut design = vec![vec![
+        "release".to_string(),
+        "attention".into(),
+        "norms".into(),
+        "RoPE base, scaling".into(),
+        "positions".into(),
+    ]];
+    for (release, config, a) in &anatomies {
         design.push(vec![
             release.to_string(),
             a.attention_kind.clone(),
             a.norm_placement.to_string(),
+            rope_summary(config),
             a.positions.clone(),
         ]);
     }
@@ -157,6 +165,31 @@ fn real_scale() -> Result<()> {
     }
     println!();
     Ok(())
+}
+
+/// `rope_theta` and the context-extension schedule, e.g. `1e4, YaRN x40`; Gemma 3's local
+/// layers' own base after a slash.
+fn rope_summary(config: &ModelConfig) -> String {
+    let base = |theta: f64| {
+        let exponent = theta.log10();
+        if (exponent - exponent.round()).abs() < 1e-9 {
+            format!("1e{}", exponent.round())
+        } else {
+            format!("{theta:e}")
+        }
+    };
+    let g = &config.rope.global;
+    let mut text = base(g.theta);
+    if let Some(local) = &config.rope.local {
+        text.push_str(&format!(" (local {})", base(local.theta)));
+    }
+    match g.scaling {
+        RopeScaling::None => {}
+        RopeScaling::Linear { factor } => text.push_str(&format!(", linear x{factor}")),
+        RopeScaling::Llama3 { factor, .. } => text.push_str(&format!(", Llama 3 x{factor}")),
+        RopeScaling::Yarn { factor, .. } => text.push_str(&format!(", YaRN x{factor}")),
+    }
+    text
 }
 
 fn small_and_run(fixtures: &Path, device: &Device, device_line: &str) -> Result<()> {
