@@ -98,7 +98,7 @@ fn narrowing_on_load_reports_overflow_with_the_tensor_name() -> llm::Result<()> 
     let path = one_tensor_file(&dir, "big.safetensors", "model.layers.3.mlp.down_proj.weight", vec![1.0, 7e4, 2.0])?;
     let ckpt = Checkpoint::open(&path)?;
     let err =
-        ckpt.load("model.layers.3.mlp.down_proj.weight", Some(DType::F16), &cpu).err().expect("overflow").to_string();
+        ckpt.load("model.layers.3.mlp.down_proj.weight", Some(DType::F16), &cpu).expect_err("overflow").to_string();
     assert!(
         err.contains("model.layers.3.mlp.down_proj.weight") && err.contains("70000") && err.contains("F16"),
         "{err}"
@@ -108,7 +108,7 @@ fn narrowing_on_load_reports_overflow_with_the_tensor_name() -> llm::Result<()> 
     assert!(ckpt.load("model.layers.3.mlp.down_proj.weight", Some(DType::F32), &cpu).is_ok());
     // f32::MAX rounds to inf in bf16 (its mantissa is cut with rounding to nearest).
     let path = one_tensor_file(&dir, "max.safetensors", "w", vec![f32::MAX])?;
-    let err = Checkpoint::open(&path)?.load("w", Some(DType::BF16), &cpu).err().expect("overflow").to_string();
+    let err = Checkpoint::open(&path)?.load("w", Some(DType::BF16), &cpu).expect_err("overflow").to_string();
     assert!(err.contains("tensor w") && err.contains("BF16"), "{err}");
     Ok(())
 }
@@ -126,7 +126,7 @@ fn check_finite_names_the_tensor_at_load_and_the_layer_in_the_forward_pass() -> 
     assert!(ckpt.load("model.norm.weight", None, &cpu).is_ok());
     assert!(ckpt.load("model.norm.weight", Some(DType::F16), &cpu).is_ok());
     llm::finite::set_check_finite(true);
-    let err = ckpt.load("model.norm.weight", None, &cpu).err().expect("inf reported").to_string();
+    let err = ckpt.load("model.norm.weight", None, &cpu).expect_err("inf reported").to_string();
     assert!(err.contains("model.norm.weight") && err.contains("inf") && err.contains("flat index 1"), "{err}");
 
     // A model whose layer 1 blows up: scale one of its weights to 1e30 and run the forward pass.
@@ -140,7 +140,7 @@ fn check_finite_names_the_tensor_at_load_and_the_layer_in_the_forward_pass() -> 
     llm::finite::set_check_finite(true);
     let result = loaded.model.forward(&ids, 0, None, false);
     llm::finite::set_check_finite(false);
-    let err = result.err().expect("the blow-up is reported").to_string();
+    let err = result.err().ok_or("the blow-up was not reported").unwrap().to_string();
     assert!(err.contains("decoder layer 1") && err.contains("model.layers.1"), "{err}");
     println!("check-finite: {err}");
     Ok(())
