@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod finite;
 pub mod generate;
 pub mod models;
 pub mod plot;

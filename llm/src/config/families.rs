@@ -28,6 +28,9 @@ fn family_of(model_type: &str) -> Option<(Family, bool)> {
     })
 }
 
+/// The most layers a config may declare.
+const MAX_LAYERS: usize = 1 << 16;
+
 const SUPPORTED: &str = "deepseek_v3, kimi_k2, olmo2, gemma3_text, gemma3, mistral, mistral3, llama4_text, llama4, qwen3, qwen3_moe, smollm3";
 
 pub fn parse(map: &Map<String, Value>, source: &str) -> Result<ModelConfig> {
@@ -75,6 +78,13 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
     };
     let hidden_size = f.usize("hidden_size")?;
     let num_hidden_layers = f.usize("num_hidden_layers")?;
+    // Per-layer lists are built from this number before any weight is seen: bound it so that a
+    // wrong value cannot ask for terabytes. The deepest released decoders have ~130 layers.
+    if num_hidden_layers == 0 || num_hidden_layers > MAX_LAYERS {
+        return Err(Error::Config(format!(
+            "{source}: field num_hidden_layers must be between 1 and {MAX_LAYERS}, got {num_hidden_layers}"
+        )));
+    }
     let num_attention_heads = f.usize("num_attention_heads")?;
     let num_key_value_heads = f.usize_or("num_key_value_heads", num_attention_heads)?;
     let default_head_dim = match family {
@@ -146,7 +156,7 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
     };
     if rope_layers.len() != num_hidden_layers {
         return Err(Error::Config(format!(
-            "{source}: field no_rope_layers has {} entries for {num_hidden_layers} layers",
+            "{source}: field no_rope_layers has {} entries for num_hidden_layers {num_hidden_layers}",
             rope_layers.len()
         )));
     }
@@ -156,7 +166,7 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
         Some(types) => {
             if types.len() != num_hidden_layers {
                 return Err(Error::Config(format!(
-                    "{source}: field layer_types has {} entries for {num_hidden_layers} layers",
+                    "{source}: field layer_types has {} entries for num_hidden_layers {num_hidden_layers}",
                     types.len()
                 )));
             }
@@ -215,7 +225,16 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
                 num_experts,
                 top_k: f.usize_or("num_experts_per_tok", 8)?,
                 expert_intermediate_size: expert,
-                shared_intermediate_size: (shared > 0).then_some(expert * shared),
+                shared_intermediate_size: match shared {
+                    0 => None,
+                    // Each factor is below 2^40, the product need not be: refuse it rather
+                    // than overflow.
+                    _ => Some(expert.checked_mul(shared).filter(|w| *w < (1 << 40)).ok_or_else(|| {
+                        Error::Config(format!(
+                            "{source}: fields moe_intermediate_size ({expert}) times n_shared_experts ({shared}) is too large"
+                        ))
+                    })?),
+                },
                 norm_topk_prob: f.bool_or("norm_topk_prob", true)?,
                 routed_scaling_factor: f
                     .f64_or("routed_scaling_factor", if family == Family::KimiK2 { 2.827 } else { 2.5 })?,
@@ -358,6 +377,16 @@ fn validate(c: &ModelConfig) -> Result<()> {
     ] {
         if v == 0 {
             return fail(format!("field {name} must be at least 1"));
+        }
+    }
+    if c.max_position_embeddings == 0 {
+        return fail("field max_position_embeddings must be at least 1".to_string());
+    }
+    for (name, rope) in [("rope_theta", Some(&c.rope.global)), ("rope_local_base_freq", c.rope.local.as_ref())] {
+        if let Some(r) = rope
+            && r.theta <= 0.0
+        {
+            return fail(format!("field {name} must be positive, got {}", r.theta));
         }
     }
     if !c.num_attention_heads.is_multiple_of(c.num_key_value_heads) {

@@ -14,12 +14,14 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn err(&self, field: &str, expected: &str, got: &Value) -> Error {
-        let shown = match got {
+        let s = match got {
             Value::String(s) => format!("{s:?}"),
-            other => {
-                let s = other.to_string();
-                if s.len() > 40 { format!("{}...", &s[..40]) } else { s }
-            }
+            other => other.to_string(),
+        };
+        // At most 40 characters, cut at a character boundary (the text may hold multi-byte ones).
+        let shown = match s.char_indices().nth(40) {
+            Some((at, _)) => format!("{}...", &s[..at]),
+            None => s,
         };
         Error::Config(format!("{}: field {field}: expected {expected}, got {shown}", self.source))
     }

@@ -150,6 +150,7 @@ impl CausalLm {
                 .to_scalar::<f64>()?;
             x = x.mul_scalar(scale)?;
         }
+        crate::finite::check_activation(&x.value(), || "the token embedding".to_string())?;
         if keep_hidden {
             hidden_states.push(x.value());
         }
@@ -165,6 +166,7 @@ impl CausalLm {
         for (i, layer) in self.layers.iter().enumerate() {
             let cache = caches.as_deref_mut().map(|c| &mut c[i]);
             x = layer.forward(&x, start, cache)?;
+            crate::finite::check_activation(&x.value(), || format!("decoder layer {i} (model.layers.{i})"))?;
             if keep_hidden && i + 1 < self.layers.len() {
                 hidden_states.push(x.value());
             }
@@ -180,6 +182,7 @@ impl CausalLm {
         if let Some(cap) = self.final_logit_softcap {
             logits = logits.mul_scalar(1.0 / cap)?.tanh()?.mul_scalar(cap)?;
         }
+        crate::finite::check_activation(&logits.value(), || "the output head".to_string())?;
         Ok(ForwardOutput { logits, hidden_states })
     }
 

@@ -87,8 +87,14 @@ impl Checkpoint {
         // the file while it is mapped, reads could fault; checkpoints are not edited while a
         // model loads from them, which is the contract of every memory-mapping loader.
         let mmap = unsafe { Mmap::map(&handle) }.map_err(|e| Error::io(path, e))?;
-        let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&mmap)
-            .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
+        let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| {
+            // The crate's errors for a bad shape or byte count do not say which tensor; find it.
+            let detail = match diagnose(&mmap) {
+                Some(found) => format!("{e}: {found}"),
+                None => e.to_string(),
+            };
+            Error::format(path, format!("not a valid safetensors file: {detail}"))
+        })?;
         let file_index = self.files.len();
         for name in metadata.tensors().keys() {
             if self.index.insert(name.clone(), file_index).is_some() {
@@ -148,10 +154,41 @@ impl Checkpoint {
         } else {
             HostData::from_bytes(stored, bytes)?
         };
+        let check = crate::finite::check_finite();
+        let narrowing = matches!(dtype, Some(DType::F16 | DType::BF16))
+            && matches!(host.dtype(), DType::F32 | DType::F64)
+            && dtype != Some(host.dtype());
+        let stored_bad = if check || narrowing { crate::finite::first_non_finite(&host) } else { None };
+        if check && let Some((i, x)) = stored_bad {
+            return Err(Error::format(
+                &file.path,
+                format!("tensor {name} holds {x} at flat index {i} (LLM_CHECK_FINITE is on)"),
+            ));
+        }
+        let source = narrowing.then(|| host.clone());
         let host = match dtype {
             Some(d) if d != host.dtype() => host.cast(d),
             _ => host,
         };
+        // A finite f32 beyond 65504 becomes inf in f16 (beyond ~3.4e38 in bf16 from f64): say so
+        // rather than hand the model an inf it did not have.
+        if let Some(source) = source
+            && stored_bad.is_none()
+            && let Some((i, _)) = crate::finite::first_non_finite(&host)
+        {
+            let original = match &source {
+                HostData::F32(v) => f64::from(v[i]),
+                HostData::F64(v) => v[i],
+                _ => f64::NAN,
+            };
+            return Err(Error::format(
+                &file.path,
+                format!(
+                    "tensor {name}: value {original} at flat index {i} overflows {:?} on conversion; load it in a wider dtype",
+                    host.dtype()
+                ),
+            ));
+        }
         Ok(Tensor::from_host(host, info.shape.clone(), device)?)
     }
 
@@ -163,6 +200,45 @@ impl Checkpoint {
             [] => PathBuf::from("<empty checkpoint>"),
         }
     }
+}
+
+/// Which tensor of a header the safetensors crate rejected, and why: its shape's element count
+/// overflows, its byte count disagrees with its shape and dtype, or its offsets leave the data.
+/// Reads only the header bytes the file holds (the length is checked against the file first), so
+/// a lying length allocates nothing. None when no single tensor is at fault.
+fn diagnose(file: &[u8]) -> Option<String> {
+    let n = usize::try_from(u64::from_le_bytes(file.get(..8)?.try_into().ok()?)).ok()?;
+    let header = file.get(8..8usize.checked_add(n)?)?;
+    let data_len = file.len() - 8 - n;
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header).ok()?;
+    let mut entries: Vec<(&String, &serde_json::Value)> = map.iter().filter(|(k, _)| *k != "__metadata__").collect();
+    entries.sort_by_key(|(_, v)| v.get("data_offsets").and_then(|o| o.get(0)).and_then(|s| s.as_u64()));
+    for (name, v) in entries {
+        let dtype: Dtype = serde_json::from_value(v.get("dtype")?.clone()).ok()?;
+        let shape: Vec<u64> = serde_json::from_value(v.get("shape")?.clone()).ok()?;
+        let offsets: [u64; 2] = serde_json::from_value(v.get("data_offsets")?.clone()).ok()?;
+        let bits = shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .and_then(|e| e.checked_mul(dtype.bitsize() as u64));
+        let Some(bits) = bits.filter(|b| *b <= usize::MAX as u64) else {
+            return Some(format!("tensor {name}: shape {shape:?} has more elements than fit in memory"));
+        };
+        let [start, end] = offsets;
+        if end < start || end > data_len as u64 {
+            return Some(format!(
+                "tensor {name}: data_offsets [{start}, {end}] do not lie within the {data_len} data bytes"
+            ));
+        }
+        if bits % 8 != 0 || bits / 8 != end - start {
+            return Some(format!(
+                "tensor {name}: shape {shape:?} of {dtype} needs {} bytes, but data_offsets [{start}, {end}] hold {}",
+                bits.div_ceil(8),
+                end - start
+            ));
+        }
+    }
+    None
 }
 
 fn bytemuck_cast(bytes: &[u8]) -> Vec<i32> {
