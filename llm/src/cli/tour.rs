@@ -258,7 +258,7 @@ fn own_model(dir: &Path, device: &Device) -> Result<()> {
         println!("  (skipped: no trained model at {}; `llm pretrain` makes one)", dir.display());
         return Ok(());
     }
-    let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
+    let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))?;
     let loaded = load(dir, &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
     let params = loaded.model.num_parameters();
     println!(
