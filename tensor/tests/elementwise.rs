@@ -118,3 +118,21 @@ fn mismatched_operands_are_errors_naming_the_op_and_shapes() -> Result<()> {
     assert!(err.contains("mul") && err.contains("f64"), "{err}");
     Ok(())
 }
+
+/// Large contiguous operands take the parallel, chunked kernel (above `PARALLEL_MIN`, with a
+/// ragged last chunk): every element must still be right.
+#[test]
+fn large_contiguous_arithmetic_matches_elementwise_loops() -> tensor::Result<()> {
+    let cpu = tensor::Device::cpu();
+    let n = (1 << 16) + 123;
+    let a: Vec<f32> = (0..n).map(|i| (i % 97) as f32 - 40.0).collect();
+    let b: Vec<f32> = (0..n).map(|i| (i % 13) as f32 + 0.5).collect();
+    let (ta, tb) = (tensor::Tensor::from_vec(a.clone(), [n], &cpu)?, tensor::Tensor::from_vec(b.clone(), [n], &cpu)?);
+    let sum: Vec<f32> = ta.add(&tb)?.to_vec()?;
+    let quotient: Vec<f32> = ta.div(&tb)?.to_vec()?;
+    for i in 0..n {
+        assert_eq!(sum[i], a[i] + b[i], "add at {i}");
+        assert_eq!(quotient[i], a[i] / b[i], "div at {i}");
+    }
+    Ok(())
+}

@@ -58,11 +58,18 @@ pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Copy + Send + Default>(
     let n = la.elem_count();
     if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
         let (a, b) = (&a[ra], &b[rb]);
-        return if n >= PARALLEL_MIN {
-            a.par_iter().zip(b.par_iter()).map(|(&x, &y)| f(x, y)).collect()
-        } else {
-            a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
-        };
+        if n < PARALLEL_MIN {
+            return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+        }
+        // Task-sized chunks with a plain inner loop the compiler vectorises; a zero-filled
+        // vector comes from the allocator's zeroed pages, so the fill costs no extra pass.
+        let mut out = vec![U::default(); n];
+        out.par_chunks_mut(TASK).zip(a.par_chunks(TASK)).zip(b.par_chunks(TASK)).for_each(|((o, a), b)| {
+            for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                *o = f(x, y);
+            }
+        });
+        return out;
     }
     let mut out = vec![U::default(); n];
     if n == 0 {
