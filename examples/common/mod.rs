@@ -25,12 +25,16 @@ pub fn out_dir(name: &str, quick: bool) -> llm::Result<PathBuf> {
 
 /// One of the real-scale configs shipped in `llm/configs/` (e.g. `deepseek-v3.json`).
 pub fn real_config(file: &str) -> llm::Result<ModelConfig> {
-    ModelConfig::from_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("llm/configs").join(file))
+    llm::config::SHIPPED
+        .iter()
+        .find(|s| s.file == file)
+        .ok_or_else(|| llm::Error::input(format!("llm/configs has no {file}")))?
+        .parse()
 }
 
 /// A tiny checkpoint's folder (`deepseek_v3`, `olmo2`, ...).
 pub fn fixture_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("llm/tests/data/hf-tiny").join(name)
+    llm::cli::tour::fixtures_dir().join(name)
 }
 
 /// Loads a tiny checkpoint, runs the batch its reference file holds and prints how far our
