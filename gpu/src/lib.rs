@@ -4,6 +4,7 @@
 //! as a kernel dispatch.
 //!
 //! - `context`: adapter choice and device set-up with the adapter's real limits;
+//! - `requirements`: what an adapter must offer for the kernels to run;
 //! - `pool`: GPU buffers, recycled between tensors;
 //! - `pipelines`: each kernel compiled once;
 //! - `recorder`: dispatches batched into one submission; reading back is the only wait;
@@ -20,6 +21,7 @@ pub mod kernels;
 pub mod pipelines;
 pub mod pool;
 pub mod recorder;
+pub mod requirements;
 
 use std::sync::{Arc, OnceLock};
 
