@@ -62,6 +62,15 @@ impl GpuBackend {
         &self.ctx
     }
 
+    /// Destroys the wgpu device as a driver reset or an unplugged GPU would: wgpu calls the
+    /// device-lost callback, and every later call on this backend fails with the lost-device
+    /// advice. For tests of that path, which no real adapter can be made to take on demand.
+    pub fn simulate_device_loss(&self) {
+        self.ctx.device.destroy();
+        // The callback runs when wgpu next polls the device.
+        let _ = self.ctx.device.poll(wgpu::PollType::Poll);
+    }
+
     /// Buffers created and reused by the pool so far.
     pub fn pool_counts(&self) -> (u64, u64) {
         (self.pool.created.load(Ordering::Relaxed), self.pool.reused.load(Ordering::Relaxed))
@@ -89,6 +98,7 @@ impl GpuBackend {
         if dtype == DType::F64 {
             return Err(Error::dtype(op, "f64 is not supported on the GPU (gradient checks run on the CPU)"));
         }
+        self.ctx.errors.check_lost(op)?;
         let bytes = (Self::words(n, dtype).max(1) * 4) as u64;
         let limit = self.ctx.limits.max_storage_buffer_binding_size;
         if bytes > limit {
@@ -104,7 +114,7 @@ impl GpuBackend {
 
     /// The kernel `key`, compiled on first use from `source()`.
     pub(crate) fn kernel(&self, key: &str, buffers: &[Access], source: impl FnOnce() -> String) -> Result<Arc<Kernel>> {
-        self.pipelines.get(&self.ctx.device, key, buffers, source)
+        self.pipelines.get(&self.ctx, key, buffers, source)
     }
 
     /// Records a dispatch; submits the batch when it is full.
@@ -125,14 +135,14 @@ impl GpuBackend {
             self.uniform_alignment,
         );
         if batch.should_flush() {
-            batch.submit(&self.ctx.device, &self.ctx.queue, &self.stats, op)?;
+            batch.submit(&self.ctx, &self.stats, op)?;
         }
         Ok(())
     }
 
     /// Submits everything recorded.
     pub(crate) fn flush(&self, op: &str) -> Result<()> {
-        self.batch.lock().unwrap_or_else(|p| p.into_inner()).submit(&self.ctx.device, &self.ctx.queue, &self.stats, op)
+        self.batch.lock().unwrap_or_else(|p| p.into_inner()).submit(&self.ctx, &self.stats, op)
     }
 
     /// The error flag, for kernels that check ids.
@@ -153,7 +163,7 @@ impl GpuBackend {
         {
             let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
             batch.copy(buffer.clone(), staging.clone(), size);
-            batch.submit(&self.ctx.device, &self.ctx.queue, &self.stats, op)?;
+            batch.submit(&self.ctx, &self.stats, op)?;
         }
         let (sender, receiver) = std::sync::mpsc::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
@@ -174,7 +184,7 @@ impl GpuBackend {
             .map_err(|e| Error::backend(op, format!("mapping the readback failed: {e}")))?
             .to_vec();
         staging.unmap();
-        crate::errors::take(op)?;
+        self.ctx.errors.take(op)?;
         Ok(data[..bytes as usize].to_vec())
     }
 
@@ -212,6 +222,7 @@ impl Backend for GpuBackend {
                 "f64 tensors cannot move to the GPU (WGSL has no f64); convert to f32 first",
             ));
         }
+        self.ctx.errors.check_lost("to")?;
         let bytes = data.as_bytes();
         let size = (bytes.len().div_ceil(4).max(1) * 4) as u64;
         let limit = self.ctx.limits.max_storage_buffer_binding_size;
@@ -237,7 +248,7 @@ impl Backend for GpuBackend {
         let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
         batch.copy(staging, buffer.buffer.clone(), size);
         if batch.should_flush() {
-            batch.submit(&self.ctx.device, &self.ctx.queue, &self.stats, "to")?;
+            batch.submit(&self.ctx, &self.stats, "to")?;
         }
         Ok(Self::output(buffer))
     }
@@ -261,7 +272,7 @@ impl Backend for GpuBackend {
             .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::backend("synchronize", format!("waiting for the GPU failed: {e}")))?;
-        crate::errors::take("synchronize")?;
+        self.ctx.errors.take("synchronize")?;
         self.check_error_flag("synchronize")
     }
 

@@ -1,16 +1,23 @@
 //! Finding an adapter and opening a device. The high-performance adapter comes first;
 //! `LLM_GPU_BACKEND` (vulkan, metal, dx12, gl) restricts the backend and `LLM_GPU_ADAPTER` picks
 //! an adapter by a case-insensitive part of its name. The device is opened with the adapter's
-//! own limits (large storage buffers, many workgroups), not wgpu's conservative defaults.
+//! own limits (large storage buffers, many workgroups), not wgpu's conservative defaults. An
+//! adapter that cannot run the kernels (see `requirements`) is passed over for the next one.
+
+use std::sync::Arc;
 
 use tensor::{Error, Result};
+
+use crate::errors::DeviceErrors;
+use crate::requirements::{self, Candidate};
 
 pub struct Context {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
-    pub features: wgpu::Features,
+    /// What wgpu reported outside any call on this device: uncaptured errors, a loss.
+    pub(crate) errors: Arc<DeviceErrors>,
 }
 
 fn no_adapter(reason: &str) -> Error {
@@ -64,25 +71,37 @@ impl Context {
         }
         // Compute needs no surface; GL adapters are last resorts.
         adapters.sort_by_key(|a| (rank(&a.get_info()), a.get_info().backend == wgpu::Backend::Gl));
-        let adapter = adapters.into_iter().next().ok_or_else(|| no_adapter(&format!("backends {backends:?}")))?;
+        if adapters.is_empty() {
+            return Err(no_adapter(&format!("backends {backends:?}")));
+        }
+        let candidates: Vec<Candidate> = adapters
+            .iter()
+            .map(|a| Candidate {
+                label: format!("{} ({:?})", a.get_info().name, a.get_info().backend),
+                downlevel: a.get_downlevel_capabilities(),
+                limits: a.limits(),
+            })
+            .collect();
+        let chosen = requirements::choose(&candidates).map_err(|e| Error::device("gpu", e))?;
+        let adapter = adapters.swap_remove(chosen);
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let wanted_features = wgpu::Features::SHADER_F16;
-        let features = adapter.features() & wanted_features;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("llmforge"),
-            required_features: features,
+            required_features: wgpu::Features::empty(),
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| Error::device("gpu", format!("the adapter {} would not open a device: {e}", info.name)))?;
-        // Errors nobody captured are kept for the next call to report, never a panic.
-        device
-            .on_uncaptured_error(std::sync::Arc::new(|e: wgpu::Error| crate::errors::record_uncaptured(e.to_string())));
-        device.set_device_lost_callback(|reason, message| crate::errors::record_lost(format!("{reason:?}: {message}")));
-        Ok(Context { device, queue, info, limits, features })
+        // Errors nobody captured, and a loss, are kept for the next call to report, never a panic.
+        let errors = Arc::new(DeviceErrors::default());
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| sink.record_uncaptured(e.to_string())));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, message| sink.record_lost(format!("{reason:?}: {message}")));
+        Ok(Context { device, queue, info, limits, errors })
     }
 
     /// "gpu: <adapter> (<backend>[, cpu adapter])".

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use tensor::Result;
 
+use crate::context::Context;
+
 /// How a kernel uses one of its storage buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -33,7 +35,7 @@ impl Pipelines {
     /// of bindings 1.., in order.
     pub fn get(
         &self,
-        device: &wgpu::Device,
+        ctx: &Context,
         key: &str,
         buffers: &[Access],
         source: impl FnOnce() -> String,
@@ -41,7 +43,8 @@ impl Pipelines {
         if let Some(k) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
             return Ok(k.clone());
         }
-        let kernel = crate::errors::scoped(device, &format!("compiling kernel {key}"), || {
+        let device = &ctx.device;
+        let kernel = crate::errors::scoped(ctx, &format!("compiling kernel {key}"), || {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(key),
                 source: wgpu::ShaderSource::Wgsl(source().into()),

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tensor::Result;
 use wgpu::util::DeviceExt;
 
+use crate::context::Context;
 use crate::pipelines::Kernel;
 
 /// Submit once this many dispatches are waiting.
@@ -74,7 +75,7 @@ impl Batch {
     }
 
     /// Encodes and submits everything recorded, leaving the batch empty.
-    pub fn submit(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, stats: &Stats, op: &str) -> Result<()> {
+    pub fn submit(&mut self, ctx: &Context, stats: &Stats, op: &str) -> Result<()> {
         if self.commands.is_empty() {
             return Ok(());
         }
@@ -82,7 +83,8 @@ impl Batch {
         let mut params = std::mem::take(&mut self.params);
         params.resize(params.len().max(16), 0);
         let dispatches = commands.iter().filter(|c| matches!(c, Command::Dispatch { .. })).count() as u64;
-        crate::errors::scoped(device, op, || {
+        let (device, queue) = (&ctx.device, &ctx.queue);
+        crate::errors::scoped(ctx, op, || {
             let uniforms = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("parameters"),
                 contents: &params,
