@@ -96,7 +96,7 @@ fn odd_value(rng: &mut Rng) -> Value {
 fn contradiction(rng: &mut Rng, map: &mut Map<String, Value>) -> Option<&'static str> {
     let get = |map: &Map<String, Value>, k: &str| map.get(k).and_then(Value::as_u64);
     let heads = get(map, "num_attention_heads").unwrap_or(4);
-    Some(match rng.below(9) {
+    Some(match rng.below(10) {
         0 => {
             map.remove("head_dim");
             map.insert("hidden_size".into(), json!(heads * 16 + 1));
@@ -146,6 +146,17 @@ fn contradiction(rng: &mut Rng, map: &mut Map<String, Value>) -> Option<&'static
             let n = get(map, "num_hidden_layers").unwrap_or(2);
             map.insert("layer_types".into(), json!(vec!["full_attention"; n as usize + 1]));
             "layer_types"
+        }
+        8 => {
+            // A layer list naming a layer past the last one.
+            let n = get(map, "num_hidden_layers").unwrap_or(2);
+            let field = match map["model_type"].as_str()? {
+                "llama4_text" => "moe_layers",
+                "qwen3_moe" => "mlp_only_layers",
+                _ => return None,
+            };
+            map.insert(field.into(), json!([0, n + rng.below(3) as u64]));
+            field
         }
         _ => {
             map.insert("rms_norm_eps".into(), json!(-1e-6));

@@ -5,7 +5,7 @@ use nn::attention::TemperatureTuning;
 use serde_json::{Map, Value};
 use tensor::GluActivation;
 
-use super::fields::Fields;
+use super::fields::{Fields, shortened};
 use super::{Family, LayerAttention, LayerKind, MlaSizes, ModelConfig, MoeConfig, RouterKind, rope};
 use crate::{Error, Result};
 
@@ -39,7 +39,10 @@ pub fn parse(map: &Map<String, Value>, source: &str) -> Result<ModelConfig> {
         .str_opt("model_type")?
         .ok_or_else(|| Error::Config(format!("{source}: missing field model_type (expected one of {SUPPORTED})")))?;
     let (family, nested) = family_of(model_type).ok_or_else(|| {
-        Error::Config(format!("{source}: model_type {model_type:?} is not supported (expected one of {SUPPORTED})"))
+        Error::Config(format!(
+            "{source}: model_type {} is not supported (expected one of {SUPPORTED})",
+            shortened(&format!("{model_type:?}"))
+        ))
     })?;
     let text = if nested {
         top.object("text_config")?
@@ -113,7 +116,8 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
         "gelu_pytorch_tanh" | "gelu_tanh" => GluActivation::GeluTanh,
         other => {
             return Err(Error::Config(format!(
-                "{source}: activation {other:?} is not supported (expected silu or gelu_pytorch_tanh)"
+                "{source}: activation {} is not supported (expected silu or gelu_pytorch_tanh)",
+                shortened(&format!("{other:?}"))
             )));
         }
     };
@@ -176,7 +180,10 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
                     "full_attention" => Ok(LayerAttention::Full),
                     "sliding_attention" => Ok(LayerAttention::Sliding),
                     "chunked_attention" => Ok(LayerAttention::Chunked),
-                    other => Err(Error::Config(format!("{source}: field layer_types: unknown layer type {other:?}"))),
+                    other => Err(Error::Config(format!(
+                        "{source}: field layer_types: unknown layer type {}",
+                        shortened(&format!("{other:?}"))
+                    ))),
                 })
                 .collect::<Result<_>>()?
         }
@@ -249,7 +256,7 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
                 None => f.usize_or("num_local_experts", 128)?,
             };
             let step = f.usize_or("decoder_sparse_step", 1)?.max(1);
-            let dense_only = f.usize_list("mlp_only_layers")?.unwrap_or_default();
+            let dense_only = f.layer_list("mlp_only_layers", num_hidden_layers)?.unwrap_or_default();
             let layers = (0..num_hidden_layers)
                 .map(|i| num_experts > 0 && !dense_only.contains(&i) && (i + 1) % step == 0)
                 .collect();
@@ -269,7 +276,7 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
         Family::Llama4 => {
             let num_experts = f.usize_or("num_local_experts", 16)?;
             let step = f.usize_or("interleave_moe_layer_step", 1)?.max(1);
-            let listed = f.usize_list("moe_layers")?;
+            let listed = f.layer_list("moe_layers", num_hidden_layers)?;
             let layers = (0..num_hidden_layers)
                 .map(|i| match &listed {
                     Some(list) => list.contains(&i),

@@ -12,18 +12,35 @@ pub struct Fields<'a> {
     pub map: &'a Map<String, Value>,
 }
 
+/// A value from the file as an error shows it: at most 40 characters, cut at a character
+/// boundary (the text may hold multi-byte ones), so a hostile config cannot fill the terminal.
+pub fn shortened(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((at, _)) => format!("{}...", &s[..at]),
+        None => s.to_string(),
+    }
+}
+
 impl<'a> Fields<'a> {
     fn err(&self, field: &str, expected: &str, got: &Value) -> Error {
         let s = match got {
             Value::String(s) => format!("{s:?}"),
             other => other.to_string(),
         };
-        // At most 40 characters, cut at a character boundary (the text may hold multi-byte ones).
-        let shown = match s.char_indices().nth(40) {
-            Some((at, _)) => format!("{}...", &s[..at]),
-            None => s,
-        };
-        Error::Config(format!("{}: field {field}: expected {expected}, got {shown}", self.source))
+        Error::Config(format!("{}: field {field}: expected {expected}, got {}", self.source, shortened(&s)))
+    }
+
+    /// A list of layer numbers (`moe_layers`, `mlp_only_layers`), each below `num_layers`: an
+    /// entry past the last layer is a config that does not describe the model it claims to.
+    pub fn layer_list(&self, field: &str, num_layers: usize) -> Result<Option<Vec<usize>>> {
+        let list = self.usize_list(field)?;
+        if let Some(&bad) = list.iter().flatten().find(|&&i| i >= num_layers) {
+            return Err(Error::Config(format!(
+                "{}: field {field}: expected layer numbers below num_hidden_layers ({num_layers}; layers count from 0), got {bad}",
+                self.source
+            )));
+        }
+        Ok(list)
     }
 
     /// The value, treating JSON null like an absent field.

@@ -6,7 +6,7 @@
 
 use nn::rope::RopeScaling;
 
-use super::fields::Fields;
+use super::fields::{Fields, shortened};
 use crate::{Error, Result};
 
 /// One RoPE schedule: base and scaling.
@@ -61,8 +61,9 @@ fn scaling(f: &Fields, max_position_embeddings: usize) -> Result<RopeScaling> {
         },
         other => {
             return Err(Error::Config(format!(
-                "{}: rope type {other:?} is not supported (expected default, linear, llama3 or yarn)",
-                f.source
+                "{}: rope type {} is not supported (expected default, linear, llama3 or yarn)",
+                f.source,
+                shortened(&format!("{other:?}"))
             )));
         }
     })
