@@ -18,6 +18,8 @@ pub enum Error {
     Tokenizer(String),
     /// Bad arguments from the user (ids outside the vocabulary, a prompt longer than the context).
     Input(String),
+    /// Values that stopped being numbers (NaN or infinite logits).
+    Numeric(String),
 }
 
 impl Error {
@@ -30,6 +32,9 @@ impl Error {
     pub fn input(msg: impl Into<String>) -> Error {
         Error::Input(msg.into())
     }
+    pub fn numeric(msg: impl Into<String>) -> Error {
+        Error::Numeric(msg.into())
+    }
 }
 
 impl std::fmt::Display for Error {
@@ -40,7 +45,7 @@ impl std::fmt::Display for Error {
             Error::Config(msg) => write!(f, "config: {msg}"),
             Error::Tensor(e) => write!(f, "{e}"),
             Error::Tokenizer(msg) => write!(f, "tokenizer: {msg}"),
-            Error::Input(msg) => f.write_str(msg),
+            Error::Input(msg) | Error::Numeric(msg) => f.write_str(msg),
         }
     }
 }

@@ -46,6 +46,14 @@ pub fn generate(
             position += input.len();
             // Only the last position's logits are needed: read back one row of the vocabulary.
             let last = out.logits.value().narrow(1, input.len() - 1, 1)?.to_dtype(DType::F32)?.to_vec::<f32>()?;
+            // NaN logits would make every draw meaningless (and sampling silently picks the last
+            // candidate); -inf is left alone, it only rules a token out.
+            if let Some(bad) = last.iter().find(|x| x.is_nan() || **x == f32::INFINITY) {
+                return Err(Error::numeric(format!(
+                    "the logits after {} tokens hold {bad}: a weight or an activation is not finite; run with --check-finite (or LLM_CHECK_FINITE=1) to find the first layer that produced it",
+                    tokens.len()
+                )));
+            }
             let next = sampler.pick(&last);
             tokens.push(next);
             on_token(next)?;

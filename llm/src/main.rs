@@ -11,6 +11,10 @@ use llm::sample::Sampling;
 #[derive(Parser)]
 #[command(name = "llm", version, about = "Today's open LLM architectures, from checkpoints to tokens")]
 struct Cli {
+    /// Check every weight as it loads and every layer's output as it leaves the layer for NaN
+    /// or infinity, and stop at the first one, naming it (slower: activations are read back).
+    #[arg(long, global = true)]
+    check_finite: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -125,6 +129,9 @@ enum Command {
 }
 
 fn run(cli: Cli) -> llm::Result<()> {
+    if cli.check_finite {
+        llm::finite::set_check_finite(true);
+    }
     match cli.command {
         Command::Logits { model, input, out, device } => cli::logits::run(&model, &input, &out, device.as_deref()),
         Command::Generate {

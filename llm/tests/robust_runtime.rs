@@ -41,11 +41,19 @@ fn rss_bytes() -> usize {
 // ---------------------------------------------------------------------------------------------
 // Numerics
 
-/// Rows of extreme logits: softmax stays a distribution, log-softmax and cross-entropy stay finite.
+/// Rows of extreme logits: softmax stays a distribution, log-softmax and cross-entropy stay
+/// finite, on the CPU and on the GPU (whose kernels have their own max-subtraction and sums).
 #[test]
 fn softmax_and_cross_entropy_stay_finite_for_extreme_logits() -> llm::Result<()> {
     let _serial = serial();
-    let cpu = Device::cpu();
+    extreme_logits_on(&Device::cpu())?;
+    if let Some(g) = gpu::test_device() {
+        extreme_logits_on(&g)?;
+    }
+    Ok(())
+}
+
+fn extreme_logits_on(device: &Device) -> llm::Result<()> {
     let half = f32::MAX / 2.0;
     let rows: Vec<[f32; 4]> = vec![
         [1e30, -1e30, 0.0, 1.0],
@@ -55,29 +63,30 @@ fn softmax_and_cross_entropy_stay_finite_for_extreme_logits() -> llm::Result<()>
         [1e30, 1e30, 1e30, 1e30],
         [1e-30, -1e-30, 0.0, 88.0],
     ];
+    let on = device.name();
     let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-    let x = Tensor::from_vec(flat.clone(), [rows.len(), 4], &cpu)?;
+    let x = Tensor::from_vec(flat.clone(), [rows.len(), 4], &Device::cpu())?.to(device)?;
     let p = x.softmax(1usize)?.to_vec::<f32>()?;
     let lp = x.log_softmax(1usize)?.to_vec::<f32>()?;
     for (r, row) in p.chunks(4).enumerate() {
         let sum: f32 = row.iter().sum();
-        assert!(row.iter().all(|v| v.is_finite() && *v >= 0.0), "softmax row {r}: {row:?}");
+        assert!(row.iter().all(|v| v.is_finite() && *v >= 0.0), "{on}: softmax row {r}: {row:?}");
         // Four terms each rounded once: a few ulps of 1.
-        assert!((sum - 1.0).abs() < 1e-5, "softmax row {r} sums to {sum}");
+        assert!((sum - 1.0).abs() < 1e-5, "{on}: softmax row {r} sums to {sum}");
     }
     // log-softmax of -f32::MAX/2 against a max of f32::MAX/2 is -f32::MAX: finite, just.
-    assert!(lp.iter().all(|v| v.is_finite()), "log_softmax: {lp:?}");
+    assert!(lp.iter().all(|v| v.is_finite()), "{on}: log_softmax: {lp:?}");
     // Labels on entries whose loss is large but representable (1e30 + ... for row 0, label 1);
     // the mean of the row losses must not overflow.
-    let labels = Tensor::from_vec(vec![1u32, 2, 0, 3, 2, 3], [rows.len()], &cpu)?;
+    let labels = Tensor::from_vec(vec![1u32, 2, 0, 3, 2, 3], [rows.len()], &Device::cpu())?.to(device)?;
     let logits = Var::parameter(x);
     let loss = nn::loss::cross_entropy(&logits, &labels, None)?;
     let value = loss.value().to_dtype(DType::F32)?.to_scalar::<f32>()?;
-    assert!(value.is_finite(), "cross-entropy {value}");
+    assert!(value.is_finite(), "{on}: cross-entropy {value}");
     let grads = loss.backward()?;
     let g = grads.get(&logits).expect("a gradient").to_vec::<f32>()?;
-    assert!(g.iter().all(|v| v.is_finite()), "cross-entropy gradient {g:?}");
-    println!("extreme-logit loss {value:e}; gradients finite");
+    assert!(g.iter().all(|v| v.is_finite()), "{on}: cross-entropy gradient {g:?}");
+    println!("{on}: extreme-logit loss {value:e}; gradients finite");
     Ok(())
 }
 
@@ -188,6 +197,82 @@ fn device_gpu_without_an_adapter_fails_and_the_default_names_its_choice() {
     let (device, line) = llm::device::pick(Some("CPU")).expect("cpu");
     assert_eq!(device, Device::cpu());
     assert_eq!(line, "device: cpu");
+}
+
+/// A GPU lost in the middle of a generation: the step after the loss ends the generation with
+/// the lost-device advice, the tokens already streamed stay streamed, and nothing panics. The
+/// loss is made on a device of the test's own (see gpu/tests/device_lost.rs for why it is
+/// simulated), so the shared device goes on for the other tests.
+#[test]
+fn a_gpu_lost_mid_generation_ends_it_with_advice() -> llm::Result<()> {
+    let _serial = serial();
+    if gpu::test_device().is_none() {
+        return Ok(());
+    }
+    let backend = std::sync::Arc::new(gpu::GpuBackend::new()?);
+    let device = Device::from_backend(backend.clone());
+    let loaded = load(&fixture("qwen3"), &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
+    let mut streamed = Vec::new();
+    let result = generate(&loaded.model, &[1, 5, 9], 12, Sampling::greedy(), &StopAt::default(), &device, |t| {
+        streamed.push(t);
+        if streamed.len() == 4 {
+            backend.simulate_device_loss();
+        }
+        Ok(())
+    });
+    let err = result.expect_err("generation went on after the device was lost").to_string();
+    assert!(err.contains("GPU device was lost") && err.contains("--device cpu"), "{err}");
+    assert_eq!(streamed.len(), 4, "tokens after the loss: {streamed:?}");
+    // The same tokens as the CPU gives: what was streamed before the loss was real.
+    let on_cpu = load(&fixture("qwen3"), &LoadOptions::cpu())?;
+    let reference =
+        generate(&on_cpu.model, &[1, 5, 9], 4, Sampling::greedy(), &StopAt::default(), &Device::cpu(), |_| Ok(()))?;
+    assert_eq!(streamed, reference[3..], "tokens streamed before the loss");
+    println!("lost mid-run: {err}");
+    Ok(())
+}
+
+/// `--check-finite` on the command line: a checkpoint whose layer 1 overflows is stopped at that
+/// layer, by name; without the flag the NaN logits are still refused (never sampled from), and the
+/// error points at the flag.
+#[test]
+fn check_finite_flag_names_the_layer_and_nan_logits_are_refused_without_it() -> llm::Result<()> {
+    let _serial = serial();
+    let dir = tempdir("check-finite-cli");
+    let source = fixture("qwen3");
+    for entry in std::fs::read_dir(&source).expect("fixture") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "json") {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).expect("copy");
+        }
+    }
+    let cpu = Device::cpu();
+    let ckpt = Checkpoint::open(&source.join("model.safetensors"))?;
+    let mut tensors = Vec::new();
+    for name in ckpt.names() {
+        let t = ckpt.load(&name, None, &cpu)?;
+        // Finite weights whose product overflows f32 inside layer 1.
+        let t = if name == "model.layers.1.mlp.down_proj.weight" { t.mul_scalar(1e38)? } else { t };
+        tensors.push((name, t));
+    }
+    save_safetensors(&dir.join("model.safetensors"), &tensors, None)?;
+    let model = dir.to_str().unwrap();
+    let args = ["generate", "--model", model, "--prompt-ids", "1,2,3", "--max-new-tokens", "3", "--device", "cpu"];
+
+    let o = llm_cmd(&[&args[..], &["--check-finite"]].concat(), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && !err.contains("panicked"), "{err}");
+    assert!(err.contains("decoder layer 1") && err.contains("model.layers.1"), "{err}");
+    // The flag may come before the subcommand too.
+    let o = llm_cmd(&[&["--check-finite"], &args[..]].concat(), &[]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("decoder layer 1"));
+
+    let o = llm_cmd(&args, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && !err.contains("panicked"), "{err}");
+    assert!(err.contains("logits") && err.contains("--check-finite"), "{err}");
+    assert!(o.stdout.is_empty(), "sampled from NaN logits: {}", String::from_utf8_lossy(&o.stdout));
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
