@@ -5,7 +5,7 @@ use nn::attention::TemperatureTuning;
 use serde_json::{Map, Value};
 use tensor::GluActivation;
 
-use super::fields::{Fields, shortened};
+use super::fields::{Fields, quoted};
 use super::{Family, LayerAttention, LayerKind, MlaSizes, ModelConfig, MoeConfig, RouterKind, rope};
 use crate::{Error, Result};
 
@@ -41,7 +41,7 @@ pub fn parse(map: &Map<String, Value>, source: &str) -> Result<ModelConfig> {
     let (family, nested) = family_of(model_type).ok_or_else(|| {
         Error::Config(format!(
             "{source}: model_type {} is not supported (expected one of {SUPPORTED})",
-            shortened(&format!("{model_type:?}"))
+            quoted(model_type)
         ))
     })?;
     let text = if nested {
@@ -117,7 +117,7 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
         other => {
             return Err(Error::Config(format!(
                 "{source}: activation {} is not supported (expected silu or gelu_pytorch_tanh)",
-                shortened(&format!("{other:?}"))
+                quoted(other)
             )));
         }
     };
@@ -180,10 +180,9 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
                     "full_attention" => Ok(LayerAttention::Full),
                     "sliding_attention" => Ok(LayerAttention::Sliding),
                     "chunked_attention" => Ok(LayerAttention::Chunked),
-                    other => Err(Error::Config(format!(
-                        "{source}: field layer_types: unknown layer type {}",
-                        shortened(&format!("{other:?}"))
-                    ))),
+                    other => {
+                        Err(Error::Config(format!("{source}: field layer_types: unknown layer type {}", quoted(other))))
+                    }
                 })
                 .collect::<Result<_>>()?
         }

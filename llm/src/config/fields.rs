@@ -14,20 +14,25 @@ pub struct Fields<'a> {
 
 /// A value from the file as an error shows it: at most 40 characters, cut at a character
 /// boundary (the text may hold multi-byte ones), so a hostile config cannot fill the terminal.
-pub fn shortened(s: &str) -> String {
+fn shortened(s: &str) -> String {
     match s.char_indices().nth(40) {
         Some((at, _)) => format!("{}...", &s[..at]),
         None => s.to_string(),
     }
 }
 
+/// A name from the file (a model type, an activation) as an error shows it: quoted, shortened.
+pub fn quoted(s: &str) -> String {
+    shortened(&format!("{s:?}"))
+}
+
 impl<'a> Fields<'a> {
     fn err(&self, field: &str, expected: &str, got: &Value) -> Error {
-        let s = match got {
-            Value::String(s) => format!("{s:?}"),
-            other => other.to_string(),
+        let shown = match got {
+            Value::String(s) => quoted(s),
+            other => shortened(&other.to_string()),
         };
-        Error::Config(format!("{}: field {field}: expected {expected}, got {}", self.source, shortened(&s)))
+        Error::Config(format!("{}: field {field}: expected {expected}, got {shown}", self.source))
     }
 
     /// A list of layer numbers (`moe_layers`, `mlp_only_layers`), each below `num_layers`: an

@@ -6,7 +6,7 @@
 
 use nn::rope::RopeScaling;
 
-use super::fields::{Fields, shortened};
+use super::fields::{Fields, quoted};
 use crate::{Error, Result};
 
 /// One RoPE schedule: base and scaling.
@@ -63,7 +63,7 @@ fn scaling(f: &Fields, max_position_embeddings: usize) -> Result<RopeScaling> {
             return Err(Error::Config(format!(
                 "{}: rope type {} is not supported (expected default, linear, llama3 or yarn)",
                 f.source,
-                shortened(&format!("{other:?}"))
+                quoted(other)
             )));
         }
     })
