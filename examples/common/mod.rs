@@ -42,7 +42,7 @@ pub fn fixture_dir(name: &str) -> PathBuf {
 pub fn run_fixture(name: &str) -> llm::Result<Loaded> {
     let dir = fixture_dir(name);
     let cpu = Device::cpu();
-    let loaded = load(&dir, &LoadOptions { device: cpu.clone(), weight_dtype: DType::F32 })?;
+    let loaded = load(&dir, &LoadOptions { device: cpu.clone(), weight_dtype: Some(DType::F32) })?;
     let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
     let ids = reference.load("input_ids", Some(DType::U32), &cpu)?;
     let out = autograd::no_grad(|| loaded.model.forward(&ids, 0, None, false))?;

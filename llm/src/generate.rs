@@ -1,6 +1,8 @@
 //! Autoregressive generation with the KV cache: the prompt is processed in one forward pass
 //! (prefill), then one token at a time (decode), each step reusing every earlier key and value.
 
+use std::time::{Duration, Instant};
+
 use autograd::no_grad;
 use tensor::{DType, Device, Tensor};
 
@@ -15,6 +17,33 @@ pub struct StopAt {
     pub eos: Vec<u32>,
 }
 
+/// Where the time of one generation went. Prefill runs from the start of the prompt's forward
+/// pass to the first chosen token; decode is the rest (one forward pass per further token).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Timings {
+    pub prompt_tokens: usize,
+    /// Tokens chosen, the first (from prefill) included.
+    pub new_tokens: usize,
+    pub prefill: Duration,
+    pub decode: Duration,
+}
+
+impl Timings {
+    /// Prompt tokens processed per second of prefill.
+    pub fn prefill_tok_s(&self) -> f64 {
+        per_second(self.prompt_tokens, self.prefill)
+    }
+
+    /// Tokens chosen per second of decode: every token after the first.
+    pub fn decode_tok_s(&self) -> f64 {
+        per_second(self.new_tokens.saturating_sub(1), self.decode)
+    }
+}
+
+fn per_second(count: usize, time: Duration) -> f64 {
+    if time.is_zero() { 0.0 } else { count as f64 / time.as_secs_f64() }
+}
+
 /// Generates up to `max_new` tokens after `prompt` (batch 1), calling `on_token` with each new
 /// token as soon as it is chosen. Returns prompt and new tokens together.
 pub fn generate(
@@ -24,8 +53,22 @@ pub fn generate(
     sampling: Sampling,
     stop: &StopAt,
     device: &Device,
-    mut on_token: impl FnMut(u32) -> Result<()>,
+    on_token: impl FnMut(u32) -> Result<()>,
 ) -> Result<Vec<u32>> {
+    generate_timed(model, prompt, max_new, sampling, stop, device, on_token).map(|(tokens, _)| tokens)
+}
+
+/// [`generate`], also saying where the time went. The time `on_token` takes (printing) counts
+/// as decode time, as it would for a user waiting on the stream.
+pub fn generate_timed(
+    model: &CausalLm,
+    prompt: &[u32],
+    max_new: usize,
+    sampling: Sampling,
+    stop: &StopAt,
+    device: &Device,
+    mut on_token: impl FnMut(u32) -> Result<()>,
+) -> Result<(Vec<u32>, Timings)> {
     sampling.validate()?;
     if prompt.is_empty() {
         return Err(Error::input("the prompt is empty: give at least one token"));
@@ -40,12 +83,14 @@ pub fn generate(
         let mut tokens = prompt.to_vec();
         let mut input = prompt.to_vec();
         let mut position = 0;
-        for _ in 0..max_new {
+        let mut timings = Timings { prompt_tokens: prompt.len(), ..Timings::default() };
+        let started = Instant::now();
+        for step in 0..max_new {
             let ids = Tensor::from_vec(input.clone(), [1, input.len()], device)?;
-            let out = model.forward(&ids, position, Some(&mut caches), false)?;
+            // Only the last position's logits are needed: the head runs on one row.
+            let logits = model.forward_last(&ids, position, Some(&mut caches))?;
             position += input.len();
-            // Only the last position's logits are needed: read back one row of the vocabulary.
-            let last = out.logits.value().narrow(1, input.len() - 1, 1)?.to_dtype(DType::F32)?.to_vec::<f32>()?;
+            let last = logits.value().to_dtype(DType::F32)?.to_vec::<f32>()?;
             // NaN logits would make every draw meaningless (and sampling silently picks the last
             // candidate); -inf is left alone, it only rules a token out.
             if let Some(bad) = last.iter().find(|x| x.is_nan() || **x == f32::INFINITY) {
@@ -56,13 +101,18 @@ pub fn generate(
             }
             let next = sampler.pick(&last);
             tokens.push(next);
+            timings.new_tokens += 1;
+            if step == 0 {
+                timings.prefill = started.elapsed();
+            }
             on_token(next)?;
             if stop.eos.contains(&next) {
                 break;
             }
             input = vec![next];
         }
-        Ok(tokens)
+        timings.decode = started.elapsed().saturating_sub(timings.prefill);
+        Ok((tokens, timings))
     })
 }
 

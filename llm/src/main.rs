@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use llm::cli;
+use llm::cli::global::WeightDtype;
 use llm::sample::Sampling;
 
 #[derive(Parser)]
@@ -15,6 +16,14 @@ struct Cli {
     /// or infinity, and stop at the first one, naming it (slower: activations are read back).
     #[arg(long, global = true)]
     check_finite: bool,
+    /// Threads for the CPU kernels (default: every core).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// The dtype of the weights: auto keeps them as the checkpoint stores them (a bf16 release
+    /// stays bf16); f32, bf16 or f16 convert them. For `inspect`, the dtype of the KV cache
+    /// (auto: bf16).
+    #[arg(long, global = true, value_enum, default_value_t = WeightDtype::Auto)]
+    dtype: WeightDtype,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,6 +76,10 @@ enum Command {
         /// End with one JSON line `{"ids": [...]}` on stdout.
         #[arg(long)]
         json: bool,
+        /// After the run, print the prefill and decode speed on stderr, then one JSON object
+        /// as stderr's last line.
+        #[arg(long)]
+        stats: bool,
     },
     /// Full-batch training on the `input_ids` of a safetensors file; one JSON line per step.
     Train {
@@ -120,8 +133,6 @@ enum Command {
         model: PathBuf,
         #[arg(long, default_value_t = 32_768)]
         context: usize,
-        #[arg(long, default_value = "bf16")]
-        dtype: String,
         /// End with one JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -132,8 +143,12 @@ fn run(cli: Cli) -> llm::Result<()> {
     if cli.check_finite {
         llm::finite::set_check_finite(true);
     }
+    cli::global::set_threads(cli.threads)?;
+    let dtype = cli.dtype;
     match cli.command {
-        Command::Logits { model, input, out, device } => cli::logits::run(&model, &input, &out, device.as_deref()),
+        Command::Logits { model, input, out, device } => {
+            cli::logits::run(&model, &input, &out, device.as_deref(), dtype.load_dtype())
+        }
         Command::Generate {
             model,
             prompt,
@@ -145,6 +160,7 @@ fn run(cli: Cli) -> llm::Result<()> {
             seed,
             device,
             json,
+            stats,
         } => cli::generate::run(cli::generate::GenerateArgs {
             model: &model,
             prompt: prompt.as_deref(),
@@ -153,8 +169,11 @@ fn run(cli: Cli) -> llm::Result<()> {
             sampling: Sampling { temperature, top_k: Some(top_k).filter(|&k| k > 0), top_p, seed },
             device: device.as_deref(),
             json,
+            stats,
+            weight_dtype: dtype.load_dtype(),
         }),
         Command::Train { model, data, steps, lr, beta1, beta2, eps, weight_decay, optimizer, device, save } => {
+            dtype.f32_only("train")?;
             cli::train::run(cli::train::TrainArgs {
                 model: &model,
                 data: &data,
@@ -170,6 +189,7 @@ fn run(cli: Cli) -> llm::Result<()> {
             })
         }
         Command::Pretrain { family, steps, small, out, device, seed } => {
+            dtype.f32_only("pretrain")?;
             cli::pretrain::run(cli::pretrain::PretrainArgs {
                 family: &family,
                 steps,
@@ -179,8 +199,14 @@ fn run(cli: Cli) -> llm::Result<()> {
                 seed,
             })
         }
-        Command::Tour { device } => cli::tour::run(device.as_deref()),
-        Command::Inspect { model, context, dtype, json } => cli::inspect::run(&model, context, &dtype, json),
+        Command::Tour { device } => {
+            dtype.f32_only("tour")?;
+            cli::tour::run(device.as_deref())
+        }
+        Command::Inspect { model, context, json } => {
+            let cache = if dtype == WeightDtype::Auto { "bf16" } else { dtype.name() };
+            cli::inspect::run(&model, context, cache, json)
+        }
     }
 }
 

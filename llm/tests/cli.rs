@@ -82,6 +82,45 @@ fn generate_json_gives_the_reference_greedy_ids() -> llm::Result<()> {
     Ok(())
 }
 
+/// `--stats`: a line for a person, then one JSON object as stderr's last line, whose counts and
+/// rates agree with each other and with the run; `--threads` sets the pool it reports.
+#[test]
+fn generate_stats_reports_prefill_and_decode() {
+    let dir = fixture("qwen3");
+    let o = llm(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt-ids",
+        "1,2,3,4,5,6,7",
+        "--max-new-tokens",
+        "5",
+        "--temperature",
+        "0",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--stats",
+        "--json",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    let json: serde_json::Value = serde_json::from_str(lines.last().unwrap()).expect("last stderr line is JSON");
+    assert!(lines[lines.len() - 2].starts_with("prefill: 7 tokens"), "{err}");
+    assert_eq!(json["prompt_tokens"], 7);
+    assert_eq!(json["new_tokens"], 5);
+    assert_eq!(json["threads"], 1);
+    assert!(json["device"].as_str().unwrap().starts_with("cpu"));
+    for (rate, count, time) in [("prefill_tok_s", 7.0, "prefill_s"), ("decode_tok_s", 4.0, "decode_s")] {
+        let (rate, time) = (json[rate].as_f64().unwrap(), json[time].as_f64().unwrap());
+        assert!(time > 0.0 && (rate * time - count).abs() < 1e-6 * count, "{json}");
+    }
+    let ids = serde_json::from_str::<serde_json::Value>(stdout(&o).lines().last().unwrap()).unwrap();
+    assert_eq!(ids["ids"].as_array().unwrap().len(), 12);
+}
+
 #[test]
 fn train_prints_one_line_per_step_plus_the_final_loss() -> llm::Result<()> {
     let dir = fixture("qwen3");
@@ -176,6 +215,12 @@ fn bad_input_ends_in_one_line_and_a_non_zero_exit() -> llm::Result<()> {
     fails_cleanly(&["generate", "--model", good, "--prompt-ids", "1", "--device", "tpu"], "--device");
     fails_cleanly(&["generate", "--model", good, "--prompt-ids", "1", "--top-p", "2", "--device", "cpu"], "--top-p");
     fails_cleanly(&["inspect", "--model", "/no/such/config.json"], "config.json");
+    fails_cleanly(
+        &["generate", "--model", good, "--prompt-ids", "1", "--threads", "0", "--device", "cpu"],
+        "--threads",
+    );
+    fails_cleanly(&["generate", "--model", good, "--prompt-ids", "1", "--dtype", "f8", "--device", "cpu"], "f8");
+    fails_cleanly(&["tour", "--dtype", "bf16", "--device", "cpu"], "--dtype bf16");
     fails_cleanly(&["frobnicate"], "frobnicate");
     // A config of an unknown model_type.
     let unknown = temp("unknown.json");

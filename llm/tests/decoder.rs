@@ -123,3 +123,28 @@ fn parameter_names_follow_hugging_face() -> tensor::Result<()> {
     }
     Ok(())
 }
+
+/// Generation's `forward_last` (final norm and head on the last position only) gives exactly the
+/// last row of the full forward pass, with and without a cache, tied head or not.
+#[test]
+fn forward_last_is_the_last_row_of_forward() -> llm::Result<()> {
+    let cpu = Device::cpu();
+    for tied in [false, true] {
+        let model = tiny_model(0, &[MaskKind::Causal, MaskKind::Causal], tied)?;
+        let ids = tensor::Tensor::from_vec(vec![3u32, 1, 4, 1, 5, 9, 2], [1, 7], &cpu)?;
+        autograd::no_grad(|| -> llm::Result<()> {
+            let full = model.forward(&ids, 0, None, false)?.logits.value();
+            let want = full.narrow(1, 6, 1)?;
+            let last = model.forward_last(&ids, 0, None)?.value();
+            assert_eq!(last.dims(), &[1, 1, 32]);
+            assert!(tensor::testing::max_abs_diff(&last, &want)? < 1e-6);
+            // Prefill 5 tokens into the cache, then the last 2.
+            let mut caches = model.new_caches();
+            model.forward_last(&ids.narrow(1, 0, 5)?, 0, Some(&mut caches))?;
+            let cached = model.forward_last(&ids.narrow(1, 5, 2)?, 5, Some(&mut caches))?.value();
+            assert!(tensor::testing::max_abs_diff(&cached, &want)? < 1e-5);
+            Ok(())
+        })?;
+    }
+    Ok(())
+}

@@ -13,14 +13,24 @@ use std::path::PathBuf;
 
 use llm::models::{LoadOptions, load};
 use llm::weights::Checkpoint;
+use nn::ModuleExt;
 use tensor::testing::max_abs_diff;
 use tensor::{DType, Device};
 
 const TOLERANCE: f64 = 1e-4;
 
-fn check(variant: &str, device: &Device) -> llm::Result<()> {
+/// `weight_dtype` None keeps the weights in bf16 as stored (`--dtype auto`): the kernels widen
+/// them to f32 exactly, so the same tolerance holds, and the weights must really stay bf16.
+fn check(variant: &str, device: &Device, weight_dtype: Option<DType>) -> llm::Result<()> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hub-variants").join(variant);
-    let loaded = load(&dir, &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
+    let loaded = load(&dir, &LoadOptions { device: device.clone(), weight_dtype })?;
+    if weight_dtype.is_none() {
+        for (name, p) in loaded.model.named_parameters() {
+            let is_matrix = p.rank() >= 2 && (device.is_cpu() || !name.contains("embed_tokens"));
+            let want = if is_matrix { DType::BF16 } else { DType::F32 };
+            assert_eq!(p.dtype(), want, "{variant}: {name} loaded as {} with --dtype auto", p.dtype());
+        }
+    }
     let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
     let cpu = Device::cpu();
     let ids = reference.load("input_ids", Some(DType::U32), device)?;
@@ -37,13 +47,17 @@ macro_rules! variant_tests {
         $(
             #[test]
             fn $cpu() -> llm::Result<()> {
-                check($name, &Device::cpu())
+                check($name, &Device::cpu(), Some(DType::F32))?;
+                check($name, &Device::cpu(), None)
             }
 
             #[test]
             fn $gpu() -> llm::Result<()> {
                 match gpu::test_device() {
-                    Some(g) => check($name, &g),
+                    Some(g) => {
+                        check($name, &g, Some(DType::F32))?;
+                        check($name, &g, None)
+                    }
                     None => Ok(()),
                 }
             }

@@ -211,7 +211,7 @@ fn a_gpu_lost_mid_generation_ends_it_with_advice() -> llm::Result<()> {
     }
     let backend = std::sync::Arc::new(gpu::GpuBackend::new()?);
     let device = Device::from_backend(backend.clone());
-    let loaded = load(&fixture("qwen3"), &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
+    let loaded = load(&fixture("qwen3"), &LoadOptions { device: device.clone(), weight_dtype: Some(DType::F32) })?;
     let mut streamed = Vec::new();
     let result = generate(&loaded.model, &[1, 5, 9], 12, Sampling::greedy(), &StopAt::default(), &device, |t| {
         streamed.push(t);
@@ -294,7 +294,8 @@ fn the_same_seed_gives_the_same_tokens() -> llm::Result<()> {
     // The GPU, when there is a real one (lavapipe runs on the CPU and is slow; skip it).
     match gpu::device() {
         Ok(device) if !gpu::backend().map(|b| b.context().is_cpu_adapter()).unwrap_or(true) => {
-            let loaded = load(&fixture("qwen3"), &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
+            let loaded =
+                load(&fixture("qwen3"), &LoadOptions { device: device.clone(), weight_dtype: Some(DType::F32) })?;
             assert_eq!(sampled(&loaded.model, 42, &device)?, sampled(&loaded.model, 42, &device)?);
             println!("determinism also checked on {}", device.name());
         }

@@ -46,7 +46,7 @@ fn sample_text(model: &llm::models::CausalLm, tokenizer: &Tokenizer, seed: u64) 
 #[test]
 fn the_shipped_model_writes_corpus_english() -> llm::Result<()> {
     let dir = shipped_model_dir();
-    let loaded = load(&dir, &LoadOptions { device: Device::cpu(), weight_dtype: DType::F32 })?;
+    let loaded = load(&dir, &LoadOptions { device: Device::cpu(), weight_dtype: Some(DType::F32) })?;
     let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))?;
     let known = corpus_words();
     let text = sample_text(&loaded.model, &tokenizer, 1)?;

@@ -17,7 +17,7 @@ fn fixture(name: &str) -> PathBuf {
 
 fn check_training(name: &str, device: &Device) -> llm::Result<()> {
     let dir = fixture(name);
-    let loaded = load(&dir, &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
+    let loaded = load(&dir, &LoadOptions { device: device.clone(), weight_dtype: Some(DType::F32) })?;
     let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
     let ids = reference.load("input_ids", Some(DType::U32), device)?;
     let want: Vec<f32> = reference.load("train_losses", Some(DType::F32), &Device::cpu())?.to_vec()?;

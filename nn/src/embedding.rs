@@ -1,7 +1,7 @@
 //! `Embedding`: a table of vectors, one row per token id.
 
 use autograd::Var;
-use tensor::{Result, Tensor};
+use tensor::{DType, Result, Tensor};
 
 use crate::{Init, Module, join};
 
@@ -16,8 +16,14 @@ impl Embedding {
     }
 
     /// ids of any shape -> ids.shape + [hidden]. An id outside the vocabulary is an error naming it.
+    /// A table kept in bf16 or f16 (as a checkpoint ships it) gives f32 rows: only the picked rows
+    /// are widened, so the table itself is never copied.
     pub fn forward(&self, ids: &Tensor) -> Result<Var> {
-        self.weight.embedding(ids)
+        let rows = self.weight.embedding(ids)?;
+        match rows.dtype() {
+            DType::BF16 | DType::F16 => rows.to_dtype(DType::F32),
+            _ => Ok(rows),
+        }
     }
 }
 

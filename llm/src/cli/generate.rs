@@ -1,5 +1,6 @@
 //! `llm generate [--model DIR] (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N]
-//! [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device cpu|gpu] [--json]`: streams
+//! [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device cpu|gpu] [--json] [--stats]`
+//! (and the global `--dtype`, `--threads`): streams
 //! the continuation as it is chosen: text when the prompt is text (through the model's
 //! `tokenizer.json`), token ids otherwise; with `--json` the last line of stdout is
 //! `{"ids": [...]}`, prompt and new tokens together. Without `--model` it runs the project's own
@@ -10,7 +11,7 @@ use std::path::Path;
 
 use tensor::DType;
 
-use crate::generate::{StopAt, generate};
+use crate::generate::{StopAt, Timings, generate_timed};
 use crate::models::{LoadOptions, load};
 use crate::sample::Sampling;
 use crate::tokenizer::Tokenizer;
@@ -24,6 +25,10 @@ pub struct GenerateArgs<'a> {
     pub sampling: Sampling,
     pub device: Option<&'a str>,
     pub json: bool,
+    /// `--stats`: timings on stderr after the run, the last line one JSON object.
+    pub stats: bool,
+    /// `--dtype` (`None`: the weights as the checkpoint stores them).
+    pub weight_dtype: Option<DType>,
 }
 
 /// Parses `--prompt-ids 1,2,3`.
@@ -62,7 +67,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     };
     let (device, line) = crate::device::pick(args.device)?;
     eprintln!("{line}");
-    let loaded = load(args.model, &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
+    let loaded = load(args.model, &LoadOptions { device: device.clone(), weight_dtype: args.weight_dtype })?;
     let prompt = match (args.prompt, args.prompt_ids, &tokenizer) {
         (_, Some(ids), _) => parse_ids(ids)?,
         (Some(text), None, Some(tokenizer)) => {
@@ -92,16 +97,17 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     if let (Some(prompt_text), Some(_), false) = (args.prompt, &text, args.json) {
         write!(stdout, "{prompt_text}").and_then(|_| stdout.flush()).map_err(write_err)?;
     }
-    let ids = generate(&loaded.model, &prompt, args.max_new_tokens, args.sampling, &stop, &device, |token| {
-        if args.json || stop.eos.contains(&token) {
-            return Ok(());
-        }
-        let piece = match text.as_mut() {
-            Some(decoder) => decoder.push(token)?,
-            None => format!("{token} "),
-        };
-        write!(stdout, "{piece}").and_then(|_| stdout.flush()).map_err(write_err)
-    })?;
+    let (ids, timings) =
+        generate_timed(&loaded.model, &prompt, args.max_new_tokens, args.sampling, &stop, &device, |token| {
+            if args.json || stop.eos.contains(&token) {
+                return Ok(());
+            }
+            let piece = match text.as_mut() {
+                Some(decoder) => decoder.push(token)?,
+                None => format!("{token} "),
+            };
+            write!(stdout, "{piece}").and_then(|_| stdout.flush()).map_err(write_err)
+        })?;
     if args.json {
         writeln!(stdout, "{}", serde_json::json!({ "ids": ids })).map_err(write_err)?;
     } else {
@@ -111,5 +117,75 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         };
         writeln!(stdout, "{rest}").map_err(write_err)?;
     }
+    if args.stats {
+        drop(stdout);
+        let stats = Stats::new(&timings, &device);
+        eprintln!("{}", stats.line());
+        eprintln!("{}", stats.json());
+    }
     Ok(())
+}
+
+/// What `--stats` reports: the speed of prefill and decode, where it ran, and the peak memory.
+pub struct Stats {
+    pub timings: Timings,
+    pub device: String,
+    pub threads: usize,
+    /// The process's peak resident memory (Linux's VmHWM), if the system reports it.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl Stats {
+    pub fn new(timings: &Timings, device: &tensor::Device) -> Stats {
+        let device = if device.is_cpu() { "cpu".to_string() } else { device.name() };
+        Stats { timings: *timings, device, threads: super::global::threads(), peak_rss_bytes: peak_rss_bytes() }
+    }
+
+    /// One line for a person.
+    pub fn line(&self) -> String {
+        let t = &self.timings;
+        let mut line = format!(
+            "prefill: {} tokens in {:.3} s ({:.1} tok/s); decode: {} tokens in {:.3} s ({:.1} tok/s); {}, {} threads",
+            t.prompt_tokens,
+            t.prefill.as_secs_f64(),
+            t.prefill_tok_s(),
+            t.new_tokens.saturating_sub(1),
+            t.decode.as_secs_f64(),
+            t.decode_tok_s(),
+            self.device,
+            self.threads,
+        );
+        if let Some(bytes) = self.peak_rss_bytes {
+            line.push_str(&format!("; peak memory {:.1} MiB", bytes as f64 / (1u64 << 20) as f64));
+        }
+        line
+    }
+
+    /// The JSON object: prompt_tokens, new_tokens, prefill_s, decode_s, prefill_tok_s,
+    /// decode_tok_s, device, threads (and peak_rss_bytes where known).
+    pub fn json(&self) -> serde_json::Value {
+        let t = &self.timings;
+        let mut json = serde_json::json!({
+            "prompt_tokens": t.prompt_tokens,
+            "new_tokens": t.new_tokens,
+            "prefill_s": t.prefill.as_secs_f64(),
+            "decode_s": t.decode.as_secs_f64(),
+            "prefill_tok_s": t.prefill_tok_s(),
+            "decode_tok_s": t.decode_tok_s(),
+            "device": self.device,
+            "threads": self.threads,
+        });
+        if let Some(bytes) = self.peak_rss_bytes {
+            json["peak_rss_bytes"] = bytes.into();
+        }
+        json
+    }
+}
+
+/// The peak resident set size of this process, from `/proc/self/status` (None elsewhere).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -1,4 +1,4 @@
-//! `llm logits --model DIR --input FILE --out FILE [--device cpu|gpu]`: reads the integer tensor
+//! `llm logits --model DIR --input FILE --out FILE [--device cpu|gpu] [--dtype auto|f32|bf16|f16]`: reads the integer tensor
 //! `input_ids` [B, T] from a safetensors file and writes the f32 `logits` [B, T, V].
 
 use std::path::Path;
@@ -9,10 +9,17 @@ use crate::models::{LoadOptions, load};
 use crate::weights::{Checkpoint, save_safetensors};
 use crate::{Error, Result};
 
-pub fn run(model_dir: &Path, input: &Path, out: &Path, device: Option<&str>) -> Result<()> {
+/// `weight_dtype` as `--dtype` gives it (`None`: as the checkpoint stores the weights).
+pub fn run(
+    model_dir: &Path,
+    input: &Path,
+    out: &Path,
+    device: Option<&str>,
+    weight_dtype: Option<DType>,
+) -> Result<()> {
     let (device, line) = crate::device::pick(device)?;
     eprintln!("{line}");
-    let loaded = load(model_dir, &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
+    let loaded = load(model_dir, &LoadOptions { device: device.clone(), weight_dtype })?;
     let inputs = Checkpoint::open(input)?;
     let meta = inputs.meta("input_ids").ok_or_else(|| Error::format(input, "no tensor named input_ids"))?;
     if meta.shape.len() != 2 || !meta.dtype.is_int() {

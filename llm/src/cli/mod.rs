@@ -2,6 +2,7 @@
 //! `llm::Error` and is printed as one line.
 
 pub mod generate;
+pub mod global;
 pub mod inspect;
 pub mod logits;
 pub mod pretrain;

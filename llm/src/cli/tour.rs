@@ -217,7 +217,7 @@ fn small_and_run(fixtures: &Path, device: &Device, device_line: &str) -> Result<
     for name in FIXTURES {
         let dir = fixtures.join(name);
         let start = Instant::now();
-        let loaded = load(&dir, &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
+        let loaded = load(&dir, &LoadOptions { device: device.clone(), weight_dtype: Some(DType::F32) })?;
         let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
         let ids = reference.load("input_ids", Some(DType::U32), device)?;
         let out = autograd::no_grad(|| loaded.model.forward(&ids, 0, None, false))?;
@@ -259,7 +259,7 @@ fn own_model(dir: &Path, device: &Device) -> Result<()> {
         return Ok(());
     }
     let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))?;
-    let loaded = load(dir, &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
+    let loaded = load(dir, &LoadOptions { device: device.clone(), weight_dtype: Some(DType::F32) })?;
     let params = loaded.model.num_parameters();
     println!(
         "  A {} decoder of {} parameters, {} layers, vocabulary {}; sampled at temperature 0.8, top-k 40:\n",

@@ -39,7 +39,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let (device, line) = crate::device::pick(args.device)?;
     eprintln!("{line}");
-    let loaded = load(args.model, &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
+    let loaded = load(args.model, &LoadOptions { device: device.clone(), weight_dtype: Some(DType::F32) })?;
     let data = Checkpoint::open(args.data)?;
     let meta = data.meta("input_ids").ok_or_else(|| Error::format(args.data, "no tensor named input_ids"))?;
     if meta.shape.len() != 2 || meta.shape[1] < 2 || !meta.dtype.is_int() {

@@ -11,6 +11,18 @@ use tensor::{DType, Device, Tensor};
 use crate::Result;
 use crate::weights::Checkpoint;
 
+/// The stored dtype of the tensors a stacked expert parameter is assembled from (the first
+/// expert's, or the fused tensor's), if the checkpoint holds them.
+pub fn stored_dtype(name: &str, checkpoint: &Checkpoint) -> Option<DType> {
+    let (prefix, projection) = name.rsplit_once(".experts.")?;
+    let projection = projection.trim_end_matches(".weight");
+    let fused = if projection == "down_proj" { "down_proj" } else { "gate_up_proj" };
+    [format!("{prefix}.experts.0.{projection}.weight"), format!("{prefix}.experts.{fused}")]
+        .iter()
+        .find_map(|n| super::load::resolve(n, checkpoint))
+        .and_then(|n| checkpoint.stored_dtype(&n))
+}
+
 /// The stacked expert tensor named `name` (e.g. `model.layers.3.mlp.experts.gate_proj`), if
 /// the checkpoint stores it in one of the known per-expert or fused forms.
 pub fn assemble(

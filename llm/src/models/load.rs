@@ -18,15 +18,23 @@ use crate::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
     pub device: Device,
-    /// The dtype of matmul weights (projections, experts, output head): f32 by default; bf16 or
-    /// f16 halve their memory and, on the memory-bound decode path, their read time. Norms and
-    /// the embedding table stay f32, as does all arithmetic.
-    pub weight_dtype: DType,
+    /// The dtype of matmul weights (projections, experts, output head, and on the CPU the
+    /// embedding table): `None` keeps each as the checkpoint stores it (f64 becomes f32), so a
+    /// bf16 release stays bf16 and each decoded token reads half the bytes of an f32 copy;
+    /// `Some` converts them. Norms and biases stay f32, as does all arithmetic (half-precision
+    /// weights are widened inside the kernels).
+    pub weight_dtype: Option<DType>,
 }
 
 impl LoadOptions {
+    /// f32 weights on the CPU: what training and the reference comparisons use.
     pub fn cpu() -> LoadOptions {
-        LoadOptions { device: Device::cpu(), weight_dtype: DType::F32 }
+        LoadOptions { device: Device::cpu(), weight_dtype: Some(DType::F32) }
+    }
+
+    /// f32 weights on `device`.
+    pub fn f32(device: &Device) -> LoadOptions {
+        LoadOptions { device: device.clone(), weight_dtype: Some(DType::F32) }
     }
 }
 
@@ -61,9 +69,26 @@ pub fn resolve(name: &str, checkpoint: &Checkpoint) -> Option<String> {
     candidates.into_iter().find(|c| checkpoint.contains(c))
 }
 
-/// Whether a parameter is a matmul weight (kept in `weight_dtype`).
-fn is_matmul_weight(name: &str, var: &Var) -> bool {
-    var.rank() >= 2 && !name.contains("embed_tokens")
+/// Whether a parameter is kept in `weight_dtype`: every matmul weight, and the embedding table
+/// where the device can gather half-precision rows (the CPU; the GPU's `index_select` reads f32).
+fn follows_weight_dtype(name: &str, var: &Var, device: &Device) -> bool {
+    var.rank() >= 2 && (device.is_cpu() || !name.contains("embed_tokens"))
+}
+
+/// The dtype a parameter is loaded in: as asked, or as stored (floats wider than f32 narrowed).
+fn parameter_dtype(name: &str, var: &Var, checkpoint: &Checkpoint, options: &LoadOptions) -> DType {
+    if !follows_weight_dtype(name, var, &options.device) {
+        return DType::F32;
+    }
+    match options.weight_dtype {
+        Some(dtype) => dtype,
+        None => match resolve(name, checkpoint).and_then(|found| checkpoint.stored_dtype(&found)) {
+            Some(stored @ (DType::BF16 | DType::F16)) => stored,
+            // Experts assembled from per-expert tensors take the dtype of their first part.
+            None => super::experts_load::stored_dtype(name, checkpoint).unwrap_or(DType::F32),
+            Some(_) => DType::F32,
+        },
+    }
 }
 
 /// Loads every parameter of `model` from `checkpoint`.
@@ -83,7 +108,7 @@ pub fn load_weights(
     progress.set_message("loading weights");
     for (name, var) in &params {
         progress.inc(1);
-        let dtype = if is_matmul_weight(name, var) { options.weight_dtype } else { DType::F32 };
+        let dtype = parameter_dtype(name, var, checkpoint, options);
         let tensor = load_parameter(name, var, checkpoint, &mut used, dtype, &options.device)?;
         if tensor.dims() != var.dims().as_slice() {
             return Err(Error::format(

@@ -121,6 +121,11 @@ impl Checkpoint {
         Some((file, file.metadata.info(name)?))
     }
 
+    /// The dtype a tensor is stored in, if the loader reads it.
+    pub fn stored_dtype(&self, name: &str) -> Option<DType> {
+        self.meta(name).map(|m| m.dtype)
+    }
+
     /// The dtype and shape of a tensor, without reading it.
     pub fn meta(&self, name: &str) -> Option<TensorMeta> {
         let (_, info) = self.entry(name)?;

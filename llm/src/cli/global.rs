@@ -1,0 +1,70 @@
+//! The flags every `llm` command shares: how many threads the CPU kernels use, and in which
+//! dtype a model's weights are kept.
+
+use tensor::DType;
+
+use crate::{Error, Result};
+
+/// `--dtype`: the dtype of a model's matmul weights (and, on the CPU, its embedding table).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightDtype {
+    /// As the checkpoint stores them: a bf16 release stays bf16 (half the memory and half the
+    /// bytes read per decoded token of an f32 copy).
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+    F16,
+}
+
+impl WeightDtype {
+    /// The load option: `None` keeps each weight as stored.
+    pub fn load_dtype(self) -> Option<DType> {
+        match self {
+            WeightDtype::Auto => None,
+            WeightDtype::F32 => Some(DType::F32),
+            WeightDtype::Bf16 => Some(DType::BF16),
+            WeightDtype::F16 => Some(DType::F16),
+        }
+    }
+
+    /// For the commands that need f32 weights: training (f32 optimizer updates in place) and the
+    /// tour's comparison with the reference's f32 outputs. Asking them for half precision is an
+    /// error, not a silent widening.
+    pub fn f32_only(self, command: &str) -> Result<Option<DType>> {
+        match self {
+            WeightDtype::Auto | WeightDtype::F32 => Ok(Some(DType::F32)),
+            other => Err(Error::input(format!(
+                "--dtype {}: `llm {command}` runs with f32 weights (give --dtype f32 or leave it out)",
+                other.name()
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightDtype::Auto => "auto",
+            WeightDtype::F32 => "f32",
+            WeightDtype::Bf16 => "bf16",
+            WeightDtype::F16 => "f16",
+        }
+    }
+}
+
+/// `--threads N`: the size of the thread pool the CPU kernels run on (rayon's global pool, which
+/// the gemm crate shares). Without it, every core. Must run before any kernel does.
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    let Some(n) = threads else { return Ok(()) };
+    if n == 0 {
+        return Err(Error::input("--threads must be at least 1"));
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| Error::input(format!("--threads {n}: the thread pool could not be set up: {e}")))
+}
+
+/// The number of threads the CPU kernels run on.
+pub fn threads() -> usize {
+    rayon::current_num_threads()
+}
