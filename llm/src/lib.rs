@@ -1,6 +1,7 @@
 //! The eight reference architectures. Built by the llm issue.
 
 pub mod anatomy;
+pub mod assets;
 pub mod cli;
 pub mod config;
 pub mod device;

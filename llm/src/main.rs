@@ -1,6 +1,8 @@
 //! `llm`: run, generate with, train and inspect the eight architectures from the command line.
 //! Every error ends as one line on stderr and a non-zero exit; never a panic trace.
 
+mod embedded;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -51,9 +53,10 @@ enum Command {
     /// Continues a prompt, streaming the text (or ids) as they come. Without --model, the
     /// project's own tiny model trained on Jane Austen.
     Generate {
-        /// A Hugging Face model folder (config.json, *.safetensors, tokenizer.json).
-        #[arg(long, default_value_os_t = llm::tiny::shipped_model_dir())]
-        model: PathBuf,
+        /// A Hugging Face model folder (config.json, *.safetensors, tokenizer.json); without
+        /// it, the shipped model.
+        #[arg(long)]
+        model: Option<PathBuf>,
         #[arg(long, conflicts_with = "prompt_ids")]
         prompt: Option<String>,
         /// Comma-separated token ids.
@@ -144,6 +147,7 @@ fn run(cli: Cli) -> llm::Result<()> {
         llm::finite::set_check_finite(true);
     }
     cli::global::set_threads(cli.threads)?;
+    embedded::install()?;
     let dtype = cli.dtype;
     match cli.command {
         Command::Logits { model, input, out, device } => {
@@ -162,7 +166,7 @@ fn run(cli: Cli) -> llm::Result<()> {
             json,
             stats,
         } => cli::generate::run(cli::generate::GenerateArgs {
-            model: &model,
+            model: &model.unwrap_or_else(llm::tiny::shipped_model_dir),
             prompt: prompt.as_deref(),
             prompt_ids: prompt_ids.as_deref(),
             max_new_tokens,

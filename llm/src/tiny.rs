@@ -20,9 +20,10 @@ use crate::tokenizer::{ENDOFTEXT, TINY_CORPUS_FILES, Tokenizer};
 use crate::train::{PretrainOptions, WarmupCosine};
 use crate::{Error, Result};
 
-/// The folder of the crate's assets (corpus, tokenizer, shipped model, font), in the source tree.
+/// The folder of the crate's assets (corpus, tokenizer, shipped model, font): see
+/// [`crate::assets`].
 pub fn assets_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
+    crate::assets::assets_dir()
 }
 
 /// The shipped model: `config.json`, `model.safetensors`, `tokenizer.json`.

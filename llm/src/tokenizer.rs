@@ -352,9 +352,9 @@ pub fn train_byte_level_bpe(text_files: &[&Path], vocab_size: usize, special_tok
     Ok(Tokenizer { inner })
 }
 
-/// The crate's `assets` folder in the source tree.
+/// The crate's `assets` folder (see [`crate::assets`]).
 pub fn default_assets_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
+    crate::assets::assets_dir()
 }
 
 /// The paths of the tiny corpus files under an assets folder, in training order.

@@ -279,3 +279,34 @@ fn tour_runs_with_no_arguments() {
         assert!(!out.contains("no trained model"), "{out}");
     }
 }
+
+/// An installed copy of the binary stands on its own: copied into an empty folder and told to
+/// act as if the source tree were gone (`LLM_EMBEDDED_ASSETS=1`), it unpacks what it carries into
+/// its cache folder and runs the tour and generates with the shipped model.
+#[test]
+fn the_binary_runs_without_the_source_tree() {
+    let dir = std::env::temp_dir().join(format!("llm-installed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let exe = dir.join("llm");
+    std::fs::copy(env!("CARGO_BIN_EXE_llm"), &exe).expect("copy the binary");
+    let run = |args: &[&str]| {
+        Command::new(&exe)
+            .args(args)
+            .current_dir(&dir)
+            .env("LLM_EMBEDDED_ASSETS", "1")
+            .env("XDG_CACHE_HOME", dir.join("cache"))
+            .output()
+            .expect("llm runs")
+    };
+    let o = run(&["generate", "--prompt", "It was", "--max-new-tokens", "5", "--device", "cpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("It was"), "{}", stdout(&o));
+    let o = run(&["tour", "--device", "cpu"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!out.contains("DIFFERS") && !out.contains("no trained model"), "{out}");
+    assert!(out.matches("(match)").count() >= 9, "{out}");
+    assert!(dir.join("cache").read_dir().is_ok_and(|mut d| d.next().is_some()), "nothing was unpacked");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -39,9 +39,9 @@ const FIXTURES: [&str; 9] =
 /// `llm/tests/fixtures.rs`).
 const MATCH_TOLERANCE: f64 = 1e-3;
 
-/// Where the tiny fixtures sit in the source tree.
+/// Where the tiny fixtures sit (see [`crate::assets`]).
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf-tiny")
+    crate::assets::fixtures_dir()
 }
 
 pub fn run(device: Option<&str>) -> Result<()> {

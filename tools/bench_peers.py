@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""One run, three runtimes, the same weights: this project's `llm generate --stats`, llama.cpp
+(through llama-cpp-python, built from source for this CPU) and PyTorch + transformers.
+
+Builds a Qwen3-0.6B-shaped model with random weights (fixed seed; no download) and writes it
+  - as Hugging Face folders, f32 and bf16 (config.json + model.safetensors), which `llm` and
+    PyTorch load;
+  - as GGUF files, f32, bf16, q8_0 and q4_0 (the `gguf` package writes them; its quantizers are
+    ggml's reference ones), which llama.cpp loads (and `llm`, where it reads GGUF).
+Then, for each weight format and each runtime that takes it, measures at batch 1 with --threads:
+  prefill   tokens/s of a --prompt-len token prompt (to the first chosen token: the last
+            position's logits only)
+  decode    tokens/s of the --new-tokens greedy tokens after it, with the KV cache
+and the streaming read bandwidth of the machine (PyTorch summing a 1 GiB array on the same
+threads), from which decode's roofline: bandwidth / weight bytes read per token.
+Every runtime runs in this one process's session, one after another, so the ratios hold on
+the machine at hand whatever it is.
+
+The ratio table is printed and, with --write-docs, put into docs/BENCHMARKS.md between the
+markers `<!-- peers:start -->` and `<!-- peers:end -->`.
+
+Setup (see tools/README.md): the venv of tools/requirements.txt plus
+  CMAKE_ARGS="-DGGML_NATIVE=ON" pip install llama-cpp-python     # ~10 minutes on 2 cores
+and `cargo build --release -p llm`.
+
+Usage:
+  python tools/bench_peers.py                      # everything, 2 threads
+  python tools/bench_peers.py --formats f32 bf16 --skip-torch
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(REPO, "llm", "configs", "qwen3-0.6b.json")
+FORMATS = ["f32", "bf16", "q8_0", "q4_0"]
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", default="/tmp/llm-bench-peers", help="where the model files go (~6 GB)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompt-len", type=int, default=512)
+    ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--formats", nargs="+", choices=FORMATS, default=FORMATS)
+    ap.add_argument("--repeats", type=int, default=2, help="runs per measurement; the best is kept")
+    ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--skip-llama", action="store_true")
+    ap.add_argument("--llm", default=os.path.join(REPO, "target", "release", "llm"), help="the llm binary")
+    ap.add_argument("--write-docs", action="store_true", help="write the table into docs/BENCHMARKS.md")
+    ap.add_argument("--files-only", action="store_true", help="write the model files and stop")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap.parse_args()
+
+
+# ---- the model files -------------------------------------------------------------------------
+
+def build_files(args):
+    """Writes the HF folders and GGUF files (once; reused when present). Returns the weight bytes
+    each format reads per decoded token."""
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    os.makedirs(args.work, exist_ok=True)
+    with open(CONFIG) as f:
+        cfg = json.load(f)
+    cfg.pop("torch_dtype", None)
+    cfg.pop("dtype", None)
+    config = Qwen3Config(**cfg)
+    torch.manual_seed(args.seed)
+    model = Qwen3ForCausalLM(config).eval()
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    for fmt, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
+        folder = os.path.join(args.work, f"hf-{fmt}")
+        if not os.path.isfile(os.path.join(folder, "model.safetensors")):
+            model.to(dtype).save_pretrained(folder, safe_serialization=True)
+            model.to(torch.float32)
+    bytes_per_token = {}
+    for fmt in args.formats:
+        path = os.path.join(args.work, f"model-{fmt}.gguf")
+        bytes_per_token[fmt] = write_gguf(path, config, state, fmt)
+    return config, bytes_per_token
+
+
+GGUF_NAMES = {
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+}
+LAYER_NAMES = {
+    "input_layernorm.weight": "attn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight",
+    "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.v_proj.weight": "attn_v.weight",
+    "self_attn.o_proj.weight": "attn_output.weight",
+    "self_attn.q_norm.weight": "attn_q_norm.weight",
+    "self_attn.k_norm.weight": "attn_k_norm.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+    "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.down_proj.weight": "ffn_down.weight",
+}
+
+
+def gguf_name(name):
+    if name in GGUF_NAMES:
+        return GGUF_NAMES[name]
+    m = re.match(r"model\.layers\.(\d+)\.(.+)", name)
+    return f"blk.{m.group(1)}.{LAYER_NAMES[m.group(2)]}"
+
+
+def write_gguf(path, config, state, fmt):
+    """llama.cpp's `qwen3` architecture with `fmt` matrices (norms stay f32, as llama.cpp's
+    converter keeps 1-D tensors). Returns the bytes of the matrices one decoded token reads."""
+    import gguf
+    from gguf import GGMLQuantizationType as Q
+
+    qtype = {"f32": Q.F32, "bf16": Q.BF16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0}[fmt]
+    read = 0
+    tensors = []
+    for name, t in state.items():
+        if name == "lm_head.weight" and config.tie_word_embeddings:
+            continue
+        a = t.float().numpy()
+        if a.ndim == 2:
+            data = gguf.quants.quantize(a, qtype) if qtype != Q.F32 else a
+            # The head reads every row; the embedding one row per token (negligible).
+            if name != "model.embed_tokens.weight" or config.tie_word_embeddings:
+                read += data.nbytes
+            tensors.append((gguf_name(name), data, qtype))
+        else:
+            tensors.append((gguf_name(name), a, Q.F32))
+    if not os.path.isfile(path):
+        w = gguf.GGUFWriter(path, "qwen3")
+        w.add_name("random Qwen3-0.6B shape")
+        w.add_block_count(config.num_hidden_layers)
+        w.add_context_length(config.max_position_embeddings)
+        w.add_embedding_length(config.hidden_size)
+        w.add_feed_forward_length(config.intermediate_size)
+        w.add_head_count(config.num_attention_heads)
+        w.add_head_count_kv(config.num_key_value_heads)
+        w.add_key_length(config.head_dim)
+        w.add_value_length(config.head_dim)
+        w.add_rope_freq_base(config.rope_parameters["rope_theta"] if hasattr(config, "rope_parameters")
+                             and config.rope_parameters else config.rope_theta)
+        w.add_layer_norm_rms_eps(config.rms_norm_eps)
+        w.add_file_type({"f32": 0, "bf16": 32, "q8_0": 7, "q4_0": 2}[fmt])
+        # Token ids are fed directly: a vocabulary of placeholder pieces, no merges.
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("qwen2")
+        w.add_token_list([f"<t{i}>" for i in range(config.vocab_size)])
+        w.add_token_types([1] * config.vocab_size)
+        w.add_token_merges([])
+        w.add_eos_token_id(config.eos_token_id if isinstance(config.eos_token_id, int) else 0)
+        for name, data, q in tensors:
+            w.add_tensor(name, data, raw_dtype=q)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+    return read
+
+
+# ---- the runtimes ----------------------------------------------------------------------------
+
+def prompt_ids(args, vocab):
+    rng = np.random.default_rng(args.seed + 1)
+    return [int(x) for x in rng.integers(0, vocab, args.prompt_len)]
+
+
+def run_ours(args, model_path, prompt):
+    """`llm generate --stats` on a HF folder or a GGUF file: the JSON of its best run."""
+    best = None
+    for _ in range(args.repeats):
+        cmd = [args.llm, "--threads", str(args.threads), "generate", "--model", model_path, "--prompt-ids",
+               ",".join(map(str, prompt)), "--max-new-tokens", str(args.new_tokens + 1), "--temperature", "0",
+               "--device", "cpu", "--stats", "--json"]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+        stats = json.loads(out.stderr.strip().splitlines()[-1])
+        if best is None:
+            best = stats
+        else:
+            best["prefill_tok_s"] = max(best["prefill_tok_s"], stats["prefill_tok_s"])
+            best["decode_tok_s"] = max(best["decode_tok_s"], stats["decode_tok_s"])
+            best["peak_rss_bytes"] = max(best.get("peak_rss_bytes", 0), stats.get("peak_rss_bytes", 0))
+    return best
+
+
+def run_llama(args, path, prompt):
+    """llama.cpp: prefill is one `eval` of the prompt (logits of the last position), decode one
+    `eval` per greedy token."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=path, n_ctx=args.prompt_len + args.new_tokens + 8, n_batch=args.prompt_len,
+                n_ubatch=args.prompt_len, n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
+    best = {"prefill_tok_s": 0.0, "decode_tok_s": 0.0}
+    for _ in range(args.repeats):
+        llm.reset()
+        t0 = time.perf_counter()
+        llm.eval(prompt)
+        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        prefill = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(args.new_tokens):
+            llm.eval([token])
+            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        decode = time.perf_counter() - t0
+        best["prefill_tok_s"] = max(best["prefill_tok_s"], args.prompt_len / prefill)
+        best["decode_tok_s"] = max(best["decode_tok_s"], args.new_tokens / decode)
+    del llm
+    return best
+
+
+def run_torch(args, folder, prompt):
+    import torch
+    from transformers import Qwen3ForCausalLM
+
+    torch.set_num_threads(args.threads)
+    dtype = torch.bfloat16 if folder.endswith("bf16") else torch.float32
+    model = Qwen3ForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="eager").eval()
+    ids = torch.tensor([prompt])
+    best = {"prefill_tok_s": 0.0, "decode_tok_s": 0.0}
+    with torch.inference_mode():
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            token = out.logits[:, -1].argmax(-1, keepdim=True)
+            prefill = time.perf_counter() - t0
+            past = out.past_key_values
+            t0 = time.perf_counter()
+            for i in range(args.new_tokens):
+                pos = torch.tensor([[args.prompt_len + i]])
+                out = model(input_ids=token, past_key_values=past, position_ids=pos, cache_position=pos[0],
+                            use_cache=True)
+                past = out.past_key_values
+                token = out.logits[:, -1].argmax(-1, keepdim=True)
+            decode = time.perf_counter() - t0
+            best["prefill_tok_s"] = max(best["prefill_tok_s"], args.prompt_len / prefill)
+            best["decode_tok_s"] = max(best["decode_tok_s"], args.new_tokens / decode)
+    del model
+    return best
+
+
+def bandwidth(args):
+    """Streaming read bandwidth in bytes/s: PyTorch summing 1 GiB of f32 on the same threads."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    x = torch.ones(1 << 28)
+    x.sum()
+    best = min(timeit(lambda: x.sum()) for _ in range(5))
+    return x.numel() * 4 / best
+
+
+def timeit(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+# ---- the table -------------------------------------------------------------------------------
+
+def fmt_rate(r):
+    return f"{r:.1f}" if isinstance(r, (int, float)) and r > 0 else "n/a"
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if a and b else "n/a"
+
+
+def main():
+    args = parse_args()
+    config, read = build_files(args)
+    if args.files_only:
+        return
+    prompt = prompt_ids(args, config.vocab_size)
+    bw = bandwidth(args)
+    rows = []
+    for fmt in args.formats:
+        gguf_path = os.path.join(args.work, f"model-{fmt}.gguf")
+        folder = os.path.join(args.work, f"hf-{fmt}")
+        ours_path = folder if fmt in ("f32", "bf16") else gguf_path
+        ours = run_ours(args, ours_path, prompt)
+        llama = {} if args.skip_llama else run_llama(args, gguf_path, prompt)
+        torch_r = {} if args.skip_torch or fmt not in ("f32", "bf16") else run_torch(args, folder, prompt)
+        roofline = bw / read[fmt]
+        row = {"format": fmt, "ours": ours, "llama.cpp": llama, "torch": torch_r,
+               "weight_bytes_per_token": read[fmt], "roofline_tok_s": roofline}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    flags = open("/proc/cpuinfo").read()
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    lines = [
+        f"Measured {datetime.date.today()} on {cpu} ({isa}), {args.threads} threads, by `tools/bench_peers.py`: "
+        f"Qwen3-0.6B shape, random weights, a {args.prompt_len}-token prompt then {args.new_tokens} greedy tokens. "
+        f"Streaming read bandwidth {bw / 1e9:.1f} GB/s (PyTorch sum of 1 GiB); roofline = bandwidth / weight "
+        f"bytes read per token.",
+        "",
+        "| weights | prefill tok/s: ours / llama.cpp / PyTorch | ours vs the faster | decode tok/s: ours / llama.cpp "
+        "/ PyTorch | ours vs llama.cpp | ours vs roofline | peak memory (ours) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        o, lc, t = r["ours"], r["llama.cpp"], r["torch"]
+        if "error" in o:
+            o = {}
+        faster = max(lc.get("prefill_tok_s", 0), t.get("prefill_tok_s", 0))
+        rss = o.get("peak_rss_bytes")
+        lines.append(
+            f"| {r['format']} | {fmt_rate(o.get('prefill_tok_s'))} / {fmt_rate(lc.get('prefill_tok_s'))} / "
+            f"{fmt_rate(t.get('prefill_tok_s'))} | {ratio(o.get('prefill_tok_s'), faster)} | "
+            f"{fmt_rate(o.get('decode_tok_s'))} / {fmt_rate(lc.get('decode_tok_s'))} / {fmt_rate(t.get('decode_tok_s'))} | "
+            f"{ratio(o.get('decode_tok_s'), lc.get('decode_tok_s'))} | "
+            f"{ratio(o.get('decode_tok_s'), r['roofline_tok_s'])} ({r['roofline_tok_s']:.1f}) | "
+            f"{f'{rss / 2**20:.0f} MiB' if rss else 'n/a'} |"
+        )
+    table = "\n".join(lines)
+    print()
+    print(table)
+    if args.write_docs:
+        doc = os.path.join(REPO, "docs", "BENCHMARKS.md")
+        text = open(doc).read()
+        start, end = "<!-- peers:start -->", "<!-- peers:end -->"
+        block = f"{start}\n{table}\n{end}"
+        if start in text and end in text:
+            text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+        else:
+            text += f"\n## Against llama.cpp and PyTorch, same weights\n\n{block}\n"
+        open(doc, "w").write(text)
+        print(f"written to {doc}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
