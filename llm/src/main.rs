@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use llm::cli;
+use llm::cli::choices::{DeviceChoice, FamilyChoice, OptimizerChoice};
 use llm::cli::global::WeightDtype;
 use llm::sample::Sampling;
 
@@ -35,9 +36,9 @@ enum Command {
     /// The main job: the eight architectures side by side at real scale, each run small against
     /// the reference implementation's outputs, and text from the project's own model.
     Tour {
-        /// cpu or gpu; without it the best device found, named.
-        #[arg(long)]
-        device: Option<String>,
+        /// Without it, the best device found, named.
+        #[arg(long, value_enum)]
+        device: Option<DeviceChoice>,
     },
     /// Writes the f32 logits [B, T, V] of the `input_ids` [B, T] in a safetensors file.
     Logits {
@@ -47,8 +48,8 @@ enum Command {
         input: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long)]
-        device: Option<String>,
+        #[arg(long, value_enum)]
+        device: Option<DeviceChoice>,
     },
     /// Continues a prompt, streaming the text (or ids) as they come. Without --model, the
     /// project's own tiny model trained on Jane Austen.
@@ -74,8 +75,8 @@ enum Command {
         top_p: Option<f64>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        #[arg(long)]
-        device: Option<String>,
+        #[arg(long, value_enum)]
+        device: Option<DeviceChoice>,
         /// End with one JSON line `{"ids": [...]}` on stdout.
         #[arg(long)]
         json: bool,
@@ -102,11 +103,10 @@ enum Command {
         eps: f64,
         #[arg(long, default_value_t = 0.01)]
         weight_decay: f64,
-        /// adamw or muon.
-        #[arg(long, default_value = "adamw")]
-        optimizer: String,
-        #[arg(long)]
-        device: Option<String>,
+        #[arg(long, value_enum, default_value_t = OptimizerChoice::Adamw)]
+        optimizer: OptimizerChoice,
+        #[arg(long, value_enum)]
+        device: Option<DeviceChoice>,
         /// Write the trained checkpoint here.
         #[arg(long)]
         save: Option<PathBuf>,
@@ -114,9 +114,8 @@ enum Command {
     /// Trains the tiny model from scratch on the shipped corpus (the defaults rebuild the shipped
     /// model) and writes its checkpoint, loss curve and summary.
     Pretrain {
-        /// qwen3, mistral, olmo2 or gemma3.
-        #[arg(long, default_value = "qwen3")]
-        family: String,
+        #[arg(long, value_enum, default_value_t = FamilyChoice::Qwen3)]
+        family: FamilyChoice,
         #[arg(long, default_value_t = 800)]
         steps: usize,
         /// A 2-layer, 64-wide model instead of the shipped size (quick experiments).
@@ -124,8 +123,8 @@ enum Command {
         small: bool,
         #[arg(long, default_value = "runs/tiny")]
         out: PathBuf,
-        #[arg(long)]
-        device: Option<String>,
+        #[arg(long, value_enum)]
+        device: Option<DeviceChoice>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
@@ -151,7 +150,7 @@ fn run(cli: Cli) -> llm::Result<()> {
     let dtype = cli.dtype;
     match cli.command {
         Command::Logits { model, input, out, device } => {
-            cli::logits::run(&model, &input, &out, device.as_deref(), dtype.load_dtype())
+            cli::logits::run(&model, &input, &out, device.map(DeviceChoice::as_str), dtype.load_dtype())
         }
         Command::Generate {
             model,
@@ -171,7 +170,7 @@ fn run(cli: Cli) -> llm::Result<()> {
             prompt_ids: prompt_ids.as_deref(),
             max_new_tokens,
             sampling: Sampling { temperature, top_k: Some(top_k).filter(|&k| k > 0), top_p, seed },
-            device: device.as_deref(),
+            device: device.map(DeviceChoice::as_str),
             json,
             stats,
             weight_dtype: dtype.load_dtype(),
@@ -187,25 +186,25 @@ fn run(cli: Cli) -> llm::Result<()> {
                 beta2,
                 eps,
                 weight_decay,
-                optimizer: &optimizer,
-                device: device.as_deref(),
+                optimizer: optimizer.as_str(),
+                device: device.map(DeviceChoice::as_str),
                 save: save.as_deref(),
             })
         }
         Command::Pretrain { family, steps, small, out, device, seed } => {
             dtype.f32_only("pretrain")?;
             cli::pretrain::run(cli::pretrain::PretrainArgs {
-                family: &family,
+                family: family.as_str(),
                 steps,
                 small,
                 out: &out,
-                device: device.as_deref(),
+                device: device.map(DeviceChoice::as_str),
                 seed,
             })
         }
         Command::Tour { device } => {
             dtype.f32_only("tour")?;
-            cli::tour::run(device.as_deref())
+            cli::tour::run(device.map(DeviceChoice::as_str))
         }
         Command::Inspect { model, context, json } => {
             let cache = if dtype == WeightDtype::Auto { "bf16" } else { dtype.name() };

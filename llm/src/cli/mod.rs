@@ -1,6 +1,7 @@
 //! The `llm` command's subcommands, one file each. Every failure reaches `main` as an
 //! `llm::Error` and is printed as one line.
 
+pub mod choices;
 pub mod generate;
 pub mod global;
 pub mod inspect;

@@ -1,0 +1,56 @@
+//! The choice flags of the `llm` command as value enums: clap lists the choices in `--help` and
+//! rejects anything else with one line naming the flag. The subcommands take the names, which
+//! the library's own functions check again for callers that are not the command line.
+
+/// `--device`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceChoice {
+    Cpu,
+    /// The first GPU adapter that meets the kernels' requirements (LLM_GPU_ADAPTER picks one).
+    Gpu,
+}
+
+/// `--optimizer` of `llm train`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OptimizerChoice {
+    Adamw,
+    Muon,
+}
+
+/// `--family` of `llm pretrain`: whose wiring the tiny model is built in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FamilyChoice {
+    Qwen3,
+    Mistral,
+    Olmo2,
+    Gemma3,
+}
+
+impl DeviceChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceChoice::Cpu => "cpu",
+            DeviceChoice::Gpu => "gpu",
+        }
+    }
+}
+
+impl OptimizerChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OptimizerChoice::Adamw => "adamw",
+            OptimizerChoice::Muon => "muon",
+        }
+    }
+}
+
+impl FamilyChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FamilyChoice::Qwen3 => "qwen3",
+            FamilyChoice::Mistral => "mistral",
+            FamilyChoice::Olmo2 => "olmo2",
+            FamilyChoice::Gemma3 => "gemma3",
+        }
+    }
+}
