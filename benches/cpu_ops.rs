@@ -1,11 +1,15 @@
 //! CPU speed of the kernels the peers also run (`tools/bench_numpy.py`): f32 matmul at 256, 1024
-//! and 2048 square (GFLOP/s), the 1x4096 @ 4096x4096 matrix-vector product of batch-1 decoding
-//! (f32 and bf16 weights), softmax over the last axis of [4096, 4096] and an elementwise add of
-//! 16M floats (GB/s). Compared with NumPy in docs/BENCHMARKS.md.
+//! and 2048 square (GFLOP/s), a prefill-shaped product with f32 and bf16 weights, the
+//! 1x4096 @ 4096x4096 matrix-vector product of batch-1 decoding (f32 and bf16 weights, both
+//! weight orders) next to a streaming read of memory (the bandwidth roofline), softmax over the
+//! last axis of [4096, 4096] and an elementwise add of 16M floats (GB/s). Compared with NumPy in
+//! docs/BENCHMARKS.md.
 //!
-//! `cargo bench --bench cpu_ops`.
+//! `cargo bench --bench cpu_ops`; `LLM_CPU_KERNELS=scalar|avx2|avx512` forces a kernel path.
 
 use std::time::Duration;
+
+use rayon::prelude::*;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tensor::{DType, Device, Rng, Tensor};
@@ -28,14 +32,46 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
+    // Prefill with half-precision weights in the Linear layout (x @ W^T, W [out, in]): the
+    // weights are widened to f32 panels, so this should match the f32 GEMM above.
+    let mut group = c.benchmark_group("cpu prefill 512x1024 @ (3072x1024)^T");
+    group.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    let x = random(&[512, 1024], DType::F32);
+    group.throughput(Throughput::Elements(2 * 512 * 1024 * 3072));
+    for dtype in [DType::F32, DType::BF16] {
+        let w = random(&[3072, 1024], dtype);
+        group.bench_function(format!("{dtype} weights"), |bench| {
+            bench.iter(|| x.matmul(&w.t().expect("t")).expect("mm"))
+        });
+    }
+    group.finish();
+
+    // Decode: one token through a [4096, 4096] weight. "x @ W^T" is the Linear layout every
+    // model uses (one dot product per output); "x @ W" is a row-major [K, N] weight.
     let mut group = c.benchmark_group("cpu matvec 1x4096 @ 4096x4096");
-    group.sample_size(20).measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
+    group.sample_size(20).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
     let x = random(&[1, 4096], DType::F32);
     for dtype in [DType::F32, DType::BF16] {
         let w = random(&[4096, 4096], dtype);
         group.throughput(Throughput::Bytes((4096 * 4096 * dtype.size_in_bytes()) as u64));
-        group.bench_function(format!("{dtype} weights"), |bench| bench.iter(|| x.matmul(&w).expect("matvec")));
+        group.bench_function(format!("{dtype} weights, x @ W^T"), |bench| {
+            bench.iter(|| x.matmul(&w.t().expect("t")).expect("matvec"))
+        });
+        group.bench_function(format!("{dtype} weights, x @ W"), |bench| bench.iter(|| x.matmul(&w).expect("matvec")));
     }
+    group.finish();
+
+    // The roofline of the matrix-vector products: every thread reads its own contiguous part of
+    // a 256 MiB buffer (8x the 32 MiB L3 here) with the same SIMD loads.
+    let mut group = c.benchmark_group("cpu streaming read");
+    group.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    let buffer = vec![1.0f32; 64 << 20];
+    let isa = tensor::cpu::isa::active();
+    let chunk = buffer.len().div_ceil(rayon::current_num_threads());
+    group.throughput(Throughput::Bytes((buffer.len() * 4) as u64));
+    group.bench_function("256 MiB, all threads", |bench| {
+        bench.iter(|| buffer.par_chunks(chunk).map(|c| tensor::cpu::vmath::sum_squares(isa, c)).sum::<f32>())
+    });
     group.finish();
 
     let mut group = c.benchmark_group("cpu memory-bound");

@@ -9,6 +9,7 @@ use crate::ops::UnaryOp;
 use crate::{Error, FloatElement, HostData, Layout, Result};
 
 use super::strided::{self, PARALLEL_MIN};
+use super::vmath;
 
 /// Query rows per attention task.
 const QUERY_BLOCK: usize = 64;
@@ -47,11 +48,11 @@ pub fn rms_norm(
         out
     }
     Ok(match (x, weight) {
-        (HostData::F32(v), None) => HostData::F32(run(v, lx, None, spec)),
-        (HostData::F64(v), None) => HostData::F64(run(v, lx, None, spec)),
+        (HostData::F32(v), None) => HostData::F32(vmath::rms_norm(v, lx, None, spec)),
         (HostData::F32(v), Some((HostData::F32(w), lw))) => {
-            HostData::F32(run(v, lx, Some(strided::gather(w, lw)), spec))
+            HostData::F32(vmath::rms_norm(v, lx, Some(strided::gather(w, lw)), spec))
         }
+        (HostData::F64(v), None) => HostData::F64(run(v, lx, None, spec)),
         (HostData::F64(v), Some((HostData::F64(w), lw))) => {
             HostData::F64(run(v, lx, Some(strided::gather(w, lw)), spec))
         }
@@ -90,7 +91,7 @@ pub fn glu(gate: &HostData, lg: &Layout, up: &HostData, lu: &Layout, act: GluAct
         GluActivation::GeluTanh => UnaryOp::GeluTanh,
     };
     Ok(match (gate, up) {
-        (HostData::F32(g), HostData::F32(u)) => HostData::F32(strided::zip_map(g, lg, u, lu, |a, b| op.apply(a) * b)),
+        (HostData::F32(g), HostData::F32(u)) => HostData::F32(vmath::glu(g, lg, u, lu, act)),
         (HostData::F64(g), HostData::F64(u)) => HostData::F64(strided::zip_map(g, lg, u, lu, |a, b| op.apply(a) * b)),
         (g, _) => return Err(Error::unsupported_dtype("glu", g.dtype())),
     })

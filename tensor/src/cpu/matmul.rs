@@ -1,10 +1,16 @@
 //! CPU matmul. Matrix-matrix products go to the `gemm` crate (cache-blocked, SIMD microkernels
-//! chosen at run time, multithreaded through rayon); matrix-vector products, the whole cost of
-//! batch-1 decoding, use our own streaming kernels that read each weight once. Half-precision
-//! weights are widened to f32 on the fly. `reference` is the plain triple loop the tests trust.
+//! chosen at run time, AVX-512 included through its `x86-v4` feature, multithreaded through
+//! rayon); matrix-vector products, the whole cost of batch-1 decoding, use our own streaming
+//! kernels (`matvec`, on the instruction-set path `isa` chose) that read each weight once.
+//! Half-precision weights are widened in registers for matrix-vector products, and to f32
+//! panels in their stored order for GEMMs. `reference` is the plain triple loop the tests trust.
 
-use half::{bf16, f16};
+use std::any::TypeId;
+
 use rayon::prelude::*;
+
+use super::isa::{self, Isa};
+use super::matvec::{self, Weight};
 
 use crate::{Element, Error, FloatElement, HostData, Layout, Result};
 
@@ -12,6 +18,8 @@ use crate::{Element, Error, FloatElement, HostData, Layout, Result};
 const GEMM_PARALLEL_MIN: usize = 64 * 64 * 64;
 /// Columns of a half-precision weight widened to f32 at a time (bounds the scratch memory).
 const WIDEN_COLUMNS: usize = 4096;
+/// Up to this many rows, f32 x half-precision products run as matrix-vector products.
+const HALF_MATVEC_ROWS: usize = 4;
 
 /// One operand of a batched product: storage, and its [B, rows, cols] layout.
 struct Operand<'a, T> {
@@ -45,16 +53,16 @@ pub fn matmul(a: &HostData, la: &Layout, b: &HostData, lb: &Layout) -> Result<Ho
     }
     Ok(match (a, b) {
         (HostData::F32(x), HostData::F32(w)) => {
-            HostData::F32(batched(Operand { data: x, layout: la }, Operand { data: w, layout: lb }))
+            HostData::F32(batched_f32(Operand { data: x, layout: la }, Operand { data: w, layout: lb }))
         }
         (HostData::F64(x), HostData::F64(w)) => {
             HostData::F64(batched(Operand { data: x, layout: la }, Operand { data: w, layout: lb }))
         }
         (HostData::F32(x), HostData::BF16(w)) => {
-            HostData::F32(batched_half(Operand { data: x, layout: la }, Operand { data: w, layout: lb }))
+            HostData::F32(batched_f32(Operand { data: x, layout: la }, Operand { data: w, layout: lb }))
         }
         (HostData::F32(x), HostData::F16(w)) => {
-            HostData::F32(batched_half(Operand { data: x, layout: la }, Operand { data: w, layout: lb }))
+            HostData::F32(batched_f32(Operand { data: x, layout: la }, Operand { data: w, layout: lb }))
         }
         (x, w) => return Err(Error::dtype("matmul", format!("cannot multiply {} by {}", x.dtype(), w.dtype()))),
     })
@@ -79,41 +87,161 @@ fn batched<T: FloatElement>(a: Operand<T>, b: Operand<T>) -> Vec<T> {
     out
 }
 
-/// f32 activations times half-precision weights, accumulated in f32.
-fn batched_half<W: Element + Widen>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> {
+/// f32 activations times f32, bf16 or f16 weights: our streaming kernels for matrix-vector
+/// products (decode), the `gemm` crate for matrix-matrix ones (prefill), half-precision weights
+/// widened to f32 panels first.
+fn batched_f32<W: Weight>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> {
     let (batch, m, k) = a.dims();
     let n = b.dims().2;
     let mut out = vec![0.0f32; batch * m * n];
     if m * n == 0 {
         return out;
     }
+    let half = TypeId::of::<W>() != TypeId::of::<f32>();
+    let isa = isa::active();
     let per_batch = |bi: usize, dst: &mut [f32], parallel: bool| {
-        if m <= 4 {
-            // Decode: stream the half weights once per row, widening as we go.
+        // A few rows: a matrix-vector product per row streams the weights at memory speed, which
+        // a GEMM (or widening half weights for one) cannot beat.
+        if m == 1 || (half && m <= HALF_MATVEC_ROWS) {
             for (row, d) in dst.chunks_mut(n).enumerate() {
                 let x = &a.data[a.base(bi) + row * a.strides().1..];
-                matvec(x, a.strides().2, &b, bi, k, d, parallel, W::widen);
+                matvec_f32(isa, x, a.strides().2, &b, bi, k, d, parallel);
             }
             return;
         }
-        // Prefill: widen a block of columns to f32, then a full-speed GEMM on it.
+        if !half {
+            // SAFETY-free reinterpretation: W is f32 here.
+            let data: &[f32] = bytemuck_f32(b.data);
+            let wide = Operand { data, layout: b.layout };
+            gemm_into(dst, &a, bi, &wide, bi, 0, n, m, k, parallel);
+            return;
+        }
+        // Prefill with half weights: widen a block of columns to f32 in the order they are
+        // stored (a contiguous conversion), then a full-speed GEMM on the panel.
         let (_, rs, cs) = b.strides();
+        let block = WIDEN_COLUMNS.min(n);
+        let mut widened = vec![0.0f32; k * block];
         for c0 in (0..n).step_by(WIDEN_COLUMNS) {
             let cols = WIDEN_COLUMNS.min(n - c0);
-            let mut widened = vec![0.0f32; k * cols];
             let base = b.base(bi) + c0 * cs;
-            widened.par_chunks_mut(cols).enumerate().for_each(|(kk, row)| {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = b.data[base + kk * rs + j * cs].widen();
-                }
-            });
-            let layout = Layout::contiguous([1, k, cols]);
-            let wide = Operand { data: &widened, layout: &layout };
+            let panel = &mut widened[..k * cols];
+            let layout = if rs == 1 {
+                // Column c of b is a contiguous row of the stored [N, K] weight.
+                panel
+                    .par_chunks_mut(k.max(1))
+                    .enumerate()
+                    .for_each(|(c, dst)| matvec::widen(isa, &b.data[base + c * cs..base + c * cs + k], dst));
+                Layout::new(crate::Shape::new(vec![1, k, cols]), vec![0, 1, k], 0)
+            } else {
+                panel.par_chunks_mut(cols).enumerate().for_each(|(kk, dst)| {
+                    if cs == 1 {
+                        matvec::widen(isa, &b.data[base + kk * rs..base + kk * rs + cols], dst)
+                    } else {
+                        for (j, v) in dst.iter_mut().enumerate() {
+                            *v = b.data[base + kk * rs + j * cs].to_f32();
+                        }
+                    }
+                });
+                Layout::contiguous([1, k, cols])
+            };
+            let wide = Operand { data: &*panel, layout: &layout };
             gemm_into(dst, &a, bi, &wide, 0, c0, n, m, k, parallel);
         }
     };
     run_batches(&mut out, batch, m * n, m * n * k, per_batch);
     out
+}
+
+/// The f32 slice behind a weight slice whose element type is f32.
+fn bytemuck_f32<W: Weight>(w: &[W]) -> &[f32] {
+    assert_eq!(TypeId::of::<W>(), TypeId::of::<f32>());
+    // SAFETY: W is f32 (checked above), so the slice is an f32 slice of the same length.
+    unsafe { std::slice::from_raw_parts(w.as_ptr() as *const f32, w.len()) }
+}
+
+/// `y[j] = sum_i x[i * x_stride] * b[i, j]` for f32 activations, streaming the weight once with
+/// the SIMD kernels of `matvec`. Threads take contiguous blocks of the weight: blocks of output
+/// rows when b is the transposed view of an [N, K] weight (one dot product per output), blocks
+/// of K rows when b is a row-major [K, N] matrix (each thread sums its rows into its own copy of
+/// y; the copies are added at the end).
+#[allow(clippy::too_many_arguments)]
+fn matvec_f32<W: Weight>(
+    isa: Isa,
+    x: &[f32],
+    x_stride: usize,
+    b: &Operand<W>,
+    bi: usize,
+    k: usize,
+    y: &mut [f32],
+    parallel: bool,
+) {
+    let n = y.len();
+    let (_, rs, cs) = b.strides();
+    let base = b.base(bi);
+    let gathered: Vec<f32>;
+    let xs: &[f32] = if x_stride == 1 || k <= 1 {
+        &x[..k]
+    } else {
+        gathered = (0..k).map(|i| x[i * x_stride]).collect();
+        &gathered
+    };
+    let threads = rayon::current_num_threads();
+    let parallel = parallel && threads > 1 && n * k >= GEMM_PARALLEL_MIN;
+    if rs == 1 || k == 1 {
+        let rows = |j0: usize, ys: &mut [f32]| {
+            for (j, v) in ys.iter_mut().enumerate() {
+                let start = base + (j0 + j) * cs;
+                *v = W::dot(isa, xs, &b.data[start..start + k]);
+            }
+        };
+        if parallel {
+            let chunk = n.div_ceil(threads * 4).max(16);
+            y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| rows(c * chunk, ys));
+        } else {
+            rows(0, y);
+        }
+    } else if cs == 1 {
+        let rows = |k0: usize, k1: usize, ys: &mut [f32]| {
+            let row = |i: usize| &b.data[base + i * rs..base + i * rs + n];
+            let mut i = k0;
+            while i + 4 <= k1 {
+                W::axpy4(
+                    isa,
+                    ys,
+                    [xs[i], xs[i + 1], xs[i + 2], xs[i + 3]],
+                    [row(i), row(i + 1), row(i + 2), row(i + 3)],
+                );
+                i += 4;
+            }
+            while i < k1 {
+                W::axpy4(isa, ys, [xs[i], 0.0, 0.0, 0.0], [row(i); 4]);
+                i += 1;
+            }
+        };
+        if parallel {
+            let per = k.div_ceil(threads);
+            let partial = (0..threads)
+                .into_par_iter()
+                .map(|t| {
+                    let mut ys = vec![0.0f32; n];
+                    rows((t * per).min(k), ((t + 1) * per).min(k), &mut ys);
+                    ys
+                })
+                .reduce_with(|mut s, p| {
+                    s.iter_mut().zip(&p).for_each(|(s, p)| *s += p);
+                    s
+                });
+            if let Some(sum) = partial {
+                y.copy_from_slice(&sum);
+            }
+        } else {
+            rows(0, k, y);
+        }
+    } else {
+        for (j, v) in y.iter_mut().enumerate() {
+            *v = (0..k).map(|i| xs[i] * b.data[base + i * rs + j * cs].to_f32()).sum();
+        }
+    }
 }
 
 /// Runs each batch entry: in parallel across entries when there are many small ones, else one
@@ -183,24 +311,6 @@ fn gemm_into<T: FloatElement>(
             false,
             parallelism,
         );
-    }
-}
-
-/// Widening a weight element to the f32 it is accumulated in.
-pub trait Widen: Copy + Send + Sync {
-    fn widen(self) -> f32;
-}
-impl Widen for bf16 {
-    #[inline(always)]
-    fn widen(self) -> f32 {
-        // bf16 is the top half of an f32: a shift, which vectorises (half's to_f32 branches on NaN).
-        f32::from_bits((self.to_bits() as u32) << 16)
-    }
-}
-impl Widen for f16 {
-    #[inline(always)]
-    fn widen(self) -> f32 {
-        self.to_f32()
     }
 }
 

@@ -1,8 +1,11 @@
 //! The CPU backend: plain Rust kernels, generic over f32/f64 through `num-traits`, parallel with
 //! rayon once a tensor is large. They are the reference every other backend is tested against.
 
+pub mod isa;
 pub mod math;
+pub mod matvec;
 pub mod strided;
+pub mod vmath;
 
 mod binary;
 mod compare;

@@ -4,10 +4,23 @@ use rayon::prelude::*;
 
 use crate::{Error, FloatElement, HostData, Layout, Result};
 
-use super::{float_map, strided};
+use super::isa::{self, Isa};
+use super::{float_map, strided, vmath};
 
 pub fn softmax(data: &HostData, layout: &Layout, log: bool) -> Result<HostData> {
     let d = layout.dims().last().copied().unwrap_or(1);
+    if let HostData::F32(v) = data {
+        let mut x = strided::gather(v, layout);
+        let isa = isa::active();
+        if d > 0 {
+            if x.len() >= strided::PARALLEL_MIN {
+                x.par_chunks_mut(d).for_each(|row| softmax_row_f32(isa, row, log));
+            } else {
+                x.chunks_mut(d).for_each(|row| softmax_row_f32(isa, row, log));
+            }
+        }
+        return Ok(HostData::F32(x));
+    }
     Ok(float_map!("softmax", data, v => {
         let mut x = strided::gather(v, layout);
         if d > 0 {
@@ -43,5 +56,18 @@ fn softmax_row<T: FloatElement>(row: &mut [T], log: bool) {
         for x in row.iter_mut() {
             *x = *x * inv;
         }
+    }
+}
+
+/// `softmax_row` for f32 with the vectorised max, exp and scaling of `vmath`.
+fn softmax_row_f32(isa: Isa, row: &mut [f32], log: bool) {
+    let max = vmath::max(isa, row);
+    let shift = if max.is_finite() { max } else { 0.0 };
+    if log {
+        let log_sum = vmath::exp_shifted_total(isa, row, shift).ln();
+        row.iter_mut().for_each(|x| *x = *x - shift - log_sum);
+    } else {
+        let sum = vmath::exp_shifted_sum(isa, row, shift);
+        vmath::scale(isa, row, sum.recip(), None);
     }
 }

@@ -1,0 +1,161 @@
+//! Run-time choice of the instruction set our own CPU kernels use (matrix-vector products,
+//! exp/SiLU/GELU, softmax, RMSNorm). One binary runs everywhere: the widest set the CPU has is
+//! detected once (`is_x86_feature_detected!`), and each kernel dispatches on [`Isa`].
+//!
+//! A path can be forced, to compare paths or to exercise the narrower ones on a wide machine:
+//! the environment variable `LLM_CPU_KERNELS=scalar|avx2|avx512` (read once, at the first
+//! kernel call), or [`force`] from code. Forcing a set the CPU lacks falls back to the widest it
+//! has, so a forced run never executes an illegal instruction. Matrix-matrix products go to the
+//! `gemm` crate, which picks its own microkernels (AVX-512 with its `x86-v4` feature, else
+//! AVX2+FMA, else scalar) and is not affected.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// An instruction-set path of the CPU kernels, narrowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Plain Rust, whatever the target's baseline is (SSE2 on x86-64).
+    Scalar,
+    /// 256-bit AVX2 with FMA and F16C (x86-64-v3).
+    Avx2,
+    /// 512-bit AVX-512 F/BW/VL/DQ (x86-64-v4).
+    Avx512,
+}
+
+impl Isa {
+    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+
+    /// The short name printed by the CLI and accepted by `LLM_CPU_KERNELS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|isa| isa.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn available(self) -> bool {
+        self <= features().widest
+    }
+
+    /// The path itself when available, else the widest one the CPU has.
+    pub fn or_available(self) -> Isa {
+        if self.available() { self } else { features().widest }
+    }
+}
+
+/// What the CPU offers, detected once.
+#[derive(Clone, Copy, Debug)]
+pub struct Features {
+    /// The widest path our kernels can take here.
+    pub widest: Isa,
+    /// AVX512_BF16 (`vdpbf16ps`, bf16 dot products).
+    pub avx512_bf16: bool,
+    /// AVX512_VNNI (int8 dot products, for the quantized formats).
+    pub avx512_vnni: bool,
+    /// AVX-VNNI, the 256-bit int8 dot products of AVX2-era cores.
+    pub avx_vnni: bool,
+}
+
+pub fn features() -> Features {
+    static FEATURES: OnceLock<Features> = OnceLock::new();
+    *FEATURES.get_or_init(detect)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect() -> Features {
+    use std::arch::is_x86_feature_detected as has;
+    let avx2 = has!("avx2") && has!("fma") && has!("f16c");
+    let avx512 = avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512dq");
+    Features {
+        widest: if avx512 {
+            Isa::Avx512
+        } else if avx2 {
+            Isa::Avx2
+        } else {
+            Isa::Scalar
+        },
+        avx512_bf16: avx512 && has!("avx512bf16"),
+        avx512_vnni: avx512 && has!("avx512vnni"),
+        avx_vnni: avx2 && has!("avxvnni"),
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect() -> Features {
+    Features { widest: Isa::Scalar, avx512_bf16: false, avx512_vnni: false, avx_vnni: false }
+}
+
+/// No override: 0. Otherwise 1 + the forced path's index in `Isa::ALL`.
+static FORCED: AtomicU8 = AtomicU8::new(0);
+
+/// The path from `LLM_CPU_KERNELS`, read once; an unknown value is reported once on stderr and
+/// ignored (a kernel call has no error path back to the user).
+fn from_env() -> Option<Isa> {
+    static ENV: OnceLock<Option<Isa>> = OnceLock::new();
+    *ENV.get_or_init(|| {
+        let value = std::env::var("LLM_CPU_KERNELS").ok()?;
+        let isa = Isa::parse(&value);
+        if isa.is_none() && !value.trim().is_empty() {
+            eprintln!("warning: LLM_CPU_KERNELS={value:?} is not one of scalar, avx2, avx512; ignored");
+        }
+        isa
+    })
+}
+
+/// Forces every kernel onto `isa` (clamped to what the CPU has), or back to automatic choice
+/// with `None`. Takes precedence over `LLM_CPU_KERNELS`. Process-wide: tests that compare paths
+/// should call the kernels with an explicit [`Isa`] instead, as the kernel tests do.
+pub fn force(isa: Option<Isa>) {
+    let code = isa.map_or(0, |isa| 1 + Isa::ALL.iter().position(|&i| i == isa).unwrap_or(0) as u8);
+    FORCED.store(code, Ordering::Relaxed);
+}
+
+/// The path the kernels take now: the forced one, else `LLM_CPU_KERNELS`, else the widest.
+#[inline]
+pub fn active() -> Isa {
+    let code = FORCED.load(Ordering::Relaxed);
+    let chosen = if code > 0 { Some(Isa::ALL[(code - 1) as usize]) } else { from_env() };
+    chosen.map_or(features().widest, Isa::or_available)
+}
+
+/// A short description of the active path for a `--stats` line or a log, e.g. `avx512+bf16`.
+pub fn active_name() -> String {
+    let f = features();
+    let isa = active();
+    let mut name = isa.name().to_string();
+    if isa == Isa::Avx512 && f.avx512_bf16 {
+        name.push_str("+bf16");
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_rejected() {
+        for isa in Isa::ALL {
+            assert_eq!(Isa::parse(isa.name()), Some(isa));
+        }
+        assert_eq!(Isa::parse(" AVX2 "), Some(Isa::Avx2));
+        assert_eq!(Isa::parse("sse9"), None);
+    }
+
+    #[test]
+    fn scalar_is_always_available_and_unavailable_paths_clamp() {
+        assert!(Isa::Scalar.available());
+        let widest = features().widest;
+        for isa in Isa::ALL {
+            assert!(isa.or_available() <= widest);
+            assert_eq!(isa.available(), isa <= widest);
+        }
+    }
+}
