@@ -137,7 +137,7 @@ pub struct Stats {
 
 impl Stats {
     pub fn new(timings: &Timings, device: &tensor::Device) -> Stats {
-        let device = if device.is_cpu() { "cpu".to_string() } else { device.name() };
+        let device = if device.is_cpu() { format!("cpu ({})", tensor::cpu::isa::active_name()) } else { device.name() };
         Stats { timings: *timings, device, threads: super::global::threads(), peak_rss_bytes: peak_rss_bytes() }
     }
 

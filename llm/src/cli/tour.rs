@@ -82,60 +82,15 @@ fn print_table(rows: &[Vec<String>], right_aligned: &[bool]) {
 
 fn real_scale() -> Result<()> {
     println!("1. The architectures at real scale (config.json only, no weights; cache in bf16)\n");
-    let anatomies: Vec<(&str, ModelConfig, Anatomy)> = SHIPPED
-        .iter()
-        .map(|s| {
-            let config = s.parse()?;
-            let anatomy = Anatomy::of(&config);
-            Ok((s.release, config, anatomy))
-        })
-        .collect::<Result<_>>()?;
+    let anatomies = shipped_anatomies()?;
     let bf16 = DType::BF16;
-    let mut sizes = vec![vec![
-        "release".to_string(),
-        "total".into(),
-        "active".into(),
-        "active %".into(),
-        "KV / token".into(),
-        "KV at 32k".into(),
-        "KV at 128k".into(),
-    ]];
-    for (release, _, a) in &anatomies {
-        let mut row = vec![
-            release.to_string(),
-            human_count(a.total_params()),
-            human_count(a.active_params()),
-            format!("{:.1}", 100.0 * a.active_params() as f64 / a.total_params() as f64),
-            human_bytes(a.kv_cache_bytes_per_token(bf16)),
-        ];
-        row.extend(CONTEXTS.iter().map(|&t| human_bytes(a.kv_cache_bytes(t, bf16))));
-        sizes.push(row);
-    }
-    print_table(&sizes, &[false, true, true, true, true, true, true]);
-
+    print_table(&size_rows(&anatomies), &[false, true, true, true, true, true, true]);
     println!();
-    let mut design = vec![vec![
-        "release".to_string(),
-        "attention".into(),
-        "norms".into(),
-        "RoPE base, scaling".into(),
-        "positions".into(),
-    ]];
-    for (release, config, a) in &anatomies {
-        design.push(vec![
-            release.to_string(),
-            a.attention_kind.clone(),
-            a.norm_placement.to_string(),
-            rope_summary(config),
-            a.positions.clone(),
-        ]);
-    }
-    print_table(&design, &[]);
+    print_table(&design_rows(&anatomies), &[]);
     println!("\n  Mixtures of experts (the others are dense):");
     for (release, _, a) in anatomies.iter().filter(|(_, _, a)| a.experts != "dense") {
         println!("    {release:<21}  {}", a.experts);
     }
-
     // Two readings of the table a learner should not miss, computed rather than asserted.
     let find = |name: &str| anatomies.iter().find(|(r, _, _)| *r == name);
     if let (Some((_, _, dsv3)), Some((_, maverick, m))) = (find("DeepSeek-V3"), find("Llama 4 Maverick")) {
@@ -165,6 +120,96 @@ fn real_scale() -> Result<()> {
     }
     println!();
     Ok(())
+}
+
+/// The design table: attention, norm placement, RoPE, positions; a header row first.
+fn design_rows(anatomies: &[(&str, ModelConfig, Anatomy)]) -> Vec<Vec<String>> {
+    let mut design = vec![vec![
+        "release".to_string(),
+        "attention".into(),
+        "norms".into(),
+        "RoPE base, scaling".into(),
+        "positions".into(),
+    ]];
+    for (release, config, a) in anatomies {
+        design.push(vec![
+            release.to_string(),
+            a.attention_kind.clone(),
+            a.norm_placement.to_string(),
+            rope_summary(config),
+            a.positions.clone(),
+        ]);
+    }
+    design
+}
+
+/// `docs/ARCHITECTURES.md`: the shipped architectures' differences as the tour computes them from
+/// their configs, so the page cannot drift from the code (`llm/tests/docs.rs` checks it).
+pub fn architectures_markdown() -> Result<String> {
+    let anatomies = shipped_anatomies()?;
+    let mut text = String::from(
+        "# The architectures, side by side\n\n\
+         Generated from the shipped real configs (`llm/configs/`) by the code of `llm tour`; do not edit by hand \
+         (`LLM_UPDATE_DOCS=1 cargo test -p llm --test docs` rewrites it). KV cache in bf16.\n\n## Sizes\n\n",
+    );
+    text.push_str(&markdown_table(&size_rows(&anatomies)));
+    text.push_str("\n## Design\n\n");
+    text.push_str(&markdown_table(&design_rows(&anatomies)));
+    text.push_str("\n## Mixtures of experts\n\n");
+    text.push_str(&markdown_table(
+        &std::iter::once(vec!["release".to_string(), "experts".into()])
+            .chain(anatomies.iter().map(|(r, _, a)| vec![r.to_string(), a.experts.clone()]))
+            .collect::<Vec<_>>(),
+    ));
+    Ok(text)
+}
+
+fn markdown_table(rows: &[Vec<String>]) -> String {
+    let mut text = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        text.push_str(&format!("| {} |\n", row.join(" | ")));
+        if i == 0 {
+            text.push_str(&format!("|{}\n", " --- |".repeat(row.len())));
+        }
+    }
+    text
+}
+
+fn shipped_anatomies() -> Result<Vec<(&'static str, ModelConfig, Anatomy)>> {
+    SHIPPED
+        .iter()
+        .map(|s| {
+            let config = s.parse()?;
+            let anatomy = Anatomy::of(&config);
+            Ok((s.release, config, anatomy))
+        })
+        .collect()
+}
+
+/// The sizes table: parameters, active share, KV cache; a header row first.
+fn size_rows(anatomies: &[(&str, ModelConfig, Anatomy)]) -> Vec<Vec<String>> {
+    let bf16 = DType::BF16;
+    let mut sizes = vec![vec![
+        "release".to_string(),
+        "total".into(),
+        "active".into(),
+        "active %".into(),
+        "KV / token".into(),
+        "KV at 32k".into(),
+        "KV at 128k".into(),
+    ]];
+    for (release, _, a) in anatomies {
+        let mut row = vec![
+            release.to_string(),
+            human_count(a.total_params()),
+            human_count(a.active_params()),
+            format!("{:.1}", 100.0 * a.active_params() as f64 / a.total_params() as f64),
+            human_bytes(a.kv_cache_bytes_per_token(bf16)),
+        ];
+        row.extend(CONTEXTS.iter().map(|&t| human_bytes(a.kv_cache_bytes(t, bf16))));
+        sizes.push(row);
+    }
+    sizes
 }
 
 /// `rope_theta` and the context-extension schedule, e.g. `1e4, YaRN x40`; Gemma 3's local
