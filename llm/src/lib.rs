@@ -1,6 +1,7 @@
 //! The eight reference architectures. Built by the llm issue.
 
 pub mod anatomy;
+pub mod chat_template;
 pub mod cli;
 pub mod config;
 pub mod device;
@@ -10,6 +11,7 @@ pub mod generate;
 pub mod models;
 pub mod plot;
 pub mod sample;
+pub mod serve;
 pub mod tiny;
 pub mod tokenizer;
 pub mod train;

@@ -113,6 +113,46 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// An OpenAI-compatible HTTP server (chat and text completions, streaming, continuous
+    /// batching) with a chat page at `/`.
+    Serve {
+        #[arg(long, default_value_os_t = llm::tiny::shipped_model_dir())]
+        model: PathBuf,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// 0 picks a free port (the URL printed says which).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long)]
+        device: Option<String>,
+        /// Most requests decoded together.
+        #[arg(long, default_value_t = 16)]
+        max_batch: usize,
+        /// Most positions of one request (prompt and answer); default the model's context.
+        #[arg(long)]
+        ctx: Option<usize>,
+        /// Most prompt tokens a request prefills per step, so long prompts do not stall others.
+        #[arg(long, default_value_t = 64)]
+        prefill_chunk: usize,
+    },
+    /// A conversation in the terminal, through the model's chat template.
+    Chat {
+        #[arg(long, default_value_os_t = llm::tiny::shipped_model_dir())]
+        model: PathBuf,
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long, default_value_t = 256)]
+        max_tokens: usize,
+        #[arg(long, default_value_t = 0.7)]
+        temperature: f64,
+        #[arg(long)]
+        top_p: Option<f64>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// A system message to begin the conversation with.
+        #[arg(long)]
+        system: Option<String>,
+    },
     /// The real-scale anatomy of a config: parameters, KV cache, FLOPs.
     Inspect {
         /// A model directory or a config.json.
@@ -181,6 +221,26 @@ fn run(cli: Cli) -> llm::Result<()> {
         }
         Command::Tour { device } => cli::tour::run(device.as_deref()),
         Command::Inspect { model, context, dtype, json } => cli::inspect::run(&model, context, &dtype, json),
+        Command::Serve { model, host, port, device, max_batch, ctx, prefill_chunk } => {
+            cli::serve::run(cli::serve::ServeArgs {
+                model: &model,
+                host: &host,
+                port,
+                device: device.as_deref(),
+                max_batch,
+                ctx,
+                prefill_chunk,
+            })
+        }
+        Command::Chat { model, device, max_tokens, temperature, top_p, seed, system } => {
+            cli::chat::run(cli::chat::ChatArgs {
+                model: &model,
+                device: device.as_deref(),
+                max_tokens,
+                sampling: Sampling { temperature, top_k: None, top_p, seed },
+                system: system.as_deref(),
+            })
+        }
     }
 }
 
