@@ -74,8 +74,9 @@ pub fn serve(
         bos_token_id: options.bos_token_id,
         stats: stats.clone(),
         next_id: Default::default(),
+        max_body_bytes: options.max_body_bytes,
     });
-    let app = routes::router(state, options.max_body_bytes);
+    let app = routes::router(state);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

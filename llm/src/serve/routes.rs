@@ -8,9 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -34,6 +33,8 @@ pub struct AppState {
     pub bos_token_id: Option<u32>,
     pub stats: Arc<EngineStats>,
     pub next_id: AtomicU64,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
 }
 
 type Shared = Arc<AppState>;
@@ -41,7 +42,7 @@ type Shared = Arc<AppState>;
 /// The chat page: one HTML file with its script, streaming from `/v1/chat/completions`.
 const CHAT_PAGE: &str = include_str!("page.html");
 
-pub fn router(state: Shared, max_body_bytes: usize) -> Router {
+pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/", get(|| async { Html(CHAT_PAGE) }))
         .route("/health", get(health))
@@ -52,7 +53,6 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::status(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method")
         })
-        .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
 
@@ -79,14 +79,33 @@ async fn models(State(app): State<Shared>) -> Response {
     .into_response()
 }
 
-/// The body, or the error an oversized or unreadable body gets.
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|e| ApiError::status(e.status(), format!("the request body could not be read: {}", e.body_text())))
+/// The body, or a 413 when it is larger than allowed: refused from its announced length before
+/// any of it is read, or as soon as it grows past the limit while being read.
+async fn body_bytes(app: &AppState, request: Request) -> Result<Bytes, ApiError> {
+    let limit = app.max_body_bytes;
+    let too_large =
+        || ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {limit} bytes"));
+    let announced = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(request.into_body(), limit).await.map_err(|e| {
+        let source = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default();
+        if source.contains("length limit") || e.to_string().contains("length limit") {
+            too_large()
+        } else {
+            ApiError::bad(format!("the request body could not be read: {e}"))
+        }
+    })
 }
 
-async fn completions(State(app): State<Shared>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn completions(State(app): State<Shared>, request: Request) -> Response {
+    let body = match body_bytes(&app, request).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let prepared = (|| -> Result<(openai::Settings, Vec<u32>), ApiError> {
-        let request: openai::CompletionRequest = openai::parse(&body_bytes(body)?)?;
+        let request: openai::CompletionRequest = openai::parse(&body)?;
         let settings = openai::settings(&request.common)?;
         let prompt = match request.prompt {
             None => return Err(ApiError::param("prompt", "`prompt` is required")),
@@ -104,9 +123,13 @@ async fn completions(State(app): State<Shared>, body: Result<Bytes, BytesRejecti
     }
 }
 
-async fn chat(State(app): State<Shared>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn chat(State(app): State<Shared>, request: Request) -> Response {
+    let body = match body_bytes(&app, request).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let prepared = (|| -> Result<(openai::Settings, Vec<u32>), ApiError> {
-        let request: openai::ChatRequest = openai::parse(&body_bytes(body)?)?;
+        let request: openai::ChatRequest = openai::parse(&body)?;
         let settings = openai::settings(&request.common)?;
         let messages = openai::messages(&request)?;
         let prompt = app
