@@ -209,7 +209,10 @@ fn step(model: &CausalLm, device: &Device, config: &EngineConfig, running: &mut 
             .zip(&inputs)
             .map(|(s, &(from, n))| Segment { ids: &s.tokens[from..from + n], start: from, caches: &mut s.caches })
             .collect();
-        model.forward_segments(&mut segments, device)
+        // A bug inside the model must not take the engine thread (and every later request)
+        // down with it: it fails the requests of this step.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.forward_segments(&mut segments, device)))
+            .unwrap_or_else(|_| Err(crate::Error::input("internal error in the forward pass")))
     };
     let logits = match result {
         Ok(l) => l,
