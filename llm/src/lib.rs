@@ -2,6 +2,7 @@
 
 pub mod anatomy;
 pub mod assets;
+pub mod chat_template;
 pub mod cli;
 pub mod config;
 pub mod device;
@@ -11,6 +12,7 @@ pub mod generate;
 pub mod models;
 pub mod plot;
 pub mod sample;
+pub mod serve;
 pub mod tiny;
 pub mod tokenizer;
 pub mod train;

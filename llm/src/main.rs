@@ -128,6 +128,48 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// An OpenAI-compatible HTTP server (chat and text completions, streaming, continuous
+    /// batching) with a chat page at `/`.
+    Serve {
+        /// A Hugging Face model folder; without it, the shipped model.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// 0 picks a free port (the URL printed says which).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long, value_enum)]
+        device: Option<DeviceChoice>,
+        /// Most requests decoded together.
+        #[arg(long, default_value_t = 16)]
+        max_batch: usize,
+        /// Most positions of one request (prompt and answer); default the model's context.
+        #[arg(long)]
+        ctx: Option<usize>,
+        /// Most prompt tokens a request prefills per step, so long prompts do not stall others.
+        #[arg(long, default_value_t = 64)]
+        prefill_chunk: usize,
+    },
+    /// A conversation in the terminal, through the model's chat template.
+    Chat {
+        /// A Hugging Face model folder; without it, the shipped model.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        device: Option<DeviceChoice>,
+        #[arg(long, default_value_t = 256)]
+        max_tokens: usize,
+        #[arg(long, default_value_t = 0.7)]
+        temperature: f64,
+        #[arg(long)]
+        top_p: Option<f64>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// A system message to begin the conversation with.
+        #[arg(long)]
+        system: Option<String>,
+    },
     /// The real-scale anatomy of a config: parameters, KV cache, FLOPs.
     Inspect {
         /// A model directory or a config.json.
@@ -209,6 +251,28 @@ fn run(cli: Cli) -> llm::Result<()> {
         Command::Inspect { model, context, json } => {
             let cache = if dtype == WeightDtype::Auto { "bf16" } else { dtype.name() };
             cli::inspect::run(&model, context, cache, json)
+        }
+        Command::Serve { model, host, port, device, max_batch, ctx, prefill_chunk } => {
+            cli::serve::run(cli::serve::ServeArgs {
+                model: &model.unwrap_or_else(llm::tiny::shipped_model_dir),
+                weight_dtype: dtype.load_dtype(),
+                host: &host,
+                port,
+                device: device.map(DeviceChoice::as_str),
+                max_batch,
+                ctx,
+                prefill_chunk,
+            })
+        }
+        Command::Chat { model, device, max_tokens, temperature, top_p, seed, system } => {
+            cli::chat::run(cli::chat::ChatArgs {
+                model: &model.unwrap_or_else(llm::tiny::shipped_model_dir),
+                weight_dtype: dtype.load_dtype(),
+                device: device.map(DeviceChoice::as_str),
+                max_tokens,
+                sampling: Sampling { temperature, top_k: None, top_p, seed },
+                system: system.as_deref(),
+            })
         }
     }
 }

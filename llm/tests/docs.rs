@@ -11,9 +11,6 @@ fn architectures_page_is_generated_from_the_shipped_configs() -> llm::Result<()>
         std::fs::write(&path, &want).map_err(|e| llm::Error::io(&path, e))?;
     }
     let have = std::fs::read_to_string(&path).map_err(|e| llm::Error::io(&path, e))?;
-    assert!(
-        have == want,
-        "docs/ARCHITECTURES.md is out of date: run LLM_UPDATE_DOCS=1 cargo test -p llm --test docs"
-    );
+    assert!(have == want, "docs/ARCHITECTURES.md is out of date: run LLM_UPDATE_DOCS=1 cargo test -p llm --test docs");
     Ok(())
 }

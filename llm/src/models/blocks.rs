@@ -87,3 +87,25 @@ impl FeedForwardBlock for nn::moe::SparseMoe {
         format!("MoE {} experts, top-{}{shared}", self.router.num_experts, self.router.top_k)
     }
 }
+
+/// One sequence's share of a batched attention call: its rows of `x` (`len` of them, after the
+/// rows of the sequences before it), the absolute position of its first row, and its own cache.
+pub struct AttentionSegment<'a> {
+    pub start: usize,
+    pub len: usize,
+    pub cache: &'a mut KvCache,
+}
+
+/// Attention over several sequences laid end to end along the time axis of `x [1, N, hidden]`:
+/// each sequence attends only to its own cache. The default runs the block once per sequence on
+/// its rows; blocks may override it to share work across the sequences.
+pub fn attention_segments(block: &dyn AttentionBlock, x: &Var, segments: &mut [AttentionSegment<'_>]) -> Result<Var> {
+    let mut outs = Vec::with_capacity(segments.len());
+    let mut offset = 0;
+    for s in segments.iter_mut() {
+        let rows = x.narrow(1, offset, s.len)?;
+        outs.push(block.forward(&rows, s.start, Some(&mut *s.cache))?);
+        offset += s.len;
+    }
+    Var::cat(&outs.iter().collect::<Vec<_>>(), 1)
+}

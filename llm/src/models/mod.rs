@@ -1,6 +1,7 @@
 //! The architectures: one decoder skeleton (`decoder.rs`), the pieces recipes share
 //! (`recipe.rs`), and one short recipe per family saying only what sets it apart.
 
+pub mod batched;
 pub mod blocks;
 pub mod decoder;
 pub mod deepseek_v3;
@@ -21,7 +22,8 @@ use std::path::Path;
 
 use nn::Init;
 
-pub use blocks::{AttentionBlock, FeedForwardBlock};
+pub use batched::Segment;
+pub use blocks::{AttentionBlock, AttentionSegment, FeedForwardBlock};
 pub use decoder::{CausalLm, DecoderLayer, ForwardOutput, LayerNorms};
 pub use load::{LoadOptions, load_weights};
 

@@ -1,0 +1,133 @@
+//! `llm serve --model DIR [--host 127.0.0.1] [--port 8080] [--device cpu|gpu] [--max-batch 16]
+//! [--ctx N] [--prefill-chunk 64]`: the OpenAI-compatible server (see `crate::serve`). Prints
+//! `llm serve: listening on http://HOST:PORT` on stdout once requests are accepted; SIGINT or
+//! SIGTERM stop it after the requests in flight are answered.
+
+use std::io::Write;
+use std::path::Path;
+
+use tensor::DType;
+
+use crate::chat_template::ChatTemplate;
+use crate::models::{LoadOptions, load};
+use crate::serve::{ServeOptions, serve};
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+
+pub struct ServeArgs<'a> {
+    pub model: &'a Path,
+    pub host: &'a str,
+    pub port: u16,
+    pub device: Option<&'a str>,
+    /// `--dtype` (`None`: the weights as the checkpoint stores them).
+    pub weight_dtype: Option<DType>,
+    pub max_batch: usize,
+    pub ctx: Option<usize>,
+    pub prefill_chunk: usize,
+}
+
+/// What `serve` and `chat` both load: the model, its tokenizer and its chat template.
+pub struct Loaded {
+    pub model: crate::models::Loaded,
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+    pub device: tensor::Device,
+}
+
+pub fn load_for_chat(model: &Path, device: Option<&str>, weight_dtype: Option<DType>) -> Result<Loaded> {
+    if !model.join("config.json").is_file() {
+        return Err(Error::input(format!(
+            "{}: no config.json there (give --model a Hugging Face model folder)",
+            model.display()
+        )));
+    }
+    let tokenizer_path = model.join("tokenizer.json");
+    if !tokenizer_path.is_file() {
+        return Err(Error::input(format!(
+            "{} does not exist: serving text needs the model's tokenizer",
+            tokenizer_path.display()
+        )));
+    }
+    let tokenizer = Tokenizer::from_file(&tokenizer_path)?;
+    let (device, line) = crate::device::pick(device)?;
+    eprintln!("{line}");
+    let loaded = load(model, &LoadOptions { device: device.clone(), weight_dtype })?;
+    let template = ChatTemplate::load(model, &loaded.config, &tokenizer)?;
+    eprintln!("{}", template.describe());
+    Ok(Loaded { model: loaded, tokenizer, template, device })
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    if args.max_batch == 0 {
+        return Err(Error::input("--max-batch must be at least 1"));
+    }
+    if args.prefill_chunk == 0 {
+        return Err(Error::input("--prefill-chunk must be at least 1"));
+    }
+    let Loaded { model, tokenizer, template, device } = load_for_chat(args.model, args.device, args.weight_dtype)?;
+    let limit = model.config.max_position_embeddings;
+    let ctx = match args.ctx {
+        Some(n) if n < 2 || n > limit => {
+            return Err(Error::input(format!("--ctx must be between 2 and the model's context of {limit}, got {n}")));
+        }
+        Some(n) => n,
+        None => limit,
+    };
+    let name = args
+        .model
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".to_string());
+    let options = ServeOptions {
+        host: args.host.to_string(),
+        port: args.port,
+        max_batch: args.max_batch,
+        ctx,
+        prefill_chunk: args.prefill_chunk,
+        max_body_bytes: 4 << 20,
+        model_name: name,
+        bos_token_id: model.config.bos_token_id,
+    };
+    serve(
+        &model.model,
+        &tokenizer,
+        template,
+        &device,
+        &options,
+        |addr| {
+            eprintln!("max batch {}, context {ctx}, prefill chunk {}", args.max_batch, args.prefill_chunk);
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "llm serve: listening on http://{addr}");
+            let _ = out.flush();
+        },
+        shutdown_signal(),
+    )?;
+    eprintln!("llm serve: stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    eprintln!("llm serve: shutting down after the requests in flight");
+}

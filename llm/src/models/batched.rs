@@ -1,0 +1,110 @@
+//! Several sequences in one forward pass, each with its own cache and position: the decoding
+//! step of a server batching requests. The sequences' new tokens are laid end to end as one
+//! `[1, N]` row of ids, so the embedding, every norm, the feed-forward blocks (dense or mixture
+//! of experts) and the output head run once on all N rows, reading each weight once for the
+//! whole batch; decode on a CPU or GPU is bound by reading the weights, so a batch of a few
+//! sequences costs little more than one. Attention is the one part that differs per sequence
+//! (its own keys and values, its own positions) and runs per sequence
+//! ([`attention_segments`](super::blocks::attention_segments)).
+
+use autograd::{Var, no_grad};
+use nn::attention::KvCache;
+use tensor::{DType, Device, Tensor};
+
+use super::blocks::{AttentionSegment, attention_segments};
+use super::decoder::{CausalLm, DecoderLayer, LayerNorms};
+use crate::{Error, Result};
+
+/// One sequence in a batched step: the new ids, the absolute position of the first, and one
+/// cache per layer holding every earlier position.
+pub struct Segment<'a> {
+    pub ids: &'a [u32],
+    pub start: usize,
+    pub caches: &'a mut [KvCache],
+}
+
+impl DecoderLayer {
+    /// [`DecoderLayer::forward`] on sequences laid end to end in `x [1, N, hidden]`.
+    pub fn forward_segments(&self, x: &Var, segments: &mut [AttentionSegment<'_>]) -> tensor::Result<Var> {
+        let attn = |y: &Var, segments: &mut [AttentionSegment<'_>]| attention_segments(&*self.self_attn, y, segments);
+        match &self.norms {
+            LayerNorms::PreNorm { input_layernorm, post_attention_layernorm } => {
+                let h = x.add(&attn(&input_layernorm.forward(x)?, segments)?)?;
+                h.add(&self.ffn.forward(&post_attention_layernorm.forward(&h)?)?)
+            }
+            LayerNorms::PostNorm { post_attention_layernorm, post_feedforward_layernorm } => {
+                let h = x.add(&post_attention_layernorm.forward(&attn(x, segments)?)?)?;
+                h.add(&post_feedforward_layernorm.forward(&self.ffn.forward(&h)?)?)
+            }
+            LayerNorms::Sandwich {
+                input_layernorm,
+                post_attention_layernorm,
+                pre_feedforward_layernorm,
+                post_feedforward_layernorm,
+            } => {
+                let a = attn(&input_layernorm.forward(x)?, segments)?;
+                let h = x.add(&post_attention_layernorm.forward(&a)?)?;
+                h.add(&post_feedforward_layernorm.forward(&self.ffn.forward(&pre_feedforward_layernorm.forward(&h)?)?)?)
+            }
+        }
+    }
+}
+
+impl CausalLm {
+    /// Runs each segment's ids after its cache and returns, per segment, the f32 logits of its
+    /// last position (the only ones a decoding step needs; the head runs on those rows alone).
+    pub fn forward_segments(&self, segments: &mut [Segment<'_>], device: &Device) -> Result<Vec<Vec<f32>>> {
+        if segments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let vocab = self.vocab_size();
+        for s in segments.iter() {
+            if s.ids.is_empty() {
+                return Err(Error::input("a batched step was given a sequence with no new tokens"));
+            }
+            if let Some(&bad) = s.ids.iter().find(|&&id| id as usize >= vocab) {
+                return Err(Error::input(format!("token id {bad} is outside the vocabulary of {vocab}")));
+            }
+            if s.caches.len() != self.layers.len() {
+                return Err(Error::input(format!("{} caches for {} layers", s.caches.len(), self.layers.len())));
+            }
+        }
+        no_grad(|| {
+            let all: Vec<u32> = segments.iter().flat_map(|s| s.ids.iter().copied()).collect();
+            let n = all.len();
+            let ids = Tensor::from_vec(all, [1, n], device)?;
+            let mut x = self.embed_tokens.forward(&ids)?;
+            if let Some(scale) = self.embed_scale {
+                // As in `forward`: the scale rounded to the embedding dtype first.
+                let scale = Tensor::full(scale, (), self.embed_tokens.weight.dtype(), &Device::cpu())?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?;
+                x = x.mul_scalar(scale)?;
+            }
+            for (i, layer) in self.layers.iter().enumerate() {
+                let mut parts: Vec<AttentionSegment<'_>> = segments
+                    .iter_mut()
+                    .map(|s| AttentionSegment { start: s.start, len: s.ids.len(), cache: &mut s.caches[i] })
+                    .collect();
+                x = layer.forward_segments(&x, &mut parts)?;
+            }
+            // Last row of each segment, then the final norm and the head on those rows only.
+            let mut lasts = Vec::with_capacity(segments.len());
+            let mut offset = 0;
+            for s in segments.iter() {
+                offset += s.ids.len();
+                lasts.push(x.narrow(1, offset - 1, 1)?);
+            }
+            let x = self.norm.forward(&Var::cat(&lasts.iter().collect::<Vec<_>>(), 1)?)?;
+            let mut logits = match &self.lm_head {
+                Some(head) => head.forward(&x)?,
+                None => x.linear(&self.embed_tokens.weight)?,
+            };
+            if let Some(cap) = self.final_logit_softcap {
+                logits = logits.mul_scalar(1.0 / cap)?.tanh()?.mul_scalar(cap)?;
+            }
+            let flat = logits.value().to_dtype(DType::F32)?.to_vec::<f32>()?;
+            Ok(flat.chunks(vocab).map(|c| c.to_vec()).collect())
+        })
+    }
+}

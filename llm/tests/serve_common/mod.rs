@@ -1,0 +1,129 @@
+//! A running `llm serve` on the shipped tiny model, and a plain HTTP/1.1 client over a TCP
+//! socket (requests with `Connection: close`, chunked bodies joined), for the server tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub fn tiny_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/tiny")
+}
+
+pub struct Server {
+    pub child: Child,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `llm serve` on a free port with `extra` flags and waits for its URL line.
+    pub fn start(extra: &[&str]) -> Server {
+        let dir = tiny_dir();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_llm"))
+            .args(["serve", "--model", dir.to_str().unwrap(), "--port", "0", "--device", "cpu"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("llm serve starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("a line on stdout").expect("readable stdout");
+        let addr = line.rsplit("http://").next().expect("the URL").trim().to_string();
+        assert!(line.starts_with("llm serve: listening on http://"), "{line}");
+        Server { child, addr }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        request(&self.addr, "GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Reply {
+        request(&self.addr, "POST", path, Some(body))
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.post(path, &body.to_string())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The `data:` payloads of a server-sent event stream, in order.
+    pub fn events(&self) -> Vec<String> {
+        self.body.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.trim_start().to_string()).collect()
+    }
+}
+
+pub fn connect(addr: &str) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    s
+}
+
+pub fn request_head(method: &str, path: &str, len: usize) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+pub fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Reply {
+    let mut s = connect(addr);
+    let body = body.unwrap_or("");
+    s.write_all(request_head(method, path, body.len()).as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    read_reply(&mut s)
+}
+
+pub fn read_reply(s: &mut TcpStream) -> Reply {
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the reply");
+    parse_reply(&raw)
+}
+
+pub fn parse_reply(raw: &[u8]) -> Reply {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a header block");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let rest = &raw[split + 4..];
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let body = if chunked { dechunk(rest) } else { rest.to_vec() };
+    Reply { status, headers: head, body: String::from_utf8(body).expect("a UTF-8 body") }
+}
+
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&rest[..eol]).expect("a chunk size");
+        let n = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+        if n == 0 {
+            break;
+        }
+        let after = &rest[eol + 2..];
+        out.extend_from_slice(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}
