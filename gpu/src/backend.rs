@@ -11,6 +11,7 @@ use tensor::{Backend, Buffer, BufferRef, DType, Error, HostData, Layout, Result}
 use wgpu::util::DeviceExt;
 
 use crate::context::Context;
+use crate::counters;
 use crate::kernels;
 use crate::pipelines::{Access, Kernel, Pipelines};
 use crate::pool::{GpuBuffer, Pool};
@@ -45,6 +46,7 @@ impl GpuBackend {
             contents: &[0u8; 4],
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         }));
+        counters::add(&counters::BUFFER_ALLOCATIONS, 1);
         let uniform_alignment = ctx.limits.min_uniform_buffer_offset_alignment.max(16) as u64;
         Ok(GpuBackend {
             ctx,
@@ -154,6 +156,8 @@ impl GpuBackend {
     /// Reads `bytes` bytes of `buffer` back, after everything recorded has run.
     fn read_back(&self, op: &str, buffer: &Arc<wgpu::Buffer>, bytes: u64) -> Result<Vec<u8>> {
         let size = bytes.div_ceil(4).max(1) * 4;
+        counters::add(&counters::READBACKS, 1);
+        counters::add(&counters::BUFFER_ALLOCATIONS, 1);
         let staging = Arc::new(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size,
@@ -238,6 +242,8 @@ impl Backend for GpuBackend {
         let buffer = self.pool.allocate(size, "to")?;
         // Written through a staging copy recorded in order with the queued dispatches, so a
         // recycled buffer is not overwritten before earlier work has read it.
+        counters::add(&counters::BYTES_UPLOADED, bytes.len() as u64);
+        counters::add(&counters::BUFFER_ALLOCATIONS, 1);
         let mut padded = bytes.to_vec();
         padded.resize(size as usize, 0);
         let staging = Arc::new(self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -268,6 +274,7 @@ impl Backend for GpuBackend {
 
     fn synchronize(&self) -> Result<()> {
         self.flush("synchronize")?;
+        counters::add(&counters::READBACKS, 1);
         self.ctx
             .device
             .poll(wgpu::PollType::wait_indefinitely())

@@ -135,6 +135,10 @@ impl Batch {
         })?;
         stats.dispatches.fetch_add(dispatches, Ordering::Relaxed);
         stats.submissions.fetch_add(1, Ordering::Relaxed);
+        crate::counters::add(&crate::counters::SUBMITS, 1);
+        crate::counters::add(&crate::counters::DISPATCHES, dispatches);
+        crate::counters::add(&crate::counters::BIND_GROUPS, dispatches);
+        crate::counters::add(&crate::counters::BUFFER_ALLOCATIONS, 1);
         Ok(())
     }
 }
