@@ -297,10 +297,14 @@ impl Backend for GpuBackend {
 
     fn download(&self, src: Src) -> Result<HostData> {
         let n = src.layout.elem_count();
+        // A contiguous copy is held until the readback has been recorded: dropped earlier, its
+        // buffer would go back to the pool, and another thread's op could write into it first.
+        let copied;
         let buffer = if src.layout.is_contiguous() && src.layout.offset() == 0 {
             self.buffer("download", &src)?.buffer.clone()
         } else {
-            kernels::copy::contiguous(self, "download", src)?.buffer.clone()
+            copied = kernels::copy::contiguous(self, "download", src)?;
+            copied.buffer.clone()
         };
         let bytes = (n * src.dtype.size_in_bytes()) as u64;
         let data = self.read_back("download", &buffer, bytes)?;

@@ -7,12 +7,12 @@
 //! into a single uniform buffer at submission; each dispatch binds its own 256-byte-aligned
 //! slice, so dispatches of one batch never overwrite each other's parameters. Small uploads are
 //! staged the same way, in a second arena copied to their tensors in order with the dispatches.
-//! Both arenas are kept from one submission to the next (written with `queue.write_buffer`,
-//! which the queue orders after the submissions that read the old contents), so a steady loop
-//! creates no buffer.
+//! Both arenas' buffers are kept from one submission to the next (written with
+//! `queue.write_buffer`) and reused once the submission that read them has finished, so a steady
+//! loop creates no buffer.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tensor::Result;
 
@@ -50,37 +50,55 @@ enum Command {
     },
 }
 
-/// A buffer kept between submissions and grown (to a power of two) when a batch needs more, so
-/// a steady loop creates none.
+/// Buffers kept between submissions and grown (to a power of two) when a batch needs more, so a
+/// steady loop creates none. A buffer is handed out again only once the submission that read it
+/// has finished (wgpu reports that through `on_submitted_work_done`, delivered when the device is
+/// polled, as every readback does), so a batch submitted while another is still running gets a
+/// buffer of its own rather than overwriting one in use.
 struct Arena {
-    buffer: Option<wgpu::Buffer>,
+    free: Arc<Mutex<Vec<wgpu::Buffer>>>,
     usage: wgpu::BufferUsages,
     label: &'static str,
 }
 
 impl Arena {
     fn new(label: &'static str, usage: wgpu::BufferUsages) -> Arena {
-        Arena { buffer: None, usage, label }
+        Arena { free: Arc::default(), usage, label }
     }
 
-    /// The arena with `bytes` written at its start (in queue order: after earlier submissions
-    /// have read the previous contents, before the next submission runs).
-    fn fill(&mut self, ctx: &Context, bytes: &[u8]) -> &wgpu::Buffer {
+    /// A buffer holding `bytes` at its start (written in queue order, before the next
+    /// submission runs).
+    fn fill(&self, ctx: &Context, bytes: &[u8]) -> wgpu::Buffer {
         let needed = (bytes.len() as u64).max(256);
-        if self.buffer.as_ref().is_none_or(|b| b.size() < needed) {
+        let recycled = {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            free.iter().position(|b| b.size() >= needed).map(|i| free.swap_remove(i))
+        };
+        let buffer = recycled.unwrap_or_else(|| {
             counters::add(&counters::BUFFER_ALLOCATIONS, 1);
-            self.buffer = Some(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(self.label),
                 size: needed.next_power_of_two().max(64 << 10),
                 usage: self.usage | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
-            }));
-        }
-        let buffer = self.buffer.as_ref().expect("just created");
+            })
+        });
         if !bytes.is_empty() {
-            ctx.queue.write_buffer(buffer, 0, bytes);
+            ctx.queue.write_buffer(&buffer, 0, bytes);
         }
         buffer
+    }
+
+    /// Returns `buffer` to the arena once the work submitted so far has finished.
+    fn release_after_submission(&self, ctx: &Context, buffer: wgpu::Buffer) {
+        let free = self.free.clone();
+        ctx.queue.on_submitted_work_done(move || {
+            let mut free = free.lock().unwrap_or_else(|p| p.into_inner());
+            // A few kept are enough; more would only pin memory.
+            if free.len() < 4 {
+                free.push(buffer);
+            }
+        });
     }
 }
 
@@ -179,10 +197,12 @@ impl Batch {
         let staged = std::mem::take(&mut self.staged);
         let dispatches = commands.iter().filter(|c| matches!(c, Command::Dispatch { .. })).count() as u64;
         let device = &ctx.device;
-        let (uniforms, staging) = (&mut self.uniforms, &mut self.staging);
+        let (uniform_arena, staging_arena) = (&self.uniforms, &self.staging);
         crate::errors::scoped(ctx, op, || {
-            let uniforms = uniforms.fill(ctx, &params);
-            let staging = if staged.is_empty() { None } else { Some(staging.fill(ctx, &staged)) };
+            let uniforms = uniform_arena.fill(ctx, &params);
+            let staging = if staged.is_empty() { None } else { Some(staging_arena.fill(ctx, &staged)) };
+            let uniforms = &uniforms;
+            let staging_ref = staging.as_ref();
             let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("batch") });
             let mut i = 0;
             while i < commands.len() {
@@ -192,7 +212,7 @@ impl Batch {
                         i += 1;
                     }
                     Command::Upload { offset, dst, size } => {
-                        let staging = staging.expect("uploads were staged");
+                        let staging = staging_ref.expect("uploads were staged");
                         encoder.copy_buffer_to_buffer(staging, *offset, dst, 0, *size);
                         i += 1;
                     }
@@ -230,6 +250,10 @@ impl Batch {
                 }
             }
             ctx.queue.submit(Some(encoder.finish()));
+            uniform_arena.release_after_submission(ctx, uniforms.clone());
+            if let Some(staging) = staging {
+                staging_arena.release_after_submission(ctx, staging);
+            }
         })?;
         stats.dispatches.fetch_add(dispatches, Ordering::Relaxed);
         stats.submissions.fetch_add(1, Ordering::Relaxed);
