@@ -271,7 +271,7 @@ impl Backend for GpuBackend {
         if bytes.len() <= MAX_STAGED_UPLOAD {
             // Staged in the batch and copied in order with the queued dispatches, so a recycled
             // buffer is not overwritten before earlier work has read it.
-            if bytes.len() % 4 == 0 {
+            if bytes.len().is_multiple_of(4) {
                 batch.upload(bytes, buffer.buffer.clone());
             } else {
                 let mut padded = bytes.to_vec();

@@ -80,7 +80,10 @@ type Shared = Arc<Mutex<Vec<Resident>>>;
 
 /// The resident tables of every live rope, by its frequencies and scale (as bits), so layers
 /// built separately with the same settings share one set. Entries die with their last rope.
-static SHARED: Mutex<Vec<(Vec<u64>, u64, Weak<Mutex<Vec<Resident>>>)>> = Mutex::new(Vec::new());
+static SHARED: Mutex<Vec<SharedEntry>> = Mutex::new(Vec::new());
+
+/// (inv_freq bits, attention_factor bits, the tables while some rope holds them).
+type SharedEntry = (Vec<u64>, u64, Weak<Mutex<Vec<Resident>>>);
 
 fn shared_tables(inv_freq: &[f64], attention_factor: f64) -> Shared {
     let key: Vec<u64> = inv_freq.iter().map(|f| f.to_bits()).collect();
