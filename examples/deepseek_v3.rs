@@ -247,8 +247,9 @@ fn run(quick: bool) -> llm::Result<()> {
         ("DeepSeek-V3: the same after bias balancing", &router),
         ("Llama 4: top-1 logit", &llama),
     ] {
+        r.set_count_loads(true);
         autograd::no_grad(|| r.route(&x))?;
-        let loads = r.take_loads();
+        let loads = r.take_loads()?;
         let m = mean(&loads);
         println!("  {name:<52} {}", spread(&loads));
         chart = chart.with(name, loads.iter().map(|&l| l as f64 / m).collect());
