@@ -204,13 +204,13 @@ fn run(quick: bool) -> llm::Result<()> {
         weights.iter().map(|w| format!("{w:.3}")).collect::<Vec<_>>(),
         weights.iter().sum::<f32>()
     );
-    router.take_loads();
+    router.set_count_loads(true);
 
     // Auxiliary-loss-free balancing: after each batch, every expert's bias moves by gamma
     // towards balance (up if it got fewer tokens than the mean). No loss term, no gradient: the
     // bias only changes *which* experts are chosen, never their weights.
     autograd::no_grad(|| router.route(&x))?;
-    let before = router.take_loads();
+    let before = router.take_loads()?;
     let rounds = if quick { 20 } else { 100 };
     for _ in 0..rounds {
         autograd::no_grad(|| router.route(&batch(&mut rng)?).map_err(llm::Error::from))?;
@@ -218,7 +218,7 @@ fn run(quick: bool) -> llm::Result<()> {
     }
     let x = batch(&mut rng)?;
     autograd::no_grad(|| router.route(&x))?;
-    let after = router.take_loads();
+    let after = router.take_loads()?;
     let spread = |l: &[u64]| format!("max/mean {:.2}", *l.iter().max().unwrap_or(&0) as f64 / mean(l));
     println!("expert loads on {tokens_per_batch} tokens: before {before:?} ({})", spread(&before));
     println!("  after {rounds} bias updates of 0.01:    {after:?} ({})", spread(&after));
@@ -247,8 +247,9 @@ fn run(quick: bool) -> llm::Result<()> {
         ("DeepSeek-V3: the same after bias balancing", &router),
         ("Llama 4: top-1 logit", &llama),
     ] {
+        r.set_count_loads(true);
         autograd::no_grad(|| r.route(&x))?;
-        let loads = r.take_loads();
+        let loads = r.take_loads()?;
         let m = mean(&loads);
         println!("  {name:<52} {}", spread(&loads));
         chart = chart.with(name, loads.iter().map(|&l| l as f64 / m).collect());

@@ -11,6 +11,7 @@ use tensor::{Backend, Buffer, BufferRef, DType, Error, HostData, Layout, Result}
 use wgpu::util::DeviceExt;
 
 use crate::context::Context;
+use crate::counters;
 use crate::kernels;
 use crate::pipelines::{Access, Kernel, Pipelines};
 use crate::pool::{GpuBuffer, Pool};
@@ -26,8 +27,18 @@ pub struct GpuBackend {
     /// checked, and cleared, when results are read back.
     error_flag: Arc<wgpu::Buffer>,
     error_flag_used: AtomicBool,
+    /// The mappable buffer readbacks land in, kept and grown (up to `MAX_KEPT_READBACK`).
+    readback: Mutex<Option<wgpu::Buffer>>,
     uniform_alignment: u64,
 }
+
+/// Readbacks up to this size reuse one staging buffer; larger ones (whole prefill logits,
+/// weights) get a buffer of their own rather than pinning that much mappable memory.
+const MAX_KEPT_READBACK: u64 = 64 << 20;
+
+/// Uploads up to this size are staged in the batch; larger ones (weights at load time) are
+/// written straight into their buffer after what is queued has been submitted.
+const MAX_STAGED_UPLOAD: usize = 1 << 20;
 
 impl std::fmt::Debug for GpuBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,6 +56,7 @@ impl GpuBackend {
             contents: &[0u8; 4],
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         }));
+        counters::add(&counters::BUFFER_ALLOCATIONS, 1);
         let uniform_alignment = ctx.limits.min_uniform_buffer_offset_alignment.max(16) as u64;
         Ok(GpuBackend {
             ctx,
@@ -54,6 +66,7 @@ impl GpuBackend {
             stats: Stats::default(),
             error_flag,
             error_flag_used: AtomicBool::new(false),
+            readback: Mutex::new(None),
             uniform_alignment,
         })
     }
@@ -151,22 +164,48 @@ impl GpuBackend {
         self.error_flag.clone()
     }
 
-    /// Reads `bytes` bytes of `buffer` back, after everything recorded has run.
+    /// Reads `bytes` bytes of `buffer` back, after everything recorded has run, together with
+    /// the error flag when a kernel since the last check may have set it: one wait for both,
+    /// so checking ids costs no extra drain. Reports an out-of-range id as the error of `op`.
     fn read_back(&self, op: &str, buffer: &Arc<wgpu::Buffer>, bytes: u64) -> Result<Vec<u8>> {
-        let size = bytes.div_ceil(4).max(1) * 4;
-        let staging = Arc::new(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        }));
+        let size = bytes.div_ceil(4) * 4;
+        let with_flag = self.error_flag_used.swap(false, Ordering::Relaxed);
+        let total = (size + if with_flag { 4 } else { 0 }).max(4);
+        counters::add(&counters::READBACKS, 1);
+        let mut kept = self.readback.lock().unwrap_or_else(|p| p.into_inner());
+        let staging = if total <= MAX_KEPT_READBACK {
+            if kept.as_ref().is_none_or(|b| b.size() < total) {
+                counters::add(&counters::BUFFER_ALLOCATIONS, 1);
+                *kept = Some(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("readback"),
+                    size: total.next_power_of_two().max(1 << 16),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }));
+            }
+            Arc::new(kept.as_ref().expect("just created").clone())
+        } else {
+            counters::add(&counters::BUFFER_ALLOCATIONS, 1);
+            Arc::new(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: total,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }))
+        };
         {
             let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
-            batch.copy(buffer.clone(), staging.clone(), size);
+            if size > 0 {
+                batch.copy(buffer.clone(), staging.clone(), size);
+            }
+            if with_flag {
+                batch.copy_at(self.error_flag.clone(), 0, staging.clone(), size, 4);
+            }
             batch.submit(&self.ctx, &self.stats, op)?;
         }
         let (sender, receiver) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |result| {
+        let slice = staging.slice(..total);
+        slice.map_async(wgpu::MapMode::Read, move |result| {
             let _ = sender.send(result);
         });
         self.ctx
@@ -178,23 +217,14 @@ impl GpuBackend {
             Ok(Err(e)) => return Err(Error::backend(op, format!("reading back from the GPU failed: {e}"))),
             Err(_) => return Err(Error::backend(op, "the GPU never answered the readback")),
         }
-        let data = staging
-            .slice(..)
+        let data = slice
             .get_mapped_range()
             .map_err(|e| Error::backend(op, format!("mapping the readback failed: {e}")))?
             .to_vec();
         staging.unmap();
+        drop(kept);
         self.ctx.errors.take(op)?;
-        Ok(data[..bytes as usize].to_vec())
-    }
-
-    /// Reports (and clears) an out-of-range id seen by a kernel since the last check.
-    fn check_error_flag(&self, op: &str) -> Result<()> {
-        if !self.error_flag_used.swap(false, Ordering::Relaxed) {
-            return Ok(());
-        }
-        let flag = self.read_back(op, &self.error_flag.clone(), 4)?;
-        if flag.iter().any(|&b| b != 0) {
+        if with_flag && data[size as usize..size as usize + 4].iter().any(|&b| b != 0) {
             self.ctx.queue.write_buffer(&self.error_flag, 0, &[0u8; 4]);
             self.flush(op)?;
             return Err(Error::index(
@@ -202,7 +232,7 @@ impl GpuBackend {
                 "an index or id was out of range in an earlier GPU op (index_select, gather, expert_matmul or an i64 -> u32 cast)",
             ));
         }
-        Ok(())
+        Ok(data[..bytes as usize].to_vec())
     }
 
     fn output(buffer: GpuBuffer) -> BufferRef {
@@ -236,44 +266,63 @@ impl Backend for GpuBackend {
             ));
         }
         let buffer = self.pool.allocate(size, "to")?;
-        // Written through a staging copy recorded in order with the queued dispatches, so a
-        // recycled buffer is not overwritten before earlier work has read it.
-        let mut padded = bytes.to_vec();
-        padded.resize(size as usize, 0);
-        let staging = Arc::new(self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("upload"),
-            contents: &padded,
-            usage: wgpu::BufferUsages::COPY_SRC,
-        }));
+        counters::add(&counters::BYTES_UPLOADED, bytes.len() as u64);
         let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
-        batch.copy(staging, buffer.buffer.clone(), size);
-        if batch.should_flush() {
+        if bytes.len() <= MAX_STAGED_UPLOAD {
+            // Staged in the batch and copied in order with the queued dispatches, so a recycled
+            // buffer is not overwritten before earlier work has read it.
+            if bytes.len().is_multiple_of(4) {
+                batch.upload(bytes, buffer.buffer.clone());
+            } else {
+                let mut padded = bytes.to_vec();
+                padded.resize(size as usize, 0);
+                batch.upload(&padded, buffer.buffer.clone());
+            }
+            if batch.should_flush() {
+                batch.submit(&self.ctx, &self.stats, "to")?;
+            }
+        } else {
+            // Submitting what is queued first keeps the same order for a large write.
             batch.submit(&self.ctx, &self.stats, "to")?;
+            let whole = bytes.len() / 4 * 4;
+            self.ctx.queue.write_buffer(&buffer.buffer, 0, &bytes[..whole]);
+            if whole < bytes.len() {
+                let mut tail = bytes[whole..].to_vec();
+                tail.resize(4, 0);
+                self.ctx.queue.write_buffer(&buffer.buffer, whole as u64, &tail);
+            }
         }
         Ok(Self::output(buffer))
     }
 
     fn download(&self, src: Src) -> Result<HostData> {
         let n = src.layout.elem_count();
+        // A contiguous copy is held until the readback has been recorded: dropped earlier, its
+        // buffer would go back to the pool, and another thread's op could write into it first.
+        let copied;
         let buffer = if src.layout.is_contiguous() && src.layout.offset() == 0 {
             self.buffer("download", &src)?.buffer.clone()
         } else {
-            kernels::copy::contiguous(self, "download", src)?.buffer.clone()
+            copied = kernels::copy::contiguous(self, "download", src)?;
+            copied.buffer.clone()
         };
         let bytes = (n * src.dtype.size_in_bytes()) as u64;
-        let data = if n == 0 { Vec::new() } else { self.read_back("download", &buffer, bytes)? };
-        self.check_error_flag("download")?;
+        let data = self.read_back("download", &buffer, bytes)?;
         HostData::from_bytes(src.dtype, &data)
     }
 
     fn synchronize(&self) -> Result<()> {
+        if self.error_flag_used.load(Ordering::Relaxed) {
+            // The wait that reads the flag is the synchronisation.
+            return self.read_back("synchronize", &self.error_flag.clone(), 0).map(|_| ());
+        }
         self.flush("synchronize")?;
+        counters::add(&counters::READBACKS, 1);
         self.ctx
             .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::backend("synchronize", format!("waiting for the GPU failed: {e}")))?;
-        self.ctx.errors.take("synchronize")?;
-        self.check_error_flag("synchronize")
+        self.ctx.errors.take("synchronize")
     }
 
     fn full(&self, dtype: DType, len: usize, value: f64) -> Result<BufferRef> {

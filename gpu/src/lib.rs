@@ -8,6 +8,7 @@
 //! - `pool`: GPU buffers, recycled between tensors;
 //! - `pipelines`: each kernel compiled once;
 //! - `recorder`: dispatches batched into one submission; reading back is the only wait;
+//! - `counters`: submissions, dispatches, readbacks, allocations, compilations, uploads;
 //! - `errors`: wgpu's errors as `Result`s;
 //! - `kernels/<family>.{rs,wgsl}`: the kernels and their launchers;
 //! - `backend`: the `Backend` implementation tying them together.
@@ -16,6 +17,7 @@
 
 pub mod backend;
 pub mod context;
+pub mod counters;
 mod errors;
 pub mod kernels;
 pub mod pipelines;
@@ -26,6 +28,7 @@ pub mod requirements;
 use std::sync::{Arc, OnceLock};
 
 pub use backend::GpuBackend;
+pub use counters::{GpuCounters, PerToken, counters};
 use tensor::{Device, Result};
 
 static DEVICE: OnceLock<std::result::Result<(Device, Arc<GpuBackend>), tensor::Error>> = OnceLock::new();

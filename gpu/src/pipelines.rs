@@ -89,6 +89,7 @@ impl Pipelines {
             Arc::new(Kernel { name: key.to_string(), pipeline, layout })
         })?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
+        crate::counters::add(&crate::counters::PIPELINE_COMPILATIONS, 1);
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string(), kernel.clone());
         Ok(kernel)
     }

@@ -65,6 +65,7 @@ impl Pool {
             }
             None => {
                 self.created.fetch_add(1, Ordering::Relaxed);
+                crate::counters::add(&crate::counters::BUFFER_ALLOCATIONS, 1);
                 Arc::new(self.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("tensor"),
                     size,

@@ -3,31 +3,123 @@
 //! it grows large, when a result is read back, or on `synchronize`. Reading back is the only
 //! point that waits.
 //!
-//! Each dispatch's parameters (sizes, strides, constants) are appended to one byte arena that
-//! becomes a single uniform buffer at submission; each dispatch binds its own 256-byte-aligned
-//! slice, so dispatches of one batch never overwrite each other's parameters.
+//! Each dispatch's parameters (sizes, strides, constants) are appended to one byte arena written
+//! into a single uniform buffer at submission; each dispatch binds its own 256-byte-aligned
+//! slice, so dispatches of one batch never overwrite each other's parameters. Small uploads are
+//! staged the same way, in a second arena copied to their tensors in order with the dispatches.
+//! Both arenas' buffers are kept from one submission to the next (written with
+//! `queue.write_buffer`) and reused once the submission that read them has finished, so a steady
+//! loop creates no buffer.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tensor::Result;
-use wgpu::util::DeviceExt;
 
 use crate::context::Context;
+use crate::counters;
 use crate::pipelines::Kernel;
 
-/// Submit once this many dispatches are waiting.
-const MAX_BATCH: usize = 512;
+/// Submit once this many dispatches are waiting. Large enough that a decode step of a model of
+/// ~60 layers goes in one submission with its readback; a real GPU starts work sooner with
+/// smaller batches, but each submission has a fixed cost of its own.
+const MAX_BATCH: usize = 2048;
+
+/// Submit once this many bytes of uploads are waiting in the staging arena.
+const MAX_STAGED: usize = 8 << 20;
 
 enum Command {
-    Dispatch { kernel: Arc<Kernel>, params: (u64, u64), buffers: Vec<Arc<wgpu::Buffer>>, groups: [u32; 3] },
-    Copy { src: Arc<wgpu::Buffer>, dst: Arc<wgpu::Buffer>, size: u64 },
+    Dispatch {
+        kernel: Arc<Kernel>,
+        params: (u64, u64),
+        buffers: Vec<Arc<wgpu::Buffer>>,
+        groups: [u32; 3],
+    },
+    Copy {
+        src: Arc<wgpu::Buffer>,
+        src_offset: u64,
+        dst: Arc<wgpu::Buffer>,
+        dst_offset: u64,
+        size: u64,
+    },
+    /// `size` bytes at `offset` of the staging arena into the start of `dst`.
+    Upload {
+        offset: u64,
+        dst: Arc<wgpu::Buffer>,
+        size: u64,
+    },
 }
 
-#[derive(Default)]
+/// Buffers kept between submissions and grown (to a power of two) when a batch needs more, so a
+/// steady loop creates none. A buffer is handed out again only once the submission that read it
+/// has finished (wgpu reports that through `on_submitted_work_done`, delivered when the device is
+/// polled, as every readback does), so a batch submitted while another is still running gets a
+/// buffer of its own rather than overwriting one in use.
+struct Arena {
+    free: Arc<Mutex<Vec<wgpu::Buffer>>>,
+    usage: wgpu::BufferUsages,
+    label: &'static str,
+}
+
+impl Arena {
+    fn new(label: &'static str, usage: wgpu::BufferUsages) -> Arena {
+        Arena { free: Arc::default(), usage, label }
+    }
+
+    /// A buffer holding `bytes` at its start (written in queue order, before the next
+    /// submission runs).
+    fn fill(&self, ctx: &Context, bytes: &[u8]) -> wgpu::Buffer {
+        let needed = (bytes.len() as u64).max(256);
+        let recycled = {
+            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+            free.iter().position(|b| b.size() >= needed).map(|i| free.swap_remove(i))
+        };
+        let buffer = recycled.unwrap_or_else(|| {
+            counters::add(&counters::BUFFER_ALLOCATIONS, 1);
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(self.label),
+                size: needed.next_power_of_two().max(64 << 10),
+                usage: self.usage | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        if !bytes.is_empty() {
+            ctx.queue.write_buffer(&buffer, 0, bytes);
+        }
+        buffer
+    }
+
+    /// Returns `buffer` to the arena once the work submitted so far has finished.
+    fn release_after_submission(&self, ctx: &Context, buffer: wgpu::Buffer) {
+        let free = self.free.clone();
+        ctx.queue.on_submitted_work_done(move || {
+            let mut free = free.lock().unwrap_or_else(|p| p.into_inner());
+            // A few kept are enough; more would only pin memory.
+            if free.len() < 4 {
+                free.push(buffer);
+            }
+        });
+    }
+}
+
 pub struct Batch {
     commands: Vec<Command>,
     params: Vec<u8>,
+    staged: Vec<u8>,
+    uniforms: Arena,
+    staging: Arena,
+}
+
+impl Default for Batch {
+    fn default() -> Batch {
+        Batch {
+            commands: Vec::new(),
+            params: Vec::new(),
+            staged: Vec::new(),
+            uniforms: Arena::new("parameters", wgpu::BufferUsages::UNIFORM),
+            staging: Arena::new("uploads", wgpu::BufferUsages::COPY_SRC),
+        }
+    }
 }
 
 /// Counters of what was recorded and submitted (for tests and tuning).
@@ -65,13 +157,33 @@ impl Batch {
         self.commands.push(Command::Dispatch { kernel, params: (offset, size), buffers, groups });
     }
 
-    /// Records a whole-buffer copy (uploads and readbacks stay in order with the dispatches).
+    /// Records a copy (uploads and readbacks stay in order with the dispatches).
     pub fn copy(&mut self, src: Arc<wgpu::Buffer>, dst: Arc<wgpu::Buffer>, size: u64) {
-        self.commands.push(Command::Copy { src, dst, size });
+        self.copy_at(src, 0, dst, 0, size);
+    }
+
+    /// Records a copy of `size` bytes from `src_offset` of `src` to `dst_offset` of `dst`.
+    pub fn copy_at(
+        &mut self,
+        src: Arc<wgpu::Buffer>,
+        src_offset: u64,
+        dst: Arc<wgpu::Buffer>,
+        dst_offset: u64,
+        size: u64,
+    ) {
+        self.commands.push(Command::Copy { src, src_offset, dst, dst_offset, size });
+    }
+
+    /// Records an upload of `bytes` (a multiple of 4 long) into the start of `dst`, staged in
+    /// the batch's arena and copied in order with the dispatches.
+    pub fn upload(&mut self, bytes: &[u8], dst: Arc<wgpu::Buffer>) {
+        let offset = self.staged.len() as u64;
+        self.staged.extend_from_slice(bytes);
+        self.commands.push(Command::Upload { offset, dst, size: bytes.len() as u64 });
     }
 
     pub fn should_flush(&self) -> bool {
-        self.commands.len() >= MAX_BATCH
+        self.commands.len() >= MAX_BATCH || self.staged.len() >= MAX_STAGED
     }
 
     /// Encodes and submits everything recorded, leaving the batch empty.
@@ -82,20 +194,26 @@ impl Batch {
         let commands = std::mem::take(&mut self.commands);
         let mut params = std::mem::take(&mut self.params);
         params.resize(params.len().max(16), 0);
+        let staged = std::mem::take(&mut self.staged);
         let dispatches = commands.iter().filter(|c| matches!(c, Command::Dispatch { .. })).count() as u64;
-        let (device, queue) = (&ctx.device, &ctx.queue);
+        let device = &ctx.device;
+        let (uniform_arena, staging_arena) = (&self.uniforms, &self.staging);
         crate::errors::scoped(ctx, op, || {
-            let uniforms = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("parameters"),
-                contents: &params,
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+            let uniforms = uniform_arena.fill(ctx, &params);
+            let staging = if staged.is_empty() { None } else { Some(staging_arena.fill(ctx, &staged)) };
+            let uniforms = &uniforms;
+            let staging_ref = staging.as_ref();
             let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("batch") });
             let mut i = 0;
             while i < commands.len() {
                 match &commands[i] {
-                    Command::Copy { src, dst, size } => {
-                        encoder.copy_buffer_to_buffer(src, 0, dst, 0, *size);
+                    Command::Copy { src, src_offset, dst, dst_offset, size } => {
+                        encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size);
+                        i += 1;
+                    }
+                    Command::Upload { offset, dst, size } => {
+                        let staging = staging_ref.expect("uploads were staged");
+                        encoder.copy_buffer_to_buffer(staging, *offset, dst, 0, *size);
                         i += 1;
                     }
                     Command::Dispatch { .. } => {
@@ -107,7 +225,7 @@ impl Batch {
                             let mut entries = vec![wgpu::BindGroupEntry {
                                 binding: 0,
                                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                    buffer: &uniforms,
+                                    buffer: uniforms,
                                     offset: *offset,
                                     size: wgpu::BufferSize::new(*size),
                                 }),
@@ -131,10 +249,17 @@ impl Batch {
                     }
                 }
             }
-            queue.submit(Some(encoder.finish()));
+            ctx.queue.submit(Some(encoder.finish()));
+            uniform_arena.release_after_submission(ctx, uniforms.clone());
+            if let Some(staging) = staging {
+                staging_arena.release_after_submission(ctx, staging);
+            }
         })?;
         stats.dispatches.fetch_add(dispatches, Ordering::Relaxed);
         stats.submissions.fetch_add(1, Ordering::Relaxed);
+        counters::add(&counters::SUBMITS, 1);
+        counters::add(&counters::DISPATCHES, dispatches);
+        counters::add(&counters::BIND_GROUPS, dispatches);
         Ok(())
     }
 }

@@ -83,3 +83,49 @@ fn too_large_tensors_and_foreign_operands_are_errors() -> tensor::Result<()> {
     assert!(err.contains("different devices"), "{err}");
     Ok(())
 }
+
+#[test]
+fn an_upload_into_a_recycled_buffer_waits_for_the_work_queued_before_it() -> tensor::Result<()> {
+    // x's buffer goes back to the pool while exp(x) is only recorded; the next upload of the
+    // same size takes that buffer. Staged (small) or written after a submission (large, over
+    // 1 MiB), the upload must land after exp has read x.
+    let _turn = serial();
+    let Some(g) = gpu() else { return Ok(()) };
+    for n in [1000usize, 300_001] {
+        let host = randn([n], 5, &cpu())?;
+        let x = host.to(&g)?;
+        let y = x.exp()?;
+        drop(x);
+        let other = Tensor::full(3.0, [n], DType::F32, &cpu())?.to(&g)?;
+        let want = host.exp()?;
+        tensor::testing::assert_close(&y.to(&cpu())?, &want, 1e-6, 1e-6)?;
+        assert_eq!(other.to(&cpu())?.to_vec::<f32>()?, vec![3.0; n], "{n} elements");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_steady_loop_reads_back_once_and_creates_no_buffer() -> tensor::Result<()> {
+    // Uploads, kernels that set the id error flag (index_select), and the readback: the flag
+    // travels with the result, so each iteration waits once and, once warm, allocates nothing.
+    let _turn = serial();
+    let Some(g) = gpu() else { return Ok(()) };
+    let table = randn([50, 16], 6, &cpu())?.to(&g)?;
+    let step = |i: u32| -> tensor::Result<Vec<f32>> {
+        let ids = Tensor::from_vec(vec![i % 50, (i * 7) % 50], [2], &cpu())?.to(&g)?;
+        table.index_select(&ids, 0usize)?.tanh()?.sum_all()?.to_vec::<f32>()
+    };
+    step(0)?;
+    step(1)?;
+    let before = gpu::counters();
+    for i in 2..12 {
+        step(i)?;
+    }
+    let d = gpu::counters().delta(&before);
+    assert_eq!(d.readbacks, 10, "{d:?}");
+    assert_eq!(d.submits, 10, "{d:?}");
+    assert_eq!(d.buffer_allocations, 0, "{d:?}");
+    assert_eq!(d.pipeline_compilations, 0, "{d:?}");
+    assert_eq!(d.bytes_uploaded, 10 * 8, "{d:?}");
+    Ok(())
+}

@@ -6,6 +6,8 @@
 //! Each pair of dims `(a, b)` at position `p` is rotated by the angle `p * inv_freq[i]`, with
 //! `inv_freq[i] = theta^(-2i/d)`: low dims spin fast (local detail), high dims slowly (long range).
 
+use std::sync::{Arc, Mutex, Weak};
+
 use autograd::Var;
 use tensor::{DType, Device, Result, Tensor};
 
@@ -41,6 +43,7 @@ pub fn yarn_get_mscale(factor: f64, mscale: f64) -> f64 {
 }
 
 /// A rotary embedding for one layer kind: its frequencies, the cos/sin scale and the pair layout.
+/// Build it with [`Rope::new`]: the resident tables are keyed by the frequencies it computes.
 #[derive(Clone, Debug)]
 pub struct Rope {
     /// `rotary_dim / 2` inverse frequencies, after scaling.
@@ -50,7 +53,53 @@ pub struct Rope {
     /// Pairs `(2i, 2i+1)` (Meta's complex form: Llama 4, DeepSeek's rope dims) instead of
     /// `(i, i + d/2)` (HF `rotate_half`).
     pub interleaved: bool,
+    /// cos and sin for positions `0..capacity`, built once per dtype and device and shared by
+    /// every rope of the same frequencies (each layer holds one), so a step reads rows of a
+    /// resident table instead of computing and uploading its own, and all layers share them.
+    resident: Arc<Mutex<Vec<Resident>>>,
 }
+
+/// Tables for positions `0..capacity` on one device in one dtype, and the rows of the last
+/// step (q and k of every layer ask for the same positions).
+struct Resident {
+    dtype: DType,
+    device: Device,
+    capacity: usize,
+    cos: Tensor,
+    sin: Tensor,
+    last: Option<(usize, usize, Tensor, Tensor)>,
+}
+
+impl std::fmt::Debug for Resident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Resident({} positions, {})", self.capacity, self.dtype)
+    }
+}
+
+type Shared = Arc<Mutex<Vec<Resident>>>;
+
+/// The resident tables of every live rope, by its frequencies and scale (as bits), so layers
+/// built separately with the same settings share one set. Entries die with their last rope.
+static SHARED: Mutex<Vec<SharedEntry>> = Mutex::new(Vec::new());
+
+/// (inv_freq bits, attention_factor bits, the tables while some rope holds them).
+type SharedEntry = (Vec<u64>, u64, Weak<Mutex<Vec<Resident>>>);
+
+fn shared_tables(inv_freq: &[f64], attention_factor: f64) -> Shared {
+    let key: Vec<u64> = inv_freq.iter().map(|f| f.to_bits()).collect();
+    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    shared.retain(|entry| entry.2.strong_count() > 0);
+    let found = shared.iter().find(|(k, a, _)| *k == key && *a == attention_factor.to_bits());
+    if let Some(tables) = found.and_then(|entry| entry.2.upgrade()) {
+        return tables;
+    }
+    let tables = Shared::default();
+    shared.push((key, attention_factor.to_bits(), Arc::downgrade(&tables)));
+    tables
+}
+
+/// Resident tables hold at least this many positions, and grow to the next power of two.
+const MIN_RESIDENT_POSITIONS: usize = 1024;
 
 impl Rope {
     /// Frequencies for `dim` rotated dims with base `theta` (`rope_theta`) and a scaling.
@@ -119,7 +168,8 @@ impl Rope {
                 (scaled, attention_factor)
             }
         };
-        Rope { inv_freq, attention_factor, interleaved }
+        let resident = shared_tables(&inv_freq, attention_factor);
+        Rope { inv_freq, attention_factor, interleaved, resident }
     }
 
     /// Rotated dims.
@@ -144,10 +194,45 @@ impl Rope {
         Ok((make(cos)?, make(sin)?))
     }
 
+    /// Rows `start .. start + len` of the resident tables on `device` in `dtype`, building or
+    /// growing them (to a power of two of positions, at least `MIN_RESIDENT_POSITIONS`) when
+    /// they are too short. The values are those of [`Rope::tables`], bit for bit.
+    pub fn resident_tables(&self, start: usize, len: usize, dtype: DType, device: &Device) -> Result<(Tensor, Tensor)> {
+        let mut resident = self.resident.lock().unwrap_or_else(|p| p.into_inner());
+        let index = match resident.iter().position(|r| r.dtype == dtype && r.device.same_as(device)) {
+            Some(i) if resident[i].capacity >= start + len => i,
+            found => {
+                let capacity = (start + len).next_power_of_two().max(MIN_RESIDENT_POSITIONS);
+                let (cos, sin) = self.tables(0, capacity, dtype, device)?;
+                let fresh = Resident { dtype, device: device.clone(), capacity, cos, sin, last: None };
+                match found {
+                    Some(i) => {
+                        resident[i] = fresh;
+                        i
+                    }
+                    None => {
+                        resident.push(fresh);
+                        resident.len() - 1
+                    }
+                }
+            }
+        };
+        let r = &mut resident[index];
+        if let Some((s, l, cos, sin)) = &r.last
+            && (*s, *l) == (start, len)
+        {
+            return Ok((cos.clone(), sin.clone()));
+        }
+        let cos = r.cos.narrow(0, start, len)?.contiguous()?;
+        let sin = r.sin.narrow(0, start, len)?.contiguous()?;
+        r.last = Some((start, len, cos.clone(), sin.clone()));
+        Ok((cos, sin))
+    }
+
     /// Rotates `x [.., T, dim]` whose rows sit at positions `start .. start + T`.
     pub fn apply(&self, x: &Var, start: usize) -> Result<Var> {
         let t = x.dims()[x.rank() - 2];
-        let (cos, sin) = self.tables(start, t, x.dtype(), &x.device())?;
+        let (cos, sin) = self.resident_tables(start, t, x.dtype(), &x.device())?;
         x.rope(&cos, &sin, self.interleaved)
     }
 }

@@ -202,3 +202,40 @@ fn gradients_of_attention_blocks() -> Result<()> {
     check_params(&mla.parameters(), || mla.forward_plain(&x, 0), GradCheck::default())?;
     Ok(())
 }
+
+#[test]
+fn cache_capacity_comes_in_large_steps_and_a_window_moves_without_growing() -> Result<()> {
+    // One row of K and V: [1, 1, 1, 4] f32, 16 bytes each.
+    let cpu = Device::cpu();
+    let row = |i: usize| randn([1, 1, 1, 4], i as u64, &cpu);
+    let row_bytes = 2 * 16;
+
+    // Reserved for 300 positions: allocated once at the first append, never grown up to 300.
+    let mut reserved = KvCache::new(MaskKind::Causal);
+    reserved.reserve(300);
+    for i in 0..300 {
+        let r = row(i)?;
+        reserved.append(&[&r, &r])?;
+        assert_eq!(reserved.capacity_in_bytes(), 300 * row_bytes, "after {} rows", i + 1);
+    }
+
+    // Without a reservation: 256 rows at first, then twice what is needed.
+    let mut growing = KvCache::new(MaskKind::Causal);
+    let r = row(0)?;
+    growing.append(&[&r, &r])?;
+    assert_eq!(growing.capacity_in_bytes(), 256 * row_bytes);
+
+    // A window of 8: two buffers of 16 rows, whatever the length of the sequence; the rows it
+    // keeps are the last ones written.
+    let mut window = KvCache::new(MaskKind::Sliding { window: 8 });
+    let mut last = Vec::new();
+    for i in 0..100 {
+        let r = row(1000 + i)?;
+        let rows = window.append(&[&r, &r])?;
+        assert_eq!(window.capacity_in_bytes(), 2 * 16 * row_bytes, "step {i}");
+        last.push(r);
+        let want = tensor::Tensor::cat(&last[last.len().saturating_sub(8)..].iter().collect::<Vec<_>>(), 2usize)?;
+        assert_close(&rows.tensors[0], &want, 0.0, 0.0)?;
+    }
+    Ok(())
+}

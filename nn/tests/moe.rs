@@ -196,11 +196,14 @@ fn loads_are_counted_and_the_bias_moves_towards_balance() -> Result<()> {
     let logits = vec![vec![3.0, 2.0, -1.0, -2.0], vec![2.0, 3.0, -2.0, -1.0], vec![3.0, 1.0, 0.0, -3.0]];
     let (router, x) = router_with_logits(kind, &logits, 2)?;
     autograd::no_grad(|| router.route(&x))?;
-    assert_eq!(router.loads(), vec![3, 3, 0, 0]);
+    assert_eq!(router.loads()?, vec![0, 0, 0, 0], "inference counts nothing unless asked");
+    router.set_count_loads(true);
+    autograd::no_grad(|| router.route(&x))?;
+    assert_eq!(router.loads()?, vec![3, 3, 0, 0]);
     router.update_bias(0.01)?;
     let bias = router.correction_bias.as_ref().expect("bias").value().to_vec::<f32>()?;
     assert!(bias[0] < 0.0 && bias[1] < 0.0 && bias[2] > 0.0 && bias[3] > 0.0, "{bias:?}");
-    assert_eq!(router.loads(), vec![0, 0, 0, 0], "update_bias consumes the counts");
+    assert_eq!(router.loads()?, vec![0, 0, 0, 0], "update_bias consumes the counts");
     Ok(())
 }
 

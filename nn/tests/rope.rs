@@ -99,3 +99,37 @@ fn interleaved_layout_is_halves_layout_under_a_fixed_permutation() -> Result<()>
     tensor::testing::assert_close(&a, &b, 1e-6, 1e-6)?;
     Ok(())
 }
+
+#[test]
+fn resident_tables_are_the_computed_tables_bit_for_bit_and_grow() -> Result<()> {
+    // Rows of the resident tables (built once, grown past 1024 positions here) must equal the
+    // tables computed for exactly those positions: same f64 angles, same rounding to the dtype.
+    let mut devices = vec![Device::cpu()];
+    devices.extend(gpu::test_device());
+    let scaling = RopeScaling::Yarn {
+        factor: 40.0,
+        beta_fast: 32.0,
+        beta_slow: 1.0,
+        mscale: 1.0,
+        mscale_all_dim: 1.0,
+        original_max_position_embeddings: 4096.0,
+        truncate: true,
+    };
+    let rope = Rope::new(16, 10_000.0, &scaling, true);
+    let twin = Rope::new(16, 10_000.0, &scaling, false); // same frequencies: shares the tables
+    for device in &devices {
+        for dtype in [DType::F32, DType::BF16] {
+            for (start, len) in [(0, 7), (3, 1), (1020, 9), (1500, 1), (4100, 3)] {
+                let (c, s) = rope.tables(start, len, dtype, device)?;
+                let (rc, rs) = rope.resident_tables(start, len, dtype, device)?;
+                let (tc, ts) = twin.resident_tables(start, len, dtype, device)?;
+                for (a, b) in [(&c, &rc), (&s, &rs), (&c, &tc), (&s, &ts)] {
+                    assert_eq!(b.dims(), [len, 8]);
+                    let (a, b) = (a.to_dtype(DType::F32)?.to_vec::<f32>()?, b.to_dtype(DType::F32)?.to_vec::<f32>()?);
+                    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{device} {dtype} at {start}");
+                }
+            }
+        }
+    }
+    Ok(())
+}

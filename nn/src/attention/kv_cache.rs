@@ -5,13 +5,20 @@
 //! pattern holds about a sixth of the memory of full attention on long sequences.
 //!
 //! Storage: per tensor a buffer [B, H, capacity, D]; new rows are written in place
-//! (`Tensor::write_from` into a narrowed view), growing by doubling, so appending is amortised
-//! O(1) instead of copying the whole cache every step. When the front rows fall out of view the
-//! live rows are copied to the front of a fresh buffer.
+//! (`Tensor::write_from` into a narrowed view), so appending is amortised O(1) instead of copying
+//! the whole cache every step. Capacity comes in large steps: at least `MIN_CAPACITY` rows (or
+//! what [`KvCache::reserve`] asked for), then doubling, so a decode loop seldom reallocates and
+//! a GPU allocates nothing between steps. When the front rows fall out of view (windows, chunks)
+//! or room runs out, the live rows are copied once, straight from the old buffer, to the front of
+//! a fresh one; the buffer of a windowed layer keeps its size, so the pool hands the same memory
+//! back and forth.
 
 use tensor::{Error, Result, Tensor};
 
 use super::masks::MaskKind;
+
+/// Rows a cache holds at least once it holds any.
+const MIN_CAPACITY: usize = 256;
 
 /// One layer's cache. It holds one or more tensors that share the sequence axis (2): keys and
 /// values for standard attention; MLA's single latent-plus-rope-key tensor.
@@ -24,6 +31,11 @@ pub struct KvCache {
     len: usize,
     /// Absolute position of the oldest live row.
     start: usize,
+    /// Rows to allocate at first, from [`KvCache::reserve`].
+    reserved: usize,
+    /// A windowed layer's second set of buffers, which the live rows move into when the front
+    /// ones fall out of view.
+    spare: Vec<Tensor>,
 }
 
 /// The rows a step attends to: views of the cache after appending, and the absolute position of
@@ -35,7 +47,14 @@ pub struct CachedRows {
 
 impl KvCache {
     pub fn new(kind: MaskKind) -> KvCache {
-        KvCache { kind, buffers: Vec::new(), head: 0, len: 0, start: 0 }
+        KvCache { kind, buffers: Vec::new(), head: 0, len: 0, start: 0, reserved: 0, spare: Vec::new() }
+    }
+
+    /// Room for `positions` positions in all (prompt plus new tokens), allocated at the first
+    /// append, so a generation of known length never grows its cache. A windowed or chunked
+    /// layer needs no more than its window or chunk, whatever is asked.
+    pub fn reserve(&mut self, positions: usize) {
+        self.reserved = positions;
     }
 
     /// The absolute position the next appended row will have.
@@ -63,9 +82,9 @@ impl KvCache {
             .sum()
     }
 
-    /// Bytes allocated, including room for growth.
+    /// Bytes allocated, including room for growth and a windowed layer's spare buffers.
     pub fn capacity_in_bytes(&self) -> usize {
-        self.buffers.iter().map(|b| b.elem_count() * b.dtype().size_in_bytes()).sum()
+        self.buffers.iter().chain(&self.spare).map(|b| b.elem_count() * b.dtype().size_in_bytes()).sum()
     }
 
     /// Appends the rows of a step (each [B, H, n, D], at positions `next_position()..`) and
@@ -85,34 +104,64 @@ impl KvCache {
         self.len -= dropped;
         self.start += dropped;
 
+        if self.len == 0 {
+            // Nothing live (a new chunk): write from the front again, without moving anything.
+            self.head = 0;
+        }
         let capacity = self.buffers.first().map_or(0, |b| b.dims()[2]);
         if self.buffers.is_empty() || self.head + self.len + n > capacity {
             self.reallocate(rows, n)?;
         }
         for (buffer, row) in self.buffers.iter().zip(rows) {
-            buffer.narrow(2, self.head + self.len, n)?.write_from(&row.contiguous()?)?;
+            buffer.narrow(2, self.head + self.len, n)?.write_from(row)?;
         }
         self.len += n;
         let tensors = self.buffers.iter().map(|b| b.narrow(2, self.head, self.len)).collect::<Result<Vec<_>>>()?;
         Ok(CachedRows { tensors, k_start: self.start })
     }
 
-    /// Moves the live rows to the front of new buffers with room for `n` more (doubling).
+    /// Moves the live rows to the front of buffers with room for `n` more. A growing cache
+    /// takes twice what it needs (at least `MIN_CAPACITY` rows, or the reservation); a chunked
+    /// one twice its chunk (it starts again from the front at each new chunk); a sliding-window
+    /// one keeps two buffers of twice its window and moves between them, so after its first
+    /// step it never allocates.
     fn reallocate(&mut self, rows: &[&Tensor], n: usize) -> Result<()> {
-        let capacity = ((self.len + n) * 2).max(16);
-        let mut fresh = Vec::with_capacity(rows.len());
-        for (i, row) in rows.iter().enumerate() {
-            let d = row.dims();
-            let buffer = Tensor::zeros([d[0], d[1], capacity, d[3]], row.dtype(), row.device())?;
-            if self.len > 0 {
-                buffer
-                    .narrow(2, 0, self.len)?
-                    .write_from(&self.buffers[i].narrow(2, self.head, self.len)?.contiguous()?)?;
+        let needed = self.len + n;
+        let windowed = max_visible(self.kind);
+        let capacity = match windowed {
+            Some(visible) => (2 * visible).max(needed),
+            None => (needed * 2).max(MIN_CAPACITY).max(self.reserved),
+        };
+        let allocate = |capacity: usize| -> Result<Vec<Tensor>> {
+            rows.iter()
+                .map(|row| {
+                    let d = row.dims();
+                    Tensor::zeros([d[0], d[1], capacity, d[3]], row.dtype(), row.device())
+                })
+                .collect()
+        };
+        let spare_fits = self.spare.first().is_some_and(|b| b.dims()[2] >= needed);
+        let fresh = if spare_fits { std::mem::take(&mut self.spare) } else { allocate(capacity)? };
+        if self.len > 0 {
+            for (old, new) in self.buffers.iter().zip(&fresh) {
+                new.narrow(2, 0, self.len)?.write_from(&old.narrow(2, self.head, self.len)?)?;
             }
-            fresh.push(buffer);
         }
-        self.buffers = fresh;
+        let old = std::mem::replace(&mut self.buffers, fresh);
+        if matches!(self.kind, MaskKind::Sliding { .. }) {
+            let size = self.buffers[0].dims()[2];
+            self.spare = if old.first().is_some_and(|b| b.dims()[2] == size) { old } else { allocate(size)? };
+        }
         self.head = 0;
         Ok(())
+    }
+}
+
+/// How many earlier rows one query can see at most: a window, a chunk, or unbounded.
+fn max_visible(kind: MaskKind) -> Option<usize> {
+    match kind {
+        MaskKind::Sliding { window } if window > 0 => Some(window),
+        MaskKind::Chunked { chunk } if chunk > 0 => Some(chunk),
+        _ => None,
     }
 }

@@ -52,9 +52,13 @@ pub struct MoeRouter {
     /// DeepSeek's `e_score_correction_bias` [E]: a value without gradient (`requires_grad` is
     /// false), loaded and saved with the weights, updated by `update_bias`.
     pub correction_bias: Option<Var>,
-    /// Tokens routed to each expert since the last `take_loads`.
-    loads: Mutex<Vec<u64>>,
+    /// Tokens routed to each expert since the last `take_loads`: an [E] f32 tensor on the
+    /// router's device, added to on the device so counting never waits for it (exact up to
+    /// 2^24 tokens per expert between two reads). `None` until something is counted.
+    loads: Mutex<Option<Tensor>>,
     training: AtomicBool,
+    /// Count loads outside training too (inference counts nothing unless asked).
+    count_loads: AtomicBool,
 }
 
 impl MoeRouter {
@@ -97,8 +101,9 @@ impl MoeRouter {
             top_k,
             weight: init.normal([num_experts, hidden])?,
             correction_bias,
-            loads: Mutex::new(vec![0; num_experts]),
+            loads: Mutex::new(None),
             training: AtomicBool::new(false),
+            count_loads: AtomicBool::new(false),
         })
     }
 
@@ -128,8 +133,8 @@ impl MoeRouter {
                 Routing { ids, weights: top.sigmoid()? }
             }
         };
-        if self.training.load(Ordering::Relaxed) || !autograd::is_grad_enabled() {
-            self.count(&routing.ids)?;
+        if self.training.load(Ordering::Relaxed) || self.count_loads.load(Ordering::Relaxed) {
+            no_grad(|| self.count(&routing.ids))?;
         }
         Ok(routing)
     }
@@ -159,27 +164,43 @@ impl MoeRouter {
         Ok(mask.where_cond(&biased, &floor)?.topk(self.top_k, -1)?.1)
     }
 
+    /// Whether inference (outside training mode) counts expert loads; training always does.
+    /// Off by default, so generation spends nothing on them.
+    pub fn set_count_loads(&self, on: bool) {
+        self.count_loads.store(on, Ordering::Relaxed);
+    }
+
+    /// Adds the chosen ids to the device-side counts: an index_add of ones, no readback.
     fn count(&self, ids: &Tensor) -> Result<()> {
-        let ids: Vec<u32> = ids.to_vec()?;
+        let ids = ids.flatten_all()?;
+        let ones = Tensor::ones([ids.elem_count()], DType::F32, ids.device())?;
         let mut loads = self.loads.lock().unwrap_or_else(|p| p.into_inner());
-        for id in ids {
-            if let Some(slot) = loads.get_mut(id as usize) {
-                *slot += 1;
-            }
-        }
+        let current = match loads.take() {
+            Some(l) => l,
+            None => Tensor::zeros([self.num_experts], DType::F32, ids.device())?,
+        };
+        *loads = Some(current.index_add(&ids, &ones, 0)?);
         Ok(())
     }
 
-    /// Tokens routed to each expert since the last call (counted in training mode and in
-    /// no-grad inference), resetting the counts.
-    pub fn take_loads(&self) -> Vec<u64> {
-        let mut loads = self.loads.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::replace(&mut *loads, vec![0; self.num_experts])
+    /// Tokens routed to each expert since the last call (counted in training mode, or when
+    /// [`MoeRouter::set_count_loads`] asked for it), resetting the counts. Reads them back.
+    pub fn take_loads(&self) -> Result<Vec<u64>> {
+        let taken = self.loads.lock().unwrap_or_else(|p| p.into_inner()).take();
+        Self::host_counts(taken, self.num_experts)
     }
 
-    /// The counts so far, without resetting them.
-    pub fn loads(&self) -> Vec<u64> {
-        self.loads.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The counts so far, without resetting them. Reads them back.
+    pub fn loads(&self) -> Result<Vec<u64>> {
+        let current = self.loads.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Self::host_counts(current, self.num_experts)
+    }
+
+    fn host_counts(loads: Option<Tensor>, num_experts: usize) -> Result<Vec<u64>> {
+        match loads {
+            None => Ok(vec![0; num_experts]),
+            Some(l) => Ok(l.to_vec::<f32>()?.into_iter().map(|c| c as u64).collect()),
+        }
     }
 
     /// Auxiliary-loss-free balancing (DeepSeek-V3 §2.1.2): each expert's correction bias moves
@@ -187,7 +208,7 @@ impl MoeRouter {
     /// the loads counted since the last update.
     pub fn update_bias(&self, gamma: f64) -> Result<()> {
         let Some(bias) = &self.correction_bias else { return Ok(()) };
-        let loads = self.take_loads();
+        let loads = self.take_loads()?;
         let mean = loads.iter().sum::<u64>() as f64 / loads.len().max(1) as f64;
         let step: Vec<f32> = loads
             .iter()

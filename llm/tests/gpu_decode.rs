@@ -1,0 +1,72 @@
+//! What one decode step costs the GPU runtime, counted: after the first decoded token, each step
+//! of cached generation may wait for the GPU once (the logits it samples from), submit at most
+//! twice, and neither create a buffer nor compile a kernel. Every wait is a full drain of the
+//! queue and every allocation a driver call, which on a real GPU cost more than the step's
+//! arithmetic at batch 1. Run on the tiny checkpoints of each attention kind: dense GQA, MLA
+//! (deepseek_v3), sliding windows (gemma3), chunks and NoPE (llama4), and MoE (qwen3_moe,
+//! llama4, deepseek_v3), long enough to slide past gemma3's window and llama4's chunk of 8.
+
+use std::path::PathBuf;
+
+use gpu::GpuCounters;
+use llm::generate::{StopAt, generate};
+use llm::models::{LoadOptions, load};
+use llm::sample::Sampling;
+use tensor::DType;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf-tiny").join(name)
+}
+
+/// The counters' change over each decode step of a generation of `new` tokens after `prompt`
+/// (the first entry is the first decoded step, after prefill).
+fn per_step_counts(name: &str, prompt: &[u32], new: usize, device: &tensor::Device) -> llm::Result<Vec<GpuCounters>> {
+    let loaded = load(&fixture(name), &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
+    let mut snapshots = Vec::new();
+    let tokens = generate(&loaded.model, prompt, new, Sampling::greedy(), &StopAt::default(), device, |_| {
+        snapshots.push(gpu::counters());
+        Ok(())
+    })?;
+    assert_eq!(tokens.len(), prompt.len() + new, "{name}: generation stopped early");
+    Ok(snapshots.windows(2).map(|w| w[1].delta(&w[0])).collect())
+}
+
+#[test]
+fn decode_steps_do_not_drain_allocate_or_compile() -> llm::Result<()> {
+    let Some(device) = gpu::test_device() else { return Ok(()) };
+    let prompt = [1u32, 7, 42, 3, 19];
+    let mut failures = Vec::new();
+    for name in ["qwen3", "deepseek_v3", "gemma3", "llama4", "qwen3_moe", "smollm3"] {
+        let steps = per_step_counts(name, &prompt, 16, &device)?;
+        // The first decoded step may still compile the kernels of single-row shapes.
+        let steady = &steps[1..];
+        let worst = |f: fn(&GpuCounters) -> u64| steady.iter().map(f).max().unwrap_or(0);
+        let total = steady.iter().fold(GpuCounters::default(), |acc, s| GpuCounters {
+            submits: acc.submits + s.submits,
+            dispatches: acc.dispatches + s.dispatches,
+            readbacks: acc.readbacks + s.readbacks,
+            buffer_allocations: acc.buffer_allocations + s.buffer_allocations,
+            pipeline_compilations: acc.pipeline_compilations + s.pipeline_compilations,
+            bytes_uploaded: acc.bytes_uploaded + s.bytes_uploaded,
+            bind_groups: acc.bind_groups + s.bind_groups,
+        });
+        let per = total.per_token(steady.len());
+        eprintln!(
+            "{name:12} per decoded token: {}",
+            per.fields().iter().map(|(k, v)| format!("{k} {v:.1}")).collect::<Vec<_>>().join(", ")
+        );
+        let (readbacks, allocations, compilations, submits) = (
+            worst(|c| c.readbacks),
+            worst(|c| c.buffer_allocations),
+            worst(|c| c.pipeline_compilations),
+            worst(|c| c.submits),
+        );
+        if readbacks > 1 || allocations > 0 || compilations > 0 || submits > 2 {
+            failures.push(format!(
+                "{name}: worst step had {readbacks} readbacks, {allocations} buffer allocations, {compilations} compilations, {submits} submits"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    Ok(())
+}
