@@ -113,6 +113,17 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Writes a Hugging Face checkpoint as a GGUF file (llama.cpp's format).
+    Quantize {
+        /// A Hugging Face model folder (qwen3, mistral or qwen3_moe).
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// f32, f16, q8_0 or q4_0.
+        #[arg(long = "type", default_value = "q8_0")]
+        kind: String,
+    },
     /// The real-scale anatomy of a config: parameters, KV cache, FLOPs.
     Inspect {
         /// A model directory or a config.json.
@@ -180,6 +191,7 @@ fn run(cli: Cli) -> llm::Result<()> {
             })
         }
         Command::Tour { device } => cli::tour::run(device.as_deref()),
+        Command::Quantize { model, out, kind } => cli::quantize::run(&model, &out, &kind),
         Command::Inspect { model, context, dtype, json } => cli::inspect::run(&model, context, &dtype, json),
     }
 }

@@ -5,5 +5,6 @@ pub mod generate;
 pub mod inspect;
 pub mod logits;
 pub mod pretrain;
+pub mod quantize;
 pub mod tour;
 pub mod train;
