@@ -42,13 +42,13 @@ fn round_trip(name: &str) -> llm::Result<()> {
     std::fs::create_dir_all(&tmp).unwrap();
 
     let f32_path = tmp.join("model-f32.gguf");
-    write_gguf(&loaded.model, &loaded.config, name, FileType::F32, &f32_path)?;
+    write_gguf(&loaded.model, &loaded.config, None, name, FileType::F32, &f32_path)?;
     let got = logits(&f32_path, &ids)?;
     let diff = max_abs_diff(&got, &want)?;
     assert!(diff <= 1e-5, "{name} f32 GGUF: logits differ by {diff:.2e}");
 
     let q8_path = tmp.join("model-q8_0.gguf");
-    write_gguf(&loaded.model, &loaded.config, name, FileType::Q8_0, &q8_path)?;
+    write_gguf(&loaded.model, &loaded.config, None, name, FileType::Q8_0, &q8_path)?;
     let file = GgufFile::open(&q8_path)?;
     assert!(file.tensors.iter().any(|t| t.ty == GgmlType::Q8_0), "{name}: no Q8_0 tensors written");
     let got = logits(&q8_path, &ids)?;
@@ -107,4 +107,26 @@ fn the_llama_permutation_is_llama_cpps() {
     assert_eq!(permuted, [0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
     assert_eq!(llm::gguf::permute_rows(&permuted, 2, 1, true).unwrap(), rows);
     assert!(llm::gguf::permute_rows(&rows, 3, 1, false).is_none());
+}
+
+#[test]
+fn the_byte_level_bpe_tokenizer_survives_the_gguf_metadata() -> llm::Result<()> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/tiny");
+    let tokenizer = llm::tokenizer::Tokenizer::from_file(dir.join("tokenizer.json"))?;
+    let loaded = load(&dir, &LoadOptions::cpu())?;
+    let tmp = std::env::temp_dir().join(format!("llm-gguf-{}-tok", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let path = tmp.join("tiny.gguf");
+    assert!(write_gguf(&loaded.model, &loaded.config, Some(&tokenizer), "tiny", FileType::Q8_0, &path)?);
+    let file = GgufFile::open(&path)?;
+    let back = llm::gguf::tokenizer::from_gguf(&file)?.expect("a tokenizer in the metadata");
+    for text in ["It is a truth universally acknowledged,", "  Mr. Darcy's 10,000 a year!\n\nÉlizabeth <|endoftext|>"]
+    {
+        let ids = tokenizer.encode(text)?;
+        assert_eq!(back.encode(text)?, ids, "{text:?}");
+        assert_eq!(back.decode(&ids)?, tokenizer.decode(&ids)?);
+    }
+    assert_eq!(back.vocab_size(), tokenizer.vocab_size());
+    std::fs::remove_dir_all(&tmp).unwrap();
+    Ok(())
 }

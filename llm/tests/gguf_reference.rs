@@ -34,6 +34,7 @@ fn assert_bits(name: &str, got: &[f32], want: &[f32]) {
 }
 
 #[test]
+#[allow(clippy::approx_constant)] // the f64 written by the script, not an attempt at e
 fn metadata_of_every_type_reads_back() {
     let f = reference();
     assert_eq!(f.version, 3);

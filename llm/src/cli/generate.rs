@@ -50,7 +50,15 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         )));
     }
     let tokenizer_path = args.model.join("tokenizer.json");
+    let gguf = crate::gguf::is_gguf(args.model);
     let tokenizer = match (args.prompt, tokenizer_path.is_file()) {
+        // A GGUF file carries its tokenizer in its metadata.
+        (Some(_), _) if gguf => {
+            let file = crate::gguf::GgufFile::open(args.model)?;
+            Some(crate::gguf::tokenizer::from_gguf(&file)?.ok_or_else(|| {
+                Error::input(format!("{}: no tokenizer in this GGUF file; give --prompt-ids", args.model.display()))
+            })?)
+        }
         (Some(_), true) => Some(Tokenizer::from_file(&tokenizer_path)?),
         (Some(_), false) => {
             return Err(Error::input(format!(

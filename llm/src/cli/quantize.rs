@@ -9,6 +9,7 @@ use tensor::DType;
 
 use crate::gguf::{FileType, write_gguf};
 use crate::models::{LoadOptions, load};
+use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
 pub fn run(model: &Path, out: &Path, kind: &str) -> Result<()> {
@@ -24,8 +25,15 @@ pub fn run(model: &Path, out: &Path, kind: &str) -> Result<()> {
     }
     let loaded = load(model, &LoadOptions { device: tensor::Device::cpu(), weight_dtype: DType::F32 })?;
     let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    write_gguf(&loaded.model, &loaded.config, &name, file_type, out)?;
+    let tokenizer_path = model.join("tokenizer.json");
+    let tokenizer = if tokenizer_path.is_file() { Some(Tokenizer::from_file(&tokenizer_path)?) } else { None };
+    let with_tokenizer = write_gguf(&loaded.model, &loaded.config, tokenizer.as_ref(), &name, file_type, out)?;
     let size = std::fs::metadata(out).map_err(|e| Error::io(out, e))?.len();
-    eprintln!("wrote {} ({} bytes, {kind})", out.display(), size);
+    let note = match (tokenizer.is_some(), with_tokenizer) {
+        (_, true) => "with its tokenizer",
+        (true, false) => "without its tokenizer (only byte-level BPE tokenizers are written)",
+        (false, _) => "without a tokenizer (no tokenizer.json)",
+    };
+    eprintln!("wrote {} ({size} bytes, {kind}, {note})", out.display());
     Ok(())
 }

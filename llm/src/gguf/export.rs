@@ -17,6 +17,7 @@ use super::value::Value;
 use super::writer::GgufWriter;
 use crate::config::ModelConfig;
 use crate::models::CausalLm;
+use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
 /// The file types `llm quantize` writes, with llama.cpp's `general.file_type` (`llama_ftype`).
@@ -97,8 +98,16 @@ fn metadata(w: &mut GgufWriter, config: &ModelConfig, arch: &str, name: &str, fi
     Ok(())
 }
 
-/// Writes `model` (with `config`) to `out` as a GGUF file of `file_type`.
-pub fn write_gguf(model: &CausalLm, config: &ModelConfig, name: &str, file_type: FileType, out: &Path) -> Result<()> {
+/// Writes `model` (with `config`, and `tokenizer` when given) to `out` as a GGUF file of
+/// `file_type`. Returns whether the tokenizer was written (only byte-level BPE ones are).
+pub fn write_gguf(
+    model: &CausalLm,
+    config: &ModelConfig,
+    tokenizer: Option<&Tokenizer>,
+    name: &str,
+    file_type: FileType,
+    out: &Path,
+) -> Result<bool> {
     let arch = arch_of(&config.model_type).ok_or_else(|| {
         Error::input(format!(
             "{} models cannot be written as GGUF yet (qwen3, mistral/llama and qwen3_moe can)",
@@ -110,6 +119,10 @@ pub fn write_gguf(model: &CausalLm, config: &ModelConfig, name: &str, file_type:
     }
     let mut w = GgufWriter::new();
     metadata(&mut w, config, arch, name, file_type)?;
+    let wrote_tokenizer = match tokenizer {
+        Some(t) => super::tokenizer::to_gguf(t, &mut w)?,
+        None => false,
+    };
     for (hf, var) in model.named_parameters() {
         let gguf = to_gguf(&hf).ok_or_else(|| Error::input(format!("parameter {hf} has no GGUF tensor name")))?;
         let value = var.value().to(&tensor::Device::cpu())?.to_dtype(tensor::DType::F32)?;
@@ -130,5 +143,6 @@ pub fn write_gguf(model: &CausalLm, config: &ModelConfig, name: &str, file_type:
         let bytes = quant::quantize(ty, &values).map_err(|e| Error::input(format!("{hf}: {e}")))?;
         w.add_tensor(&gguf, &shape, ty, bytes)?;
     }
-    w.write(out)
+    w.write(out)?;
+    Ok(wrote_tokenizer)
 }

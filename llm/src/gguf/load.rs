@@ -83,11 +83,8 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
         var.replace_value(tensor.to(&options.device)?)?;
         used.insert(gguf);
     }
-    if let Some(extra) = file
-        .tensors
-        .iter()
-        .find(|t| !used.contains(&t.name) && !(config.tie_word_embeddings && t.name == "output.weight"))
-    {
+    // (`output.weight` is present exactly when the embeddings are untied, so it is always used.)
+    if let Some(extra) = file.tensors.iter().find(|t| !used.contains(&t.name)) {
         return Err(Error::format(
             path,
             format!("unexpected tensor {} that the {} config does not account for", extra.name, config.model_type),

@@ -7,6 +7,8 @@ mod export;
 mod load;
 pub mod names;
 mod reader;
+pub mod summary;
+pub mod tokenizer;
 mod value;
 mod writer;
 
