@@ -7,6 +7,7 @@
 //! same f32 products in the same order, no fused multiply-add), so its output is bit-identical to
 //! ggml's `dequantize_row_*` and to the `gguf` Python package's `gguf.quants.dequantize`.
 
+pub mod dot;
 pub mod fp8;
 mod k_scales;
 pub mod mxfp4;
