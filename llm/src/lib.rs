@@ -9,6 +9,7 @@ pub mod device;
 pub mod error;
 pub mod finite;
 pub mod generate;
+pub mod gguf;
 pub mod models;
 pub mod plot;
 pub mod sample;

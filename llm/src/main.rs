@@ -170,6 +170,17 @@ enum Command {
         #[arg(long)]
         system: Option<String>,
     },
+    /// Writes a Hugging Face checkpoint as a GGUF file (llama.cpp's format).
+    Quantize {
+        /// A Hugging Face model folder (qwen3, mistral or qwen3_moe).
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// f32, f16, q8_0 or q4_0.
+        #[arg(long = "type", default_value = "q8_0")]
+        kind: String,
+    },
     /// The real-scale anatomy of a config: parameters, KV cache, FLOPs.
     Inspect {
         /// A model directory or a config.json.
@@ -274,6 +285,7 @@ fn run(cli: Cli) -> llm::Result<()> {
                 system: system.as_deref(),
             })
         }
+        Command::Quantize { model, out, kind } => cli::quantize::run(&model, &out, &kind),
     }
 }
 

@@ -21,7 +21,7 @@ fn fixture(name: &str) -> PathBuf {
 /// The counters' change over each decode step of a generation of `new` tokens after `prompt`
 /// (the first entry is the first decoded step, after prefill).
 fn per_step_counts(name: &str, prompt: &[u32], new: usize, device: &tensor::Device) -> llm::Result<Vec<GpuCounters>> {
-    let loaded = load(&fixture(name), &LoadOptions { device: device.clone(), weight_dtype: DType::F32 })?;
+    let loaded = load(&fixture(name), &LoadOptions { device: device.clone(), weight_dtype: Some(DType::F32) })?;
     let mut snapshots = Vec::new();
     let tokens = generate(&loaded.model, prompt, new, Sampling::greedy(), &StopAt::default(), device, |_| {
         snapshots.push(gpu::counters());

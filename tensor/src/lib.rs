@@ -26,6 +26,7 @@ mod dtype;
 mod error;
 pub mod layout;
 pub mod ops;
+pub mod quant;
 mod rng;
 mod shape;
 mod storage;

@@ -55,7 +55,15 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         )));
     }
     let tokenizer_path = args.model.join("tokenizer.json");
+    let gguf = crate::gguf::is_gguf(args.model);
     let tokenizer = match (args.prompt, tokenizer_path.is_file()) {
+        // A GGUF file carries its tokenizer in its metadata.
+        (Some(_), _) if gguf => {
+            let file = crate::gguf::GgufFile::open(args.model)?;
+            Some(crate::gguf::tokenizer::from_gguf(&file)?.ok_or_else(|| {
+                Error::input(format!("{}: no tokenizer in this GGUF file; give --prompt-ids", args.model.display()))
+            })?)
+        }
         (Some(_), true) => Some(Tokenizer::from_file(&tokenizer_path)?),
         (Some(_), false) => {
             return Err(Error::input(format!(
@@ -97,8 +105,14 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     if let (Some(prompt_text), Some(_), false) = (args.prompt, &text, args.json) {
         write!(stdout, "{prompt_text}").and_then(|_| stdout.flush()).map_err(write_err)?;
     }
+    // GPU work per decoded token is counted from the first token on: the first step (prefill)
+    // compiles pipelines and allocates the cache, the steady steps are what decoding costs.
+    let mut after_first: Option<gpu::GpuCounters> = None;
     let (ids, timings) =
         generate_timed(&loaded.model, &prompt, args.max_new_tokens, args.sampling, &stop, &device, |token| {
+            if after_first.is_none() {
+                after_first = Some(gpu::counters());
+            }
             if args.json || stop.eos.contains(&token) {
                 return Ok(());
             }
@@ -119,7 +133,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
     if args.stats {
         drop(stdout);
-        let stats = Stats::new(&timings, &device);
+        let mut stats = Stats::new(&timings, &device);
+        if !device.is_cpu()
+            && let Some(first) = after_first
+        {
+            stats.gpu = Some(gpu::counters().delta(&first).per_token(timings.new_tokens.saturating_sub(1)));
+        }
         eprintln!("{}", stats.line());
         eprintln!("{}", stats.json());
     }
@@ -133,12 +152,21 @@ pub struct Stats {
     pub threads: usize,
     /// The process's peak resident memory (Linux's VmHWM), if the system reports it.
     pub peak_rss_bytes: Option<u64>,
+    /// On a GPU: the runtime's work per decoded token after the first (submits, dispatches,
+    /// blocking readbacks, buffer allocations, pipeline compilations, bytes uploaded).
+    pub gpu: Option<gpu::PerToken>,
 }
 
 impl Stats {
     pub fn new(timings: &Timings, device: &tensor::Device) -> Stats {
         let device = if device.is_cpu() { format!("cpu ({})", tensor::cpu::isa::active_name()) } else { device.name() };
-        Stats { timings: *timings, device, threads: super::global::threads(), peak_rss_bytes: peak_rss_bytes() }
+        Stats {
+            timings: *timings,
+            device,
+            threads: super::global::threads(),
+            peak_rss_bytes: peak_rss_bytes(),
+            gpu: None,
+        }
     }
 
     /// One line for a person.
@@ -157,6 +185,17 @@ impl Stats {
         );
         if let Some(bytes) = self.peak_rss_bytes {
             line.push_str(&format!("; peak memory {:.1} MiB", bytes as f64 / (1u64 << 20) as f64));
+        }
+        if let Some(gpu) = &self.gpu {
+            line.push_str(&format!(
+                "\nper decoded token on the GPU: {:.1} submits, {:.1} dispatches, {:.1} readbacks, {:.1} buffer allocations, {:.1} pipeline compilations, {:.0} bytes uploaded",
+                gpu.gpu_submits_per_token,
+                gpu.gpu_dispatches_per_token,
+                gpu.gpu_readbacks_per_token,
+                gpu.gpu_buffer_allocations_per_token,
+                gpu.gpu_pipeline_compilations_per_token,
+                gpu.gpu_bytes_uploaded_per_token
+            ));
         }
         line
     }
@@ -177,6 +216,11 @@ impl Stats {
         });
         if let Some(bytes) = self.peak_rss_bytes {
             json["peak_rss_bytes"] = bytes.into();
+        }
+        if let Some(gpu) = &self.gpu {
+            for (key, value) in gpu.fields() {
+                json[key] = value.into();
+            }
         }
         json
     }

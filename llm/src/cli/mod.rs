@@ -8,6 +8,7 @@ pub mod global;
 pub mod inspect;
 pub mod logits;
 pub mod pretrain;
+pub mod quantize;
 pub mod serve;
 pub mod tour;
 pub mod train;

@@ -52,8 +52,12 @@ pub struct Loaded {
     pub model: CausalLm,
 }
 
-/// Reads `dir/config.json`, builds the model and fills it from the checkpoint.
+/// Reads `dir/config.json`, builds the model and fills it from the checkpoint; or, given a GGUF
+/// file, reads the config and weights from it.
 pub fn load(dir: &Path, options: &LoadOptions) -> Result<Loaded> {
+    if crate::gguf::is_gguf(dir) {
+        return crate::gguf::load_gguf(dir, options);
+    }
     let config = ModelConfig::from_path(dir)?;
     let checkpoint = Checkpoint::open(dir)?;
     let model = build(&config, &mut Init::placeholders(&options.device))?;

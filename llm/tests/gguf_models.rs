@@ -1,0 +1,132 @@
+//! The tiny fixtures written as GGUF by `llm::gguf::write_gguf` and read back by the GGUF loader
+//! give the safetensors model's logits: exactly the same weights in f32 (the `llama` q/k row
+//! permutation written and undone), and in q8_0 the logits of the safetensors model whose
+//! matrices were replaced by their Q8_0 round trip (so every tensor went to the right place).
+
+use std::path::PathBuf;
+
+use llm::gguf::{FileType, GgufFile, write_gguf};
+use llm::models::{LoadOptions, load};
+use llm::weights::Checkpoint;
+use nn::ModuleExt;
+use tensor::quant::{self, GgmlType};
+use tensor::testing::max_abs_diff;
+use tensor::{DType, Device, Tensor};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf-tiny").join(name)
+}
+
+fn logits(model: &std::path::Path, ids: &Tensor) -> llm::Result<Tensor> {
+    let loaded = load(model, &LoadOptions::cpu())?;
+    let out = autograd::no_grad(|| loaded.model.forward(ids, 0, None, false))?;
+    Ok(out.logits.value().clone())
+}
+
+/// Fraction of positions whose arg-max agrees.
+fn top1_agreement(a: &Tensor, b: &Tensor) -> f64 {
+    let v = a.dims()[a.rank() - 1];
+    let (a, b): (Vec<f32>, Vec<f32>) = (a.to_vec().unwrap(), b.to_vec().unwrap());
+    let argmax = |r: &[f32]| r.iter().enumerate().fold(0, |m, (i, x)| if *x > r[m] { i } else { m });
+    let rows = a.len() / v;
+    (0..rows).filter(|&r| argmax(&a[r * v..(r + 1) * v]) == argmax(&b[r * v..(r + 1) * v])).count() as f64 / rows as f64
+}
+
+fn round_trip(name: &str) -> llm::Result<()> {
+    let dir = fixture(name);
+    let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
+    let ids = reference.load("input_ids", Some(DType::U32), &Device::cpu())?;
+    let want = logits(&dir, &ids)?;
+    let loaded = load(&dir, &LoadOptions::cpu())?;
+    let tmp = std::env::temp_dir().join(format!("llm-gguf-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+
+    let f32_path = tmp.join("model-f32.gguf");
+    write_gguf(&loaded.model, &loaded.config, None, name, FileType::F32, &f32_path)?;
+    let got = logits(&f32_path, &ids)?;
+    let diff = max_abs_diff(&got, &want)?;
+    assert!(diff <= 1e-5, "{name} f32 GGUF: logits differ by {diff:.2e}");
+
+    let q8_path = tmp.join("model-q8_0.gguf");
+    write_gguf(&loaded.model, &loaded.config, None, name, FileType::Q8_0, &q8_path)?;
+    let file = GgufFile::open(&q8_path)?;
+    assert!(file.tensors.iter().any(|t| t.ty == GgmlType::Q8_0), "{name}: no Q8_0 tensors written");
+    let got = logits(&q8_path, &ids)?;
+    // The same model through safetensors, each matrix the writer encodes replaced by
+    // dequantize(quantize(w)): the GGUF path must compute exactly this (same f32 weights, same
+    // kernels), so the bound is f32 summation noise.
+    for (hf, var) in loaded.model.named_parameters() {
+        let w = var.value().to_dtype(DType::F32)?.contiguous()?;
+        let width = *w.dims().last().unwrap();
+        if w.rank() < 2 || hf.ends_with("mlp.gate.weight") || width % 32 != 0 {
+            continue;
+        }
+        let values: Vec<f32> = w.to_vec()?;
+        let mut round = vec![0.0f32; values.len()];
+        quant::dequantize(GgmlType::Q8_0, &quant::quantize(GgmlType::Q8_0, &values)?, &mut round)?;
+        var.replace_value(Tensor::from_vec(round, w.dims().to_vec(), &Device::cpu())?)?;
+    }
+    let exact = autograd::no_grad(|| loaded.model.forward(&ids, 0, None, false))?.logits.value().clone();
+    let diff = max_abs_diff(&got, &exact)?;
+    assert!(diff <= 1e-5, "{name} q8_0 GGUF: logits differ from the round-tripped model's by {diff:.2e}");
+    let diff = max_abs_diff(&got, &want)?;
+    let spread = max_abs_diff(&want, &want.zeros_like()?)?;
+    let agree = top1_agreement(&got, &want);
+    eprintln!("{name}: q8_0 max |logit diff| {diff:.2e} (logits up to {spread:.2}), top-1 agreement {agree:.3}");
+    // Against the f32 model, Q8_0 rounding itself: each weight moves by up to max|w| / 254 of
+    // its block, and these random-init fixtures amplify it (measured: 7% of the largest logit
+    // for qwen3, 15% for qwen3_moe, where a flipped expert choice moves a whole position). The
+    // bound says only that the model is still the same model; the exact check is above.
+    assert!(diff <= 0.25 * spread, "{name} q8_0 GGUF: logits differ by {diff:.2e} (spread {spread:.2})");
+    assert!(agree >= 0.9, "{name} q8_0: top-1 agreement {agree}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+    Ok(())
+}
+
+#[test]
+fn qwen3_gguf_round_trip() -> llm::Result<()> {
+    round_trip("qwen3")
+}
+
+#[test]
+fn mistral_small_gguf_round_trip_undoes_the_llama_permutation() -> llm::Result<()> {
+    round_trip("mistral_small")
+}
+
+#[test]
+fn qwen3_moe_gguf_round_trip() -> llm::Result<()> {
+    round_trip("qwen3_moe")
+}
+
+#[test]
+fn the_llama_permutation_is_llama_cpps() {
+    // Two heads of four rows, one column: llama.cpp's `permute` maps rows [h, half, j] to
+    // [h, j, half], i.e. per head 0 1 2 3 -> 0 2 1 3.
+    let rows: Vec<f32> = (0..8).map(|x| x as f32).collect();
+    let permuted = llm::gguf::permute_rows(&rows, 2, 1, false).unwrap();
+    assert_eq!(permuted, [0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
+    assert_eq!(llm::gguf::permute_rows(&permuted, 2, 1, true).unwrap(), rows);
+    assert!(llm::gguf::permute_rows(&rows, 3, 1, false).is_none());
+}
+
+#[test]
+fn the_byte_level_bpe_tokenizer_survives_the_gguf_metadata() -> llm::Result<()> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/tiny");
+    let tokenizer = llm::tokenizer::Tokenizer::from_file(dir.join("tokenizer.json"))?;
+    let loaded = load(&dir, &LoadOptions::cpu())?;
+    let tmp = std::env::temp_dir().join(format!("llm-gguf-{}-tok", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let path = tmp.join("tiny.gguf");
+    assert!(write_gguf(&loaded.model, &loaded.config, Some(&tokenizer), "tiny", FileType::Q8_0, &path)?);
+    let file = GgufFile::open(&path)?;
+    let back = llm::gguf::tokenizer::from_gguf(&file)?.expect("a tokenizer in the metadata");
+    for text in ["It is a truth universally acknowledged,", "  Mr. Darcy's 10,000 a year!\n\nÉlizabeth <|endoftext|>"]
+    {
+        let ids = tokenizer.encode(text)?;
+        assert_eq!(back.encode(text)?, ids, "{text:?}");
+        assert_eq!(back.decode(&ids)?, tokenizer.decode(&ids)?);
+    }
+    assert_eq!(back.vocab_size(), tokenizer.vocab_size());
+    std::fs::remove_dir_all(&tmp).unwrap();
+    Ok(())
+}

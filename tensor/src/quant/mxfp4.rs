@@ -1,0 +1,58 @@
+//! MXFP4 (OCP Microscaling, v1.0): 32 weights share an 8-bit power-of-two scale (E8M0, bias
+//! 127) and each is a 4-bit E2M1 float (values 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives).
+//!
+//! Two byte layouts exist. ggml's block is the scale byte then 16 code bytes, byte j holding
+//! weight j in its low nibble and weight j + 16 in its high nibble. gpt-oss's safetensors keep
+//! the codes (`*_blocks`, [..., G, 16]) and scales (`*_scales`, [..., G]) apart, and byte j holds
+//! weights 2j (low nibble) and 2j + 1 (high nibble).
+
+/// E2M1 values times two, so that the table is integral (ggml's `kvalues_mxfp4`).
+const DOUBLED: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/// The same values as f32, with code 8 as -0.0 as the E2M1 encoding (and transformers' table)
+/// has it; ggml's integer table makes it +0.0.
+const DOUBLED_SIGNED: [f32; 16] =
+    [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, -0.0, -1.0, -2.0, -3.0, -4.0, -6.0, -8.0, -12.0];
+
+/// Half the scale, 2^(e - 128), built from its bits as ggml's `ggml_e8m0_to_fp32_half` does
+/// (e < 2 gives an f32 subnormal).
+#[inline]
+pub fn e8m0_half(e: u8) -> f32 {
+    let bits = if e < 2 { 0x0020_0000u32 << e } else { ((e - 1) as u32) << 23 };
+    f32::from_bits(bits)
+}
+
+/// One ggml MXFP4 block (17 bytes) into its 32 weights.
+pub fn dequantize_block(block: &[u8], out: &mut [f32; 32]) {
+    let d = e8m0_half(block[0]);
+    for (j, &q) in block[1..17].iter().enumerate() {
+        out[j] = DOUBLED[(q & 0x0F) as usize] as f32 * d;
+        out[j + 16] = DOUBLED[(q >> 4) as usize] as f32 * d;
+    }
+}
+
+/// gpt-oss's layout: `blocks` holds 16 code bytes per scale in `scales`; `out` gets 32 weights
+/// per scale, in the order transformers' `convert_moe_packed_tensors` produces them.
+pub fn dequantize_split(blocks: &[u8], scales: &[u8], out: &mut [f32]) -> crate::Result<()> {
+    if blocks.len() != scales.len() * 16 || out.len() != scales.len() * 32 {
+        return Err(crate::Error::shape(
+            "mxfp4",
+            format!(
+                "{} scales need {} code bytes and {} outputs, got {} and {}",
+                scales.len(),
+                scales.len() * 16,
+                scales.len() * 32,
+                blocks.len(),
+                out.len()
+            ),
+        ));
+    }
+    for ((codes, &e), o) in blocks.chunks_exact(16).zip(scales).zip(out.chunks_exact_mut(32)) {
+        let d = e8m0_half(e);
+        for (j, &q) in codes.iter().enumerate() {
+            o[2 * j] = DOUBLED_SIGNED[(q & 0x0F) as usize] * d;
+            o[2 * j + 1] = DOUBLED_SIGNED[(q >> 4) as usize] * d;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! Q5_K: Q4_K with a fifth bit per weight. Bytes: f16 `d`, f16 `dmin`, 12 bytes of scales and
+//! minimums, 32 bytes of high bits (bit i of byte l is the high bit of weight 32 i + l), 128
+//! bytes of low nibbles (176 bytes, 5.5 bits).
+
+use super::f16_at;
+use super::k_scales::scale_min;
+
+pub fn dequantize_block(block: &[u8], out: &mut [f32; 256]) {
+    let d = f16_at(block, 0);
+    let dmin = f16_at(block, 2);
+    let scales = &block[4..16];
+    let qh = &block[16..48];
+    let qs = &block[48..176];
+    for chunk in 0..4 {
+        let (sc1, m1) = scale_min(2 * chunk, scales);
+        let (sc2, m2) = scale_min(2 * chunk + 1, scales);
+        let (d1, m1) = (d * sc1 as f32, dmin * m1 as f32);
+        let (d2, m2) = (d * sc2 as f32, dmin * m2 as f32);
+        let q = &qs[32 * chunk..32 * chunk + 32];
+        let o = &mut out[64 * chunk..64 * chunk + 64];
+        for l in 0..32 {
+            let h1 = ((qh[l] >> (2 * chunk)) & 1) << 4;
+            let h2 = ((qh[l] >> (2 * chunk + 1)) & 1) << 4;
+            o[l] = d1 * ((q[l] & 0x0F) | h1) as f32 - m1;
+            o[l + 32] = d2 * ((q[l] >> 4) | h2) as f32 - m2;
+        }
+    }
+}
