@@ -10,7 +10,7 @@ use nn::ModuleExt;
 use tensor::{DType, Device, Tensor};
 
 use super::decoder::CausalLm;
-use crate::config::ModelConfig;
+use crate::config::{Family, ModelConfig};
 use crate::weights::Checkpoint;
 use crate::{Error, Result};
 
@@ -63,7 +63,7 @@ pub fn resolve(name: &str, checkpoint: &Checkpoint) -> Option<String> {
 
 /// Whether a parameter is a matmul weight (kept in `weight_dtype`).
 fn is_matmul_weight(name: &str, var: &Var) -> bool {
-    var.rank() >= 2 && !name.contains("embed_tokens")
+    var.rank() >= 2 && !name.contains("embed_tokens") && !name.ends_with(".bias")
 }
 
 /// Loads every parameter of `model` from `checkpoint`.
@@ -84,7 +84,8 @@ pub fn load_weights(
     for (name, var) in &params {
         progress.inc(1);
         let dtype = if is_matmul_weight(name, var) { options.weight_dtype } else { DType::F32 };
-        let tensor = load_parameter(name, var, checkpoint, &mut used, dtype, &options.device)?;
+        let interleaved = config.family == Family::GptOss;
+        let tensor = load_parameter(name, var, checkpoint, &mut used, dtype, &options.device, interleaved)?;
         if tensor.dims() != var.dims().as_slice() {
             return Err(Error::format(
                 &path,
@@ -123,12 +124,13 @@ fn load_parameter(
     used: &mut HashSet<String>,
     dtype: DType,
     device: &Device,
+    interleaved_experts: bool,
 ) -> Result<Tensor> {
     if let Some(found) = resolve(name, checkpoint) {
         used.insert(found.clone());
         return checkpoint.load(&found, Some(dtype), device);
     }
-    if let Some(t) = super::experts_load::assemble(name, var, checkpoint, used, dtype, device)? {
+    if let Some(t) = super::experts_load::assemble(name, var, checkpoint, used, dtype, device, interleaved_experts)? {
         return Ok(t);
     }
     Err(Error::format(&checkpoint.describe(), format!("missing tensor {name}")))
