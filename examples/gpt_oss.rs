@@ -56,7 +56,7 @@ fn main() -> llm::Result<()> {
         let row: Vec<String> = kept[h * t..(h + 1) * t].iter().map(|v| format!("{v:.3}")).collect();
         println!("  head {h} (sink {:>5.1}): {}", sinks.to_vec::<f32>()?[h], row.join("  "));
     }
-    println!("  a late query spreads the same sink over more keys, so it keeps more weight than position 0");
+    println!("  a low sink changes nothing; a high one lets the head attend to (almost) no token at all");
 
     // ## 3. The sliding window on every other layer
     let sliding = small.layers.iter().filter(|l| l.attention == llm::config::LayerAttention::Sliding).count();
@@ -119,14 +119,28 @@ fn main() -> llm::Result<()> {
     let aq = Anatomy::of(&q3);
     println!("\n{:<28} {:>16} {:>16}", "", "gpt-oss-120b", "Qwen3-235B-A22B");
     let row = |name: &str, a: String, b: String| println!("{name:<28} {a:>16} {b:>16}");
-    let moe = |c: &llm::config::ModelConfig| c.moe.map_or("dense".to_string(), |m| format!("{} / top {}", m.num_experts, m.top_k));
-    row("layers x hidden", format!("{} x {}", big.num_hidden_layers, big.hidden_size), format!("{} x {}", q3.num_hidden_layers, q3.hidden_size));
-    row("heads : kv heads", format!("{}:{}", big.num_attention_heads, big.num_key_value_heads), format!("{}:{}", q3.num_attention_heads, q3.num_key_value_heads));
+    let moe = |c: &llm::config::ModelConfig| {
+        c.moe.map_or("dense".to_string(), |m| format!("{} / top {}", m.num_experts, m.top_k))
+    };
+    row(
+        "layers x hidden",
+        format!("{} x {}", big.num_hidden_layers, big.hidden_size),
+        format!("{} x {}", q3.num_hidden_layers, q3.hidden_size),
+    );
+    row(
+        "heads : kv heads",
+        format!("{}:{}", big.num_attention_heads, big.num_key_value_heads),
+        format!("{}:{}", q3.num_attention_heads, q3.num_key_value_heads),
+    );
     row("experts / per token", moe(&big), moe(&q3));
     row("attention sinks", "yes".into(), "no".into());
     row("parameters", human_count(a120.total_params()), human_count(aq.total_params()));
     row("active per token", human_count(a120.active_params()), human_count(aq.active_params()));
-    row("KV cache at 128k (bf16)", human_bytes(a120.kv_cache_bytes(131_072, DType::BF16)), human_bytes(aq.kv_cache_bytes(131_072, DType::BF16)));
+    row(
+        "KV cache at 128k (bf16)",
+        human_bytes(a120.kv_cache_bytes(131_072, DType::BF16)),
+        human_bytes(aq.kv_cache_bytes(131_072, DType::BF16)),
+    );
     Ok(())
 }
 

@@ -80,7 +80,12 @@ fn backward_of_every_op_family_matches_the_cpu() -> Result<()> {
         mask: AttentionMask { window: Some(3), ..AttentionMask::causal(0) },
         softcap: None,
     };
-    compare(&g, "attention", &[q.clone(), k.clone(), v.clone()], Box::new(move |t| Var::attention(&t[0], &t[1], &t[2], &spec)))?;
+    compare(
+        &g,
+        "attention",
+        &[q.clone(), k.clone(), v.clone()],
+        Box::new(move |t| Var::attention(&t[0], &t[1], &t[2], &spec)),
+    )?;
     compare(
         &g,
         "attention with sinks",

@@ -15,11 +15,21 @@ use tensor::Device;
 #[global_allocator]
 static ALLOC: PeakAlloc = PeakAlloc;
 
-const FAMILIES: [&str; 9] =
-    ["deepseek_v3", "gemma3", "kimi_k2", "llama4", "mistral_small", "olmo2", "qwen3", "qwen3_moe", "smollm3"];
+const FAMILIES: [&str; 10] = [
+    "deepseek_v3",
+    "gemma3",
+    "kimi_k2",
+    "llama4",
+    "mistral_small",
+    "olmo2",
+    "qwen3",
+    "qwen3_moe",
+    "smollm3",
+    "gpt_oss",
+];
 
 /// Fields any family may read, so mutations also add fields a fixture leaves out.
-const FIELDS: [&str; 40] = [
+const FIELDS: [&str; 43] = [
     "model_type",
     "hidden_size",
     "num_hidden_layers",
@@ -60,6 +70,9 @@ const FIELDS: [&str; 40] = [
     "moe_layers",
     "mlp_only_layers",
     "text_config",
+    "swiglu_alpha",
+    "swiglu_limit",
+    "attention_bias",
 ];
 
 fn odd_value(rng: &mut Rng) -> Value {

@@ -284,7 +284,12 @@ fn gpt_oss_router_adds_its_bias_and_normalises_over_the_chosen_only() -> Result<
     // Biased logits [2, 1, 0, 1.5]: experts 0 and 3, weights softmax([2, 1.5]).
     assert_eq!(r.ids.to_vec::<u32>()?, vec![0, 3]);
     let w0 = 1.0 / (1.0 + (-0.5f64).exp());
-    assert_close(&r.weights.value(), &Tensor::from_vec(vec![w0 as f32, (1.0 - w0) as f32], [1, 2], &cpu())?, 1e-6, 1e-6)?;
+    assert_close(
+        &r.weights.value(),
+        &Tensor::from_vec(vec![w0 as f32, (1.0 - w0) as f32], [1, 2], &cpu())?,
+        1e-6,
+        1e-6,
+    )?;
     Ok(())
 }
 
@@ -320,7 +325,8 @@ fn gpt_oss_dispatch_equals_a_per_token_loop() -> Result<()> {
         let mut out = xt.zeros_like()?;
         for (&e, &w) in token_ids.iter().zip(token_weights) {
             let pick = |p: &Var| p.value().select(0, e as usize);
-            let gate = xt.matmul(&pick(&moe.experts.gate_proj)?.t()?)?.add(&pick(&b.gate)?)?.clamp(f64::NEG_INFINITY, 1.0)?;
+            let gate =
+                xt.matmul(&pick(&moe.experts.gate_proj)?.t()?)?.add(&pick(&b.gate)?)?.clamp(f64::NEG_INFINITY, 1.0)?;
             let up = xt.matmul(&pick(&moe.experts.up_proj)?.t()?)?.add(&pick(&b.up)?)?.clamp(-1.0, 1.0)?;
             let act = gate.mul(&gate.mul_scalar(1.702)?.sigmoid()?)?.mul(&up.add_scalar(1.0)?)?;
             let y = act.matmul(&pick(&moe.experts.down_proj)?.t()?)?.add(&pick(&b.down)?)?;

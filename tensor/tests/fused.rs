@@ -83,9 +83,13 @@ fn attention_matches_its_composite_for_every_mask() -> Result<()> {
 #[test]
 fn attention_sinks_match_the_composite_and_a_hand_computed_row() -> Result<()> {
     let causal = AttentionMask::causal;
-    for (i, mask) in [causal(0), AttentionMask { window: Some(3), ..causal(0) }, AttentionMask { window: Some(2), k_start: 3, ..causal(6) }]
-        .into_iter()
-        .enumerate()
+    for (i, mask) in [
+        causal(0),
+        AttentionMask { window: Some(3), ..causal(0) },
+        AttentionMask { window: Some(2), k_start: 3, ..causal(6) },
+    ]
+    .into_iter()
+    .enumerate()
     {
         let (tq, tk) = if mask.q_start > 0 { (3, 6) } else { (9, 9) };
         let q = randn([2, 4, tq, 8], 40 + i as u64, &cpu())?;

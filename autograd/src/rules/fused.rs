@@ -155,7 +155,8 @@ fn attention_backward(
     let (p, p_sink) = match sinks {
         None => (masked.softmax(-1)?, None),
         Some(s) => {
-            let column = s.to_dtype(masked.dtype())?.reshape([1, hkv, group, 1, 1])?.broadcast_to([b, hkv, group, tq, 1])?;
+            let column =
+                s.to_dtype(masked.dtype())?.reshape([1, hkv, group, 1, 1])?.broadcast_to([b, hkv, group, tq, 1])?;
             let all = Tensor::cat(&[&masked, &column], -1)?.softmax(-1)?;
             (all.narrow(-1, 0, tk)?, Some(all.narrow(-1, tk, 1)?))
         }

@@ -41,7 +41,14 @@ fn u32_of(v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::backend("attention", format!("{v} exceeds the GPU kernels' 32-bit indices")))
 }
 
-pub fn attention(b: &GpuBackend, q: Src, k: Src, v: Src, sinks: Option<Src>, spec: &AttentionSpec) -> Result<BufferRef> {
+pub fn attention(
+    b: &GpuBackend,
+    q: Src,
+    k: Src,
+    v: Src,
+    sinks: Option<Src>,
+    spec: &AttentionSpec,
+) -> Result<BufferRef> {
     const OP: &str = "attention";
     for t in [&q, &k, &v].into_iter().chain(sinks.as_ref()) {
         if t.dtype != DType::F32 {

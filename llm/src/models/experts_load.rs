@@ -11,8 +11,8 @@ use std::collections::HashSet;
 use autograd::Var;
 use tensor::{DType, Device, Tensor};
 
-use crate::{Error, Result};
 use crate::weights::Checkpoint;
+use crate::{Error, Result};
 
 /// The stacked expert tensor named `name` (e.g. `model.layers.3.mlp.experts.gate_proj`), if
 /// the checkpoint stores it in one of the known per-expert or fused forms. `interleaved`: fused

@@ -247,7 +247,8 @@ impl Tensor {
         let probs = match sinks {
             None => masked.softmax(-1)?,
             Some(s) => {
-                let column = s.to_dtype(masked.dtype())?.reshape([1, hkv, group, 1, 1])?.broadcast_to([b, hkv, group, tq, 1])?;
+                let column =
+                    s.to_dtype(masked.dtype())?.reshape([1, hkv, group, 1, 1])?.broadcast_to([b, hkv, group, tq, 1])?;
                 Tensor::cat(&[&masked, &column], -1)?.softmax(-1)?.narrow(-1, 0, tk)?
             }
         };
