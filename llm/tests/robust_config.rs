@@ -114,7 +114,9 @@ fn contradiction(rng: &mut Rng, map: &mut Map<String, Value>) -> Option<&'static
             map.remove("head_dim");
             map.insert("hidden_size".into(), json!(heads * 16 + 1));
             // Families with a class-default head_dim need no division; the others must refuse.
-            return if ["gemma3_text", "llama4_text", "qwen3", "qwen3_moe"].contains(&map["model_type"].as_str()?) {
+            return if ["gemma3_text", "llama4_text", "qwen3", "qwen3_moe", "gpt_oss"]
+                .contains(&map["model_type"].as_str()?)
+            {
                 None
             } else {
                 Some("num_attention_heads")
@@ -127,8 +129,8 @@ fn contradiction(rng: &mut Rng, map: &mut Map<String, Value>) -> Option<&'static
         2 => {
             let ctx = get(map, "max_position_embeddings").unwrap_or(4096);
             map.insert("sliding_window".into(), json!(ctx + 1 + rng.below(1000) as u64));
-            // Only Gemma 3 and Mistral read a window.
-            return if ["gemma3_text", "mistral"].contains(&map["model_type"].as_str()?) {
+            // Only Gemma 3, Mistral and gpt-oss read a window.
+            return if ["gemma3_text", "mistral", "gpt_oss"].contains(&map["model_type"].as_str()?) {
                 Some("sliding_window")
             } else {
                 None

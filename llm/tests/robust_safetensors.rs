@@ -318,7 +318,7 @@ fn mutated_fixture_checkpoints_end_in_errors_naming_them() {
         }
     }
     println!("fixture checkpoint mutation cases: {cases}");
-    assert_eq!(cases, 360);
+    assert_eq!(cases, 400);
 }
 
 /// Broken sharded indexes: wrong types, paths leaving the directory, missing shards.
