@@ -6,7 +6,7 @@
 //! - [`gpu`]: the wgpu runtime and WGSL kernels implementing that trait;
 //! - [`autograd`]: reverse-mode differentiation over the tensor ops;
 //! - [`nn`]: the building blocks of today's open LLMs;
-//! - [`llm`]: eight reference architectures, checkpoint loading, generation and training.
+//! - [`llm`]: nine reference architectures, checkpoint loading, generation and training.
 
 pub use autograd;
 pub use gpu;

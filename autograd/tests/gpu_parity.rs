@@ -80,7 +80,18 @@ fn backward_of_every_op_family_matches_the_cpu() -> Result<()> {
         mask: AttentionMask { window: Some(3), ..AttentionMask::causal(0) },
         softcap: None,
     };
-    compare(&g, "attention", &[q, k, v], Box::new(move |t| Var::attention(&t[0], &t[1], &t[2], &spec)))?;
+    compare(
+        &g,
+        "attention",
+        &[q.clone(), k.clone(), v.clone()],
+        Box::new(move |t| Var::attention(&t[0], &t[1], &t[2], &spec)),
+    )?;
+    compare(
+        &g,
+        "attention with sinks",
+        &[q, k, v, randn([4], 12, &cpu)?],
+        Box::new(move |t| Var::attention_with_sinks(&t[0], &t[1], &t[2], Some(&t[3]), &spec)),
+    )?;
     let angles = uniform([6, 4], 0.0, 6.0, 10, &cpu)?;
     let (cos, sin) = (angles.cos()?, angles.sin()?);
     compare(

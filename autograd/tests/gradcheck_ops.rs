@@ -234,6 +234,29 @@ fn attention_with_every_mask_and_head_sharing() -> Result<()> {
 }
 
 #[test]
+fn attention_sinks() -> Result<()> {
+    // gpt-oss: a learned logit per query head in each row's softmax denominator. Batch 2 so the
+    // sink gradient sums over batches, GQA so it stays per query head; one case with rows that
+    // see no key (k_start past them) and one sliding, as gpt-oss's alternate layers are.
+    let causal = |q_start| AttentionMask::causal(q_start);
+    let cases = [
+        (4, 2, 5, 5, causal(0)),
+        (2, 1, 6, 6, AttentionMask { window: Some(3), ..causal(0) }),
+        (2, 2, 4, 3, AttentionMask { k_start: 2, ..causal(0) }), // rows 0 and 1 see no key
+    ];
+    for (i, (hq, hkv, tq, tk, mask)) in cases.into_iter().enumerate() {
+        let q = randn([2, hq, tq, 4], 80 + i as u64, &cpu())?;
+        let k = randn([2, hkv, tk, 4], 90 + i as u64, &cpu())?;
+        let v = randn([2, hkv, tk, 3], 100 + i as u64, &cpu())?;
+        let sinks = randn([hq], 110 + i as u64, &cpu())?;
+        let spec = AttentionSpec { scale: 0.5, mask, softcap: None };
+        check(|x| Var::attention_with_sinks(&x[0], &x[1], &x[2], Some(&x[3]), &spec), &[q, k, v, sinks], opts())
+            .map_err(|e| tensor::Error::shape("attention with sinks", format!("case {i}: {e}")))?;
+    }
+    Ok(())
+}
+
+#[test]
 fn expert_matmul_routes_rows() -> Result<()> {
     let x = randn([5, 3], 70, &cpu())?;
     let w = randn([4, 2, 3], 71, &cpu())?; // [E, N, K] as HF stores experts; used transposed

@@ -430,7 +430,7 @@ impl Backend for GpuBackend {
         kernels::binary::glu(self, gate, up, act)
     }
 
-    fn attention(&self, q: Src, k: Src, v: Src, spec: &AttentionSpec) -> Result<BufferRef> {
-        kernels::attention::attention(self, q, k, v, spec)
+    fn attention(&self, q: Src, k: Src, v: Src, sinks: Option<Src>, spec: &AttentionSpec) -> Result<BufferRef> {
+        kernels::attention::attention(self, q, k, v, sinks, spec)
     }
 }

@@ -342,3 +342,28 @@ fn attention_with_every_mask_and_head_layout() -> Result<()> {
     })?;
     Ok(())
 }
+
+#[test]
+fn attention_with_sinks() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let causal = AttentionMask::causal;
+    // gpt-oss's layer kinds (GQA, sliding and full), a decode row, a block of 70 keys that
+    // crosses the kernel's 64-key blocks, and rows that see no key at all.
+    let cases = [
+        (4, 1, 21, 21, causal(0)),
+        (4, 1, 21, 21, AttentionMask { window: Some(8), ..causal(0) }),
+        (4, 2, 1, 70, causal(69)),
+        (2, 2, 4, 3, AttentionMask { k_start: 2, ..causal(0) }),
+    ];
+    for (i, (hq, hkv, tq, tk, mask)) in cases.into_iter().enumerate() {
+        let q = randn([2, hq, tq, 16], 130 + i as u64, &cpu())?;
+        let k = randn([2, hkv, tk, 16], 140 + i as u64, &cpu())?;
+        let v = randn([2, hkv, tk, 16], 150 + i as u64, &cpu())?;
+        let sinks = randn([hq], 160 + i as u64, &cpu())?.mul_scalar(2.0)?;
+        let spec = AttentionSpec { scale: 0.25, mask, softcap: None };
+        same_on_both(&g, &[q, k, v, sinks], 1e-5, 1e-4, &format!("attention with sinks, case {i}"), |t| {
+            Tensor::attention_with_sinks(&t[0], &t[1], &t[2], Some(&t[3]), &spec)
+        })?;
+    }
+    Ok(())
+}

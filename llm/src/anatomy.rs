@@ -1,8 +1,9 @@
 //! Real-scale anatomy from a config alone, no weights: parameter counts (total, active per
 //! token, by component), KV-cache bytes per token and at a context length, and FLOPs per token.
 //!
-//! Counting rules (the ones behind the published figures): weights only, no biases; RMSNorm
-//! vectors included; router weights included; DeepSeek's correction-bias buffer and its
+//! Counting rules (the ones behind the published figures): weights, plus the biases a config
+//! declares (gpt-oss's attention, router and expert biases, and its attention sinks; no other
+//! shipped config has any); RMSNorm vectors included; router weights included; DeepSeek's correction-bias buffer and its
 //! multi-token-prediction layer excluded; a tied output head counted once. "Active" counts, as
 //! DeepSeek states them for "37B", include the embedding matrix and the output head in full,
 //! plus everything a token's forward pass multiplies by: attention, norms, dense layers, the
@@ -81,7 +82,9 @@ fn attention_params(c: &ModelConfig) -> u64 {
             Family::Olmo2 => h * hd + kvh * hd,
             _ => 0,
         };
-        d * h * hd + 2 * d * kvh * hd + h * hd * d + qk_norm
+        let biases = if c.attention_bias { h * hd + 2 * kvh * hd + d } else { 0 };
+        let sinks = if c.attention_sinks { h } else { 0 };
+        d * h * hd + 2 * d * kvh * hd + h * hd * d + qk_norm + biases + sinks
     }
 }
 
@@ -98,6 +101,16 @@ impl Anatomy {
         let d = c.hidden_size as u64;
         let v = c.vocab_size as u64;
         let ffn = |width: usize| 3 * d * width as u64;
+        // gpt-oss's experts carry a bias per output (gate and up of `width`, down of `d`), its
+        // router one per expert.
+        let expert_biases = |width: usize| if c.swiglu_clamp.is_some() { 2 * width as u64 + d } else { 0 };
+        let router_bias = |e: usize| {
+            if c.moe.is_some_and(|m| m.router == crate::config::RouterKind::BiasedSoftmaxOverChosen) {
+                e as u64
+            } else {
+                0
+            }
+        };
         let mut total = Parameters {
             embedding: v * d,
             head: if c.tie_word_embeddings { 0 } else { v * d },
@@ -126,10 +139,10 @@ impl Anatomy {
             }
             match (layer.moe, &c.moe) {
                 (true, Some(m)) => {
-                    let routed = ffn(m.expert_intermediate_size);
+                    let routed = ffn(m.expert_intermediate_size) + expert_biases(m.expert_intermediate_size);
                     let shared = m.shared_intermediate_size.map_or(0, ffn);
                     for p in [&mut total, &mut active] {
-                        p.routers += m.num_experts as u64 * d;
+                        p.routers += m.num_experts as u64 * d + router_bias(m.num_experts);
                         p.shared_experts += shared;
                     }
                     total.routed_experts += m.num_experts as u64 * routed;
@@ -151,7 +164,7 @@ impl Anatomy {
         // Everything a token multiplies by, except the embedding (a lookup).
         let matmul_flops_per_token =
             2 * (active.total() - active.embedding - active.norms) + if c.tie_word_embeddings { 2 * v * d } else { 0 };
-        let attention_kind = match &c.mla {
+        let mut attention_kind = match &c.mla {
             Some(m) => format!("MLA, latent {} + rope {}", m.kv_lora_rank, m.qk_rope_head_dim),
             None => match (c.num_attention_heads, c.num_key_value_heads) {
                 (h, kv) if h == kv => format!("MHA {h} heads"),
@@ -159,6 +172,9 @@ impl Anatomy {
                 (h, kv) => format!("GQA {h}:{kv}"),
             },
         };
+        if c.attention_sinks {
+            attention_kind.push_str(" + sinks");
+        }
         let norm_placement = match c.family {
             Family::Olmo2 => "post-norm",
             Family::Gemma3 => "sandwich",

@@ -42,6 +42,7 @@ const FIXTURES: &[&[(&str, &[u8])]] = &[
     fixture!("qwen3"),
     fixture!("qwen3_moe"),
     fixture!("smollm3"),
+    fixture!("gpt_oss"),
 ];
 
 /// Reads the source tree when it is there (unless `LLM_EMBEDDED_ASSETS=1`, which tests use to

@@ -1,4 +1,4 @@
-//! The eight reference architectures. Built by the llm issue.
+//! The nine reference architectures: configs, checkpoints (safetensors and GGUF), generation, serving, training.
 
 pub mod anatomy;
 pub mod assets;

@@ -1,4 +1,4 @@
-//! `llm`: run, generate with, train and inspect the eight architectures from the command line.
+//! `llm`: run, generate with, train and inspect the nine architectures from the command line.
 //! Every error ends as one line on stderr and a non-zero exit; never a panic trace.
 
 mod embedded;
@@ -33,7 +33,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The main job: the eight architectures side by side at real scale, each run small against
+    /// The main job: the nine architectures side by side at real scale, each run small against
     /// the reference implementation's outputs, and text from the project's own model.
     Tour {
         /// Without it, the best device found, named.

@@ -86,3 +86,21 @@ fn json_has_the_fields_tools_rely_on() {
     // 28 layers x 2 x 8 kv heads x 128 x 2 bytes.
     assert_eq!(j["kv_cache_bytes_per_token"], 28 * 2 * 8 * 128 * 2);
 }
+
+#[test]
+fn gpt_oss_counts_exactly_as_transformers() {
+    // transformers counts every bias (q/k/v/o, router, experts) and the attention sinks.
+    for (file, layers, total, active) in [
+        ("gpt-oss-20b.json", 24u64, 20_914_757_184u64, 4_187_440_704u64),
+        ("gpt-oss-120b.json", 36, 116_829_156_672, 5_711_982_912),
+    ] {
+        let a = anatomy(file);
+        assert_eq!(a.total_params(), total, "{file}");
+        assert_eq!(a.active_params(), active, "{file}: 4 of the experts, embedding and head in full");
+        // Half the layers slide over 128 tokens; 8 kv heads of 64, k and v, 2 bytes in bf16.
+        let per_layer = 2 * 8 * 64 * 2;
+        assert_eq!(a.kv_cache_bytes_per_token(DType::BF16), layers * per_layer, "{file}");
+        assert_eq!(a.kv_cache_bytes(131_072, DType::BF16), (layers / 2) * (131_072 + 128) * per_layer, "{file}");
+        assert!(a.attention_kind.contains("sinks"), "{}", a.attention_kind);
+    }
+}

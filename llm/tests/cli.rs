@@ -273,7 +273,11 @@ fn tour_runs_with_no_arguments() {
     for release in ["DeepSeek-V3", "Kimi K2", "OLMo 2 7B", "Gemma 3 27B", "Mistral Small 3.1 24B", "Llama 4 Maverick"] {
         assert!(out.contains(release), "the tour names {release}:\n{out}");
     }
-    assert_eq!(out.matches("(match)").count(), 9, "nine architectures match the reference:\n{out}");
+    assert_eq!(
+        out.matches("(match)").count(),
+        10,
+        "ten checkpoints (nine architectures, Qwen3 dense and MoE) match the reference:\n{out}"
+    );
     assert!(!out.contains("DIFFERS"));
     if llm::tiny::shipped_model_dir().join("model.safetensors").is_file() {
         assert!(!out.contains("no trained model"), "{out}");
@@ -306,7 +310,7 @@ fn the_binary_runs_without_the_source_tree() {
     let out = stdout(&o);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!out.contains("DIFFERS") && !out.contains("no trained model"), "{out}");
-    assert!(out.matches("(match)").count() >= 9, "{out}");
+    assert!(out.matches("(match)").count() >= 10, "{out}");
     assert!(dir.join("cache").read_dir().is_ok_and(|mut d| d.next().is_some()), "nothing was unpacked");
     let _ = std::fs::remove_dir_all(&dir);
 }

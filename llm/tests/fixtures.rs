@@ -77,4 +77,53 @@ fixture_tests! {
     deepseek_v3_cpu, deepseek_v3_gpu => "deepseek_v3",
     kimi_k2_cpu, kimi_k2_gpu => "kimi_k2",
     llama4_cpu, llama4_gpu => "llama4",
+    gpt_oss_cpu, gpt_oss_gpu => "gpt_oss",
+}
+
+/// gpt-oss's checkpoint layout both ways: saved back (gate and up interleaved in `gate_up_proj`,
+/// the expert biases fused the same way), the folder loads to the same logits; and a release
+/// whose experts are MXFP4 (`*_blocks`, `*_scales`) is refused with the tensor named.
+#[test]
+fn gpt_oss_saves_its_own_layout_and_names_mxfp4_experts() -> llm::Result<()> {
+    use llm::models::save::save_checkpoint;
+    use llm::weights::save_safetensors;
+    use tensor::Tensor;
+
+    let dir = fixture("gpt_oss");
+    let cpu = Device::cpu();
+    let loaded = load(&dir, &LoadOptions::cpu())?;
+    let ids = Checkpoint::open(&dir.join("reference.safetensors"))?.load("input_ids", Some(DType::U32), &cpu)?;
+    let want = autograd::no_grad(|| loaded.model.forward(&ids, 0, None, false))?.logits.value();
+
+    let out = std::env::temp_dir().join(format!("llm-gpt-oss-{}", std::process::id()));
+    save_checkpoint(&loaded.model, &loaded.config, &dir, &out)?;
+    let saved = Checkpoint::open(&out)?;
+    let original = Checkpoint::open(&dir.join("model.safetensors"))?;
+    assert_eq!(saved.names().len(), original.names().len());
+    for name in original.names() {
+        let diff = max_abs_diff(&saved.load(&name, None, &cpu)?, &original.load(&name, None, &cpu)?)?;
+        assert!(diff == 0.0, "{name} changed by {diff} in the round trip");
+    }
+    let again = load(&out, &LoadOptions::cpu())?;
+    let got = autograd::no_grad(|| again.model.forward(&ids, 0, None, false))?.logits.value();
+    assert_eq!(max_abs_diff(&got, &want)?, 0.0);
+
+    // The same checkpoint with layer 0's fused experts as MXFP4 blocks and scales (u8 in the
+    // releases; only the names matter here).
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    for name in original.names() {
+        let t = original.load(&name, None, &cpu)?;
+        if name == "model.layers.0.mlp.experts.gate_up_proj" {
+            let (e, h, w) = (t.dims()[0], t.dims()[1], t.dims()[2]);
+            tensors.push((format!("{name}_blocks"), Tensor::zeros([e, w, h / 32, 16], DType::U32, &cpu)?));
+            tensors.push((format!("{name}_scales"), Tensor::zeros([e, w, h / 32], DType::U32, &cpu)?));
+        } else {
+            tensors.push((name, t));
+        }
+    }
+    save_safetensors(&out.join("model.safetensors"), &tensors, None)?;
+    let err = load(&out, &LoadOptions::cpu()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("model.layers.0.mlp.experts.gate_up_proj_blocks") && err.contains("MXFP4"), "{err}");
+    std::fs::remove_dir_all(&out).ok();
+    Ok(())
 }

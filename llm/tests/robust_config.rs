@@ -15,11 +15,21 @@ use tensor::Device;
 #[global_allocator]
 static ALLOC: PeakAlloc = PeakAlloc;
 
-const FAMILIES: [&str; 9] =
-    ["deepseek_v3", "gemma3", "kimi_k2", "llama4", "mistral_small", "olmo2", "qwen3", "qwen3_moe", "smollm3"];
+const FAMILIES: [&str; 10] = [
+    "deepseek_v3",
+    "gemma3",
+    "kimi_k2",
+    "llama4",
+    "mistral_small",
+    "olmo2",
+    "qwen3",
+    "qwen3_moe",
+    "smollm3",
+    "gpt_oss",
+];
 
 /// Fields any family may read, so mutations also add fields a fixture leaves out.
-const FIELDS: [&str; 40] = [
+const FIELDS: [&str; 43] = [
     "model_type",
     "hidden_size",
     "num_hidden_layers",
@@ -60,6 +70,9 @@ const FIELDS: [&str; 40] = [
     "moe_layers",
     "mlp_only_layers",
     "text_config",
+    "swiglu_alpha",
+    "swiglu_limit",
+    "attention_bias",
 ];
 
 fn odd_value(rng: &mut Rng) -> Value {
@@ -101,7 +114,9 @@ fn contradiction(rng: &mut Rng, map: &mut Map<String, Value>) -> Option<&'static
             map.remove("head_dim");
             map.insert("hidden_size".into(), json!(heads * 16 + 1));
             // Families with a class-default head_dim need no division; the others must refuse.
-            return if ["gemma3_text", "llama4_text", "qwen3", "qwen3_moe"].contains(&map["model_type"].as_str()?) {
+            return if ["gemma3_text", "llama4_text", "qwen3", "qwen3_moe", "gpt_oss"]
+                .contains(&map["model_type"].as_str()?)
+            {
                 None
             } else {
                 Some("num_attention_heads")
@@ -114,8 +129,8 @@ fn contradiction(rng: &mut Rng, map: &mut Map<String, Value>) -> Option<&'static
         2 => {
             let ctx = get(map, "max_position_embeddings").unwrap_or(4096);
             map.insert("sliding_window".into(), json!(ctx + 1 + rng.below(1000) as u64));
-            // Only Gemma 3 and Mistral read a window.
-            return if ["gemma3_text", "mistral"].contains(&map["model_type"].as_str()?) {
+            // Only Gemma 3, Mistral and gpt-oss read a window.
+            return if ["gemma3_text", "mistral", "gpt_oss"].contains(&map["model_type"].as_str()?) {
                 Some("sliding_window")
             } else {
                 None

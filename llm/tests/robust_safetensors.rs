@@ -279,9 +279,18 @@ fn mutated_fixture_checkpoints_end_in_errors_naming_them() {
     let dir = tempdir("fixtures");
     let mut rng = Rng::new(7);
     let mut cases = 0;
-    for family in
-        ["qwen3", "gemma3", "deepseek_v3", "llama4", "olmo2", "smollm3", "mistral_small", "qwen3_moe", "kimi_k2"]
-    {
+    for family in [
+        "qwen3",
+        "gemma3",
+        "deepseek_v3",
+        "llama4",
+        "olmo2",
+        "smollm3",
+        "mistral_small",
+        "qwen3_moe",
+        "kimi_k2",
+        "gpt_oss",
+    ] {
         let valid = std::fs::read(common::fixture(family).join("model.safetensors")).unwrap();
         let header_len = u64::from_le_bytes(valid[..8].try_into().unwrap()) as usize;
         for i in 0..40 {
@@ -309,7 +318,7 @@ fn mutated_fixture_checkpoints_end_in_errors_naming_them() {
         }
     }
     println!("fixture checkpoint mutation cases: {cases}");
-    assert_eq!(cases, 360);
+    assert_eq!(cases, 400);
 }
 
 /// Broken sharded indexes: wrong types, paths leaving the directory, missing shards.

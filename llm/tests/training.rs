@@ -58,4 +58,5 @@ training_tests! {
     mistral_small_cpu, mistral_small_gpu => "mistral_small",
     llama4_cpu, llama4_gpu => "llama4",
     smollm3_cpu, smollm3_gpu => "smollm3",
+    gpt_oss_cpu, gpt_oss_gpu => "gpt_oss",
 }

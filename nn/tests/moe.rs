@@ -260,3 +260,107 @@ fn parameter_names_match_hugging_face() -> Result<()> {
     );
     Ok(())
 }
+
+/// gpt-oss's block: the biased router and the experts with biases and the clamped SwiGLU, with a
+/// low `limit` so that the clamps act on many entries.
+fn gpt_oss_block(seed: u64, dtype: DType, limit: f64) -> Result<SparseMoe> {
+    use nn::moe::SwigluClamp;
+    let mut init = Init::new(seed, &cpu());
+    init.dtype = dtype;
+    init.std = 0.5;
+    let (h, e) = (6, 4);
+    let mut router = MoeRouter::new(RouterKind::BiasedSoftmaxOverChosen, e, 2, h, &mut init)?;
+    router.weight = init.normal_with([e, h], 2.0)?;
+    let mut experts = Experts::clamped_swiglu(e, h, 5, SwigluClamp { alpha: 1.702, limit }, &mut init)?;
+    let biases = experts.biases.as_mut().expect("biases");
+    biases.gate = init.normal([e, 5])?;
+    biases.up = init.normal([e, 5])?;
+    biases.down = init.normal([e, h])?;
+    Ok(SparseMoe { router, experts, shared: None, router_name: "router", shared_name: "shared_experts" })
+}
+
+#[test]
+fn gpt_oss_router_adds_its_bias_and_normalises_over_the_chosen_only() -> Result<()> {
+    let (router, x) = router_with_logits(RouterKind::BiasedSoftmaxOverChosen, &[vec![2.0, 1.0, 0.0, -1.0]], 2)?;
+    router.bias.as_ref().expect("bias").set_value(Tensor::from_vec(vec![0.0f32, 0.0, 0.0, 2.5], [4], &cpu())?)?;
+    let r = router.route(&x)?;
+    // Biased logits [2, 1, 0, 1.5]: experts 0 and 3, weights softmax([2, 1.5]).
+    assert_eq!(r.ids.to_vec::<u32>()?, vec![0, 3]);
+    let w0 = 1.0 / (1.0 + (-0.5f64).exp());
+    assert_close(
+        &r.weights.value(),
+        &Tensor::from_vec(vec![w0 as f32, (1.0 - w0) as f32], [1, 2], &cpu())?,
+        1e-6,
+        1e-6,
+    )?;
+    Ok(())
+}
+
+#[test]
+fn clamped_swiglu_clamps_gate_above_and_up_both_ways() -> Result<()> {
+    use nn::moe::SwigluClamp;
+    let clamp = SwigluClamp { alpha: 1.702, limit: 7.0 };
+    let cases = [(10.0, 20.0), (-30.0, -20.0), (2.0, -1.0), (-3.0, 0.5), (7.5, -9.0)];
+    let gate = Var::constant(Tensor::from_vec(cases.iter().map(|c| c.0).collect::<Vec<f64>>(), [5], &cpu())?);
+    let up = Var::constant(Tensor::from_vec(cases.iter().map(|c| c.1).collect::<Vec<f64>>(), [5], &cpu())?);
+    let got: Vec<f64> = clamp.apply(&gate, &up)?.value().to_vec()?;
+    for ((g, u), y) in cases.iter().zip(got) {
+        // By hand: g = min(gate, 7) (no lower clamp), u = clamp(up, -7, 7), (u + 1) g sigmoid(1.702 g).
+        let g = g.min(7.0);
+        let u = u.clamp(-7.0, 7.0);
+        let want = (u + 1.0) * g * sigmoid(1.702 * g);
+        assert!((y - want).abs() < 1e-12, "gate {g} up {u}: {y} vs {want}");
+    }
+    Ok(())
+}
+
+#[test]
+fn gpt_oss_dispatch_equals_a_per_token_loop() -> Result<()> {
+    let moe = gpt_oss_block(3, DType::F32, 1.0)?;
+    let x = randn([7, 6], 40, &cpu())?;
+    let got = moe.forward(&Var::constant(x.clone()))?.value();
+    let routing = moe.router.route(&Var::constant(x.clone()))?;
+    let (ids, weights) = (routing.ids.to_vec2::<u32>()?, routing.weights.value().to_vec2::<f64>()?);
+    let b = moe.experts.biases.as_ref().expect("biases");
+    let mut rows = Vec::new();
+    for (n, (token_ids, token_weights)) in ids.iter().zip(&weights).enumerate() {
+        let xt = x.narrow(0, n, 1)?;
+        let mut out = xt.zeros_like()?;
+        for (&e, &w) in token_ids.iter().zip(token_weights) {
+            let pick = |p: &Var| p.value().select(0, e as usize);
+            let gate =
+                xt.matmul(&pick(&moe.experts.gate_proj)?.t()?)?.add(&pick(&b.gate)?)?.clamp(f64::NEG_INFINITY, 1.0)?;
+            let up = xt.matmul(&pick(&moe.experts.up_proj)?.t()?)?.add(&pick(&b.up)?)?.clamp(-1.0, 1.0)?;
+            let act = gate.mul(&gate.mul_scalar(1.702)?.sigmoid()?)?.mul(&up.add_scalar(1.0)?)?;
+            let y = act.matmul(&pick(&moe.experts.down_proj)?.t()?)?.add(&pick(&b.down)?)?;
+            out = out.add(&y.mul_scalar(w)?)?;
+        }
+        rows.push(out);
+    }
+    assert_close(&got, &Tensor::cat(&rows.iter().collect::<Vec<_>>(), 0)?, 1e-5, 1e-5)
+}
+
+#[test]
+fn gpt_oss_gradients_through_router_bias_expert_biases_and_clamps() -> Result<()> {
+    // limit 0.8: many gate and up entries sit beyond the clamps, where their gradient is zero.
+    let moe = gpt_oss_block(21, DType::F64, 0.8)?;
+    let x = Var::constant(randn([5, 6], 71, &cpu())?.to_dtype(DType::F64)?);
+    let params: Vec<Var> = moe.parameters().into_iter().filter(|p| p.requires_grad()).collect();
+    assert_eq!(params.len(), 8, "router weight and bias, three expert weights, three expert biases");
+    check_params(&params, || moe.forward(&x), GradCheck::default())?;
+    let names: Vec<String> = moe.named_parameters().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "router.weight",
+            "router.bias",
+            "experts.gate_proj.weight",
+            "experts.up_proj.weight",
+            "experts.down_proj.weight",
+            "experts.gate_proj.bias",
+            "experts.up_proj.bias",
+            "experts.down_proj.bias"
+        ]
+    );
+    Ok(())
+}

@@ -197,6 +197,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// giving [B, Hq, Tq, Dv]. k and v may be strided views (a KV cache's live rows) whose last
     /// dim is contiguous (stride 1); other strides are arbitrary.
     /// Query head `h` reads kv head `h / (Hq / Hkv)` (GQA/MQA, no copies).
+    /// `sinks` (contiguous [Hq], q's dtype) are attention sinks (gpt-oss `self_attn.sinks`): one
+    /// more logit per head that joins each row's softmax denominator but reads no value, so the
+    /// row's probabilities sum to less than 1.
     /// A query row with no visible key gives zeros.
-    fn attention(&self, q: Src, k: Src, v: Src, spec: &AttentionSpec) -> Result<BufferRef>;
+    fn attention(&self, q: Src, k: Src, v: Src, sinks: Option<Src>, spec: &AttentionSpec) -> Result<BufferRef>;
 }

@@ -81,6 +81,40 @@ fn attention_matches_its_composite_for_every_mask() -> Result<()> {
 }
 
 #[test]
+fn attention_sinks_match_the_composite_and_a_hand_computed_row() -> Result<()> {
+    let causal = AttentionMask::causal;
+    for (i, mask) in [
+        causal(0),
+        AttentionMask { window: Some(3), ..causal(0) },
+        AttentionMask { window: Some(2), k_start: 3, ..causal(6) },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (tq, tk) = if mask.q_start > 0 { (3, 6) } else { (9, 9) };
+        let q = randn([2, 4, tq, 8], 40 + i as u64, &cpu())?;
+        let k = randn([2, 2, tk, 8], 50 + i as u64, &cpu())?;
+        let v = randn([2, 2, tk, 5], 60 + i as u64, &cpu())?;
+        let sinks = randn([4], 70 + i as u64, &cpu())?;
+        let spec = AttentionSpec { scale: 0.35, mask, softcap: None };
+        assert_close(
+            &Tensor::attention_with_sinks(&q, &k, &v, Some(&sinks), &spec)?,
+            &Tensor::attention_composite_with_sinks(&q, &k, &v, Some(&sinks), &spec)?,
+            1e-6,
+            1e-5,
+        )?;
+    }
+    // One query, one key with logit q.k = 1, sink 0: the key gets e / (e + 1) of its value.
+    let one = |v: f32| Tensor::from_vec(vec![v], [1, 1, 1, 1], &cpu());
+    let spec = AttentionSpec { scale: 1.0, mask: causal(0), softcap: None };
+    let sinks = Tensor::from_vec(vec![0.0f32], [1], &cpu())?;
+    let out = Tensor::attention_with_sinks(&one(1.0)?, &one(1.0)?, &one(2.0)?, Some(&sinks), &spec)?;
+    let e = std::f32::consts::E;
+    assert!((out.to_vec::<f32>()?[0] - 2.0 * e / (e + 1.0)).abs() < 1e-6);
+    Ok(())
+}
+
+#[test]
 fn a_query_with_nothing_visible_gives_zeros() -> Result<()> {
     // Keys at positions 0..4, a query at 10 with a window of 2: nothing in reach.
     let spec = AttentionSpec {

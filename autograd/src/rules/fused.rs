@@ -69,13 +69,23 @@ impl Var {
     /// `dV = P^T g`, `dP = g V^T`, `dS = P (dP - rowsum(dP P))`, `dQ = dS K scale`,
     /// `dK = dS^T Q scale`, summing over the query heads that share a kv head.
     pub fn attention(q: &Var, k: &Var, v: &Var, spec: &AttentionSpec) -> Result<Var> {
+        Var::attention_with_sinks(q, k, v, None, spec)
+    }
+
+    /// Attention with optional sinks [Hq] (gpt-oss): one more logit per head in each row's
+    /// softmax denominator, reading no value. With `p_s` the sink's probability (what the
+    /// visible keys leave over), `d sink = -sum over rows of p_s rowsum(dP P)`; the other
+    /// gradients keep their form, the sink only changing P.
+    pub fn attention_with_sinks(q: &Var, k: &Var, v: &Var, sinks: Option<&Var>, spec: &AttentionSpec) -> Result<Var> {
         let (qt, kt, vt) = (q.value(), k.value(), v.value());
-        let y = Tensor::attention(&qt, &kt, &vt, spec)?;
+        let st = sinks.map(|s| s.value());
+        let y = Tensor::attention_with_sinks(&qt, &kt, &vt, st.as_ref(), spec)?;
         let spec = *spec;
+        let inputs: Vec<&Var> = [q, k, v].into_iter().chain(sinks).collect();
         Ok(Var::from_op(
             y,
-            &[q, k, v],
-            rule("attention", move |g: &Tensor| attention_backward(&qt, &kt, &vt, &spec, g)),
+            &inputs,
+            rule("attention", move |g: &Tensor| attention_backward(&qt, &kt, &vt, st.as_ref(), &spec, g)),
         ))
     }
 
@@ -116,6 +126,7 @@ fn attention_backward(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
+    sinks: Option<&Tensor>,
     spec: &AttentionSpec,
     g: &Tensor,
 ) -> Result<Vec<Option<Tensor>>> {
@@ -140,14 +151,41 @@ fn attention_backward(
     let mask: Vec<u32> = (0..tq).flat_map(|i| (0..tk).map(move |j| spec.mask.allows(i, j) as u32)).collect();
     let mask = Tensor::from_vec(mask, [tq, tk], q.device())?;
     let fill = Tensor::full(-1e30, (), scores.dtype(), q.device())?;
-    let p = mask.where_cond(&scores, &fill)?.softmax(-1)?.mul(&mask.to_dtype(scores.dtype())?)?;
+    let masked = mask.where_cond(&scores, &fill)?;
+    let (p, p_sink) = match sinks {
+        None => (masked.softmax(-1)?, None),
+        Some(s) => {
+            let column =
+                s.to_dtype(masked.dtype())?.reshape([1, hkv, group, 1, 1])?.broadcast_to([b, hkv, group, tq, 1])?;
+            let all = Tensor::cat(&[&masked, &column], -1)?.softmax(-1)?;
+            (all.narrow(-1, 0, tk)?, Some(all.narrow(-1, tk, 1)?))
+        }
+    };
+    let p = p.mul(&mask.to_dtype(scores.dtype())?)?;
     let dv_grad = p.t()?.matmul(&gg)?.sum(2usize, false)?; // (B, Hkv, Tk, Dv)
     let dp = gg.matmul(&vv.t()?)?; // (B, Hkv, G, Tq, Tk)
-    let mut ds = p.mul(&dp.sub(&dp.mul(&p)?.sum(-1, true)?)?)?;
+    let row_dot = dp.mul(&p)?.sum(-1, true)?; // (B, Hkv, G, Tq, 1)
+    let d_sinks = match (&p_sink, sinks) {
+        (Some(ps), Some(s)) => Some(
+            ps.mul(&row_dot)?
+                .neg()?
+                .sum(-1, false)?
+                .sum(3usize, false)?
+                .sum(0usize, false)?
+                .reshape([hq])?
+                .to_dtype(s.dtype())?,
+        ),
+        _ => None,
+    };
+    let mut ds = p.mul(&dp.sub(&row_dot)?)?;
     if let Some(t) = capped {
         ds = ds.mul(&t.sqr()?.neg()?.add_scalar(1.0)?)?; // d(cap tanh(x/cap))/dx = 1 - tanh^2
     }
     let dq = ds.matmul(&kk)?.mul_scalar(spec.scale)?.reshape([b, hq, tq, d])?;
     let dk = ds.t()?.matmul(&qg)?.mul_scalar(spec.scale)?.sum(2usize, false)?; // (B, Hkv, Tk, D)
-    Ok(vec![Some(dq), Some(dk), Some(dv_grad)])
+    let mut grads = vec![Some(dq), Some(dk), Some(dv_grad)];
+    if sinks.is_some() {
+        grads.push(d_sinks);
+    }
+    Ok(grads)
 }

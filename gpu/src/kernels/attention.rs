@@ -1,4 +1,4 @@
-//! Launcher of the fused attention kernel. Tolerance against the CPU ~1e-5 relative (softmax
+//! Launcher of the fused attention kernel (with optional attention sinks, gpt-oss). Tolerance against the CPU ~1e-5 relative (softmax
 //! computed online, sums in another order).
 
 use std::sync::Arc;
@@ -34,16 +34,23 @@ struct Params {
     k_start: u32,
     window: u32,
     chunk: u32,
-    pad: u32,
+    has_sinks: u32,
 }
 
 fn u32_of(v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::backend("attention", format!("{v} exceeds the GPU kernels' 32-bit indices")))
 }
 
-pub fn attention(b: &GpuBackend, q: Src, k: Src, v: Src, spec: &AttentionSpec) -> Result<BufferRef> {
+pub fn attention(
+    b: &GpuBackend,
+    q: Src,
+    k: Src,
+    v: Src,
+    sinks: Option<Src>,
+    spec: &AttentionSpec,
+) -> Result<BufferRef> {
     const OP: &str = "attention";
-    for t in [&q, &k, &v] {
+    for t in [&q, &k, &v].into_iter().chain(sinks.as_ref()) {
         if t.dtype != DType::F32 {
             return Err(Error::unsupported_dtype(OP, t.dtype));
         }
@@ -88,16 +95,21 @@ pub fn attention(b: &GpuBackend, q: Src, k: Src, v: Src, spec: &AttentionSpec) -
         k_start: u32_of(mask.k_start)?,
         window: u32_of(mask.window.unwrap_or(0))?,
         chunk: u32_of(mask.chunk.unwrap_or(0))?,
-        pad: 0,
+        has_sinks: sinks.is_some() as u32,
     };
-    let kernel = b.kernel("attention", &[Access::Read, Access::Read, Access::Read, Access::ReadWrite], || {
-        source(super::unary::MATH, BODY)
-    })?;
+    // Sinks come contiguous from the tensor layer; without them q stands in, never read.
+    let sinks_buffer = match &sinks {
+        Some(s) if s.layout.is_contiguous() && s.layout.offset() == 0 => b.buffer(OP, s)?.buffer.clone(),
+        Some(s) => super::copy::contiguous(b, OP, *s)?.buffer.clone(),
+        None => q_arc.clone(),
+    };
+    let access = [Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite];
+    let kernel = b.kernel("attention", &access, || source(super::unary::MATH, BODY))?;
     b.dispatch(
         OP,
         kernel,
         &params,
-        &[&q_arc, &b.buffer(OP, &k)?.buffer, &b.buffer(OP, &v)?.buffer, &out.buffer],
+        &[&q_arc, &b.buffer(OP, &k)?.buffer, &b.buffer(OP, &v)?.buffer, &sinks_buffer, &out.buffer],
         groups_2d(rows),
     )?;
     Ok(Arc::new(out))

@@ -5,6 +5,7 @@
 //
 // q is contiguous [B, Hq, Tq, D]; k and v are views (a KV cache's live rows) given by offset and
 // strides with a contiguous last dim. Query head h reads kv head h / group (GQA, MQA).
+// Optional attention sinks [Hq] add one logit per head to each row's denominator.
 
 struct Params {
     b: u32,
@@ -30,14 +31,15 @@ struct Params {
     k_start: u32,
     window: u32, // 0: none
     chunk: u32,  // 0: none
-    pad0: u32,
+    has_sinks: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> sinks: array<f32>; // [Hq] when has_sinks
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 const THREADS: u32 = 64u;
 const MAX_DV_PER_THREAD: u32 = 16u; // Dv <= 1024
@@ -114,8 +116,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     workgroupBarrier();
     let range = visible_range(i);
     let neg_inf = bitcast<f32>(0xff800000u);
+    // A sink (gpt-oss) starts the running softmax as a logit whose value is zero: it joins the
+    // max and the sum but adds nothing to the weighted values.
     var m = neg_inf;
     var l = 0.0;
+    if (params.has_sinks == 1u) {
+        m = sinks[h];
+        l = 1.0;
+    }
     var acc: array<f32, 16>;
     for (var t = 0u; t < MAX_DV_PER_THREAD; t = t + 1u) {
         acc[t] = 0.0;

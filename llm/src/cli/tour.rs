@@ -1,6 +1,6 @@
 //! `llm tour [--device cpu|gpu]`: the project's main job, with no download and no flags needed.
 //!
-//! 1. The eight architectures side by side at real scale, from the configs compiled into the
+//! 1. The nine architectures side by side at real scale, from the configs compiled into the
 //!    library (`llm/configs/`): parameters total and active per token, the KV cache per token and
 //!    at 32k and 128k tokens of context, and the design choices that set them apart.
 //! 2. Each architecture built small and run once on the best device found: the tiny Hugging Face
@@ -31,8 +31,18 @@ use crate::{Error, Result};
 const CONTEXTS: [usize; 2] = [32 * 1024, 128 * 1024];
 
 /// The tiny checkpoints, in the order of the comparison.
-const FIXTURES: [&str; 9] =
-    ["deepseek_v3", "kimi_k2", "olmo2", "gemma3", "mistral_small", "llama4", "qwen3", "qwen3_moe", "smollm3"];
+const FIXTURES: [&str; 10] = [
+    "deepseek_v3",
+    "kimi_k2",
+    "olmo2",
+    "gemma3",
+    "mistral_small",
+    "llama4",
+    "qwen3",
+    "qwen3_moe",
+    "smollm3",
+    "gpt_oss",
+];
 
 /// Logits within this of the reference count as a match: float32 re-implementations differ by
 /// about 1e-5 (summation order), while a wrong detail moves logits by O(1) (see

@@ -2,11 +2,13 @@
 //! transformers `*Config` classes), and how it derives its layer kinds.
 
 use nn::attention::TemperatureTuning;
+use nn::moe::SwigluClamp;
 use serde_json::{Map, Value};
 use tensor::GluActivation;
 
 use super::fields::{Fields, quoted};
 use super::{Family, LayerAttention, LayerKind, MlaSizes, ModelConfig, MoeConfig, RouterKind, rope};
+use crate::models::gpt_oss;
 use crate::{Error, Result};
 
 fn family_of(model_type: &str) -> Option<(Family, bool)> {
@@ -24,6 +26,7 @@ fn family_of(model_type: &str) -> Option<(Family, bool)> {
         "qwen3" => (Family::Qwen3, false),
         "qwen3_moe" => (Family::Qwen3Moe, false),
         "smollm3" => (Family::SmolLM3, false),
+        gpt_oss::MODEL_TYPE => (Family::GptOss, false),
         _ => return None,
     })
 }
@@ -31,7 +34,7 @@ fn family_of(model_type: &str) -> Option<(Family, bool)> {
 /// The most layers a config may declare.
 const MAX_LAYERS: usize = 1 << 16;
 
-const SUPPORTED: &str = "deepseek_v3, kimi_k2, olmo2, gemma3_text, gemma3, mistral, mistral3, llama4_text, llama4, qwen3, qwen3_moe, smollm3";
+const SUPPORTED: &str = "deepseek_v3, kimi_k2, olmo2, gemma3_text, gemma3, mistral, mistral3, llama4_text, llama4, qwen3, qwen3_moe, smollm3, gpt_oss";
 
 pub fn parse(map: &Map<String, Value>, source: &str) -> Result<ModelConfig> {
     let top = Fields { source, map };
@@ -78,6 +81,7 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
         Family::Llama4 => (202_048, 500_000.0, 1e-5, false),
         Family::Qwen3 | Family::Qwen3Moe => (151_936, 10_000.0, 1e-6, false),
         Family::SmolLM3 => (128_256, 2_000_000.0, 1e-6, true),
+        Family::GptOss => (gpt_oss::VOCAB_SIZE, gpt_oss::ROPE_THETA, gpt_oss::RMS_NORM_EPS, false),
     };
     let hidden_size = f.usize("hidden_size")?;
     let num_hidden_layers = f.usize("num_hidden_layers")?;
@@ -93,6 +97,7 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
     let default_head_dim = match family {
         Family::Gemma3 => Some(256),
         Family::Llama4 | Family::Qwen3 | Family::Qwen3Moe => Some(128),
+        Family::GptOss => Some(gpt_oss::HEAD_DIM),
         _ => None,
     };
     let head_dim = match f.usize_opt("head_dim")?.or(default_head_dim) {
@@ -106,7 +111,8 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
             hidden_size / num_attention_heads
         }
     };
-    let max_position_embeddings = f.usize_or("max_position_embeddings", 4096)?;
+    let default_max_positions = if family == Family::GptOss { gpt_oss::MAX_POSITION_EMBEDDINGS } else { 4096 };
+    let max_position_embeddings = f.usize_or("max_position_embeddings", default_max_positions)?;
     let activation_name = match f.str_opt("hidden_activation")? {
         Some(a) => a,
         None => f.str_opt("hidden_act")?.unwrap_or(if family == Family::Gemma3 { "gelu_pytorch_tanh" } else { "silu" }),
@@ -122,9 +128,15 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
         }
     };
     let default_local_theta = (family == Family::Gemma3).then_some(10_000.0);
-    let rope = rope::read(f, max_position_embeddings, default_theta, default_local_theta)?;
+    let mut rope = rope::read(f, max_position_embeddings, default_theta, default_local_theta)?;
+    if family == Family::GptOss && !f.has("rope_scaling") && !f.has("rope_parameters") {
+        rope.global.scaling = gpt_oss::default_rope_scaling();
+    }
 
-    let intermediate_size = f.usize_opt("intermediate_size")?;
+    let intermediate_size = match family {
+        Family::GptOss => Some(f.usize_or("intermediate_size", gpt_oss::INTERMEDIATE_SIZE)?),
+        _ => f.usize_opt("intermediate_size")?,
+    };
     let require = |v: Option<usize>, name: &str| {
         v.ok_or_else(|| Error::Config(format!("{source}: missing required field {name}")))
     };
@@ -133,11 +145,11 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
     let sliding_window = match family {
         Family::Gemma3 => Some(f.usize_or("sliding_window", 4096)?),
         // MistralConfig defaults to a 4096 window when the key is absent; null turns it off.
-        Family::Mistral => {
+        Family::Mistral | Family::GptOss => {
             if f.map.contains_key("sliding_window") {
                 f.usize_opt("sliding_window")?
             } else {
-                Some(4096)
+                Some(if family == Family::GptOss { gpt_oss::SLIDING_WINDOW } else { 4096 })
             }
         }
         _ => None,
@@ -198,6 +210,7 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
                 }
                 Family::Llama4 => Ok(if rope_layers[i] { LayerAttention::Chunked } else { LayerAttention::Full }),
                 Family::Mistral if sliding_window.is_some() => Ok(LayerAttention::Sliding),
+                Family::GptOss => Ok(gpt_oss::default_layer_attention(i)),
                 _ => Ok(LayerAttention::Full),
             })
             .collect::<Result<_>>()?,
@@ -296,6 +309,24 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
             });
             (moe, layers)
         }
+        Family::GptOss => {
+            let num_experts = match f.usize_opt("num_local_experts")? {
+                Some(n) => n,
+                None => f.usize_or("num_experts", gpt_oss::NUM_LOCAL_EXPERTS)?,
+            };
+            let moe = MoeConfig {
+                router: RouterKind::BiasedSoftmaxOverChosen,
+                num_experts,
+                top_k: f.usize_or("num_experts_per_tok", gpt_oss::NUM_EXPERTS_PER_TOK)?,
+                expert_intermediate_size: require(intermediate_size, "intermediate_size")?,
+                shared_intermediate_size: None,
+                norm_topk_prob: false,
+                routed_scaling_factor: 1.0,
+                n_group: 1,
+                topk_group: 1,
+            };
+            (Some(moe), vec![true; num_hidden_layers])
+        }
         _ => (None, vec![false; num_hidden_layers]),
     };
     let dense_intermediate_size = match family {
@@ -343,7 +374,7 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
         max_position_embeddings,
         tie_word_embeddings: outer_bool(f, top, "tie_word_embeddings", default_tie)?,
         activation,
-        attention_bias: f.bool_or("attention_bias", false)?,
+        attention_bias: f.bool_or("attention_bias", family == Family::GptOss)?,
         rope,
         rope_interleaved: match family {
             Family::Llama4 => true,
@@ -362,6 +393,14 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
         use_qk_norm: family == Family::Llama4 && f.bool_or("use_qk_norm", true)?,
         temperature_tuning,
         moe,
+        attention_sinks: family == Family::GptOss,
+        swiglu_clamp: match family {
+            Family::GptOss => Some(SwigluClamp {
+                alpha: f.f64_or("swiglu_alpha", gpt_oss::SWIGLU_ALPHA)?,
+                limit: f.f64_or("swiglu_limit", gpt_oss::SWIGLU_LIMIT)?,
+            }),
+            _ => None,
+        },
         mla,
         bos_token_id: bos.first().copied(),
         eos_token_ids: eos,
@@ -445,6 +484,14 @@ fn validate(c: &ModelConfig) -> Result<()> {
         if m.expert_intermediate_size == 0 {
             return fail("the expert width (moe_intermediate_size) must be at least 1".to_string());
         }
+    }
+    if let Some(clamp) = &c.swiglu_clamp
+        && !(clamp.limit > 0.0 && clamp.alpha.is_finite())
+    {
+        return fail(format!(
+            "fields swiglu_limit ({}) must be positive and swiglu_alpha ({}) finite",
+            clamp.limit, clamp.alpha
+        ));
     }
     if let Some(m) = &c.mla
         && (m.kv_lora_rank == 0 || m.qk_nope_head_dim + m.qk_rope_head_dim == 0 || m.v_head_dim == 0)

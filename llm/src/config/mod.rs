@@ -4,7 +4,7 @@
 //!
 //! Accepted `model_type`s: `deepseek_v3`, `kimi_k2`, `olmo2`, `gemma3_text` (and `gemma3` with a
 //! nested `text_config`), `mistral` (and `mistral3` nested), `llama4_text` (and `llama4` nested),
-//! `qwen3`, `qwen3_moe`, `smollm3`.
+//! `qwen3`, `qwen3_moe`, `smollm3`, `gpt_oss`.
 
 mod families;
 pub mod fields;
@@ -14,6 +14,7 @@ pub mod shipped;
 use std::path::Path;
 
 use nn::attention::TemperatureTuning;
+use nn::moe::SwigluClamp;
 use tensor::GluActivation;
 
 pub use rope::{RopeConfig, RopeSettings};
@@ -33,10 +34,11 @@ pub enum Family {
     Qwen3,
     Qwen3Moe,
     SmolLM3,
+    GptOss,
 }
 
 impl Family {
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::DeepseekV3,
         Family::KimiK2,
         Family::Olmo2,
@@ -46,6 +48,7 @@ impl Family {
         Family::Qwen3,
         Family::Qwen3Moe,
         Family::SmolLM3,
+        Family::GptOss,
     ];
 
     /// The display name used in tables.
@@ -60,6 +63,7 @@ impl Family {
             Family::Qwen3 => "Qwen3",
             Family::Qwen3Moe => "Qwen3 MoE",
             Family::SmolLM3 => "SmolLM3",
+            Family::GptOss => "gpt-oss",
         }
     }
 }
@@ -106,6 +110,8 @@ pub enum RouterKind {
     SigmoidGroupLimited,
     /// Llama 4: top-1 by logit, the sigmoid score applied to the expert's input.
     Top1SigmoidInput,
+    /// gpt-oss: logits with a learned bias, top-k, softmax over the chosen k.
+    BiasedSoftmaxOverChosen,
 }
 
 /// Mixture-of-experts sizes and routing.
@@ -169,6 +175,10 @@ pub struct ModelConfig {
     /// Llama 4 `attn_temperature_tuning` on NoPE layers.
     pub temperature_tuning: Option<TemperatureTuning>,
     pub moe: Option<MoeConfig>,
+    /// gpt-oss: a learned sink logit per head in every attention softmax.
+    pub attention_sinks: bool,
+    /// gpt-oss: experts with biases and the clamped SwiGLU (`swiglu_alpha`, `swiglu_limit`).
+    pub swiglu_clamp: Option<SwigluClamp>,
     pub mla: Option<MlaSizes>,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,

@@ -23,7 +23,7 @@ impl ShippedConfig {
 
 macro_rules! shipped {
     ($($release:expr => $file:expr),* $(,)?) => {
-        /// The nine configs, in the order of the architecture comparison.
+        /// The eleven configs, in the order of the architecture comparison.
         pub const SHIPPED: &[ShippedConfig] = &[
             $(ShippedConfig { release: $release, file: $file, json: include_str!(concat!("../../configs/", $file)) },)*
         ];
@@ -40,6 +40,8 @@ shipped! {
     "Qwen3 0.6B" => "qwen3-0.6b.json",
     "Qwen3 235B-A22B" => "qwen3-235b-a22b.json",
     "SmolLM3 3B" => "smollm3-3b.json",
+    "gpt-oss-20b" => "gpt-oss-20b.json",
+    "gpt-oss-120b" => "gpt-oss-120b.json",
 }
 
 #[cfg(test)]
@@ -51,6 +53,6 @@ mod tests {
         for s in SHIPPED {
             s.parse().unwrap_or_else(|e| panic!("{}: {e}", s.file));
         }
-        assert_eq!(SHIPPED.len(), 9);
+        assert_eq!(SHIPPED.len(), 11);
     }
 }

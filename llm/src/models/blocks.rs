@@ -35,7 +35,8 @@ impl AttentionBlock for GroupedQueryAttention {
             (h, kv) => format!("GQA {h}:{kv}"),
         };
         let pos = if c.rope.is_some() { "RoPE" } else { "NoPE" };
-        format!("{kind}, {pos}, {}", c.mask.name())
+        let sinks = if self.sinks.is_some() { " + sinks" } else { "" };
+        format!("{kind}{sinks}, {pos}, {}", c.mask.name())
     }
 }
 
@@ -84,7 +85,8 @@ impl FeedForwardBlock for nn::moe::SparseMoe {
     }
     fn describe(&self) -> String {
         let shared = if self.shared.is_some() { " + shared expert" } else { "" };
-        format!("MoE {} experts, top-{}{shared}", self.router.num_experts, self.router.top_k)
+        let clamped = if self.experts.clamp.is_some() { ", clamped SwiGLU" } else { "" };
+        format!("MoE {} experts, top-{}{shared}{clamped}", self.router.num_experts, self.router.top_k)
     }
 }
 

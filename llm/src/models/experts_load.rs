@@ -1,15 +1,18 @@
 //! Experts are stored stacked in this library ([E, out, in] per projection) but in checkpoints
 //! either one tensor per expert (`mlp.experts.{e}.gate_proj.weight`, Qwen3-MoE, DeepSeek-V3,
 //! Kimi K2) or fused (Llama 4: `feed_forward.experts.gate_up_proj` [E, H, 2I] and
-//! `feed_forward.experts.down_proj` [E, I, H], in×out). This file assembles the stacked form.
+//! `feed_forward.experts.down_proj` [E, I, H], in×out; gpt-oss: `mlp.experts.gate_up_proj`
+//! [E, H, 2I] with gate and up columns interleaved, `down_proj` [E, I, H], and the biases
+//! `gate_up_proj_bias` [E, 2I] (interleaved too) and `down_proj_bias` [E, H]). This file
+//! assembles the stacked form.
 
 use std::collections::HashSet;
 
 use autograd::Var;
 use tensor::{DType, Device, Tensor};
 
-use crate::Result;
 use crate::weights::Checkpoint;
+use crate::{Error, Result};
 
 /// The stored dtype of the tensors a stacked expert parameter is assembled from (the first
 /// expert's, or the fused tensor's), if the checkpoint holds them.
@@ -24,7 +27,8 @@ pub fn stored_dtype(name: &str, checkpoint: &Checkpoint) -> Option<DType> {
 }
 
 /// The stacked expert tensor named `name` (e.g. `model.layers.3.mlp.experts.gate_proj`), if
-/// the checkpoint stores it in one of the known per-expert or fused forms.
+/// the checkpoint stores it in one of the known per-expert or fused forms. `interleaved`: fused
+/// gate and up columns alternate (gpt-oss) instead of gate's half coming first (Llama 4).
 pub fn assemble(
     name: &str,
     var: &Var,
@@ -32,10 +36,26 @@ pub fn assemble(
     used: &mut HashSet<String>,
     dtype: DType,
     device: &Device,
+    interleaved: bool,
 ) -> Result<Option<Tensor>> {
     let Some((prefix, projection)) = name.rsplit_once(".experts.") else {
         return Ok(None);
     };
+    // MXFP4 (gpt-oss releases): u8 blocks of e2m1 pairs and e8m0 scales in place of the tensor.
+    for fused_name in ["gate_up_proj", "down_proj"] {
+        let blocks = format!("{prefix}.experts.{fused_name}_blocks");
+        if let Some(found) = super::load::resolve(&blocks, checkpoint) {
+            return Err(Error::format(
+                &checkpoint.describe(),
+                format!(
+                    "tensor {found} (with its _scales) holds MXFP4-quantized experts, which this loader does not read yet;                      a dequantized (bf16 or f32) checkpoint loads"
+                ),
+            ));
+        }
+    }
+    if let Some(projection) = projection.strip_suffix(".bias") {
+        return fused_bias(prefix, projection, checkpoint, used, device, interleaved);
+    }
     let projection = projection.trim_end_matches(".weight");
     let experts = var.dims()[0];
     // One tensor per expert.
@@ -60,9 +80,8 @@ pub fn assemble(
             if let Some(n) = fused("gate_up_proj") {
                 used.insert(n.clone());
                 let t = checkpoint.load(&n, Some(dtype), device)?; // [E, H, 2I]
-                let width = t.dims()[2] / 2;
-                let start = if projection == "gate_proj" { 0 } else { width };
-                return Ok(Some(t.narrow(2, start, width)?.transpose(1, 2)?.contiguous()?));
+                let part = half(&t, projection == "gate_proj", interleaved)?; // [E, H, I]
+                return Ok(Some(part.transpose(1, 2)?.contiguous()?));
             }
         }
         "down_proj" => {
@@ -75,4 +94,41 @@ pub fn assemble(
         _ => {}
     }
     Ok(None)
+}
+
+/// Gate's or up's columns of a fused [.., 2I] tensor: alternate columns when `interleaved`,
+/// else the first or second half.
+fn half(t: &Tensor, gate: bool, interleaved: bool) -> Result<Tensor> {
+    let r = t.rank();
+    let width = t.dims()[r - 1] / 2;
+    if interleaved {
+        let mut dims = t.dims().to_vec();
+        dims[r - 1] = width;
+        dims.push(2);
+        Ok(t.reshape(dims)?.select(r, if gate { 0 } else { 1 })?.contiguous()?)
+    } else {
+        Ok(t.narrow(r - 1, if gate { 0 } else { width }, width)?.contiguous()?)
+    }
+}
+
+/// gpt-oss's expert biases: `gate_proj`/`up_proj` from `gate_up_proj_bias` [E, 2I],
+/// `down_proj` from `down_proj_bias` [E, H]. Biases stay f32.
+fn fused_bias(
+    prefix: &str,
+    projection: &str,
+    checkpoint: &Checkpoint,
+    used: &mut HashSet<String>,
+    device: &Device,
+    interleaved: bool,
+) -> Result<Option<Tensor>> {
+    let stored = if projection == "down_proj" { "down_proj_bias" } else { "gate_up_proj_bias" };
+    let Some(n) = super::load::resolve(&format!("{prefix}.experts.{stored}"), checkpoint) else {
+        return Ok(None);
+    };
+    used.insert(n.clone());
+    let t = checkpoint.load(&n, Some(DType::F32), device)?;
+    Ok(Some(match projection {
+        "down_proj" => t,
+        _ => half(&t, projection == "gate_proj", interleaved)?,
+    }))
 }

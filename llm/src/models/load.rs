@@ -10,7 +10,7 @@ use nn::ModuleExt;
 use tensor::{DType, Device, Tensor};
 
 use super::decoder::CausalLm;
-use crate::config::ModelConfig;
+use crate::config::{Family, ModelConfig};
 use crate::weights::Checkpoint;
 use crate::{Error, Result};
 
@@ -72,7 +72,7 @@ pub fn resolve(name: &str, checkpoint: &Checkpoint) -> Option<String> {
 /// Whether a parameter is kept in `weight_dtype`: every matmul weight, and the embedding table
 /// where the device can gather half-precision rows (the CPU; the GPU's `index_select` reads f32).
 fn follows_weight_dtype(name: &str, var: &Var, device: &Device) -> bool {
-    var.rank() >= 2 && (device.is_cpu() || !name.contains("embed_tokens"))
+    var.rank() >= 2 && (device.is_cpu() || !name.contains("embed_tokens")) && !name.ends_with(".bias")
 }
 
 /// The dtype a parameter is loaded in: as asked, or as stored (floats wider than f32 narrowed).
@@ -109,7 +109,8 @@ pub fn load_weights(
     for (name, var) in &params {
         progress.inc(1);
         let dtype = parameter_dtype(name, var, checkpoint, options);
-        let tensor = load_parameter(name, var, checkpoint, &mut used, dtype, &options.device)?;
+        let interleaved = config.family == Family::GptOss;
+        let tensor = load_parameter(name, var, checkpoint, &mut used, dtype, &options.device, interleaved)?;
         if tensor.dims() != var.dims().as_slice() {
             return Err(Error::format(
                 &path,
@@ -148,12 +149,13 @@ fn load_parameter(
     used: &mut HashSet<String>,
     dtype: DType,
     device: &Device,
+    interleaved_experts: bool,
 ) -> Result<Tensor> {
     if let Some(found) = resolve(name, checkpoint) {
         used.insert(found.clone());
         return checkpoint.load(&found, Some(dtype), device);
     }
-    if let Some(t) = super::experts_load::assemble(name, var, checkpoint, used, dtype, device)? {
+    if let Some(t) = super::experts_load::assemble(name, var, checkpoint, used, dtype, device, interleaved_experts)? {
         return Ok(t);
     }
     Err(Error::format(&checkpoint.describe(), format!("missing tensor {name}")))

@@ -7,6 +7,7 @@ pub mod decoder;
 pub mod deepseek_v3;
 mod experts_load;
 pub mod gemma3;
+pub mod gpt_oss;
 pub mod kimi_k2;
 pub mod llama4;
 pub mod load;
@@ -43,6 +44,7 @@ pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
         Family::DeepseekV3 => deepseek_v3::build(config, init)?,
         Family::KimiK2 => kimi_k2::build(config, init)?,
         Family::Llama4 => llama4::build(config, init)?,
+        Family::GptOss => gpt_oss::build(config, init)?,
     })
 }
 

@@ -123,16 +123,16 @@ pub fn sparse_moe(
             norm_topk_prob: moe.norm_topk_prob,
         },
         Kind::Top1SigmoidInput => RouterKind::Top1SigmoidInput,
+        Kind::BiasedSoftmaxOverChosen => RouterKind::BiasedSoftmaxOverChosen,
+    };
+    let (e, h, i) = (moe.num_experts, config.hidden_size, moe.expert_intermediate_size);
+    let experts = match config.swiglu_clamp {
+        Some(clamp) => Experts::clamped_swiglu(e, h, i, clamp, init)?,
+        None => Experts::new(e, h, i, config.activation, init)?,
     };
     Ok(SparseMoe {
         router: MoeRouter::new(kind, moe.num_experts, moe.top_k, config.hidden_size, init)?,
-        experts: Experts::new(
-            moe.num_experts,
-            config.hidden_size,
-            moe.expert_intermediate_size,
-            config.activation,
-            init,
-        )?,
+        experts,
         shared: moe.shared_intermediate_size.map(|w| dense_ffn(config, w, init)).transpose()?,
         router_name: names.0,
         shared_name: names.1,

@@ -1,7 +1,8 @@
 //! Writing a model back as a Hugging Face checkpoint (`config.json`, `model.safetensors`,
 //! `tokenizer.json` when the source had one) under the names its family's checkpoints use, so
 //! `llm` and transformers both load it: stacked experts are split back per expert, or fused as
-//! Llama 4 stores them.
+//! Llama 4 and gpt-oss store them (gpt-oss with gate and up columns interleaved, and its
+//! biases as `gate_up_proj_bias` and `down_proj_bias`).
 
 use std::path::Path;
 
@@ -17,6 +18,18 @@ use crate::{Error, Result};
 fn hf_tensors(name: &str, value: Tensor, family: Family) -> Result<Vec<(String, Tensor)>> {
     let value = value.to(&tensor::Device::cpu())?;
     let Some((prefix, rest)) = name.rsplit_once(".experts.") else { return Ok(vec![(name.to_string(), value)]) };
+    if family == Family::GptOss {
+        // Gate and up [E, I, H] go in x out as [E, H, I], to be interleaved by `fuse`; biases
+        // [E, I] are interleaved the same way.
+        return Ok(match rest {
+            "gate_proj.weight" | "up_proj.weight" => {
+                vec![(format!("{prefix}.experts.{rest}.__fuse"), value.transpose(1, 2)?.contiguous()?)]
+            }
+            "gate_proj.bias" | "up_proj.bias" => vec![(format!("{prefix}.experts.{rest}.__fuse"), value)],
+            "down_proj.bias" => vec![(format!("{prefix}.experts.down_proj_bias"), value)],
+            _ => vec![(format!("{prefix}.experts.down_proj"), value.transpose(1, 2)?.contiguous()?)],
+        });
+    }
     let projection = rest.trim_end_matches(".weight");
     if family == Family::Llama4 {
         // Llama 4: gate_up_proj [E, H, 2I] (gate first) and down_proj [E, I, H], in x out.
@@ -60,16 +73,31 @@ pub fn save_weights(model: &CausalLm, config: &ModelConfig, dir: &Path, dtype: D
     for (name, var) in model.named_parameters() {
         tensors.extend(hf_tensors(&name, var.value(), config.family)?);
     }
-    // Join Llama 4's gate and up halves into gate_up_proj.
+    // Join gate and up into gate_up_proj: Llama 4's halves, gpt-oss's interleaved columns.
     let fused: Vec<(String, Tensor)> = tensors.iter().filter(|(n, _)| n.ends_with(".__fuse")).cloned().collect();
     tensors.retain(|(n, _)| !n.ends_with(".__fuse"));
-    for (name, gate) in fused.iter().filter(|(n, _)| n.ends_with(".gate_proj.__fuse")) {
-        let prefix = name.trim_end_matches(".gate_proj.__fuse");
-        let up = fused
-            .iter()
-            .find(|(n, _)| n == &format!("{prefix}.up_proj.__fuse"))
-            .ok_or_else(|| Error::Config(format!("{prefix}: gate_proj without up_proj")))?;
-        tensors.push((format!("{prefix}.gate_up_proj"), Tensor::cat(&[gate, &up.1], 2)?));
+    let interleaved = config.family == Family::GptOss;
+    for (gate_suffix, up_suffix, joined) in [
+        (".gate_proj.__fuse", ".up_proj.__fuse", "gate_up_proj"),
+        (".gate_proj.weight.__fuse", ".up_proj.weight.__fuse", "gate_up_proj"),
+        (".gate_proj.bias.__fuse", ".up_proj.bias.__fuse", "gate_up_proj_bias"),
+    ] {
+        for (name, gate) in fused.iter().filter(|(n, _)| n.ends_with(gate_suffix)) {
+            let prefix = name.trim_end_matches(gate_suffix);
+            let up = fused
+                .iter()
+                .find(|(n, _)| n == &format!("{prefix}{up_suffix}"))
+                .ok_or_else(|| Error::Config(format!("{prefix}: gate_proj without up_proj")))?;
+            let last = gate.rank() - 1;
+            let t = if interleaved {
+                let mut dims = gate.dims().to_vec();
+                dims[last] *= 2;
+                Tensor::stack(&[gate, &up.1], -1)?.reshape(dims)?
+            } else {
+                Tensor::cat(&[gate, &up.1], last)?
+            };
+            tensors.push((format!("{prefix}.{joined}"), t));
+        }
     }
     for (_, t) in tensors.iter_mut() {
         if t.dtype().is_float() && t.dtype() != dtype {

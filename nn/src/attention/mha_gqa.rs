@@ -5,7 +5,8 @@
 //!
 //! The per-family knobs are fields of [`AttentionConfig`]: QK-norm per head (Qwen3, Gemma 3) or
 //! over the whole projection (OLMo 2) before RoPE, or weightless after RoPE (Llama 4); RoPE or
-//! NoPE; the mask; the softmax scale; Llama 4's temperature tuning on NoPE layers.
+//! NoPE; the mask; the softmax scale; Llama 4's temperature tuning on NoPE layers. gpt-oss adds
+//! attention sinks ([`GroupedQueryAttention::with_sinks`]).
 
 use std::sync::Mutex;
 
@@ -80,6 +81,9 @@ pub struct GroupedQueryAttention {
     pub o_proj: Linear,
     pub q_norm: Option<RmsNorm>,
     pub k_norm: Option<RmsNorm>,
+    /// gpt-oss's attention sinks `self_attn.sinks` [heads]: a learned logit per head in every
+    /// row's softmax denominator, so a head can put weight on no token.
+    pub sinks: Option<Var>,
     /// The largest attention logit per head of the last forward, when recording (MuonClip).
     max_logits: Mutex<Option<Vec<f64>>>,
     record_logits: std::sync::atomic::AtomicBool,
@@ -109,10 +113,17 @@ impl GroupedQueryAttention {
             o_proj: Linear::new(h * hd, d, bias, init)?,
             q_norm,
             k_norm,
+            sinks: None,
             config,
             max_logits: Mutex::new(None),
             record_logits: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Adds attention sinks, one learned logit per query head (gpt-oss).
+    pub fn with_sinks(mut self, init: &mut Init) -> Result<GroupedQueryAttention> {
+        self.sinks = Some(init.normal([self.config.num_heads])?);
+        Ok(self)
     }
 
     /// `x [B, T, hidden]` at positions `start..start + T` -> `[B, T, hidden]`. With a cache, the
@@ -159,7 +170,7 @@ impl GroupedQueryAttention {
             let maxima = no_grad(|| qk_clip::max_logits_per_head(&q.value(), &k_all.value(), &spec))?;
             *self.max_logits.lock().unwrap_or_else(|p| p.into_inner()) = Some(maxima);
         }
-        let out = Var::attention(&q, &k_all, &v_all, &spec)?; // (B, H, T, hd)
+        let out = Var::attention_with_sinks(&q, &k_all, &v_all, self.sinks.as_ref(), &spec)?; // (B, H, T, hd)
         self.o_proj.forward(&out.transpose(1, 2)?.reshape([b, t, h * hd])?)
     }
 
@@ -196,6 +207,9 @@ impl Module for GroupedQueryAttention {
         self.o_proj.visit(&join(prefix, "o_proj"), f);
         self.q_norm.visit(&join(prefix, "q_norm"), f);
         self.k_norm.visit(&join(prefix, "k_norm"), f);
+        if let Some(s) = &self.sinks {
+            f(&join(prefix, "sinks"), s);
+        }
     }
 
     fn record_attention_logits(&self, on: bool) {

@@ -7,6 +7,10 @@
 //! `experts.up_proj.weight`, `experts.down_proj.weight`; the loader assembles them from
 //! per-expert tensors (`experts.{e}.gate_proj.weight`, Qwen3-MoE and DeepSeek) or from Llama 4's
 //! fused `experts.gate_up_proj` [E, H, 2I] and `experts.down_proj` [E, I, H].
+//!
+//! gpt-oss's experts ([`Experts::clamped_swiglu`]) add a bias to each projection
+//! (`experts.{gate,up,down}_proj.bias`, [E, out]) and use the clamped SwiGLU of
+//! [`SwigluClamp`]; its checkpoints fuse gate and up with their columns interleaved.
 
 use autograd::Var;
 use tensor::{GluActivation, Result, Tensor};
@@ -18,6 +22,37 @@ pub struct Experts {
     pub up_proj: Var,
     pub down_proj: Var,
     pub activation: GluActivation,
+    /// Per-expert biases of gate, up and down (gpt-oss).
+    pub biases: Option<ExpertBiases>,
+    /// gpt-oss's clamped SwiGLU in place of `activation`.
+    pub clamp: Option<SwigluClamp>,
+}
+
+/// Biases [E, out] of the three expert projections.
+pub struct ExpertBiases {
+    pub gate: Var,
+    pub up: Var,
+    pub down: Var,
+}
+
+/// gpt-oss's clamped SwiGLU (`swiglu_alpha`, `swiglu_limit`): the gate is clamped from above
+/// only, the linear part on both sides, and the linear part is shifted by one:
+/// `(clamp(up, -limit, limit) + 1) * g * sigmoid(alpha * g)` with `g = min(gate, limit)`.
+/// The clamps bound activations that bf16/MXFP4 training would otherwise let grow; the sigmoid
+/// with `alpha = 1.702` is the sigmoid approximation of GELU.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SwigluClamp {
+    pub alpha: f64,
+    pub limit: f64,
+}
+
+impl SwigluClamp {
+    /// The activation of `gate` and `up` (same shapes).
+    pub fn apply(&self, gate: &Var, up: &Var) -> Result<Var> {
+        let g = gate.clamp(f64::NEG_INFINITY, self.limit)?;
+        let u = up.clamp(-self.limit, self.limit)?.add_scalar(1.0)?;
+        g.mul(&g.mul_scalar(self.alpha)?.sigmoid()?)?.mul(&u)
+    }
 }
 
 impl Experts {
@@ -33,19 +68,52 @@ impl Experts {
             up_proj: init.normal([num_experts, intermediate, hidden])?,
             down_proj: init.normal([num_experts, hidden, intermediate])?,
             activation,
+            biases: None,
+            clamp: None,
         })
+    }
+
+    /// gpt-oss's experts: biases on every projection and the clamped SwiGLU.
+    pub fn clamped_swiglu(
+        num_experts: usize,
+        hidden: usize,
+        intermediate: usize,
+        clamp: SwigluClamp,
+        init: &mut Init,
+    ) -> Result<Experts> {
+        let mut experts = Experts::new(num_experts, hidden, intermediate, GluActivation::Silu, init)?;
+        experts.biases = Some(ExpertBiases {
+            gate: init.zeros([num_experts, intermediate])?,
+            up: init.zeros([num_experts, intermediate])?,
+            down: init.zeros([num_experts, hidden])?,
+        });
+        experts.clamp = Some(clamp);
+        Ok(experts)
     }
 
     pub fn num_experts(&self) -> usize {
         self.gate_proj.dims()[0]
     }
 
-    /// Row `r` of `x [R, H]` through expert `ids[r]`: `down(act(gate x) * up x)`.
+    /// Row `r` of `x [R, H]` through expert `ids[r]`: `down(act(gate x) * up x)`, with each
+    /// projection's bias for that expert where there are biases.
     pub fn forward(&self, x: &Var, ids: &Tensor) -> Result<Var> {
         // [E, out, in] weights are used as [E, in, out] views: x [R, in] @ W[e] [in, out].
-        let gate = x.expert_matmul(&self.gate_proj.transpose(1, 2)?, ids)?;
-        let up = x.expert_matmul(&self.up_proj.transpose(1, 2)?, ids)?;
-        gate.glu(&up, self.activation)?.expert_matmul(&self.down_proj.transpose(1, 2)?, ids)
+        let project = |x: &Var, w: &Var, bias: Option<&Var>| -> Result<Var> {
+            let y = x.expert_matmul(&w.transpose(1, 2)?, ids)?;
+            match bias {
+                Some(b) => y.add(&b.index_select(ids, 0)?.to_dtype(y.dtype())?),
+                None => Ok(y),
+            }
+        };
+        let b = self.biases.as_ref();
+        let gate = project(x, &self.gate_proj, b.map(|b| &b.gate))?;
+        let up = project(x, &self.up_proj, b.map(|b| &b.up))?;
+        let hidden = match &self.clamp {
+            Some(clamp) => clamp.apply(&gate, &up)?,
+            None => gate.glu(&up, self.activation)?,
+        };
+        project(&hidden, &self.down_proj, b.map(|b| &b.down))
     }
 }
 
@@ -54,5 +122,10 @@ impl Module for Experts {
         f(&join(prefix, "gate_proj.weight"), &self.gate_proj);
         f(&join(prefix, "up_proj.weight"), &self.up_proj);
         f(&join(prefix, "down_proj.weight"), &self.down_proj);
+        if let Some(b) = &self.biases {
+            f(&join(prefix, "gate_proj.bias"), &b.gate);
+            f(&join(prefix, "up_proj.bias"), &b.up);
+            f(&join(prefix, "down_proj.bias"), &b.down);
+        }
     }
 }

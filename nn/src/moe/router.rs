@@ -10,6 +10,8 @@
 //!   trained without gradients: after each step it moves by `gamma * sign(mean load - load)`.
 //! - Llama 4 (`Llama4Router`): the top-1 logit; the weight `sigmoid(logit)` scales the expert's
 //!   *input* rather than its output.
+//! - gpt-oss (`GptOssTopKRouter`): logits `x W^T + b` with a learned bias `router.bias`; the top k
+//!   logits, and a softmax over just those k (the other experts never enter the normalisation).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +35,8 @@ pub enum RouterKind {
     },
     /// The weight multiplies the expert's input (the layer reads this from `scales_input`).
     Top1SigmoidInput,
+    /// gpt-oss: biased logits, top k, softmax over the chosen k.
+    BiasedSoftmaxOverChosen,
 }
 
 /// The choice for a batch of tokens.
@@ -52,6 +56,8 @@ pub struct MoeRouter {
     /// DeepSeek's `e_score_correction_bias` [E]: a value without gradient (`requires_grad` is
     /// false), loaded and saved with the weights, updated by `update_bias`.
     pub correction_bias: Option<Var>,
+    /// gpt-oss's trained logit bias `router.bias` [E].
+    pub bias: Option<Var>,
     /// Tokens routed to each expert since the last `take_loads`: an [E] f32 tensor on the
     /// router's device, added to on the device so counting never waits for it (exact up to
     /// 2^24 tokens per expert between two reads). `None` until something is counted.
@@ -101,6 +107,10 @@ impl MoeRouter {
             top_k,
             weight: init.normal([num_experts, hidden])?,
             correction_bias,
+            bias: match kind {
+                RouterKind::BiasedSoftmaxOverChosen => Some(init.normal([num_experts])?),
+                _ => None,
+            },
             loads: Mutex::new(None),
             training: AtomicBool::new(false),
             count_loads: AtomicBool::new(false),
@@ -112,7 +122,10 @@ impl MoeRouter {
         // Router logits in f32 whatever the activations' dtype, as every reference does
         // (f64 stays f64, for gradient checks).
         let dtype = if x.dtype() == DType::F64 { DType::F64 } else { DType::F32 };
-        let logits = x.to_dtype(dtype)?.linear(&self.weight.to_dtype(dtype)?)?; // (N, E)
+        let mut logits = x.to_dtype(dtype)?.linear(&self.weight.to_dtype(dtype)?)?; // (N, E)
+        if let Some(b) = &self.bias {
+            logits = logits.add(&b.to_dtype(dtype)?)?;
+        }
         let routing = match self.kind {
             RouterKind::SoftmaxTopK { norm_topk_prob } => {
                 let (top, ids) = logits.softmax(-1)?.topk(self.top_k, -1)?;
@@ -131,6 +144,10 @@ impl MoeRouter {
             RouterKind::Top1SigmoidInput => {
                 let (top, ids) = logits.topk(self.top_k, -1)?;
                 Routing { ids, weights: top.sigmoid()? }
+            }
+            RouterKind::BiasedSoftmaxOverChosen => {
+                let (top, ids) = logits.topk(self.top_k, -1)?;
+                Routing { ids, weights: top.softmax(-1)? }
             }
         };
         if self.training.load(Ordering::Relaxed) || self.count_loads.load(Ordering::Relaxed) {
@@ -236,6 +253,9 @@ impl Module for MoeRouter {
         f(&join(prefix, "weight"), &self.weight);
         if let Some(b) = &self.correction_bias {
             f(&join(prefix, "e_score_correction_bias"), b);
+        }
+        if let Some(b) = &self.bias {
+            f(&join(prefix, "bias"), b);
         }
     }
     fn set_training(&self, training: bool) {

@@ -1,6 +1,7 @@
 //! CPU kernels of the fused ops. Attention works on blocks of query rows: one small GEMM for the
 //! block's scores over just the keys its mask leaves visible, a masked softmax per row, one GEMM
-//! with the values; memory is [block, keys], never [Tq, Tk].
+//! with the values; memory is [block, keys], never [Tq, Tk]. Attention sinks (gpt-oss) add one
+//! logit per head to each row's softmax denominator.
 
 use rayon::prelude::*;
 
@@ -97,6 +98,7 @@ pub fn glu(gate: &HostData, lg: &Layout, up: &HostData, lu: &Layout, act: GluAct
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn attention(
     q: &HostData,
     lq: &Layout,
@@ -104,15 +106,27 @@ pub fn attention(
     lk: &Layout,
     v: &HostData,
     lv: &Layout,
+    sinks: Option<(&HostData, &Layout)>,
     spec: &AttentionSpec,
 ) -> Result<HostData> {
-    Ok(match (q, k, v) {
-        (HostData::F32(q), HostData::F32(k), HostData::F32(v)) => HostData::F32(attend(q, lq, k, lk, v, lv, spec)),
-        (HostData::F64(q), HostData::F64(k), HostData::F64(v)) => HostData::F64(attend(q, lq, k, lk, v, lv, spec)),
-        (q, _, _) => return Err(Error::unsupported_dtype("attention", q.dtype())),
+    Ok(match (q, k, v, sinks) {
+        (HostData::F32(q), HostData::F32(k), HostData::F32(v), None) => {
+            HostData::F32(attend(q, lq, k, lk, v, lv, None, spec))
+        }
+        (HostData::F32(q), HostData::F32(k), HostData::F32(v), Some((HostData::F32(s), ls))) => {
+            HostData::F32(attend(q, lq, k, lk, v, lv, Some(strided::gather(s, ls)), spec))
+        }
+        (HostData::F64(q), HostData::F64(k), HostData::F64(v), None) => {
+            HostData::F64(attend(q, lq, k, lk, v, lv, None, spec))
+        }
+        (HostData::F64(q), HostData::F64(k), HostData::F64(v), Some((HostData::F64(s), ls))) => {
+            HostData::F64(attend(q, lq, k, lk, v, lv, Some(strided::gather(s, ls)), spec))
+        }
+        (q, _, _, _) => return Err(Error::unsupported_dtype("attention", q.dtype())),
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn attend<T: FloatElement>(
     q: &[T],
     lq: &Layout,
@@ -120,6 +134,7 @@ fn attend<T: FloatElement>(
     lk: &Layout,
     v: &[T],
     lv: &Layout,
+    sinks: Option<Vec<T>>,
     spec: &AttentionSpec,
 ) -> Vec<T> {
     // q is gathered (it is small); k and v are read in place through their strides, so a KV
@@ -138,6 +153,7 @@ fn attend<T: FloatElement>(
         let (bi, h) = (bh / hq, bh % hq);
         let kvh = h / group;
         let qh = &q[bh * tq * d..(bh + 1) * tq * d];
+        let sink = sinks.as_ref().map(|s| s[h]);
         let k_base = lk.offset() + bi * ks[0] + kvh * ks[1];
         let v_base = lv.offset() + bi * vs[0] + kvh * vs[1];
         for i0 in (0..tq).step_by(QUERY_BLOCK) {
@@ -158,7 +174,8 @@ fn attend<T: FloatElement>(
                     row.iter_mut().for_each(|s| *s = T::zero());
                     continue;
                 }
-                let mut max = T::neg_infinity();
+                // The sink joins the max and the denominator, never the weighted sum.
+                let mut max = sink.unwrap_or_else(T::neg_infinity);
                 for (j, s) in row.iter_mut().enumerate() {
                     if (lo + j) < visible.start || (lo + j) >= visible.end {
                         *s = T::neg_infinity();
@@ -174,7 +191,7 @@ fn attend<T: FloatElement>(
                         max = x;
                     }
                 }
-                let mut sum = T::zero();
+                let mut sum = sink.map_or_else(T::zero, |s| (s - max).exp());
                 for s in row.iter_mut() {
                     *s = (*s - max).exp();
                     sum = sum + *s;

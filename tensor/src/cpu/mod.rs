@@ -191,8 +191,10 @@ impl Backend for CpuBackend {
         Ok(output(fused::glu(&g, gate.layout, &u, up.layout, act)?))
     }
 
-    fn attention(&self, q: Src, k: Src, v: Src, spec: &AttentionSpec) -> Result<BufferRef> {
+    fn attention(&self, q: Src, k: Src, v: Src, sinks: Option<Src>, spec: &AttentionSpec) -> Result<BufferRef> {
         let (qs, ks, vs) = (read("attention", &q)?, read("attention", &k)?, read("attention", &v)?);
-        Ok(output(fused::attention(&qs, q.layout, &ks, k.layout, &vs, v.layout, spec)?))
+        let sinks = sinks.map(|s| read("attention", &s).map(|d| (d, s.layout))).transpose()?;
+        let sinks = sinks.as_ref().map(|(d, l)| (&**d, *l));
+        Ok(output(fused::attention(&qs, q.layout, &ks, k.layout, &vs, v.layout, sinks, spec)?))
     }
 }

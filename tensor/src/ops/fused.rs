@@ -141,6 +141,19 @@ impl Tensor {
     /// (Vaswani et al. 2017), with GQA/MQA head sharing (Ainslie et al. 2023) when Hkv < Hq,
     /// the mask and optional logit soft-capping of `spec`. Gives [B, Hq, Tq, Dv].
     pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec) -> Result<Tensor> {
+        Tensor::attention_with_sinks(q, k, v, None, spec)
+    }
+
+    /// Attention with optional sinks [Hq] (gpt-oss, after Xiao et al. 2023, "Efficient Streaming
+    /// Language Models with Attention Sinks"): a learned logit per head joins the softmax's
+    /// denominator as one more column that reads no value, so a head can attend to nothing.
+    pub fn attention_with_sinks(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        sinks: Option<&Tensor>,
+        spec: &AttentionSpec,
+    ) -> Result<Tensor> {
         const OP: &str = "attention";
         q.check_same_device(OP, k)?;
         q.check_same_device(OP, v)?;
@@ -173,6 +186,12 @@ impl Tensor {
         }
         let [b, hq, tq, _] = [qd[0], qd[1], qd[2], qd[3]];
         let dv = vd[3];
+        if let Some(s) = sinks {
+            q.check_same_device(OP, s)?;
+            if s.dims() != [hq] {
+                return Err(Error::shape(OP, format!("sinks {:?} must be [Hq] = [{hq}]", s.shape())));
+            }
+        }
         q.float_op(OP, |q| {
             // Keys and values are often views into a KV cache: keep them as they are when their
             // rows are contiguous, instead of copying the whole cache every step.
@@ -181,12 +200,14 @@ impl Tensor {
             };
             let (k, v) = (rows_contiguous(k.to_dtype(q.dtype())?)?, rows_contiguous(v.to_dtype(q.dtype())?)?);
             let q = q.contiguous()?;
+            let sinks = sinks.map(|s| s.to_dtype(q.dtype())?.contiguous()).transpose()?;
             Tensor::fused_or(
                 || {
-                    let buffer = q.device().backend().attention(q.src(), k.src(), v.src(), spec)?;
+                    let sinks = sinks.as_ref().map(|s| s.src());
+                    let buffer = q.device().backend().attention(q.src(), k.src(), v.src(), sinks, spec)?;
                     Ok(q.new_like(buffer, [b, hq, tq, dv], q.dtype()))
                 },
-                || Tensor::attention_composite(&q, &k, &v, spec),
+                || Tensor::attention_composite_with_sinks(&q, &k, &v, sinks.as_ref(), spec),
             )
         })
     }
@@ -194,6 +215,18 @@ impl Tensor {
     /// Attention from primitives: scores, mask, softmax, weighted sum. Materialises the
     /// [Tq, Tk] score matrix, which the fused kernels avoid.
     pub fn attention_composite(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec) -> Result<Tensor> {
+        Tensor::attention_composite_with_sinks(q, k, v, None, spec)
+    }
+
+    /// Attention with sinks from primitives: the sink logits are appended as one more column of
+    /// the scores, the softmax runs over the widened rows, and the sink column is dropped.
+    pub fn attention_composite_with_sinks(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        sinks: Option<&Tensor>,
+        spec: &AttentionSpec,
+    ) -> Result<Tensor> {
         let (b, hq, tq, d) = (q.dims()[0], q.dims()[1], q.dims()[2], q.dims()[3]);
         let (hkv, tk, dv) = (k.dims()[1], k.dims()[2], v.dims()[3]);
         let group = hq / hkv;
@@ -210,7 +243,15 @@ impl Tensor {
         // A large finite fill keeps fully masked rows finite; multiplying by the mask then
         // zeroes them, so "no visible key" gives zeros as the fused kernels do.
         let fill = Tensor::full(-1e30, (), scores.dtype(), q.device())?;
-        let probs = mask.where_cond(&scores, &fill)?.softmax(-1)?;
+        let masked = mask.where_cond(&scores, &fill)?;
+        let probs = match sinks {
+            None => masked.softmax(-1)?,
+            Some(s) => {
+                let column =
+                    s.to_dtype(masked.dtype())?.reshape([1, hkv, group, 1, 1])?.broadcast_to([b, hkv, group, tq, 1])?;
+                Tensor::cat(&[&masked, &column], -1)?.softmax(-1)?.narrow(-1, 0, tk)?
+            }
+        };
         let probs = probs.mul(&mask.to_dtype(probs.dtype())?)?;
         probs.matmul(&v)?.reshape([b, hq, tq, dv])
     }
