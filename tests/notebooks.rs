@@ -63,8 +63,8 @@ fn every_example_has_a_page_with_its_output_and_pictures() {
 #[test]
 fn the_readme_links_every_page() {
     let readme = fs::read_to_string(root().join("README.md")).expect("README.md");
-    let unlinked: Vec<&String> =
-        examples().iter().filter(|n| !readme.contains(&format!("(docs/notebooks/{n}.md)"))).collect();
+    let unlinked: Vec<String> =
+        examples().into_iter().filter(|n| !readme.contains(&format!("(docs/notebooks/{n}.md)"))).collect();
     assert!(unlinked.is_empty(), "the README's table does not link {unlinked:?}");
 }
 
