@@ -32,8 +32,8 @@ for name in "${names[@]}"; do
     "target/release/examples/$name" >"$log" 2>&1 || status=$?
     seconds=$(( $(date +%s) - started ))
     page="docs/notebooks/$name.md"
-    title="$(grep -m1 '^//! # ' "examples/$name.rs" | sed 's|^//! # ||')"
-    [ -n "$title" ] || title="$(grep -m1 '^//!' "examples/$name.rs" | sed 's|^//! *||')"
+    title="$(grep -m1 '^//! # ' "examples/$name.rs" | sed 's|^//! # ||' || true)"
+    [ -n "$title" ] || title="$(grep -m1 '^//!' "examples/$name.rs" | sed 's|^//! *||' || true)"
     rm -rf "docs/notebooks/$name"
     {
         echo "# \`$name\`: $title"
