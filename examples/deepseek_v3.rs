@@ -318,7 +318,7 @@ fn run(quick: bool) -> llm::Result<()> {
         human_bytes(ak.kv_cache_bytes_per_token(DType::BF16)),
     );
     row(
-        "attention FLOPs per cached position",
+        "attention FLOPs per cached position (absorbed MLA)",
         human_count(a3.attention_flops_per_position.0),
         human_count(ak.attention_flops_per_position.0),
     );

@@ -43,8 +43,9 @@ fn run(quick: bool) -> llm::Result<()> {
     // ## 2. Two RoPE bases
     // Local layers only ever see 1024 positions, so they keep the classic base 10,000
     // (`rope_local_base_freq`); global layers use base 1,000,000 with linear scaling by 8
-    // (`rope_scaling`), stretching the 16k-token training length to 128k. The slowest pair's
-    // wavelength says how far apart two positions can be before the angle wraps around.
+    // (`rope_scaling`): the Gemma 3 report pre-trains at 32k tokens, then rescales RoPE by 8 to
+    // reach 128k. The slowest pair's wavelength says how far apart two positions can be before
+    // the angle wraps around.
     let hd = g.head_dim;
     let local = g.rope.local.as_ref().expect("Gemma 3 has a local rope");
     for (name, s) in [("local", local), ("global", &g.rope.global)] {

@@ -64,7 +64,7 @@ fn main() -> llm::Result<()> {
         human_count(ak.active_params())
     );
     println!(
-        "  attention parameters per layer: {} vs {}; attention FLOPs per cached position {} vs {}",
+        "  attention parameters per layer: {} vs {}; attention FLOPs per cached position (absorbed MLA, as decoding runs) {} vs {}",
         human_count(a3.total.attention / v3.num_hidden_layers as u64),
         human_count(ak.total.attention / k2.num_hidden_layers as u64),
         human_count(a3.attention_flops_per_position.0),

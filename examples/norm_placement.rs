@@ -4,9 +4,11 @@
 //! cores: three models of about 0.3M parameters, 200 updates of 8 x 128 tokens each).
 //! Picture: `target/examples-out/norm_placement/loss.png`, the three loss curves together.
 //!
-//! The same tiny decoder, the same seed, the same Austen token stream, trained three ways that
-//! differ only in where each layer normalises (`llm::tiny::config_json` writes one config per
-//! family, so everything else is equal):
+//! The same tiny sizes, the same seed, the same Austen token stream, trained in three families'
+//! wiring (`llm::tiny::config_json` writes one config per family). The families differ mainly in
+//! where each layer normalises, but not only: the list below names the other differences (QK-norm
+//! form, Gemma's GeGLU, embedding scale and window), so this compares three recipes, not norm
+//! placement alone:
 //! - **pre-norm** (Qwen3 family; GPT-2 onwards, Xiong et al. 2020): `x + f(norm(x))`. Qwen3 also
 //!   normalises each query and key head (QK-norm).
 //! - **post-norm inside the residual** (OLMo 2, arXiv 2501.00656): `x + norm(f(x))`, no norm

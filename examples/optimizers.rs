@@ -12,8 +12,10 @@
 //!   hidden matrices and stay with AdamW. With Moonlight's scaling (`0.2 * sqrt(max(rows,
 //!   cols))`) the update has AdamW's RMS, so AdamW's learning rate and weight decay carry over.
 //! - **MuonClip** (Kimi K2, arXiv 2507.20534): Muon plus QK-Clip. After each update, any head
-//!   whose largest attention logit in that step exceeded tau = 100 has its query and key weights
-//!   scaled down by `tau / max`, which keeps logits bounded without changing the update rule.
+//!   whose largest attention logit in that step exceeded tau = 100 has its logits brought back to
+//!   tau by rescaling its weights: the query and key projections each by `sqrt(tau / max)`, so
+//!   their product shrinks by `tau / max` (where a key head is shared by several query heads, as
+//!   in GQA, the query rows alone take the whole `tau / max`). The update rule is unchanged.
 //!
 //! What to expect: both learn; Muon usually reaches a lower loss in the same number of updates
 //! (each update costs a little more: the Newton-Schulz matmuls). At 200 updates of a tiny model

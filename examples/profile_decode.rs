@@ -1,3 +1,5 @@
+//! # Profiling one decode step
+//!
 //! Times the decode path of a Qwen3-0.6B-shaped model (random weights) step by step: a tool for
 //! finding where decoding spends its time. `cargo run --release --example profile_decode`.
 

@@ -56,7 +56,8 @@ pub struct Anatomy {
     /// Multiply-adds per token through the weights (2 FLOPs each), without attention scores.
     pub matmul_flops_per_token: u64,
     /// Per key position attended, per token: QK^T and PV FLOPs summed over layers and heads,
-    /// split like the cache (full, sliding, chunked).
+    /// split like the cache (full, sliding, chunked). MLA is counted on the absorbed path that
+    /// cached decoding runs ([`mla_absorbed_flops_per_position`]).
     pub attention_flops_per_position: (u64, u64, u64),
     pub attention_kind: String,
     pub norm_placement: &'static str,
@@ -96,6 +97,23 @@ fn norms_per_layer(c: &ModelConfig) -> u64 {
     }
 }
 
+/// Attention FLOPs per attended position per layer for MLA on the path decoding runs: the
+/// absorbed one (`nn::attention::mla`), where each head scores its query against the cached
+/// latent plus rope key (`kv_lora_rank + qk_rope_head_dim`) and sums the latents
+/// (`kv_lora_rank`), then applies `W_uv` once per token (counted with the weights). That is
+/// `2 * h * (512 + 64 + 512)` for DeepSeek-V3, about 3.4x the expanded path's
+/// `2 * h * (128 + 64 + 128)`: the compute MLA pays for its small cache (DeepSeek-V2, arXiv
+/// 2405.04434, section 2.1.3).
+pub fn mla_absorbed_flops_per_position(heads: usize, m: &crate::config::MlaSizes) -> u64 {
+    2 * heads as u64 * (2 * m.kv_lora_rank + m.qk_rope_head_dim) as u64
+}
+
+/// The same for the expanded path (keys and values rebuilt per head, as training runs it):
+/// `2 * h * (qk_nope + qk_rope + v_head_dim)`.
+pub fn mla_expanded_flops_per_position(heads: usize, m: &crate::config::MlaSizes) -> u64 {
+    2 * heads as u64 * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim) as u64
+}
+
 impl Anatomy {
     pub fn of(c: &ModelConfig) -> Anatomy {
         let d = c.hidden_size as u64;
@@ -127,9 +145,7 @@ impl Anatomy {
         };
         // QK^T and PV multiply-adds per attended position, times 2 FLOPs.
         let att_per_layer = match &c.mla {
-            Some(m) => {
-                2 * c.num_attention_heads as u64 * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim) as u64
-            }
+            Some(m) => mla_absorbed_flops_per_position(c.num_attention_heads, m),
             None => 2 * c.num_attention_heads as u64 * 2 * c.head_dim as u64,
         };
         for layer in &c.layers {

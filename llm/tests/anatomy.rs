@@ -27,6 +27,24 @@ fn deepseek_v3_is_671b_with_37b_active() {
 }
 
 #[test]
+fn deepseek_v3_attention_flops_are_counted_on_the_absorbed_path() {
+    let a = anatomy("deepseek-v3.json");
+    // Decoding scores each of 128 heads against the cached 512-dim latent + 64-dim rope key and
+    // sums 512-dim latents: 2 FLOPs x 128 heads x (512 + 64 + 512) per position, 61 layers.
+    let per_position = 61 * 2 * 128 * (512 + 64 + 512);
+    assert_eq!(a.attention_flops_per_position, (per_position, 0, 0));
+    let at_128k = a.flops_per_token(131_072) - a.flops_per_token(0);
+    assert_eq!(at_128k, per_position * 131_072);
+    // About 2.2 TFLOP per token at 128k, 3.4x what the expanded path (128 + 64 + 128) would cost.
+    assert!(near(at_128k, 2.227e12, 0.001), "{at_128k}");
+    let v3 = ModelConfig::from_path(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/deepseek-v3.json"))
+        .expect("shipped config");
+    let m = v3.mla.expect("MLA");
+    let expanded = llm::anatomy::mla_expanded_flops_per_position(128, &m) * 61;
+    assert_eq!(expanded, 61 * 2 * 128 * (128 + 64 + 128));
+}
+
+#[test]
 fn kimi_k2_is_about_1t_with_32b_active() {
     let a = anatomy("kimi-k2.json");
     assert!(near(a.total_params(), 1026.4e9, 0.001), "{}", a.total_params());

@@ -188,6 +188,23 @@ fn inspect_json_reports_the_anatomy() {
     assert!(json["total_params"].as_u64().unwrap_or(0) > 235_000_000_000);
     assert!(json["active_params"].as_u64().unwrap_or(0) > 22_000_000_000);
     assert_eq!(json["kv_cache_bytes_per_token"], 94 * 2 * 4 * 128 * 2);
+    // Weight memory: 2 bytes per parameter in bf16, 4.5 bits in q4_0.
+    let total = json["total_params"].as_u64().unwrap_or(0);
+    assert_eq!(json["weight_bytes"]["bf16"], 2 * total);
+    assert_eq!(json["weight_bytes"]["q4_0"].as_u64(), Some((total as f64 * 4.5 / 8.0).round() as u64));
+    assert_eq!(json["mtp_layers"], 0);
+}
+
+#[test]
+fn inspect_prints_weight_memory_and_deepseeks_mtp_layer() {
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/deepseek-v3.json");
+    let o = llm(&["inspect", "--model", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    // 671.03B parameters: 1249.88 GiB in bf16; 624.94 GiB of e4m3 values + 0.15 GiB of block scales.
+    assert!(out.contains("1249.88 GiB in bf16"), "{out}");
+    assert!(out.contains("625.09 GiB in fp8"), "{out}");
+    assert!(out.contains("1 prediction layer(s) (num_nextn_predict_layers)"), "{out}");
 }
 
 /// A failure: non-zero exit, one line on stderr mentioning `needle`, no panic.

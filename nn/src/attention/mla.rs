@@ -1,7 +1,8 @@
 //! Multi-head latent attention (DeepSeek-V2/V3, Kimi K2). Keys and values are compressed into
 //! one latent vector per token (`kv_lora_rank`, 512) plus one small RoPE key shared by all heads
 //! (`qk_rope_head_dim`, 64): the cache holds `kv_lora_rank + qk_rope_head_dim` numbers per token
-//! and layer, instead of `2 * heads * head_dim` for MHA (576 vs 32768 for DeepSeek-V3).
+//! and layer, instead of `heads * (qk_head_dim + v_head_dim)` for MHA with the same dimensions
+//! (576 vs 128 x (192 + 128) = 40,960 for DeepSeek-V3).
 //!
 //! Shapes (DeepSeek-V3): queries go through a LoRA `x -> q_a_proj (7168 -> 1536) -> RMSNorm ->
 //! q_b_proj (1536 -> 128 * 192)`; each head's 192 dims are 128 "nope" dims and 64 rope dims (the
