@@ -43,6 +43,13 @@ fn check_dot<W: Weight>(to_w: impl Fn(f32) -> W) {
             let got = W::dot(isa, &x, &w) as f64;
             let tol = 2e-6 * ((n + 1) as f64).sqrt() * size.max(1e-30);
             assert!((got - want).abs() <= tol, "{isa:?} dot of {n}: {got} vs {want}");
+            // Four rows at once: the same row in every slot but the third, which is reversed.
+            let rev: Vec<W> = w.iter().rev().copied().collect();
+            let want_rev: f64 = x.iter().zip(&rev).map(|(&a, &b)| a as f64 * b.to_f32() as f64).sum();
+            let four = W::dot4(isa, &x, [&w, &w, &rev, &w]);
+            for (r, (&got, want)) in four.iter().zip([want, want, want_rev, want]).enumerate() {
+                assert!((got as f64 - want).abs() <= tol, "{isa:?} dot4 row {r} of {n}: {got} vs {want}");
+            }
         }
     }
 }

@@ -189,13 +189,19 @@ fn matvec_f32<W: Weight>(
     let parallel = parallel && threads > 1 && n * k >= GEMM_PARALLEL_MIN;
     if rs == 1 || k == 1 {
         let rows = |j0: usize, ys: &mut [f32]| {
-            for (j, v) in ys.iter_mut().enumerate() {
-                let start = base + (j0 + j) * cs;
-                *v = W::dot(isa, xs, &b.data[start..start + k]);
+            let row = |j: usize| &b.data[base + (j0 + j) * cs..base + (j0 + j) * cs + k];
+            let mut groups = ys.chunks_exact_mut(4);
+            for (g, v) in groups.by_ref().enumerate() {
+                let j = 4 * g;
+                v.copy_from_slice(&W::dot4(isa, xs, [row(j), row(j + 1), row(j + 2), row(j + 3)]));
+            }
+            let done = ys.len() / 4 * 4;
+            for (j, v) in ys[done..].iter_mut().enumerate() {
+                *v = W::dot(isa, xs, row(done + j));
             }
         };
         if parallel {
-            let chunk = n.div_ceil(threads * 4).max(16);
+            let chunk = n.div_ceil(threads * 4).next_multiple_of(4).max(16);
             y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| rows(c * chunk, ys));
         } else {
             rows(0, y);

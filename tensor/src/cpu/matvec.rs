@@ -13,11 +13,36 @@ use half::{bf16, f16};
 
 use super::isa::Isa;
 
+macro_rules! dispatch {
+    ($isa:expr, $scalar:expr, $avx2:expr, $avx512:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            match $isa.or_available() {
+                // SAFETY: `or_available` only returns paths whose features the CPU reported.
+                Isa::Avx512 => unsafe { $avx512 },
+                Isa::Avx2 => unsafe { $avx2 },
+                Isa::Scalar => $scalar,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = $isa;
+            $scalar
+        }
+    }};
+}
+
 /// A weight element the kernels read: f32 as is, bf16/f16 widened in registers.
 pub trait Weight: Copy + Send + Sync + 'static {
     fn to_f32(self) -> f32;
     /// `sum_i x[i] * w[i]` (equal lengths) on the given path.
     fn dot(isa: Isa, x: &[f32], w: &[Self]) -> f32;
+    /// Four dot products of `x` with four rows, reading the rows side by side (four streams
+    /// from memory, each load of x shared).
+    fn dot4(isa: Isa, x: &[f32], w: [&[Self]; 4]) -> [f32; 4] {
+        assert!(w.iter().all(|r| r.len() == x.len()));
+        dispatch!(isa, w.map(|r| dot_scalar(x, r)), x86::dot4_avx2(x, w), x86::dot4_avx512(x, w))
+    }
     /// `y[j] += a[0] w0[j] + a[1] w1[j] + a[2] w2[j] + a[3] w3[j]` (equal lengths).
     fn axpy4(isa: Isa, y: &mut [f32], a: [f32; 4], w: [&[Self]; 4]);
 }
@@ -43,25 +68,6 @@ fn axpy4_scalar<W: Weight>(y: &mut [f32], a: [f32; 4], w: [&[W]; 4]) {
     for (j, v) in y.iter_mut().enumerate() {
         *v += a[0] * w[0][j].to_f32() + a[1] * w[1][j].to_f32() + a[2] * w[2][j].to_f32() + a[3] * w[3][j].to_f32();
     }
-}
-
-macro_rules! dispatch {
-    ($isa:expr, $scalar:expr, $avx2:expr, $avx512:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            match $isa.or_available() {
-                // SAFETY: `or_available` only returns paths whose features the CPU reported.
-                Isa::Avx512 => unsafe { $avx512 },
-                Isa::Avx2 => unsafe { $avx2 },
-                Isa::Scalar => $scalar,
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = $isa;
-            $scalar
-        }
-    }};
 }
 
 impl Weight for f32 {
@@ -215,6 +221,56 @@ pub(crate) mod x86 {
                 i += 1;
             }
             total
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    pub unsafe fn dot4_avx512<W: Weight>(x: &[f32], w: [&[W]; 4]) -> [f32; 4] {
+        let n = x.len();
+        let xp = x.as_ptr();
+        let wp = w.map(|r| r.as_ptr());
+        let mut i = 0;
+        unsafe {
+            let mut acc = [_mm512_setzero_ps(); 4];
+            while i + 16 <= n {
+                let xv = _mm512_loadu_ps(xp.add(i));
+                for r in 0..4 {
+                    acc[r] = _mm512_fmadd_ps(xv, load16(wp[r].add(i)), acc[r]);
+                }
+                i += 16;
+            }
+            let mut out = acc.map(|a| _mm512_reduce_add_ps(a));
+            for r in 0..4 {
+                for j in i..n {
+                    out[r] += x[j] * w[r][j].to_f32();
+                }
+            }
+            out
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot4_avx2<W: Weight>(x: &[f32], w: [&[W]; 4]) -> [f32; 4] {
+        let n = x.len();
+        let xp = x.as_ptr();
+        let wp = w.map(|r| r.as_ptr());
+        let mut i = 0;
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            while i + 8 <= n {
+                let xv = _mm256_loadu_ps(xp.add(i));
+                for r in 0..4 {
+                    acc[r] = _mm256_fmadd_ps(xv, load8(wp[r].add(i)), acc[r]);
+                }
+                i += 8;
+            }
+            let mut out = acc.map(|a| hsum256(a));
+            for r in 0..4 {
+                for j in i..n {
+                    out[r] += x[j] * w[r][j].to_f32();
+                }
+            }
+            out
         }
     }
 

@@ -236,49 +236,45 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
     unsafe fn exp512(x: __m512) -> __m512 {
-        unsafe {
-            exp_body!(
-                x,
-                _mm512_set1_ps,
-                _mm512_min_ps,
-                _mm512_max_ps,
-                _mm512_mul_ps,
-                _mm512_fmadd_ps,
-                _mm512_fnmadd_ps,
-                _mm512_add_ps,
-                round512,
-                _mm512_cvtps_epi32,
-                _mm512_srai_epi32,
-                _mm512_sub_epi32,
-                _mm512_add_epi32,
-                _mm512_slli_epi32,
-                _mm512_castsi512_ps
-            )
-        }
+        exp_body!(
+            x,
+            _mm512_set1_ps,
+            _mm512_min_ps,
+            _mm512_max_ps,
+            _mm512_mul_ps,
+            _mm512_fmadd_ps,
+            _mm512_fnmadd_ps,
+            _mm512_add_ps,
+            round512,
+            _mm512_cvtps_epi32,
+            _mm512_srai_epi32,
+            _mm512_sub_epi32,
+            _mm512_add_epi32,
+            _mm512_slli_epi32,
+            _mm512_castsi512_ps
+        )
     }
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn exp256(x: __m256) -> __m256 {
-        unsafe {
-            exp_body!(
-                x,
-                _mm256_set1_ps,
-                _mm256_min_ps,
-                _mm256_max_ps,
-                _mm256_mul_ps,
-                _mm256_fmadd_ps,
-                _mm256_fnmadd_ps,
-                _mm256_add_ps,
-                round256,
-                _mm256_cvtps_epi32,
-                _mm256_srai_epi32,
-                _mm256_sub_epi32,
-                _mm256_add_epi32,
-                _mm256_slli_epi32,
-                _mm256_castsi256_ps
-            )
-        }
+        exp_body!(
+            x,
+            _mm256_set1_ps,
+            _mm256_min_ps,
+            _mm256_max_ps,
+            _mm256_mul_ps,
+            _mm256_fmadd_ps,
+            _mm256_fnmadd_ps,
+            _mm256_add_ps,
+            round256,
+            _mm256_cvtps_epi32,
+            _mm256_srai_epi32,
+            _mm256_sub_epi32,
+            _mm256_add_epi32,
+            _mm256_slli_epi32,
+            _mm256_castsi256_ps
+        )
     }
 
     #[inline]
