@@ -190,12 +190,17 @@ fn matvec_f32<W: Weight>(
     if rs == 1 || k == 1 {
         let rows = |j0: usize, ys: &mut [f32]| {
             let row = |j: usize| &b.data[base + (j0 + j) * cs..base + (j0 + j) * cs + k];
-            let mut groups = ys.chunks_exact_mut(4);
-            for (g, v) in groups.by_ref().enumerate() {
-                let j = 4 * g;
-                v.copy_from_slice(&W::dot4(isa, xs, [row(j), row(j + 1), row(j + 2), row(j + 3)]));
-            }
-            let done = ys.len() / 4 * 4;
+            // f32 rows four at a time, half rows one at a time: each measured the faster on an
+            // AVX-512 EPYC (docs/BENCHMARKS.md, a noisy machine; worth re-measuring).
+            let done = if TypeId::of::<W>() == TypeId::of::<f32>() {
+                for (g, v) in ys.chunks_exact_mut(4).enumerate() {
+                    let j = 4 * g;
+                    v.copy_from_slice(&W::dot4(isa, xs, [row(j), row(j + 1), row(j + 2), row(j + 3)]));
+                }
+                ys.len() / 4 * 4
+            } else {
+                0
+            };
             for (j, v) in ys[done..].iter_mut().enumerate() {
                 *v = W::dot(isa, xs, row(done + j));
             }
