@@ -156,12 +156,13 @@ def write_gguf(path, config, state, fmt):
                              and config.rope_parameters else config.rope_theta)
         w.add_layer_norm_rms_eps(config.rms_norm_eps)
         w.add_file_type({"f32": 0, "bf16": 32, "q8_0": 7, "q4_0": 2}[fmt])
-        # Token ids are fed directly: a vocabulary of placeholder pieces, no merges.
+        # Token ids are fed directly: a vocabulary of placeholder pieces and one placeholder merge
+        # (llama.cpp refuses a BPE vocabulary without merges).
         w.add_tokenizer_model("gpt2")
         w.add_tokenizer_pre("qwen2")
         w.add_token_list([f"<t{i}>" for i in range(config.vocab_size)])
         w.add_token_types([1] * config.vocab_size)
-        w.add_token_merges([])
+        w.add_token_merges(["<t0> <t1>"])
         w.add_eos_token_id(config.eos_token_id if isinstance(config.eos_token_id, int) else 0)
         for name, data, q in tensors:
             w.add_tensor(name, data, raw_dtype=q)
@@ -202,6 +203,7 @@ def run_ours(args, model_path, prompt):
 def run_llama(args, path, prompt):
     """llama.cpp: prefill is one `eval` of the prompt (logits of the last position), decode one
     `eval` per greedy token."""
+    import llama_cpp
     from llama_cpp import Llama
 
     llm = Llama(model_path=path, n_ctx=args.prompt_len + args.new_tokens + 8, n_batch=args.prompt_len,
@@ -211,17 +213,24 @@ def run_llama(args, path, prompt):
         llm.reset()
         t0 = time.perf_counter()
         llm.eval(prompt)
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        token = last_argmax(llama_cpp, llm)
         prefill = time.perf_counter() - t0
         t0 = time.perf_counter()
         for _ in range(args.new_tokens):
             llm.eval([token])
-            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            token = last_argmax(llama_cpp, llm)
         decode = time.perf_counter() - t0
         best["prefill_tok_s"] = max(best["prefill_tok_s"], args.prompt_len / prefill)
         best["decode_tok_s"] = max(best["decode_tok_s"], args.new_tokens / decode)
     del llm
     return best
+
+
+def last_argmax(llama_cpp, llm):
+    """The greedy choice from the last position's logits (read from the context: the Python
+    wrapper's `scores` stay empty unless every position's logits are kept)."""
+    row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
+    return int(np.argmax(row))
 
 
 def run_torch(args, folder, prompt):
