@@ -150,8 +150,12 @@ pub struct Stats {
     pub timings: Timings,
     pub device: String,
     pub threads: usize,
-    /// The process's peak resident memory (Linux's VmHWM), if the system reports it.
+    /// The process's peak resident memory (Linux's VmHWM), loading included, if the system
+    /// reports it.
     pub peak_rss_bytes: Option<u64>,
+    /// Resident memory when generation ended (VmRSS): weights, cache and buffers, without what
+    /// loading held only for a while (the mapped checkpoint file).
+    pub rss_bytes: Option<u64>,
     /// On a GPU: the runtime's work per decoded token after the first (submits, dispatches,
     /// blocking readbacks, buffer allocations, pipeline compilations, bytes uploaded).
     pub gpu: Option<gpu::PerToken>,
@@ -164,7 +168,8 @@ impl Stats {
             timings: *timings,
             device,
             threads: super::global::threads(),
-            peak_rss_bytes: peak_rss_bytes(),
+            peak_rss_bytes: proc_status_bytes("VmHWM:"),
+            rss_bytes: proc_status_bytes("VmRSS:"),
             gpu: None,
         }
     }
@@ -183,8 +188,13 @@ impl Stats {
             self.device,
             self.threads,
         );
-        if let Some(bytes) = self.peak_rss_bytes {
-            line.push_str(&format!("; peak memory {:.1} MiB", bytes as f64 / (1u64 << 20) as f64));
+        let mib = |bytes: u64| bytes as f64 / (1u64 << 20) as f64;
+        if let (Some(now), Some(peak)) = (self.rss_bytes, self.peak_rss_bytes) {
+            line.push_str(&format!(
+                "; memory {:.1} MiB ({:.1} MiB at the peak, loading included)",
+                mib(now),
+                mib(peak)
+            ));
         }
         if let Some(gpu) = &self.gpu {
             line.push_str(&format!(
@@ -217,6 +227,9 @@ impl Stats {
         if let Some(bytes) = self.peak_rss_bytes {
             json["peak_rss_bytes"] = bytes.into();
         }
+        if let Some(bytes) = self.rss_bytes {
+            json["rss_bytes"] = bytes.into();
+        }
         if let Some(gpu) = &self.gpu {
             for (key, value) in gpu.fields() {
                 json[key] = value.into();
@@ -226,10 +239,11 @@ impl Stats {
     }
 }
 
-/// The peak resident set size of this process, from `/proc/self/status` (None elsewhere).
-fn peak_rss_bytes() -> Option<u64> {
+/// A size of this process from `/proc/self/status` (`VmHWM:` the peak resident set, `VmRSS:`
+/// the current one); None where the system has no such file.
+fn proc_status_bytes(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
