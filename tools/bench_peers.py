@@ -13,7 +13,7 @@ Then, for each weight format and each runtime that takes it, measures at batch 1
   decode    tokens/s of the --new-tokens greedy tokens after it, with the KV cache
 and the streaming read bandwidth of the machine (PyTorch summing a 1 GiB array on the same
 threads), from which decode's roofline: bandwidth / weight bytes read per token.
-Every runtime runs in this one process's session, one after another, so the ratios hold on
+Every runtime runs in this one process, one after another, so the ratios hold on
 the machine at hand whatever it is.
 
 The ratio table is printed and, with --write-docs, put into docs/BENCHMARKS.md between the
