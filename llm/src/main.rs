@@ -308,7 +308,12 @@ fn main() -> ExitCode {
         Err(e) => {
             let text = e.to_string();
             let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-            eprintln!("llm: {first} (see llm --help)");
+            // A wrong choice names the right ones on the same line.
+            let choices = text.lines().find_map(|l| l.trim().strip_prefix("[possible values: ")?.strip_suffix(']'));
+            match choices {
+                Some(values) => eprintln!("llm: {first} (expected one of: {values})"),
+                None => eprintln!("llm: {first} (see llm --help)"),
+            }
             return ExitCode::from(2);
         }
     };

@@ -192,7 +192,10 @@ fn device_gpu_without_an_adapter_fails_and_the_default_names_its_choice() {
 
     let o = llm_cmd(&[&args[..], &["--device", "cuda"]].concat(), &[]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("--device must be cpu or gpu") && err.contains("cuda"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("--device") && err.contains("cuda") && err.contains("cpu, gpu"),
+        "{err}"
+    );
     // Any spelling of cpu takes the CPU and says so.
     let (device, line) = llm::device::pick(Some("CPU")).expect("cpu");
     assert_eq!(device, Device::cpu());
