@@ -79,6 +79,10 @@ pub fn generate_timed(
     }
     no_grad(|| {
         let mut caches = model.new_caches();
+        // The whole generation's length is known: each cache is allocated once, never grown.
+        for cache in &mut caches {
+            cache.reserve(prompt.len() + max_new);
+        }
         let mut sampler = Sampler::new(sampling);
         let mut tokens = prompt.to_vec();
         let mut input = prompt.to_vec();
