@@ -199,6 +199,7 @@ fn run(cli: Cli) -> llm::Result<()> {
         llm::finite::set_check_finite(true);
     }
     cli::global::set_threads(cli.threads)?;
+    cli::global::check_cpu_kernels_env()?;
     embedded::install()?;
     let dtype = cli.dtype;
     match cli.command {

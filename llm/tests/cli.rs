@@ -238,6 +238,13 @@ fn bad_input_ends_in_one_line_and_a_non_zero_exit() -> llm::Result<()> {
     );
     fails_cleanly(&["generate", "--model", good, "--prompt-ids", "1", "--dtype", "f8", "--device", "cpu"], "f8");
     fails_cleanly(&["tour", "--dtype", "bf16", "--device", "cpu"], "--dtype bf16");
+    let o = Command::new(env!("CARGO_BIN_EXE_llm"))
+        .args(["generate", "--model", good, "--prompt-ids", "1", "--device", "cpu"])
+        .env("LLM_CPU_KERNELS", "sse9")
+        .output()
+        .expect("llm runs");
+    assert!(!o.status.success() && stderr(&o).trim().lines().count() == 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("LLM_CPU_KERNELS=\"sse9\""), "{}", stderr(&o));
     fails_cleanly(&["frobnicate"], "frobnicate");
     // A config of an unknown model_type.
     let unknown = temp("unknown.json");

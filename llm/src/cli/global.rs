@@ -64,6 +64,19 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
         .map_err(|e| Error::input(format!("--threads {n}: the thread pool could not be set up: {e}")))
 }
 
+/// `LLM_CPU_KERNELS`, which forces the CPU kernels' instruction-set path: a value that names none
+/// is an error here, before any kernel runs (the kernels themselves can only warn and ignore it).
+pub fn check_cpu_kernels_env() -> Result<()> {
+    match std::env::var("LLM_CPU_KERNELS") {
+        Ok(value) if !value.trim().is_empty() && tensor::cpu::isa::Isa::parse(&value).is_none() => {
+            Err(Error::input(format!(
+                "LLM_CPU_KERNELS={value:?} names no kernel path (expected scalar, avx2 or avx512, or leave it unset)"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The number of threads the CPU kernels run on.
 pub fn threads() -> usize {
     rayon::current_num_threads()
