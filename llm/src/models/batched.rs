@@ -12,7 +12,7 @@ use nn::attention::KvCache;
 use tensor::{DType, Device, Tensor};
 
 use super::blocks::{AttentionSegment, attention_segments};
-use super::decoder::{CausalLm, DecoderLayer, LayerNorms};
+use super::decoder::{CausalLm, DecoderLayer};
 use crate::{Error, Result};
 
 /// One sequence in a batched step: the new ids, the absolute position of the first, and one
@@ -26,27 +26,7 @@ pub struct Segment<'a> {
 impl DecoderLayer {
     /// [`DecoderLayer::forward`] on sequences laid end to end in `x [1, N, hidden]`.
     pub fn forward_segments(&self, x: &Var, segments: &mut [AttentionSegment<'_>]) -> tensor::Result<Var> {
-        let attn = |y: &Var, segments: &mut [AttentionSegment<'_>]| attention_segments(&*self.self_attn, y, segments);
-        match &self.norms {
-            LayerNorms::PreNorm { input_layernorm, post_attention_layernorm } => {
-                let h = x.add(&attn(&input_layernorm.forward(x)?, segments)?)?;
-                h.add(&self.ffn.forward(&post_attention_layernorm.forward(&h)?)?)
-            }
-            LayerNorms::PostNorm { post_attention_layernorm, post_feedforward_layernorm } => {
-                let h = x.add(&post_attention_layernorm.forward(&attn(x, segments)?)?)?;
-                h.add(&post_feedforward_layernorm.forward(&self.ffn.forward(&h)?)?)
-            }
-            LayerNorms::Sandwich {
-                input_layernorm,
-                post_attention_layernorm,
-                pre_feedforward_layernorm,
-                post_feedforward_layernorm,
-            } => {
-                let a = attn(&input_layernorm.forward(x)?, segments)?;
-                let h = x.add(&post_attention_layernorm.forward(&a)?)?;
-                h.add(&post_feedforward_layernorm.forward(&self.ffn.forward(&pre_feedforward_layernorm.forward(&h)?)?)?)
-            }
-        }
+        self.residual(x, |y| attention_segments(&*self.self_attn, y, segments))
     }
 }
 

@@ -47,13 +47,19 @@ pub struct DecoderLayer {
 
 impl DecoderLayer {
     pub fn forward(&self, x: &Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var> {
+        self.residual(x, |y| self.self_attn.forward(y, start, cache))
+    }
+
+    /// The layer's two residual branches around its norms, with `attn` as the attention step
+    /// (one sequence with its cache, or several laid end to end: `forward_segments`).
+    pub(crate) fn residual(&self, x: &Var, attn: impl FnOnce(&Var) -> Result<Var>) -> Result<Var> {
         match &self.norms {
             LayerNorms::PreNorm { input_layernorm, post_attention_layernorm } => {
-                let h = x.add(&self.self_attn.forward(&input_layernorm.forward(x)?, start, cache)?)?;
+                let h = x.add(&attn(&input_layernorm.forward(x)?)?)?;
                 h.add(&self.ffn.forward(&post_attention_layernorm.forward(&h)?)?)
             }
             LayerNorms::PostNorm { post_attention_layernorm, post_feedforward_layernorm } => {
-                let h = x.add(&post_attention_layernorm.forward(&self.self_attn.forward(x, start, cache)?)?)?;
+                let h = x.add(&post_attention_layernorm.forward(&attn(x)?)?)?;
                 h.add(&post_feedforward_layernorm.forward(&self.ffn.forward(&h)?)?)
             }
             LayerNorms::Sandwich {
@@ -62,8 +68,8 @@ impl DecoderLayer {
                 pre_feedforward_layernorm,
                 post_feedforward_layernorm,
             } => {
-                let attn = self.self_attn.forward(&input_layernorm.forward(x)?, start, cache)?;
-                let h = x.add(&post_attention_layernorm.forward(&attn)?)?;
+                let a = attn(&input_layernorm.forward(x)?)?;
+                let h = x.add(&post_attention_layernorm.forward(&a)?)?;
                 h.add(&post_feedforward_layernorm.forward(&self.ffn.forward(&pre_feedforward_layernorm.forward(&h)?)?)?)
             }
         }
