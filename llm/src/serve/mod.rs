@@ -46,16 +46,18 @@ pub struct ServeOptions {
     pub bos_token_id: Option<u32>,
 }
 
-/// Serves `model` until `shutdown` completes, then finishes the requests in flight and returns.
+/// Serves `model` until the future made by `shutdown` completes, then finishes the requests in
+/// flight and returns. `shutdown` is called inside the server's runtime before `on_ready`, so a
+/// signal handler it installs is in place by the time the server says it is listening.
 /// `on_ready` gets the address bound (port 0 picks a free one) once requests are accepted.
-pub fn serve(
+pub fn serve<F: Future<Output = ()> + Send + 'static>(
     model: &CausalLm,
     tokenizer: &Tokenizer,
     template: ChatTemplate,
     device: &Device,
     options: &ServeOptions,
     on_ready: impl FnOnce(SocketAddr),
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: impl FnOnce() -> F,
 ) -> Result<()> {
     let (jobs, receiver) = std::sync::mpsc::channel::<Job>();
     let stats = Arc::new(EngineStats::default());
@@ -87,6 +89,10 @@ pub fn serve(
         .block_on(tokio::net::TcpListener::bind(&addr))
         .map_err(|e| Error::input(format!("cannot listen on {addr}: {e}")))?;
     let bound = listener.local_addr().map_err(|e| Error::input(format!("cannot listen on {addr}: {e}")))?;
+    let shutdown = {
+        let _inside = runtime.enter();
+        shutdown()
+    };
     std::thread::scope(|scope| {
         let engine_stats = stats.clone();
         scope.spawn(move || engine::run(model, tokenizer, device, &engine_config, receiver, engine_stats));
