@@ -65,3 +65,29 @@ fn tied_weight_used_as_embedding_and_head() -> Result<()> {
     check(tied, &[randn([5, 3], 20, &cpu)?], GradCheck::default())?;
     Ok(())
 }
+
+#[test]
+fn padding_row_of_an_embedding_gets_no_gradient() -> Result<()> {
+    // PyTorch's `nn.Embedding(padding_idx=p)`: the lookup is unchanged, the gradient of row p
+    // is zero, every other row's is the plain lookup's.
+    let cpu = Device::cpu();
+    let ids = Tensor::from_vec(vec![2u32, 0, 2, 4, 0, 1], [2, 3], &cpu)?;
+    let table = Var::parameter(randn([5, 3], 30, &cpu)?);
+    let weights = Var::constant(randn([2, 3, 3], 31, &cpu)?);
+    let loss = |rows: Var| -> Result<Var> { rows.mul(&weights)?.sum_all() };
+    let plain_rows = table.embedding(&ids)?;
+    let padded_rows = table.embedding_with_padding(&ids, 2)?;
+    assert_eq!(plain_rows.value().to_vec::<f32>()?, padded_rows.value().to_vec::<f32>()?);
+    let plain = loss(plain_rows)?.backward()?.get(&table).unwrap().to_vec::<f32>()?;
+    let padded = loss(padded_rows)?.backward()?.get(&table).unwrap().to_vec::<f32>()?;
+    for row in 0..5 {
+        let (p, q) = (&plain[row * 3..row * 3 + 3], &padded[row * 3..row * 3 + 3]);
+        if row == 2 {
+            assert!(p.iter().any(|&v| v != 0.0));
+            assert_eq!(q, [0.0; 3], "the padding row");
+        } else {
+            assert_eq!(p, q, "row {row}");
+        }
+    }
+    Ok(())
+}

@@ -295,3 +295,20 @@ fn mutated_configs_end_in_errors_naming_file_and_field() {
     assert_eq!(parsed + rejected, CASES);
     assert!(rejected >= 1000 && parsed >= 100, "{parsed} parsed, {rejected} rejected");
 }
+
+#[test]
+fn pad_token_id_is_the_embedding_padding_idx() {
+    let text = std::fs::read_to_string(common::fixture("olmo2").join("config.json")).unwrap();
+    let mut map: Map<String, Value> = serde_json::from_str(&text).unwrap();
+    let parse =
+        |map: &Map<String, Value>| ModelConfig::from_json_str(&Value::Object(map.clone()).to_string(), "c.json");
+    assert_eq!(parse(&map).unwrap().pad_token_id, Some(1));
+    // PyTorch counts a negative padding_idx from the end of the table.
+    map.insert("pad_token_id".into(), json!(-1));
+    assert_eq!(parse(&map).unwrap().pad_token_id, Some(255));
+    for bad in [json!(256), json!(-257), json!("x")] {
+        map.insert("pad_token_id".into(), bad.clone());
+        let err = parse(&map).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("c.json") && err.contains("pad_token_id"), "{bad}: {err}");
+    }
+}

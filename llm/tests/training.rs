@@ -60,3 +60,31 @@ training_tests! {
     smollm3_cpu, smollm3_gpu => "smollm3",
     gpt_oss_cpu, gpt_oss_gpu => "gpt_oss",
 }
+
+/// OLMo 2's config sets `pad_token_id` 1 and Hugging Face builds its embedding with
+/// `padding_idx = pad_token_id`, so the pad row gets no gradient from the lookup; with an untied
+/// head AdamW only decays it: after n steps it is the initial row times (1 - lr * wd)^n, exactly
+/// as PyTorch leaves it. Every other row the batch reads moves by about lr per step.
+#[test]
+fn the_pad_row_only_decays() -> llm::Result<()> {
+    let dir = fixture("olmo2");
+    let cpu = Device::cpu();
+    let loaded = load(&dir, &LoadOptions { device: cpu.clone(), weight_dtype: Some(DType::F32) })?;
+    let model = &loaded.model;
+    assert_eq!(model.embed_tokens.padding_idx, Some(1));
+    assert!(model.lm_head.is_some(), "the test needs an untied head");
+    let table = || -> llm::Result<Vec<Vec<f32>>> { Ok(model.embed_tokens.weight.value().to_vec2()?) };
+    let before = table()?;
+    let ids = tensor::Tensor::from_vec(vec![5u32, 9, 1, 1, 7, 9, 3, 1], [2, 4], &cpu)?;
+    let (lr, wd, steps) = (1e-3f32, 0.1f32, 3);
+    let mut optimizer = AdamW::with(model.named_parameters(), lr as f64, (0.9, 0.95), 1e-8, wd as f64);
+    train(model, &ids, steps, &mut optimizer, |_, _| Ok(()))?;
+    let after = table()?;
+    let decay = (1.0 - lr * wd).powi(steps as i32);
+    for (b, a) in before[1].iter().zip(&after[1]) {
+        assert!((b * decay - a).abs() <= 1e-7 * b.abs().max(1.0), "pad row: {b} -> {a}, expected {}", b * decay);
+    }
+    let moved = before[5].iter().zip(&after[5]).map(|(b, a)| (b * decay - a).abs()).fold(0.0f32, f32::max);
+    assert!(moved > 1e-4, "a row the batch reads should move, moved {moved}");
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! `index_select` is an `index_add` into zeros and vice versa; `gather` and `scatter_add` alike.
 //! Ids are data, never differentiated.
 
+use tensor::ops::CmpOp;
 use tensor::{Axis, Result, Tensor};
 
 use crate::Var;
@@ -28,6 +29,30 @@ impl Var {
         let mut dims = ids.dims().to_vec();
         dims.push(self.dims()[1]);
         self.index_select(&ids.flatten_all()?, 0usize)?.reshape(dims)
+    }
+
+    /// An embedding lookup whose `padding` row gets no gradient, as PyTorch's
+    /// `nn.Embedding(padding_idx=..)`: the forward pass is the plain lookup; the backward pass
+    /// zeroes the gradient rows of the positions holding `padding` before adding them into the
+    /// table.
+    pub fn embedding_with_padding(&self, ids: &Tensor, padding: u32) -> Result<Var> {
+        let x = self.value();
+        let flat = ids.flatten_all()?;
+        let hidden = x.dims()[1];
+        let mut dims = ids.dims().to_vec();
+        dims.push(hidden);
+        let y = x.index_select(&flat, 0)?;
+        let n = flat.dims()[0];
+        Var::from_op(
+            y,
+            &[self],
+            rule("embedding_with_padding", move |g: &Tensor| {
+                let keep = flat.compare_scalar(CmpOp::Ne, padding as f64)?.to_dtype(g.dtype())?.reshape([n, 1])?;
+                let g = g.mul(&keep)?;
+                Ok(vec![Some(x.zeros_like()?.to_dtype(g.dtype())?.index_add(&flat, &g, 0)?)])
+            }),
+        )
+        .reshape(dims)
     }
 
     /// `self` with `src[.., i, ..]` added into `self[.., ids[i], ..]`.

@@ -358,12 +358,14 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
         .transpose()?;
     let eos = if f.has("eos_token_id") { f.ids("eos_token_id")? } else { top.ids("eos_token_id")? };
     let bos = if f.has("bos_token_id") { f.ids("bos_token_id")? } else { top.ids("bos_token_id")? };
+    let vocab_size = f.usize_or("vocab_size", default_vocab)?;
+    let pad_token_id = padding_idx(if f.has("pad_token_id") { f } else { top }, vocab_size)?;
 
     Ok(ModelConfig {
         family,
         model_type,
         source,
-        vocab_size: f.usize_or("vocab_size", default_vocab)?,
+        vocab_size,
         hidden_size,
         num_hidden_layers,
         num_attention_heads,
@@ -403,9 +405,21 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
         },
         mla,
         bos_token_id: bos.first().copied(),
+        pad_token_id,
         eos_token_ids: eos,
         mtp_layers: f.usize_or("num_nextn_predict_layers", 0)?,
     })
+}
+
+/// `pad_token_id` as the embedding's `padding_idx`: PyTorch's `nn.Embedding` counts a negative
+/// index from the end of the table (and `validate` refuses one past it).
+fn padding_idx(f: &Fields, vocab_size: usize) -> Result<Option<u32>> {
+    let Some(v) = f.get("pad_token_id") else { return Ok(None) };
+    let id = v.as_i64().map(|i| if i < 0 { i + vocab_size as i64 } else { i });
+    match id {
+        Some(i) if (0..=u32::MAX as i64).contains(&i) => Ok(Some(i as u32)),
+        _ => Err(f.err("pad_token_id", "a token id", v)),
+    }
 }
 
 /// Contradictions a config can contain, each named.
@@ -426,6 +440,11 @@ fn validate(c: &ModelConfig) -> Result<()> {
     }
     if c.max_position_embeddings == 0 {
         return fail("field max_position_embeddings must be at least 1".to_string());
+    }
+    if let Some(pad) = c.pad_token_id
+        && pad as usize >= c.vocab_size
+    {
+        return fail(format!("field pad_token_id ({pad}) must be below vocab_size ({})", c.vocab_size));
     }
     for (name, rope) in [("rope_theta", Some(&c.rope.global)), ("rope_local_base_freq", c.rope.local.as_ref())] {
         if let Some(r) = rope

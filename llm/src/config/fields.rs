@@ -27,7 +27,7 @@ pub fn quoted(s: &str) -> String {
 }
 
 impl<'a> Fields<'a> {
-    fn err(&self, field: &str, expected: &str, got: &Value) -> Error {
+    pub fn err(&self, field: &str, expected: &str, got: &Value) -> Error {
         let shown = match got {
             Value::String(s) => quoted(s),
             other => shortened(&other.to_string()),

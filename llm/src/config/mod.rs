@@ -181,6 +181,9 @@ pub struct ModelConfig {
     pub swiglu_clamp: Option<SwigluClamp>,
     pub mla: Option<MlaSizes>,
     pub bos_token_id: Option<u32>,
+    /// `pad_token_id`: every family's HF embedding is built with `padding_idx = pad_token_id`,
+    /// so that row gets no gradient from the lookup (it still does through a tied head).
+    pub pad_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
     /// DeepSeek's multi-token-prediction layers (`num_nextn_predict_layers`), not part of the
     /// main model.

@@ -89,7 +89,7 @@ pub fn assemble(
     init: &mut Init,
 ) -> Result<CausalLm> {
     Ok(CausalLm {
-        embed_tokens: Embedding::new(config.vocab_size, config.hidden_size, init)?,
+        embed_tokens: Embedding::new(config.vocab_size, config.hidden_size, init)?.with_padding(config.pad_token_id),
         embed_scale,
         layers,
         norm: norm(config, config.hidden_size, gemma_norms, init)?,
