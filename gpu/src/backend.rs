@@ -367,11 +367,11 @@ impl Backend for GpuBackend {
     }
 
     fn compare(&self, op: CmpOp, lhs: Src, rhs: Src) -> Result<BufferRef> {
-        kernels::binary::compare(self, op, lhs, rhs)
+        kernels::compare::compare(self, op, lhs, rhs)
     }
 
     fn where_cond(&self, cond: Src, on_true: Src, on_false: Src) -> Result<BufferRef> {
-        kernels::select::where_cond(self, cond, on_true, on_false)
+        kernels::compare::where_cond(self, cond, on_true, on_false)
     }
 
     fn reduce(&self, op: ReduceOp, src: Src, axis: usize) -> Result<BufferRef> {
@@ -379,7 +379,7 @@ impl Backend for GpuBackend {
     }
 
     fn cumsum(&self, src: Src, axis: usize) -> Result<BufferRef> {
-        kernels::reduce::cumsum(self, src, axis)
+        kernels::cumsum::cumsum(self, src, axis)
     }
 
     fn softmax(&self, src: Src, log: bool) -> Result<BufferRef> {
@@ -415,19 +415,19 @@ impl Backend for GpuBackend {
     }
 
     fn concat(&self, parts: &[Src], axis: usize) -> Result<BufferRef> {
-        kernels::copy::concat(self, parts, axis)
+        kernels::concat::concat(self, parts, axis)
     }
 
     fn rms_norm(&self, x: Src, weight: Option<Src>, spec: RmsNormSpec) -> Result<BufferRef> {
-        kernels::norm::rms_norm(self, x, weight, spec)
+        kernels::rms_norm::rms_norm(self, x, weight, spec)
     }
 
     fn rope(&self, x: Src, cos: Src, sin: Src, interleaved: bool) -> Result<BufferRef> {
-        kernels::norm::rope(self, x, cos, sin, interleaved)
+        kernels::rope::rope(self, x, cos, sin, interleaved)
     }
 
     fn glu(&self, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef> {
-        kernels::binary::glu(self, gate, up, act)
+        kernels::glu::glu(self, gate, up, act)
     }
 
     fn attention(&self, q: Src, k: Src, v: Src, sinks: Option<Src>, spec: &AttentionSpec) -> Result<BufferRef> {

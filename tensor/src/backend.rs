@@ -184,7 +184,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Joins views along `axis`; they agree on every other dim.
     fn concat(&self, parts: &[Src], axis: usize) -> Result<BufferRef>;
 
-    // ---- fused ops (each has a composite reference in `ops::fused`) --------------------------
+    // ---- fused ops (each has a composite reference in its `ops` file: rms_norm, rope, glu, attention)
     /// RMSNorm over the last axis of a contiguous `x`; `weight` has the last axis's extent.
     fn rms_norm(&self, x: Src, weight: Option<Src>, spec: RmsNormSpec) -> Result<BufferRef>;
     /// Rotary embedding of a contiguous `x` [.., T, D]: `cos`, `sin` are [T, D/2] tables.

@@ -3,14 +3,17 @@
 //! by its name. Rules are written with tensor ops, so they run on whichever device the values
 //! live on.
 
+pub mod attention;
 pub mod binary;
 pub mod compare;
 pub mod concat;
 pub mod cumsum;
-pub mod fused;
+pub mod glu;
 pub mod index;
 pub mod matmul;
 pub mod reduce;
+pub mod rms_norm;
+pub mod rope;
 pub mod softmax;
 pub mod topk;
 pub mod unary;

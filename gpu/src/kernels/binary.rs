@@ -1,13 +1,13 @@
-//! Launcher of the binary ops (and of comparisons and the fused gated unit, which share the
-//! two-operand body): the op is a generated WGSL function `op(x, y)` over element type `T`
+//! Launcher of the binary ops, and the two-operand kernel they share with comparisons
+//! (`compare.rs`) and the fused gated unit (`glu.rs`): the op is a generated WGSL function `op(x, y)` over element type `T`
 //! giving `R`. Each `match` covers every variant of its table. Tolerance against the CPU: exact
 //! for + - * and comparisons, ~1 ulp for division, ~1e-6 relative for pow and the activations.
 
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
-use tensor::ops::{BinaryOp, CmpOp};
-use tensor::{BufferRef, DType, Error, GluActivation, Result, Src};
+use tensor::ops::BinaryOp;
+use tensor::{BufferRef, DType, Error, Result, Src};
 
 use super::{LayoutUniform, grid_1d, source};
 use crate::backend::GpuBackend;
@@ -49,18 +49,7 @@ fn int_expression(op: BinaryOp) -> Option<&'static str> {
     })
 }
 
-fn compare_expression(op: CmpOp) -> &'static str {
-    match op {
-        CmpOp::Eq => "x == y",
-        CmpOp::Ne => "x != y",
-        CmpOp::Lt => "x < y",
-        CmpOp::Le => "x <= y",
-        CmpOp::Gt => "x > y",
-        CmpOp::Ge => "x >= y",
-    }
-}
-
-fn wgsl_type(dtype: DType) -> Option<&'static str> {
+pub(crate) fn wgsl_type(dtype: DType) -> Option<&'static str> {
     match dtype {
         DType::F32 => Some("f32"),
         DType::U32 => Some("u32"),
@@ -69,7 +58,7 @@ fn wgsl_type(dtype: DType) -> Option<&'static str> {
 }
 
 /// Runs the generated two-operand kernel `key` with body `op(x: T, y: T) -> R { return expr; }`.
-fn launch(
+pub(crate) fn launch(
     b: &GpuBackend,
     name: &str,
     key: String,
@@ -105,27 +94,4 @@ pub fn binary(b: &GpuBackend, op: BinaryOp, lhs: Src, rhs: Src) -> Result<Buffer
     let generated =
         format!("{}\nalias T = {t};\nalias R = {t};\nfn op(x: T, y: T) -> R {{ return {expr}; }}", super::unary::MATH);
     launch(b, op.name(), format!("binary/{}/{t}", op.name()), generated, lhs, rhs, lhs.dtype)
-}
-
-pub fn compare(b: &GpuBackend, op: CmpOp, lhs: Src, rhs: Src) -> Result<BufferRef> {
-    let t = wgsl_type(lhs.dtype).ok_or_else(|| Error::unsupported_dtype(op.name(), lhs.dtype))?;
-    let generated = format!(
-        "alias T = {t};\nalias R = u32;\nfn op(x: T, y: T) -> R {{ return select(0u, 1u, {}); }}",
-        compare_expression(op)
-    );
-    launch(b, op.name(), format!("compare/{}/{t}", op.name()), generated, lhs, rhs, DType::U32)
-}
-
-/// The fused gated unit `act(gate) * up`.
-pub fn glu(b: &GpuBackend, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef> {
-    if gate.dtype != DType::F32 {
-        return Err(Error::unsupported_dtype("glu", gate.dtype));
-    }
-    let (name, expr) = match act {
-        GluActivation::Silu => ("silu", "x * sigmoid(x) * y"),
-        GluActivation::GeluTanh => ("gelu_tanh", "gelu_tanh(x) * y"),
-    };
-    let generated =
-        format!("{}\nalias T = f32;\nalias R = f32;\nfn op(x: T, y: T) -> R {{ return {expr}; }}", super::unary::MATH);
-    launch(b, "glu", format!("glu/{name}"), generated, gate, up, DType::F32)
 }

@@ -1,11 +1,11 @@
 //! Launchers that move and convert data: strided copies (`contiguous`, `copy_into`, the parts of
-//! `cat`), fills and dtype casts. Exact, except casts to 16-bit types (round to nearest even,
+//! `concat`), fills and dtype casts. Exact, except casts to 16-bit types (round to nearest even,
 //! as on the CPU; f16 through WGSL's `pack2x16float`).
 
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
-use tensor::{BufferRef, DType, Error, HostData, Layout, Result, Shape, Src};
+use tensor::{BufferRef, DType, Error, HostData, Layout, Result, Src};
 
 use super::{LayoutUniform, grid_1d, source};
 use crate::backend::GpuBackend;
@@ -174,19 +174,16 @@ pub fn cast(b: &GpuBackend, src: Src, to: DType) -> Result<BufferRef> {
     Ok(Arc::new(out))
 }
 
-/// Joins views along `axis`: each part copied into its slot of the output.
-pub fn concat(b: &GpuBackend, parts: &[Src], axis: usize) -> Result<BufferRef> {
-    const OP: &str = "cat";
-    let first = parts.first().ok_or_else(|| Error::shape(OP, "no parts"))?;
-    let mut dims = first.layout.dims().to_vec();
-    dims[axis] = parts.iter().map(|p| p.layout.dims()[axis]).sum();
-    let total = Layout::contiguous(Shape::new(dims));
-    let out = b.alloc(OP, total.elem_count(), first.dtype)?;
-    let mut start = 0;
-    for part in parts {
-        let len = part.layout.dims()[axis];
-        copy_view(b, OP, *part, &out, &total.narrow(axis, start, len)?)?;
-        start += len;
+/// The buffer of an f32 view with its elements in row-major order from offset 0: the view's own
+/// buffer when it already is, else a contiguous copy (returned too, to keep it alive).
+pub fn contiguous_f32(b: &GpuBackend, op: &str, src: Src) -> Result<(Arc<wgpu::Buffer>, Option<GpuBuffer>)> {
+    if src.dtype != DType::F32 {
+        return Err(Error::unsupported_dtype(op, src.dtype));
     }
-    Ok(Arc::new(out))
+    if src.layout.is_contiguous() && src.layout.offset() == 0 {
+        Ok((b.buffer(op, &src)?.buffer.clone(), None))
+    } else {
+        let c = contiguous(b, op, src)?;
+        Ok((c.buffer.clone(), Some(c)))
+    }
 }

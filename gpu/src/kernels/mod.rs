@@ -1,16 +1,22 @@
-//! The kernel families: one `.wgsl` file each with its launcher in the `.rs` of the same name.
+//! The kernel families, one launcher file each named like `tensor/src/ops/<family>.rs` (a test,
+//! `tests/op_families.rs`, compares the listings), with its `.wgsl` bodies beside it; `copy.rs`
+//! holds the data movement every family uses (strided copies, fills, casts).
 //! A kernel's source is `common.wgsl`, then a small generated piece (the op's expression, the
 //! element types), then the family's body: plain concatenation, no template language. Shapes
 //! and strides travel as uniforms, so one pipeline serves every shape.
 
 pub mod attention;
 pub mod binary;
+pub mod compare;
+pub mod concat;
 pub mod copy;
+pub mod cumsum;
+pub mod glu;
 pub mod index;
 pub mod matmul;
-pub mod norm;
 pub mod reduce;
-pub mod select;
+pub mod rms_norm;
+pub mod rope;
 pub mod softmax;
 pub mod topk;
 pub mod unary;

@@ -1,4 +1,4 @@
-//! Launchers of the reductions (sum, max, min, argmax, argmin) and of cumsum. Inputs are made
+//! Launchers of the reductions (sum, max, min, argmax, argmin). Inputs are made
 //! contiguous first. Tolerance against the CPU: exact for max/min/arg; sums differ in the order
 //! of additions (tree vs 8 lanes), ~1e-6 relative.
 
@@ -13,15 +13,14 @@ use crate::backend::GpuBackend;
 use crate::pipelines::Access;
 
 const BODY: &str = include_str!("reduce.wgsl");
-const CUMSUM: &str = include_str!("cumsum.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    outer: u32,
-    k: u32,
-    inner: u32,
-    pad: u32,
+pub(crate) struct Params {
+    pub outer: u32,
+    pub k: u32,
+    pub inner: u32,
+    pub pad: u32,
 }
 
 fn generated(op: ReduceOp, dtype: DType) -> Result<String> {
@@ -52,7 +51,7 @@ fn generated(op: ReduceOp, dtype: DType) -> Result<String> {
 }
 
 /// The tensor as a contiguous [outer, k, inner] buffer around `axis`.
-fn around_axis(
+pub(crate) fn around_axis(
     b: &GpuBackend,
     op: &str,
     src: Src,
@@ -81,21 +80,6 @@ pub fn reduce(b: &GpuBackend, op: ReduceOp, src: Src, axis: usize) -> Result<Buf
         let groups = if inner == 1 { groups_2d(outer) } else { grid_1d(outer * inner) };
         let params = Params { outer: outer as u32, k: k as u32, inner: inner as u32, pad: 0 };
         b.dispatch(op.name(), kernel, &params, &[&input, &out.buffer], groups)?;
-    }
-    Ok(Arc::new(out))
-}
-
-pub fn cumsum(b: &GpuBackend, src: Src, axis: usize) -> Result<BufferRef> {
-    const OP: &str = "cumsum";
-    if src.dtype != DType::F32 {
-        return Err(Error::unsupported_dtype(OP, src.dtype));
-    }
-    let (input, _keep, [outer, k, inner]) = around_axis(b, OP, src, axis)?;
-    let out = b.alloc(OP, src.layout.elem_count(), DType::F32)?;
-    if outer * inner > 0 {
-        let kernel = b.kernel("cumsum", &[Access::Read, Access::ReadWrite], || source("", CUMSUM))?;
-        let params = Params { outer: outer as u32, k: k as u32, inner: inner as u32, pad: 0 };
-        b.dispatch(OP, kernel, &params, &[&input, &out.buffer], grid_1d(outer * inner))?;
     }
     Ok(Arc::new(out))
 }

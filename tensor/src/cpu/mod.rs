@@ -7,15 +7,18 @@ pub mod matvec;
 pub mod strided;
 pub mod vmath;
 
+mod attention;
 mod binary;
 mod compare;
 mod concat;
 mod copy;
 mod cumsum;
-mod fused;
+mod glu;
 mod index;
 pub mod matmul;
 mod reduce;
+mod rms_norm;
+mod rope;
 mod softmax;
 mod topk;
 mod unary;
@@ -178,23 +181,23 @@ impl Backend for CpuBackend {
     fn rms_norm(&self, x: Src, weight: Option<Src>, spec: RmsNormSpec) -> Result<BufferRef> {
         let xs = read("rms_norm", &x)?;
         let ws = weight.as_ref().map(|w| read("rms_norm", w)).transpose()?;
-        Ok(output(fused::rms_norm(&xs, x.layout, ws.as_deref().zip(weight.map(|w| w.layout)), spec)?))
+        Ok(output(rms_norm::rms_norm(&xs, x.layout, ws.as_deref().zip(weight.map(|w| w.layout)), spec)?))
     }
 
     fn rope(&self, x: Src, cos: Src, sin: Src, interleaved: bool) -> Result<BufferRef> {
         let (xs, c, s) = (read("rope", &x)?, read("rope", &cos)?, read("rope", &sin)?);
-        Ok(output(fused::rope(&xs, x.layout, &c, &s, interleaved)?))
+        Ok(output(rope::rope(&xs, x.layout, &c, &s, interleaved)?))
     }
 
     fn glu(&self, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef> {
         let (g, u) = (read("glu", &gate)?, read("glu", &up)?);
-        Ok(output(fused::glu(&g, gate.layout, &u, up.layout, act)?))
+        Ok(output(glu::glu(&g, gate.layout, &u, up.layout, act)?))
     }
 
     fn attention(&self, q: Src, k: Src, v: Src, sinks: Option<Src>, spec: &AttentionSpec) -> Result<BufferRef> {
         let (qs, ks, vs) = (read("attention", &q)?, read("attention", &k)?, read("attention", &v)?);
         let sinks = sinks.map(|s| read("attention", &s).map(|d| (d, s.layout))).transpose()?;
         let sinks = sinks.as_ref().map(|(d, l)| (&**d, *l));
-        Ok(output(fused::attention(&qs, q.layout, &ks, k.layout, &vs, v.layout, sinks, spec)?))
+        Ok(output(attention::attention(&qs, q.layout, &ks, k.layout, &vs, v.layout, sinks, spec)?))
     }
 }

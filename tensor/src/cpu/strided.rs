@@ -136,3 +136,15 @@ pub fn split_at_axis(dims: &[usize], axis: usize) -> (usize, usize, usize) {
     let inner = dims[axis + 1..].iter().product();
     (outer, dims[axis], inner)
 }
+
+/// Runs `f(row_index, row)` on each length-`d` row of `x`, in parallel when `x` is large.
+pub fn rows_mut<T: Send>(x: &mut [T], d: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    if d == 0 {
+        return;
+    }
+    if x.len() >= PARALLEL_MIN {
+        x.par_chunks_mut(d).enumerate().for_each(|(r, row)| f(r, row));
+    } else {
+        x.chunks_mut(d).enumerate().for_each(|(r, row)| f(r, row));
+    }
+}

@@ -1,102 +1,17 @@
-//! CPU kernels of the fused ops. Attention works on blocks of query rows: one small GEMM for the
+//! CPU kernel of attention. It works on blocks of query rows: one small GEMM for the
 //! block's scores over just the keys its mask leaves visible, a masked softmax per row, one GEMM
 //! with the values; memory is [block, keys], never [Tq, Tk]. Attention sinks (gpt-oss) add one
 //! logit per head to each row's softmax denominator.
 
 use rayon::prelude::*;
 
-use crate::backend::{AttentionSpec, GluActivation, RmsNormSpec};
-use crate::ops::UnaryOp;
+use crate::backend::AttentionSpec;
 use crate::{Error, FloatElement, HostData, Layout, Result};
 
 use super::strided::{self, PARALLEL_MIN};
-use super::vmath;
 
 /// Query rows per attention task.
 const QUERY_BLOCK: usize = 64;
-
-fn rows_mut<T: Send>(x: &mut [T], d: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
-    if d == 0 {
-        return;
-    }
-    if x.len() >= PARALLEL_MIN {
-        x.par_chunks_mut(d).enumerate().for_each(|(r, row)| f(r, row));
-    } else {
-        x.chunks_mut(d).enumerate().for_each(|(r, row)| f(r, row));
-    }
-}
-
-pub fn rms_norm(
-    x: &HostData,
-    lx: &Layout,
-    weight: Option<(&HostData, &Layout)>,
-    spec: RmsNormSpec,
-) -> Result<HostData> {
-    fn run<T: FloatElement>(x: &[T], lx: &Layout, w: Option<Vec<T>>, spec: RmsNormSpec) -> Vec<T> {
-        let d = lx.dims().last().copied().unwrap_or(1);
-        let mut out = strided::gather(x, lx);
-        let eps = T::from_f64(spec.eps).unwrap_or_else(T::zero);
-        let scale: Option<Vec<T>> =
-            w.map(|w| if spec.add_unit_offset { w.iter().map(|&v| v + T::one()).collect() } else { w });
-        rows_mut(&mut out, d, |_, row| {
-            let ms = row.iter().map(|&v| v * v).sum::<T>() / T::from_usize(d).unwrap_or_else(T::one);
-            let inv = (ms + eps).sqrt().recip();
-            match &scale {
-                Some(s) => row.iter_mut().zip(s).for_each(|(v, &g)| *v = *v * inv * g),
-                None => row.iter_mut().for_each(|v| *v = *v * inv),
-            }
-        });
-        out
-    }
-    Ok(match (x, weight) {
-        (HostData::F32(v), None) => HostData::F32(vmath::rms_norm(v, lx, None, spec)),
-        (HostData::F32(v), Some((HostData::F32(w), lw))) => {
-            HostData::F32(vmath::rms_norm(v, lx, Some(strided::gather(w, lw)), spec))
-        }
-        (HostData::F64(v), None) => HostData::F64(run(v, lx, None, spec)),
-        (HostData::F64(v), Some((HostData::F64(w), lw))) => {
-            HostData::F64(run(v, lx, Some(strided::gather(w, lw)), spec))
-        }
-        (v, _) => return Err(Error::unsupported_dtype("rms_norm", v.dtype())),
-    })
-}
-
-pub fn rope(x: &HostData, lx: &Layout, cos: &HostData, sin: &HostData, interleaved: bool) -> Result<HostData> {
-    fn run<T: FloatElement>(x: &[T], lx: &Layout, cos: &[T], sin: &[T], interleaved: bool) -> Vec<T> {
-        let r = lx.rank();
-        let (t, d) = (lx.dims()[r - 2], lx.dims()[r - 1]);
-        let half = d / 2;
-        let mut out = strided::gather(x, lx);
-        rows_mut(&mut out, d, |row_index, row| {
-            let pos = row_index % t;
-            let (c, s) = (&cos[pos * half..(pos + 1) * half], &sin[pos * half..(pos + 1) * half]);
-            for i in 0..half {
-                let (ia, ib) = if interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
-                let (a, b) = (row[ia], row[ib]);
-                row[ia] = a * c[i] - b * s[i];
-                row[ib] = b * c[i] + a * s[i];
-            }
-        });
-        out
-    }
-    Ok(match (x, cos, sin) {
-        (HostData::F32(v), HostData::F32(c), HostData::F32(s)) => HostData::F32(run(v, lx, c, s, interleaved)),
-        (HostData::F64(v), HostData::F64(c), HostData::F64(s)) => HostData::F64(run(v, lx, c, s, interleaved)),
-        (v, _, _) => return Err(Error::unsupported_dtype("rope", v.dtype())),
-    })
-}
-
-pub fn glu(gate: &HostData, lg: &Layout, up: &HostData, lu: &Layout, act: GluActivation) -> Result<HostData> {
-    let op = match act {
-        GluActivation::Silu => UnaryOp::Silu,
-        GluActivation::GeluTanh => UnaryOp::GeluTanh,
-    };
-    Ok(match (gate, up) {
-        (HostData::F32(g), HostData::F32(u)) => HostData::F32(vmath::glu(g, lg, u, lu, act)),
-        (HostData::F64(g), HostData::F64(u)) => HostData::F64(strided::zip_map(g, lg, u, lu, |a, b| op.apply(a) * b)),
-        (g, _) => return Err(Error::unsupported_dtype("glu", g.dtype())),
-    })
-}
 
 #[allow(clippy::too_many_arguments)]
 pub fn attention(

@@ -1,0 +1,127 @@
+//! Scaled dot-product attention, a fused op: the backend's kernel (which never materialises
+//! the [Tq, Tk] scores), with `attention_composite` from primitive ops as the readable
+//! definition, the test oracle and the fallback.
+
+use crate::backend::AttentionSpec;
+use crate::{Error, Result, Tensor};
+
+impl Tensor {
+    /// Scaled dot-product attention over q [B, Hq, Tq, D], k [B, Hkv, Tk, D], v [B, Hkv, Tk, Dv]
+    /// (Vaswani et al. 2017), with GQA/MQA head sharing (Ainslie et al. 2023) when Hkv < Hq,
+    /// the mask and optional logit soft-capping of `spec`. Gives [B, Hq, Tq, Dv].
+    pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec) -> Result<Tensor> {
+        Tensor::attention_with_sinks(q, k, v, None, spec)
+    }
+
+    /// Attention with optional sinks [Hq] (gpt-oss, after Xiao et al. 2023, "Efficient Streaming
+    /// Language Models with Attention Sinks"): a learned logit per head joins the softmax's
+    /// denominator as one more column that reads no value, so a head can attend to nothing.
+    pub fn attention_with_sinks(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        sinks: Option<&Tensor>,
+        spec: &AttentionSpec,
+    ) -> Result<Tensor> {
+        const OP: &str = "attention";
+        q.check_same_device(OP, k)?;
+        q.check_same_device(OP, v)?;
+        q.check_same_dtype(OP, k)?;
+        q.check_same_dtype(OP, v)?;
+        let bad = || {
+            Error::shape(
+                OP,
+                format!(
+                    "needs q [B, Hq, Tq, D], k [B, Hkv, Tk, D], v [B, Hkv, Tk, Dv] with Hkv dividing Hq; got {:?}, {:?}, {:?}",
+                    q.shape(),
+                    k.shape(),
+                    v.shape()
+                ),
+            )
+        };
+        if q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
+            return Err(bad());
+        }
+        let (qd, kd, vd) = (q.dims(), k.dims(), v.dims());
+        if qd[0] != kd[0]
+            || kd[0] != vd[0]
+            || kd[1] != vd[1]
+            || kd[2] != vd[2]
+            || qd[3] != kd[3]
+            || kd[1] == 0
+            || qd[1] % kd[1] != 0
+        {
+            return Err(bad());
+        }
+        let [b, hq, tq, _] = [qd[0], qd[1], qd[2], qd[3]];
+        let dv = vd[3];
+        if let Some(s) = sinks {
+            q.check_same_device(OP, s)?;
+            if s.dims() != [hq] {
+                return Err(Error::shape(OP, format!("sinks {:?} must be [Hq] = [{hq}]", s.shape())));
+            }
+        }
+        q.float_op(OP, |q| {
+            // Keys and values are often views into a KV cache: keep them as they are when their
+            // rows are contiguous, instead of copying the whole cache every step.
+            let rows_contiguous = |t: Tensor| -> Result<Tensor> {
+                if t.layout().strides()[3] == 1 || t.dims()[3] <= 1 { Ok(t) } else { t.contiguous() }
+            };
+            let (k, v) = (rows_contiguous(k.to_dtype(q.dtype())?)?, rows_contiguous(v.to_dtype(q.dtype())?)?);
+            let q = q.contiguous()?;
+            let sinks = sinks.map(|s| s.to_dtype(q.dtype())?.contiguous()).transpose()?;
+            Tensor::fused_or(
+                || {
+                    let sinks = sinks.as_ref().map(|s| s.src());
+                    let buffer = q.device().backend().attention(q.src(), k.src(), v.src(), sinks, spec)?;
+                    Ok(q.new_like(buffer, [b, hq, tq, dv], q.dtype()))
+                },
+                || Tensor::attention_composite_with_sinks(&q, &k, &v, sinks.as_ref(), spec),
+            )
+        })
+    }
+
+    /// Attention from primitives: scores, mask, softmax, weighted sum. Materialises the
+    /// [Tq, Tk] score matrix, which the fused kernels avoid.
+    pub fn attention_composite(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec) -> Result<Tensor> {
+        Tensor::attention_composite_with_sinks(q, k, v, None, spec)
+    }
+
+    /// Attention with sinks from primitives: the sink logits are appended as one more column of
+    /// the scores, the softmax runs over the widened rows, and the sink column is dropped.
+    pub fn attention_composite_with_sinks(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        sinks: Option<&Tensor>,
+        spec: &AttentionSpec,
+    ) -> Result<Tensor> {
+        let (b, hq, tq, d) = (q.dims()[0], q.dims()[1], q.dims()[2], q.dims()[3]);
+        let (hkv, tk, dv) = (k.dims()[1], k.dims()[2], v.dims()[3]);
+        let group = hq / hkv;
+        // (B, Hkv, G, Tq, D) @ (B, Hkv, 1, D, Tk): each kv head serves its group without copies.
+        let q = q.reshape([b, hkv, group, tq, d])?;
+        let k = k.unsqueeze(2)?;
+        let v = v.unsqueeze(2)?;
+        let mut scores = q.matmul(&k.t()?)?.mul_scalar(spec.scale)?; // (B, Hkv, G, Tq, Tk)
+        if let Some(cap) = spec.softcap {
+            scores = scores.mul_scalar(1.0 / cap)?.tanh()?.mul_scalar(cap)?;
+        }
+        let mask: Vec<u32> = (0..tq).flat_map(|i| (0..tk).map(move |j| spec.mask.allows(i, j) as u32)).collect();
+        let mask = Tensor::from_vec(mask, [tq, tk], q.device())?;
+        // A large finite fill keeps fully masked rows finite; multiplying by the mask then
+        // zeroes them, so "no visible key" gives zeros as the fused kernels do.
+        let fill = Tensor::full(-1e30, (), scores.dtype(), q.device())?;
+        let masked = mask.where_cond(&scores, &fill)?;
+        let probs = match sinks {
+            None => masked.softmax(-1)?,
+            Some(s) => {
+                let column =
+                    s.to_dtype(masked.dtype())?.reshape([1, hkv, group, 1, 1])?.broadcast_to([b, hkv, group, tq, 1])?;
+                Tensor::cat(&[&masked, &column], -1)?.softmax(-1)?.narrow(-1, 0, tk)?
+            }
+        };
+        let probs = probs.mul(&mask.to_dtype(probs.dtype())?)?;
+        probs.matmul(&v)?.reshape([b, hq, tq, dv])
+    }
+}

@@ -1,0 +1,55 @@
+//! One name per op family across the crates: every family of `tensor/src/ops` has its CPU
+//! kernels in `tensor/src/cpu/<family>.rs`, its GPU launcher in `gpu/src/kernels/<family>.rs`
+//! and its derivative in `autograd/src/rules/<family>.rs`. Any other file in those folders is a
+//! shared helper, listed here with what it holds, so a new family cannot hide under another name.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// The `.rs` file stems of a folder of the workspace.
+fn stems(folder: &str) -> BTreeSet<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|entry| {
+            let path = entry.unwrap().path();
+            (path.extension()? == "rs").then(|| path.file_stem().unwrap().to_string_lossy().into_owned())
+        })
+        .filter(|stem| stem != "mod")
+        .collect()
+}
+
+/// What each folder may hold besides the families.
+const HELPERS: [(&str, &[&str]); 3] = [
+    (
+        "tensor/src/cpu",
+        &[
+            "copy",    // strided copies and dtype casts, used by every family
+            "isa",     // the run-time instruction-set choice
+            "math",    // scalar element functions
+            "matvec",  // matmul's streaming matrix-vector kernels
+            "strided", // iteration over strided views
+            "vmath",   // vectorised exp/SiLU/GELU/softmax/RMSNorm/GLU
+        ],
+    ),
+    ("gpu/src/kernels", &["copy"]),    // strided copies, fills and casts on the GPU
+    ("autograd/src/rules", &["view"]), // reshapes, transposes and slices: views, no kernels
+];
+
+#[test]
+fn every_op_family_has_one_name_in_every_crate() {
+    let families = stems("tensor/src/ops");
+    assert!(families.len() >= 10, "families found: {families:?}");
+    for (folder, helpers) in HELPERS {
+        let present = stems(folder);
+        let missing: Vec<_> = families.difference(&present).collect();
+        assert!(missing.is_empty(), "{folder} has no file for the op families {missing:?}");
+        let helpers: BTreeSet<String> = helpers.iter().map(|h| h.to_string()).collect();
+        let unknown: Vec<_> = present.iter().filter(|s| !families.contains(*s) && !helpers.contains(*s)).collect();
+        assert!(
+            unknown.is_empty(),
+            "{folder} holds {unknown:?}, which name no op family of tensor/src/ops: rename them after \
+             their family, or list them as helpers in this test with what they hold"
+        );
+    }
+}
