@@ -3,15 +3,15 @@
 //! `[1, N]` row of ids, so the embedding, every norm, the feed-forward blocks (dense or mixture
 //! of experts) and the output head run once on all N rows, reading each weight once for the
 //! whole batch; decode on a CPU or GPU is bound by reading the weights, so a batch of a few
-//! sequences costs little more than one. Attention is the one part that differs per sequence
-//! (its own keys and values, its own positions) and runs per sequence
-//! ([`attention_segments`](super::blocks::attention_segments)).
+//! sequences costs little more than one. The attention block's projections run on all rows
+//! too; attention itself differs per sequence (its own keys and values, its own positions) and
+//! runs per sequence ([`AttentionBlock::forward_segments`](super::blocks::AttentionBlock)).
 
 use autograd::{Var, no_grad};
 use nn::attention::KvCache;
 use tensor::{DType, Device, Tensor};
 
-use super::blocks::{AttentionSegment, attention_segments};
+use super::blocks::AttentionSegment;
 use super::decoder::{CausalLm, DecoderLayer};
 use crate::{Error, Result};
 
@@ -26,7 +26,7 @@ pub struct Segment<'a> {
 impl DecoderLayer {
     /// [`DecoderLayer::forward`] on sequences laid end to end in `x [1, N, hidden]`.
     pub fn forward_segments(&self, x: &Var, segments: &mut [AttentionSegment<'_>]) -> tensor::Result<Var> {
-        self.residual(x, |y| attention_segments(&*self.self_attn, y, segments))
+        self.residual(x, |y| self.self_attn.forward_segments(y, segments))
     }
 }
 

@@ -3,12 +3,16 @@
 
 use autograd::Var;
 use nn::Module;
+pub use nn::attention::AttentionSegment;
 use nn::attention::{GroupedQueryAttention, KvCache, MaskKind, MultiHeadLatentAttention};
 use tensor::Result;
 
 /// A self-attention block: `x [B, T, hidden]` at positions `start..` -> `[B, T, hidden]`.
 pub trait AttentionBlock: Module + Send + Sync {
     fn forward(&self, x: &Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var>;
+    /// Several sequences laid end to end in `x [1, N, hidden]`, each attending to its own cache
+    /// (a server's batched step); equal to `forward` on each sequence alone.
+    fn forward_segments(&self, x: &Var, segments: &mut [AttentionSegment<'_>]) -> Result<Var>;
     /// The mask this layer applies (so its cache keeps only what the mask can still see).
     fn mask(&self) -> MaskKind;
     /// Cache bytes this layer adds per token at `dtype_bytes` per number.
@@ -20,6 +24,9 @@ pub trait AttentionBlock: Module + Send + Sync {
 impl AttentionBlock for GroupedQueryAttention {
     fn forward(&self, x: &Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var> {
         GroupedQueryAttention::forward(self, x, start, cache)
+    }
+    fn forward_segments(&self, x: &Var, segments: &mut [AttentionSegment<'_>]) -> Result<Var> {
+        GroupedQueryAttention::forward_segments(self, x, segments)
     }
     fn mask(&self) -> MaskKind {
         self.config.mask
@@ -43,6 +50,10 @@ impl AttentionBlock for GroupedQueryAttention {
 impl AttentionBlock for MultiHeadLatentAttention {
     fn forward(&self, x: &Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var> {
         MultiHeadLatentAttention::forward(self, x, start, cache)
+    }
+    /// MLA's projections are not shared across sequences yet: each runs on its own rows.
+    fn forward_segments(&self, x: &Var, segments: &mut [AttentionSegment<'_>]) -> Result<Var> {
+        attention_segments(self, x, segments)
     }
     fn mask(&self) -> MaskKind {
         self.config.mask
@@ -90,17 +101,9 @@ impl FeedForwardBlock for nn::moe::SparseMoe {
     }
 }
 
-/// One sequence's share of a batched attention call: its rows of `x` (`len` of them, after the
-/// rows of the sequences before it), the absolute position of its first row, and its own cache.
-pub struct AttentionSegment<'a> {
-    pub start: usize,
-    pub len: usize,
-    pub cache: &'a mut KvCache,
-}
-
 /// Attention over several sequences laid end to end along the time axis of `x [1, N, hidden]`:
-/// each sequence attends only to its own cache. The default runs the block once per sequence on
-/// its rows; blocks may override it to share work across the sequences.
+/// each sequence attends only to its own cache. This runs the block once per sequence on its
+/// rows, for blocks that share no work across sequences (see [`AttentionBlock::forward_segments`]).
 pub fn attention_segments(block: &dyn AttentionBlock, x: &Var, segments: &mut [AttentionSegment<'_>]) -> Result<Var> {
     let mut outs = Vec::with_capacity(segments.len());
     let mut offset = 0;

@@ -16,6 +16,7 @@ use tensor::{AttentionSpec, Result, Tensor};
 use super::kv_cache::KvCache;
 use super::masks::MaskKind;
 use super::qk_clip;
+use super::segments::AttentionSegment;
 use crate::rope::Rope;
 use crate::{Init, Linear, Module, RmsNorm, join};
 
@@ -129,18 +130,48 @@ impl GroupedQueryAttention {
     /// `x [B, T, hidden]` at positions `start..start + T` -> `[B, T, hidden]`. With a cache, the
     /// step's keys and values are appended and the queries attend to everything the cache holds.
     pub fn forward(&self, x: &Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var> {
-        let c = &self.config;
-        let (b, t) = (x.dims()[0], x.dims()[1]);
-        let (h, kv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let (q, k, v) = self.project(x)?;
+        self.o_proj.forward(&self.attend(q, k, v, start, cache)?)
+    }
+
+    /// Several sequences laid end to end along the time axis of `x [1, N, hidden]`, each with its
+    /// own positions and cache (a server's batched step): the q, k, v and o projections run once
+    /// over all N rows, reading each weight once for the whole batch; only the attention itself
+    /// runs per sequence. Equal to [`forward`](Self::forward) on each sequence alone.
+    pub fn forward_segments(&self, x: &Var, segments: &mut [AttentionSegment<'_>]) -> Result<Var> {
+        let (q, k, v) = self.project(x)?;
+        let mut outs = Vec::with_capacity(segments.len());
+        let mut offset = 0;
+        for s in segments.iter_mut() {
+            let rows = |y: &Var| y.narrow(1, offset, s.len);
+            outs.push(self.attend(rows(&q)?, rows(&k)?, rows(&v)?, s.start, Some(&mut *s.cache))?);
+            offset += s.len;
+        }
+        self.o_proj.forward(&Var::cat(&outs.iter().collect::<Vec<_>>(), 1)?)
+    }
+
+    /// The position-wise part: q, k, v projections `[B, T, heads * head_dim]`, with OLMo 2's
+    /// QK-norm over the whole projection (also per row).
+    fn project(&self, x: &Var) -> Result<(Var, Var, Var)> {
         let (mut q, mut k) = (self.q_proj.forward(x)?, self.k_proj.forward(x)?);
-        if let QkNorm::WholeProjection { .. } = c.qk_norm {
+        if let QkNorm::WholeProjection { .. } = self.config.qk_norm {
             q = self.norm_q(&q)?;
             k = self.norm_k(&k)?;
         }
+        Ok((q, k, self.v_proj.forward(x)?))
+    }
+
+    /// The per-sequence part, from projections `[B, T, ..]` at positions `start..`: heads,
+    /// per-head QK-norm, RoPE (or NoPE's temperature tuning), the cache, attention; gives the
+    /// heads' outputs `[B, T, heads * head_dim]`, before `o_proj`.
+    fn attend(&self, q: Var, k: Var, v: Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var> {
+        let c = &self.config;
+        let (b, t) = (q.dims()[0], q.dims()[1]);
+        let (h, kv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
         // (B, T, H*hd) -> (B, H, T, hd)
         let heads = |y: Var, n: usize| y.reshape([b, t, n, hd])?.transpose(1, 2);
         let (mut q, mut k) = (heads(q, h)?, heads(k, kv)?);
-        let v = heads(self.v_proj.forward(x)?, kv)?;
+        let v = heads(v, kv)?;
         if let QkNorm::PerHead { .. } = c.qk_norm {
             q = self.norm_q(&q)?;
             k = self.norm_k(&k)?;
@@ -171,7 +202,7 @@ impl GroupedQueryAttention {
             *self.max_logits.lock().unwrap_or_else(|p| p.into_inner()) = Some(maxima);
         }
         let out = Var::attention_with_sinks(&q, &k_all, &v_all, self.sinks.as_ref(), &spec)?; // (B, H, T, hd)
-        self.o_proj.forward(&out.transpose(1, 2)?.reshape([b, t, h * hd])?)
+        out.transpose(1, 2)?.reshape([b, t, h * hd])
     }
 
     fn norm_q(&self, x: &Var) -> Result<Var> {

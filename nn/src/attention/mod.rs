@@ -6,8 +6,10 @@ pub mod masks;
 pub mod mha_gqa;
 pub mod mla;
 pub mod qk_clip;
+pub mod segments;
 
 pub use kv_cache::KvCache;
 pub use masks::MaskKind;
 pub use mha_gqa::{AttentionConfig, GroupedQueryAttention, QkNorm, TemperatureTuning};
 pub use mla::{MlaConfig, MultiHeadLatentAttention};
+pub use segments::AttentionSegment;
