@@ -123,15 +123,22 @@ fn on_every_path(mut f: impl FnMut(Isa) -> Result<()>) -> Result<()> {
 #[test]
 fn matmul_on_every_forced_path_with_linear_and_row_major_weights() -> Result<()> {
     let cpu = Device::cpu();
-    // (m, k, n): matrix-vector (m = 1), a few rows (half weights stay matrix-vector up to 4),
-    // GEMMs, K not a multiple of 16, and empty products.
+    // (m, k, n): matrix-vector (m = 1), a few rows (2 to 8 read each Linear weight row once for
+    // all rows; against other layouts half weights stay matrix-vector up to 4), GEMMs, K not a
+    // multiple of 16, and empty products.
     let shapes = [
         (1, 1, 1),
         (1, 17, 5),
         (1, 300, 129),
         (1, 2048, 64),
+        (2, 1, 3),
         (3, 33, 70),
+        (4, 16, 1),
         (5, 65, 9),
+        (6, 1023, 40),
+        (7, 47, 300),
+        (8, 2048, 130),
+        (9, 31, 17),
         (40, 130, 33),
         (1, 0, 3),
         (0, 4, 2),

@@ -20,6 +20,9 @@ const GEMM_PARALLEL_MIN: usize = 64 * 64 * 64;
 const WIDEN_COLUMNS: usize = 4096;
 /// Up to this many rows, f32 x half-precision products run as matrix-vector products.
 const HALF_MATVEC_ROWS: usize = 4;
+/// Up to this many rows (a server's batched decoding step), products with a Linear's weight read
+/// each weight row once for all rows ([`skinny`]).
+const SKINNY_ROWS: usize = 8;
 
 /// One operand of a batched product: storage, and its [B, rows, cols] layout.
 struct Operand<'a, T> {
@@ -100,8 +103,13 @@ fn batched_f32<W: Weight>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> {
     let half = TypeId::of::<W>() != TypeId::of::<f32>();
     let isa = isa::active();
     let per_batch = |bi: usize, dst: &mut [f32], parallel: bool| {
-        // A few rows: a matrix-vector product per row streams the weights at memory speed, which
-        // a GEMM (or widening half weights for one) cannot beat.
+        // A few rows against a Linear's weight: one pass over the weights for all rows.
+        if (2..=SKINNY_ROWS).contains(&m) && b.strides().1 == 1 && a.strides().2 == 1 {
+            skinny(isa, &a, &b, bi, dst, parallel);
+            return;
+        }
+        // One row, or a few against another layout: a matrix-vector product per row streams the
+        // weights at memory speed, which a GEMM (or widening half weights for one) cannot beat.
         if m == 1 || (half && m <= HALF_MATVEC_ROWS) {
             for (row, d) in dst.chunks_mut(n).enumerate() {
                 let x = &a.data[a.base(bi) + row * a.strides().1..];
@@ -252,6 +260,56 @@ fn matvec_f32<W: Weight>(
         for (j, v) in y.iter_mut().enumerate() {
             *v = (0..k).map(|i| xs[i] * b.data[base + i * rs + j * cs].to_f32()).sum();
         }
+    }
+}
+
+/// `dst [m, n] = a[bi] [m, k] @ b[bi]` for a few rows (2..=SKINNY_ROWS) when column j of b is
+/// a contiguous run of k weights (the transposed view of a Linear's [N, K] weight) and a's rows
+/// are contiguous: each weight row is read once and multiplied with all m activation rows
+/// ([`Weight::dot_rows`]), so a batched decoding step streams the weights once for the whole
+/// batch, where m matrix-vector products would stream them m times and a GEMM would pack (or
+/// widen) them first. Threads take blocks of output columns, each streaming its own weights.
+fn skinny<W: Weight>(isa: Isa, a: &Operand<f32>, b: &Operand<W>, bi: usize, dst: &mut [f32], parallel: bool) {
+    let (_, m, k) = a.dims();
+    let n = b.dims().2;
+    let (a_rs, cs, base) = (a.strides().1, b.strides().2, b.base(bi));
+    let x: Vec<&[f32]> = (0..m).map(|r| &a.data[a.base(bi) + r * a_rs..a.base(bi) + r * a_rs + k]).collect();
+    // Output columns j0..j1, column-major: m values per column.
+    let columns = |j0: usize, j1: usize| -> Vec<f32> {
+        let mut out = vec![0.0f32; (j1 - j0) * m];
+        for (j, o) in (j0..j1).zip(out.chunks_exact_mut(m)) {
+            let w = &b.data[base + j * cs..base + j * cs + k];
+            macro_rules! rows {
+                ($($r:literal)*) => {
+                    match m {
+                        $($r => o.copy_from_slice(&W::dot_rows::<$r>(isa, std::array::from_fn(|i| x[i]), w)),)*
+                        _ => unreachable!("skinny products take 2 to {SKINNY_ROWS} rows"),
+                    }
+                };
+            }
+            rows!(2 3 4 5 6 7 8);
+        }
+        out
+    };
+    let mut scatter = |j0: usize, block: &[f32]| {
+        for (c, values) in block.chunks_exact(m).enumerate() {
+            for (r, &v) in values.iter().enumerate() {
+                dst[r * n + j0 + c] = v;
+            }
+        }
+    };
+    let threads = rayon::current_num_threads();
+    if parallel && threads > 1 && n * k * m >= GEMM_PARALLEL_MIN {
+        let chunk = n.div_ceil(threads * 4).max(16);
+        let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(chunk))
+            .into_par_iter()
+            .map(|c| (c * chunk, columns(c * chunk, ((c + 1) * chunk).min(n))))
+            .collect();
+        for (j0, block) in &blocks {
+            scatter(*j0, block);
+        }
+    } else {
+        scatter(0, &columns(0, n));
     }
 }
 

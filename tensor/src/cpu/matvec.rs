@@ -43,6 +43,13 @@ pub trait Weight: Copy + Send + Sync + 'static {
         assert!(w.iter().all(|r| r.len() == x.len()));
         dispatch!(isa, w.map(|r| dot_scalar(x, r)), x86::dot4_avx2(x, w), x86::dot4_avx512(x, w))
     }
+    /// `R` dot products of one weight row with `R` activation rows, reading the weight row once:
+    /// the kernel of a batched decoding step (several sequences' rows against one weight), which
+    /// then streams the weights once for the whole batch instead of once per row.
+    fn dot_rows<const R: usize>(isa: Isa, xs: [&[f32]; R], w: &[Self]) -> [f32; R] {
+        assert!(xs.iter().all(|x| x.len() == w.len()));
+        dispatch!(isa, xs.map(|x| dot_scalar(x, w)), x86::dot_rows_avx2(xs, w), x86::dot_rows_avx512(xs, w))
+    }
     /// `y[j] += a[0] w0[j] + a[1] w1[j] + a[2] w2[j] + a[3] w3[j]` (equal lengths).
     fn axpy4(isa: Isa, y: &mut [f32], a: [f32; 4], w: [&[Self]; 4]);
 }
@@ -243,6 +250,56 @@ pub(crate) mod x86 {
             for r in 0..4 {
                 for j in i..n {
                     out[r] += x[j] * w[r][j].to_f32();
+                }
+            }
+            out
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+    pub unsafe fn dot_rows_avx512<W: Weight, const R: usize>(xs: [&[f32]; R], w: &[W]) -> [f32; R] {
+        let n = w.len();
+        let wp = w.as_ptr();
+        let xp = xs.map(|x| x.as_ptr());
+        let mut i = 0;
+        unsafe {
+            let mut acc = [_mm512_setzero_ps(); R];
+            while i + 16 <= n {
+                let wv = load16(wp.add(i));
+                for r in 0..R {
+                    acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(xp[r].add(i)), wv, acc[r]);
+                }
+                i += 16;
+            }
+            let mut out = acc.map(|a| _mm512_reduce_add_ps(a));
+            for r in 0..R {
+                for j in i..n {
+                    out[r] += xs[r][j] * w[j].to_f32();
+                }
+            }
+            out
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_rows_avx2<W: Weight, const R: usize>(xs: [&[f32]; R], w: &[W]) -> [f32; R] {
+        let n = w.len();
+        let wp = w.as_ptr();
+        let xp = xs.map(|x| x.as_ptr());
+        let mut i = 0;
+        unsafe {
+            let mut acc = [_mm256_setzero_ps(); R];
+            while i + 8 <= n {
+                let wv = load8(wp.add(i));
+                for r in 0..R {
+                    acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(xp[r].add(i)), wv, acc[r]);
+                }
+                i += 8;
+            }
+            let mut out = acc.map(|a| hsum256(a));
+            for r in 0..R {
+                for j in i..n {
+                    out[r] += xs[r][j] * w[j].to_f32();
                 }
             }
             out
