@@ -10,7 +10,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{PeakAlloc, Rng, no_panic, peak, reset_peak, tempdir};
+use common::{Expect, PeakAlloc, Rng, tempdir};
 use llm::gguf::GgufFile;
 
 #[global_allocator]
@@ -121,13 +121,6 @@ fn valid(rng: &mut Rng) -> Spec {
         data.resize(data.len().div_ceil(32) * 32, 0);
     }
     Spec { magic: *b"GGUF", version: 3, n_tensors: None, n_kv: None, kvs, infos, data }
-}
-
-/// What a case must end in.
-enum Expect {
-    Either,
-    /// Must fail, naming the file and this text.
-    ErrNaming(String),
 }
 
 fn err(s: impl Into<String>) -> Expect {
@@ -317,36 +310,10 @@ fn mutated_gguf_files_end_in_errors_naming_them() {
     assert_eq!(exercise(&path).expect("the unmutated file loads"), 5);
 
     const CASES: usize = 10_000;
-    let (mut loaded, mut failed) = (0usize, 0usize);
-    for i in 0..CASES {
-        let (what, bytes, expect) = mutate(&mut rng, &good);
-        let case = format!("#{i} ({what})");
-        let file = format!("case{i}.gguf");
-        let path = dir.join(&file);
-        std::fs::write(&path, &bytes).unwrap();
-        reset_peak();
-        let result = no_panic(&case, || exercise(&path));
-        // The largest allocation is a decoded tensor: Q4_K gives 7.1 f32 bytes per stored byte,
-        // and parsed metadata takes at most about 5x its bytes. 8x the file plus 64 KiB bounds
-        // both; a reader that trusted a count would ask for gigabytes.
-        let bound = 8 * bytes.len() + (64 << 10);
-        assert!(peak() <= bound, "case {case}: allocated {} bytes for a {}-byte file", peak(), bytes.len());
-        match (result, expect) {
-            (Ok(_), Expect::Either) => loaded += 1,
-            (Ok(n), Expect::ErrNaming(_)) => panic!("case {case}: loaded {n} tensors from a broken file"),
-            (Err(e), expect) => {
-                failed += 1;
-                let msg = e.to_string();
-                assert!(msg.contains(&file), "case {case}: error does not name the file: {msg}");
-                assert!(!msg.contains('\n'), "case {case}: error is more than one line: {msg}");
-                if let Expect::ErrNaming(needle) = expect {
-                    assert!(msg.contains(&needle), "case {case}: error does not name {needle}: {msg}");
-                }
-            }
-        }
-        std::fs::remove_file(&path).unwrap();
-    }
+    // The largest allocation is a decoded tensor: Q4_K gives 7.1 f32 bytes per stored byte,
+    // and parsed metadata takes at most about 5x its bytes. 8x the file plus 64 KiB bounds
+    // both; a reader that trusted a count would ask for gigabytes.
+    let (loaded, failed) = common::fuzz_files(&dir, "gguf", CASES, 8, |rng| mutate(rng, &good), exercise, &mut rng);
     println!("GGUF mutation cases: {CASES} ({loaded} still valid and loaded, {failed} rejected with an error)");
-    assert_eq!(loaded + failed, CASES);
     assert!(failed >= 8000, "only {failed} cases were rejected");
 }

@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{PeakAlloc, Rng, no_panic, peak, reset_peak, tempdir};
+use common::{Expect, PeakAlloc, Rng, no_panic, tempdir};
 use llm::weights::Checkpoint;
 use serde_json::{Value, json};
 use tensor::{DType, Device};
@@ -57,14 +57,6 @@ fn assemble(header: &[u8], data: &[u8]) -> Vec<u8> {
 
 fn data(rng: &mut Rng, len: usize) -> Vec<u8> {
     (0..len).map(|_| rng.next() as u8).collect()
-}
-
-/// What a case must end in.
-enum Expect {
-    /// Loading may succeed (the mutation kept the file valid) or fail naming the file.
-    Either,
-    /// Must fail, naming the file and this text (a tensor name, or a word of the cause).
-    ErrNaming(String),
 }
 
 /// Mutates a valid file into a case.
@@ -238,37 +230,12 @@ fn mutated_safetensors_files_end_in_errors_naming_them() {
     assert_eq!(exercise(&path).expect("the unmutated file loads"), entries.len());
 
     const CASES: usize = 10_000;
-    let (mut loaded, mut failed) = (0usize, 0usize);
-    for i in 0..CASES {
-        let (what, bytes, expect) = mutate(&mut rng, &valid, &entries);
-        let case = format!("#{i} ({what})");
-        let file = format!("case{i}.safetensors");
-        let path = dir.join(&file);
-        std::fs::write(&path, &bytes).unwrap();
-        reset_peak();
-        let result = no_panic(&case, || exercise(&path));
-        // Tensors are at most the file's bytes, converted to f32 (x2 from 16-bit); the rest is
-        // the parsed header and small bookkeeping. 4x the file plus 64 KiB bounds all of it; a
-        // reader that trusted a header length or a shape would ask for gigabytes.
-        let bound = 4 * bytes.len() + (64 << 10);
-        assert!(peak() <= bound, "case {case}: allocated {} bytes for a {}-byte file", peak(), bytes.len());
-        match (result, expect) {
-            (Ok(_), Expect::Either) => loaded += 1,
-            (Ok(n), Expect::ErrNaming(_)) => panic!("case {case}: loaded {n} tensors from a broken file"),
-            (Err(e), expect) => {
-                failed += 1;
-                let msg = e.to_string();
-                assert!(msg.contains(&file), "case {case}: error does not name the file: {msg}");
-                assert!(!msg.contains('\n'), "case {case}: error is more than one line: {msg}");
-                if let Expect::ErrNaming(needle) = expect {
-                    assert!(msg.contains(&needle), "case {case}: error does not name {needle}: {msg}");
-                }
-            }
-        }
-        std::fs::remove_file(&path).unwrap();
-    }
+    // Tensors are at most the file's bytes, converted to f32 (x2 from 16-bit); the rest is
+    // the parsed header and small bookkeeping. 4x the file plus 64 KiB bounds all of it; a
+    // reader that trusted a header length or a shape would ask for gigabytes.
+    let (loaded, failed) =
+        common::fuzz_files(&dir, "safetensors", CASES, 4, |rng| mutate(rng, &valid, &entries), exercise, &mut rng);
     println!("safetensors mutation cases: {CASES} ({loaded} still valid and loaded, {failed} rejected with an error)");
-    assert_eq!(loaded + failed, CASES);
     assert!(failed >= 1000, "only {failed} cases were rejected");
 }
 

@@ -91,3 +91,55 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// What a mutated file must end in.
+pub enum Expect {
+    /// Loading may succeed (the mutation kept the file valid) or fail naming the file.
+    Either,
+    /// Must fail, naming the file and this text (a tensor or field name, or a word of the cause).
+    ErrNaming(String),
+}
+
+/// Writes `cases` mutated files into `dir` (named `case<i>.<ext>`), loads each with `exercise`
+/// and checks what every loader of user files owes: no panic, no single allocation past
+/// `bytes_per_byte` times the file plus 64 KiB (a reader that trusted a count or a length would
+/// ask for gigabytes), and an error on one line naming the file (and what `Expect` names).
+/// Returns how many cases loaded and how many were refused.
+pub fn fuzz_files(
+    dir: &std::path::Path,
+    ext: &str,
+    cases: usize,
+    bytes_per_byte: usize,
+    mut mutate: impl FnMut(&mut Rng) -> (String, Vec<u8>, Expect),
+    exercise: impl Fn(&std::path::Path) -> llm::Result<usize>,
+    rng: &mut Rng,
+) -> (usize, usize) {
+    let (mut loaded, mut failed) = (0usize, 0usize);
+    for i in 0..cases {
+        let (what, bytes, expect) = mutate(rng);
+        let case = format!("#{i} ({what})");
+        let file = format!("case{i}.{ext}");
+        let path = dir.join(&file);
+        std::fs::write(&path, &bytes).unwrap();
+        reset_peak();
+        let result = no_panic(&case, || exercise(&path));
+        let bound = bytes_per_byte * bytes.len() + (64 << 10);
+        assert!(peak() <= bound, "case {case}: allocated {} bytes for a {}-byte file", peak(), bytes.len());
+        match (result, expect) {
+            (Ok(_), Expect::Either) => loaded += 1,
+            (Ok(n), Expect::ErrNaming(_)) => panic!("case {case}: loaded {n} tensors from a broken file"),
+            (Err(e), expect) => {
+                failed += 1;
+                let msg = e.to_string();
+                assert!(msg.contains(&file), "case {case}: error does not name the file: {msg}");
+                assert!(!msg.contains('\n'), "case {case}: error is more than one line: {msg}");
+                if let Expect::ErrNaming(needle) = expect {
+                    assert!(msg.contains(&needle), "case {case}: error does not name {needle}: {msg}");
+                }
+            }
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+    assert_eq!(loaded + failed, cases);
+    (loaded, failed)
+}
