@@ -12,11 +12,7 @@ fn gradients(device: &Device, inputs: &[Tensor], f: &Expr) -> Result<(Tensor, Ve
     let vars: Vec<Var> = inputs.iter().map(|t| t.to(device).map(Var::parameter)).collect::<Result<_>>()?;
     let y = f(&vars)?;
     // A weighted sum so every output element matters.
-    let w = Tensor::arange(y.elem_count(), tensor::DType::F32, &Device::cpu())?
-        .mul_scalar(0.37)?
-        .sin()?
-        .reshape(y.shape())?
-        .to(device)?;
+    let w = tensor::testing::readout_weights(y.shape(), device)?;
     let grads = y.mul(&Var::constant(w))?.sum_all()?.backward()?;
     let gs = vars
         .iter()

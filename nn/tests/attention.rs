@@ -4,29 +4,15 @@
 use autograd::Var;
 use autograd::gradcheck::{GradCheck, check_params};
 use nn::attention::{
-    AttentionConfig, GroupedQueryAttention, KvCache, MaskKind, MlaConfig, MultiHeadLatentAttention, QkNorm,
-    TemperatureTuning,
+    GroupedQueryAttention, KvCache, MaskKind, MlaConfig, MultiHeadLatentAttention, QkNorm, TemperatureTuning,
 };
 use nn::rope::{Rope, RopeScaling};
 use nn::{Init, Module, ModuleExt};
 use tensor::testing::{assert_close, randn};
 use tensor::{DType, Device, Result};
 
-fn gqa_config(mask: MaskKind, qk_norm: QkNorm, rope: bool, tuning: Option<TemperatureTuning>) -> AttentionConfig {
-    AttentionConfig {
-        hidden_size: 16,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-        bias: false,
-        qk_norm,
-        rope: rope.then(|| Rope::new(8, 10_000.0, &RopeScaling::None, false)),
-        mask,
-        scale: 8f64.powf(-0.5),
-        softcap: None,
-        temperature_tuning: tuning,
-    }
-}
+mod common;
+use common::gqa_config;
 
 fn mla_config() -> MlaConfig {
     MlaConfig {

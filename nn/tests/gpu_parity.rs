@@ -3,12 +3,15 @@
 //! gradient compared (1e-4 relative plus 1e-5 absolute: f32 sums in another order).
 
 use autograd::Var;
-use nn::attention::{AttentionConfig, GroupedQueryAttention, MaskKind, MlaConfig, MultiHeadLatentAttention, QkNorm};
+use nn::attention::{GroupedQueryAttention, MaskKind, MlaConfig, MultiHeadLatentAttention, QkNorm};
 use nn::moe::{Experts, MoeRouter, RouterKind, SparseMoe};
 use nn::rope::{Rope, RopeScaling};
 use nn::{Embedding, GatedFeedForward, Init, Linear, Module, ModuleExt, RmsNorm};
 use tensor::testing::{assert_close, randn};
 use tensor::{Device, GluActivation, Result, Tensor};
+
+mod common;
+use common::gqa_config;
 
 /// Builds a block with `build`, runs `forward` on the CPU and on the GPU, compares.
 fn compare<M: Module>(
@@ -23,11 +26,7 @@ fn compare<M: Module>(
         let block = build(&mut init)?;
         block.to_device(device)?;
         let y = forward(&block, device)?;
-        let w = Tensor::arange(y.elem_count(), tensor::DType::F32, &Device::cpu())?
-            .mul_scalar(0.37)?
-            .sin()?
-            .reshape(y.shape())?
-            .to(device)?;
+        let w = tensor::testing::readout_weights(y.shape(), device)?;
         let grads = y.mul(&Var::constant(w))?.sum_all()?.backward()?;
         let gs = block
             .parameters()
@@ -48,22 +47,6 @@ fn compare<M: Module>(
 
 fn input(device: &Device) -> Result<Var> {
     Ok(Var::constant(randn([2, 5, 16], 7, &Device::cpu())?.to(device)?))
-}
-
-fn attention_config(mask: MaskKind, qk_norm: QkNorm, rope: bool) -> AttentionConfig {
-    AttentionConfig {
-        hidden_size: 16,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-        bias: false,
-        qk_norm,
-        rope: rope.then(|| Rope::new(8, 10_000.0, &RopeScaling::None, false)),
-        mask,
-        scale: 8f64.powf(-0.5),
-        softcap: None,
-        temperature_tuning: None,
-    }
 }
 
 #[test]
@@ -89,7 +72,7 @@ fn every_block_matches_the_cpu_forward_and_backward() -> Result<()> {
         compare(
             &g,
             &format!("attention {mask:?}"),
-            |i| GroupedQueryAttention::new(attention_config(mask, norm, rope), i),
+            |i| GroupedQueryAttention::new(gqa_config(mask, norm, rope, None), i),
             |m, d| m.forward(&input(d)?, 0, None),
         )?;
     }

@@ -64,3 +64,11 @@ pub fn assert_close(a: &Tensor, b: &Tensor, atol: f64, rtol: f64) -> Result<()> 
 pub fn values(t: &Tensor) -> Vec<f64> {
     t.to_vec::<f64>().unwrap_or_default()
 }
+
+/// Fixed weights `sin(0.37 i)` of `shape` on `device`, for turning a tensor output into a scalar
+/// loss `sum(y * w)` in gradient tests: every element matters, with its own weight, so a
+/// gradient that lands on the wrong element shows.
+pub fn readout_weights(shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+    let shape = shape.into();
+    Tensor::arange(shape.elem_count(), DType::F32, &Device::cpu())?.mul_scalar(0.37)?.sin()?.reshape(shape)?.to(device)
+}
