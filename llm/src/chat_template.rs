@@ -16,6 +16,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::config::ModelConfig;
+use crate::gguf::GgufFile;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
@@ -34,6 +35,14 @@ impl Message {
     pub fn new(role: &str, content: &str) -> Message {
         Message { role: role.to_string(), content: content.to_string() }
     }
+}
+
+/// The special tokens a model's files name, before the config fills the gaps.
+struct SpecialTokens {
+    bos: Option<String>,
+    eos: Option<String>,
+    /// End-of-turn ids beyond the config's EOS ids.
+    end_of_turn: Vec<u32>,
 }
 
 /// A model's chat template and end-of-turn ids.
@@ -71,11 +80,7 @@ impl ChatTemplate {
             Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),
             _ => None,
         };
-        let name_of = |id: Option<u32>| id.and_then(|id| tokenizer.id_token(id));
-        let bos_token = token_text("bos_token").or_else(|| name_of(config.bos_token_id)).unwrap_or_default();
-        let eos_token =
-            token_text("eos_token").or_else(|| name_of(config.eos_token_ids.first().copied())).unwrap_or_default();
-        let mut end_of_turn = config.eos_token_ids.clone();
+        let mut end_of_turn = Vec::new();
         if let Some(gen_config) = read_json("generation_config.json")? {
             match &gen_config["eos_token_id"] {
                 Value::Number(n) => end_of_turn.extend(n.as_u64().map(|v| v as u32)),
@@ -83,10 +88,49 @@ impl ChatTemplate {
                 _ => {}
             }
         }
+        let tokens = SpecialTokens { bos: token_text("bos_token"), eos: token_text("eos_token"), end_of_turn };
+        ChatTemplate::assemble(source, &dir.join("tokenizer_config.json"), tokens, config, tokenizer)
+    }
+
+    /// Reads the template and special tokens a GGUF file carries: `tokenizer.chat_template`,
+    /// `tokenizer.ggml.bos_token_id` / `eos_token_id`, and llama.cpp's end-of-turn id
+    /// `tokenizer.ggml.eot_token_id` where the converter wrote one.
+    pub fn from_gguf(file: &GgufFile, config: &ModelConfig, tokenizer: &Tokenizer) -> Result<ChatTemplate> {
+        let id = |key: &str| file.get(key).and_then(|v| v.as_u64()).and_then(|v| u32::try_from(v).ok());
+        let name_of = |key: &str| id(key).and_then(|i| tokenizer.id_token(i));
+        let source = file.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
+        let mut end_of_turn: Vec<u32> = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"]
+            .into_iter()
+            .filter_map(|key| id(key))
+            .collect();
+        end_of_turn.sort_unstable();
+        let tokens = SpecialTokens {
+            bos: name_of("tokenizer.ggml.bos_token_id"),
+            eos: name_of("tokenizer.ggml.eos_token_id"),
+            end_of_turn,
+        };
+        ChatTemplate::assemble(source, &file.path, tokens, config, tokenizer)
+    }
+
+    /// The template from its source (if any) and the special tokens a model's files name,
+    /// completed from the config: BOS and EOS text default to the config's ids' tokens, and the
+    /// end-of-turn ids are the config's EOS ids, those the files add, and the EOS token's id.
+    fn assemble(
+        source: Option<String>,
+        origin: &Path,
+        tokens: SpecialTokens,
+        config: &ModelConfig,
+        tokenizer: &Tokenizer,
+    ) -> Result<ChatTemplate> {
+        let name_of = |id: Option<u32>| id.and_then(|id| tokenizer.id_token(id));
+        let bos_token = tokens.bos.or_else(|| name_of(config.bos_token_id)).unwrap_or_default();
+        let eos_token = tokens.eos.or_else(|| name_of(config.eos_token_ids.first().copied())).unwrap_or_default();
+        let mut end_of_turn = config.eos_token_ids.clone();
+        end_of_turn.extend(tokens.end_of_turn);
         end_of_turn.extend(tokenizer.token_id(&eos_token));
         end_of_turn.sort_unstable();
         end_of_turn.dedup();
-        let env = source.map(|s| environment(s, &dir.join("tokenizer_config.json"))).transpose()?;
+        let env = source.map(|s| environment(s, origin)).transpose()?;
         Ok(ChatTemplate { env, bos_token, eos_token, bos_id: config.bos_token_id, end_of_turn })
     }
 

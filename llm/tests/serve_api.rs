@@ -261,3 +261,30 @@ fn sigterm_ends_the_server_cleanly() {
     server.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(err.contains("llm serve: stopped"), "{err}");
 }
+
+/// A GGUF file serves as its folder does: `llm quantize --type f32` writes the tiny model with
+/// its tokenizer (weights exactly as stored), and greedy chat answers through both are equal.
+#[test]
+fn a_gguf_file_serves_as_its_folder_does() {
+    let dir = std::env::temp_dir().join(format!("llm-serve-gguf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let gguf = dir.join("tiny-f32.gguf");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_llm"))
+        .args(["quantize", "--model", tiny_dir().to_str().unwrap(), "--out", gguf.to_str().unwrap()])
+        .args(["--type", "f32"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let messages = json!([{ "role": "user", "content": "Who is Mr Darcy?" }]);
+    let body = json!({ "messages": messages, "max_tokens": 24, "temperature": 0 });
+    let answer = |server: &Server| {
+        let r = server.post_json("/v1/chat/completions", &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+    };
+    let from_folder = answer(&Server::start(&[]));
+    let from_gguf = answer(&Server::start_model(&gguf, &[]));
+    assert!(!from_folder.is_empty());
+    assert_eq!(from_gguf, from_folder);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

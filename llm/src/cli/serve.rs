@@ -35,24 +35,37 @@ pub struct Loaded {
 }
 
 pub fn load_for_chat(model: &Path, device: Option<&str>, weight_dtype: Option<DType>) -> Result<Loaded> {
-    if !model.join("config.json").is_file() {
+    let gguf = crate::gguf::is_gguf(model);
+    if !gguf && !model.join("config.json").is_file() {
         return Err(Error::input(format!(
-            "{}: no config.json there (give --model a Hugging Face model folder)",
+            "{}: no config.json there (give --model a Hugging Face model folder or a .gguf file)",
             model.display()
         )));
     }
-    let tokenizer_path = model.join("tokenizer.json");
-    if !tokenizer_path.is_file() {
-        return Err(Error::input(format!(
-            "{} does not exist: serving text needs the model's tokenizer",
-            tokenizer_path.display()
-        )));
-    }
-    let tokenizer = Tokenizer::from_file(&tokenizer_path)?;
+    // A GGUF file carries its tokenizer and chat template in its metadata.
+    let file = if gguf { Some(crate::gguf::GgufFile::open(model)?) } else { None };
+    let tokenizer = match &file {
+        Some(file) => crate::gguf::tokenizer::from_gguf(file)?.ok_or_else(|| {
+            Error::input(format!("{}: no tokenizer in this GGUF file: serving text needs one", model.display()))
+        })?,
+        None => {
+            let tokenizer_path = model.join("tokenizer.json");
+            if !tokenizer_path.is_file() {
+                return Err(Error::input(format!(
+                    "{} does not exist: serving text needs the model's tokenizer",
+                    tokenizer_path.display()
+                )));
+            }
+            Tokenizer::from_file(&tokenizer_path)?
+        }
+    };
     let (device, line) = crate::device::pick(device)?;
     eprintln!("{line}");
     let loaded = load(model, &LoadOptions { device: device.clone(), weight_dtype })?;
-    let template = ChatTemplate::load(model, &loaded.config, &tokenizer)?;
+    let template = match &file {
+        Some(file) => ChatTemplate::from_gguf(file, &loaded.config, &tokenizer)?,
+        None => ChatTemplate::load(model, &loaded.config, &tokenizer)?,
+    };
     eprintln!("{}", template.describe());
     Ok(Loaded { model: loaded, tokenizer, template, device })
 }

@@ -24,9 +24,13 @@ pub struct Server {
 impl Server {
     /// Starts `llm serve` on a free port with `extra` flags and waits for its URL line.
     pub fn start(extra: &[&str]) -> Server {
-        let dir = tiny_dir();
+        Server::start_model(&tiny_dir(), extra)
+    }
+
+    /// `llm serve` on another model (a folder or a GGUF file).
+    pub fn start_model(model: &std::path::Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_llm"))
-            .args(["serve", "--model", dir.to_str().unwrap(), "--port", "0", "--device", "cpu"])
+            .args(["serve", "--model", model.to_str().unwrap(), "--port", "0", "--device", "cpu"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
