@@ -101,7 +101,7 @@ impl ChatTemplate {
         let source = file.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
         let mut end_of_turn: Vec<u32> = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"]
             .into_iter()
-            .filter_map(|key| id(key))
+            .filter_map(id)
             .collect();
         end_of_turn.sort_unstable();
         let tokens = SpecialTokens {
