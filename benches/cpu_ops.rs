@@ -1,11 +1,12 @@
 //! CPU speed of the kernels the peers also run (`tools/bench_numpy.py`): f32 matmul at 256, 1024
-//! and 2048 square (GFLOP/s), a prefill-shaped product with f32 and bf16 weights, the
+//! and 2048 square (GFLOP/s), prefill-shaped products with f32 and bf16 weights, the
 //! 1x4096 @ 4096x4096 matrix-vector product of batch-1 decoding (f32 and bf16 weights, both
 //! weight orders) next to a streaming read of memory (the bandwidth roofline), softmax over the
 //! last axis of [4096, 4096] and an elementwise add of 16M floats (GB/s). Compared with NumPy in
 //! docs/BENCHMARKS.md.
 //!
-//! `cargo bench --bench cpu_ops`; `LLM_CPU_KERNELS=scalar|avx2|avx512` forces a kernel path.
+//! `cargo bench --bench cpu_ops`; `LLM_CPU_KERNELS=scalar|avx2|avx512` forces a kernel path,
+//! `LLM_CPU_BF16_GEMM=0` turns the bf16 GEMM off.
 
 use std::time::Duration;
 
@@ -32,19 +33,30 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
-    // Prefill with half-precision weights in the Linear layout (x @ W^T, W [out, in]): the
-    // weights are widened to f32 panels, so this should match the f32 GEMM above.
-    let mut group = c.benchmark_group("cpu prefill 512x1024 @ (3072x1024)^T");
-    group.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
-    let x = random(&[512, 1024], DType::F32);
-    group.throughput(Throughput::Elements(2 * 512 * 1024 * 3072));
-    for dtype in [DType::F32, DType::BF16] {
-        let w = random(&[3072, 1024], dtype);
-        group.bench_function(format!("{dtype} weights"), |bench| {
-            bench.iter(|| x.matmul(&w.t().expect("t")).expect("mm"))
-        });
+    // Prefill in the Linear layout (x @ W^T, W [out, in]), the Qwen3-0.6B MLP-up and attention
+    // shapes at a 512-token prompt. bf16 weights take the vdpbf16ps GEMM where the CPU has
+    // AVX512_BF16 ("bf16 weights"), else are widened to f32 panels for the f32 GEMM; the
+    // "widened" case forces the latter (LLM_CPU_BF16_GEMM=0) to compare the two.
+    for n in [3072usize, 1024] {
+        let mut group = c.benchmark_group(format!("cpu prefill 512x1024 @ ({n}x1024)^T"));
+        group.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+        let x = random(&[512, 1024], DType::F32);
+        group.throughput(Throughput::Elements(2 * 512 * 1024 * n as u64));
+        for dtype in [DType::F32, DType::BF16] {
+            let w = random(&[n, 1024], dtype);
+            group.bench_function(format!("{dtype} weights"), |bench| {
+                bench.iter(|| x.matmul(&w.t().expect("t")).expect("mm"))
+            });
+            if dtype == DType::BF16 && tensor::cpu::isa::bf16_gemm() {
+                tensor::cpu::isa::force_bf16_gemm(Some(false));
+                group.bench_function(format!("{dtype} weights, widened"), |bench| {
+                    bench.iter(|| x.matmul(&w.t().expect("t")).expect("mm"))
+                });
+                tensor::cpu::isa::force_bf16_gemm(None);
+            }
+        }
+        group.finish();
     }
-    group.finish();
 
     // Decode: one token through a [4096, 4096] weight. "x @ W^T" is the Linear layout every
     // model uses (one dot product per output); "x @ W" is a row-major [K, N] weight.

@@ -8,6 +8,12 @@
 //! has, so a forced run never executes an illegal instruction. Matrix-matrix products go to the
 //! `gemm` crate, which picks its own microkernels (AVX-512 with its `x86-v4` feature, else
 //! AVX2+FMA, else scalar) and is not affected.
+//!
+//! One exception, and its own switch: f32 x bf16 matrix-matrix products (prefill with bf16
+//! weights) use our `vdpbf16ps` GEMM (`gemm_bf16`) when the active path is `avx512` and the CPU
+//! has AVX512_BF16; see [`bf16_gemm`]. `LLM_CPU_BF16_GEMM=0` (or `off`) turns it off, so they
+//! widen the weights to f32 for the `gemm` crate as on every narrower path; [`force_bf16_gemm`]
+//! does the same from code.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -125,13 +131,45 @@ pub fn active() -> Isa {
     chosen.map_or(features().widest, Isa::or_available)
 }
 
+/// The `force_bf16_gemm` override: 0 none, 1 off, 2 on.
+static BF16_GEMM: AtomicU8 = AtomicU8::new(0);
+
+/// `LLM_CPU_BF16_GEMM`, read once: `0`/`off`/`false`/`no` turns the bf16 GEMM off; anything else
+/// (or unset) leaves it on where the CPU allows.
+fn bf16_gemm_from_env() -> bool {
+    static ENV: OnceLock<bool> = OnceLock::new();
+    *ENV.get_or_init(|| match std::env::var("LLM_CPU_BF16_GEMM") {
+        Ok(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "off" | "false" | "no"),
+        Err(_) => true,
+    })
+}
+
+/// Turns the `vdpbf16ps` GEMM for f32 x bf16 products off (`Some(false)`), on where the CPU
+/// allows (`Some(true)`), or back to `LLM_CPU_BF16_GEMM` (`None`). Process-wide, like [`force`].
+pub fn force_bf16_gemm(on: Option<bool>) {
+    BF16_GEMM.store(on.map_or(0, |on| 1 + on as u8), Ordering::Relaxed);
+}
+
+/// Whether f32 x bf16 matrix-matrix products take the `vdpbf16ps` GEMM now: the CPU has
+/// AVX512_BF16, the active path is `avx512` (a forced scalar/avx2 path keeps the widening GEMM,
+/// so the narrower paths stay testable), and the switch is not off. Its activations are rounded
+/// to bf16 first, so results differ from the widening path by about 2^-8 relative per term.
+#[inline]
+pub fn bf16_gemm() -> bool {
+    let on = match BF16_GEMM.load(Ordering::Relaxed) {
+        0 => bf16_gemm_from_env(),
+        code => code == 2,
+    };
+    on && features().avx512_bf16 && active() == Isa::Avx512
+}
+
 /// A short description of the active path for a `--stats` line or a log, e.g. `avx512+bf16`.
 pub fn active_name() -> String {
     let f = features();
     let isa = active();
     let mut name = isa.name().to_string();
     if isa == Isa::Avx512 && f.avx512_bf16 {
-        name.push_str("+bf16");
+        name.push_str(if bf16_gemm() { "+bf16" } else { "+bf16(gemm off)" });
     }
     name
 }

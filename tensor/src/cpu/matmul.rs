@@ -9,6 +9,7 @@ use std::any::TypeId;
 
 use rayon::prelude::*;
 
+use super::gemm_bf16;
 use super::isa::{self, Isa};
 use super::matvec::{self, Weight};
 
@@ -92,7 +93,8 @@ fn batched<T: FloatElement>(a: Operand<T>, b: Operand<T>) -> Vec<T> {
 
 /// f32 activations times f32, bf16 or f16 weights: our streaming kernels for matrix-vector
 /// products (decode), the `gemm` crate for matrix-matrix ones (prefill), half-precision weights
-/// widened to f32 panels first.
+/// widened to f32 panels first; except bf16 weights where `isa::bf16_gemm` allows, which go to
+/// our `vdpbf16ps` GEMM (activations rounded to bf16, see `gemm_bf16`).
 fn batched_f32<W: Weight>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> {
     let (batch, m, k) = a.dims();
     let n = b.dims().2;
@@ -102,6 +104,7 @@ fn batched_f32<W: Weight>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> {
     }
     let half = TypeId::of::<W>() != TypeId::of::<f32>();
     let isa = isa::active();
+    let bf16_gemm = TypeId::of::<W>() == TypeId::of::<half::bf16>() && isa::bf16_gemm();
     let per_batch = |bi: usize, dst: &mut [f32], parallel: bool| {
         // A few rows against a Linear's weight: one pass over the weights for all rows.
         if (2..=SKINNY_ROWS).contains(&m) && b.strides().1 == 1 && a.strides().2 == 1 {
@@ -124,9 +127,17 @@ fn batched_f32<W: Weight>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> {
             gemm_into(dst, &a, bi, &wide, bi, 0, n, m, k, parallel);
             return;
         }
+        // Prefill with bf16 weights on AVX512_BF16: our `vdpbf16ps` GEMM, twice the f32 rate.
+        let (_, rs, cs) = b.strides();
+        if bf16_gemm {
+            let (_, a_rs, a_cs) = a.strides();
+            let x = gemm_bf16::View { data: &a.data[a.base(bi)..], rs: a_rs, cs: a_cs };
+            let w = gemm_bf16::View { data: &as_bf16(b.data)[b.base(bi)..], rs, cs };
+            gemm_bf16::gemm(m, n, k, x, w, dst, n, parallel);
+            return;
+        }
         // Prefill with half weights: widen a block of columns to f32 in the order they are
         // stored (a contiguous conversion), then a full-speed GEMM on the panel.
-        let (_, rs, cs) = b.strides();
         let block = WIDEN_COLUMNS.min(n);
         let mut widened = vec![0.0f32; k * block];
         for c0 in (0..n).step_by(WIDEN_COLUMNS) {
@@ -165,6 +176,13 @@ fn bytemuck_f32<W: Weight>(w: &[W]) -> &[f32] {
     assert_eq!(TypeId::of::<W>(), TypeId::of::<f32>());
     // SAFETY: W is f32 (checked above), so the slice is an f32 slice of the same length.
     unsafe { std::slice::from_raw_parts(w.as_ptr() as *const f32, w.len()) }
+}
+
+/// The bf16 slice behind a weight slice whose element type is bf16.
+fn as_bf16<W: Weight>(w: &[W]) -> &[half::bf16] {
+    assert_eq!(TypeId::of::<W>(), TypeId::of::<half::bf16>());
+    // SAFETY: W is bf16 (checked above), so the slice is a bf16 slice of the same length.
+    unsafe { std::slice::from_raw_parts(w.as_ptr() as *const half::bf16, w.len()) }
 }
 
 /// `y[j] = sum_i x[i * x_stride] * b[i, j]` for f32 activations, streaming the weight once with
