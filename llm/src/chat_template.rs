@@ -99,10 +99,8 @@ impl ChatTemplate {
         let id = |key: &str| file.get(key).and_then(|v| v.as_u64()).and_then(|v| u32::try_from(v).ok());
         let name_of = |key: &str| id(key).and_then(|i| tokenizer.id_token(i));
         let source = file.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
-        let mut end_of_turn: Vec<u32> = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"]
-            .into_iter()
-            .filter_map(id)
-            .collect();
+        let mut end_of_turn: Vec<u32> =
+            ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"].into_iter().filter_map(id).collect();
         end_of_turn.sort_unstable();
         let tokens = SpecialTokens {
             bos: name_of("tokenizer.ggml.bos_token_id"),
