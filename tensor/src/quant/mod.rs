@@ -20,7 +20,7 @@ pub mod q8_0;
 pub mod qmatmul;
 mod qmatrix;
 
-pub use qmatrix::{GEMM_MIN_ROWS, QMatrix};
+pub use qmatrix::{GEMM_MIN_ROWS, QMatrix, set_gemm_min_rows};
 
 use half::{bf16, f16};
 

@@ -6,6 +6,7 @@
 //! nibbles). The bytes are owned or shared with a memory map.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -18,6 +19,16 @@ use crate::{DType, Error, Result, Tensor};
 /// f32 GEMM (whose cache blocking beats integer dots per row pair once the weights are reused
 /// enough); below it, integer dots on the blocks.
 pub const GEMM_MIN_ROWS: usize = 32;
+/// The row count from which `matmul` takes the GEMM path (`GEMM_MIN_ROWS` unless set).
+static GEMM_ROWS: AtomicUsize = AtomicUsize::new(GEMM_MIN_ROWS);
+
+/// Moves the switch between integer dots and the f32 GEMM to `rows` activation rows (`None`:
+/// back to [`GEMM_MIN_ROWS`]; `Some(usize::MAX)`: integer dots always). Process-wide, for tests
+/// and measurements, as `isa::force`.
+pub fn set_gemm_min_rows(rows: Option<usize>) {
+    GEMM_ROWS.store(rows.unwrap_or(GEMM_MIN_ROWS), Ordering::Relaxed);
+}
+
 /// Weight rows widened to f32 at a time on the GEMM path (bounds the scratch memory).
 const PANEL_ROWS: usize = 256;
 
@@ -155,7 +166,7 @@ impl QMatrix {
         if x.len() != m * self.cols {
             return Err(Error::shape("QMatrix::matmul", format!("{} values are not [{m}, {}]", x.len(), self.cols)));
         }
-        if m >= GEMM_MIN_ROWS {
+        if m >= GEMM_ROWS.load(Ordering::Relaxed) {
             return self.matmul_panels(x, m);
         }
         Ok(self.matmul_blocks(x, m, kernel))
