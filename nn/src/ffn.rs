@@ -41,4 +41,9 @@ impl Module for GatedFeedForward {
         self.up_proj.visit(&join(prefix, "up_proj"), f);
         self.down_proj.visit(&join(prefix, "down_proj"), f);
     }
+    fn visit_packed(&self, prefix: &str, f: &mut dyn FnMut(&str, &crate::PackedSlot)) {
+        self.gate_proj.visit_packed(&join(prefix, "gate_proj"), f);
+        self.up_proj.visit_packed(&join(prefix, "up_proj"), f);
+        self.down_proj.visit_packed(&join(prefix, "down_proj"), f);
+    }
 }

@@ -19,6 +19,7 @@ pub mod module;
 pub mod moe;
 pub mod norm;
 pub mod optim;
+pub mod packed;
 pub mod rope;
 
 pub use embedding::Embedding;
@@ -27,3 +28,4 @@ pub use init::Init;
 pub use linear::Linear;
 pub use module::{Module, ModuleExt, join};
 pub use norm::RmsNorm;
+pub use packed::PackedSlot;

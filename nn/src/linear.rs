@@ -1,14 +1,18 @@
 //! `Linear`: `y = x W^T + b`, with W stored [out, in] as PyTorch and Hugging Face store it.
 
-use autograd::Var;
+use autograd::{Var, is_grad_enabled};
 use tensor::Result;
 
-use crate::{Init, Module, join};
+use crate::packed::no_gradient;
+use crate::{Init, Module, PackedSlot, join};
 
 pub struct Linear {
     /// [out_features, in_features]
     pub weight: Var,
     pub bias: Option<Var>,
+    /// The weight kept block-quantized (from a GGUF file), used by `forward` when set; `weight`
+    /// is then a placeholder without data.
+    pub packed: PackedSlot,
 }
 
 impl Linear {
@@ -16,12 +20,13 @@ impl Linear {
         Ok(Linear {
             weight: init.normal([out_features, in_features])?,
             bias: if bias { Some(init.zeros([out_features])?) } else { None },
+            packed: PackedSlot::default(),
         })
     }
 
     /// Wraps existing parameters.
     pub fn from_weights(weight: Var, bias: Option<Var>) -> Linear {
-        Linear { weight, bias }
+        Linear { weight, bias, packed: PackedSlot::default() }
     }
 
     pub fn in_features(&self) -> usize {
@@ -33,9 +38,14 @@ impl Linear {
     }
 
     /// `x [.., in] -> [.., out]`. Weights may be bf16/f16 with f32 activations (widened inside
-    /// the matmul).
+    /// the matmul), or packed Q8_0/Q4_0 blocks (multiplied on the blocks, on the CPU, without
+    /// a gradient).
     pub fn forward(&self, x: &Var) -> Result<Var> {
-        let y = x.linear(&self.weight)?;
+        let y = match self.packed.get() {
+            Some(q) if is_grad_enabled() => return Err(no_gradient(&q, "Linear::forward")),
+            Some(q) => Var::constant(q.matmul(&x.value())?),
+            None => x.linear(&self.weight)?,
+        };
         match &self.bias {
             Some(b) => y.add(&b.to_dtype(y.dtype())?),
             None => Ok(y),
@@ -49,5 +59,8 @@ impl Module for Linear {
         if let Some(b) = &self.bias {
             f(&join(prefix, "bias"), b);
         }
+    }
+    fn visit_packed(&self, prefix: &str, f: &mut dyn FnMut(&str, &PackedSlot)) {
+        f(&join(prefix, "weight"), &self.packed);
     }
 }

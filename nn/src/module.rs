@@ -5,10 +5,17 @@
 use autograd::Var;
 use tensor::{DType, Device, Result};
 
+use crate::PackedSlot;
+
 /// A block of a model: it knows its parameters and their names.
 pub trait Module {
     /// Calls `f` with every parameter, named `prefix.<its path>`.
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Var));
+
+    /// Calls `f` with the slot of every weight matrix that may be kept block-quantized (the
+    /// weights of `Linear`s and `Embedding` tables), named as `visit` names that weight. Blocks
+    /// that read a weight's values other than through `Linear::forward` leave it out.
+    fn visit_packed(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &PackedSlot)) {}
 
     /// Switches between training and evaluation behaviour (statistics a router keeps, the
     /// logit maxima MuonClip needs). Most blocks behave the same in both.
@@ -85,6 +92,11 @@ impl<M: Module> Module for Vec<M> {
             m.visit(&join(prefix, &i.to_string()), f);
         }
     }
+    fn visit_packed(&self, prefix: &str, f: &mut dyn FnMut(&str, &PackedSlot)) {
+        for (i, m) in self.iter().enumerate() {
+            m.visit_packed(&join(prefix, &i.to_string()), f);
+        }
+    }
     fn set_training(&self, training: bool) {
         self.iter().for_each(|m| m.set_training(training));
     }
@@ -100,6 +112,11 @@ impl<M: Module> Module for Option<M> {
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Var)) {
         if let Some(m) = self {
             m.visit(prefix, f);
+        }
+    }
+    fn visit_packed(&self, prefix: &str, f: &mut dyn FnMut(&str, &PackedSlot)) {
+        if let Some(m) = self {
+            m.visit_packed(prefix, f);
         }
     }
     fn set_training(&self, training: bool) {

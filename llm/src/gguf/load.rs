@@ -1,10 +1,17 @@
 //! A model from a GGUF file: the config from its metadata, every parameter from the tensor
 //! llama.cpp names for it, decoded to f32 (and stored in the load options' weight dtype).
+//!
+//! On the CPU with no weight dtype asked for (`LoadOptions::weight_dtype` None: keep what the
+//! file stores), the Q8_0 and Q4_0 matrices of `Linear`s and of the embedding table stay packed
+//! instead ([`QMatrix`], borrowing the memory-mapped file), multiplied on their blocks; their
+//! `Var`s keep the storage-free placeholders they were built with. Other types (Q4_K, Q6_K, ...),
+//! the routed MoE experts and every weight on a GPU are decoded to f32 as before.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use nn::{Init, ModuleExt};
+use nn::{Init, Module, ModuleExt};
+use tensor::quant::QMatrix;
 use tensor::{DType, Device, Tensor};
 
 use super::config::{architecture, model_config};
@@ -18,13 +25,13 @@ use crate::{Error, Result};
 /// rotates adjacent pairs, matches the checkpoint's rotation of the two halves). With
 /// `inverse` false this applies that reordering (for writing); true undoes it (for reading).
 /// `rows` is the leading dimension, `width` the elements per row.
-pub fn permute_rows(values: &[f32], heads: usize, width: usize, inverse: bool) -> Option<Vec<f32>> {
+pub fn permute_rows<T: Copy + Default>(values: &[T], heads: usize, width: usize, inverse: bool) -> Option<Vec<T>> {
     let rows = values.len() / width.max(1);
     if heads == 0 || width == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) {
         return None;
     }
     let hd = rows / heads;
-    let mut out = vec![0.0f32; values.len()];
+    let mut out = vec![T::default(); values.len()];
     for h in 0..heads {
         for t in 0..2 {
             for j in 0..hd / 2 {
@@ -46,6 +53,13 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
     let model = build(&config, &mut Init::placeholders(&options.device))?;
     let mut used: HashSet<String> = HashSet::new();
     let cpu = Device::cpu();
+    let mut packable = HashSet::new();
+    if options.device.is_cpu() && options.weight_dtype.is_none() {
+        model.visit_packed("", &mut |name, _| {
+            packable.insert(name.to_string());
+        });
+    }
+    let mut packed: HashMap<String, QMatrix> = HashMap::new();
     for (name, var) in model.named_parameters() {
         let gguf = to_gguf(&name)
             .ok_or_else(|| Error::format(path, format!("parameter {name} has no GGUF tensor name in this reader")))?;
@@ -58,24 +72,38 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
                 format!("tensor {gguf} has shape {:?}, but the config implies {:?}", info.shape(), var.dims()),
             ));
         }
-        let (mut values, shape) = file.dequantize(&gguf)?;
-        if arch == "llama" {
-            let heads = if gguf.contains(".attn_q.") {
-                Some(config.num_attention_heads)
-            } else if gguf.contains(".attn_k.") {
-                Some(config.num_key_value_heads)
-            } else {
-                None
-            };
-            if let Some(heads) = heads {
-                let width = if shape.len() == 2 { shape[1] } else { 1 };
-                values = permute_rows(&values, heads, width, true).ok_or_else(|| {
-                    Error::format(
-                        path,
-                        format!("tensor {gguf}: {} rows do not split into {heads} heads of pairs", shape[0]),
-                    )
-                })?;
+        // llama.cpp's q/k row order for `llama` (undone below), as (heads, rows).
+        let permuted = match arch.as_str() {
+            "llama" if gguf.contains(".attn_q.") => Some(config.num_attention_heads),
+            "llama" if gguf.contains(".attn_k.") => Some(config.num_key_value_heads),
+            _ => None,
+        };
+        let unpermute = |what: &str| {
+            Error::format(path, format!("tensor {gguf}: {what} rows do not split into {permuted:?} heads of pairs"))
+        };
+        if packable.contains(&name) && QMatrix::supports(info.ty) && info.dims.len() == 2 {
+            let (rows, cols) = (info.shape()[0], info.shape()[1]);
+            let q = match permuted {
+                Some(heads) => {
+                    let row_bytes = info.size as usize / rows.max(1);
+                    let bytes = permute_rows(file.bytes(info), heads, row_bytes, true)
+                        .ok_or_else(|| unpermute(&rows.to_string()))?;
+                    QMatrix::new(info.ty, rows, cols, bytes)
+                }
+                None => {
+                    let (bytes, start) = file.shared_bytes(info);
+                    QMatrix::shared(info.ty, rows, cols, bytes, start)
+                }
             }
+            .map_err(|e| Error::format(path, format!("tensor {gguf}: {e}")))?;
+            packed.insert(name.clone(), q);
+            used.insert(gguf);
+            continue;
+        }
+        let (mut values, shape) = file.dequantize(&gguf)?;
+        if let Some(heads) = permuted {
+            let width = if shape.len() == 2 { shape[1] } else { 1 };
+            values = permute_rows(&values, heads, width, true).ok_or_else(|| unpermute(&shape[0].to_string()))?;
         }
         let dtype = if var.rank() >= 2 && !name.contains("embed_tokens") {
             options.weight_dtype.unwrap_or(DType::F32)
@@ -87,6 +115,11 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
         var.replace_value(tensor.to(&options.device)?)?;
         used.insert(gguf);
     }
+    model.visit_packed("", &mut |name, slot| {
+        if let Some(q) = packed.remove(name) {
+            slot.set(Some(q));
+        }
+    });
     // (`output.weight` is present exactly when the embeddings are untied, so it is always used.)
     if let Some(extra) = file.tensors.iter().find(|t| !used.contains(&t.name)) {
         return Err(Error::format(

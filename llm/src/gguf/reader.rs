@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 use tensor::quant::GgmlType;
@@ -52,7 +53,8 @@ impl TensorInfo {
 /// An open GGUF file.
 pub struct GgufFile {
     pub path: PathBuf,
-    mmap: Mmap,
+    /// Shared so that packed weights can keep borrowing the file after it is read.
+    mmap: Arc<Mmap>,
     pub version: u32,
     /// The metadata in file order.
     pub metadata: Vec<(String, Value)>,
@@ -325,7 +327,7 @@ impl GgufFile {
         }
         Ok(GgufFile {
             path: path.to_path_buf(),
-            mmap,
+            mmap: Arc::new(mmap),
             version,
             metadata,
             keys,
@@ -349,6 +351,12 @@ impl GgufFile {
     pub fn bytes(&self, info: &TensorInfo) -> &[u8] {
         let start = (self.data_start + info.offset) as usize;
         &self.mmap[start..start + info.size as usize]
+    }
+
+    /// The whole mapped file, to share with a tensor's users beyond this `GgufFile`, and where
+    /// the tensor's bytes start in it.
+    pub fn shared_bytes(&self, info: &TensorInfo) -> (Arc<dyn AsRef<[u8]> + Send + Sync>, usize) {
+        (self.mmap.clone(), (self.data_start + info.offset) as usize)
     }
 
     /// A tensor decoded to f32, with its row-major shape.

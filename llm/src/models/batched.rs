@@ -78,7 +78,7 @@ impl CausalLm {
             let x = self.norm.forward(&Var::cat(&lasts.iter().collect::<Vec<_>>(), 1)?)?;
             let mut logits = match &self.lm_head {
                 Some(head) => head.forward(&x)?,
-                None => x.linear(&self.embed_tokens.weight)?,
+                None => self.embed_tokens.project(&x)?,
             };
             if let Some(cap) = self.final_logit_softcap {
                 logits = logits.mul_scalar(1.0 / cap)?.tanh()?.mul_scalar(cap)?;

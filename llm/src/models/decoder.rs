@@ -77,6 +77,10 @@ impl DecoderLayer {
 }
 
 impl Module for DecoderLayer {
+    fn visit_packed(&self, prefix: &str, f: &mut dyn FnMut(&str, &nn::PackedSlot)) {
+        self.self_attn.visit_packed(&join(prefix, "self_attn"), f);
+        self.ffn.visit_packed(&join(prefix, self.ffn_name), f);
+    }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Var)) {
         self.self_attn.visit(&join(prefix, "self_attn"), f);
         self.ffn.visit(&join(prefix, self.ffn_name), f);
@@ -214,7 +218,7 @@ impl CausalLm {
     fn head(&self, x: &Var) -> Result<Var> {
         let mut logits = match &self.lm_head {
             Some(head) => head.forward(x)?,
-            None => x.linear(&self.embed_tokens.weight)?,
+            None => self.embed_tokens.project(x)?,
         };
         if let Some(cap) = self.final_logit_softcap {
             logits = logits.mul_scalar(1.0 / cap)?.tanh()?.mul_scalar(cap)?;
@@ -243,6 +247,11 @@ impl Module for CausalLm {
         self.layers.visit(&join(prefix, "model.layers"), f);
         self.norm.visit(&join(prefix, "model.norm"), f);
         self.lm_head.visit(&join(prefix, "lm_head"), f);
+    }
+    fn visit_packed(&self, prefix: &str, f: &mut dyn FnMut(&str, &nn::PackedSlot)) {
+        self.embed_tokens.visit_packed(&join(prefix, "model.embed_tokens"), f);
+        self.layers.visit_packed(&join(prefix, "model.layers"), f);
+        self.lm_head.visit_packed(&join(prefix, "lm_head"), f);
     }
     fn set_training(&self, training: bool) {
         self.layers.set_training(training);

@@ -243,6 +243,13 @@ impl Module for GroupedQueryAttention {
         }
     }
 
+    fn visit_packed(&self, prefix: &str, f: &mut dyn FnMut(&str, &crate::PackedSlot)) {
+        self.q_proj.visit_packed(&join(prefix, "q_proj"), f);
+        self.k_proj.visit_packed(&join(prefix, "k_proj"), f);
+        self.v_proj.visit_packed(&join(prefix, "v_proj"), f);
+        self.o_proj.visit_packed(&join(prefix, "o_proj"), f);
+    }
+
     fn record_attention_logits(&self, on: bool) {
         self.record_logits.store(on, std::sync::atomic::Ordering::Relaxed);
     }

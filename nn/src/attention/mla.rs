@@ -189,6 +189,15 @@ impl Module for MultiHeadLatentAttention {
         self.o_proj.visit(&join(prefix, "o_proj"), f);
     }
 
+    /// All projections but `kv_b_proj`, whose weight is split per head and multiplied directly.
+    fn visit_packed(&self, prefix: &str, f: &mut dyn FnMut(&str, &crate::PackedSlot)) {
+        self.q_proj.visit_packed(&join(prefix, "q_proj"), f);
+        self.q_a_proj.visit_packed(&join(prefix, "q_a_proj"), f);
+        self.q_b_proj.visit_packed(&join(prefix, "q_b_proj"), f);
+        self.kv_a_proj_with_mqa.visit_packed(&join(prefix, "kv_a_proj_with_mqa"), f);
+        self.o_proj.visit_packed(&join(prefix, "o_proj"), f);
+    }
+
     fn record_attention_logits(&self, on: bool) {
         self.record_logits.store(on, std::sync::atomic::Ordering::Relaxed);
     }

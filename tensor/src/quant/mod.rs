@@ -17,6 +17,10 @@ pub mod q4_k;
 pub mod q5_k;
 pub mod q6_k;
 pub mod q8_0;
+pub mod qmatmul;
+mod qmatrix;
+
+pub use qmatrix::{GEMM_MIN_ROWS, QMatrix, set_gemm_min_rows};
 
 use half::{bf16, f16};
 

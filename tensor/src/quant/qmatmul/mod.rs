@@ -1,0 +1,136 @@
+//! Products of f32 activations with Q8_0 / Q4_0 weight rows, computed on the blocks: the
+//! activations are quantized to Q8_0 per 32 values (as ggml quantizes `src1` for these formats,
+//! its `vec_dot_type`), then each output is a sum over blocks of an exact integer dot of codes
+//! times the two scales. The weights are read once, as stored, and never widened to f32: for a
+//! decoded token that is 8.5 (Q8_0) or 4.5 (Q4_0) bits per weight from memory instead of 32.
+//!
+//! Work is split over output rows with rayon, each thread streaming its own weight rows. With
+//! several activation rows every weight block loaded is used for [`ROWS_PER_PASS`] of them.
+
+mod acts;
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use rayon::prelude::*;
+
+pub use acts::QuantizedActs;
+
+use super::GgmlType;
+use crate::cpu::isa::{self, Isa};
+
+/// Activation rows multiplied with each weight block while it is in registers.
+pub const ROWS_PER_PASS: usize = 4;
+/// Output rows (weight rows) a rayon task takes at a time.
+const ROWS_PER_TASK: usize = 16;
+/// Below this many weight bytes a product runs on the calling thread.
+const PARALLEL_MIN_BYTES: usize = 64 * 1024;
+
+/// An implementation of the block dot products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QKernel {
+    Scalar,
+    /// AVX2 `maddubs` (x86-64-v3).
+    Avx2,
+    /// AVX-VNNI's 256-bit `vpdpbusd` (AVX2-era cores with VNNI).
+    AvxVnni,
+    /// AVX-512 VNNI's 512-bit `vpdpbusd`, two blocks per instruction.
+    Avx512Vnni,
+}
+
+impl QKernel {
+    pub const ALL: [QKernel; 4] = [QKernel::Scalar, QKernel::Avx2, QKernel::AvxVnni, QKernel::Avx512Vnni];
+
+    /// Whether this CPU runs the kernel.
+    pub fn available(self) -> bool {
+        let f = isa::features();
+        match self {
+            QKernel::Scalar => true,
+            QKernel::Avx2 => Isa::Avx2.available(),
+            QKernel::AvxVnni => f.avx_vnni,
+            QKernel::Avx512Vnni => f.avx512_vnni,
+        }
+    }
+
+    /// The kernel for an instruction-set path (`isa::active()` by default, so that
+    /// `LLM_CPU_KERNELS` forces these kernels too): the avx512 path takes AVX-512 VNNI when the
+    /// CPU has it, the avx2 path AVX-VNNI when it has that, else `maddubs`.
+    pub fn for_isa(isa: Isa) -> QKernel {
+        let f = isa::features();
+        match isa.or_available() {
+            Isa::Scalar => QKernel::Scalar,
+            Isa::Avx512 if f.avx512_vnni => QKernel::Avx512Vnni,
+            _ if f.avx_vnni => QKernel::AvxVnni,
+            _ => QKernel::Avx2,
+        }
+    }
+
+    /// The kernel itself when available, else the one `isa::active()` picks.
+    fn or_available(self) -> QKernel {
+        if self.available() { self } else { QKernel::for_isa(isa::active()) }
+    }
+}
+
+/// `R` dots of one weight row with `R` activation rows.
+#[inline]
+fn rows<const R: usize>(kernel: QKernel, ty: GgmlType, w: &[u8], x: [&[i8]; R], s: [&[f32]; R]) -> [f32; R] {
+    let q4 = ty == GgmlType::Q4_0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `kernel` was checked available by the caller (`or_available`), and the
+        // caller sized `w`, `x` and `s` to the same number of blocks.
+        unsafe {
+            match (kernel, q4) {
+                (QKernel::Avx2, false) => return x86::rows_avx2::<false, R>(w, x, s),
+                (QKernel::Avx2, true) => return x86::rows_avx2::<true, R>(w, x, s),
+                (QKernel::AvxVnni, false) => return x86::rows_avx_vnni::<false, R>(w, x, s),
+                (QKernel::AvxVnni, true) => return x86::rows_avx_vnni::<true, R>(w, x, s),
+                (QKernel::Avx512Vnni, false) => return x86::rows_avx512_vnni::<false, R>(w, x, s),
+                (QKernel::Avx512Vnni, true) => return x86::rows_avx512_vnni::<true, R>(w, x, s),
+                (QKernel::Scalar, _) => {}
+            }
+        }
+    }
+    let _ = kernel;
+    std::array::from_fn(|r| if q4 { scalar::q4_0(w, x[r], s[r]) } else { scalar::q8_0(w, x[r], s[r]) })
+}
+
+/// `out[j * m + i] = Σ_k w[j, k] x[i, k]` for the `n` weight rows in `w` (`row_bytes` each) and
+/// the `m` quantized activation rows: the output transposed, [n, m], so that each task writes
+/// one contiguous range.
+pub(crate) fn matmul_t(
+    kernel: QKernel,
+    ty: GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &QuantizedActs,
+    m: usize,
+    out: &mut [f32],
+) {
+    if m == 0 || out.is_empty() {
+        return;
+    }
+    let kernel = kernel.or_available();
+    let task = |(t, dst): (usize, &mut [f32])| {
+        for (jj, o) in dst.chunks_exact_mut(m).enumerate() {
+            let j = t * ROWS_PER_TASK + jj;
+            let wr = &w[j * row_bytes..(j + 1) * row_bytes];
+            let mut i = 0;
+            while i + ROWS_PER_PASS <= m {
+                let r: [(&[i8], &[f32]); ROWS_PER_PASS] = std::array::from_fn(|r| acts.row(i + r));
+                let d = rows(kernel, ty, wr, r.map(|r| r.0), r.map(|r| r.1));
+                o[i..i + ROWS_PER_PASS].copy_from_slice(&d);
+                i += ROWS_PER_PASS;
+            }
+            for (i, o) in o.iter_mut().enumerate().skip(i) {
+                let (x, s) = acts.row(i);
+                *o = rows(kernel, ty, wr, [x], [s])[0];
+            }
+        }
+    };
+    if out.len() / m * row_bytes >= PARALLEL_MIN_BYTES {
+        out.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(task);
+    } else {
+        out.chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(task);
+    }
+}

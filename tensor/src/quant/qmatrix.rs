@@ -1,0 +1,211 @@
+//! `QMatrix`: a weight matrix kept in its block-quantized form (candle's `QMatMul`, ggml's
+//! quantized `src0`), multiplied on its blocks by [`QMatrix::matmul`].
+//!
+//! The rows are the output features and lie one after another, each `cols / 32` blocks of the
+//! GGUF layout (ggml's `block_q8_0`: f16 `d`, 32 × i8; `block_q4_0`: f16 `d`, 16 bytes of
+//! nibbles). The bytes are owned or shared with a memory map.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+
+use super::qmatmul::{self, QKernel, QuantizedActs};
+use super::{GgmlType, dequantize};
+use crate::cpu::isa;
+use crate::{DType, Error, Result, Tensor};
+
+/// From this many activation rows on, a product widens panels of weight rows to f32 and runs the
+/// f32 GEMM (whose cache blocking beats integer dots per row pair once the weights are reused
+/// enough); below it, integer dots on the blocks.
+pub const GEMM_MIN_ROWS: usize = 32;
+/// The row count from which `matmul` takes the GEMM path (`GEMM_MIN_ROWS` unless set).
+static GEMM_ROWS: AtomicUsize = AtomicUsize::new(GEMM_MIN_ROWS);
+
+/// Moves the switch between integer dots and the f32 GEMM to `rows` activation rows (`None`:
+/// back to [`GEMM_MIN_ROWS`]; `Some(usize::MAX)`: integer dots always). Process-wide, for tests
+/// and measurements, as `isa::force`.
+pub fn set_gemm_min_rows(rows: Option<usize>) {
+    GEMM_ROWS.store(rows.unwrap_or(GEMM_MIN_ROWS), Ordering::Relaxed);
+}
+
+/// Weight rows widened to f32 at a time on the GEMM path (bounds the scratch memory).
+const PANEL_ROWS: usize = 256;
+
+/// Where the bytes live.
+type Bytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// A [rows, cols] weight matrix (rows = outputs, cols = inputs) in a block format.
+#[derive(Clone)]
+pub struct QMatrix {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    bytes: Bytes,
+    start: usize,
+}
+
+impl std::fmt::Debug for QMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "QMatrix({} [{}, {}])", self.ty, self.rows, self.cols)
+    }
+}
+
+impl QMatrix {
+    /// Whether products on the blocks of `ty` are implemented (Q8_0 and Q4_0).
+    pub fn supports(ty: GgmlType) -> bool {
+        matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0)
+    }
+
+    /// A matrix owning `bytes`.
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, bytes: Vec<u8>) -> Result<QMatrix> {
+        QMatrix::shared(ty, rows, cols, Arc::new(bytes), 0)
+    }
+
+    /// A matrix over `bytes[start..]` of a buffer shared with others (a memory-mapped file).
+    pub fn shared(ty: GgmlType, rows: usize, cols: usize, bytes: Bytes, start: usize) -> Result<QMatrix> {
+        if !QMatrix::supports(ty) {
+            return Err(Error::unsupported("QMatrix", format!("products on {ty} blocks are not implemented")));
+        }
+        if cols == 0 || !cols.is_multiple_of(ty.block_size()) {
+            return Err(Error::shape(
+                "QMatrix",
+                format!("{cols} columns are not a whole number of {ty} blocks of {}", ty.block_size()),
+            ));
+        }
+        let need = rows.checked_mul(cols / ty.block_size()).and_then(|b| b.checked_mul(ty.type_size()));
+        let have = (*bytes).as_ref().len().saturating_sub(start);
+        if need.is_none_or(|n| n > have) {
+            return Err(Error::shape(
+                "QMatrix",
+                format!("[{rows}, {cols}] {ty} needs more than the {have} bytes given"),
+            ));
+        }
+        Ok(QMatrix { ty, rows, cols, bytes, start })
+    }
+
+    /// Quantizes row-major f32 `values` ([rows, cols]) with ggml's reference quantizer.
+    pub fn quantize(ty: GgmlType, rows: usize, cols: usize, values: &[f32]) -> Result<QMatrix> {
+        if values.len() != rows * cols {
+            return Err(Error::shape("QMatrix::quantize", format!("{} values for [{rows}, {cols}]", values.len())));
+        }
+        QMatrix::new(ty, rows, cols, super::quantize(ty, values)?)
+    }
+
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.cols / self.ty.block_size() * self.ty.type_size()
+    }
+
+    /// The packed bytes, row after row.
+    pub fn data(&self) -> &[u8] {
+        &(*self.bytes).as_ref()[self.start..self.start + self.rows * self.row_bytes()]
+    }
+
+    /// Row `j` decoded to f32 (bit-identical to ggml's `dequantize_row_*`).
+    pub fn dequantize_row(&self, j: usize, out: &mut [f32]) -> Result<()> {
+        if j >= self.rows || out.len() != self.cols {
+            return Err(Error::index(
+                "QMatrix::dequantize_row",
+                format!("row {j} of {} into {} values (want {})", self.rows, out.len(), self.cols),
+            ));
+        }
+        let rb = self.row_bytes();
+        dequantize(self.ty, &self.data()[j * rb..(j + 1) * rb], out)
+    }
+
+    /// The whole matrix decoded to f32, row-major.
+    pub fn dequantize(&self) -> Result<Vec<f32>> {
+        let mut out = vec![0.0f32; self.rows * self.cols];
+        dequantize(self.ty, self.data(), &mut out)?;
+        Ok(out)
+    }
+
+    /// The rows `ids` decoded to f32, [ids.len(), cols] (an embedding lookup: only the rows read
+    /// are widened).
+    pub fn gather_rows(&self, ids: &[usize]) -> Result<Vec<f32>> {
+        let mut out = vec![0.0f32; ids.len() * self.cols];
+        for (&id, o) in ids.iter().zip(out.chunks_exact_mut(self.cols)) {
+            self.dequantize_row(id, o)?;
+        }
+        Ok(out)
+    }
+
+    /// `x [.., cols] f32 -> [.., rows] f32` on the CPU: `x W^T`, as `Linear` computes it.
+    pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
+        if !x.device().is_cpu() || x.dtype() != DType::F32 {
+            return Err(Error::unsupported(
+                "QMatrix::matmul",
+                format!("{self:?} multiplies f32 activations on the CPU, got {} on {:?}", x.dtype(), x.device()),
+            ));
+        }
+        let dims = x.dims();
+        if dims.last() != Some(&self.cols) {
+            return Err(Error::shape("QMatrix::matmul", format!("activations {dims:?} against {self:?}")));
+        }
+        let m = x.elem_count() / self.cols;
+        let y = self.matmul_f32(&x.to_vec::<f32>()?, m, QKernel::for_isa(isa::active()))?;
+        let mut out = dims.to_vec();
+        *out.last_mut().expect("rank >= 1") = self.rows;
+        Tensor::from_vec(y, out, x.device())
+    }
+
+    /// `x` ([m, cols], row-major) times the matrix transposed: [m, rows], with `kernel` (an
+    /// unavailable one falls back to the active path's).
+    pub fn matmul_f32(&self, x: &[f32], m: usize, kernel: QKernel) -> Result<Vec<f32>> {
+        if x.len() != m * self.cols {
+            return Err(Error::shape("QMatrix::matmul", format!("{} values are not [{m}, {}]", x.len(), self.cols)));
+        }
+        if m >= GEMM_ROWS.load(Ordering::Relaxed) {
+            return self.matmul_panels(x, m);
+        }
+        Ok(self.matmul_blocks(x, m, kernel))
+    }
+
+    /// Integer dots on the blocks, whatever `m`.
+    pub fn matmul_blocks(&self, x: &[f32], m: usize, kernel: QKernel) -> Vec<f32> {
+        let acts = QuantizedActs::new(x, self.cols);
+        let mut out_t = vec![0.0f32; self.rows * m];
+        qmatmul::matmul_t(kernel, self.ty, self.data(), self.row_bytes(), &acts, m, &mut out_t);
+        if m == 1 {
+            return out_t;
+        }
+        let mut out = vec![0.0f32; m * self.rows];
+        for (j, col) in out_t.chunks_exact(m).enumerate() {
+            for (i, &v) in col.iter().enumerate() {
+                out[i * self.rows + j] = v;
+            }
+        }
+        out
+    }
+
+    /// Panels of weight rows widened to f32, each multiplied by the f32 GEMM (x unquantized).
+    pub fn matmul_panels(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
+        let cpu = crate::Device::cpu();
+        let xt = Tensor::from_vec(x.to_vec(), [m, self.cols], &cpu)?;
+        let mut out = vec![0.0f32; m * self.rows];
+        let rb = self.row_bytes();
+        for j0 in (0..self.rows).step_by(PANEL_ROWS) {
+            let p = PANEL_ROWS.min(self.rows - j0);
+            let src = &self.data()[j0 * rb..(j0 + p) * rb];
+            let mut panel = vec![0.0f32; p * self.cols];
+            panel.par_chunks_mut(self.cols).zip(src.par_chunks(rb)).try_for_each(|(o, w)| dequantize(self.ty, w, o))?;
+            let w = Tensor::from_vec(panel, [p, self.cols], &cpu)?;
+            let y = xt.matmul(&w.t()?)?.to_vec::<f32>()?;
+            for (o, r) in out.chunks_exact_mut(self.rows).zip(y.chunks_exact(p)) {
+                o[j0..j0 + p].copy_from_slice(r);
+            }
+        }
+        Ok(out)
+    }
+}
