@@ -4,7 +4,6 @@
 
 use llm::anatomy::Anatomy;
 use llm::config::Family;
-use llm::models::AttentionBlock;
 use llm::tiny::{TinySizes, TinyTraining, config_json, fresh_model_from};
 use llm::train::{TokenData, pretrain};
 use nn::ModuleExt;
