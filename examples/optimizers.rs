@@ -19,7 +19,8 @@
 //!
 //! What to expect: both learn; Muon usually reaches a lower loss in the same number of updates
 //! (each update costs a little more: the Newton-Schulz matmuls). At 200 updates of a tiny model
-//! the logits never approach 100, so QK-Clip stays idle here; the curves are indicative only.
+//! the logits never approach 100, so QK-Clip stays idle here (`qk_clip.rs` lowers tau and raises
+//! the learning rate until it fires); the curves are indicative only.
 
 use llm::config::Family;
 use llm::plot::{LineChart, Series};

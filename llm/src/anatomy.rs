@@ -80,7 +80,7 @@ fn attention_params(c: &ModelConfig) -> u64 {
         let (h, kvh, hd) = (c.num_attention_heads as u64, c.num_key_value_heads as u64, c.head_dim as u64);
         let qk_norm = match c.family {
             Family::Qwen3 | Family::Qwen3Moe | Family::Gemma3 => 2 * hd,
-            Family::Olmo2 => h * hd + kvh * hd,
+            Family::Olmo2 if c.olmo2.is_none_or(|s| s.qk_norm) => h * hd + kvh * hd,
             _ => 0,
         };
         let biases = if c.attention_bias { h * hd + 2 * kvh * hd + d } else { 0 };
@@ -192,7 +192,7 @@ impl Anatomy {
             attention_kind.push_str(" + sinks");
         }
         let norm_placement = match c.family {
-            Family::Olmo2 => "post-norm",
+            Family::Olmo2 if c.olmo2.is_none_or(|s| s.reordered_norm) => "post-norm",
             Family::Gemma3 => "sandwich",
             _ => "pre-norm",
         };

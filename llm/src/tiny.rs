@@ -70,7 +70,8 @@ impl TinySizes {
 /// The Hugging Face `config.json` of a tiny model in `family`: one of the dense families, whose
 /// differences are then only those of the family (Qwen3: pre-norm with per-head QK-norm;
 /// Mistral: plain pre-norm; OLMo 2: norms after each sub-layer inside the residual, with QK-norm;
-/// Gemma 3: sandwich norms, (1 + w) weights, scaled embeddings, GeLU, local and global layers).
+/// Gemma 3: sandwich norms, (1 + w) weights, scaled embeddings, GeLU, local and global layers;
+/// SmolLM3: Mistral's layer with no positional encoding (NoPE) on every 4th layer).
 pub fn config_json(family: Family, sizes: &TinySizes) -> Result<Value> {
     if sizes.heads == 0 || !sizes.hidden_size.is_multiple_of(sizes.heads) {
         return Err(Error::input(format!("{} heads do not divide hidden size {}", sizes.heads, sizes.hidden_size)));
@@ -102,6 +103,10 @@ pub fn config_json(family: Family, sizes: &TinySizes) -> Result<Value> {
             json!({ "model_type": "mistral", "architectures": ["MistralForCausalLM"], "sliding_window": null })
         }
         Family::Olmo2 => json!({ "model_type": "olmo2", "architectures": ["Olmo2ForCausalLM"] }),
+        // RoPE on every layer but every 4th (`no_rope_layers` chooses others).
+        Family::SmolLM3 => {
+            json!({ "model_type": "smollm3", "architectures": ["SmolLM3ForCausalLM"], "use_sliding_window": false })
+        }
         Family::Gemma3 => json!({
             "model_type": "gemma3_text",
             "architectures": ["Gemma3ForCausalLM"],
@@ -119,7 +124,7 @@ pub fn config_json(family: Family, sizes: &TinySizes) -> Result<Value> {
         }),
         other => {
             return Err(Error::input(format!(
-                "the tiny model comes in the dense families qwen3, mistral, olmo2 and gemma3, not {}",
+                "the tiny model comes in the dense families qwen3, mistral, olmo2, gemma3 and smollm3, not {}",
                 other.name()
             )));
         }
@@ -132,8 +137,13 @@ pub fn config_json(family: Family, sizes: &TinySizes) -> Result<Value> {
 
 /// A freshly initialised tiny model of `family` on `device`, with its parsed config.
 pub fn fresh_model(family: Family, sizes: &TinySizes, seed: u64, device: &Device) -> Result<(ModelConfig, CausalLm)> {
-    let text = config_json(family, sizes)?.to_string();
-    let config = ModelConfig::from_json_str(&text, "tiny config")?;
+    fresh_model_from(&config_json(family, sizes)?, seed, device)
+}
+
+/// A freshly initialised model of a `config.json` value on `device`: [`config_json`] with a field
+/// changed, for the ablations in `examples/` (a switched-off QK-norm, NoPE layers).
+pub fn fresh_model_from(config: &Value, seed: u64, device: &Device) -> Result<(ModelConfig, CausalLm)> {
+    let config = ModelConfig::from_json_str(&config.to_string(), "tiny config")?;
     let model = build(&config, &mut Init::new(seed, device))?;
     Ok((config, model))
 }
@@ -180,6 +190,7 @@ impl TinyTraining {
                 eval_batches: 8,
                 seed: 0,
                 progress: true,
+                watch_attention_logits: false,
             },
             weight_decay: 0.1,
             betas: (0.9, 0.95),

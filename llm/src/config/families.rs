@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use tensor::GluActivation;
 
 use super::fields::{Fields, quoted};
-use super::{Family, LayerAttention, LayerKind, MlaSizes, ModelConfig, MoeConfig, RouterKind, rope};
+use super::{Family, LayerAttention, LayerKind, MlaSizes, ModelConfig, MoeConfig, Olmo2Switches, RouterKind, rope};
 use crate::models::gpt_oss;
 use crate::{Error, Result};
 
@@ -395,6 +395,14 @@ fn read(family: Family, f: &Fields, top: &Fields, model_type: String) -> Result<
         use_qk_norm: family == Family::Llama4 && f.bool_or("use_qk_norm", true)?,
         temperature_tuning,
         moe,
+        olmo2: (family == Family::Olmo2)
+            .then(|| -> Result<Olmo2Switches> {
+                Ok(Olmo2Switches {
+                    reordered_norm: f.bool_or("reordered_norm", true)?,
+                    qk_norm: f.bool_or("qk_norm", true)?,
+                })
+            })
+            .transpose()?,
         attention_sinks: family == Family::GptOss,
         swiglu_clamp: match family {
             Family::GptOss => Some(SwigluClamp {

@@ -136,6 +136,19 @@ pub struct MoeConfig {
     pub topk_group: usize,
 }
 
+/// OLMo 2's two changes for training stability (arXiv 2501.00656, section 3.3), each a switch so
+/// that its effect can be measured alone (`examples/norm_placement.rs`). Released OLMo 2
+/// configs have neither key and get both; `reordered_norm` and `qk_norm` are this library's
+/// keys, not Hugging Face's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Olmo2Switches {
+    /// Norms after each block, inside the residual (`x + norm(f(x))`); off: Llama's pre-norm
+    /// (`x + f(norm(x))`).
+    pub reordered_norm: bool,
+    /// RMSNorm over the whole query and key projections; off: no QK-norm.
+    pub qk_norm: bool,
+}
+
 /// Everything the architectures read from a config, validated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
@@ -175,6 +188,8 @@ pub struct ModelConfig {
     /// Llama 4 `attn_temperature_tuning` on NoPE layers.
     pub temperature_tuning: Option<TemperatureTuning>,
     pub moe: Option<MoeConfig>,
+    /// OLMo 2's norm placement and QK-norm switches (`Some` for OLMo 2 only).
+    pub olmo2: Option<Olmo2Switches>,
     /// gpt-oss: a learned sink logit per head in every attention softmax.
     pub attention_sinks: bool,
     /// gpt-oss: experts with biases and the clamped SwiGLU (`swiglu_alpha`, `swiglu_limit`).

@@ -19,6 +19,9 @@ pub trait AttentionBlock: Module + Send + Sync {
     fn kv_bytes_per_token(&self, dtype_bytes: usize) -> usize;
     /// A short description for printing a model's anatomy.
     fn describe(&self) -> String;
+    /// The largest scaled logit `q . k / sqrt(d)` of each query head in the last forward pass,
+    /// when the block was asked to record them (`Module::record_attention_logits`).
+    fn max_logits(&self) -> Option<Vec<f64>>;
 }
 
 impl AttentionBlock for GroupedQueryAttention {
@@ -45,6 +48,9 @@ impl AttentionBlock for GroupedQueryAttention {
         let sinks = if self.sinks.is_some() { " + sinks" } else { "" };
         format!("{kind}{sinks}, {pos}, {}", c.mask.name())
     }
+    fn max_logits(&self) -> Option<Vec<f64>> {
+        GroupedQueryAttention::max_logits(self)
+    }
 }
 
 impl AttentionBlock for MultiHeadLatentAttention {
@@ -68,6 +74,9 @@ impl AttentionBlock for MultiHeadLatentAttention {
             self.config.qk_rope_head_dim,
             self.config.mask.name()
         )
+    }
+    fn max_logits(&self) -> Option<Vec<f64>> {
+        MultiHeadLatentAttention::max_logits(self)
     }
 }
 

@@ -232,6 +232,13 @@ impl CausalLm {
         self.layers.iter().map(|l| KvCache::new(l.self_attn.mask())).collect()
     }
 
+    /// The largest attention logit of the last forward pass over every head of every layer, when
+    /// the layers record them ([`Module::record_attention_logits`]): the quantity that grows
+    /// before a loss spike (Wortsman et al. 2023) and that MuonClip's QK-Clip bounds.
+    pub fn max_attention_logit(&self) -> Option<f64> {
+        self.layers.iter().filter_map(|l| l.self_attn.max_logits()).flatten().reduce(f64::max)
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.embed_tokens.weight.dims()[0]
     }

@@ -7,17 +7,21 @@
 //!   kv_heads*head_dim) before they are split into heads and rotated.
 //!
 //! MHA, SwiGLU, untied embeddings.
+//!
+//! Each change can be switched off (`reordered_norm`, `qk_norm` in the config: see
+//! [`Olmo2Switches`]), which turns the layer back into Llama's; released checkpoints have both.
 
 use nn::Init;
 use nn::attention::QkNorm;
 use tensor::Result;
 
 use super::decoder::{CausalLm, DecoderLayer, LayerNorms};
-use super::recipe::{assemble, attention, dense_ffn, norm};
-use crate::config::ModelConfig;
+use super::recipe::{assemble, attention, dense_ffn, norm, pre_norms};
+use crate::config::{ModelConfig, Olmo2Switches};
 
 pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
-    let qk_norm = QkNorm::WholeProjection { eps: config.rms_norm_eps };
+    let switches = config.olmo2.unwrap_or(Olmo2Switches { reordered_norm: true, qk_norm: true });
+    let qk_norm = if switches.qk_norm { QkNorm::WholeProjection { eps: config.rms_norm_eps } } else { QkNorm::None };
     let d = config.hidden_size;
     let layers = config
         .layers
@@ -27,9 +31,13 @@ pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
                 self_attn: Box::new(attention(config, layer, qk_norm, init)?),
                 ffn: Box::new(dense_ffn(config, config.dense_intermediate_size, init)?),
                 ffn_name: "mlp",
-                norms: LayerNorms::PostNorm {
-                    post_attention_layernorm: norm(config, d, false, init)?,
-                    post_feedforward_layernorm: norm(config, d, false, init)?,
+                norms: if switches.reordered_norm {
+                    LayerNorms::PostNorm {
+                        post_attention_layernorm: norm(config, d, false, init)?,
+                        post_feedforward_layernorm: norm(config, d, false, init)?,
+                    }
+                } else {
+                    pre_norms(config, init)?
                 },
             })
         })

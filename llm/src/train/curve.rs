@@ -16,6 +16,11 @@ pub struct LossCurve {
     pub validation: Vec<(usize, f32)>,
     /// (step, learning rate used for the update).
     pub learning_rate: Vec<(usize, f64)>,
+    /// (step, global L2 norm of the step's gradients, before any clipping).
+    pub grad_norm: Vec<(usize, f64)>,
+    /// (step, largest scaled attention logit over every head and layer in the step's forward
+    /// pass), when the run watched them (`PretrainOptions::watch_attention_logits`, MuonClip).
+    pub max_attention_logit: Vec<(usize, f64)>,
     /// Wall-clock seconds of the whole run, evaluations included.
     pub seconds: f64,
     /// Training tokens processed (inputs, all batches).

@@ -30,6 +30,9 @@ pub struct PretrainOptions {
     pub seed: u64,
     /// Draw a progress bar on the terminal (hidden when stderr is not one).
     pub progress: bool,
+    /// Record the largest attention logit of every update in the curve, whatever the optimizer
+    /// (MuonClip records them anyway). Costs one score matrix per layer per step.
+    pub watch_attention_logits: bool,
 }
 
 /// Trains `model` on `data` and returns its loss curve.
@@ -60,7 +63,8 @@ pub fn pretrain(
         Ok(())
     };
     evaluate(&mut curve, 0)?;
-    model.record_attention_logits(optimizer.needs_attention_logits());
+    let watch_logits = options.watch_attention_logits || optimizer.needs_attention_logits();
+    model.record_attention_logits(watch_logits);
     for step in 0..options.steps {
         model.set_training(true);
         let lr = options.schedule.at(step);
@@ -73,11 +77,15 @@ pub fn pretrain(
                 "the training loss became {value} at update {step}: lower the learning rate"
             )));
         }
+        // Read before the optimizer runs: QK-Clip consumes the maxima of this forward pass.
+        if watch_logits && let Some(max) = model.max_attention_logit() {
+            curve.max_attention_logit.push((step, max));
+        }
         let mut grads = loss.backward()?;
         drop(loss);
-        if let Some(max) = options.grad_clip {
-            clip_grad_norm(&params, &mut grads, max)?;
-        }
+        // Without clipping, an infinite bound measures the norm and leaves the gradients alone.
+        let norm = clip_grad_norm(&params, &mut grads, options.grad_clip.unwrap_or(f64::INFINITY))?;
+        curve.grad_norm.push((step, norm));
         optimizer.step(&grads)?;
         optimizer.after_step(model)?;
         curve.train.push((step, value));
