@@ -165,8 +165,8 @@ fn matmul_op_takes_the_bf16_gemm_when_on_and_widens_when_off() -> Result<()> {
         println!("note: no AVX512_BF16 on the active path; checking the widening path only");
     }
     let mut rng = Rng::new(3);
-    // Batched, with m above the matrix-vector cut-off (4 rows), odd k, both weight layouts.
-    for &(batch, m, k, n) in &[(3usize, 5usize, 17usize, 33usize), (2, 64, 1023, 31), (1, 130, 64, 1000)] {
+    // Batched, with m above the skinny products' cut-off (8 rows), odd k, both weight layouts.
+    for &(batch, m, k, n) in &[(3usize, 9usize, 17usize, 33usize), (2, 64, 1023, 31), (1, 130, 64, 1000)] {
         let x = Tensor::randn(0.0, 1.0, [batch, m, k], DType::F32, &mut rng, &cpu)?;
         let w = Tensor::randn(0.0, 1.0, [batch, n, k], DType::F32, &mut rng, &cpu)?.to_dtype(DType::BF16)?;
         let wr = Tensor::randn(0.0, 1.0, [batch, k, n], DType::F32, &mut rng, &cpu)?.to_dtype(DType::BF16)?;
