@@ -347,6 +347,58 @@ fn attention_with_every_mask_and_head_layout() -> Result<()> {
     Ok(())
 }
 
+/// The decode path (Tq <= 4: flash-decoding, keys split across workgroups, one per KV head and
+/// its group of query heads, then a combine pass) against the CPU's two-pass softmax. Tolerance
+/// 1e-5 absolute and relative: both sum in f32, in different orders (per 64-key block, per split,
+/// then across splits, against the CPU's one running sum), a few ulps of the largest terms for
+/// a few thousand keys; the outputs are weighted means of N(0, 1) values, so well above 1e-5.
+#[test]
+fn flash_decoding_on_decode_shapes() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let causal = AttentionMask::causal;
+    let window = |w: usize, q_start: usize| AttentionMask { window: Some(w), ..causal(q_start) };
+    // (Hq, Hkv, Tq, Tk, D, Dv, mask, softcap, sinks)
+    let cases = [
+        (8, 8, 1, 1, 64, 64, causal(0), None, false),           // group 1, one key
+        (8, 4, 1, 130, 128, 128, causal(129), None, false),     // group 2, a block and a bit
+        (8, 2, 1, 700, 96, 96, causal(699), Some(30.0), false), // group 4, soft-capping, splits
+        (16, 2, 1, 3000, 128, 128, causal(2999), None, false),  // group 8, 24 splits of 128
+        (4, 1, 1, 4500, 32, 32, causal(4499), None, false),     // past 32 x 128: longer splits
+        (4, 2, 1, 600, 40, 40, window(100, 599), None, false),  // sliding window: a few splits live
+        (4, 2, 1, 300, 16, 16, AttentionMask { chunk: Some(128), ..causal(299) }, None, false),
+        (8, 2, 4, 200, 33, 17, causal(196), None, false), // 16 rows per KV head: two chunks
+        (6, 2, 3, 300, 8, 8, AttentionMask { window: Some(50), k_start: 10, ..causal(307) }, None, false),
+        (4, 4, 2, 50, 5, 7, AttentionMask::default(), Some(2.0), false), // no mask, odd dims
+        (4, 1, 1, 400, 576, 512, causal(399), None, false),              // MLA's absorbed decode: 4 rows a workgroup
+        (2, 1, 2, 70, 1000, 1000, causal(68), None, false),              // the largest head dims
+        (16, 2, 1, 500, 64, 64, window(128, 499), None, true),           // gpt-oss: sliding, sinks
+        (8, 2, 1, 1000, 64, 64, causal(999), None, true),                // gpt-oss: full, sinks, splits
+        (2, 2, 1, 3, 8, 8, AttentionMask { k_start: 5, ..causal(0) }, None, true), // nothing visible
+        (2, 2, 1, 3, 8, 8, AttentionMask { k_start: 5, ..causal(0) }, None, false),
+    ];
+    for (i, (hq, hkv, tq, tk, d, dv, mask, softcap, with_sinks)) in cases.into_iter().enumerate() {
+        let q = randn([2, hq, tq, d], 170 + i as u64, &cpu())?;
+        let k = randn([2, hkv, tk, d], 190 + i as u64, &cpu())?;
+        let v = randn([2, hkv, tk, dv], 210 + i as u64, &cpu())?;
+        let sinks = randn([hq], 230 + i as u64, &cpu())?.mul_scalar(2.0)?;
+        let spec = AttentionSpec { scale: (d as f64).powf(-0.5), mask, softcap };
+        same_on_both(&g, &[q, k, v, sinks], 1e-5, 1e-5, &format!("flash-decoding case {i}"), |t| {
+            Tensor::attention_with_sinks(&t[0], &t[1], &t[2], with_sinks.then_some(&t[3]), &spec)
+        })?;
+    }
+    // A KV cache's live rows: a view of 2000 rows at offset 3 of a 4096-row buffer, k and v
+    // interleaved in one tensor (strides not those of a contiguous [B, H, T, D]).
+    let cache = randn([1, 4, 4096, 2, 64], 250, &cpu())?;
+    let q = randn([1, 8, 1, 64], 251, &cpu())?;
+    let spec = AttentionSpec { scale: 0.125, mask: AttentionMask { k_start: 3, ..causal(2002) }, softcap: None };
+    same_on_both(&g, &[q, cache], 1e-5, 1e-5, "flash-decoding over cache views", |t| {
+        let live = t[1].narrow(2, 3, 2000)?;
+        let (k, v) = (live.narrow(3, 0, 1)?.squeeze(3)?, live.narrow(3, 1, 1)?.squeeze(3)?);
+        Tensor::attention(&t[0], &k, &v, &spec)
+    })?;
+    Ok(())
+}
+
 #[test]
 fn attention_with_sinks() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };

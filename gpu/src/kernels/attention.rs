@@ -1,5 +1,15 @@
-//! Launcher of the fused attention kernel (with optional attention sinks, gpt-oss). Tolerance against the CPU ~1e-5 relative (softmax
-//! computed online, sums in another order).
+//! Launchers of fused attention (with optional attention sinks, gpt-oss). Tolerance against the
+//! CPU ~1e-5 relative: the softmax is computed online (Milakov & Gimelshein 2018), so the exps and
+//! sums run in another order than the CPU's two-pass softmax, f32 rounding of a few ulps per term.
+//!
+//! Two paths, chosen by the number of query rows:
+//! - prefill (`attention.wgsl`): one workgroup per query row walks its visible keys;
+//! - decode, Tq <= [`DECODE_MAX_TQ`] (`attention_split.wgsl` then `attention_combine.wgsl`):
+//!   flash-decoding (Dao et al. 2023), the keys split across workgroups, one per KV head serving
+//!   its group of query heads, then a pass merging the splits. At Tq = 1 the prefill kernel has
+//!   only B * Hq workgroups, each reading the whole cache serially; this one has up to
+//!   B * Hkv * [`MAX_SPLITS`] and reads each key once per KV head rather than once per query head.
+//!   `LLM_GPU_FLASH_DECODE=0` turns it off (every shape then takes the prefill kernel).
 
 use std::sync::Arc;
 
@@ -11,6 +21,22 @@ use crate::backend::GpuBackend;
 use crate::pipelines::Access;
 
 const BODY: &str = include_str!("attention.wgsl");
+const SPLIT: &str = include_str!("attention_split.wgsl");
+const COMBINE: &str = include_str!("attention_combine.wgsl");
+/// Query rows per head up to which the split-K decode path is taken (decode, a few speculative
+/// or multi-token-prediction rows).
+pub const DECODE_MAX_TQ: usize = 4;
+/// Splits of the keys per (batch, KV head, rows chunk): enough workgroups to fill a large GPU
+/// even with few KV heads. Fixed, so the partials' buffer has the same size at every step and
+/// the pool serves it (no allocation per token).
+pub const MAX_SPLITS: usize = 32;
+/// Fewest keys per split (a multiple of the kernel's 64-key blocks): below that, the combine
+/// pass would cost more than the split saves.
+const MIN_SPLIT_LEN: usize = 128;
+/// Query rows one split workgroup serves at most (`MAX_ROWS` in the kernel), and the registers of
+/// weighted value sums each thread keeps (`MAX_ACC`).
+const SPLIT_MAX_ROWS: usize = 8;
+const SPLIT_MAX_ACC: usize = 32;
 /// Largest head dim the kernel keeps in workgroup memory (MLA's absorbed path needs 576).
 const MAX_DIM: usize = 1024;
 
@@ -35,6 +61,26 @@ struct Params {
     window: u32,
     chunk: u32,
     has_sinks: u32,
+}
+
+/// The split and combine kernels' parameters: the prefill kernel's, then how rows and keys are cut.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct DecodeParams {
+    base: Params,
+    rows_total: u32,
+    rows_wg: u32,
+    chunks: u32,
+    splits: u32,
+    split_len: u32,
+    acc_base: u32,
+    dv_t: u32,
+    pad0: u32,
+}
+
+fn flash_decode_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("LLM_GPU_FLASH_DECODE").as_deref() != Ok("0"))
 }
 
 fn u32_of(v: usize) -> Result<u32> {
@@ -103,14 +149,50 @@ pub fn attention(
         Some(s) => super::copy::contiguous(b, OP, *s)?.buffer.clone(),
         None => q_arc.clone(),
     };
+    let (k_buffer, v_buffer) = (&b.buffer(OP, &k)?.buffer, &b.buffer(OP, &v)?.buffer);
+    if tq <= DECODE_MAX_TQ && hkv > 0 && hq % hkv == 0 && flash_decode_enabled() {
+        split_k(b, params, [&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer])?;
+        return Ok(Arc::new(out));
+    }
     let access = [Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite];
     let kernel = b.kernel("attention", &access, || source(super::unary::MATH, BODY))?;
-    b.dispatch(
-        OP,
-        kernel,
-        &params,
-        &[&q_arc, &b.buffer(OP, &k)?.buffer, &b.buffer(OP, &v)?.buffer, &sinks_buffer, &out.buffer],
-        groups_2d(rows),
-    )?;
+    b.dispatch(OP, kernel, &params, &[&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer], groups_2d(rows))?;
     Ok(Arc::new(out))
+}
+
+/// The decode path: [`MAX_SPLITS`] key ranges at most per (batch, KV head, rows chunk), each a
+/// workgroup of `attention_split.wgsl` writing (max, sum, weighted values) per query row into a
+/// scratch buffer, then one workgroup per query row of `attention_combine.wgsl` merging them.
+/// Buffers: q, k, v, sinks (or a stand-in), out.
+fn split_k(b: &GpuBackend, base: Params, [q, k, v, sinks, out]: [&Arc<wgpu::Buffer>; 5]) -> Result<()> {
+    const OP: &str = "attention";
+    let (batch, hq, tq, hkv, tk, dv) =
+        (base.b as usize, base.hq as usize, base.tq as usize, base.hkv as usize, base.tk as usize, base.dv as usize);
+    let rows_total = (hq / hkv) * tq;
+    let dv_t = dv.div_ceil(64).max(1);
+    // Registers: rows_wg * dv_t weighted sums per thread (Dv up to 1024: 2 rows; 128: 8).
+    let rows_wg = rows_total.min(SPLIT_MAX_ROWS).min(SPLIT_MAX_ACC / dv_t).max(1);
+    let chunks = rows_total.div_ceil(rows_wg);
+    let split_len = tk.div_ceil(MAX_SPLITS).next_multiple_of(64).max(MIN_SPLIT_LEN);
+    let splits = tk.div_ceil(split_len).max(1);
+    // Sized for MAX_SPLITS whatever tk is, so a growing cache asks the pool for the same size.
+    let n_parts = batch * hkv * MAX_SPLITS * rows_total;
+    let scratch = b.alloc(OP, n_parts * (2 + dv), DType::F32)?;
+    let params = DecodeParams {
+        base,
+        rows_total: u32_of(rows_total)?,
+        rows_wg: rows_wg as u32,
+        chunks: u32_of(chunks)?,
+        splits: splits as u32,
+        split_len: u32_of(split_len)?,
+        acc_base: u32_of(2 * n_parts)?,
+        dv_t: dv_t as u32,
+        pad0: 0,
+    };
+    let access = [Access::Read, Access::Read, Access::Read, Access::ReadWrite];
+    let kernel = b.kernel("attention/split", &access, || source(super::unary::MATH, SPLIT))?;
+    b.dispatch(OP, kernel, &params, &[q, k, v, &scratch.buffer], groups_2d(batch * hkv * chunks * splits))?;
+    let access = [Access::Read, Access::Read, Access::ReadWrite];
+    let kernel = b.kernel("attention/combine", &access, || source("", COMBINE))?;
+    b.dispatch(OP, kernel, &params, &[&scratch.buffer, sinks, out], groups_2d(batch * hq * tq))
 }
