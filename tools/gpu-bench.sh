@@ -60,8 +60,8 @@ fi
 
 # 2. The binaries.
 if [ "$build" = 1 ]; then
-    command -v cargo >/dev/null 2>&1 || die "no cargo here: build elsewhere (cargo build --release -p llm -p llmforge --bin llm --example gpu_bench), carry target/release/{llm,examples/gpu_bench} and pass --no-build --bin-dir DIR"
-    cargo build --profile "$profile" -p llm -p llmforge --bin llm --example gpu_bench >&2
+    command -v cargo >/dev/null 2>&1 || die "no cargo here: build elsewhere (cargo build --release -p llm -p gpu --bin llm --example gpu_bench), carry target/release/{llm,examples/gpu_bench} and pass --no-build --bin-dir DIR"
+    cargo build --profile "$profile" -p llm -p gpu --bin llm --example gpu_bench >&2
     mkdir -p "$bin_dir/gpu-bench"
     cp "$bin_dir/llm" "$bin_dir/examples/gpu_bench" "$bin_dir/gpu-bench/"
     bin_dir="$bin_dir/gpu-bench"

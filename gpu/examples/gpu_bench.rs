@@ -1,5 +1,5 @@
-//! The wgpu side of `tools/gpu-bench.sh`: matmul GFLOP/s with f32, bf16 and f16 weights, the
-//! batch-1 matrix-vector product, and the streaming bandwidth of an elementwise add, one JSON
+//! The wgpu side of `tools/gpu-bench.sh` (a timing tool kept with the gpu crate, not a
+//! notebook): matmul GFLOP/s with f32, bf16 and f16 weights, the batch-1 matrix-vector product, and the streaming bandwidth of an elementwise add, one JSON
 //! object per line on stdout, the adapter first.
 //!
 //! `cargo run --release --example gpu_bench -- [--smoke] [--sizes 1024,2048,4096] [--allow-cpu-adapter]`
