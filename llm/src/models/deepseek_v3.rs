@@ -16,7 +16,7 @@ use tensor::Result;
 
 use super::blocks::FeedForwardBlock;
 use super::decoder::{CausalLm, DecoderLayer};
-use super::recipe::{assemble, dense_ffn, mask_for, pre_norms, rope_for, sparse_moe};
+use super::recipe::{NormWeights, assemble, dense_ffn, mask_for, pre_norms, rope_for, sparse_moe};
 use crate::config::ModelConfig;
 
 pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
@@ -61,5 +61,5 @@ pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
             Ok(DecoderLayer { self_attn: Box::new(attn), ffn, ffn_name: "mlp", norms: pre_norms(config, init)? })
         })
         .collect::<Result<Vec<_>>>()?;
-    assemble(config, layers, false, None, init)
+    assemble(config, layers, NormWeights::Plain, None, init)
 }

@@ -13,29 +13,16 @@ use nn::Init;
 use nn::attention::QkNorm;
 use tensor::Result;
 
-use super::decoder::{CausalLm, DecoderLayer, LayerNorms};
-use super::recipe::{assemble, attention, dense_ffn, norm};
+use super::decoder::CausalLm;
+use super::recipe::{DenseRecipe, NormWeights, Placement, dense};
 use crate::config::ModelConfig;
 
 pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
-    let qk_norm = QkNorm::PerHead { eps: config.rms_norm_eps, gemma: true };
-    let d = config.hidden_size;
-    let layers = config
-        .layers
-        .iter()
-        .map(|layer| {
-            Ok(DecoderLayer {
-                self_attn: Box::new(attention(config, layer, qk_norm, init)?),
-                ffn: Box::new(dense_ffn(config, config.dense_intermediate_size, init)?),
-                ffn_name: "mlp",
-                norms: LayerNorms::Sandwich {
-                    input_layernorm: norm(config, d, true, init)?,
-                    post_attention_layernorm: norm(config, d, true, init)?,
-                    pre_feedforward_layernorm: norm(config, d, true, init)?,
-                    post_feedforward_layernorm: norm(config, d, true, init)?,
-                },
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    assemble(config, layers, true, Some((d as f64).sqrt()), init)
+    let recipe = DenseRecipe {
+        qk_norm: QkNorm::PerHead { eps: config.rms_norm_eps, gemma: true },
+        placement: Placement::Sandwich,
+        norm_weights: NormWeights::UnitOffset,
+        embed_scale: Some((config.hidden_size as f64).sqrt()),
+    };
+    dense(config, &recipe, init)
 }

@@ -23,7 +23,7 @@ use tensor::Result;
 
 use super::blocks::FeedForwardBlock;
 use super::decoder::{CausalLm, DecoderLayer};
-use super::recipe::{assemble, attention, pre_norms, sparse_moe};
+use super::recipe::{NormWeights, assemble, attention, pre_norms, sparse_moe};
 use crate::config::{LayerAttention, ModelConfig};
 
 /// The `model_type` this architecture answers to.
@@ -74,5 +74,5 @@ pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    assemble(config, layers, false, None, init)
+    assemble(config, layers, NormWeights::Plain, None, init)
 }

@@ -15,32 +15,17 @@ use nn::Init;
 use nn::attention::QkNorm;
 use tensor::Result;
 
-use super::decoder::{CausalLm, DecoderLayer, LayerNorms};
-use super::recipe::{assemble, attention, dense_ffn, norm, pre_norms};
+use super::decoder::CausalLm;
+use super::recipe::{DenseRecipe, NormWeights, Placement, dense};
 use crate::config::{ModelConfig, Olmo2Switches};
 
 pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
     let switches = config.olmo2.unwrap_or(Olmo2Switches { reordered_norm: true, qk_norm: true });
-    let qk_norm = if switches.qk_norm { QkNorm::WholeProjection { eps: config.rms_norm_eps } } else { QkNorm::None };
-    let d = config.hidden_size;
-    let layers = config
-        .layers
-        .iter()
-        .map(|layer| {
-            Ok(DecoderLayer {
-                self_attn: Box::new(attention(config, layer, qk_norm, init)?),
-                ffn: Box::new(dense_ffn(config, config.dense_intermediate_size, init)?),
-                ffn_name: "mlp",
-                norms: if switches.reordered_norm {
-                    LayerNorms::PostNorm {
-                        post_attention_layernorm: norm(config, d, false, init)?,
-                        post_feedforward_layernorm: norm(config, d, false, init)?,
-                    }
-                } else {
-                    pre_norms(config, init)?
-                },
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    assemble(config, layers, false, None, init)
+    let recipe = DenseRecipe {
+        qk_norm: if switches.qk_norm { QkNorm::WholeProjection { eps: config.rms_norm_eps } } else { QkNorm::None },
+        placement: if switches.reordered_norm { Placement::Post } else { Placement::Pre },
+        norm_weights: NormWeights::Plain,
+        embed_scale: None,
+    };
+    dense(config, &recipe, init)
 }

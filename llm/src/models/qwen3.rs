@@ -6,23 +6,16 @@ use nn::Init;
 use nn::attention::QkNorm;
 use tensor::Result;
 
-use super::decoder::{CausalLm, DecoderLayer};
-use super::recipe::{assemble, attention, dense_ffn, pre_norms};
+use super::decoder::CausalLm;
+use super::recipe::{DenseRecipe, NormWeights, Placement, dense};
 use crate::config::ModelConfig;
 
 pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
-    let qk_norm = QkNorm::PerHead { eps: config.rms_norm_eps, gemma: false };
-    let layers = config
-        .layers
-        .iter()
-        .map(|layer| {
-            Ok(DecoderLayer {
-                self_attn: Box::new(attention(config, layer, qk_norm, init)?),
-                ffn: Box::new(dense_ffn(config, config.dense_intermediate_size, init)?),
-                ffn_name: "mlp",
-                norms: pre_norms(config, init)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    assemble(config, layers, false, None, init)
+    let recipe = DenseRecipe {
+        qk_norm: QkNorm::PerHead { eps: config.rms_norm_eps, gemma: false },
+        placement: Placement::Pre,
+        norm_weights: NormWeights::Plain,
+        embed_scale: None,
+    };
+    dense(config, &recipe, init)
 }

@@ -9,7 +9,7 @@ use tensor::Result;
 
 use super::blocks::FeedForwardBlock;
 use super::decoder::{CausalLm, DecoderLayer};
-use super::recipe::{assemble, attention, dense_ffn, pre_norms, sparse_moe};
+use super::recipe::{NormWeights, assemble, attention, dense_ffn, pre_norms, sparse_moe};
 use crate::config::ModelConfig;
 
 pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
@@ -31,5 +31,5 @@ pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    assemble(config, layers, false, None, init)
+    assemble(config, layers, NormWeights::Plain, None, init)
 }

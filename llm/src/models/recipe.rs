@@ -67,24 +67,103 @@ pub fn dense_ffn(config: &ModelConfig, width: usize, init: &mut Init) -> Result<
     GatedFeedForward::new(config.hidden_size, width, config.activation, init)
 }
 
-/// An RMSNorm over `dim` with the config's eps: Gemma's `(1 + w)` flavour or the plain one.
-pub fn norm(config: &ModelConfig, dim: usize, gemma: bool, init: &mut Init) -> Result<RmsNorm> {
-    if gemma { RmsNorm::gemma(dim, config.rms_norm_eps, init) } else { RmsNorm::new(dim, config.rms_norm_eps, init) }
+/// The weights of a family's RMSNorms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NormWeights {
+    /// `x_hat * w`, weights starting at 1.
+    Plain,
+    /// Gemma's `x_hat * (1 + w)`, weights starting at 0.
+    UnitOffset,
+}
+
+/// Where a layer normalises: the residual wiring of [`LayerNorms`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Placement {
+    /// `x + f(norm(x))` (GPT-2 onwards, Llama, Qwen, Mistral, SmolLM3, DeepSeek, gpt-oss).
+    Pre,
+    /// `x + norm(f(x))`: OLMo 2's reordered norm, the block inputs left unnormalised.
+    Post,
+    /// `x + norm(f(norm(x)))`: Gemma 3's four norms per layer.
+    Sandwich,
+}
+
+/// What sets a dense decoder family apart; layers, embedding, final norm and head are otherwise
+/// the shared ones ([`dense`]).
+#[derive(Clone, Copy, Debug)]
+pub struct DenseRecipe {
+    pub qk_norm: QkNorm,
+    pub placement: Placement,
+    pub norm_weights: NormWeights,
+    /// A factor on the embeddings (Gemma's `sqrt(hidden_size)`).
+    pub embed_scale: Option<f64>,
+}
+
+/// The plain Llama-style recipe: pre-norm, no QK-norm, plain norms, unscaled embeddings
+/// (Mistral; SmolLM3, whose NoPE layers come from its config).
+pub const LLAMA_STYLE: DenseRecipe = DenseRecipe {
+    qk_norm: QkNorm::None,
+    placement: Placement::Pre,
+    norm_weights: NormWeights::Plain,
+    embed_scale: None,
+};
+
+/// A dense decoder: every layer standard attention with the recipe's QK-norm (RoPE or NoPE and
+/// the mask as the config's layer kinds say) and the dense gated feed-forward block, wired as
+/// the recipe places its norms.
+pub fn dense(config: &ModelConfig, recipe: &DenseRecipe, init: &mut Init) -> Result<CausalLm> {
+    let layers = config
+        .layers
+        .iter()
+        .map(|layer| {
+            Ok(DecoderLayer {
+                self_attn: Box::new(attention(config, layer, recipe.qk_norm, init)?),
+                ffn: Box::new(dense_ffn(config, config.dense_intermediate_size, init)?),
+                ffn_name: "mlp",
+                norms: layer_norms(config, recipe.placement, recipe.norm_weights, init)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    assemble(config, layers, recipe.norm_weights, recipe.embed_scale, init)
+}
+
+/// An RMSNorm over `dim` with the config's eps.
+pub fn norm(config: &ModelConfig, dim: usize, weights: NormWeights, init: &mut Init) -> Result<RmsNorm> {
+    match weights {
+        NormWeights::Plain => RmsNorm::new(dim, config.rms_norm_eps, init),
+        NormWeights::UnitOffset => RmsNorm::gemma(dim, config.rms_norm_eps, init),
+    }
+}
+
+/// A layer's norms for a placement, in the order Hugging Face names them.
+pub fn layer_norms(
+    config: &ModelConfig,
+    placement: Placement,
+    weights: NormWeights,
+    init: &mut Init,
+) -> Result<LayerNorms> {
+    let mut n = || norm(config, config.hidden_size, weights, init);
+    Ok(match placement {
+        Placement::Pre => LayerNorms::PreNorm { input_layernorm: n()?, post_attention_layernorm: n()? },
+        Placement::Post => LayerNorms::PostNorm { post_attention_layernorm: n()?, post_feedforward_layernorm: n()? },
+        Placement::Sandwich => LayerNorms::Sandwich {
+            input_layernorm: n()?,
+            post_attention_layernorm: n()?,
+            pre_feedforward_layernorm: n()?,
+            post_feedforward_layernorm: n()?,
+        },
+    })
 }
 
 /// The two norms of a pre-norm layer.
 pub fn pre_norms(config: &ModelConfig, init: &mut Init) -> Result<LayerNorms> {
-    Ok(LayerNorms::PreNorm {
-        input_layernorm: norm(config, config.hidden_size, false, init)?,
-        post_attention_layernorm: norm(config, config.hidden_size, false, init)?,
-    })
+    layer_norms(config, Placement::Pre, NormWeights::Plain, init)
 }
 
 /// Embedding, layers, final norm and output head (tied to the embedding when the config says so).
 pub fn assemble(
     config: &ModelConfig,
     layers: Vec<DecoderLayer>,
-    gemma_norms: bool,
+    norm_weights: NormWeights,
     embed_scale: Option<f64>,
     init: &mut Init,
 ) -> Result<CausalLm> {
@@ -92,7 +171,7 @@ pub fn assemble(
         embed_tokens: Embedding::new(config.vocab_size, config.hidden_size, init)?.with_padding(config.pad_token_id),
         embed_scale,
         layers,
-        norm: norm(config, config.hidden_size, gemma_norms, init)?,
+        norm: norm(config, config.hidden_size, norm_weights, init)?,
         lm_head: if config.tie_word_embeddings {
             None
         } else {

@@ -4,26 +4,14 @@
 //! embeddings. Compare Qwen3: same skeleton, but Qwen3 has QK-norm and RoPE everywhere.
 
 use nn::Init;
-use nn::attention::QkNorm;
 use tensor::Result;
 
-use super::decoder::{CausalLm, DecoderLayer};
-use super::recipe::{assemble, attention, dense_ffn, pre_norms};
+use super::decoder::CausalLm;
+use super::recipe::{LLAMA_STYLE, dense};
 use crate::config::ModelConfig;
 
+/// `layer.rope` is false on the NoPE layers (from `no_rope_layers`); `dense` then leaves
+/// positions out of their attention.
 pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
-    let layers = config
-        .layers
-        .iter()
-        .map(|layer| {
-            // `layer.rope` is false on the NoPE layers; `attention` then leaves positions out.
-            Ok(DecoderLayer {
-                self_attn: Box::new(attention(config, layer, QkNorm::None, init)?),
-                ffn: Box::new(dense_ffn(config, config.dense_intermediate_size, init)?),
-                ffn_name: "mlp",
-                norms: pre_norms(config, init)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    assemble(config, layers, false, None, init)
+    dense(config, &LLAMA_STYLE, init)
 }
