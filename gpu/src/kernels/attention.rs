@@ -23,6 +23,7 @@ use crate::pipelines::Access;
 const BODY: &str = include_str!("attention.wgsl");
 const SPLIT: &str = include_str!("attention_split.wgsl");
 const COMBINE: &str = include_str!("attention_combine.wgsl");
+const PARAMS: &str = include_str!("attention_params.wgsl");
 /// Query rows per head up to which the split-K decode path is taken (decode, a few speculative
 /// or multi-token-prediction rows).
 pub const DECODE_MAX_TQ: usize = 4;
@@ -40,6 +41,8 @@ const SPLIT_MAX_ACC: usize = 32;
 /// Largest head dim the kernel keeps in workgroup memory (MLA's absorbed path needs 576).
 const MAX_DIM: usize = 1024;
 
+/// `attention_params.wgsl`'s uniform: shapes, k/v views, mask; then the decode path's cuts
+/// ([`Cuts`], zero for the prefill kernel).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
@@ -61,13 +64,13 @@ struct Params {
     window: u32,
     chunk: u32,
     has_sinks: u32,
+    cuts: Cuts,
 }
 
-/// The split and combine kernels' parameters: the prefill kernel's, then how rows and keys are cut.
+/// How the split and combine kernels cut query rows and keys.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct DecodeParams {
-    base: Params,
+struct Cuts {
     rows_total: u32,
     rows_wg: u32,
     chunks: u32,
@@ -142,6 +145,7 @@ pub fn attention(
         window: u32_of(mask.window.unwrap_or(0))?,
         chunk: u32_of(mask.chunk.unwrap_or(0))?,
         has_sinks: sinks.is_some() as u32,
+        cuts: Cuts::zeroed(),
     };
     // Sinks come contiguous from the tensor layer; without them q stands in, never read.
     let sinks_buffer = match &sinks {
@@ -155,7 +159,7 @@ pub fn attention(
         return Ok(Arc::new(out));
     }
     let access = [Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite];
-    let kernel = b.kernel("attention", &access, || source(super::unary::MATH, BODY))?;
+    let kernel = b.kernel("attention", &access, || source(&format!("{PARAMS}\n{}", super::unary::MATH), BODY))?;
     b.dispatch(OP, kernel, &params, &[&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer], groups_2d(rows))?;
     Ok(Arc::new(out))
 }
@@ -178,21 +182,24 @@ fn split_k(b: &GpuBackend, base: Params, [q, k, v, sinks, out]: [&Arc<wgpu::Buff
     // Sized for MAX_SPLITS whatever tk is, so a growing cache asks the pool for the same size.
     let n_parts = batch * hkv * MAX_SPLITS * rows_total;
     let scratch = b.alloc(OP, n_parts * (2 + dv), DType::F32)?;
-    let params = DecodeParams {
-        base,
-        rows_total: u32_of(rows_total)?,
-        rows_wg: rows_wg as u32,
-        chunks: u32_of(chunks)?,
-        splits: splits as u32,
-        split_len: u32_of(split_len)?,
-        acc_base: u32_of(2 * n_parts)?,
-        dv_t: dv_t as u32,
-        pad0: 0,
+    let params = Params {
+        cuts: Cuts {
+            rows_total: u32_of(rows_total)?,
+            rows_wg: rows_wg as u32,
+            chunks: u32_of(chunks)?,
+            splits: splits as u32,
+            split_len: u32_of(split_len)?,
+            acc_base: u32_of(2 * n_parts)?,
+            dv_t: dv_t as u32,
+            pad0: 0,
+        },
+        ..base
     };
     let access = [Access::Read, Access::Read, Access::Read, Access::ReadWrite];
-    let kernel = b.kernel("attention/split", &access, || source(super::unary::MATH, SPLIT))?;
+    let kernel =
+        b.kernel("attention/split", &access, || source(&format!("{PARAMS}\n{}", super::unary::MATH), SPLIT))?;
     b.dispatch(OP, kernel, &params, &[q, k, v, &scratch.buffer], groups_2d(batch * hkv * chunks * splits))?;
     let access = [Access::Read, Access::Read, Access::ReadWrite];
-    let kernel = b.kernel("attention/combine", &access, || source("", COMBINE))?;
+    let kernel = b.kernel("attention/combine", &access, || source(PARAMS, COMBINE))?;
     b.dispatch(OP, kernel, &params, &[&scratch.buffer, sinks, out], groups_2d(batch * hq * tq))
 }

@@ -7,33 +7,6 @@
 // strides with a contiguous last dim. Query head h reads kv head h / group (GQA, MQA).
 // Optional attention sinks [Hq] add one logit per head to each row's denominator.
 
-struct Params {
-    b: u32,
-    hq: u32,
-    tq: u32,
-    d: u32,
-    hkv: u32,
-    tk: u32,
-    dv: u32,
-    group: u32,
-    k_offset: u32,
-    k_batch: u32,
-    k_head: u32,
-    k_row: u32,
-    v_offset: u32,
-    v_batch: u32,
-    v_head: u32,
-    v_row: u32,
-    scale: f32,
-    softcap: f32, // 0: none
-    causal: u32,
-    q_start: u32,
-    k_start: u32,
-    window: u32, // 0: none
-    chunk: u32,  // 0: none
-    has_sinks: u32,
-}
-
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;

@@ -4,41 +4,6 @@
 //   out = sum_s exp(m_s - M) acc_s / (sum_s exp(m_s - M) l_s + exp(sink - M)).
 // One 64-thread workgroup per output row, each thread a few of its Dv dims; no barriers.
 
-struct Params {
-    b: u32,
-    hq: u32,
-    tq: u32,
-    d: u32,
-    hkv: u32,
-    tk: u32,
-    dv: u32,
-    group: u32,
-    k_offset: u32,
-    k_batch: u32,
-    k_head: u32,
-    k_row: u32,
-    v_offset: u32,
-    v_batch: u32,
-    v_head: u32,
-    v_row: u32,
-    scale: f32,
-    softcap: f32,
-    causal: u32,
-    q_start: u32,
-    k_start: u32,
-    window: u32,
-    chunk: u32,
-    has_sinks: u32,
-    rows_total: u32,
-    rows_wg: u32,
-    chunks: u32,
-    splits: u32,
-    split_len: u32,
-    acc_base: u32,
-    dv_t: u32,
-    pad0: u32,
-}
-
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> parts: array<f32>;
 @group(0) @binding(2) var<storage, read> sinks: array<f32>; // [Hq] when has_sinks

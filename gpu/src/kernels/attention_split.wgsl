@@ -14,41 +14,6 @@
 // of one key row (coalesced), then each thread dots its key with every row's q. Values are read
 // with adjacent threads on adjacent dims (coalesced), once per key for all the rows.
 
-struct Params {
-    b: u32,
-    hq: u32,
-    tq: u32,
-    d: u32,
-    hkv: u32,
-    tk: u32,
-    dv: u32,
-    group: u32,
-    k_offset: u32,
-    k_batch: u32,
-    k_head: u32,
-    k_row: u32,
-    v_offset: u32,
-    v_batch: u32,
-    v_head: u32,
-    v_row: u32,
-    scale: f32,
-    softcap: f32, // 0: none
-    causal: u32,
-    q_start: u32,
-    k_start: u32,
-    window: u32, // 0: none
-    chunk: u32,  // 0: none
-    has_sinks: u32,
-    rows_total: u32, // group * tq: the query rows one KV head serves
-    rows_wg: u32,    // of which one workgroup takes at most this many (<= MAX_ROWS)
-    chunks: u32,     // ceil(rows_total / rows_wg)
-    splits: u32,
-    split_len: u32, // keys per split, a multiple of 64
-    acc_base: u32,  // where the weighted sums start in `parts`, after every (m, l) pair
-    dv_t: u32,      // ceil(dv / 64): value dims per thread
-    pad0: u32,
-}
-
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
