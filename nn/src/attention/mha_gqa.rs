@@ -8,14 +8,12 @@
 //! NoPE; the mask; the softmax scale; Llama 4's temperature tuning on NoPE layers. gpt-oss adds
 //! attention sinks ([`GroupedQueryAttention::with_sinks`]).
 
-use std::sync::Mutex;
-
-use autograd::{Var, no_grad};
+use autograd::Var;
 use tensor::{AttentionSpec, Result, Tensor};
 
 use super::kv_cache::KvCache;
 use super::masks::MaskKind;
-use super::qk_clip;
+use super::qk_clip::{self, LogitRecorder};
 use super::segments::AttentionSegment;
 use crate::rope::Rope;
 use crate::{Init, Linear, Module, RmsNorm, join};
@@ -86,8 +84,7 @@ pub struct GroupedQueryAttention {
     /// row's softmax denominator, so a head can put weight on no token.
     pub sinks: Option<Var>,
     /// The largest attention logit per head of the last forward, when recording (MuonClip).
-    max_logits: Mutex<Option<Vec<f64>>>,
-    record_logits: std::sync::atomic::AtomicBool,
+    logits: LogitRecorder,
 }
 
 impl GroupedQueryAttention {
@@ -116,8 +113,7 @@ impl GroupedQueryAttention {
             k_norm,
             sinks: None,
             config,
-            max_logits: Mutex::new(None),
-            record_logits: std::sync::atomic::AtomicBool::new(false),
+            logits: LogitRecorder::default(),
         })
     }
 
@@ -197,10 +193,7 @@ impl GroupedQueryAttention {
             None => (k, v, start),
         };
         let spec = AttentionSpec { scale: c.scale, mask: c.mask.at(start, k_start), softcap: c.softcap };
-        if self.record_logits.load(std::sync::atomic::Ordering::Relaxed) {
-            let maxima = no_grad(|| qk_clip::max_logits_per_head(&q.value(), &k_all.value(), &spec))?;
-            *self.max_logits.lock().unwrap_or_else(|p| p.into_inner()) = Some(maxima);
-        }
+        self.logits.record(&q, &k_all, &spec)?;
         let out = Var::attention_with_sinks(&q, &k_all, &v_all, self.sinks.as_ref(), &spec)?; // (B, H, T, hd)
         out.transpose(1, 2)?.reshape([b, t, h * hd])
     }
@@ -221,7 +214,7 @@ impl GroupedQueryAttention {
 
     /// The largest scaled logit per query head of the last forward while recording.
     pub fn max_logits(&self) -> Option<Vec<f64>> {
-        self.max_logits.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.logits.last()
     }
 
     /// KV-cache bytes this layer adds per token at `dtype_bytes` per number.
@@ -251,7 +244,7 @@ impl Module for GroupedQueryAttention {
     }
 
     fn record_attention_logits(&self, on: bool) {
-        self.record_logits.store(on, std::sync::atomic::Ordering::Relaxed);
+        self.logits.set_on(on);
     }
 
     /// QK-Clip (Kimi K2): heads whose max logit exceeded `tau` get their query and key rows scaled
@@ -260,9 +253,7 @@ impl Module for GroupedQueryAttention {
     /// (GQA) is left alone and its query heads take the whole `gamma`, as MLA does with its shared
     /// rope key.
     fn clip_qk(&self, tau: f64) -> Result<()> {
-        // Taken, not read: the maxima describe the weights before this clip, so a second clip
-        // without a new forward pass must not rescale again.
-        let Some(maxima) = self.max_logits.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        let Some(maxima) = self.logits.take() else {
             return Ok(());
         };
         let c = &self.config;

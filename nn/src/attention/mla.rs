@@ -20,6 +20,7 @@ use tensor::{AttentionSpec, Result};
 
 use super::kv_cache::KvCache;
 use super::masks::MaskKind;
+use super::qk_clip::LogitRecorder;
 use crate::rope::Rope;
 use crate::{Init, Linear, Module, RmsNorm, join};
 
@@ -52,8 +53,7 @@ pub struct MultiHeadLatentAttention {
     pub kv_b_proj: Linear,
     pub o_proj: Linear,
     /// The largest attention logit per head of the last forward, when recording (MuonClip).
-    max_logits: std::sync::Mutex<Option<Vec<f64>>>,
-    record_logits: std::sync::atomic::AtomicBool,
+    logits: LogitRecorder,
 }
 
 impl MultiHeadLatentAttention {
@@ -80,8 +80,7 @@ impl MultiHeadLatentAttention {
             kv_b_proj: Linear::new(c.kv_lora_rank, h * (c.qk_nope_head_dim + c.v_head_dim), false, init)?,
             o_proj: Linear::new(h * c.v_head_dim, d, false, init)?,
             config,
-            max_logits: std::sync::Mutex::new(None),
-            record_logits: std::sync::atomic::AtomicBool::new(false),
+            logits: LogitRecorder::default(),
         })
     }
 
@@ -133,7 +132,7 @@ impl MultiHeadLatentAttention {
         let q = Var::cat(&[&q_nope, &q_rope], -1)?;
         let k = Var::cat(&[&parts[0], &k_rope], -1)?;
         let spec = AttentionSpec { scale: c.scale, mask: c.mask.at(start, start), softcap: None };
-        self.record_max_logits(&q, &k, &spec)?;
+        self.logits.record(&q, &k, &spec)?;
         let out = Var::attention(&q, &k, &parts[1], &spec)?; // (B, H, T, v)
         self.o_proj.forward(&out.transpose(1, 2)?.reshape([b, t, h * c.v_head_dim])?)
     }
@@ -159,16 +158,8 @@ impl MultiHeadLatentAttention {
         self.o_proj.forward(&out.transpose(1, 2)?.reshape([b, t, h * c.v_head_dim])?)
     }
 
-    fn record_max_logits(&self, q: &Var, k: &Var, spec: &AttentionSpec) -> Result<()> {
-        if self.record_logits.load(std::sync::atomic::Ordering::Relaxed) {
-            let m = autograd::no_grad(|| super::qk_clip::max_logits_per_head(&q.value(), &k.value(), spec))?;
-            *self.max_logits.lock().unwrap_or_else(|p| p.into_inner()) = Some(m);
-        }
-        Ok(())
-    }
-
     pub fn max_logits(&self) -> Option<Vec<f64>> {
-        self.max_logits.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.logits.last()
     }
 
     /// Cache numbers per token: the latent and the shared rope key.
@@ -199,7 +190,7 @@ impl Module for MultiHeadLatentAttention {
     }
 
     fn record_attention_logits(&self, on: bool) {
-        self.record_logits.store(on, std::sync::atomic::Ordering::Relaxed);
+        self.logits.set_on(on);
     }
 
     /// QK-Clip for MLA (Kimi K2, Algorithm 1): for a head over `tau`, with `gamma = tau / max`,
@@ -207,9 +198,7 @@ impl Module for MultiHeadLatentAttention {
     /// `kv_b_proj`) are scaled by `sqrt(gamma)`, its rotary query rows by `gamma`; the shared
     /// rotary key is left alone because every head uses it.
     fn clip_qk(&self, tau: f64) -> Result<()> {
-        // Taken, not read: the maxima describe the weights before this clip, so a second clip
-        // without a new forward pass must not rescale again.
-        let Some(maxima) = self.max_logits.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        let Some(maxima) = self.logits.take() else {
             return Ok(());
         };
         let c = &self.config;

@@ -1,7 +1,10 @@
 //! Support for QK-Clip (Kimi K2's MuonClip): measuring each head's largest attention logit, and
 //! rescaling rows of a projection weight in place.
 
-use autograd::Var;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use autograd::{Var, no_grad};
 use tensor::{AttentionSpec, Result, Tensor};
 
 /// The largest scaled attention logit `scale * q . k` per query head over every visible pair,
@@ -24,4 +27,38 @@ pub fn scale_rows(weight: &Var, start: usize, len: usize, factor: f64) -> Result
     let w = weight.value();
     let rows = w.narrow(0, start, len)?;
     rows.write_from(&rows.mul_scalar(factor)?)
+}
+
+/// The largest attention logit per query head of a layer's last forward pass, recorded only
+/// while asked (MuonClip needs it after each training step; inference skips the extra pass).
+#[derive(Default)]
+pub struct LogitRecorder {
+    on: AtomicBool,
+    maxima: Mutex<Option<Vec<f64>>>,
+}
+
+impl LogitRecorder {
+    pub fn set_on(&self, on: bool) {
+        self.on.store(on, Ordering::Relaxed);
+    }
+
+    /// Records the maxima of `q`'s scores against `k` under `spec`, when recording is on.
+    pub fn record(&self, q: &Var, k: &Var, spec: &AttentionSpec) -> Result<()> {
+        if self.on.load(Ordering::Relaxed) {
+            let maxima = no_grad(|| max_logits_per_head(&q.value(), &k.value(), spec))?;
+            *self.maxima.lock().unwrap_or_else(|p| p.into_inner()) = Some(maxima);
+        }
+        Ok(())
+    }
+
+    /// The last recorded maxima.
+    pub fn last(&self) -> Option<Vec<f64>> {
+        self.maxima.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The last recorded maxima, taken: a clip uses them once, since they describe the weights
+    /// before it, and a second clip without a new forward pass must not rescale again.
+    pub fn take(&self) -> Option<Vec<f64>> {
+        self.maxima.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
