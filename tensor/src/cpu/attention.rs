@@ -3,12 +3,15 @@
 //! with the values; memory is [block, keys], never [Tq, Tk]. Attention sinks (gpt-oss) add one
 //! logit per head to each row's softmax denominator.
 
+use std::any::TypeId;
+
 use rayon::prelude::*;
 
 use crate::backend::AttentionSpec;
 use crate::{Error, FloatElement, HostData, Layout, Result};
 
 use super::strided::{self, PARALLEL_MIN};
+use super::{isa, vmath};
 
 /// Query rows per attention task.
 const QUERY_BLOCK: usize = 64;
@@ -106,11 +109,7 @@ fn attend<T: FloatElement>(
                         max = x;
                     }
                 }
-                let mut sum = sink.map_or_else(T::zero, |s| (s - max).exp());
-                for s in row.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum = sum + *s;
-                }
+                let sum = sink.map_or_else(T::zero, |s| (s - max).exp()) + exp_shifted_sum(row, max);
                 let inv = sum.recip();
                 row.iter_mut().for_each(|s| *s = *s * inv);
             }
@@ -178,4 +177,21 @@ fn small_gemm<T: FloatElement>(
             gemm::Parallelism::None,
         );
     }
+}
+
+/// In place `x[i] = exp(x[i] - shift)`, returning their sum: f32 rows on `vmath`'s vectorised
+/// exp (masked keys hold -inf and give 0), f64 rows one by one.
+fn exp_shifted_sum<T: FloatElement>(row: &mut [T], shift: T) -> T {
+    if TypeId::of::<T>() == TypeId::of::<f32>() {
+        // SAFETY: T is f32 (checked above), so the slice is an f32 slice of the same length.
+        let row = unsafe { std::slice::from_raw_parts_mut(row.as_mut_ptr() as *mut f32, row.len()) };
+        let shift = shift.to_f32().unwrap_or(f32::NAN);
+        return T::from_f32(vmath::exp_shifted_sum(isa::active(), row, shift)).unwrap_or_else(T::nan);
+    }
+    let mut sum = T::zero();
+    for s in row.iter_mut() {
+        *s = (*s - shift).exp();
+        sum = sum + *s;
+    }
+    sum
 }
