@@ -21,30 +21,6 @@ var<workgroup> q_row: array<f32, 1024>;
 var<workgroup> probs: array<f32, 64>;
 var<workgroup> reduction: array<f32, 64>;
 
-fn saturating_sub(a: u32, b: u32) -> u32 {
-    return select(0u, a - b, a > b);
-}
-
-// The visible keys of query row i, as in tensor::AttentionMask::visible_range.
-fn visible_range(i: u32) -> vec2<u32> {
-    let qp = params.q_start + i;
-    var lo = 0u;
-    var hi = 0xffffffffu;
-    if (params.causal == 1u) {
-        hi = min(hi, qp + 1u);
-    }
-    if (params.window > 0u) {
-        lo = max(lo, saturating_sub(qp + 1u, params.window));
-    }
-    if (params.chunk > 0u) {
-        lo = max(lo, qp / params.chunk * params.chunk);
-        hi = min(hi, (qp / params.chunk + 1u) * params.chunk);
-    }
-    let l = min(saturating_sub(lo, params.k_start), params.tk);
-    let h = min(saturating_sub(hi, params.k_start), params.tk);
-    return vec2<u32>(l, max(h, l));
-}
-
 fn reduce_max(lid: u32) -> f32 {
     for (var s = 32u; s > 0u; s = s >> 1u) {
         if (lid < s) {

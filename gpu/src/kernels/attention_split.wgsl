@@ -31,30 +31,6 @@ var<workgroup> tile: array<f32, 576>;      // 64 keys x 8 dims (padded to 9)
 var<workgroup> probs: array<f32, 512>;     // [row][key] of the block
 var<workgroup> reduction: array<f32, 512>; // [row][key]
 
-fn saturating_sub(a: u32, b: u32) -> u32 {
-    return select(0u, a - b, a > b);
-}
-
-// The visible keys of query row i, as in tensor::AttentionMask::visible_range.
-fn visible_range(i: u32) -> vec2<u32> {
-    let qp = params.q_start + i;
-    var lo = 0u;
-    var hi = 0xffffffffu;
-    if (params.causal == 1u) {
-        hi = min(hi, qp + 1u);
-    }
-    if (params.window > 0u) {
-        lo = max(lo, saturating_sub(qp + 1u, params.window));
-    }
-    if (params.chunk > 0u) {
-        lo = max(lo, qp / params.chunk * params.chunk);
-        hi = min(hi, (qp / params.chunk + 1u) * params.chunk);
-    }
-    let l = min(saturating_sub(lo, params.k_start), params.tk);
-    let h = min(saturating_sub(hi, params.k_start), params.tk);
-    return vec2<u32>(l, max(h, l));
-}
-
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let lid = lid3.x;
