@@ -198,11 +198,20 @@ fn run(cli: Cli) -> llm::Result<()> {
     if cli.check_finite {
         llm::finite::set_check_finite(true);
     }
+    cli::global::keep_freed_memory();
     cli::global::set_threads(cli.threads)?;
     cli::global::check_cpu_kernels_env()?;
     embedded::install()?;
-    let dtype = cli.dtype;
-    match cli.command {
+    let (command, dtype) = (cli.command, cli.dtype);
+    if matches!(command, Command::Serve { .. }) {
+        // The server's engine thread calls the kernels itself; its main thread only waits.
+        return dispatch(command, dtype);
+    }
+    cli::global::on_cpu_pool(|| dispatch(command, dtype))
+}
+
+fn dispatch(command: Command, dtype: WeightDtype) -> llm::Result<()> {
+    match command {
         Command::Logits { model, input, out, device } => {
             cli::logits::run(&model, &input, &out, device.map(DeviceChoice::as_str), dtype.load_dtype())
         }

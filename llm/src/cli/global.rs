@@ -64,6 +64,44 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
         .map_err(|e| Error::input(format!("--threads {n}: the thread pool could not be set up: {e}")))
 }
 
+/// Asks the C allocator to keep freed memory for reuse instead of handing it back to the kernel.
+///
+/// Why: every op writes a fresh output tensor, and a 512-token prefill of a Qwen3-0.6B-shaped
+/// model allocates some 700 MB of short-lived activations. glibc's malloc serves large blocks
+/// with `mmap` and trims the top of its heaps on free, so those bytes came back as new pages each
+/// time: ~186,000 page faults per prefill, each page zeroed by the kernel before use. With the
+/// mmap threshold at its maximum (32 MiB: a layer's activations at a few thousand tokens stay
+/// below it) and trimming off, freed activations are reused in place: ~66,000 faults, most of
+/// them the first touch of the working set (docs/BENCHMARKS.md). Resident memory then stays at
+/// its high-water mark, which is what an inference process reaches anyway. Only glibc has these
+/// knobs (`mallopt(3)`); elsewhere this does nothing.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+        }
+        const M_TRIM_THRESHOLD: std::ffi::c_int = -1;
+        const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+        // SAFETY: mallopt only adjusts allocator parameters; it runs before any thread starts.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 32 << 20);
+            mallopt(M_TRIM_THRESHOLD, std::ffi::c_int::MAX);
+        }
+    }
+}
+
+/// Runs `f` on a worker thread of the CPU kernels' pool and waits for it.
+///
+/// Why: a parallel kernel called from a thread outside the pool queues its pieces and puts the
+/// caller to sleep until the workers are done, then wakes it: two thread hand-offs per product,
+/// and a decoded token runs some 200 products (a Qwen3-0.6B-shaped model decoded ~6% faster
+/// on 2 threads run this way, docs/BENCHMARKS.md). Called from a worker, the caller computes a
+/// share itself while the others take the rest.
+pub fn on_cpu_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
 /// `LLM_CPU_KERNELS`, which forces the CPU kernels' instruction-set path: a value that names none
 /// is an error here, before any kernel runs (the kernels themselves can only warn and ignore it).
 pub fn check_cpu_kernels_env() -> Result<()> {

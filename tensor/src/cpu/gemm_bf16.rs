@@ -67,6 +67,23 @@ fn round(x: f32) -> u16 {
     bf16::from_f32(x).to_bits()
 }
 
+/// `src` rounded to bf16 (nearest even) into pair lanes, `out[p] = bf16(src[2p]) | bf16(src[2p + 1]) << 16`
+/// (an odd length pads the last high half with zero): the packed activations of
+/// [`matvec_bf16`](super::matvec_bf16). `out` holds `src.len().div_ceil(2)` lanes.
+pub fn pack_pairs(src: &[f32], out: &mut [u32]) {
+    assert_eq!(out.len(), src.len().div_ceil(2));
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: the CPU has AVX512_BF16 (and with it AVX512F/BW/VL/DQ).
+        unsafe { x86::pack_row(View { data: src, rs: 0, cs: 1 }, 0, src.len(), out) };
+        return;
+    }
+    for (p, v) in out.iter_mut().enumerate() {
+        let x = |i: usize| src.get(i).map_or(0, |&x| round(x)) as u32;
+        *v = x(2 * p) | x(2 * p + 1) << 16;
+    }
+}
+
 /// `dst[i * ldd + j] = sum_k bf16(a[i, k]) * b[k, j]` for i < m, j < n: the `vdpbf16ps` kernel
 /// when the CPU has AVX512_BF16, else [`reference_into`]. `parallel` lets it use rayon's threads.
 #[allow(clippy::too_many_arguments)]
@@ -246,7 +263,7 @@ mod x86 {
 
     /// Row `i` of A rounded to bf16 pairs, into `out` (kp lanes, the odd tail's high half zero).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
-    unsafe fn pack_row(a: View<f32>, i: usize, k: usize, out: &mut [u32]) {
+    pub(super) unsafe fn pack_row(a: View<f32>, i: usize, k: usize, out: &mut [u32]) {
         let start = i * a.rs;
         if a.cs != 1 {
             for (p, v) in out.iter_mut().enumerate() {

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use super::gemm_bf16;
 use super::isa::{self, Isa};
 use super::matvec::{self, Weight};
+use super::matvec_bf16;
 
 use crate::{Element, Error, FloatElement, HostData, Layout, Result};
 
@@ -213,7 +214,21 @@ fn matvec_f32<W: Weight>(
     };
     let threads = rayon::current_num_threads();
     let parallel = parallel && threads > 1 && n * k >= GEMM_PARALLEL_MIN;
-    if rs == 1 || k == 1 {
+    if rs == 1 && TypeId::of::<W>() == TypeId::of::<half::bf16>() && isa == Isa::Avx512 && isa::bf16_gemm() {
+        // bf16 rows on `vdpbf16ps`, the activations rounded to bf16 once (see matvec_bf16).
+        let mut xp = vec![0u32; k.div_ceil(2)];
+        gemm_bf16::pack_pairs(xs, &mut xp);
+        let w = as_bf16(b.data);
+        let rows = |j0: usize, ys: &mut [f32]| {
+            matvec_bf16::rows(&xp, k, ys, |j| &w[base + (j0 + j) * cs..base + (j0 + j) * cs + k])
+        };
+        if parallel {
+            let chunk = n.div_ceil(threads * 4).next_multiple_of(4).max(16);
+            y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| rows(c * chunk, ys));
+        } else {
+            rows(0, y);
+        }
+    } else if rs == 1 || k == 1 {
         let rows = |j0: usize, ys: &mut [f32]| {
             let row = |j: usize| &b.data[base + (j0 + j) * cs..base + (j0 + j) * cs + k];
             // f32 rows four at a time, half rows one at a time: each measured the faster on an

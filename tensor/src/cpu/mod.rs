@@ -5,6 +5,7 @@ pub mod gemm_bf16;
 pub mod isa;
 pub mod math;
 pub mod matvec;
+pub mod matvec_bf16;
 pub mod strided;
 pub mod vmath;
 
