@@ -307,11 +307,50 @@ fn skinny<W: Weight>(isa: Isa, a: &Operand<f32>, b: &Operand<W>, bi: usize, dst:
     let n = b.dims().2;
     let (a_rs, cs, base) = (a.strides().1, b.strides().2, b.base(bi));
     let x: Vec<&[f32]> = (0..m).map(|r| &a.data[a.base(bi) + r * a_rs..a.base(bi) + r * a_rs + k]).collect();
+    // bf16 weights on `vdpbf16ps` (see matvec_bf16): the rows rounded and packed once.
+    let dp = TypeId::of::<W>() == TypeId::of::<half::bf16>() && isa == Isa::Avx512 && isa::bf16_gemm();
+    let packed: Vec<Vec<u32>> = if dp {
+        x.iter()
+            .map(|x| {
+                let mut p = vec![0u32; k.div_ceil(2)];
+                gemm_bf16::pack_pairs(x, &mut p);
+                p
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     // Output columns j0..j1, column-major: m values per column.
     let columns = |j0: usize, j1: usize| -> Vec<f32> {
         let mut out = vec![0.0f32; (j1 - j0) * m];
+        let column = |j: usize| &b.data[base + j * cs..base + j * cs + k];
+        let mut j = j0;
+        if dp {
+            // Two weight rows at a time, the second only when there is one.
+            while j < j1 {
+                let two = j + 1 < j1;
+                let w = [as_bf16(column(j)), as_bf16(column(if two { j + 1 } else { j }))];
+                let o = &mut out[(j - j0) * m..(j - j0 + 1 + two as usize) * m];
+                macro_rules! rows {
+                    ($($r:literal)*) => {
+                        match m {
+                            $($r => {
+                                let v = matvec_bf16::dot_rows::<$r, 2>(std::array::from_fn(|i| packed[i].as_slice()), k, w);
+                                for (o, v) in o.chunks_exact_mut(m).zip(v) {
+                                    o.copy_from_slice(&v);
+                                }
+                            })*
+                            _ => unreachable!("skinny products take 2 to {SKINNY_ROWS} rows"),
+                        }
+                    };
+                }
+                rows!(2 3 4 5 6 7 8);
+                j += 2;
+            }
+            return out;
+        }
         for (j, o) in (j0..j1).zip(out.chunks_exact_mut(m)) {
-            let w = &b.data[base + j * cs..base + j * cs + k];
+            let w = column(j);
             macro_rules! rows {
                 ($($r:literal)*) => {
                     match m {

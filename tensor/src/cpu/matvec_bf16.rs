@@ -51,6 +51,24 @@ pub fn rows<'w>(xp: &[u32], k: usize, y: &mut [f32], row: impl Fn(usize) -> &'w 
     }
 }
 
+/// `R x C` dot products of `C` weight rows (k bf16 each) with `R` packed activation rows,
+/// reading each weight row once: the skinny products of a batched decoding step (see
+/// `matmul::skinny`). At 8 rows they are bound by arithmetic and loads rather than memory:
+/// `vdpbf16ps` does twice the work of an f32 FMA per instruction, and taking two weight rows at
+/// a time loads each activation vector once for both. `out[c][r]` is row r's product with
+/// weight row c. Needs AVX512_BF16; the caller checks.
+pub fn dot_rows<const R: usize, const C: usize>(xps: [&[u32]; R], k: usize, w: [&[bf16]; C]) -> [[f32; R]; C] {
+    assert!(super::gemm_bf16::available(), "matvec_bf16 needs AVX512_BF16");
+    assert!(w.iter().all(|w| w.len() == k) && xps.iter().all(|x| x.len() == k.div_ceil(2)));
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: the CPU has AVX512_BF16 (asserted above); the lengths are checked.
+        unsafe { x86::dot_rows(xps, k, w) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("AVX512_BF16 is x86-only")
+}
+
 /// The same sum in plain Rust, in `vdpbf16ps`'s order per lane (the test oracle).
 pub fn reference(x: &[f32], w: &[bf16]) -> f32 {
     x.iter().zip(w).map(|(&x, &w)| bf16::from_f32(x).to_f32() * w.to_f32()).sum()
@@ -94,6 +112,48 @@ mod x86 {
             super::super::matvec::x86::hsum4(acc)
         }
     }
+
+    /// `R x C` dot products of `C` weight rows with `R` packed activation rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
+    pub unsafe fn dot_rows<const R: usize, const C: usize>(
+        xps: [&[u32]; R],
+        k: usize,
+        w: [&[bf16]; C],
+    ) -> [[f32; R]; C] {
+        let wp = w.map(|w| w.as_ptr() as *const i16);
+        let xp = xps.map(|x| x.as_ptr() as *const i32);
+        let mut acc = [[_mm512_setzero_ps(); R]; C];
+        let mut i = 0;
+        // SAFETY: as in dot4: full steps stay inside k, the tail is masked.
+        unsafe {
+            while i + 32 <= k {
+                let wv: [__m512bh; C] =
+                    std::array::from_fn(|c| std::mem::transmute(_mm512_loadu_si512(wp[c].add(i) as *const _)));
+                for r in 0..R {
+                    let xv: __m512bh = std::mem::transmute(_mm512_loadu_si512(xp[r].add(i / 2) as *const _));
+                    for c in 0..C {
+                        acc[c][r] = _mm512_dpbf16_ps(acc[c][r], xv, wv[c]);
+                    }
+                }
+                i += 32;
+            }
+            if i < k {
+                let left = k - i;
+                let wmask: u32 = if left >= 32 { u32::MAX } else { (1u32 << left) - 1 };
+                let pairs = left.div_ceil(2);
+                let xmask: u16 = if pairs >= 16 { u16::MAX } else { ((1u32 << pairs) - 1) as u16 };
+                let wv: [__m512bh; C] =
+                    std::array::from_fn(|c| std::mem::transmute(_mm512_maskz_loadu_epi16(wmask, wp[c].add(i))));
+                for r in 0..R {
+                    let xv: __m512bh = std::mem::transmute(_mm512_maskz_loadu_epi32(xmask, xp[r].add(i / 2)));
+                    for c in 0..C {
+                        acc[c][r] = _mm512_dpbf16_ps(acc[c][r], xv, wv[c]);
+                    }
+                }
+            }
+            acc.map(|a| a.map(|a| _mm512_reduce_add_ps(a)))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +179,27 @@ mod tests {
                 pack_pairs(&x, &mut xp);
                 let mut y = vec![f32::NAN; n];
                 rows(&xp, k, &mut y, |j| &w[j * k..(j + 1) * k]);
+                let others: Vec<Vec<f32>> = (0..3).map(|r| values(k, 20 + r)).collect();
+                let packed: Vec<Vec<u32>> = others
+                    .iter()
+                    .map(|x| {
+                        let mut p = vec![0u32; k.div_ceil(2)];
+                        pack_pairs(x, &mut p);
+                        p
+                    })
+                    .collect();
+                for j in 0..n {
+                    let row = &w[j * k..(j + 1) * k];
+                    let next = &w[((j + 1) % n) * k..((j + 1) % n + 1) * k];
+                    let got = dot_rows::<4, 2>([&xp, &packed[0], &packed[1], &packed[2]], k, [row, next]);
+                    for (r, x) in [&x, &others[0], &others[1], &others[2]].into_iter().enumerate() {
+                        for (c, w) in [row, next].into_iter().enumerate() {
+                            let want = reference(x, w);
+                            let tol = 1e-6 * k as f32 * (1.0 + want.abs());
+                            assert!((got[c][r] - want).abs() <= tol, "dot_rows k {k} row {j}+{c} x {r}: {}", got[c][r]);
+                        }
+                    }
+                }
                 for j in 0..n {
                     let want = reference(&x, &w[j * k..(j + 1) * k]);
                     // Same products (exact in f32), summed in another order: f32 rounding of
