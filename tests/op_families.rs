@@ -29,6 +29,7 @@ const HELPERS: [(&str, &[&str]); 3] = [
             "isa",       // the run-time instruction-set choice
             "math",      // scalar element functions
             "matvec",    // matmul's streaming matrix-vector kernels
+            "paged_attention", // attention's kernel over a paged KV cache's block table
             "strided",   // iteration over strided views
             "vmath",     // vectorised exp/SiLU/GELU/softmax/RMSNorm/GLU
         ],
