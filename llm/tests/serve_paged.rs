@@ -146,7 +146,9 @@ fn sixty_four_requests_through_a_small_pool_are_all_answered_with_the_unpaged_gr
         assert!(done, "request {i} was answered");
         assert_eq!(tokens, want, "request {i}");
     }
-    eprintln!("{} preemptions", stats.preempted.load(Ordering::Relaxed));
+    // Admission leaves headroom, yet answers of up to 24 tokens outgrow it: some sequences were
+    // sent back to the queue and prefilled again, and still gave the same tokens.
+    assert!(stats.preempted.load(Ordering::Relaxed) > 0, "this pool is small enough to preempt");
 }
 
 #[test]

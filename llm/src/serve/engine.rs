@@ -8,7 +8,8 @@
 //!
 //! The KV cache is paged ([`nn::attention::paged`]): every sequence keeps its keys and values in
 //! blocks of one pool sized at start, and gives them back the moment it ends. A request joins
-//! the batch only when the pool has the blocks for its whole prompt; otherwise it waits (in
+//! the batch only when the pool has the blocks for its whole prompt (and some headroom for the
+//! running sequences to grow); otherwise it waits (in
 //! order: nobody overtakes it). Before each step every running sequence reserves the blocks its
 //! new rows need; when the pool runs dry, the newest sequence is preempted (as vLLM does): its
 //! blocks go back to the pool and it returns to the front of the queue, to be prefilled again
@@ -253,7 +254,8 @@ pub fn run(
 }
 
 /// Moves waiting sequences into the batch, oldest first, while the batch has room and the pool
-/// has the blocks for a sequence's whole input so far. One that can never fit fails now.
+/// has the blocks for a sequence's whole input so far, beyond a block per layer for each
+/// running sequence. One that can never fit fails now.
 fn admit<'t>(
     model: &CausalLm,
     config: &EngineConfig,
@@ -273,7 +275,10 @@ fn admit<'t>(
             stats.finished.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        if needed > pool.free() {
+        // Room for every running sequence to cross one block boundary in every layer, so that
+        // a newcomer does not get preempted by the next step's growth (and thrash).
+        let headroom = running.len() * model.layers.len();
+        if needed + headroom > pool.free() {
             break; // it waits for blocks; nobody overtakes it
         }
         let mut s = waiting.pop_front().expect("a waiting sequence");
