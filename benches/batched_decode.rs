@@ -6,7 +6,8 @@
 //! aggregate tokens/s and its ratio to batch 1 (the serving issue's target: >= 4x at 8).
 //!
 //! `cargo bench --bench batched_decode` (`LLM_BENCH_STEPS` decode steps per batch size, default 16;
-//! `LLM_BENCH_CACHE=paged` for the server's paged KV cache instead of contiguous caches).
+//! `LLM_BENCH_CACHE=paged` for the server's paged KV cache instead of contiguous caches;
+//! `LLM_BENCH_BATCHES=1,8` for other batch sizes, e.g. to profile one alone).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -46,7 +47,11 @@ fn main() {
         rayon::current_num_threads(),
         if paged { "paged" } else { "contiguous" }
     );
-    for batch in [1usize, 2, 4, 8] {
+    let batches: Vec<usize> = std::env::var("LLM_BENCH_BATCHES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|b| b.trim().parse().ok()).filter(|&b| b > 0).collect())
+        .unwrap_or_else(|| vec![1, 2, 4, 8]);
+    for batch in batches {
         let prompts: Vec<Vec<u32>> = (0..batch)
             .map(|s| (0..prompt_len).map(|i| ((i * 7919 + s * 104_729 + 13) % vocab) as u32).collect())
             .collect();

@@ -23,7 +23,13 @@ fn tiny() -> (Loaded, Tokenizer) {
 }
 
 fn config(loaded: &Loaded, max_batch: usize, chunk: usize, kv_blocks: usize) -> EngineConfig {
-    EngineConfig { max_batch, prefill_chunk: chunk, eos: loaded.config.eos_token_ids.clone(), kv_blocks, block_size: 16 }
+    EngineConfig {
+        max_batch,
+        prefill_chunk: chunk,
+        eos: loaded.config.eos_token_ids.clone(),
+        kv_blocks,
+        block_size: 16,
+    }
 }
 
 fn job(prompt: Vec<u32>, max_tokens: usize) -> (Job, UnboundedReceiver<Event>) {
@@ -95,7 +101,8 @@ fn many() -> Vec<(Vec<u32>, usize)> {
     (0..64u32)
         .map(|i| {
             let len = 2 + (i as usize * 5) % 11;
-            let prompt: Vec<u32> = std::iter::once(0).chain((1..len as u32).map(|j| (i * 131 + j * 17) % 2000)).collect();
+            let prompt: Vec<u32> =
+                std::iter::once(0).chain((1..len as u32).map(|j| (i * 131 + j * 17) % 2000)).collect();
             (prompt, 3 + (i as usize * 7) % 22)
         })
         .collect()

@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use autograd::Var;
+use nn::Init;
 use nn::attention::paged::blocks_needed;
 use nn::attention::{BlockPool, GroupedQueryAttention, KvCache, MaskKind, MlaConfig, MultiHeadLatentAttention, QkNorm};
 use nn::rope::{Rope, RopeScaling};
-use nn::Init;
 use tensor::testing::{assert_close, randn};
 use tensor::{Device, Result};
 
@@ -37,7 +37,7 @@ fn paged_steps(
         assert!(cache.blocks_held() <= blocks_needed(kind, start, BLOCK, 7), "{kind:?} at {start}");
         assert_eq!(pool.used(), cache.blocks_held());
     }
-    Ok(Var::cat(&outs.iter().collect::<Vec<_>>(), 1)?)
+    Var::cat(&outs.iter().collect::<Vec<_>>(), 1)
 }
 
 #[test]
@@ -46,9 +46,8 @@ fn paged_decoding_equals_the_full_forward_and_windows_give_blocks_back() -> Resu
     let total: usize = PIECES.iter().sum(); // 23 positions, 6 blocks of 4
     let x = Var::constant(randn([1, total, 16], 1, &cpu)?);
     let pool = BlockPool::new(64, BLOCK)?;
-    for (i, kind) in [MaskKind::Causal, MaskKind::Sliding { window: 3 }, MaskKind::Chunked { chunk: 6 }]
-        .into_iter()
-        .enumerate()
+    for (i, kind) in
+        [MaskKind::Causal, MaskKind::Sliding { window: 3 }, MaskKind::Chunked { chunk: 6 }].into_iter().enumerate()
     {
         let config = gqa_config(kind, QkNorm::PerHead { eps: 1e-6, gemma: false }, true, None);
         let mut init = Init::new(i as u64, &cpu);
@@ -78,13 +77,12 @@ fn paged_decoding_equals_the_full_forward_and_windows_give_blocks_back() -> Resu
 #[test]
 fn two_sequences_interleaved_in_one_pool_each_equal_their_own_forward() -> Result<()> {
     let cpu = Device::cpu();
-    let attn = GroupedQueryAttention::new(
-        gqa_config(MaskKind::Causal, QkNorm::None, true, None),
-        &mut Init::new(3, &cpu),
-    )?;
+    let attn =
+        GroupedQueryAttention::new(gqa_config(MaskKind::Causal, QkNorm::None, true, None), &mut Init::new(3, &cpu))?;
     let pool = BlockPool::new(32, BLOCK)?;
     let (a, b) = (Var::constant(randn([1, 13, 16], 4, &cpu)?), Var::constant(randn([1, 9, 16], 5, &cpu)?));
-    let (mut ca, mut cb) = (KvCache::paged(MaskKind::Causal, pool.clone()), KvCache::paged(MaskKind::Causal, pool.clone()));
+    let (mut ca, mut cb) =
+        (KvCache::paged(MaskKind::Causal, pool.clone()), KvCache::paged(MaskKind::Causal, pool.clone()));
     let (mut oa, mut ob) = (Vec::new(), Vec::new());
     // Alternate steps so the two sequences' blocks interleave in the pool.
     let (mut sa, mut sb) = (0, 0);
@@ -152,5 +150,27 @@ fn an_exhausted_pool_refuses_without_taking_anything_and_appending_is_an_error()
     assert!(b.reserve_blocks(5));
     assert_eq!(pool.used(), 2);
     assert!(BlockPool::new(0, 16).is_err() && BlockPool::new(4, 0).is_err());
+    Ok(())
+}
+
+/// The GPU has no paged kernel: attention gathers the sequence's rows from the pool's blocks
+/// (on the device) and runs its plain kernel. Same layer, same steps, CPU against GPU (1e-4
+/// relative plus 1e-5 absolute: f32 sums in another order).
+#[test]
+fn on_the_gpu_a_paged_cache_gives_what_it_gives_on_the_cpu() -> Result<()> {
+    let Some(g) = gpu::test_device() else { return Ok(()) };
+    let total: usize = PIECES.iter().sum();
+    let run = |device: &Device, kind: MaskKind| -> Result<tensor::Tensor> {
+        let attn =
+            GroupedQueryAttention::new(gqa_config(kind, QkNorm::None, true, None), &mut Init::new(11, &Device::cpu()))?;
+        nn::ModuleExt::to_device(&attn, device)?;
+        let x = Var::constant(randn([1, total, 16], 12, &Device::cpu())?.to(device)?);
+        let pool = BlockPool::new(16, BLOCK)?;
+        let y = paged_steps(&|x, s, c| attn.forward(x, s, Some(c)), &x, kind, &pool)?;
+        y.value().to(&Device::cpu())
+    };
+    for kind in [MaskKind::Causal, MaskKind::Sliding { window: 3 }] {
+        assert_close(&run(&g, kind)?, &run(&Device::cpu(), kind)?, 1e-5, 1e-4)?;
+    }
     Ok(())
 }

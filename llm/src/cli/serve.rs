@@ -99,18 +99,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
         None => limit,
     };
     let block_size = crate::serve::DEFAULT_BLOCK_SIZE;
-    let blocks_for = |positions| crate::serve::engine::blocks_for(&model.model, positions, block_size, args.prefill_chunk);
+    let blocks_for =
+        |positions| crate::serve::engine::blocks_for(&model.model, positions, block_size, args.prefill_chunk);
     // Activations, so cached keys and values, are f32 on every device.
-    let block_bytes = model.model.layers.iter().map(|l| l.self_attn.kv_bytes_per_token(4)).max().unwrap_or(1) * block_size;
+    let block_bytes =
+        model.model.layers.iter().map(|l| l.self_attn.kv_bytes_per_token(4)).max().unwrap_or(1) * block_size;
     let kv_blocks = match (args.kv_blocks, args.kv_memory_mib) {
         (Some(_), Some(_)) => return Err(Error::input("give --kv-blocks or --kv-memory, not both")),
         (Some(0), None) => return Err(Error::input("--kv-blocks must be at least 1")),
         (Some(n), None) => n,
         (None, Some(mib)) => match (mib << 20) / block_bytes.max(1) {
             0 => {
-                return Err(Error::input(format!(
-                    "--kv-memory {mib} MiB holds no KV block of {block_bytes} bytes"
-                )));
+                return Err(Error::input(format!("--kv-memory {mib} MiB holds no KV block of {block_bytes} bytes")));
             }
             n => n,
         },

@@ -102,7 +102,9 @@ impl BlockPool {
             let got: Vec<_> = rows.iter().map(|r| r.shape().clone()).collect();
             return Err(Error::shape(
                 "paged_kv_cache",
-                format!("rows {got:?} do not match the pool's blocks {pool:?} (one sequence, one shape for every layer)"),
+                format!(
+                    "rows {got:?} do not match the pool's blocks {pool:?} (one sequence, one shape for every layer)"
+                ),
             ));
         }
         Ok(state.storage.clone())
