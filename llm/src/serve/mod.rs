@@ -71,6 +71,9 @@ pub fn serve<F: Future<Output = ()> + Send + 'static>(
     }
     let (jobs, receiver) = std::sync::mpsc::channel::<Job>();
     let stats = Arc::new(EngineStats::default());
+    // Known before the engine thread starts, so `/health` shows the pool from the first request.
+    stats.kv_blocks_total.store(options.kv_blocks, std::sync::atomic::Ordering::Relaxed);
+    stats.kv_block_size.store(options.block_size, std::sync::atomic::Ordering::Relaxed);
     let engine_config = EngineConfig {
         max_batch: options.max_batch,
         prefill_chunk: options.prefill_chunk,

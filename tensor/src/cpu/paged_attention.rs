@@ -148,7 +148,8 @@ fn attend<T: FloatElement>(
                 gemm_into(&mut ob, dv, &scores[from - lo..], span, 1, values, vs[2], 1, m, dv, n, true);
             }
             for g in 0..group {
-                o[(g * tq + i0) * dv..(g * tq + i0 + rows) * dv].copy_from_slice(&ob[g * rows * dv..(g + 1) * rows * dv]);
+                o[(g * tq + i0) * dv..(g * tq + i0 + rows) * dv]
+                    .copy_from_slice(&ob[g * rows * dv..(g + 1) * rows * dv]);
             }
         }
     };
