@@ -5,7 +5,9 @@
 //! 64-token prompt in its cache, this times decode steps at batch 1, 2, 4 and 8 and prints the
 //! aggregate tokens/s and its ratio to batch 1 (the serving issue's target: >= 4x at 8).
 //!
-//! `cargo bench --bench batched_decode` (`LLM_BENCH_STEPS` decode steps per batch size, default 16).
+//! `cargo bench --bench batched_decode` (`LLM_BENCH_STEPS` decode steps per batch size, default 16;
+//! `LLM_BENCH_CACHE=paged` for the server's paged KV cache instead of contiguous caches;
+//! `LLM_BENCH_BATCHES=1,8` for other batch sizes, e.g. to profile one alone).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -25,6 +27,7 @@ fn main() {
         _ => DType::BF16,
     };
     let steps: usize = env_or("LLM_BENCH_STEPS", 16);
+    let paged = std::env::var("LLM_BENCH_CACHE").as_deref() == Ok("paged");
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("llm/configs/qwen3-0.6b.json");
     let config = ModelConfig::from_path(&path).expect("shipped config");
     let cpu = Device::cpu();
@@ -40,14 +43,32 @@ fn main() {
     let prompt_len = 64;
     let mut base = None;
     println!(
-        "Qwen3-0.6B shape, {dtype} weights, {} threads, {steps} decode steps per batch",
-        rayon::current_num_threads()
+        "Qwen3-0.6B shape, {dtype} weights, {} threads, {steps} decode steps per batch, {} KV cache",
+        rayon::current_num_threads(),
+        if paged { "paged" } else { "contiguous" }
     );
-    for batch in [1usize, 2, 4, 8] {
+    let batches: Vec<usize> = std::env::var("LLM_BENCH_BATCHES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|b| b.trim().parse().ok()).filter(|&b| b > 0).collect())
+        .unwrap_or_else(|| vec![1, 2, 4, 8]);
+    for batch in batches {
         let prompts: Vec<Vec<u32>> = (0..batch)
             .map(|s| (0..prompt_len).map(|i| ((i * 7919 + s * 104_729 + 13) % vocab) as u32).collect())
             .collect();
-        let mut caches: Vec<_> = (0..batch).map(|_| model.new_caches()).collect();
+        let block_size = llm::serve::DEFAULT_BLOCK_SIZE;
+        let pool = nn::attention::BlockPool::new(
+            batch * llm::serve::engine::blocks_for(&model, prompt_len + steps + 1, block_size, prompt_len),
+            block_size,
+        )
+        .expect("pool");
+        let new_caches = || -> Vec<nn::attention::KvCache> {
+            if paged {
+                model.layers.iter().map(|l| nn::attention::KvCache::paged(l.self_attn.mask(), pool.clone())).collect()
+            } else {
+                model.new_caches()
+            }
+        };
+        let mut caches: Vec<_> = (0..batch).map(|_| new_caches()).collect();
         for cache in caches.iter_mut().flatten() {
             cache.reserve(prompt_len + steps + 1);
         }

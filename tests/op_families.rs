@@ -24,14 +24,15 @@ const HELPERS: [(&str, &[&str]); 3] = [
     (
         "tensor/src/cpu",
         &[
-            "copy",        // strided copies and dtype casts, used by every family
-            "gemm_bf16",   // matmul's vdpbf16ps GEMM for bf16 weights
-            "isa",         // the run-time instruction-set choice
-            "math",        // scalar element functions
-            "matvec",      // matmul's streaming matrix-vector kernels
-            "matvec_bf16", // matmul's vdpbf16ps matrix-vector kernel for bf16 weights
-            "strided",     // iteration over strided views
-            "vmath",       // vectorised exp/SiLU/GELU/softmax/RMSNorm/GLU
+            "copy",            // strided copies and dtype casts, used by every family
+            "gemm_bf16",       // matmul's vdpbf16ps GEMM for bf16 weights
+            "isa",             // the run-time instruction-set choice
+            "math",            // scalar element functions
+            "matvec",          // matmul's streaming matrix-vector kernels
+            "matvec_bf16",     // matmul's vdpbf16ps matrix-vector kernel for bf16 weights
+            "paged_attention", // attention's kernel over a paged KV cache's block table
+            "strided",         // iteration over strided views
+            "vmath",           // vectorised exp/SiLU/GELU/softmax/RMSNorm/GLU
         ],
     ),
     ("gpu/src/kernels", &["copy"]),    // strided copies, fills and casts on the GPU

@@ -150,6 +150,14 @@ enum Command {
         /// Most prompt tokens a request prefills per step, so long prompts do not stall others.
         #[arg(long, default_value_t = 64)]
         prefill_chunk: usize,
+        /// The paged KV cache's size in blocks of 16 positions of one layer (instead of
+        /// --kv-memory).
+        #[arg(long)]
+        kv_blocks: Option<usize>,
+        /// The paged KV cache's size in MiB; default 2048, or what --max-batch sequences of
+        /// --ctx positions need if less.
+        #[arg(long)]
+        kv_memory: Option<usize>,
     },
     /// A conversation in the terminal, through the model's chat template.
     Chat {
@@ -273,7 +281,7 @@ fn dispatch(command: Command, dtype: WeightDtype) -> llm::Result<()> {
             let cache = if dtype == WeightDtype::Auto { "bf16" } else { dtype.name() };
             cli::inspect::run(&model, context, cache, json)
         }
-        Command::Serve { model, host, port, device, max_batch, ctx, prefill_chunk } => {
+        Command::Serve { model, host, port, device, max_batch, ctx, prefill_chunk, kv_blocks, kv_memory } => {
             cli::serve::run(cli::serve::ServeArgs {
                 model: &model.unwrap_or_else(llm::tiny::shipped_model_dir),
                 weight_dtype: dtype.load_dtype(),
@@ -283,6 +291,8 @@ fn dispatch(command: Command, dtype: WeightDtype) -> llm::Result<()> {
                 max_batch,
                 ctx,
                 prefill_chunk,
+                kv_blocks,
+                kv_memory_mib: kv_memory,
             })
         }
         Command::Chat { model, device, max_tokens, temperature, top_p, seed, system } => {

@@ -1,7 +1,8 @@
 //! `llm serve` over HTTP on the shipped tiny model: the OpenAI endpoints answer in the API's
 //! shapes, greedy answers equal `llm::generate`'s (streamed or not), bad requests get a 4xx with
-//! an OpenAI-style error body, a client leaving mid-stream frees its sequence, and SIGTERM ends
-//! the server cleanly.
+//! an OpenAI-style error body, a client leaving mid-stream frees its sequence and its KV blocks,
+//! 64 concurrent requests through a KV pool that holds a few at a time are all answered, and
+//! SIGTERM ends the server cleanly.
 
 mod serve_common;
 
@@ -146,6 +147,12 @@ fn health_and_models() {
     let h = server.get("/health");
     assert_eq!(h.status, 200);
     assert_eq!(h.json()["status"], "ok");
+    // The paged KV pool: sized at start, nothing held while idle.
+    let kv = &h.json()["kv_blocks"];
+    assert!(kv["total"].as_u64().unwrap() > 0, "{kv}");
+    assert_eq!(kv["used"], 0, "{kv}");
+    assert_eq!(kv["free"], kv["total"], "{kv}");
+    assert_eq!(kv["block_size"], 16, "{kv}");
     let m = server.get("/v1/models").json();
     assert_eq!(m["object"], "list");
     assert_eq!(m["data"][0]["id"], "tiny");
@@ -237,11 +244,57 @@ fn a_client_leaving_mid_stream_frees_its_sequence() {
         if h["running"] == 0 && h["waiting"] == 0 && ended > 0 {
             assert_eq!(h["cancelled"], 1, "{h}");
             assert_eq!(h["cache_bytes"], 0, "{h}");
+            assert_eq!(h["kv_blocks"]["used"], 0, "its KV blocks are back in the pool: {h}");
             break;
         }
         assert!(Instant::now() < deadline, "the sequence was not freed: {h}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn sixty_four_concurrent_requests_through_a_small_kv_pool_are_all_answered() {
+    // 24 blocks of 16 positions: one sequence of the whole context (64 positions, 4 blocks in
+    // each of 6 layers) or about three short ones at a time; the others wait for blocks.
+    let server = Server::start(&["--ctx", "64", "--kv-blocks", "24", "--max-batch", "16"]);
+    let h = server.get("/health").json();
+    assert_eq!(h["kv_blocks"]["total"], 24, "{h}");
+    let (expected, _, _) = reference(&[0, 5, 9], 20);
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..64)
+            .map(|i| {
+                let server = &server;
+                scope.spawn(move || {
+                    let prompt = if i % 4 == 0 { vec![0, 5, 9] } else { vec![0, 5 + i, 9 + i, 3] };
+                    let body = json!({ "prompt": prompt, "max_tokens": 20, "temperature": 0 });
+                    let r = server.post_json("/v1/completions", &body);
+                    (r.status, r.json())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (status, v)) in answers.iter().enumerate() {
+        assert_eq!(*status, 200, "request {i}: {v}");
+        if i % 4 == 0 {
+            assert_eq!(v["choices"][0]["text"], expected.as_str(), "request {i}");
+        }
+    }
+    let h = server.get("/health").json();
+    assert_eq!(h["finished"], 64, "{h}");
+    assert_eq!(h["kv_blocks"]["used"], 0, "{h}");
+}
+
+#[test]
+fn a_kv_pool_too_small_for_the_context_is_refused_at_start() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_llm"))
+        .args(["serve", "--model", tiny_dir().to_str().unwrap(), "--port", "0", "--device", "cpu"])
+        .args(["--ctx", "64", "--kv-blocks", "6"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds 16 positions of one sequence, fewer than the context of 64"), "{err}");
 }
 
 #[cfg(unix)]

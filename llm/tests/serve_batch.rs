@@ -81,11 +81,18 @@ fn engine_tokens(
     }
     drop(jobs);
     let stats = Arc::new(EngineStats::default());
-    let config = EngineConfig { max_batch, prefill_chunk: chunk, eos: loaded.config.eos_token_ids.clone() };
+    let config = EngineConfig {
+        max_batch,
+        prefill_chunk: chunk,
+        eos: loaded.config.eos_token_ids.clone(),
+        kv_blocks: 4096,
+        block_size: 16,
+    };
     engine::run(&loaded.model, tokenizer, &Device::cpu(), &config, receiver, stats.clone());
     assert_eq!(stats.running.load(Ordering::Relaxed), 0);
     assert_eq!(stats.waiting.load(Ordering::Relaxed), 0);
     assert_eq!(stats.cache_bytes.load(Ordering::Relaxed), 0, "caches are freed when sequences end");
+    assert_eq!(stats.kv_blocks_used.load(Ordering::Relaxed), 0, "blocks are back in the pool");
     assert_eq!(stats.finished.load(Ordering::Relaxed), answers.len());
     answers
         .into_iter()

@@ -1,7 +1,14 @@
 //! `llm serve --model DIR [--host 127.0.0.1] [--port 8080] [--device cpu|gpu] [--max-batch 16]
-//! [--ctx N] [--prefill-chunk 64]`: the OpenAI-compatible server (see `crate::serve`). Prints
-//! `llm serve: listening on http://HOST:PORT` on stdout once requests are accepted; SIGINT or
-//! SIGTERM stop it after the requests in flight are answered.
+//! [--ctx N] [--prefill-chunk 64] [--kv-blocks N | --kv-memory MIB]`: the OpenAI-compatible
+//! server (see `crate::serve`). Prints `llm serve: listening on http://HOST:PORT` on stdout once
+//! requests are accepted; SIGINT or SIGTERM stop it after the requests in flight are answered.
+//!
+//! The KV cache is one pool of blocks allocated at start. Its size is what a user of a server
+//! thinks in: memory (`--kv-memory`, default [`DEFAULT_KV_MIB`] MiB, but never more than
+//! `--max-batch` sequences of `--ctx` positions need), or an exact block count (`--kv-blocks`,
+//! blocks of 16 positions of one layer). The context is bounded by what one sequence can get
+//! from the pool: a default context is lowered to fit, an explicit `--ctx` that cannot fit is
+//! an error.
 
 use std::io::Write;
 use std::path::Path;
@@ -24,7 +31,12 @@ pub struct ServeArgs<'a> {
     pub max_batch: usize,
     pub ctx: Option<usize>,
     pub prefill_chunk: usize,
+    pub kv_blocks: Option<usize>,
+    pub kv_memory_mib: Option<usize>,
 }
+
+/// The KV pool's memory unless told otherwise, in MiB.
+pub const DEFAULT_KV_MIB: usize = 2048;
 
 /// What `serve` and `chat` both load: the model, its tokenizer and its chat template.
 pub struct Loaded {
@@ -86,6 +98,37 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Some(n) => n,
         None => limit,
     };
+    let block_size = crate::serve::DEFAULT_BLOCK_SIZE;
+    let blocks_for =
+        |positions| crate::serve::engine::blocks_for(&model.model, positions, block_size, args.prefill_chunk);
+    // Activations, so cached keys and values, are f32 on every device.
+    let block_bytes =
+        model.model.layers.iter().map(|l| l.self_attn.kv_bytes_per_token(4)).max().unwrap_or(1) * block_size;
+    let kv_blocks = match (args.kv_blocks, args.kv_memory_mib) {
+        (Some(_), Some(_)) => return Err(Error::input("give --kv-blocks or --kv-memory, not both")),
+        (Some(0), None) => return Err(Error::input("--kv-blocks must be at least 1")),
+        (Some(n), None) => n,
+        (None, Some(mib)) => match (mib << 20) / block_bytes.max(1) {
+            0 => {
+                return Err(Error::input(format!("--kv-memory {mib} MiB holds no KV block of {block_bytes} bytes")));
+            }
+            n => n,
+        },
+        (None, None) => ((DEFAULT_KV_MIB << 20) / block_bytes.max(1)).min(args.max_batch * blocks_for(ctx)).max(1),
+    };
+    let fits = crate::serve::engine::max_positions(&model.model, kv_blocks, block_size, args.prefill_chunk);
+    let ctx = if fits >= ctx {
+        ctx
+    } else if args.ctx.is_some() || fits < 2 {
+        return Err(Error::input(format!(
+            "the KV pool ({kv_blocks} blocks of {block_size} positions, {} MiB) holds {fits} positions of one \
+             sequence, fewer than the context of {ctx}: raise --kv-blocks or --kv-memory, or lower --ctx",
+            (kv_blocks * block_bytes) >> 20
+        )));
+    } else {
+        eprintln!("context lowered from {ctx} to {fits}: what one sequence can hold in the KV pool");
+        fits
+    };
     let name = args
         .model
         .canonicalize()
@@ -98,6 +141,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_batch: args.max_batch,
         ctx,
         prefill_chunk: args.prefill_chunk,
+        kv_blocks,
+        block_size,
         max_body_bytes: 4 << 20,
         model_name: name,
         bos_token_id: model.config.bos_token_id,
@@ -110,6 +155,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         &options,
         |addr| {
             eprintln!("max batch {}, context {ctx}, prefill chunk {}", args.max_batch, args.prefill_chunk);
+            eprintln!(
+                "KV pool: {kv_blocks} blocks of {block_size} positions ({} MiB)",
+                (kv_blocks * block_bytes).div_ceil(1 << 20)
+            );
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "llm serve: listening on http://{addr}");
             let _ = out.flush();

@@ -5,13 +5,26 @@
 //! next input in one [`CausalLm::forward_segments`] call: one token for a sequence that is
 //! decoding, the next chunk of its prompt for one still prefilling, so a long prompt holds the
 //! others up for one chunk at a time rather than for the whole prompt.
+//!
+//! The KV cache is paged ([`nn::attention::paged`]): every sequence keeps its keys and values in
+//! blocks of one pool sized at start, and gives them back the moment it ends. A request joins
+//! the batch only when the pool has the blocks for its whole prompt (and some headroom for the
+//! running sequences to grow); otherwise it waits (in
+//! order: nobody overtakes it). Before each step every running sequence reserves the blocks its
+//! new rows need; when the pool runs dry, the newest sequence is preempted (as vLLM does): its
+//! blocks go back to the pool and it returns to the front of the queue, to be prefilled again
+//! (prompt and the tokens already sent) when blocks are free. Nothing fails mid-answer for lack
+//! of blocks unless one sequence alone needs more than the whole pool, which the server rules
+//! out by bounding the context (see [`max_positions`]).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use nn::attention::KvCache;
+use nn::attention::paged::blocks_needed;
+use nn::attention::{BlockPool, KvCache};
 use tensor::Device;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -71,6 +84,41 @@ pub struct EngineConfig {
     pub prefill_chunk: usize,
     /// End-of-turn ids: sampling one ends the answer (it is not part of the text).
     pub eos: Vec<u32>,
+    /// Blocks in the KV pool; a block holds `block_size` positions of one layer.
+    pub kv_blocks: usize,
+    pub block_size: usize,
+}
+
+/// Positions per KV block unless told otherwise: small enough that a sequence wastes little of
+/// its last block, large enough that attention walks few blocks.
+pub const DEFAULT_BLOCK_SIZE: usize = 16;
+
+/// Blocks one sequence of `positions` positions holds at most (over all layers), fed at most
+/// `step` positions a step.
+pub fn blocks_for(model: &CausalLm, positions: usize, block_size: usize, step: usize) -> usize {
+    model.layers.iter().map(|l| blocks_needed(l.self_attn.mask(), positions, block_size, step)).sum()
+}
+
+/// The most positions one sequence can reach in a pool of `blocks` blocks: the bound on the
+/// context that guarantees every admitted request can finish.
+pub fn max_positions(model: &CausalLm, blocks: usize, block_size: usize, step: usize) -> usize {
+    let (mut lo, mut hi) = (0usize, 1usize);
+    while blocks_for(model, hi, block_size, step) <= blocks {
+        if hi > 1 << 40 {
+            return hi; // every layer keeps a bounded window
+        }
+        lo = hi;
+        hi *= 2;
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if blocks_for(model, mid, block_size, step) <= blocks {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// Counters readable from other threads (for `/health` and tests).
@@ -82,6 +130,12 @@ pub struct EngineStats {
     pub waiting: AtomicUsize,
     /// KV-cache bytes held by the running sequences after the last step.
     pub cache_bytes: AtomicUsize,
+    /// Blocks in the KV pool, blocks held by sequences, and positions per block.
+    pub kv_blocks_total: AtomicUsize,
+    pub kv_blocks_used: AtomicUsize,
+    pub kv_block_size: AtomicUsize,
+    /// Times a running sequence was sent back to the queue because the pool ran out of blocks.
+    pub preempted: AtomicUsize,
     /// Steps run so far.
     pub steps: AtomicUsize,
     /// Requests finished (any way).
@@ -96,6 +150,7 @@ struct Sequence<'t> {
     tokens: Vec<u32>,
     /// Tokens already in the cache.
     fed: usize,
+    /// One paged cache per layer; empty while waiting.
     caches: Vec<KvCache>,
     sampler: Sampler,
     generated: usize,
@@ -112,9 +167,32 @@ pub fn run(
     jobs: Receiver<Job>,
     stats: Arc<EngineStats>,
 ) {
-    let mut waiting: std::collections::VecDeque<Job> = Default::default();
+    let pool = match BlockPool::new(config.kv_blocks, config.block_size) {
+        Ok(p) => p,
+        Err(e) => {
+            // Refuse every request with the reason rather than serve without a cache.
+            for job in jobs.iter() {
+                let _ = job.events.send(Event::Failed(format!("no KV cache: {e}")));
+            }
+            return;
+        }
+    };
+    stats.kv_blocks_total.store(pool.total(), Ordering::Relaxed);
+    stats.kv_block_size.store(pool.block_size(), Ordering::Relaxed);
+    let chunk = config.prefill_chunk.max(1);
+    let mut waiting: VecDeque<Sequence<'_>> = VecDeque::new();
     let mut running: Vec<Sequence<'_>> = Vec::new();
     let mut open = true;
+    let arrive = |job: Job| Sequence {
+        tokens: job.prompt.clone(),
+        fed: 0,
+        caches: Vec::new(),
+        sampler: Sampler::new(job.sampling),
+        generated: 0,
+        decoder: tokenizer.incremental_decoder(),
+        text: StopText::new(job.stop.clone()),
+        job,
+    };
     loop {
         // Take what arrived; sleep only when there is nothing to do.
         if running.is_empty() && waiting.is_empty() {
@@ -122,14 +200,14 @@ pub fn run(
                 return;
             }
             match jobs.recv_timeout(Duration::from_millis(200)) {
-                Ok(job) => waiting.push_back(job),
+                Ok(job) => waiting.push_back(arrive(job)),
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
         loop {
             match jobs.try_recv() {
-                Ok(job) => waiting.push_back(job),
+                Ok(job) => waiting.push_back(arrive(job)),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                     open = false;
@@ -137,46 +215,29 @@ pub fn run(
                 }
             }
         }
-        // Clients that left while waiting are dropped before costing anything.
-        waiting.retain(|j| {
-            let gone = j.events.is_closed();
-            if gone {
-                stats.finished.fetch_add(1, Ordering::Relaxed);
-                stats.cancelled.fetch_add(1, Ordering::Relaxed);
-            }
-            !gone
-        });
-        while running.len() < config.max_batch.max(1)
-            && let Some(job) = waiting.pop_front()
-        {
-            running.push(Sequence {
-                tokens: job.prompt.clone(),
-                fed: 0,
-                caches: model.new_caches(),
-                sampler: Sampler::new(job.sampling),
-                generated: 0,
-                decoder: tokenizer.incremental_decoder(),
-                text: StopText::new(job.stop.clone()),
-                job,
-            });
-        }
-        stats.waiting.store(waiting.len(), Ordering::Relaxed);
-        running.retain(|s| {
+        // Clients that left, waiting or running, are dropped (their blocks with them).
+        let gone = |s: &Sequence<'_>| {
             let gone = s.job.events.is_closed();
             if gone {
                 stats.finished.fetch_add(1, Ordering::Relaxed);
                 stats.cancelled.fetch_add(1, Ordering::Relaxed);
             }
             !gone
-        });
+        };
+        waiting.retain(gone);
+        running.retain(gone);
+        admit(model, config, &pool, &mut waiting, &mut running, &stats);
+        reserve(model, config, &pool, &mut waiting, &mut running, &stats);
+        // The pool's figures first: a reader that sees a sequence gone sees its blocks back.
+        publish(&pool, &running, &stats);
+        stats.waiting.store(waiting.len(), Ordering::Relaxed);
         stats.running.store(running.len(), Ordering::Relaxed);
         if running.is_empty() {
-            stats.cache_bytes.store(0, Ordering::Relaxed);
             continue;
         }
-        let ends = step(model, device, config, &mut running);
+        let ends = step(model, device, chunk, config, &mut running);
         stats.steps.fetch_add(1, Ordering::Relaxed);
-        // Finished sequences leave now, their caches dropped with them.
+        // Finished sequences leave now, their blocks back in the pool with them.
         let mut keep = Vec::with_capacity(running.len());
         for (seq, end) in running.drain(..).zip(ends) {
             match end {
@@ -187,15 +248,103 @@ pub fn run(
             }
         }
         running = keep;
+        publish(&pool, &running, &stats);
         stats.running.store(running.len(), Ordering::Relaxed);
-        let bytes = running.iter().flat_map(|s| s.caches.iter()).map(|c| c.capacity_in_bytes()).sum();
-        stats.cache_bytes.store(bytes, Ordering::Relaxed);
     }
 }
 
-/// One batched step. Returns, per sequence, `Some(())` when it has ended (its final event sent).
-fn step(model: &CausalLm, device: &Device, config: &EngineConfig, running: &mut [Sequence<'_>]) -> Vec<Option<()>> {
+/// Moves waiting sequences into the batch, oldest first, while the batch has room and the pool
+/// has the blocks for a sequence's whole input so far, beyond a block per layer for each
+/// running sequence. One that can never fit fails now.
+fn admit<'t>(
+    model: &CausalLm,
+    config: &EngineConfig,
+    pool: &Arc<BlockPool>,
+    waiting: &mut VecDeque<Sequence<'t>>,
+    running: &mut Vec<Sequence<'t>>,
+    stats: &EngineStats,
+) {
+    let step = config.prefill_chunk.max(1);
+    while running.len() < config.max_batch.max(1)
+        && let Some(next) = waiting.front()
+    {
+        let needed = blocks_for(model, next.tokens.len() + 1, pool.block_size(), step);
+        if needed > pool.total() {
+            let s = waiting.pop_front().expect("a waiting sequence");
+            let _ = s.job.events.send(Event::Failed(too_long(s.tokens.len() + 1, needed, pool)));
+            stats.finished.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        // Room for every running sequence to cross one block boundary in every layer, so that
+        // a newcomer does not get preempted by the next step's growth (and thrash).
+        let headroom = running.len() * model.layers.len();
+        if needed + headroom > pool.free() {
+            break; // it waits for blocks; nobody overtakes it
+        }
+        let mut s = waiting.pop_front().expect("a waiting sequence");
+        s.caches = model.layers.iter().map(|l| KvCache::paged(l.self_attn.mask(), pool.clone())).collect();
+        running.push(s);
+    }
+}
+
+/// Gives every running sequence, oldest first, the blocks its next step writes; when the pool
+/// runs out, the newest sequence goes back to the front of the queue (its blocks freed) to be
+/// prefilled again later. A sequence alone that still cannot get its blocks fails.
+fn reserve<'t>(
+    model: &CausalLm,
+    config: &EngineConfig,
+    pool: &Arc<BlockPool>,
+    waiting: &mut VecDeque<Sequence<'t>>,
+    running: &mut Vec<Sequence<'t>>,
+    stats: &EngineStats,
+) {
     let chunk = config.prefill_chunk.max(1);
+    let mut i = 0;
+    while i < running.len() {
+        let s = &mut running[i];
+        let n = (s.tokens.len() - s.fed).min(chunk);
+        if s.caches.iter_mut().all(|c| c.reserve_blocks(n)) {
+            i += 1;
+            continue;
+        }
+        if running.len() == 1 {
+            let s = running.pop().expect("one running sequence");
+            let needed = blocks_for(model, s.tokens.len() + 1, pool.block_size(), chunk);
+            let _ = s.job.events.send(Event::Failed(too_long(s.tokens.len() + 1, needed, pool)));
+            stats.finished.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut victim = running.pop().expect("a running sequence");
+        victim.caches.clear();
+        victim.fed = 0;
+        waiting.push_front(victim);
+        stats.preempted.fetch_add(1, Ordering::Relaxed);
+        // Retry sequence `i` with the freed blocks (unless it was the one sent back).
+    }
+}
+
+fn too_long(positions: usize, needed: usize, pool: &BlockPool) -> String {
+    format!(
+        "{positions} positions need {needed} KV blocks, more than the pool's {} (raise --kv-blocks or lower --ctx)",
+        pool.total()
+    )
+}
+
+/// Pool and cache figures for `/health`.
+fn publish(pool: &BlockPool, running: &[Sequence<'_>], stats: &EngineStats) {
+    stats.kv_blocks_used.store(pool.used(), Ordering::Relaxed);
+    let bytes = running.iter().flat_map(|s| s.caches.iter()).map(|c| c.capacity_in_bytes()).sum();
+    stats.cache_bytes.store(bytes, Ordering::Relaxed);
+}
+
+/// One batched step. Returns, per sequence, `Some(())` when it has ended (its final event sent).
+fn step(
+    model: &CausalLm,
+    device: &Device,
+    chunk: usize,
+    config: &EngineConfig,
+    running: &mut [Sequence<'_>],
+) -> Vec<Option<()>> {
     let inputs: Vec<(usize, usize)> = running
         .iter()
         .map(|s| {

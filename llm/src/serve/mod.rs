@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use tensor::Device;
 
-pub use engine::{EngineConfig, EngineStats, Event, Finish, Job};
+pub use engine::{DEFAULT_BLOCK_SIZE, EngineConfig, EngineStats, Event, Finish, Job};
 
 use crate::chat_template::ChatTemplate;
 use crate::models::CausalLm;
@@ -38,6 +38,9 @@ pub struct ServeOptions {
     pub ctx: usize,
     /// Most prompt tokens one sequence prefills per step.
     pub prefill_chunk: usize,
+    /// Blocks in the paged KV pool, and positions per block (see [`engine`]).
+    pub kv_blocks: usize,
+    pub block_size: usize,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// The name `/v1/models` lists.
@@ -59,12 +62,24 @@ pub fn serve<F: Future<Output = ()> + Send + 'static>(
     on_ready: impl FnOnce(SocketAddr),
     shutdown: impl FnOnce() -> F,
 ) -> Result<()> {
+    let fits = engine::max_positions(model, options.kv_blocks, options.block_size, options.prefill_chunk);
+    if fits < options.ctx {
+        return Err(Error::input(format!(
+            "a KV pool of {} blocks of {} positions holds {fits} positions of one sequence, less than the context of {}",
+            options.kv_blocks, options.block_size, options.ctx
+        )));
+    }
     let (jobs, receiver) = std::sync::mpsc::channel::<Job>();
     let stats = Arc::new(EngineStats::default());
+    // Known before the engine thread starts, so `/health` shows the pool from the first request.
+    stats.kv_blocks_total.store(options.kv_blocks, std::sync::atomic::Ordering::Relaxed);
+    stats.kv_block_size.store(options.block_size, std::sync::atomic::Ordering::Relaxed);
     let engine_config = EngineConfig {
         max_batch: options.max_batch,
         prefill_chunk: options.prefill_chunk,
         eos: template.end_of_turn.clone(),
+        kv_blocks: options.kv_blocks,
+        block_size: options.block_size,
     };
     let state = Arc::new(routes::AppState {
         model_name: options.model_name.clone(),

@@ -58,12 +58,20 @@ pub fn router(state: Shared) -> Router {
 
 async fn health(State(app): State<Shared>) -> Response {
     let s = &app.stats;
+    let (total, used) = (s.kv_blocks_total.load(Ordering::Relaxed), s.kv_blocks_used.load(Ordering::Relaxed));
     axum::Json(json!({
         "status": "ok",
         "model": app.model_name,
         "running": s.running.load(Ordering::Relaxed),
         "waiting": s.waiting.load(Ordering::Relaxed),
         "cache_bytes": s.cache_bytes.load(Ordering::Relaxed),
+        "kv_blocks": {
+            "total": total,
+            "used": used,
+            "free": total.saturating_sub(used),
+            "block_size": s.kv_block_size.load(Ordering::Relaxed),
+        },
+        "preempted": s.preempted.load(Ordering::Relaxed),
         "finished": s.finished.load(Ordering::Relaxed),
         "cancelled": s.cancelled.load(Ordering::Relaxed),
         "steps": s.steps.load(Ordering::Relaxed),

@@ -12,10 +12,17 @@
 //! or room runs out, the live rows are copied once, straight from the old buffer, to the front of
 //! a fresh one; the buffer of a windowed layer keeps its size, so the pool hands the same memory
 //! back and forth.
+//!
+//! A server's cache is paged instead ([`KvCache::paged`], see [`super::paged`]): the rows live in
+//! blocks of a pool shared by every sequence, and attention reads them through the block table.
 
-use tensor::{Error, Result, Tensor};
+use std::sync::Arc;
+
+use autograd::Var;
+use tensor::{AttentionSpec, Error, Result, Tensor};
 
 use super::masks::MaskKind;
+use super::paged::{BlockPool, BlockTable};
 
 /// Rows a cache holds at least once it holds any.
 const MIN_CAPACITY: usize = 256;
@@ -36,18 +43,69 @@ pub struct KvCache {
     /// A windowed layer's second set of buffers, which the live rows move into when the front
     /// ones fall out of view.
     spare: Vec<Tensor>,
+    /// A paged cache's block table (then `buffers` stay empty and the rows live in the pool).
+    table: Option<BlockTable>,
 }
 
 /// The rows a step attends to: views of the cache after appending, and the absolute position of
 /// their first row.
 pub struct CachedRows {
+    /// The rows, one tensor per cached quantity; for a paged cache, the pool's storage.
     pub tensors: Vec<Tensor>,
     pub k_start: usize,
+    /// A paged cache's rows: the first `len` rows of these blocks of `tensors`.
+    pub paged: Option<(Vec<u32>, usize)>,
+}
+
+impl CachedRows {
+    /// Attention of `q` over keys `k` and values `v`, each `tensors[i]` or a view of it
+    /// narrowed on its last axis: plain attention over contiguous rows, or paged attention
+    /// through the block table (inference only: no gradient flows into a paged cache).
+    pub fn attention(&self, q: &Var, k: &Tensor, v: &Tensor, sinks: Option<&Var>, spec: &AttentionSpec) -> Result<Var> {
+        match &self.paged {
+            None => Var::attention_with_sinks(q, &Var::constant(k.clone()), &Var::constant(v.clone()), sinks, spec),
+            Some((blocks, len)) => {
+                let sinks = sinks.map(|s| s.value());
+                let out = Tensor::paged_attention(&q.value(), k, v, sinks.as_ref(), blocks, *len, spec)?;
+                Ok(Var::constant(out))
+            }
+        }
+    }
 }
 
 impl KvCache {
     pub fn new(kind: MaskKind) -> KvCache {
-        KvCache { kind, buffers: Vec::new(), head: 0, len: 0, start: 0, reserved: 0, spare: Vec::new() }
+        KvCache { kind, buffers: Vec::new(), head: 0, len: 0, start: 0, reserved: 0, spare: Vec::new(), table: None }
+    }
+
+    /// An empty cache whose rows live in blocks of `pool`, returned to it when they fall out of
+    /// view and when the cache is dropped.
+    pub fn paged(kind: MaskKind, pool: Arc<BlockPool>) -> KvCache {
+        KvCache { table: Some(BlockTable::new(pool)), ..KvCache::new(kind) }
+    }
+
+    pub fn is_paged(&self) -> bool {
+        self.table.is_some()
+    }
+
+    /// For a paged cache: returns the blocks that fall out of view before the next step and
+    /// takes those the step's `n` new rows need. False, with nothing taken, when the pool has
+    /// too few free blocks; a contiguous cache always says true.
+    pub fn reserve_blocks(&mut self, n: usize) -> bool {
+        let next = self.next_position();
+        let kind = self.kind;
+        let Some(table) = self.table.as_mut() else {
+            return true;
+        };
+        table.drop_out_of_view(kind, next);
+        self.start = table.first * table.pool.block_size();
+        self.len = next - self.start;
+        table.reserve(next + n)
+    }
+
+    /// Blocks of the pool this cache holds (0 for a contiguous cache).
+    pub fn blocks_held(&self) -> usize {
+        self.table.as_ref().map_or(0, |t| t.blocks.len())
     }
 
     /// Room for `positions` positions in all (prompt plus new tokens), allocated at the first
@@ -73,6 +131,9 @@ impl KvCache {
 
     /// Bytes of the live rows: what the cache needs to hold for the positions it still serves.
     pub fn size_in_bytes(&self) -> usize {
+        if let Some(table) = &self.table {
+            return self.len * table.pool.bytes() / (table.pool.total() * table.pool.block_size());
+        }
         self.buffers
             .iter()
             .map(|b| {
@@ -84,6 +145,9 @@ impl KvCache {
 
     /// Bytes allocated, including room for growth and a windowed layer's spare buffers.
     pub fn capacity_in_bytes(&self) -> usize {
+        if let Some(table) = &self.table {
+            return table.blocks.len() * table.pool.bytes() / table.pool.total();
+        }
         self.buffers.iter().chain(&self.spare).map(|b| b.elem_count() * b.dtype().size_in_bytes()).sum()
     }
 
@@ -91,6 +155,9 @@ impl KvCache {
     /// returns every row the step's queries may need.
     pub fn append(&mut self, rows: &[&Tensor]) -> Result<CachedRows> {
         let n = rows.first().map(|r| r.dims()[2]).ok_or_else(|| Error::shape("kv_cache", "nothing to append"))?;
+        if self.table.is_some() {
+            return self.append_paged(rows, n);
+        }
         if !self.buffers.is_empty() && rows.len() != self.buffers.len() {
             return Err(Error::shape(
                 "kv_cache",
@@ -117,7 +184,19 @@ impl KvCache {
         }
         self.len += n;
         let tensors = self.buffers.iter().map(|b| b.narrow(2, self.head, self.len)).collect::<Result<Vec<_>>>()?;
-        Ok(CachedRows { tensors, k_start: self.start })
+        Ok(CachedRows { tensors, k_start: self.start, paged: None })
+    }
+
+    /// Writes the rows into the blocks of the table (taking any the caller did not reserve).
+    fn append_paged(&mut self, rows: &[&Tensor], n: usize) -> Result<CachedRows> {
+        if !self.reserve_blocks(n) {
+            return Err(Error::shape("kv_cache", "the KV block pool has no free block left for this step"));
+        }
+        let at = self.next_position();
+        let table = self.table.as_ref().expect("a paged cache");
+        let tensors = table.write(rows, at)?;
+        self.len += n;
+        Ok(CachedRows { tensors, k_start: self.start, paged: Some((table.blocks.clone(), self.len)) })
     }
 
     /// Moves the live rows to the front of buffers with room for `n` more. A growing cache

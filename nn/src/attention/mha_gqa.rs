@@ -185,16 +185,22 @@ impl GroupedQueryAttention {
                 Tensor::from_vec(scales, [1, 1, t, 1], &tensor::Device::cpu())?.to(&q.device())?.to_dtype(q.dtype())?;
             q = q.mul_tensor(&scales)?;
         }
-        let (k_all, v_all, k_start) = match cache {
+        let spec = |k_start| AttentionSpec { scale: c.scale, mask: c.mask.at(start, k_start), softcap: c.softcap };
+        let out = match cache {
             Some(cache) => {
                 let rows = cache.append(&[&k.value(), &v.value()])?;
-                (Var::constant(rows.tensors[0].clone()), Var::constant(rows.tensors[1].clone()), rows.k_start)
+                let spec = spec(rows.k_start);
+                if rows.paged.is_none() {
+                    self.logits.record(&q, &Var::constant(rows.tensors[0].clone()), &spec)?;
+                }
+                rows.attention(&q, &rows.tensors[0], &rows.tensors[1], self.sinks.as_ref(), &spec)?
             }
-            None => (k, v, start),
-        };
-        let spec = AttentionSpec { scale: c.scale, mask: c.mask.at(start, k_start), softcap: c.softcap };
-        self.logits.record(&q, &k_all, &spec)?;
-        let out = Var::attention_with_sinks(&q, &k_all, &v_all, self.sinks.as_ref(), &spec)?; // (B, H, T, hd)
+            None => {
+                let spec = spec(start);
+                self.logits.record(&q, &k, &spec)?;
+                Var::attention_with_sinks(&q, &k, &v, self.sinks.as_ref(), &spec)?
+            }
+        }; // (B, H, T, hd)
         out.transpose(1, 2)?.reshape([b, t, h * hd])
     }
 

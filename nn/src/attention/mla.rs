@@ -150,10 +150,10 @@ impl MultiHeadLatentAttention {
         let q = Var::cat(&[&q_latent, &q_rope], -1)?; // (B, H, T, r + rope)
         let entry = Var::cat(&[&latent.unsqueeze(1)?, &k_rope], -1)?; // (B, 1, T, r + rope)
         let rows = cache.append(&[&entry.value()])?;
-        let k = Var::constant(rows.tensors[0].clone()); // one kv head shared by all query heads
-        let v = Var::constant(rows.tensors[0].narrow(3, 0, c.kv_lora_rank)?);
+        // One kv head shared by all query heads; the values are the latent part of the keys.
+        let (k, v) = (&rows.tensors[0], &rows.tensors[0].narrow(3, 0, c.kv_lora_rank)?);
         let spec = AttentionSpec { scale: c.scale, mask: c.mask.at(start, rows.k_start), softcap: None };
-        let out_latent = Var::attention(&q, &k, &v, &spec)?; // (B, H, T, r)
+        let out_latent = rows.attention(&q, k, v, None, &spec)?; // (B, H, T, r)
         let out = out_latent.matmul(&w_parts[1].to_dtype(out_latent.dtype())?.t()?)?; // (B, H, T, v)
         self.o_proj.forward(&out.transpose(1, 2)?.reshape([b, t, h * c.v_head_dim])?)
     }

@@ -5,6 +5,7 @@ pub mod kv_cache;
 pub mod masks;
 pub mod mha_gqa;
 pub mod mla;
+pub mod paged;
 pub mod qk_clip;
 pub mod segments;
 
@@ -12,4 +13,5 @@ pub use kv_cache::KvCache;
 pub use masks::MaskKind;
 pub use mha_gqa::{AttentionConfig, GroupedQueryAttention, QkNorm, TemperatureTuning};
 pub use mla::{MlaConfig, MultiHeadLatentAttention};
+pub use paged::BlockPool;
 pub use segments::AttentionSegment;

@@ -181,7 +181,7 @@ fn small_gemm<T: FloatElement>(
 
 /// In place `x[i] = exp(x[i] - shift)`, returning their sum: f32 rows on `vmath`'s vectorised
 /// exp (masked keys hold -inf and give 0), f64 rows one by one.
-fn exp_shifted_sum<T: FloatElement>(row: &mut [T], shift: T) -> T {
+pub(super) fn exp_shifted_sum<T: FloatElement>(row: &mut [T], shift: T) -> T {
     if TypeId::of::<T>() == TypeId::of::<f32>() {
         // SAFETY: T is f32 (checked above), so the slice is an f32 slice of the same length.
         let row = unsafe { std::slice::from_raw_parts_mut(row.as_mut_ptr() as *mut f32, row.len()) };

@@ -18,6 +18,7 @@ mod cumsum;
 mod glu;
 mod index;
 pub mod matmul;
+mod paged_attention;
 mod reduce;
 mod rms_norm;
 mod rope;
@@ -201,5 +202,23 @@ impl Backend for CpuBackend {
         let sinks = sinks.map(|s| read("attention", &s).map(|d| (d, s.layout))).transpose()?;
         let sinks = sinks.as_ref().map(|(d, l)| (&**d, *l));
         Ok(output(attention::attention(&qs, q.layout, &ks, k.layout, &vs, v.layout, sinks, spec)?))
+    }
+
+    fn paged_attention(
+        &self,
+        q: Src,
+        k_pool: Src,
+        v_pool: Src,
+        sinks: Option<Src>,
+        blocks: &[u32],
+        len: usize,
+        spec: &AttentionSpec,
+    ) -> Result<BufferRef> {
+        const OP: &str = "paged_attention";
+        let (qs, ks, vs) = (read(OP, &q)?, read(OP, &k_pool)?, read(OP, &v_pool)?);
+        let sinks = sinks.map(|s| read(OP, &s).map(|d| (d, s.layout))).transpose()?;
+        let sinks = sinks.as_ref().map(|(d, l)| (&**d, *l));
+        let (lk, lv) = (k_pool.layout, v_pool.layout);
+        Ok(output(paged_attention::paged_attention(&qs, q.layout, &ks, lk, &vs, lv, sinks, blocks, len, spec)?))
     }
 }

@@ -81,6 +81,93 @@ impl Tensor {
         })
     }
 
+    /// Attention over a paged KV cache (Kwon et al. 2023, "Efficient Memory Management for Large
+    /// Language Model Serving with PagedAttention"): the keys and values of one sequence live in
+    /// fixed-size blocks of a pool shared by many sequences, `k_pool` [N, Hkv, S, D] and `v_pool`
+    /// [N, Hkv, S, Dv]; the sequence's key row `j` is row `j % S` of block `blocks[j / S]`, for
+    /// `j < len`. q is [1, Hq, Tq, D] (one sequence); the mask's `k_start` is the position of
+    /// key row 0. Equal to [`Tensor::attention_with_sinks`] over the gathered rows; the CPU
+    /// kernel walks the blocks in place, a device without a kernel gathers the rows first.
+    /// Inference only: the result does not carry gradients to the pools.
+    #[allow(clippy::too_many_arguments)]
+    pub fn paged_attention(
+        q: &Tensor,
+        k_pool: &Tensor,
+        v_pool: &Tensor,
+        sinks: Option<&Tensor>,
+        blocks: &[u32],
+        len: usize,
+        spec: &AttentionSpec,
+    ) -> Result<Tensor> {
+        const OP: &str = "paged_attention";
+        q.check_same_device(OP, k_pool)?;
+        q.check_same_device(OP, v_pool)?;
+        q.check_same_dtype(OP, k_pool)?;
+        q.check_same_dtype(OP, v_pool)?;
+        let bad = |why: String| Error::shape(OP, why);
+        if q.rank() != 4 || k_pool.rank() != 4 || v_pool.rank() != 4 {
+            return Err(bad(format!(
+                "needs q [1, Hq, Tq, D], k_pool [N, Hkv, S, D], v_pool [N, Hkv, S, Dv]; got {:?}, {:?}, {:?}",
+                q.shape(),
+                k_pool.shape(),
+                v_pool.shape()
+            )));
+        }
+        let (qd, kd, vd) = (q.dims(), k_pool.dims(), v_pool.dims());
+        if qd[0] != 1 || kd[..3] != vd[..3] || qd[3] != kd[3] || kd[1] == 0 || qd[1] % kd[1] != 0 || kd[2] == 0 {
+            return Err(bad(format!(
+                "needs q [1, Hq, Tq, D], k_pool [N, Hkv, S, D], v_pool [N, Hkv, S, Dv] with Hkv dividing Hq; got {:?}, {:?}, {:?}",
+                q.shape(),
+                k_pool.shape(),
+                v_pool.shape()
+            )));
+        }
+        let (n, size) = (kd[0], kd[2]);
+        if len > blocks.len() * size {
+            return Err(bad(format!("{len} rows do not fit in {} blocks of {size}", blocks.len())));
+        }
+        if let Some(&b) = blocks.iter().find(|&&b| b as usize >= n) {
+            return Err(bad(format!("block {b} is outside the pool of {n} blocks")));
+        }
+        let blocks = &blocks[..len.div_ceil(size)];
+        let [hq, tq, dv] = [qd[1], qd[2], vd[3]];
+        if let Some(s) = sinks {
+            q.check_same_device(OP, s)?;
+            if s.dims() != [hq] {
+                return Err(Error::shape(OP, format!("sinks {:?} must be [Hq] = [{hq}]", s.shape())));
+            }
+        }
+        q.float_op(OP, |q| {
+            // The pools are never copied: a view whose rows are not contiguous is refused.
+            for pool in [k_pool, v_pool] {
+                if pool.dtype() != q.dtype() || (pool.layout().strides()[3] != 1 && pool.dims()[3] > 1) {
+                    return Err(bad("the pools must have q's compute dtype and contiguous rows".to_string()));
+                }
+            }
+            let q = q.contiguous()?;
+            let sinks = sinks.map(|s| s.to_dtype(q.dtype())?.contiguous()).transpose()?;
+            Tensor::fused_or(
+                || {
+                    let sinks = sinks.as_ref().map(|s| s.src());
+                    let buffer = q.device().backend().paged_attention(
+                        q.src(),
+                        k_pool.src(),
+                        v_pool.src(),
+                        sinks,
+                        blocks,
+                        len,
+                        spec,
+                    )?;
+                    Ok(q.new_like(buffer, [1, hq, tq, dv], q.dtype()))
+                },
+                || {
+                    let (k, v) = (gather_blocks(k_pool, blocks, len)?, gather_blocks(v_pool, blocks, len)?);
+                    Tensor::attention_with_sinks(&q, &k, &v, sinks.as_ref(), spec)
+                },
+            )
+        })
+    }
+
     /// Attention from primitives: scores, mask, softmax, weighted sum. Materialises the
     /// [Tq, Tk] score matrix, which the fused kernels avoid.
     pub fn attention_composite(q: &Tensor, k: &Tensor, v: &Tensor, spec: &AttentionSpec) -> Result<Tensor> {
@@ -124,4 +211,12 @@ impl Tensor {
         let probs = probs.mul(&mask.to_dtype(probs.dtype())?)?;
         probs.matmul(&v)?.reshape([b, hq, tq, dv])
     }
+}
+
+/// The first `len` rows of `blocks` of a pool [N, H, S, D] laid end to end: [1, H, len, D].
+fn gather_blocks(pool: &Tensor, blocks: &[u32], len: usize) -> Result<Tensor> {
+    let (h, size, d) = (pool.dims()[1], pool.dims()[2], pool.dims()[3]);
+    let ids = Tensor::from_vec(blocks.to_vec(), [blocks.len()], pool.device())?;
+    let rows = pool.index_select(&ids, 0usize)?.transpose(0, 1)?.contiguous()?; // [H, n, S, D]
+    rows.reshape([1, h, blocks.len() * size, d])?.narrow(2, 0, len)
 }

@@ -1,0 +1,196 @@
+//! A paged KV cache for serving (Kwon et al. 2023, "Efficient Memory Management for Large
+//! Language Model Serving with PagedAttention", vLLM): instead of each sequence owning buffers
+//! that grow, the keys and values of every sequence live in fixed-size blocks of one pool,
+//! allocated once from a budget. A sequence holds a block table per layer; a block goes back to
+//! the pool the moment its sequence ends, or, on a sliding-window or chunked layer, the moment
+//! no later query can see any of its positions.
+//!
+//! A block is `block_size` positions of one layer (its keys and values, or MLA's latent), so
+//! layers that keep fewer positions (Gemma 3's local layers, Llama 4's chunked ones) hold fewer
+//! blocks, and every block of the pool is interchangeable. The pool's storage is one tensor per
+//! cached quantity, `[blocks, kv_heads, block_size, head_dim]`, allocated at the first write
+//! (when the rows' shape, dtype and device are known) and never grown; every layer of a model
+//! must cache rows of one shape, as every architecture here does.
+//!
+//! The pool is shared behind a mutex: the engine thread reserves blocks before a step (and
+//! decides whom to preempt when there are none), the forward pass only writes into blocks
+//! already reserved.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tensor::{Error, Result, Tensor};
+
+use super::masks::MaskKind;
+
+/// The blocks of one server, shared by all its sequences.
+pub struct BlockPool {
+    block_size: usize,
+    blocks: usize,
+    state: Mutex<PoolState>,
+}
+
+struct PoolState {
+    /// Ids of the free blocks (taken from the end).
+    free: Vec<u32>,
+    /// One tensor per cached quantity, `[blocks, heads, block_size, dim]`; empty until the
+    /// first write.
+    storage: Vec<Tensor>,
+}
+
+impl BlockPool {
+    /// A pool of `blocks` blocks of `block_size` positions each.
+    pub fn new(blocks: usize, block_size: usize) -> Result<Arc<BlockPool>> {
+        if block_size == 0 || blocks == 0 || blocks > u32::MAX as usize {
+            return Err(Error::shape("block_pool", format!("{blocks} blocks of {block_size} positions")));
+        }
+        let free = (0..blocks as u32).rev().collect();
+        Ok(Arc::new(BlockPool { block_size, blocks, state: Mutex::new(PoolState { free, storage: Vec::new() }) }))
+    }
+
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// Blocks in the pool.
+    pub fn total(&self) -> usize {
+        self.blocks
+    }
+
+    /// Blocks no sequence holds.
+    pub fn free(&self) -> usize {
+        self.state().free.len()
+    }
+
+    pub fn used(&self) -> usize {
+        self.blocks - self.free()
+    }
+
+    /// Bytes of the storage (0 before the first write).
+    pub fn bytes(&self) -> usize {
+        self.state().storage.iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
+    }
+
+    /// `n` blocks, all or none.
+    fn take(&self, n: usize) -> Option<Vec<u32>> {
+        let mut state = self.state();
+        let left = state.free.len().checked_sub(n)?;
+        Some(state.free.split_off(left))
+    }
+
+    fn give_back(&self, blocks: impl IntoIterator<Item = u32>) {
+        self.state().free.extend(blocks);
+    }
+
+    /// The storage tensors, allocated like `rows` ([1, H, n, D] each) at the first call.
+    fn storage(&self, rows: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let mut state = self.state();
+        if state.storage.is_empty() {
+            state.storage = rows
+                .iter()
+                .map(|r| {
+                    let d = r.dims();
+                    Tensor::zeros([self.blocks, d[1], self.block_size, d[3]], r.dtype(), r.device())
+                })
+                .collect::<Result<_>>()?;
+        }
+        let fits = state.storage.len() == rows.len()
+            && state.storage.iter().zip(rows).all(|(s, r)| {
+                s.dims()[1] == r.dims()[1] && s.dims()[3] == r.dims()[3] && s.dtype() == r.dtype() && r.dims()[0] == 1
+            });
+        if !fits {
+            let pool: Vec<_> = state.storage.iter().map(|s| s.shape().clone()).collect();
+            let got: Vec<_> = rows.iter().map(|r| r.shape().clone()).collect();
+            return Err(Error::shape(
+                "paged_kv_cache",
+                format!(
+                    "rows {got:?} do not match the pool's blocks {pool:?} (one sequence, one shape for every layer)"
+                ),
+            ));
+        }
+        Ok(state.storage.clone())
+    }
+
+    fn state(&self) -> MutexGuard<'_, PoolState> {
+        // A panic elsewhere cannot leave the free list half-written: every change is one call.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Blocks a layer with mask `kind` holds at most for a sequence of `positions` positions fed
+/// at most `step` at a time.
+pub fn blocks_needed(kind: MaskKind, positions: usize, block_size: usize, step: usize) -> usize {
+    let all = positions.div_ceil(block_size);
+    let visible = match kind {
+        MaskKind::Sliding { window } if window > 0 => window,
+        MaskKind::Chunked { chunk } if chunk > 0 => chunk,
+        _ => return all,
+    };
+    // A step's first query sees `visible - 1` earlier rows, its `step` rows are appended after
+    // them, and the oldest kept block can start before the first visible row.
+    all.min((visible - 1 + step.max(1)).div_ceil(block_size) + 1)
+}
+
+/// One layer's block table: blocks `first..first + blocks.len()` of the sequence (block `b`
+/// holds positions `b * size..(b + 1) * size`) are `blocks[..]` of the pool.
+pub(crate) struct BlockTable {
+    pub pool: Arc<BlockPool>,
+    pub first: usize,
+    pub blocks: Vec<u32>,
+}
+
+impl BlockTable {
+    pub fn new(pool: Arc<BlockPool>) -> BlockTable {
+        BlockTable { pool, first: 0, blocks: Vec::new() }
+    }
+
+    /// Returns the blocks no query at `next` or later can see to the pool.
+    pub fn drop_out_of_view(&mut self, kind: MaskKind, next: usize) {
+        let keep = (kind.earliest_visible(next) / self.pool.block_size).saturating_sub(self.first);
+        let gone = keep.min(self.blocks.len());
+        if gone > 0 {
+            self.pool.give_back(self.blocks.drain(..gone));
+            self.first += gone;
+        }
+    }
+
+    /// Takes the blocks rows up to position `end` (exclusive) still need; false, taking none,
+    /// when the pool has too few free.
+    pub fn reserve(&mut self, end: usize) -> bool {
+        let needed = end.div_ceil(self.pool.block_size).saturating_sub(self.first + self.blocks.len());
+        if needed == 0 {
+            return true;
+        }
+        match self.pool.take(needed) {
+            Some(b) => {
+                self.blocks.extend(b);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Writes `rows` ([1, H, n, D] each) at positions `at..at + n`, whose blocks are reserved.
+    pub fn write(&self, rows: &[&Tensor], at: usize) -> Result<Vec<Tensor>> {
+        let storage = self.pool.storage(rows)?;
+        let size = self.pool.block_size;
+        let n = rows[0].dims()[2];
+        let mut done = 0;
+        while done < n {
+            let position = at + done;
+            let block = self.blocks[position / size - self.first] as usize;
+            let offset = position % size;
+            let m = (size - offset).min(n - done);
+            for (s, r) in storage.iter().zip(rows) {
+                s.narrow(0, block, 1)?.narrow(2, offset, m)?.write_from(&r.narrow(2, done, m)?)?;
+            }
+            done += m;
+        }
+        Ok(storage)
+    }
+}
+
+impl Drop for BlockTable {
+    fn drop(&mut self) {
+        self.pool.give_back(self.blocks.drain(..));
+    }
+}
