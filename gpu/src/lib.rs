@@ -5,6 +5,7 @@
 //!
 //! - `context`: adapter choice and device set-up with the adapter's real limits;
 //! - `requirements`: what an adapter must offer for the kernels to run;
+//! - `features`: the optional features (subgroups, f16, timestamps) used where offered;
 //! - `pool`: GPU buffers, recycled between tensors;
 //! - `pipelines`: each kernel compiled once;
 //! - `recorder`: dispatches batched into one submission; reading back is the only wait;
@@ -19,6 +20,7 @@ pub mod backend;
 pub mod context;
 pub mod counters;
 mod errors;
+pub mod features;
 pub mod kernels;
 pub mod pipelines;
 pub mod pool;

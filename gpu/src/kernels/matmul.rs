@@ -14,6 +14,8 @@ use crate::pipelines::Access;
 
 const TILED: &str = include_str!("matmul.wgsl");
 const MATVEC: &str = include_str!("matvec.wgsl");
+const MATVEC_TREE: &str = include_str!("matvec_tree.wgsl");
+const MATVEC_SUBGROUP: &str = include_str!("matvec_subgroup.wgsl");
 const EXPERT: &str = include_str!("expert.wgsl");
 
 #[repr(C)]
@@ -76,6 +78,79 @@ fn u32s(op: &str, values: &[usize]) -> Result<Vec<u32>> {
         .collect()
 }
 
+/// The matrix-vector product's bindings and loads (see `matvec.wgsl`): with `vec`, x and the
+/// weights are bound as arrays of vec4 so that 8 consecutive elements arrive in one or two
+/// 16-byte loads; otherwise as scalars.
+fn matvec_reader(dtype: DType, vec: bool) -> Result<String> {
+    let a = if vec {
+        "alias A = vec4<f32>;
+fn load_a(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
+fn load_a8(i: u32) -> Chunk { let j = i >> 2u; return Chunk(a[j], a[j + 1u]); }"
+    } else {
+        "alias A = f32;
+fn load_a(i: u32) -> f32 { return a[i]; }
+fn load_a8(i: u32) -> Chunk { return Chunk(vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]), vec4<f32>(a[i + 4u], a[i + 5u], a[i + 6u], a[i + 7u])); }"
+    };
+    // bf16 is the top half of an f32: a word's low element shifted up, its high one masked.
+    let b = match (dtype, vec) {
+        (DType::F32, true) => "alias W = vec4<f32>;
+fn load_b(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+fn load_b8(i: u32) -> Chunk { let j = i >> 2u; return Chunk(b[j], b[j + 1u]); }",
+        (DType::BF16, true) => "alias W = vec4<u32>;
+fn load_b(i: u32) -> f32 { let w = i >> 1u; return bf16_to_f32((b[w >> 2u][w & 3u] >> ((i & 1u) * 16u)) & 0xffffu); }
+fn bf16_pair(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }
+fn load_b8(i: u32) -> Chunk { let q = b[i >> 3u]; return Chunk(vec4<f32>(bf16_pair(q.x), bf16_pair(q.y)), vec4<f32>(bf16_pair(q.z), bf16_pair(q.w))); }",
+        (DType::F16, true) => "alias W = vec4<u32>;
+fn load_b(i: u32) -> f32 { let w = i >> 1u; return f16_to_f32((b[w >> 2u][w & 3u] >> ((i & 1u) * 16u)) & 0xffffu); }
+fn load_b8(i: u32) -> Chunk { let q = b[i >> 3u]; return Chunk(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w))); }",
+        _ => {
+            let (_, scalar) = weight_reader(dtype)?;
+            return Ok(format!(
+                "{a}\n{scalar}
+fn load_b8(i: u32) -> Chunk {{ return Chunk(vec4<f32>(load_b(i), load_b(i + 1u), load_b(i + 2u), load_b(i + 3u)), vec4<f32>(load_b(i + 4u), load_b(i + 5u), load_b(i + 6u), load_b(i + 7u))); }}"
+            ));
+        }
+    };
+    Ok(format!("{a}\n{b}"))
+}
+
+/// Records the matrix-vector product (M = 1) described by `params` (see `matvec.wgsl`): vec4
+/// loads where both operands' rows start 16-byte aligned, subgroup sums where the device has
+/// subgroups of at least 4 threads (unless switched off, `features::force_subgroups`).
+fn matvec(b: &GpuBackend, dtype: DType, params: &MatvecParams, buffers: &[&Arc<wgpu::Buffer>]) -> Result<()> {
+    const OP: &str = "matmul";
+    let (tag, _) = weight_reader(dtype)?;
+    let k_contiguous = params.b[2] == 1 && !(params.b[3] == 1 && params.n > 1 && params.k == 1);
+    // Elements per 16 bytes of the weights; a row starts on such a boundary when its offset does.
+    let per16 = if dtype == DType::F32 { 4 } else { 8 };
+    let batched = params.batch > 1;
+    let vec = k_contiguous
+        && params.a_col == 1
+        && params.a_offset % 4 == 0
+        && (!batched || params.a_batch % 4 == 0)
+        && params.b[0] % per16 == 0
+        && params.b[3] % per16 == 0
+        && (!batched || params.b[1] % per16 == 0);
+    let features = &b.ctx.features;
+    let subgroups = k_contiguous && features.use_subgroups() && b.ctx.info.subgroup_min_size >= 4;
+    let (entry_name, entry) = if subgroups { ("subgroup", MATVEC_SUBGROUP) } else { ("tree", MATVEC_TREE) };
+    let kernel = b.kernel(
+        &format!("matvec/{tag}/{k_contiguous}/{}/{entry_name}", if vec { "vec4" } else { "scalar" }),
+        &[Access::Read, Access::Read, Access::ReadWrite],
+        || {
+            let reader = matvec_reader(dtype, vec).expect("the dtype was checked above");
+            source(
+                &format!("{reader}\nconst VEC: bool = {vec};\nconst B_K_CONTIGUOUS: bool = {k_contiguous};"),
+                &format!("{MATVEC}\n{entry}"),
+            )
+        },
+    )?;
+    let n = params.n as usize;
+    let mut groups = if k_contiguous { groups_2d(n.div_ceil(4)) } else { groups_2d(n.div_ceil(128)) };
+    groups[2] = params.batch;
+    b.dispatch(OP, kernel, params, buffers, groups)
+}
+
 pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
     const OP: &str = "matmul";
     if lhs.dtype != DType::F32 {
@@ -96,12 +171,6 @@ pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
     let b_buffer = b.buffer(OP, &rhs)?.buffer.clone();
     let bv = u32s(OP, &[rhs.layout.offset(), rs[0], rs[1], rs[2]])?;
     if m == 1 {
-        let k_contiguous = rs[1] == 1 && !(rs[2] == 1 && n > 1 && k == 1);
-        let kernel = b.kernel(
-            &format!("matvec/{tag}/{k_contiguous}"),
-            &[Access::Read, Access::Read, Access::ReadWrite],
-            || source(&format!("{reader}\nconst B_K_CONTIGUOUS: bool = {k_contiguous};"), MATVEC),
-        )?;
         let av = u32s(OP, &[lhs.layout.offset(), ls[0], ls[2]])?;
         let params = MatvecParams {
             n: n as u32,
@@ -114,9 +183,7 @@ pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
             pad1: 0,
             b: [bv[0], bv[1], bv[2], bv[3]],
         };
-        let mut groups = if k_contiguous { groups_2d(n) } else { groups_2d(n.div_ceil(256)) };
-        groups[2] = batch as u32;
-        b.dispatch(OP, kernel, &params, &[&a_buffer, &b_buffer, &out.buffer], groups)?;
+        matvec(b, rhs.dtype, &params, &[&a_buffer, &b_buffer, &out.buffer])?;
     } else {
         let (a_k, b_n) = (ls[2] == 1, rs[2] == 1);
         let kernel =
