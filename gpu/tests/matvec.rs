@@ -1,8 +1,9 @@
 //! The batch-1 matrix-vector product (`matvec.wgsl`) against the CPU: rows per workgroup that do
 //! not divide N, K with and without a tail past its last multiple of 8, rows that start
 //! 16-byte aligned (vec4 loads) or not (scalar loads), f32/bf16/f16 weights, batched operands,
-//! and both reductions (subgroups and the workgroup-memory tree), each forced in turn. In a file
-//! of its own: forcing the fallback is process-wide.
+//! both reductions (subgroups and the workgroup-memory tree), and f16 weights read as f16
+//! (SHADER_F16) or as packed words, each fallback forced in turn. In a file of its own: forcing
+//! a fallback is process-wide.
 //!
 //! Tolerance: 1e-5 relative plus 1e-5 * sqrt(K) absolute (f32 sums in another order; the
 //! half-precision weights are exact in f32, so they need no more).
@@ -54,8 +55,10 @@ fn matvec_on_odd_shapes_with_each_load_width_and_reduction() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
     let backend = gpu::backend()?;
     gpu::features::force_subgroups(Some(false));
+    gpu::features::force_shader_f16(Some(false));
     products(&g)?;
     gpu::features::force_subgroups(None);
+    gpu::features::force_shader_f16(None);
     products(&g)?;
     let keys = backend.pipelines.keys();
     let has = |part: &str| keys.iter().any(|k| k.starts_with("matvec/") && k.contains(part));
@@ -64,6 +67,15 @@ fn matvec_on_odd_shapes_with_each_load_width_and_reduction() -> Result<()> {
         assert!(has("/vec4/subgroup") && has("/scalar/subgroup"), "the subgroup reduction ran: {keys:?}");
     } else {
         println!("note: this adapter has no subgroups; only the tree reduction was exercised");
+    }
+    if backend.context().features.shader_f16 {
+        let packed = keys.iter().any(|k| k == "matvec/f16/true/vec4/tree");
+        assert!(
+            packed && keys.iter().any(|k| k.starts_with("matvec/f16/true/vec4/") && k.ends_with("/shader-f16")),
+            "f16 weights read both ways: {keys:?}"
+        );
+    } else {
+        println!("note: this adapter has no SHADER_F16; f16 weights were read as packed words only");
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Launchers of matmul (tiled, with a separate matrix-vector kernel when M = 1) and of the
+//! Launchers of matmul (tiled, `matmul.wgsl`, with a separate matrix-vector kernel when M = 1,
+//! `matvec.wgsl`) and of the
 //! mixture-of-experts matmul. The weight operand may be f32, bf16 or f16 (read packed and widened
 //! in the kernel, accumulated in f32), so half-precision weights halve memory traffic on any
 //! adapter. Tolerance against the CPU: relative ~1e-6 * sqrt(K) (f32 sums in another order).
@@ -78,10 +79,51 @@ fn u32s(op: &str, values: &[usize]) -> Result<Vec<u32>> {
         .collect()
 }
 
+/// The block of out one workgroup of `matmul.wgsl` computes.
+const TILE_M: usize = 128;
+const TILE_N: usize = 64;
+
+/// The tiled kernel's bindings and loads (see `matmul.wgsl`): an operand whose quads along its
+/// contiguous dim are aligned is bound as vec4 (f32) or vec2<u32> (four packed halves), so a
+/// quad is one load; otherwise as scalars, and a quad is four loads.
+fn tiled_readers(dtype: DType, a_vec: bool, b_vec: bool) -> Result<String> {
+    let a = if a_vec {
+        "alias A = vec4<f32>;
+fn load_a(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
+fn load_a4(i: u32) -> vec4<f32> { return a[i >> 2u]; }"
+    } else {
+        "alias A = f32;
+fn load_a(i: u32) -> f32 { return a[i]; }
+fn load_a4(i: u32) -> vec4<f32> { return vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]); }"
+    };
+    let b = match (dtype, b_vec) {
+        (DType::F32, true) => "alias W = vec4<f32>;
+fn load_b(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+fn load_b4(i: u32) -> vec4<f32> { return b[i >> 2u]; }"
+            .to_string(),
+        (DType::BF16, true) => "alias W = vec2<u32>;
+fn load_b(i: u32) -> f32 { return bf16_to_f32((b[i >> 2u][(i >> 1u) & 1u] >> ((i & 1u) * 16u)) & 0xffffu); }
+fn bf16_pair(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }
+fn load_b4(i: u32) -> vec4<f32> { let q = b[i >> 2u]; return vec4<f32>(bf16_pair(q.x), bf16_pair(q.y)); }"
+            .to_string(),
+        (DType::F16, true) => "alias W = vec2<u32>;
+fn load_b(i: u32) -> f32 { return f16_to_f32((b[i >> 2u][(i >> 1u) & 1u] >> ((i & 1u) * 16u)) & 0xffffu); }
+fn load_b4(i: u32) -> vec4<f32> { let q = b[i >> 2u]; return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)); }"
+            .to_string(),
+        _ => format!(
+            "{}
+fn load_b4(i: u32) -> vec4<f32> {{ return vec4<f32>(load_b(i), load_b(i + 1u), load_b(i + 2u), load_b(i + 3u)); }}",
+            weight_reader(dtype)?.1
+        ),
+    };
+    Ok(format!("{a}\n{b}"))
+}
+
 /// The matrix-vector product's bindings and loads (see `matvec.wgsl`): with `vec`, x and the
 /// weights are bound as arrays of vec4 so that 8 consecutive elements arrive in one or two
-/// 16-byte loads; otherwise as scalars.
-fn matvec_reader(dtype: DType, vec: bool) -> Result<String> {
+/// 16-byte loads; otherwise as scalars. `f16` (the device has SHADER_F16) reads f16 weights as
+/// `mat2x4<f16>` rather than unpacking words; the kernel must then start with `enable f16;`.
+fn matvec_reader(dtype: DType, vec: bool, f16: bool) -> Result<String> {
     let a = if vec {
         "alias A = vec4<f32>;
 fn load_a(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
@@ -100,6 +142,10 @@ fn load_b8(i: u32) -> Chunk { let j = i >> 2u; return Chunk(b[j], b[j + 1u]); }"
 fn load_b(i: u32) -> f32 { let w = i >> 1u; return bf16_to_f32((b[w >> 2u][w & 3u] >> ((i & 1u) * 16u)) & 0xffffu); }
 fn bf16_pair(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }
 fn load_b8(i: u32) -> Chunk { let q = b[i >> 3u]; return Chunk(vec4<f32>(bf16_pair(q.x), bf16_pair(q.y)), vec4<f32>(bf16_pair(q.z), bf16_pair(q.w))); }",
+        // With SHADER_F16 the weights are read as f16 vectors, widened by the load itself.
+        (DType::F16, true) if f16 => "alias W = mat2x4<f16>;
+fn load_b(i: u32) -> f32 { return f32(b[i >> 3u][(i >> 2u) & 1u][i & 3u]); }
+fn load_b8(i: u32) -> Chunk { let q = b[i >> 3u]; return Chunk(vec4<f32>(q[0]), vec4<f32>(q[1])); }",
         (DType::F16, true) => "alias W = vec4<u32>;
 fn load_b(i: u32) -> f32 { let w = i >> 1u; return f16_to_f32((b[w >> 2u][w & 3u] >> ((i & 1u) * 16u)) & 0xffffu); }
 fn load_b8(i: u32) -> Chunk { let q = b[i >> 3u]; return Chunk(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w))); }",
@@ -116,7 +162,8 @@ fn load_b8(i: u32) -> Chunk {{ return Chunk(vec4<f32>(load_b(i), load_b(i + 1u),
 
 /// Records the matrix-vector product (M = 1) described by `params` (see `matvec.wgsl`): vec4
 /// loads where both operands' rows start 16-byte aligned, subgroup sums where the device has
-/// subgroups of at least 4 threads (unless switched off, `features::force_subgroups`).
+/// subgroups of at least 4 threads (unless switched off, `features::force_subgroups`), and f16
+/// weights read as f16 where it has SHADER_F16 (unless `features::force_shader_f16`).
 fn matvec(b: &GpuBackend, dtype: DType, params: &MatvecParams, buffers: &[&Arc<wgpu::Buffer>]) -> Result<()> {
     const OP: &str = "matmul";
     let (tag, _) = weight_reader(dtype)?;
@@ -134,15 +181,21 @@ fn matvec(b: &GpuBackend, dtype: DType, params: &MatvecParams, buffers: &[&Arc<w
     let features = &b.ctx.features;
     let subgroups = k_contiguous && features.use_subgroups() && b.ctx.info.subgroup_min_size >= 4;
     let (entry_name, entry) = if subgroups { ("subgroup", MATVEC_SUBGROUP) } else { ("tree", MATVEC_TREE) };
+    let f16 = vec && dtype == DType::F16 && features.use_shader_f16();
     let kernel = b.kernel(
-        &format!("matvec/{tag}/{k_contiguous}/{}/{entry_name}", if vec { "vec4" } else { "scalar" }),
+        &format!(
+            "matvec/{tag}/{k_contiguous}/{}/{entry_name}{}",
+            if vec { "vec4" } else { "scalar" },
+            if f16 { "/shader-f16" } else { "" }
+        ),
         &[Access::Read, Access::Read, Access::ReadWrite],
         || {
-            let reader = matvec_reader(dtype, vec).expect("the dtype was checked above");
-            source(
+            let reader = matvec_reader(dtype, vec, f16).expect("the dtype was checked above");
+            let kernel = source(
                 &format!("{reader}\nconst VEC: bool = {vec};\nconst B_K_CONTIGUOUS: bool = {k_contiguous};"),
                 &format!("{MATVEC}\n{entry}"),
-            )
+            );
+            if f16 { format!("enable f16;\n{kernel}") } else { kernel }
         },
     )?;
     let n = params.n as usize;
@@ -186,13 +239,26 @@ pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
         matvec(b, rhs.dtype, &params, &[&a_buffer, &b_buffer, &out.buffer])?;
     } else {
         let (a_k, b_n) = (ls[2] == 1, rs[2] == 1);
-        let kernel =
-            b.kernel(&format!("matmul/{tag}/{a_k}/{b_n}"), &[Access::Read, Access::Read, Access::ReadWrite], || {
+        // Quads along the contiguous dim start on a multiple of 4 elements when every other
+        // stride and the offset are multiples of 4 (and the contiguous dim's stride is 1).
+        let aligned = |offset: usize, s: &[usize], contiguous: usize| {
+            s[contiguous] == 1 && offset % 4 == 0 && s.iter().enumerate().all(|(d, &x)| d == contiguous || x % 4 == 0)
+        };
+        let a_vec = aligned(lhs.layout.offset(), ls, if a_k { 2 } else { 1 });
+        let b_vec = aligned(rhs.layout.offset(), rs, if b_n { 2 } else { 1 });
+        let kernel = b.kernel(
+            &format!("matmul/{tag}/{a_k}/{b_n}/{a_vec}/{b_vec}"),
+            &[Access::Read, Access::Read, Access::ReadWrite],
+            || {
+                let readers = tiled_readers(rhs.dtype, a_vec, b_vec).expect("the dtype was checked above");
                 source(
-                    &format!("{reader}\nconst A_K_CONTIGUOUS: bool = {a_k};\nconst B_N_CONTIGUOUS: bool = {b_n};"),
+                    &format!(
+                        "{readers}\nconst A_K_CONTIGUOUS: bool = {a_k};\nconst B_N_CONTIGUOUS: bool = {b_n};\nconst A_VEC: bool = {a_vec};\nconst B_VEC: bool = {b_vec};"
+                    ),
                     TILED,
                 )
-            })?;
+            },
+        )?;
         let av = u32s(OP, &[lhs.layout.offset(), ls[0], ls[1], ls[2]])?;
         let params = TiledParams {
             m: m as u32,
@@ -202,8 +268,8 @@ pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
             a: [av[0], av[1], av[2], av[3]],
             b: [bv[0], bv[1], bv[2], bv[3]],
         };
-        let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, batch as u32];
-        if groups[0] > 65_535 || groups[1] > 65_535 {
+        let groups = [n.div_ceil(TILE_N) as u32, m.div_ceil(TILE_M) as u32, batch as u32];
+        if n.div_ceil(TILE_N) > 65_535 || m.div_ceil(TILE_M) > 65_535 {
             return Err(Error::backend(OP, format!("a {m}x{n} output exceeds the GPU grid")));
         }
         b.dispatch(OP, kernel, &params, &[&a_buffer, &b_buffer, &out.buffer], groups)?;
