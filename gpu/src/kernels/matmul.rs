@@ -171,13 +171,16 @@ fn matvec(b: &GpuBackend, dtype: DType, params: &MatvecParams, buffers: &[&Arc<w
     // Elements per 16 bytes of the weights; a row starts on such a boundary when its offset does.
     let per16 = if dtype == DType::F32 { 4 } else { 8 };
     let batched = params.batch > 1;
+    // The buffers are bound whole as arrays of 16-byte vectors: their sizes must be multiples
+    // of 16 (the pool's always are) for the last elements to be reachable.
     let vec = k_contiguous
         && params.a_col == 1
-        && params.a_offset % 4 == 0
-        && (!batched || params.a_batch % 4 == 0)
-        && params.b[0] % per16 == 0
-        && params.b[3] % per16 == 0
-        && (!batched || params.b[1] % per16 == 0);
+        && params.a_offset.is_multiple_of(4)
+        && (!batched || params.a_batch.is_multiple_of(4))
+        && params.b[0].is_multiple_of(per16)
+        && params.b[3].is_multiple_of(per16)
+        && (!batched || params.b[1].is_multiple_of(per16))
+        && buffers[..2].iter().all(|b| b.size().is_multiple_of(16));
     let features = &b.ctx.features;
     let subgroups = k_contiguous && features.use_subgroups() && b.ctx.info.subgroup_min_size >= 4;
     let (entry_name, entry) = if subgroups { ("subgroup", MATVEC_SUBGROUP) } else { ("tree", MATVEC_TREE) };
@@ -209,7 +212,7 @@ pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
     if lhs.dtype != DType::F32 {
         return Err(Error::dtype(OP, format!("activations must be f32 on the GPU, got {}", lhs.dtype)));
     }
-    let (tag, reader) = weight_reader(rhs.dtype)?;
+    let (tag, _) = weight_reader(rhs.dtype)?;
     let (ld, ls) = (lhs.layout.dims(), lhs.layout.strides());
     let (rd, rs) = (rhs.layout.dims(), rhs.layout.strides());
     let (batch, m, k, n) = (ld[0], ld[1], ld[2], rd[2]);
@@ -241,11 +244,16 @@ pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
         let (a_k, b_n) = (ls[2] == 1, rs[2] == 1);
         // Quads along the contiguous dim start on a multiple of 4 elements when every other
         // stride and the offset are multiples of 4 (and the contiguous dim's stride is 1).
-        let aligned = |offset: usize, s: &[usize], contiguous: usize| {
-            s[contiguous] == 1 && offset % 4 == 0 && s.iter().enumerate().all(|(d, &x)| d == contiguous || x % 4 == 0)
+        // Bound whole as arrays of vectors, a buffer's size must be a multiple of one (the
+        // pool's always are).
+        let aligned = |offset: usize, s: &[usize], contiguous: usize, buffer: &wgpu::Buffer| {
+            s[contiguous] == 1
+                && offset.is_multiple_of(4)
+                && s.iter().enumerate().all(|(d, &x)| d == contiguous || x.is_multiple_of(4))
+                && buffer.size().is_multiple_of(16)
         };
-        let a_vec = aligned(lhs.layout.offset(), ls, if a_k { 2 } else { 1 });
-        let b_vec = aligned(rhs.layout.offset(), rs, if b_n { 2 } else { 1 });
+        let a_vec = aligned(lhs.layout.offset(), ls, if a_k { 2 } else { 1 }, &a_buffer);
+        let b_vec = aligned(rhs.layout.offset(), rs, if b_n { 2 } else { 1 }, &b_buffer);
         let kernel = b.kernel(
             &format!("matmul/{tag}/{a_k}/{b_n}/{a_vec}/{b_vec}"),
             &[Access::Read, Access::Read, Access::ReadWrite],
