@@ -10,6 +10,7 @@
 //! - `pipelines`: each kernel compiled once;
 //! - `recorder`: dispatches batched into one submission; reading back is the only wait;
 //! - `counters`: submissions, dispatches, readbacks, allocations, compilations, uploads;
+//! - `profile`: GPU time per kernel from timestamp queries, when asked for;
 //! - `errors`: wgpu's errors as `Result`s;
 //! - `kernels/<family>.{rs,wgsl}`: the kernels and their launchers;
 //! - `backend`: the `Backend` implementation tying them together.
@@ -24,6 +25,7 @@ pub mod features;
 pub mod kernels;
 pub mod pipelines;
 pub mod pool;
+pub mod profile;
 pub mod recorder;
 pub mod requirements;
 
