@@ -1,5 +1,6 @@
 //! GPU time per kernel from timestamp queries (`TIMESTAMP_QUERY`, where the device has it), so a
-//! profile can name the slowest kernels. Off by default. While on, each dispatch is encoded in a
+//! profile can name the slowest kernels (`llm generate --stats` lists them). Off by default;
+//! `LLM_GPU_PROFILE=1` turns it on from the device's creation, `Profile::set` at any time. While on, each dispatch is encoded in a
 //! compute pass of its own with a timestamp at its start and end, and each submission waits for
 //! its timestamps; the run is then slower, and the counters of submissions, readbacks and
 //! allocations do not describe an unprofiled one.
