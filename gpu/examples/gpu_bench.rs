@@ -1,5 +1,6 @@
 //! The wgpu side of `tools/gpu-bench.sh` (a timing tool kept with the gpu crate, not a
-//! notebook): matmul GFLOP/s with f32, bf16 and f16 weights, the batch-1 matrix-vector product, and the streaming bandwidth of an elementwise add, one JSON
+//! notebook): matmul GFLOP/s with f32, bf16 and f16 weights, the batch-1 matrix-vector product
+//! (with the subgroup reduction and with its fallback), and the streaming bandwidth of an elementwise add, one JSON
 //! object per line on stdout, the adapter first.
 //!
 //! `cargo run --release --example gpu_bench -- [--smoke] [--sizes 1024,2048,4096] [--allow-cpu-adapter]`
@@ -90,15 +91,23 @@ fn run() -> tensor::Result<()> {
     }
     let n = if smoke { 256 } else { 4096 };
     let x = random(&[1, n], DType::F32)?;
+    // The matrix-vector product with each reduction the adapter can run: subgroupAdd where it
+    // has subgroups, and the workgroup-memory tree every adapter runs.
+    let has_subgroups = gpu::backend().map(|b| b.context().features.subgroups).unwrap_or(false);
+    let reductions: &[&str] = if has_subgroups { &["subgroup", "tree"] } else { &["tree"] };
     for dtype in [DType::F32, DType::BF16, DType::F16] {
         let w = random(&[n, n], dtype)?;
         let wt = w.t()?;
-        let s = time(&mut || x.matmul(&wt))?;
-        let bytes = (n * n * dtype.size_in_bytes()) as f64;
-        println!(
-            "{}",
-            serde_json::json!({ "case": format!("matvec_{n}"), "weights": dtype.name(), "ms": s * 1e3, "weight_gbps": bytes / s / 1e9 })
-        );
+        for &reduction in reductions {
+            gpu::features::force_subgroups((reduction == "tree").then_some(false));
+            let s = time(&mut || x.matmul(&wt))?;
+            let bytes = (n * n * dtype.size_in_bytes()) as f64;
+            println!(
+                "{}",
+                serde_json::json!({ "case": format!("matvec_{n}"), "weights": dtype.name(), "reduction": reduction, "ms": s * 1e3, "weight_gbps": bytes / s / 1e9 })
+            );
+        }
+        gpu::features::force_subgroups(None);
     }
     let n = if smoke { 1 << 16 } else { 1 << 26 };
     let (a, b) = (random(&[n], DType::F32)?, random(&[n], DType::F32)?);

@@ -58,12 +58,15 @@ impl GpuBackend {
         }));
         counters::add(&counters::BUFFER_ALLOCATIONS, 1);
         let uniform_alignment = ctx.limits.min_uniform_buffer_offset_alignment.max(16) as u64;
+        let stats = Stats::default();
+        // `LLM_GPU_PROFILE=1`: time every kernel from the start (see `profile`).
+        stats.profile.set(ctx.features.timestamps && std::env::var("LLM_GPU_PROFILE").is_ok_and(|v| v == "1"));
         Ok(GpuBackend {
             ctx,
             pool,
             pipelines: Pipelines::default(),
             batch: Mutex::new(Batch::default()),
-            stats: Stats::default(),
+            stats,
             error_flag,
             error_flag_used: AtomicBool::new(false),
             readback: Mutex::new(None),

@@ -1,7 +1,8 @@
 //! Finding an adapter and opening a device. The high-performance adapter comes first;
 //! `LLM_GPU_BACKEND` (vulkan, metal, dx12, gl) restricts the backend and `LLM_GPU_ADAPTER` picks
 //! an adapter by a case-insensitive part of its name. The device is opened with the adapter's
-//! own limits (large storage buffers, many workgroups), not wgpu's conservative defaults. An
+//! own limits (large storage buffers, many workgroups), not wgpu's conservative defaults, and with
+//! the optional features the kernels can use (`features`). An
 //! adapter that cannot run the kernels (see `requirements`) is passed over for the next one.
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use tensor::{Error, Result};
 
 use crate::errors::DeviceErrors;
+use crate::features::{self, Optional};
 use crate::requirements::{self, Candidate};
 
 pub struct Context {
@@ -16,6 +18,8 @@ pub struct Context {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    /// The optional features the device was opened with (see `features`).
+    pub features: Optional,
     /// What wgpu reported outside any call on this device: uncaptured errors, a loss.
     pub(crate) errors: Arc<DeviceErrors>,
 }
@@ -86,9 +90,10 @@ impl Context {
         let adapter = adapters.swap_remove(chosen);
         let info = adapter.get_info();
         let limits = adapter.limits();
+        let (required_features, optional) = features::to_request(adapter.features())?;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("llmforge"),
-            required_features: wgpu::Features::empty(),
+            required_features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -101,7 +106,7 @@ impl Context {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| sink.record_uncaptured(e.to_string())));
         let sink = errors.clone();
         device.set_device_lost_callback(move |reason, message| sink.record_lost(format!("{reason:?}: {message}")));
-        Ok(Context { device, queue, info, limits, errors })
+        Ok(Context { device, queue, info, limits, features: optional, errors })
     }
 
     /// "gpu: <adapter> (<backend>[, cpu adapter])".

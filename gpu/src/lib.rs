@@ -5,10 +5,12 @@
 //!
 //! - `context`: adapter choice and device set-up with the adapter's real limits;
 //! - `requirements`: what an adapter must offer for the kernels to run;
+//! - `features`: the optional features (subgroups, f16, timestamps) used where offered;
 //! - `pool`: GPU buffers, recycled between tensors;
 //! - `pipelines`: each kernel compiled once;
 //! - `recorder`: dispatches batched into one submission; reading back is the only wait;
 //! - `counters`: submissions, dispatches, readbacks, allocations, compilations, uploads;
+//! - `profile`: GPU time per kernel from timestamp queries, when asked for;
 //! - `errors`: wgpu's errors as `Result`s;
 //! - `kernels/<family>.{rs,wgsl}`: the kernels and their launchers;
 //! - `backend`: the `Backend` implementation tying them together.
@@ -19,9 +21,11 @@ pub mod backend;
 pub mod context;
 pub mod counters;
 mod errors;
+pub mod features;
 pub mod kernels;
 pub mod pipelines;
 pub mod pool;
+pub mod profile;
 pub mod recorder;
 pub mod requirements;
 

@@ -31,6 +31,11 @@ pub struct Pipelines {
 }
 
 impl Pipelines {
+    /// The keys of the kernels compiled so far (tests check which variant of a family ran).
+    pub fn keys(&self) -> Vec<String> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+
     /// The kernel called `key`, compiling `source()` the first time. `buffers` lists the access
     /// of bindings 1.., in order.
     pub fn get(

@@ -19,6 +19,7 @@ use tensor::Result;
 use crate::context::Context;
 use crate::counters;
 use crate::pipelines::Kernel;
+use crate::profile::Profile;
 
 /// Submit once this many dispatches are waiting. Large enough that a decode step of a model of
 /// ~60 layers goes in one submission with its readback; a real GPU starts work sooner with
@@ -122,11 +123,72 @@ impl Default for Batch {
     }
 }
 
-/// Counters of what was recorded and submitted (for tests and tuning).
+/// Counters of what was recorded and submitted (for tests and tuning), and the per-kernel
+/// profile (`profile`).
 #[derive(Default)]
 pub struct Stats {
     pub dispatches: AtomicU64,
     pub submissions: AtomicU64,
+    pub profile: Profile,
+}
+
+/// Timestamps of one profiled submission: two per dispatch, resolved into `resolved` and copied
+/// into the mappable `readback`.
+struct Timestamps {
+    queries: wgpu::QuerySet,
+    resolved: wgpu::Buffer,
+    readback: wgpu::Buffer,
+}
+
+impl Timestamps {
+    fn new(ctx: &Context, dispatches: u32) -> Timestamps {
+        let count = 2 * dispatches;
+        let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("profile"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let buffer = |usage| {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("profile"),
+                size: 8 * count as u64,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let resolved = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+        let readback = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+        Timestamps { queries, resolved, readback }
+    }
+
+    /// Waits for the submission and adds each dispatch's time to its kernel's total.
+    fn collect(&self, ctx: &Context, names: &[String], profile: &Profile, op: &str) -> Result<()> {
+        let slice = self.readback.slice(..);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = sender.send(r);
+        });
+        ctx.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| tensor::Error::backend(op, format!("waiting for the GPU's timestamps failed: {e}")))?;
+        match receiver.recv() {
+            Ok(Ok(())) => {}
+            _ => return Err(tensor::Error::backend(op, "the GPU's timestamps could not be read back")),
+        }
+        let period = ctx.queue.get_timestamp_period() as f64;
+        {
+            let data = slice
+                .get_mapped_range()
+                .map_err(|e| tensor::Error::backend(op, format!("mapping the timestamps failed: {e}")))?;
+            let ticks: &[u64] = bytemuck::cast_slice(&data);
+            for (d, name) in names.iter().enumerate() {
+                let (start, end) = (ticks[2 * d], ticks[2 * d + 1]);
+                profile.record(name, end.saturating_sub(start) as f64 * period * 1e-9);
+            }
+        }
+        self.readback.unmap();
+        Ok(())
+    }
 }
 
 impl Batch {
@@ -198,6 +260,9 @@ impl Batch {
         let dispatches = commands.iter().filter(|c| matches!(c, Command::Dispatch { .. })).count() as u64;
         let device = &ctx.device;
         let (uniform_arena, staging_arena) = (&self.uniforms, &self.staging);
+        let timestamps = (stats.profile.is_on() && ctx.features.timestamps && dispatches > 0)
+            .then(|| Timestamps::new(ctx, dispatches as u32));
+        let mut names = Vec::new();
         crate::errors::scoped(ctx, op, || {
             let uniforms = uniform_arena.fill(ctx, &params);
             let staging = if staged.is_empty() { None } else { Some(staging_arena.fill(ctx, &staged)) };
@@ -217,8 +282,14 @@ impl Batch {
                         i += 1;
                     }
                     Command::Dispatch { .. } => {
-                        let mut pass = encoder
-                            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+                        // Profiled, each dispatch is a pass of its own, timed at both ends.
+                        let timestamp_writes = timestamps.as_ref().map(|t| wgpu::ComputePassTimestampWrites {
+                            query_set: &t.queries,
+                            beginning_of_pass_write_index: Some(2 * names.len() as u32),
+                            end_of_pass_write_index: Some(2 * names.len() as u32 + 1),
+                        });
+                        let mut pass =
+                            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
                         while let Some(Command::Dispatch { kernel, params: (offset, size), buffers, groups }) =
                             commands.get(i)
                         {
@@ -245,9 +316,18 @@ impl Batch {
                             pass.set_bind_group(0, &bind_group, &[]);
                             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
                             i += 1;
+                            if timestamps.is_some() {
+                                names.push(kernel.name.clone());
+                                break;
+                            }
                         }
                     }
                 }
+            }
+            if let Some(t) = &timestamps {
+                let count = 2 * names.len() as u32;
+                encoder.resolve_query_set(&t.queries, 0..count, &t.resolved, 0);
+                encoder.copy_buffer_to_buffer(&t.resolved, 0, &t.readback, 0, 8 * count as u64);
             }
             ctx.queue.submit(Some(encoder.finish()));
             uniform_arena.release_after_submission(ctx, uniforms.clone());
@@ -255,6 +335,9 @@ impl Batch {
                 staging_arena.release_after_submission(ctx, staging);
             }
         })?;
+        if let Some(t) = &timestamps {
+            t.collect(ctx, &names, &stats.profile, op)?;
+        }
         stats.dispatches.fetch_add(dispatches, Ordering::Relaxed);
         stats.submissions.fetch_add(1, Ordering::Relaxed);
         counters::add(&counters::SUBMITS, 1);

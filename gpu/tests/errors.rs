@@ -21,5 +21,9 @@ fn an_out_of_range_id_is_reported_at_the_next_readback() -> tensor::Result<()> {
     let huge = Tensor::from_vec(vec![1i64 << 40], [1], &cpu())?.to(&g)?;
     let err = table.index_select(&huge, 0usize)?.to(&cpu()).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("out of range"), "{err}");
+    // The same from a bf16 table (its own kernel).
+    let half = randn([33, 7], 2, &cpu())?.to_dtype(tensor::DType::BF16)?.to(&g)?;
+    let err = half.index_select(&bad, 0usize)?.to(&cpu()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("out of range"), "{err}");
     Ok(())
 }

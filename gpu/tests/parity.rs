@@ -198,6 +198,57 @@ fn matmul_shapes_views_and_weight_dtypes() -> Result<()> {
     Ok(())
 }
 
+/// The tiled kernel's edges and load widths: M, N and K around its 128x64 block and 16-deep
+/// slices (one past, one short, much smaller), operands whose rows start 16-byte aligned (quads
+/// read as one vec4, or four packed halves as one vec2<u32>) or not, each operand contiguous
+/// along either dim, batched with its own batch stride, and f32/bf16/f16 weights.
+#[test]
+fn matmul_tiles_edges_and_load_widths() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    tensor::cpu::isa::force_bf16_gemm(Some(false));
+    let shapes = [(129, 64, 65), (2, 16, 3), (127, 33, 63), (130, 20, 128), (5, 17, 4)];
+    for (i, &(m, k, n)) in shapes.iter().enumerate() {
+        let seed = 700 + 10 * i as u64;
+        let tol = 1e-5 * (k as f64).sqrt();
+        let x = randn([m, k], seed, &cpu())?;
+        let w = randn([n, k], seed + 1, &cpu())?;
+        for dtype in [DType::F32, DType::BF16, DType::F16] {
+            let w = w.to_dtype(dtype)?;
+            let what = format!("[{m}, {k}] @ [{k}, {n}] {dtype}");
+            same_on_both(&g, &[x.clone(), w.clone()], tol, 1e-5, &format!("{what}, W stored [N, K]"), |t| {
+                t[0].matmul(&t[1].t()?)
+            })?;
+            same_on_both(
+                &g,
+                &[x.clone(), w.t()?.contiguous()?],
+                tol,
+                1e-5,
+                &format!("{what}, W stored [K, N]"),
+                |t| t[0].matmul(&t[1]),
+            )?;
+            // x stored transposed (contiguous along M), and x at an offset of 1 (never aligned).
+            same_on_both(
+                &g,
+                &[x.t()?.contiguous()?, w.clone()],
+                tol,
+                1e-5,
+                &format!("{what}, x stored [K, M]"),
+                |t| t[0].t()?.matmul(&t[1].t()?),
+            )?;
+            let padded = randn([m * k + 1], seed + 2, &cpu())?;
+            same_on_both(&g, &[padded, w.clone()], tol, 1e-5, &format!("{what}, x at offset 1"), |t| {
+                t[0].narrow(0usize, 1, m * k)?.reshape([m, k])?.matmul(&t[1].t()?)
+            })?;
+        }
+        let xb = randn([3, m, k], seed + 3, &cpu())?;
+        let wb = randn([3, n, k], seed + 4, &cpu())?;
+        same_on_both(&g, &[xb, wb], tol, 1e-5, &format!("batched [3, {m}, {k}] @ [3, {k}, {n}]"), |t| {
+            t[0].matmul(&t[1].transpose(1, 2)?)
+        })?;
+    }
+    Ok(())
+}
+
 #[test]
 fn expert_matmul_routes_rows() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
@@ -234,7 +285,25 @@ fn indexing_ops() -> Result<()> {
         })?;
     }
     let tokens = Tensor::from_vec(vec![1i64, 4, 4, 0, 32, 2], [2, 3], &cpu())?;
-    same_on_both(&g, &[table.clone(), tokens], 0.0, 0.0, "embedding with i64 ids", |t| t[0].embedding(&t[1]))?;
+    same_on_both(&g, &[table.clone(), tokens.clone()], 0.0, 0.0, "embedding with i64 ids", |t| t[0].embedding(&t[1]))?;
+    // Half-precision tables are gathered as stored (exact): rows of odd length, so output words
+    // straddle rows, and an odd number of picks, so the last word is half used.
+    let ids = Tensor::from_vec(vec![3u32, 0, 32, 3, 31], [5], &cpu())?;
+    for dtype in [DType::BF16, DType::F16] {
+        let half = table.to_dtype(dtype)?;
+        same_on_both(&g, &[half.clone(), ids.clone()], 0.0, 0.0, &format!("index_select {dtype} axis 0"), |t| {
+            t[0].index_select(&t[1], 0usize)
+        })?;
+        same_on_both(
+            &g,
+            &[half.t()?, ids.clone()],
+            0.0,
+            0.0,
+            &format!("index_select {dtype} axis 1 of a view"),
+            |t| t[0].index_select(&t[1], 1usize),
+        )?;
+        same_on_both(&g, &[half, tokens.clone()], 0.0, 0.0, &format!("embedding {dtype}"), |t| t[0].embedding(&t[1]))?;
+    }
     let src = randn([4, 7], 61, &cpu())?;
     let ids = Tensor::from_vec(vec![2u32, 2, 0, 9], [4], &cpu())?;
     same_on_both(&g, &[table.clone(), ids, src], 1e-6, 1e-6, "index_add with repeats", |t| {

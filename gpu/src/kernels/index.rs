@@ -13,6 +13,7 @@ use crate::pipelines::Access;
 use crate::pool::GpuBuffer;
 
 const BODY: &str = include_str!("index.wgsl");
+const SELECT16: &str = include_str!("index_select16.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -32,6 +33,11 @@ fn contiguous_f32(b: &GpuBackend, op: &str, src: Src) -> Result<(Arc<wgpu::Buffe
     if src.dtype != DType::F32 {
         return Err(Error::unsupported_dtype(op, src.dtype));
     }
+    contiguous_any(b, op, src)
+}
+
+/// A contiguous copy of a view of any dtype (or None when it already is one).
+fn contiguous_any(b: &GpuBackend, op: &str, src: Src) -> Result<(Arc<wgpu::Buffer>, Option<GpuBuffer>)> {
     if src.layout.is_contiguous() && src.layout.offset() == 0 {
         Ok((b.buffer(op, &src)?.buffer.clone(), None))
     } else {
@@ -69,15 +75,40 @@ fn split(dims: &[usize], axis: usize) -> (usize, usize, usize) {
     (dims[..axis].iter().product(), dims[axis], dims[axis + 1..].iter().product())
 }
 
+/// The rows of `src` that `ids` pick along `axis`, in `src`'s dtype: f32, or bf16/f16 (a
+/// half-precision embedding table is gathered as it is stored; the caller widens the rows).
 pub fn index_select(b: &GpuBackend, src: Src, axis: usize, ids: Src) -> Result<BufferRef> {
     const OP: &str = "index_select";
-    let (data, _keep) = contiguous_f32(b, OP, src)?;
+    let half = matches!(src.dtype, DType::BF16 | DType::F16);
+    let (data, _keep) = if half { contiguous_any(b, OP, src)? } else { contiguous_f32(b, OP, src)? };
     let (id_buffer, _keep_ids) = ids_u32(b, OP, ids)?;
     let (outer, a, inner) = split(src.layout.dims(), axis);
     let n_ids = ids.layout.elem_count();
     let total = outer * n_ids * inner;
-    let out = b.alloc(OP, total, DType::F32)?;
-    if total > 0 {
+    let out = b.alloc(OP, total, src.dtype)?;
+    if total > 0 && half {
+        let params = Params {
+            outer: outer as u32,
+            a: a as u32,
+            inner: inner as u32,
+            n_ids: n_ids as u32,
+            index: Default::default(),
+            data: Default::default(),
+            axis: 0,
+            pad: [0; 3],
+        };
+        let kernel =
+            b.kernel("index/select16", &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite], || {
+                source("", SELECT16)
+            })?;
+        b.dispatch(
+            OP,
+            kernel,
+            &params,
+            &[&data, &id_buffer, &out.buffer, &b.error_flag()],
+            grid_1d(total.div_ceil(2)),
+        )?;
+    } else if total > 0 {
         let params = Params {
             outer: outer as u32,
             a: a as u32,

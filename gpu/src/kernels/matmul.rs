@@ -1,4 +1,5 @@
-//! Launchers of matmul (tiled, with a separate matrix-vector kernel when M = 1) and of the
+//! Launchers of matmul (tiled, `matmul.wgsl`, with a separate matrix-vector kernel when M = 1,
+//! `matvec.wgsl`) and of the
 //! mixture-of-experts matmul. The weight operand may be f32, bf16 or f16 (read packed and widened
 //! in the kernel, accumulated in f32), so half-precision weights halve memory traffic on any
 //! adapter. Tolerance against the CPU: relative ~1e-6 * sqrt(K) (f32 sums in another order).
@@ -14,6 +15,8 @@ use crate::pipelines::Access;
 
 const TILED: &str = include_str!("matmul.wgsl");
 const MATVEC: &str = include_str!("matvec.wgsl");
+const MATVEC_TREE: &str = include_str!("matvec_tree.wgsl");
+const MATVEC_SUBGROUP: &str = include_str!("matvec_subgroup.wgsl");
 const EXPERT: &str = include_str!("expert.wgsl");
 
 #[repr(C)]
@@ -76,12 +79,140 @@ fn u32s(op: &str, values: &[usize]) -> Result<Vec<u32>> {
         .collect()
 }
 
+/// The block of out one workgroup of `matmul.wgsl` computes.
+const TILE_M: usize = 128;
+const TILE_N: usize = 64;
+
+/// The tiled kernel's bindings and loads (see `matmul.wgsl`): an operand whose quads along its
+/// contiguous dim are aligned is bound as vec4 (f32) or vec2<u32> (four packed halves), so a
+/// quad is one load; otherwise as scalars, and a quad is four loads.
+fn tiled_readers(dtype: DType, a_vec: bool, b_vec: bool) -> Result<String> {
+    let a = if a_vec {
+        "alias A = vec4<f32>;
+fn load_a(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
+fn load_a4(i: u32) -> vec4<f32> { return a[i >> 2u]; }"
+    } else {
+        "alias A = f32;
+fn load_a(i: u32) -> f32 { return a[i]; }
+fn load_a4(i: u32) -> vec4<f32> { return vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]); }"
+    };
+    let b = match (dtype, b_vec) {
+        (DType::F32, true) => "alias W = vec4<f32>;
+fn load_b(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+fn load_b4(i: u32) -> vec4<f32> { return b[i >> 2u]; }"
+            .to_string(),
+        (DType::BF16, true) => "alias W = vec2<u32>;
+fn load_b(i: u32) -> f32 { return bf16_to_f32((b[i >> 2u][(i >> 1u) & 1u] >> ((i & 1u) * 16u)) & 0xffffu); }
+fn bf16_pair(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }
+fn load_b4(i: u32) -> vec4<f32> { let q = b[i >> 2u]; return vec4<f32>(bf16_pair(q.x), bf16_pair(q.y)); }"
+            .to_string(),
+        (DType::F16, true) => "alias W = vec2<u32>;
+fn load_b(i: u32) -> f32 { return f16_to_f32((b[i >> 2u][(i >> 1u) & 1u] >> ((i & 1u) * 16u)) & 0xffffu); }
+fn load_b4(i: u32) -> vec4<f32> { let q = b[i >> 2u]; return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)); }"
+            .to_string(),
+        _ => format!(
+            "{}
+fn load_b4(i: u32) -> vec4<f32> {{ return vec4<f32>(load_b(i), load_b(i + 1u), load_b(i + 2u), load_b(i + 3u)); }}",
+            weight_reader(dtype)?.1
+        ),
+    };
+    Ok(format!("{a}\n{b}"))
+}
+
+/// The matrix-vector product's bindings and loads (see `matvec.wgsl`): with `vec`, x and the
+/// weights are bound as arrays of vec4 so that 8 consecutive elements arrive in one or two
+/// 16-byte loads; otherwise as scalars. `f16` (the device has SHADER_F16) reads f16 weights as
+/// `mat2x4<f16>` rather than unpacking words; the kernel must then start with `enable f16;`.
+fn matvec_reader(dtype: DType, vec: bool, f16: bool) -> Result<String> {
+    let a = if vec {
+        "alias A = vec4<f32>;
+fn load_a(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
+fn load_a8(i: u32) -> Chunk { let j = i >> 2u; return Chunk(a[j], a[j + 1u]); }"
+    } else {
+        "alias A = f32;
+fn load_a(i: u32) -> f32 { return a[i]; }
+fn load_a8(i: u32) -> Chunk { return Chunk(vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]), vec4<f32>(a[i + 4u], a[i + 5u], a[i + 6u], a[i + 7u])); }"
+    };
+    // bf16 is the top half of an f32: a word's low element shifted up, its high one masked.
+    let b = match (dtype, vec) {
+        (DType::F32, true) => "alias W = vec4<f32>;
+fn load_b(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
+fn load_b8(i: u32) -> Chunk { let j = i >> 2u; return Chunk(b[j], b[j + 1u]); }",
+        (DType::BF16, true) => "alias W = vec4<u32>;
+fn load_b(i: u32) -> f32 { let w = i >> 1u; return bf16_to_f32((b[w >> 2u][w & 3u] >> ((i & 1u) * 16u)) & 0xffffu); }
+fn bf16_pair(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }
+fn load_b8(i: u32) -> Chunk { let q = b[i >> 3u]; return Chunk(vec4<f32>(bf16_pair(q.x), bf16_pair(q.y)), vec4<f32>(bf16_pair(q.z), bf16_pair(q.w))); }",
+        // With SHADER_F16 the weights are read as f16 vectors, widened by the load itself.
+        (DType::F16, true) if f16 => "alias W = mat2x4<f16>;
+fn load_b(i: u32) -> f32 { return f32(b[i >> 3u][(i >> 2u) & 1u][i & 3u]); }
+fn load_b8(i: u32) -> Chunk { let q = b[i >> 3u]; return Chunk(vec4<f32>(q[0]), vec4<f32>(q[1])); }",
+        (DType::F16, true) => "alias W = vec4<u32>;
+fn load_b(i: u32) -> f32 { let w = i >> 1u; return f16_to_f32((b[w >> 2u][w & 3u] >> ((i & 1u) * 16u)) & 0xffffu); }
+fn load_b8(i: u32) -> Chunk { let q = b[i >> 3u]; return Chunk(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w))); }",
+        _ => {
+            let (_, scalar) = weight_reader(dtype)?;
+            return Ok(format!(
+                "{a}\n{scalar}
+fn load_b8(i: u32) -> Chunk {{ return Chunk(vec4<f32>(load_b(i), load_b(i + 1u), load_b(i + 2u), load_b(i + 3u)), vec4<f32>(load_b(i + 4u), load_b(i + 5u), load_b(i + 6u), load_b(i + 7u))); }}"
+            ));
+        }
+    };
+    Ok(format!("{a}\n{b}"))
+}
+
+/// Records the matrix-vector product (M = 1) described by `params` (see `matvec.wgsl`): vec4
+/// loads where both operands' rows start 16-byte aligned, subgroup sums where the device has
+/// subgroups of at least 4 threads (unless switched off, `features::force_subgroups`), and f16
+/// weights read as f16 where it has SHADER_F16 (unless `features::force_shader_f16`).
+fn matvec(b: &GpuBackend, dtype: DType, params: &MatvecParams, buffers: &[&Arc<wgpu::Buffer>]) -> Result<()> {
+    const OP: &str = "matmul";
+    let (tag, _) = weight_reader(dtype)?;
+    let k_contiguous = params.b[2] == 1 && !(params.b[3] == 1 && params.n > 1 && params.k == 1);
+    // Elements per 16 bytes of the weights; a row starts on such a boundary when its offset does.
+    let per16 = if dtype == DType::F32 { 4 } else { 8 };
+    let batched = params.batch > 1;
+    // The buffers are bound whole as arrays of 16-byte vectors: their sizes must be multiples
+    // of 16 (the pool's always are) for the last elements to be reachable.
+    let vec = k_contiguous
+        && params.a_col == 1
+        && params.a_offset.is_multiple_of(4)
+        && (!batched || params.a_batch.is_multiple_of(4))
+        && params.b[0].is_multiple_of(per16)
+        && params.b[3].is_multiple_of(per16)
+        && (!batched || params.b[1].is_multiple_of(per16))
+        && buffers[..2].iter().all(|b| b.size().is_multiple_of(16));
+    let features = &b.ctx.features;
+    let subgroups = k_contiguous && features.use_subgroups() && b.ctx.info.subgroup_min_size >= 4;
+    let (entry_name, entry) = if subgroups { ("subgroup", MATVEC_SUBGROUP) } else { ("tree", MATVEC_TREE) };
+    let f16 = vec && dtype == DType::F16 && features.use_shader_f16();
+    let kernel = b.kernel(
+        &format!(
+            "matvec/{tag}/{k_contiguous}/{}/{entry_name}{}",
+            if vec { "vec4" } else { "scalar" },
+            if f16 { "/shader-f16" } else { "" }
+        ),
+        &[Access::Read, Access::Read, Access::ReadWrite],
+        || {
+            let reader = matvec_reader(dtype, vec, f16).expect("the dtype was checked above");
+            let kernel = source(
+                &format!("{reader}\nconst VEC: bool = {vec};\nconst B_K_CONTIGUOUS: bool = {k_contiguous};"),
+                &format!("{MATVEC}\n{entry}"),
+            );
+            if f16 { format!("enable f16;\n{kernel}") } else { kernel }
+        },
+    )?;
+    let n = params.n as usize;
+    let mut groups = if k_contiguous { groups_2d(n.div_ceil(4)) } else { groups_2d(n.div_ceil(128)) };
+    groups[2] = params.batch;
+    b.dispatch(OP, kernel, params, buffers, groups)
+}
+
 pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
     const OP: &str = "matmul";
     if lhs.dtype != DType::F32 {
         return Err(Error::dtype(OP, format!("activations must be f32 on the GPU, got {}", lhs.dtype)));
     }
-    let (tag, reader) = weight_reader(rhs.dtype)?;
+    let (tag, _) = weight_reader(rhs.dtype)?;
     let (ld, ls) = (lhs.layout.dims(), lhs.layout.strides());
     let (rd, rs) = (rhs.layout.dims(), rhs.layout.strides());
     let (batch, m, k, n) = (ld[0], ld[1], ld[2], rd[2]);
@@ -96,12 +227,6 @@ pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
     let b_buffer = b.buffer(OP, &rhs)?.buffer.clone();
     let bv = u32s(OP, &[rhs.layout.offset(), rs[0], rs[1], rs[2]])?;
     if m == 1 {
-        let k_contiguous = rs[1] == 1 && !(rs[2] == 1 && n > 1 && k == 1);
-        let kernel = b.kernel(
-            &format!("matvec/{tag}/{k_contiguous}"),
-            &[Access::Read, Access::Read, Access::ReadWrite],
-            || source(&format!("{reader}\nconst B_K_CONTIGUOUS: bool = {k_contiguous};"), MATVEC),
-        )?;
         let av = u32s(OP, &[lhs.layout.offset(), ls[0], ls[2]])?;
         let params = MatvecParams {
             n: n as u32,
@@ -114,18 +239,34 @@ pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
             pad1: 0,
             b: [bv[0], bv[1], bv[2], bv[3]],
         };
-        let mut groups = if k_contiguous { groups_2d(n) } else { groups_2d(n.div_ceil(256)) };
-        groups[2] = batch as u32;
-        b.dispatch(OP, kernel, &params, &[&a_buffer, &b_buffer, &out.buffer], groups)?;
+        matvec(b, rhs.dtype, &params, &[&a_buffer, &b_buffer, &out.buffer])?;
     } else {
         let (a_k, b_n) = (ls[2] == 1, rs[2] == 1);
-        let kernel =
-            b.kernel(&format!("matmul/{tag}/{a_k}/{b_n}"), &[Access::Read, Access::Read, Access::ReadWrite], || {
+        // Quads along the contiguous dim start on a multiple of 4 elements when every other
+        // stride and the offset are multiples of 4 (and the contiguous dim's stride is 1).
+        // Bound whole as arrays of vectors, a buffer's size must be a multiple of one (the
+        // pool's always are).
+        let aligned = |offset: usize, s: &[usize], contiguous: usize, buffer: &wgpu::Buffer| {
+            s[contiguous] == 1
+                && offset.is_multiple_of(4)
+                && s.iter().enumerate().all(|(d, &x)| d == contiguous || x.is_multiple_of(4))
+                && buffer.size().is_multiple_of(16)
+        };
+        let a_vec = aligned(lhs.layout.offset(), ls, if a_k { 2 } else { 1 }, &a_buffer);
+        let b_vec = aligned(rhs.layout.offset(), rs, if b_n { 2 } else { 1 }, &b_buffer);
+        let kernel = b.kernel(
+            &format!("matmul/{tag}/{a_k}/{b_n}/{a_vec}/{b_vec}"),
+            &[Access::Read, Access::Read, Access::ReadWrite],
+            || {
+                let readers = tiled_readers(rhs.dtype, a_vec, b_vec).expect("the dtype was checked above");
                 source(
-                    &format!("{reader}\nconst A_K_CONTIGUOUS: bool = {a_k};\nconst B_N_CONTIGUOUS: bool = {b_n};"),
+                    &format!(
+                        "{readers}\nconst A_K_CONTIGUOUS: bool = {a_k};\nconst B_N_CONTIGUOUS: bool = {b_n};\nconst A_VEC: bool = {a_vec};\nconst B_VEC: bool = {b_vec};"
+                    ),
                     TILED,
                 )
-            })?;
+            },
+        )?;
         let av = u32s(OP, &[lhs.layout.offset(), ls[0], ls[1], ls[2]])?;
         let params = TiledParams {
             m: m as u32,
@@ -135,8 +276,8 @@ pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
             a: [av[0], av[1], av[2], av[3]],
             b: [bv[0], bv[1], bv[2], bv[3]],
         };
-        let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, batch as u32];
-        if groups[0] > 65_535 || groups[1] > 65_535 {
+        let groups = [n.div_ceil(TILE_N) as u32, m.div_ceil(TILE_M) as u32, batch as u32];
+        if n.div_ceil(TILE_N) > 65_535 || m.div_ceil(TILE_M) > 65_535 {
             return Err(Error::backend(OP, format!("a {m}x{n} output exceeds the GPU grid")));
         }
         b.dispatch(OP, kernel, &params, &[&a_buffer, &b_buffer, &out.buffer], groups)?;

@@ -1,12 +1,21 @@
 // Batched matmul out[b] = A[b] @ B[b] with A [M, K], B [K, N] given by strides (one of each
 // operand's two strides is 1), out [M, N] contiguous.
 //
-// Tiled: a 16x16 workgroup computes a 64x64 block of out, each thread a 4x4 sub-block held in
-// registers. The K dimension advances 16 at a time through workgroup memory: all 256 threads
-// load a 64x16 slice of A and a 16x64 slice of B (reading along whichever dim is contiguous, so
-// neighbouring threads read neighbouring addresses), then each thread does 16 x 4 x 4
-// multiply-adds from fast memory. The generated piece gives `load_b(i) -> f32` (B may be f32,
-// or bf16/f16 packed two per word) and the A_K_CONTIGUOUS / B_N_CONTIGUOUS flags.
+// Tiled for registers and workgroup memory: a 16x16 workgroup computes a 128x64 block of out,
+// each thread an 8x4 sub-block (rows ty*8.., columns tx*4..) held in registers. K advances
+// KT = 16 at a time through workgroup memory, both slices stored k-major with a row padded by 4
+// ([KT][BM + 4] and [KT][BN + 4]), so a thread reads its 8 values of A as two vec4s and its 4
+// of B as one: across a warp, two distinct A addresses (broadcast) and 16 consecutive B vec4s,
+// no bank conflict; the stores of a k-contiguous operand transpose into it with at most a
+// 2-way conflict. Global memory is read four elements at a time along each operand's
+// contiguous dim (neighbouring threads neighbouring quads; one vec4 load, or vec2<u32> of four
+// packed halves, where the operand is 16-byte / 8-byte aligned, else four scalar loads), and
+// the next slice is fetched into registers while the current one is multiplied (a register
+// double buffer, in the workgroup memory of one slice). Elements past M, N or K read as 0.
+//
+// The generated piece gives the binding types A and W, `load_a(i)` / `load_b(i)` (element i as
+// f32), `load_a4(i)` / `load_b4(i)` (elements i..i+4, i a multiple of 4, used only with
+// A_VEC / B_VEC), and the flags A_K_CONTIGUOUS, B_N_CONTIGUOUS, A_VEC, B_VEC.
 
 struct Params {
     m: u32,
@@ -24,83 +33,185 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<A>;
 @group(0) @binding(2) var<storage, read> b: array<W>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-const TILE: u32 = 64u;
+const BM: u32 = 128u;
+const BN: u32 = 64u;
 const KT: u32 = 16u;
+const SA: u32 = 132u; // BM + 4
+const SB: u32 = 68u; // BN + 4
 
-var<workgroup> a_tile: array<f32, 1024>; // [TILE rows][KT]
-var<workgroup> b_tile: array<f32, 1024>; // [KT][TILE cols]
+var<workgroup> a_tile: array<vec4<f32>, 528>; // [KT][SA] floats
+var<workgroup> b_tile: array<vec4<f32>, 272>; // [KT][SB] floats
+
+// Four elements of A from (r, k) along its contiguous dim (k when A_K_CONTIGUOUS, else m).
+fn fetch_a(base: u32, r: u32, k: u32) -> vec4<f32> {
+    let i = base + r * params.a_row + k * params.a_col;
+    var v = vec4<f32>(0.0);
+    if (A_K_CONTIGUOUS) {
+        if (r >= params.m) {
+            return v;
+        }
+        if (A_VEC && k + 3u < params.k) {
+            return load_a4(i);
+        }
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            if (k + j < params.k) {
+                v[j] = load_a(i + j * params.a_col);
+            }
+        }
+    } else {
+        if (k >= params.k) {
+            return v;
+        }
+        if (A_VEC && r + 3u < params.m) {
+            return load_a4(i);
+        }
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            if (r + j < params.m) {
+                v[j] = load_a(i + j * params.a_row);
+            }
+        }
+    }
+    return v;
+}
+
+// Four elements of B from (k, c) along its contiguous dim (n when B_N_CONTIGUOUS, else k).
+fn fetch_b(base: u32, k: u32, c: u32) -> vec4<f32> {
+    let i = base + k * params.b_row + c * params.b_col;
+    var v = vec4<f32>(0.0);
+    if (B_N_CONTIGUOUS) {
+        if (k >= params.k) {
+            return v;
+        }
+        if (B_VEC && c + 3u < params.n) {
+            return load_b4(i);
+        }
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            if (c + j < params.n) {
+                v[j] = load_b(i + j * params.b_col);
+            }
+        }
+    } else {
+        if (c >= params.n) {
+            return v;
+        }
+        if (B_VEC && k + 3u < params.k) {
+            return load_b4(i);
+        }
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            if (k + j < params.k) {
+                v[j] = load_b(i + j * params.b_row);
+            }
+        }
+    }
+    return v;
+}
+
+fn set_a(at: u32, v: f32) {
+    a_tile[at >> 2u][at & 3u] = v;
+}
+
+fn set_b(at: u32, v: f32) {
+    b_tile[at >> 2u][at & 3u] = v;
+}
+
+// The quads this thread loads of the slice at k0: A's 512 (two each), B's 256 (one each),
+// numbered so that neighbouring threads read neighbouring addresses.
+struct Fetched {
+    a0: vec4<f32>,
+    a1: vec4<f32>,
+    b0: vec4<f32>,
+}
+
+fn a_quad(q: u32) -> vec2<u32> {
+    // (row, k) of the quad's first element.
+    if (A_K_CONTIGUOUS) {
+        return vec2<u32>(q / 4u, (q % 4u) * 4u);
+    }
+    return vec2<u32>((q % 32u) * 4u, q / 32u);
+}
+
+fn b_quad(q: u32) -> vec2<u32> {
+    // (k, column) of the quad's first element.
+    if (B_N_CONTIGUOUS) {
+        return vec2<u32>(q / 16u, (q % 16u) * 4u);
+    }
+    return vec2<u32>((q % 4u) * 4u, q / 4u);
+}
+
+fn fetch(a_base: u32, b_base: u32, row0: u32, col0: u32, k0: u32, flat: u32) -> Fetched {
+    let qa0 = a_quad(flat);
+    let qa1 = a_quad(flat + 256u);
+    let qb = b_quad(flat);
+    return Fetched(
+        fetch_a(a_base, row0 + qa0.x, k0 + qa0.y),
+        fetch_a(a_base, row0 + qa1.x, k0 + qa1.y),
+        fetch_b(b_base, k0 + qb.x, col0 + qb.y),
+    );
+}
+
+fn store_a(q: u32, v: vec4<f32>) {
+    let at = a_quad(q);
+    if (A_K_CONTIGUOUS) {
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            set_a((at.y + j) * SA + at.x, v[j]);
+        }
+    } else {
+        a_tile[(at.y * SA + at.x) >> 2u] = v;
+    }
+}
+
+fn store_b(q: u32, v: vec4<f32>) {
+    let at = b_quad(q);
+    if (B_N_CONTIGUOUS) {
+        b_tile[(at.x * SB + at.y) >> 2u] = v;
+    } else {
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            set_b((at.x + j) * SB + at.y, v[j]);
+        }
+    }
+}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let batch = wid.z;
-    let row0 = wid.y * TILE;
-    let col0 = wid.x * TILE;
+    let row0 = wid.y * BM;
+    let col0 = wid.x * BN;
     let flat = lid.y * 16u + lid.x;
     let a_base = params.a_offset + batch * params.a_batch;
     let b_base = params.b_offset + batch * params.b_batch;
-    var acc: array<array<f32, 4>, 4>;
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        for (var j = 0u; j < 4u; j = j + 1u) {
-            acc[i][j] = 0.0;
-        }
-    }
+    var acc: array<vec4<f32>, 8>;
+    var next = fetch(a_base, b_base, row0, col0, 0u, flat);
     for (var k0 = 0u; k0 < params.k; k0 = k0 + KT) {
-        for (var e = 0u; e < 4u; e = e + 1u) {
-            let idx = flat + e * 256u;
-            var r: u32;
-            var kk: u32;
-            if (A_K_CONTIGUOUS) {
-                r = idx / KT;
-                kk = idx % KT;
-            } else {
-                kk = idx / TILE;
-                r = idx % TILE;
-            }
-            var v = 0.0;
-            if (row0 + r < params.m && k0 + kk < params.k) {
-                v = a[a_base + (row0 + r) * params.a_row + (k0 + kk) * params.a_col];
-            }
-            a_tile[r * KT + kk] = v;
-            var c: u32;
-            var kb: u32;
-            if (B_N_CONTIGUOUS) {
-                kb = idx / TILE;
-                c = idx % TILE;
-            } else {
-                c = idx / KT;
-                kb = idx % KT;
-            }
-            var w = 0.0;
-            if (k0 + kb < params.k && col0 + c < params.n) {
-                w = load_b(b_base + (k0 + kb) * params.b_row + (col0 + c) * params.b_col);
-            }
-            b_tile[kb * TILE + c] = w;
-        }
+        store_a(flat, next.a0);
+        store_a(flat + 256u, next.a1);
+        store_b(flat, next.b0);
         workgroupBarrier();
+        if (k0 + KT < params.k) {
+            next = fetch(a_base, b_base, row0, col0, k0 + KT, flat);
+        }
         for (var kk = 0u; kk < KT; kk = kk + 1u) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
+            let a_lo = a_tile[(kk * SA) / 4u + lid.y * 2u];
+            let a_hi = a_tile[(kk * SA) / 4u + lid.y * 2u + 1u];
+            let bv = b_tile[(kk * SB) / 4u + lid.x];
             for (var i = 0u; i < 4u; i = i + 1u) {
-                av[i] = a_tile[(lid.y * 4u + i) * KT + kk];
-                bv[i] = b_tile[kk * TILE + lid.x * 4u + i];
-            }
-            for (var i = 0u; i < 4u; i = i + 1u) {
-                for (var j = 0u; j < 4u; j = j + 1u) {
-                    acc[i][j] = acc[i][j] + av[i] * bv[j];
-                }
+                acc[i] = acc[i] + a_lo[i] * bv;
+                acc[i + 4u] = acc[i + 4u] + a_hi[i] * bv;
             }
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        let row = row0 + lid.y * 4u + i;
+    for (var i = 0u; i < 8u; i = i + 1u) {
+        let row = row0 + lid.y * 8u + i;
+        if (row >= params.m) {
+            break;
+        }
         for (var j = 0u; j < 4u; j = j + 1u) {
             let col = col0 + lid.x * 4u + j;
-            if (row < params.m && col < params.n) {
+            if (col < params.n) {
                 out[(batch * params.m + row) * params.n + col] = acc[i][j];
             }
         }

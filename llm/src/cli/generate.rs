@@ -139,6 +139,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         {
             stats.gpu = Some(gpu::counters().delta(&first).per_token(timings.new_tokens.saturating_sub(1)));
         }
+        if !device.is_cpu() {
+            stats.gpu_kernels = gpu::backend().map(|b| b.stats.profile.slowest(8)).unwrap_or_default();
+        }
         eprintln!("{}", stats.line());
         eprintln!("{}", stats.json());
     }
@@ -159,6 +162,9 @@ pub struct Stats {
     /// On a GPU: the runtime's work per decoded token after the first (submits, dispatches,
     /// blocking readbacks, buffer allocations, pipeline compilations, bytes uploaded).
     pub gpu: Option<gpu::PerToken>,
+    /// With `LLM_GPU_PROFILE=1` on a GPU with timestamp queries: the kernels that took the most
+    /// GPU time over the whole generation, slowest first.
+    pub gpu_kernels: Vec<gpu::profile::KernelTime>,
 }
 
 impl Stats {
@@ -171,6 +177,7 @@ impl Stats {
             peak_rss_bytes: proc_status_bytes("VmHWM:"),
             rss_bytes: proc_status_bytes("VmRSS:"),
             gpu: None,
+            gpu_kernels: Vec::new(),
         }
     }
 
@@ -207,11 +214,20 @@ impl Stats {
                 gpu.gpu_bytes_uploaded_per_token
             ));
         }
+        if !self.gpu_kernels.is_empty() {
+            let slowest: Vec<String> = self
+                .gpu_kernels
+                .iter()
+                .map(|k| format!("{} {:.2} ms in {} dispatches", k.name, k.seconds * 1e3, k.dispatches))
+                .collect();
+            line.push_str(&format!("\nslowest GPU kernels: {}", slowest.join("; ")));
+        }
         line
     }
 
     /// The JSON object: prompt_tokens, new_tokens, prefill_s, decode_s, prefill_tok_s,
-    /// decode_tok_s, device, threads (and peak_rss_bytes where known).
+    /// decode_tok_s, device, threads (and peak_rss_bytes where known, the GPU counters and
+    /// gpu_slowest_kernels where measured).
     pub fn json(&self) -> serde_json::Value {
         let t = &self.timings;
         let mut json = serde_json::json!({
@@ -234,6 +250,13 @@ impl Stats {
             for (key, value) in gpu.fields() {
                 json[key] = value.into();
             }
+        }
+        if !self.gpu_kernels.is_empty() {
+            json["gpu_slowest_kernels"] = self
+                .gpu_kernels
+                .iter()
+                .map(|k| serde_json::json!({ "kernel": k.name, "dispatches": k.dispatches, "ms": k.seconds * 1e3 }))
+                .collect();
         }
         json
     }

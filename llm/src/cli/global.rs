@@ -5,7 +5,7 @@ use tensor::DType;
 
 use crate::{Error, Result};
 
-/// `--dtype`: the dtype of a model's matmul weights (and, on the CPU, its embedding table).
+/// `--dtype`: the dtype of a model's matmul weights and its embedding table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum WeightDtype {
     /// As the checkpoint stores them: a bf16 release stays bf16 (half the memory and half the

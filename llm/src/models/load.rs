@@ -18,8 +18,8 @@ use crate::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
     pub device: Device,
-    /// The dtype of matmul weights (projections, experts, output head, and on the CPU the
-    /// embedding table): `None` keeps each as the checkpoint stores it (f64 becomes f32), so a
+    /// The dtype of matmul weights (projections, experts, output head) and of the embedding
+    /// table: `None` keeps each as the checkpoint stores it (f64 becomes f32), so a
     /// bf16 release stays bf16 and each decoded token reads half the bytes of an f32 copy;
     /// `Some` converts them. Norms and biases stay f32, as does all arithmetic (half-precision
     /// weights are widened inside the kernels).
@@ -69,15 +69,16 @@ pub fn resolve(name: &str, checkpoint: &Checkpoint) -> Option<String> {
     candidates.into_iter().find(|c| checkpoint.contains(c))
 }
 
-/// Whether a parameter is kept in `weight_dtype`: every matmul weight, and the embedding table
-/// where the device can gather half-precision rows (the CPU; the GPU's `index_select` reads f32).
-fn follows_weight_dtype(name: &str, var: &Var, device: &Device) -> bool {
-    var.rank() >= 2 && (device.is_cpu() || !name.contains("embed_tokens")) && !name.ends_with(".bias")
+/// Whether a parameter is kept in `weight_dtype`: every matmul weight and the embedding table
+/// (both devices gather half-precision rows and widen only the rows picked, so a bf16 table,
+/// and the tied head that reads it, stay bf16).
+fn follows_weight_dtype(name: &str, var: &Var) -> bool {
+    var.rank() >= 2 && !name.ends_with(".bias")
 }
 
 /// The dtype a parameter is loaded in: as asked, or as stored (floats wider than f32 narrowed).
 fn parameter_dtype(name: &str, var: &Var, checkpoint: &Checkpoint, options: &LoadOptions) -> DType {
-    if !follows_weight_dtype(name, var, &options.device) {
+    if !follows_weight_dtype(name, var) {
         return DType::F32;
     }
     match options.weight_dtype {

@@ -1,0 +1,46 @@
+// index_select on a table of 16-bit elements (bf16, f16, stored two per 32-bit word), so a
+// half-precision embedding table stays so on the device: dst[o, i, j] = src[o, ids[i], j] over
+// contiguous [outer, a, inner] views. One thread per output word (two elements, which may come
+// from different rows), so no two threads write one word. An id out of range reads as 0 and
+// sets the error flag, as in index.wgsl.
+
+struct Params {
+    outer: u32,
+    a: u32,
+    inner: u32,
+    n_ids: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read> ids: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<u32>;
+@group(0) @binding(4) var<storage, read_write> error_flag: array<atomic<u32>>;
+
+// The 16 bits of output element t.
+fn element(t: u32) -> u32 {
+    let j = t % params.inner;
+    let i = (t / params.inner) % params.n_ids;
+    let o = t / (params.inner * params.n_ids);
+    let id = ids[i];
+    if (id >= params.a) {
+        atomicOr(&error_flag[0], 1u);
+        return 0u;
+    }
+    let s = (o * params.a + id) * params.inner + j;
+    return (src[s >> 1u] >> ((s & 1u) * 16u)) & 0xffffu;
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let w = thread_index(wid, lid, groups);
+    let total = params.outer * params.n_ids * params.inner;
+    if (2u * w >= total) {
+        return;
+    }
+    var hi = 0u;
+    if (2u * w + 1u < total) {
+        hi = element(2u * w + 1u);
+    }
+    dst[w] = element(2u * w) | (hi << 16u);
+}
