@@ -29,8 +29,10 @@ pub fn set_gemm_min_rows(rows: Option<usize>) {
     GEMM_ROWS.store(rows.unwrap_or(GEMM_MIN_ROWS), Ordering::Relaxed);
 }
 
-/// Weight rows widened to f32 at a time on the GEMM path (bounds the scratch memory).
-const PANEL_ROWS: usize = 256;
+/// Weight rows widened at a time on the GEMM path: bounds the scratch memory (4 MiB of f32 at
+/// 1024 columns) while keeping each GEMM large enough that the activations, packed per GEMM, are
+/// packed few times.
+const PANEL_ROWS: usize = 1024;
 
 /// Where the bytes live.
 type Bytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
@@ -189,7 +191,8 @@ impl QMatrix {
         out
     }
 
-    /// Panels of weight rows widened to f32, each multiplied by the f32 GEMM (x unquantized).
+    /// Panels of weight rows widened to f32 (bf16 where the bf16 GEMM runs), each multiplied by the
+/// GEMM (x unquantized).
     pub fn matmul_panels(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
         let cpu = crate::Device::cpu();
         let xt = Tensor::from_vec(x.to_vec(), [m, self.cols], &cpu)?;
@@ -200,7 +203,13 @@ impl QMatrix {
             let src = &self.data()[j0 * rb..(j0 + p) * rb];
             let mut panel = vec![0.0f32; p * self.cols];
             panel.par_chunks_mut(self.cols).zip(src.par_chunks(rb)).try_for_each(|(o, w)| dequantize(self.ty, w, o))?;
-            let w = Tensor::from_vec(panel, [p, self.cols], &cpu)?;
+            let mut w = Tensor::from_vec(panel, [p, self.cols], &cpu)?;
+            if isa::bf16_gemm() {
+                // Where the CPU has `vdpbf16ps`, bf16 panels run the bf16 GEMM at twice the f32
+                // GEMM's rate (see cpu::gemm_bf16); the rounding (2^-9 relative per weight, the
+                // activations likewise) is below the blocks' own quantization error.
+                w = w.to_dtype(DType::BF16)?;
+            }
             let y = xt.matmul(&w.t()?)?.to_vec::<f32>()?;
             for (o, r) in out.chunks_exact_mut(self.rows).zip(y.chunks_exact(p)) {
                 o[j0..j0 + p].copy_from_slice(r);
