@@ -71,8 +71,10 @@ fn every_kernel_matches_the_decoded_product_on_odd_shapes() {
     }
 }
 
-/// From `GEMM_MIN_ROWS` rows on, panels of decoded weights go through the f32 GEMM, with the
+/// From `GEMM_MIN_ROWS` rows on, panels of decoded weights go through the GEMM, with the
 /// activations unquantized: the result is then the product of the decoded weights with `x`.
+/// Where the bf16 GEMM runs (AVX512_BF16), the panels are bf16 and the GEMM rounds the
+/// activations to bf16 too, so the reference rounds both.
 #[test]
 fn the_gemm_path_matches_the_decoded_weights() {
     let cpu = Device::cpu();
@@ -82,7 +84,14 @@ fn the_gemm_path_matches_the_decoded_weights() {
         let x = values(6, m * k);
         let wd = Tensor::from_vec(w.dequantize().unwrap(), [n, k], &cpu).unwrap();
         let xt = Tensor::from_vec(x.clone(), [m, k], &cpu).unwrap();
-        let want = xt.matmul(&wd.t().unwrap()).unwrap();
+        let round = |t: &Tensor| -> Tensor {
+            if tensor::cpu::isa::bf16_gemm() {
+                t.to_dtype(tensor::DType::BF16).unwrap().to_dtype(tensor::DType::F32).unwrap()
+            } else {
+                t.clone()
+            }
+        };
+        let want = round(&xt).matmul(&round(&wd).t().unwrap()).unwrap();
         let got = w.matmul(&xt).unwrap();
         assert!(m >= tensor::quant::GEMM_MIN_ROWS);
         tensor::testing::assert_close(&got, &want, 1e-4, 1e-5).unwrap();
