@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-use llm::gguf::{FileType, write_gguf};
+use llm::gguf::{FileType, write_gguf, write_gguf_with_template};
 use llm::models::{LoadOptions, Loaded, load};
 use llm::weights::Checkpoint;
 use nn::{Module, ModuleExt};
@@ -160,9 +160,11 @@ fn packed_q4_k_m_logits_match_the_decoded_model() {
         let (config, model) = fresh_model_from(&config, 3, &Device::cpu()).unwrap();
         let name = family.name();
         let path = tmp.join(format!("{name}-q4_k_m.gguf"));
-        write_gguf(&model, &config, None, name, FileType::Q4KM, &path).unwrap();
+        let template = "{% for m in messages %}{{ m['content'] }}{% endfor %}";
+        write_gguf_with_template(&model, &config, None, Some(template), name, FileType::Q4KM, &path).unwrap();
 
         let file = GgufFile::open(&path).unwrap();
+        assert_eq!(file.get("tokenizer.chat_template").and_then(|v| v.as_str()), Some(template));
         let ty = |t: &str| file.tensor(t).unwrap_or_else(|| panic!("{t} missing")).ty;
         let head = if tied { "token_embd.weight" } else { "output.weight" };
         assert_eq!(ty(head), GgmlType::Q6_K, "{name}: the head");
