@@ -13,7 +13,7 @@
 use std::arch::x86_64::*;
 
 use super::acts_k::RowK;
-use super::scalar_k::{KFormat, block_scales};
+use super::scalar_k::KFormat;
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -53,6 +53,55 @@ unsafe fn codes32<const F: u8>(wb: *const u8, s: usize) -> __m256i {
                 _mm256_or_si256(low, _mm256_slli_epi16(hi, 4))
             }
         }
+    }
+}
+
+/// An f16 at `p` widened with F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: the caller passes a pointer to two readable bytes.
+    let bits = unsafe { u16::from_le_bytes([*p, *p.add(1)]) };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// What `scalar_k::block_scales` returns (the scale and minimum of each 16 weights, `d`,
+/// `dmin`), computed without a per-sub-block loop: Q4_K's and Q5_K's twelve bytes are read as
+/// three u32 words and the sixteen 6-bit fields separated with masks and shifts four at a time
+/// (each byte of a word is one field's low bits; bits 6-7 of the first eight bytes are the high
+/// bits of the last four scales and minimums).
+///
+/// # Safety
+/// `wb` points to a whole block of format `F`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn block_scales<const F: u8>(wb: *const u8) -> ([i16; 16], [i16; 16], f32, f32) {
+    // SAFETY: every offset stays inside the block.
+    unsafe {
+        if format(F) == KFormat::Q6K {
+            let sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(192) as *const __m128i));
+            let mut out = [0i16; 16];
+            _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, sc);
+            return (out, [0; 16], f16_at(wb.add(208)), 0.0);
+        }
+        let word = |i: usize| {
+            u32::from_le_bytes([*wb.add(4 + 4 * i), *wb.add(5 + 4 * i), *wb.add(6 + 4 * i), *wb.add(7 + 4 * i)])
+        };
+        let (u0, u1, u2) = (word(0), word(1), word(2));
+        let high = |u: u32| ((u >> 6) & 0x0303_0303) << 4;
+        let scales = [u0 & 0x3f3f_3f3f, (u2 & 0x0f0f_0f0f) | high(u0)];
+        let mins = [u1 & 0x3f3f_3f3f, ((u2 >> 4) & 0x0f0f_0f0f) | high(u1)];
+        // Eight bytes to sixteen i16, each twice (one per group of 16 weights).
+        let widen = |w: [u32; 2]| {
+            let v = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, w[1] as i32, w[0] as i32));
+            let mut out = [0i16; 16];
+            _mm256_storeu_si256(
+                out.as_mut_ptr() as *mut __m256i,
+                _mm256_set_m128i(_mm_unpackhi_epi16(v, v), _mm_unpacklo_epi16(v, v)),
+            );
+            out
+        };
+        (widen(scales), widen(mins), f16_at(wb), f16_at(wb.add(2)))
     }
 }
 
@@ -116,7 +165,7 @@ macro_rules! kernel_256 {
             let mut out = [_mm256_setzero_ps(); R];
             for b in 0..nb {
                 let wb = &w[b * f.block_bytes()..(b + 1) * f.block_bytes()];
-                let (sc, m, d, dmin) = block_scales(f, wb);
+                let (sc, m, d, dmin) = unsafe { block_scales::<F>(wb.as_ptr()) };
                 let mut acc = [_mm256_setzero_si256(); R];
                 for s in 0..8 {
                     // SAFETY: `wb` is a whole block.
@@ -199,7 +248,7 @@ pub unsafe fn rows_avx512_vnni<const F: u8, const R: usize>(w: &[u8], x: [RowK; 
     let lanes = unsafe { _mm512_loadu_si512(GROUP_OF_LANE.as_ptr() as *const _) };
     for b in 0..nb {
         let wb = &w[b * f.block_bytes()..(b + 1) * f.block_bytes()];
-        let (sc, m, d, dmin) = block_scales(f, wb);
+        let (sc, m, d, dmin) = unsafe { block_scales::<F>(wb.as_ptr()) };
         // SAFETY: both arrays hold 16 i16.
         let (sc16, m16) = unsafe {
             (_mm256_loadu_si256(sc.as_ptr() as *const __m256i), _mm256_loadu_si256(m.as_ptr() as *const __m256i))
