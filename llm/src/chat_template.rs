@@ -192,6 +192,25 @@ impl ChatTemplate {
     }
 }
 
+/// The Jinja source of the chat template of the model folder `dir`: `tokenizer_config.json`'s
+/// `chat_template`, else a `chat_template.jinja` file; None when it has neither.
+pub fn template_in_dir(dir: &Path) -> Result<Option<String>> {
+    let path = dir.join("tokenizer_config.json");
+    if path.is_file() {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let config: Value =
+            serde_json::from_str(&text).map_err(|e| Error::format(&path, format!("not valid JSON: {e}")))?;
+        if let Some(source) = template_source(&config) {
+            return Ok(Some(source));
+        }
+    }
+    let jinja = dir.join("chat_template.jinja");
+    if jinja.is_file() {
+        return std::fs::read_to_string(&jinja).map(Some).map_err(|e| Error::io(&jinja, e));
+    }
+    Ok(None)
+}
+
 /// `chat_template` as a string, or the `default` of a list of named templates.
 fn template_source(tok_config: &Value) -> Option<String> {
     match &tok_config["chat_template"] {

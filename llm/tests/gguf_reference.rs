@@ -2,7 +2,9 @@
 //! (`tools/make_gguf_reference.py`): metadata of every value type read back, every block type
 //! decoded bit-identically to `gguf.quants.dequantize`, Q8_0 and Q4_0 encoded byte-identically to
 //! `gguf.quants.quantize`, FP8 E4M3 against ml_dtypes, gpt-oss's MXFP4 layout against the
-//! transformers decoding.
+//! transformers decoding; and (`tools/make_kquant_reference.py`, bytes from ggml's own library)
+//! Q4_K, Q5_K and Q6_K encoded byte-identically to ggml's reference quantizers, activations
+//! quantized to Q8_K as ggml does.
 
 use std::path::PathBuf;
 
@@ -82,6 +84,38 @@ fn q8_0_and_q4_0_encode_byte_identically_to_gguf_py() {
         }
         assert_eq!(got.len(), want.len());
     }
+}
+
+fn kquants() -> GgufFile {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/gguf/kquants.gguf");
+    GgufFile::open(&path).expect("kquants.gguf opens")
+}
+
+#[test]
+fn k_quants_encode_byte_identically_to_ggml() {
+    let f = kquants();
+    let source = f32s(&f, "source");
+    for (name, ty) in [("q4_k", GgmlType::Q4_K), ("q5_k", GgmlType::Q5_K), ("q6_k", GgmlType::Q6_K)] {
+        let want = u8s(&f, &format!("{name}.quantized"));
+        let got = quant::quantize(ty, &source).unwrap();
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (b, (g, w)) in got.chunks(ty.type_size()).zip(want.chunks(ty.type_size())).enumerate() {
+            assert_eq!(g, w, "{name} block {b}");
+        }
+    }
+}
+
+#[test]
+fn activations_quantize_to_q8_k_as_ggml_does() {
+    let f = kquants();
+    let source = f32s(&f, "source");
+    let acts = tensor::quant::qmatmul::QuantizedActsK::new(&source, 1024);
+    let d = f32s(&f, "q8_k.d");
+    assert_bits("q8_k.d", &acts.scales, &d);
+    let qs: Vec<i8> = u8s(&f, "q8_k.qs").into_iter().map(|b| b as i8).collect();
+    assert_eq!(acts.codes, qs, "q8_k.qs");
+    let bsums: Vec<i16> = u8s(&f, "q8_k.bsums").chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+    assert_eq!(acts.bsums, bsums, "q8_k.bsums");
 }
 
 #[test]

@@ -1,8 +1,9 @@
-//! `QMatrix`: products on Q8_0 / Q4_0 blocks, every kernel this CPU runs against the scalar one
-//! and against f64 sums of the decoded operands, on odd shapes (k a multiple of the block size of
-//! 32, as the formats require; n odd; m from 1 to 9 and 64).
+//! `QMatrix`: products on Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K blocks, every kernel this CPU runs
+//! against the scalar one and against f64 sums of the decoded operands, on odd shapes (k a
+//! multiple of the block size, 32 or 256, as the formats require; n odd; m from 1 to 9 and more).
 
-use tensor::quant::qmatmul::{QKernel, QuantizedActs};
+use tensor::quant::qmatmul::scalar_k::{self, KFormat};
+use tensor::quant::qmatmul::{QKernel, QuantizedActs, QuantizedActsK};
 use tensor::quant::{GgmlType, QMatrix};
 use tensor::{Device, Tensor};
 
@@ -78,9 +79,13 @@ fn every_kernel_matches_the_decoded_product_on_odd_shapes() {
 #[test]
 fn the_gemm_path_matches_the_decoded_weights() {
     let cpu = Device::cpu();
-    for ty in [GgmlType::Q8_0, GgmlType::Q4_0] {
-        let (n, k, m) = (301, 96, 40);
-        let w = QMatrix::quantize(ty, n, k, &values(5, n * k)).unwrap();
+    let k_blocks = [(GgmlType::Q4_K, KFormat::Q4K), (GgmlType::Q5_K, KFormat::Q5K), (GgmlType::Q6_K, KFormat::Q6K)];
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0].into_iter().chain(k_blocks.map(|t| t.0)) {
+        let (n, k, m) = (301, if ty.block_size() == 256 { 512 } else { 96 }, 40);
+        let w = match k_blocks.iter().find(|t| t.0 == ty) {
+            Some(&(_, f)) => QMatrix::new(ty, n, k, random_k_blocks(f, n, k, 5)).unwrap(),
+            None => QMatrix::quantize(ty, n, k, &values(5, n * k)).unwrap(),
+        };
         let x = values(6, m * k);
         let wd = Tensor::from_vec(w.dequantize().unwrap(), [n, k], &cpu).unwrap();
         let xt = Tensor::from_vec(x.clone(), [m, k], &cpu).unwrap();
@@ -118,11 +123,127 @@ fn activation_rounding_stays_within_half_a_step_per_weight() {
     }
 }
 
+/// Random k-quant blocks: every byte random (so every code, 6-bit scale and minimum, and Q6_K's
+/// signed scales down to -128 occur), with the f16 factors set to finite values of either sign
+/// for `d` (ggml's quantizers write positive ones, but the format allows any).
+fn random_k_blocks(f: KFormat, rows: usize, k: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed;
+    let mut next = move || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 33) as u32
+    };
+    let mut bytes: Vec<u8> = (0..rows * k / 256 * f.block_bytes()).map(|_| next() as u8).collect();
+    for block in bytes.chunks_exact_mut(f.block_bytes()) {
+        let mut factor = |at: usize| {
+            let v = (next() % 2000) as f32 / 1000.0 - 1.0;
+            block[at..at + 2].copy_from_slice(&half::f16::from_f32(v * 0.01).to_le_bytes());
+        };
+        match f {
+            KFormat::Q6K => factor(208),
+            _ => {
+                factor(0);
+                factor(2);
+            }
+        }
+    }
+    bytes
+}
+
+/// The k-quant analogue of [`reference`], with activations quantized to Q8_K. The rounding scale
+/// counts the two terms each weight is computed from (d·sc·u and dmin·m, or d·sc·u and d·sc·32
+/// for Q6_K), since the kernels add them separately and they may cancel.
+fn reference_k(f: KFormat, w: &QMatrix, x: &[f32], m: usize) -> (Vec<f64>, Vec<f64>) {
+    let (n, k) = (w.rows(), w.cols());
+    let wd = w.dequantize().unwrap();
+    let acts = QuantizedActsK::new(x, k);
+    let xd: Vec<f64> = acts.codes.iter().enumerate().map(|(i, &c)| c as f64 * acts.scales[i / 256] as f64).collect();
+    let mut mag = vec![0.0f64; n * k];
+    for (j, row) in w.data().chunks_exact(w.row_bytes()).enumerate() {
+        for (b, wb) in row.chunks_exact(f.block_bytes()).enumerate() {
+            let (sc, mins, d, dmin) = scalar_k::block_scales(f, wb);
+            for i in 0..256 {
+                let g = i / 16;
+                let u = scalar_k::code(f, wb, i) as f64;
+                let (a, c) = match f {
+                    KFormat::Q6K => ((d * sc[g] as f32) as f64 * u, (d * sc[g] as f32) as f64 * 32.0),
+                    _ => ((d * sc[g] as f32) as f64 * u, (dmin * mins[g] as f32) as f64),
+                };
+                mag[j * k + 256 * b + i] = a.abs() + c.abs();
+            }
+        }
+    }
+    let mut want = vec![0.0; m * n];
+    let mut scale = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            for t in 0..k {
+                want[i * n + j] += wd[j * k + t] as f64 * xd[i * k + t];
+                scale[i * n + j] += mag[j * k + t] * xd[i * k + t].abs();
+            }
+        }
+    }
+    (want, scale)
+}
+
+#[test]
+fn every_k_quant_kernel_matches_the_decoded_product_on_odd_shapes() {
+    eprintln!("kernels on this CPU: {:?}", kernels());
+    for (ty, f) in [(GgmlType::Q4_K, KFormat::Q4K), (GgmlType::Q5_K, KFormat::Q5K), (GgmlType::Q6_K, KFormat::Q6K)] {
+        for (n, k) in [(1, 256), (7, 512), (33, 768), (5, 2048)] {
+            let w = QMatrix::new(ty, n, k, random_k_blocks(f, n, k, n as u64 * 131 + k as u64)).unwrap();
+            for m in (1..=9).chain([13]) {
+                let mut x = values(m as u64 + 17, m * k);
+                if k > 256 {
+                    // An all-zero block: Q8_K's scale 0 and zero codes.
+                    x[256..512].iter_mut().for_each(|v| *v = 0.0);
+                }
+                let (want, scale) = reference_k(f, &w, &x, m);
+                let scalar = w.matmul_blocks(&x, m, QKernel::Scalar);
+                for kernel in kernels() {
+                    let got = w.matmul_blocks(&x, m, kernel);
+                    for (idx, (g, (want, scale))) in got.iter().zip(want.iter().zip(&scale)).enumerate() {
+                        // Integer sums are exact; what rounds is the widening of a block's sum
+                        // to f32, its products with d·dy and dmin·dy, and the additions of the
+                        // blocks' terms and of the 8 lanes: 1e-6 of the terms' magnitudes per
+                        // operation bounds it.
+                        let tol = 1e-6 * (k / 256 + 12) as f64 * scale + 1e-30;
+                        assert!(
+                            (*g as f64 - want).abs() <= tol,
+                            "{ty} {kernel:?} n={n} k={k} m={m} out {idx}: {g} vs {want} (tol {tol:.2e})"
+                        );
+                        assert!((*g - scalar[idx]).abs() as f64 <= 2.0 * tol, "{ty} {kernel:?} vs scalar");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Q8_K activations as ggml's `quantize_row_q8_K` makes them: the value of largest magnitude
+/// maps to -127 (so its sign sets d's), codes never reach -128, and `bsums` are the sums of 16.
+#[test]
+fn q8_k_activations_follow_ggml() {
+    let mut x = values(3, 512);
+    x[5] = 4.0;
+    x[300] = -4.0;
+    let a = QuantizedActsK::new(&x, 512);
+    assert_eq!(a.codes[5], -127);
+    assert_eq!(a.scales[0], 4.0 / -127.0);
+    assert_eq!(a.codes[256 + 44], -127);
+    assert_eq!(a.scales[1], -4.0 / -127.0);
+    assert!(a.codes.iter().all(|&c| c > -128));
+    for (g, &s) in a.bsums.iter().enumerate() {
+        assert_eq!(s as i32, a.codes[16 * g..16 * g + 16].iter().map(|&c| c as i32).sum::<i32>());
+    }
+}
+
 #[test]
 fn shapes_and_formats_are_checked() {
     assert!(QMatrix::new(GgmlType::Q8_0, 2, 48, vec![0; 200]).is_err(), "k not a multiple of 32");
     assert!(QMatrix::new(GgmlType::Q8_0, 2, 32, vec![0; 67]).is_err(), "too few bytes");
-    assert!(QMatrix::new(GgmlType::Q4_K, 1, 256, vec![0; 144]).is_err(), "no kernel for Q4_K");
+    assert!(QMatrix::new(GgmlType::Q4_1, 1, 32, vec![0; 20]).is_err(), "no kernel for Q4_1");
+    assert!(QMatrix::new(GgmlType::Q4_K, 1, 128, vec![0; 144]).is_err(), "k not a multiple of 256");
+    assert!(QMatrix::new(GgmlType::Q6_K, 2, 256, vec![0; 419]).is_err(), "too few bytes");
     let w = QMatrix::new(GgmlType::Q4_0, 3, 64, vec![0; 3 * 36]).unwrap();
     let cpu = Device::cpu();
     assert!(w.matmul(&Tensor::zeros([2, 32], tensor::DType::F32, &cpu).unwrap()).is_err());

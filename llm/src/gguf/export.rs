@@ -1,8 +1,15 @@
 //! Writing a loaded model as a GGUF file llama.cpp reads: the metadata keys and tensor names its
 //! converter (`convert_hf_to_gguf.py`) writes for the architecture, q and k rows permuted for
 //! `llama`, and matrices encoded in the chosen type. As llama.cpp's quantizer does, norms and
-//! other vectors stay F32, as do MoE routers (`ffn_gate_inp`) and matrices whose rows are not
-//! whole blocks.
+//! other vectors stay F32, as do MoE routers (`ffn_gate_inp`); matrices whose rows are not whole
+//! blocks stay F32 (Q8_0, Q4_0) or fall back to Q8_0 (Q4_K_M).
+//!
+//! Q4_K_M is llama.cpp's mix (`llama_tensor_get_type` for `LLAMA_FTYPE_MOSTLY_Q4_K_M`): Q4_K
+//! everywhere except Q6_K for the output head (the embedding table when the head is tied to it),
+//! and for `attn_v` and every `ffn_down*` of the layers where [`more_bits`] holds (the first and
+//! last eighth of the layers and every third one between); with 8 experts `attn_v` and `attn_k`
+//! take Q8_0 and `attn_output` Q5_K. A k-quant matrix whose rows are not whole 256-weight blocks
+//! falls back to Q8_0 (llama.cpp takes Q5_0 for Q4_K there, a type this writer does not encode).
 
 use std::path::Path;
 
@@ -27,6 +34,7 @@ pub enum FileType {
     F16,
     Q8_0,
     Q4_0,
+    Q4KM,
 }
 
 impl FileType {
@@ -36,28 +44,65 @@ impl FileType {
             "f16" => FileType::F16,
             "q8_0" => FileType::Q8_0,
             "q4_0" => FileType::Q4_0,
+            "q4_k_m" => FileType::Q4KM,
             _ => return None,
         })
     }
 
-    /// `LLAMA_FTYPE_ALL_F32`, `MOSTLY_F16`, `MOSTLY_Q8_0`, `MOSTLY_Q4_0`.
+    /// `LLAMA_FTYPE_ALL_F32`, `MOSTLY_F16`, `MOSTLY_Q8_0`, `MOSTLY_Q4_0`, `MOSTLY_Q4_K_M`.
     fn ftype(self) -> u32 {
         match self {
             FileType::F32 => 0,
             FileType::F16 => 1,
             FileType::Q8_0 => 7,
             FileType::Q4_0 => 2,
+            FileType::Q4KM => 15,
         }
     }
 
-    fn matrix_type(self) -> GgmlType {
-        match self {
+    /// The type of a matrix named `gguf` (of `width` columns) in a file of this type; see the
+    /// module doc. `tied` says whether the model has no separate `output.weight`.
+    fn matrix_type(self, gguf: &str, width: usize, layers: usize, experts: usize, tied: bool) -> GgmlType {
+        let wanted = match self {
             FileType::F32 => GgmlType::F32,
             FileType::F16 => GgmlType::F16,
             FileType::Q8_0 => GgmlType::Q8_0,
             FileType::Q4_0 => GgmlType::Q4_0,
+            FileType::Q4KM => {
+                let layer = gguf.strip_prefix("blk.").and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok());
+                let more = layer.is_some_and(|i| more_bits(i, layers));
+                if gguf == "output.weight" || (tied && gguf == "token_embd.weight") {
+                    GgmlType::Q6_K
+                } else if gguf.contains(".attn_v.") {
+                    if experts == 8 {
+                        GgmlType::Q8_0
+                    } else if more {
+                        GgmlType::Q6_K
+                    } else {
+                        GgmlType::Q4_K
+                    }
+                } else if gguf.contains(".attn_k.") && experts == 8 {
+                    GgmlType::Q8_0
+                } else if gguf.contains(".attn_output.") && experts == 8 {
+                    GgmlType::Q5_K
+                } else if gguf.contains(".ffn_down") && more {
+                    GgmlType::Q6_K
+                } else {
+                    GgmlType::Q4_K
+                }
+            }
+        };
+        if !width.is_multiple_of(wanted.block_size()) {
+            return if wanted.block_size() == 256 { GgmlType::Q8_0 } else { GgmlType::F32 };
         }
+        wanted
     }
+}
+
+/// llama.cpp's `use_more_bits`: layer `i` of `n` gets more bits in Q4_K_M when it is in the first
+/// or last eighth, or every third layer from the first eighth on.
+fn more_bits(i: usize, n: usize) -> bool {
+    i < n / 8 || i >= 7 * n / 8 || (i as i64 - (n / 8) as i64).rem_euclid(3) == 2
 }
 
 /// The metadata llama.cpp's converter writes for `config`'s architecture.
@@ -108,6 +153,20 @@ pub fn write_gguf(
     file_type: FileType,
     out: &Path,
 ) -> Result<bool> {
+    write_gguf_with_template(model, config, tokenizer, None, name, file_type, out)
+}
+
+/// [`write_gguf`], also writing `chat_template` (Jinja source) as `tokenizer.chat_template`, the
+/// key llama.cpp reads it from.
+pub fn write_gguf_with_template(
+    model: &CausalLm,
+    config: &ModelConfig,
+    tokenizer: Option<&Tokenizer>,
+    chat_template: Option<&str>,
+    name: &str,
+    file_type: FileType,
+    out: &Path,
+) -> Result<bool> {
     let arch = arch_of(&config.model_type).ok_or_else(|| {
         Error::input(format!(
             "{} models cannot be written as GGUF yet (qwen3, mistral/llama and qwen3_moe can)",
@@ -123,7 +182,13 @@ pub fn write_gguf(
         Some(t) => super::tokenizer::to_gguf(t, &mut w)?,
         None => false,
     };
-    for (hf, var) in model.named_parameters() {
+    if let Some(template) = chat_template {
+        w.set("tokenizer.chat_template", Value::String(template.to_string()));
+    }
+    let params = model.named_parameters();
+    let tied = !params.iter().any(|(hf, _)| to_gguf(hf).as_deref() == Some("output.weight"));
+    let experts = config.moe.as_ref().map_or(0, |m| m.num_experts);
+    for (hf, var) in params {
         let gguf = to_gguf(&hf).ok_or_else(|| Error::input(format!("parameter {hf} has no GGUF tensor name")))?;
         let value = var.value().to(&tensor::Device::cpu())?.to_dtype(tensor::DType::F32)?;
         let shape = value.dims().to_vec();
@@ -134,11 +199,10 @@ pub fn write_gguf(
             values = permute_rows(&values, heads, width, false)
                 .ok_or_else(|| Error::input(format!("{hf}: rows do not split into {heads} heads of pairs")))?;
         }
-        let wanted = file_type.matrix_type();
-        let ty = if shape.len() < 2 || gguf.contains("ffn_gate_inp") || !width.is_multiple_of(wanted.block_size()) {
+        let ty = if shape.len() < 2 || gguf.contains("ffn_gate_inp") {
             GgmlType::F32
         } else {
-            wanted
+            file_type.matrix_type(&gguf, width, config.num_hidden_layers, experts, tied)
         };
         let bytes = quant::quantize(ty, &values).map_err(|e| Error::input(format!("{hf}: {e}")))?;
         w.add_tensor(&gguf, &shape, ty, bytes)?;

@@ -2,10 +2,11 @@
 //! llama.cpp names for it, decoded to f32 (and stored in the load options' weight dtype).
 //!
 //! On the CPU with no weight dtype asked for (`LoadOptions::weight_dtype` None: keep what the
-//! file stores), the Q8_0 and Q4_0 matrices of `Linear`s and of the embedding table stay packed
-//! instead ([`QMatrix`], borrowing the memory-mapped file), multiplied on their blocks; their
-//! `Var`s keep the storage-free placeholders they were built with. Other types (Q4_K, Q6_K, ...),
-//! the routed MoE experts and every weight on a GPU are decoded to f32 as before.
+//! file stores), the Q8_0, Q4_0, Q4_K, Q5_K and Q6_K matrices of `Linear`s and of the embedding
+//! table stay packed instead ([`QMatrix`], borrowing the memory-mapped file), multiplied on their
+//! blocks; their `Var`s keep the storage-free placeholders they were built with. Other types
+//! (Q4_1, MXFP4, ...), the routed MoE experts and every weight on a GPU are decoded to f32 as
+//! before.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

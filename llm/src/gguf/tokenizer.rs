@@ -13,7 +13,8 @@ use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
 /// Pre-tokenizer regexes by llama.cpp's `tokenizer.ggml.pre` name (from the tokenizer.json files
-/// of the models that use them). `gpt2` is the byte-level pre-tokenizer's own regex.
+/// of the models that use them). `gpt-2` (llama.cpp's name; `gpt2` read too) is the byte-level
+/// pre-tokenizer's own regex.
 const QWEN2: &str =
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -26,7 +27,7 @@ fn pre_tokenizer(pre: &str) -> Option<Json> {
         ]})
     };
     Some(match pre {
-        "gpt2" | "default" => {
+        "gpt-2" | "gpt2" | "default" => {
             json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true})
         }
         "qwen2" => split(QWEN2),
@@ -38,7 +39,7 @@ fn pre_tokenizer(pre: &str) -> Option<Json> {
 /// The `tokenizer.ggml.pre` name of a tokenizer.json pre-tokenizer, when it is one of the above.
 fn pre_name(pre: &Json) -> Option<&'static str> {
     if pre.get("type")?.as_str()? == "ByteLevel" {
-        return pre.get("use_regex").and_then(Json::as_bool).unwrap_or(true).then_some("gpt2");
+        return pre.get("use_regex").and_then(Json::as_bool).unwrap_or(true).then_some("gpt-2");
     }
     let regex = pre.get("pretokenizers")?.get(0)?.get("pattern")?.get("Regex")?.as_str()?;
     match regex {
@@ -75,7 +76,7 @@ pub fn from_gguf(file: &GgufFile) -> Result<Option<Tokenizer>> {
     }
     let pre = file.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
     let pre_tokenizer = pre_tokenizer(pre)
-        .ok_or_else(|| bad(format!("tokenizer.ggml.pre is {pre:?}; gpt2, qwen2 and llama-bpe are read")))?;
+        .ok_or_else(|| bad(format!("tokenizer.ggml.pre is {pre:?}; gpt-2, qwen2 and llama-bpe are read")))?;
     let vocab: serde_json::Map<String, Json> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
     let added: Vec<Json> = tokens
         .iter()

@@ -9,6 +9,7 @@
 
 pub mod dot;
 pub mod fp8;
+mod k_quantize;
 mod k_scales;
 pub mod mxfp4;
 pub mod q4_0;
@@ -220,7 +221,9 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
 }
 
 /// Encodes `values` as type `ty` (Q8_0 and Q4_0 bit-identical to ggml's reference quantizers,
-/// `quantize_row_q8_0_ref` / `quantize_row_q4_0_ref`; F32, F16 and BF16 round to nearest even).
+/// `quantize_row_q8_0_ref` / `quantize_row_q4_0_ref`; Q4_K, Q5_K and Q6_K following
+/// `quantize_row_q{4,5,6}_K_ref` step for step (ggml's quantizers without an importance matrix);
+/// F32, F16 and BF16 round to nearest even).
 pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
     let bytes = ty.bytes_for(values.len() as u64).ok_or_else(|| {
         Error::shape(
@@ -235,6 +238,9 @@ pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
         GgmlType::BF16 => values.iter().for_each(|v| out.extend_from_slice(&bf16::from_f32(*v).to_le_bytes())),
         GgmlType::Q8_0 => values.chunks_exact(32).for_each(|b| out.extend_from_slice(&q8_0::quantize_block(b))),
         GgmlType::Q4_0 => values.chunks_exact(32).for_each(|b| out.extend_from_slice(&q4_0::quantize_block(b))),
+        GgmlType::Q4_K => values.chunks_exact(256).for_each(|b| out.extend_from_slice(&q4_k::quantize_block(b))),
+        GgmlType::Q5_K => values.chunks_exact(256).for_each(|b| out.extend_from_slice(&q5_k::quantize_block(b))),
+        GgmlType::Q6_K => values.chunks_exact(256).for_each(|b| out.extend_from_slice(&q6_k::quantize_block(b))),
         _ => return Err(Error::unsupported("quantize", format!("quantizing to {ty} is not implemented"))),
     }
     Ok(out)

@@ -3,7 +3,7 @@
 //! (144 bytes, 4.5 bits). Each 32 bytes of codes give two sub-blocks: low nibbles, then high.
 
 use super::f16_at;
-use super::k_scales::scale_min;
+use super::k_scales::{quantize_scale_min_block, scale_min};
 
 pub fn dequantize_block(block: &[u8], out: &mut [f32; 256]) {
     let d = f16_at(block, 0);
@@ -22,4 +22,20 @@ pub fn dequantize_block(block: &[u8], out: &mut [f32; 256]) {
             o[l + 32] = d2 * (q[l] >> 4) as f32 - m2;
         }
     }
+}
+
+/// One block as ggml's `quantize_row_q4_K_ref` (see `k_scales::quantize_scale_min_block`: codes
+/// 0..=15, trial scales (15 − 1 + 0.1 i) / (max − min) for i in 0..=20).
+pub fn quantize_block(x: &[f32]) -> [u8; 144] {
+    let (d, dmin, scales, l) = quantize_scale_min_block(x, 15, -1.0, 0.1, 20);
+    let mut out = [0u8; 144];
+    out[0..2].copy_from_slice(&d.to_le_bytes());
+    out[2..4].copy_from_slice(&dmin.to_le_bytes());
+    out[4..16].copy_from_slice(&scales);
+    for chunk in 0..4 {
+        for i in 0..32 {
+            out[16 + 32 * chunk + i] = l[64 * chunk + i] | (l[64 * chunk + 32 + i] << 4);
+        }
+    }
+    out
 }

@@ -1,16 +1,17 @@
 //! `QMatrix`: a weight matrix kept in its block-quantized form (candle's `QMatMul`, ggml's
 //! quantized `src0`), multiplied on its blocks by [`QMatrix::matmul`].
 //!
-//! The rows are the output features and lie one after another, each `cols / 32` blocks of the
-//! GGUF layout (ggml's `block_q8_0`: f16 `d`, 32 × i8; `block_q4_0`: f16 `d`, 16 bytes of
-//! nibbles). The bytes are owned or shared with a memory map.
+//! The rows are the output features and lie one after another, each `cols / block_size` blocks
+//! of the GGUF layout (ggml's `block_q8_0`: f16 `d`, 32 × i8; `block_q4_0`: f16 `d`, 16 bytes of
+//! nibbles; `block_q4_K`, `block_q5_K`, `block_q6_K`: 256 weights each, see their modules). The
+//! bytes are owned or shared with a memory map.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
-use super::qmatmul::{self, QKernel, QuantizedActs};
+use super::qmatmul::{self, QKernel};
 use super::{GgmlType, dequantize};
 use crate::cpu::isa;
 use crate::{DType, Error, Result, Tensor};
@@ -54,9 +55,9 @@ impl std::fmt::Debug for QMatrix {
 }
 
 impl QMatrix {
-    /// Whether products on the blocks of `ty` are implemented (Q8_0 and Q4_0).
+    /// Whether products on the blocks of `ty` are implemented (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K).
     pub fn supports(ty: GgmlType) -> bool {
-        matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0)
+        matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
     }
 
     /// A matrix owning `bytes`.
@@ -176,9 +177,8 @@ impl QMatrix {
 
     /// Integer dots on the blocks, whatever `m`.
     pub fn matmul_blocks(&self, x: &[f32], m: usize, kernel: QKernel) -> Vec<f32> {
-        let acts = QuantizedActs::new(x, self.cols);
         let mut out_t = vec![0.0f32; self.rows * m];
-        qmatmul::matmul_t(kernel, self.ty, self.data(), self.row_bytes(), &acts, m, &mut out_t);
+        qmatmul::matmul_t(kernel, self.ty, self.data(), x, self.cols, m, &mut out_t);
         if m == 1 {
             return out_t;
         }

@@ -1,23 +1,30 @@
-//! Products of f32 activations with Q8_0 / Q4_0 weight rows, computed on the blocks: the
-//! activations are quantized to Q8_0 per 32 values (as ggml quantizes `src1` for these formats,
-//! its `vec_dot_type`), then each output is a sum over blocks of an exact integer dot of codes
-//! times the two scales. The weights are read once, as stored, and never widened to f32: for a
-//! decoded token that is 8.5 (Q8_0) or 4.5 (Q4_0) bits per weight from memory instead of 32.
+//! Products of f32 activations with Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K weight rows, computed on
+//! the blocks: the activations are quantized as ggml quantizes `src1` for the format (its
+//! `vec_dot_type`: Q8_0 per 32 values for Q8_0 and Q4_0, Q8_K per 256 for the k-quants), then
+//! each output is a sum over blocks of exact integer dots of codes times the scales. The weights
+//! are read once, as stored, and never widened to f32: for a decoded token that is 8.5 (Q8_0),
+//! 4.5 (Q4_0, Q4_K), 5.5 (Q5_K) or 6.56 (Q6_K) bits per weight from memory instead of 32.
 //!
 //! Work is split over output rows with rayon, each thread streaming its own weight rows. With
 //! several activation rows every weight block loaded is used for [`ROWS_PER_PASS`] of them.
 
 mod acts;
+mod acts_k;
 mod scalar;
+pub mod scalar_k;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_k;
 
 use rayon::prelude::*;
 
 pub use acts::QuantizedActs;
+pub use acts_k::{QuantizedActsK, RowK};
 
 use super::GgmlType;
 use crate::cpu::isa::{self, Isa};
+use scalar_k::KFormat;
 
 /// Activation rows multiplied with each weight block while it is in registers.
 pub const ROWS_PER_PASS: usize = 4;
@@ -95,36 +102,96 @@ fn rows<const R: usize>(kernel: QKernel, ty: GgmlType, w: &[u8], x: [&[i8]; R], 
     std::array::from_fn(|r| if q4 { scalar::q4_0(w, x[r], s[r]) } else { scalar::q8_0(w, x[r], s[r]) })
 }
 
-/// `out[j * m + i] = Σ_k w[j, k] x[i, k]` for the `n` weight rows in `w` (`row_bytes` each) and
-/// the `m` quantized activation rows: the output transposed, [n, m], so that each task writes
-/// one contiguous range.
-pub(crate) fn matmul_t(
-    kernel: QKernel,
-    ty: GgmlType,
-    w: &[u8],
-    row_bytes: usize,
-    acts: &QuantizedActs,
-    m: usize,
-    out: &mut [f32],
-) {
+/// `R` dots of one k-quant weight row with `R` Q8_K activation rows.
+#[inline]
+fn rows_k<const R: usize>(kernel: QKernel, f: KFormat, w: &[u8], x: [RowK; R]) -> [f32; R] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use x86_k::id;
+        // SAFETY: as in `rows`.
+        unsafe {
+            macro_rules! each_format {
+                ($kernel:ident) => {
+                    match f {
+                        KFormat::Q4K => x86_k::$kernel::<{ id(KFormat::Q4K) }, R>(w, x),
+                        KFormat::Q5K => x86_k::$kernel::<{ id(KFormat::Q5K) }, R>(w, x),
+                        KFormat::Q6K => x86_k::$kernel::<{ id(KFormat::Q6K) }, R>(w, x),
+                    }
+                };
+            }
+            match kernel {
+                QKernel::Avx2 => return each_format!(rows_avx2),
+                QKernel::AvxVnni => return each_format!(rows_avx_vnni),
+                QKernel::Avx512Vnni => return each_format!(rows_avx512_vnni),
+                QKernel::Scalar => {}
+            }
+        }
+    }
+    let _ = kernel;
+    x.map(|x| scalar_k::dot(f, w, x))
+}
+
+/// The k-quant format of `ty`, if it is one.
+pub(crate) fn k_format(ty: GgmlType) -> Option<KFormat> {
+    match ty {
+        GgmlType::Q4_K => Some(KFormat::Q4K),
+        GgmlType::Q5_K => Some(KFormat::Q5K),
+        GgmlType::Q6_K => Some(KFormat::Q6K),
+        _ => None,
+    }
+}
+
+/// `out[j * m + i] = Σ_k w[j, k] x[i, k]` for the `n` weight rows of `k` weights in `w` and
+/// the `m` activation rows: the output transposed, [n, m], so that each task writes one
+/// contiguous range. The activations are quantized here, to Q8_K for a k-quant `ty` and to
+/// Q8_0 otherwise.
+pub(crate) fn matmul_t(kernel: QKernel, ty: GgmlType, w: &[u8], x: &[f32], k: usize, m: usize, out: &mut [f32]) {
     if m == 0 || out.is_empty() {
         return;
     }
     let kernel = kernel.or_available();
+    let row_bytes = k / ty.block_size() * ty.type_size();
+    match k_format(ty) {
+        Some(f) => {
+            let acts = QuantizedActsK::new(x, k);
+            drive(w, row_bytes, m, out, |wr, i, o| match o.len() {
+                ROWS_PER_PASS => {
+                    o.copy_from_slice(&rows_k::<ROWS_PER_PASS>(kernel, f, wr, std::array::from_fn(|r| acts.row(i + r))))
+                }
+                _ => o[0] = rows_k(kernel, f, wr, [acts.row(i)])[0],
+            });
+        }
+        None => {
+            let acts = QuantizedActs::new(x, k);
+            drive(w, row_bytes, m, out, |wr, i, o| match o.len() {
+                ROWS_PER_PASS => {
+                    let r: [(&[i8], &[f32]); ROWS_PER_PASS] = std::array::from_fn(|r| acts.row(i + r));
+                    o.copy_from_slice(&rows(kernel, ty, wr, r.map(|r| r.0), r.map(|r| r.1)));
+                }
+                _ => {
+                    let (x, s) = acts.row(i);
+                    o[0] = rows(kernel, ty, wr, [x], [s])[0];
+                }
+            });
+        }
+    }
+}
+
+/// Runs `dots(weight row, first activation row, outputs)` over every weight row (in parallel
+/// when the weights are large enough), with `ROWS_PER_PASS` activation rows per call while that
+/// many remain and then one.
+fn drive(w: &[u8], row_bytes: usize, m: usize, out: &mut [f32], dots: impl Fn(&[u8], usize, &mut [f32]) + Sync) {
     let task = |(t, dst): (usize, &mut [f32])| {
         for (jj, o) in dst.chunks_exact_mut(m).enumerate() {
             let j = t * ROWS_PER_TASK + jj;
             let wr = &w[j * row_bytes..(j + 1) * row_bytes];
             let mut i = 0;
             while i + ROWS_PER_PASS <= m {
-                let r: [(&[i8], &[f32]); ROWS_PER_PASS] = std::array::from_fn(|r| acts.row(i + r));
-                let d = rows(kernel, ty, wr, r.map(|r| r.0), r.map(|r| r.1));
-                o[i..i + ROWS_PER_PASS].copy_from_slice(&d);
+                dots(wr, i, &mut o[i..i + ROWS_PER_PASS]);
                 i += ROWS_PER_PASS;
             }
-            for (i, o) in o.iter_mut().enumerate().skip(i) {
-                let (x, s) = acts.row(i);
-                *o = rows(kernel, ty, wr, [x], [s])[0];
+            for i in i..m {
+                dots(wr, i, &mut o[i..i + 1]);
             }
         }
     };

@@ -1,0 +1,38 @@
+//! The decode-shaped product on block-quantized weights: one activation row times a 4096x4096
+//! weight matrix held packed (`QMatrix`) in Q8_0, Q4_0, Q4_K, Q5_K and Q6_K, on the integer-dot
+//! path the CPU picks (`LLM_CPU_KERNELS=scalar|avx2|avx512` forces one). Throughput is counted in
+//! weight bytes read, so it reads against the memory bandwidth of `cpu_ops`' streaming read.
+//!
+//! `cargo bench --bench quant_matvec`.
+
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tensor::quant::qmatmul::QKernel;
+use tensor::quant::{GgmlType, QMatrix};
+
+fn bench(c: &mut Criterion) {
+    let (n, k) = (4096usize, 4096usize);
+    let mut s = 1u64;
+    let values: Vec<f32> = (0..n * k)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    let x: Vec<f32> = values[..k].iter().map(|v| v * 3.0).collect();
+    let kernel = QKernel::for_isa(tensor::cpu::isa::active());
+    let mut group = c.benchmark_group(format!("quant matvec 1x{k} @ ({n}x{k})^T, {kernel:?}"));
+    group.sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+        let w = QMatrix::quantize(ty, n, k, &values).expect("quantize");
+        group.throughput(Throughput::Bytes(w.data().len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(ty), &ty, |bench, _| {
+            bench.iter(|| w.matmul_blocks(&x, 1, kernel))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
