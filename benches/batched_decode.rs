@@ -33,8 +33,10 @@ fn main() {
     let cpu = Device::cpu();
     let model = build(&config, &mut Init::new(0, &cpu)).expect("model");
     if dtype != DType::F32 {
-        for (name, p) in model.named_parameters() {
-            if p.rank() >= 2 && !name.contains("embed_tokens") {
+        // Every matrix, the tied embedding and head included, as `llm serve` keeps a bf16
+        // checkpoint (its weights as stored).
+        for (_, p) in model.named_parameters() {
+            if p.rank() >= 2 {
                 p.replace_value(p.value().to_dtype(dtype).expect("cast")).expect("replace");
             }
         }
