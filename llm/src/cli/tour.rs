@@ -165,6 +165,18 @@ pub fn architectures_markdown() -> Result<String> {
     text.push_str(&markdown_table(&size_rows(&anatomies)));
     text.push_str("\n## Design\n\n");
     text.push_str(&markdown_table(&design_rows(&anatomies)));
+    text.push_str(
+        "\n## What sets each apart\n\n\
+         From each architecture's registry entry (`llm/src/models/registry.rs`): its recipe, and a config of it \
+         that gives sizes only (12 layers; experts where it has them), read with its class defaults and built with \
+         shape-only weights.\n\n",
+    );
+    let differences = crate::models::differences::rows()?;
+    text.push_str(&markdown_table(
+        &std::iter::once(crate::models::differences::HEADER.map(String::from).to_vec())
+            .chain(differences.into_iter().map(|r| r.to_vec()))
+            .collect::<Vec<_>>(),
+    ));
     text.push_str("\n## Mixtures of experts\n\n");
     text.push_str(&markdown_table(
         &std::iter::once(vec!["release".to_string(), "experts".into()])
@@ -190,7 +202,7 @@ fn shipped_anatomies() -> Result<Vec<(&'static str, ModelConfig, Anatomy)>> {
         .iter()
         .map(|s| {
             let config = s.parse()?;
-            let anatomy = Anatomy::of(&config);
+            let anatomy = Anatomy::try_of(&config)?;
             Ok((s.release, config, anatomy))
         })
         .collect()
@@ -224,7 +236,7 @@ fn size_rows(anatomies: &[(&str, ModelConfig, Anatomy)]) -> Vec<Vec<String>> {
 
 /// `rope_theta` and the context-extension schedule, e.g. `1e4, YaRN x40`; Gemma 3's local
 /// layers' own base after a slash.
-fn rope_summary(config: &ModelConfig) -> String {
+pub fn rope_summary(config: &ModelConfig) -> String {
     let base = |theta: f64| {
         let exponent = theta.log10();
         if (exponent - exponent.round()).abs() < 1e-9 {

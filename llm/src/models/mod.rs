@@ -8,6 +8,7 @@ pub mod batched;
 pub mod blocks;
 pub mod decoder;
 pub mod deepseek_v3;
+pub mod differences;
 mod experts_load;
 pub mod gemma3;
 pub mod gpt_oss;
