@@ -30,20 +30,6 @@ use crate::{Error, Result};
 /// were trained for.
 const CONTEXTS: [usize; 2] = [32 * 1024, 128 * 1024];
 
-/// The tiny checkpoints, in the order of the comparison.
-const FIXTURES: [&str; 10] = [
-    "deepseek_v3",
-    "kimi_k2",
-    "olmo2",
-    "gemma3",
-    "mistral_small",
-    "llama4",
-    "qwen3",
-    "qwen3_moe",
-    "smollm3",
-    "gpt_oss",
-];
-
 /// Logits within this of the reference count as a match: float32 re-implementations differ by
 /// about 1e-5 (summation order), while a wrong detail moves logits by O(1) (see
 /// `llm/tests/fixtures.rs`).
@@ -281,7 +267,8 @@ fn small_and_run(fixtures: &Path, device: &Device, device_line: &str) -> Result<
     ]];
     let cpu = Device::cpu();
     let mut all_match = true;
-    for name in FIXTURES {
+    // The architectures' tiny checkpoints, in the registry's order.
+    for name in crate::models::registry::ALL.map(|a| a.fixture) {
         let dir = fixtures.join(name);
         let start = Instant::now();
         let loaded = load(&dir, &LoadOptions { device: device.clone(), weight_dtype: Some(DType::F32) })?;

@@ -96,6 +96,9 @@ pub struct Architecture {
     /// The recipe a config asks for, where a config can change it (OLMo 2's switches); most
     /// architectures use [`as_released`].
     pub configure: fn(&ModelConfig, Recipe) -> Recipe,
+    /// Its tiny reference checkpoint: the folder under `llm/tests/data/hf-tiny/` holding a small
+    /// random model of it with the logits transformers computed for it.
+    pub fixture: &'static str,
     /// llama.cpp's `general.architecture` for it, where this library reads and writes GGUF.
     pub gguf: Option<&'static str>,
     /// The fields a tiny model of this family adds to the shared ones ([`crate::tiny`]), for

@@ -29,6 +29,7 @@ pub const ARCH: Architecture = Architecture {
         ..LLAMA_STYLE
     },
     configure: as_released,
+    fixture: "deepseek_v3",
     gguf: None,
     tiny: None,
 };

@@ -42,6 +42,7 @@ pub const ARCH: Architecture = Architecture {
         ..LLAMA_STYLE
     },
     configure: as_released,
+    fixture: "gemma3",
     gguf: None,
     tiny: Some(tiny),
 };

@@ -52,6 +52,7 @@ pub const ARCH: Architecture = Architecture {
         ..LLAMA_STYLE
     },
     configure: as_released,
+    fixture: "gpt_oss",
     gguf: None,
     tiny: None,
 };

@@ -16,6 +16,7 @@ pub const ARCH: Architecture = Architecture {
     names: Names { shown: "Kimi K2", id: "kimi_k2", class: "DeepseekV3ForCausalLM" },
     model_types: &[ModelType::text("kimi_k2")],
     read,
+    fixture: "kimi_k2",
     ..deepseek_v3::ARCH
 };
 

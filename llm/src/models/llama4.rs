@@ -40,6 +40,7 @@ pub const ARCH: Architecture = Architecture {
         ..LLAMA_STYLE
     },
     configure: as_released,
+    fixture: "llama4",
     gguf: None,
     tiny: None,
 };

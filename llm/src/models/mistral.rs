@@ -23,6 +23,7 @@ pub const ARCH: Architecture = Architecture {
     read,
     recipe: LLAMA_STYLE,
     configure: as_released,
+    fixture: "mistral_small",
     gguf: Some("llama"),
     tiny: Some(tiny),
 };

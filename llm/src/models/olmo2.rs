@@ -29,6 +29,7 @@ pub const ARCH: Architecture = Architecture {
     read,
     recipe: Recipe { qk_norm: QkNormKind::WholeProjection, placement: Placement::Post, ..LLAMA_STYLE },
     configure,
+    fixture: "olmo2",
     gguf: None,
     tiny: Some(tiny),
 };

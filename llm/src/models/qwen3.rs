@@ -18,6 +18,7 @@ pub const ARCH: Architecture = Architecture {
     read: no_fields,
     recipe: Recipe { qk_norm: QkNormKind::PerHead, ..LLAMA_STYLE },
     configure: as_released,
+    fixture: "qwen3",
     gguf: Some("qwen3"),
     tiny: Some(tiny),
 };

@@ -22,6 +22,7 @@ pub const ARCH: Architecture = Architecture {
         ..super::qwen3::ARCH.recipe
     },
     configure: as_released,
+    fixture: "qwen3_moe",
     gguf: Some("qwen3moe"),
     tiny: None,
 };

@@ -28,6 +28,7 @@ pub const ARCH: Architecture = Architecture {
     // The NoPE layers come from the config's layer kinds; the recipe is Llama's.
     recipe: LLAMA_STYLE,
     configure: as_released,
+    fixture: "smollm3",
     gguf: None,
     tiny: Some(tiny),
 };
