@@ -116,3 +116,22 @@ pub fn notebook_training(steps: usize, eval_every: usize, eval_batches: usize, q
     o.progress = !quick;
     training
 }
+
+/// Multi-head latent attention at the tiny checkpoints' sizes: hidden 64, 4 heads, query LoRA
+/// rank 48, latent 32, 16 nope + 8 rope dims per query/key head, 16-dim values, RoPE base
+/// `rope_theta` over interleaved pairs, softmax scale `(16 + 8)^-0.5`.
+pub fn toy_mla_config(rope_theta: f64) -> nn::attention::MlaConfig {
+    nn::attention::MlaConfig {
+        hidden_size: 64,
+        num_heads: 4,
+        q_lora_rank: Some(48),
+        kv_lora_rank: 32,
+        qk_nope_head_dim: 16,
+        qk_rope_head_dim: 8,
+        v_head_dim: 16,
+        rms_norm_eps: 1e-6,
+        rope: nn::rope::Rope::new(8, rope_theta, &nn::rope::RopeScaling::None, true),
+        mask: nn::attention::MaskKind::Causal,
+        scale: 24f64.powf(-0.5),
+    }
+}
