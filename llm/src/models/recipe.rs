@@ -356,3 +356,35 @@ pub fn sparse_moe(config: &ModelConfig, names: &ExpertsRecipe, init: &mut Init) 
         shared_name: names.shared,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use nn::Init;
+    use tensor::Device;
+
+    use crate::Error;
+    use crate::config::ModelConfig;
+    use crate::models::differences::probe_config;
+    use crate::models::registry;
+
+    fn build(config: &ModelConfig) -> crate::Result<()> {
+        crate::models::build(config, &mut Init::placeholders(&Device::cpu())).map(|_| ())
+    }
+
+    /// A config that cannot describe the model its recipe builds is a config error naming what
+    /// is missing, not a tensor shape error.
+    #[test]
+    fn inconsistent_configs_are_config_errors() {
+        let deepseek = probe_config(registry::of(crate::config::Family::DeepseekV3)).expect("probe config");
+        assert!(build(&deepseek).is_ok());
+        let mut no_latent = deepseek.clone();
+        no_latent.mla = None;
+        assert!(matches!(build(&no_latent), Err(Error::Config(m)) if m.contains("kv_lora_rank")));
+        let mut no_experts = deepseek.clone();
+        no_experts.moe = None;
+        assert!(matches!(build(&no_experts), Err(Error::Config(m)) if m.contains("num_experts_per_tok")));
+        let mut dense = probe_config(registry::of(crate::config::Family::Qwen3)).expect("probe config");
+        dense.layers[1].moe = true;
+        assert!(matches!(build(&dense), Err(Error::Config(m)) if m.contains("layer 1")));
+    }
+}
