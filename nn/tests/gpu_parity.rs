@@ -4,7 +4,7 @@
 
 use autograd::Var;
 use nn::attention::{GroupedQueryAttention, MaskKind, MlaConfig, MultiHeadLatentAttention, QkNorm};
-use nn::moe::{Experts, MoeRouter, RouterKind, SparseMoe};
+use nn::moe::{Experts, MoeRouter, SparseMoe};
 use nn::rope::{Rope, RopeScaling};
 use nn::{Embedding, GatedFeedForward, Init, Linear, Module, ModuleExt, RmsNorm};
 use tensor::testing::{assert_close, randn};
@@ -90,20 +90,7 @@ fn every_block_matches_the_cpu_forward_and_backward() -> Result<()> {
         scale: 0.3,
     };
     compare(&g, "mla", |i| MultiHeadLatentAttention::new(mla.clone(), i), |m, d| m.forward(&input(d)?, 0, None))?;
-    for (kind, k, shared) in [
-        (RouterKind::SoftmaxTopK { norm_topk_prob: true }, 2, false),
-        (
-            RouterKind::SigmoidGroupLimited {
-                n_group: 2,
-                topk_group: 1,
-                routed_scaling_factor: 2.5,
-                norm_topk_prob: true,
-            },
-            2,
-            true,
-        ),
-        (RouterKind::Top1SigmoidInput, 1, true),
-    ] {
+    for (kind, k, shared) in common::routers() {
         compare(
             &g,
             &format!("moe {kind:?}"),
