@@ -5,7 +5,6 @@
 use autograd::Var;
 use nn::attention::{GroupedQueryAttention, MaskKind, MlaConfig, MultiHeadLatentAttention, QkNorm};
 use nn::moe::{Experts, MoeRouter, SparseMoe};
-use nn::rope::{Rope, RopeScaling};
 use nn::{Embedding, GatedFeedForward, Init, Linear, Module, ModuleExt, RmsNorm};
 use tensor::testing::{assert_close, randn};
 use tensor::{Device, GluActivation, Result, Tensor};
@@ -76,19 +75,7 @@ fn every_block_matches_the_cpu_forward_and_backward() -> Result<()> {
             |m, d| m.forward(&input(d)?, 0, None),
         )?;
     }
-    let mla = MlaConfig {
-        hidden_size: 16,
-        num_heads: 2,
-        q_lora_rank: Some(12),
-        kv_lora_rank: 10,
-        qk_nope_head_dim: 6,
-        qk_rope_head_dim: 4,
-        v_head_dim: 5,
-        rms_norm_eps: 1e-6,
-        rope: Rope::new(4, 10_000.0, &RopeScaling::None, true),
-        mask: MaskKind::Causal,
-        scale: 0.3,
-    };
+    let mla = MlaConfig { scale: 0.3, ..common::mla_config() };
     compare(&g, "mla", |i| MultiHeadLatentAttention::new(mla.clone(), i), |m, d| m.forward(&input(d)?, 0, None))?;
     for (kind, k, shared) in common::routers() {
         compare(

@@ -1,8 +1,8 @@
-//! Shared by the nn test binaries: the small attention layer they all build, and the routers
+//! Shared by the nn test binaries: the small attention layers they all build, and the routers
 //! the mixture-of-experts tests run through.
 #![allow(dead_code)]
 
-use nn::attention::{AttentionConfig, MaskKind, QkNorm, TemperatureTuning};
+use nn::attention::{AttentionConfig, MaskKind, MlaConfig, QkNorm, TemperatureTuning};
 use nn::moe::RouterKind;
 use nn::rope::{Rope, RopeScaling};
 
@@ -20,6 +20,24 @@ pub fn gqa_config(mask: MaskKind, qk_norm: QkNorm, rope: bool, tuning: Option<Te
         scale: 8f64.powf(-0.5),
         softcap: None,
         temperature_tuning: tuning,
+    }
+}
+
+/// Latent attention with 2 heads over a hidden size of 16: query rank 12, latent 10, 6 nope + 4
+/// rope dims per query/key head, 5-dim values.
+pub fn mla_config() -> MlaConfig {
+    MlaConfig {
+        hidden_size: 16,
+        num_heads: 2,
+        q_lora_rank: Some(12),
+        kv_lora_rank: 10,
+        qk_nope_head_dim: 6,
+        qk_rope_head_dim: 4,
+        v_head_dim: 5,
+        rms_norm_eps: 1e-6,
+        rope: Rope::new(4, 10_000.0, &RopeScaling::None, true),
+        mask: MaskKind::Causal,
+        scale: 10f64.powf(-0.5),
     }
 }
 
