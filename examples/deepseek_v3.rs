@@ -18,9 +18,9 @@
 use autograd::Var;
 use llm::anatomy::{Anatomy, Parameters, human_bytes, human_count};
 use llm::plot::{BarChart, LineChart, Series};
-use nn::attention::{KvCache, MaskKind, MlaConfig, MultiHeadLatentAttention};
+use nn::attention::{KvCache, MaskKind, MultiHeadLatentAttention};
 use nn::moe::{Experts, MoeRouter, RouterKind, SparseMoe};
-use nn::rope::{Rope, RopeScaling, yarn_get_mscale};
+use nn::rope::{RopeScaling, yarn_get_mscale};
 use nn::{GatedFeedForward, Init};
 use tensor::{DType, Device, GluActivation, Rng, Tensor};
 
@@ -112,19 +112,7 @@ fn run(quick: bool) -> llm::Result<()> {
     // LoRA rank 48, latent 32, 16 nope + 8 rope dims per query/key head, 16-dim values.
     let mut rng = Rng::new(0);
     let mut init = Init::new(0, &cpu);
-    let config = MlaConfig {
-        hidden_size: 64,
-        num_heads: 4,
-        q_lora_rank: Some(48),
-        kv_lora_rank: 32,
-        qk_nope_head_dim: 16,
-        qk_rope_head_dim: 8,
-        v_head_dim: 16,
-        rms_norm_eps: 1e-6,
-        rope: Rope::new(8, 10000.0, &RopeScaling::None, true),
-        mask: MaskKind::Causal,
-        scale: 24f64.powf(-0.5),
-    };
+    let config = common::toy_mla_config(10_000.0);
     let attn = MultiHeadLatentAttention::new(config, &mut init)?;
     let x = Var::constant(Tensor::randn(0.0, 1.0, [2, 6, 64], DType::F32, &mut rng, &cpu)?);
     let q_a = attn.q_a_proj.as_ref().expect("q LoRA").forward(&x)?;

@@ -13,9 +13,9 @@
 use autograd::Var;
 use llm::anatomy::{Anatomy, human_count};
 use llm::config::ModelConfig;
-use nn::attention::{MaskKind, MlaConfig, MultiHeadLatentAttention};
+use nn::attention::MultiHeadLatentAttention;
 use nn::optim::{MuonClip, Optimizer};
-use nn::rope::{Rope, RopeScaling};
+use nn::rope::RopeScaling;
 use nn::{Init, Module, ModuleExt};
 use tensor::{DType, Device, Rng, Tensor};
 
@@ -82,22 +82,7 @@ fn main() -> llm::Result<()> {
     // key rows are scaled by sqrt(gamma), its rotary query rows by gamma (the rotary key is
     // shared by all heads, so it is left alone). Logits of that head then shrink by gamma.
     let mut init = Init::new(0, &cpu);
-    let block = MultiHeadLatentAttention::new(
-        MlaConfig {
-            hidden_size: 64,
-            num_heads: 4,
-            q_lora_rank: Some(48),
-            kv_lora_rank: 32,
-            qk_nope_head_dim: 16,
-            qk_rope_head_dim: 8,
-            v_head_dim: 16,
-            rms_norm_eps: 1e-6,
-            rope: Rope::new(8, 50000.0, &RopeScaling::None, true),
-            mask: MaskKind::Causal,
-            scale: 24f64.powf(-0.5),
-        },
-        &mut init,
-    )?;
+    let block = MultiHeadLatentAttention::new(common::toy_mla_config(50_000.0), &mut init)?;
     // Blow up the query weights so some heads have large logits, as happens in unstable runs.
     let q_b = &block.q_b_proj.as_ref().expect("query LoRA").weight;
     let rows = q_b.dims()[0];

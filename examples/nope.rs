@@ -46,9 +46,8 @@
 
 use llm::config::Family;
 use llm::plot::{LineChart, Series};
-use llm::tiny::{TinySizes, TinyTraining, assets_dir, config_json, corpus_tokens, fresh_model_from};
-use llm::tokenizer::{TINY_TOKENIZER_FILE, Tokenizer};
-use llm::train::{TokenData, pretrain};
+use llm::tiny::{TinySizes, config_json, fresh_model_from};
+use llm::train::pretrain;
 use nn::ModuleExt;
 use nn::optim::{Muon, MuonScaling, trainable};
 use tensor::{DType, Device, Tensor};
@@ -67,19 +66,13 @@ fn run(quick: bool) -> llm::Result<()> {
     let cpu = Device::cpu();
 
     // ## 1. Data and settings: the tiny model's, trained at context 128
-    let assets = assets_dir();
-    let tokenizer = Tokenizer::from_file(assets.join(TINY_TOKENIZER_FILE))?;
-    let data = TokenData::split(corpus_tokens(&tokenizer, &assets.join("corpus"))?, 0.05)?;
-    let mut training = TinyTraining::with_steps(if quick { 6 } else { 200 });
+    let (_, data) = common::austen_data()?;
+    let mut training = common::notebook_training(if quick { 6 } else { 200 }, 20, 8, quick);
     let train_context = if quick { 16 } else { 128 };
     let eval_context = 4 * train_context;
     let bucket = train_context / 4;
     let o = &mut training.options;
     o.seq_len = train_context;
-    o.batch_size = if quick { 4 } else { 8 };
-    o.eval_every = if quick { 3 } else { 20 };
-    o.eval_batches = if quick { 1 } else { 8 };
-    o.progress = !quick;
     o.schedule.peak = PEAK_LR;
     let sizes = TinySizes { layers: 4, ..TinySizes::small() };
     // Windows of `eval_context` + 1 tokens from the held-out text (inputs and next tokens).

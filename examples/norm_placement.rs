@@ -36,9 +36,8 @@
 
 use llm::config::Family;
 use llm::plot::{LineChart, Series};
-use llm::tiny::{TinySizes, TinyTraining, assets_dir, config_json, corpus_tokens, fresh_model_from};
-use llm::tokenizer::{TINY_TOKENIZER_FILE, Tokenizer};
-use llm::train::{TokenData, pretrain};
+use llm::tiny::{TinySizes, config_json, fresh_model_from};
+use llm::train::pretrain;
 use nn::ModuleExt;
 use nn::optim::{AdamW, trainable};
 use tensor::Device;
@@ -54,11 +53,8 @@ fn run(quick: bool) -> llm::Result<()> {
     let cpu = Device::cpu();
 
     // ## 1. The data: two novels as one token stream, the end of *Persuasion* held out
-    let assets = assets_dir();
-    let tokenizer = Tokenizer::from_file(assets.join(TINY_TOKENIZER_FILE))?;
-    let tokens = corpus_tokens(&tokenizer, &assets.join("corpus"))?;
-    let mut training = TinyTraining::with_steps(if quick { 6 } else { 200 });
-    let data = TokenData::split(tokens, training.validation_fraction)?;
+    let (tokenizer, data) = common::austen_data()?;
+    let mut training = common::notebook_training(if quick { 6 } else { 200 }, 20, 8, quick);
     println!(
         "{} training tokens, {} held out; vocabulary {}",
         data.train.len(),
@@ -71,11 +67,6 @@ fn run(quick: bool) -> llm::Result<()> {
     // 192, the 2048-token vocabulary: about 0.3M parameters, most of them in the (tied) embedding.
     let sizes = TinySizes::small();
     let o = &mut training.options;
-    o.seq_len = if quick { 32 } else { 128 };
-    o.batch_size = if quick { 4 } else { 8 };
-    o.eval_every = if quick { 3 } else { 20 };
-    o.eval_batches = if quick { 1 } else { 8 };
-    o.progress = !quick;
     // Record each update's largest attention logit (max over heads and layers of q.k/sqrt(d)).
     o.watch_attention_logits = true;
     println!(

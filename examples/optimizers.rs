@@ -24,9 +24,8 @@
 
 use llm::config::Family;
 use llm::plot::{LineChart, Series};
-use llm::tiny::{TinySizes, TinyTraining, assets_dir, corpus_tokens, fresh_model};
-use llm::tokenizer::{TINY_TOKENIZER_FILE, Tokenizer};
-use llm::train::{TokenData, pretrain};
+use llm::tiny::{TinySizes, fresh_model};
+use llm::train::pretrain;
 use nn::ModuleExt;
 use nn::optim::{AdamW, MuonClip, Optimizer, trainable};
 use tensor::Device;
@@ -42,16 +41,8 @@ fn run(quick: bool) -> llm::Result<()> {
     let cpu = Device::cpu();
 
     // ## 1. Data and settings: those of the shipped tiny model, shortened
-    let assets = assets_dir();
-    let tokenizer = Tokenizer::from_file(assets.join(TINY_TOKENIZER_FILE))?;
-    let data = TokenData::split(corpus_tokens(&tokenizer, &assets.join("corpus"))?, 0.05)?;
-    let mut training = TinyTraining::with_steps(if quick { 6 } else { 200 });
-    let o = &mut training.options;
-    o.seq_len = if quick { 32 } else { 128 };
-    o.batch_size = if quick { 4 } else { 8 };
-    o.eval_every = if quick { 3 } else { 20 };
-    o.eval_batches = if quick { 1 } else { 8 };
-    o.progress = !quick;
+    let (_, data) = common::austen_data()?;
+    let training = common::notebook_training(if quick { 6 } else { 200 }, 20, 8, quick);
     let sizes = TinySizes::small();
     let (lr, wd) = (training.options.schedule.peak, training.weight_decay);
 

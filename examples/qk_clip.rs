@@ -32,9 +32,8 @@
 
 use llm::config::Family;
 use llm::plot::{LineChart, Series};
-use llm::tiny::{TinySizes, TinyTraining, assets_dir, config_json, corpus_tokens, fresh_model_from};
-use llm::tokenizer::{TINY_TOKENIZER_FILE, Tokenizer};
-use llm::train::{TokenData, WarmupCosine, pretrain};
+use llm::tiny::{TinySizes, config_json, fresh_model_from};
+use llm::train::{WarmupCosine, pretrain};
 use nn::ModuleExt;
 use nn::optim::{Muon, MuonClip, MuonScaling, Optimizer, trainable};
 use tensor::Device;
@@ -55,17 +54,10 @@ fn run(quick: bool) -> llm::Result<()> {
     let cpu = Device::cpu();
 
     // ## 1. Data and settings
-    let assets = assets_dir();
-    let tokenizer = Tokenizer::from_file(assets.join(TINY_TOKENIZER_FILE))?;
-    let data = TokenData::split(corpus_tokens(&tokenizer, &assets.join("corpus"))?, 0.05)?;
+    let (_, data) = common::austen_data()?;
     let steps = if quick { 6 } else { 150 };
-    let mut training = TinyTraining::with_steps(steps);
+    let mut training = common::notebook_training(steps, 25, 4, quick);
     let o = &mut training.options;
-    o.seq_len = if quick { 32 } else { 128 };
-    o.batch_size = if quick { 4 } else { 8 };
-    o.eval_every = if quick { 3 } else { 25 };
-    o.eval_batches = if quick { 1 } else { 4 };
-    o.progress = !quick;
     o.schedule = WarmupCosine { peak: PEAK_LR, warmup: (steps / 20).max(1), total: steps, floor: 0.1 };
     // Muon alone does not record logits; the curve should show them for both runs.
     o.watch_attention_logits = true;

@@ -33,9 +33,8 @@
 
 use llm::config::Family;
 use llm::plot::{LineChart, Series};
-use llm::tiny::{TinySizes, TinyTraining, assets_dir, config_json, corpus_tokens, fresh_model_from};
-use llm::tokenizer::{TINY_TOKENIZER_FILE, Tokenizer};
-use llm::train::{TokenData, WarmupCosine, pretrain};
+use llm::tiny::{TinySizes, config_json, fresh_model_from};
+use llm::train::{WarmupCosine, pretrain};
 use nn::ModuleExt;
 use nn::optim::{AdamW, trainable};
 use tensor::Device;
@@ -54,18 +53,10 @@ fn run(quick: bool) -> llm::Result<()> {
     let cpu = Device::cpu();
 
     // ## 1. Data and settings: the tiny model's, with a high learning rate
-    let assets = assets_dir();
-    let tokenizer = Tokenizer::from_file(assets.join(TINY_TOKENIZER_FILE))?;
-    let data = TokenData::split(corpus_tokens(&tokenizer, &assets.join("corpus"))?, 0.05)?;
+    let (_, data) = common::austen_data()?;
     let steps = if quick { 6 } else { 120 };
-    let mut training = TinyTraining::with_steps(steps);
-    let o = &mut training.options;
-    o.seq_len = if quick { 32 } else { 128 };
-    o.batch_size = if quick { 4 } else { 8 };
-    o.eval_every = if quick { 3 } else { 20 };
-    o.eval_batches = if quick { 1 } else { 4 };
-    o.progress = !quick;
-    o.watch_attention_logits = true;
+    let mut training = common::notebook_training(steps, 20, 4, quick);
+    training.options.watch_attention_logits = true;
     let sizes = TinySizes::small();
     let warmup_steps = if quick { 2 } else { 20 };
 

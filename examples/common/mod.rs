@@ -1,5 +1,6 @@
 //! Small helpers the notebooks share: where pictures go, the real-scale configs shipped in
-//! `llm/configs/`, and the tiny Hugging Face checkpoints in `llm/tests/data/hf-tiny/`.
+//! `llm/configs/`, the tiny Hugging Face checkpoints in `llm/tests/data/hf-tiny/`, and the data
+//! and settings the training notebooks start from.
 //! Not an example itself (cargo only builds `examples/*.rs` as examples).
 #![allow(dead_code)]
 
@@ -8,6 +9,9 @@ use std::path::{Path, PathBuf};
 use llm::anatomy::{Anatomy, human_bytes, human_count};
 use llm::config::ModelConfig;
 use llm::models::{LoadOptions, Loaded, load};
+use llm::tiny::{TinyTraining, assets_dir, corpus_tokens};
+use llm::tokenizer::{TINY_TOKENIZER_FILE, Tokenizer};
+use llm::train::TokenData;
 use llm::weights::Checkpoint;
 use tensor::{DType, Device};
 
@@ -86,4 +90,48 @@ pub fn print_anatomy(name: &str, a: &Anatomy) {
         human_bytes(a.kv_cache_bytes(32 * 1024, DType::BF16)),
         human_bytes(a.kv_cache_bytes(128 * 1024, DType::BF16))
     );
+}
+
+/// The shipped tokenizer and the Austen corpus as one token stream, its last 5% (the end of
+/// *Persuasion*) held out, as the shipped model was trained.
+pub fn austen_data() -> llm::Result<(Tokenizer, TokenData)> {
+    let assets = assets_dir();
+    let tokenizer = Tokenizer::from_file(assets.join(TINY_TOKENIZER_FILE))?;
+    let tokens = corpus_tokens(&tokenizer, &assets.join("corpus"))?;
+    let data = TokenData::split(tokens, TinyTraining::with_steps(1).validation_fraction)?;
+    Ok((tokenizer, data))
+}
+
+/// The tiny model's training settings cut down to a notebook: `steps` updates of 8 windows of
+/// 128 tokens, evaluated every `eval_every` updates on `eval_batches` batches, with a progress
+/// bar; a `quick` run (the examples' test) takes 4 windows of 32 tokens, evaluated every 3
+/// updates on one batch, silently.
+pub fn notebook_training(steps: usize, eval_every: usize, eval_batches: usize, quick: bool) -> TinyTraining {
+    let mut training = TinyTraining::with_steps(steps);
+    let o = &mut training.options;
+    o.seq_len = if quick { 32 } else { 128 };
+    o.batch_size = if quick { 4 } else { 8 };
+    o.eval_every = if quick { 3 } else { eval_every };
+    o.eval_batches = if quick { 1 } else { eval_batches };
+    o.progress = !quick;
+    training
+}
+
+/// Multi-head latent attention at the tiny checkpoints' sizes: hidden 64, 4 heads, query LoRA
+/// rank 48, latent 32, 16 nope + 8 rope dims per query/key head, 16-dim values, RoPE base
+/// `rope_theta` over interleaved pairs, softmax scale `(16 + 8)^-0.5`.
+pub fn toy_mla_config(rope_theta: f64) -> nn::attention::MlaConfig {
+    nn::attention::MlaConfig {
+        hidden_size: 64,
+        num_heads: 4,
+        q_lora_rank: Some(48),
+        kv_lora_rank: 32,
+        qk_nope_head_dim: 16,
+        qk_rope_head_dim: 8,
+        v_head_dim: 16,
+        rms_norm_eps: 1e-6,
+        rope: nn::rope::Rope::new(8, rope_theta, &nn::rope::RopeScaling::None, true),
+        mask: nn::attention::MaskKind::Causal,
+        scale: 24f64.powf(-0.5),
+    }
 }

@@ -1,5 +1,7 @@
 //! Real-scale anatomy from a config alone, no weights: parameter counts (total, active per
 //! token, by component), KV-cache bytes per token and at a context length, and FLOPs per token.
+//! The parameters are counted on the model itself: built from the config with shape-only
+//! weights (nothing allocated) and walked by name, so the counts follow the recipes.
 //!
 //! Counting rules (the ones behind the published figures): weights, plus the biases a config
 //! declares (gpt-oss's attention, router and expert biases, and its attention sinks; no other
@@ -9,10 +11,13 @@
 //! plus everything a token's forward pass multiplies by: attention, norms, dense layers, the
 //! router, the shared expert and the k chosen routed experts of each MoE layer.
 
+use nn::{Init, ModuleExt};
 use serde_json::{Value, json};
-use tensor::DType;
+use tensor::{DType, Device};
 
+use crate::Result;
 use crate::config::{Family, LayerAttention, ModelConfig};
+use crate::models::recipe::Recipe;
 
 /// Parameters by component.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,36 +70,80 @@ pub struct Anatomy {
     pub experts: String,
 }
 
-fn attention_params(c: &ModelConfig) -> u64 {
-    let d = c.hidden_size as u64;
-    if let Some(m) = &c.mla {
-        let h = c.num_attention_heads as u64;
-        let (nope, rope, v, kv) =
-            (m.qk_nope_head_dim as u64, m.qk_rope_head_dim as u64, m.v_head_dim as u64, m.kv_lora_rank as u64);
-        let q = match m.q_lora_rank {
-            Some(r) => d * r as u64 + r as u64 + r as u64 * h * (nope + rope),
-            None => d * h * (nope + rope),
+/// Where a parameter's count goes, by its Hugging Face name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Embedding,
+    Attention,
+    Norm,
+    DenseFfn,
+    Router,
+    Shared,
+    /// A stacked tensor of all routed experts ([E, ...]).
+    Routed,
+    Head,
+    /// Not a parameter as the published counts have them (DeepSeek's correction bias, a buffer).
+    Uncounted,
+}
+
+/// The component a parameter belongs to: `self_attn.*` (with its QK-norm, sinks and MLA's
+/// latent norms) is attention; the feed-forward block's router, shared expert and stacked
+/// experts are named by the recipe; the rest of a layer is its norms.
+fn part(name: &str, recipe: &Recipe) -> Part {
+    let Some(rest) = name.strip_prefix("model.layers.") else {
+        return match name {
+            "lm_head.weight" => Part::Head,
+            n if n.starts_with("model.embed_tokens.") => Part::Embedding,
+            _ => Part::Norm,
         };
-        q + d * (kv + rope) + kv + kv * h * (nope + v) + h * v * d
-    } else {
-        let (h, kvh, hd) = (c.num_attention_heads as u64, c.num_key_value_heads as u64, c.head_dim as u64);
-        let qk_norm = match c.family {
-            Family::Qwen3 | Family::Qwen3Moe | Family::Gemma3 => 2 * hd,
-            Family::Olmo2 if c.olmo2.is_none_or(|s| s.qk_norm) => h * hd + kvh * hd,
-            _ => 0,
-        };
-        let biases = if c.attention_bias { h * hd + 2 * kvh * hd + d } else { 0 };
-        let sinks = if c.attention_sinks { h } else { 0 };
-        d * h * hd + 2 * d * kvh * hd + h * hd * d + qk_norm + biases + sinks
+    };
+    let within = rest.split_once('.').map_or(rest, |(_, w)| w);
+    let (block, param) = within.split_once('.').unwrap_or((within, ""));
+    if block == "self_attn" {
+        return Part::Attention;
+    }
+    if block != recipe.ffn_name {
+        return Part::Norm;
+    }
+    let sub = param.split('.').next().unwrap_or("");
+    match recipe.experts {
+        Some(_) if sub == "experts" => Part::Routed,
+        Some(e) if sub == e.router && param.ends_with("e_score_correction_bias") => Part::Uncounted,
+        Some(e) if sub == e.router => Part::Router,
+        Some(e) if sub == e.shared => Part::Shared,
+        _ => Part::DenseFfn,
     }
 }
 
-fn norms_per_layer(c: &ModelConfig) -> u64 {
-    let d = c.hidden_size as u64;
-    match c.family {
-        Family::Gemma3 => 4 * d,
-        _ => 2 * d,
+/// Parameters by component, total and active, from the model the config builds with
+/// shape-only weights (placeholders: nothing is allocated, even at a trillion parameters)
+/// walked by name. Active routed experts are the `top_k` of `num_experts`.
+fn parameters(c: &ModelConfig) -> Result<(Parameters, Parameters)> {
+    let model = crate::models::build(c, &mut Init::placeholders(&Device::cpu()))?;
+    let recipe = c.recipe();
+    let (mut total, mut active) = (Parameters::default(), Parameters::default());
+    for (name, var) in model.named_parameters() {
+        let n = var.dims().iter().map(|&d| d as u64).product::<u64>();
+        let (slot, chosen) = match part(&name, &recipe) {
+            Part::Embedding => (&mut total.embedding, &mut active.embedding),
+            Part::Attention => (&mut total.attention, &mut active.attention),
+            Part::Norm => (&mut total.norms, &mut active.norms),
+            Part::DenseFfn => (&mut total.dense_ffn, &mut active.dense_ffn),
+            Part::Router => (&mut total.routers, &mut active.routers),
+            Part::Shared => (&mut total.shared_experts, &mut active.shared_experts),
+            Part::Routed => {
+                let k_of_e = c.moe.map_or((1, 1), |m| (m.top_k as u64, m.num_experts as u64));
+                total.routed_experts += n;
+                active.routed_experts += n / k_of_e.1 * k_of_e.0;
+                continue;
+            }
+            Part::Head => (&mut total.head, &mut active.head),
+            Part::Uncounted => continue,
+        };
+        *slot += n;
+        *chosen += n;
     }
+    Ok((total, active))
 }
 
 /// Attention FLOPs per attended position per layer for MLA on the path decoding runs: the
@@ -115,28 +164,17 @@ pub fn mla_expanded_flops_per_position(heads: usize, m: &crate::config::MlaSizes
 }
 
 impl Anatomy {
+    /// The anatomy of a config that builds, as every shipped one does ([`Anatomy::try_of`]
+    /// for a config from elsewhere).
     pub fn of(c: &ModelConfig) -> Anatomy {
+        Anatomy::try_of(c).unwrap_or_else(|e| panic!("{}: {e}", c.source))
+    }
+
+    /// The anatomy of a config, or why its model cannot be built.
+    pub fn try_of(c: &ModelConfig) -> Result<Anatomy> {
         let d = c.hidden_size as u64;
         let v = c.vocab_size as u64;
-        let ffn = |width: usize| 3 * d * width as u64;
-        // gpt-oss's experts carry a bias per output (gate and up of `width`, down of `d`), its
-        // router one per expert.
-        let expert_biases = |width: usize| if c.swiglu_clamp.is_some() { 2 * width as u64 + d } else { 0 };
-        let router_bias = |e: usize| {
-            if c.moe.is_some_and(|m| m.router == crate::config::RouterKind::BiasedSoftmaxOverChosen) {
-                e as u64
-            } else {
-                0
-            }
-        };
-        let mut total = Parameters {
-            embedding: v * d,
-            head: if c.tie_word_embeddings { 0 } else { v * d },
-            norms: d,
-            ..Default::default()
-        };
-        let mut active = total;
-        let attention = attention_params(c);
+        let (total, active) = parameters(c)?;
         let (mut kv_full, mut kv_sliding, mut kv_chunked) = (0u64, 0u64, 0u64);
         let (mut att_full, mut att_sliding, mut att_chunked) = (0u64, 0u64, 0u64);
         let kv_per_layer = match &c.mla {
@@ -149,26 +187,6 @@ impl Anatomy {
             None => 2 * c.num_attention_heads as u64 * 2 * c.head_dim as u64,
         };
         for layer in &c.layers {
-            for p in [&mut total, &mut active] {
-                p.attention += attention;
-                p.norms += norms_per_layer(c);
-            }
-            match (layer.moe, &c.moe) {
-                (true, Some(m)) => {
-                    let routed = ffn(m.expert_intermediate_size) + expert_biases(m.expert_intermediate_size);
-                    let shared = m.shared_intermediate_size.map_or(0, ffn);
-                    for p in [&mut total, &mut active] {
-                        p.routers += m.num_experts as u64 * d + router_bias(m.num_experts);
-                        p.shared_experts += shared;
-                    }
-                    total.routed_experts += m.num_experts as u64 * routed;
-                    active.routed_experts += m.top_k as u64 * routed;
-                }
-                _ => {
-                    total.dense_ffn += ffn(c.dense_intermediate_size);
-                    active.dense_ffn += ffn(c.dense_intermediate_size);
-                }
-            }
             let (kv, att) = match layer.attention {
                 LayerAttention::Full => (&mut kv_full, &mut att_full),
                 LayerAttention::Sliding => (&mut kv_sliding, &mut att_sliding),
@@ -191,11 +209,7 @@ impl Anatomy {
         if c.attention_sinks {
             attention_kind.push_str(" + sinks");
         }
-        let norm_placement = match c.family {
-            Family::Olmo2 if c.olmo2.is_none_or(|s| s.reordered_norm) => "post-norm",
-            Family::Gemma3 => "sandwich",
-            _ => "pre-norm",
-        };
+        let norm_placement = c.recipe().placement.name();
         let nope = c.layers.iter().filter(|l| !l.rope).count();
         let sliding = c.layers.iter().filter(|l| l.attention == LayerAttention::Sliding).count();
         let chunked = c.layers.iter().filter(|l| l.attention == LayerAttention::Chunked).count();
@@ -222,7 +236,7 @@ impl Anatomy {
             ),
             _ => "dense".to_string(),
         };
-        Anatomy {
+        Ok(Anatomy {
             family: c.family,
             model_type: c.model_type.clone(),
             total,
@@ -236,7 +250,7 @@ impl Anatomy {
             norm_placement,
             positions,
             experts,
-        }
+        })
     }
 
     pub fn total_params(&self) -> u64 {

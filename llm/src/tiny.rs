@@ -71,7 +71,8 @@ impl TinySizes {
 /// differences are then only those of the family (Qwen3: pre-norm with per-head QK-norm;
 /// Mistral: plain pre-norm; OLMo 2: norms after each sub-layer inside the residual, with QK-norm;
 /// Gemma 3: sandwich norms, (1 + w) weights, scaled embeddings, GeLU, local and global layers;
-/// SmolLM3: Mistral's layer with no positional encoding (NoPE) on every 4th layer).
+/// SmolLM3: Mistral's layer with no positional encoding (NoPE) on every 4th layer). The fields
+/// each family adds are its architecture's `tiny`.
 pub fn config_json(family: Family, sizes: &TinySizes) -> Result<Value> {
     if sizes.heads == 0 || !sizes.hidden_size.is_multiple_of(sizes.heads) {
         return Err(Error::input(format!("{} heads do not divide hidden size {}", sizes.heads, sizes.hidden_size)));
@@ -95,40 +96,11 @@ pub fn config_json(family: Family, sizes: &TinySizes) -> Result<Value> {
         "tie_word_embeddings": true,
         "rope_parameters": { "rope_type": "default", "rope_theta": 10000.0 },
     });
-    let extra = match family {
-        Family::Qwen3 => {
-            json!({ "model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "use_sliding_window": false })
-        }
-        Family::Mistral => {
-            json!({ "model_type": "mistral", "architectures": ["MistralForCausalLM"], "sliding_window": null })
-        }
-        Family::Olmo2 => json!({ "model_type": "olmo2", "architectures": ["Olmo2ForCausalLM"] }),
-        // RoPE on every layer but every 4th (`no_rope_layers` chooses others).
-        Family::SmolLM3 => {
-            json!({ "model_type": "smollm3", "architectures": ["SmolLM3ForCausalLM"], "use_sliding_window": false })
-        }
-        Family::Gemma3 => json!({
-            "model_type": "gemma3_text",
-            "architectures": ["Gemma3ForCausalLM"],
-            "hidden_activation": "gelu_pytorch_tanh",
-            "query_pre_attn_scalar": head_dim,
-            // Local layers see 128 tokens, every sixth layer the whole context, as Gemma 3 does.
-            "sliding_window": 128,
-            "layer_types": (0..sizes.layers)
-                .map(|i| if (i + 1) % 6 == 0 { "full_attention" } else { "sliding_attention" })
-                .collect::<Vec<_>>(),
-            "rope_parameters": {
-                "full_attention": { "rope_type": "default", "rope_theta": 1_000_000.0 },
-                "sliding_attention": { "rope_type": "default", "rope_theta": 10_000.0 },
-            },
-        }),
-        other => {
-            return Err(Error::input(format!(
-                "the tiny model comes in the dense families qwen3, mistral, olmo2, gemma3 and smollm3, not {}",
-                other.name()
-            )));
-        }
-    };
+    let arch = family.architecture();
+    let extra = arch.tiny.ok_or_else(|| {
+        let dense: Vec<&str> = crate::models::registry::tiny_families().map(|a| a.id()).collect();
+        Error::input(format!("the tiny model comes in the dense families {}, not {}", dense.join(", "), arch.name()))
+    })?(sizes);
     if let (Value::Object(c), Value::Object(e)) = (&mut config, extra) {
         c.extend(e);
     }

@@ -14,6 +14,9 @@ use llm::weights::Checkpoint;
 use tensor::testing::max_abs_diff;
 use tensor::{DType, Device};
 
+#[macro_use]
+mod common;
+
 const TOLERANCE: f64 = 1e-3;
 
 fn fixture(name: &str) -> PathBuf {
@@ -48,36 +51,10 @@ fn check_forward_and_greedy(name: &str, device: &Device) -> llm::Result<()> {
     Ok(())
 }
 
-macro_rules! fixture_tests {
-    ($($cpu:ident, $gpu:ident => $name:expr),* $(,)?) => {
-        $(
-            #[test]
-            fn $cpu() -> llm::Result<()> {
-                check_forward_and_greedy($name, &Device::cpu())
-            }
-
-            #[test]
-            fn $gpu() -> llm::Result<()> {
-                match gpu::test_device() {
-                    Some(g) => check_forward_and_greedy($name, &g),
-                    None => Ok(()),
-                }
-            }
-        )*
-    };
-}
-
-fixture_tests! {
-    qwen3_cpu, qwen3_gpu => "qwen3",
-    mistral_small_cpu, mistral_small_gpu => "mistral_small",
-    smollm3_cpu, smollm3_gpu => "smollm3",
-    olmo2_cpu, olmo2_gpu => "olmo2",
-    gemma3_cpu, gemma3_gpu => "gemma3",
-    qwen3_moe_cpu, qwen3_moe_gpu => "qwen3_moe",
-    deepseek_v3_cpu, deepseek_v3_gpu => "deepseek_v3",
-    kimi_k2_cpu, kimi_k2_gpu => "kimi_k2",
-    llama4_cpu, llama4_gpu => "llama4",
-    gpt_oss_cpu, gpt_oss_gpu => "gpt_oss",
+on_cpu_and_gpu! {
+    check_forward_and_greedy;
+    qwen3, mistral_small, smollm3, olmo2, gemma3,
+    qwen3_moe, deepseek_v3, kimi_k2, llama4, gpt_oss
 }
 
 /// gpt-oss's checkpoint layout both ways: saved back (gate and up interleaved in `gate_up_proj`,

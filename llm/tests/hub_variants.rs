@@ -17,6 +17,9 @@ use nn::ModuleExt;
 use tensor::testing::max_abs_diff;
 use tensor::{DType, Device};
 
+#[macro_use]
+mod common;
+
 const TOLERANCE: f64 = 1e-4;
 
 /// `weight_dtype` None keeps the weights in bf16 as stored (`--dtype auto`): the kernels widen
@@ -52,33 +55,14 @@ fn check(variant: &str, device: &Device, weight_dtype: Option<DType>) -> llm::Re
     Ok(())
 }
 
-macro_rules! variant_tests {
-    ($($cpu:ident, $gpu:ident => $name:expr),* $(,)?) => {
-        $(
-            #[test]
-            fn $cpu() -> llm::Result<()> {
-                check($name, &Device::cpu(), Some(DType::F32))?;
-                check($name, &Device::cpu(), None)
-            }
-
-            #[test]
-            fn $gpu() -> llm::Result<()> {
-                match gpu::test_device() {
-                    Some(g) => {
-                        check($name, &g, Some(DType::F32))?;
-                        check($name, &g, None)
-                    }
-                    None => Ok(()),
-                }
-            }
-        )*
-    };
+/// Both dtypes of a variant: f32 weights, and as stored.
+fn check_f32_and_stored(variant: &str, device: &Device) -> llm::Result<()> {
+    check(variant, device, Some(DType::F32))?;
+    check(variant, device, None)
 }
 
-variant_tests! {
-    qwen3_sharded_bf16_cpu, qwen3_sharded_bf16_gpu => "qwen3_sharded_bf16",
-    deepseek_v3_yarn_bf16_cpu, deepseek_v3_yarn_bf16_gpu => "deepseek_v3_yarn_bf16",
-    gemma3_mm_sharded_bf16_cpu, gemma3_mm_sharded_bf16_gpu => "gemma3_mm_sharded_bf16",
-    mistral3_mm_bf16_cpu, mistral3_mm_bf16_gpu => "mistral3_mm_bf16",
-    llama4_mm_bf16_cpu, llama4_mm_bf16_gpu => "llama4_mm_bf16",
+on_cpu_and_gpu! {
+    check_f32_and_stored;
+    qwen3_sharded_bf16, deepseek_v3_yarn_bf16,
+    gemma3_mm_sharded_bf16, mistral3_mm_bf16, llama4_mm_bf16
 }

@@ -11,6 +11,9 @@ use nn::ModuleExt;
 use nn::optim::AdamW;
 use tensor::{DType, Device};
 
+#[macro_use]
+mod common;
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf-tiny").join(name)
 }
@@ -29,36 +32,10 @@ fn check_training(name: &str, device: &Device) -> llm::Result<()> {
     Ok(())
 }
 
-macro_rules! training_tests {
-    ($($cpu:ident, $gpu:ident => $name:expr),* $(,)?) => {
-        $(
-            #[test]
-            fn $cpu() -> llm::Result<()> {
-                check_training($name, &Device::cpu())
-            }
-
-            #[test]
-            fn $gpu() -> llm::Result<()> {
-                match gpu::test_device() {
-                    Some(g) => check_training($name, &g),
-                    None => Ok(()),
-                }
-            }
-        )*
-    };
-}
-
-training_tests! {
-    qwen3_cpu, qwen3_gpu => "qwen3",
-    qwen3_moe_cpu, qwen3_moe_gpu => "qwen3_moe",
-    deepseek_v3_cpu, deepseek_v3_gpu => "deepseek_v3",
-    kimi_k2_cpu, kimi_k2_gpu => "kimi_k2",
-    olmo2_cpu, olmo2_gpu => "olmo2",
-    gemma3_cpu, gemma3_gpu => "gemma3",
-    mistral_small_cpu, mistral_small_gpu => "mistral_small",
-    llama4_cpu, llama4_gpu => "llama4",
-    smollm3_cpu, smollm3_gpu => "smollm3",
-    gpt_oss_cpu, gpt_oss_gpu => "gpt_oss",
+on_cpu_and_gpu! {
+    check_training;
+    qwen3, qwen3_moe, deepseek_v3, kimi_k2, olmo2,
+    gemma3, mistral_small, llama4, smollm3, gpt_oss
 }
 
 /// OLMo 2's config sets `pad_token_id` 1 and Hugging Face builds its embedding with

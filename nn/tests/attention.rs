@@ -3,32 +3,13 @@
 
 use autograd::Var;
 use autograd::gradcheck::{GradCheck, check_params};
-use nn::attention::{
-    GroupedQueryAttention, KvCache, MaskKind, MlaConfig, MultiHeadLatentAttention, QkNorm, TemperatureTuning,
-};
-use nn::rope::{Rope, RopeScaling};
+use nn::attention::{GroupedQueryAttention, KvCache, MaskKind, MultiHeadLatentAttention, QkNorm, TemperatureTuning};
 use nn::{Init, Module, ModuleExt};
 use tensor::testing::{assert_close, randn};
 use tensor::{DType, Device, Result};
 
 mod common;
-use common::gqa_config;
-
-fn mla_config() -> MlaConfig {
-    MlaConfig {
-        hidden_size: 16,
-        num_heads: 2,
-        q_lora_rank: Some(12),
-        kv_lora_rank: 10,
-        qk_nope_head_dim: 6,
-        qk_rope_head_dim: 4,
-        v_head_dim: 5,
-        rms_norm_eps: 1e-6,
-        rope: Rope::new(4, 10_000.0, &RopeScaling::None, true),
-        mask: MaskKind::Causal,
-        scale: 10f64.powf(-0.5),
-    }
-}
+use common::{gqa_config, mla_config};
 
 /// Runs the sequence in pieces through a cache and concatenates the outputs.
 fn in_steps(

@@ -4,8 +4,7 @@
 
 use autograd::Var;
 use nn::attention::{GroupedQueryAttention, MaskKind, MlaConfig, MultiHeadLatentAttention, QkNorm};
-use nn::moe::{Experts, MoeRouter, RouterKind, SparseMoe};
-use nn::rope::{Rope, RopeScaling};
+use nn::moe::{Experts, MoeRouter, SparseMoe};
 use nn::{Embedding, GatedFeedForward, Init, Linear, Module, ModuleExt, RmsNorm};
 use tensor::testing::{assert_close, randn};
 use tensor::{Device, GluActivation, Result, Tensor};
@@ -76,34 +75,9 @@ fn every_block_matches_the_cpu_forward_and_backward() -> Result<()> {
             |m, d| m.forward(&input(d)?, 0, None),
         )?;
     }
-    let mla = MlaConfig {
-        hidden_size: 16,
-        num_heads: 2,
-        q_lora_rank: Some(12),
-        kv_lora_rank: 10,
-        qk_nope_head_dim: 6,
-        qk_rope_head_dim: 4,
-        v_head_dim: 5,
-        rms_norm_eps: 1e-6,
-        rope: Rope::new(4, 10_000.0, &RopeScaling::None, true),
-        mask: MaskKind::Causal,
-        scale: 0.3,
-    };
+    let mla = MlaConfig { scale: 0.3, ..common::mla_config() };
     compare(&g, "mla", |i| MultiHeadLatentAttention::new(mla.clone(), i), |m, d| m.forward(&input(d)?, 0, None))?;
-    for (kind, k, shared) in [
-        (RouterKind::SoftmaxTopK { norm_topk_prob: true }, 2, false),
-        (
-            RouterKind::SigmoidGroupLimited {
-                n_group: 2,
-                topk_group: 1,
-                routed_scaling_factor: 2.5,
-                norm_topk_prob: true,
-            },
-            2,
-            true,
-        ),
-        (RouterKind::Top1SigmoidInput, 1, true),
-    ] {
+    for (kind, k, shared) in common::routers() {
         compare(
             &g,
             &format!("moe {kind:?}"),

@@ -8,6 +8,8 @@ use nn::{GatedFeedForward, Init, ModuleExt};
 use tensor::testing::{assert_close, randn};
 use tensor::{DType, Device, GluActivation, Result, Tensor};
 
+mod common;
+
 fn cpu() -> Device {
     Device::cpu()
 }
@@ -133,20 +135,7 @@ fn per_token_reference(moe: &SparseMoe, x: &Tensor) -> Result<Tensor> {
 
 #[test]
 fn dispatch_equals_a_per_token_loop_for_every_router() -> Result<()> {
-    let kinds = [
-        (RouterKind::SoftmaxTopK { norm_topk_prob: true }, 2, false),
-        (
-            RouterKind::SigmoidGroupLimited {
-                n_group: 2,
-                topk_group: 1,
-                routed_scaling_factor: 2.5,
-                norm_topk_prob: true,
-            },
-            2,
-            true,
-        ),
-        (RouterKind::Top1SigmoidInput, 1, true),
-    ];
+    let kinds = common::routers();
     for (i, (kind, k, shared)) in kinds.into_iter().enumerate() {
         let moe = block(kind, k, shared, i as u64, DType::F32)?;
         let x = randn([7, 6], 40 + i as u64, &cpu())?;
@@ -209,20 +198,7 @@ fn loads_are_counted_and_the_bias_moves_towards_balance() -> Result<()> {
 
 #[test]
 fn gradients_through_every_router_and_the_experts() -> Result<()> {
-    let kinds = [
-        (RouterKind::SoftmaxTopK { norm_topk_prob: true }, 2, false),
-        (
-            RouterKind::SigmoidGroupLimited {
-                n_group: 2,
-                topk_group: 1,
-                routed_scaling_factor: 2.5,
-                norm_topk_prob: true,
-            },
-            2,
-            true,
-        ),
-        (RouterKind::Top1SigmoidInput, 1, true),
-    ];
+    let kinds = common::routers();
     for (i, (kind, k, shared)) in kinds.into_iter().enumerate() {
         let moe = block(kind, k, shared, 20 + i as u64, DType::F64)?;
         if let Some(b) = &moe.router.correction_bias {

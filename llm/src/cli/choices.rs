@@ -24,6 +24,7 @@ pub enum FamilyChoice {
     Mistral,
     Olmo2,
     Gemma3,
+    Smollm3,
 }
 
 impl DeviceChoice {
@@ -51,6 +52,7 @@ impl FamilyChoice {
             FamilyChoice::Mistral => "mistral",
             FamilyChoice::Olmo2 => "olmo2",
             FamilyChoice::Gemma3 => "gemma3",
+            FamilyChoice::Smollm3 => "smollm3",
         }
     }
 }

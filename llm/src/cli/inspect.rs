@@ -48,7 +48,7 @@ pub fn run(model: &Path, context: usize, dtype: &str, json: bool) -> Result<()> 
         Some(file) => crate::gguf::config::model_config(file)?,
         None => ModelConfig::from_path(model)?,
     };
-    let anatomy = Anatomy::of(&config);
+    let anatomy = Anatomy::try_of(&config)?;
     let total = anatomy.total_params();
     if json {
         let mut out = anatomy.to_json(context, dtype);

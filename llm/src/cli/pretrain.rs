@@ -10,7 +10,7 @@ use nn::ModuleExt;
 use nn::optim::{AdamW, trainable};
 use tensor::DType;
 
-use crate::config::Family;
+use crate::models::registry;
 use crate::models::save::save_weights;
 use crate::tiny::{TinySizes, TinyTraining, assets_dir, config_json, corpus_tokens, fresh_model};
 use crate::tokenizer::Tokenizer;
@@ -27,12 +27,12 @@ pub struct PretrainArgs<'a> {
 }
 
 pub fn run(args: PretrainArgs) -> Result<()> {
-    let family = match args.family {
-        "qwen3" => Family::Qwen3,
-        "mistral" => Family::Mistral,
-        "olmo2" => Family::Olmo2,
-        "gemma3" => Family::Gemma3,
-        other => return Err(Error::input(format!("--family must be qwen3, mistral, olmo2 or gemma3, got {other:?}"))),
+    let family = match registry::tiny_families().find(|a| a.id() == args.family) {
+        Some(arch) => arch.family,
+        None => {
+            let ids: Vec<&str> = registry::tiny_families().map(|a| a.id()).collect();
+            return Err(Error::input(format!("--family must be one of {}, got {:?}", ids.join(", "), args.family)));
+        }
     };
     if args.steps == 0 {
         return Err(Error::input("--steps must be at least 1"));

@@ -30,20 +30,6 @@ use crate::{Error, Result};
 /// were trained for.
 const CONTEXTS: [usize; 2] = [32 * 1024, 128 * 1024];
 
-/// The tiny checkpoints, in the order of the comparison.
-const FIXTURES: [&str; 10] = [
-    "deepseek_v3",
-    "kimi_k2",
-    "olmo2",
-    "gemma3",
-    "mistral_small",
-    "llama4",
-    "qwen3",
-    "qwen3_moe",
-    "smollm3",
-    "gpt_oss",
-];
-
 /// Logits within this of the reference count as a match: float32 re-implementations differ by
 /// about 1e-5 (summation order), while a wrong detail moves logits by O(1) (see
 /// `llm/tests/fixtures.rs`).
@@ -165,6 +151,18 @@ pub fn architectures_markdown() -> Result<String> {
     text.push_str(&markdown_table(&size_rows(&anatomies)));
     text.push_str("\n## Design\n\n");
     text.push_str(&markdown_table(&design_rows(&anatomies)));
+    text.push_str(
+        "\n## What sets each apart\n\n\
+         From each architecture's registry entry (`llm/src/models/registry.rs`): its recipe, and a config of it \
+         that gives sizes only (12 layers; experts where it has them), read with its class defaults and built with \
+         shape-only weights.\n\n",
+    );
+    let differences = crate::models::differences::rows()?;
+    text.push_str(&markdown_table(
+        &std::iter::once(crate::models::differences::HEADER.map(String::from).to_vec())
+            .chain(differences.into_iter().map(|r| r.to_vec()))
+            .collect::<Vec<_>>(),
+    ));
     text.push_str("\n## Mixtures of experts\n\n");
     text.push_str(&markdown_table(
         &std::iter::once(vec!["release".to_string(), "experts".into()])
@@ -190,7 +188,7 @@ fn shipped_anatomies() -> Result<Vec<(&'static str, ModelConfig, Anatomy)>> {
         .iter()
         .map(|s| {
             let config = s.parse()?;
-            let anatomy = Anatomy::of(&config);
+            let anatomy = Anatomy::try_of(&config)?;
             Ok((s.release, config, anatomy))
         })
         .collect()
@@ -224,7 +222,7 @@ fn size_rows(anatomies: &[(&str, ModelConfig, Anatomy)]) -> Vec<Vec<String>> {
 
 /// `rope_theta` and the context-extension schedule, e.g. `1e4, YaRN x40`; Gemma 3's local
 /// layers' own base after a slash.
-fn rope_summary(config: &ModelConfig) -> String {
+pub fn rope_summary(config: &ModelConfig) -> String {
     let base = |theta: f64| {
         let exponent = theta.log10();
         if (exponent - exponent.round()).abs() < 1e-9 {
@@ -269,7 +267,8 @@ fn small_and_run(fixtures: &Path, device: &Device, device_line: &str) -> Result<
     ]];
     let cpu = Device::cpu();
     let mut all_match = true;
-    for name in FIXTURES {
+    // The architectures' tiny checkpoints, in the registry's order.
+    for name in crate::models::registry::ALL.map(|a| a.fixture) {
         let dir = fixtures.join(name);
         let start = Instant::now();
         let loaded = load(&dir, &LoadOptions { device: device.clone(), weight_dtype: Some(DType::F32) })?;

@@ -1,13 +1,12 @@
 //! Reading a Hugging Face `config.json` into one validated [`ModelConfig`]: the numbers every
-//! architecture needs under one set of names, each family's class defaults applied where a field
-//! is absent, and the per-layer kinds derived the way each family derives them.
+//! architecture needs under one set of names, each architecture's class defaults applied where a
+//! field is absent, and the per-layer kinds derived the way each architecture derives them.
 //!
-//! Accepted `model_type`s: `deepseek_v3`, `kimi_k2`, `olmo2`, `gemma3_text` (and `gemma3` with a
-//! nested `text_config`), `mistral` (and `mistral3` nested), `llama4_text` (and `llama4` nested),
-//! `qwen3`, `qwen3_moe`, `smollm3`, `gpt_oss`.
+//! The accepted `model_type`s are those of [`crate::models::registry`]; each architecture's own
+//! fields are read in its file under `models/`, the shared ones in [`read`].
 
-mod families;
 pub mod fields;
+pub mod read;
 pub mod rope;
 pub mod shipped;
 
@@ -20,9 +19,11 @@ use tensor::GluActivation;
 pub use rope::{RopeConfig, RopeSettings};
 pub use shipped::{SHIPPED, ShippedConfig};
 
+use crate::models::architecture::Architecture;
+use crate::models::recipe::Recipe;
 use crate::{Error, Result};
 
-/// The architecture families.
+/// The architectures, as keys of [`crate::models::registry`] (in its order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
     DeepseekV3,
@@ -38,33 +39,14 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 10] = [
-        Family::DeepseekV3,
-        Family::KimiK2,
-        Family::Olmo2,
-        Family::Gemma3,
-        Family::Mistral,
-        Family::Llama4,
-        Family::Qwen3,
-        Family::Qwen3Moe,
-        Family::SmolLM3,
-        Family::GptOss,
-    ];
-
     /// The display name used in tables.
     pub fn name(self) -> &'static str {
-        match self {
-            Family::DeepseekV3 => "DeepSeek-V3",
-            Family::KimiK2 => "Kimi K2",
-            Family::Olmo2 => "OLMo 2",
-            Family::Gemma3 => "Gemma 3",
-            Family::Mistral => "Mistral Small 3.1",
-            Family::Llama4 => "Llama 4",
-            Family::Qwen3 => "Qwen3",
-            Family::Qwen3Moe => "Qwen3 MoE",
-            Family::SmolLM3 => "SmolLM3",
-            Family::GptOss => "gpt-oss",
-        }
+        self.architecture().name()
+    }
+
+    /// The architecture's registry entry.
+    pub fn architecture(self) -> &'static Architecture {
+        crate::models::registry::of(self)
     }
 }
 
@@ -218,7 +200,18 @@ impl ModelConfig {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| Error::Config(format!("{source}: not valid JSON: {e}")))?;
         let map = value.as_object().ok_or_else(|| Error::Config(format!("{source}: expected a JSON object")))?;
-        families::parse(map, source)
+        read::parse(map, source)
+    }
+
+    /// The architecture this config describes.
+    pub fn architecture(&self) -> &'static Architecture {
+        self.family.architecture()
+    }
+
+    /// The wiring this config asks for: its architecture's recipe, as the config may change it.
+    pub fn recipe(&self) -> Recipe {
+        let arch = self.architecture();
+        (arch.configure)(self, arch.recipe)
     }
 
     /// The layers that use a mixture of experts.

@@ -8,27 +8,18 @@ use serde_json::{Map, Value as Json, json};
 use super::reader::GgufFile;
 use super::value::Value;
 use crate::config::ModelConfig;
+use crate::models::registry;
 use crate::{Error, Result};
 
-/// The Hugging Face `model_type` of each llama.cpp architecture read here. `llama` is the
-/// Llama / Mistral decoder, which this project builds as its `mistral` family.
+/// The Hugging Face `model_type` of a llama.cpp architecture read here (the registry's `gguf`
+/// names: `llama` is the Llama / Mistral decoder, which this project builds as `mistral`).
 pub fn model_type_of(arch: &str) -> Option<&'static str> {
-    Some(match arch {
-        "qwen3" => "qwen3",
-        "llama" => "mistral",
-        "qwen3moe" => "qwen3_moe",
-        _ => return None,
-    })
+    registry::by_gguf(arch).map(|a| a.text_model_type())
 }
 
 /// The llama.cpp architecture a Hugging Face `model_type` is written as.
 pub fn arch_of(model_type: &str) -> Option<&'static str> {
-    Some(match model_type {
-        "qwen3" => "qwen3",
-        "mistral" | "llama" => "llama",
-        "qwen3_moe" => "qwen3moe",
-        _ => return None,
-    })
+    registry::by_model_type(model_type).and_then(|(a, _)| a.gguf)
 }
 
 /// `general.architecture`.

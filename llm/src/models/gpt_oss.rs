@@ -16,31 +16,46 @@
 //!
 //! The released experts are MXFP4 (`*_blocks` + `*_scales`); the loader names them and stops.
 
-use nn::Init;
-use nn::attention::QkNorm;
+use nn::moe::SwigluClamp;
 use nn::rope::RopeScaling;
-use tensor::Result;
 
-use super::blocks::FeedForwardBlock;
-use super::decoder::{CausalLm, DecoderLayer};
-use super::recipe::{NormWeights, assemble, attention, pre_norms, sparse_moe};
-use crate::config::{LayerAttention, ModelConfig};
+use super::architecture::{Architecture, ClassDefaults, ModelType, Names, as_released};
+use super::recipe::{ExpertStorage, ExpertsRecipe, LLAMA_STYLE, Recipe};
+use crate::Result;
+use crate::config::fields::Fields;
+use crate::config::read::{pattern_unless_typed, set_experts, window_null_turns_off};
+use crate::config::{Family, LayerAttention, ModelConfig, MoeConfig, RouterKind};
 
-/// The `model_type` this architecture answers to.
-pub const MODEL_TYPE: &str = "gpt_oss";
-
-// `GptOssConfig` class defaults (transformers), used where a config leaves a field out.
-pub const VOCAB_SIZE: usize = 201_088;
-pub const ROPE_THETA: f64 = 150_000.0;
-pub const RMS_NORM_EPS: f64 = 1e-5;
-pub const HEAD_DIM: usize = 64;
-pub const INTERMEDIATE_SIZE: usize = 2880;
-pub const MAX_POSITION_EMBEDDINGS: usize = 131_072;
-pub const SLIDING_WINDOW: usize = 128;
-pub const NUM_LOCAL_EXPERTS: usize = 128;
-pub const NUM_EXPERTS_PER_TOK: usize = 4;
-pub const SWIGLU_ALPHA: f64 = 1.702;
-pub const SWIGLU_LIMIT: f64 = 7.0;
+pub const ARCH: Architecture = Architecture {
+    family: Family::GptOss,
+    names: Names { shown: "gpt-oss", id: "gpt_oss", class: "GptOssForCausalLM" },
+    model_types: &[ModelType::text("gpt_oss")],
+    // `GptOssConfig`.
+    defaults: ClassDefaults {
+        vocab_size: 201_088,
+        rope_theta: 150_000.0,
+        rms_norm_eps: 1e-5,
+        head_dim: Some(64),
+        max_position_embeddings: 131_072,
+        attention_bias: true,
+        intermediate_size: Some(2880),
+        ..ClassDefaults::COMMON
+    },
+    read,
+    recipe: Recipe {
+        sinks: true,
+        experts: Some(ExpertsRecipe {
+            router: "router",
+            shared: "shared_experts",
+            storage: ExpertStorage::FusedInterleaved,
+        }),
+        ..LLAMA_STYLE
+    },
+    configure: as_released,
+    fixture: "gpt_oss",
+    gguf: None,
+    tiny: None,
+};
 
 /// The class's RoPE default when a config has neither `rope_scaling` nor `rope_parameters`.
 pub fn default_rope_scaling() -> RopeScaling {
@@ -55,24 +70,28 @@ pub fn default_rope_scaling() -> RopeScaling {
     }
 }
 
-/// The class's layer pattern without `layer_types`: sliding on even layers, full on odd.
-pub fn default_layer_attention(layer: usize) -> LayerAttention {
-    if layer.is_multiple_of(2) { LayerAttention::Sliding } else { LayerAttention::Full }
-}
-
-pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
-    let layers = config
-        .layers
-        .iter()
-        .map(|layer| {
-            let ffn: Box<dyn FeedForwardBlock> = Box::new(sparse_moe(config, ("router", "shared_experts"), init)?);
-            Ok(DecoderLayer {
-                self_attn: Box::new(attention(config, layer, QkNorm::None, init)?.with_sinks(init)?),
-                ffn,
-                ffn_name: "mlp",
-                norms: pre_norms(config, init)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    assemble(config, layers, NormWeights::Plain, None, init)
+/// YaRN by default, the 128-token window on even layers (sliding first) unless `layer_types`
+/// says otherwise, every layer a mixture of experts with the clamped SwiGLU.
+fn read(f: &Fields, c: &mut ModelConfig) -> Result<()> {
+    if !f.has("rope_scaling") && !f.has("rope_parameters") {
+        c.rope.global.scaling = default_rope_scaling();
+    }
+    c.sliding_window = window_null_turns_off(f, 128)?;
+    pattern_unless_typed(
+        f,
+        c,
+        |i, _| {
+            if i.is_multiple_of(2) { LayerAttention::Sliding } else { LayerAttention::Full }
+        },
+    )?;
+    let num_experts = match f.usize_opt("num_local_experts")? {
+        Some(n) => n,
+        None => f.usize_or("num_experts", 128)?,
+    };
+    let top_k = f.usize_or("num_experts_per_tok", 4)?;
+    let moe = MoeConfig::routed(RouterKind::BiasedSoftmaxOverChosen, num_experts, top_k, c.dense_intermediate_size);
+    set_experts(c, Some(moe), |_| true);
+    c.swiglu_clamp =
+        Some(SwigluClamp { alpha: f.f64_or("swiglu_alpha", 1.702)?, limit: f.f64_or("swiglu_limit", 7.0)? });
+    Ok(())
 }

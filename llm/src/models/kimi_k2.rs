@@ -5,12 +5,25 @@
 //! base 50k with YaRN factor 32, and a 160k vocabulary. It was trained with MuonClip
 //! (`nn::optim`), which keeps attention logits bounded by rescaling query/key weights.
 
-use nn::Init;
-use tensor::Result;
+use super::architecture::{Architecture, ModelType, Names};
+use super::deepseek_v3::{self, ExpertDefaults};
+use crate::Result;
+use crate::config::fields::Fields;
+use crate::config::{Family, ModelConfig};
 
-use super::decoder::CausalLm;
-use crate::config::ModelConfig;
+pub const ARCH: Architecture = Architecture {
+    family: Family::KimiK2,
+    names: Names { shown: "Kimi K2", id: "kimi_k2", class: "DeepseekV3ForCausalLM" },
+    model_types: &[ModelType::text("kimi_k2")],
+    read,
+    fixture: "kimi_k2",
+    ..deepseek_v3::ARCH
+};
 
-pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
-    super::deepseek_v3::build(config, init)
+fn read(f: &Fields, c: &mut ModelConfig) -> Result<()> {
+    deepseek_v3::read_with(
+        f,
+        c,
+        &ExpertDefaults { first_k_dense_replace: 1, routed_scaling_factor: 2.827, n_group: 1, topk_group: 1 },
+    )
 }

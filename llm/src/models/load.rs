@@ -10,7 +10,8 @@ use nn::ModuleExt;
 use tensor::{DType, Device, Tensor};
 
 use super::decoder::CausalLm;
-use crate::config::{Family, ModelConfig};
+use super::recipe::ExpertStorage;
+use crate::config::ModelConfig;
 use crate::weights::Checkpoint;
 use crate::{Error, Result};
 
@@ -107,10 +108,10 @@ pub fn load_weights(
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     progress.set_message("loading weights");
+    let interleaved = super::save::expert_storage(config) == ExpertStorage::FusedInterleaved;
     for (name, var) in &params {
         progress.inc(1);
         let dtype = parameter_dtype(name, var, checkpoint, options);
-        let interleaved = config.family == Family::GptOss;
         let tensor = load_parameter(name, var, checkpoint, &mut used, dtype, &options.device, interleaved)?;
         if tensor.dims() != var.dims().as_slice() {
             return Err(Error::format(

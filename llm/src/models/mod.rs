@@ -1,10 +1,14 @@
-//! The architectures: one decoder skeleton (`decoder.rs`), the pieces recipes share
-//! (`recipe.rs`), and one short recipe per family saying only what sets it apart.
+//! The architectures: one decoder skeleton (`decoder.rs`), the pieces and the one way of putting
+//! them together (`recipe.rs`), and one file per architecture owning all that is that
+//! architecture ([`architecture::Architecture`]: the `model_type`s it answers to, its class
+//! defaults and own config fields, its layer pattern and recipe), listed in [`registry`].
 
+pub mod architecture;
 pub mod batched;
 pub mod blocks;
 pub mod decoder;
 pub mod deepseek_v3;
+pub mod differences;
 mod experts_load;
 pub mod gemma3;
 pub mod gpt_oss;
@@ -16,6 +20,7 @@ pub mod olmo2;
 pub mod qwen3;
 pub mod qwen3_moe;
 pub mod recipe;
+pub mod registry;
 pub mod save;
 pub mod smollm3;
 
@@ -29,23 +34,12 @@ pub use decoder::{CausalLm, DecoderLayer, ForwardOutput, LayerNorms};
 pub use load::{LoadOptions, load_weights};
 
 use crate::Result;
-use crate::config::{Family, ModelConfig};
+use crate::config::ModelConfig;
 use crate::weights::Checkpoint;
 
 /// Builds the model a config describes, with parameters from `init` (random, or placeholders).
 pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
-    Ok(match config.family {
-        Family::Qwen3 => qwen3::build(config, init)?,
-        Family::Mistral => mistral::build(config, init)?,
-        Family::SmolLM3 => smollm3::build(config, init)?,
-        Family::Olmo2 => olmo2::build(config, init)?,
-        Family::Gemma3 => gemma3::build(config, init)?,
-        Family::Qwen3Moe => qwen3_moe::build(config, init)?,
-        Family::DeepseekV3 => deepseek_v3::build(config, init)?,
-        Family::KimiK2 => kimi_k2::build(config, init)?,
-        Family::Llama4 => llama4::build(config, init)?,
-        Family::GptOss => gpt_oss::build(config, init)?,
-    })
+    config.architecture().build(config, init)
 }
 
 /// A model with its config, loaded from a Hugging Face checkpoint directory.

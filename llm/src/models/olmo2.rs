@@ -11,21 +11,47 @@
 //! Each change can be switched off (`reordered_norm`, `qk_norm` in the config: see
 //! [`Olmo2Switches`]), which turns the layer back into Llama's; released checkpoints have both.
 
-use nn::Init;
-use nn::attention::QkNorm;
-use tensor::Result;
+use serde_json::{Value, json};
 
-use super::decoder::CausalLm;
-use super::recipe::{DenseRecipe, NormWeights, Placement, dense};
-use crate::config::{ModelConfig, Olmo2Switches};
+use super::architecture::{Architecture, ClassDefaults, ModelType, Names};
+use super::recipe::{LLAMA_STYLE, Placement, QkNormKind, Recipe};
+use crate::Result;
+use crate::config::fields::Fields;
+use crate::config::{Family, ModelConfig, Olmo2Switches};
+use crate::tiny::TinySizes;
 
-pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
-    let switches = config.olmo2.unwrap_or(Olmo2Switches { reordered_norm: true, qk_norm: true });
-    let recipe = DenseRecipe {
-        qk_norm: if switches.qk_norm { QkNorm::WholeProjection { eps: config.rms_norm_eps } } else { QkNorm::None },
-        placement: if switches.reordered_norm { Placement::Post } else { Placement::Pre },
-        norm_weights: NormWeights::Plain,
-        embed_scale: None,
-    };
-    dense(config, &recipe, init)
+pub const ARCH: Architecture = Architecture {
+    family: Family::Olmo2,
+    names: Names { shown: "OLMo 2", id: "olmo2", class: "Olmo2ForCausalLM" },
+    model_types: &[ModelType::text("olmo2")],
+    // `Olmo2Config`.
+    defaults: ClassDefaults { vocab_size: 50_304, rms_norm_eps: 1e-5, ..ClassDefaults::COMMON },
+    read,
+    recipe: Recipe { qk_norm: QkNormKind::WholeProjection, placement: Placement::Post, ..LLAMA_STYLE },
+    configure,
+    fixture: "olmo2",
+    gguf: None,
+    tiny: Some(tiny),
+};
+
+fn read(f: &Fields, c: &mut ModelConfig) -> Result<()> {
+    c.olmo2 = Some(Olmo2Switches {
+        reordered_norm: f.bool_or("reordered_norm", true)?,
+        qk_norm: f.bool_or("qk_norm", true)?,
+    });
+    Ok(())
+}
+
+/// The switches a config turns off give back Llama's pieces.
+fn configure(c: &ModelConfig, recipe: Recipe) -> Recipe {
+    let switches = c.olmo2.unwrap_or(Olmo2Switches { reordered_norm: true, qk_norm: true });
+    Recipe {
+        qk_norm: if switches.qk_norm { recipe.qk_norm } else { QkNormKind::None },
+        placement: if switches.reordered_norm { recipe.placement } else { Placement::Pre },
+        ..recipe
+    }
+}
+
+fn tiny(_: &TinySizes) -> Value {
+    json!({ "model_type": "olmo2", "architectures": ["Olmo2ForCausalLM"] })
 }

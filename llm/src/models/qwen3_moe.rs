@@ -3,33 +3,46 @@
 //! token at 30B-A3B and 235B-A22B): softmax router over all experts, top-k renormalised, no
 //! shared expert. `mlp_only_layers` / `decoder_sparse_step` can keep some layers dense.
 
-use nn::Init;
-use nn::attention::QkNorm;
-use tensor::Result;
+use super::architecture::{Architecture, ModelType, Names, as_released};
+use super::recipe::{ExpertStorage, ExpertsRecipe, Recipe};
+use crate::Result;
+use crate::config::fields::Fields;
+use crate::config::read::set_experts;
+use crate::config::{Family, ModelConfig, MoeConfig, RouterKind};
 
-use super::blocks::FeedForwardBlock;
-use super::decoder::{CausalLm, DecoderLayer};
-use super::recipe::{NormWeights, assemble, attention, dense_ffn, pre_norms, sparse_moe};
-use crate::config::ModelConfig;
+pub const ARCH: Architecture = Architecture {
+    family: Family::Qwen3Moe,
+    names: Names { shown: "Qwen3 MoE", id: "qwen3_moe", class: "Qwen3MoeForCausalLM" },
+    model_types: &[ModelType::text("qwen3_moe")],
+    // `Qwen3MoeConfig` shares `Qwen3Config`'s defaults.
+    defaults: super::qwen3::ARCH.defaults,
+    read,
+    recipe: Recipe {
+        experts: Some(ExpertsRecipe { router: "gate", shared: "shared_experts", storage: ExpertStorage::PerExpert }),
+        ..super::qwen3::ARCH.recipe
+    },
+    configure: as_released,
+    fixture: "qwen3_moe",
+    gguf: Some("qwen3moe"),
+    tiny: None,
+};
 
-pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
-    let qk_norm = QkNorm::PerHead { eps: config.rms_norm_eps, gemma: false };
-    let layers = config
-        .layers
-        .iter()
-        .map(|layer| {
-            let ffn: Box<dyn FeedForwardBlock> = if layer.moe {
-                Box::new(sparse_moe(config, ("gate", "shared_experts"), init)?)
-            } else {
-                Box::new(dense_ffn(config, config.dense_intermediate_size, init)?)
-            };
-            Ok(DecoderLayer {
-                self_attn: Box::new(attention(config, layer, qk_norm, init)?),
-                ffn,
-                ffn_name: "mlp",
-                norms: pre_norms(config, init)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    assemble(config, layers, NormWeights::Plain, None, init)
+fn read(f: &Fields, c: &mut ModelConfig) -> Result<()> {
+    let num_experts = match f.usize_opt("num_experts")? {
+        Some(n) => n,
+        None => f.usize_or("num_local_experts", 128)?,
+    };
+    let step = f.usize_or("decoder_sparse_step", 1)?.max(1);
+    let dense_only = f.layer_list("mlp_only_layers", c.num_hidden_layers)?.unwrap_or_default();
+    let moe = (num_experts > 0).then_some(MoeConfig {
+        norm_topk_prob: f.bool_or("norm_topk_prob", false)?,
+        ..MoeConfig::routed(
+            RouterKind::SoftmaxTopK,
+            num_experts,
+            f.usize_or("num_experts_per_tok", 8)?,
+            f.usize_or("moe_intermediate_size", 768)?,
+        )
+    });
+    set_experts(c, moe, |i| !dense_only.contains(&i) && (i + 1) % step == 0);
+    Ok(())
 }

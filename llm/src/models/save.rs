@@ -10,15 +10,16 @@ use nn::ModuleExt;
 use tensor::{DType, Tensor};
 
 use super::decoder::CausalLm;
-use crate::config::{Family, ModelConfig};
+use super::recipe::ExpertStorage;
+use crate::config::ModelConfig;
 use crate::weights::save_safetensors;
 use crate::{Error, Result};
 
 /// The checkpoint tensors for one parameter.
-fn hf_tensors(name: &str, value: Tensor, family: Family) -> Result<Vec<(String, Tensor)>> {
+fn hf_tensors(name: &str, value: Tensor, storage: ExpertStorage) -> Result<Vec<(String, Tensor)>> {
     let value = value.to(&tensor::Device::cpu())?;
     let Some((prefix, rest)) = name.rsplit_once(".experts.") else { return Ok(vec![(name.to_string(), value)]) };
-    if family == Family::GptOss {
+    if storage == ExpertStorage::FusedInterleaved {
         // Gate and up [E, I, H] go in x out as [E, H, I], to be interleaved by `fuse`; biases
         // [E, I] are interleaved the same way.
         return Ok(match rest {
@@ -31,7 +32,7 @@ fn hf_tensors(name: &str, value: Tensor, family: Family) -> Result<Vec<(String, 
         });
     }
     let projection = rest.trim_end_matches(".weight");
-    if family == Family::Llama4 {
+    if storage == ExpertStorage::FusedHalves {
         // Llama 4: gate_up_proj [E, H, 2I] (gate first) and down_proj [E, I, H], in x out.
         return Ok(match projection {
             "gate_proj" | "up_proj" => {
@@ -62,6 +63,11 @@ pub fn save_checkpoint(model: &CausalLm, config: &ModelConfig, source: &Path, di
     Ok(())
 }
 
+/// How checkpoints of the config's architecture store experts.
+pub fn expert_storage(config: &ModelConfig) -> ExpertStorage {
+    config.recipe().experts.map_or(ExpertStorage::PerExpert, |e| e.storage)
+}
+
 /// Writes `dir/model.safetensors` with every parameter of `model` under its Hugging Face name,
 /// floating-point tensors stored as `dtype` (F32, or BF16 / F16 to halve the file).
 pub fn save_weights(model: &CausalLm, config: &ModelConfig, dir: &Path, dtype: DType) -> Result<()> {
@@ -69,14 +75,15 @@ pub fn save_weights(model: &CausalLm, config: &ModelConfig, dir: &Path, dtype: D
         return Err(Error::input(format!("weights can be saved as f32, f16 or bf16, not {dtype}")));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let storage = expert_storage(config);
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     for (name, var) in model.named_parameters() {
-        tensors.extend(hf_tensors(&name, var.value(), config.family)?);
+        tensors.extend(hf_tensors(&name, var.value(), storage)?);
     }
     // Join gate and up into gate_up_proj: Llama 4's halves, gpt-oss's interleaved columns.
     let fused: Vec<(String, Tensor)> = tensors.iter().filter(|(n, _)| n.ends_with(".__fuse")).cloned().collect();
     tensors.retain(|(n, _)| !n.ends_with(".__fuse"));
-    let interleaved = config.family == Family::GptOss;
+    let interleaved = storage == ExpertStorage::FusedInterleaved;
     for (gate_suffix, up_suffix, joined) in [
         (".gate_proj.__fuse", ".up_proj.__fuse", "gate_up_proj"),
         (".gate_proj.weight.__fuse", ".up_proj.weight.__fuse", "gate_up_proj"),

@@ -1,6 +1,7 @@
-//! Shared helpers for the robustness suites: a seeded generator, a global allocator that records
-//! the largest single request, and `catch_unwind` around each case.
-#![allow(dead_code)]
+//! Shared helpers for the test suites: a seeded generator, a global allocator that records the
+//! largest single request, `catch_unwind` around each case (the robustness suites), and a pair
+//! of tests per checkpoint on the CPU and the GPU (the reference suites).
+#![allow(dead_code, unused_macros)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
@@ -142,4 +143,28 @@ pub fn fuzz_files(
     }
     assert_eq!(loaded + failed, cases);
     (loaded, failed)
+}
+
+/// For each checkpoint name, a module of two tests running `check("name", device)`: `name::cpu`
+/// on the CPU and `name::gpu` on the GPU `gpu::test_device` finds (passing without one, so a
+/// machine with no adapter still runs the CPU half).
+macro_rules! on_cpu_and_gpu {
+    ($check:ident; $($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn cpu() -> llm::Result<()> {
+                    super::$check(stringify!($name), &tensor::Device::cpu())
+                }
+
+                #[test]
+                fn gpu() -> llm::Result<()> {
+                    match gpu::test_device() {
+                        Some(g) => super::$check(stringify!($name), &g),
+                        None => Ok(()),
+                    }
+                }
+            }
+        )*
+    };
 }

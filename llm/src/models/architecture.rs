@@ -1,0 +1,139 @@
+//! What an architecture is to this library: one [`Architecture`] value, defined in the
+//! architecture's own file (`models/<arch>.rs`) and listed in [`super::registry`]. Reading a
+//! config, building the model, loading and saving its checkpoints, GGUF, the tiny model and the
+//! tables of `llm tour` all go through that value instead of keeping their own lists.
+
+use nn::Init;
+use serde_json::Value;
+
+use super::decoder::CausalLm;
+use super::recipe::{self, Recipe};
+use crate::Result;
+use crate::config::fields::Fields;
+use crate::config::{Family, ModelConfig};
+use crate::tiny::TinySizes;
+
+/// A Hugging Face `model_type` an architecture answers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelType {
+    pub name: &'static str,
+    /// The text decoder's fields sit in a nested `text_config` (the multimodal releases:
+    /// `gemma3`, `mistral3`, `llama4`).
+    pub nested: bool,
+}
+
+impl ModelType {
+    /// A `model_type` whose decoder fields are at the top level.
+    pub const fn text(name: &'static str) -> ModelType {
+        ModelType { name, nested: false }
+    }
+
+    /// A `model_type` whose decoder fields sit in `text_config`.
+    pub const fn nested(name: &'static str) -> ModelType {
+        ModelType { name, nested: true }
+    }
+}
+
+/// The defaults of an architecture's transformers `*Config` class, used where a config leaves a
+/// shared field out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClassDefaults {
+    pub vocab_size: usize,
+    pub rope_theta: f64,
+    /// The RoPE base of sliding-window layers, for the families that rotate them with their own
+    /// (Gemma 3's `rope_local_base_freq`).
+    pub local_rope_theta: Option<f64>,
+    pub rms_norm_eps: f64,
+    pub tie_word_embeddings: bool,
+    /// `None`: `hidden_size / num_attention_heads`.
+    pub head_dim: Option<usize>,
+    pub max_position_embeddings: usize,
+    pub hidden_act: &'static str,
+    pub attention_bias: bool,
+    /// `None`: the config must give `intermediate_size`.
+    pub intermediate_size: Option<usize>,
+}
+
+impl ClassDefaults {
+    /// What most classes share; each architecture writes its own as changes to it.
+    pub const COMMON: ClassDefaults = ClassDefaults {
+        vocab_size: 32_000,
+        rope_theta: 10_000.0,
+        local_rope_theta: None,
+        rms_norm_eps: 1e-6,
+        tie_word_embeddings: false,
+        head_dim: None,
+        max_position_embeddings: 4096,
+        hidden_act: "silu",
+        attention_bias: false,
+        intermediate_size: None,
+    };
+}
+
+/// What an architecture is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Names {
+    /// The name tables show (`Gemma 3`).
+    pub shown: &'static str,
+    /// The short name `--family` uses (`gemma3`), the file's name.
+    pub id: &'static str,
+    /// The transformers class of the decoder (`Gemma3ForCausalLM`).
+    pub class: &'static str,
+}
+
+/// One architecture: everything that makes it itself, in one value.
+pub struct Architecture {
+    pub family: Family,
+    pub names: Names,
+    /// The `model_type`s it answers to, the text decoder's first.
+    pub model_types: &'static [ModelType],
+    pub defaults: ClassDefaults,
+    /// Reads the fields only this architecture has onto a config whose shared fields are read:
+    /// its windows, NoPE layers, layer pattern (unless the config gives `layer_types`), experts.
+    pub read: fn(&Fields, &mut ModelConfig) -> Result<()>,
+    /// The wiring of released checkpoints.
+    pub recipe: Recipe,
+    /// The recipe a config asks for, where a config can change it (OLMo 2's switches); most
+    /// architectures use [`as_released`].
+    pub configure: fn(&ModelConfig, Recipe) -> Recipe,
+    /// Its tiny reference checkpoint: the folder under `llm/tests/data/hf-tiny/` holding a small
+    /// random model of it with the logits transformers computed for it.
+    pub fixture: &'static str,
+    /// llama.cpp's `general.architecture` for it, where this library reads and writes GGUF.
+    pub gguf: Option<&'static str>,
+    /// The fields a tiny model of this family adds to the shared ones ([`crate::tiny`]), for
+    /// the dense families that can be the project's own model.
+    pub tiny: Option<fn(&TinySizes) -> Value>,
+}
+
+impl Architecture {
+    /// The name tables show.
+    pub fn name(&self) -> &'static str {
+        self.names.shown
+    }
+
+    /// The short name (`gemma3`).
+    pub fn id(&self) -> &'static str {
+        self.names.id
+    }
+
+    /// The `model_type` of the text decoder (`gemma3_text` for `gemma3`).
+    pub fn text_model_type(&self) -> &'static str {
+        self.model_types.iter().find(|t| !t.nested).map_or(self.model_types[0].name, |t| t.name)
+    }
+
+    /// Builds the model `config` describes with parameters from `init`.
+    pub fn build(&self, config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
+        recipe::build(config, &(self.configure)(config, self.recipe), init)
+    }
+}
+
+/// The recipe unchanged by the config.
+pub fn as_released(_: &ModelConfig, recipe: Recipe) -> Recipe {
+    recipe
+}
+
+/// A `read` for architectures with no fields of their own.
+pub fn no_fields(_: &Fields, _: &mut ModelConfig) -> Result<()> {
+    Ok(())
+}
