@@ -71,10 +71,11 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
 /// with `mmap` and trims the top of its heaps on free, so those bytes came back as new pages each
 /// time: ~186,000 page faults per prefill, each page zeroed by the kernel before use. With the
 /// mmap threshold at its maximum (32 MiB: a layer's activations at a few thousand tokens stay
-/// below it) and trimming off, freed activations are reused in place: ~66,000 faults, most of
-/// them the first touch of the working set (docs/BENCHMARKS.md). Resident memory then stays at
-/// its high-water mark, which is what an inference process reaches anyway. Only glibc has these
-/// knobs (`mallopt(3)`); elsewhere this does nothing.
+/// below it) and up to 64 MiB of free heap kept before trimming (more than a layer's working set
+/// at that prompt length), freed activations are reused in place: ~66,000 faults, most of them
+/// the first touch of the working set (docs/BENCHMARKS.md), while what is left after a prefill
+/// still goes back, so resident memory while generating stays near the weights plus the cache.
+/// Only glibc has these knobs (`mallopt(3)`); elsewhere this does nothing.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -86,7 +87,7 @@ pub fn keep_freed_memory() {
         // SAFETY: mallopt only adjusts allocator parameters; it runs before any thread starts.
         unsafe {
             mallopt(M_MMAP_THRESHOLD, 32 << 20);
-            mallopt(M_TRIM_THRESHOLD, std::ffi::c_int::MAX);
+            mallopt(M_TRIM_THRESHOLD, 64 << 20);
         }
     }
 }

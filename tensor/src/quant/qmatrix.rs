@@ -192,7 +192,7 @@ impl QMatrix {
     }
 
     /// Panels of weight rows widened to f32 (bf16 where the bf16 GEMM runs), each multiplied by the
-/// GEMM (x unquantized).
+    /// GEMM (x unquantized).
     pub fn matmul_panels(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
         let cpu = crate::Device::cpu();
         let xt = Tensor::from_vec(x.to_vec(), [m, self.cols], &cpu)?;
