@@ -6,7 +6,12 @@
 use tensor::testing::assert_close;
 use tensor::{Device, Result, Tensor};
 
+/// The GPU under test. The CPU side of every comparison multiplies f32 activations exactly, as
+/// the GPU does: the `vdpbf16ps` kernels, which round activations to bf16 by design, are switched
+/// off for the whole test process here (every test asks for the device first, so none runs with
+/// them on whatever the order the tests run in).
 pub fn gpu() -> Option<Device> {
+    tensor::cpu::isa::force_bf16_gemm(Some(false));
     gpu::test_device()
 }
 

@@ -177,11 +177,8 @@ fn matmul_shapes_views_and_weight_dtypes() -> Result<()> {
         let (at, bt) = (tensor::testing::non_contiguous(&a)?, tensor::testing::non_contiguous(&b)?);
         same_on_both(&g, &[at, bt], tol, 1e-5, &format!("matmul transposed {sa:?} @ {sb:?}"), |x| x[0].matmul(&x[1]))?;
     }
-    // Decode: x [1, K] times a weight in both storage orders and all three weight dtypes. The
-    // GPU multiplies f32 activations exactly; so must the CPU side: its `vdpbf16ps` GEMM, which
-    // rounds activations to bf16 by design, is switched off here (process-wide, and harmless to
-    // the other tests, which compare against the GPU too).
-    tensor::cpu::isa::force_bf16_gemm(Some(false));
+    // Decode: x [1, K] times a weight in both storage orders and all three weight dtypes (the
+    // CPU side without its bf16-rounding kernels, see `common::gpu`).
     let x = randn([1, 33], 40, &cpu())?;
     let w = randn([7, 33], 41, &cpu())?; // HF layout [out, in]
     for dtype in [DType::F32, DType::BF16, DType::F16] {
