@@ -3,6 +3,11 @@
 //! path the CPU picks (`LLM_CPU_KERNELS=scalar|avx2|avx512` forces one). Throughput is counted in
 //! weight bytes read, so it reads against the memory bandwidth of `cpu_ops`' streaming read.
 //!
+//! A second group is the prefill shape, 128 activation rows times a 3072x1024 matrix, on both
+//! paths a product can take: integer dots on the blocks (`blocks`) and panels of weights widened
+//! for the float GEMM (`panels`); `GEMM_MIN_ROWS` picks between them, and this is where to check
+//! the choice.
+//!
 //! `cargo bench --bench quant_matvec`.
 
 use std::time::Duration;
@@ -29,6 +34,22 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(w.data().len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(ty), &ty, |bench, _| {
             bench.iter(|| w.matmul_blocks(&x, 1, kernel))
+        });
+    }
+    group.finish();
+
+    let (m, n, k) = (128usize, 3072usize, 1024usize);
+    let mut group = c.benchmark_group(format!("quant matmul {m}x{k} @ ({n}x{k})^T, {kernel:?}"));
+    group.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+    let x: Vec<f32> = values[..m * k].iter().map(|v| v * 3.0).collect();
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K] {
+        let w = QMatrix::quantize(ty, n, k, &values[..n * k]).expect("quantize");
+        group.bench_with_input(BenchmarkId::new("blocks", ty), &ty, |bench, _| {
+            bench.iter(|| w.matmul_blocks(&x, m, kernel))
+        });
+        group.bench_with_input(BenchmarkId::new("panels", ty), &ty, |bench, _| {
+            bench.iter(|| w.matmul_panels(&x, m).expect("panels"))
         });
     }
     group.finish();

@@ -7,8 +7,8 @@
 //! same f32 products in the same order, no fused multiply-add), so its output is bit-identical to
 //! ggml's `dequantize_row_*` and to the `gguf` Python package's `gguf.quants.dequantize`.
 
-pub mod dot;
 pub mod fp8;
+pub mod interleave;
 mod k_quantize;
 mod k_scales;
 pub mod mxfp4;

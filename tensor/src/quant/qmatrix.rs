@@ -4,7 +4,9 @@
 //! The rows are the output features and lie one after another, each `cols / block_size` blocks
 //! of the GGUF layout (ggml's `block_q8_0`: f16 `d`, 32 × i8; `block_q4_0`: f16 `d`, 16 bytes of
 //! nibbles; `block_q4_K`, `block_q5_K`, `block_q6_K`: 256 weights each, see their modules). The
-//! bytes are owned or shared with a memory map.
+//! k-quants' bytes are owned or shared with a memory map as they are; Q4_0 and Q8_0 are copied
+//! once into groups of 8 interleaved rows (`quant::interleave`), the layout their kernels read,
+//! and the file's bytes are no longer needed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rayon::prelude::*;
 
 use super::qmatmul::{self, QKernel};
-use super::{GgmlType, dequantize};
+use super::{GgmlType, dequantize, interleave};
 use crate::cpu::isa;
 use crate::{DType, Error, Result, Tensor};
 
@@ -84,6 +86,11 @@ impl QMatrix {
                 format!("[{rows}, {cols}] {ty} needs more than the {have} bytes given"),
             ));
         }
+        if interleave::applies(ty) {
+            let src = &(*bytes).as_ref()[start..];
+            let bytes: Bytes = Arc::new(interleave::interleave(ty, rows, cols, src));
+            return Ok(QMatrix { ty, rows, cols, bytes, start: 0 });
+        }
         Ok(QMatrix { ty, rows, cols, bytes, start })
     }
 
@@ -110,9 +117,26 @@ impl QMatrix {
         self.cols / self.ty.block_size() * self.ty.type_size()
     }
 
-    /// The packed bytes, row after row.
+    /// The packed bytes as stored: row after row, or for Q4_0 and Q8_0 interleaved by groups of
+    /// 8 rows (`quant::interleave`; see [`QMatrix::gguf_row`]).
     pub fn data(&self) -> &[u8] {
-        &(*self.bytes).as_ref()[self.start..self.start + self.rows * self.row_bytes()]
+        let len = if interleave::applies(self.ty) {
+            interleave::len(self.ty, self.rows, self.cols)
+        } else {
+            self.rows * self.row_bytes()
+        };
+        &(*self.bytes).as_ref()[self.start..self.start + len]
+    }
+
+    /// Row `j`'s bytes in the GGUF layout (`out`: [`QMatrix::row_bytes`] long).
+    fn gguf_row<'a>(&'a self, j: usize, out: &'a mut [u8]) -> &'a [u8] {
+        if interleave::applies(self.ty) {
+            interleave::gguf_row(self.ty, self.cols, self.data(), j, out);
+            out
+        } else {
+            let rb = self.row_bytes();
+            &self.data()[j * rb..(j + 1) * rb]
+        }
     }
 
     /// Row `j` decoded to f32 (bit-identical to ggml's `dequantize_row_*`).
@@ -123,14 +147,16 @@ impl QMatrix {
                 format!("row {j} of {} into {} values (want {})", self.rows, out.len(), self.cols),
             ));
         }
-        let rb = self.row_bytes();
-        dequantize(self.ty, &self.data()[j * rb..(j + 1) * rb], out)
+        let mut row = vec![0u8; self.row_bytes()];
+        dequantize(self.ty, self.gguf_row(j, &mut row), out)
     }
 
     /// The whole matrix decoded to f32, row-major.
     pub fn dequantize(&self) -> Result<Vec<f32>> {
         let mut out = vec![0.0f32; self.rows * self.cols];
-        dequantize(self.ty, self.data(), &mut out)?;
+        for (j, o) in out.chunks_exact_mut(self.cols).enumerate() {
+            self.dequantize_row(j, o)?;
+        }
         Ok(out)
     }
 
@@ -197,12 +223,10 @@ impl QMatrix {
         let cpu = crate::Device::cpu();
         let xt = Tensor::from_vec(x.to_vec(), [m, self.cols], &cpu)?;
         let mut out = vec![0.0f32; m * self.rows];
-        let rb = self.row_bytes();
         for j0 in (0..self.rows).step_by(PANEL_ROWS) {
             let p = PANEL_ROWS.min(self.rows - j0);
-            let src = &self.data()[j0 * rb..(j0 + p) * rb];
             let mut panel = vec![0.0f32; p * self.cols];
-            panel.par_chunks_mut(self.cols).zip(src.par_chunks(rb)).try_for_each(|(o, w)| dequantize(self.ty, w, o))?;
+            panel.par_chunks_mut(self.cols).enumerate().try_for_each(|(j, o)| self.dequantize_row(j0 + j, o))?;
             let mut w = Tensor::from_vec(panel, [p, self.cols], &cpu)?;
             if isa::bf16_gemm() {
                 // Where the CPU has `vdpbf16ps`, bf16 panels run the bf16 GEMM at twice the f32

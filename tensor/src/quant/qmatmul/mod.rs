@@ -19,10 +19,11 @@ mod x86_k;
 
 use rayon::prelude::*;
 
-pub use acts::QuantizedActs;
+pub use acts::{QuantizedActs, Row};
 pub use acts_k::{QuantizedActsK, RowK};
 
 use super::GgmlType;
+use super::interleave::{self, GROUP};
 use crate::cpu::isa::{self, Isa};
 use scalar_k::KFormat;
 
@@ -30,6 +31,8 @@ use scalar_k::KFormat;
 pub const ROWS_PER_PASS: usize = 4;
 /// Output rows (weight rows) a rayon task takes at a time.
 const ROWS_PER_TASK: usize = 16;
+/// Groups of 8 interleaved rows a rayon task takes at least.
+const GROUPS_PER_TASK: usize = ROWS_PER_TASK / GROUP;
 /// Below this many weight bytes a product runs on the calling thread.
 const PARALLEL_MIN_BYTES: usize = 64 * 1024;
 
@@ -78,28 +81,28 @@ impl QKernel {
     }
 }
 
-/// `R` dots of one weight row with `R` activation rows.
+/// `R` activation rows against one group of 8 interleaved Q4_0 or Q8_0 weight rows.
 #[inline]
-fn rows<const R: usize>(kernel: QKernel, ty: GgmlType, w: &[u8], x: [&[i8]; R], s: [&[f32]; R]) -> [f32; R] {
+fn group<const R: usize>(kernel: QKernel, ty: GgmlType, w: &[u8], x: [Row; R]) -> [[f32; GROUP]; R] {
     let q4 = ty == GgmlType::Q4_0;
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: `kernel` was checked available by the caller (`or_available`), and the
-        // caller sized `w`, `x` and `s` to the same number of blocks.
+        // caller sized `w` and `x` to the same number of blocks.
         unsafe {
             match (kernel, q4) {
-                (QKernel::Avx2, false) => return x86::rows_avx2::<false, R>(w, x, s),
-                (QKernel::Avx2, true) => return x86::rows_avx2::<true, R>(w, x, s),
-                (QKernel::AvxVnni, false) => return x86::rows_avx_vnni::<false, R>(w, x, s),
-                (QKernel::AvxVnni, true) => return x86::rows_avx_vnni::<true, R>(w, x, s),
-                (QKernel::Avx512Vnni, false) => return x86::rows_avx512_vnni::<false, R>(w, x, s),
-                (QKernel::Avx512Vnni, true) => return x86::rows_avx512_vnni::<true, R>(w, x, s),
+                (QKernel::Avx2, false) => return x86::group_avx2::<false, R>(w, x),
+                (QKernel::Avx2, true) => return x86::group_avx2::<true, R>(w, x),
+                (QKernel::AvxVnni, false) => return x86::group_avx_vnni::<false, R>(w, x),
+                (QKernel::AvxVnni, true) => return x86::group_avx_vnni::<true, R>(w, x),
+                (QKernel::Avx512Vnni, false) => return x86::group_avx512_vnni::<false, R>(w, x),
+                (QKernel::Avx512Vnni, true) => return x86::group_avx512_vnni::<true, R>(w, x),
                 (QKernel::Scalar, _) => {}
             }
         }
     }
     let _ = kernel;
-    std::array::from_fn(|r| if q4 { scalar::q4_0(w, x[r], s[r]) } else { scalar::q8_0(w, x[r], s[r]) })
+    x.map(|x| if q4 { scalar::group::<true>(w, x) } else { scalar::group::<false>(w, x) })
 }
 
 /// `R` dots of one k-quant weight row with `R` Q8_K activation rows.
@@ -144,7 +147,8 @@ pub(crate) fn k_format(ty: GgmlType) -> Option<KFormat> {
 /// `out[j * m + i] = Σ_k w[j, k] x[i, k]` for the `n` weight rows of `k` weights in `w` and
 /// the `m` activation rows: the output transposed, [n, m], so that each task writes one
 /// contiguous range. The activations are quantized here, to Q8_K for a k-quant `ty` and to
-/// Q8_0 otherwise.
+/// Q8_0 otherwise. Q4_0 and Q8_0 weights are interleaved by groups of 8 rows
+/// (`quant::interleave`), the k-quants row after row as GGUF stores them.
 pub(crate) fn matmul_t(kernel: QKernel, ty: GgmlType, w: &[u8], x: &[f32], k: usize, m: usize, out: &mut [f32]) {
     if m == 0 || out.is_empty() {
         return;
@@ -161,19 +165,38 @@ pub(crate) fn matmul_t(kernel: QKernel, ty: GgmlType, w: &[u8], x: &[f32], k: us
                 _ => o[0] = rows_k(kernel, f, wr, [acts.row(i)])[0],
             });
         }
-        None => {
-            let acts = QuantizedActs::new(x, k);
-            drive(w, row_bytes, m, out, |wr, i, o| match o.len() {
-                ROWS_PER_PASS => {
-                    let r: [(&[i8], &[f32]); ROWS_PER_PASS] = std::array::from_fn(|r| acts.row(i + r));
-                    o.copy_from_slice(&rows(kernel, ty, wr, r.map(|r| r.0), r.map(|r| r.1)));
+        None => groups(kernel, ty, w, &QuantizedActs::new(x, k), m, out),
+    }
+}
+
+/// The Q4_0 / Q8_0 product on weights interleaved by groups of 8 rows (`w`: every group, the
+/// last one padded): `ROWS_PER_PASS` activation rows per call while that many remain, then one;
+/// in parallel over groups when the weights are large enough.
+fn groups(kernel: QKernel, ty: GgmlType, w: &[u8], acts: &QuantizedActs, m: usize, out: &mut [f32]) {
+    let group_bytes = acts.k / ty.block_size() * interleave::tile_bytes(ty);
+    let task = |(g, dst): (usize, &mut [f32])| {
+        let wg = &w[g * group_bytes..(g + 1) * group_bytes];
+        let rows = dst.len() / m;
+        let mut put = |i: usize, dots: &[[f32; GROUP]]| {
+            for (r, d) in dots.iter().enumerate() {
+                for (row, &v) in d[..rows].iter().enumerate() {
+                    dst[row * m + i + r] = v;
                 }
-                _ => {
-                    let (x, s) = acts.row(i);
-                    o[0] = rows(kernel, ty, wr, [x], [s])[0];
-                }
-            });
+            }
+        };
+        let mut i = 0;
+        while i + ROWS_PER_PASS <= m {
+            put(i, &group::<ROWS_PER_PASS>(kernel, ty, wg, std::array::from_fn(|r| acts.row(i + r))));
+            i += ROWS_PER_PASS;
         }
+        for i in i..m {
+            put(i, &group(kernel, ty, wg, [acts.row(i)]));
+        }
+    };
+    if w.len() >= PARALLEL_MIN_BYTES {
+        out.par_chunks_mut(GROUP * m).with_min_len(GROUPS_PER_TASK).enumerate().for_each(task);
+    } else {
+        out.chunks_mut(GROUP * m).enumerate().for_each(task);
     }
 }
 

@@ -1,29 +1,38 @@
-//! The portable kernels, and the reference the SIMD ones are tested against: per block an exact
-//! integer sum of code products, times the weight scale times the activation scale, the blocks
-//! added in order (ggml's `ggml_vec_dot_q8_0_q8_0` / `ggml_vec_dot_q4_0_q8_0` generic code).
+//! The portable kernel, and the reference the SIMD ones are tested against: for each of a group's
+//! 8 interleaved weight rows (see `quant::interleave`), per block an exact integer sum of code
+//! products, times the weight scale times the activation scale, the blocks added in order (ggml's
+//! `ggml_vec_dot_q8_0_q8_0` / `ggml_vec_dot_q4_0_q8_0` generic code).
 
 use super::super::f16_at;
+use super::super::interleave::GROUP;
+use super::Row;
 
-/// One Q8_0 weight row (34-byte blocks: f16 scale, 32 signed codes) against one activation row.
-pub fn q8_0(w: &[u8], codes: &[i8], scales: &[f32]) -> f32 {
-    let mut sum = 0.0f32;
-    for ((wb, x), &dx) in w.chunks_exact(34).zip(codes.chunks_exact(32)).zip(scales) {
-        let s: i32 = wb[2..34].iter().zip(x).map(|(&a, &b)| (a as i8) as i32 * b as i32).sum();
-        sum += s as f32 * (f16_at(wb, 0) * dx);
-    }
-    sum
-}
-
-/// One Q4_0 weight row (18-byte blocks: f16 scale, 16 bytes holding weight j in the low nibble of
-/// byte j and weight j + 16 in the high one, each stored as code + 8) against one activation row.
-pub fn q4_0(w: &[u8], codes: &[i8], scales: &[f32]) -> f32 {
-    let mut sum = 0.0f32;
-    for ((wb, x), &dx) in w.chunks_exact(18).zip(codes.chunks_exact(32)).zip(scales) {
-        let mut s = 0i32;
-        for (j, &q) in wb[2..18].iter().enumerate() {
-            s += ((q & 0x0F) as i32 - 8) * x[j] as i32 + ((q >> 4) as i32 - 8) * x[j + 16] as i32;
+/// One group of 8 Q4_0 (`Q4`) or Q8_0 weight rows against one activation row.
+///
+/// Q4_0 holds weight `i` of a block in the low nibble of its byte `i` and weight `i + 16` in the
+/// high one, each as code + 8; Q8_0 holds signed codes.
+pub fn group<const Q4: bool>(w: &[u8], x: Row) -> [f32; GROUP] {
+    let tile = GROUP * if Q4 { 18 } else { 34 };
+    let mut out = [0.0f32; GROUP];
+    for (b, t) in w.chunks_exact(tile).enumerate() {
+        let xb = &x.codes[32 * b..32 * b + 32];
+        for (r, o) in out.iter_mut().enumerate() {
+            // Byte i of slice s of row r's codes.
+            let byte = |s: usize, i: usize| t[2 * GROUP + 64 * s + 8 * r + i];
+            let mut sum = 0i32;
+            for s in 0..if Q4 { 2 } else { 4 } {
+                for i in 0..8 {
+                    let c = 8 * s + i;
+                    sum += if Q4 {
+                        let q = byte(s, i);
+                        ((q & 0x0F) as i32 - 8) * xb[c] as i32 + ((q >> 4) as i32 - 8) * xb[c + 16] as i32
+                    } else {
+                        (byte(s, i) as i8) as i32 * xb[c] as i32
+                    };
+                }
+            }
+            *o += sum as f32 * (f16_at(t, 2 * r) * x.scales[b]);
         }
-        sum += s as f32 * (f16_at(wb, 0) * dx);
     }
-    sum
+    out
 }

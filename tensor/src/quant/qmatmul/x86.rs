@@ -1,133 +1,203 @@
-//! The x86-64 kernels. Each takes one weight row and `R` activation rows (one for decoding, a
-//! few for prefill so that every weight block loaded is used `R` times) and returns the `R` dots.
+//! The x86-64 kernels for Q4_0 and Q8_0. Each takes one group of 8 interleaved weight rows (see
+//! `quant::interleave`) and `R` activation rows (one for decoding, a few for prefill and batched
+//! decoding, so that every weight byte loaded is used `R` times) and returns the `8 x R` dots.
 //!
-//! Per block the weight codes are made signed bytes in a 256-bit register (Q8_0 as stored; Q4_0's
-//! nibbles unpacked and shifted down by 8, as ggml's `bytes_from_nibbles_32`), then multiplied
-//! with ggml's sign trick: the unsigned-by-signed byte products of `maddubs` / `vpdpbusd` take
-//! |w| and x·sign(w). That is exact because no code is -128 on the activation side (our quantizer
-//! rounds into [-127, 127]) and |w| <= 128 fits an unsigned byte; `maddubs`' i16 pair sums stay
-//! below 2·128·127 < 32768. The integer sums are widened to f32 and multiplied by the two scales
-//! in a vector accumulator, summed across lanes once per row (ggml's `mul_sum_i8_pairs_float`),
-//! so the results differ from the scalar kernel only in the order of f32 additions.
+//! A 64-byte slice of a tile holds 8 bytes of each of the 8 rows, so one 8-byte broadcast of the
+//! activation codes they meet serves all 8 rows, and per 32-bit lane (4 bytes of one row) the
+//! integer dot-product instructions sum 4 code products. Those instructions multiply unsigned by
+//! signed bytes, so the weights go in unsigned: Q4_0's nibbles as stored (code + 8), Q8_0's codes
+//! with the sign bit flipped (code + 128); the offset times the block's activation code sum is
+//! taken off in the integer sum, which starts from it, so each block's sum is exact. Row `r`'s sum
+//! is spread over 2 lanes (its two 4-byte halves of each slice): each lane is widened to f32 and
+//! multiplied by the two scales, and the pair is added once at the end. The results differ from
+//! the scalar kernel's only in the order of the f32 additions.
+//!
+//! AVX2 without VNNI multiplies bytes with `maddubs` (i16 pair sums): Q4_0's nibbles go in as
+//! they are, since 4 slices of pair sums of 15·127 stay within i16; Q8_0 uses ggml's sign trick
+//! (|w| and x·sign(w); |w| <= 128 is a valid unsigned byte and no activation code is -128).
 
 use std::arch::x86_64::*;
 
-/// A weight block's f16 scale (its first two bytes) as f32, with F16C.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn scale_of(wb: *const u8) -> f32 {
-    // SAFETY: callers pass a pointer to a whole block.
-    let bits = unsafe { u16::from_le_bytes([*wb, *wb.add(1)]) };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+use super::super::interleave::GROUP;
+use super::Row;
+
+/// Bytes of a tile: 8 f16 scales and 8 rows' code bytes.
+const fn tile_bytes<const Q4: bool>() -> usize {
+    GROUP * if Q4 { 18 } else { 34 }
 }
 
-/// A block's 32 weights as signed bytes in block order.
+/// The unsigned offset of the codes the VNNI kernels multiply.
+const fn offset<const Q4: bool>() -> i32 {
+    if Q4 { 8 } else { 128 }
+}
+
+/// Activation codes `8p..8p + 8` of block `b`, broadcast to every 64-bit lane.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn codes<const Q4: bool>(wb: *const u8) -> __m256i {
-    // SAFETY: callers pass a pointer to a whole block (18 bytes for Q4_0, 34 for Q8_0).
-    unsafe {
-        if Q4 {
-            let q = _mm_loadu_si128(wb.add(2) as *const __m128i);
-            let m4 = _mm_set1_epi8(0x0F);
-            let lo = _mm_and_si128(q, m4);
-            let hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4);
-            _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
-        } else {
-            _mm256_loadu_si256(wb.add(2) as *const __m256i)
-        }
+fn codes_256(x: &Row, b: usize, p: usize) -> __m256i {
+    // SAFETY: the caller's block b exists in x (32 codes).
+    _mm256_set1_epi64x(unsafe { (x.codes.as_ptr().add(32 * b + 8 * p) as *const i64).read_unaligned() })
+}
+
+/// `v` in the low 32 bits of every 64-bit lane: the first lane of each row's pair.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn in_low_lanes_256(v: i32) -> __m256i {
+    _mm256_set1_epi64x(v as u32 as i64)
+}
+
+/// The tile's 8 scales, each repeated for the 2 lanes of its row: rows 0-3 (`h` = 0) or 4-7.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn scales_256(t: *const u8, h: usize) -> __m256 {
+    // SAFETY: t points at a whole tile.
+    let d = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(t as *const __m128i) });
+    let i = 4 * h as i32;
+    _mm256_permutevar8x32_ps(d, _mm256_setr_epi32(i, i, i + 1, i + 1, i + 2, i + 2, i + 3, i + 3))
+}
+
+/// The 4 weight vectors of a tile's rows `4h..4h + 4`, each meeting [`codes_256`]`(p)`: Q4_0's
+/// nibbles unpacked (the low nibbles of slices 0 and 1, then the high ones), Q8_0's codes as
+/// stored (signed).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn weights_256<const Q4: bool>(t: *const u8, h: usize) -> [__m256i; 4] {
+    // SAFETY: t points at a whole tile; slice s of half h is 32 bytes at 16 + 64s + 32h.
+    let slice = |s: usize| unsafe { _mm256_loadu_si256(t.add(2 * GROUP + 64 * s + 32 * h) as *const __m256i) };
+    if Q4 {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let (v0, v1) = (slice(0), slice(1));
+        [
+            _mm256_and_si256(v0, m4),
+            _mm256_and_si256(v1, m4),
+            _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4),
+            _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4),
+        ]
+    } else {
+        [slice(0), slice(1), slice(2), slice(3)]
     }
 }
 
+/// Adds each row's two lanes: `acc[h]` holds rows `4h..4h + 4`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn hsum256(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
-}
-
-/// Bytes per block of the weight format.
-const fn block_bytes<const Q4: bool>() -> usize {
-    if Q4 { 18 } else { 34 }
-}
-
-/// The 256-bit kernels differ only in how they form the 8 lanes of i32 sums of |w|·(x·sign w).
-macro_rules! kernel_256 {
-    ($name:ident, $features:literal, |$aw:ident, $sx:ident| $sum:expr) => {
-        /// # Safety
-        /// The CPU must have the features named in `target_feature`; `w` must hold
-        /// `scales[r].len()` blocks and each `x[r]` 32 codes per block.
-        #[target_feature(enable = $features)]
-        pub unsafe fn $name<const Q4: bool, const R: usize>(w: &[u8], x: [&[i8]; R], scales: [&[f32]; R]) -> [f32; R] {
-            let nb = scales[0].len();
-            let mut acc = [[_mm256_setzero_ps(); R]; 2];
-            for b in 0..nb {
-                // SAFETY: b < nb blocks in w and in every x row (the caller's contract).
-                let wb = unsafe { w.as_ptr().add(b * block_bytes::<Q4>()) };
-                let wq = codes::<Q4>(wb);
-                let $aw = _mm256_sign_epi8(wq, wq);
-                let dw = scale_of(wb);
-                for r in 0..R {
-                    let xv = unsafe { _mm256_loadu_si256(x[r].as_ptr().add(b * 32) as *const __m256i) };
-                    let $sx = _mm256_sign_epi8(xv, wq);
-                    let sum: __m256i = $sum;
-                    let d = _mm256_set1_ps(dw * scales[r][b]);
-                    acc[b & 1][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), d, acc[b & 1][r]);
-                }
-            }
-            std::array::from_fn(|r| hsum256(_mm256_add_ps(acc[0][r], acc[1][r])))
-        }
-    };
-}
-
-kernel_256!(rows_avx2, "avx2,fma,f16c", |aw, sx| _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1)));
-kernel_256!(rows_avx_vnni, "avx2,fma,f16c,avxvnni", |aw, sx| _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), aw, sx));
-
-/// AVX-512 VNNI: two blocks per 512-bit `vpdpbusd`, the scales of the two blocks in the two
-/// halves of the scale vector; an odd last block goes through the 256-bit form.
-///
-/// # Safety
-/// As the 256-bit kernels, with AVX512F/BW/VL/DQ and AVX512_VNNI.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
-pub unsafe fn rows_avx512_vnni<const Q4: bool, const R: usize>(
-    w: &[u8],
-    x: [&[i8]; R],
-    scales: [&[f32]; R],
-) -> [f32; R] {
-    let nb = scales[0].len();
-    let bs = block_bytes::<Q4>();
-    let zero = _mm512_setzero_si512();
-    let mut acc = [_mm512_setzero_ps(); R];
-    let mut b = 0;
-    while b + 2 <= nb {
-        // SAFETY: blocks b and b + 1 exist in w and in every x row.
-        let (w0, w1) = unsafe { (w.as_ptr().add(b * bs), w.as_ptr().add((b + 1) * bs)) };
-        let wq = _mm512_inserti64x4(_mm512_castsi256_si512(codes::<Q4>(w0)), codes::<Q4>(w1), 1);
-        let aw = _mm512_abs_epi8(wq);
-        let negative = _mm512_movepi8_mask(wq);
-        let (d0, d1) = (scale_of(w0), scale_of(w1));
-        for r in 0..R {
-            let xv = unsafe { _mm512_loadu_si512(x[r].as_ptr().add(b * 32) as *const _) };
-            let sx = _mm512_mask_sub_epi8(xv, negative, zero, xv);
-            let sum = _mm512_dpbusd_epi32(zero, aw, sx);
-            let d = _mm512_insertf32x8(_mm512_set1_ps(d0 * scales[r][b]), _mm256_set1_ps(d1 * scales[r][b + 1]), 1);
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), d, acc[r]);
-        }
-        b += 2;
-    }
-    let mut out: [f32; R] = std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]));
-    if b < nb {
-        let wb = unsafe { w.as_ptr().add(b * bs) };
-        let wq = codes::<Q4>(wb);
-        let aw = _mm256_sign_epi8(wq, wq);
-        let dw = scale_of(wb);
-        for r in 0..R {
-            let xv = unsafe { _mm256_loadu_si256(x[r].as_ptr().add(b * 32) as *const __m256i) };
-            let sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, _mm256_sign_epi8(xv, wq));
-            out[r] += hsum256(_mm256_cvtepi32_ps(sum)) * (dw * scales[r][b]);
+fn rows_of_256(acc: [__m256; 2]) -> [f32; GROUP] {
+    let mut out = [0.0f32; GROUP];
+    for (h, a) in acc.into_iter().enumerate() {
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: 8 f32 into an 8-f32 array.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
+        for r in 0..4 {
+            out[4 * h + r] = lanes[2 * r] + lanes[2 * r + 1];
         }
     }
     out
+}
+
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C; `w` must hold `x[r].scales.len()` tiles and each `x[r]`
+/// 32 codes per block.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn group_avx2<const Q4: bool, const R: usize>(w: &[u8], x: [Row; R]) -> [[f32; GROUP]; R] {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    for b in 0..x[0].scales.len() {
+        // SAFETY: tile b exists (the caller's contract).
+        let t = unsafe { w.as_ptr().add(b * tile_bytes::<Q4>()) };
+        for h in 0..2 {
+            let d = scales_256(t, h);
+            let wq = weights_256::<Q4>(t, h);
+            let aw = wq.map(|v| _mm256_sign_epi8(v, v));
+            for r in 0..R {
+                let xq: [__m256i; 4] = std::array::from_fn(|p| codes_256(&x[r], b, p));
+                let sum = if Q4 {
+                    let pairs: [__m256i; 4] = std::array::from_fn(|p| _mm256_maddubs_epi16(wq[p], xq[p]));
+                    let s16 = _mm256_add_epi16(_mm256_add_epi16(pairs[0], pairs[1]), _mm256_add_epi16(pairs[2], pairs[3]));
+                    _mm256_add_epi32(_mm256_madd_epi16(s16, ones), in_low_lanes_256(-8 * x[r].sums[b]))
+                } else {
+                    (0..4).fold(_mm256_setzero_si256(), |s, p| {
+                        let pairs = _mm256_maddubs_epi16(aw[p], _mm256_sign_epi8(xq[p], wq[p]));
+                        _mm256_add_epi32(s, _mm256_madd_epi16(pairs, ones))
+                    })
+                };
+                let scale = _mm256_mul_ps(d, _mm256_set1_ps(x[r].scales[b]));
+                acc[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r][h]);
+            }
+        }
+    }
+    acc.map(|a| rows_of_256(a))
+}
+
+/// AVX-VNNI's 256-bit `vpdpbusd` (AVX2-era cores with VNNI).
+///
+/// # Safety
+/// As [`group_avx2`], with AVX-VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub unsafe fn group_avx_vnni<const Q4: bool, const R: usize>(w: &[u8], x: [Row; R]) -> [[f32; GROUP]; R] {
+    let flip = _mm256_set1_epi8(-128);
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    for b in 0..x[0].scales.len() {
+        // SAFETY: tile b exists (the caller's contract).
+        let t = unsafe { w.as_ptr().add(b * tile_bytes::<Q4>()) };
+        for h in 0..2 {
+            let d = scales_256(t, h);
+            let wq = weights_256::<Q4>(t, h).map(|v| if Q4 { v } else { _mm256_xor_si256(v, flip) });
+            for r in 0..R {
+                let start = in_low_lanes_256(-offset::<Q4>() * x[r].sums[b]);
+                let sum = (0..4).fold(start, |s, p| _mm256_dpbusd_avx_epi32(s, wq[p], codes_256(&x[r], b, p)));
+                let scale = _mm256_mul_ps(d, _mm256_set1_ps(x[r].scales[b]));
+                acc[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r][h]);
+            }
+        }
+    }
+    acc.map(|a| rows_of_256(a))
+}
+
+/// AVX-512 VNNI: a whole 64-byte slice (8 bytes of each of the 8 rows) per `vpdpbusd`.
+///
+/// # Safety
+/// As [`group_avx2`], with AVX512F/BW/VL/DQ and AVX512_VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
+pub unsafe fn group_avx512_vnni<const Q4: bool, const R: usize>(w: &[u8], x: [Row; R]) -> [[f32; GROUP]; R] {
+    let m4 = _mm512_set1_epi8(0x0F);
+    let flip = _mm512_set1_epi8(-128);
+    // Scale r to lanes 2r and 2r + 1.
+    let pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    let mut acc = [_mm512_setzero_ps(); R];
+    for b in 0..x[0].scales.len() {
+        // SAFETY: tile b exists (the caller's contract); slice s is 64 bytes at 16 + 64s.
+        let t = unsafe { w.as_ptr().add(b * tile_bytes::<Q4>()) };
+        let slice = |s: usize| unsafe { _mm512_loadu_si512(t.add(2 * GROUP + 64 * s) as *const _) };
+        let d = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(t as *const __m128i) });
+        let d = _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(d));
+        let wq = if Q4 {
+            let (v0, v1) = (slice(0), slice(1));
+            [
+                _mm512_and_si512(v0, m4),
+                _mm512_and_si512(v1, m4),
+                _mm512_and_si512(_mm512_srli_epi16(v0, 4), m4),
+                _mm512_and_si512(_mm512_srli_epi16(v1, 4), m4),
+            ]
+        } else {
+            std::array::from_fn(|s| _mm512_xor_si512(slice(s), flip))
+        };
+        for r in 0..R {
+            let start = _mm512_set1_epi64((-offset::<Q4>() * x[r].sums[b]) as u32 as i64);
+            let sum = (0..4).fold(start, |s, p| {
+                // SAFETY: block b's 32 codes exist in x[r].
+                let xq = unsafe { (x[r].codes.as_ptr().add(32 * b + 8 * p) as *const i64).read_unaligned() };
+                _mm512_dpbusd_epi32(s, wq[p], _mm512_set1_epi64(xq))
+            });
+            let scale = _mm512_mul_ps(d, _mm512_set1_ps(x[r].scales[b]));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[r]);
+        }
+    }
+    acc.map(|a| {
+        // Each row's two lanes added into the first, then the first of each pair kept.
+        let s = _mm512_add_ps(a, _mm512_castsi512_ps(_mm512_srli_epi64(_mm512_castps_si512(a), 32)));
+        let mut out = [0.0f32; GROUP];
+        // SAFETY: 8 f32 into an 8-f32 array.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, _mm512_cvtepi64_epi32(_mm512_castps_si512(s))) };
+        out
+    })
 }
