@@ -97,11 +97,15 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
                 }
             }
             .map_err(|e| Error::format(path, format!("tensor {gguf}: {e}")))?;
+            if permuted.is_some() || tensor::quant::interleave::applies(info.ty) {
+                file.release(info); // copied (row order undone, or interleaved)
+            }
             packed.insert(name.clone(), q);
             used.insert(gguf);
             continue;
         }
         let (mut values, shape) = file.dequantize(&gguf)?;
+        file.release(info);
         if let Some(heads) = permuted {
             let width = if shape.len() == 2 { shape[1] } else { 1 };
             values = permute_rows(&values, heads, width, true).ok_or_else(|| unpermute(&shape[0].to_string()))?;
