@@ -13,7 +13,9 @@
 //!
 //! The last group is padded with zero rows (scale 0) when the row count is not a multiple of 8.
 
-use super::GgmlType;
+use half::bf16;
+
+use super::{GgmlType, f16_at};
 
 /// Rows in a group.
 pub const GROUP: usize = 8;
@@ -54,8 +56,9 @@ pub fn interleave(ty: GgmlType, rows: usize, cols: usize, src: &[u8]) -> Vec<u8>
     for (j, row) in src.chunks_exact(nb * bs).take(rows).enumerate() {
         let group = &mut out[j / GROUP * group_bytes..][..group_bytes];
         for (b, block) in row.chunks_exact(bs).enumerate() {
-            for (i, &byte) in block.iter().enumerate() {
-                group[position(ty, j % GROUP, b, i)] = byte;
+            for (at, len) in pieces(ty) {
+                let to = position(ty, j % GROUP, b, at);
+                group[to..to + len].copy_from_slice(&block[at..at + len]);
             }
         }
     }
@@ -68,8 +71,100 @@ pub fn gguf_row(ty: GgmlType, cols: usize, data: &[u8], j: usize, out: &mut [u8]
     let group_bytes = nb * tile_bytes(ty);
     let group = &data[j / GROUP * group_bytes..][..group_bytes];
     for (b, block) in out.chunks_exact_mut(bs).enumerate() {
-        for (i, byte) in block.iter_mut().enumerate() {
-            *byte = group[position(ty, j % GROUP, b, i)];
+        for (at, len) in pieces(ty) {
+            let from = position(ty, j % GROUP, b, at);
+            block[at..at + len].copy_from_slice(&group[from..from + len]);
+        }
+    }
+}
+
+/// The runs of a GGUF block that stay together: its scale, then each 8-byte slice of its codes
+/// (offset in the block, length).
+fn pieces(ty: GgmlType) -> impl Iterator<Item = (usize, usize)> {
+    std::iter::once((0, 2)).chain((0..code_bytes(ty) / 8).map(|s| (2 + 8 * s, 8)))
+}
+
+/// The rows of one group (`group`: its bytes) decoded into `out`, `out.len() / cols` rows (8, or
+/// fewer for the last group), each weight `to(v)` of the f32 value `v` that `quant::dequantize`
+/// gives on the GGUF rows, bit for bit: `(nibble - 8) · d` for Q4_0, `code · d` for Q8_0. (The
+/// GEMM path decodes straight to bf16 with `to` = `bf16::from_f32`.)
+pub fn dequantize_group<T>(ty: GgmlType, cols: usize, group: &[u8], out: &mut [T], to: impl Fn(f32) -> T) {
+    let q4 = ty == GgmlType::Q4_0;
+    let rows = out.len() / cols;
+    for (b, t) in group.chunks_exact(tile_bytes(ty)).enumerate() {
+        for r in 0..rows {
+            let d = f16_at(t, 2 * r);
+            let o = &mut out[r * cols + 32 * b..][..32];
+            for s in 0..code_bytes(ty) / 8 {
+                let bytes = &t[2 * GROUP + 64 * s + 8 * r..][..8];
+                for (i, &q) in bytes.iter().enumerate() {
+                    if q4 {
+                        o[8 * s + i] = to(((q & 0x0F) as i32 - 8) as f32 * d);
+                        o[16 + 8 * s + i] = to(((q >> 4) as i32 - 8) as f32 * d);
+                    } else {
+                        o[8 * s + i] = to((q as i8) as f32 * d);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`dequantize_group`] to bf16 (`bf16::from_f32` of the same f32 values), vectorised where the
+/// CPU has AVX512_BF16: the products `(code) · d` are the same single-rounded f32 products, and
+/// `vcvtne2ps2bf16` rounds to nearest even as `bf16::from_f32` does (no NaN can arise here).
+pub fn dequantize_group_bf16(ty: GgmlType, cols: usize, group: &[u8], out: &mut [bf16]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::isa::features().avx512_bf16 {
+        // SAFETY: the CPU has AVX-512 with BF16; `group` is a whole group of `cols` columns and
+        // `out` whole rows of it (checked by the slicing inside).
+        unsafe { x86::group_bf16(ty == GgmlType::Q4_0, cols, group, out) };
+        return;
+    }
+    dequantize_group(ty, cols, group, out, bf16::from_f32)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{GROUP, bf16, f16_at};
+
+    /// Per row and block: the 16 (Q4_0) or 32 (Q8_0) code bytes gathered from the tile's 8-byte
+    /// slices, widened to i32, offset, converted, scaled by the block's `d`, rounded to bf16.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
+    pub unsafe fn group_bf16(q4: bool, cols: usize, group: &[u8], out: &mut [bf16]) {
+        let tile = GROUP * if q4 { 18 } else { 34 };
+        let rows = out.len() / cols;
+        let slice = |t: &[u8], s: usize, r: usize| -> __m128i {
+            let b = &t[2 * GROUP + 64 * s + 8 * r..][..8];
+            _mm_loadl_epi64(b.as_ptr() as *const __m128i)
+        };
+        let store = |o: &mut [bf16], lo: __m512, hi: __m512| {
+            let v = _mm512_cvtne2ps_pbh(hi, lo);
+            let o = &mut o[..32];
+            // SAFETY: 32 bf16 into a 32-element slice.
+            unsafe { _mm512_storeu_si512(o.as_mut_ptr() as *mut _, std::mem::transmute::<__m512bh, __m512i>(v)) };
+        };
+        for (b, t) in group.chunks_exact(tile).enumerate() {
+            for r in 0..rows {
+                let d = _mm512_set1_ps(f16_at(t, 2 * r));
+                let o = &mut out[r * cols + 32 * b..];
+                let widen = |v: __m128i, offset: i32| {
+                    let i = _mm512_sub_epi32(_mm512_cvtepi8_epi32(v), _mm512_set1_epi32(offset));
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(i), d)
+                };
+                if q4 {
+                    let q = _mm_unpacklo_epi64(slice(t, 0, r), slice(t, 1, r));
+                    let m4 = _mm_set1_epi8(0x0F);
+                    let (lo, hi) = (_mm_and_si128(q, m4), _mm_and_si128(_mm_srli_epi16(q, 4), m4));
+                    store(o, widen(lo, 8), widen(hi, 8));
+                } else {
+                    let a = _mm_unpacklo_epi64(slice(t, 0, r), slice(t, 1, r));
+                    let c = _mm_unpacklo_epi64(slice(t, 2, r), slice(t, 3, r));
+                    store(o, widen(a, 0), widen(c, 0));
+                }
+            }
         }
     }
 }
@@ -102,6 +197,19 @@ mod tests {
                 for j in 0..rows {
                     gguf_row(ty, cols, &data, j, &mut row);
                     assert_eq!(row, src[j * row_bytes..(j + 1) * row_bytes], "{ty} row {j} of {rows}");
+                }
+                let mut want = vec![0.0f32; rows * cols];
+                crate::quant::dequantize(ty, &src, &mut want).unwrap();
+                let group_bytes = cols / 32 * tile_bytes(ty);
+                for (g, rows_out) in want.chunks(GROUP * cols).enumerate() {
+                    let mut got = vec![0.0f32; rows_out.len()];
+                    dequantize_group(ty, cols, &data[g * group_bytes..][..group_bytes], &mut got, |v| v);
+                    let same = got.iter().zip(rows_out).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{ty}: group {g} of {rows} rows decodes as the GGUF rows do");
+                    let mut got = vec![bf16::ZERO; rows_out.len()];
+                    dequantize_group_bf16(ty, cols, &data[g * group_bytes..][..group_bytes], &mut got);
+                    let same = got.iter().zip(rows_out).all(|(a, b)| a.to_bits() == bf16::from_f32(*b).to_bits());
+                    assert!(same, "{ty}: group {g} of {rows} rows decodes to bf16 as bf16::from_f32 rounds");
                 }
             }
         }

@@ -9,6 +9,8 @@
 //! and the file's bytes are no longer needed.
 
 use std::sync::Arc;
+
+use half::bf16;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
@@ -35,6 +37,7 @@ pub fn set_gemm_min_rows(rows: Option<usize>) {
 /// Weight rows widened at a time on the GEMM path: bounds the scratch memory (4 MiB of f32 at
 /// 1024 columns) while keeping each GEMM large enough that the activations, packed per GEMM, are
 /// packed few times.
+/// A multiple of 8, so that panels of interleaved Q4_0 / Q8_0 rows are whole groups.
 const PANEL_ROWS: usize = 1024;
 
 /// Where the bytes live.
@@ -154,10 +157,19 @@ impl QMatrix {
     /// The whole matrix decoded to f32, row-major.
     pub fn dequantize(&self) -> Result<Vec<f32>> {
         let mut out = vec![0.0f32; self.rows * self.cols];
-        for (j, o) in out.chunks_exact_mut(self.cols).enumerate() {
-            self.dequantize_row(j, o)?;
-        }
+        self.dequantize_rows(0, &mut out)?;
         Ok(out)
+    }
+
+    /// Rows from `j0` (a multiple of 8) decoded into `out` (whole rows), in parallel.
+    fn dequantize_rows(&self, j0: usize, out: &mut [f32]) -> Result<()> {
+        if interleave::applies(self.ty) {
+            self.decode_groups(j0, out, |g, o| interleave::dequantize_group(self.ty, self.cols, g, o, |v| v));
+            return Ok(());
+        }
+        let rb = self.row_bytes();
+        let src = &self.data()[j0 * rb..];
+        out.par_chunks_mut(self.cols).zip(src.par_chunks(rb)).try_for_each(|(o, w)| dequantize(self.ty, w, o))
     }
 
     /// The rows `ids` decoded to f32, [ids.len(), cols] (an embedding lookup: only the rows read
@@ -217,6 +229,15 @@ impl QMatrix {
         out
     }
 
+    /// Interleaved rows from `j0` (a multiple of 8) decoded into `out`, in parallel: `decode`
+    /// takes a group's bytes and its rows of `out`.
+    fn decode_groups<T: Send>(&self, j0: usize, out: &mut [T], decode: impl Fn(&[u8], &mut [T]) + Sync) {
+        debug_assert!(interleave::applies(self.ty) && j0.is_multiple_of(interleave::GROUP));
+        let group_bytes = self.cols / self.ty.block_size() * interleave::tile_bytes(self.ty);
+        let groups = self.data()[j0 / interleave::GROUP * group_bytes..].par_chunks(group_bytes);
+        out.par_chunks_mut(interleave::GROUP * self.cols).zip(groups).for_each(|(o, g)| decode(g, o));
+    }
+
     /// Panels of weight rows widened to f32 (bf16 where the bf16 GEMM runs), each multiplied by the
     /// GEMM (x unquantized).
     pub fn matmul_panels(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
@@ -225,15 +246,20 @@ impl QMatrix {
         let mut out = vec![0.0f32; m * self.rows];
         for j0 in (0..self.rows).step_by(PANEL_ROWS) {
             let p = PANEL_ROWS.min(self.rows - j0);
-            let mut panel = vec![0.0f32; p * self.cols];
-            panel.par_chunks_mut(self.cols).enumerate().try_for_each(|(j, o)| self.dequantize_row(j0 + j, o))?;
-            let mut w = Tensor::from_vec(panel, [p, self.cols], &cpu)?;
-            if isa::bf16_gemm() {
-                // Where the CPU has `vdpbf16ps`, bf16 panels run the bf16 GEMM at twice the f32
-                // GEMM's rate (see cpu::gemm_bf16); the rounding (2^-9 relative per weight, the
-                // activations likewise) is below the blocks' own quantization error.
-                w = w.to_dtype(DType::BF16)?;
-            }
+            // Where the CPU has `vdpbf16ps`, bf16 panels run the bf16 GEMM at twice the f32
+            // GEMM's rate (see cpu::gemm_bf16); the rounding (2^-9 relative per weight, the
+            // activations likewise) is below the blocks' own quantization error. Interleaved
+            // Q4_0 / Q8_0 rows decode straight to bf16, without an f32 panel to convert.
+            let w = if isa::bf16_gemm() && interleave::applies(self.ty) {
+                let mut panel = vec![bf16::ZERO; p * self.cols];
+                self.decode_groups(j0, &mut panel, |g, o| interleave::dequantize_group_bf16(self.ty, self.cols, g, o));
+                Tensor::from_vec(panel, [p, self.cols], &cpu)?
+            } else {
+                let mut panel = vec![0.0f32; p * self.cols];
+                self.dequantize_rows(j0, &mut panel)?;
+                let w = Tensor::from_vec(panel, [p, self.cols], &cpu)?;
+                if isa::bf16_gemm() { w.to_dtype(DType::BF16)? } else { w }
+            };
             let y = xt.matmul(&w.t()?)?.to_vec::<f32>()?;
             for (o, r) in out.chunks_exact_mut(self.rows).zip(y.chunks_exact(p)) {
                 o[j0..j0 + p].copy_from_slice(r);

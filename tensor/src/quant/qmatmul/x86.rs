@@ -112,7 +112,8 @@ pub unsafe fn group_avx2<const Q4: bool, const R: usize>(w: &[u8], x: [Row; R]) 
                 let xq: [__m256i; 4] = std::array::from_fn(|p| codes_256(&x[r], b, p));
                 let sum = if Q4 {
                     let pairs: [__m256i; 4] = std::array::from_fn(|p| _mm256_maddubs_epi16(wq[p], xq[p]));
-                    let s16 = _mm256_add_epi16(_mm256_add_epi16(pairs[0], pairs[1]), _mm256_add_epi16(pairs[2], pairs[3]));
+                    let s16 =
+                        _mm256_add_epi16(_mm256_add_epi16(pairs[0], pairs[1]), _mm256_add_epi16(pairs[2], pairs[3]));
                     _mm256_add_epi32(_mm256_madd_epi16(s16, ones), in_low_lanes_256(-8 * x[r].sums[b]))
                 } else {
                     (0..4).fold(_mm256_setzero_si256(), |s, p| {
