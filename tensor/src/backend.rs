@@ -124,6 +124,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     // ---- memory -------------------------------------------------------------------------
     /// Copies host data into a new buffer of this device.
     fn upload(&self, data: &HostData) -> Result<BufferRef>;
+    /// [`Backend::upload`] of data the caller gives away: the CPU keeps the vector itself
+    /// instead of copying it (every `Tensor::from_vec`).
+    fn upload_owned(&self, data: HostData) -> Result<BufferRef> {
+        self.upload(&data)
+    }
     /// Reads a view back to host memory in row-major order. The only call that waits for the
     /// device to finish queued work.
     fn download(&self, src: Src) -> Result<HostData>;

@@ -34,7 +34,7 @@ impl Tensor {
             return Err(Error::shape("from_host", format!("{} elements do not fill shape {shape:?}", data.len())));
         }
         let dtype = data.dtype();
-        let buffer = device.backend().upload(&data)?;
+        let buffer = device.backend().upload_owned(data)?;
         Ok(Tensor::from_buffer(buffer, shape, dtype, device))
     }
 

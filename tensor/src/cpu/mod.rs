@@ -75,6 +75,10 @@ impl Backend for CpuBackend {
         Ok(output(data.clone()))
     }
 
+    fn upload_owned(&self, data: HostData) -> Result<BufferRef> {
+        Ok(output(data))
+    }
+
     fn download(&self, src: Src) -> Result<HostData> {
         copy::copy(&*read("download", &src)?, src.layout)
     }

@@ -138,7 +138,8 @@ mod x86 {
         let rows = out.len() / cols;
         let slice = |t: &[u8], s: usize, r: usize| -> __m128i {
             let b = &t[2 * GROUP + 64 * s + 8 * r..][..8];
-            _mm_loadl_epi64(b.as_ptr() as *const __m128i)
+            // SAFETY: 8 bytes read from an 8-byte slice.
+            unsafe { _mm_loadl_epi64(b.as_ptr() as *const __m128i) }
         };
         let store = |o: &mut [bf16], lo: __m512, hi: __m512| {
             let v = _mm512_cvtne2ps_pbh(hi, lo);

@@ -195,9 +195,12 @@ impl QMatrix {
             return Err(Error::shape("QMatrix::matmul", format!("activations {dims:?} against {self:?}")));
         }
         let m = x.elem_count() / self.cols;
-        let y = self.matmul_f32(&x.to_vec::<f32>()?, m, QKernel::for_isa(isa::active()))?;
         let mut out = dims.to_vec();
         *out.last_mut().expect("rank >= 1") = self.rows;
+        if m >= GEMM_ROWS.load(Ordering::Relaxed) {
+            return self.panels(&x.reshape([m, self.cols])?)?.reshape(out);
+        }
+        let y = self.matmul_blocks(&x.to_vec::<f32>()?, m, QKernel::for_isa(isa::active()));
         Tensor::from_vec(y, out, x.device())
     }
 
@@ -241,9 +244,15 @@ impl QMatrix {
     /// Panels of weight rows widened to f32 (bf16 where the bf16 GEMM runs), each multiplied by the
     /// GEMM (x unquantized).
     pub fn matmul_panels(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
+        let xt = Tensor::from_vec(x.to_vec(), [m, self.cols], &crate::Device::cpu())?;
+        self.panels(&xt)?.to_vec::<f32>()
+    }
+
+    /// [`QMatrix::matmul_panels`] on a [m, cols] tensor: [m, rows], the panels' products side by
+    /// side.
+    fn panels(&self, x: &Tensor) -> Result<Tensor> {
         let cpu = crate::Device::cpu();
-        let xt = Tensor::from_vec(x.to_vec(), [m, self.cols], &cpu)?;
-        let mut out = vec![0.0f32; m * self.rows];
+        let mut parts = Vec::new();
         for j0 in (0..self.rows).step_by(PANEL_ROWS) {
             let p = PANEL_ROWS.min(self.rows - j0);
             // Where the CPU has `vdpbf16ps`, bf16 panels run the bf16 GEMM at twice the f32
@@ -260,11 +269,11 @@ impl QMatrix {
                 let w = Tensor::from_vec(panel, [p, self.cols], &cpu)?;
                 if isa::bf16_gemm() { w.to_dtype(DType::BF16)? } else { w }
             };
-            let y = xt.matmul(&w.t()?)?.to_vec::<f32>()?;
-            for (o, r) in out.chunks_exact_mut(self.rows).zip(y.chunks_exact(p)) {
-                o[j0..j0 + p].copy_from_slice(r);
-            }
+            parts.push(x.matmul(&w.t()?)?);
         }
-        Ok(out)
+        match parts.as_slice() {
+            [one] => Ok(one.clone()),
+            _ => Tensor::cat(&parts.iter().collect::<Vec<_>>(), 1),
+        }
     }
 }
