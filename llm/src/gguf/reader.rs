@@ -363,19 +363,7 @@ impl GgufFile {
     /// the map again, so that its pages stop counting towards this process's resident memory
     /// while tensors that borrow the map keep it alive. Advice only: failure changes nothing.
     pub fn release(&self, info: &TensorInfo) {
-        #[cfg(unix)]
-        {
-            let start = (self.data_start + info.offset) as usize;
-            // SAFETY: the map is a read-only private mapping of the file; dropping its clean
-            // pages only makes a later read fault them in from the file again, so no byte read
-            // through the map (or any slice of it still alive) changes.
-            let advised = unsafe {
-                self.mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, info.size as usize)
-            };
-            let _ = advised;
-        }
-        #[cfg(not(unix))]
-        let _ = info;
+        crate::weights::release(&self.mmap, (self.data_start + info.offset) as usize, info.size as usize);
     }
 
     /// A tensor decoded to f32, with its row-major shape.

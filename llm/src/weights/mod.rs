@@ -7,8 +7,10 @@
 //! checks), so a hostile or truncated file is an error naming it, never a panic or a huge
 //! allocation.
 
+mod release;
 mod save;
 
+pub(crate) use release::release;
 pub use save::save_safetensors;
 
 use std::collections::HashMap;
@@ -159,6 +161,7 @@ impl Checkpoint {
         } else {
             HostData::from_bytes(stored, bytes)?
         };
+        release(&file.mmap, file.data_start + start, end - start);
         let check = crate::finite::check_finite();
         let narrowing = matches!(dtype, Some(DType::F16 | DType::BF16))
             && matches!(host.dtype(), DType::F32 | DType::F64)
