@@ -1,6 +1,6 @@
-//! `PackedSlot`: where a `Linear` or an `Embedding` keeps its weight block-quantized (a
-//! [`QMatrix`] straight from a GGUF file), so that CPU inference multiplies on the blocks instead
-//! of on an f32 copy. A loader fills the slot through [`crate::Module::visit_packed`] and leaves
+//! `PackedSlot`: where a `Linear`, an `Embedding` or the routed `Experts` keep their weights
+//! block-quantized ([`QMatrix`]es straight from a GGUF file), so that CPU inference multiplies on
+//! the blocks instead of on an f32 copy. A loader fills the slot through [`crate::Module::visit_packed`] and leaves
 //! the `Var` weight as its storage-free placeholder (right shape, no data).
 //!
 //! Packed weights are for inference: they have no gradient, and a forward pass that records
@@ -12,16 +12,48 @@ use tensor::Error;
 use tensor::quant::QMatrix;
 
 #[derive(Default)]
-pub struct PackedSlot(RwLock<Option<Arc<QMatrix>>>);
+pub struct PackedSlot(RwLock<Option<Packed>>);
+
+/// What a slot holds: one matrix (a `Linear`'s or `Embedding`'s weight), or one per routed
+/// expert (an `Experts` projection stacked as [E, out, in]).
+#[derive(Clone)]
+enum Packed {
+    Matrix(Arc<QMatrix>),
+    Stack(Arc<[QMatrix]>),
+}
 
 impl PackedSlot {
-    /// The packed weight, if a loader set one.
-    pub fn get(&self) -> Option<Arc<QMatrix>> {
+    fn read(&self) -> Option<Packed> {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    fn write(&self, packed: Option<Packed>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = packed;
+    }
+
+    /// The packed weight, if a loader set one.
+    pub fn get(&self) -> Option<Arc<QMatrix>> {
+        match self.read() {
+            Some(Packed::Matrix(q)) => Some(q),
+            _ => None,
+        }
+    }
+
+    /// The packed experts' matrices, if a loader set them.
+    pub fn stack(&self) -> Option<Arc<[QMatrix]>> {
+        match self.read() {
+            Some(Packed::Stack(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     pub fn set(&self, weight: Option<QMatrix>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = weight.map(Arc::new);
+        self.write(weight.map(|q| Packed::Matrix(Arc::new(q))));
+    }
+
+    /// One matrix per expert, in expert order.
+    pub fn set_stack(&self, experts: Vec<QMatrix>) {
+        self.write(Some(Packed::Stack(experts.into())));
     }
 
     pub fn is_set(&self) -> bool {

@@ -250,3 +250,31 @@ fn shapes_and_formats_are_checked() {
     assert!(w.gather_rows(&[3]).is_err());
     assert_eq!(w.gather_rows(&[2, 0]).unwrap().len(), 128);
 }
+
+/// Packed routed experts: each row through its own expert's matrix, as that matrix alone would
+/// compute it; an expert no row chose is skipped, and bad ids or shapes are errors.
+#[test]
+fn expert_matmul_sends_each_row_through_its_expert() {
+    let (out, k, rows) = (13, 64, 9);
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K] {
+        let k = if ty == GgmlType::Q4_K { 256 } else { k };
+        let experts: Vec<QMatrix> =
+            (0..4).map(|e| QMatrix::quantize(ty, out, k, &values(e as u64 + 90, out * k)).unwrap()).collect();
+        let x_values = values(77, rows * k);
+        let x = Tensor::from_vec(x_values.clone(), [rows, k], &Device::cpu()).unwrap();
+        let ids_list = [3u32, 0, 3, 1, 0, 3, 3, 1, 0]; // expert 2 is never chosen
+        let ids = Tensor::from_vec(ids_list.to_vec(), [rows], &Device::cpu()).unwrap();
+        let y: Vec<f32> = tensor::quant::expert_matmul(&experts, &x, &ids).unwrap().to_vec().unwrap();
+        for (r, &e) in ids_list.iter().enumerate() {
+            let want = experts[e as usize].matmul_blocks(&x_values[r * k..(r + 1) * k], 1, QKernel::Scalar);
+            for (j, (g, w)) in y[r * out..(r + 1) * out].iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{ty} row {r} expert {e} out {j}: {g} vs {w}");
+            }
+        }
+        let bad = Tensor::from_vec(vec![0u32, 4, 0, 0, 0, 0, 0, 0, 0], [rows], &Device::cpu()).unwrap();
+        let err = tensor::quant::expert_matmul(&experts, &x, &bad).unwrap_err().to_string();
+        assert!(err.contains("expert id 4 of 4"), "{err}");
+        let short = Tensor::from_vec(vec![0u32; 3], [3], &Device::cpu()).unwrap();
+        assert!(tensor::quant::expert_matmul(&experts, &x, &short).is_err(), "3 ids for 9 rows");
+    }
+}

@@ -2,11 +2,12 @@
 //! llama.cpp names for it, decoded to f32 (and stored in the load options' weight dtype).
 //!
 //! On the CPU with no weight dtype asked for (`LoadOptions::weight_dtype` None: keep what the
-//! file stores), the Q8_0, Q4_0, Q4_K, Q5_K and Q6_K matrices of `Linear`s and of the embedding
-//! table stay packed instead ([`QMatrix`], borrowing the memory-mapped file), multiplied on their
-//! blocks; their `Var`s keep the storage-free placeholders they were built with. Other types
-//! (Q4_1, MXFP4, ...), the routed MoE experts and every weight on a GPU are decoded to f32 as
-//! before.
+//! file stores), the Q8_0, Q4_0, Q4_K, Q5_K and Q6_K matrices of `Linear`s, of the embedding
+//! table and of the routed experts (one matrix per expert of each stacked projection) stay packed
+//! instead ([`QMatrix`]: the k-quants borrow the memory-mapped file, Q8_0 and Q4_0 are copied into
+//! their interleaved layout), multiplied on their blocks; their `Var`s keep the storage-free
+//! placeholders they were built with. Other types (Q4_1, MXFP4, ...) and every weight on a GPU
+//! are decoded to f32 as before.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -60,7 +61,8 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
             packable.insert(name.to_string());
         });
     }
-    let mut packed: HashMap<String, QMatrix> = HashMap::new();
+    // Each packed parameter's matrices, and whether they are a stack of experts.
+    let mut packed: HashMap<String, (bool, Vec<QMatrix>)> = HashMap::new();
     for (name, var) in model.named_parameters() {
         let gguf = to_gguf(&name)
             .ok_or_else(|| Error::format(path, format!("parameter {name} has no GGUF tensor name in this reader")))?;
@@ -82,25 +84,33 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
         let unpermute = |what: &str| {
             Error::format(path, format!("tensor {gguf}: {what} rows do not split into {permuted:?} heads of pairs"))
         };
-        if packable.contains(&name) && QMatrix::supports(info.ty) && info.dims.len() == 2 {
-            let (rows, cols) = (info.shape()[0], info.shape()[1]);
-            let q = match permuted {
+        if packable.contains(&name) && QMatrix::supports(info.ty) && matches!(info.dims.len(), 2 | 3) {
+            // [rows, cols], or [experts, rows, cols] for stacked experts: one matrix each.
+            let (experts, rows, cols) = match *info.shape().as_slice() {
+                [e, r, c] => (e, r, c),
+                [r, c] => (1, r, c),
+                _ => unreachable!("two or three dimensions"),
+            };
+            let matrix_bytes = rows * (cols / info.ty.block_size()) * info.ty.type_size();
+            let qs: tensor::Result<Vec<QMatrix>> = match permuted {
                 Some(heads) => {
                     let row_bytes = info.size as usize / rows.max(1);
                     let bytes = permute_rows(file.bytes(info), heads, row_bytes, true)
                         .ok_or_else(|| unpermute(&rows.to_string()))?;
-                    QMatrix::new(info.ty, rows, cols, bytes)
+                    QMatrix::new(info.ty, rows, cols, bytes).map(|q| vec![q])
                 }
                 None => {
                     let (bytes, start) = file.shared_bytes(info);
-                    QMatrix::shared(info.ty, rows, cols, bytes, start)
+                    (0..experts)
+                        .map(|e| QMatrix::shared(info.ty, rows, cols, bytes.clone(), start + e * matrix_bytes))
+                        .collect()
                 }
-            }
-            .map_err(|e| Error::format(path, format!("tensor {gguf}: {e}")))?;
+            };
+            let qs = qs.map_err(|e| Error::format(path, format!("tensor {gguf}: {e}")))?;
             if permuted.is_some() || tensor::quant::interleave::applies(info.ty) {
                 file.release(info); // copied (row order undone, or interleaved)
             }
-            packed.insert(name.clone(), q);
+            packed.insert(name.clone(), (info.dims.len() == 3, qs));
             used.insert(gguf);
             continue;
         }
@@ -120,10 +130,10 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
         var.replace_value(tensor.to(&options.device)?)?;
         used.insert(gguf);
     }
-    model.visit_packed("", &mut |name, slot| {
-        if let Some(q) = packed.remove(name) {
-            slot.set(Some(q));
-        }
+    model.visit_packed("", &mut |name, slot| match packed.remove(name) {
+        Some((true, qs)) => slot.set_stack(qs),
+        Some((false, mut qs)) => slot.set(qs.pop()),
+        None => {}
     });
     // (`output.weight` is present exactly when the embeddings are untied, so it is always used.)
     if let Some(extra) = file.tensors.iter().find(|t| !used.contains(&t.name)) {

@@ -8,14 +8,18 @@
 //! per-expert tensors (`experts.{e}.gate_proj.weight`, Qwen3-MoE and DeepSeek) or from Llama 4's
 //! fused `experts.gate_up_proj` [E, H, 2I] and `experts.down_proj` [E, I, H].
 //!
+//! Loaded from a GGUF file for CPU inference, each projection's experts may instead be kept
+//! block-quantized in its `PackedSlot` (one matrix per expert; `quant::expert_matmul` reads only
+//! the chosen experts' blocks).
+//!
 //! gpt-oss's experts ([`Experts::clamped_swiglu`]) add a bias to each projection
 //! (`experts.{gate,up,down}_proj.bias`, [E, out]) and use the clamped SwiGLU of
 //! [`SwigluClamp`]; its checkpoints fuse gate and up with their columns interleaved.
 
-use autograd::Var;
-use tensor::{GluActivation, Result, Tensor};
+use autograd::{Var, is_grad_enabled};
+use tensor::{Error, GluActivation, Result, Tensor};
 
-use crate::{Init, Module, join};
+use crate::{Init, Module, PackedSlot, join};
 
 pub struct Experts {
     pub gate_proj: Var,
@@ -26,6 +30,8 @@ pub struct Experts {
     pub biases: Option<ExpertBiases>,
     /// gpt-oss's clamped SwiGLU in place of `activation`.
     pub clamp: Option<SwigluClamp>,
+    /// Block-quantized gate, up and down experts, when a loader kept them so.
+    pub packed: [PackedSlot; 3],
 }
 
 /// Biases [E, out] of the three expert projections.
@@ -70,6 +76,7 @@ impl Experts {
             activation,
             biases: None,
             clamp: None,
+            packed: Default::default(),
         })
     }
 
@@ -99,21 +106,31 @@ impl Experts {
     /// projection's bias for that expert where there are biases.
     pub fn forward(&self, x: &Var, ids: &Tensor) -> Result<Var> {
         // [E, out, in] weights are used as [E, in, out] views: x [R, in] @ W[e] [in, out].
-        let project = |x: &Var, w: &Var, bias: Option<&Var>| -> Result<Var> {
-            let y = x.expert_matmul(&w.transpose(1, 2)?, ids)?;
+        let project = |x: &Var, w: &Var, packed: &PackedSlot, bias: Option<&Var>| -> Result<Var> {
+            let y = match packed.stack() {
+                Some(_) if is_grad_enabled() => {
+                    return Err(Error::unsupported(
+                        "Experts::forward",
+                        "the experts are kept block-quantized and have no gradient; load the model with f32 weights to train through them",
+                    ));
+                }
+                Some(stack) => Var::constant(tensor::quant::expert_matmul(&stack, &x.value(), ids)?),
+                None => x.expert_matmul(&w.transpose(1, 2)?, ids)?,
+            };
             match bias {
                 Some(b) => y.add(&b.index_select(ids, 0)?.to_dtype(y.dtype())?),
                 None => Ok(y),
             }
         };
         let b = self.biases.as_ref();
-        let gate = project(x, &self.gate_proj, b.map(|b| &b.gate))?;
-        let up = project(x, &self.up_proj, b.map(|b| &b.up))?;
+        let [gate_q, up_q, down_q] = &self.packed;
+        let gate = project(x, &self.gate_proj, gate_q, b.map(|b| &b.gate))?;
+        let up = project(x, &self.up_proj, up_q, b.map(|b| &b.up))?;
         let hidden = match &self.clamp {
             Some(clamp) => clamp.apply(&gate, &up)?,
             None => gate.glu(&up, self.activation)?,
         };
-        project(&hidden, &self.down_proj, b.map(|b| &b.down))
+        project(&hidden, &self.down_proj, down_q, b.map(|b| &b.down))
     }
 }
 
@@ -126,6 +143,11 @@ impl Module for Experts {
             f(&join(prefix, "gate_proj.bias"), &b.gate);
             f(&join(prefix, "up_proj.bias"), &b.up);
             f(&join(prefix, "down_proj.bias"), &b.down);
+        }
+    }
+    fn visit_packed(&self, prefix: &str, f: &mut dyn FnMut(&str, &PackedSlot)) {
+        for (name, slot) in ["gate_proj", "up_proj", "down_proj"].iter().zip(&self.packed) {
+            f(&join(prefix, &format!("{name}.weight")), slot);
         }
     }
 }

@@ -66,8 +66,8 @@ impl Module for SparseMoe {
         self.experts.visit(&join(prefix, "experts"), f);
         self.shared.visit(&join(prefix, self.shared_name), f);
     }
-    /// The shared experts only: the routed experts stay f32 (their matmul gathers rows).
     fn visit_packed(&self, prefix: &str, f: &mut dyn FnMut(&str, &crate::PackedSlot)) {
+        self.experts.visit_packed(&join(prefix, "experts"), f);
         self.shared.visit_packed(&join(prefix, self.shared_name), f);
     }
     fn set_training(&self, training: bool) {

@@ -7,6 +7,7 @@
 //! same f32 products in the same order, no fused multiply-add), so its output is bit-identical to
 //! ggml's `dequantize_row_*` and to the `gguf` Python package's `gguf.quants.dequantize`.
 
+mod expert_matmul;
 pub mod fp8;
 pub mod interleave;
 mod k_quantize;
@@ -21,6 +22,7 @@ pub mod q8_0;
 pub mod qmatmul;
 mod qmatrix;
 
+pub use expert_matmul::expert_matmul;
 pub use qmatrix::{GEMM_MIN_ROWS, QMatrix, set_gemm_min_rows};
 
 use half::{bf16, f16};
