@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use llm::cli;
-use llm::cli::choices::{DeviceChoice, FamilyChoice, OptimizerChoice};
+use llm::cli::choices::{DeviceChoice, OptimizerChoice, family_parser};
 use llm::cli::global::WeightDtype;
 use llm::sample::Sampling;
 
@@ -114,8 +114,8 @@ enum Command {
     /// Trains the tiny model from scratch on the shipped corpus (the defaults rebuild the shipped
     /// model) and writes its checkpoint, loss curve and summary.
     Pretrain {
-        #[arg(long, value_enum, default_value_t = FamilyChoice::Qwen3)]
-        family: FamilyChoice,
+        #[arg(long, value_parser = family_parser(), default_value = "qwen3")]
+        family: String,
         #[arg(long, default_value_t = 800)]
         steps: usize,
         /// A 2-layer, 64-wide model instead of the shipped size (quick experiments).
@@ -265,7 +265,7 @@ fn dispatch(command: Command, dtype: WeightDtype) -> llm::Result<()> {
         Command::Pretrain { family, steps, small, out, device, seed } => {
             dtype.f32_only("pretrain")?;
             cli::pretrain::run(cli::pretrain::PretrainArgs {
-                family: family.as_str(),
+                family: &family,
                 steps,
                 small,
                 out: &out,

@@ -17,14 +17,10 @@ pub enum OptimizerChoice {
     Muon,
 }
 
-/// `--family` of `llm pretrain`: whose wiring the tiny model is built in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum FamilyChoice {
-    Qwen3,
-    Mistral,
-    Olmo2,
-    Gemma3,
-    Smollm3,
+/// `--family` of `llm pretrain`: whose wiring the tiny model is built in, one of the registry's
+/// architectures with a tiny recipe (so a new one is offered with no change here).
+pub fn family_parser() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(crate::models::registry::tiny_families().map(|a| a.id()))
 }
 
 impl DeviceChoice {
@@ -41,18 +37,6 @@ impl OptimizerChoice {
         match self {
             OptimizerChoice::Adamw => "adamw",
             OptimizerChoice::Muon => "muon",
-        }
-    }
-}
-
-impl FamilyChoice {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FamilyChoice::Qwen3 => "qwen3",
-            FamilyChoice::Mistral => "mistral",
-            FamilyChoice::Olmo2 => "olmo2",
-            FamilyChoice::Gemma3 => "gemma3",
-            FamilyChoice::Smollm3 => "smollm3",
         }
     }
 }
