@@ -98,6 +98,13 @@ fn qwen3_moe_gguf_round_trip() -> llm::Result<()> {
     round_trip("qwen3_moe")
 }
 
+/// OLMo 2's norms after the blocks take llama.cpp's own names (`post_attention_norm`,
+/// `post_ffw_norm`), and its QK-norm spans whole projections.
+#[test]
+fn olmo2_gguf_round_trip() -> llm::Result<()> {
+    round_trip("olmo2")
+}
+
 #[test]
 fn the_llama_permutation_is_llama_cpps() {
     // Two heads of four rows, one column: llama.cpp's `permute` maps rows [h, half, j] to

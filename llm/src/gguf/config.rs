@@ -19,7 +19,7 @@ pub fn model_type_of(arch: &str) -> Option<&'static str> {
 
 /// The llama.cpp architecture a Hugging Face `model_type` is written as.
 pub fn arch_of(model_type: &str) -> Option<&'static str> {
-    registry::by_model_type(model_type).and_then(|(a, _)| a.gguf)
+    registry::by_model_type(model_type).and_then(|(a, _)| a.gguf).map(|g| g.arch)
 }
 
 /// `general.architecture`.
@@ -35,7 +35,10 @@ pub fn hf_config(file: &GgufFile) -> Result<Map<String, Json>> {
     let model_type = model_type_of(arch).ok_or_else(|| {
         Error::format(
             &file.path,
-            format!("general.architecture is {arch:?}; the architectures read from GGUF are qwen3, llama and qwen3moe"),
+            format!(
+                "general.architecture is {arch:?}; the architectures read from GGUF are {}",
+                registry::gguf_names().join(", ")
+            ),
         )
     })?;
     let key = |k: &str| format!("{arch}.{k}");

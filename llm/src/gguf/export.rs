@@ -169,8 +169,9 @@ pub fn write_gguf_with_template(
 ) -> Result<bool> {
     let arch = arch_of(&config.model_type).ok_or_else(|| {
         Error::input(format!(
-            "{} models cannot be written as GGUF yet (qwen3, mistral/llama and qwen3_moe can)",
-            config.model_type
+            "{} models cannot be written as GGUF yet (llama.cpp's {} can)",
+            config.model_type,
+            crate::models::registry::gguf_names().join(", ")
         ))
     })?;
     if config.rope.global.scaling != RopeScaling::None || config.rope.local.is_some() {
@@ -186,10 +187,10 @@ pub fn write_gguf_with_template(
         w.set("tokenizer.chat_template", Value::String(template.to_string()));
     }
     let params = model.named_parameters();
-    let tied = !params.iter().any(|(hf, _)| to_gguf(hf).as_deref() == Some("output.weight"));
+    let tied = !params.iter().any(|(hf, _)| to_gguf(arch, hf).as_deref() == Some("output.weight"));
     let experts = config.moe.as_ref().map_or(0, |m| m.num_experts);
     for (hf, var) in params {
-        let gguf = to_gguf(&hf).ok_or_else(|| Error::input(format!("parameter {hf} has no GGUF tensor name")))?;
+        let gguf = to_gguf(arch, &hf).ok_or_else(|| Error::input(format!("parameter {hf} has no GGUF tensor name")))?;
         let value = var.value().to(&tensor::Device::cpu())?.to_dtype(tensor::DType::F32)?;
         let shape = value.dims().to_vec();
         let mut values: Vec<f32> = value.contiguous()?.to_vec()?;

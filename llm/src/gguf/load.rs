@@ -64,7 +64,7 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
     // Each packed parameter's matrices, and whether they are a stack of experts.
     let mut packed: HashMap<String, (bool, Vec<QMatrix>)> = HashMap::new();
     for (name, var) in model.named_parameters() {
-        let gguf = to_gguf(&name)
+        let gguf = to_gguf(&arch, &name)
             .ok_or_else(|| Error::format(path, format!("parameter {name} has no GGUF tensor name in this reader")))?;
         let info = file
             .tensor(&gguf)

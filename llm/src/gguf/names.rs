@@ -2,7 +2,11 @@
 //! Hugging Face parameter `model.layers.3.self_attn.q_proj.weight` is `blk.3.attn_q.weight`, the
 //! stacked experts `model.layers.3.mlp.experts.gate_proj` are `blk.3.ffn_gate_exps.weight`.
 
-/// Per-layer parts of the architectures read here (`qwen3`, `llama`, `qwen3moe`): (Hugging Face suffix after `model.layers.N.`, GGUF suffix after `blk.N.`).
+use crate::models::registry;
+
+/// Per-layer parts as the Llama-style architectures name them (an architecture's
+/// `Gguf::layer_names` come first): (Hugging Face suffix after `model.layers.N.`, GGUF suffix
+/// after `blk.N.`).
 const LAYER: [(&str, &str); 15] = [
     ("input_layernorm", "attn_norm"),
     ("post_attention_layernorm", "ffn_norm"),
@@ -21,8 +25,9 @@ const LAYER: [(&str, &str); 15] = [
     ("mlp.experts.down_proj", "ffn_down_exps"),
 ];
 
-/// The GGUF name of a Hugging Face parameter name, or None when llama.cpp has none for it.
-pub fn to_gguf(hf: &str) -> Option<String> {
+/// The GGUF name of a Hugging Face parameter name in a file of llama.cpp's architecture `arch`,
+/// or None when llama.cpp has none for it.
+pub fn to_gguf(arch: &str, hf: &str) -> Option<String> {
     match hf {
         "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
         "model.norm.weight" => return Some("output_norm.weight".into()),
@@ -37,6 +42,7 @@ pub fn to_gguf(hf: &str) -> Option<String> {
         // Stacked experts are parameters without a `.weight` suffix.
         _ => (part, "weight"),
     };
-    let gguf = LAYER.iter().find(|(h, _)| *h == part)?.1;
+    let own = registry::by_gguf(arch).and_then(|a| a.gguf).map_or(&[][..], |g| g.layer_names);
+    let gguf = own.iter().chain(LAYER.iter()).find(|(h, _)| *h == part)?.1;
     Some(format!("blk.{layer}.{gguf}.{kind}"))
 }

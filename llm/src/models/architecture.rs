@@ -70,6 +70,24 @@ impl ClassDefaults {
     };
 }
 
+/// An architecture as llama.cpp's converter writes it to GGUF (`convert_hf_to_gguf.py` and
+/// `gguf-py`'s `tensor_mapping.py`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gguf {
+    /// `general.architecture`, also the prefix of its metadata keys (`qwen3.block_count`).
+    pub arch: &'static str,
+    /// Per-layer tensors named otherwise than the Llama-style table of `gguf::names`, looked up
+    /// first: (Hugging Face suffix after `model.layers.N.`, GGUF suffix after `blk.N.`).
+    pub layer_names: &'static [(&'static str, &'static str)],
+}
+
+impl Gguf {
+    /// An architecture whose tensors all take the Llama-style names.
+    pub const fn named(arch: &'static str) -> Gguf {
+        Gguf { arch, layer_names: &[] }
+    }
+}
+
 /// What an architecture is called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Names {
@@ -99,8 +117,8 @@ pub struct Architecture {
     /// Its tiny reference checkpoint: the folder under `llm/tests/data/hf-tiny/` holding a small
     /// random model of it with the logits transformers computed for it.
     pub fixture: &'static str,
-    /// llama.cpp's `general.architecture` for it, where this library reads and writes GGUF.
-    pub gguf: Option<&'static str>,
+    /// How llama.cpp names it in GGUF files, where this library reads and writes them.
+    pub gguf: Option<Gguf>,
     /// The fields a tiny model of this family adds to the shared ones ([`crate::tiny`]), for
     /// the dense families that can be the project's own model.
     pub tiny: Option<fn(&TinySizes) -> Value>,

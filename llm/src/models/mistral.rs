@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::architecture::{Architecture, ClassDefaults, ModelType, Names, as_released};
+use super::architecture::{Architecture, ClassDefaults, Gguf, ModelType, Names, as_released};
 use super::recipe::LLAMA_STYLE;
 use crate::Result;
 use crate::config::fields::Fields;
@@ -24,7 +24,7 @@ pub const ARCH: Architecture = Architecture {
     recipe: LLAMA_STYLE,
     configure: as_released,
     fixture: "mistral_small",
-    gguf: Some("llama"),
+    gguf: Some(Gguf::named("llama")),
     tiny: Some(tiny),
 };
 

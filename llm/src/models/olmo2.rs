@@ -13,7 +13,7 @@
 
 use serde_json::{Value, json};
 
-use super::architecture::{Architecture, ClassDefaults, ModelType, Names};
+use super::architecture::{Architecture, ClassDefaults, Gguf, ModelType, Names};
 use super::recipe::{LLAMA_STYLE, Placement, QkNormKind, Recipe};
 use crate::Result;
 use crate::config::fields::Fields;
@@ -30,7 +30,15 @@ pub const ARCH: Architecture = Architecture {
     recipe: Recipe { qk_norm: QkNormKind::WholeProjection, placement: Placement::Post, ..LLAMA_STYLE },
     configure,
     fixture: "olmo2",
-    gguf: None,
+    // llama.cpp's `olmo2`: the two norms after the blocks keep their own names (there is no
+    // `attn_norm` / `ffn_norm` before them).
+    gguf: Some(Gguf {
+        arch: "olmo2",
+        layer_names: &[
+            ("post_attention_layernorm", "post_attention_norm"),
+            ("post_feedforward_layernorm", "post_ffw_norm"),
+        ],
+    }),
     tiny: Some(tiny),
 };
 

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::architecture::{Architecture, ClassDefaults, ModelType, Names, as_released, no_fields};
+use super::architecture::{Architecture, ClassDefaults, Gguf, ModelType, Names, as_released, no_fields};
 use super::recipe::{LLAMA_STYLE, QkNormKind, Recipe};
 use crate::config::Family;
 use crate::tiny::TinySizes;
@@ -19,7 +19,7 @@ pub const ARCH: Architecture = Architecture {
     recipe: Recipe { qk_norm: QkNormKind::PerHead, ..LLAMA_STYLE },
     configure: as_released,
     fixture: "qwen3",
-    gguf: Some("qwen3"),
+    gguf: Some(Gguf::named("qwen3")),
     tiny: Some(tiny),
 };
 

@@ -3,7 +3,7 @@
 //! token at 30B-A3B and 235B-A22B): softmax router over all experts, top-k renormalised, no
 //! shared expert. `mlp_only_layers` / `decoder_sparse_step` can keep some layers dense.
 
-use super::architecture::{Architecture, ModelType, Names, as_released};
+use super::architecture::{Architecture, Gguf, ModelType, Names, as_released};
 use super::recipe::{ExpertStorage, ExpertsRecipe, Recipe};
 use crate::Result;
 use crate::config::fields::Fields;
@@ -23,7 +23,7 @@ pub const ARCH: Architecture = Architecture {
     },
     configure: as_released,
     fixture: "qwen3_moe",
-    gguf: Some("qwen3moe"),
+    gguf: Some(Gguf::named("qwen3moe")),
     tiny: None,
 };
 

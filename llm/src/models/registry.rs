@@ -38,7 +38,12 @@ pub fn by_id(id: &str) -> Option<&'static Architecture> {
 
 /// The architecture llama.cpp calls `gguf_arch` (`general.architecture`).
 pub fn by_gguf(gguf_arch: &str) -> Option<&'static Architecture> {
-    ALL.iter().copied().find(|a| a.gguf == Some(gguf_arch))
+    ALL.iter().copied().find(|a| a.gguf.is_some_and(|g| g.arch == gguf_arch))
+}
+
+/// llama.cpp's names of the architectures read and written as GGUF, for messages.
+pub fn gguf_names() -> Vec<&'static str> {
+    ALL.iter().filter_map(|a| a.gguf.map(|g| g.arch)).collect()
 }
 
 /// Every accepted `model_type`, for messages.

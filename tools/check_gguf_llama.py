@@ -1,0 +1,80 @@
+"""Runs llama.cpp (llama-cpp-python) on the GGUF files `llm quantize` writes from the tiny
+reference checkpoints and compares its logits with the ones transformers recorded for them
+(`reference.safetensors`): the check that a file this project writes for an architecture is the
+model llama.cpp computes, names, metadata, row orders and all.
+
+The fixtures carry no tokenizer, so a byte-level vocabulary of the fixture's size with no merges
+is added to each file first (llama.cpp needs one to load; the token ids are fed directly).
+
+Usage: /work/venv/bin/python tools/check_gguf_llama.py [--llm target/release/llm] [names...]
+(needs gguf, numpy, safetensors and llama-cpp-python; no download)
+"""
+
+import argparse
+import os
+import subprocess
+import tempfile
+
+import gguf
+import numpy as np
+from safetensors.numpy import load_file
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+FIXTURES = os.path.join(ROOT, "llm", "tests", "data", "hf-tiny")
+
+
+def with_vocab(src, dst, vocab):
+    """A copy of the GGUF file `src` with a `gpt2` vocabulary of `vocab` byte tokens."""
+    reader = gguf.GGUFReader(src)
+    arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+    writer = gguf.GGUFWriter(dst, arch)
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        kind = field.types[0]
+        if kind == gguf.GGUFValueType.STRING:
+            writer.add_string(name, bytes(field.parts[-1]).decode())
+        elif kind in (gguf.GGUFValueType.UINT32, gguf.GGUFValueType.FLOAT32, gguf.GGUFValueType.BOOL):
+            value = field.parts[-1][0]
+            {gguf.GGUFValueType.UINT32: writer.add_uint32, gguf.GGUFValueType.FLOAT32: writer.add_float32,
+             gguf.GGUFValueType.BOOL: writer.add_bool}[kind](name, value.item())
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list([f"<{i}>" for i in range(vocab)])
+    writer.add_token_types([gguf.TokenType.NORMAL] * vocab)
+    writer.add_token_merges(["< 0"])  # one: llama.cpp refuses a BPE vocabulary without merges
+    for t in reader.tensors:
+        shape = [int(d) for d in reversed(t.shape)]
+        writer.add_tensor(t.name, np.asarray(t.data).reshape(shape), raw_dtype=t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--llm", default=os.path.join(ROOT, "target", "release", "llm"))
+    ap.add_argument("names", nargs="*", default=["qwen3", "mistral_small", "qwen3_moe", "olmo2"])
+    args = ap.parse_args()
+    from llama_cpp import Llama
+
+    tmp = tempfile.mkdtemp(prefix="gguf-llama-")
+    for name in args.names:
+        folder = os.path.join(FIXTURES, name)
+        ref = load_file(os.path.join(folder, "reference.safetensors"))
+        ids, want = ref["input_ids"][0], ref["logits"][0]
+        raw, path = os.path.join(tmp, f"{name}-raw.gguf"), os.path.join(tmp, f"{name}.gguf")
+        subprocess.run([args.llm, "quantize", "--model", folder, "--out", raw, "--type", "f32"], check=True,
+                       capture_output=True)
+        with_vocab(raw, path, want.shape[-1])
+        llama = Llama(model_path=path, n_ctx=64, logits_all=True, n_threads=2, verbose=False)
+        llama.eval([int(i) for i in ids])
+        got = np.array(llama.scores[: len(ids)], dtype=np.float32)
+        err = float(np.abs(got - want).max())
+        print(f"{name:14} llama.cpp on our f32 GGUF vs transformers: max abs logit difference {err:.2e} "
+              f"(logits up to {float(np.abs(want).max()):.2f})")
+
+
+if __name__ == "__main__":
+    main()
