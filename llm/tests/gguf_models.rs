@@ -98,6 +98,20 @@ fn qwen3_moe_gguf_round_trip() -> llm::Result<()> {
     round_trip("qwen3_moe")
 }
 
+/// SmolLM3 takes llama's q/k row order and llama.cpp's fixed NoPE step of 4.
+#[test]
+fn smollm3_gguf_round_trip() -> llm::Result<()> {
+    round_trip("smollm3")?;
+    // Any other NoPE pattern is refused: llama.cpp would rotate the layers by its own.
+    let mut loaded = load(&fixture("smollm3"), &LoadOptions::cpu())?;
+    loaded.config.layers[0].rope = false;
+    let out = std::env::temp_dir().join(format!("llm-gguf-{}-nope.gguf", std::process::id()));
+    let err = write_gguf(&loaded.model, &loaded.config, None, "smollm3", FileType::F32, &out).unwrap_err();
+    assert!(err.to_string().contains("every 4th layer"), "{err}");
+    assert!(!out.exists(), "nothing is written");
+    Ok(())
+}
+
 /// OLMo 2's norms after the blocks take llama.cpp's own names (`post_attention_norm`,
 /// `post_ffw_norm`), and its QK-norm spans whole projections.
 #[test]

@@ -127,6 +127,9 @@ pub fn hf_config(file: &GgufFile) -> Result<Map<String, Json>> {
     let token = |k: &str| file.get(&format!("tokenizer.ggml.{k}")).and_then(Value::as_u64);
     c.insert("bos_token_id".into(), json!(token("bos_token_id")));
     c.insert("eos_token_id".into(), json!(token("eos_token_id")));
+    if let Some(step) = registry::by_gguf(arch).and_then(|a| a.gguf).and_then(|g| g.nope_step) {
+        c.insert("no_rope_layer_interval".into(), json!(step));
+    }
     if arch == "qwen3moe" {
         c.insert("num_experts".into(), json!(need("expert_count")?));
         c.insert("num_experts_per_tok".into(), json!(need("expert_used_count")?));

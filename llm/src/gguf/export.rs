@@ -105,6 +105,11 @@ fn more_bits(i: usize, n: usize) -> bool {
     i < n / 8 || i >= 7 * n / 8 || (i as i64 - (n / 8) as i64).rem_euclid(3) == 2
 }
 
+/// Whether llama.cpp's `arch` takes q and k rows reordered for its pairwise RoPE.
+fn permuted_qk(arch: &str) -> bool {
+    crate::models::registry::by_gguf(arch).and_then(|a| a.gguf).is_some_and(|g| g.permuted_qk)
+}
+
 /// The metadata llama.cpp's converter writes for `config`'s architecture.
 fn metadata(w: &mut GgufWriter, config: &ModelConfig, arch: &str, name: &str, file_type: FileType) -> Result<()> {
     let u32v = |n: usize| {
@@ -126,7 +131,8 @@ fn metadata(w: &mut GgufWriter, config: &ModelConfig, arch: &str, name: &str, fi
     w.set(&key("attention.value_length"), u32v(config.head_dim)?);
     w.set(&key("attention.layer_norm_rms_epsilon"), Value::F32(config.rms_norm_eps as f32));
     w.set(&key("rope.freq_base"), Value::F32(config.rope.global.theta as f32));
-    if arch == "llama" {
+    if permuted_qk(arch) {
+        // (Llama's converter and those built on it write the rotated width too.)
         w.set(&key("rope.dimension_count"), u32v(config.head_dim)?);
     }
     if let Some(moe) = &config.moe {
@@ -177,6 +183,15 @@ pub fn write_gguf_with_template(
     if config.rope.global.scaling != RopeScaling::None || config.rope.local.is_some() {
         return Err(Error::input(format!("RoPE scaling {:?} is not written to GGUF yet", config.rope.global.scaling)));
     }
+    let nope_step = crate::models::registry::by_gguf(arch).and_then(|a| a.gguf).and_then(|g| g.nope_step);
+    let rotated = |i: usize| nope_step.is_none_or(|s| (i + 1) % s != 0);
+    if config.layers.iter().enumerate().any(|(i, l)| l.rope != rotated(i)) {
+        return Err(Error::input(format!(
+            "{}: its layers without RoPE are not the pattern llama.cpp's {arch} fixes ({}), so GGUF cannot hold it",
+            config.model_type,
+            nope_step.map_or("none".to_string(), |s| format!("every {s}th layer"))
+        )));
+    }
     let mut w = GgufWriter::new();
     metadata(&mut w, config, arch, name, file_type)?;
     let wrote_tokenizer = match tokenizer {
@@ -195,7 +210,7 @@ pub fn write_gguf_with_template(
         let shape = value.dims().to_vec();
         let mut values: Vec<f32> = value.contiguous()?.to_vec()?;
         let width = if shape.len() >= 2 { shape[shape.len() - 1] } else { 1 };
-        if arch == "llama" && (gguf.contains(".attn_q.") || gguf.contains(".attn_k.")) {
+        if permuted_qk(arch) && (gguf.contains(".attn_q.") || gguf.contains(".attn_k.")) {
             let heads = if gguf.contains(".attn_q.") { config.num_attention_heads } else { config.num_key_value_heads };
             values = permute_rows(&values, heads, width, false)
                 .ok_or_else(|| Error::input(format!("{hf}: rows do not split into {heads} heads of pairs")))?;

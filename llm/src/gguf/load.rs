@@ -19,7 +19,7 @@ use tensor::{DType, Device, Tensor};
 use super::config::{architecture, model_config};
 use super::names::to_gguf;
 use super::reader::GgufFile;
-use crate::models::{LoadOptions, Loaded, build};
+use crate::models::{LoadOptions, Loaded, build, registry};
 use crate::{Error, Result};
 
 /// llama.cpp's converter reorders the rows of each head of q and k for the `llama` architecture
@@ -45,6 +45,12 @@ pub fn permute_rows<T: Copy + Default>(values: &[T], heads: usize, width: usize,
         }
     }
     Some(out)
+}
+
+/// The registry's GGUF description of llama.cpp's architecture `arch` (one the config was read
+/// for, so it exists).
+fn gguf_of(arch: &str) -> crate::models::architecture::Gguf {
+    registry::by_gguf(arch).and_then(|a| a.gguf).expect("the config was read for a registered architecture")
 }
 
 /// Reads the GGUF file at `path` into a model on `options.device`.
@@ -75,10 +81,10 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
                 format!("tensor {gguf} has shape {:?}, but the config implies {:?}", info.shape(), var.dims()),
             ));
         }
-        // llama.cpp's q/k row order for `llama` (undone below), as (heads, rows).
-        let permuted = match arch.as_str() {
-            "llama" if gguf.contains(".attn_q.") => Some(config.num_attention_heads),
-            "llama" if gguf.contains(".attn_k.") => Some(config.num_key_value_heads),
+        // llama.cpp's q/k row order for pairwise RoPE (undone below), as the heads of rows.
+        let permuted = match gguf_of(&arch).permuted_qk {
+            true if gguf.contains(".attn_q.") => Some(config.num_attention_heads),
+            true if gguf.contains(".attn_k.") => Some(config.num_key_value_heads),
             _ => None,
         };
         let unpermute = |what: &str| {

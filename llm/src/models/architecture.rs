@@ -79,12 +79,23 @@ pub struct Gguf {
     /// Per-layer tensors named otherwise than the Llama-style table of `gguf::names`, looked up
     /// first: (Hugging Face suffix after `model.layers.N.`, GGUF suffix after `blk.N.`).
     pub layer_names: &'static [(&'static str, &'static str)],
+    /// llama.cpp rotates consecutive pairs for it (its "normal" RoPE) where the checkpoint
+    /// rotates the two halves of each head, so the converter reorders the rows of each head of
+    /// q and k (`LlamaModel.permute`), which the reader undoes.
+    pub permuted_qk: bool,
+    /// llama.cpp skips RoPE on every `n`-th layer of it (a fixed step, with no metadata key).
+    pub nope_step: Option<usize>,
 }
 
 impl Gguf {
-    /// An architecture whose tensors all take the Llama-style names.
+    /// An architecture whose tensors all take the Llama-style names, rotated as stored.
     pub const fn named(arch: &'static str) -> Gguf {
-        Gguf { arch, layer_names: &[] }
+        Gguf { arch, layer_names: &[], permuted_qk: false, nope_step: None }
+    }
+
+    /// [`Gguf::named`] with q and k rows reordered for llama.cpp's pairwise RoPE.
+    pub const fn pairwise_rope(arch: &'static str) -> Gguf {
+        Gguf { permuted_qk: true, ..Gguf::named(arch) }
     }
 }
 

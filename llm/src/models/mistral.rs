@@ -24,7 +24,7 @@ pub const ARCH: Architecture = Architecture {
     recipe: LLAMA_STYLE,
     configure: as_released,
     fixture: "mistral_small",
-    gguf: Some(Gguf::named("llama")),
+    gguf: Some(Gguf::pairwise_rope("llama")),
     tiny: Some(tiny),
 };
 

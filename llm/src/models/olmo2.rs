@@ -38,6 +38,8 @@ pub const ARCH: Architecture = Architecture {
             ("post_attention_layernorm", "post_attention_norm"),
             ("post_feedforward_layernorm", "post_ffw_norm"),
         ],
+        permuted_qk: false,
+        nope_step: None,
     }),
     tiny: Some(tiny),
 };

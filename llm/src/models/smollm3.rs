@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::architecture::{Architecture, ClassDefaults, ModelType, Names, as_released};
+use super::architecture::{Architecture, ClassDefaults, Gguf, ModelType, Names, as_released};
 use super::recipe::LLAMA_STYLE;
 use crate::Result;
 use crate::config::fields::Fields;
@@ -29,7 +29,9 @@ pub const ARCH: Architecture = Architecture {
     recipe: LLAMA_STYLE,
     configure: as_released,
     fixture: "smollm3",
-    gguf: None,
+    // llama.cpp's `smollm3`: Llama's names and pairwise RoPE, and NoPE on every 4th layer
+    // always (it has no key for the pattern; `gguf::export` refuses any other).
+    gguf: Some(Gguf { nope_step: Some(4), ..Gguf::pairwise_rope("smollm3") }),
     tiny: Some(tiny),
 };
 
