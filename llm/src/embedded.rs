@@ -14,16 +14,6 @@ macro_rules! files {
     };
 }
 
-macro_rules! fixture {
-    ($name:literal) => {
-        files! {
-            concat!("hf-tiny/", $name, "/config.json") => concat!("../tests/data/hf-tiny/", $name, "/config.json"),
-            concat!("hf-tiny/", $name, "/model.safetensors") => concat!("../tests/data/hf-tiny/", $name, "/model.safetensors"),
-            concat!("hf-tiny/", $name, "/reference.safetensors") => concat!("../tests/data/hf-tiny/", $name, "/reference.safetensors"),
-        }
-    };
-}
-
 const ASSETS: &[(&str, &[u8])] = files! {
     "assets/tiny/config.json" => "../assets/tiny/config.json",
     "assets/tiny/model.safetensors" => "../assets/tiny/model.safetensors",
@@ -32,18 +22,8 @@ const ASSETS: &[(&str, &[u8])] = files! {
     "assets/corpus/persuasion.txt" => "../assets/corpus/persuasion.txt",
 };
 
-const FIXTURES: &[&[(&str, &[u8])]] = &[
-    fixture!("deepseek_v3"),
-    fixture!("kimi_k2"),
-    fixture!("olmo2"),
-    fixture!("gemma3"),
-    fixture!("mistral_small"),
-    fixture!("llama4"),
-    fixture!("qwen3"),
-    fixture!("qwen3_moe"),
-    fixture!("smollm3"),
-    fixture!("gpt_oss"),
-];
+/// Every folder of `llm/tests/data/hf-tiny` (listed by `build.rs`).
+const FIXTURES: &[&[(&str, &[u8])]] = include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
 
 /// Reads the source tree when it is there (unless `LLM_EMBEDDED_ASSETS=1`, which tests use to
 /// act as an installed copy); otherwise unpacks the carried files and points the library at them.
