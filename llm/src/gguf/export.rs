@@ -184,7 +184,7 @@ pub fn write_gguf_with_template(
         return Err(Error::input(format!("RoPE scaling {:?} is not written to GGUF yet", config.rope.global.scaling)));
     }
     let nope_step = crate::models::registry::by_gguf(arch).and_then(|a| a.gguf).and_then(|g| g.nope_step);
-    let rotated = |i: usize| nope_step.is_none_or(|s| (i + 1) % s != 0);
+    let rotated = |i: usize| nope_step.is_none_or(|s| !(i + 1).is_multiple_of(s));
     if config.layers.iter().enumerate().any(|(i, l)| l.rope != rotated(i)) {
         return Err(Error::input(format!(
             "{}: its layers without RoPE are not the pattern llama.cpp's {arch} fixes ({}), so GGUF cannot hold it",

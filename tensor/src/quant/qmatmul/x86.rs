@@ -100,11 +100,12 @@ fn rows_of_256(acc: [__m256; 2]) -> [f32; GROUP] {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn group_avx2<const Q4: bool, const R: usize>(w: &[u8], x: [Row; R]) -> [[f32; GROUP]; R] {
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    // acc[h][r]: rows 4h..4h + 4 against activation row r.
+    let mut acc = [[_mm256_setzero_ps(); R]; 2];
     for b in 0..x[0].scales.len() {
         // SAFETY: tile b exists (the caller's contract).
         let t = unsafe { w.as_ptr().add(b * tile_bytes::<Q4>()) };
-        for h in 0..2 {
+        for (h, acc) in acc.iter_mut().enumerate() {
             let d = scales_256(t, h);
             let wq = weights_256::<Q4>(t, h);
             let aw = wq.map(|v| _mm256_sign_epi8(v, v));
@@ -122,11 +123,11 @@ pub unsafe fn group_avx2<const Q4: bool, const R: usize>(w: &[u8], x: [Row; R]) 
                     })
                 };
                 let scale = _mm256_mul_ps(d, _mm256_set1_ps(x[r].scales[b]));
-                acc[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r][h]);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r]);
             }
         }
     }
-    acc.map(|a| rows_of_256(a))
+    std::array::from_fn(|r| rows_of_256([acc[0][r], acc[1][r]]))
 }
 
 /// AVX-VNNI's 256-bit `vpdpbusd` (AVX2-era cores with VNNI).
@@ -136,22 +137,23 @@ pub unsafe fn group_avx2<const Q4: bool, const R: usize>(w: &[u8], x: [Row; R]) 
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 pub unsafe fn group_avx_vnni<const Q4: bool, const R: usize>(w: &[u8], x: [Row; R]) -> [[f32; GROUP]; R] {
     let flip = _mm256_set1_epi8(-128);
-    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    // acc[h][r]: rows 4h..4h + 4 against activation row r.
+    let mut acc = [[_mm256_setzero_ps(); R]; 2];
     for b in 0..x[0].scales.len() {
         // SAFETY: tile b exists (the caller's contract).
         let t = unsafe { w.as_ptr().add(b * tile_bytes::<Q4>()) };
-        for h in 0..2 {
+        for (h, acc) in acc.iter_mut().enumerate() {
             let d = scales_256(t, h);
             let wq = weights_256::<Q4>(t, h).map(|v| if Q4 { v } else { _mm256_xor_si256(v, flip) });
             for r in 0..R {
                 let start = in_low_lanes_256(-offset::<Q4>() * x[r].sums[b]);
                 let sum = (0..4).fold(start, |s, p| _mm256_dpbusd_avx_epi32(s, wq[p], codes_256(&x[r], b, p)));
                 let scale = _mm256_mul_ps(d, _mm256_set1_ps(x[r].scales[b]));
-                acc[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r][h]);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r]);
             }
         }
     }
-    acc.map(|a| rows_of_256(a))
+    std::array::from_fn(|r| rows_of_256([acc[0][r], acc[1][r]]))
 }
 
 /// AVX-512 VNNI: a whole 64-byte slice (8 bytes of each of the 8 rows) per `vpdpbusd`.
