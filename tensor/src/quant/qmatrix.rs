@@ -70,7 +70,9 @@ impl QMatrix {
         QMatrix::shared(ty, rows, cols, Arc::new(bytes), 0)
     }
 
-    /// A matrix over `bytes[start..]` of a buffer shared with others (a memory-mapped file).
+    /// A matrix over `bytes[start..]` of a buffer shared with others (a memory-mapped file), in
+    /// GGUF's layout. The k-quants keep borrowing it; Q4_0 and Q8_0 are copied into their
+    /// interleaved layout, after which the caller may release the borrowed range.
     pub fn shared(ty: GgmlType, rows: usize, cols: usize, bytes: Bytes, start: usize) -> Result<QMatrix> {
         if !QMatrix::supports(ty) {
             return Err(Error::unsupported("QMatrix", format!("products on {ty} blocks are not implemented")));
