@@ -4,7 +4,7 @@
 //! A non-scalar output `y` is reduced to `L = sum(y * w)` with fixed random weights `w`, so every
 //! output element contributes to the check with a distinct weight.
 
-use tensor::{DType, Device, Error, Result, Rng, Tensor};
+use tensor::{DType, Device, Error, Result, Rng, Shape, Tensor};
 
 use crate::{Var, no_grad};
 
@@ -31,6 +31,34 @@ pub struct GradReport {
     pub max_abs_error: f64,
     /// Number of input elements checked.
     pub elements: usize,
+}
+
+impl GradReport {
+    /// Counts element `j` of a checked tensor (`what`: its kind, index and shape, named in the
+    /// error) and fails when its analytic and numeric gradients differ beyond the tolerances;
+    /// shared by [`check`] and [`check_params`], so both judge and report alike.
+    fn compare(
+        &mut self,
+        opts: &GradCheck,
+        (kind, i, shape): (&str, usize, &Shape),
+        j: usize,
+        analytic: f64,
+        numeric: f64,
+    ) -> Result<()> {
+        let err = (analytic - numeric).abs();
+        self.max_abs_error = self.max_abs_error.max(err);
+        self.elements += 1;
+        let within = err <= opts.atol + opts.rtol * numeric.abs();
+        if !within {
+            return Err(Error::shape(
+                "gradcheck",
+                format!(
+                    "{kind} {i} {shape:?}, element {j}: analytic {analytic:.10e} vs numeric {numeric:.10e} (|diff| {err:.3e})"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Checks the gradients of `f` with respect to each of `inputs` (float tensors, converted to
@@ -65,21 +93,7 @@ pub fn check(f: impl Fn(&[Var]) -> Result<Var>, inputs: &[Tensor], opts: GradChe
                 no_grad(|| loss(&f(&args)?))
             };
             let numeric = (eval(opts.eps)? - eval(-opts.eps)?) / (2.0 * opts.eps);
-            let err = (analytic[j] - numeric).abs();
-            report.max_abs_error = report.max_abs_error.max(err);
-            report.elements += 1;
-            let within = err <= opts.atol + opts.rtol * numeric.abs();
-            if !within {
-                return Err(Error::shape(
-                    "gradcheck",
-                    format!(
-                        "input {i} {:?}, element {j}: analytic {:.10e} vs numeric {:.10e} (|diff| {err:.3e})",
-                        input.shape(),
-                        analytic[j],
-                        numeric
-                    ),
-                ));
-            }
+            report.compare(&opts, ("input", i, input.shape()), j, analytic[j], numeric)?;
         }
     }
     Ok(report)
@@ -122,21 +136,7 @@ pub fn check_params(params: &[Var], f: impl Fn() -> Result<Var>, opts: GradCheck
             };
             let numeric = (eval(opts.eps)? - eval(-opts.eps)?) / (2.0 * opts.eps);
             p.set_value(original.clone())?;
-            let err = (analytic[j] - numeric).abs();
-            report.max_abs_error = report.max_abs_error.max(err);
-            report.elements += 1;
-            let within = err <= opts.atol + opts.rtol * numeric.abs();
-            if !within {
-                return Err(Error::shape(
-                    "gradcheck",
-                    format!(
-                        "parameter {i} {:?}, element {j}: analytic {:.10e} vs numeric {:.10e} (|diff| {err:.3e})",
-                        original.shape(),
-                        analytic[j],
-                        numeric
-                    ),
-                ));
-            }
+            report.compare(&opts, ("parameter", i, original.shape()), j, analytic[j], numeric)?;
         }
     }
     Ok(report)
