@@ -1,11 +1,14 @@
 //! Shared helpers for the test suites: a seeded generator, a global allocator that records the
-//! largest single request, `catch_unwind` around each case (the robustness suites), and a pair
-//! of tests per checkpoint on the CPU and the GPU (the reference suites).
+//! largest single request, `catch_unwind` around each case (the robustness suites), a pair
+//! of tests per checkpoint on the CPU and the GPU (the reference suites), the tiny fixtures and
+//! a top-1 comparison of logits.
 #![allow(dead_code, unused_macros)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tensor::Tensor;
 
 /// Counts the largest single allocation since the last [`reset_peak`]. Each robustness test
 /// binary holds one test function, so no other test's allocations land in its window.
@@ -82,8 +85,19 @@ pub fn tempdir(name: &str) -> PathBuf {
     dir
 }
 
+/// A tiny HF-format model under `tests/data/hf-tiny`.
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf-tiny").join(name)
+}
+
+/// Fraction of positions whose arg-max agrees between two logits tensors [.., vocab]: how two
+/// loadings or kernel paths of one model compare when their values may differ by rounding.
+pub fn top1_agreement(a: &Tensor, b: &Tensor) -> f64 {
+    let v = a.dims()[a.rank() - 1];
+    let (a, b): (Vec<f32>, Vec<f32>) = (a.to_vec().unwrap(), b.to_vec().unwrap());
+    let argmax = |r: &[f32]| r.iter().enumerate().fold(0, |m, (i, x)| if *x > r[m] { i } else { m });
+    let rows = a.len() / v;
+    (0..rows).filter(|&r| argmax(&a[r * v..(r + 1) * v]) == argmax(&b[r * v..(r + 1) * v])).count() as f64 / rows as f64
 }
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
