@@ -62,6 +62,14 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
+    /// Flips 1 to 8 random bits of `bytes` (not empty) in place: the corruption-anywhere case
+    /// of the file fuzzers.
+    pub fn flip_bits(&mut self, bytes: &mut [u8]) {
+        for _ in 0..1 + self.below(8) {
+            let i = self.below(bytes.len());
+            bytes[i] ^= 1 << self.below(8);
+        }
+    }
 }
 
 /// Runs one case, turning a panic into an error string that names the case.
