@@ -97,6 +97,23 @@ fn ids_u32(b: &GpuBackend, op: &str, ids: Src) -> Result<(Arc<wgpu::Buffer>, Opt
     }
 }
 
+/// What index_add and scatter_add work on: a contiguous copy of the destination, which the
+/// kernel adds into and which is the result, the source as contiguous f32 and the ids as u32;
+/// `_keep` holds the temporaries of those conversions until the dispatch is recorded.
+struct AddOperands {
+    out: GpuBuffer,
+    data: Arc<wgpu::Buffer>,
+    ids: Arc<wgpu::Buffer>,
+    _keep: (Option<GpuBuffer>, Option<BufferRef>),
+}
+
+fn add_operands(b: &GpuBackend, op: &str, dst: Src, src: Src, ids: Src) -> Result<AddOperands> {
+    let out = super::copy::contiguous(b, op, dst)?;
+    let (data, keep) = contiguous_f32(b, op, src)?;
+    let (ids, keep_ids) = ids_u32(b, op, ids)?;
+    Ok(AddOperands { out, data, ids, _keep: (keep, keep_ids) })
+}
+
 fn kernel(b: &GpuBackend, mode: u32) -> Result<Arc<crate::pipelines::Kernel>> {
     b.kernel(&format!("index/{mode}"), &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite], || {
         source(&format!("const MODE: u32 = {mode}u;"), BODY)
@@ -140,9 +157,7 @@ pub fn index_select(b: &GpuBackend, src: Src, axis: usize, ids: Src) -> Result<B
 
 pub fn index_add(b: &GpuBackend, dst: Src, axis: usize, ids: Src, src: Src) -> Result<BufferRef> {
     const OP: &str = "index_add";
-    let out = super::copy::contiguous(b, OP, dst)?;
-    let (data, _keep) = contiguous_f32(b, OP, src)?;
-    let (id_buffer, _keep_ids) = ids_u32(b, OP, ids)?;
+    let AddOperands { out, data, ids: id_buffer, _keep } = add_operands(b, OP, dst, src, ids)?;
     let (outer, a, inner) = split(dst.layout.dims(), axis);
     let n_ids = ids.layout.elem_count();
     if outer * inner > 0 && n_ids > 0 {
@@ -173,9 +188,7 @@ pub fn gather(b: &GpuBackend, src: Src, axis: usize, index: Src) -> Result<Buffe
 
 pub fn scatter_add(b: &GpuBackend, dst: Src, axis: usize, index: Src, src: Src) -> Result<BufferRef> {
     const OP: &str = "scatter_add";
-    let out = super::copy::contiguous(b, OP, dst)?;
-    let (data, _keep) = contiguous_f32(b, OP, src)?;
-    let (id_buffer, _keep_ids) = ids_u32(b, OP, index)?;
+    let AddOperands { out, data, ids: id_buffer, _keep } = add_operands(b, OP, dst, src, index)?;
     let n = dst.layout.elem_count();
     if n > 0 && index.layout.elem_count() > 0 {
         let params = Params::elements(OP, index.layout.shape(), dst.layout.shape(), axis)?;
