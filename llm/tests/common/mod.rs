@@ -8,7 +8,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tensor::Tensor;
+use llm::models::{CausalLm, ForwardOutput};
+use llm::weights::Checkpoint;
+use tensor::testing::max_abs_diff;
+use tensor::{DType, Device, Tensor};
 
 /// Counts the largest single allocation since the last [`reset_peak`]. Each robustness test
 /// binary holds one test function, so no other test's allocations land in its window.
@@ -96,6 +99,23 @@ pub fn tempdir(name: &str) -> PathBuf {
 /// A tiny HF-format model under `tests/data/hf-tiny`.
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf-tiny").join(name)
+}
+
+/// The model's forward pass over the reference's `input_ids` on `device` (with the hidden
+/// states when asked), and the largest |difference| of its logits from the reference's: how
+/// the fixture suites check a loaded model against transformers.
+pub fn forward_against_reference(
+    model: &CausalLm,
+    reference: &Checkpoint,
+    device: &Device,
+    hidden_states: bool,
+) -> llm::Result<(ForwardOutput, f64)> {
+    let cpu = Device::cpu();
+    let ids = reference.load("input_ids", Some(DType::U32), device)?;
+    let out = autograd::no_grad(|| model.forward(&ids, 0, None, hidden_states))?;
+    let want = reference.load("logits", None, &cpu)?;
+    let diff = max_abs_diff(&out.logits.value().to(&cpu)?, &want)?;
+    Ok((out, diff))
 }
 
 /// Fraction of positions whose arg-max agrees between two logits tensors [.., vocab]: how two
