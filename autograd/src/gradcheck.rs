@@ -4,7 +4,7 @@
 //! A non-scalar output `y` is reduced to `L = sum(y * w)` with fixed random weights `w`, so every
 //! output element contributes to the check with a distinct weight.
 
-use tensor::{DType, Device, Error, Result, Rng, Tensor};
+use tensor::{DType, Device, Error, Result, Rng, Shape, Tensor};
 
 use crate::{Var, no_grad};
 
@@ -33,6 +33,61 @@ pub struct GradReport {
     pub elements: usize,
 }
 
+impl GradReport {
+    /// Checks every element of one tensor (`what`: its kind, index and value): the gradient
+    /// backward gave it (`None`: the output does not depend on it, so zeros) against the central
+    /// difference of `loss_at`, the loss with the tensor's elements replaced by the values given.
+    fn check_elements(
+        &mut self,
+        opts: &GradCheck,
+        (kind, i, tensor): (&str, usize, &Tensor),
+        grad: Option<&Tensor>,
+        mut loss_at: impl FnMut(Vec<f64>) -> Result<f64>,
+    ) -> Result<()> {
+        let analytic = match grad {
+            Some(g) => g.to_vec::<f64>()?,
+            None => vec![0.0; tensor.elem_count()],
+        };
+        let base = tensor.to_vec::<f64>()?;
+        for j in 0..base.len() {
+            let mut eval = |delta: f64| -> Result<f64> {
+                let mut values = base.clone();
+                values[j] += delta;
+                loss_at(values)
+            };
+            let numeric = (eval(opts.eps)? - eval(-opts.eps)?) / (2.0 * opts.eps);
+            self.compare(opts, (kind, i, tensor.shape()), j, analytic[j], numeric)?;
+        }
+        Ok(())
+    }
+
+    /// Counts element `j` of a checked tensor (`what`: its kind, index and shape, named in the
+    /// error) and fails when its analytic and numeric gradients differ beyond the tolerances;
+    /// shared by [`check`] and [`check_params`], so both judge and report alike.
+    fn compare(
+        &mut self,
+        opts: &GradCheck,
+        (kind, i, shape): (&str, usize, &Shape),
+        j: usize,
+        analytic: f64,
+        numeric: f64,
+    ) -> Result<()> {
+        let err = (analytic - numeric).abs();
+        self.max_abs_error = self.max_abs_error.max(err);
+        self.elements += 1;
+        let within = err <= opts.atol + opts.rtol * numeric.abs();
+        if !within {
+            return Err(Error::shape(
+                "gradcheck",
+                format!(
+                    "{kind} {i} {shape:?}, element {j}: analytic {analytic:.10e} vs numeric {numeric:.10e} (|diff| {err:.3e})"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Checks the gradients of `f` with respect to each of `inputs` (float tensors, converted to
 /// f64 on the CPU). Fails naming the input, the element and both values.
 pub fn check(f: impl Fn(&[Var]) -> Result<Var>, inputs: &[Tensor], opts: GradCheck) -> Result<GradReport> {
@@ -47,40 +102,16 @@ pub fn check(f: impl Fn(&[Var]) -> Result<Var>, inputs: &[Tensor], opts: GradChe
 
     let mut report = GradReport::default();
     for (i, input) in inputs.iter().enumerate() {
-        let analytic = match grads.get(&vars[i]) {
-            Some(g) => g.to_vec::<f64>()?,
-            None => vec![0.0; input.elem_count()],
+        let loss_at = |values: Vec<f64>| -> Result<f64> {
+            let perturbed = Tensor::from_vec(values, input.shape(), &cpu)?;
+            let args: Vec<Var> = vars
+                .iter()
+                .enumerate()
+                .map(|(k, v)| if k == i { Var::constant(perturbed.clone()) } else { Var::constant(v.value()) })
+                .collect();
+            no_grad(|| loss(&f(&args)?))
         };
-        let base = input.to_vec::<f64>()?;
-        for j in 0..base.len() {
-            let eval = |delta: f64| -> Result<f64> {
-                let mut values = base.clone();
-                values[j] += delta;
-                let perturbed = Tensor::from_vec(values, input.shape(), &cpu)?;
-                let args: Vec<Var> = vars
-                    .iter()
-                    .enumerate()
-                    .map(|(k, v)| if k == i { Var::constant(perturbed.clone()) } else { Var::constant(v.value()) })
-                    .collect();
-                no_grad(|| loss(&f(&args)?))
-            };
-            let numeric = (eval(opts.eps)? - eval(-opts.eps)?) / (2.0 * opts.eps);
-            let err = (analytic[j] - numeric).abs();
-            report.max_abs_error = report.max_abs_error.max(err);
-            report.elements += 1;
-            let within = err <= opts.atol + opts.rtol * numeric.abs();
-            if !within {
-                return Err(Error::shape(
-                    "gradcheck",
-                    format!(
-                        "input {i} {:?}, element {j}: analytic {:.10e} vs numeric {:.10e} (|diff| {err:.3e})",
-                        input.shape(),
-                        analytic[j],
-                        numeric
-                    ),
-                ));
-            }
-        }
+        report.check_elements(&opts, ("input", i, input), grads.get(&vars[i]), loss_at)?;
     }
     Ok(report)
 }
@@ -108,36 +139,14 @@ pub fn check_params(params: &[Var], f: impl Fn() -> Result<Var>, opts: GradCheck
     let mut report = GradReport::default();
     for (i, p) in params.iter().enumerate() {
         let original = p.value();
-        let analytic = match grads.get(p) {
-            Some(g) => g.to_vec::<f64>()?,
-            None => vec![0.0; original.elem_count()],
-        };
-        let base = original.to_vec::<f64>()?;
-        for j in 0..base.len() {
-            let eval = |delta: f64| -> Result<f64> {
-                let mut values = base.clone();
-                values[j] += delta;
-                p.set_value(Tensor::from_vec(values, original.shape(), &cpu)?)?;
-                loss()
-            };
-            let numeric = (eval(opts.eps)? - eval(-opts.eps)?) / (2.0 * opts.eps);
+        // The loss with the parameter perturbed in place, then restored.
+        let loss_at = |values: Vec<f64>| -> Result<f64> {
+            p.set_value(Tensor::from_vec(values, original.shape(), &cpu)?)?;
+            let loss = loss();
             p.set_value(original.clone())?;
-            let err = (analytic[j] - numeric).abs();
-            report.max_abs_error = report.max_abs_error.max(err);
-            report.elements += 1;
-            let within = err <= opts.atol + opts.rtol * numeric.abs();
-            if !within {
-                return Err(Error::shape(
-                    "gradcheck",
-                    format!(
-                        "parameter {i} {:?}, element {j}: analytic {:.10e} vs numeric {:.10e} (|diff| {err:.3e})",
-                        original.shape(),
-                        analytic[j],
-                        numeric
-                    ),
-                ));
-            }
-        }
+            loss
+        };
+        report.check_elements(&opts, ("parameter", i, &original), grads.get(p), loss_at)?;
     }
     Ok(report)
 }

@@ -251,39 +251,20 @@ fn bad_input_ends_in_one_line_and_a_non_zero_exit() -> llm::Result<()> {
     std::fs::write(&unknown, r#"{"model_type": "gpt2", "hidden_size": 8}"#).map_err(|e| llm::Error::io(&unknown, e))?;
     fails_cleanly(&["inspect", "--model", unknown.to_str().unwrap()], "gpt2");
     // Ids outside the vocabulary in a logits input, and a sequence longer than the context.
+    let logits_fails = |input: &std::path::Path, out: &str, needle: &str| {
+        let (input, out) = (input.to_str().unwrap(), temp(out));
+        fails_cleanly(
+            &["logits", "--model", good, "--input", input, "--out", out.to_str().unwrap(), "--device", "cpu"],
+            needle,
+        )
+    };
     let cpu = Device::cpu();
     let bad_ids = temp("bad-ids.safetensors");
     save_safetensors(&bad_ids, &[("input_ids".into(), Tensor::from_vec(vec![1i64, 300], [1, 2], &cpu)?)], None)?;
-    fails_cleanly(
-        &[
-            "logits",
-            "--model",
-            good,
-            "--input",
-            bad_ids.to_str().unwrap(),
-            "--out",
-            temp("x.safetensors").to_str().unwrap(),
-            "--device",
-            "cpu",
-        ],
-        "300",
-    );
+    logits_fails(&bad_ids, "x.safetensors", "300");
     let long = temp("long.safetensors");
     save_safetensors(&long, &[("input_ids".into(), Tensor::zeros([1, 600], DType::I64, &cpu)?)], None)?;
-    fails_cleanly(
-        &[
-            "logits",
-            "--model",
-            good,
-            "--input",
-            long.to_str().unwrap(),
-            "--out",
-            temp("y.safetensors").to_str().unwrap(),
-            "--device",
-            "cpu",
-        ],
-        "context",
-    );
+    logits_fails(&long, "y.safetensors", "context");
     Ok(())
 }
 

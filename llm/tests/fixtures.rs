@@ -29,10 +29,7 @@ fn check_forward_and_greedy(name: &str, device: &Device) -> llm::Result<()> {
     let loaded = load(&dir, &LoadOptions { device: device.clone(), weight_dtype: Some(DType::F32) })?;
     let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
     let cpu = Device::cpu();
-    let ids = reference.load("input_ids", Some(DType::U32), device)?;
-    let out = autograd::no_grad(|| loaded.model.forward(&ids, 0, None, true))?;
-    let want = reference.load("logits", None, &cpu)?;
-    let logits_diff = max_abs_diff(&out.logits.value().to(&cpu)?, &want)?;
+    let (out, logits_diff) = common::forward_against_reference(&loaded.model, &reference, device, true)?;
     assert!(logits_diff <= TOLERANCE, "{name}: logits differ by {logits_diff:.2e}");
     assert_eq!(out.hidden_states.len(), loaded.config.num_hidden_layers + 1);
     let mut worst_hidden = 0.0f64;

@@ -13,23 +13,13 @@ use tensor::quant::{self, GgmlType};
 use tensor::testing::max_abs_diff;
 use tensor::{DType, Device, Tensor};
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf-tiny").join(name)
-}
+mod common;
+use common::{fixture, top1_agreement};
 
 fn logits(model: &std::path::Path, ids: &Tensor) -> llm::Result<Tensor> {
     let loaded = load(model, &LoadOptions::cpu())?;
     let out = autograd::no_grad(|| loaded.model.forward(ids, 0, None, false))?;
     Ok(out.logits.value().clone())
-}
-
-/// Fraction of positions whose arg-max agrees.
-fn top1_agreement(a: &Tensor, b: &Tensor) -> f64 {
-    let v = a.dims()[a.rank() - 1];
-    let (a, b): (Vec<f32>, Vec<f32>) = (a.to_vec().unwrap(), b.to_vec().unwrap());
-    let argmax = |r: &[f32]| r.iter().enumerate().fold(0, |m, (i, x)| if *x > r[m] { i } else { m });
-    let rows = a.len() / v;
-    (0..rows).filter(|&r| argmax(&a[r * v..(r + 1) * v]) == argmax(&b[r * v..(r + 1) * v])).count() as f64 / rows as f64
 }
 
 fn round_trip(name: &str) -> llm::Result<()> {

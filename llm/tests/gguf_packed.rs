@@ -16,7 +16,7 @@
 //! flipped expert choice moves a whole position): the bound there says only that it is still
 //! the same model; the kernels' own accuracy is checked exactly in `tensor/tests/quant_matmul.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use llm::gguf::{FileType, write_gguf, write_gguf_with_template};
 use llm::models::{LoadOptions, Loaded, load};
@@ -27,9 +27,8 @@ use tensor::quant::set_gemm_min_rows;
 use tensor::testing::max_abs_diff;
 use tensor::{DType, Device, Tensor};
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf-tiny").join(name)
-}
+mod common;
+use common::{fixture, top1_agreement};
 
 fn packed_options() -> LoadOptions {
     LoadOptions { device: Device::cpu(), weight_dtype: None }
@@ -121,15 +120,6 @@ fn compare_file(name: &str, file_type: FileType, path: &Path, ids: &Tensor, tigh
         assert!(d_paths <= tight * spread, "{tag}: full and decode integer passes differ by {d_paths:.2e}");
         assert!(d_quant <= 0.5 * spread && agree >= 0.75, "{tag}: {d_quant:.2e} of {spread:.2}, top-1 {agree}");
     }
-}
-
-/// Fraction of positions whose arg-max agrees.
-fn top1_agreement(a: &Tensor, b: &Tensor) -> f64 {
-    let v = a.dims()[a.rank() - 1];
-    let (a, b): (Vec<f32>, Vec<f32>) = (a.to_vec().unwrap(), b.to_vec().unwrap());
-    let argmax = |r: &[f32]| r.iter().enumerate().fold(0, |m, (i, x)| if *x > r[m] { i } else { m });
-    let rows = a.len() / v;
-    (0..rows).filter(|&r| argmax(&a[r * v..(r + 1) * v]) == argmax(&b[r * v..(r + 1) * v])).count() as f64 / rows as f64
 }
 
 #[test]

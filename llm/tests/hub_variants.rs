@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use llm::models::{LoadOptions, load};
 use llm::weights::Checkpoint;
 use nn::ModuleExt;
-use tensor::testing::max_abs_diff;
 use tensor::{DType, Device};
 
 #[macro_use]
@@ -45,11 +44,7 @@ fn check(variant: &str, device: &Device, weight_dtype: Option<DType>) -> llm::Re
         }
     }
     let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
-    let cpu = Device::cpu();
-    let ids = reference.load("input_ids", Some(DType::U32), device)?;
-    let out = autograd::no_grad(|| loaded.model.forward(&ids, 0, None, false))?;
-    let want = reference.load("logits", None, &cpu)?;
-    let diff = max_abs_diff(&out.logits.value().to(&cpu)?, &want)?;
+    let (_, diff) = common::forward_against_reference(&loaded.model, &reference, device, false)?;
     eprintln!("{variant} on {device}: max |logit diff| {diff:.2e}");
     assert!(diff <= TOLERANCE, "{variant} on {device}: logits differ by {diff:.2e}");
     Ok(())

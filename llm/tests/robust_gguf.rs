@@ -144,10 +144,7 @@ fn mutate(rng: &mut Rng, good: &Spec) -> (String, Vec<u8>, Expect) {
         }
         1 => {
             let mut bytes = good.bytes();
-            for _ in 0..1 + rng.below(8) {
-                let i = rng.below(bytes.len());
-                bytes[i] ^= 1 << rng.below(8);
-            }
+            rng.flip_bits(&mut bytes);
             ("bit flips".into(), bytes, Expect::Either)
         }
         2 => {

@@ -73,10 +73,7 @@ fn mutate(rng: &mut Rng, valid: &[u8], entries: &[Entry]) -> (String, Vec<u8>, E
         }
         1 => {
             let mut bytes = valid.to_vec();
-            for _ in 0..1 + rng.below(8) {
-                let i = rng.below(bytes.len());
-                bytes[i] ^= 1 << rng.below(8);
-            }
+            rng.flip_bits(&mut bytes);
             ("bit flips".into(), bytes, Expect::Either)
         }
         2 => {

@@ -6,18 +6,13 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use llm::generate::{StopAt, generate};
-use llm::models::{LoadOptions, Loaded, Segment, load};
-use llm::sample::Sampling;
-use llm::serve::engine::{self, EngineConfig, EngineStats, Event, Job};
+use llm::models::{Loaded, Segment};
+use llm::serve::engine::{self, EngineStats};
 use llm::tokenizer::Tokenizer;
-use tensor::{DType, Device, Tensor};
+use tensor::{Device, Tensor};
 
-fn tiny() -> (Loaded, Tokenizer) {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/tiny");
-    let loaded = load(&dir, &LoadOptions { device: Device::cpu(), weight_dtype: Some(DType::F32) }).unwrap();
-    (loaded, Tokenizer::from_file(dir.join("tokenizer.json")).unwrap())
-}
+mod serve_common;
+use serve_common::{answered_tokens, engine_config, generate_alone, job, tiny};
 
 fn prompts() -> Vec<Vec<u32>> {
     vec![
@@ -75,60 +70,27 @@ fn engine_tokens(
     let (jobs, receiver) = std::sync::mpsc::channel();
     let mut answers = Vec::new();
     for (p, &n) in prompts().into_iter().zip(max_new) {
-        let (events, rx) = tokio::sync::mpsc::unbounded_channel();
-        jobs.send(Job { prompt: p, max_tokens: n, sampling: Sampling::greedy(), stop: vec![], events }).unwrap();
+        let (j, rx) = job(p, n);
+        jobs.send(j).unwrap();
         answers.push(rx);
     }
     drop(jobs);
     let stats = Arc::new(EngineStats::default());
-    let config = EngineConfig {
-        max_batch,
-        prefill_chunk: chunk,
-        eos: loaded.config.eos_token_ids.clone(),
-        kv_blocks: 4096,
-        block_size: 16,
-    };
+    let config = engine_config(loaded, max_batch, chunk, 4096);
     engine::run(&loaded.model, tokenizer, &Device::cpu(), &config, receiver, stats.clone());
     assert_eq!(stats.running.load(Ordering::Relaxed), 0);
     assert_eq!(stats.waiting.load(Ordering::Relaxed), 0);
     assert_eq!(stats.cache_bytes.load(Ordering::Relaxed), 0, "caches are freed when sequences end");
     assert_eq!(stats.kv_blocks_used.load(Ordering::Relaxed), 0, "blocks are back in the pool");
     assert_eq!(stats.finished.load(Ordering::Relaxed), answers.len());
-    answers
-        .into_iter()
-        .map(|mut rx| {
-            let mut tokens = Vec::new();
-            let mut done = false;
-            while let Ok(e) = rx.try_recv() {
-                match e {
-                    Event::Token(t) => tokens.push(t),
-                    Event::Done { completion_tokens, .. } => {
-                        assert_eq!(completion_tokens, tokens.len());
-                        done = true;
-                    }
-                    Event::Failed(m) => panic!("{m}"),
-                    Event::Text(_) => {}
-                }
-            }
-            assert!(done);
-            tokens
-        })
-        .collect()
+    answers.iter_mut().enumerate().map(|(i, rx)| answered_tokens(rx, &format!("request {i}"))).collect()
 }
 
 #[test]
 fn batched_greedy_decoding_equals_generate() {
     let (loaded, tokenizer) = tiny();
     let max_new = [20, 7, 25, 1, 16];
-    let stop = StopAt { eos: loaded.config.eos_token_ids.clone() };
-    let expected: Vec<Vec<u32>> = prompts()
-        .iter()
-        .zip(max_new)
-        .map(|(p, n)| {
-            let ids = generate(&loaded.model, p, n, Sampling::greedy(), &stop, &Device::cpu(), |_| Ok(())).unwrap();
-            ids[p.len()..].to_vec()
-        })
-        .collect();
+    let expected: Vec<Vec<u32>> = prompts().iter().zip(max_new).map(|(p, n)| generate_alone(&loaded, p, n)).collect();
     // One at a time; all together with whole prompts; all together with prompts fed 3 tokens a
     // step (the 40-token prompt takes 14 steps while the others decode); a batch of 2.
     for (max_batch, chunk) in [(1, 64), (8, 64), (8, 3), (2, 5)] {

@@ -8,34 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use llm::generate::{StopAt, generate};
-use llm::models::{LoadOptions, Loaded, load};
-use llm::sample::Sampling;
-use llm::serve::engine::{self, EngineConfig, EngineStats, Event, Job};
-use llm::tokenizer::Tokenizer;
-use tensor::{DType, Device};
-use tokio::sync::mpsc::UnboundedReceiver;
+use llm::serve::engine::{self, EngineStats, Event};
+use tensor::Device;
 
-fn tiny() -> (Loaded, Tokenizer) {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/tiny");
-    let loaded = load(&dir, &LoadOptions { device: Device::cpu(), weight_dtype: Some(DType::F32) }).unwrap();
-    (loaded, Tokenizer::from_file(dir.join("tokenizer.json")).unwrap())
-}
-
-fn config(loaded: &Loaded, max_batch: usize, chunk: usize, kv_blocks: usize) -> EngineConfig {
-    EngineConfig {
-        max_batch,
-        prefill_chunk: chunk,
-        eos: loaded.config.eos_token_ids.clone(),
-        kv_blocks,
-        block_size: 16,
-    }
-}
-
-fn job(prompt: Vec<u32>, max_tokens: usize) -> (Job, UnboundedReceiver<Event>) {
-    let (events, rx) = tokio::sync::mpsc::unbounded_channel();
-    (Job { prompt, max_tokens, sampling: Sampling::greedy(), stop: vec![], events }, rx)
-}
+mod serve_common;
+use serve_common::{answered_tokens, engine_config, generate_alone, job, tiny};
 
 /// Waits until `ok` holds of the stats (the engine runs on another thread).
 fn wait_for(stats: &EngineStats, what: &str, ok: impl Fn(&EngineStats) -> bool) {
@@ -53,7 +30,7 @@ fn blocks_return_to_the_pool_when_a_sequence_finishes_and_when_its_client_leaves
     let (jobs, receiver) = std::sync::mpsc::channel();
     std::thread::scope(|scope| {
         let engine_stats = stats.clone();
-        let config = config(&loaded, 4, 64, 600);
+        let config = engine_config(&loaded, 4, 64, 600);
         let (model, tokenizer) = (&loaded.model, &tokenizer);
         scope.spawn(move || engine::run(model, tokenizer, &Device::cpu(), &config, receiver, engine_stats));
         wait_for(&stats, "the pool is sized", |s| s.kv_blocks_total.load(Ordering::Relaxed) == 600);
@@ -112,15 +89,8 @@ fn many() -> Vec<(Vec<u32>, usize)> {
 fn sixty_four_requests_through_a_small_pool_are_all_answered_with_the_unpaged_greedy_tokens() {
     let (loaded, tokenizer) = tiny();
     let requests = many();
-    let stop = StopAt { eos: loaded.config.eos_token_ids.clone() };
     // Alone, on the contiguous cache `generate` uses.
-    let expected: Vec<Vec<u32>> = requests
-        .iter()
-        .map(|(p, n)| {
-            let ids = generate(&loaded.model, p, *n, Sampling::greedy(), &stop, &Device::cpu(), |_| Ok(())).unwrap();
-            ids[p.len()..].to_vec()
-        })
-        .collect();
+    let expected: Vec<Vec<u32>> = requests.iter().map(|(p, n)| generate_alone(&loaded, p, *n)).collect();
     // A pool of 40 blocks, though the batch allows 16: a prompt (at most 13 positions) needs 6
     // blocks to be admitted, a whole answer (at most 36 positions) 18, so at most 6 start at
     // once and growing ones preempt the newest; prompts go in chunks of 4 tokens.
@@ -133,24 +103,11 @@ fn sixty_four_requests_through_a_small_pool_are_all_answered_with_the_unpaged_gr
     }
     drop(jobs);
     let stats = Arc::new(EngineStats::default());
-    engine::run(&loaded.model, &tokenizer, &Device::cpu(), &config(&loaded, 16, 4, 40), receiver, stats.clone());
+    engine::run(&loaded.model, &tokenizer, &Device::cpu(), &engine_config(&loaded, 16, 4, 40), receiver, stats.clone());
     assert_eq!(stats.finished.load(Ordering::Relaxed), 64);
     assert_eq!(stats.kv_blocks_used.load(Ordering::Relaxed), 0);
     for (i, (mut rx, want)) in answers.into_iter().zip(expected).enumerate() {
-        let mut tokens = Vec::new();
-        let mut done = false;
-        while let Ok(e) = rx.try_recv() {
-            match e {
-                Event::Token(t) => tokens.push(t),
-                Event::Done { completion_tokens, .. } => {
-                    assert_eq!(completion_tokens, tokens.len());
-                    done = true;
-                }
-                Event::Failed(m) => panic!("request {i}: {m}"),
-                Event::Text(_) => {}
-            }
-        }
-        assert!(done, "request {i} was answered");
+        let tokens = answered_tokens(&mut rx, &format!("request {i}"));
         assert_eq!(tokens, want, "request {i}");
     }
     // Admission leaves headroom, yet answers of up to 24 tokens outgrow it: some sequences were
@@ -169,7 +126,7 @@ fn a_request_larger_than_the_whole_pool_fails_with_a_clear_error() {
     jobs.send(small).unwrap();
     drop(jobs);
     let stats = Arc::new(EngineStats::default());
-    engine::run(&loaded.model, &tokenizer, &Device::cpu(), &config(&loaded, 4, 64, 6), receiver, stats);
+    engine::run(&loaded.model, &tokenizer, &Device::cpu(), &engine_config(&loaded, 4, 64, 6), receiver, stats);
     match big_rx.try_recv() {
         Ok(Event::Failed(m)) => assert!(m.contains("more than the pool's 6"), "{m}"),
         other => panic!("expected a failure, got {other:?}"),

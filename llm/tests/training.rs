@@ -2,8 +2,6 @@
 //! 1e-8, weight decay 0.1, every parameter, tied weights once): our losses must match PyTorch's
 //! within 1e-3 relative at every step.
 
-use std::path::PathBuf;
-
 use llm::models::{LoadOptions, load};
 use llm::train::train;
 use llm::weights::Checkpoint;
@@ -13,10 +11,7 @@ use tensor::{DType, Device};
 
 #[macro_use]
 mod common;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf-tiny").join(name)
-}
+use common::fixture;
 
 fn check_training(name: &str, device: &Device) -> llm::Result<()> {
     let dir = fixture(name);

@@ -109,8 +109,14 @@ fn block(kind: RouterKind, top_k: usize, shared: bool, seed: u64, dtype: DType) 
     })
 }
 
-/// The MoE output computed token by token: each token through each chosen expert, weighted.
-fn per_token_reference(moe: &SparseMoe, x: &Tensor) -> Result<Tensor> {
+/// The routed part of a MoE output computed token by token, as the dispatch tests' reference:
+/// for each token row `xt` of `x`, the sum over the experts `e` its router picks (weight `w`)
+/// of `contribution(xt, e, w)`. One row per token.
+fn routed_per_token(
+    moe: &SparseMoe,
+    x: &Tensor,
+    contribution: impl Fn(&Tensor, usize, f64) -> Result<Tensor>,
+) -> Result<Vec<Tensor>> {
     let routing = moe.router.route(&Var::constant(x.clone()))?;
     let (ids, weights) = (routing.ids.to_vec2::<u32>()?, routing.weights.value().to_vec2::<f64>()?);
     let mut rows = Vec::new();
@@ -118,17 +124,28 @@ fn per_token_reference(moe: &SparseMoe, x: &Tensor) -> Result<Tensor> {
         let xt = x.narrow(0, n, 1)?;
         let mut out = xt.zeros_like()?;
         for (&e, &w) in token_ids.iter().zip(token_weights) {
-            let pick = |p: &Var| p.value().select(0, e as usize);
-            let input = if moe.router.kind == RouterKind::Top1SigmoidInput { xt.mul_scalar(w)? } else { xt.clone() };
-            let gate = input.matmul(&pick(&moe.experts.gate_proj)?.t()?)?;
-            let up = input.matmul(&pick(&moe.experts.up_proj)?.t()?)?;
-            let y = gate.silu()?.mul(&up)?.matmul(&pick(&moe.experts.down_proj)?.t()?)?;
-            out = out.add(&if moe.router.kind == RouterKind::Top1SigmoidInput { y } else { y.mul_scalar(w)? })?;
-        }
-        if let Some(shared) = &moe.shared {
-            out = out.add(&shared.forward(&Var::constant(xt.clone()))?.value())?;
+            out = out.add(&contribution(&xt, e as usize, w)?)?;
         }
         rows.push(out);
+    }
+    Ok(rows)
+}
+
+/// The MoE output computed token by token: each token through each chosen expert, weighted.
+fn per_token_reference(moe: &SparseMoe, x: &Tensor) -> Result<Tensor> {
+    let mut rows = routed_per_token(moe, x, |xt, e, w| {
+        let pick = |p: &Var| p.value().select(0, e);
+        let input = if moe.router.kind == RouterKind::Top1SigmoidInput { xt.mul_scalar(w)? } else { xt.clone() };
+        let gate = input.matmul(&pick(&moe.experts.gate_proj)?.t()?)?;
+        let up = input.matmul(&pick(&moe.experts.up_proj)?.t()?)?;
+        let y = gate.silu()?.mul(&up)?.matmul(&pick(&moe.experts.down_proj)?.t()?)?;
+        if moe.router.kind == RouterKind::Top1SigmoidInput { Ok(y) } else { y.mul_scalar(w) }
+    })?;
+    if let Some(shared) = &moe.shared {
+        for (n, out) in rows.iter_mut().enumerate() {
+            let xt = x.narrow(0, n, 1)?;
+            *out = out.add(&shared.forward(&Var::constant(xt))?.value())?;
+        }
     }
     Tensor::cat(&rows.iter().collect::<Vec<_>>(), 0)
 }
@@ -295,24 +312,16 @@ fn gpt_oss_dispatch_equals_a_per_token_loop() -> Result<()> {
     let moe = gpt_oss_block(3, DType::F32, 1.0)?;
     let x = randn([7, 6], 40, &cpu())?;
     let got = moe.forward(&Var::constant(x.clone()))?.value();
-    let routing = moe.router.route(&Var::constant(x.clone()))?;
-    let (ids, weights) = (routing.ids.to_vec2::<u32>()?, routing.weights.value().to_vec2::<f64>()?);
     let b = moe.experts.biases.as_ref().expect("biases");
-    let mut rows = Vec::new();
-    for (n, (token_ids, token_weights)) in ids.iter().zip(&weights).enumerate() {
-        let xt = x.narrow(0, n, 1)?;
-        let mut out = xt.zeros_like()?;
-        for (&e, &w) in token_ids.iter().zip(token_weights) {
-            let pick = |p: &Var| p.value().select(0, e as usize);
-            let gate =
-                xt.matmul(&pick(&moe.experts.gate_proj)?.t()?)?.add(&pick(&b.gate)?)?.clamp(f64::NEG_INFINITY, 1.0)?;
-            let up = xt.matmul(&pick(&moe.experts.up_proj)?.t()?)?.add(&pick(&b.up)?)?.clamp(-1.0, 1.0)?;
-            let act = gate.mul(&gate.mul_scalar(1.702)?.sigmoid()?)?.mul(&up.add_scalar(1.0)?)?;
-            let y = act.matmul(&pick(&moe.experts.down_proj)?.t()?)?.add(&pick(&b.down)?)?;
-            out = out.add(&y.mul_scalar(w)?)?;
-        }
-        rows.push(out);
-    }
+    let rows = routed_per_token(&moe, &x, |xt, e, w| {
+        let pick = |p: &Var| p.value().select(0, e);
+        let gate =
+            xt.matmul(&pick(&moe.experts.gate_proj)?.t()?)?.add(&pick(&b.gate)?)?.clamp(f64::NEG_INFINITY, 1.0)?;
+        let up = xt.matmul(&pick(&moe.experts.up_proj)?.t()?)?.add(&pick(&b.up)?)?.clamp(-1.0, 1.0)?;
+        let act = gate.mul(&gate.mul_scalar(1.702)?.sigmoid()?)?.mul(&up.add_scalar(1.0)?)?;
+        let y = act.matmul(&pick(&moe.experts.down_proj)?.t()?)?.add(&pick(&b.down)?)?;
+        y.mul_scalar(w)
+    })?;
     assert_close(&got, &Tensor::cat(&rows.iter().collect::<Vec<_>>(), 0)?, 1e-5, 1e-5)
 }
 

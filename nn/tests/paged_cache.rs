@@ -9,13 +9,12 @@ use std::sync::Arc;
 use autograd::Var;
 use nn::Init;
 use nn::attention::paged::blocks_needed;
-use nn::attention::{BlockPool, GroupedQueryAttention, KvCache, MaskKind, MlaConfig, MultiHeadLatentAttention, QkNorm};
-use nn::rope::{Rope, RopeScaling};
+use nn::attention::{BlockPool, GroupedQueryAttention, KvCache, MaskKind, MultiHeadLatentAttention, QkNorm};
 use tensor::testing::{assert_close, randn};
 use tensor::{Device, Result};
 
 mod common;
-use common::gqa_config;
+use common::{gqa_config, mla_config};
 
 const BLOCK: usize = 4;
 const PIECES: [usize; 8] = [5, 1, 1, 1, 3, 7, 1, 4];
@@ -107,20 +106,7 @@ fn two_sequences_interleaved_in_one_pool_each_equal_their_own_forward() -> Resul
 #[test]
 fn mla_decodes_through_a_paged_latent_cache() -> Result<()> {
     let cpu = Device::cpu();
-    let config = MlaConfig {
-        hidden_size: 16,
-        num_heads: 2,
-        q_lora_rank: Some(12),
-        kv_lora_rank: 10,
-        qk_nope_head_dim: 6,
-        qk_rope_head_dim: 4,
-        v_head_dim: 5,
-        rms_norm_eps: 1e-6,
-        rope: Rope::new(4, 10_000.0, &RopeScaling::None, true),
-        mask: MaskKind::Causal,
-        scale: 10f64.powf(-0.5),
-    };
-    let mla = MultiHeadLatentAttention::new(config, &mut Init::new(7, &cpu))?;
+    let mla = MultiHeadLatentAttention::new(mla_config(), &mut Init::new(7, &cpu))?;
     let total: usize = PIECES.iter().sum();
     let x = Var::constant(randn([1, total, 16], 2, &cpu)?);
     let plain = mla.forward_plain(&x, 0)?;

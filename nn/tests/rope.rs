@@ -8,6 +8,20 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * b.abs().max(1e-30)
 }
 
+/// DeepSeek-V3's YaRN settings (factor 40 over a 4096-position original context), which the
+/// YaRN tests share.
+fn deepseek_v3_yarn() -> RopeScaling {
+    RopeScaling::Yarn {
+        factor: 40.0,
+        beta_fast: 32.0,
+        beta_slow: 1.0,
+        mscale: 1.0,
+        mscale_all_dim: 1.0,
+        original_max_position_embeddings: 4096.0,
+        truncate: true,
+    }
+}
+
 #[test]
 fn default_frequencies_are_theta_powers() {
     let rope = Rope::new(8, 10_000.0, &RopeScaling::None, false);
@@ -63,15 +77,7 @@ fn deepseek_v3_yarn_scale_matches_published_numbers() {
 
 #[test]
 fn yarn_ramp_interpolates_low_frequencies_and_keeps_high_ones() {
-    let scaling = RopeScaling::Yarn {
-        factor: 40.0,
-        beta_fast: 32.0,
-        beta_slow: 1.0,
-        mscale: 1.0,
-        mscale_all_dim: 1.0,
-        original_max_position_embeddings: 4096.0,
-        truncate: true,
-    };
+    let scaling = deepseek_v3_yarn();
     let base = Rope::new(64, 10_000.0, &RopeScaling::None, true);
     let yarn = Rope::new(64, 10_000.0, &scaling, true);
     // mscale == mscale_all_dim: cos and sin are not scaled (the mscale^2 lives in the softmax scale).
@@ -106,15 +112,7 @@ fn resident_tables_are_the_computed_tables_bit_for_bit_and_grow() -> Result<()> 
     // tables computed for exactly those positions: same f64 angles, same rounding to the dtype.
     let mut devices = vec![Device::cpu()];
     devices.extend(gpu::test_device());
-    let scaling = RopeScaling::Yarn {
-        factor: 40.0,
-        beta_fast: 32.0,
-        beta_slow: 1.0,
-        mscale: 1.0,
-        mscale_all_dim: 1.0,
-        original_max_position_embeddings: 4096.0,
-        truncate: true,
-    };
+    let scaling = deepseek_v3_yarn();
     let rope = Rope::new(16, 10_000.0, &scaling, true);
     let twin = Rope::new(16, 10_000.0, &scaling, false); // same frequencies: shares the tables
     for device in &devices {

@@ -44,6 +44,35 @@ impl Shape {
         self.0.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
     }
 
+    /// The `(start, len)` of each consecutive piece `split` cuts along `axis`, one per size; the
+    /// sizes must add up to the axis's extent. Shared by `Tensor::split` and `Var::split`.
+    pub fn split_ranges(&self, sizes: &[usize], axis: usize) -> Result<Vec<(usize, usize)>> {
+        let total: usize = sizes.iter().sum();
+        if total != self.0[axis] {
+            return Err(Error::shape(
+                "split",
+                format!("sizes {sizes:?} add up to {total}, but axis {axis} of {self:?} has {}", self.0[axis]),
+            ));
+        }
+        let mut start = 0;
+        Ok(sizes
+            .iter()
+            .map(|&len| {
+                start += len;
+                (start - len, len)
+            })
+            .collect())
+    }
+
+    /// The sizes of `n` equal pieces along `axis` (its extent must divide by `n`), for `chunk`.
+    pub fn chunk_sizes(&self, n: usize, axis: usize) -> Result<Vec<usize>> {
+        let dim = self.0[axis];
+        if n == 0 || !dim.is_multiple_of(n) {
+            return Err(Error::shape("chunk", format!("axis {axis} of {self:?} does not split into {n} equal parts")));
+        }
+        Ok(vec![dim / n; n])
+    }
+
     /// The NumPy broadcast of two shapes: dims aligned from the right, each pair equal or one of them 1.
     pub fn broadcast(op: &str, lhs: &Shape, rhs: &Shape) -> Result<Shape> {
         let rank = lhs.rank().max(rhs.rank());

@@ -80,39 +80,13 @@ impl Tensor {
     /// Views of consecutive pieces of `axis` with the given sizes (they must add up to its extent).
     pub fn split(&self, sizes: &[usize], axis: impl Axis) -> Result<Vec<Tensor>> {
         let axis = axis.resolve(self.rank(), "split")?;
-        let total: usize = sizes.iter().sum();
-        if total != self.dims()[axis] {
-            return Err(Error::shape(
-                "split",
-                format!(
-                    "sizes {sizes:?} add up to {total}, but axis {axis} of {:?} has {}",
-                    self.shape(),
-                    self.dims()[axis]
-                ),
-            ));
-        }
-        let mut start = 0;
-        sizes
-            .iter()
-            .map(|&len| {
-                let piece = self.narrow(axis, start, len);
-                start += len;
-                piece
-            })
-            .collect()
+        self.shape().split_ranges(sizes, axis)?.into_iter().map(|(start, len)| self.narrow(axis, start, len)).collect()
     }
 
     /// `n` equal views along `axis` (its extent must divide by `n`).
     pub fn chunk(&self, n: usize, axis: impl Axis) -> Result<Vec<Tensor>> {
         let axis = axis.resolve(self.rank(), "chunk")?;
-        let dim = self.dims()[axis];
-        if n == 0 || !dim.is_multiple_of(n) {
-            return Err(Error::shape(
-                "chunk",
-                format!("axis {axis} of {:?} does not split into {n} equal parts", self.shape()),
-            ));
-        }
-        self.split(&vec![dim / n; n], axis)
+        self.split(&self.shape().chunk_sizes(n, axis)?, axis)
     }
 
     /// A view repeating this tensor along new leading dims or size-1 dims (NumPy rules).

@@ -43,6 +43,21 @@ fn kernels() -> Vec<QKernel> {
     QKernel::ALL.into_iter().filter(|k| k.available()).collect()
 }
 
+/// Every kernel's product of `w` with `x` [m, k] against the f64 reference `want`, and against
+/// the scalar kernel, allowing `ops` f32 roundings per output: 1e-6 of that output's `scale`
+/// (Σ|w x|) each, twice that between two kernels. `case` names the shape in failures.
+fn every_kernel_within(w: &QMatrix, x: &[f32], m: usize, (want, scale): (&[f64], &[f64]), ops: usize, case: &str) {
+    let scalar = w.matmul_blocks(x, m, QKernel::Scalar);
+    for kernel in kernels() {
+        let got = w.matmul_blocks(x, m, kernel);
+        for (idx, (g, (want, scale))) in got.iter().zip(want.iter().zip(scale)).enumerate() {
+            let tol = 1e-6 * ops as f64 * scale + 1e-30;
+            assert!((*g as f64 - want).abs() <= tol, "{case} {kernel:?} out {idx}: {g} vs {want} (tol {tol:.2e})");
+            assert!((*g - scalar[idx]).abs() as f64 <= 2.0 * tol, "{case} {kernel:?} vs scalar");
+        }
+    }
+}
+
 #[test]
 fn every_kernel_matches_the_decoded_product_on_odd_shapes() {
     eprintln!("kernels on this CPU: {:?}", kernels());
@@ -52,21 +67,9 @@ fn every_kernel_matches_the_decoded_product_on_odd_shapes() {
             for m in (1..=9).chain([31, 64]) {
                 let x = values(m as u64 + 7, m * k);
                 let (want, scale) = reference(&w, &x, m);
-                let scalar = w.matmul_blocks(&x, m, QKernel::Scalar);
-                for kernel in kernels() {
-                    let got = w.matmul_blocks(&x, m, kernel);
-                    for (idx, (g, (want, scale))) in got.iter().zip(want.iter().zip(&scale)).enumerate() {
-                        // Each block's integer sum is exact; only the f32 additions of the
-                        // scaled block sums (at most k/32 + 8 of them) round: 1e-6 of Σ|w x|
-                        // per addition bounds it.
-                        let tol = 1e-6 * (k / 32 + 8) as f64 * scale + 1e-30;
-                        assert!(
-                            (*g as f64 - want).abs() <= tol,
-                            "{ty} {kernel:?} n={n} k={k} m={m} out {idx}: {g} vs {want}"
-                        );
-                        assert!((*g - scalar[idx]).abs() as f64 <= 2.0 * tol, "{ty} {kernel:?} vs scalar");
-                    }
-                }
+                // Each block's integer sum is exact; only the f32 additions of the scaled block
+                // sums (at most k/32 + 8 of them) round.
+                every_kernel_within(&w, &x, m, (&want, &scale), k / 32 + 8, &format!("{ty} n={n} k={k} m={m}"));
             }
         }
     }
@@ -198,22 +201,10 @@ fn every_k_quant_kernel_matches_the_decoded_product_on_odd_shapes() {
                     x[256..512].iter_mut().for_each(|v| *v = 0.0);
                 }
                 let (want, scale) = reference_k(f, &w, &x, m);
-                let scalar = w.matmul_blocks(&x, m, QKernel::Scalar);
-                for kernel in kernels() {
-                    let got = w.matmul_blocks(&x, m, kernel);
-                    for (idx, (g, (want, scale))) in got.iter().zip(want.iter().zip(&scale)).enumerate() {
-                        // Integer sums are exact; what rounds is the widening of a block's sum
-                        // to f32, its products with d·dy and dmin·dy, and the additions of the
-                        // blocks' terms and of the 8 lanes: 1e-6 of the terms' magnitudes per
-                        // operation bounds it.
-                        let tol = 1e-6 * (k / 256 + 12) as f64 * scale + 1e-30;
-                        assert!(
-                            (*g as f64 - want).abs() <= tol,
-                            "{ty} {kernel:?} n={n} k={k} m={m} out {idx}: {g} vs {want} (tol {tol:.2e})"
-                        );
-                        assert!((*g - scalar[idx]).abs() as f64 <= 2.0 * tol, "{ty} {kernel:?} vs scalar");
-                    }
-                }
+                // Integer sums are exact; what rounds is the widening of a block's sum to f32,
+                // its products with d·dy and dmin·dy, and the additions of the blocks' terms and
+                // of the 8 lanes.
+                every_kernel_within(&w, &x, m, (&want, &scale), k / 256 + 12, &format!("{ty} n={n} k={k} m={m}"));
             }
         }
     }

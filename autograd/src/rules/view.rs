@@ -82,35 +82,13 @@ impl Var {
     /// Views of consecutive pieces of `axis`.
     pub fn split(&self, sizes: &[usize], axis: impl Axis) -> Result<Vec<Var>> {
         let axis = axis.resolve(self.rank(), "split")?;
-        let total: usize = sizes.iter().sum();
-        if total != self.dims()[axis] {
-            return Err(tensor::Error::shape(
-                "split",
-                format!("sizes {sizes:?} do not add up to axis {axis} of {:?}", self.shape()),
-            ));
-        }
-        let mut start = 0;
-        sizes
-            .iter()
-            .map(|&len| {
-                let piece = self.narrow(axis, start, len);
-                start += len;
-                piece
-            })
-            .collect()
+        self.shape().split_ranges(sizes, axis)?.into_iter().map(|(start, len)| self.narrow(axis, start, len)).collect()
     }
 
     /// `n` equal pieces along `axis`.
     pub fn chunk(&self, n: usize, axis: impl Axis) -> Result<Vec<Var>> {
         let axis = axis.resolve(self.rank(), "chunk")?;
-        let dim = self.dims()[axis];
-        if n == 0 || !dim.is_multiple_of(n) {
-            return Err(tensor::Error::shape(
-                "chunk",
-                format!("axis {axis} of {:?} does not split into {n} equal parts", self.shape()),
-            ));
-        }
-        self.split(&vec![dim / n; n], axis)
+        self.split(&self.shape().chunk_sizes(n, axis)?, axis)
     }
 
     /// Repeats along new or size-1 dims; the gradient is summed back.

@@ -14,6 +14,7 @@ use crate::pool::GpuBuffer;
 
 const COPY: &str = include_str!("copy.wgsl");
 const COPY16: &str = include_str!("copy16.wgsl");
+const COPY_PARAMS: &str = include_str!("copy_params.wgsl");
 const FILL: &str = include_str!("fill.wgsl");
 const CAST: &str = include_str!("cast.wgsl");
 
@@ -54,7 +55,7 @@ pub fn copy_view(b: &GpuBackend, op: &str, src: Src, dst: &GpuBuffer, dst_layout
         4 | 8 => {
             let w = if src.dtype.size_in_bytes() == 4 { "u32" } else { "vec2<u32>" };
             let kernel = b.kernel(&format!("copy/{w}"), &[Access::Read, Access::ReadWrite], || {
-                source(&format!("alias W = {w};"), COPY)
+                source(&format!("{COPY_PARAMS}\nalias W = {w};"), COPY)
             })?;
             // Merging dims needs both views of one shape; reshape the source to the destination's.
             let src_view = src.layout.reshape(dst_layout.shape()).unwrap_or_else(|| src.layout.clone());
@@ -66,7 +67,7 @@ pub fn copy_view(b: &GpuBackend, op: &str, src: Src, dst: &GpuBuffer, dst_layout
             (kernel, layouts)
         }
         _ => {
-            let kernel = b.kernel("copy/16", &[Access::Read, Access::ReadWrite], || source("", COPY16))?;
+            let kernel = b.kernel("copy/16", &[Access::Read, Access::ReadWrite], || source(COPY_PARAMS, COPY16))?;
             (kernel, vec![LayoutUniform::of(op, src.layout)?, LayoutUniform::of(op, dst_layout)?])
         }
     };

@@ -1,15 +1,7 @@
 // Copies between views of 32- or 64-bit elements (W is u32 or vec2<u32>; floats are copied as
 // their bits): dst at the dst view's i-th element = src at the src view's i-th element.
-// Serves contiguous(), copy_into (a KV cache slot), and each part of cat.
-
-struct Params {
-    n: u32,
-    pad0: u32,
-    pad1: u32,
-    pad2: u32,
-    src: Layout,
-    dst: Layout,
-}
+// Serves contiguous(), copy_into (a KV cache slot), and each part of cat. `Params`: in
+// copy_params.wgsl, prepended.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<W>;

@@ -1,15 +1,6 @@
 // Copies between views of 16-bit elements (bf16, f16), stored two per 32-bit word. Two threads
 // may write the two halves of one destination word, so each clears and sets only its own half
-// with atomic and/or, which commute.
-
-struct Params {
-    n: u32,
-    pad0: u32,
-    pad1: u32,
-    pad2: u32,
-    src: Layout,
-    dst: Layout,
-}
+// with atomic and/or, which commute. `Params`: in copy_params.wgsl, prepended.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<u32>;

@@ -1,12 +1,6 @@
 // Inclusive prefix sums along the middle axis of a contiguous [outer, k, inner] tensor: one
-// thread per column, walking it in order (the same order of additions as the CPU).
-
-struct Params {
-    outer: u32,
-    k: u32,
-    inner: u32,
-    pad0: u32,
-}
+// thread per column, walking it in order (the same order of additions as the CPU). `Params`:
+// in axis_params.wgsl, prepended.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
-use tensor::{BufferRef, DType, Error, Layout, Result, Src};
+use tensor::{BufferRef, DType, Error, Layout, Result, Shape, Src};
 
 use super::{LayoutUniform, grid_1d, source};
 use crate::backend::GpuBackend;
@@ -26,6 +26,38 @@ struct Params {
     data: LayoutUniform,
     axis: u32,
     pad: [u32; 3],
+}
+
+impl Params {
+    /// index_select and index_add work on whole slices: `outer` × `a` × `inner` with `n_ids`
+    /// ids along the middle axis; the layouts are unused.
+    fn slices(outer: usize, a: usize, inner: usize, n_ids: usize) -> Self {
+        Params {
+            outer: outer as u32,
+            a: a as u32,
+            inner: inner as u32,
+            n_ids: n_ids as u32,
+            index: Default::default(),
+            data: Default::default(),
+            axis: 0,
+            pad: [0; 3],
+        }
+    }
+
+    /// gather and scatter_add work element by element: the contiguous layouts of the index and
+    /// the data tensor, and the axis the index runs along; the slice sizes are unused.
+    fn elements(op: &str, index: &Shape, data: &Shape, axis: usize) -> Result<Self> {
+        Ok(Params {
+            outer: 0,
+            a: 0,
+            inner: 0,
+            n_ids: 0,
+            index: LayoutUniform::of(op, &Layout::contiguous(index.clone()))?,
+            data: LayoutUniform::of(op, &Layout::contiguous(data.clone()))?,
+            axis: axis as u32,
+            pad: [0; 3],
+        })
+    }
 }
 
 /// A contiguous f32 copy of a view (or None when it already is one).
@@ -65,6 +97,23 @@ fn ids_u32(b: &GpuBackend, op: &str, ids: Src) -> Result<(Arc<wgpu::Buffer>, Opt
     }
 }
 
+/// What index_add and scatter_add work on: a contiguous copy of the destination, which the
+/// kernel adds into and which is the result, the source as contiguous f32 and the ids as u32;
+/// `_keep` holds the temporaries of those conversions until the dispatch is recorded.
+struct AddOperands {
+    out: GpuBuffer,
+    data: Arc<wgpu::Buffer>,
+    ids: Arc<wgpu::Buffer>,
+    _keep: (Option<GpuBuffer>, Option<BufferRef>),
+}
+
+fn add_operands(b: &GpuBackend, op: &str, dst: Src, src: Src, ids: Src) -> Result<AddOperands> {
+    let out = super::copy::contiguous(b, op, dst)?;
+    let (data, keep) = contiguous_f32(b, op, src)?;
+    let (ids, keep_ids) = ids_u32(b, op, ids)?;
+    Ok(AddOperands { out, data, ids, _keep: (keep, keep_ids) })
+}
+
 fn kernel(b: &GpuBackend, mode: u32) -> Result<Arc<crate::pipelines::Kernel>> {
     b.kernel(&format!("index/{mode}"), &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite], || {
         source(&format!("const MODE: u32 = {mode}u;"), BODY)
@@ -87,16 +136,7 @@ pub fn index_select(b: &GpuBackend, src: Src, axis: usize, ids: Src) -> Result<B
     let total = outer * n_ids * inner;
     let out = b.alloc(OP, total, src.dtype)?;
     if total > 0 && half {
-        let params = Params {
-            outer: outer as u32,
-            a: a as u32,
-            inner: inner as u32,
-            n_ids: n_ids as u32,
-            index: Default::default(),
-            data: Default::default(),
-            axis: 0,
-            pad: [0; 3],
-        };
+        let params = Params::slices(outer, a, inner, n_ids);
         let kernel =
             b.kernel("index/select16", &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite], || {
                 source("", SELECT16)
@@ -109,16 +149,7 @@ pub fn index_select(b: &GpuBackend, src: Src, axis: usize, ids: Src) -> Result<B
             grid_1d(total.div_ceil(2)),
         )?;
     } else if total > 0 {
-        let params = Params {
-            outer: outer as u32,
-            a: a as u32,
-            inner: inner as u32,
-            n_ids: n_ids as u32,
-            index: Default::default(),
-            data: Default::default(),
-            axis: 0,
-            pad: [0; 3],
-        };
+        let params = Params::slices(outer, a, inner, n_ids);
         b.dispatch(OP, kernel(b, 0)?, &params, &[&data, &id_buffer, &out.buffer, &b.error_flag()], grid_1d(total))?;
     }
     Ok(Arc::new(out))
@@ -126,22 +157,11 @@ pub fn index_select(b: &GpuBackend, src: Src, axis: usize, ids: Src) -> Result<B
 
 pub fn index_add(b: &GpuBackend, dst: Src, axis: usize, ids: Src, src: Src) -> Result<BufferRef> {
     const OP: &str = "index_add";
-    let out = super::copy::contiguous(b, OP, dst)?;
-    let (data, _keep) = contiguous_f32(b, OP, src)?;
-    let (id_buffer, _keep_ids) = ids_u32(b, OP, ids)?;
+    let AddOperands { out, data, ids: id_buffer, _keep } = add_operands(b, OP, dst, src, ids)?;
     let (outer, a, inner) = split(dst.layout.dims(), axis);
     let n_ids = ids.layout.elem_count();
     if outer * inner > 0 && n_ids > 0 {
-        let params = Params {
-            outer: outer as u32,
-            a: a as u32,
-            inner: inner as u32,
-            n_ids: n_ids as u32,
-            index: Default::default(),
-            data: Default::default(),
-            axis: 0,
-            pad: [0; 3],
-        };
+        let params = Params::slices(outer, a, inner, n_ids);
         b.dispatch(
             OP,
             kernel(b, 1)?,
@@ -160,17 +180,7 @@ pub fn gather(b: &GpuBackend, src: Src, axis: usize, index: Src) -> Result<Buffe
     let n = index.layout.elem_count();
     let out = b.alloc(OP, n, DType::F32)?;
     if n > 0 {
-        let data_layout = Layout::contiguous(src.layout.shape().clone());
-        let params = Params {
-            outer: 0,
-            a: 0,
-            inner: 0,
-            n_ids: 0,
-            index: LayoutUniform::of(OP, &Layout::contiguous(index.layout.shape().clone()))?,
-            data: LayoutUniform::of(OP, &data_layout)?,
-            axis: axis as u32,
-            pad: [0; 3],
-        };
+        let params = Params::elements(OP, index.layout.shape(), src.layout.shape(), axis)?;
         b.dispatch(OP, kernel(b, 2)?, &params, &[&data, &id_buffer, &out.buffer, &b.error_flag()], grid_1d(n))?;
     }
     Ok(Arc::new(out))
@@ -178,21 +188,10 @@ pub fn gather(b: &GpuBackend, src: Src, axis: usize, index: Src) -> Result<Buffe
 
 pub fn scatter_add(b: &GpuBackend, dst: Src, axis: usize, index: Src, src: Src) -> Result<BufferRef> {
     const OP: &str = "scatter_add";
-    let out = super::copy::contiguous(b, OP, dst)?;
-    let (data, _keep) = contiguous_f32(b, OP, src)?;
-    let (id_buffer, _keep_ids) = ids_u32(b, OP, index)?;
+    let AddOperands { out, data, ids: id_buffer, _keep } = add_operands(b, OP, dst, src, index)?;
     let n = dst.layout.elem_count();
     if n > 0 && index.layout.elem_count() > 0 {
-        let params = Params {
-            outer: 0,
-            a: 0,
-            inner: 0,
-            n_ids: 0,
-            index: LayoutUniform::of(OP, &Layout::contiguous(index.layout.shape().clone()))?,
-            data: LayoutUniform::of(OP, &Layout::contiguous(dst.layout.shape().clone()))?,
-            axis: axis as u32,
-            pad: [0; 3],
-        };
+        let params = Params::elements(OP, index.layout.shape(), dst.layout.shape(), axis)?;
         b.dispatch(OP, kernel(b, 3)?, &params, &[&data, &id_buffer, &out.buffer, &b.error_flag()], grid_1d(n))?;
     }
     Ok(Arc::new(out))

@@ -13,6 +13,8 @@ use crate::backend::GpuBackend;
 use crate::pipelines::Access;
 
 const BODY: &str = include_str!("reduce.wgsl");
+/// The WGSL twin of [`Params`], prepended to reduce.wgsl and cumsum.wgsl.
+pub(crate) const PARAMS: &str = include_str!("axis_params.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -75,7 +77,7 @@ pub fn reduce(b: &GpuBackend, op: ReduceOp, src: Src, axis: usize) -> Result<Buf
         let generated = generated(op, src.dtype)?;
         let kernel =
             b.kernel(&format!("reduce/{}/{}", op.name(), src.dtype), &[Access::Read, Access::ReadWrite], || {
-                source(&generated, BODY)
+                source(&format!("{PARAMS}\n{generated}"), BODY)
             })?;
         let groups = if inner == 1 { groups_2d(outer) } else { grid_1d(outer * inner) };
         let params = Params { outer: outer as u32, k: k as u32, inner: inner as u32, pad: 0 };

@@ -3,14 +3,7 @@
 // inner > 1 each thread owns one output and walks its column. The generated piece gives the
 // element type T, the output type R, `identity()`, `better(a, ai, b, bi)` (for max/min: whether
 // b at index bi should replace a at ai: NaN wins, then the larger/smaller, then the lower index),
-// and SUM / ARG flags.
-
-struct Params {
-    outer: u32,
-    k: u32,
-    inner: u32,
-    pad0: u32,
-}
+// and SUM / ARG flags. `Params`: in axis_params.wgsl, prepended.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<T>;

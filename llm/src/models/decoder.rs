@@ -35,6 +35,31 @@ impl LayerNorms {
             LayerNorms::Sandwich { .. } => "sandwich (pre + post)",
         }
     }
+
+    /// The norms with their HF names, in the order the layer applies them (how a checkpoint
+    /// names them; `residual` wires them by role instead).
+    pub fn named(&self) -> Vec<(&'static str, &RmsNorm)> {
+        match self {
+            LayerNorms::PreNorm { input_layernorm, post_attention_layernorm } => {
+                vec![("input_layernorm", input_layernorm), ("post_attention_layernorm", post_attention_layernorm)]
+            }
+            LayerNorms::PostNorm { post_attention_layernorm, post_feedforward_layernorm } => vec![
+                ("post_attention_layernorm", post_attention_layernorm),
+                ("post_feedforward_layernorm", post_feedforward_layernorm),
+            ],
+            LayerNorms::Sandwich {
+                input_layernorm,
+                post_attention_layernorm,
+                pre_feedforward_layernorm,
+                post_feedforward_layernorm,
+            } => vec![
+                ("input_layernorm", input_layernorm),
+                ("post_attention_layernorm", post_attention_layernorm),
+                ("pre_feedforward_layernorm", pre_feedforward_layernorm),
+                ("post_feedforward_layernorm", post_feedforward_layernorm),
+            ],
+        }
+    }
 }
 
 pub struct DecoderLayer {
@@ -84,27 +109,8 @@ impl Module for DecoderLayer {
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Var)) {
         self.self_attn.visit(&join(prefix, "self_attn"), f);
         self.ffn.visit(&join(prefix, self.ffn_name), f);
-        let mut norm = |name: &str, n: &RmsNorm| n.visit(&join(prefix, name), f);
-        match &self.norms {
-            LayerNorms::PreNorm { input_layernorm, post_attention_layernorm } => {
-                norm("input_layernorm", input_layernorm);
-                norm("post_attention_layernorm", post_attention_layernorm);
-            }
-            LayerNorms::PostNorm { post_attention_layernorm, post_feedforward_layernorm } => {
-                norm("post_attention_layernorm", post_attention_layernorm);
-                norm("post_feedforward_layernorm", post_feedforward_layernorm);
-            }
-            LayerNorms::Sandwich {
-                input_layernorm,
-                post_attention_layernorm,
-                pre_feedforward_layernorm,
-                post_feedforward_layernorm,
-            } => {
-                norm("input_layernorm", input_layernorm);
-                norm("post_attention_layernorm", post_attention_layernorm);
-                norm("pre_feedforward_layernorm", pre_feedforward_layernorm);
-                norm("post_feedforward_layernorm", post_feedforward_layernorm);
-            }
+        for (name, norm) in self.norms.named() {
+            norm.visit(&join(prefix, name), f);
         }
     }
     fn set_training(&self, training: bool) {

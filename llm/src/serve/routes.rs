@@ -107,37 +107,45 @@ async fn body_bytes(app: &AppState, request: Request) -> Result<Bytes, ApiError>
     })
 }
 
-async fn completions(State(app): State<Shared>, request: Request) -> Response {
+/// Reads a request's body and answers it as `kind` with the settings and prompt ids `prepare`
+/// makes of it, or with the API error of a body that cannot be read or does not make them.
+/// The completion and chat endpoints differ only in how they read the prompt.
+async fn respond(
+    app: Shared,
+    request: Request,
+    kind: Kind,
+    prepare: impl FnOnce(&AppState, &[u8]) -> Result<(openai::Settings, Vec<u32>), ApiError>,
+) -> Response {
     let body = match body_bytes(&app, request).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let prepared = (|| -> Result<(openai::Settings, Vec<u32>), ApiError> {
-        let request: openai::CompletionRequest = openai::parse(&body)?;
-        let settings = openai::settings(&request.common)?;
-        let prompt = match request.prompt {
-            None => return Err(ApiError::param("prompt", "`prompt` is required")),
-            Some(Prompt::Text(t)) => text_prompt(&app, &t)?,
-            Some(Prompt::Ids(ids)) => id_prompt(&app, &ids)?,
-            Some(Prompt::Texts(list)) if list.len() == 1 => text_prompt(&app, &list[0])?,
-            Some(Prompt::IdLists(list)) if list.len() == 1 => id_prompt(&app, &list[0])?,
-            Some(_) => return Err(ApiError::param("prompt", "give one prompt per request")),
-        };
-        Ok((settings, prompt))
-    })();
-    match prepared {
-        Ok((settings, prompt)) => answer(app, Kind::Completion, settings, prompt).await,
+    match prepare(&app, &body) {
+        Ok((settings, prompt)) => answer(app, kind, settings, prompt).await,
         Err(e) => e.into_response(),
     }
 }
 
+async fn completions(State(app): State<Shared>, request: Request) -> Response {
+    respond(app, request, Kind::Completion, |app, body| {
+        let request: openai::CompletionRequest = openai::parse(body)?;
+        let settings = openai::settings(&request.common)?;
+        let prompt = match request.prompt {
+            None => return Err(ApiError::param("prompt", "`prompt` is required")),
+            Some(Prompt::Text(t)) => text_prompt(app, &t)?,
+            Some(Prompt::Ids(ids)) => id_prompt(app, &ids)?,
+            Some(Prompt::Texts(list)) if list.len() == 1 => text_prompt(app, &list[0])?,
+            Some(Prompt::IdLists(list)) if list.len() == 1 => id_prompt(app, &list[0])?,
+            Some(_) => return Err(ApiError::param("prompt", "give one prompt per request")),
+        };
+        Ok((settings, prompt))
+    })
+    .await
+}
+
 async fn chat(State(app): State<Shared>, request: Request) -> Response {
-    let body = match body_bytes(&app, request).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let prepared = (|| -> Result<(openai::Settings, Vec<u32>), ApiError> {
-        let request: openai::ChatRequest = openai::parse(&body)?;
+    respond(app, request, Kind::Chat, |app, body| {
+        let request: openai::ChatRequest = openai::parse(body)?;
         let settings = openai::settings(&request.common)?;
         let messages = openai::messages(&request)?;
         let prompt = app
@@ -145,11 +153,8 @@ async fn chat(State(app): State<Shared>, request: Request) -> Response {
             .prompt_ids(&messages, &app.tokenizer)
             .map_err(|e| ApiError::param("messages", e.to_string()))?;
         Ok((settings, prompt))
-    })();
-    match prepared {
-        Ok((settings, prompt)) => answer(app, Kind::Chat, settings, prompt).await,
-        Err(e) => e.into_response(),
-    }
+    })
+    .await
 }
 
 fn text_prompt(app: &AppState, text: &str) -> Result<Vec<u32>, ApiError> {

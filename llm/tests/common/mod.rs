@@ -1,11 +1,17 @@
 //! Shared helpers for the test suites: a seeded generator, a global allocator that records the
-//! largest single request, `catch_unwind` around each case (the robustness suites), and a pair
-//! of tests per checkpoint on the CPU and the GPU (the reference suites).
+//! largest single request, `catch_unwind` around each case (the robustness suites), a pair
+//! of tests per checkpoint on the CPU and the GPU (the reference suites), the tiny fixtures and
+//! a top-1 comparison of logits.
 #![allow(dead_code, unused_macros)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use llm::models::{CausalLm, ForwardOutput};
+use llm::weights::Checkpoint;
+use tensor::testing::max_abs_diff;
+use tensor::{DType, Device, Tensor};
 
 /// Counts the largest single allocation since the last [`reset_peak`]. Each robustness test
 /// binary holds one test function, so no other test's allocations land in its window.
@@ -59,6 +65,14 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
+    /// Flips 1 to 8 random bits of `bytes` (not empty) in place: the corruption-anywhere case
+    /// of the file fuzzers.
+    pub fn flip_bits(&mut self, bytes: &mut [u8]) {
+        for _ in 0..1 + self.below(8) {
+            let i = self.below(bytes.len());
+            bytes[i] ^= 1 << self.below(8);
+        }
+    }
 }
 
 /// Runs one case, turning a panic into an error string that names the case.
@@ -82,8 +96,36 @@ pub fn tempdir(name: &str) -> PathBuf {
     dir
 }
 
+/// A tiny HF-format model under `tests/data/hf-tiny`.
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf-tiny").join(name)
+}
+
+/// The model's forward pass over the reference's `input_ids` on `device` (with the hidden
+/// states when asked), and the largest |difference| of its logits from the reference's: how
+/// the fixture suites check a loaded model against transformers.
+pub fn forward_against_reference(
+    model: &CausalLm,
+    reference: &Checkpoint,
+    device: &Device,
+    hidden_states: bool,
+) -> llm::Result<(ForwardOutput, f64)> {
+    let cpu = Device::cpu();
+    let ids = reference.load("input_ids", Some(DType::U32), device)?;
+    let out = autograd::no_grad(|| model.forward(&ids, 0, None, hidden_states))?;
+    let want = reference.load("logits", None, &cpu)?;
+    let diff = max_abs_diff(&out.logits.value().to(&cpu)?, &want)?;
+    Ok((out, diff))
+}
+
+/// Fraction of positions whose arg-max agrees between two logits tensors [.., vocab]: how two
+/// loadings or kernel paths of one model compare when their values may differ by rounding.
+pub fn top1_agreement(a: &Tensor, b: &Tensor) -> f64 {
+    let v = a.dims()[a.rank() - 1];
+    let (a, b): (Vec<f32>, Vec<f32>) = (a.to_vec().unwrap(), b.to_vec().unwrap());
+    let argmax = |r: &[f32]| r.iter().enumerate().fold(0, |m, (i, x)| if *x > r[m] { i } else { m });
+    let rows = a.len() / v;
+    (0..rows).filter(|&r| argmax(&a[r * v..(r + 1) * v]) == argmax(&b[r * v..(r + 1) * v])).count() as f64 / rows as f64
 }
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());

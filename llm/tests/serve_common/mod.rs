@@ -1,5 +1,6 @@
 //! A running `llm serve` on the shipped tiny model, and a plain HTTP/1.1 client over a TCP
-//! socket (requests with `Connection: close`, chunked bodies joined), for the server tests.
+//! socket (requests with `Connection: close`, chunked bodies joined), for the server tests; and
+//! the tiny model loaded in process, with jobs and answers, for the tests that drive the engine.
 
 #![allow(dead_code)]
 
@@ -9,7 +10,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use llm::generate::{StopAt, generate};
+use llm::models::{LoadOptions, Loaded, load};
+use llm::sample::Sampling;
+use llm::serve::engine::{EngineConfig, Event, Job};
+use llm::tokenizer::Tokenizer;
 use serde_json::Value;
+use tensor::{DType, Device};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 pub fn tiny_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/tiny")
@@ -130,4 +138,57 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
         rest = &after[n + 2..];
     }
     out
+}
+
+/// The shipped tiny model in f32 on the CPU, and its tokenizer.
+pub fn tiny() -> (Loaded, Tokenizer) {
+    let dir = tiny_dir();
+    let loaded = load(&dir, &LoadOptions { device: Device::cpu(), weight_dtype: Some(DType::F32) }).unwrap();
+    (loaded, Tokenizer::from_file(dir.join("tokenizer.json")).unwrap())
+}
+
+/// An engine for `loaded` with a pool of `kv_blocks` blocks of 16 positions.
+pub fn engine_config(loaded: &Loaded, max_batch: usize, chunk: usize, kv_blocks: usize) -> EngineConfig {
+    EngineConfig {
+        max_batch,
+        prefill_chunk: chunk,
+        eos: loaded.config.eos_token_ids.clone(),
+        kv_blocks,
+        block_size: 16,
+    }
+}
+
+/// A greedy request for the engine, and the receiver of its events.
+pub fn job(prompt: Vec<u32>, max_tokens: usize) -> (Job, UnboundedReceiver<Event>) {
+    let (events, rx) = tokio::sync::mpsc::unbounded_channel();
+    (Job { prompt, max_tokens, sampling: Sampling::greedy(), stop: vec![], events }, rx)
+}
+
+/// The tokens `llm::generate` gives `prompt` alone (greedy, on a contiguous cache): what the
+/// engine must answer whatever else it batches with it.
+pub fn generate_alone(loaded: &Loaded, prompt: &[u32], max_tokens: usize) -> Vec<u32> {
+    let stop = StopAt { eos: loaded.config.eos_token_ids.clone() };
+    let ids =
+        generate(&loaded.model, prompt, max_tokens, Sampling::greedy(), &stop, &Device::cpu(), |_| Ok(())).unwrap();
+    ids[prompt.len()..].to_vec()
+}
+
+/// The tokens a finished engine streamed to one request (`who`, named in the failures): it
+/// must have ended with `Done`, counting as many tokens as arrived, and never failed.
+pub fn answered_tokens(rx: &mut UnboundedReceiver<Event>, who: &str) -> Vec<u32> {
+    let mut tokens = Vec::new();
+    let mut done = false;
+    while let Ok(e) = rx.try_recv() {
+        match e {
+            Event::Token(t) => tokens.push(t),
+            Event::Done { completion_tokens, .. } => {
+                assert_eq!(completion_tokens, tokens.len());
+                done = true;
+            }
+            Event::Failed(m) => panic!("{who}: {m}"),
+            Event::Text(_) => {}
+        }
+    }
+    assert!(done, "{who} was answered");
+    tokens
 }

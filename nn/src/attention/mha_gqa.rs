@@ -259,16 +259,9 @@ impl Module for GroupedQueryAttention {
     /// (GQA) is left alone and its query heads take the whole `gamma`, as MLA does with its shared
     /// rope key.
     fn clip_qk(&self, tau: f64) -> Result<()> {
-        let Some(maxima) = self.logits.take() else {
-            return Ok(());
-        };
         let c = &self.config;
         let shared = c.num_kv_heads != c.num_heads;
-        for (head, &m) in maxima.iter().enumerate() {
-            if m <= tau {
-                continue;
-            }
-            let gamma = tau / m;
+        for (head, gamma) in self.logits.take_over(tau) {
             let (q_scale, k_scale) = if shared { (gamma, 1.0) } else { (gamma.sqrt(), gamma.sqrt()) };
             qk_clip::scale_rows(&self.q_proj.weight, head * c.head_dim, c.head_dim, q_scale)?;
             if k_scale != 1.0 {

@@ -198,20 +198,14 @@ impl Module for MultiHeadLatentAttention {
     /// `kv_b_proj`) are scaled by `sqrt(gamma)`, its rotary query rows by `gamma`; the shared
     /// rotary key is left alone because every head uses it.
     fn clip_qk(&self, tau: f64) -> Result<()> {
-        let Some(maxima) = self.logits.take() else {
-            return Ok(());
-        };
+        let over = self.logits.take_over(tau);
         let c = &self.config;
         let q_weight = match (&self.q_proj, &self.q_b_proj) {
             (Some(p), _) | (None, Some(p)) => &p.weight,
             _ => return Ok(()),
         };
         let (nope, rope, v) = (c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim);
-        for (head, &m) in maxima.iter().enumerate() {
-            if m <= tau {
-                continue;
-            }
-            let gamma = tau / m;
+        for (head, gamma) in over {
             let q0 = head * (nope + rope);
             super::qk_clip::scale_rows(q_weight, q0, nope, gamma.sqrt())?;
             super::qk_clip::scale_rows(q_weight, q0 + nope, rope, gamma)?;

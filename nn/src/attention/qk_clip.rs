@@ -61,4 +61,16 @@ impl LogitRecorder {
     pub fn take(&self) -> Option<Vec<f64>> {
         self.maxima.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
+
+    /// Takes the last maxima (see [`Self::take`]) and lists the heads a clip at `tau` rescales:
+    /// `(head, gamma)` with `gamma = tau / max` for each head whose max exceeded `tau`. Each
+    /// attention kind then splits `gamma` over its own query and key rows.
+    pub fn take_over(&self, tau: f64) -> Vec<(usize, f64)> {
+        let maxima = self.take().unwrap_or_default();
+        maxima
+            .into_iter()
+            .enumerate()
+            .filter_map(|(head, m)| if m <= tau { None } else { Some((head, tau / m)) })
+            .collect()
+    }
 }

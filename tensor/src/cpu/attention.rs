@@ -4,6 +4,7 @@
 //! logit per head to each row's softmax denominator.
 
 use std::any::TypeId;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -27,119 +28,148 @@ pub fn attention(
     sinks: Option<(&HostData, &Layout)>,
     spec: &AttentionSpec,
 ) -> Result<HostData> {
+    by_dtype("attention", q, k, v, sinks, &Dense { lq, lk, lv, spec })
+}
+
+/// An attention kernel over slices of one float type, holding the operands' layouts and its
+/// settings, so that [`by_dtype`] can run it on f32 or f64 data.
+pub(super) trait Attend {
+    fn attend<T: FloatElement>(&self, q: &[T], k: &[T], v: &[T], sinks: Option<Vec<T>>) -> Vec<T>;
+}
+
+/// Runs `kernel` on q, k, v and the optional sinks when all are f32 or all f64 (the sinks
+/// gathered into one row first); any other dtype is `op`'s error. Shared by the dense and the
+/// paged kernels.
+pub(super) fn by_dtype(
+    op: &str,
+    q: &HostData,
+    k: &HostData,
+    v: &HostData,
+    sinks: Option<(&HostData, &Layout)>,
+    kernel: &impl Attend,
+) -> Result<HostData> {
     Ok(match (q, k, v, sinks) {
-        (HostData::F32(q), HostData::F32(k), HostData::F32(v), None) => {
-            HostData::F32(attend(q, lq, k, lk, v, lv, None, spec))
-        }
+        (HostData::F32(q), HostData::F32(k), HostData::F32(v), None) => HostData::F32(kernel.attend(q, k, v, None)),
         (HostData::F32(q), HostData::F32(k), HostData::F32(v), Some((HostData::F32(s), ls))) => {
-            HostData::F32(attend(q, lq, k, lk, v, lv, Some(strided::gather(s, ls)), spec))
+            HostData::F32(kernel.attend(q, k, v, Some(strided::gather(s, ls))))
         }
-        (HostData::F64(q), HostData::F64(k), HostData::F64(v), None) => {
-            HostData::F64(attend(q, lq, k, lk, v, lv, None, spec))
-        }
+        (HostData::F64(q), HostData::F64(k), HostData::F64(v), None) => HostData::F64(kernel.attend(q, k, v, None)),
         (HostData::F64(q), HostData::F64(k), HostData::F64(v), Some((HostData::F64(s), ls))) => {
-            HostData::F64(attend(q, lq, k, lk, v, lv, Some(strided::gather(s, ls)), spec))
+            HostData::F64(kernel.attend(q, k, v, Some(strided::gather(s, ls))))
         }
-        (q, _, _, _) => return Err(Error::unsupported_dtype("attention", q.dtype())),
+        (q, _, _, _) => return Err(Error::unsupported_dtype(op, q.dtype())),
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn attend<T: FloatElement>(
-    q: &[T],
-    lq: &Layout,
-    k: &[T],
-    lk: &Layout,
-    v: &[T],
-    lv: &Layout,
-    sinks: Option<Vec<T>>,
-    spec: &AttentionSpec,
-) -> Vec<T> {
-    // q is gathered (it is small); k and v are read in place through their strides, so a KV
-    // cache is never copied.
-    let q = strided::gather(q, lq);
-    let [b, hq, tq, d] = [lq.dims()[0], lq.dims()[1], lq.dims()[2], lq.dims()[3]];
-    let (hkv, tk, dv) = (lk.dims()[1], lk.dims()[2], lv.dims()[3]);
-    let (ks, vs) = (lk.strides(), lv.strides());
-    let group = hq / hkv;
-    let mut out = vec![T::zero(); b * hq * tq * dv];
-    if out.is_empty() {
-        return out;
-    }
-    let scale = T::from_f64(spec.scale).unwrap_or_else(T::one);
-    let head = |bh: usize, o: &mut [T]| {
-        let (bi, h) = (bh / hq, bh % hq);
-        let kvh = h / group;
-        let qh = &q[bh * tq * d..(bh + 1) * tq * d];
-        let sink = sinks.as_ref().map(|s| s[h]);
-        let k_base = lk.offset() + bi * ks[0] + kvh * ks[1];
-        let v_base = lv.offset() + bi * vs[0] + kvh * vs[1];
-        for i0 in (0..tq).step_by(QUERY_BLOCK) {
-            let rows = QUERY_BLOCK.min(tq - i0);
-            let ranges: Vec<_> = (i0..i0 + rows).map(|i| spec.mask.visible_range(i, tk)).collect();
-            let lo = ranges.iter().map(|r| r.start).min().unwrap_or(0);
-            let hi = ranges.iter().map(|r| r.end).max().unwrap_or(0).max(lo);
-            let span = hi - lo;
-            if span == 0 {
-                continue; // no visible key: these rows stay zero
-            }
-            // scores = q_block @ k[lo..hi]^T, [rows, span]
-            let mut scores = vec![T::zero(); rows * span];
-            small_gemm(&mut scores, &qh[i0 * d..], d, 1, &k[k_base + lo * ks[2]..], 1, ks[2], rows, span, d);
-            for (r, row) in scores.chunks_mut(span).enumerate() {
-                let visible = &ranges[r];
-                if visible.start >= visible.end {
-                    row.iter_mut().for_each(|s| *s = T::zero());
-                    continue;
-                }
-                // The sink joins the max and the denominator, never the weighted sum.
-                let mut max = sink.unwrap_or_else(T::neg_infinity);
-                for (j, s) in row.iter_mut().enumerate() {
-                    if (lo + j) < visible.start || (lo + j) >= visible.end {
-                        *s = T::neg_infinity();
-                        continue;
-                    }
-                    let mut x = *s * scale;
-                    if let Some(cap) = spec.softcap {
-                        let cap = T::from_f64(cap).unwrap_or_else(T::one);
-                        x = (x / cap).tanh() * cap;
-                    }
-                    *s = x;
-                    if x > max {
-                        max = x;
-                    }
-                }
-                let sum = sink.map_or_else(T::zero, |s| (s - max).exp()) + exp_shifted_sum(row, max);
-                let inv = sum.recip();
-                row.iter_mut().for_each(|s| *s = *s * inv);
-            }
-            // out_block = probs @ v[lo..hi], [rows, dv]
-            small_gemm(
-                &mut o[i0 * dv..(i0 + rows) * dv],
-                &scores,
-                span,
-                1,
-                &v[v_base + lo * vs[2]..],
-                vs[2],
-                1,
-                rows,
-                dv,
-                span,
-            );
-        }
-    };
-    if b * hq > 1 && out.len() * tk >= PARALLEL_MIN {
-        out.par_chunks_mut(tq * dv).enumerate().for_each(|(bh, o)| head(bh, o));
-    } else {
-        out.chunks_mut(tq * dv).enumerate().for_each(|(bh, o)| head(bh, o));
-    }
-    out
+/// Attention over whole k and v tensors (read in place through their strides).
+struct Dense<'a> {
+    lq: &'a Layout,
+    lk: &'a Layout,
+    lv: &'a Layout,
+    spec: &'a AttentionSpec,
 }
 
-/// `dst [m, n] (row-major) = a [m, k] @ b [k, n]` with the given (row, col) strides, on one thread.
+impl Attend for Dense<'_> {
+    fn attend<T: FloatElement>(&self, q: &[T], k: &[T], v: &[T], sinks: Option<Vec<T>>) -> Vec<T> {
+        let Dense { lq, lk, lv, spec } = *self;
+        // q is gathered (it is small); k and v are read in place through their strides, so a KV
+        // cache is never copied.
+        let q = strided::gather(q, lq);
+        let [b, hq, tq, d] = [lq.dims()[0], lq.dims()[1], lq.dims()[2], lq.dims()[3]];
+        let (hkv, tk, dv) = (lk.dims()[1], lk.dims()[2], lv.dims()[3]);
+        let (ks, vs) = (lk.strides(), lv.strides());
+        let group = hq / hkv;
+        let mut out = vec![T::zero(); b * hq * tq * dv];
+        if out.is_empty() {
+            return out;
+        }
+        let scale = T::from_f64(spec.scale).unwrap_or_else(T::one);
+        let cap = spec.softcap.map(|c| T::from_f64(c).unwrap_or_else(T::one));
+        let head = |bh: usize, o: &mut [T]| {
+            let (bi, h) = (bh / hq, bh % hq);
+            let kvh = h / group;
+            let qh = &q[bh * tq * d..(bh + 1) * tq * d];
+            let sink = sinks.as_ref().map(|s| s[h]);
+            let k_base = lk.offset() + bi * ks[0] + kvh * ks[1];
+            let v_base = lv.offset() + bi * vs[0] + kvh * vs[1];
+            for i0 in (0..tq).step_by(QUERY_BLOCK) {
+                let rows = QUERY_BLOCK.min(tq - i0);
+                let (ranges, lo, hi) = visible_keys(spec, i0..i0 + rows, tk);
+                let span = hi - lo;
+                if span == 0 {
+                    continue; // no visible key: these rows stay zero
+                }
+                // scores = q_block @ k[lo..hi]^T, [rows, span]
+                let mut scores = vec![T::zero(); rows * span];
+                let (qb, keys) = (&qh[i0 * d..], &k[k_base + lo * ks[2]..]);
+                gemm_into(&mut scores, span, qb, d, 1, keys, 1, ks[2], rows, span, d, false);
+                for (r, row) in scores.chunks_mut(span).enumerate() {
+                    softmax_row(row, lo, &ranges[r], sink, scale, cap);
+                }
+                // out_block = probs @ v[lo..hi], [rows, dv]
+                let (ob, values) = (&mut o[i0 * dv..(i0 + rows) * dv], &v[v_base + lo * vs[2]..]);
+                gemm_into(ob, dv, &scores, span, 1, values, vs[2], 1, rows, dv, span, false);
+            }
+        };
+        if b * hq > 1 && out.len() * tk >= PARALLEL_MIN {
+            out.par_chunks_mut(tq * dv).enumerate().for_each(|(bh, o)| head(bh, o));
+        } else {
+            out.chunks_mut(tq * dv).enumerate().for_each(|(bh, o)| head(bh, o));
+        }
+        out
+    }
+}
+
+/// The key range each query row of `rows` sees (out of `tk` keys), and `lo..hi`, the span
+/// covering them all: a block of query rows is scored against that span only.
+pub(super) fn visible_keys(spec: &AttentionSpec, rows: Range<usize>, tk: usize) -> (Vec<Range<usize>>, usize, usize) {
+    let ranges: Vec<_> = rows.map(|i| spec.mask.visible_range(i, tk)).collect();
+    let lo = ranges.iter().map(|r| r.start).min().unwrap_or(0);
+    let hi = ranges.iter().map(|r| r.end).max().unwrap_or(0).max(lo);
+    (ranges, lo, hi)
+}
+
+/// Turns one row of raw scores over keys `lo..` into probabilities, in place: keys outside
+/// `visible` get 0, the rest are scaled, soft-capped and softmaxed; the sink joins the max and
+/// the denominator, never the weighted sum. A row that sees no key is all zeros.
+pub(super) fn softmax_row<T: FloatElement>(
+    row: &mut [T],
+    lo: usize,
+    visible: &Range<usize>,
+    sink: Option<T>,
+    scale: T,
+    cap: Option<T>,
+) {
+    if visible.start >= visible.end {
+        row.iter_mut().for_each(|s| *s = T::zero());
+        return;
+    }
+    let mut max = sink.unwrap_or_else(T::neg_infinity);
+    for (j, s) in row.iter_mut().enumerate() {
+        if (lo + j) < visible.start || (lo + j) >= visible.end {
+            *s = T::neg_infinity();
+            continue;
+        }
+        let mut x = *s * scale;
+        if let Some(cap) = cap {
+            x = (x / cap).tanh() * cap;
+        }
+        *s = x;
+        if x > max {
+            max = x;
+        }
+    }
+    let sum = sink.map_or_else(T::zero, |s| (s - max).exp()) + exp_shifted_sum(row, max);
+    let inv = sum.recip();
+    row.iter_mut().for_each(|s| *s = *s * inv);
+}
+
+/// `dst [m, n]` (row stride `dst_rs`) `= a [m, k] @ b [k, n]`, or `+=` with `accumulate`; the
+/// operands are read through their (row, column) strides, on one thread.
 #[allow(clippy::too_many_arguments)]
-fn small_gemm<T: FloatElement>(
+pub(super) fn gemm_into<T: FloatElement>(
     dst: &mut [T],
+    dst_rs: usize,
     a: &[T],
     a_rs: usize,
     a_cs: usize,
@@ -149,10 +179,14 @@ fn small_gemm<T: FloatElement>(
     m: usize,
     n: usize,
     k: usize,
+    accumulate: bool,
 ) {
-    assert!(dst.len() >= m * n);
-    assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
-    assert!(n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    assert!(dst.len() > (m - 1) * dst_rs + (n - 1));
+    assert!(a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
+    assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
     // SAFETY: the asserts above bound every index gemm touches in the three slices.
     unsafe {
         gemm::gemm(
@@ -161,15 +195,15 @@ fn small_gemm<T: FloatElement>(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
-            false,
+            dst_rs as isize,
+            accumulate,
             a.as_ptr(),
             a_cs as isize,
             a_rs as isize,
             b.as_ptr(),
             b_cs as isize,
             b_rs as isize,
-            T::zero(),
+            if accumulate { T::one() } else { T::zero() },
             T::one(),
             false,
             false,
@@ -181,7 +215,7 @@ fn small_gemm<T: FloatElement>(
 
 /// In place `x[i] = exp(x[i] - shift)`, returning their sum: f32 rows on `vmath`'s vectorised
 /// exp (masked keys hold -inf and give 0), f64 rows one by one.
-pub(super) fn exp_shifted_sum<T: FloatElement>(row: &mut [T], shift: T) -> T {
+fn exp_shifted_sum<T: FloatElement>(row: &mut [T], shift: T) -> T {
     if TypeId::of::<T>() == TypeId::of::<f32>() {
         // SAFETY: T is f32 (checked above), so the slice is an f32 slice of the same length.
         let row = unsafe { std::slice::from_raw_parts_mut(row.as_mut_ptr() as *mut f32, row.len()) };

@@ -56,6 +56,30 @@ impl Isa {
     }
 }
 
+/// `dispatch!(isa, scalar, avx2, avx512)` evaluates the expression of the path `isa` names, or
+/// of the widest the CPU has when it lacks that one ([`Isa::or_available`]). It is the one place
+/// where a kernel module's `#[target_feature]` calls are made `unsafe`, with the reason they are
+/// sound; off x86-64 only the scalar expression is compiled.
+macro_rules! dispatch {
+    ($isa:expr, $scalar:expr, $avx2:expr, $avx512:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            match $isa.or_available() {
+                // SAFETY: `or_available` only returns paths whose features the CPU reported.
+                $crate::cpu::isa::Isa::Avx512 => unsafe { $avx512 },
+                $crate::cpu::isa::Isa::Avx2 => unsafe { $avx2 },
+                $crate::cpu::isa::Isa::Scalar => $scalar,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = $isa;
+            $scalar
+        }
+    }};
+}
+pub(crate) use dispatch;
+
 /// What the CPU offers, detected once.
 #[derive(Clone, Copy, Debug)]
 pub struct Features {

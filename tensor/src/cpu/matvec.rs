@@ -11,26 +11,7 @@
 
 use half::{bf16, f16};
 
-use super::isa::Isa;
-
-macro_rules! dispatch {
-    ($isa:expr, $scalar:expr, $avx2:expr, $avx512:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            match $isa.or_available() {
-                // SAFETY: `or_available` only returns paths whose features the CPU reported.
-                Isa::Avx512 => unsafe { $avx512 },
-                Isa::Avx2 => unsafe { $avx2 },
-                Isa::Scalar => $scalar,
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = $isa;
-            $scalar
-        }
-    }};
-}
+use super::isa::{Isa, dispatch};
 
 /// A weight element the kernels read: f32 as is, bf16/f16 widened in registers.
 pub trait Weight: Copy + Send + Sync + 'static {

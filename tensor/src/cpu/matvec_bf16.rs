@@ -80,6 +80,16 @@ mod x86 {
 
     use half::bf16;
 
+    /// The load masks of the tail after the full 32-value steps, `left` values of each row: one
+    /// bit per weight value (16-bit lanes), one per activation pair (32-bit lanes of packed x).
+    #[inline(always)]
+    fn tail_masks(left: usize) -> (u32, u16) {
+        let wmask: u32 = if left >= 32 { u32::MAX } else { (1u32 << left) - 1 };
+        let pairs = left.div_ceil(2);
+        let xmask: u16 = if pairs >= 16 { u16::MAX } else { ((1u32 << pairs) - 1) as u16 };
+        (wmask, xmask)
+    }
+
     /// Four dot products of the packed activations with four weight rows of k bf16 each.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
     pub unsafe fn dot4(xp: &[u32], k: usize, w: [&[bf16]; 4]) -> [f32; 4] {
@@ -99,10 +109,7 @@ mod x86 {
             }
             if i < k {
                 // The tail: values i..k of each row (masked per bf16), lanes of x to match.
-                let left = k - i;
-                let wmask: u32 = if left >= 32 { u32::MAX } else { (1u32 << left) - 1 };
-                let pairs = left.div_ceil(2);
-                let xmask: u16 = if pairs >= 16 { u16::MAX } else { ((1u32 << pairs) - 1) as u16 };
+                let (wmask, xmask) = tail_masks(k - i);
                 let xv: __m512bh = std::mem::transmute(_mm512_maskz_loadu_epi32(xmask, x.add(i / 2)));
                 for r in 0..4 {
                     let wv: __m512bh = std::mem::transmute(_mm512_maskz_loadu_epi16(wmask, wp[r].add(i)));
@@ -138,10 +145,7 @@ mod x86 {
                 i += 32;
             }
             if i < k {
-                let left = k - i;
-                let wmask: u32 = if left >= 32 { u32::MAX } else { (1u32 << left) - 1 };
-                let pairs = left.div_ceil(2);
-                let xmask: u16 = if pairs >= 16 { u16::MAX } else { ((1u32 << pairs) - 1) as u16 };
+                let (wmask, xmask) = tail_masks(k - i);
                 let wv: [__m512bh; C] =
                     std::array::from_fn(|c| std::mem::transmute(_mm512_maskz_loadu_epi16(wmask, wp[c].add(i))));
                 for r in 0..R {

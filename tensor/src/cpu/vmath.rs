@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
-use super::isa::{self, Isa};
+use super::isa::{self, Isa, dispatch};
 use super::strided;
 use crate::Layout;
 use crate::backend::{GluActivation, RmsNormSpec};
@@ -46,25 +46,6 @@ impl Act {
             Act::GeluTanh => x / (1.0 + (-2.0 * SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)).exp()),
         }
     }
-}
-
-macro_rules! dispatch {
-    ($isa:expr, $scalar:expr, $avx2:expr, $avx512:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            match $isa.or_available() {
-                // SAFETY: `or_available` only returns paths whose features the CPU reported.
-                Isa::Avx512 => unsafe { $avx512 },
-                Isa::Avx2 => unsafe { $avx2 },
-                Isa::Scalar => $scalar,
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = $isa;
-            $scalar
-        }
-    }};
 }
 
 /// `out[i] = act(x[i])`, times `up[i]` when given (the gated product of a GLU). Equal lengths.

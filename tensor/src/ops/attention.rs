@@ -24,10 +24,7 @@ impl Tensor {
         spec: &AttentionSpec,
     ) -> Result<Tensor> {
         const OP: &str = "attention";
-        q.check_same_device(OP, k)?;
-        q.check_same_device(OP, v)?;
-        q.check_same_dtype(OP, k)?;
-        q.check_same_dtype(OP, v)?;
+        check_operands(OP, q, k, v)?;
         let bad = || {
             Error::shape(
                 OP,
@@ -55,12 +52,7 @@ impl Tensor {
         }
         let [b, hq, tq, _] = [qd[0], qd[1], qd[2], qd[3]];
         let dv = vd[3];
-        if let Some(s) = sinks {
-            q.check_same_device(OP, s)?;
-            if s.dims() != [hq] {
-                return Err(Error::shape(OP, format!("sinks {:?} must be [Hq] = [{hq}]", s.shape())));
-            }
-        }
+        check_sinks(OP, q, sinks, hq)?;
         q.float_op(OP, |q| {
             // Keys and values are often views into a KV cache: keep them as they are when their
             // rows are contiguous, instead of copying the whole cache every step.
@@ -100,10 +92,7 @@ impl Tensor {
         spec: &AttentionSpec,
     ) -> Result<Tensor> {
         const OP: &str = "paged_attention";
-        q.check_same_device(OP, k_pool)?;
-        q.check_same_device(OP, v_pool)?;
-        q.check_same_dtype(OP, k_pool)?;
-        q.check_same_dtype(OP, v_pool)?;
+        check_operands(OP, q, k_pool, v_pool)?;
         let bad = |why: String| Error::shape(OP, why);
         if q.rank() != 4 || k_pool.rank() != 4 || v_pool.rank() != 4 {
             return Err(bad(format!(
@@ -131,12 +120,7 @@ impl Tensor {
         }
         let blocks = &blocks[..len.div_ceil(size)];
         let [hq, tq, dv] = [qd[1], qd[2], vd[3]];
-        if let Some(s) = sinks {
-            q.check_same_device(OP, s)?;
-            if s.dims() != [hq] {
-                return Err(Error::shape(OP, format!("sinks {:?} must be [Hq] = [{hq}]", s.shape())));
-            }
-        }
+        check_sinks(OP, q, sinks, hq)?;
         q.float_op(OP, |q| {
             // The pools are never copied: a view whose rows are not contiguous is refused.
             for pool in [k_pool, v_pool] {
@@ -219,4 +203,24 @@ fn gather_blocks(pool: &Tensor, blocks: &[u32], len: usize) -> Result<Tensor> {
     let ids = Tensor::from_vec(blocks.to_vec(), [blocks.len()], pool.device())?;
     let rows = pool.index_select(&ids, 0usize)?.transpose(0, 1)?.contiguous()?; // [H, n, S, D]
     rows.reshape([1, h, blocks.len() * size, d])?.narrow(2, 0, len)
+}
+
+/// Keys and values (or their pools) must sit on q's device with q's dtype: the first checks of
+/// the dense and the paged attention.
+fn check_operands(op: &str, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<()> {
+    q.check_same_device(op, k)?;
+    q.check_same_device(op, v)?;
+    q.check_same_dtype(op, k)?;
+    q.check_same_dtype(op, v)
+}
+
+/// Sinks, when given, must sit on q's device and hold one logit per query head.
+fn check_sinks(op: &str, q: &Tensor, sinks: Option<&Tensor>, hq: usize) -> Result<()> {
+    if let Some(s) = sinks {
+        q.check_same_device(op, s)?;
+        if s.dims() != [hq] {
+            return Err(Error::shape(op, format!("sinks {:?} must be [Hq] = [{hq}]", s.shape())));
+        }
+    }
+    Ok(())
 }
