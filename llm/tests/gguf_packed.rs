@@ -77,6 +77,10 @@ fn compare(name: &str, file_type: FileType, tmp: &Path) {
 /// The checks of the module doc on the GGUF file at `path`, with the token ids `ids` [B, T];
 /// `tight` bounds the difference of the two integer passes relative to the logits' spread.
 fn compare_file(name: &str, file_type: FileType, path: &Path, ids: &Tensor, tight: f64) {
+    // The kernel path and the GEMM threshold are process-wide switches, and the tests of this
+    // file run on parallel threads: one comparison at a time, so none runs under another's.
+    static SWITCHES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SWITCHES.lock().unwrap_or_else(|p| p.into_inner());
     let f32_model = load(path, &LoadOptions::cpu()).unwrap();
     assert_eq!(packed_count(&f32_model), 0, "an f32 weight dtype decodes everything");
     let (want, want_steps) = logits(&f32_model, ids);
