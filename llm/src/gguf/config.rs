@@ -8,6 +8,7 @@ use serde_json::{Map, Value as Json, json};
 use super::reader::GgufFile;
 use super::value::Value;
 use crate::config::ModelConfig;
+use crate::models::architecture::Gguf;
 use crate::models::registry;
 use crate::{Error, Result};
 
@@ -17,9 +18,9 @@ pub fn model_type_of(arch: &str) -> Option<&'static str> {
     registry::by_gguf(arch).map(|a| a.text_model_type())
 }
 
-/// The llama.cpp architecture a Hugging Face `model_type` is written as.
-pub fn arch_of(model_type: &str) -> Option<&'static str> {
-    registry::by_model_type(model_type).and_then(|(a, _)| a.gguf).map(|g| g.arch)
+/// How a Hugging Face `model_type` is written as GGUF (llama.cpp's architecture and names).
+pub fn gguf_of(model_type: &str) -> Option<Gguf> {
+    registry::by_model_type(model_type).and_then(|(a, _)| a.gguf)
 }
 
 /// `general.architecture`.
@@ -127,7 +128,7 @@ pub fn hf_config(file: &GgufFile) -> Result<Map<String, Json>> {
     let token = |k: &str| file.get(&format!("tokenizer.ggml.{k}")).and_then(Value::as_u64);
     c.insert("bos_token_id".into(), json!(token("bos_token_id")));
     c.insert("eos_token_id".into(), json!(token("eos_token_id")));
-    if let Some(step) = registry::by_gguf(arch).and_then(|a| a.gguf).and_then(|g| g.nope_step) {
+    if let Some(step) = registry::gguf(arch).and_then(|g| g.nope_step) {
         c.insert("no_rope_layer_interval".into(), json!(step));
     }
     if arch == "qwen3moe" {

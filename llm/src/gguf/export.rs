@@ -17,13 +17,14 @@ use nn::ModuleExt;
 use nn::rope::RopeScaling;
 use tensor::quant::{self, GgmlType};
 
-use super::config::arch_of;
+use super::config::gguf_of;
 use super::load::permute_rows;
 use super::names::to_gguf;
 use super::value::Value;
 use super::writer::GgufWriter;
 use crate::config::ModelConfig;
 use crate::models::CausalLm;
+use crate::models::architecture::Gguf;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
@@ -105,13 +106,9 @@ fn more_bits(i: usize, n: usize) -> bool {
     i < n / 8 || i >= 7 * n / 8 || (i as i64 - (n / 8) as i64).rem_euclid(3) == 2
 }
 
-/// Whether llama.cpp's `arch` takes q and k rows reordered for its pairwise RoPE.
-fn permuted_qk(arch: &str) -> bool {
-    crate::models::registry::by_gguf(arch).and_then(|a| a.gguf).is_some_and(|g| g.permuted_qk)
-}
-
 /// The metadata llama.cpp's converter writes for `config`'s architecture.
-fn metadata(w: &mut GgufWriter, config: &ModelConfig, arch: &str, name: &str, file_type: FileType) -> Result<()> {
+fn metadata(w: &mut GgufWriter, config: &ModelConfig, gguf: &Gguf, name: &str, file_type: FileType) -> Result<()> {
+    let arch = gguf.arch;
     let u32v = |n: usize| {
         u32::try_from(n).map(Value::U32).map_err(|_| Error::Config(format!("{n} does not fit GGUF's u32 field")))
     };
@@ -131,7 +128,7 @@ fn metadata(w: &mut GgufWriter, config: &ModelConfig, arch: &str, name: &str, fi
     w.set(&key("attention.value_length"), u32v(config.head_dim)?);
     w.set(&key("attention.layer_norm_rms_epsilon"), Value::F32(config.rms_norm_eps as f32));
     w.set(&key("rope.freq_base"), Value::F32(config.rope.global.theta as f32));
-    if permuted_qk(arch) {
+    if gguf.permuted_qk {
         // (Llama's converter and those built on it write the rotated width too.)
         w.set(&key("rope.dimension_count"), u32v(config.head_dim)?);
     }
@@ -173,7 +170,7 @@ pub fn write_gguf_with_template(
     file_type: FileType,
     out: &Path,
 ) -> Result<bool> {
-    let arch = arch_of(&config.model_type).ok_or_else(|| {
+    let described = gguf_of(&config.model_type).ok_or_else(|| {
         Error::input(format!(
             "{} models cannot be written as GGUF yet (llama.cpp's {} can)",
             config.model_type,
@@ -183,7 +180,7 @@ pub fn write_gguf_with_template(
     if config.rope.global.scaling != RopeScaling::None || config.rope.local.is_some() {
         return Err(Error::input(format!("RoPE scaling {:?} is not written to GGUF yet", config.rope.global.scaling)));
     }
-    let nope_step = crate::models::registry::by_gguf(arch).and_then(|a| a.gguf).and_then(|g| g.nope_step);
+    let (arch, nope_step) = (described.arch, described.nope_step);
     let rotated = |i: usize| nope_step.is_none_or(|s| !(i + 1).is_multiple_of(s));
     if config.layers.iter().enumerate().any(|(i, l)| l.rope != rotated(i)) {
         return Err(Error::input(format!(
@@ -193,7 +190,7 @@ pub fn write_gguf_with_template(
         )));
     }
     let mut w = GgufWriter::new();
-    metadata(&mut w, config, arch, name, file_type)?;
+    metadata(&mut w, config, &described, name, file_type)?;
     let wrote_tokenizer = match tokenizer {
         Some(t) => super::tokenizer::to_gguf(t, &mut w)?,
         None => false,
@@ -202,15 +199,16 @@ pub fn write_gguf_with_template(
         w.set("tokenizer.chat_template", Value::String(template.to_string()));
     }
     let params = model.named_parameters();
-    let tied = !params.iter().any(|(hf, _)| to_gguf(arch, hf).as_deref() == Some("output.weight"));
+    let tied = !params.iter().any(|(hf, _)| to_gguf(&described, hf).as_deref() == Some("output.weight"));
     let experts = config.moe.as_ref().map_or(0, |m| m.num_experts);
     for (hf, var) in params {
-        let gguf = to_gguf(arch, &hf).ok_or_else(|| Error::input(format!("parameter {hf} has no GGUF tensor name")))?;
+        let gguf =
+            to_gguf(&described, &hf).ok_or_else(|| Error::input(format!("parameter {hf} has no GGUF tensor name")))?;
         let value = var.value().to(&tensor::Device::cpu())?.to_dtype(tensor::DType::F32)?;
         let shape = value.dims().to_vec();
         let mut values: Vec<f32> = value.contiguous()?.to_vec()?;
         let width = if shape.len() >= 2 { shape[shape.len() - 1] } else { 1 };
-        if permuted_qk(arch) && (gguf.contains(".attn_q.") || gguf.contains(".attn_k.")) {
+        if described.permuted_qk && (gguf.contains(".attn_q.") || gguf.contains(".attn_k.")) {
             let heads = if gguf.contains(".attn_q.") { config.num_attention_heads } else { config.num_key_value_heads };
             values = permute_rows(&values, heads, width, false)
                 .ok_or_else(|| Error::input(format!("{hf}: rows do not split into {heads} heads of pairs")))?;

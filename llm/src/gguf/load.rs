@@ -47,17 +47,12 @@ pub fn permute_rows<T: Copy + Default>(values: &[T], heads: usize, width: usize,
     Some(out)
 }
 
-/// The registry's GGUF description of llama.cpp's architecture `arch` (one the config was read
-/// for, so it exists).
-fn gguf_of(arch: &str) -> crate::models::architecture::Gguf {
-    registry::by_gguf(arch).and_then(|a| a.gguf).expect("the config was read for a registered architecture")
-}
-
 /// Reads the GGUF file at `path` into a model on `options.device`.
 pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
     let file = GgufFile::open(path)?;
     let config = model_config(&file)?;
     let arch = architecture(&file)?.to_string();
+    let described = registry::gguf(&arch).expect("model_config read the file, so its architecture is registered");
     let model = build(&config, &mut Init::placeholders(&options.device))?;
     let mut used: HashSet<String> = HashSet::new();
     let cpu = Device::cpu();
@@ -70,7 +65,7 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
     // Each packed parameter's matrices, and whether they are a stack of experts.
     let mut packed: HashMap<String, (bool, Vec<QMatrix>)> = HashMap::new();
     for (name, var) in model.named_parameters() {
-        let gguf = to_gguf(&arch, &name)
+        let gguf = to_gguf(&described, &name)
             .ok_or_else(|| Error::format(path, format!("parameter {name} has no GGUF tensor name in this reader")))?;
         let info = file
             .tensor(&gguf)
@@ -82,7 +77,7 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
             ));
         }
         // llama.cpp's q/k row order for pairwise RoPE (undone below), as the heads of rows.
-        let permuted = match gguf_of(&arch).permuted_qk {
+        let permuted = match described.permuted_qk {
             true if gguf.contains(".attn_q.") => Some(config.num_attention_heads),
             true if gguf.contains(".attn_k.") => Some(config.num_key_value_heads),
             _ => None,

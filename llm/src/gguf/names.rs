@@ -2,7 +2,7 @@
 //! Hugging Face parameter `model.layers.3.self_attn.q_proj.weight` is `blk.3.attn_q.weight`, the
 //! stacked experts `model.layers.3.mlp.experts.gate_proj` are `blk.3.ffn_gate_exps.weight`.
 
-use crate::models::registry;
+use crate::models::architecture::Gguf;
 
 /// Per-layer parts as the Llama-style architectures name them (an architecture's
 /// `Gguf::layer_names` come first): (Hugging Face suffix after `model.layers.N.`, GGUF suffix
@@ -25,9 +25,9 @@ const LAYER: [(&str, &str); 15] = [
     ("mlp.experts.down_proj", "ffn_down_exps"),
 ];
 
-/// The GGUF name of a Hugging Face parameter name in a file of llama.cpp's architecture `arch`,
-/// or None when llama.cpp has none for it.
-pub fn to_gguf(arch: &str, hf: &str) -> Option<String> {
+/// The GGUF name of a Hugging Face parameter name in a file of the architecture `gguf`, or None
+/// when llama.cpp has none for it.
+pub fn to_gguf(gguf: &Gguf, hf: &str) -> Option<String> {
     match hf {
         "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
         "model.norm.weight" => return Some("output_norm.weight".into()),
@@ -42,7 +42,6 @@ pub fn to_gguf(arch: &str, hf: &str) -> Option<String> {
         // Stacked experts are parameters without a `.weight` suffix.
         _ => (part, "weight"),
     };
-    let own = registry::by_gguf(arch).and_then(|a| a.gguf).map_or(&[][..], |g| g.layer_names);
-    let gguf = own.iter().chain(LAYER.iter()).find(|(h, _)| *h == part)?.1;
-    Some(format!("blk.{layer}.{gguf}.{kind}"))
+    let name = gguf.layer_names.iter().chain(LAYER.iter()).find(|(h, _)| *h == part)?.1;
+    Some(format!("blk.{layer}.{name}.{kind}"))
 }

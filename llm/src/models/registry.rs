@@ -2,7 +2,7 @@
 //! architecture up here (by [`Family`], `model_type`, short name or GGUF name) instead of
 //! keeping its own list; adding one is its file under `models/` and a line below.
 
-use super::architecture::Architecture;
+use super::architecture::{Architecture, Gguf};
 use super::{deepseek_v3, gemma3, gpt_oss, kimi_k2, llama4, mistral, olmo2, qwen3, qwen3_moe, smollm3};
 use crate::config::Family;
 
@@ -39,6 +39,11 @@ pub fn by_id(id: &str) -> Option<&'static Architecture> {
 /// The architecture llama.cpp calls `gguf_arch` (`general.architecture`).
 pub fn by_gguf(gguf_arch: &str) -> Option<&'static Architecture> {
     ALL.iter().copied().find(|a| a.gguf.is_some_and(|g| g.arch == gguf_arch))
+}
+
+/// How llama.cpp's `gguf_arch` is read and written, if it is one of the registry's.
+pub fn gguf(gguf_arch: &str) -> Option<Gguf> {
+    by_gguf(gguf_arch).and_then(|a| a.gguf)
 }
 
 /// llama.cpp's names of the architectures read and written as GGUF, for messages.
