@@ -13,7 +13,7 @@ use wgpu::util::DeviceExt;
 use crate::context::Context;
 use crate::counters;
 use crate::kernels;
-use crate::pipelines::{Access, Kernel, Pipelines};
+use crate::pipelines::{Kernel, KernelKey, Pipelines};
 use crate::pool::{GpuBuffer, Pool};
 use crate::recorder::{Batch, Stats};
 
@@ -128,9 +128,9 @@ impl GpuBackend {
         self.pool.allocate(bytes, op)
     }
 
-    /// The kernel `key`, compiled on first use from `source()`.
-    pub(crate) fn kernel(&self, key: &str, buffers: &[Access], source: impl FnOnce() -> String) -> Result<Arc<Kernel>> {
-        self.pipelines.get(&self.ctx, key, buffers, source)
+    /// The kernel `key` describes, compiled on first use.
+    pub(crate) fn kernel<K: KernelKey>(&self, key: &K) -> Result<Arc<Kernel>> {
+        self.pipelines.get(&self.ctx, key)
     }
 
     /// Records a dispatch; submits the batch when it is full.

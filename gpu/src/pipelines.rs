@@ -1,8 +1,13 @@
-//! The pipeline cache: each kernel (a family's WGSL with its op and types, plus override
-//! constants) is compiled once per process and kept by name. Bind group layouts are explicit:
-//! binding 0 is the kernel's uniform parameters, then its storage buffers in order.
+//! The pipeline cache: each kernel is compiled once per process and kept under its
+//! [`KernelKey`], a typed value (the family's own struct: its op, element types, load widths)
+//! from which the kernel's name, its bindings and its WGSL source are all rendered, so a key
+//! can never name a different shader from the one compiled under it. Bind group layouts are
+//! explicit: binding 0 is the kernel's uniform parameters, then its storage buffers in order.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,42 +22,68 @@ pub enum Access {
     ReadWrite,
 }
 
+/// What identifies one compiled kernel. Each kernel family defines its key beside its launcher
+/// (`kernels/<family>.rs`); every field that changes the WGSL is a field of the key, and
+/// [`KernelKey::source`] is the only place that source is written out.
+pub trait KernelKey: Hash + Eq + Clone + Debug + Send + 'static {
+    /// The kernel's label in errors, profiles and [`Pipelines::names`]: the family, then the
+    /// fields that tell its variants apart, `/`-separated (`matvec/bf16/true/vec4/tree`).
+    fn name(&self) -> String;
+    /// The access of storage bindings 1.., in order.
+    fn buffers(&self) -> &'static [Access];
+    /// The kernel's WGSL. Called once, on first use; a key describes only kernels that exist
+    /// (launchers check dtypes before building one), so this cannot fail.
+    fn source(&self) -> String;
+}
+
 pub struct Kernel {
     pub name: String,
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
 }
 
+/// One map per key type: a `HashMap<K, Arc<Kernel>>` behind `dyn Any`, found by `K`'s `TypeId`.
+#[derive(Default)]
+struct Cache {
+    by_type: HashMap<TypeId, Box<dyn Any + Send>>,
+    names: Vec<String>,
+}
+
+impl Cache {
+    fn map<K: KernelKey>(&mut self) -> &mut HashMap<K, Arc<Kernel>> {
+        self.by_type
+            .entry(TypeId::of::<K>())
+            .or_insert_with(|| Box::new(HashMap::<K, Arc<Kernel>>::new()))
+            .downcast_mut()
+            .expect("each TypeId holds the map of that type")
+    }
+}
+
 #[derive(Default)]
 pub struct Pipelines {
-    cache: Mutex<HashMap<String, Arc<Kernel>>>,
+    cache: Mutex<Cache>,
     /// Kernels compiled so far (tests check each is compiled once).
     pub compiled: AtomicU64,
 }
 
 impl Pipelines {
-    /// The keys of the kernels compiled so far (tests check which variant of a family ran).
-    pub fn keys(&self) -> Vec<String> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    /// The names of the kernels compiled so far (tests check which variant of a family ran).
+    pub fn names(&self) -> Vec<String> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).names.clone()
     }
 
-    /// The kernel called `key`, compiling `source()` the first time. `buffers` lists the access
-    /// of bindings 1.., in order.
-    pub fn get(
-        &self,
-        ctx: &Context,
-        key: &str,
-        buffers: &[Access],
-        source: impl FnOnce() -> String,
-    ) -> Result<Arc<Kernel>> {
-        if let Some(k) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
+    /// The kernel `key` describes, compiled from `key.source()` the first time.
+    pub fn get<K: KernelKey>(&self, ctx: &Context, key: &K) -> Result<Arc<Kernel>> {
+        if let Some(k) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).map::<K>().get(key) {
             return Ok(k.clone());
         }
+        let name = key.name();
+        let (name, buffers) = (name.as_str(), key.buffers());
         let device = &ctx.device;
-        let kernel = crate::errors::scoped(ctx, &format!("compiling kernel {key}"), || {
+        let kernel = crate::errors::scoped(ctx, &format!("compiling kernel {name}"), || {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(key),
-                source: wgpu::ShaderSource::Wgsl(source().into()),
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(key.source().into()),
             });
             let mut entries = vec![wgpu::BindGroupLayoutEntry {
                 binding: 0,
@@ -77,25 +108,28 @@ impl Pipelines {
                 });
             }
             let layout = device
-                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(key), entries: &entries });
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(name), entries: &entries });
             let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(key),
+                label: Some(name),
                 bind_group_layouts: &[Some(&layout)],
                 immediate_size: 0,
             });
             let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(key),
+                label: Some(name),
                 layout: Some(&pipeline_layout),
                 module: &module,
                 entry_point: Some("main"),
                 compilation_options: wgpu::PipelineCompilationOptions::default(),
                 cache: None,
             });
-            Arc::new(Kernel { name: key.to_string(), pipeline, layout })
+            Arc::new(Kernel { name: name.to_string(), pipeline, layout })
         })?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
         crate::counters::add(&crate::counters::PIPELINE_COMPILATIONS, 1);
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string(), kernel.clone());
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.map::<K>().insert(key.clone(), kernel.clone()).is_none() {
+            cache.names.push(name.to_string());
+        }
         Ok(kernel)
     }
 }

@@ -58,7 +58,7 @@ fn matvec_on_odd_shapes_with_each_load_width_and_reduction() -> Result<()> {
     gpu::features::force_subgroups(None);
     gpu::features::force_shader_f16(None);
     products(&g)?;
-    let keys = backend.pipelines.keys();
+    let keys = backend.pipelines.names();
     let has = |part: &str| keys.iter().any(|k| k.starts_with("matvec/") && k.contains(part));
     assert!(has("/vec4/tree") && has("/scalar/tree"), "both load widths ran: {keys:?}");
     if backend.context().features.subgroups && backend.context().info.subgroup_min_size >= 4 {

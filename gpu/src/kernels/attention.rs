@@ -18,12 +18,33 @@ use tensor::{AttentionSpec, BufferRef, DType, Error, Result, Src};
 
 use super::{groups_2d, source};
 use crate::backend::GpuBackend;
-use crate::pipelines::Access;
 
 const BODY: &str = include_str!("attention.wgsl");
 const SPLIT: &str = include_str!("attention_split.wgsl");
 const COMBINE: &str = include_str!("attention_combine.wgsl");
 const PARAMS: &str = include_str!("attention_params.wgsl");
+
+fixed_kernel!(
+    /// Prefill: q, k, v, sinks, out.
+    Attention,
+    "attention",
+    [Read, Read, Read, Read, ReadWrite],
+    source(&format!("{PARAMS}\n{}", super::unary::MATH), BODY)
+);
+fixed_kernel!(
+    /// Decode, first pass: q, k, v, scratch.
+    Split,
+    "attention/split",
+    [Read, Read, Read, ReadWrite],
+    source(&format!("{PARAMS}\n{}", super::unary::MATH), SPLIT)
+);
+fixed_kernel!(
+    /// Decode, the merge of the splits: scratch, sinks, out.
+    Combine,
+    "attention/combine",
+    [Read, Read, ReadWrite],
+    source(PARAMS, COMBINE)
+);
 /// Query rows per head up to which the split-K decode path is taken (decode, a few speculative
 /// or multi-token-prediction rows).
 pub const DECODE_MAX_TQ: usize = 4;
@@ -158,8 +179,7 @@ pub fn attention(
         split_k(b, params, [&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer])?;
         return Ok(Arc::new(out));
     }
-    let access = [Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite];
-    let kernel = b.kernel("attention", &access, || source(&format!("{PARAMS}\n{}", super::unary::MATH), BODY))?;
+    let kernel = b.kernel(&Attention)?;
     b.dispatch(OP, kernel, &params, &[&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer], groups_2d(rows))?;
     Ok(Arc::new(out))
 }
@@ -195,11 +215,8 @@ fn split_k(b: &GpuBackend, base: Params, [q, k, v, sinks, out]: [&Arc<wgpu::Buff
         },
         ..base
     };
-    let access = [Access::Read, Access::Read, Access::Read, Access::ReadWrite];
-    let kernel =
-        b.kernel("attention/split", &access, || source(&format!("{PARAMS}\n{}", super::unary::MATH), SPLIT))?;
+    let kernel = b.kernel(&Split)?;
     b.dispatch(OP, kernel, &params, &[q, k, v, &scratch.buffer], groups_2d(batch * hkv * chunks * splits))?;
-    let access = [Access::Read, Access::Read, Access::ReadWrite];
-    let kernel = b.kernel("attention/combine", &access, || source(PARAMS, COMBINE))?;
+    let kernel = b.kernel(&Combine)?;
     b.dispatch(OP, kernel, &params, &[&scratch.buffer, sinks, out], groups_2d(batch * hq * tq))
 }

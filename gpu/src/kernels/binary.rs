@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
-use tensor::ops::BinaryOp;
-use tensor::{BufferRef, DType, Error, Result, Src};
+use tensor::ops::{BinaryOp, CmpOp};
+use tensor::{BufferRef, DType, Error, GluActivation, Result, Src};
 
-use super::{LayoutUniform, grid_1d, source};
+use super::{Elem, LayoutUniform, grid_1d, source};
 use crate::backend::GpuBackend;
-use crate::pipelines::Access;
+use crate::pipelines::{Access, KernelKey};
 
 const BODY: &str = include_str!("binary.wgsl");
 
@@ -49,28 +49,89 @@ fn int_expression(op: BinaryOp) -> Option<&'static str> {
     })
 }
 
-pub(crate) fn wgsl_type(dtype: DType) -> Option<&'static str> {
-    match dtype {
-        DType::F32 => Some("f32"),
-        DType::U32 => Some("u32"),
-        _ => None,
+/// What a two-operand kernel computes, as `op(x: T, y: T) -> R`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum TwoOperand {
+    Binary(BinaryOp),
+    /// `R` is u32: 1 where the comparison holds.
+    Compare(CmpOp),
+    /// `act(x) * y` (f32 only).
+    Glu(GluActivation),
+}
+
+/// One two-operand kernel: the op and the operands' element type. Built only through
+/// [`TwoOperandKernel::new`], which refuses the pairs no kernel exists for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TwoOperandKernel {
+    op: TwoOperand,
+    elem: Elem,
+}
+
+impl TwoOperandKernel {
+    pub(crate) fn new(op: TwoOperand, dtype: DType) -> Result<TwoOperandKernel> {
+        let name = op.name();
+        let elem = Elem::of(name, dtype)?;
+        let defined = match (op, elem) {
+            (TwoOperand::Binary(op), Elem::U32) => int_expression(op).is_some(),
+            (TwoOperand::Glu(_), Elem::U32) => false,
+            _ => true,
+        };
+        if !defined {
+            return Err(Error::dtype(name, format!("not defined for {dtype}")));
+        }
+        Ok(TwoOperandKernel { op, elem })
     }
 }
 
-/// Runs the generated two-operand kernel `key` with body `op(x: T, y: T) -> R { return expr; }`.
-pub(crate) fn launch(
-    b: &GpuBackend,
-    name: &str,
-    key: String,
-    generated: String,
-    lhs: Src,
-    rhs: Src,
-    out_dtype: DType,
-) -> Result<BufferRef> {
+impl TwoOperand {
+    fn name(self) -> &'static str {
+        match self {
+            TwoOperand::Binary(op) => op.name(),
+            TwoOperand::Compare(op) => op.name(),
+            TwoOperand::Glu(_) => "glu",
+        }
+    }
+}
+
+impl KernelKey for TwoOperandKernel {
+    fn name(&self) -> String {
+        let t = self.elem.wgsl();
+        match self.op {
+            TwoOperand::Binary(op) => format!("binary/{}/{t}", op.name()),
+            TwoOperand::Compare(op) => format!("compare/{}/{t}", op.name()),
+            TwoOperand::Glu(act) => format!("glu/{}", super::glu::name(act)),
+        }
+    }
+
+    fn buffers(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite]
+    }
+
+    fn source(&self) -> String {
+        let t = self.elem.wgsl();
+        let (r, expr) = match self.op {
+            TwoOperand::Binary(op) => match self.elem {
+                Elem::F32 => (t, float_expression(op).to_string()),
+                Elem::U32 => {
+                    (t, int_expression(op).expect("TwoOperandKernel::new admits defined ops only").to_string())
+                }
+            },
+            TwoOperand::Compare(op) => ("u32", format!("select(0u, 1u, {})", super::compare::condition(op))),
+            TwoOperand::Glu(act) => (t, super::glu::expression(act).to_string()),
+        };
+        let math = super::unary::MATH;
+        source(&format!("{math}\nalias T = {t};\nalias R = {r};\nfn op(x: T, y: T) -> R {{ return {expr}; }}"), BODY)
+    }
+}
+
+/// Runs the two-operand kernel of `op` on `lhs` and `rhs` (same shape), giving `out_dtype`.
+pub(crate) fn launch(b: &GpuBackend, op: TwoOperand, lhs: Src, rhs: Src, out_dtype: DType) -> Result<BufferRef> {
+    let key = TwoOperandKernel::new(op, lhs.dtype)?;
+    let name = op.name();
     let n = lhs.layout.elem_count();
     let out = b.alloc(name, n, out_dtype)?;
     if n > 0 {
-        let kernel = b.kernel(&key, &[Access::Read, Access::Read, Access::ReadWrite], || source(&generated, BODY))?;
+        let kernel = b.kernel(&key)?;
         let layouts = LayoutUniform::merged(name, &[lhs.layout, rhs.layout])?;
         let params = Params { n: n as u32, pad: [0; 3], a: layouts[0], b: layouts[1] };
         b.dispatch(
@@ -85,13 +146,5 @@ pub(crate) fn launch(
 }
 
 pub fn binary(b: &GpuBackend, op: BinaryOp, lhs: Src, rhs: Src) -> Result<BufferRef> {
-    let t = wgsl_type(lhs.dtype).ok_or_else(|| Error::unsupported_dtype(op.name(), lhs.dtype))?;
-    let expr = if lhs.dtype == DType::F32 {
-        float_expression(op)
-    } else {
-        int_expression(op).ok_or_else(|| Error::dtype(op.name(), format!("not defined for {}", lhs.dtype)))?
-    };
-    let generated =
-        format!("{}\nalias T = {t};\nalias R = {t};\nfn op(x: T, y: T) -> R {{ return {expr}; }}", super::unary::MATH);
-    launch(b, op.name(), format!("binary/{}/{t}", op.name()), generated, lhs, rhs, lhs.dtype)
+    launch(b, TwoOperand::Binary(op), lhs, rhs, lhs.dtype)
 }

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 use tensor::ops::CmpOp;
-use tensor::{BufferRef, DType, Error, Result, Src};
+use tensor::{BufferRef, DType, Result, Src};
 
-use super::binary::launch;
-use super::{LayoutUniform, grid_1d, source};
+use super::binary::{TwoOperand, launch};
+use super::{Elem, LayoutUniform, grid_1d, source};
 use crate::backend::GpuBackend;
-use crate::pipelines::Access;
+use crate::pipelines::{Access, KernelKey};
 
 const WHERE: &str = include_str!("where_cond.wgsl");
 
@@ -24,15 +24,29 @@ struct Params {
     b: LayoutUniform,
 }
 
-fn where_type(dtype: DType) -> Result<&'static str> {
-    match dtype {
-        DType::F32 => Ok("f32"),
-        DType::U32 => Ok("u32"),
-        other => Err(Error::unsupported_dtype("where_cond", other)),
+/// `where_cond` for one condition type `C` and one value type `T`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Where {
+    cond: Elem,
+    value: Elem,
+}
+
+impl KernelKey for Where {
+    fn name(&self) -> String {
+        format!("where/{}/{}", self.cond.wgsl(), self.value.wgsl())
+    }
+
+    fn buffers(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::Read, Access::ReadWrite]
+    }
+
+    fn source(&self) -> String {
+        source(&format!("alias C = {};\nalias T = {};", self.cond.wgsl(), self.value.wgsl()), WHERE)
     }
 }
 
-fn compare_expression(op: CmpOp) -> &'static str {
+/// The WGSL condition of a comparison of `x` and `y`.
+pub(crate) fn condition(op: CmpOp) -> &'static str {
     match op {
         CmpOp::Eq => "x == y",
         CmpOp::Ne => "x != y",
@@ -44,25 +58,16 @@ fn compare_expression(op: CmpOp) -> &'static str {
 }
 
 pub fn compare(b: &GpuBackend, op: CmpOp, lhs: Src, rhs: Src) -> Result<BufferRef> {
-    let t = super::binary::wgsl_type(lhs.dtype).ok_or_else(|| Error::unsupported_dtype(op.name(), lhs.dtype))?;
-    let generated = format!(
-        "alias T = {t};\nalias R = u32;\nfn op(x: T, y: T) -> R {{ return select(0u, 1u, {}); }}",
-        compare_expression(op)
-    );
-    launch(b, op.name(), format!("compare/{}/{t}", op.name()), generated, lhs, rhs, DType::U32)
+    launch(b, TwoOperand::Compare(op), lhs, rhs, DType::U32)
 }
 
 pub fn where_cond(b: &GpuBackend, cond: Src, on_true: Src, on_false: Src) -> Result<BufferRef> {
     const OP: &str = "where_cond";
-    let (c, t) = (where_type(cond.dtype)?, where_type(on_true.dtype)?);
+    let key = Where { cond: Elem::of(OP, cond.dtype)?, value: Elem::of(OP, on_true.dtype)? };
     let n = cond.layout.elem_count();
     let out = b.alloc(OP, n, on_true.dtype)?;
     if n > 0 {
-        let kernel = b.kernel(
-            &format!("where/{c}/{t}"),
-            &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
-            || source(&format!("alias C = {c};\nalias T = {t};"), WHERE),
-        )?;
+        let kernel = b.kernel(&key)?;
         let layouts = LayoutUniform::merged(OP, &[cond.layout, on_true.layout, on_false.layout])?;
         let params = Params { n: n as u32, pad: [0; 3], cond: layouts[0], a: layouts[1], b: layouts[2] };
         let buffers = [

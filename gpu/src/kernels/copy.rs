@@ -9,7 +9,7 @@ use tensor::{BufferRef, DType, Error, HostData, Layout, Result, Src};
 
 use super::{LayoutUniform, grid_1d, source};
 use crate::backend::GpuBackend;
-use crate::pipelines::Access;
+use crate::pipelines::{Access, KernelKey};
 use crate::pool::GpuBuffer;
 
 const COPY: &str = include_str!("copy.wgsl");
@@ -17,6 +17,60 @@ const COPY16: &str = include_str!("copy16.wgsl");
 const COPY_PARAMS: &str = include_str!("copy_params.wgsl");
 const FILL: &str = include_str!("fill.wgsl");
 const CAST: &str = include_str!("cast.wgsl");
+
+/// A strided copy, by element width: one 32-bit word, a pair of words, or 16-bit halves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum StridedCopy {
+    Word,
+    Pair,
+    Half,
+}
+
+impl KernelKey for StridedCopy {
+    fn name(&self) -> String {
+        match self {
+            StridedCopy::Word => "copy/u32",
+            StridedCopy::Pair => "copy/vec2<u32>",
+            StridedCopy::Half => "copy/16",
+        }
+        .into()
+    }
+
+    fn buffers(&self) -> &'static [Access] {
+        &[Access::Read, Access::ReadWrite]
+    }
+
+    fn source(&self) -> String {
+        match self {
+            StridedCopy::Word => source(&format!("{COPY_PARAMS}\nalias W = u32;"), COPY),
+            StridedCopy::Pair => source(&format!("{COPY_PARAMS}\nalias W = vec2<u32>;"), COPY),
+            StridedCopy::Half => source(COPY_PARAMS, COPY16),
+        }
+    }
+}
+
+fixed_kernel!(Fill, "fill", [ReadWrite], source("", FILL));
+
+/// A conversion from one dtype to another (neither f64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Cast {
+    from: DType,
+    to: DType,
+}
+
+impl KernelKey for Cast {
+    fn name(&self) -> String {
+        format!("cast/{}/{}", self.from, self.to)
+    }
+
+    fn buffers(&self) -> &'static [Access] {
+        &[Access::Read, Access::ReadWrite, Access::ReadWrite]
+    }
+
+    fn source(&self) -> String {
+        source(&cast_store(self.from, self.to), CAST)
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -53,10 +107,8 @@ pub fn copy_view(b: &GpuBackend, op: &str, src: Src, dst: &GpuBuffer, dst_layout
     }
     let (kernel, layouts) = match src.dtype.size_in_bytes() {
         4 | 8 => {
-            let w = if src.dtype.size_in_bytes() == 4 { "u32" } else { "vec2<u32>" };
-            let kernel = b.kernel(&format!("copy/{w}"), &[Access::Read, Access::ReadWrite], || {
-                source(&format!("{COPY_PARAMS}\nalias W = {w};"), COPY)
-            })?;
+            let kernel =
+                b.kernel(if src.dtype.size_in_bytes() == 4 { &StridedCopy::Word } else { &StridedCopy::Pair })?;
             // Merging dims needs both views of one shape; reshape the source to the destination's.
             let src_view = src.layout.reshape(dst_layout.shape()).unwrap_or_else(|| src.layout.clone());
             let layouts = if src_view.dims() == dst_layout.dims() {
@@ -67,7 +119,7 @@ pub fn copy_view(b: &GpuBackend, op: &str, src: Src, dst: &GpuBuffer, dst_layout
             (kernel, layouts)
         }
         _ => {
-            let kernel = b.kernel("copy/16", &[Access::Read, Access::ReadWrite], || source(COPY_PARAMS, COPY16))?;
+            let kernel = b.kernel(&StridedCopy::Half)?;
             (kernel, vec![LayoutUniform::of(op, src.layout)?, LayoutUniform::of(op, dst_layout)?])
         }
     };
@@ -99,7 +151,7 @@ pub fn fill(b: &GpuBackend, dtype: DType, len: usize, value: f64) -> Result<Buff
     };
     let n_words = GpuBackend::words(len, dtype);
     if len > 0 {
-        let kernel = b.kernel("fill", &[Access::ReadWrite], || source("", FILL))?;
+        let kernel = b.kernel(&Fill)?;
         b.dispatch(OP, kernel, &FillParams { n: n_words as u32, low, high, pad: 0 }, &[&out.buffer], grid_1d(n_words))?;
     }
     Ok(Arc::new(out))
@@ -158,11 +210,7 @@ pub fn cast(b: &GpuBackend, src: Src, to: DType) -> Result<BufferRef> {
     let out = b.alloc(OP, n, to)?;
     let threads = if to.size_in_bytes() == 2 { n.div_ceil(2) } else { n };
     if n > 0 {
-        let kernel = b.kernel(
-            &format!("cast/{}/{}", src.dtype, to),
-            &[Access::Read, Access::ReadWrite, Access::ReadWrite],
-            || source(&cast_store(src.dtype, to), CAST),
-        )?;
+        let kernel = b.kernel(&Cast { from: src.dtype, to })?;
         let params = CastParams { n: n as u32, pad: [0; 3], src: LayoutUniform::of(OP, src.layout)? };
         b.dispatch(
             OP,

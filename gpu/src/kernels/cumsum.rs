@@ -8,9 +8,10 @@ use tensor::{BufferRef, DType, Error, Result, Src};
 use super::reduce::{PARAMS, Params, around_axis};
 use super::{grid_1d, source};
 use crate::backend::GpuBackend;
-use crate::pipelines::Access;
 
 const CUMSUM: &str = include_str!("cumsum.wgsl");
+
+fixed_kernel!(Cumsum, "cumsum", [Read, ReadWrite], source(PARAMS, CUMSUM));
 
 pub fn cumsum(b: &GpuBackend, src: Src, axis: usize) -> Result<BufferRef> {
     const OP: &str = "cumsum";
@@ -20,7 +21,7 @@ pub fn cumsum(b: &GpuBackend, src: Src, axis: usize) -> Result<BufferRef> {
     let (input, _keep, [outer, k, inner]) = around_axis(b, OP, src, axis)?;
     let out = b.alloc(OP, src.layout.elem_count(), DType::F32)?;
     if outer * inner > 0 {
-        let kernel = b.kernel("cumsum", &[Access::Read, Access::ReadWrite], || source(PARAMS, CUMSUM))?;
+        let kernel = b.kernel(&Cumsum)?;
         let params = Params { outer: outer as u32, k: k as u32, inner: inner as u32, pad: 0 };
         b.dispatch(OP, kernel, &params, &[&input, &out.buffer], grid_1d(outer * inner))?;
     }

@@ -3,19 +3,29 @@
 
 use tensor::{BufferRef, DType, Error, GluActivation, Result, Src};
 
-use super::binary::launch;
+use super::binary::{TwoOperand, launch};
 use crate::backend::GpuBackend;
+
+/// The activation's name in the kernel's name.
+pub(crate) fn name(act: GluActivation) -> &'static str {
+    match act {
+        GluActivation::Silu => "silu",
+        GluActivation::GeluTanh => "gelu_tanh",
+    }
+}
+
+/// `op(x, y)` of the fused unit: the activation of the gate `x` times `y`.
+pub(crate) fn expression(act: GluActivation) -> &'static str {
+    match act {
+        GluActivation::Silu => "x * sigmoid(x) * y",
+        GluActivation::GeluTanh => "gelu_tanh(x) * y",
+    }
+}
 
 /// The fused gated unit `act(gate) * up`.
 pub fn glu(b: &GpuBackend, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef> {
     if gate.dtype != DType::F32 {
         return Err(Error::unsupported_dtype("glu", gate.dtype));
     }
-    let (name, expr) = match act {
-        GluActivation::Silu => ("silu", "x * sigmoid(x) * y"),
-        GluActivation::GeluTanh => ("gelu_tanh", "gelu_tanh(x) * y"),
-    };
-    let generated =
-        format!("{}\nalias T = f32;\nalias R = f32;\nfn op(x: T, y: T) -> R {{ return {expr}; }}", super::unary::MATH);
-    launch(b, "glu", format!("glu/{name}"), generated, gate, up, DType::F32)
+    launch(b, TwoOperand::Glu(act), gate, up, DType::F32)
 }

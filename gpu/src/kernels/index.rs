@@ -9,11 +9,42 @@ use tensor::{BufferRef, DType, Error, Layout, Result, Shape, Src};
 
 use super::{LayoutUniform, grid_1d, source};
 use crate::backend::GpuBackend;
-use crate::pipelines::Access;
+use crate::pipelines::{Access, KernelKey};
 use crate::pool::GpuBuffer;
 
 const BODY: &str = include_str!("index.wgsl");
 const SELECT16: &str = include_str!("index_select16.wgsl");
+
+/// Which of the four index ops `index.wgsl` runs (its `MODE` constant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Mode {
+    Select = 0,
+    Add = 1,
+    Gather = 2,
+    ScatterAdd = 3,
+}
+
+impl KernelKey for Mode {
+    fn name(&self) -> String {
+        format!("index/{self:?}")
+    }
+
+    fn buffers(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite]
+    }
+
+    fn source(&self) -> String {
+        source(&format!("const MODE: u32 = {}u;", *self as u32), BODY)
+    }
+}
+
+fixed_kernel!(
+    /// index_select of bf16/f16 rows, two halves per thread.
+    Select16,
+    "index/select16",
+    [Read, Read, ReadWrite, ReadWrite],
+    source("", SELECT16)
+);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -114,12 +145,6 @@ fn add_operands(b: &GpuBackend, op: &str, dst: Src, src: Src, ids: Src) -> Resul
     Ok(AddOperands { out, data, ids, _keep: (keep, keep_ids) })
 }
 
-fn kernel(b: &GpuBackend, mode: u32) -> Result<Arc<crate::pipelines::Kernel>> {
-    b.kernel(&format!("index/{mode}"), &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite], || {
-        source(&format!("const MODE: u32 = {mode}u;"), BODY)
-    })
-}
-
 fn split(dims: &[usize], axis: usize) -> (usize, usize, usize) {
     (dims[..axis].iter().product(), dims[axis], dims[axis + 1..].iter().product())
 }
@@ -137,10 +162,7 @@ pub fn index_select(b: &GpuBackend, src: Src, axis: usize, ids: Src) -> Result<B
     let out = b.alloc(OP, total, src.dtype)?;
     if total > 0 && half {
         let params = Params::slices(outer, a, inner, n_ids);
-        let kernel =
-            b.kernel("index/select16", &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite], || {
-                source("", SELECT16)
-            })?;
+        let kernel = b.kernel(&Select16)?;
         b.dispatch(
             OP,
             kernel,
@@ -150,7 +172,13 @@ pub fn index_select(b: &GpuBackend, src: Src, axis: usize, ids: Src) -> Result<B
         )?;
     } else if total > 0 {
         let params = Params::slices(outer, a, inner, n_ids);
-        b.dispatch(OP, kernel(b, 0)?, &params, &[&data, &id_buffer, &out.buffer, &b.error_flag()], grid_1d(total))?;
+        b.dispatch(
+            OP,
+            b.kernel(&Mode::Select)?,
+            &params,
+            &[&data, &id_buffer, &out.buffer, &b.error_flag()],
+            grid_1d(total),
+        )?;
     }
     Ok(Arc::new(out))
 }
@@ -164,7 +192,7 @@ pub fn index_add(b: &GpuBackend, dst: Src, axis: usize, ids: Src, src: Src) -> R
         let params = Params::slices(outer, a, inner, n_ids);
         b.dispatch(
             OP,
-            kernel(b, 1)?,
+            b.kernel(&Mode::Add)?,
             &params,
             &[&data, &id_buffer, &out.buffer, &b.error_flag()],
             grid_1d(outer * inner),
@@ -181,7 +209,13 @@ pub fn gather(b: &GpuBackend, src: Src, axis: usize, index: Src) -> Result<Buffe
     let out = b.alloc(OP, n, DType::F32)?;
     if n > 0 {
         let params = Params::elements(OP, index.layout.shape(), src.layout.shape(), axis)?;
-        b.dispatch(OP, kernel(b, 2)?, &params, &[&data, &id_buffer, &out.buffer, &b.error_flag()], grid_1d(n))?;
+        b.dispatch(
+            OP,
+            b.kernel(&Mode::Gather)?,
+            &params,
+            &[&data, &id_buffer, &out.buffer, &b.error_flag()],
+            grid_1d(n),
+        )?;
     }
     Ok(Arc::new(out))
 }
@@ -192,7 +226,13 @@ pub fn scatter_add(b: &GpuBackend, dst: Src, axis: usize, index: Src, src: Src) 
     let n = dst.layout.elem_count();
     if n > 0 && index.layout.elem_count() > 0 {
         let params = Params::elements(OP, index.layout.shape(), dst.layout.shape(), axis)?;
-        b.dispatch(OP, kernel(b, 3)?, &params, &[&data, &id_buffer, &out.buffer, &b.error_flag()], grid_1d(n))?;
+        b.dispatch(
+            OP,
+            b.kernel(&Mode::ScatterAdd)?,
+            &params,
+            &[&data, &id_buffer, &out.buffer, &b.error_flag()],
+            grid_1d(n),
+        )?;
     }
     Ok(Arc::new(out))
 }

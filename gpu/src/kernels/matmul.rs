@@ -11,7 +11,7 @@ use tensor::{BufferRef, DType, Error, Result, Src};
 
 use super::{grid_1d, groups_2d, source};
 use crate::backend::GpuBackend;
-use crate::pipelines::Access;
+use crate::pipelines::{Access, KernelKey};
 
 const TILED: &str = include_str!("matmul.wgsl");
 const MATVEC: &str = include_str!("matvec.wgsl");
@@ -54,20 +54,143 @@ struct ExpertParams {
     w: [u32; 4],
 }
 
-/// The weight operand's element type and WGSL `load_b`.
-fn weight_reader(dtype: DType) -> Result<(&'static str, &'static str)> {
-    Ok(match dtype {
-        DType::F32 => ("f32", "alias W = f32;\nfn load_b(i: u32) -> f32 { return b[i]; }"),
-        DType::BF16 => (
-            "bf16",
-            "alias W = u32;\nfn load_b(i: u32) -> f32 { return bf16_to_f32((b[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu); }",
-        ),
-        DType::F16 => (
-            "f16",
-            "alias W = u32;\nfn load_b(i: u32) -> f32 { return f16_to_f32((b[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu); }",
-        ),
-        other => return Err(Error::dtype("matmul", format!("weights of dtype {other} are not supported on the GPU"))),
-    })
+/// The weight operand's element type: f32, or half precision read packed two to a word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Weight {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Weight {
+    fn of(dtype: DType) -> Result<Weight> {
+        match dtype {
+            DType::F32 => Ok(Weight::F32),
+            DType::BF16 => Ok(Weight::Bf16),
+            DType::F16 => Ok(Weight::F16),
+            other => Err(Error::dtype("matmul", format!("weights of dtype {other} are not supported on the GPU"))),
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Weight::F32 => "f32",
+            Weight::Bf16 => "bf16",
+            Weight::F16 => "f16",
+        }
+    }
+
+    /// WGSL's `W` and `load_b`, one element at a time.
+    fn reader(self) -> &'static str {
+        match self {
+            Weight::F32 => "alias W = f32;\nfn load_b(i: u32) -> f32 { return b[i]; }",
+            Weight::Bf16 => {
+                "alias W = u32;\nfn load_b(i: u32) -> f32 { return bf16_to_f32((b[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu); }"
+            }
+            Weight::F16 => {
+                "alias W = u32;\nfn load_b(i: u32) -> f32 { return f16_to_f32((b[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu); }"
+            }
+        }
+    }
+}
+
+/// The tiled product for one weight type, contiguity of each operand and load width
+/// (`matmul.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Tiled {
+    weight: Weight,
+    a_k_contiguous: bool,
+    b_n_contiguous: bool,
+    a_vec: bool,
+    b_vec: bool,
+}
+
+impl KernelKey for Tiled {
+    fn name(&self) -> String {
+        let Tiled { weight, a_k_contiguous, b_n_contiguous, a_vec, b_vec } = *self;
+        format!("matmul/{}/{a_k_contiguous}/{b_n_contiguous}/{a_vec}/{b_vec}", weight.tag())
+    }
+
+    fn buffers(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite]
+    }
+
+    fn source(&self) -> String {
+        let Tiled { weight, a_k_contiguous, b_n_contiguous, a_vec, b_vec } = *self;
+        let readers = tiled_readers(weight, a_vec, b_vec);
+        source(
+            &format!(
+                "{readers}\nconst A_K_CONTIGUOUS: bool = {a_k_contiguous};\nconst B_N_CONTIGUOUS: bool = {b_n_contiguous};\nconst A_VEC: bool = {a_vec};\nconst B_VEC: bool = {b_vec};"
+            ),
+            TILED,
+        )
+    }
+}
+
+/// How the matrix-vector kernel sums a row's partial products across its threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Reduction {
+    /// Through workgroup memory (`matvec_tree.wgsl`), on every adapter.
+    Tree,
+    /// With subgroup operations (`matvec_subgroup.wgsl`), where the adapter has them.
+    Subgroup,
+}
+
+/// The matrix-vector product (`matvec.wgsl`) for one weight type and weight layout, load
+/// width, reduction, and whether f16 weights are read as WGSL `f16` (SHADER_F16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Matvec {
+    weight: Weight,
+    k_contiguous: bool,
+    vec: bool,
+    reduction: Reduction,
+    shader_f16: bool,
+}
+
+impl KernelKey for Matvec {
+    fn name(&self) -> String {
+        let Matvec { weight, k_contiguous, vec, reduction, shader_f16 } = *self;
+        format!(
+            "matvec/{}/{k_contiguous}/{}/{}{}",
+            weight.tag(),
+            if vec { "vec4" } else { "scalar" },
+            if reduction == Reduction::Subgroup { "subgroup" } else { "tree" },
+            if shader_f16 { "/shader-f16" } else { "" }
+        )
+    }
+
+    fn buffers(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite]
+    }
+
+    fn source(&self) -> String {
+        let Matvec { weight, k_contiguous, vec, reduction, shader_f16 } = *self;
+        let reader = matvec_reader(weight, vec, shader_f16);
+        let entry = if reduction == Reduction::Subgroup { MATVEC_SUBGROUP } else { MATVEC_TREE };
+        let kernel = source(
+            &format!("{reader}\nconst VEC: bool = {vec};\nconst B_K_CONTIGUOUS: bool = {k_contiguous};"),
+            &format!("{MATVEC}\n{entry}"),
+        );
+        if shader_f16 { format!("enable f16;\n{kernel}") } else { kernel }
+    }
+}
+
+/// The mixture-of-experts product (`expert.wgsl`) for one weight type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Expert(Weight);
+
+impl KernelKey for Expert {
+    fn name(&self) -> String {
+        format!("expert/{}", self.0.tag())
+    }
+
+    fn buffers(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite]
+    }
+
+    fn source(&self) -> String {
+        source(self.0.reader(), EXPERT)
+    }
 }
 
 fn u32s(op: &str, values: &[usize]) -> Result<Vec<u32>> {
@@ -86,7 +209,7 @@ const TILE_N: usize = 64;
 /// The tiled kernel's bindings and loads (see `matmul.wgsl`): an operand whose quads along its
 /// contiguous dim are aligned is bound as vec4 (f32) or vec2<u32> (four packed halves), so a
 /// quad is one load; otherwise as scalars, and a quad is four loads.
-fn tiled_readers(dtype: DType, a_vec: bool, b_vec: bool) -> Result<String> {
+fn tiled_readers(weight: Weight, a_vec: bool, b_vec: bool) -> String {
     let a = if a_vec {
         "alias A = vec4<f32>;
 fn load_a(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
@@ -96,34 +219,34 @@ fn load_a4(i: u32) -> vec4<f32> { return a[i >> 2u]; }"
 fn load_a(i: u32) -> f32 { return a[i]; }
 fn load_a4(i: u32) -> vec4<f32> { return vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]); }"
     };
-    let b = match (dtype, b_vec) {
-        (DType::F32, true) => "alias W = vec4<f32>;
+    let b = match (weight, b_vec) {
+        (Weight::F32, true) => "alias W = vec4<f32>;
 fn load_b(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
 fn load_b4(i: u32) -> vec4<f32> { return b[i >> 2u]; }"
             .to_string(),
-        (DType::BF16, true) => "alias W = vec2<u32>;
+        (Weight::Bf16, true) => "alias W = vec2<u32>;
 fn load_b(i: u32) -> f32 { return bf16_to_f32((b[i >> 2u][(i >> 1u) & 1u] >> ((i & 1u) * 16u)) & 0xffffu); }
 fn bf16_pair(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }
 fn load_b4(i: u32) -> vec4<f32> { let q = b[i >> 2u]; return vec4<f32>(bf16_pair(q.x), bf16_pair(q.y)); }"
             .to_string(),
-        (DType::F16, true) => "alias W = vec2<u32>;
+        (Weight::F16, true) => "alias W = vec2<u32>;
 fn load_b(i: u32) -> f32 { return f16_to_f32((b[i >> 2u][(i >> 1u) & 1u] >> ((i & 1u) * 16u)) & 0xffffu); }
 fn load_b4(i: u32) -> vec4<f32> { let q = b[i >> 2u]; return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)); }"
             .to_string(),
         _ => format!(
             "{}
 fn load_b4(i: u32) -> vec4<f32> {{ return vec4<f32>(load_b(i), load_b(i + 1u), load_b(i + 2u), load_b(i + 3u)); }}",
-            weight_reader(dtype)?.1
+            weight.reader()
         ),
     };
-    Ok(format!("{a}\n{b}"))
+    format!("{a}\n{b}")
 }
 
 /// The matrix-vector product's bindings and loads (see `matvec.wgsl`): with `vec`, x and the
 /// weights are bound as arrays of vec4 so that 8 consecutive elements arrive in one or two
 /// 16-byte loads; otherwise as scalars. `f16` (the device has SHADER_F16) reads f16 weights as
 /// `mat2x4<f16>` rather than unpacking words; the kernel must then start with `enable f16;`.
-fn matvec_reader(dtype: DType, vec: bool, f16: bool) -> Result<String> {
+fn matvec_reader(weight: Weight, vec: bool, f16: bool) -> String {
     let a = if vec {
         "alias A = vec4<f32>;
 fn load_a(i: u32) -> f32 { return a[i >> 2u][i & 3u]; }
@@ -134,42 +257,41 @@ fn load_a(i: u32) -> f32 { return a[i]; }
 fn load_a8(i: u32) -> Chunk { return Chunk(vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]), vec4<f32>(a[i + 4u], a[i + 5u], a[i + 6u], a[i + 7u])); }"
     };
     // bf16 is the top half of an f32: a word's low element shifted up, its high one masked.
-    let b = match (dtype, vec) {
-        (DType::F32, true) => "alias W = vec4<f32>;
+    let b = match (weight, vec) {
+        (Weight::F32, true) => "alias W = vec4<f32>;
 fn load_b(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
 fn load_b8(i: u32) -> Chunk { let j = i >> 2u; return Chunk(b[j], b[j + 1u]); }",
-        (DType::BF16, true) => "alias W = vec4<u32>;
+        (Weight::Bf16, true) => "alias W = vec4<u32>;
 fn load_b(i: u32) -> f32 { let w = i >> 1u; return bf16_to_f32((b[w >> 2u][w & 3u] >> ((i & 1u) * 16u)) & 0xffffu); }
 fn bf16_pair(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }
 fn load_b8(i: u32) -> Chunk { let q = b[i >> 3u]; return Chunk(vec4<f32>(bf16_pair(q.x), bf16_pair(q.y)), vec4<f32>(bf16_pair(q.z), bf16_pair(q.w))); }",
         // With SHADER_F16 the weights are read as f16 vectors, widened by the load itself.
-        (DType::F16, true) if f16 => "alias W = mat2x4<f16>;
+        (Weight::F16, true) if f16 => "alias W = mat2x4<f16>;
 fn load_b(i: u32) -> f32 { return f32(b[i >> 3u][(i >> 2u) & 1u][i & 3u]); }
 fn load_b8(i: u32) -> Chunk { let q = b[i >> 3u]; return Chunk(vec4<f32>(q[0]), vec4<f32>(q[1])); }",
-        (DType::F16, true) => "alias W = vec4<u32>;
+        (Weight::F16, true) => "alias W = vec4<u32>;
 fn load_b(i: u32) -> f32 { let w = i >> 1u; return f16_to_f32((b[w >> 2u][w & 3u] >> ((i & 1u) * 16u)) & 0xffffu); }
 fn load_b8(i: u32) -> Chunk { let q = b[i >> 3u]; return Chunk(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w))); }",
         _ => {
-            let (_, scalar) = weight_reader(dtype)?;
-            return Ok(format!(
+            let scalar = weight.reader();
+            return format!(
                 "{a}\n{scalar}
 fn load_b8(i: u32) -> Chunk {{ return Chunk(vec4<f32>(load_b(i), load_b(i + 1u), load_b(i + 2u), load_b(i + 3u)), vec4<f32>(load_b(i + 4u), load_b(i + 5u), load_b(i + 6u), load_b(i + 7u))); }}"
-            ));
+            );
         }
     };
-    Ok(format!("{a}\n{b}"))
+    format!("{a}\n{b}")
 }
 
 /// Records the matrix-vector product (M = 1) described by `params` (see `matvec.wgsl`): vec4
 /// loads where both operands' rows start 16-byte aligned, subgroup sums where the device has
 /// subgroups of at least 4 threads (unless switched off, `features::force_subgroups`), and f16
 /// weights read as f16 where it has SHADER_F16 (unless `features::force_shader_f16`).
-fn matvec(b: &GpuBackend, dtype: DType, params: &MatvecParams, buffers: &[&Arc<wgpu::Buffer>]) -> Result<()> {
+fn matvec(b: &GpuBackend, weight: Weight, params: &MatvecParams, buffers: &[&Arc<wgpu::Buffer>]) -> Result<()> {
     const OP: &str = "matmul";
-    let (tag, _) = weight_reader(dtype)?;
     let k_contiguous = params.b[2] == 1 && !(params.b[3] == 1 && params.n > 1 && params.k == 1);
     // Elements per 16 bytes of the weights; a row starts on such a boundary when its offset does.
-    let per16 = if dtype == DType::F32 { 4 } else { 8 };
+    let per16 = if weight == Weight::F32 { 4 } else { 8 };
     let batched = params.batch > 1;
     // The buffers are bound whole as arrays of 16-byte vectors: their sizes must be multiples
     // of 16 (the pool's always are) for the last elements to be reachable.
@@ -183,24 +305,14 @@ fn matvec(b: &GpuBackend, dtype: DType, params: &MatvecParams, buffers: &[&Arc<w
         && buffers[..2].iter().all(|b| b.size().is_multiple_of(16));
     let features = &b.ctx.features;
     let subgroups = k_contiguous && features.use_subgroups() && b.ctx.info.subgroup_min_size >= 4;
-    let (entry_name, entry) = if subgroups { ("subgroup", MATVEC_SUBGROUP) } else { ("tree", MATVEC_TREE) };
-    let f16 = vec && dtype == DType::F16 && features.use_shader_f16();
-    let kernel = b.kernel(
-        &format!(
-            "matvec/{tag}/{k_contiguous}/{}/{entry_name}{}",
-            if vec { "vec4" } else { "scalar" },
-            if f16 { "/shader-f16" } else { "" }
-        ),
-        &[Access::Read, Access::Read, Access::ReadWrite],
-        || {
-            let reader = matvec_reader(dtype, vec, f16).expect("the dtype was checked above");
-            let kernel = source(
-                &format!("{reader}\nconst VEC: bool = {vec};\nconst B_K_CONTIGUOUS: bool = {k_contiguous};"),
-                &format!("{MATVEC}\n{entry}"),
-            );
-            if f16 { format!("enable f16;\n{kernel}") } else { kernel }
-        },
-    )?;
+    let key = Matvec {
+        weight,
+        k_contiguous,
+        vec,
+        reduction: if subgroups { Reduction::Subgroup } else { Reduction::Tree },
+        shader_f16: vec && weight == Weight::F16 && features.use_shader_f16(),
+    };
+    let kernel = b.kernel(&key)?;
     let n = params.n as usize;
     let mut groups = if k_contiguous { groups_2d(n.div_ceil(4)) } else { groups_2d(n.div_ceil(128)) };
     groups[2] = params.batch;
@@ -212,7 +324,7 @@ pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
     if lhs.dtype != DType::F32 {
         return Err(Error::dtype(OP, format!("activations must be f32 on the GPU, got {}", lhs.dtype)));
     }
-    let (tag, _) = weight_reader(rhs.dtype)?;
+    let weight = Weight::of(rhs.dtype)?;
     let (ld, ls) = (lhs.layout.dims(), lhs.layout.strides());
     let (rd, rs) = (rhs.layout.dims(), rhs.layout.strides());
     let (batch, m, k, n) = (ld[0], ld[1], ld[2], rd[2]);
@@ -239,7 +351,7 @@ pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
             pad1: 0,
             b: [bv[0], bv[1], bv[2], bv[3]],
         };
-        matvec(b, rhs.dtype, &params, &[&a_buffer, &b_buffer, &out.buffer])?;
+        matvec(b, weight, &params, &[&a_buffer, &b_buffer, &out.buffer])?;
     } else {
         let (a_k, b_n) = (ls[2] == 1, rs[2] == 1);
         // Quads along the contiguous dim start on a multiple of 4 elements when every other
@@ -254,19 +366,7 @@ pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
         };
         let a_vec = aligned(lhs.layout.offset(), ls, if a_k { 2 } else { 1 }, &a_buffer);
         let b_vec = aligned(rhs.layout.offset(), rs, if b_n { 2 } else { 1 }, &b_buffer);
-        let kernel = b.kernel(
-            &format!("matmul/{tag}/{a_k}/{b_n}/{a_vec}/{b_vec}"),
-            &[Access::Read, Access::Read, Access::ReadWrite],
-            || {
-                let readers = tiled_readers(rhs.dtype, a_vec, b_vec).expect("the dtype was checked above");
-                source(
-                    &format!(
-                        "{readers}\nconst A_K_CONTIGUOUS: bool = {a_k};\nconst B_N_CONTIGUOUS: bool = {b_n};\nconst A_VEC: bool = {a_vec};\nconst B_VEC: bool = {b_vec};"
-                    ),
-                    TILED,
-                )
-            },
-        )?;
+        let kernel = b.kernel(&Tiled { weight, a_k_contiguous: a_k, b_n_contiguous: b_n, a_vec, b_vec })?;
         let av = u32s(OP, &[lhs.layout.offset(), ls[0], ls[1], ls[2]])?;
         let params = TiledParams {
             m: m as u32,
@@ -290,7 +390,7 @@ pub fn expert_matmul(b: &GpuBackend, x: Src, weights: Src, ids: Src) -> Result<B
     if x.dtype != DType::F32 {
         return Err(Error::unsupported_dtype(OP, x.dtype));
     }
-    let (tag, reader) = weight_reader(weights.dtype)?;
+    let weight = Weight::of(weights.dtype)?;
     let (rows, k) = (x.layout.dims()[0], x.layout.dims()[1]);
     let (experts, n) = (weights.layout.dims()[0], weights.layout.dims()[2]);
     let xs = super::copy::contiguous(b, OP, x)?;
@@ -305,11 +405,7 @@ pub fn expert_matmul(b: &GpuBackend, x: Src, weights: Src, ids: Src) -> Result<B
         .ok_or_else(|| Error::backend(OP, "foreign buffer"))?;
     let out = b.alloc(OP, rows * n, DType::F32)?;
     if rows * n > 0 {
-        let kernel = b.kernel(
-            &format!("expert/{tag}"),
-            &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
-            || source(reader, EXPERT),
-        )?;
+        let kernel = b.kernel(&Expert(weight))?;
         let ws = weights.layout.strides();
         let w = u32s(OP, &[weights.layout.offset(), ws[0], ws[1], ws[2]])?;
         let params = ExpertParams {

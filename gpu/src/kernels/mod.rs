@@ -3,7 +3,32 @@
 //! holds the data movement every family uses (strided copies, fills, casts).
 //! A kernel's source is `common.wgsl`, then a small generated piece (the op's expression, the
 //! element types), then the family's body: plain concatenation, no template language. Shapes
-//! and strides travel as uniforms, so one pipeline serves every shape.
+//! and strides travel as uniforms, so one pipeline serves every shape. Each family names its
+//! kernels with a typed key (`crate::pipelines::KernelKey`) whose `source` renders that piece.
+
+/// The key of a kernel that has no variants: a unit struct whose name, bindings and source are
+/// fixed. `fixed_kernel!(Softmax, "softmax", [Read, ReadWrite], source("", BODY));`
+macro_rules! fixed_kernel {
+    ($(#[$doc:meta])* $key:ident, $name:literal, [$($access:ident),*], $source:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        struct $key;
+
+        impl crate::pipelines::KernelKey for $key {
+            fn name(&self) -> String {
+                $name.into()
+            }
+
+            fn buffers(&self) -> &'static [crate::pipelines::Access] {
+                &[$(crate::pipelines::Access::$access),*]
+            }
+
+            fn source(&self) -> String {
+                $source
+            }
+        }
+    };
+}
 
 pub mod attention;
 pub mod binary;
@@ -23,9 +48,42 @@ pub mod unary;
 
 use bytemuck::{Pod, Zeroable};
 use tensor::layout::coalesce;
-use tensor::{Error, Layout, Result};
+use tensor::{DType, Error, Layout, Result};
 
 pub const COMMON: &str = include_str!("common.wgsl");
+
+/// The 32-bit element types the generated kernels are specialised on (WGSL's `T`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Elem {
+    F32,
+    U32,
+}
+
+impl Elem {
+    /// The element type of `dtype`, or an error naming `op` for the dtypes these kernels lack.
+    pub fn of(op: &str, dtype: DType) -> Result<Elem> {
+        match dtype {
+            DType::F32 => Ok(Elem::F32),
+            DType::U32 => Ok(Elem::U32),
+            other => Err(Error::unsupported_dtype(op, other)),
+        }
+    }
+
+    pub fn wgsl(self) -> &'static str {
+        match self {
+            Elem::F32 => "f32",
+            Elem::U32 => "u32",
+        }
+    }
+
+    /// WGSL's test for NaN on a value `x` of this type.
+    pub fn nan_check(self) -> &'static str {
+        match self {
+            Elem::F32 => "x != x",
+            Elem::U32 => "false",
+        }
+    }
+}
 
 /// Most dims a layout uniform holds.
 pub const MAX_RANK: usize = 8;

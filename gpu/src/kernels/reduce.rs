@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 use tensor::ops::ReduceOp;
-use tensor::{BufferRef, DType, Error, Result, Src};
+use tensor::{BufferRef, DType, Result, Src};
 
-use super::{grid_1d, groups_2d, source};
+use super::{Elem, grid_1d, groups_2d, source};
 use crate::backend::GpuBackend;
-use crate::pipelines::Access;
+use crate::pipelines::{Access, KernelKey};
 
 const BODY: &str = include_str!("reduce.wgsl");
 /// The WGSL twin of [`Params`], prepended to reduce.wgsl and cumsum.wgsl.
@@ -25,31 +25,50 @@ pub(crate) struct Params {
     pub pad: u32,
 }
 
-fn generated(op: ReduceOp, dtype: DType) -> Result<String> {
-    let (t, nan_check, lowest, highest) = match dtype {
-        DType::F32 => ("f32", "x != x", "bitcast<f32>(0xff800000u)", "bitcast<f32>(0x7f800000u)"),
-        DType::U32 => ("u32", "false", "0u", "0xffffffffu"),
-        other => return Err(Error::unsupported_dtype(op.name(), other)),
-    };
-    let r = if op.is_arg() { "u32" } else { t };
-    let (sum, arg, identity, cmp) = match op {
-        ReduceOp::Sum => (true, false, "T(0)", ">"),
-        ReduceOp::Max => (false, false, lowest, ">"),
-        ReduceOp::ArgMax => (false, true, lowest, ">"),
-        ReduceOp::Min => (false, false, highest, "<"),
-        ReduceOp::ArgMin => (false, true, highest, "<"),
-    };
-    Ok(format!(
-        "alias T = {t};\nalias R = {r};\nconst SUM: bool = {sum};\nconst ARG: bool = {arg};\n\
-         fn identity() -> T {{ return {identity}; }}\n\
-         fn nan_t(x: T) -> bool {{ return {nan_check}; }}\n\
-         fn better(a: T, ai: u32, b: T, bi: u32) -> bool {{\n\
-             if (nan_t(a)) {{ return nan_t(b) && bi < ai; }}\n\
-             if (nan_t(b)) {{ return true; }}\n\
-             if (b {cmp} a) {{ return true; }}\n\
-             return b == a && bi < ai;\n\
-         }}"
-    ))
+/// A reduction over `k` of [outer, k, inner], for one op and element type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Kernel {
+    op: ReduceOp,
+    elem: Elem,
+}
+
+impl KernelKey for Kernel {
+    fn name(&self) -> String {
+        format!("reduce/{}/{}", self.op.name(), self.elem.wgsl())
+    }
+
+    fn buffers(&self) -> &'static [Access] {
+        &[Access::Read, Access::ReadWrite]
+    }
+
+    fn source(&self) -> String {
+        let t = self.elem.wgsl();
+        let (lowest, highest) = match self.elem {
+            Elem::F32 => ("bitcast<f32>(0xff800000u)", "bitcast<f32>(0x7f800000u)"),
+            Elem::U32 => ("0u", "0xffffffffu"),
+        };
+        let nan_check = self.elem.nan_check();
+        let r = if self.op.is_arg() { "u32" } else { t };
+        let (sum, arg, identity, cmp) = match self.op {
+            ReduceOp::Sum => (true, false, "T(0)", ">"),
+            ReduceOp::Max => (false, false, lowest, ">"),
+            ReduceOp::ArgMax => (false, true, lowest, ">"),
+            ReduceOp::Min => (false, false, highest, "<"),
+            ReduceOp::ArgMin => (false, true, highest, "<"),
+        };
+        let generated = format!(
+            "alias T = {t};\nalias R = {r};\nconst SUM: bool = {sum};\nconst ARG: bool = {arg};\n\
+             fn identity() -> T {{ return {identity}; }}\n\
+             fn nan_t(x: T) -> bool {{ return {nan_check}; }}\n\
+             fn better(a: T, ai: u32, b: T, bi: u32) -> bool {{\n\
+                 if (nan_t(a)) {{ return nan_t(b) && bi < ai; }}\n\
+                 if (nan_t(b)) {{ return true; }}\n\
+                 if (b {cmp} a) {{ return true; }}\n\
+                 return b == a && bi < ai;\n\
+             }}"
+        );
+        source(&format!("{PARAMS}\n{generated}"), BODY)
+    }
 }
 
 /// The tensor as a contiguous [outer, k, inner] buffer around `axis`.
@@ -70,15 +89,12 @@ pub(crate) fn around_axis(
 }
 
 pub fn reduce(b: &GpuBackend, op: ReduceOp, src: Src, axis: usize) -> Result<BufferRef> {
+    let key = Kernel { op, elem: Elem::of(op.name(), src.dtype)? };
     let (input, _keep, [outer, k, inner]) = around_axis(b, op.name(), src, axis)?;
     let out_dtype = if op.is_arg() { DType::U32 } else { src.dtype };
     let out = b.alloc(op.name(), outer * inner, out_dtype)?;
     if outer * inner > 0 {
-        let generated = generated(op, src.dtype)?;
-        let kernel =
-            b.kernel(&format!("reduce/{}/{}", op.name(), src.dtype), &[Access::Read, Access::ReadWrite], || {
-                source(&format!("{PARAMS}\n{generated}"), BODY)
-            })?;
+        let kernel = b.kernel(&key)?;
         let groups = if inner == 1 { groups_2d(outer) } else { grid_1d(outer * inner) };
         let params = Params { outer: outer as u32, k: k as u32, inner: inner as u32, pad: 0 };
         b.dispatch(op.name(), kernel, &params, &[&input, &out.buffer], groups)?;

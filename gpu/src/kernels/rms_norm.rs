@@ -8,9 +8,10 @@ use tensor::{BufferRef, DType, Result, RmsNormSpec, Src};
 use super::copy::contiguous_f32;
 use super::{groups_2d, source};
 use crate::backend::GpuBackend;
-use crate::pipelines::Access;
 
 const RMS_NORM: &str = include_str!("rms_norm.wgsl");
+
+fixed_kernel!(RmsNorm, "rms_norm", [Read, Read, ReadWrite], source("", RMS_NORM));
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -36,7 +37,7 @@ pub fn rms_norm(b: &GpuBackend, x: Src, weight: Option<Src>, spec: RmsNormSpec) 
     let d = x.layout.dims().last().copied().unwrap_or(1);
     let out = b.alloc(OP, n, DType::F32)?;
     if n > 0 && d > 0 {
-        let kernel = b.kernel("rms_norm", &[Access::Read, Access::Read, Access::ReadWrite], || source("", RMS_NORM))?;
+        let kernel = b.kernel(&RmsNorm)?;
         let params = NormParams { rows: (n / d) as u32, d: d as u32, eps: spec.eps as f32, mode };
         b.dispatch(OP, kernel, &params, &[&xb, &wb, &out.buffer], groups_2d(n / d))?;
     }

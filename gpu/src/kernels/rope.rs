@@ -8,9 +8,10 @@ use tensor::{BufferRef, DType, Result, Src};
 use super::copy::contiguous_f32;
 use super::{grid_1d, source};
 use crate::backend::GpuBackend;
-use crate::pipelines::Access;
 
 const ROPE: &str = include_str!("rope.wgsl");
+
+fixed_kernel!(Rope, "rope", [Read, Read, Read, ReadWrite], source("", ROPE));
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -32,8 +33,7 @@ pub fn rope(b: &GpuBackend, x: Src, cos: Src, sin: Src, interleaved: bool) -> Re
     let out = b.alloc(OP, n, DType::F32)?;
     let pairs = n / 2;
     if pairs > 0 {
-        let kernel =
-            b.kernel("rope", &[Access::Read, Access::Read, Access::Read, Access::ReadWrite], || source("", ROPE))?;
+        let kernel = b.kernel(&Rope)?;
         let params = RopeParams { pairs: pairs as u32, d: d as u32, t: t as u32, interleaved: interleaved as u32 };
         b.dispatch(OP, kernel, &params, &[&xb, &cb, &sb, &out.buffer], grid_1d(pairs))?;
     }

@@ -8,9 +8,10 @@ use tensor::{BufferRef, DType, Error, Result, Src};
 
 use super::{groups_2d, source};
 use crate::backend::GpuBackend;
-use crate::pipelines::Access;
 
 const BODY: &str = include_str!("softmax.wgsl");
+
+fixed_kernel!(Softmax, "softmax", [Read, ReadWrite], source("", BODY));
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -40,7 +41,7 @@ pub fn softmax(b: &GpuBackend, src: Src, log: bool) -> Result<BufferRef> {
     let out = b.alloc(OP, n, DType::F32)?;
     if n > 0 && d > 0 {
         let rows = n / d;
-        let kernel = b.kernel("softmax", &[Access::Read, Access::ReadWrite], || source("", BODY))?;
+        let kernel = b.kernel(&Softmax)?;
         let params = Params { rows: rows as u32, d: d as u32, log: log as u32, pad: 0 };
         b.dispatch(OP, kernel, &params, &[&input_buffer, &out.buffer], groups_2d(rows))?;
     }

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
-use tensor::{BufferRef, DType, Error, Result, Src};
+use tensor::{BufferRef, DType, Result, Src};
 
-use super::{grid_1d, source};
+use super::{Elem, grid_1d, source};
 use crate::backend::GpuBackend;
-use crate::pipelines::Access;
+use crate::pipelines::{Access, KernelKey};
 
 const BODY: &str = include_str!("topk.wgsl");
 
@@ -21,22 +21,35 @@ struct Params {
     pad: u32,
 }
 
+/// Top-k over rows of one element type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Kernel(Elem);
+
+impl KernelKey for Kernel {
+    fn name(&self) -> String {
+        format!("topk/{}", self.0.wgsl())
+    }
+
+    fn buffers(&self) -> &'static [Access] {
+        &[Access::Read, Access::ReadWrite, Access::ReadWrite]
+    }
+
+    fn source(&self) -> String {
+        let (t, nan) = (self.0.wgsl(), self.0.nan_check());
+        source(&format!("alias T = {t};\nfn nan_t(x: T) -> bool {{ return {nan}; }}"), BODY)
+    }
+}
+
 pub fn topk(b: &GpuBackend, src: Src, k: usize) -> Result<(BufferRef, BufferRef)> {
     const OP: &str = "topk";
-    let (t, nan) = match src.dtype {
-        DType::F32 => ("f32", "x != x"),
-        DType::U32 => ("u32", "false"),
-        other => return Err(Error::unsupported_dtype(OP, other)),
-    };
+    let key = Kernel(Elem::of(OP, src.dtype)?);
     let n = src.layout.dims().last().copied().unwrap_or(1);
     let rows = src.layout.elem_count().checked_div(n).unwrap_or(0);
     let input = super::copy::contiguous(b, OP, src)?;
     let values = b.alloc(OP, rows * k, src.dtype)?;
     let indices = b.alloc(OP, rows * k, DType::U32)?;
     if rows > 0 && k > 0 {
-        let kernel = b.kernel(&format!("topk/{t}"), &[Access::Read, Access::ReadWrite, Access::ReadWrite], || {
-            source(&format!("alias T = {t};\nfn nan_t(x: T) -> bool {{ return {nan}; }}"), BODY)
-        })?;
+        let kernel = b.kernel(&key)?;
         let params = Params { rows: rows as u32, n: n as u32, k: k as u32, pad: 0 };
         b.dispatch(OP, kernel, &params, &[&input.buffer, &values.buffer, &indices.buffer], grid_1d(rows))?;
     }

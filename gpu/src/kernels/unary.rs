@@ -10,10 +10,44 @@ use tensor::{BufferRef, DType, Error, Result, Src};
 
 use super::{LayoutUniform, grid_1d, source};
 use crate::backend::GpuBackend;
-use crate::pipelines::Access;
+use crate::pipelines::{Access, KernelKey};
 
 const BODY: &str = include_str!("unary.wgsl");
 pub const MATH: &str = include_str!("math.wgsl");
+
+/// The kernel of one unary op. Constants (`Powf`'s exponent, `Clamp`'s bounds) travel as the
+/// uniforms `p0` and `p1`, so ops that differ only in them are one kernel: the key compares
+/// the variant, by name.
+#[derive(Clone, Copy, Debug)]
+struct Kernel(UnaryOp);
+
+impl PartialEq for Kernel {
+    fn eq(&self, other: &Kernel) -> bool {
+        self.0.name() == other.0.name()
+    }
+}
+
+impl Eq for Kernel {}
+
+impl std::hash::Hash for Kernel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.name().hash(state)
+    }
+}
+
+impl KernelKey for Kernel {
+    fn name(&self) -> String {
+        format!("unary/{}", self.0.name())
+    }
+
+    fn buffers(&self) -> &'static [Access] {
+        &[Access::Read, Access::ReadWrite]
+    }
+
+    fn source(&self) -> String {
+        source(&format!("{MATH}\nfn op(x: f32, p0: f32, p1: f32) -> f32 {{ return {}; }}", expression(self.0)), BODY)
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -67,9 +101,7 @@ pub fn unary(b: &GpuBackend, op: UnaryOp, src: Src) -> Result<BufferRef> {
     let n = src.layout.elem_count();
     let out = b.alloc(op.name(), n, DType::F32)?;
     if n > 0 {
-        let kernel = b.kernel(&format!("unary/{}", op.name()), &[Access::Read, Access::ReadWrite], || {
-            source(&format!("{}\nfn op(x: f32, p0: f32, p1: f32) -> f32 {{ return {}; }}", MATH, expression(op)), BODY)
-        })?;
+        let kernel = b.kernel(&Kernel(op))?;
         let (p0, p1) = constants(op);
         let params = Params { n: n as u32, pad0: 0, p0, p1, src: LayoutUniform::merged(op.name(), &[src.layout])?[0] };
         b.dispatch(op.name(), kernel, &params, &[&b.buffer(op.name(), &src)?.buffer, &out.buffer], grid_1d(n))?;
