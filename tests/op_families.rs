@@ -35,7 +35,9 @@ const HELPERS: [(&str, &[&str]); 3] = [
             "vmath",           // vectorised exp/SiLU/GELU/softmax/RMSNorm/GLU
         ],
     ),
-    ("gpu/src/kernels", &["copy"]),    // strided copies, fills and casts on the GPU
+    // strided copies, fills and casts on the GPU; products on quantized blocks (the CPU's are
+    // tensor/src/quant/qmatmul)
+    ("gpu/src/kernels", &["copy", "qmatmul"]),
     ("autograd/src/rules", &["view"]), // reshapes, transposes and slices: views, no kernels
 ];
 

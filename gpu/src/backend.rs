@@ -401,6 +401,10 @@ impl Backend for GpuBackend {
         kernels::matmul::expert_matmul(self, x, weights, ids)
     }
 
+    fn qmatmul(&self, x: Src, words: Src, ty: tensor::quant::GgmlType, n: usize, k: usize) -> Result<BufferRef> {
+        kernels::qmatmul::qmatmul(self, x, words, ty, n, k)
+    }
+
     fn index_select(&self, src: Src, axis: usize, ids: Src) -> Result<BufferRef> {
         kernels::index::index_select(self, src, axis, ids)
     }

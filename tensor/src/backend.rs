@@ -13,7 +13,7 @@
 //!   operand of `matmul` and `expert_matmul`. u32 and i64 are the index types.
 
 use crate::ops::{BinaryOp, CmpOp, ReduceOp, UnaryOp};
-use crate::{Buffer, BufferRef, DType, HostData, Layout, Result};
+use crate::{Buffer, BufferRef, DType, Error, HostData, Layout, Result};
 
 /// A strided view of a backend buffer: what a kernel reads.
 #[derive(Clone, Copy, Debug)]
@@ -175,6 +175,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// from `weights` [E, K, N] (either of its last two dims may be the contiguous one), giving
     /// [R, N]. One call over all chosen experts instead of a loop of small matmuls.
     fn expert_matmul(&self, x: Src, weights: Src, ids: Src) -> Result<BufferRef>;
+    /// `x` [M, K] f32 (contiguous) times the transpose of an [N, K] matrix of `ty` blocks held
+    /// as u32 `words` in [`crate::quant::DeviceQMatrix`]'s layout: [M, N] f32. For backends
+    /// that keep quantized weights on their device; the CPU multiplies its own
+    /// [`crate::quant::QMatrix`] layout instead, so by default this is an error.
+    fn qmatmul(&self, x: Src, words: Src, ty: crate::quant::GgmlType, n: usize, k: usize) -> Result<BufferRef> {
+        let _ = (x, words, n, k);
+        Err(Error::unsupported("qmatmul", format!("this device keeps no {ty} blocks (use QMatrix on the CPU)")))
+    }
 
     // ---- indexing ------------------------------------------------------------------------------
     /// Picks entries of `axis` by the 1-D `ids` (u32 or i64): out[.., i, ..] = src[.., ids[i], ..].

@@ -39,6 +39,7 @@ pub mod cumsum;
 pub mod glu;
 pub mod index;
 pub mod matmul;
+pub mod qmatmul;
 pub mod reduce;
 pub mod rms_norm;
 pub mod rope;

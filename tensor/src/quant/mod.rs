@@ -7,6 +7,7 @@
 //! same f32 products in the same order, no fused multiply-add), so its output is bit-identical to
 //! ggml's `dequantize_row_*` and to the `gguf` Python package's `gguf.quants.dequantize`.
 
+mod device_blocks;
 mod expert_matmul;
 pub mod fp8;
 pub mod interleave;
@@ -22,6 +23,7 @@ pub mod q8_0;
 pub mod qmatmul;
 mod qmatrix;
 
+pub use device_blocks::{DeviceQMatrix, device_words};
 pub use expert_matmul::expert_matmul;
 pub use qmatrix::{GEMM_MIN_ROWS, QMatrix, set_gemm_min_rows};
 

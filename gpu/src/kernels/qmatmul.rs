@@ -1,0 +1,133 @@
+//! Launchers of the products on quantized blocks (`tensor::quant::DeviceQMatrix`): the weights
+//! stay in their GGUF blocks on the device (Q8_0, Q4_0, Q4_K, Q6_K) and each kernel decodes a
+//! 32-element unit at a time with ggml's formulas (`qunit_<type>.wgsl`), never an f32 copy of
+//! the matrix. Up to [`MATVEC_MAX_M`] activation rows (decode, small batches) take
+//! `qmatvec.wgsl`, which reads each weight once for all rows; more take the tiled
+//! `qmatmul.wgsl`. The CPU's counterparts are `tensor::quant::qmatmul`.
+//! Tolerance against the CPU's f32 product of the dequantized matrix: ~1e-6 relative *
+//! sqrt(K) (the decoded values are identical; only the order of the f32 sums differs).
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+use tensor::quant::GgmlType;
+use tensor::{BufferRef, DType, Error, Result, Src};
+
+use super::{groups_2d, source};
+use crate::backend::GpuBackend;
+use crate::pipelines::{Access, KernelKey};
+
+const PARAMS: &str = include_str!("qmatmul_params.wgsl");
+const MATVEC: &str = include_str!("qmatvec.wgsl");
+const TILED: &str = include_str!("qmatmul.wgsl");
+
+/// Activation rows up to which the matrix-vector kernel runs (its `MAX_M`).
+pub const MATVEC_MAX_M: usize = 8;
+/// Weight rows per workgroup of `qmatvec.wgsl`, and the tile of `qmatmul.wgsl`.
+const MATVEC_ROWS: usize = 8;
+const TILE_M: usize = 32;
+const TILE_N: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    units: u32,
+    scales: u32,
+    pad: [u32; 3],
+}
+
+/// One quantized product kernel: the block type and whether it is the matrix-vector or the
+/// tiled one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Kernel {
+    ty: GgmlType,
+    tiled: bool,
+}
+
+/// The unit decoder of `ty`, for the types `DeviceQMatrix` keeps on a device.
+fn decoder(ty: GgmlType) -> Option<&'static str> {
+    Some(match ty {
+        GgmlType::Q8_0 => include_str!("qunit_q8_0.wgsl"),
+        GgmlType::Q4_0 => include_str!("qunit_q4_0.wgsl"),
+        GgmlType::Q4_K => include_str!("qunit_q4_k.wgsl"),
+        GgmlType::Q6_K => include_str!("qunit_q6_k.wgsl"),
+        _ => return None,
+    })
+}
+
+impl KernelKey for Kernel {
+    fn name(&self) -> String {
+        format!("qmatmul/{}/{}", self.ty, if self.tiled { "tiled" } else { "matvec" })
+    }
+
+    fn buffers(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite]
+    }
+
+    fn source(&self) -> String {
+        let unit = decoder(self.ty).expect("qmatmul builds keys of supported types only");
+        source(&format!("{PARAMS}\n{unit}"), if self.tiled { TILED } else { MATVEC })
+    }
+}
+
+/// `x` [m, k] f32 times the transpose of the [n, k] matrix of `ty` blocks in `words`.
+pub fn qmatmul(b: &GpuBackend, x: Src, words: Src, ty: GgmlType, n: usize, k: usize) -> Result<BufferRef> {
+    const OP: &str = "qmatmul";
+    if decoder(ty).is_none() {
+        return Err(Error::unsupported(OP, format!("no GPU kernel multiplies {ty} blocks")));
+    }
+    if x.dtype != DType::F32 || words.dtype != DType::U32 {
+        return Err(Error::dtype(
+            OP,
+            format!("needs f32 activations and u32 words, got {} and {}", x.dtype, words.dtype),
+        ));
+    }
+    if k == 0 || !k.is_multiple_of(ty.block_size()) || !x.layout.elem_count().is_multiple_of(k) {
+        return Err(Error::shape(OP, format!("{} activations against [{n}, {k}] of {ty}", x.layout.elem_count())));
+    }
+    let m = x.layout.elem_count() / k;
+    let blocks = n * k / ty.block_size();
+    let scales = match ty {
+        GgmlType::Q8_0 => blocks * 8,
+        GgmlType::Q4_0 => blocks * 4,
+        _ => 0,
+    };
+    let out = b.alloc(OP, m * n, DType::F32)?;
+    if m * n == 0 {
+        return Ok(Arc::new(out));
+    }
+    let params = Params {
+        m: u32::try_from(m).map_err(|_| Error::backend(OP, format!("{m} rows exceed 32-bit indices")))?,
+        n: n as u32,
+        k: k as u32,
+        units: (k / 32) as u32,
+        scales: scales as u32,
+        pad: [0; 3],
+    };
+    if (m * k).max(n * k) >= u32::MAX as usize {
+        return Err(Error::backend(OP, format!("[{m}, {k}] x [{n}, {k}] exceeds the GPU kernels' 32-bit indices")));
+    }
+    let (xb, _keep) = if x.layout.is_contiguous() && x.layout.offset() == 0 {
+        (b.buffer(OP, &x)?.buffer.clone(), None)
+    } else {
+        let c = super::copy::contiguous(b, OP, x)?;
+        (c.buffer.clone(), Some(c))
+    };
+    let wb = b.buffer(OP, &words)?.buffer.clone();
+    let tiled = m > MATVEC_MAX_M;
+    let kernel = b.kernel(&Kernel { ty, tiled })?;
+    let groups = if tiled {
+        let (gx, gy) = (n.div_ceil(TILE_N), m.div_ceil(TILE_M));
+        if gx > 65_535 || gy > 65_535 {
+            return Err(Error::backend(OP, format!("a {m}x{n} output exceeds the GPU grid")));
+        }
+        [gx as u32, gy as u32, 1]
+    } else {
+        groups_2d(n.div_ceil(MATVEC_ROWS))
+    };
+    b.dispatch(OP, kernel, &params, &[&xb, &wb, &out.buffer], groups)?;
+    Ok(Arc::new(out))
+}

@@ -1,0 +1,73 @@
+//! Products on quantized blocks kept on the GPU (`DeviceQMatrix`, `qmatmul.wgsl`,
+//! `qmatvec.wgsl`) against the CPU's f32 product of the dequantized matrix (`quant::dequantize`,
+//! bit-exact with ggml's): every block type the GPU keeps, row counts that fill no whole
+//! workgroup, the matrix-vector kernel (1 to 8 activation rows) and the tiled one (more), x as a
+//! view at an offset.
+//!
+//! Tolerance: 1e-5 relative plus 1e-5 * sqrt(K) absolute: both sides multiply the same decoded
+//! f32 weights; only the order of the f32 sums differs.
+
+mod common;
+
+use common::gpu;
+use tensor::quant::{self, DeviceQMatrix, GgmlType};
+use tensor::testing::{max_abs_diff, randn};
+use tensor::{Device, Result, Tensor};
+
+#[test]
+fn quantized_products_match_the_dequantized_matrix() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let cpu = Device::cpu();
+    for (t, ty) in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K].into_iter().enumerate() {
+        for (n, k) in [(37, 256), (70, 512)] {
+            let w: Vec<f32> = randn([n, k], 10 + t as u64, &cpu)?.to_vec()?;
+            let bytes = quant::quantize(ty, &w)?;
+            let mut decoded = vec![0.0f32; n * k];
+            quant::dequantize(ty, &bytes, &mut decoded)?;
+            let reference = Tensor::from_vec(decoded, [n, k], &cpu)?;
+            let q = DeviceQMatrix::upload(ty, n, k, &bytes, &g)?;
+            // The file's bytes, plus Q6_K's 2 bytes of padding per block and a half-word of
+            // scale padding at most.
+            let pad = if ty == GgmlType::Q6_K { n * k / 256 * 2 } else { 0 };
+            assert!(q.device_bytes() >= bytes.len() + pad && q.device_bytes() <= bytes.len() + pad + 4);
+            for m in [1, 3, 8, 9, 45] {
+                let x = randn([m + 1, k], 20 + m as u64, &cpu)?;
+                // Rows 1.. of x: a view at an offset, as a slice of a larger activation is.
+                let x = x.narrow(0usize, 1, m)?;
+                let want = x.matmul(&reference.t()?)?;
+                let got = q.matmul(&x.to(&g)?)?.to(&cpu)?;
+                assert_eq!(got.dims(), [m, n]);
+                let scale = want.abs()?.max_all()?.to_scalar::<f32>()? as f64;
+                let diff = max_abs_diff(&got, &want)?;
+                assert!(
+                    diff <= 1e-5 * scale + 1e-5 * (k as f64).sqrt(),
+                    "{ty} [{m}, {k}] x [{n}, {k}]^T: differs by {diff:.2e} (largest output {scale:.2})"
+                );
+            }
+        }
+    }
+    let names = gpu::backend()?.pipelines.names();
+    for kind in ["matvec", "tiled"] {
+        assert!(
+            names.iter().any(|n| n.starts_with("qmatmul/") && n.ends_with(kind)),
+            "the {kind} kernel ran: {names:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn malformed_blocks_and_activations_are_errors() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let bytes = quant::quantize(GgmlType::Q8_0, &[0.5f32; 64])?;
+    // 64 values are two blocks: not a [2, 64] matrix.
+    assert!(DeviceQMatrix::upload(GgmlType::Q8_0, 2, 64, &bytes, &g).is_err());
+    assert!(DeviceQMatrix::upload(GgmlType::Q8_0, 1, 48, &bytes, &g).is_err());
+    assert!(DeviceQMatrix::upload(GgmlType::Q4_1, 1, 64, &bytes, &g).is_err());
+    let q = DeviceQMatrix::upload(GgmlType::Q8_0, 1, 64, &bytes, &g)?;
+    let wrong = Tensor::zeros([2, 32], tensor::DType::F32, &g)?;
+    assert!(q.matmul(&wrong).is_err(), "32 columns against a 64-column matrix");
+    let on_cpu = Tensor::zeros([2, 64], tensor::DType::F32, &Device::cpu())?;
+    assert!(q.matmul(&on_cpu).is_err(), "activations on another device");
+    Ok(())
+}

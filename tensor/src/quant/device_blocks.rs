@@ -1,0 +1,126 @@
+//! `DeviceQMatrix`: a block-quantized weight matrix kept on an accelerator, in the word layout
+//! its kernels read, and multiplied there on its blocks ([`crate::Backend::qmatmul`]): a GGUF
+//! model on a GPU takes the file's bits per weight in device memory and reads them per token,
+//! instead of an f32 copy four to eight times larger.
+//!
+//! The layout is ggml's blocks, rearranged only so that every load is an aligned 32-bit word
+//! (storage buffers hold `array<u32>`; ggml's 34-byte Q8_0 and 18-byte Q4_0 blocks are not
+//! word-aligned). Block `b` counts over the whole matrix, row after row:
+//! - Q8_0: the 32 `i8` quants of block `b` as words `8b..8b+8`, then, after all the quants, the
+//!   f16 scales two to a word (block `b`'s in word `S + b/2`, half `b % 2`, `S = 8 * blocks`);
+//! - Q4_0: the 16 nibble bytes of block `b` as words `4b..4b+4`, then the scales as for Q8_0
+//!   (`S = 4 * blocks`);
+//! - Q4_K: ggml's 144-byte blocks as they are (`d`, `dmin`, 12 scale bytes, 128 nibble bytes:
+//!   already whole words), 36 words each;
+//! - Q6_K: ggml's 210-byte blocks each padded with 2 zero bytes to 212, 53 words each.
+//!
+//! Values are the file's: the kernels decode them with ggml's formulas, so a product differs from
+//! the CPU's f32 product of the dequantized matrix only in the order of the f32 sums.
+
+use super::GgmlType;
+use crate::{DType, Device, Error, Result, Tensor};
+
+/// A [rows, cols] matrix (rows = outputs) of `ty` blocks on a device.
+#[derive(Clone, Debug)]
+pub struct DeviceQMatrix {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    /// The words of the layout above, u32.
+    words: Tensor,
+}
+
+/// Whether `ty` has a device layout and kernels.
+pub fn supports(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::Q6_K)
+}
+
+/// The words of `bytes` (a [rows, cols] matrix of `ty` blocks in GGUF's layout) in the device
+/// layout of this module's header.
+pub fn device_words(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<Vec<u32>> {
+    const OP: &str = "DeviceQMatrix";
+    if !supports(ty) {
+        return Err(Error::unsupported(OP, format!("no device kernels for {ty} blocks")));
+    }
+    if cols == 0 || !cols.is_multiple_of(ty.block_size()) {
+        return Err(Error::shape(OP, format!("{cols} columns are not whole {ty} blocks of {}", ty.block_size())));
+    }
+    let blocks = rows * cols / ty.block_size();
+    let size = ty.type_size();
+    if bytes.len() != blocks * size {
+        return Err(Error::shape(
+            OP,
+            format!("{} bytes do not hold [{rows}, {cols}] in {ty} ({} bytes)", bytes.len(), blocks * size),
+        ));
+    }
+    let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let mut out = Vec::with_capacity(blocks * size.div_ceil(4) + blocks.div_ceil(2));
+    match ty {
+        GgmlType::Q8_0 | GgmlType::Q4_0 => {
+            for block in bytes.chunks_exact(size) {
+                out.extend(block[2..].chunks_exact(4).map(word));
+            }
+            for pair in bytes.chunks(2 * size) {
+                let low = u16::from_le_bytes([pair[0], pair[1]]) as u32;
+                let high = if pair.len() > size { u16::from_le_bytes([pair[size], pair[size + 1]]) as u32 } else { 0 };
+                out.push(low | high << 16);
+            }
+        }
+        GgmlType::Q4_K => out.extend(bytes.chunks_exact(4).map(word)),
+        GgmlType::Q6_K => {
+            for block in bytes.chunks_exact(size) {
+                let mut padded = [0u8; 212];
+                padded[..size].copy_from_slice(block);
+                out.extend(padded.chunks_exact(4).map(word));
+            }
+        }
+        _ => unreachable!("supports() was checked"),
+    }
+    Ok(out)
+}
+
+impl DeviceQMatrix {
+    /// Uploads `bytes`, a [rows, cols] matrix of `ty` blocks in GGUF's layout, to `device`.
+    pub fn upload(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8], device: &Device) -> Result<DeviceQMatrix> {
+        let words = device_words(ty, rows, cols, bytes)?;
+        let n = words.len();
+        Ok(DeviceQMatrix { ty, rows, cols, words: Tensor::from_vec(words, [n], device)? })
+    }
+
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes held on the device.
+    pub fn device_bytes(&self) -> usize {
+        self.words.elem_count() * 4
+    }
+
+    /// `x [.., cols] f32 -> [.., rows] f32` on the matrix's device: `x W^T`, as `Linear`
+    /// computes it.
+    pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
+        const OP: &str = "DeviceQMatrix::matmul";
+        x.check_same_device(OP, &self.words)?;
+        let dims = x.dims();
+        if x.dtype() != DType::F32 || dims.last() != Some(&self.cols) {
+            return Err(Error::shape(
+                OP,
+                format!("activations {dims:?} {} against {} [{}, {}]", x.dtype(), self.ty, self.rows, self.cols),
+            ));
+        }
+        let m = x.elem_count() / self.cols;
+        let x = x.contiguous()?;
+        let buffer = x.device().backend().qmatmul(x.src(), self.words.src(), self.ty, self.rows, self.cols)?;
+        let mut out = dims.to_vec();
+        *out.last_mut().expect("rank >= 1") = self.rows;
+        x.new_like(buffer, [m, self.rows], DType::F32).reshape(out)
+    }
+}
