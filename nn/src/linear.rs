@@ -3,7 +3,7 @@
 use autograd::{Var, is_grad_enabled};
 use tensor::Result;
 
-use crate::packed::no_gradient;
+use crate::packed::{no_gradient, no_gradient_device};
 use crate::{Init, Module, PackedSlot, join};
 
 pub struct Linear {
@@ -38,13 +38,15 @@ impl Linear {
     }
 
     /// `x [.., in] -> [.., out]`. Weights may be bf16/f16 with f32 activations (widened inside
-    /// the matmul), or packed Q8_0/Q4_0 blocks (multiplied on the blocks, on the CPU, without
-    /// a gradient).
+    /// the matmul), or packed blocks (multiplied on the blocks, on the CPU or on the GPU that
+    /// holds them, without a gradient).
     pub fn forward(&self, x: &Var) -> Result<Var> {
-        let y = match self.packed.get() {
-            Some(q) if is_grad_enabled() => return Err(no_gradient(&q, "Linear::forward")),
-            Some(q) => Var::constant(q.matmul(&x.value())?),
-            None => x.linear(&self.weight)?,
+        let y = match (self.packed.get(), self.packed.device()) {
+            (Some(q), _) if is_grad_enabled() => return Err(no_gradient(&q, "Linear::forward")),
+            (Some(q), _) => Var::constant(q.matmul(&x.value())?),
+            (None, Some(q)) if is_grad_enabled() => return Err(no_gradient_device(&q, "Linear::forward")),
+            (None, Some(q)) => Var::constant(q.matmul(&x.value())?),
+            (None, None) => x.linear(&self.weight)?,
         };
         match &self.bias {
             Some(b) => y.add(&b.to_dtype(y.dtype())?),

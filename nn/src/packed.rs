@@ -1,6 +1,7 @@
 //! `PackedSlot`: where a `Linear`, an `Embedding` or the routed `Experts` keep their weights
 //! block-quantized ([`QMatrix`]es straight from a GGUF file), so that CPU inference multiplies on
-//! the blocks instead of on an f32 copy. A loader fills the slot through [`crate::Module::visit_packed`] and leaves
+//! the blocks instead of on an f32 copy. On a GPU a `Linear` keeps its blocks on the device
+//! instead ([`DeviceQMatrix`]), multiplied there by the quantized WGSL kernels. A loader fills the slot through [`crate::Module::visit_packed`] and leaves
 //! the `Var` weight as its storage-free placeholder (right shape, no data).
 //!
 //! Packed weights are for inference: they have no gradient, and a forward pass that records
@@ -9,7 +10,7 @@
 use std::sync::{Arc, RwLock};
 
 use tensor::Error;
-use tensor::quant::QMatrix;
+use tensor::quant::{DeviceQMatrix, QMatrix};
 
 #[derive(Default)]
 pub struct PackedSlot(RwLock<Option<Packed>>);
@@ -20,6 +21,8 @@ pub struct PackedSlot(RwLock<Option<Packed>>);
 enum Packed {
     Matrix(Arc<QMatrix>),
     Stack(Arc<[QMatrix]>),
+    /// A `Linear`'s weight on a GPU.
+    Device(Arc<DeviceQMatrix>),
 }
 
 impl PackedSlot {
@@ -47,6 +50,19 @@ impl PackedSlot {
         }
     }
 
+    /// The packed weight kept on a device, if a loader set one.
+    pub fn device(&self) -> Option<Arc<DeviceQMatrix>> {
+        match self.read() {
+            Some(Packed::Device(q)) => Some(q),
+            _ => None,
+        }
+    }
+
+    /// Keeps a `Linear`'s weight on its device.
+    pub fn set_device(&self, weight: DeviceQMatrix) {
+        self.write(Some(Packed::Device(Arc::new(weight))));
+    }
+
     pub fn set(&self, weight: Option<QMatrix>) {
         self.write(weight.map(|q| Packed::Matrix(Arc::new(q))));
     }
@@ -63,13 +79,19 @@ impl PackedSlot {
 
 /// The error for a gradient-recording pass through a packed weight.
 pub(crate) fn no_gradient(q: &QMatrix, op: &str) -> Error {
+    no_gradient_of(q.ty(), q.rows(), q.cols(), op)
+}
+
+/// [`no_gradient`] for a weight kept on a device.
+pub(crate) fn no_gradient_device(q: &DeviceQMatrix, op: &str) -> Error {
+    no_gradient_of(q.ty(), q.rows(), q.cols(), op)
+}
+
+fn no_gradient_of(ty: tensor::quant::GgmlType, rows: usize, cols: usize, op: &str) -> Error {
     Error::unsupported(
         op,
         format!(
-            "the weight is kept block-quantized ({} [{}, {}]) and has no gradient; load the model with f32 weights to train through it",
-            q.ty(),
-            q.rows(),
-            q.cols()
+            "the weight is kept block-quantized ({ty} [{rows}, {cols}]) and has no gradient; load the model with f32 weights to train through it"
         ),
     )
 }

@@ -6,14 +6,16 @@
 //! table and of the routed experts (one matrix per expert of each stacked projection) stay packed
 //! instead ([`QMatrix`]: the k-quants borrow the memory-mapped file, Q8_0 and Q4_0 are copied into
 //! their interleaved layout), multiplied on their blocks; their `Var`s keep the storage-free
-//! placeholders they were built with. Other types (Q4_1, MXFP4, ...) and every weight on a GPU
-//! are decoded to f32 as before.
+//! placeholders they were built with. On a GPU, likewise, the Q8_0, Q4_0, Q4_K and Q6_K matrices
+//! of `Linear`s go to the device as blocks ([`DeviceQMatrix`], multiplied by the quantized WGSL
+//! kernels); the embedding table and stacked experts are decoded there. Other types (Q4_1,
+//! MXFP4, ...) are decoded to f32 as before.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use nn::{Init, Module, ModuleExt};
-use tensor::quant::QMatrix;
+use tensor::quant::{DeviceQMatrix, QMatrix};
 use tensor::{DType, Device, Tensor};
 
 use super::config::{architecture, model_config};
@@ -57,13 +59,14 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
     let mut used: HashSet<String> = HashSet::new();
     let cpu = Device::cpu();
     let mut packable = HashSet::new();
-    if options.device.is_cpu() && options.weight_dtype.is_none() {
+    if options.weight_dtype.is_none() {
         model.visit_packed("", &mut |name, _| {
             packable.insert(name.to_string());
         });
     }
     // Each packed parameter's matrices, and whether they are a stack of experts.
     let mut packed: HashMap<String, (bool, Vec<QMatrix>)> = HashMap::new();
+    let mut on_device: HashMap<String, DeviceQMatrix> = HashMap::new();
     for (name, var) in model.named_parameters() {
         let gguf = to_gguf(&described, &name)
             .ok_or_else(|| Error::format(path, format!("parameter {name} has no GGUF tensor name in this reader")))?;
@@ -85,7 +88,35 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
         let unpermute = |what: &str| {
             Error::format(path, format!("tensor {gguf}: {what} rows do not split into {permuted:?} heads of pairs"))
         };
-        if packable.contains(&name) && QMatrix::supports(info.ty) && matches!(info.dims.len(), 2 | 3) {
+        // On a GPU only `Linear`s multiply on device blocks: the embedding table is gathered
+        // (by `index_select`, on f32) and the stacked experts run `expert_matmul`.
+        let device_packable = !options.device.is_cpu()
+            && packable.contains(&name)
+            && DeviceQMatrix::supports(info.ty)
+            && info.dims.len() == 2
+            && !name.contains("embed_tokens");
+        if device_packable {
+            let [rows, cols] = [info.shape()[0], info.shape()[1]];
+            let reordered = match permuted {
+                Some(heads) => Some(
+                    permute_rows(file.bytes(info), heads, info.size as usize / rows.max(1), true)
+                        .ok_or_else(|| unpermute(&rows.to_string()))?,
+                ),
+                None => None,
+            };
+            let bytes = reordered.as_deref().unwrap_or_else(|| file.bytes(info));
+            let q = DeviceQMatrix::upload(info.ty, rows, cols, bytes, &options.device)
+                .map_err(|e| Error::format(path, format!("tensor {gguf}: {e}")))?;
+            file.release(info);
+            on_device.insert(name.clone(), q);
+            used.insert(gguf);
+            continue;
+        }
+        if options.device.is_cpu()
+            && packable.contains(&name)
+            && QMatrix::supports(info.ty)
+            && matches!(info.dims.len(), 2 | 3)
+        {
             // [rows, cols], or [experts, rows, cols] for stacked experts: one matrix each.
             let (experts, rows, cols) = match *info.shape().as_slice() {
                 [e, r, c] => (e, r, c),
@@ -131,10 +162,11 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
         var.replace_value(tensor.to(&options.device)?)?;
         used.insert(gguf);
     }
-    model.visit_packed("", &mut |name, slot| match packed.remove(name) {
-        Some((true, qs)) => slot.set_stack(qs),
-        Some((false, mut qs)) => slot.set(qs.pop()),
-        None => {}
+    model.visit_packed("", &mut |name, slot| match (packed.remove(name), on_device.remove(name)) {
+        (Some((true, qs)), _) => slot.set_stack(qs),
+        (Some((false, mut qs)), _) => slot.set(qs.pop()),
+        (None, Some(q)) => slot.set_device(q),
+        (None, None) => {}
     });
     // (`output.weight` is present exactly when the embeddings are untied, so it is always used.)
     if let Some(extra) = file.tensors.iter().find(|t| !used.contains(&t.name)) {

@@ -30,16 +30,11 @@ pub struct DeviceQMatrix {
     words: Tensor,
 }
 
-/// Whether `ty` has a device layout and kernels.
-pub fn supports(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::Q6_K)
-}
-
 /// The words of `bytes` (a [rows, cols] matrix of `ty` blocks in GGUF's layout) in the device
 /// layout of this module's header.
 pub fn device_words(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<Vec<u32>> {
     const OP: &str = "DeviceQMatrix";
-    if !supports(ty) {
+    if !DeviceQMatrix::supports(ty) {
         return Err(Error::unsupported(OP, format!("no device kernels for {ty} blocks")));
     }
     if cols == 0 || !cols.is_multiple_of(ty.block_size()) {
@@ -74,12 +69,17 @@ pub fn device_words(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Res
                 out.extend(padded.chunks_exact(4).map(word));
             }
         }
-        _ => unreachable!("supports() was checked"),
+        _ => unreachable!("DeviceQMatrix::supports was checked"),
     }
     Ok(out)
 }
 
 impl DeviceQMatrix {
+    /// Whether `ty` has a device layout and kernels.
+    pub fn supports(ty: GgmlType) -> bool {
+        matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::Q6_K)
+    }
+
     /// Uploads `bytes`, a [rows, cols] matrix of `ty` blocks in GGUF's layout, to `device`.
     pub fn upload(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8], device: &Device) -> Result<DeviceQMatrix> {
         let words = device_words(ty, rows, cols, bytes)?;
