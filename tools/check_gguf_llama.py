@@ -55,7 +55,7 @@ def with_vocab(src, dst, vocab):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llm", default=os.path.join(ROOT, "target", "release", "llm"))
-    ap.add_argument("names", nargs="*", default=["qwen3", "mistral_small", "qwen3_moe", "olmo2", "smollm3"])
+    ap.add_argument("names", nargs="*", default=["qwen3", "mistral_small", "qwen3_moe", "olmo2", "smollm3", "gemma3"])
     args = ap.parse_args()
     from llama_cpp import Llama
 

@@ -141,3 +141,44 @@ fn the_byte_level_bpe_tokenizer_survives_the_gguf_metadata() -> llm::Result<()> 
     std::fs::remove_dir_all(&tmp).unwrap();
     Ok(())
 }
+
+/// Gemma 3: its `(1 + w)` norms stored as `w + 1`, the sandwich norms' own names, llama.cpp's
+/// fixed window pattern (5 local, 1 global), local RoPE base and linear scaling on global layers.
+#[test]
+fn gemma3_gguf_round_trip() -> llm::Result<()> {
+    round_trip("gemma3")?;
+    let path = std::env::temp_dir().join(format!("llm-gguf-{}-gemma3-meta.gguf", std::process::id()));
+    let loaded = load(&fixture("gemma3"), &LoadOptions::cpu())?;
+    write_gguf(&loaded.model, &loaded.config, None, "gemma3", FileType::F32, &path)?;
+    let file = GgufFile::open(&path)?;
+    assert_eq!(file.get("gemma3.attention.sliding_window").and_then(|v| v.as_u64()), Some(8));
+    assert_eq!(file.get("gemma3.rope.scaling.type").and_then(|v| v.as_str()), Some("linear"));
+    assert_eq!(file.get("gemma3.rope.scaling.factor").and_then(|v| v.as_f64()), Some(8.0));
+    // Norm weights are stored with the unit offset (zero-centred weights near 1 in the file).
+    let (norm, _) = file.dequantize("blk.0.attn_norm.weight")?;
+    let hf: Vec<f32> = loaded
+        .model
+        .named_parameters()
+        .into_iter()
+        .find(|(n, _)| n == "model.layers.0.input_layernorm.weight")
+        .unwrap()
+        .1
+        .value()
+        .to_vec()?;
+    assert!(norm.iter().zip(&hf).all(|(g, h)| (g - (h + 1.0)).abs() < 1e-6));
+    std::fs::remove_file(&path).unwrap();
+
+    // What llama.cpp fixes and a config could change is refused, and nothing is written.
+    let refused = |edit: &dyn Fn(&mut llm::config::ModelConfig), needle: &str| -> llm::Result<()> {
+        let mut loaded = load(&fixture("gemma3"), &LoadOptions::cpu())?;
+        edit(&mut loaded.config);
+        let err = write_gguf(&loaded.model, &loaded.config, None, "gemma3", FileType::F32, &path).unwrap_err();
+        assert!(err.to_string().contains(needle), "{err}");
+        assert!(!path.exists(), "nothing is written");
+        Ok(())
+    };
+    refused(&|c| c.query_pre_attn_scalar = Some(16.0), "query_pre_attn_scalar")?;
+    refused(&|c| c.layers[0].attention = llm::config::LayerAttention::Full, "every 6th layer")?;
+    refused(&|c| c.rope.local.as_mut().unwrap().theta = 20_000.0, "sliding layers' RoPE")?;
+    Ok(())
+}
