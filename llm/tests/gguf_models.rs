@@ -23,11 +23,33 @@ fn logits(model: &std::path::Path, ids: &Tensor) -> llm::Result<Tensor> {
 }
 
 fn round_trip(name: &str) -> llm::Result<()> {
+    round_trip_of(name, &fixture(name))
+}
+
+/// A copy of the fixture `name` whose config.json has `edits` applied (the weights and reference
+/// linked), for fixtures whose config llama.cpp cannot hold as it is.
+fn variant(name: &str, edits: serde_json::Value) -> PathBuf {
     let dir = fixture(name);
+    let out = std::env::temp_dir().join(format!("llm-gguf-{}-{name}-variant", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    for (k, v) in edits.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    std::fs::write(out.join("config.json"), config.to_string()).unwrap();
+    for file in ["model.safetensors", "reference.safetensors"] {
+        let _ = std::fs::remove_file(out.join(file));
+        std::os::unix::fs::symlink(dir.join(file), out.join(file)).unwrap();
+    }
+    out
+}
+
+fn round_trip_of(name: &str, dir: &std::path::Path) -> llm::Result<()> {
     let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
     let ids = reference.load("input_ids", Some(DType::U32), &Device::cpu())?;
-    let want = logits(&dir, &ids)?;
-    let loaded = load(&dir, &LoadOptions::cpu())?;
+    let want = logits(dir, &ids)?;
+    let loaded = load(dir, &LoadOptions::cpu())?;
     let tmp = std::env::temp_dir().join(format!("llm-gguf-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
 
@@ -48,7 +70,8 @@ fn round_trip(name: &str) -> llm::Result<()> {
     for (hf, var) in loaded.model.named_parameters() {
         let w = var.value().to_dtype(DType::F32)?.contiguous()?;
         let width = *w.dims().last().unwrap();
-        if w.rank() < 2 || hf.ends_with("mlp.gate.weight") || width % 32 != 0 {
+        // (Routers stay F32, as llama.cpp's quantizer keeps `ffn_gate_inp`.)
+        if w.rank() < 2 || hf.ends_with("mlp.gate.weight") || hf.ends_with("router.weight") || width % 32 != 0 {
             continue;
         }
         let values: Vec<f32> = w.to_vec()?;
@@ -180,5 +203,34 @@ fn gemma3_gguf_round_trip() -> llm::Result<()> {
     refused(&|c| c.query_pre_attn_scalar = Some(16.0), "query_pre_attn_scalar")?;
     refused(&|c| c.layers[0].attention = llm::config::LayerAttention::Full, "every 6th layer")?;
     refused(&|c| c.rope.local.as_mut().unwrap().theta = 20_000.0, "sliding layers' RoPE")?;
+    Ok(())
+}
+
+/// Llama 4: its names (`feed_forward.*`, router, shared expert), q and k in their own row order
+/// (the converter's `undo_permute = False`), NoPE every 4th layer, the MoE step, and Llama 3 RoPE
+/// scaling as the tensor `rope_freqs.weight`. llama.cpp fixes chunks of 8192 and temperature
+/// tuning with floor 8192, so the fixture (8 and 8) is refused and a variant with llama.cpp's
+/// values goes round.
+#[test]
+fn llama4_gguf_round_trip() -> llm::Result<()> {
+    let out = std::env::temp_dir().join(format!("llm-gguf-{}-llama4-refused.gguf", std::process::id()));
+    let loaded = load(&fixture("llama4"), &LoadOptions::cpu())?;
+    let err = write_gguf(&loaded.model, &loaded.config, None, "llama4", FileType::F32, &out).unwrap_err();
+    assert!(err.to_string().contains("chunks of 8192"), "{err}");
+    assert!(!out.exists(), "nothing is written");
+
+    let dir = variant("llama4", serde_json::json!({ "attention_chunk_size": 8192, "floor_scale": 8192 }));
+    round_trip_of("llama4", &dir)?;
+    let loaded = load(&dir, &LoadOptions::cpu())?;
+    write_gguf(&loaded.model, &loaded.config, None, "llama4", FileType::F32, &out)?;
+    let file = GgufFile::open(&out)?;
+    assert_eq!(file.get("llama4.interleave_moe_layer_step").and_then(|v| v.as_u64()), Some(2));
+    assert!(file.tensor("rope_freqs.weight").is_some());
+    let back = llm::gguf::config::model_config(&file)?;
+    assert_eq!(back.layers, loaded.config.layers);
+    assert_eq!(back.moe, loaded.config.moe);
+    assert_eq!(back.temperature_tuning, loaded.config.temperature_tuning);
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
     Ok(())
 }

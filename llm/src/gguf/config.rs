@@ -158,13 +158,28 @@ pub fn hf_config(file: &GgufFile) -> Result<Map<String, Json>> {
             return Err(meta.error("rope.scaling.type", format!("is {other:?}; linear and yarn are read")));
         }
     }
-    c.insert("rope_parameters".into(), Json::Object(rope));
     if file.tensor("rope_freqs.weight").is_some() {
-        return Err(Error::format(
-            &file.path,
-            "tensor rope_freqs.weight (Llama 3-style per-frequency RoPE factors) is not supported yet",
-        ));
+        // Llama 3-style scaling, which the converter writes as per-frequency divisors.
+        if rope.get("rope_type").and_then(Json::as_str) != Some("default") {
+            return Err(Error::format(&file.path, "both rope.scaling.type and tensor rope_freqs.weight are given"));
+        }
+        let theta = rope["rope_theta"].as_f64().unwrap_or(10_000.0);
+        let head_dim = meta.uint("attention.key_length")?.unwrap_or(hidden / heads.max(1));
+        let dim = meta.uint("rope.dimension_count")?.unwrap_or(head_dim) as usize;
+        let (divisors, _) = file.dequantize("rope_freqs.weight")?;
+        let (factor, low, high, original) = super::rope_freqs::fit(theta, dim, &divisors).ok_or_else(|| {
+            Error::format(
+                &file.path,
+                format!("tensor rope_freqs.weight is not a Llama 3 RoPE schedule over {dim} dims of base {theta}"),
+            )
+        })?;
+        rope.insert("rope_type".into(), json!("llama3"));
+        rope.insert("factor".into(), json!(factor));
+        rope.insert("low_freq_factor".into(), json!(low));
+        rope.insert("high_freq_factor".into(), json!(high));
+        rope.insert("original_max_position_embeddings".into(), json!(original));
     }
+    c.insert("rope_parameters".into(), Json::Object(rope));
     c.insert("tie_word_embeddings".into(), json!(file.tensor("output.weight").is_none()));
     c.insert("attention_bias".into(), json!(file.tensor("blk.0.attn_q.bias").is_some()));
     // llama.cpp fixes each architecture's activation in its graph (no metadata key); it is the

@@ -136,6 +136,8 @@ fn metadata(w: &mut GgufWriter, config: &ModelConfig, gguf: &Gguf, name: &str, f
             w.set(&key("rope.scaling.type"), Value::String("linear".into()));
             w.set(&key("rope.scaling.factor"), Value::F32(factor as f32));
         }
+        // `LlamaModel.generate_extra_tensors`: the tensor `rope_freqs.weight`, written below.
+        RopeScaling::Llama3 { .. } => {}
         ref other => return Err(Error::input(format!("RoPE scaling {other:?} is not written to GGUF yet"))),
     }
     if let Some(window) = config.sliding_window
@@ -220,16 +222,17 @@ pub fn write_gguf_with_template(
             nope_step.map_or("none".to_string(), |s| format!("every {s}th layer"))
         )));
     }
-    // llama.cpp's fixed window pattern: with a window, layer i is global when (i + 1) % n == 0.
+    // llama.cpp's fixed window pattern: with windows (sliding or chunked), layer i attends to
+    // everything when (i + 1) % n == 0 and through the window otherwise.
     if let Some(n) = described.swa_pattern {
-        let windowed = config.layers.iter().any(|l| l.attention == LayerAttention::Sliding);
-        let expected = |i: usize| match windowed && !(i + 1).is_multiple_of(n) {
-            true => LayerAttention::Sliding,
-            false => LayerAttention::Full,
+        let windowed = config.layers.iter().map(|l| l.attention).find(|a| *a != LayerAttention::Full);
+        let expected = |i: usize| match windowed {
+            Some(kind) if !(i + 1).is_multiple_of(n) => kind,
+            _ => LayerAttention::Full,
         };
         if config.layers.iter().enumerate().any(|(i, l)| l.attention != expected(i)) {
             return Err(Error::input(format!(
-                "{}: its sliding-window layers are not the pattern llama.cpp's {arch} fixes (every {n}th layer \
+                "{}: its windowed layers are not the pattern llama.cpp's {arch} fixes (every {n}th layer \
                  global, the others windowed), so GGUF cannot hold it",
                 config.model_type
             )));
@@ -253,6 +256,14 @@ pub fn write_gguf_with_template(
     };
     if let Some(template) = chat_template {
         w.set("tokenizer.chat_template", Value::String(template.to_string()));
+    }
+    if let RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } =
+        config.rope.global.scaling
+    {
+        let schedule = (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings);
+        let divisors = super::rope_freqs::factors(config.rope.global.theta, config.head_dim, schedule);
+        let bytes = quant::quantize(GgmlType::F32, &divisors).map_err(|e| Error::input(format!("rope_freqs: {e}")))?;
+        w.add_tensor("rope_freqs.weight", &[divisors.len()], GgmlType::F32, bytes)?;
     }
     let params = model.named_parameters();
     let tied = !params.iter().any(|(hf, _)| to_gguf(&described, hf).as_deref() == Some("output.weight"));

@@ -55,7 +55,8 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
     let described = registry::gguf(&arch).expect("model_config read the file, so its architecture is registered");
     let model = build(&config, &mut Init::placeholders(&options.device))?;
     let shift_norms = super::export::unit_offset_norm(&config);
-    let mut used: HashSet<String> = HashSet::new();
+    // The Llama 3 RoPE divisors became the config's rope scaling.
+    let mut used: HashSet<String> = ["rope_freqs.weight".to_string()].into();
     let cpu = Device::cpu();
     let mut packable = HashSet::new();
     if options.device.is_cpu() && options.weight_dtype.is_none() {

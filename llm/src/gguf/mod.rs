@@ -7,6 +7,7 @@ mod export;
 mod load;
 pub mod names;
 mod reader;
+pub mod rope_freqs;
 pub mod summary;
 pub mod tokenizer;
 mod value;
