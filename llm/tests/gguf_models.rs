@@ -30,7 +30,10 @@ fn round_trip(name: &str) -> llm::Result<()> {
 /// linked), for fixtures whose config llama.cpp cannot hold as it is.
 fn variant(name: &str, edits: serde_json::Value) -> PathBuf {
     let dir = fixture(name);
-    let out = std::env::temp_dir().join(format!("llm-gguf-{}-{name}-variant", std::process::id()));
+    // (One folder per call: tests run in parallel threads of one process.)
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = std::env::temp_dir().join(format!("llm-gguf-{}-{name}-variant-{call}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap();
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
@@ -232,5 +235,56 @@ fn llama4_gguf_round_trip() -> llm::Result<()> {
     assert_eq!(back.temperature_tuning, loaded.config.temperature_tuning);
     std::fs::remove_file(&out).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
+    Ok(())
+}
+
+/// A copy of the GGUF file `src` at `dst` without the metadata key or tensor `drop`.
+fn without(src: &std::path::Path, dst: &std::path::Path, drop: &str) -> llm::Result<()> {
+    let file = GgufFile::open(src)?;
+    let mut w = llm::gguf::GgufWriter::new();
+    for (k, v) in file.metadata.iter().filter(|(k, _)| k != drop) {
+        w.set(k, v.clone());
+    }
+    for t in file.tensors.iter().filter(|t| t.name != drop) {
+        w.add_tensor(&t.name, &t.shape(), t.ty, file.bytes(t).to_vec())?;
+    }
+    w.write(dst)
+}
+
+/// A file missing a key or tensor the new architectures need is a one-line error naming the file
+/// and what is missing, not a panic.
+#[test]
+fn missing_gemma3_and_llama4_keys_and_tensors_are_named() -> llm::Result<()> {
+    let tmp = std::env::temp_dir().join(format!("llm-gguf-{}-missing", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let llama4 = variant("llama4", serde_json::json!({ "attention_chunk_size": 8192, "floor_scale": 8192 }));
+    for (name, dir, drops) in [
+        ("gemma3", fixture("gemma3"), &["gemma3.block_count", "blk.5.post_ffw_norm.weight"][..]),
+        (
+            "llama4",
+            llama4.clone(),
+            &[
+                "llama4.expert_count",
+                "llama4.expert_feed_forward_length",
+                "llama4.interleave_moe_layer_step",
+                "blk.1.ffn_up_shexp.weight",
+            ][..],
+        ),
+    ] {
+        let loaded = load(&dir, &LoadOptions::cpu())?;
+        let full = tmp.join(format!("{name}.gguf"));
+        write_gguf(&loaded.model, &loaded.config, None, name, FileType::F32, &full)?;
+        for drop in drops {
+            let cut = tmp.join(format!("{name}-without.gguf"));
+            without(&full, &cut, drop)?;
+            let err = match load(&cut, &LoadOptions::cpu()) {
+                Ok(_) => panic!("{name} without {drop} loaded"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(drop) && err.contains("without.gguf") && !err.contains('\n'), "{err}");
+        }
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::remove_dir_all(&llama4).unwrap();
     Ok(())
 }
