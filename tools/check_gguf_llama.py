@@ -6,11 +6,18 @@ model llama.cpp computes, names, metadata, row orders and all.
 The fixtures carry no tokenizer, so a byte-level vocabulary of the fixture's size with no merges
 is added to each file first (llama.cpp needs one to load; the token ids are fed directly).
 
+Where llama.cpp hard-codes a value a fixture's config sets otherwise (Llama 4's chunk size and
+temperature-tuning floor, 8192 in llama.cpp, 8 in the fixture), `llm quantize` refuses the fixture
+(shown), and a variant of it with llama.cpp's values is checked instead, against logits
+transformers computes here for that variant (VARIANTS).
+
 Usage: /work/venv/bin/python tools/check_gguf_llama.py [--llm target/release/llm] [names...]
-(needs gguf, numpy, safetensors and llama-cpp-python; no download)
+(needs gguf, numpy, safetensors and llama-cpp-python, and torch and transformers for the
+variants; no download)
 """
 
 import argparse
+import json
 import os
 import subprocess
 import tempfile
@@ -21,6 +28,29 @@ from safetensors.numpy import load_file
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 FIXTURES = os.path.join(ROOT, "llm", "tests", "data", "hf-tiny")
+
+
+# Config changes that make a fixture one llama.cpp can hold (see the module doc).
+VARIANTS = {"llama4": {"attention_chunk_size": 8192, "floor_scale": 8192}}
+
+
+def variant(name, folder, tmp, ids):
+    """A copy of `folder` with VARIANTS[name] applied, and transformers' logits for `ids` on it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out = os.path.join(tmp, f"{name}-variant")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(folder, "config.json")) as f:
+        config = json.load(f)
+    config.update(VARIANTS[name])
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(config, f)
+    os.symlink(os.path.abspath(os.path.join(folder, "model.safetensors")), os.path.join(out, "model.safetensors"))
+    model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    with torch.no_grad():
+        want = model(torch.tensor([ids], dtype=torch.long)).logits[0].numpy()
+    return out, want
 
 
 def with_vocab(src, dst, vocab):
@@ -55,7 +85,8 @@ def with_vocab(src, dst, vocab):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llm", default=os.path.join(ROOT, "target", "release", "llm"))
-    ap.add_argument("names", nargs="*", default=["qwen3", "mistral_small", "qwen3_moe", "olmo2", "smollm3"])
+    ap.add_argument("names", nargs="*", default=["qwen3", "mistral_small", "qwen3_moe", "olmo2", "smollm3", "gemma3",
+                                                    "llama4"])
     args = ap.parse_args()
     from llama_cpp import Llama
 
@@ -65,6 +96,13 @@ def main():
         ref = load_file(os.path.join(folder, "reference.safetensors"))
         ids, want = ref["input_ids"][0], ref["logits"][0]
         raw, path = os.path.join(tmp, f"{name}-raw.gguf"), os.path.join(tmp, f"{name}.gguf")
+        if name in VARIANTS:
+            refused = subprocess.run([args.llm, "quantize", "--model", folder, "--out", raw, "--type", "f32"],
+                                     capture_output=True, text=True)
+            print(f"{name:14} fixture as it is: llm quantize exit {refused.returncode}: "
+                  f"{(refused.stderr or refused.stdout).strip().splitlines()[-1:]}")
+            folder, want = variant(name, folder, tmp, [int(i) for i in ids])
+            name += "*"
         subprocess.run([args.llm, "quantize", "--model", folder, "--out", raw, "--type", "f32"], check=True,
                        capture_output=True)
         with_vocab(raw, path, want.shape[-1])

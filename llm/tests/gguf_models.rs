@@ -23,11 +23,36 @@ fn logits(model: &std::path::Path, ids: &Tensor) -> llm::Result<Tensor> {
 }
 
 fn round_trip(name: &str) -> llm::Result<()> {
+    round_trip_of(name, &fixture(name))
+}
+
+/// A copy of the fixture `name` whose config.json has `edits` applied (the weights and reference
+/// linked), for fixtures whose config llama.cpp cannot hold as it is.
+fn variant(name: &str, edits: serde_json::Value) -> PathBuf {
     let dir = fixture(name);
+    // (One folder per call: tests run in parallel threads of one process.)
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = std::env::temp_dir().join(format!("llm-gguf-{}-{name}-variant-{call}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    for (k, v) in edits.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    std::fs::write(out.join("config.json"), config.to_string()).unwrap();
+    for file in ["model.safetensors", "reference.safetensors"] {
+        let _ = std::fs::remove_file(out.join(file));
+        std::os::unix::fs::symlink(dir.join(file), out.join(file)).unwrap();
+    }
+    out
+}
+
+fn round_trip_of(name: &str, dir: &std::path::Path) -> llm::Result<()> {
     let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
     let ids = reference.load("input_ids", Some(DType::U32), &Device::cpu())?;
-    let want = logits(&dir, &ids)?;
-    let loaded = load(&dir, &LoadOptions::cpu())?;
+    let want = logits(dir, &ids)?;
+    let loaded = load(dir, &LoadOptions::cpu())?;
     let tmp = std::env::temp_dir().join(format!("llm-gguf-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
 
@@ -48,7 +73,8 @@ fn round_trip(name: &str) -> llm::Result<()> {
     for (hf, var) in loaded.model.named_parameters() {
         let w = var.value().to_dtype(DType::F32)?.contiguous()?;
         let width = *w.dims().last().unwrap();
-        if w.rank() < 2 || hf.ends_with("mlp.gate.weight") || width % 32 != 0 {
+        // (Routers stay F32, as llama.cpp's quantizer keeps `ffn_gate_inp`.)
+        if w.rank() < 2 || hf.ends_with("mlp.gate.weight") || hf.ends_with("router.weight") || width % 32 != 0 {
             continue;
         }
         let values: Vec<f32> = w.to_vec()?;
@@ -139,5 +165,126 @@ fn the_byte_level_bpe_tokenizer_survives_the_gguf_metadata() -> llm::Result<()> 
     }
     assert_eq!(back.vocab_size(), tokenizer.vocab_size());
     std::fs::remove_dir_all(&tmp).unwrap();
+    Ok(())
+}
+
+/// Gemma 3: its `(1 + w)` norms stored as `w + 1`, the sandwich norms' own names, llama.cpp's
+/// fixed window pattern (5 local, 1 global), local RoPE base and linear scaling on global layers.
+#[test]
+fn gemma3_gguf_round_trip() -> llm::Result<()> {
+    round_trip("gemma3")?;
+    let path = std::env::temp_dir().join(format!("llm-gguf-{}-gemma3-meta.gguf", std::process::id()));
+    let loaded = load(&fixture("gemma3"), &LoadOptions::cpu())?;
+    write_gguf(&loaded.model, &loaded.config, None, "gemma3", FileType::F32, &path)?;
+    let file = GgufFile::open(&path)?;
+    assert_eq!(file.get("gemma3.attention.sliding_window").and_then(|v| v.as_u64()), Some(8));
+    assert_eq!(file.get("gemma3.rope.scaling.type").and_then(|v| v.as_str()), Some("linear"));
+    assert_eq!(file.get("gemma3.rope.scaling.factor").and_then(|v| v.as_f64()), Some(8.0));
+    // Norm weights are stored with the unit offset (zero-centred weights near 1 in the file).
+    let (norm, _) = file.dequantize("blk.0.attn_norm.weight")?;
+    let hf: Vec<f32> = loaded
+        .model
+        .named_parameters()
+        .into_iter()
+        .find(|(n, _)| n == "model.layers.0.input_layernorm.weight")
+        .unwrap()
+        .1
+        .value()
+        .to_vec()?;
+    assert!(norm.iter().zip(&hf).all(|(g, h)| (g - (h + 1.0)).abs() < 1e-6));
+    std::fs::remove_file(&path).unwrap();
+
+    // What llama.cpp fixes and a config could change is refused, and nothing is written.
+    let refused = |edit: &dyn Fn(&mut llm::config::ModelConfig), needle: &str| -> llm::Result<()> {
+        let mut loaded = load(&fixture("gemma3"), &LoadOptions::cpu())?;
+        edit(&mut loaded.config);
+        let err = write_gguf(&loaded.model, &loaded.config, None, "gemma3", FileType::F32, &path).unwrap_err();
+        assert!(err.to_string().contains(needle), "{err}");
+        assert!(!path.exists(), "nothing is written");
+        Ok(())
+    };
+    refused(&|c| c.query_pre_attn_scalar = Some(16.0), "query_pre_attn_scalar")?;
+    refused(&|c| c.layers[0].attention = llm::config::LayerAttention::Full, "every 6th layer")?;
+    refused(&|c| c.rope.local.as_mut().unwrap().theta = 20_000.0, "sliding layers' RoPE")?;
+    Ok(())
+}
+
+/// Llama 4: its names (`feed_forward.*`, router, shared expert), q and k in their own row order
+/// (the converter's `undo_permute = False`), NoPE every 4th layer, the MoE step, and Llama 3 RoPE
+/// scaling as the tensor `rope_freqs.weight`. llama.cpp fixes chunks of 8192 and temperature
+/// tuning with floor 8192, so the fixture (8 and 8) is refused and a variant with llama.cpp's
+/// values goes round.
+#[test]
+fn llama4_gguf_round_trip() -> llm::Result<()> {
+    let out = std::env::temp_dir().join(format!("llm-gguf-{}-llama4-refused.gguf", std::process::id()));
+    let loaded = load(&fixture("llama4"), &LoadOptions::cpu())?;
+    let err = write_gguf(&loaded.model, &loaded.config, None, "llama4", FileType::F32, &out).unwrap_err();
+    assert!(err.to_string().contains("chunks of 8192"), "{err}");
+    assert!(!out.exists(), "nothing is written");
+
+    let dir = variant("llama4", serde_json::json!({ "attention_chunk_size": 8192, "floor_scale": 8192 }));
+    round_trip_of("llama4", &dir)?;
+    let loaded = load(&dir, &LoadOptions::cpu())?;
+    write_gguf(&loaded.model, &loaded.config, None, "llama4", FileType::F32, &out)?;
+    let file = GgufFile::open(&out)?;
+    assert_eq!(file.get("llama4.interleave_moe_layer_step").and_then(|v| v.as_u64()), Some(2));
+    assert!(file.tensor("rope_freqs.weight").is_some());
+    let back = llm::gguf::config::model_config(&file)?;
+    assert_eq!(back.layers, loaded.config.layers);
+    assert_eq!(back.moe, loaded.config.moe);
+    assert_eq!(back.temperature_tuning, loaded.config.temperature_tuning);
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    Ok(())
+}
+
+/// A copy of the GGUF file `src` at `dst` without the metadata key or tensor `drop`.
+fn without(src: &std::path::Path, dst: &std::path::Path, drop: &str) -> llm::Result<()> {
+    let file = GgufFile::open(src)?;
+    let mut w = llm::gguf::GgufWriter::new();
+    for (k, v) in file.metadata.iter().filter(|(k, _)| k != drop) {
+        w.set(k, v.clone());
+    }
+    for t in file.tensors.iter().filter(|t| t.name != drop) {
+        w.add_tensor(&t.name, &t.shape(), t.ty, file.bytes(t).to_vec())?;
+    }
+    w.write(dst)
+}
+
+/// A file missing a key or tensor the new architectures need is a one-line error naming the file
+/// and what is missing, not a panic.
+#[test]
+fn missing_gemma3_and_llama4_keys_and_tensors_are_named() -> llm::Result<()> {
+    let tmp = std::env::temp_dir().join(format!("llm-gguf-{}-missing", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let llama4 = variant("llama4", serde_json::json!({ "attention_chunk_size": 8192, "floor_scale": 8192 }));
+    for (name, dir, drops) in [
+        ("gemma3", fixture("gemma3"), &["gemma3.block_count", "blk.5.post_ffw_norm.weight"][..]),
+        (
+            "llama4",
+            llama4.clone(),
+            &[
+                "llama4.expert_count",
+                "llama4.expert_feed_forward_length",
+                "llama4.interleave_moe_layer_step",
+                "blk.1.ffn_up_shexp.weight",
+            ][..],
+        ),
+    ] {
+        let loaded = load(&dir, &LoadOptions::cpu())?;
+        let full = tmp.join(format!("{name}.gguf"));
+        write_gguf(&loaded.model, &loaded.config, None, name, FileType::F32, &full)?;
+        for drop in drops {
+            let cut = tmp.join(format!("{name}-without.gguf"));
+            without(&full, &cut, drop)?;
+            let err = match load(&cut, &LoadOptions::cpu()) {
+                Ok(_) => panic!("{name} without {drop} loaded"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(drop) && err.contains("without.gguf") && !err.contains('\n'), "{err}");
+        }
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::remove_dir_all(&llama4).unwrap();
     Ok(())
 }

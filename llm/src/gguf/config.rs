@@ -30,44 +30,93 @@ pub fn architecture(file: &GgufFile) -> Result<&str> {
         .ok_or_else(|| Error::format(&file.path, "metadata general.architecture is missing or not a string"))
 }
 
-/// The Hugging Face config JSON the metadata describes.
+/// The metadata of one architecture's keys (`<arch>.<key>`) in a file, read with messages that
+/// name the file and the key.
+pub struct Metadata<'a> {
+    pub file: &'a GgufFile,
+    /// `general.architecture`, the keys' prefix.
+    pub arch: &'a str,
+}
+
+impl Metadata<'_> {
+    /// The full name of `<arch>.<k>`.
+    pub fn key(&self, k: &str) -> String {
+        format!("{}.{k}", self.arch)
+    }
+
+    /// An error about `<arch>.<k>` naming the file.
+    pub fn error(&self, k: &str, what: impl std::fmt::Display) -> Error {
+        Error::format(&self.file.path, format!("metadata {} {what}", self.key(k)))
+    }
+
+    /// `<arch>.<k>` as a non-negative integer, if present.
+    pub fn uint(&self, k: &str) -> Result<Option<u64>> {
+        match self.file.get(&self.key(k)) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| self.error(k, format!("is {}, expected a non-negative integer", v.summary()))),
+        }
+    }
+
+    /// `<arch>.<k>` as a non-negative integer, which must be present.
+    pub fn need(&self, k: &str) -> Result<u64> {
+        self.uint(k)?.ok_or_else(|| self.error(k, "is missing"))
+    }
+
+    /// `<arch>.<k>` as a number, if present.
+    pub fn float(&self, k: &str) -> Result<Option<f64>> {
+        match self.file.get(&self.key(k)) {
+            None => Ok(None),
+            Some(v) => {
+                v.as_f64().map(Some).ok_or_else(|| self.error(k, format!("is {}, expected a number", v.summary())))
+            }
+        }
+    }
+
+    /// `<arch>.<k>` as a boolean, if present.
+    pub fn bool(&self, k: &str) -> Result<Option<bool>> {
+        match self.file.get(&self.key(k)) {
+            None => Ok(None),
+            Some(v) => {
+                v.as_bool().map(Some).ok_or_else(|| self.error(k, format!("is {}, expected a boolean", v.summary())))
+            }
+        }
+    }
+
+    /// `<arch>.<k>` as a string, if present.
+    pub fn str(&self, k: &str) -> Result<Option<&str>> {
+        match self.file.get(&self.key(k)) {
+            None => Ok(None),
+            Some(v) => {
+                v.as_str().map(Some).ok_or_else(|| self.error(k, format!("is {}, expected a string", v.summary())))
+            }
+        }
+    }
+}
+
+/// The Hugging Face config JSON the metadata describes: the keys every architecture has here,
+/// then the architecture's own ([`Gguf::read`]).
 pub fn hf_config(file: &GgufFile) -> Result<Map<String, Json>> {
     let arch = architecture(file)?;
-    let model_type = model_type_of(arch).ok_or_else(|| {
-        Error::format(
-            &file.path,
-            format!(
-                "general.architecture is {arch:?}; the architectures read from GGUF are {}",
-                registry::gguf_names().join(", ")
-            ),
-        )
-    })?;
-    let key = |k: &str| format!("{arch}.{k}");
-    let uint = |k: &str| -> Result<Option<u64>> {
-        match file.get(&key(k)) {
-            None => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-                Error::format(
-                    &file.path,
-                    format!("metadata {} is {}, expected a non-negative integer", key(k), v.summary()),
-                )
-            }),
+    let found = match registry::by_gguf(arch) {
+        Some(a) => a,
+        None => {
+            return Err(Error::format(
+                &file.path,
+                format!(
+                    "general.architecture is {arch:?}; the architectures read from GGUF are {}",
+                    registry::gguf_names().join(", ")
+                ),
+            ));
         }
     };
-    let need = |k: &str| -> Result<u64> {
-        uint(k)?.ok_or_else(|| Error::format(&file.path, format!("metadata {} is missing", key(k))))
-    };
-    let float = |k: &str| -> Result<Option<f64>> {
-        match file.get(&key(k)) {
-            None => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| {
-                Error::format(&file.path, format!("metadata {} is {}, expected a number", key(k), v.summary()))
-            }),
-        }
-    };
-    let hidden = need("embedding_length")?;
-    let heads = need("attention.head_count")?;
-    let vocab = match uint("vocab_size")? {
+    let (model_type, described) = (found.text_model_type(), found.gguf.expect("by_gguf finds a Gguf"));
+    let meta = Metadata { file, arch };
+    let hidden = meta.need("embedding_length")?;
+    let heads = meta.need("attention.head_count")?;
+    let vocab = match meta.uint("vocab_size")? {
         Some(v) => v,
         None => match file.get("tokenizer.ggml.tokens").and_then(Value::as_array) {
             Some(tokens) => tokens.len() as u64,
@@ -83,65 +132,76 @@ pub fn hf_config(file: &GgufFile) -> Result<Map<String, Json>> {
     c.insert("model_type".into(), json!(model_type));
     c.insert("vocab_size".into(), json!(vocab));
     c.insert("hidden_size".into(), json!(hidden));
-    c.insert("num_hidden_layers".into(), json!(need("block_count")?));
-    c.insert("intermediate_size".into(), json!(need("feed_forward_length")?));
+    c.insert("num_hidden_layers".into(), json!(meta.need("block_count")?));
+    c.insert("intermediate_size".into(), json!(meta.need("feed_forward_length")?));
     c.insert("num_attention_heads".into(), json!(heads));
-    c.insert("num_key_value_heads".into(), json!(uint("attention.head_count_kv")?.unwrap_or(heads)));
-    if let Some(d) = uint("attention.key_length")? {
+    c.insert("num_key_value_heads".into(), json!(meta.uint("attention.head_count_kv")?.unwrap_or(heads)));
+    if let Some(d) = meta.uint("attention.key_length")? {
         c.insert("head_dim".into(), json!(d));
     }
-    c.insert("rms_norm_eps".into(), json!(float("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6)));
-    c.insert("max_position_embeddings".into(), json!(need("context_length")?));
+    c.insert("rms_norm_eps".into(), json!(meta.float("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6)));
+    c.insert("max_position_embeddings".into(), json!(meta.need("context_length")?));
     let mut rope = Map::new();
-    rope.insert("rope_theta".into(), json!(float("rope.freq_base")?.unwrap_or(10_000.0)));
-    match file.get(&key("rope.scaling.type")).and_then(Value::as_str) {
+    rope.insert("rope_theta".into(), json!(meta.float("rope.freq_base")?.unwrap_or(10_000.0)));
+    match meta.str("rope.scaling.type")? {
         None | Some("none") => {
             rope.insert("rope_type".into(), json!("default"));
         }
         Some(kind @ ("linear" | "yarn")) => {
             rope.insert("rope_type".into(), json!(kind));
-            rope.insert("factor".into(), json!(float("rope.scaling.factor")?.unwrap_or(1.0)));
-            if let Some(n) = uint("rope.scaling.original_context_length")? {
+            rope.insert("factor".into(), json!(meta.float("rope.scaling.factor")?.unwrap_or(1.0)));
+            if let Some(n) = meta.uint("rope.scaling.original_context_length")? {
                 rope.insert("original_max_position_embeddings".into(), json!(n));
             }
         }
         Some(other) => {
-            return Err(Error::format(
-                &file.path,
-                format!("metadata {} is {other:?}; linear and yarn are read", key("rope.scaling.type")),
-            ));
+            return Err(meta.error("rope.scaling.type", format!("is {other:?}; linear and yarn are read")));
         }
     }
-    c.insert("rope_parameters".into(), Json::Object(rope));
     if file.tensor("rope_freqs.weight").is_some() {
-        return Err(Error::format(
-            &file.path,
-            "tensor rope_freqs.weight (Llama 3-style per-frequency RoPE factors) is not supported yet",
-        ));
+        // Llama 3-style scaling, which the converter writes as per-frequency divisors.
+        if rope.get("rope_type").and_then(Json::as_str) != Some("default") {
+            return Err(Error::format(&file.path, "both rope.scaling.type and tensor rope_freqs.weight are given"));
+        }
+        let theta = rope["rope_theta"].as_f64().unwrap_or(10_000.0);
+        let head_dim = meta.uint("attention.key_length")?.unwrap_or(hidden / heads.max(1));
+        let dim = meta.uint("rope.dimension_count")?.unwrap_or(head_dim) as usize;
+        let (divisors, _) = file.dequantize("rope_freqs.weight")?;
+        let (factor, low, high, original) = super::rope_freqs::fit(theta, dim, &divisors).ok_or_else(|| {
+            Error::format(
+                &file.path,
+                format!("tensor rope_freqs.weight is not a Llama 3 RoPE schedule over {dim} dims of base {theta}"),
+            )
+        })?;
+        rope.insert("rope_type".into(), json!("llama3"));
+        rope.insert("factor".into(), json!(factor));
+        rope.insert("low_freq_factor".into(), json!(low));
+        rope.insert("high_freq_factor".into(), json!(high));
+        rope.insert("original_max_position_embeddings".into(), json!(original));
     }
+    c.insert("rope_parameters".into(), Json::Object(rope));
     c.insert("tie_word_embeddings".into(), json!(file.tensor("output.weight").is_none()));
     c.insert("attention_bias".into(), json!(file.tensor("blk.0.attn_q.bias").is_some()));
-    c.insert("hidden_act".into(), json!("silu"));
-    // llama.cpp's qwen3, llama and qwen3moe attend to every earlier position.
+    // llama.cpp fixes each architecture's activation in its graph (no metadata key); it is the
+    // one of the transformers class (SwiGLU's silu, Gemma's tanh-GELU).
+    c.insert("hidden_act".into(), json!(found.defaults.hidden_act));
+    // llama.cpp's qwen3, llama and qwen3moe attend to every earlier position (the
+    // architectures with windows set them in their `read`).
     c.insert("sliding_window".into(), Json::Null);
     c.insert("use_sliding_window".into(), json!(false));
     let token = |k: &str| file.get(&format!("tokenizer.ggml.{k}")).and_then(Value::as_u64);
     c.insert("bos_token_id".into(), json!(token("bos_token_id")));
     c.insert("eos_token_id".into(), json!(token("eos_token_id")));
-    if let Some(step) = registry::gguf(arch).and_then(|g| g.nope_step) {
+    if let Some(step) = described.nope_step {
         c.insert("no_rope_layer_interval".into(), json!(step));
     }
-    if arch == "qwen3moe" {
-        c.insert("num_experts".into(), json!(need("expert_count")?));
-        c.insert("num_experts_per_tok".into(), json!(need("expert_used_count")?));
-        c.insert("moe_intermediate_size".into(), json!(need("expert_feed_forward_length")?));
-        // llama.cpp always renormalises the chosen experts' weights for qwen3moe.
-        let norm = file.get(&key("expert_weights_norm")).and_then(Value::as_bool).unwrap_or(true);
-        c.insert("norm_topk_prob".into(), json!(norm));
-        c.insert("decoder_sparse_step".into(), json!(1));
-        c.insert("mlp_only_layers".into(), json!([]));
-    }
+    (described.read)(&meta, &mut c)?;
     Ok(c)
+}
+
+/// A [`Gguf::read`] for architectures with no keys of their own.
+pub fn no_keys(_: &Metadata, _: &mut Map<String, Json>) -> Result<()> {
+    Ok(())
 }
 
 /// The validated config of a GGUF file.

@@ -22,9 +22,10 @@ use super::load::permute_rows;
 use super::names::to_gguf;
 use super::value::Value;
 use super::writer::GgufWriter;
-use crate::config::ModelConfig;
+use crate::config::{LayerAttention, ModelConfig};
 use crate::models::CausalLm;
 use crate::models::architecture::Gguf;
+use crate::models::recipe::NormWeights;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
@@ -128,6 +129,23 @@ fn metadata(w: &mut GgufWriter, config: &ModelConfig, gguf: &Gguf, name: &str, f
     w.set(&key("attention.value_length"), u32v(config.head_dim)?);
     w.set(&key("attention.layer_norm_rms_epsilon"), Value::F32(config.rms_norm_eps as f32));
     w.set(&key("rope.freq_base"), Value::F32(config.rope.global.theta as f32));
+    match config.rope.global.scaling {
+        RopeScaling::None => {}
+        // `TextModel.set_gguf_parameters` (and Gemma 3's converter, for its global layers).
+        RopeScaling::Linear { factor } => {
+            w.set(&key("rope.scaling.type"), Value::String("linear".into()));
+            w.set(&key("rope.scaling.factor"), Value::F32(factor as f32));
+        }
+        // `LlamaModel.generate_extra_tensors`: the tensor `rope_freqs.weight`, written below.
+        RopeScaling::Llama3 { .. } => {}
+        ref other => return Err(Error::input(format!("RoPE scaling {other:?} is not written to GGUF yet"))),
+    }
+    if let Some(window) = config.sliding_window
+        && gguf.swa_pattern.is_some()
+        && config.layers.iter().any(|l| l.attention == LayerAttention::Sliding)
+    {
+        w.set(&key("attention.sliding_window"), u32v(window)?);
+    }
     if gguf.permuted_qk {
         // (Llama's converter and those built on it write the rotated width too.)
         w.set(&key("rope.dimension_count"), u32v(config.head_dim)?);
@@ -144,6 +162,18 @@ fn metadata(w: &mut GgufWriter, config: &ModelConfig, gguf: &Gguf, name: &str, f
         w.set("tokenizer.ggml.eos_token_id", Value::U32(eos));
     }
     Ok(())
+}
+
+/// A [`Gguf::write`] for architectures with no keys of their own.
+pub fn no_keys(_: &ModelConfig, _: &mut GgufWriter) -> Result<()> {
+    Ok(())
+}
+
+/// Whether the model's RMSNorms multiply by `(1 + w)` (Gemma): llama.cpp's norms multiply by the
+/// weight alone, so the converter stores `w + 1` in every tensor whose name ends in
+/// `norm.weight` (`Gemma3Model.norm_shift`), which the reader takes off again.
+pub fn unit_offset_norm(config: &ModelConfig) -> bool {
+    config.recipe().norm_weights == NormWeights::UnitOffset
 }
 
 /// Writes `model` (with `config`, and `tokenizer` when given) to `out` as a GGUF file of
@@ -177,10 +207,13 @@ pub fn write_gguf_with_template(
             crate::models::registry::gguf_names().join(", ")
         ))
     })?;
-    if config.rope.global.scaling != RopeScaling::None || config.rope.local.is_some() {
-        return Err(Error::input(format!("RoPE scaling {:?} is not written to GGUF yet", config.rope.global.scaling)));
-    }
     let (arch, nope_step) = (described.arch, described.nope_step);
+    if config.rope.local.is_some() && described.swa_pattern.is_none() {
+        return Err(Error::input(format!("{arch}: a second RoPE schedule for local layers is not written to GGUF")));
+    }
+    if config.attn_logit_softcapping.is_some() {
+        return Err(Error::input(format!("{arch}: llama.cpp's {arch} does not cap attention logits")));
+    }
     let rotated = |i: usize| nope_step.is_none_or(|s| !(i + 1).is_multiple_of(s));
     if config.layers.iter().enumerate().any(|(i, l)| l.rope != rotated(i)) {
         return Err(Error::input(format!(
@@ -189,14 +222,48 @@ pub fn write_gguf_with_template(
             nope_step.map_or("none".to_string(), |s| format!("every {s}th layer"))
         )));
     }
+    // llama.cpp's fixed window pattern: with windows (sliding or chunked), layer i attends to
+    // everything when (i + 1) % n == 0 and through the window otherwise.
+    if let Some(n) = described.swa_pattern {
+        let windowed = config.layers.iter().map(|l| l.attention).find(|a| *a != LayerAttention::Full);
+        let expected = |i: usize| match windowed {
+            Some(kind) if !(i + 1).is_multiple_of(n) => kind,
+            _ => LayerAttention::Full,
+        };
+        if config.layers.iter().enumerate().any(|(i, l)| l.attention != expected(i)) {
+            return Err(Error::input(format!(
+                "{}: its windowed layers are not the pattern llama.cpp's {arch} fixes (every {n}th layer \
+                 global, the others windowed), so GGUF cannot hold it",
+                config.model_type
+            )));
+        }
+    } else if config.layers.iter().any(|l| l.attention != LayerAttention::Full) {
+        return Err(Error::input(format!(
+            "{}: llama.cpp's {arch} attends to every earlier position, but this config has windowed or chunked layers",
+            config.model_type
+        )));
+    }
     let mut w = GgufWriter::new();
     metadata(&mut w, config, &described, name, file_type)?;
+    (described.write)(config, &mut w)?;
+    if config.final_logit_softcapping.is_some() && !w.has(&format!("{arch}.final_logit_softcapping")) {
+        return Err(Error::input(format!("{arch}: llama.cpp's {arch} does not cap the final logits")));
+    }
+    let shift_norms = unit_offset_norm(config);
     let wrote_tokenizer = match tokenizer {
         Some(t) => super::tokenizer::to_gguf(t, &mut w)?,
         None => false,
     };
     if let Some(template) = chat_template {
         w.set("tokenizer.chat_template", Value::String(template.to_string()));
+    }
+    if let RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } =
+        config.rope.global.scaling
+    {
+        let schedule = (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings);
+        let divisors = super::rope_freqs::factors(config.rope.global.theta, config.head_dim, schedule);
+        let bytes = quant::quantize(GgmlType::F32, &divisors).map_err(|e| Error::input(format!("rope_freqs: {e}")))?;
+        w.add_tensor("rope_freqs.weight", &[divisors.len()], GgmlType::F32, bytes)?;
     }
     let params = model.named_parameters();
     let tied = !params.iter().any(|(hf, _)| to_gguf(&described, hf).as_deref() == Some("output.weight"));
@@ -208,6 +275,9 @@ pub fn write_gguf_with_template(
         let shape = value.dims().to_vec();
         let mut values: Vec<f32> = value.contiguous()?.to_vec()?;
         let width = if shape.len() >= 2 { shape[shape.len() - 1] } else { 1 };
+        if shift_norms && gguf.ends_with("norm.weight") {
+            values.iter_mut().for_each(|v| *v += 1.0);
+        }
         if described.permuted_qk && (gguf.contains(".attn_q.") || gguf.contains(".attn_k.")) {
             let heads = if gguf.contains(".attn_q.") { config.num_attention_heads } else { config.num_key_value_heads };
             values = permute_rows(&values, heads, width, false)

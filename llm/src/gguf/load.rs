@@ -56,7 +56,9 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
     let arch = architecture(&file)?.to_string();
     let described = registry::gguf(&arch).expect("model_config read the file, so its architecture is registered");
     let model = build(&config, &mut Init::placeholders(&options.device))?;
-    let mut used: HashSet<String> = HashSet::new();
+    let shift_norms = super::export::unit_offset_norm(&config);
+    // The Llama 3 RoPE divisors became the config's rope scaling.
+    let mut used: HashSet<String> = ["rope_freqs.weight".to_string()].into();
     let cpu = Device::cpu();
     let mut packable = HashSet::new();
     if options.weight_dtype.is_none() {
@@ -148,6 +150,10 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
         }
         let (mut values, shape) = file.dequantize(&gguf)?;
         file.release(info);
+        if shift_norms && gguf.ends_with("norm.weight") {
+            // The converter stored Gemma's `(1 + w)` norms as `w + 1` (see `unit_offset_norm`).
+            values.iter_mut().for_each(|v| *v -= 1.0);
+        }
         if let Some(heads) = permuted {
             let width = if shape.len() == 2 { shape[1] } else { 1 };
             values = permute_rows(&values, heads, width, true).ok_or_else(|| unpermute(&shape[0].to_string()))?;

@@ -78,6 +78,11 @@ impl GgufWriter {
         }
     }
 
+    /// Whether a metadata value is set for `key`.
+    pub fn has(&self, key: &str) -> bool {
+        self.metadata.iter().any(|(k, _)| k == key)
+    }
+
     /// Adds a tensor of row-major `shape` whose `bytes` are already encoded as `ty`.
     pub fn add_tensor(&mut self, name: &str, shape: &[usize], ty: GgmlType, bytes: Vec<u8>) -> Result<()> {
         let n: u64 = shape.iter().map(|&d| d as u64).product();

@@ -4,13 +4,15 @@
 //! tables of `llm tour` all go through that value instead of keeping their own lists.
 
 use nn::Init;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::decoder::CausalLm;
 use super::recipe::{self, Recipe};
 use crate::Result;
 use crate::config::fields::Fields;
 use crate::config::{Family, ModelConfig};
+use crate::gguf::GgufWriter;
+use crate::gguf::config::Metadata;
 use crate::tiny::TinySizes;
 
 /// A Hugging Face `model_type` an architecture answers to.
@@ -72,7 +74,7 @@ impl ClassDefaults {
 
 /// An architecture as llama.cpp's converter writes it to GGUF (`convert_hf_to_gguf.py` and
 /// `gguf-py`'s `tensor_mapping.py`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct Gguf {
     /// `general.architecture`, also the prefix of its metadata keys (`qwen3.block_count`).
     pub arch: &'static str,
@@ -85,12 +87,29 @@ pub struct Gguf {
     pub permuted_qk: bool,
     /// llama.cpp skips RoPE on every `n`-th layer of it (a fixed step, with no metadata key).
     pub nope_step: Option<usize>,
+    /// llama.cpp makes every `n`-th layer global and the others sliding-window layers when the
+    /// file has a window (`hparams.set_swa_pattern(n)`: a fixed pattern, with no metadata key).
+    pub swa_pattern: Option<usize>,
+    /// Adds the architecture's own metadata keys to the Hugging Face config rebuilt from a file.
+    pub read: fn(&Metadata, &mut Map<String, Value>) -> Result<()>,
+    /// Writes the architecture's own metadata keys for a config, or refuses (an error saying
+    /// why) a config llama.cpp would compute otherwise.
+    pub write: fn(&ModelConfig, &mut GgufWriter) -> Result<()>,
 }
 
 impl Gguf {
-    /// An architecture whose tensors all take the Llama-style names, rotated as stored.
+    /// An architecture whose tensors all take the Llama-style names, rotated as stored, with no
+    /// keys of its own.
     pub const fn named(arch: &'static str) -> Gguf {
-        Gguf { arch, layer_names: &[], permuted_qk: false, nope_step: None }
+        Gguf {
+            arch,
+            layer_names: &[],
+            permuted_qk: false,
+            nope_step: None,
+            swa_pattern: None,
+            read: crate::gguf::config::no_keys,
+            write: crate::gguf::no_keys,
+        }
     }
 
     /// [`Gguf::named`] with q and k rows reordered for llama.cpp's pairwise RoPE.

@@ -11,13 +11,19 @@
 
 use serde_json::{Value, json};
 
-use super::architecture::{Architecture, ClassDefaults, ModelType, Names, as_released};
+use serde_json::Map;
+
+use super::architecture::{Architecture, ClassDefaults, Gguf, ModelType, Names, as_released};
 use super::recipe::{EmbedScale, LLAMA_STYLE, NormWeights, Placement, QkNormKind, Recipe};
-use crate::Result;
 use crate::config::fields::Fields;
 use crate::config::read::pattern_unless_typed;
+use crate::config::rope::RopeSettings;
 use crate::config::{Family, LayerAttention, ModelConfig};
+use crate::gguf::config::Metadata;
+use crate::gguf::{GgufWriter, Value as GgufValue};
 use crate::tiny::TinySizes;
+use crate::{Error, Result};
+use nn::rope::RopeScaling;
 
 pub const ARCH: Architecture = Architecture {
     family: Family::Gemma3,
@@ -43,7 +49,22 @@ pub const ARCH: Architecture = Architecture {
     },
     configure: as_released,
     fixture: "gemma3",
-    gguf: None,
+    // llama.cpp's `gemma3` (`Gemma3Model` in the converter, `llama_load_hparams_gemma3` and
+    // `llm_build_gemma3` in the runtime). The sandwich norms take their own names; q and k keep
+    // their row order (llama.cpp rotates Gemma with NEOX-style halves); the `(1 + w)` norm weights
+    // are stored as `w + 1` (`gguf::unit_offset_norm`); the embedding is stored unscaled and
+    // scaled by sqrt(hidden_size) at run time, as here.
+    gguf: Some(Gguf {
+        layer_names: &[
+            ("post_attention_layernorm", "post_attention_norm"),
+            ("pre_feedforward_layernorm", "ffn_norm"),
+            ("post_feedforward_layernorm", "post_ffw_norm"),
+        ],
+        swa_pattern: Some(6),
+        read: read_gguf,
+        write: write_gguf,
+        ..Gguf::named("gemma3")
+    }),
     tiny: Some(tiny),
 };
 
@@ -79,4 +100,82 @@ fn tiny(sizes: &TinySizes) -> Value {
             "sliding_attention": { "rope_type": "default", "rope_theta": 10_000.0 },
         },
     })
+}
+
+/// The RoPE base llama.cpp hard-codes for Gemma 3's sliding-window layers
+/// (`rope_freq_base_train_swa`, unscaled; the file has no key for it).
+const LLAMA_CPP_LOCAL_THETA: f64 = 10_000.0;
+
+/// The `query_pre_attn_scalar` llama.cpp uses (it has no key for it): `hidden_size /
+/// num_attention_heads` for the 27B model (known by its 62 layers), `head_dim` otherwise
+/// (`f_attention_scale` in `llama_load_hparams_gemma3`, after gemma_pytorch's configs).
+fn llama_cpp_attn_scalar(layers: u64, hidden: u64, heads: u64, head_dim: u64) -> u64 {
+    if layers == 62 { hidden / heads.max(1) } else { head_dim }
+}
+
+/// The Gemma 3 fields of a file's config: llama.cpp's window pattern, its two RoPE schedules
+/// (global: the file's base and linear scaling; local: base 10k), its attention scale and the
+/// final logit cap.
+fn read_gguf(m: &Metadata, c: &mut Map<String, Value>) -> Result<()> {
+    let layers = m.need("block_count")?;
+    let (hidden, heads) = (m.need("embedding_length")?, m.need("attention.head_count")?);
+    if heads == 0 {
+        return Err(m.error("attention.head_count", "is 0"));
+    }
+    // Without `key_length` llama.cpp's head width is hidden / heads (not the class's 256).
+    let head_dim = m.uint("attention.key_length")?.unwrap_or(hidden / heads);
+    c.insert("head_dim".into(), json!(head_dim));
+    c.insert("query_pre_attn_scalar".into(), json!(llama_cpp_attn_scalar(layers, hidden, heads, head_dim)));
+    let window = m.uint("attention.sliding_window")?.filter(|&w| w > 0);
+    let layer_types: Vec<&str> = (0..layers)
+        .map(|i| match window.is_some() && (i + 1) % 6 != 0 {
+            true => "sliding_attention",
+            false => "full_attention",
+        })
+        .collect();
+    c.insert("layer_types".into(), json!(layer_types));
+    c.insert("sliding_window".into(), json!(window.unwrap_or(4096)));
+    let global = c.remove("rope_parameters").unwrap_or_else(|| json!({ "rope_type": "default" }));
+    c.insert(
+        "rope_parameters".into(),
+        json!({
+            "full_attention": global,
+            "sliding_attention": { "rope_type": "default", "rope_theta": LLAMA_CPP_LOCAL_THETA },
+        }),
+    );
+    if let Some(cap) = m.float("final_logit_softcapping")?.filter(|&x| x != 0.0) {
+        c.insert("final_logit_softcapping".into(), json!(cap));
+    }
+    Ok(())
+}
+
+/// Writes the final logit cap, and refuses what llama.cpp's fixed choices would compute
+/// otherwise: another attention scale or another local RoPE schedule (the window pattern is
+/// checked by the writer from `swa_pattern`).
+fn write_gguf(c: &ModelConfig, w: &mut GgufWriter) -> Result<()> {
+    let (layers, hidden, heads) = (c.num_hidden_layers as u64, c.hidden_size as u64, c.num_attention_heads as u64);
+    let expected = llama_cpp_attn_scalar(layers, hidden, heads, c.head_dim as u64) as f64;
+    let scalar = c.query_pre_attn_scalar.unwrap_or(c.head_dim as f64);
+    if scalar != expected {
+        return Err(Error::input(format!(
+            "{}: query_pre_attn_scalar is {scalar}, but llama.cpp's gemma3 scales attention by {expected}^-0.5 \
+             (head_dim, or hidden_size / num_attention_heads at 62 layers), so GGUF cannot hold it",
+            c.model_type
+        )));
+    }
+    let sliding = c.layers.iter().any(|l| l.attention == LayerAttention::Sliding);
+    let llama_cpp_local = RopeSettings { theta: LLAMA_CPP_LOCAL_THETA, scaling: RopeScaling::None };
+    if let Some(local) = &c.rope.local
+        && sliding
+        && *local != llama_cpp_local
+    {
+        return Err(Error::input(format!(
+            "{}: the sliding layers' RoPE ({} base, {:?}) is not llama.cpp's fixed 10000 unscaled, so GGUF cannot hold it",
+            c.model_type, local.theta, local.scaling
+        )));
+    }
+    if let Some(cap) = c.final_logit_softcapping {
+        w.set("gemma3.final_logit_softcapping", GgufValue::F32(cap as f32));
+    }
+    Ok(())
 }

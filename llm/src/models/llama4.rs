@@ -13,12 +13,16 @@
 
 use nn::attention::TemperatureTuning;
 
-use super::architecture::{Architecture, ClassDefaults, ModelType, Names, as_released};
+use serde_json::{Map, Value, json};
+
+use super::architecture::{Architecture, ClassDefaults, Gguf, ModelType, Names, as_released};
 use super::recipe::{ExpertStorage, ExpertsRecipe, LLAMA_STYLE, QkNormKind, Recipe};
-use crate::Result;
 use crate::config::fields::Fields;
 use crate::config::read::{no_rope_layers, pattern_unless_typed, set_experts};
 use crate::config::{Family, LayerAttention, ModelConfig, MoeConfig, RouterKind};
+use crate::gguf::config::Metadata;
+use crate::gguf::{GgufWriter, Value as GgufValue};
+use crate::{Error, Result};
 
 pub const ARCH: Architecture = Architecture {
     family: Family::Llama4,
@@ -41,7 +45,30 @@ pub const ARCH: Architecture = Architecture {
     },
     configure: as_released,
     fixture: "llama4",
-    gguf: None,
+    // llama.cpp's `llama4` (`Llama4Model` in the converter, a `LlamaModel` with
+    // `undo_permute = False`: Llama 4 already rotates pairs, as ggml's RoPE does, so q and k keep
+    // their row order). The runtime fixes NoPE on every 4th layer, chunked attention on the other
+    // three (chunks of 8192), temperature tuning (scale 0.1, floor 8192) and the L2 QK-norm
+    // (off only for the 128-expert model); `write_gguf` refuses configs that differ.
+    gguf: Some(Gguf {
+        layer_names: &[
+            ("feed_forward.gate_proj", "ffn_gate"),
+            ("feed_forward.up_proj", "ffn_up"),
+            ("feed_forward.down_proj", "ffn_down"),
+            ("feed_forward.router", "ffn_gate_inp"),
+            ("feed_forward.experts.gate_proj", "ffn_gate_exps"),
+            ("feed_forward.experts.up_proj", "ffn_up_exps"),
+            ("feed_forward.experts.down_proj", "ffn_down_exps"),
+            ("feed_forward.shared_expert.gate_proj", "ffn_gate_shexp"),
+            ("feed_forward.shared_expert.up_proj", "ffn_up_shexp"),
+            ("feed_forward.shared_expert.down_proj", "ffn_down_shexp"),
+        ],
+        nope_step: Some(4),
+        swa_pattern: Some(4),
+        read: read_gguf,
+        write: write_gguf,
+        ..Gguf::named("llama4")
+    }),
     tiny: None,
 };
 
@@ -74,5 +101,76 @@ fn read(f: &Fields, c: &mut ModelConfig) -> Result<()> {
             floor_scale: f.f64_or("floor_scale", 8192.0)?,
         });
     }
+    Ok(())
+}
+
+/// llama.cpp's fixed chunk size (`n_swa = 8192`; no metadata key).
+const LLAMA_CPP_CHUNK: usize = 8192;
+/// llama.cpp's fixed temperature tuning (`f_attn_temp_scale`, `n_attn_temp_floor_scale`).
+const LLAMA_CPP_TEMPERATURE: TemperatureTuning = TemperatureTuning { attn_scale: 0.1, floor_scale: 8192.0 };
+
+/// llama.cpp turns the L2 QK-norm off for the 128-expert model only (`use_kq_norm`, by its
+/// expert count: Maverick's config has `use_qk_norm: false`).
+fn llama_cpp_qk_norm(experts: usize) -> bool {
+    experts != 128
+}
+
+/// The Llama 4 fields of a file's config: the expert sizes (Hugging Face's `intermediate_size`
+/// is the experts' width, `intermediate_size_mlp` the dense layers'), the MoE step, and what
+/// llama.cpp fixes (chunks, temperature tuning, QK-norm).
+fn read_gguf(m: &Metadata, c: &mut Map<String, Value>) -> Result<()> {
+    if m.uint("attention.sliding_window")? == Some(0) {
+        return Err(m.error("attention.sliding_window", "is 0 (a Llama 4 without chunked attention); not read yet"));
+    }
+    let experts = m.need("expert_count")?;
+    c.insert("num_local_experts".into(), json!(experts));
+    c.insert("num_experts_per_tok".into(), json!(m.need("expert_used_count")?));
+    let dense = c.remove("intermediate_size").unwrap_or(Value::Null);
+    c.insert("intermediate_size_mlp".into(), dense);
+    c.insert("intermediate_size".into(), json!(m.need("expert_feed_forward_length")?));
+    c.insert("interleave_moe_layer_step".into(), json!(m.need("interleave_moe_layer_step")?));
+    c.insert("attention_chunk_size".into(), json!(LLAMA_CPP_CHUNK));
+    c.insert("attn_temperature_tuning".into(), json!(true));
+    c.insert("attn_scale".into(), json!(LLAMA_CPP_TEMPERATURE.attn_scale));
+    c.insert("floor_scale".into(), json!(LLAMA_CPP_TEMPERATURE.floor_scale));
+    c.insert("use_qk_norm".into(), json!(llama_cpp_qk_norm(experts as usize)));
+    Ok(())
+}
+
+/// Writes the MoE step (`interleave_moe_layer_step`), and refuses what llama.cpp's fixed choices
+/// would compute otherwise (the NoPE and chunk patterns are checked by the writer).
+fn write_gguf(c: &ModelConfig, w: &mut GgufWriter) -> Result<()> {
+    let refuse = |what: String| Err(Error::input(format!("{}: {what}, so GGUF cannot hold it", c.model_type)));
+    let chunked = c.layers.iter().any(|l| l.attention == LayerAttention::Chunked);
+    if !chunked || c.attention_chunk_size != Some(LLAMA_CPP_CHUNK) {
+        return refuse(format!(
+            "attention_chunk_size is {} (chunked layers: {chunked}), but llama.cpp's llama4 attends in chunks of {LLAMA_CPP_CHUNK}",
+            c.attention_chunk_size.map_or("none".to_string(), |n| n.to_string())
+        ));
+    }
+    if c.temperature_tuning != Some(LLAMA_CPP_TEMPERATURE) {
+        return refuse(format!(
+            "temperature tuning is {:?}, but llama.cpp's llama4 fixes attn_scale 0.1 and floor_scale 8192",
+            c.temperature_tuning
+        ));
+    }
+    let Some(moe) = &c.moe else {
+        return refuse("it has no experts, and llama.cpp's llama4 needs them".into());
+    };
+    if c.use_qk_norm != llama_cpp_qk_norm(moe.num_experts) {
+        return refuse(format!(
+            "use_qk_norm is {}, but llama.cpp's llama4 uses it exactly when there are not 128 experts",
+            c.use_qk_norm
+        ));
+    }
+    if moe.shared_intermediate_size != Some(moe.expert_intermediate_size) {
+        return refuse("its shared expert is not as wide as the routed ones, as llama.cpp's llama4 assumes".into());
+    }
+    let n = c.layers.len();
+    let Some(step) = (1..=n).find(|s| c.layers.iter().enumerate().all(|(i, l)| l.moe == (i + 1).is_multiple_of(*s)))
+    else {
+        return refuse("its MoE layers are not every n-th layer (llama.cpp's interleave_moe_layer_step)".into());
+    };
+    w.set("llama4.interleave_moe_layer_step", GgufValue::U32(step as u32));
     Ok(())
 }

@@ -33,13 +33,11 @@ pub const ARCH: Architecture = Architecture {
     // llama.cpp's `olmo2`: the two norms after the blocks keep their own names (there is no
     // `attn_norm` / `ffn_norm` before them).
     gguf: Some(Gguf {
-        arch: "olmo2",
         layer_names: &[
             ("post_attention_layernorm", "post_attention_norm"),
             ("post_feedforward_layernorm", "post_ffw_norm"),
         ],
-        permuted_qk: false,
-        nope_step: None,
+        ..Gguf::named("olmo2")
     }),
     tiny: Some(tiny),
 };

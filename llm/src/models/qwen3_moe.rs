@@ -3,12 +3,15 @@
 //! token at 30B-A3B and 235B-A22B): softmax router over all experts, top-k renormalised, no
 //! shared expert. `mlp_only_layers` / `decoder_sparse_step` can keep some layers dense.
 
+use serde_json::{Map, Value, json};
+
 use super::architecture::{Architecture, Gguf, ModelType, Names, as_released};
 use super::recipe::{ExpertStorage, ExpertsRecipe, Recipe};
 use crate::Result;
 use crate::config::fields::Fields;
 use crate::config::read::set_experts;
 use crate::config::{Family, ModelConfig, MoeConfig, RouterKind};
+use crate::gguf::config::Metadata;
 
 pub const ARCH: Architecture = Architecture {
     family: Family::Qwen3Moe,
@@ -23,7 +26,7 @@ pub const ARCH: Architecture = Architecture {
     },
     configure: as_released,
     fixture: "qwen3_moe",
-    gguf: Some(Gguf::named("qwen3moe")),
+    gguf: Some(Gguf { read: read_gguf, ..Gguf::named("qwen3moe") }),
     tiny: None,
 };
 
@@ -44,5 +47,17 @@ fn read(f: &Fields, c: &mut ModelConfig) -> Result<()> {
         )
     });
     set_experts(c, moe, |i| !dense_only.contains(&i) && (i + 1) % step == 0);
+    Ok(())
+}
+
+/// llama.cpp's `qwen3moe`: the expert sizes, every layer a mixture of experts.
+fn read_gguf(m: &Metadata, c: &mut Map<String, Value>) -> Result<()> {
+    c.insert("num_experts".into(), json!(m.need("expert_count")?));
+    c.insert("num_experts_per_tok".into(), json!(m.need("expert_used_count")?));
+    c.insert("moe_intermediate_size".into(), json!(m.need("expert_feed_forward_length")?));
+    // llama.cpp always renormalises the chosen experts' weights for qwen3moe.
+    c.insert("norm_topk_prob".into(), json!(m.bool("expert_weights_norm")?.unwrap_or(true)));
+    c.insert("decoder_sparse_step".into(), json!(1));
+    c.insert("mlp_only_layers".into(), json!([]));
     Ok(())
 }
