@@ -232,7 +232,7 @@ impl GpuBackend {
             self.flush(op)?;
             return Err(Error::index(
                 op,
-                "an index or id was out of range in an earlier GPU op (index_select, gather, expert_matmul or an i64 -> u32 cast)",
+                "an index or id was out of range in an earlier GPU op (index_select, gather, expert_matmul, qindex_select or an i64 -> u32 cast)",
             ));
         }
         Ok(data[..bytes as usize].to_vec())
@@ -403,6 +403,17 @@ impl Backend for GpuBackend {
 
     fn qmatmul(&self, x: Src, words: Src, ty: tensor::quant::GgmlType, n: usize, k: usize) -> Result<BufferRef> {
         kernels::qmatmul::qmatmul(self, x, words, ty, n, k)
+    }
+
+    fn qindex_select(
+        &self,
+        words: Src,
+        ty: tensor::quant::GgmlType,
+        n: usize,
+        k: usize,
+        ids: Src,
+    ) -> Result<BufferRef> {
+        kernels::qmatmul::qindex_select(self, words, ty, n, k, ids)
     }
 
     fn index_select(&self, src: Src, axis: usize, ids: Src) -> Result<BufferRef> {

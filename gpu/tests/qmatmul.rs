@@ -57,6 +57,43 @@ fn quantized_products_match_the_dequantized_matrix() -> Result<()> {
 }
 
 #[test]
+fn gathered_rows_are_the_decoded_rows() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let cpu = Device::cpu();
+    for (t, ty) in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K].into_iter().enumerate() {
+        let (n, k) = (19, 512);
+        let w: Vec<f32> = randn([n, k], 30 + t as u64, &cpu)?.to_vec()?;
+        let bytes = quant::quantize(ty, &w)?;
+        let mut decoded = vec![0.0f32; n * k];
+        quant::dequantize(ty, &bytes, &mut decoded)?;
+        let q = DeviceQMatrix::upload(ty, n, k, &bytes, &g)?;
+        let ids = [[18u32, 0, 7], [7, 1, 18]];
+        let got: Vec<f32> = q.gather(&Tensor::from_vec(ids.concat(), [2, 3], &g)?)?.to(&cpu)?.to_vec()?;
+        assert_eq!(got.len(), 6 * k);
+        for (i, &id) in ids.concat().iter().enumerate() {
+            let want = &decoded[id as usize * k..(id as usize + 1) * k];
+            assert_eq!(&got[i * k..(i + 1) * k], want, "{ty}: row {id} (exactly the decoded values)");
+        }
+        // i64 ids too, as token ids often are.
+        let got: Vec<f32> = q.gather(&Tensor::from_vec(vec![3i64], [1], &g)?)?.to(&cpu)?.to_vec()?;
+        assert_eq!(got, &decoded[3 * k..4 * k]);
+    }
+    Ok(())
+}
+
+#[test]
+fn an_id_past_the_table_is_an_error() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let bytes = quant::quantize(GgmlType::Q8_0, &[0.5f32; 64])?;
+    let q = DeviceQMatrix::upload(GgmlType::Q8_0, 2, 32, &bytes, &g)?;
+    let rows = q.gather(&Tensor::from_vec(vec![1u32, 2], [2], &g)?);
+    let read = rows.and_then(|r| r.to(&Device::cpu()));
+    let Err(err) = read else { panic!("id 2 of a 2-row table is refused") };
+    assert!(err.to_string().contains("out of range"), "{err}");
+    Ok(())
+}
+
+#[test]
 fn malformed_blocks_and_activations_are_errors() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
     let bytes = quant::quantize(GgmlType::Q8_0, &[0.5f32; 64])?;

@@ -4,7 +4,8 @@
 //! activation quantization), so a full-sequence pass and a token-by-token decode with the KV
 //! cache must match the decoded model to f32 summation noise: 1e-4 of the logits' spread. That
 //! pins every device-packed tensor to its place: rows, llama's q/k permutation (mistral), the
-//! attention of a MoE model whose experts are decoded (qwen3_moe).
+//! embedding table gathered from blocks and, where tied (qwen3), used as the head, the attention
+//! of a MoE model whose experts are decoded (qwen3_moe).
 
 use std::path::Path;
 
@@ -106,7 +107,7 @@ fn a_model_with_blocks_on_the_gpu_refuses_to_record_gradients() -> llm::Result<(
     write_gguf(&source.model, &source.config, None, "qwen3", FileType::Q8_0, &path)?;
     let loaded = load(&path, &LoadOptions { device: gpu.clone(), weight_dtype: None })?;
     let ids = Tensor::from_vec(vec![1u32, 2, 3], [1, 3], &gpu)?;
-    let err = loaded.model.forward(&ids, 0, None, false).err().expect("a gradient-recording pass is refused");
+    let Err(err) = loaded.model.forward(&ids, 0, None, false) else { panic!("a gradient-recording pass is refused") };
     assert!(err.to_string().contains("block-quantized"), "{err}");
     Ok(())
 }

@@ -3,7 +3,7 @@
 use autograd::{Var, is_grad_enabled};
 use tensor::{DType, Error, Result, Tensor};
 
-use crate::packed::no_gradient;
+use crate::packed::{no_gradient, no_gradient_device};
 use crate::{Init, Module, PackedSlot, join};
 
 pub struct Embedding {
@@ -48,6 +48,12 @@ impl Embedding {
             dims.push(q.cols());
             return Ok(Var::constant(Tensor::from_vec(q.gather_rows(&rows)?, dims, ids.device())?));
         }
+        if let Some(q) = self.packed.device() {
+            if is_grad_enabled() {
+                return Err(no_gradient_device(&q, "Embedding::forward"));
+            }
+            return Ok(Var::constant(q.gather(ids)?));
+        }
         let rows = match self.padding_idx {
             Some(pad) => self.weight.embedding_with_padding(ids, pad)?,
             None => self.weight.embedding(ids)?,
@@ -61,10 +67,12 @@ impl Embedding {
     /// `x [.., hidden] -> [.., vocab]`: the table as a tied output head (logits are dot
     /// products with every row), on the blocks when the table is packed.
     pub fn project(&self, x: &Var) -> Result<Var> {
-        match self.packed.get() {
-            Some(q) if is_grad_enabled() => Err(no_gradient(&q, "Embedding::project")),
-            Some(q) => Ok(Var::constant(q.matmul(&x.value())?)),
-            None => x.linear(&self.weight),
+        match (self.packed.get(), self.packed.device()) {
+            (Some(q), _) if is_grad_enabled() => Err(no_gradient(&q, "Embedding::project")),
+            (Some(q), _) => Ok(Var::constant(q.matmul(&x.value())?)),
+            (None, Some(q)) if is_grad_enabled() => Err(no_gradient_device(&q, "Embedding::project")),
+            (None, Some(q)) => Ok(Var::constant(q.matmul(&x.value())?)),
+            (None, None) => x.linear(&self.weight),
         }
     }
 }

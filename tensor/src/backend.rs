@@ -183,6 +183,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         let _ = (x, words, n, k);
         Err(Error::unsupported("qmatmul", format!("this device keeps no {ty} blocks (use QMatrix on the CPU)")))
     }
+    /// Rows `ids` (u32 or i64, any shape) of such an [N, K] matrix, decoded: [len(ids), K] f32.
+    /// An id past N is an error at the next readback (as `index_select`'s).
+    fn qindex_select(&self, words: Src, ty: crate::quant::GgmlType, n: usize, k: usize, ids: Src) -> Result<BufferRef> {
+        let _ = (words, n, k, ids);
+        Err(Error::unsupported("qindex_select", format!("this device keeps no {ty} blocks (use QMatrix on the CPU)")))
+    }
 
     // ---- indexing ------------------------------------------------------------------------------
     /// Picks entries of `axis` by the 1-D `ids` (u32 or i64): out[.., i, ..] = src[.., ids[i], ..].

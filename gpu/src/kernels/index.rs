@@ -110,7 +110,7 @@ fn contiguous_any(b: &GpuBackend, op: &str, src: Src) -> Result<(Arc<wgpu::Buffe
 }
 
 /// Ids as a contiguous u32 buffer.
-fn ids_u32(b: &GpuBackend, op: &str, ids: Src) -> Result<(Arc<wgpu::Buffer>, Option<BufferRef>)> {
+pub(crate) fn ids_u32(b: &GpuBackend, op: &str, ids: Src) -> Result<(Arc<wgpu::Buffer>, Option<BufferRef>)> {
     match ids.dtype {
         DType::U32 if ids.layout.is_contiguous() && ids.layout.offset() == 0 => {
             Ok((b.buffer(op, &ids)?.buffer.clone(), None))

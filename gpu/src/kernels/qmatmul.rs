@@ -1,9 +1,10 @@
-//! Launchers of the products on quantized blocks (`tensor::quant::DeviceQMatrix`): the weights
-//! stay in their GGUF blocks on the device (Q8_0, Q4_0, Q4_K, Q6_K) and each kernel decodes a
-//! 32-element unit at a time with ggml's formulas (`qunit_<type>.wgsl`), never an f32 copy of
-//! the matrix. Up to [`MATVEC_MAX_M`] activation rows (decode, small batches) take
-//! `qmatvec.wgsl`, which reads each weight once for all rows; more take the tiled
-//! `qmatmul.wgsl`. The CPU's counterparts are `tensor::quant::qmatmul`.
+//! Launchers of the products on quantized blocks (`tensor::quant::DeviceQMatrix`), and of their
+//! row gather (an embedding table kept as blocks, `qrows.wgsl`): the weights stay in their GGUF
+//! blocks on the device (Q8_0, Q4_0, Q4_K, Q6_K) and each kernel decodes a 32-element unit at a
+//! time with ggml's formulas (`qunit_<type>.wgsl`), never an f32 copy of the matrix. Up to
+//! [`MATVEC_MAX_M`] activation rows (decode, small batches) take `qmatvec.wgsl`, which reads
+//! each weight once for all rows; more take the tiled `qmatmul.wgsl`. The CPU's counterparts
+//! are `tensor::quant::qmatmul`.
 //! Tolerance against the CPU's f32 product of the dequantized matrix: ~1e-6 relative *
 //! sqrt(K) (the decoded values are identical; only the order of the f32 sums differs).
 
@@ -13,13 +14,14 @@ use bytemuck::{Pod, Zeroable};
 use tensor::quant::GgmlType;
 use tensor::{BufferRef, DType, Error, Result, Src};
 
-use super::{groups_2d, source};
+use super::{grid_1d, groups_2d, source};
 use crate::backend::GpuBackend;
 use crate::pipelines::{Access, KernelKey};
 
 const PARAMS: &str = include_str!("qmatmul_params.wgsl");
 const MATVEC: &str = include_str!("qmatvec.wgsl");
 const TILED: &str = include_str!("qmatmul.wgsl");
+const ROWS: &str = include_str!("qrows.wgsl");
 
 /// Activation rows up to which the matrix-vector kernel runs (its `MAX_M`).
 pub const MATVEC_MAX_M: usize = 8;
@@ -39,12 +41,22 @@ struct Params {
     pad: [u32; 3],
 }
 
-/// One quantized product kernel: the block type and whether it is the matrix-vector or the
-/// tiled one.
+/// What a kernel on quantized blocks does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    /// Products with up to [`MATVEC_MAX_M`] rows.
+    Matvec,
+    /// Products with more.
+    Tiled,
+    /// The rows ids pick.
+    Rows,
+}
+
+/// One kernel on quantized blocks: the block type and what it does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Kernel {
     ty: GgmlType,
-    tiled: bool,
+    kind: Kind,
 }
 
 /// The unit decoder of `ty`, for the types `DeviceQMatrix` keeps on a device.
@@ -60,55 +72,83 @@ fn decoder(ty: GgmlType) -> Option<&'static str> {
 
 impl KernelKey for Kernel {
     fn name(&self) -> String {
-        format!("qmatmul/{}/{}", self.ty, if self.tiled { "tiled" } else { "matvec" })
+        format!("qmatmul/{}/{}", self.ty, format!("{:?}", self.kind).to_lowercase())
     }
 
     fn buffers(&self) -> &'static [Access] {
-        &[Access::Read, Access::Read, Access::ReadWrite]
+        match self.kind {
+            Kind::Rows => &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+            _ => &[Access::Read, Access::Read, Access::ReadWrite],
+        }
     }
 
     fn source(&self) -> String {
-        let unit = decoder(self.ty).expect("qmatmul builds keys of supported types only");
-        source(&format!("{PARAMS}\n{unit}"), if self.tiled { TILED } else { MATVEC })
+        let unit = decoder(self.ty).expect("the launchers build keys of supported types only");
+        let body = match self.kind {
+            Kind::Matvec => MATVEC,
+            Kind::Tiled => TILED,
+            Kind::Rows => ROWS,
+        };
+        source(&format!("{PARAMS}\n{unit}"), body)
     }
 }
 
-/// `x` [m, k] f32 times the transpose of the [n, k] matrix of `ty` blocks in `words`.
-pub fn qmatmul(b: &GpuBackend, x: Src, words: Src, ty: GgmlType, n: usize, k: usize) -> Result<BufferRef> {
-    const OP: &str = "qmatmul";
+/// The uniform of a kernel on the [n, k] matrix of `ty` blocks, with `m` rows (or ids), checked
+/// against the 32-bit indices the kernels use.
+fn params(op: &str, ty: GgmlType, m: usize, n: usize, k: usize) -> Result<Params> {
     if decoder(ty).is_none() {
-        return Err(Error::unsupported(OP, format!("no GPU kernel multiplies {ty} blocks")));
+        return Err(Error::unsupported(op, format!("no GPU kernel decodes {ty} blocks")));
     }
-    if x.dtype != DType::F32 || words.dtype != DType::U32 {
-        return Err(Error::dtype(
-            OP,
-            format!("needs f32 activations and u32 words, got {} and {}", x.dtype, words.dtype),
-        ));
+    if k == 0 || !k.is_multiple_of(ty.block_size()) {
+        return Err(Error::shape(op, format!("{k} columns are not whole {ty} blocks")));
     }
-    if k == 0 || !k.is_multiple_of(ty.block_size()) || !x.layout.elem_count().is_multiple_of(k) {
-        return Err(Error::shape(OP, format!("{} activations against [{n}, {k}] of {ty}", x.layout.elem_count())));
+    if (m * k).max(n * k) >= u32::MAX as usize {
+        return Err(Error::backend(op, format!("[{m}, {k}] x [{n}, {k}] exceeds the GPU kernels' 32-bit indices")));
     }
-    let m = x.layout.elem_count() / k;
     let blocks = n * k / ty.block_size();
     let scales = match ty {
         GgmlType::Q8_0 => blocks * 8,
         GgmlType::Q4_0 => blocks * 4,
         _ => 0,
     };
+    Ok(Params { m: m as u32, n: n as u32, k: k as u32, units: (k / 32) as u32, scales: scales as u32, pad: [0; 3] })
+}
+
+/// Rows `ids` (u32 or i64) of the [n, k] matrix of `ty` blocks in `words`: [len(ids), k] f32. An
+/// id past the table sets the error flag (reported at the next readback) and gives zeros.
+pub fn qindex_select(b: &GpuBackend, words: Src, ty: GgmlType, n: usize, k: usize, ids: Src) -> Result<BufferRef> {
+    const OP: &str = "qindex_select";
+    let m = ids.layout.elem_count();
+    let params = params(OP, ty, m, n, k)?;
+    let out = b.alloc(OP, m * k, DType::F32)?;
+    if m == 0 {
+        return Ok(Arc::new(out));
+    }
+    let (id_buffer, _keep) = super::index::ids_u32(b, OP, ids)?;
+    let kernel = b.kernel(&Kernel { ty, kind: Kind::Rows })?;
+    let wb = b.buffer(OP, &words)?.buffer.clone();
+    let buffers = [&id_buffer, &wb, &out.buffer, &b.error_flag()];
+    b.dispatch(OP, kernel, &params, &buffers, grid_1d(m * k / 32))?;
+    Ok(Arc::new(out))
+}
+
+/// `x` [m, k] f32 times the transpose of the [n, k] matrix of `ty` blocks in `words`.
+pub fn qmatmul(b: &GpuBackend, x: Src, words: Src, ty: GgmlType, n: usize, k: usize) -> Result<BufferRef> {
+    const OP: &str = "qmatmul";
+    if x.dtype != DType::F32 || words.dtype != DType::U32 {
+        return Err(Error::dtype(
+            OP,
+            format!("needs f32 activations and u32 words, got {} and {}", x.dtype, words.dtype),
+        ));
+    }
+    if k == 0 || !x.layout.elem_count().is_multiple_of(k) {
+        return Err(Error::shape(OP, format!("{} activations against [{n}, {k}] of {ty}", x.layout.elem_count())));
+    }
+    let m = x.layout.elem_count() / k;
+    let params = params(OP, ty, m, n, k)?;
     let out = b.alloc(OP, m * n, DType::F32)?;
     if m * n == 0 {
         return Ok(Arc::new(out));
-    }
-    let params = Params {
-        m: u32::try_from(m).map_err(|_| Error::backend(OP, format!("{m} rows exceed 32-bit indices")))?,
-        n: n as u32,
-        k: k as u32,
-        units: (k / 32) as u32,
-        scales: scales as u32,
-        pad: [0; 3],
-    };
-    if (m * k).max(n * k) >= u32::MAX as usize {
-        return Err(Error::backend(OP, format!("[{m}, {k}] x [{n}, {k}] exceeds the GPU kernels' 32-bit indices")));
     }
     let (xb, _keep) = if x.layout.is_contiguous() && x.layout.offset() == 0 {
         (b.buffer(OP, &x)?.buffer.clone(), None)
@@ -118,7 +158,7 @@ pub fn qmatmul(b: &GpuBackend, x: Src, words: Src, ty: GgmlType, n: usize, k: us
     };
     let wb = b.buffer(OP, &words)?.buffer.clone();
     let tiled = m > MATVEC_MAX_M;
-    let kernel = b.kernel(&Kernel { ty, tiled })?;
+    let kernel = b.kernel(&Kernel { ty, kind: if tiled { Kind::Tiled } else { Kind::Matvec } })?;
     let groups = if tiled {
         let (gx, gy) = (n.div_ceil(TILE_N), m.div_ceil(TILE_M));
         if gx > 65_535 || gy > 65_535 {

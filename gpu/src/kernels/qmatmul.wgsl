@@ -3,6 +3,9 @@
 // are staged in workgroup memory (rows padded to 33 floats against bank conflicts), so each
 // weight unit is decoded once per workgroup and serves TM rows of x.
 
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
 const TM: u32 = 32u;
 const TN: u32 = 64u;
 const PAD: u32 = 33u;

@@ -1,9 +1,11 @@
-// Products on quantized blocks (see qmatmul.rs): out [m, n] = x [m, k] times the transpose of
-// the [n, k] weight matrix whose blocks `w` holds in DeviceQMatrix's word layout. The generated
-// piece (one of qunit_*.wgsl) defines `load_unit(row, u)`: weight row `row`'s elements
-// 32u..32u+32, decoded with ggml's formulas into `unit`.
+// Kernels on quantized blocks (see qmatmul.rs): the [n, k] weight matrix whose blocks `w` holds
+// in DeviceQMatrix's word layout, multiplied (qmatvec.wgsl, qmatmul.wgsl) or gathered by rows
+// (qrows.wgsl). The generated piece (one of qunit_*.wgsl) defines `load_unit(row, u)`: weight
+// row `row`'s elements 32u..32u+32, decoded with ggml's formulas into `unit`. Each body
+// declares its other bindings.
 
 struct Params {
+    // Activation rows (products), or ids (gathers).
     m: u32,
     n: u32,
     k: u32,
@@ -17,9 +19,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 var<private> unit: array<f32, 32>;
 

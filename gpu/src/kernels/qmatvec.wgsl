@@ -3,6 +3,9 @@
 // x, so each weight is read once for the whole batch. Lanes' sums are added through workgroup
 // memory.
 
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
 const LANES: u32 = 32u;
 const ROWS: u32 = 8u;
 const MAX_M: u32 = 8u;

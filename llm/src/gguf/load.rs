@@ -7,8 +7,8 @@
 //! instead ([`QMatrix`]: the k-quants borrow the memory-mapped file, Q8_0 and Q4_0 are copied into
 //! their interleaved layout), multiplied on their blocks; their `Var`s keep the storage-free
 //! placeholders they were built with. On a GPU, likewise, the Q8_0, Q4_0, Q4_K and Q6_K matrices
-//! of `Linear`s go to the device as blocks ([`DeviceQMatrix`], multiplied by the quantized WGSL
-//! kernels); the embedding table and stacked experts are decoded there. Other types (Q4_1,
+//! of `Linear`s and of the embedding table go to the device as blocks ([`DeviceQMatrix`],
+//! multiplied and gathered by WGSL kernels); stacked experts are decoded there. Other types (Q4_1,
 //! MXFP4, ...) are decoded to f32 as before.
 
 use std::collections::{HashMap, HashSet};
@@ -90,13 +90,11 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
         let unpermute = |what: &str| {
             Error::format(path, format!("tensor {gguf}: {what} rows do not split into {permuted:?} heads of pairs"))
         };
-        // On a GPU only `Linear`s multiply on device blocks: the embedding table is gathered
-        // (by `index_select`, on f32) and the stacked experts run `expert_matmul`.
+        // On a GPU the stacked experts stay f32 (`expert_matmul` has no block kernels yet).
         let device_packable = !options.device.is_cpu()
             && packable.contains(&name)
             && DeviceQMatrix::supports(info.ty)
-            && info.dims.len() == 2
-            && !name.contains("embed_tokens");
+            && info.dims.len() == 2;
         if device_packable {
             let [rows, cols] = [info.shape()[0], info.shape()[1]];
             let reordered = match permuted {

@@ -104,6 +104,22 @@ impl DeviceQMatrix {
         self.words.elem_count() * 4
     }
 
+    /// The rows `ids` (u32 or i64, any shape, on the matrix's device) pick, decoded: ids.shape +
+    /// [cols] f32. An embedding table kept as blocks; an id past the rows is an error (reported
+    /// at the next readback, as `index_select`'s).
+    pub fn gather(&self, ids: &Tensor) -> Result<Tensor> {
+        const OP: &str = "DeviceQMatrix::gather";
+        ids.check_same_device(OP, &self.words)?;
+        if !ids.dtype().is_int() {
+            return Err(Error::dtype(OP, format!("ids must be integers, got {}", ids.dtype())));
+        }
+        let backend = ids.device().backend();
+        let buffer = backend.qindex_select(self.words.src(), self.ty, self.rows, self.cols, ids.src())?;
+        let mut dims = ids.dims().to_vec();
+        dims.push(self.cols);
+        Ok(ids.new_like(buffer, dims, DType::F32))
+    }
+
     /// `x [.., cols] f32 -> [.., rows] f32` on the matrix's device: `x W^T`, as `Linear`
     /// computes it.
     pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
