@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command for the GPU numbers: matmul GFLOP/s (f32, bf16 and f16 weights), the Qwen3-0.6B
-# shape's prefill and decode tokens/s (f32 and bf16 weights) next to PyTorch on the same GPU, and
+# shape's prefill and decode tokens/s (f32, bf16, and q8_0/q4_0 GGUF) next to PyTorch on the same GPU, and
 # the fraction of the memory bandwidth decode reaches. Under 5 minutes on a GPU once built.
 #
 #   tools/gpu-bench.sh [--smoke] [--write-docs] [--no-build] [--bin-dir DIR] [other tools/gpu_bench.py flags]

@@ -8,6 +8,8 @@ builds the binaries first). On the adapter wgpu picks, next to PyTorch on the sa
   decode    prefill and decode tokens/s of the Qwen3-0.6B shape (llm/configs/qwen3-0.6b.json,
             random weights, f32 and bf16 HF folders written once under --work), ours through
             `llm generate --device gpu --stats`, PyTorch + transformers (sdpa attention) on CUDA;
+            and ours on q8_0 and q4_0 GGUF files of the same weights (`llm quantize`), kept as
+            blocks on the GPU (PyTorch has no such peer: n/a);
   roofline  the device's memory bandwidth (PyTorch summing 1 GiB on the GPU; without CUDA, our
             own elementwise add's GB/s) and the fraction of it decode reaches:
             decode tok/s * weight bytes read per token / bandwidth.
@@ -172,6 +174,17 @@ def write_folders(args, cfg):
     return folders
 
 
+def write_gguf(args, folders, fmt):
+    """The f32 folder quantized to `fmt` by our `llm quantize`, written once and reused."""
+    path = os.path.join(os.path.dirname(folders["f32"]), f"model-{fmt}.gguf")
+    if not os.path.isfile(path):
+        log(f"writing {path}")
+        cmd = [os.path.join(args.bin_dir, "llm"), "quantize", "--model", folders["f32"], "--out", path,
+               "--type", fmt]
+        subprocess.run(cmd, check=True, capture_output=True)
+    return path
+
+
 def weight_bytes_per_token(cfg, elem):
     """Matrix bytes one decoded token reads: every projection, the MLP and the LM head (the
     embedding is one row per token, negligible, unless it is the tied head)."""
@@ -276,6 +289,14 @@ def main():
         peer_m = run_torch_model(dev, folders[fmt], prompt, args.new_tokens) if dev is not None else {}
         read = weight_bytes_per_token(cfg, elem)
         model_rows.append({"weights": fmt, "ours": ours, "torch": peer_m, "weight_bytes_per_token": read})
+        print(json.dumps(model_rows[-1]), flush=True)
+    # Blocks of 32 weights: Q8_0 is 34 bytes, Q4_0 18 (llama.cpp's rule keeps no tensor wider).
+    for fmt, elem in (("q8_0", 34 / 32), ("q4_0", 18 / 32)):
+        ours = run_ours(args, write_gguf(args, folders, fmt), prompt)
+        if "error" in ours:
+            log(f"llm generate ({fmt}) failed: {ours['error']}")
+        read = weight_bytes_per_token(cfg, elem)
+        model_rows.append({"weights": fmt, "ours": ours, "torch": {}, "weight_bytes_per_token": read})
         print(json.dumps(model_rows[-1]), flush=True)
 
     peer_name = "PyTorch (CUDA)" if dev is not None and dev.type == "cuda" else \

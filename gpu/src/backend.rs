@@ -232,7 +232,7 @@ impl GpuBackend {
             self.flush(op)?;
             return Err(Error::index(
                 op,
-                "an index or id was out of range in an earlier GPU op (index_select, gather, expert_matmul, qindex_select or an i64 -> u32 cast)",
+                "an index or id was out of range in an earlier GPU op (index_select, gather, expert_matmul, qindex_select, qexpert_matmul or an i64 -> u32 cast)",
             ));
         }
         Ok(data[..bytes as usize].to_vec())
@@ -414,6 +414,18 @@ impl Backend for GpuBackend {
         ids: Src,
     ) -> Result<BufferRef> {
         kernels::qmatmul::qindex_select(self, words, ty, n, k, ids)
+    }
+
+    fn qexpert_matmul(
+        &self,
+        x: Src,
+        words: Src,
+        ty: tensor::quant::GgmlType,
+        shape: [usize; 3],
+        ids: Src,
+    ) -> Result<BufferRef> {
+        let [experts, n, k] = shape;
+        kernels::qmatmul::qexpert_matmul(self, x, words, ty, experts, n, k, ids)
     }
 
     fn index_select(&self, src: Src, axis: usize, ids: Src) -> Result<BufferRef> {

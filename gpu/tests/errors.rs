@@ -25,5 +25,15 @@ fn an_out_of_range_id_is_reported_at_the_next_readback() -> tensor::Result<()> {
     let half = randn([33, 7], 2, &cpu())?.to_dtype(tensor::DType::BF16)?.to(&g)?;
     let err = half.index_select(&bad, 0usize)?.to(&cpu()).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("out of range"), "{err}");
+    // Blocks kept on the device: an embedding row and an expert past the table.
+    use tensor::quant::{self, DeviceQMatrix, GgmlType};
+    let bytes = quant::quantize(GgmlType::Q8_0, &vec![0.25f32; 2 * 8 * 64])?;
+    let rows = DeviceQMatrix::upload(GgmlType::Q8_0, 16, 64, &bytes, &g)?;
+    let err = rows.gather(&bad)?.to(&cpu()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("out of range"), "a row past a table of blocks: {err}");
+    let stack = DeviceQMatrix::upload_stack(GgmlType::Q8_0, 2, 8, 64, &bytes, &g)?;
+    let x = Tensor::zeros([2, 64], tensor::DType::F32, &g)?;
+    let err = stack.expert_matmul(&x, &bad)?.to(&cpu()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("out of range"), "an expert past a stack: {err}");
     Ok(())
 }

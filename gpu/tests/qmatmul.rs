@@ -2,7 +2,8 @@
 //! `qmatvec.wgsl`) against the CPU's f32 product of the dequantized matrix (`quant::dequantize`,
 //! bit-exact with ggml's): every block type the GPU keeps, row counts that fill no whole
 //! workgroup, the matrix-vector kernel (1 to 8 activation rows) and the tiled one (more), x as a
-//! view at an offset.
+//! view at an offset; row gathers and per-expert products. (Their out-of-range ids are checked in
+//! `errors.rs`: the error flag is per device.)
 //!
 //! Tolerance: 1e-5 relative plus 1e-5 * sqrt(K) absolute: both sides multiply the same decoded
 //! f32 weights; only the order of the f32 sums differs.
@@ -82,14 +83,28 @@ fn gathered_rows_are_the_decoded_rows() -> Result<()> {
 }
 
 #[test]
-fn an_id_past_the_table_is_an_error() -> Result<()> {
+fn each_row_meets_its_own_experts_blocks() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
-    let bytes = quant::quantize(GgmlType::Q8_0, &[0.5f32; 64])?;
-    let q = DeviceQMatrix::upload(GgmlType::Q8_0, 2, 32, &bytes, &g)?;
-    let rows = q.gather(&Tensor::from_vec(vec![1u32, 2], [2], &g)?);
-    let read = rows.and_then(|r| r.to(&Device::cpu()));
-    let Err(err) = read else { panic!("id 2 of a 2-row table is refused") };
-    assert!(err.to_string().contains("out of range"), "{err}");
+    let cpu = Device::cpu();
+    for (t, ty) in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q6_K].into_iter().enumerate() {
+        let (experts, n, k) = (5, 11, 256);
+        let w: Vec<f32> = randn([experts * n, k], 40 + t as u64, &cpu)?.to_vec()?;
+        let bytes = quant::quantize(ty, &w)?;
+        let mut decoded = vec![0.0f32; experts * n * k];
+        quant::dequantize(ty, &bytes, &mut decoded)?;
+        let q = DeviceQMatrix::upload_stack(ty, experts, n, k, &bytes, &g)?;
+        let ids = vec![4u32, 0, 4, 2, 1, 3, 0];
+        let x = randn([ids.len(), k], 50, &cpu)?;
+        let got = q.expert_matmul(&x.to(&g)?, &Tensor::from_vec(ids.clone(), [ids.len()], &g)?)?.to(&cpu)?;
+        // The reference: each row against its expert's decoded [n, k] matrix.
+        let stack = Tensor::from_vec(decoded, [experts, n, k], &cpu)?;
+        for (r, &e) in ids.iter().enumerate() {
+            let want = x.narrow(0usize, r, 1)?.matmul(&stack.narrow(0usize, e as usize, 1)?.reshape([n, k])?.t()?)?;
+            let diff = max_abs_diff(&got.narrow(0usize, r, 1)?, &want)?;
+            assert!(diff <= 1e-4, "{ty}: row {r} (expert {e}) differs by {diff:.2e}");
+        }
+        assert!(q.matmul(&x.to(&g)?).is_err(), "a stack is not one matrix");
+    }
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! `PackedSlot`: where a `Linear`, an `Embedding` or the routed `Experts` keep their weights
 //! block-quantized ([`QMatrix`]es straight from a GGUF file), so that CPU inference multiplies on
-//! the blocks instead of on an f32 copy. On a GPU a `Linear` or an `Embedding` keeps its blocks on
-//! the device instead ([`DeviceQMatrix`]), multiplied and gathered there by WGSL kernels. A loader fills the slot through [`crate::Module::visit_packed`] and leaves
+//! the blocks instead of on an f32 copy. On a GPU they keep their blocks on the device instead
+//! ([`DeviceQMatrix`]), multiplied and gathered there by WGSL kernels. A loader fills the slot through [`crate::Module::visit_packed`] and leaves
 //! the `Var` weight as its storage-free placeholder (right shape, no data).
 //!
 //! Packed weights are for inference: they have no gradient, and a forward pass that records
@@ -21,7 +21,7 @@ pub struct PackedSlot(RwLock<Option<Packed>>);
 enum Packed {
     Matrix(Arc<QMatrix>),
     Stack(Arc<[QMatrix]>),
-    /// A `Linear`'s or `Embedding`'s weight on a GPU.
+    /// A `Linear`'s or `Embedding`'s weight, or the stacked experts of a projection, on a GPU.
     Device(Arc<DeviceQMatrix>),
 }
 
@@ -58,7 +58,7 @@ impl PackedSlot {
         }
     }
 
-    /// Keeps a `Linear`'s or `Embedding`'s weight on its device.
+    /// Keeps a weight (or a stack of experts) on its device.
     pub fn set_device(&self, weight: DeviceQMatrix) {
         self.write(Some(Packed::Device(Arc::new(weight))));
     }

@@ -189,6 +189,20 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         let _ = (words, n, k, ids);
         Err(Error::unsupported("qindex_select", format!("this device keeps no {ty} blocks (use QMatrix on the CPU)")))
     }
+    /// Row `r` of `x` [R, K] f32 times the transpose of expert `ids[r]`'s matrix, the `shape`
+    /// [E, N, K] experts' blocks stacked in `words` as one [E N, K] matrix: [R, N] f32. An
+    /// expert id past E is an error at the next readback.
+    fn qexpert_matmul(
+        &self,
+        x: Src,
+        words: Src,
+        ty: crate::quant::GgmlType,
+        shape: [usize; 3],
+        ids: Src,
+    ) -> Result<BufferRef> {
+        let _ = (x, words, shape, ids);
+        Err(Error::unsupported("qexpert_matmul", format!("this device keeps no {ty} blocks (use QMatrix on the CPU)")))
+    }
 
     // ---- indexing ------------------------------------------------------------------------------
     /// Picks entries of `axis` by the 1-D `ids` (u32 or i64): out[.., i, ..] = src[.., ids[i], ..].

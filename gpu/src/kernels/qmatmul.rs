@@ -22,6 +22,7 @@ const PARAMS: &str = include_str!("qmatmul_params.wgsl");
 const MATVEC: &str = include_str!("qmatvec.wgsl");
 const TILED: &str = include_str!("qmatmul.wgsl");
 const ROWS: &str = include_str!("qrows.wgsl");
+const EXPERTS: &str = include_str!("qexperts.wgsl");
 
 /// Activation rows up to which the matrix-vector kernel runs (its `MAX_M`).
 pub const MATVEC_MAX_M: usize = 8;
@@ -38,7 +39,8 @@ struct Params {
     k: u32,
     units: u32,
     scales: u32,
-    pad: [u32; 3],
+    experts: u32,
+    pad: [u32; 2],
 }
 
 /// What a kernel on quantized blocks does.
@@ -50,6 +52,8 @@ enum Kind {
     Tiled,
     /// The rows ids pick.
     Rows,
+    /// Products of each row with its own expert's matrix.
+    Experts,
 }
 
 /// One kernel on quantized blocks: the block type and what it does.
@@ -78,7 +82,8 @@ impl KernelKey for Kernel {
     fn buffers(&self) -> &'static [Access] {
         match self.kind {
             Kind::Rows => &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
-            _ => &[Access::Read, Access::Read, Access::ReadWrite],
+            Kind::Experts => &[Access::Read, Access::Read, Access::ReadWrite, Access::Read, Access::ReadWrite],
+            Kind::Matvec | Kind::Tiled => &[Access::Read, Access::Read, Access::ReadWrite],
         }
     }
 
@@ -88,6 +93,7 @@ impl KernelKey for Kernel {
             Kind::Matvec => MATVEC,
             Kind::Tiled => TILED,
             Kind::Rows => ROWS,
+            Kind::Experts => EXPERTS,
         };
         source(&format!("{PARAMS}\n{unit}"), body)
     }
@@ -111,7 +117,15 @@ fn params(op: &str, ty: GgmlType, m: usize, n: usize, k: usize) -> Result<Params
         GgmlType::Q4_0 => blocks * 4,
         _ => 0,
     };
-    Ok(Params { m: m as u32, n: n as u32, k: k as u32, units: (k / 32) as u32, scales: scales as u32, pad: [0; 3] })
+    Ok(Params {
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        units: (k / 32) as u32,
+        scales: scales as u32,
+        experts: 1,
+        pad: [0; 2],
+    })
 }
 
 /// Rows `ids` (u32 or i64) of the [n, k] matrix of `ty` blocks in `words`: [len(ids), k] f32. An
@@ -129,6 +143,50 @@ pub fn qindex_select(b: &GpuBackend, words: Src, ty: GgmlType, n: usize, k: usiz
     let wb = b.buffer(OP, &words)?.buffer.clone();
     let buffers = [&id_buffer, &wb, &out.buffer, &b.error_flag()];
     b.dispatch(OP, kernel, &params, &buffers, grid_1d(m * k / 32))?;
+    Ok(Arc::new(out))
+}
+
+/// Row `r` of `x` [m, k] f32 times the transpose of expert `ids[r]`'s [n, k] matrix, the
+/// `experts` matrices of `ty` blocks stacked in `words` as one [experts n, k] matrix: [m, n] f32.
+/// An expert id past the stack sets the error flag and gives zeros.
+#[allow(clippy::too_many_arguments)]
+pub fn qexpert_matmul(
+    b: &GpuBackend,
+    x: Src,
+    words: Src,
+    ty: GgmlType,
+    experts: usize,
+    n: usize,
+    k: usize,
+    ids: Src,
+) -> Result<BufferRef> {
+    const OP: &str = "qexpert_matmul";
+    let m = ids.layout.elem_count();
+    if x.dtype != DType::F32 || x.layout.elem_count() != m * k {
+        return Err(Error::shape(
+            OP,
+            format!("x of {} {} values against {m} ids and K {k}", x.layout.elem_count(), x.dtype),
+        ));
+    }
+    // The scales follow every expert's quants: the stack is one [experts n, k] matrix.
+    let mut params = params(OP, ty, m, experts * n, k)?;
+    params.n = n as u32;
+    params.experts = experts as u32;
+    let out = b.alloc(OP, m * n, DType::F32)?;
+    if m * n == 0 {
+        return Ok(Arc::new(out));
+    }
+    let (xb, _keep) = if x.layout.is_contiguous() && x.layout.offset() == 0 {
+        (b.buffer(OP, &x)?.buffer.clone(), None)
+    } else {
+        let c = super::copy::contiguous(b, OP, x)?;
+        (c.buffer.clone(), Some(c))
+    };
+    let (id_buffer, _keep_ids) = super::index::ids_u32(b, OP, ids)?;
+    let wb = b.buffer(OP, &words)?.buffer.clone();
+    let kernel = b.kernel(&Kernel { ty, kind: Kind::Experts })?;
+    let buffers = [&xb, &wb, &out.buffer, &id_buffer, &b.error_flag()];
+    b.dispatch(OP, kernel, &params, &buffers, groups_2d(m * n.div_ceil(MATVEC_ROWS)))?;
     Ok(Arc::new(out))
 }
 

@@ -1,6 +1,6 @@
 // Kernels on quantized blocks (see qmatmul.rs): the [n, k] weight matrix whose blocks `w` holds
-// in DeviceQMatrix's word layout, multiplied (qmatvec.wgsl, qmatmul.wgsl) or gathered by rows
-// (qrows.wgsl). The generated piece (one of qunit_*.wgsl) defines `load_unit(row, u)`: weight
+// in DeviceQMatrix's word layout, multiplied (qmatvec.wgsl, qmatmul.wgsl, and per expert
+// qexperts.wgsl) or gathered by rows (qrows.wgsl). The generated piece (one of qunit_*.wgsl) defines `load_unit(row, u)`: weight
 // row `row`'s elements 32u..32u+32, decoded with ggml's formulas into `unit`. Each body
 // declares its other bindings.
 
@@ -13,7 +13,8 @@ struct Params {
     units: u32,
     // Q8_0 and Q4_0: the word where the f16 scales start, after every block's quants.
     scales: u32,
-    pad0: u32,
+    // Experts stacked in the matrix (qexperts.wgsl): rows e n.. are expert e's.
+    experts: u32,
     pad1: u32,
     pad2: u32,
 }

@@ -7,8 +7,8 @@
 //! instead ([`QMatrix`]: the k-quants borrow the memory-mapped file, Q8_0 and Q4_0 are copied into
 //! their interleaved layout), multiplied on their blocks; their `Var`s keep the storage-free
 //! placeholders they were built with. On a GPU, likewise, the Q8_0, Q4_0, Q4_K and Q6_K matrices
-//! of `Linear`s and of the embedding table go to the device as blocks ([`DeviceQMatrix`],
-//! multiplied and gathered by WGSL kernels); stacked experts are decoded there. Other types (Q4_1,
+//! of `Linear`s, of the embedding table and of the stacked experts go to the device as blocks
+//! ([`DeviceQMatrix`], multiplied and gathered by WGSL kernels). Other types (Q4_1,
 //! MXFP4, ...) are decoded to f32 as before.
 
 use std::collections::{HashMap, HashSet};
@@ -90,13 +90,17 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
         let unpermute = |what: &str| {
             Error::format(path, format!("tensor {gguf}: {what} rows do not split into {permuted:?} heads of pairs"))
         };
-        // On a GPU the stacked experts stay f32 (`expert_matmul` has no block kernels yet).
         let device_packable = !options.device.is_cpu()
             && packable.contains(&name)
             && DeviceQMatrix::supports(info.ty)
-            && info.dims.len() == 2;
+            && matches!(info.dims.len(), 2 | 3);
         if device_packable {
-            let [rows, cols] = [info.shape()[0], info.shape()[1]];
+            // [rows, cols], or [experts, rows, cols] for stacked experts.
+            let (experts, rows, cols) = match *info.shape().as_slice() {
+                [e, r, c] => (e, r, c),
+                [r, c] => (1, r, c),
+                _ => unreachable!("two or three dimensions"),
+            };
             let reordered = match permuted {
                 Some(heads) => Some(
                     permute_rows(file.bytes(info), heads, info.size as usize / rows.max(1), true)
@@ -105,7 +109,7 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
                 None => None,
             };
             let bytes = reordered.as_deref().unwrap_or_else(|| file.bytes(info));
-            let q = DeviceQMatrix::upload(info.ty, rows, cols, bytes, &options.device)
+            let q = DeviceQMatrix::upload_stack(info.ty, experts, rows, cols, bytes, &options.device)
                 .map_err(|e| Error::format(path, format!("tensor {gguf}: {e}")))?;
             file.release(info);
             on_device.insert(name.clone(), q);

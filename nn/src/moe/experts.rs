@@ -8,9 +8,10 @@
 //! per-expert tensors (`experts.{e}.gate_proj.weight`, Qwen3-MoE and DeepSeek) or from Llama 4's
 //! fused `experts.gate_up_proj` [E, H, 2I] and `experts.down_proj` [E, I, H].
 //!
-//! Loaded from a GGUF file for CPU inference, each projection's experts may instead be kept
-//! block-quantized in its `PackedSlot` (one matrix per expert; `quant::expert_matmul` reads only
-//! the chosen experts' blocks).
+//! Loaded from a GGUF file, each projection's experts may instead be kept block-quantized in its
+//! `PackedSlot`: on the CPU one matrix per expert (`quant::expert_matmul`), on a GPU the stack as
+//! one device matrix (`DeviceQMatrix::expert_matmul`); either reads only the chosen experts'
+//! blocks.
 //!
 //! gpt-oss's experts ([`Experts::clamped_swiglu`]) add a bias to each projection
 //! (`experts.{gate,up,down}_proj.bias`, [E, out]) and use the clamped SwiGLU of
@@ -107,15 +108,17 @@ impl Experts {
     pub fn forward(&self, x: &Var, ids: &Tensor) -> Result<Var> {
         // [E, out, in] weights are used as [E, in, out] views: x [R, in] @ W[e] [in, out].
         let project = |x: &Var, w: &Var, packed: &PackedSlot, bias: Option<&Var>| -> Result<Var> {
-            let y = match packed.stack() {
-                Some(_) if is_grad_enabled() => {
-                    return Err(Error::unsupported(
-                        "Experts::forward",
-                        "the experts are kept block-quantized and have no gradient; load the model with f32 weights to train through them",
-                    ));
-                }
-                Some(stack) => Var::constant(tensor::quant::expert_matmul(&stack, &x.value(), ids)?),
-                None => x.expert_matmul(&w.transpose(1, 2)?, ids)?,
+            let (stack, on_device) = (packed.stack(), packed.device());
+            if (stack.is_some() || on_device.is_some()) && is_grad_enabled() {
+                return Err(Error::unsupported(
+                    "Experts::forward",
+                    "the experts are kept block-quantized and have no gradient; load the model with f32 weights to train through them",
+                ));
+            }
+            let y = match (stack, on_device) {
+                (Some(stack), _) => Var::constant(tensor::quant::expert_matmul(&stack, &x.value(), ids)?),
+                (None, Some(q)) => Var::constant(q.expert_matmul(&x.value().contiguous()?, ids)?),
+                (None, None) => x.expert_matmul(&w.transpose(1, 2)?, ids)?,
             };
             match bias {
                 Some(b) => y.add(&b.index_select(ids, 0)?.to_dtype(y.dtype())?),

@@ -20,10 +20,13 @@
 use super::GgmlType;
 use crate::{DType, Device, Error, Result, Tensor};
 
-/// A [rows, cols] matrix (rows = outputs) of `ty` blocks on a device.
+/// A [rows, cols] matrix (rows = outputs) of `ty` blocks on a device, or a stack of `experts`
+/// such matrices (a MoE projection, [experts, rows, cols], laid out as one [experts rows, cols]
+/// matrix).
 #[derive(Clone, Debug)]
 pub struct DeviceQMatrix {
     ty: GgmlType,
+    experts: usize,
     rows: usize,
     cols: usize,
     /// The words of the layout above, u32.
@@ -82,9 +85,55 @@ impl DeviceQMatrix {
 
     /// Uploads `bytes`, a [rows, cols] matrix of `ty` blocks in GGUF's layout, to `device`.
     pub fn upload(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8], device: &Device) -> Result<DeviceQMatrix> {
-        let words = device_words(ty, rows, cols, bytes)?;
+        DeviceQMatrix::upload_stack(ty, 1, rows, cols, bytes, device)
+    }
+
+    /// Uploads `bytes`, `experts` [rows, cols] matrices of `ty` blocks one after another (GGUF's
+    /// [E, rows, cols] expert tensors), to `device`.
+    pub fn upload_stack(
+        ty: GgmlType,
+        experts: usize,
+        rows: usize,
+        cols: usize,
+        bytes: &[u8],
+        device: &Device,
+    ) -> Result<DeviceQMatrix> {
+        let words = device_words(ty, experts * rows, cols, bytes)?;
         let n = words.len();
-        Ok(DeviceQMatrix { ty, rows, cols, words: Tensor::from_vec(words, [n], device)? })
+        Ok(DeviceQMatrix { ty, experts, rows, cols, words: Tensor::from_vec(words, [n], device)? })
+    }
+
+    /// How many matrices are stacked (1 unless a MoE projection).
+    pub fn experts(&self) -> usize {
+        self.experts
+    }
+
+    /// Row `r` of `x [R, cols]` f32 through expert `ids[r]`'s matrix: [R, rows] f32. Only the
+    /// chosen experts' blocks are read.
+    pub fn expert_matmul(&self, x: &Tensor, ids: &Tensor) -> Result<Tensor> {
+        const OP: &str = "DeviceQMatrix::expert_matmul";
+        x.check_same_device(OP, &self.words)?;
+        ids.check_same_device(OP, &self.words)?;
+        let r = ids.elem_count();
+        if x.dtype() != DType::F32 || x.dims() != [r, self.cols] || !ids.dtype().is_int() {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "x {:?} {} and ids {:?} {} against {} experts of {} [{}, {}]",
+                    x.dims(),
+                    x.dtype(),
+                    ids.dims(),
+                    ids.dtype(),
+                    self.experts,
+                    self.ty,
+                    self.rows,
+                    self.cols
+                ),
+            ));
+        }
+        let shape = [self.experts, self.rows, self.cols];
+        let buffer = x.device().backend().qexpert_matmul(x.src(), self.words.src(), self.ty, shape, ids.src())?;
+        Ok(x.new_like(buffer, [r, self.rows], DType::F32))
     }
 
     pub fn ty(&self) -> GgmlType {
@@ -109,6 +158,7 @@ impl DeviceQMatrix {
     /// at the next readback, as `index_select`'s).
     pub fn gather(&self, ids: &Tensor) -> Result<Tensor> {
         const OP: &str = "DeviceQMatrix::gather";
+        self.single(OP)?;
         ids.check_same_device(OP, &self.words)?;
         if !ids.dtype().is_int() {
             return Err(Error::dtype(OP, format!("ids must be integers, got {}", ids.dtype())));
@@ -124,6 +174,7 @@ impl DeviceQMatrix {
     /// computes it.
     pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
         const OP: &str = "DeviceQMatrix::matmul";
+        self.single(OP)?;
         x.check_same_device(OP, &self.words)?;
         let dims = x.dims();
         if x.dtype() != DType::F32 || dims.last() != Some(&self.cols) {
@@ -138,5 +189,15 @@ impl DeviceQMatrix {
         let mut out = dims.to_vec();
         *out.last_mut().expect("rank >= 1") = self.rows;
         x.new_like(buffer, [m, self.rows], DType::F32).reshape(out)
+    }
+
+    fn single(&self, op: &str) -> Result<()> {
+        if self.experts != 1 {
+            return Err(Error::shape(
+                op,
+                format!("a stack of {} experts is multiplied by expert_matmul", self.experts),
+            ));
+        }
+        Ok(())
     }
 }
