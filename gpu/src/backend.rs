@@ -463,4 +463,17 @@ impl Backend for GpuBackend {
     fn attention(&self, q: Src, k: Src, v: Src, sinks: Option<Src>, spec: &AttentionSpec) -> Result<BufferRef> {
         kernels::attention::attention(self, q, k, v, sinks, spec)
     }
+
+    fn paged_attention(
+        &self,
+        q: Src,
+        k_pool: Src,
+        v_pool: Src,
+        sinks: Option<Src>,
+        blocks: &[u32],
+        len: usize,
+        spec: &AttentionSpec,
+    ) -> Result<BufferRef> {
+        kernels::attention::paged_attention(self, q, k_pool, v_pool, sinks, blocks, len, spec)
+    }
 }

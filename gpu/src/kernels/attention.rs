@@ -10,34 +10,90 @@
 //!   only B * Hq workgroups, each reading the whole cache serially; this one has up to
 //!   B * Hkv * [`MAX_SPLITS`] and reads each key once per KV head rather than once per query head.
 //!   `LLM_GPU_FLASH_DECODE=0` turns it off (every shape then takes the prefill kernel).
+//!
+//! Either path also reads a paged KV cache in place ([`paged_attention`]): the pools' blocks
+//! through the sequence's block table, bound after the kernel's other buffers, so serving many
+//! sequences from one pool gathers nothing.
 
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
-use tensor::{AttentionSpec, BufferRef, DType, Error, Result, Src};
+use tensor::{AttentionSpec, Backend, BufferRef, DType, Error, HostData, Result, Src};
 
 use super::{groups_2d, source};
 use crate::backend::GpuBackend;
+use crate::pipelines::{Access, KernelKey};
 
 const BODY: &str = include_str!("attention.wgsl");
 const SPLIT: &str = include_str!("attention_split.wgsl");
 const COMBINE: &str = include_str!("attention_combine.wgsl");
 const PARAMS: &str = include_str!("attention_params.wgsl");
 
-fixed_kernel!(
-    /// Prefill: q, k, v, sinks, out.
-    Attention,
-    "attention",
-    [Read, Read, Read, Read, ReadWrite],
-    source(&format!("{PARAMS}\n{}", super::unary::MATH), BODY)
-);
-fixed_kernel!(
-    /// Decode, first pass: q, k, v, scratch.
-    Split,
-    "attention/split",
-    [Read, Read, Read, ReadWrite],
-    source(&format!("{PARAMS}\n{}", super::unary::MATH), SPLIT)
-);
+/// Where a kernel finds key row `j` of batch `bi`, KV head `kvh`: in strided views, or (paged)
+/// in block `table[j / page]` of the pools, at row `j % page`. The table is bound at `binding`,
+/// after the kernel's other buffers.
+fn row_starts(paged: bool, binding: u32) -> String {
+    let rows = |t: &str| {
+        if paged {
+            format!(
+                "fn {t}_row_start(bi: u32, kvh: u32, j: u32) -> u32 {{ return params.{t}_offset + table[j / params.page] * params.{t}_batch + kvh * params.{t}_head + (j % params.page) * params.{t}_row; }}"
+            )
+        } else {
+            format!(
+                "fn {t}_row_start(bi: u32, kvh: u32, j: u32) -> u32 {{ return params.{t}_offset + bi * params.{t}_batch + kvh * params.{t}_head + j * params.{t}_row; }}"
+            )
+        }
+    };
+    let table = if paged {
+        format!("@group(0) @binding({binding}) var<storage, read> table: array<u32>;\n")
+    } else {
+        String::new()
+    };
+    format!("{PARAMS}\n{}\n{table}{}\n{}", super::unary::MATH, rows("k"), rows("v"))
+}
+
+/// Prefill: q, k, v, sinks, out (and the block table, paged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Attention {
+    paged: bool,
+}
+
+impl KernelKey for Attention {
+    fn name(&self) -> String {
+        if self.paged { "attention/paged" } else { "attention" }.into()
+    }
+
+    fn buffers(&self) -> &'static [Access] {
+        use Access::{Read, ReadWrite};
+        if self.paged { &[Read, Read, Read, Read, ReadWrite, Read] } else { &[Read, Read, Read, Read, ReadWrite] }
+    }
+
+    fn source(&self) -> String {
+        source(&row_starts(self.paged, 6), BODY)
+    }
+}
+
+/// Decode, first pass: q, k, v, scratch (and the block table, paged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Split {
+    paged: bool,
+}
+
+impl KernelKey for Split {
+    fn name(&self) -> String {
+        if self.paged { "attention/split/paged" } else { "attention/split" }.into()
+    }
+
+    fn buffers(&self) -> &'static [Access] {
+        use Access::{Read, ReadWrite};
+        if self.paged { &[Read, Read, Read, ReadWrite, Read] } else { &[Read, Read, Read, ReadWrite] }
+    }
+
+    fn source(&self) -> String {
+        source(&row_starts(self.paged, 5), SPLIT)
+    }
+}
+
 fixed_kernel!(
     /// Decode, the merge of the splits: scratch, sinks, out.
     Combine,
@@ -99,7 +155,8 @@ struct Cuts {
     split_len: u32,
     acc_base: u32,
     dv_t: u32,
-    pad0: u32,
+    /// Positions per block of a paged cache (0: plain views).
+    page: u32,
 }
 
 fn flash_decode_enabled() -> bool {
@@ -119,6 +176,54 @@ pub fn attention(
     sinks: Option<Src>,
     spec: &AttentionSpec,
 ) -> Result<BufferRef> {
+    launch(b, q, k, v, sinks, spec, None)
+}
+
+/// A paged cache's block table on the device, its positions per block and the sequence's length.
+struct Paging {
+    table: Arc<wgpu::Buffer>,
+    page: usize,
+    len: usize,
+}
+
+/// Attention of q [1, Hq, Tq, D] over the first `len` rows of the blocks `blocks` of the pools
+/// `k_pool` [N, Hkv, S, D] and `v_pool` [N, Hkv, S, Dv] (see `Backend::paged_attention`): the
+/// kernels read the pools through the uploaded table, gathering nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn paged_attention(
+    b: &GpuBackend,
+    q: Src,
+    k_pool: Src,
+    v_pool: Src,
+    sinks: Option<Src>,
+    blocks: &[u32],
+    len: usize,
+    spec: &AttentionSpec,
+) -> Result<BufferRef> {
+    const OP: &str = "paged_attention";
+    let page = k_pool.layout.dims()[2];
+    if q.layout.dims()[0] != 1 || page == 0 || len > blocks.len() * page {
+        return Err(Error::shape(OP, format!("{len} rows of one sequence in {} blocks of {page}", blocks.len())));
+    }
+    let uploaded = b.upload(&HostData::U32(blocks.to_vec()))?;
+    let table = uploaded
+        .as_any()
+        .downcast_ref::<crate::pool::GpuBuffer>()
+        .map(|g| g.buffer.clone())
+        .ok_or_else(|| Error::backend(OP, "the block table was uploaded elsewhere"))?;
+    launch(b, q, k_pool, v_pool, sinks, spec, Some(Paging { table, page, len }))
+}
+
+/// Both entry points: k and v are views of [B, Hkv, Tk, D] caches, or (paged) the pools.
+fn launch(
+    b: &GpuBackend,
+    q: Src,
+    k: Src,
+    v: Src,
+    sinks: Option<Src>,
+    spec: &AttentionSpec,
+    paging: Option<Paging>,
+) -> Result<BufferRef> {
     const OP: &str = "attention";
     for t in [&q, &k, &v].into_iter().chain(sinks.as_ref()) {
         if t.dtype != DType::F32 {
@@ -127,7 +232,8 @@ pub fn attention(
     }
     let qd = q.layout.dims();
     let (batch, hq, tq, d) = (qd[0], qd[1], qd[2], qd[3]);
-    let (hkv, tk, dv) = (k.layout.dims()[1], k.layout.dims()[2], v.layout.dims()[3]);
+    let (hkv, dv) = (k.layout.dims()[1], v.layout.dims()[3]);
+    let tk = paging.as_ref().map_or(k.layout.dims()[2], |p| p.len);
     if d > MAX_DIM || dv > MAX_DIM {
         return Err(Error::unsupported(OP, format!("head dims up to {MAX_DIM} on the GPU, got {d} and {dv}")));
     }
@@ -166,7 +272,7 @@ pub fn attention(
         window: u32_of(mask.window.unwrap_or(0))?,
         chunk: u32_of(mask.chunk.unwrap_or(0))?,
         has_sinks: sinks.is_some() as u32,
-        cuts: Cuts::zeroed(),
+        cuts: Cuts { page: u32_of(paging.as_ref().map_or(0, |p| p.page))?, ..Cuts::zeroed() },
     };
     // Sinks come contiguous from the tensor layer; without them q stands in, never read.
     let sinks_buffer = match &sinks {
@@ -175,20 +281,28 @@ pub fn attention(
         None => q_arc.clone(),
     };
     let (k_buffer, v_buffer) = (&b.buffer(OP, &k)?.buffer, &b.buffer(OP, &v)?.buffer);
+    let table = paging.as_ref().map(|p| &p.table);
     if tq <= DECODE_MAX_TQ && hkv > 0 && hq % hkv == 0 && flash_decode_enabled() {
-        split_k(b, params, [&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer])?;
+        split_k(b, params, [&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer], table)?;
         return Ok(Arc::new(out));
     }
-    let kernel = b.kernel(&Attention)?;
-    b.dispatch(OP, kernel, &params, &[&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer], groups_2d(rows))?;
+    let kernel = b.kernel(&Attention { paged: table.is_some() })?;
+    let mut buffers = vec![&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer];
+    buffers.extend(table);
+    b.dispatch(OP, kernel, &params, &buffers, groups_2d(rows))?;
     Ok(Arc::new(out))
 }
 
 /// The decode path: [`MAX_SPLITS`] key ranges at most per (batch, KV head, rows chunk), each a
 /// workgroup of `attention_split.wgsl` writing (max, sum, weighted values) per query row into a
 /// scratch buffer, then one workgroup per query row of `attention_combine.wgsl` merging them.
-/// Buffers: q, k, v, sinks (or a stand-in), out.
-fn split_k(b: &GpuBackend, base: Params, [q, k, v, sinks, out]: [&Arc<wgpu::Buffer>; 5]) -> Result<()> {
+/// Buffers: q, k, v, sinks (or a stand-in), out; and a paged cache's block table.
+fn split_k(
+    b: &GpuBackend,
+    base: Params,
+    [q, k, v, sinks, out]: [&Arc<wgpu::Buffer>; 5],
+    table: Option<&Arc<wgpu::Buffer>>,
+) -> Result<()> {
     const OP: &str = "attention";
     let (batch, hq, tq, hkv, tk, dv) =
         (base.b as usize, base.hq as usize, base.tq as usize, base.hkv as usize, base.tk as usize, base.dv as usize);
@@ -211,12 +325,14 @@ fn split_k(b: &GpuBackend, base: Params, [q, k, v, sinks, out]: [&Arc<wgpu::Buff
             split_len: u32_of(split_len)?,
             acc_base: u32_of(2 * n_parts)?,
             dv_t: dv_t as u32,
-            pad0: 0,
+            page: base.cuts.page,
         },
         ..base
     };
-    let kernel = b.kernel(&Split)?;
-    b.dispatch(OP, kernel, &params, &[q, k, v, &scratch.buffer], groups_2d(batch * hkv * chunks * splits))?;
+    let kernel = b.kernel(&Split { paged: table.is_some() })?;
+    let mut buffers = vec![q, k, v, &scratch.buffer];
+    buffers.extend(table);
+    b.dispatch(OP, kernel, &params, &buffers, groups_2d(batch * hkv * chunks * splits))?;
     let kernel = b.kernel(&Combine)?;
     b.dispatch(OP, kernel, &params, &[&scratch.buffer, sinks, out], groups_2d(batch * hq * tq))
 }

@@ -4,7 +4,8 @@
 // values, rescaling them whenever the max grows. No [Tq, Tk] score matrix is ever stored.
 //
 // q is contiguous [B, Hq, Tq, D]; k and v are views (a KV cache's live rows) given by offset and
-// strides with a contiguous last dim. Query head h reads kv head h / group (GQA, MQA).
+// strides with a contiguous last dim, or the pools of a paged cache read through a block table
+// (`k_row_start`, `v_row_start`). Query head h reads kv head h / group (GQA, MQA).
 // Optional attention sinks [Hq] add one logit per head to each row's denominator.
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -57,8 +58,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let h = (row / params.tq) % params.hq;
     let bi = row / (params.tq * params.hq);
     let kvh = h / params.group;
-    let k_base = params.k_offset + bi * params.k_batch + kvh * params.k_head;
-    let v_base = params.v_offset + bi * params.v_batch + kvh * params.v_head;
     for (var c = lid; c < params.d; c = c + THREADS) {
         q_row[c] = q[row * params.d + c];
     }
@@ -82,7 +81,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         var s = neg_inf;
         if (j < range.y) {
             var dot = 0.0;
-            let row_base = k_base + j * params.k_row;
+            let row_base = k_row_start(bi, kvh, j);
             for (var c = 0u; c < params.d; c = c + 1u) {
                 dot = dot + q_row[c] * k[row_base + c];
             }
@@ -112,7 +111,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             if (dim < params.dv) {
                 var a = acc[t] * correction;
                 for (var jj = 0u; jj < count; jj = jj + 1u) {
-                    a = a + probs[jj] * v[v_base + (j0 + jj) * params.v_row + dim];
+                    a = a + probs[jj] * v[v_row_start(bi, kvh, j0 + jj) + dim];
                 }
                 acc[t] = a;
             }

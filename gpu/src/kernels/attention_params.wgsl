@@ -35,7 +35,7 @@ struct Params {
     split_len: u32, // keys per split, a multiple of 64
     acc_base: u32,  // where the weighted sums start in `parts`, after every (m, l) pair
     dv_t: u32,      // ceil(dv / 64): value dims per thread
-    pad0: u32,
+    page: u32,      // a paged cache's positions per block (0: k and v are plain views)
 }
 
 fn saturating_sub(a: u32, b: u32) -> u32 {

@@ -7,7 +7,8 @@
 // per row, the online softmax's running max m, sum l and unnormalised weighted value sum
 // (Milakov & Gimelshein 2018) over its range, and writes them out; attention_combine.wgsl merges
 // the splits. Masks, soft-capping and strided k/v views are as in attention.wgsl; the sinks are
-// added by the combine pass.
+// added by the combine pass. A paged cache's pools are read through its block table, as in
+// attention.wgsl.
 //
 // Keys come in blocks of 64 (one per thread for the scores). A block's keys are staged through
 // workgroup memory 8 dims at a time, loaded so that 8 adjacent threads read 32 contiguous bytes
@@ -44,8 +45,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let bi = wg / (params.splits * params.chunks * params.hkv);
     let r0 = chunk * params.rows_wg;
     let nrows = min(params.rows_wg, params.rows_total - r0);
-    let k_base = params.k_offset + bi * params.k_batch + kvh * params.k_head;
-    let v_base = params.v_offset + bi * params.v_batch + kvh * params.v_head;
     let neg_inf = bitcast<f32>(0xff800000u);
 
     // Each row's q offset and visible keys; the workgroup walks their union within its split.
@@ -91,7 +90,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                 let col = e % TILE_DIMS;
                 var x = 0.0;
                 if (j0 + key < s_hi && c0 + col < params.d) {
-                    x = k[k_base + (j0 + key) * params.k_row + c0 + col];
+                    x = k[k_row_start(bi, kvh, j0 + key) + c0 + col];
                 }
                 tile[key * TILE_STRIDE + col] = x;
             }
@@ -164,7 +163,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                     acc[r * params.dv_t + t] = acc[r * params.dv_t + t] * correction[r];
                 }
                 for (var jj = 0u; jj < count; jj = jj + 1u) {
-                    let x = v[v_base + (j0 + jj) * params.v_row + dim];
+                    let x = v[v_row_start(bi, kvh, j0 + jj) + dim];
                     for (var r = 0u; r < nrows; r = r + 1u) {
                         acc[r * params.dv_t + t] = acc[r * params.dv_t + t] + probs[r * THREADS + jj] * x;
                     }
