@@ -35,7 +35,13 @@ FIXTURES = os.path.join(ROOT, "llm", "tests", "data", "hf-tiny")
 
 
 # Config changes that make a fixture one llama.cpp can hold (see the module doc).
-VARIANTS = {"llama4": {"attention_chunk_size": 8192, "floor_scale": 8192}}
+# gpt-oss is released with YaRN's `truncate: false`; llama.cpp always rounds the correction range.
+VARIANTS = {
+    "llama4": {"attention_chunk_size": 8192, "floor_scale": 8192},
+    "gpt_oss": {"rope_parameters": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 4.0,
+                                    "original_max_position_embeddings": 64, "rope_theta": 150000.0,
+                                    "rope_type": "yarn", "truncate": True}},
+}
 
 
 def variant(name, folder, tmp, ids):
@@ -91,7 +97,7 @@ def main():
     ap.add_argument("--llm", default=os.path.join(ROOT, "target", "release", "llm"))
     ap.add_argument("--f32-kv", action="store_true", help="an f32 KV cache (type_k, type_v) and no flash attention")
     ap.add_argument("names", nargs="*", default=["qwen3", "mistral_small", "qwen3_moe", "olmo2", "smollm3", "gemma3",
-                                                    "llama4", "deepseek_v3", "kimi_k2"])
+                                                    "llama4", "deepseek_v3", "kimi_k2", "gpt_oss"])
     args = ap.parse_args()
     from llama_cpp import Llama
 

@@ -297,7 +297,8 @@ pub fn write_gguf_with_template(
     let experts = config.moe.as_ref().map_or(0, |m| m.num_experts);
     let matrix_type = |gguf: &str, shape: &[usize]| {
         let width = if shape.len() >= 2 { shape[shape.len() - 1] } else { 1 };
-        if shape.len() < 2 || gguf.contains("ffn_gate_inp") {
+        // (llama.cpp's quantizer encodes only tensors named `*weight`: biases stay F32.)
+        if shape.len() < 2 || gguf.contains("ffn_gate_inp") || gguf.ends_with(".bias") {
             GgmlType::F32
         } else {
             file_type.matrix_type(gguf, width, config.num_hidden_layers, experts, tied)
