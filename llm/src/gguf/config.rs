@@ -153,6 +153,12 @@ pub fn hf_config(file: &GgufFile) -> Result<Map<String, Json>> {
             if let Some(n) = meta.uint("rope.scaling.original_context_length")? {
                 rope.insert("original_max_position_embeddings".into(), json!(n));
             }
+            if kind == "yarn" {
+                // llama.cpp's defaults (and HF's), and its rounded correction range.
+                rope.insert("beta_fast".into(), json!(meta.float("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0)));
+                rope.insert("beta_slow".into(), json!(meta.float("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0)));
+                rope.insert("truncate".into(), json!(true));
+            }
         }
         Some(other) => {
             return Err(meta.error("rope.scaling.type", format!("is {other:?}; linear and yarn are read")));

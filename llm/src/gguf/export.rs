@@ -138,7 +138,25 @@ fn metadata(w: &mut GgufWriter, config: &ModelConfig, gguf: &Gguf, name: &str, f
         }
         // `LlamaModel.generate_extra_tensors`: the tensor `rope_freqs.weight`, written below.
         RopeScaling::Llama3 { .. } => {}
-        ref other => return Err(Error::input(format!("RoPE scaling {other:?} is not written to GGUF yet"))),
+        // `TextModel.set_gguf_parameters` for `rope_type: yarn`. llama.cpp always rounds the
+        // correction range outwards (`ggml_rope_yarn_corr_dims`: HF's `truncate: true`), and
+        // scales cos and sin by `0.1 ln(factor) + 1` (HF's attention factor with `mscale` 1 and
+        // no `mscale_all_dim`); an architecture that takes `mscale_all_dim` writes
+        // `rope.scaling.yarn_log_multiplier` in its hook (checked in `write_gguf_with_template`).
+        RopeScaling::Yarn { factor, beta_fast, beta_slow, original_max_position_embeddings, truncate, .. } => {
+            if !truncate {
+                return Err(Error::input(format!(
+                    "{}: YaRN with truncate: false, but llama.cpp rounds the correction range (truncate: true), \
+                     so GGUF cannot hold it",
+                    config.model_type
+                )));
+            }
+            w.set(&key("rope.scaling.type"), Value::String("yarn".into()));
+            w.set(&key("rope.scaling.factor"), Value::F32(factor as f32));
+            w.set(&key("rope.scaling.original_context_length"), u32v(original_max_position_embeddings as usize)?);
+            w.set(&key("rope.scaling.yarn_beta_fast"), Value::F32(beta_fast as f32));
+            w.set(&key("rope.scaling.yarn_beta_slow"), Value::F32(beta_slow as f32));
+        }
     }
     if let Some(window) = config.sliding_window
         && gguf.swa_pattern.is_some()
@@ -249,6 +267,15 @@ pub fn write_gguf_with_template(
     if config.final_logit_softcapping.is_some() && !w.has(&format!("{arch}.final_logit_softcapping")) {
         return Err(Error::input(format!("{arch}: llama.cpp's {arch} does not cap the final logits")));
     }
+    if let RopeScaling::Yarn { mscale, mscale_all_dim, .. } = config.rope.global.scaling
+        && (mscale != 1.0 || mscale_all_dim != 0.0)
+        && !w.has(&format!("{arch}.rope.scaling.yarn_log_multiplier"))
+    {
+        return Err(Error::input(format!(
+            "{arch}: YaRN with mscale {mscale} and mscale_all_dim {mscale_all_dim}, but llama.cpp's {arch} scales \
+             cos and sin by 0.1 ln(factor) + 1 (mscale 1, no mscale_all_dim), so GGUF cannot hold it"
+        )));
+    }
     let shift_norms = unit_offset_norm(config);
     let wrote_tokenizer = match tokenizer {
         Some(t) => super::tokenizer::to_gguf(t, &mut w)?,
@@ -268,12 +295,29 @@ pub fn write_gguf_with_template(
     let params = model.named_parameters();
     let tied = !params.iter().any(|(hf, _)| to_gguf(&described, hf).as_deref() == Some("output.weight"));
     let experts = config.moe.as_ref().map_or(0, |m| m.num_experts);
+    let matrix_type = |gguf: &str, shape: &[usize]| {
+        let width = if shape.len() >= 2 { shape[shape.len() - 1] } else { 1 };
+        // (llama.cpp's quantizer encodes only tensors named `*weight`: biases stay F32.)
+        if shape.len() < 2 || gguf.contains("ffn_gate_inp") || gguf.ends_with(".bias") {
+            GgmlType::F32
+        } else {
+            file_type.matrix_type(gguf, width, config.num_hidden_layers, experts, tied)
+        }
+    };
     for (hf, var) in params {
-        let gguf =
-            to_gguf(&described, &hf).ok_or_else(|| Error::input(format!("parameter {hf} has no GGUF tensor name")))?;
         let value = var.value().to(&tensor::Device::cpu())?.to_dtype(tensor::DType::F32)?;
         let shape = value.dims().to_vec();
         let mut values: Vec<f32> = value.contiguous()?.to_vec()?;
+        if let Some(parts) = (described.split)(config, &hf, &shape, &values)? {
+            for (gguf, shape, values) in parts {
+                let ty = matrix_type(&gguf, &shape);
+                let bytes = quant::quantize(ty, &values).map_err(|e| Error::input(format!("{hf} ({gguf}): {e}")))?;
+                w.add_tensor(&gguf, &shape, ty, bytes)?;
+            }
+            continue;
+        }
+        let gguf =
+            to_gguf(&described, &hf).ok_or_else(|| Error::input(format!("parameter {hf} has no GGUF tensor name")))?;
         let width = if shape.len() >= 2 { shape[shape.len() - 1] } else { 1 };
         if shift_norms && gguf.ends_with("norm.weight") {
             values.iter_mut().for_each(|v| *v += 1.0);
@@ -283,11 +327,7 @@ pub fn write_gguf_with_template(
             values = permute_rows(&values, heads, width, false)
                 .ok_or_else(|| Error::input(format!("{hf}: rows do not split into {heads} heads of pairs")))?;
         }
-        let ty = if shape.len() < 2 || gguf.contains("ffn_gate_inp") {
-            GgmlType::F32
-        } else {
-            file_type.matrix_type(&gguf, width, config.num_hidden_layers, experts, tied)
-        };
+        let ty = matrix_type(&gguf, &shape);
         let bytes = quant::quantize(ty, &values).map_err(|e| Error::input(format!("{hf}: {e}")))?;
         w.add_tensor(&gguf, &shape, ty, bytes)?;
     }

@@ -70,6 +70,20 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
     let mut packed: HashMap<String, (bool, Vec<QMatrix>)> = HashMap::new();
     let mut on_device: HashMap<String, DeviceQMatrix> = HashMap::new();
     for (name, var) in model.named_parameters() {
+        if let Some((values, parts)) = (described.join)(&config, &name, &file)? {
+            // Stored split (DeepSeek's `kv_b_proj`): decoded and joined, never packed.
+            let tensor = Tensor::from_vec(values, var.dims().to_vec(), &cpu)?;
+            let dtype = options.weight_dtype.unwrap_or(DType::F32);
+            let tensor = if dtype == DType::F32 { tensor } else { tensor.to_dtype(dtype)? };
+            var.replace_value(tensor.to(&options.device)?)?;
+            for part in parts {
+                if let Some(info) = file.tensor(&part) {
+                    file.release(info);
+                }
+                used.insert(part);
+            }
+            continue;
+        }
         let gguf = to_gguf(&described, &name)
             .ok_or_else(|| Error::format(path, format!("parameter {name} has no GGUF tensor name in this reader")))?;
         let info = file

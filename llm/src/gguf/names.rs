@@ -43,5 +43,10 @@ pub fn to_gguf(gguf: &Gguf, hf: &str) -> Option<String> {
         _ => (part, "weight"),
     };
     let name = gguf.layer_names.iter().chain(LAYER.iter()).find(|(h, _)| *h == part)?.1;
+    // A GGUF name given with its suffix keeps it (DeepSeek's correction bias, a parameter without
+    // `.weight`, is `exp_probs_b.bias`).
+    if name.ends_with(".weight") || name.ends_with(".bias") {
+        return Some(format!("blk.{layer}.{name}"));
+    }
     Some(format!("blk.{layer}.{name}.{kind}"))
 }

@@ -11,8 +11,8 @@ use super::recipe::{self, Recipe};
 use crate::Result;
 use crate::config::fields::Fields;
 use crate::config::{Family, ModelConfig};
-use crate::gguf::GgufWriter;
 use crate::gguf::config::Metadata;
+use crate::gguf::{GgufFile, GgufWriter};
 use crate::tiny::TinySizes;
 
 /// A Hugging Face `model_type` an architecture answers to.
@@ -95,6 +95,34 @@ pub struct Gguf {
     /// Writes the architecture's own metadata keys for a config, or refuses (an error saying
     /// why) a config llama.cpp would compute otherwise.
     pub write: fn(&ModelConfig, &mut GgufWriter) -> Result<()>,
+    /// The tensors the converter writes for a parameter it does not store as one renamed copy
+    /// (DeepSeek's `kv_b_proj`, split into `attn_k_b` and `attn_v_b`): given the parameter's
+    /// name, row-major shape and values, `Some` list of (GGUF name, row-major shape, values);
+    /// `None` for the parameters stored whole.
+    pub split: fn(&ModelConfig, &str, &[usize], &[f32]) -> Split,
+    /// The reverse of `split` for the loader: `Some` (the parameter's values, the file's tensors
+    /// they came from) for a parameter the file stores split; `None` to read it as one tensor.
+    pub join: fn(&ModelConfig, &str, &GgufFile) -> Joined,
+}
+
+/// One tensor a parameter is split into: (GGUF name, row-major shape, values).
+pub type SplitPart = (String, Vec<usize>, Vec<f32>);
+
+/// What a [`Gguf::split`] gives: the tensors of a split parameter, or None.
+pub type Split = Result<Option<Vec<SplitPart>>>;
+
+/// What a [`Gguf::join`] gives: a split parameter's values and the tensors they came from, or
+/// None.
+pub type Joined = Result<Option<(Vec<f32>, Vec<String>)>>;
+
+/// A [`Gguf::split`] for architectures whose parameters are each one tensor.
+pub fn no_split(_: &ModelConfig, _: &str, _: &[usize], _: &[f32]) -> Split {
+    Ok(None)
+}
+
+/// A [`Gguf::join`] for architectures whose parameters are each one tensor.
+pub fn no_join(_: &ModelConfig, _: &str, _: &GgufFile) -> Joined {
+    Ok(None)
 }
 
 impl Gguf {
@@ -109,6 +137,8 @@ impl Gguf {
             swa_pattern: None,
             read: crate::gguf::config::no_keys,
             write: crate::gguf::no_keys,
+            split: no_split,
+            join: no_join,
         }
     }
 

@@ -15,16 +15,21 @@
 //! - untied embeddings, RMSNorm eps 1e-5, no QK-norm.
 //!
 //! The released experts are MXFP4 (`*_blocks` + `*_scales`); the loader names them and stops.
+//! GGUF files (llama.cpp's `gpt-oss`) hold them as MXFP4 blocks too, which the GGUF loader
+//! decodes.
 
 use nn::moe::SwigluClamp;
 use nn::rope::RopeScaling;
+use serde_json::{Map, Value, json};
 
-use super::architecture::{Architecture, ClassDefaults, ModelType, Names, as_released};
+use super::architecture::{Architecture, ClassDefaults, Gguf, ModelType, Names, as_released};
 use super::recipe::{ExpertStorage, ExpertsRecipe, LLAMA_STYLE, Recipe};
-use crate::Result;
 use crate::config::fields::Fields;
 use crate::config::read::{pattern_unless_typed, set_experts, window_null_turns_off};
 use crate::config::{Family, LayerAttention, ModelConfig, MoeConfig, RouterKind};
+use crate::gguf::GgufWriter;
+use crate::gguf::config::Metadata;
+use crate::{Error, Result};
 
 pub const ARCH: Architecture = Architecture {
     family: Family::GptOss,
@@ -53,7 +58,23 @@ pub const ARCH: Architecture = Architecture {
     },
     configure: as_released,
     fixture: "gpt_oss",
-    gguf: None,
+    // llama.cpp's `gpt-oss` (`GptOssModel` in the converter, `LLM_ARCH_OPENAI_MOE` in the
+    // runtime). The converter splits the interleaved `gate_up_proj` into `ffn_gate_exps` and
+    // `ffn_up_exps` (this model holds them split already) and keeps q and k in order (NEOX-style
+    // halves, as here). The runtime fixes the window pattern (`set_swa_pattern(2)`: even layers
+    // sliding), the clamped SwiGLU (`swiglu_oai`: alpha 1.702, limit 7) and the sinks; the
+    // experts' biases, the router's bias and the sinks are tensors.
+    gguf: Some(Gguf {
+        layer_names: &[
+            ("post_attention_layernorm", "post_attention_norm"),
+            ("self_attn.sinks", "attn_sinks"),
+            ("mlp.router", "ffn_gate_inp"),
+        ],
+        swa_pattern: Some(2),
+        read: read_gguf,
+        write: write_gguf,
+        ..Gguf::named("gpt-oss")
+    }),
     tiny: None,
 };
 
@@ -93,5 +114,52 @@ fn read(f: &Fields, c: &mut ModelConfig) -> Result<()> {
     set_experts(c, Some(moe), |_| true);
     c.swiglu_clamp =
         Some(SwigluClamp { alpha: f.f64_or("swiglu_alpha", 1.702)?, limit: f.f64_or("swiglu_limit", 7.0)? });
+    Ok(())
+}
+
+/// The clamped SwiGLU llama.cpp hard-codes for gpt-oss (`ggml_swiglu_oai`, no metadata key).
+const LLAMA_CPP_SWIGLU: SwigluClamp = SwigluClamp { alpha: 1.702, limit: 7.0 };
+
+/// The gpt-oss fields of a file's config: the window on even layers, the experts, the fixed
+/// SwiGLU.
+fn read_gguf(m: &Metadata, c: &mut Map<String, Value>) -> Result<()> {
+    let layers = m.need("block_count")?;
+    let window = m.need("attention.sliding_window")?;
+    if window == 0 {
+        return Err(m.error("attention.sliding_window", "is 0; llama.cpp's gpt-oss needs a window"));
+    }
+    c.insert("sliding_window".into(), json!(window));
+    let types: Vec<&str> =
+        (0..layers).map(|i| if i % 2 == 0 { "sliding_attention" } else { "full_attention" }).collect();
+    c.insert("layer_types".into(), json!(types));
+    c.insert("num_local_experts".into(), json!(m.need("expert_count")?));
+    c.insert("num_experts_per_tok".into(), json!(m.need("expert_used_count")?));
+    c.insert("intermediate_size".into(), json!(m.need("expert_feed_forward_length")?));
+    c.insert("swiglu_alpha".into(), json!(LLAMA_CPP_SWIGLU.alpha));
+    c.insert("swiglu_limit".into(), json!(LLAMA_CPP_SWIGLU.limit));
+    Ok(())
+}
+
+/// Refuses what llama.cpp's gpt-oss fixes otherwise (the window pattern is checked by the writer
+/// from `swa_pattern`): another SwiGLU clamp, no sinks, no window.
+fn write_gguf(c: &ModelConfig, w: &mut GgufWriter) -> Result<()> {
+    let refuse = |what: String| Err(Error::input(format!("{}: {what}, so GGUF cannot hold it", c.model_type)));
+    if c.swiglu_clamp != Some(LLAMA_CPP_SWIGLU) {
+        return refuse(format!(
+            "its SwiGLU clamp is {:?}, but llama.cpp's gpt-oss hard-codes alpha 1.702 and limit 7",
+            c.swiglu_clamp
+        ));
+    }
+    if !c.attention_sinks {
+        return refuse("it has no attention sinks, which llama.cpp's gpt-oss always reads".into());
+    }
+    if !w.has("gpt-oss.attention.sliding_window") {
+        return refuse("it has no sliding layers, but llama.cpp's gpt-oss makes every even layer one".into());
+    }
+    let Some(moe) = &c.moe else {
+        return refuse("it has no experts".into());
+    };
+    // (The converter's `feed_forward_length` is the experts' width too.)
+    w.set("gpt-oss.feed_forward_length", crate::gguf::Value::U32(moe.expert_intermediate_size as u32));
     Ok(())
 }

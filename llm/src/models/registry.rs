@@ -48,7 +48,10 @@ pub fn gguf(gguf_arch: &str) -> Option<Gguf> {
 
 /// llama.cpp's names of the architectures read and written as GGUF, for messages.
 pub fn gguf_names() -> Vec<&'static str> {
-    ALL.iter().filter_map(|a| a.gguf.map(|g| g.arch)).collect()
+    let mut names: Vec<&'static str> = ALL.iter().filter_map(|a| a.gguf.map(|g| g.arch)).collect();
+    // (DeepSeek-V3 and Kimi K2 are both llama.cpp's `deepseek2`.)
+    names.dedup();
+    names
 }
 
 /// Every accepted `model_type`, for messages.
