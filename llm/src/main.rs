@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use llm::cli;
 use llm::cli::choices::{DeviceChoice, OptimizerChoice, family_parser};
-use llm::cli::global::WeightDtype;
+use llm::cli::global::{KvDtype, WeightDtype};
 use llm::sample::Sampling;
 
 #[derive(Parser)]
@@ -27,6 +27,10 @@ struct Cli {
     /// (auto: bf16).
     #[arg(long, global = true, value_enum, default_value_t = WeightDtype::Auto)]
     dtype: WeightDtype,
+    /// The dtype the KV cache keeps keys and values in for `generate`, `chat` and `serve`: f32,
+    /// or f16 / bf16 for half the cache memory (and, on a GPU, half the bytes attention reads).
+    #[arg(long, global = true, value_enum, default_value_t = KvDtype::F32)]
+    kv_dtype: KvDtype,
     #[command(subcommand)]
     command: Command,
 }
@@ -210,15 +214,15 @@ fn run(cli: Cli) -> llm::Result<()> {
     cli::global::set_threads(cli.threads)?;
     cli::global::check_cpu_kernels_env()?;
     embedded::install()?;
-    let (command, dtype) = (cli.command, cli.dtype);
+    let (command, dtype, kv_dtype) = (cli.command, cli.dtype, cli.kv_dtype);
     if matches!(command, Command::Serve { .. }) {
         // The server's engine thread calls the kernels itself; its main thread only waits.
-        return dispatch(command, dtype);
+        return dispatch(command, dtype, kv_dtype);
     }
-    cli::global::on_cpu_pool(|| dispatch(command, dtype))
+    cli::global::on_cpu_pool(|| dispatch(command, dtype, kv_dtype))
 }
 
-fn dispatch(command: Command, dtype: WeightDtype) -> llm::Result<()> {
+fn dispatch(command: Command, dtype: WeightDtype, kv_dtype: KvDtype) -> llm::Result<()> {
     match command {
         Command::Logits { model, input, out, device } => {
             cli::logits::run(&model, &input, &out, device.map(DeviceChoice::as_str), dtype.load_dtype())
@@ -245,6 +249,7 @@ fn dispatch(command: Command, dtype: WeightDtype) -> llm::Result<()> {
             json,
             stats,
             weight_dtype: dtype.load_dtype(),
+            kv_dtype,
         }),
         Command::Train { model, data, steps, lr, beta1, beta2, eps, weight_decay, optimizer, device, save } => {
             dtype.f32_only("train")?;
@@ -285,6 +290,7 @@ fn dispatch(command: Command, dtype: WeightDtype) -> llm::Result<()> {
             cli::serve::run(cli::serve::ServeArgs {
                 model: &model.unwrap_or_else(llm::tiny::shipped_model_dir),
                 weight_dtype: dtype.load_dtype(),
+                kv_dtype,
                 host: &host,
                 port,
                 device: device.map(DeviceChoice::as_str),
@@ -299,6 +305,7 @@ fn dispatch(command: Command, dtype: WeightDtype) -> llm::Result<()> {
             cli::chat::run(cli::chat::ChatArgs {
                 model: &model.unwrap_or_else(llm::tiny::shipped_model_dir),
                 weight_dtype: dtype.load_dtype(),
+                kv_dtype,
                 device: device.map(DeviceChoice::as_str),
                 max_tokens,
                 sampling: Sampling { temperature, top_k: None, top_p, seed },

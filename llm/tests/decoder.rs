@@ -57,6 +57,7 @@ fn tiny_model(placement: usize, masks: &[MaskKind], tied: bool) -> tensor::Resul
         norm: RmsNorm::new(hidden, 1e-6, &mut init)?,
         lm_head: if tied { None } else { Some(Linear::new(hidden, vocab, false, &mut init)?) },
         final_logit_softcap: None,
+        kv_dtype: None,
     })
 }
 

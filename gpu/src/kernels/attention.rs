@@ -29,10 +29,61 @@ const SPLIT: &str = include_str!("attention_split.wgsl");
 const COMBINE: &str = include_str!("attention_combine.wgsl");
 const PARAMS: &str = include_str!("attention_params.wgsl");
 
+/// The element type of a kernel's keys and values: f32, or a KV cache kept in half precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kv {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Kv {
+    fn of(dtype: DType) -> Result<Kv> {
+        match dtype {
+            DType::F32 => Ok(Kv::F32),
+            DType::F16 => Ok(Kv::F16),
+            DType::BF16 => Ok(Kv::Bf16),
+            other => Err(Error::unsupported_dtype("attention", other)),
+        }
+    }
+
+    /// The name's suffix.
+    fn tag(self) -> &'static str {
+        match self {
+            Kv::F32 => "",
+            Kv::F16 => "/f16",
+            Kv::Bf16 => "/bf16",
+        }
+    }
+
+    /// The bindings of `k` (2) and `v` (3) and their loads, element `i` as f32.
+    fn loads(self) -> String {
+        let (ty, widen) = match self {
+            Kv::F32 => {
+                return "@group(0) @binding(2) var<storage, read> k: array<f32>;\n\
+                @group(0) @binding(3) var<storage, read> v: array<f32>;\n\
+                fn load_k(i: u32) -> f32 { return k[i]; }\n\
+                fn load_v(i: u32) -> f32 { return v[i]; }"
+                    .to_string();
+            }
+            Kv::F16 => ("u32", "f16_to_f32"),
+            Kv::Bf16 => ("u32", "bf16_to_f32"),
+        };
+        let load = |t: &str| {
+            format!("fn load_{t}(i: u32) -> f32 {{ return {widen}(({t}[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu); }}")
+        };
+        format!(
+            "@group(0) @binding(2) var<storage, read> k: array<{ty}>;\n@group(0) @binding(3) var<storage, read> v: array<{ty}>;\n{}\n{}",
+            load("k"),
+            load("v")
+        )
+    }
+}
+
 /// Where a kernel finds key row `j` of batch `bi`, KV head `kvh`: in strided views, or (paged)
 /// in block `table[j / page]` of the pools, at row `j % page`. The table is bound at `binding`,
 /// after the kernel's other buffers.
-fn row_starts(paged: bool, binding: u32) -> String {
+fn generated(kv: Kv, paged: bool, binding: u32) -> String {
     let rows = |t: &str| {
         if paged {
             format!(
@@ -49,18 +100,19 @@ fn row_starts(paged: bool, binding: u32) -> String {
     } else {
         String::new()
     };
-    format!("{PARAMS}\n{}\n{table}{}\n{}", super::unary::MATH, rows("k"), rows("v"))
+    format!("{PARAMS}\n{}\n{}\n{table}{}\n{}", super::unary::MATH, kv.loads(), rows("k"), rows("v"))
 }
 
 /// Prefill: q, k, v, sinks, out (and the block table, paged).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Attention {
+    kv: Kv,
     paged: bool,
 }
 
 impl KernelKey for Attention {
     fn name(&self) -> String {
-        if self.paged { "attention/paged" } else { "attention" }.into()
+        format!("attention{}{}", if self.paged { "/paged" } else { "" }, self.kv.tag())
     }
 
     fn buffers(&self) -> &'static [Access] {
@@ -69,19 +121,20 @@ impl KernelKey for Attention {
     }
 
     fn source(&self) -> String {
-        source(&row_starts(self.paged, 6), BODY)
+        source(&generated(self.kv, self.paged, 6), BODY)
     }
 }
 
 /// Decode, first pass: q, k, v, scratch (and the block table, paged).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Split {
+    kv: Kv,
     paged: bool,
 }
 
 impl KernelKey for Split {
     fn name(&self) -> String {
-        if self.paged { "attention/split/paged" } else { "attention/split" }.into()
+        format!("attention/split{}{}", if self.paged { "/paged" } else { "" }, self.kv.tag())
     }
 
     fn buffers(&self) -> &'static [Access] {
@@ -90,7 +143,7 @@ impl KernelKey for Split {
     }
 
     fn source(&self) -> String {
-        source(&row_starts(self.paged, 5), SPLIT)
+        source(&generated(self.kv, self.paged, 5), SPLIT)
     }
 }
 
@@ -225,10 +278,15 @@ fn launch(
     paging: Option<Paging>,
 ) -> Result<BufferRef> {
     const OP: &str = "attention";
-    for t in [&q, &k, &v].into_iter().chain(sinks.as_ref()) {
+    for t in [&q].into_iter().chain(sinks.as_ref()) {
         if t.dtype != DType::F32 {
             return Err(Error::unsupported_dtype(OP, t.dtype));
         }
+    }
+    // Keys and values: f32, or a KV cache kept in f16 or bf16.
+    let kv = Kv::of(k.dtype)?;
+    if v.dtype != k.dtype {
+        return Err(Error::dtype(OP, format!("keys in {} and values in {}", k.dtype, v.dtype)));
     }
     let qd = q.layout.dims();
     let (batch, hq, tq, d) = (qd[0], qd[1], qd[2], qd[3]);
@@ -283,10 +341,10 @@ fn launch(
     let (k_buffer, v_buffer) = (&b.buffer(OP, &k)?.buffer, &b.buffer(OP, &v)?.buffer);
     let table = paging.as_ref().map(|p| &p.table);
     if tq <= DECODE_MAX_TQ && hkv > 0 && hq % hkv == 0 && flash_decode_enabled() {
-        split_k(b, params, [&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer], table)?;
+        split_k(b, params, kv, [&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer], table)?;
         return Ok(Arc::new(out));
     }
-    let kernel = b.kernel(&Attention { paged: table.is_some() })?;
+    let kernel = b.kernel(&Attention { kv, paged: table.is_some() })?;
     let mut buffers = vec![&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer];
     buffers.extend(table);
     b.dispatch(OP, kernel, &params, &buffers, groups_2d(rows))?;
@@ -300,6 +358,7 @@ fn launch(
 fn split_k(
     b: &GpuBackend,
     base: Params,
+    kv: Kv,
     [q, k, v, sinks, out]: [&Arc<wgpu::Buffer>; 5],
     table: Option<&Arc<wgpu::Buffer>>,
 ) -> Result<()> {
@@ -329,7 +388,7 @@ fn split_k(
         },
         ..base
     };
-    let kernel = b.kernel(&Split { paged: table.is_some() })?;
+    let kernel = b.kernel(&Split { kv, paged: table.is_some() })?;
     let mut buffers = vec![q, k, v, &scratch.buffer];
     buffers.extend(table);
     b.dispatch(OP, kernel, &params, &buffers, groups_2d(batch * hkv * chunks * splits))?;

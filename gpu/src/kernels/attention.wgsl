@@ -10,8 +10,8 @@
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
+// k (binding 2) and v (binding 3), and their loads `load_k` / `load_v`, are generated: f32, or
+// the halves of a KV cache kept in f16 or bf16, widened as they are loaded.
 @group(0) @binding(4) var<storage, read> sinks: array<f32>; // [Hq] when has_sinks
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
@@ -83,7 +83,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             var dot = 0.0;
             let row_base = k_row_start(bi, kvh, j);
             for (var c = 0u; c < params.d; c = c + 1u) {
-                dot = dot + q_row[c] * k[row_base + c];
+                dot = dot + q_row[c] * load_k(row_base + c);
             }
             s = dot * params.scale;
             if (params.softcap > 0.0) {
@@ -111,7 +111,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             if (dim < params.dv) {
                 var a = acc[t] * correction;
                 for (var jj = 0u; jj < count; jj = jj + 1u) {
-                    a = a + probs[jj] * v[v_row_start(bi, kvh, j0 + jj) + dim];
+                    a = a + probs[jj] * load_v(v_row_start(bi, kvh, j0 + jj) + dim);
                 }
                 acc[t] = a;
             }

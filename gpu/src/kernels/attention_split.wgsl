@@ -17,8 +17,8 @@
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
+// k (binding 2) and v (binding 3), and their loads `load_k` / `load_v`, are generated: f32, or
+// the halves of a KV cache kept in f16 or bf16, widened as they are loaded.
 // Per (batch, KV head, split, row): (m, l) pairs, then the Dv weighted sums from acc_base.
 @group(0) @binding(4) var<storage, read_write> parts: array<f32>;
 
@@ -90,7 +90,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                 let col = e % TILE_DIMS;
                 var x = 0.0;
                 if (j0 + key < s_hi && c0 + col < params.d) {
-                    x = k[k_row_start(bi, kvh, j0 + key) + c0 + col];
+                    x = load_k(k_row_start(bi, kvh, j0 + key) + c0 + col);
                 }
                 tile[key * TILE_STRIDE + col] = x;
             }
@@ -163,7 +163,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                     acc[r * params.dv_t + t] = acc[r * params.dv_t + t] * correction[r];
                 }
                 for (var jj = 0u; jj < count; jj = jj + 1u) {
-                    let x = v[v_row_start(bi, kvh, j0 + jj) + dim];
+                    let x = load_v(v_row_start(bi, kvh, j0 + jj) + dim);
                     for (var r = 0u; r < nrows; r = r + 1u) {
                         acc[r * params.dv_t + t] = acc[r * params.dv_t + t] + probs[r * THREADS + jj] * x;
                     }

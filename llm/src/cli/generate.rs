@@ -29,6 +29,8 @@ pub struct GenerateArgs<'a> {
     pub stats: bool,
     /// `--dtype` (`None`: the weights as the checkpoint stores them).
     pub weight_dtype: Option<DType>,
+    /// `--kv-dtype`.
+    pub kv_dtype: super::global::KvDtype,
 }
 
 /// Parses `--prompt-ids 1,2,3`.
@@ -75,7 +77,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     };
     let (device, line) = crate::device::pick(args.device)?;
     eprintln!("{line}");
-    let loaded = load(args.model, &LoadOptions { device: device.clone(), weight_dtype: args.weight_dtype })?;
+    let mut loaded = load(args.model, &LoadOptions { device: device.clone(), weight_dtype: args.weight_dtype })?;
+    loaded.model.kv_dtype = args.kv_dtype.cache_dtype();
     let prompt = match (args.prompt, args.prompt_ids, &tokenizer) {
         (_, Some(ids), _) => parse_ids(ids)?,
         (Some(text), None, Some(tokenizer)) => {

@@ -51,6 +51,39 @@ impl WeightDtype {
     }
 }
 
+/// `--kv-dtype`: the dtype the KV cache keeps keys and values in while generating or serving.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum KvDtype {
+    /// As attention computes them.
+    #[default]
+    F32,
+    /// Half the memory and half the bytes attention reads per token, for 2^-11 relative
+    /// rounding of each key and value (the GPU widens them as it loads them; the CPU widens the
+    /// cache each step, so there it saves memory, not time).
+    F16,
+    /// As f16 with 2^-8 rounding and f32's range.
+    Bf16,
+}
+
+impl KvDtype {
+    /// What [`crate::models::CausalLm::kv_dtype`] takes.
+    pub fn cache_dtype(self) -> Option<DType> {
+        match self {
+            KvDtype::F32 => None,
+            KvDtype::F16 => Some(DType::F16),
+            KvDtype::Bf16 => Some(DType::BF16),
+        }
+    }
+
+    /// Bytes per cached element.
+    pub fn bytes(self) -> usize {
+        match self {
+            KvDtype::F32 => 4,
+            KvDtype::F16 | KvDtype::Bf16 => 2,
+        }
+    }
+}
+
 /// `--threads N`: the size of the thread pool the CPU kernels run on (rayon's global pool, which
 /// the gemm crate shares). Without it, every core. Must run before any kernel does.
 pub fn set_threads(threads: Option<usize>) -> Result<()> {

@@ -28,6 +28,8 @@ pub struct ServeArgs<'a> {
     pub device: Option<&'a str>,
     /// `--dtype` (`None`: the weights as the checkpoint stores them).
     pub weight_dtype: Option<DType>,
+    /// `--kv-dtype`: what the paged pool stores.
+    pub kv_dtype: super::global::KvDtype,
     pub max_batch: usize,
     pub ctx: Option<usize>,
     pub prefill_chunk: usize,
@@ -46,7 +48,12 @@ pub struct Loaded {
     pub device: tensor::Device,
 }
 
-pub fn load_for_chat(model: &Path, device: Option<&str>, weight_dtype: Option<DType>) -> Result<Loaded> {
+pub fn load_for_chat(
+    model: &Path,
+    device: Option<&str>,
+    weight_dtype: Option<DType>,
+    kv_dtype: super::global::KvDtype,
+) -> Result<Loaded> {
     let gguf = crate::gguf::is_gguf(model);
     if !gguf && !model.join("config.json").is_file() {
         return Err(Error::input(format!(
@@ -73,7 +80,8 @@ pub fn load_for_chat(model: &Path, device: Option<&str>, weight_dtype: Option<DT
     };
     let (device, line) = crate::device::pick(device)?;
     eprintln!("{line}");
-    let loaded = load(model, &LoadOptions { device: device.clone(), weight_dtype })?;
+    let mut loaded = load(model, &LoadOptions { device: device.clone(), weight_dtype })?;
+    loaded.model.kv_dtype = kv_dtype.cache_dtype();
     let template = match &file {
         Some(file) => ChatTemplate::from_gguf(file, &loaded.config, &tokenizer)?,
         None => ChatTemplate::load(model, &loaded.config, &tokenizer)?,
@@ -89,7 +97,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if args.prefill_chunk == 0 {
         return Err(Error::input("--prefill-chunk must be at least 1"));
     }
-    let Loaded { model, tokenizer, template, device } = load_for_chat(args.model, args.device, args.weight_dtype)?;
+    let Loaded { model, tokenizer, template, device } =
+        load_for_chat(args.model, args.device, args.weight_dtype, args.kv_dtype)?;
     let limit = model.config.max_position_embeddings;
     let ctx = match args.ctx {
         Some(n) if n < 2 || n > limit => {
@@ -101,9 +110,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let block_size = crate::serve::DEFAULT_BLOCK_SIZE;
     let blocks_for =
         |positions| crate::serve::engine::blocks_for(&model.model, positions, block_size, args.prefill_chunk);
-    // Activations, so cached keys and values, are f32 on every device.
     let block_bytes =
-        model.model.layers.iter().map(|l| l.self_attn.kv_bytes_per_token(4)).max().unwrap_or(1) * block_size;
+        model.model.layers.iter().map(|l| l.self_attn.kv_bytes_per_token(args.kv_dtype.bytes())).max().unwrap_or(1)
+            * block_size;
     let kv_blocks = match (args.kv_blocks, args.kv_memory_mib) {
         (Some(_), Some(_)) => return Err(Error::input("give --kv-blocks or --kv-memory, not both")),
         (Some(0), None) => return Err(Error::input("--kv-blocks must be at least 1")),

@@ -136,6 +136,9 @@ pub struct CausalLm {
     pub lm_head: Option<Linear>,
     /// Gemma 2's `final_logit_softcapping` (None for every model here, kept for completeness).
     pub final_logit_softcap: Option<f64>,
+    /// The dtype the caches of [`CausalLm::new_caches`] keep keys and values in (`--kv-dtype`;
+    /// `None`: the activations', f32). f16 or bf16 halve the cache and what attention reads.
+    pub kv_dtype: Option<tensor::DType>,
 }
 
 /// What a forward pass can hand back besides the logits.
@@ -235,7 +238,7 @@ impl CausalLm {
 
     /// One empty cache per layer, each keeping what its layer's mask can still see.
     pub fn new_caches(&self) -> Vec<KvCache> {
-        self.layers.iter().map(|l| KvCache::new(l.self_attn.mask())).collect()
+        self.layers.iter().map(|l| KvCache::new(l.self_attn.mask()).stored_as(self.kv_dtype)).collect()
     }
 
     /// The largest attention logit of the last forward pass over every head of every layer, when

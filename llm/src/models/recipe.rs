@@ -318,6 +318,7 @@ pub fn assemble(
             Some(Linear::new(config.hidden_size, config.vocab_size, false, init)?)
         },
         final_logit_softcap: config.final_logit_softcapping,
+        kv_dtype: None,
     })
 }
 

@@ -282,7 +282,11 @@ fn admit<'t>(
             break; // it waits for blocks; nobody overtakes it
         }
         let mut s = waiting.pop_front().expect("a waiting sequence");
-        s.caches = model.layers.iter().map(|l| KvCache::paged(l.self_attn.mask(), pool.clone())).collect();
+        s.caches = model
+            .layers
+            .iter()
+            .map(|l| KvCache::paged(l.self_attn.mask(), pool.clone()).stored_as(model.kv_dtype))
+            .collect();
         running.push(s);
     }
 }

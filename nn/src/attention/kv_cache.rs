@@ -13,13 +13,17 @@
 //! a fresh one; the buffer of a windowed layer keeps its size, so the pool hands the same memory
 //! back and forth.
 //!
+//! The rows are kept in the activations' dtype unless the cache is told otherwise
+//! ([`KvCache::stored_as`]): f16 or bf16 halve its memory and what attention reads per token
+//! (the GPU kernels widen each element as they load it; the CPU widens the rows per step).
+//!
 //! A server's cache is paged instead ([`KvCache::paged`], see [`super::paged`]): the rows live in
 //! blocks of a pool shared by every sequence, and attention reads them through the block table.
 
 use std::sync::Arc;
 
 use autograd::Var;
-use tensor::{AttentionSpec, Error, Result, Tensor};
+use tensor::{AttentionSpec, DType, Error, Result, Tensor};
 
 use super::masks::MaskKind;
 use super::paged::{BlockPool, BlockTable};
@@ -45,6 +49,8 @@ pub struct KvCache {
     spare: Vec<Tensor>,
     /// A paged cache's block table (then `buffers` stay empty and the rows live in the pool).
     table: Option<BlockTable>,
+    /// The dtype rows are stored in (`None`: as they come).
+    store: Option<DType>,
 }
 
 /// The rows a step attends to: views of the cache after appending, and the absolute position of
@@ -75,7 +81,23 @@ impl CachedRows {
 
 impl KvCache {
     pub fn new(kind: MaskKind) -> KvCache {
-        KvCache { kind, buffers: Vec::new(), head: 0, len: 0, start: 0, reserved: 0, spare: Vec::new(), table: None }
+        KvCache {
+            kind,
+            buffers: Vec::new(),
+            head: 0,
+            len: 0,
+            start: 0,
+            reserved: 0,
+            spare: Vec::new(),
+            table: None,
+            store: None,
+        }
+    }
+
+    /// The same cache keeping its rows in `dtype` (`None`: as they come). Set before the first
+    /// append; f16 and bf16 are for float rows under f32 queries.
+    pub fn stored_as(self, dtype: Option<DType>) -> KvCache {
+        KvCache { store: dtype, ..self }
     }
 
     /// An empty cache whose rows live in blocks of `pool`, returned to it when they fall out of
@@ -155,6 +177,15 @@ impl KvCache {
     /// returns every row the step's queries may need.
     pub fn append(&mut self, rows: &[&Tensor]) -> Result<CachedRows> {
         let n = rows.first().map(|r| r.dims()[2]).ok_or_else(|| Error::shape("kv_cache", "nothing to append"))?;
+        let stored: Vec<Tensor>;
+        let rows: Vec<&Tensor> = match self.store {
+            Some(dtype) if rows.iter().any(|r| r.dtype() != dtype) => {
+                stored = rows.iter().map(|r| r.to_dtype(dtype)).collect::<Result<_>>()?;
+                stored.iter().collect()
+            }
+            _ => rows.to_vec(),
+        };
+        let rows = rows.as_slice();
         if self.table.is_some() {
             return self.append_paged(rows, n);
         }

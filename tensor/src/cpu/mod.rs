@@ -202,6 +202,7 @@ impl Backend for CpuBackend {
     }
 
     fn attention(&self, q: Src, k: Src, v: Src, sinks: Option<Src>, spec: &AttentionSpec) -> Result<BufferRef> {
+        mixed_kv("attention", &q, &k)?;
         let (qs, ks, vs) = (read("attention", &q)?, read("attention", &k)?, read("attention", &v)?);
         let sinks = sinks.map(|s| read("attention", &s).map(|d| (d, s.layout))).transpose()?;
         let sinks = sinks.as_ref().map(|(d, l)| (&**d, *l));
@@ -219,10 +220,20 @@ impl Backend for CpuBackend {
         spec: &AttentionSpec,
     ) -> Result<BufferRef> {
         const OP: &str = "paged_attention";
+        mixed_kv(OP, &q, &k_pool)?;
         let (qs, ks, vs) = (read(OP, &q)?, read(OP, &k_pool)?, read(OP, &v_pool)?);
         let sinks = sinks.map(|s| read(OP, &s).map(|d| (d, s.layout))).transpose()?;
         let sinks = sinks.as_ref().map(|(d, l)| (&**d, *l));
         let (lk, lv) = (k_pool.layout, v_pool.layout);
         Ok(output(paged_attention::paged_attention(&qs, q.layout, &ks, lk, &vs, lv, sinks, blocks, len, spec)?))
     }
+}
+
+/// The CPU kernels take q, k and v of one dtype: a half-precision KV cache is widened by the
+/// tensor layer first (on this device that costs a copy per call; the GPU reads it as stored).
+fn mixed_kv(op: &str, q: &Src, k: &Src) -> Result<()> {
+    if q.dtype != k.dtype {
+        return Err(Error::unsupported(op, format!("{} keys under {} queries", k.dtype, q.dtype)));
+    }
+    Ok(())
 }

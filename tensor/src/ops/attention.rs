@@ -3,7 +3,7 @@
 //! definition, the test oracle and the fallback.
 
 use crate::backend::AttentionSpec;
-use crate::{Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor};
 
 impl Tensor {
     /// Scaled dot-product attention over q [B, Hq, Tq, D], k [B, Hkv, Tk, D], v [B, Hkv, Tk, Dv]
@@ -59,9 +59,21 @@ impl Tensor {
             let rows_contiguous = |t: Tensor| -> Result<Tensor> {
                 if t.layout().strides()[3] == 1 || t.dims()[3] <= 1 { Ok(t) } else { t.contiguous() }
             };
-            let (k, v) = (rows_contiguous(k.to_dtype(q.dtype())?)?, rows_contiguous(v.to_dtype(q.dtype())?)?);
             let q = q.contiguous()?;
             let sinks = sinks.map(|s| s.to_dtype(q.dtype())?.contiguous()).transpose()?;
+            // A half-precision KV cache under f32 queries: the backend reads k and v as stored
+            // where it can (the GPU kernels widen each element as they load it); where it
+            // cannot, they are widened below.
+            if half_kv(&q, k) {
+                let (k, v) = (rows_contiguous(k.clone())?, rows_contiguous(v.clone())?);
+                let sinks = sinks.as_ref().map(|s| s.src());
+                match q.device().backend().attention(q.src(), k.src(), v.src(), sinks, spec) {
+                    Ok(buffer) => return Ok(q.new_like(buffer, [b, hq, tq, dv], q.dtype())),
+                    Err(e) if e.is_unsupported() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let (k, v) = (rows_contiguous(k.to_dtype(q.dtype())?)?, rows_contiguous(v.to_dtype(q.dtype())?)?);
             Tensor::fused_or(
                 || {
                     let sinks = sinks.as_ref().map(|s| s.src());
@@ -124,8 +136,12 @@ impl Tensor {
         q.float_op(OP, |q| {
             // The pools are never copied: a view whose rows are not contiguous is refused.
             for pool in [k_pool, v_pool] {
-                if pool.dtype() != q.dtype() || (pool.layout().strides()[3] != 1 && pool.dims()[3] > 1) {
-                    return Err(bad("the pools must have q's compute dtype and contiguous rows".to_string()));
+                let dtype_ok = pool.dtype() == q.dtype() || half_kv(q, pool);
+                if !dtype_ok || (pool.layout().strides()[3] != 1 && pool.dims()[3] > 1) {
+                    return Err(bad(
+                        "the pools must have q's compute dtype (or be f16/bf16 under f32 queries) and contiguous rows"
+                            .to_string(),
+                    ));
                 }
             }
             let q = q.contiguous()?;
@@ -205,13 +221,22 @@ fn gather_blocks(pool: &Tensor, blocks: &[u32], len: usize) -> Result<Tensor> {
     rows.reshape([1, h, blocks.len() * size, d])?.narrow(2, 0, len)
 }
 
-/// Keys and values (or their pools) must sit on q's device with q's dtype: the first checks of
-/// the dense and the paged attention.
+/// Keys and values (or their pools) must sit on q's device with q's dtype, or, for f32 queries,
+/// share one half-precision dtype (a KV cache kept in f16 or bf16): the first checks of the dense
+/// and the paged attention.
 fn check_operands(op: &str, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<()> {
     q.check_same_device(op, k)?;
     q.check_same_device(op, v)?;
+    if half_kv(q, k) {
+        return k.check_same_dtype(op, v);
+    }
     q.check_same_dtype(op, k)?;
     q.check_same_dtype(op, v)
+}
+
+/// Whether `kv` is a half-precision cache under f32 queries.
+fn half_kv(q: &Tensor, kv: &Tensor) -> bool {
+    q.dtype() == DType::F32 && kv.dtype().is_half()
 }
 
 /// Sinks, when given, must sit on q's device and hold one logit per query head.
