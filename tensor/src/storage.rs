@@ -70,8 +70,18 @@ impl HostData {
             ));
         }
         fn read<T: Element>(bytes: &[u8]) -> Vec<T> {
-            // `pod_collect_to_vec` copes with unaligned input, which memory-mapped files give.
-            bytemuck::pod_collect_to_vec(bytes)
+            // Copied byte for byte into fresh capacity: memory-mapped files give unaligned input,
+            // and filling the vector with zeros first (as `bytemuck::pod_collect_to_vec` does)
+            // would write every page of a checkpoint twice.
+            let n = bytes.len() / std::mem::size_of::<T>();
+            let mut out = Vec::<T>::with_capacity(n);
+            // SAFETY: the capacity holds n elements, i.e. bytes.len() bytes, written in full
+            // before the length is set; every T here is plain old data, valid for any bits.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), bytes.len());
+                out.set_len(n);
+            }
+            out
         }
         Ok(match dtype {
             DType::F32 => HostData::F32(read(bytes)),

@@ -31,6 +31,12 @@ pub fn write_strided(dst: &mut HostData, layout: &Layout, values: &HostData) -> 
         ($d:expr, $s:expr) => {{
             if let Some(range) = layout.contiguous_range() {
                 $d[range].copy_from_slice($s);
+            } else if let Some(rows) = strided::Rows::of(layout) {
+                // Contiguous runs (rows appended to a KV cache through a transposed view).
+                for (r, run) in $s.chunks_exact(rows.len).enumerate() {
+                    let at = rows.start(r);
+                    $d[at..at + rows.len].copy_from_slice(run);
+                }
             } else {
                 for (i, &x) in StridedOffsets::new(layout, 0).zip($s.iter()) {
                     $d[i] = x;

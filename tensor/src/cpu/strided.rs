@@ -22,6 +22,22 @@ pub fn map<T: Copy + Sync, U: Copy + Send + Default>(src: &[T], layout: &Layout,
             s.iter().map(|&x| f(x)).collect()
         };
     }
+    if let Some(rows) = Rows::of(layout) {
+        // Runs of contiguous elements (a transposed pair of outer dims, a narrowed cache):
+        // one offset per row, and a plain loop over the run.
+        return filled(
+            n,
+            |first, chunk| {
+                for (r, row) in chunk.chunks_mut(rows.len).enumerate() {
+                    let s = rows.start(first / rows.len + r);
+                    for (o, &x) in row.iter_mut().zip(&src[s..s + rows.len]) {
+                        o.write(f(x));
+                    }
+                }
+            },
+            rows.len,
+        );
+    }
     let mut out = vec![U::default(); n];
     for_each_chunk(&mut out, |start, chunk| {
         for (o, i) in chunk.iter_mut().zip(StridedOffsets::new(layout, start)) {
@@ -29,6 +45,67 @@ pub fn map<T: Copy + Sync, U: Copy + Send + Default>(src: &[T], layout: &Layout,
         }
     });
     out
+}
+
+/// A view whose innermost (coalesced) dim is contiguous, seen as rows: the storage offset of
+/// each row's first element, so loops move runs rather than single elements.
+pub struct Rows {
+    /// Elements per row.
+    pub len: usize,
+    outer_dims: Vec<usize>,
+    outer_strides: Vec<usize>,
+    offset: usize,
+}
+
+impl Rows {
+    /// Rows of at least 4 contiguous elements, or `None` (a column, a broadcast dim innermost).
+    pub fn of(layout: &Layout) -> Option<Rows> {
+        let (dims, strides) = coalesce(&[layout]);
+        let r = dims.len();
+        if r == 0 || strides[0][r - 1] != 1 || dims[r - 1] < 4 {
+            return None;
+        }
+        Some(Rows {
+            len: dims[r - 1],
+            outer_dims: dims[..r - 1].to_vec(),
+            outer_strides: strides[0][..r - 1].to_vec(),
+            offset: layout.offset(),
+        })
+    }
+
+    /// The storage offset of row `row`'s first element.
+    pub fn start(&self, row: usize) -> usize {
+        let (mut rest, mut at) = (row, self.offset);
+        for d in (0..self.outer_dims.len()).rev() {
+            at += (rest % self.outer_dims[d]) * self.outer_strides[d];
+            rest /= self.outer_dims[d];
+        }
+        at
+    }
+}
+
+/// A vector of `n` elements every one of which `fill(start, chunk)` writes, over chunks of whole
+/// `row`-element rows (in parallel when large). The memory is not zeroed first: a large
+/// allocation from the heap would be cleared by `memset`, a pass as costly as the copy itself.
+fn filled<U: Copy + Send>(
+    n: usize,
+    fill: impl Fn(usize, &mut [std::mem::MaybeUninit<U>]) + Sync,
+    row: usize,
+) -> Vec<U> {
+    let mut out: Vec<std::mem::MaybeUninit<U>> = Vec::with_capacity(n);
+    // SAFETY: MaybeUninit needs no initialisation; the length is the capacity just reserved.
+    unsafe { out.set_len(n) };
+    let per_task = (TASK / row.max(1)).max(1) * row.max(1);
+    if n >= PARALLEL_MIN {
+        out.par_chunks_mut(per_task).enumerate().for_each(|(t, chunk)| fill(t * per_task, chunk));
+    } else {
+        fill(0, &mut out);
+    }
+    let mut out = std::mem::ManuallyDrop::new(out);
+    // SAFETY: `fill` wrote every element (each chunk is whole rows covering all n), and
+    // MaybeUninit<U> has U's layout, so the buffer is a valid Vec<U> of the same length and
+    // capacity.
+    unsafe { Vec::from_raw_parts(out.as_mut_ptr().cast::<U>(), out.len(), out.capacity()) }
 }
 
 /// A contiguous copy of a view.
@@ -146,5 +223,37 @@ pub fn rows_mut<T: Send>(x: &mut [T], d: usize, f: impl Fn(usize, &mut [T]) + Sy
         x.par_chunks_mut(d).enumerate().for_each(|(r, row)| f(r, row));
     } else {
         x.chunks_mut(d).enumerate().for_each(|(r, row)| f(r, row));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::StridedOffsets;
+
+    /// Views whose innermost dim is contiguous (transposes of outer dims, narrowed rows, offsets)
+    /// and views that are not, large enough to run in parallel: the row path gives exactly the
+    /// elements the element-by-element walk gives, and writing through it lands them back.
+    #[test]
+    fn rows_of_a_view_are_its_elements_in_order() {
+        let src: Vec<u32> = (0..200_000).collect();
+        let base = Layout::contiguous([5, 40, 8, 100]);
+        let views = [
+            base.permute(&[0, 2, 1, 3]).unwrap(),
+            base.permute(&[1, 0, 2, 3]).unwrap().narrow(3, 3, 90).unwrap(),
+            base.narrow(1, 7, 20).unwrap().permute(&[2, 0, 1, 3]).unwrap(),
+            base.permute(&[0, 1, 3, 2]).unwrap(),
+            Layout::contiguous([3, 7]).permute(&[1, 0]).unwrap(),
+        ];
+        for (i, view) in views.iter().enumerate() {
+            let want: Vec<u32> = StridedOffsets::new(view, 0).map(|o| src[o]).collect();
+            assert_eq!(map(&src, view, |x| x), want, "view {i}");
+            let mut dst = crate::HostData::U32(vec![0; src.len()]);
+            super::super::copy::write_strided(&mut dst, view, &crate::HostData::U32(want.clone())).unwrap();
+            let crate::HostData::U32(dst) = dst else { unreachable!() };
+            for o in StridedOffsets::new(view, 0) {
+                assert_eq!(dst[o], src[o], "view {i}: element at {o} written back");
+            }
+        }
     }
 }
