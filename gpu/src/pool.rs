@@ -22,6 +22,8 @@ pub struct Pool {
     pub reused: AtomicU64,
     pub created: AtomicU64,
     max_buffer_size: u64,
+    /// The storage binding limit: a tensor within it gets a buffer within it too.
+    max_binding_size: u64,
 }
 
 /// Sizes are rounded up so a tensor of a slightly different size can reuse a buffer: 256-byte
@@ -36,7 +38,7 @@ fn bucket(size: u64) -> u64 {
 }
 
 impl Pool {
-    pub fn new(device: wgpu::Device, max_buffer_size: u64) -> Pool {
+    pub fn new(device: wgpu::Device, max_buffer_size: u64, max_binding_size: u64) -> Pool {
         Pool {
             device,
             free: Mutex::new(HashMap::new()),
@@ -44,12 +46,25 @@ impl Pool {
             reused: AtomicU64::new(0),
             created: AtomicU64::new(0),
             max_buffer_size,
+            max_binding_size,
         }
+    }
+
+    /// The size of buffer to create for `bytes`: its bucket, unless rounding up would push a
+    /// tensor that one binding can hold over the binding limit (kernels bind buffers whole); such
+    /// a buffer gets its exact size and is not pooled.
+    fn size_for(&self, bytes: u64) -> u64 {
+        let size = bucket(bytes);
+        if size > self.max_binding_size && bytes <= self.max_binding_size {
+            let exact = bytes.max(4).div_ceil(16) * 16;
+            return if exact <= self.max_binding_size { exact } else { bytes.max(4).div_ceil(4) * 4 };
+        }
+        size
     }
 
     /// A storage buffer of at least `bytes` bytes (contents unspecified).
     pub fn allocate(self: &Arc<Pool>, bytes: u64, op: &str) -> Result<GpuBuffer> {
-        let size = bucket(bytes);
+        let size = self.size_for(bytes);
         if size > self.max_buffer_size {
             return Err(Error::backend(
                 op,
