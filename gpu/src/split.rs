@@ -16,6 +16,7 @@
 //! buffer over the limit with an error naming the op, so nothing reads past a binding.
 //! `LLM_GPU_MAX_BINDING_MIB` lowers the limit so the tests split tensors of a few MiB.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use tensor::{Error, Layout, Result, Src};
@@ -105,10 +106,10 @@ impl GpuBackend {
 /// the whole buffer and the layout as is, or, for a buffer over the binding limit, the window
 /// holding every element the view reads, with the layout's offset moved into it. A view
 /// spread wider than one binding is an error naming `op`.
-pub(crate) fn bind_view(b: &GpuBackend, op: &str, src: &Src) -> Result<(Binding, Layout)> {
+pub(crate) fn bind_view<'a>(b: &GpuBackend, op: &str, src: &Src<'a>) -> Result<(Binding, Cow<'a, Layout>)> {
     let buffer = &b.buffer(op, src)?.buffer;
     if !b.is_split(buffer) {
-        return Ok((Binding::whole(buffer), src.layout.clone()));
+        return Ok((Binding::whole(buffer), Cow::Borrowed(src.layout)));
     }
     let eb = src.dtype.size_in_bytes() as u64;
     let (first, end) = (src.layout.offset() as u64 * eb, src.layout.storage_extent().max(1) as u64 * eb);
@@ -126,5 +127,5 @@ pub(crate) fn bind_view(b: &GpuBackend, op: &str, src: &Src) -> Result<(Binding,
     let range = GpuBackend::window(buffer, start, end);
     let offset = ((first - start) / eb) as usize;
     let layout = Layout::new(src.layout.shape().clone(), src.layout.strides().to_vec(), offset);
-    Ok((Binding { buffer: buffer.clone(), range: Some(range) }, layout))
+    Ok((Binding { buffer: buffer.clone(), range: Some(range) }, Cow::Owned(layout)))
 }
