@@ -209,9 +209,10 @@ impl GpuBackend {
         self.error_flag.clone()
     }
 
-    /// Reads `bytes` bytes of `buffer` from byte `offset` (a multiple of 4) back, after everything recorded has run, together with
-    /// the error flag when a kernel since the last check may have set it: one wait for both,
-    /// so checking ids costs no extra drain. Reports an out-of-range id as the error of `op`.
+    /// Reads `bytes` bytes of `buffer` from byte `offset` (a multiple of 4) back, after
+    /// everything recorded has run, together with the error flag when a kernel since the last
+    /// check may have set it: one wait for both, so checking ids costs no extra drain. Reports
+    /// an out-of-range id as the error of `op`.
     fn read_back(&self, op: &str, buffer: &Arc<wgpu::Buffer>, offset: u64, bytes: u64) -> Result<Vec<u8>> {
         let size = bytes.div_ceil(4) * 4;
         let with_flag = self.error_flag_used.swap(false, Ordering::Relaxed);
