@@ -15,7 +15,7 @@ use crate::counters;
 use crate::kernels;
 use crate::pipelines::{Kernel, KernelKey, Pipelines};
 use crate::pool::{GpuBuffer, Pool};
-use crate::recorder::{Batch, Stats};
+use crate::recorder::{Batch, Binding, Stats};
 
 pub struct GpuBackend {
     pub(crate) ctx: Context,
@@ -49,8 +49,12 @@ impl std::fmt::Debug for GpuBackend {
 impl GpuBackend {
     pub fn new() -> Result<GpuBackend> {
         let ctx = Context::new()?;
-        let max_buffer = ctx.limits.max_buffer_size.min(ctx.limits.max_storage_buffer_binding_size);
-        let pool = Arc::new(Pool::new(ctx.device.clone(), max_buffer));
+        // Buffers may be larger than one binding: such tensors are bound a window at a time.
+        let pool = Arc::new(Pool::new(
+            ctx.device.clone(),
+            ctx.limits.max_buffer_size,
+            ctx.limits.max_storage_buffer_binding_size,
+        ));
         let error_flag = Arc::new(ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("error flag"),
             contents: &[0u8; 4],
@@ -116,16 +120,34 @@ impl GpuBackend {
         }
         self.ctx.errors.check_lost(op)?;
         let bytes = (Self::words(n, dtype).max(1) * 4) as u64;
-        let limit = self.ctx.limits.max_storage_buffer_binding_size;
-        if bytes > limit {
+        self.check_buffer_size(op, bytes, &format!("a tensor of {n} {dtype} elements"))?;
+        self.pool.allocate(bytes, op)
+    }
+
+    /// Refuses a tensor no buffer of this adapter can hold. One over the storage binding limit
+    /// but within `max_buffer_size` is allowed: the ops that take such tensors bind them a
+    /// window at a time (`split`), the others refuse them when they dispatch.
+    fn check_buffer_size(&self, op: &str, bytes: u64, what: &str) -> Result<()> {
+        let (largest, binding) = (self.ctx.limits.max_buffer_size, self.binding_limit());
+        if bytes > largest {
             return Err(Error::backend(
                 op,
                 format!(
-                    "a tensor of {n} {dtype} elements needs {bytes} bytes, more than this adapter's storage binding limit of {limit} bytes"
+                    "{what} needs {bytes} bytes, more than this adapter's largest buffer of {largest} bytes (over its storage binding limit of {binding} bytes a tensor is split across bindings, but it must still fit one buffer)"
                 ),
             ));
         }
-        self.pool.allocate(bytes, op)
+        Ok(())
+    }
+
+    /// The most bytes one storage binding may hold (`LLM_GPU_MAX_BINDING_MIB` may lower it).
+    pub fn binding_limit(&self) -> u64 {
+        self.ctx.limits.max_storage_buffer_binding_size
+    }
+
+    /// Whether `buffer` is too large to bind whole, so ops must bind it a window at a time.
+    pub(crate) fn is_split(&self, buffer: &wgpu::Buffer) -> bool {
+        buffer.size() > self.binding_limit()
     }
 
     /// The kernel `key` describes, compiled on first use.
@@ -133,7 +155,7 @@ impl GpuBackend {
         self.pipelines.get(&self.ctx, key)
     }
 
-    /// Records a dispatch; submits the batch when it is full.
+    /// Records a dispatch binding each buffer whole; submits the batch when it is full.
     pub(crate) fn dispatch<P: bytemuck::Pod>(
         &self,
         op: &str,
@@ -142,14 +164,34 @@ impl GpuBackend {
         buffers: &[&Arc<wgpu::Buffer>],
         groups: [u32; 3],
     ) -> Result<()> {
+        let bindings = buffers.iter().map(|b| Binding::whole(b)).collect();
+        self.dispatch_bound(op, kernel, params, bindings, groups)
+    }
+
+    /// Records a dispatch with its bindings, whole buffers or windows of them. A buffer over
+    /// the binding limit bound whole is refused here, before anything is recorded: every op
+    /// that has no split path (see `split`) ends here with a clear error rather than a wgpu
+    /// validation failure of the whole batch.
+    pub(crate) fn dispatch_bound<P: bytemuck::Pod>(
+        &self,
+        op: &str,
+        kernel: Arc<Kernel>,
+        params: &P,
+        bindings: Vec<Binding>,
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let limit = self.binding_limit();
+        if let Some(big) = bindings.iter().find(|b| b.size() > limit) {
+            return Err(Error::backend(
+                op,
+                format!(
+                    "a tensor of {} bytes is over this adapter's storage binding limit of {limit} bytes, and {op} cannot split it across bindings (on the GPU only upload and download, index_select along dim 0, matmul with it as the weight and copies of views inside one binding's range can)",
+                    big.size()
+                ),
+            ));
+        }
         let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
-        batch.dispatch(
-            kernel,
-            bytemuck::bytes_of(params),
-            buffers.iter().map(|b| (*b).clone()).collect(),
-            groups,
-            self.uniform_alignment,
-        );
+        batch.dispatch(kernel, bytemuck::bytes_of(params), bindings, groups, self.uniform_alignment);
         if batch.should_flush() {
             batch.submit(&self.ctx, &self.stats, op)?;
         }
@@ -167,10 +209,11 @@ impl GpuBackend {
         self.error_flag.clone()
     }
 
-    /// Reads `bytes` bytes of `buffer` back, after everything recorded has run, together with
-    /// the error flag when a kernel since the last check may have set it: one wait for both,
-    /// so checking ids costs no extra drain. Reports an out-of-range id as the error of `op`.
-    fn read_back(&self, op: &str, buffer: &Arc<wgpu::Buffer>, bytes: u64) -> Result<Vec<u8>> {
+    /// Reads `bytes` bytes of `buffer` from byte `offset` (a multiple of 4) back, after
+    /// everything recorded has run, together with the error flag when a kernel since the last
+    /// check may have set it: one wait for both, so checking ids costs no extra drain. Reports
+    /// an out-of-range id as the error of `op`.
+    fn read_back(&self, op: &str, buffer: &Arc<wgpu::Buffer>, offset: u64, bytes: u64) -> Result<Vec<u8>> {
         let size = bytes.div_ceil(4) * 4;
         let with_flag = self.error_flag_used.swap(false, Ordering::Relaxed);
         let total = (size + if with_flag { 4 } else { 0 }).max(4);
@@ -199,7 +242,7 @@ impl GpuBackend {
         {
             let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
             if size > 0 {
-                batch.copy(buffer.clone(), staging.clone(), size);
+                batch.copy_at(buffer.clone(), offset, staging.clone(), 0, size);
             }
             if with_flag {
                 batch.copy_at(self.error_flag.clone(), 0, staging.clone(), size, 4);
@@ -258,16 +301,7 @@ impl Backend for GpuBackend {
         self.ctx.errors.check_lost("to")?;
         let bytes = data.as_bytes();
         let size = (bytes.len().div_ceil(4).max(1) * 4) as u64;
-        let limit = self.ctx.limits.max_storage_buffer_binding_size;
-        if size > limit {
-            return Err(Error::backend(
-                "to",
-                format!(
-                    "a tensor of {} bytes exceeds this adapter's storage binding limit of {limit} bytes",
-                    bytes.len()
-                ),
-            ));
-        }
+        self.check_buffer_size("to", size, &format!("a tensor of {} bytes", bytes.len()))?;
         let buffer = self.pool.allocate(size, "to")?;
         counters::add(&counters::BYTES_UPLOADED, bytes.len() as u64);
         let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
@@ -302,22 +336,25 @@ impl Backend for GpuBackend {
         let n = src.layout.elem_count();
         // A contiguous copy is held until the readback has been recorded: dropped earlier, its
         // buffer would go back to the pool, and another thread's op could write into it first.
+        // A contiguous view starting on a word is read straight from its place, with no kernel
+        // (so any run of rows of a tensor split across bindings can be read back).
         let copied;
-        let buffer = if src.layout.is_contiguous() && src.layout.offset() == 0 {
-            self.buffer("download", &src)?.buffer.clone()
+        let start = (src.layout.offset() * src.dtype.size_in_bytes()) as u64;
+        let (buffer, offset) = if src.layout.is_contiguous() && start.is_multiple_of(4) {
+            (self.buffer("download", &src)?.buffer.clone(), start)
         } else {
             copied = kernels::copy::contiguous(self, "download", src)?;
-            copied.buffer.clone()
+            (copied.buffer.clone(), 0)
         };
         let bytes = (n * src.dtype.size_in_bytes()) as u64;
-        let data = self.read_back("download", &buffer, bytes)?;
+        let data = self.read_back("download", &buffer, offset, bytes)?;
         HostData::from_bytes(src.dtype, &data)
     }
 
     fn synchronize(&self) -> Result<()> {
         if self.error_flag_used.load(Ordering::Relaxed) {
             // The wait that reads the flag is the synchronisation.
-            return self.read_back("synchronize", &self.error_flag.clone(), 0).map(|_| ());
+            return self.read_back("synchronize", &self.error_flag.clone(), 0, 0).map(|_| ());
         }
         self.flush("synchronize")?;
         counters::add(&counters::READBACKS, 1);

@@ -48,6 +48,21 @@ fn backends_from_env() -> Result<wgpu::Backends> {
     }
 }
 
+/// `LLM_GPU_MAX_BINDING_MIB=<n>`: the adapter's storage binding limit lowered to `n` MiB (never
+/// raised), so the tests can split tensors of a few MiB across bindings as a real adapter splits
+/// an embedding of gigabytes (`split`). The device is opened with the lowered limit, so wgpu's
+/// own validation holds the kernels to it too.
+fn with_binding_limit_from_env(mut limits: wgpu::Limits) -> Result<wgpu::Limits> {
+    let Ok(value) = std::env::var("LLM_GPU_MAX_BINDING_MIB") else {
+        return Ok(limits);
+    };
+    let mib = value.trim().parse::<u64>().ok().filter(|&m| m > 0).ok_or_else(|| {
+        Error::device("gpu", format!("LLM_GPU_MAX_BINDING_MIB={value:?} is not a positive number of MiB"))
+    })?;
+    limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(mib << 20);
+    Ok(limits)
+}
+
 /// Whether an adapter is a real GPU rather than a CPU implementation (lavapipe, WARP).
 fn rank(info: &wgpu::AdapterInfo) -> u8 {
     match info.device_type {
@@ -89,7 +104,7 @@ impl Context {
         let chosen = requirements::choose(&candidates).map_err(|e| Error::device("gpu", e))?;
         let adapter = adapters.swap_remove(chosen);
         let info = adapter.get_info();
-        let limits = adapter.limits();
+        let limits = with_binding_limit_from_env(adapter.limits())?;
         let (required_features, optional) = features::to_request(adapter.features())?;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("llmforge"),

@@ -28,6 +28,7 @@ pub mod pool;
 pub mod profile;
 pub mod recorder;
 pub mod requirements;
+mod split;
 
 use std::sync::{Arc, OnceLock};
 

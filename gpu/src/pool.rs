@@ -22,6 +22,8 @@ pub struct Pool {
     pub reused: AtomicU64,
     pub created: AtomicU64,
     max_buffer_size: u64,
+    /// The storage binding limit: a tensor within it gets a buffer within it too.
+    max_binding_size: u64,
 }
 
 /// Sizes are rounded up so a tensor of a slightly different size can reuse a buffer: 256-byte
@@ -35,8 +37,23 @@ fn bucket(size: u64) -> u64 {
     size.div_ceil(step) * step
 }
 
+/// The size of buffer for a tensor of `bytes` bytes: its bucket, unless rounding up would push
+/// it past a limit it is within (`limits`, smallest first: the storage binding limit, where
+/// kernels bind buffers whole, then the largest buffer); then its exact size, in whole 16-byte
+/// vectors where that fits, and such a buffer is not pooled.
+fn buffer_size(bytes: u64, limits: [u64; 2]) -> u64 {
+    let size = bucket(bytes);
+    for limit in limits {
+        if bytes <= limit && size > limit {
+            let exact = bytes.max(4).div_ceil(16) * 16;
+            return if exact <= limit { exact } else { bytes.max(4).div_ceil(4) * 4 };
+        }
+    }
+    size
+}
+
 impl Pool {
-    pub fn new(device: wgpu::Device, max_buffer_size: u64) -> Pool {
+    pub fn new(device: wgpu::Device, max_buffer_size: u64, max_binding_size: u64) -> Pool {
         Pool {
             device,
             free: Mutex::new(HashMap::new()),
@@ -44,12 +61,18 @@ impl Pool {
             reused: AtomicU64::new(0),
             created: AtomicU64::new(0),
             max_buffer_size,
+            max_binding_size,
         }
+    }
+
+    /// The size of buffer to create for `bytes`.
+    fn size_for(&self, bytes: u64) -> u64 {
+        buffer_size(bytes, [self.max_binding_size, self.max_buffer_size])
     }
 
     /// A storage buffer of at least `bytes` bytes (contents unspecified).
     pub fn allocate(self: &Arc<Pool>, bytes: u64, op: &str) -> Result<GpuBuffer> {
-        let size = bucket(bytes);
+        let size = self.size_for(bytes);
         if size > self.max_buffer_size {
             return Err(Error::backend(
                 op,
@@ -122,5 +145,28 @@ impl tensor::Buffer for GpuBuffer {
     }
     fn size_in_bytes(&self) -> usize {
         self.bytes as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_round_up_to_a_bucket_only_within_the_limits() {
+        const MIB: u64 = 1 << 20;
+        // A binding limit that is no bucket boundary (a synthetic one, or 4 GiB - 1).
+        let limits = [100 * MIB, (2 << 30) - 1];
+        assert_eq!(buffer_size(90 * MIB + 1, limits), 96 * MIB);
+        // Under the binding limit, but its bucket (104 MiB) is not.
+        assert_eq!(buffer_size(99 * MIB, limits), 99 * MIB);
+        assert_eq!(buffer_size(99 * MIB + 1, limits), 99 * MIB + 16);
+        assert_eq!(buffer_size(100 * MIB - 2, limits), 100 * MIB);
+        // Over the binding limit (split across bindings): its bucket if a buffer can be that big.
+        assert_eq!(buffer_size(200 * MIB, limits), bucket(200 * MIB));
+        // lavapipe's largest buffer is 2 GiB - 1: a 2.1 GB table (bucket 2 GiB) fits exactly.
+        assert_eq!(buffer_size(2_100_000_000, limits), 2_100_000_000);
+        // Past every limit the bucket is returned, for the caller to refuse.
+        assert!(buffer_size(3 << 30, limits) > limits[1]);
     }
 }

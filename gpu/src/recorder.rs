@@ -29,11 +29,41 @@ const MAX_BATCH: usize = 2048;
 /// Submit once this many bytes of uploads are waiting in the staging arena.
 const MAX_STAGED: usize = 8 << 20;
 
+/// A storage buffer as one dispatch binds it: whole, or the byte range `(offset, size)` of it,
+/// a window of a tensor larger than one binding may hold (see `split`).
+#[derive(Clone, Debug)]
+pub struct Binding {
+    pub buffer: Arc<wgpu::Buffer>,
+    pub range: Option<(u64, u64)>,
+}
+
+impl Binding {
+    pub fn whole(buffer: &Arc<wgpu::Buffer>) -> Binding {
+        Binding { buffer: buffer.clone(), range: None }
+    }
+
+    /// The bytes the kernel sees.
+    pub fn size(&self) -> u64 {
+        self.range.map_or(self.buffer.size(), |(_, size)| size)
+    }
+
+    fn resource(&self) -> wgpu::BindingResource<'_> {
+        match self.range {
+            None => self.buffer.as_entire_binding(),
+            Some((offset, size)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.buffer,
+                offset,
+                size: wgpu::BufferSize::new(size),
+            }),
+        }
+    }
+}
+
 enum Command {
     Dispatch {
         kernel: Arc<Kernel>,
         params: (u64, u64),
-        buffers: Vec<Arc<wgpu::Buffer>>,
+        buffers: Vec<Binding>,
         groups: [u32; 3],
     },
     Copy {
@@ -206,7 +236,7 @@ impl Batch {
         &mut self,
         kernel: Arc<Kernel>,
         params: &[u8],
-        buffers: Vec<Arc<wgpu::Buffer>>,
+        buffers: Vec<Binding>,
         groups: [u32; 3],
         alignment: u64,
     ) {
@@ -302,10 +332,8 @@ impl Batch {
                                 }),
                             }];
                             for (b, buffer) in buffers.iter().enumerate() {
-                                entries.push(wgpu::BindGroupEntry {
-                                    binding: b as u32 + 1,
-                                    resource: buffer.as_entire_binding(),
-                                });
+                                entries
+                                    .push(wgpu::BindGroupEntry { binding: b as u32 + 1, resource: buffer.resource() });
                             }
                             let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                                 label: None,

@@ -11,6 +11,8 @@ use super::{LayoutUniform, grid_1d, source};
 use crate::backend::GpuBackend;
 use crate::pipelines::{Access, KernelKey};
 use crate::pool::GpuBuffer;
+use crate::recorder::Binding;
+use crate::split::bind_view;
 
 const COPY: &str = include_str!("copy.wgsl");
 const COPY16: &str = include_str!("copy16.wgsl");
@@ -99,12 +101,15 @@ struct CastParams {
 }
 
 /// Copies the elements of `src` (in row-major order) to the elements `dst_layout` selects of
-/// `dst`. Same dtype, same element count.
+/// `dst`. Same dtype, same element count. A source over the binding limit is read through the
+/// window its view lies in (`split::bind_view`), so rows of a split table can be copied out.
 pub fn copy_view(b: &GpuBackend, op: &str, src: Src, dst: &GpuBuffer, dst_layout: &Layout) -> Result<()> {
     let n = src.layout.elem_count();
     if n == 0 {
         return Ok(());
     }
+    let (src_binding, src_layout) = bind_view(b, op, &src)?;
+    let src = Src { layout: &src_layout, ..src };
     let (kernel, layouts) = match src.dtype.size_in_bytes() {
         4 | 8 => {
             let kernel =
@@ -124,7 +129,7 @@ pub fn copy_view(b: &GpuBackend, op: &str, src: Src, dst: &GpuBuffer, dst_layout
         }
     };
     let params = CopyParams { n: n as u32, pad: [0; 3], src: layouts[0], dst: layouts[1] };
-    b.dispatch(op, kernel, &params, &[&b.buffer(op, &src)?.buffer, &dst.buffer], grid_1d(n))
+    b.dispatch_bound(op, kernel, &params, vec![src_binding, Binding::whole(&dst.buffer)], grid_1d(n))
 }
 
 /// A contiguous copy of a view.
@@ -211,14 +216,11 @@ pub fn cast(b: &GpuBackend, src: Src, to: DType) -> Result<BufferRef> {
     let threads = if to.size_in_bytes() == 2 { n.div_ceil(2) } else { n };
     if n > 0 {
         let kernel = b.kernel(&Cast { from: src.dtype, to })?;
-        let params = CastParams { n: n as u32, pad: [0; 3], src: LayoutUniform::of(OP, src.layout)? };
-        b.dispatch(
-            OP,
-            kernel,
-            &params,
-            &[&b.buffer(OP, &src)?.buffer, &out.buffer, &b.error_flag()],
-            grid_1d(threads),
-        )?;
+        // A view inside one window of a split table (rows of an embedding) is cast in place.
+        let (src_binding, src_layout) = bind_view(b, OP, &src)?;
+        let params = CastParams { n: n as u32, pad: [0; 3], src: LayoutUniform::of(OP, &src_layout)? };
+        let bindings = vec![src_binding, Binding::whole(&out.buffer), Binding::whole(&b.error_flag())];
+        b.dispatch_bound(OP, kernel, &params, bindings, grid_1d(threads))?;
     }
     Ok(Arc::new(out))
 }

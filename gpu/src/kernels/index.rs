@@ -11,6 +11,8 @@ use super::{LayoutUniform, grid_1d, source};
 use crate::backend::GpuBackend;
 use crate::pipelines::{Access, KernelKey};
 use crate::pool::GpuBuffer;
+use crate::recorder::Binding;
+use crate::split::Rows;
 
 const BODY: &str = include_str!("index.wgsl");
 const SELECT16: &str = include_str!("index_select16.wgsl");
@@ -56,6 +58,12 @@ struct Params {
     index: LayoutUniform,
     data: LayoutUniform,
     axis: u32,
+    /// index_select: the rows `base .. base + rows` are bound, row `base` at element `offset`,
+    /// rows `stride` elements apart (all rows, from 0, unless the table is split, see `split`).
+    base: u32,
+    rows: u32,
+    offset: u32,
+    stride: u32,
     pad: [u32; 3],
 }
 
@@ -71,6 +79,10 @@ impl Params {
             index: Default::default(),
             data: Default::default(),
             axis: 0,
+            base: 0,
+            rows: a as u32,
+            offset: 0,
+            stride: inner as u32,
             pad: [0; 3],
         }
     }
@@ -86,6 +98,10 @@ impl Params {
             index: LayoutUniform::of(op, &Layout::contiguous(index.clone()))?,
             data: LayoutUniform::of(op, &Layout::contiguous(data.clone()))?,
             axis: axis as u32,
+            base: 0,
+            rows: 0,
+            offset: 0,
+            stride: 0,
             pad: [0; 3],
         })
     }
@@ -153,6 +169,9 @@ fn split(dims: &[usize], axis: usize) -> (usize, usize, usize) {
 /// half-precision embedding table is gathered as it is stored; the caller widens the rows).
 pub fn index_select(b: &GpuBackend, src: Src, axis: usize, ids: Src) -> Result<BufferRef> {
     const OP: &str = "index_select";
+    if b.is_split(&b.buffer(OP, &src)?.buffer) {
+        return select_split(b, src, axis, ids);
+    }
     let half = matches!(src.dtype, DType::BF16 | DType::F16);
     let (data, _keep) = if half { contiguous_any(b, OP, src)? } else { contiguous_f32(b, OP, src)? };
     let (id_buffer, _keep_ids) = ids_u32(b, OP, ids)?;
@@ -179,6 +198,76 @@ pub fn index_select(b: &GpuBackend, src: Src, axis: usize, ids: Src) -> Result<B
             &[&data, &id_buffer, &out.buffer, &b.error_flag()],
             grid_1d(total),
         )?;
+    }
+    Ok(Arc::new(out))
+}
+
+/// Whether the dims after the first are laid out contiguously (dims of extent 1 aside), so
+/// that each index along dim 0 is one run of elements.
+fn rows_contiguous(layout: &Layout) -> bool {
+    let mut expected = 1;
+    for (&d, &s) in layout.dims().iter().zip(layout.strides()).skip(1).rev() {
+        if d != 1 && s != expected {
+            return false;
+        }
+        expected *= d;
+    }
+    true
+}
+
+/// index_select along dim 0 of a table over the binding limit (an embedding lookup): one
+/// dispatch per window of whole rows (`split`), each writing the output rows whose ids fall in
+/// its window; every id falls in exactly one, so each output element is written once. The
+/// kernels are those of the ordinary path, told which rows are bound.
+fn select_split(b: &GpuBackend, src: Src, axis: usize, ids: Src) -> Result<BufferRef> {
+    const OP: &str = "index_select";
+    let half = matches!(src.dtype, DType::BF16 | DType::F16);
+    if !half && src.dtype != DType::F32 {
+        return Err(Error::unsupported_dtype(OP, src.dtype));
+    }
+    let (dims, strides) = (src.layout.dims(), src.layout.strides());
+    let inner: usize = dims[1..].iter().product();
+    if axis != 0 || !rows_contiguous(src.layout) || (half && inner % 2 == 1) {
+        return Err(Error::backend(
+            OP,
+            format!(
+                "a table over this adapter's storage binding limit of {} bytes is gathered only along dim 0, with contiguous rows (of an even length in half precision); got axis {axis} of a {src_layout:?}",
+                b.binding_limit(),
+                src_layout = src.layout
+            ),
+        ));
+    }
+    let (id_buffer, _keep_ids) = ids_u32(b, OP, ids)?;
+    let n_ids = ids.layout.elem_count();
+    let total = n_ids * inner;
+    let out = b.alloc(OP, total, src.dtype)?;
+    if total == 0 {
+        return Ok(Arc::new(out));
+    }
+    let rows = Rows {
+        offset: src.layout.offset(),
+        count: dims[0],
+        stride: strides[0],
+        span: inner,
+        elem_bytes: src.dtype.size_in_bytes(),
+    };
+    let (kernel, threads) =
+        if half { (b.kernel(&Select16)?, total.div_ceil(2)) } else { (b.kernel(&Mode::Select)?, total) };
+    for window in b.row_windows(OP, &src, rows)? {
+        let params = Params {
+            base: super::to_u32(OP, window.rows.start)?,
+            rows: super::to_u32(OP, window.rows.len())?,
+            offset: super::to_u32(OP, window.offset)?,
+            stride: super::to_u32(OP, strides[0])?,
+            ..Params::slices(1, dims[0], inner, n_ids)
+        };
+        let bindings = vec![
+            window.binding,
+            Binding::whole(&id_buffer),
+            Binding::whole(&out.buffer),
+            Binding::whole(&b.error_flag()),
+        ];
+        b.dispatch_bound(OP, kernel.clone(), &params, bindings, grid_1d(threads))?;
     }
     Ok(Arc::new(out))
 }

@@ -12,6 +12,14 @@ struct Params {
     index: Layout,
     data: Layout,
     axis: u32,
+    // index_select: the rows base .. base + rows of the source are bound, row `base` starting
+    // at element `offset` and each `stride` elements after the previous one. Ids of other rows
+    // are left to the dispatches of other windows (a table over the binding limit is gathered
+    // one window at a time); ids past `a` are out of range.
+    base: u32,
+    rows: u32,
+    offset: u32,
+    stride: u32,
     pad0: u32,
     pad1: u32,
     pad2: u32,
@@ -38,7 +46,10 @@ fn select_one(t: u32) {
         dst[t] = 0.0;
         return;
     }
-    dst[t] = src[(o * params.a + id) * params.inner + j];
+    if (id < params.base || id - params.base >= params.rows) {
+        return;
+    }
+    dst[t] = src[params.offset + (o * params.rows + id - params.base) * params.stride + j];
 }
 
 // index_add: dst (already a copy of the destination) gets src[o, i, j] added at [o, ids[i], j].

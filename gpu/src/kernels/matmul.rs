@@ -7,11 +7,13 @@
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
-use tensor::{BufferRef, DType, Error, Result, Src};
+use tensor::{BufferRef, DType, Error, Layout, Result, Shape, Src};
 
 use super::{grid_1d, groups_2d, source};
 use crate::backend::GpuBackend;
 use crate::pipelines::{Access, KernelKey};
+use crate::recorder::Binding;
+use crate::split::Rows;
 
 const TILED: &str = include_str!("matmul.wgsl");
 const MATVEC: &str = include_str!("matvec.wgsl");
@@ -287,7 +289,7 @@ fn load_b8(i: u32) -> Chunk {{ return Chunk(vec4<f32>(load_b(i), load_b(i + 1u),
 /// loads where both operands' rows start 16-byte aligned, subgroup sums where the device has
 /// subgroups of at least 4 threads (unless switched off, `features::force_subgroups`), and f16
 /// weights read as f16 where it has SHADER_F16 (unless `features::force_shader_f16`).
-fn matvec(b: &GpuBackend, weight: Weight, params: &MatvecParams, buffers: &[&Arc<wgpu::Buffer>]) -> Result<()> {
+fn matvec(b: &GpuBackend, weight: Weight, params: &MatvecParams, buffers: Vec<Binding>) -> Result<()> {
     const OP: &str = "matmul";
     let k_contiguous = params.b[2] == 1 && !(params.b[3] == 1 && params.n > 1 && params.k == 1);
     // Elements per 16 bytes of the weights; a row starts on such a boundary when its offset does.
@@ -316,7 +318,16 @@ fn matvec(b: &GpuBackend, weight: Weight, params: &MatvecParams, buffers: &[&Arc
     let n = params.n as usize;
     let mut groups = if k_contiguous { groups_2d(n.div_ceil(4)) } else { groups_2d(n.div_ceil(128)) };
     groups[2] = params.batch;
-    b.dispatch(OP, kernel, params, buffers, groups)
+    b.dispatch_bound(OP, kernel, params, buffers, groups)
+}
+
+/// The weight operand of one product: its view's offset and [batch, K, N] strides, its N
+/// columns, and how it is bound (whole, or one window of a weight over the binding limit).
+struct WeightView {
+    offset: usize,
+    strides: [usize; 3],
+    n: usize,
+    binding: Binding,
 }
 
 pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
@@ -325,19 +336,77 @@ pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
         return Err(Error::dtype(OP, format!("activations must be f32 on the GPU, got {}", lhs.dtype)));
     }
     let weight = Weight::of(rhs.dtype)?;
-    let (ld, ls) = (lhs.layout.dims(), lhs.layout.strides());
-    let (rd, rs) = (rhs.layout.dims(), rhs.layout.strides());
-    let (batch, m, k, n) = (ld[0], ld[1], ld[2], rd[2]);
+    let (ld, rd) = (lhs.layout.dims(), rhs.layout.dims());
+    let (batch, m, n) = (ld[0], ld[1], rd[2]);
     if batch > 65_535 {
         return Err(Error::backend(OP, format!("a batch of {batch} matrices exceeds the GPU grid (65535)")));
+    }
+    if b.is_split(&b.buffer(OP, &rhs)?.buffer) {
+        return split_weight(b, weight, lhs, rhs);
     }
     let out = b.alloc(OP, batch * m * n, DType::F32)?;
     if batch * m * n == 0 {
         return Ok(Arc::new(out));
     }
-    let a_buffer = b.buffer(OP, &lhs)?.buffer.clone();
-    let b_buffer = b.buffer(OP, &rhs)?.buffer.clone();
-    let bv = u32s(OP, &[rhs.layout.offset(), rs[0], rs[1], rs[2]])?;
+    let rs = rhs.layout.strides();
+    let w = WeightView {
+        offset: rhs.layout.offset(),
+        strides: [rs[0], rs[1], rs[2]],
+        n,
+        binding: Binding::whole(&b.buffer(OP, &rhs)?.buffer),
+    };
+    product(b, weight, &lhs, w, Binding::whole(&out.buffer))?;
+    Ok(Arc::new(out))
+}
+
+/// `x @ W^T` with W over the binding limit (an untied LM head): W's rows, the output's
+/// columns, are cut into windows (`split`); each window's product goes into an output of its
+/// own, then into its columns of the result. Only the weight may be split, and only along its
+/// rows (N, each row's K elements within one window); the activations and the result must fit
+/// one binding each.
+fn split_weight(b: &GpuBackend, weight: Weight, lhs: Src, rhs: Src) -> Result<BufferRef> {
+    const OP: &str = "matmul";
+    let (batch, m, k, n) = (lhs.layout.dims()[0], lhs.layout.dims()[1], lhs.layout.dims()[2], rhs.layout.dims()[2]);
+    let rs = rhs.layout.strides();
+    let span = if k == 0 { 0 } else { (k - 1) * rs[1] + 1 };
+    if (batch > 1 && rs[0] != 0) || (n > 1 && rs[2] < span) {
+        return Err(Error::backend(
+            OP,
+            format!(
+                "a weight over this adapter's storage binding limit of {} bytes is multiplied only as one [N, K] matrix split by rows (x @ W^T); got a {:?}",
+                b.binding_limit(),
+                rhs.layout
+            ),
+        ));
+    }
+    let out = b.alloc(OP, batch * m * n, DType::F32)?;
+    if batch * m * n == 0 {
+        return Ok(Arc::new(out));
+    }
+    let rows =
+        Rows { offset: rhs.layout.offset(), count: n, stride: rs[2], span, elem_bytes: rhs.dtype.size_in_bytes() };
+    let whole = Layout::contiguous(Shape::new(vec![batch, m, n]));
+    for window in b.row_windows(OP, &rhs, rows)? {
+        let cols = window.rows.len();
+        let part = b.alloc(OP, batch * m * cols, DType::F32)?;
+        let w = WeightView { offset: window.offset, strides: [0, rs[1], rs[2]], n: cols, binding: window.binding };
+        product(b, weight, &lhs, w, Binding::whole(&part.buffer))?;
+        let part_layout = Layout::contiguous(Shape::new(vec![batch, m, cols]));
+        let part_src = Src { buffer: &part, layout: &part_layout, dtype: DType::F32 };
+        super::copy::copy_view(b, OP, part_src, &out, &whole.narrow(2, window.rows.start, cols)?)?;
+    }
+    Ok(Arc::new(out))
+}
+
+/// Records `lhs` [batch, M, K] times the weight `w` [batch, K, N] into `out` [batch, M, N]:
+/// the matrix-vector kernel when M = 1, the tiled one otherwise.
+fn product(b: &GpuBackend, weight: Weight, lhs: &Src, w: WeightView, out: Binding) -> Result<()> {
+    const OP: &str = "matmul";
+    let (ld, ls) = (lhs.layout.dims(), lhs.layout.strides());
+    let (batch, m, k, n) = (ld[0], ld[1], ld[2], w.n);
+    let rs = w.strides;
+    let a_binding = Binding::whole(&b.buffer(OP, lhs)?.buffer);
+    let bv = u32s(OP, &[w.offset, rs[0], rs[1], rs[2]])?;
     if m == 1 {
         let av = u32s(OP, &[lhs.layout.offset(), ls[0], ls[2]])?;
         let params = MatvecParams {
@@ -351,21 +420,21 @@ pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
             pad1: 0,
             b: [bv[0], bv[1], bv[2], bv[3]],
         };
-        matvec(b, weight, &params, &[&a_buffer, &b_buffer, &out.buffer])?;
+        matvec(b, weight, &params, vec![a_binding, w.binding, out])
     } else {
         let (a_k, b_n) = (ls[2] == 1, rs[2] == 1);
         // Quads along the contiguous dim start on a multiple of 4 elements when every other
         // stride and the offset are multiples of 4 (and the contiguous dim's stride is 1).
-        // Bound whole as arrays of vectors, a buffer's size must be a multiple of one (the
-        // pool's always are).
-        let aligned = |offset: usize, s: &[usize], contiguous: usize, buffer: &wgpu::Buffer| {
+        // Bound as arrays of vectors, a binding's size must be a multiple of one (the pool's
+        // buffers and `split`'s windows always are).
+        let aligned = |offset: usize, s: &[usize], contiguous: usize, binding: &Binding| {
             s[contiguous] == 1
                 && offset.is_multiple_of(4)
                 && s.iter().enumerate().all(|(d, &x)| d == contiguous || x.is_multiple_of(4))
-                && buffer.size().is_multiple_of(16)
+                && binding.size().is_multiple_of(16)
         };
-        let a_vec = aligned(lhs.layout.offset(), ls, if a_k { 2 } else { 1 }, &a_buffer);
-        let b_vec = aligned(rhs.layout.offset(), rs, if b_n { 2 } else { 1 }, &b_buffer);
+        let a_vec = aligned(lhs.layout.offset(), ls, if a_k { 2 } else { 1 }, &a_binding);
+        let b_vec = aligned(w.offset, &rs, if b_n { 2 } else { 1 }, &w.binding);
         let kernel = b.kernel(&Tiled { weight, a_k_contiguous: a_k, b_n_contiguous: b_n, a_vec, b_vec })?;
         let av = u32s(OP, &[lhs.layout.offset(), ls[0], ls[1], ls[2]])?;
         let params = TiledParams {
@@ -380,9 +449,8 @@ pub fn matmul(b: &GpuBackend, lhs: Src, rhs: Src) -> Result<BufferRef> {
         if n.div_ceil(TILE_N) > 65_535 || m.div_ceil(TILE_M) > 65_535 {
             return Err(Error::backend(OP, format!("a {m}x{n} output exceeds the GPU grid")));
         }
-        b.dispatch(OP, kernel, &params, &[&a_buffer, &b_buffer, &out.buffer], groups)?;
+        b.dispatch_bound(OP, kernel, &params, vec![a_binding, w.binding, out], groups)
     }
-    Ok(Arc::new(out))
 }
 
 pub fn expert_matmul(b: &GpuBackend, x: Src, weights: Src, ids: Src) -> Result<BufferRef> {

@@ -1,0 +1,131 @@
+//! Tensors larger than one storage binding. An adapter limits how many bytes one binding of a
+//! kernel may see (`max_storage_buffer_binding_size`: 128 MiB on lavapipe and some drivers),
+//! while its buffers may be larger (`max_buffer_size`). The f32 embedding table or LM head of an
+//! 8B model (2.1 GB) is such a tensor. It is kept in one buffer, and the few ops that meet it
+//! bind a *window* of it at a time: a byte range starting on the adapter's storage offset
+//! alignment and no longer than the limit, holding whole rows of the view.
+//!
+//! - `index_select` along dim 0 (the embedding lookup) runs once per window of rows; each run
+//!   writes the output rows whose ids fall inside its window (`kernels/index.rs`).
+//! - `matmul` with such a weight (`x @ W^T`, W [N, K] split by rows, the LM head) runs once per
+//!   window into the matching columns of the output (`kernels/matmul.rs`).
+//! - Copies and casts of a view whose elements lie inside one window bind that window
+//!   ([`bind_view`]); upload and download copy whole buffers and bind nothing.
+//!
+//! Every other kernel binds its operands whole, and `GpuBackend::dispatch_bound` refuses a
+//! buffer over the limit with an error naming the op, so nothing reads past a binding.
+//! `LLM_GPU_MAX_BINDING_MIB` lowers the limit so the tests split tensors of a few MiB.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use tensor::{Error, Layout, Result, Src};
+
+use crate::backend::GpuBackend;
+use crate::recorder::Binding;
+
+/// Whole rows of a view, bound through one window of its buffer.
+#[derive(Clone, Debug)]
+pub(crate) struct Window {
+    /// The rows of the view this window holds.
+    pub rows: Range<usize>,
+    pub binding: Binding,
+    /// The element offset, inside the window, of the first of those rows.
+    pub offset: usize,
+}
+
+/// Where rows sit in a buffer: row `r` starts at element `offset + r * stride` and its elements
+/// span `span` elements from there (`span <= stride`, so rows do not interleave).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rows {
+    pub offset: usize,
+    pub count: usize,
+    pub stride: usize,
+    pub span: usize,
+    pub elem_bytes: usize,
+}
+
+impl GpuBackend {
+    /// The bytes a window may hold: the binding limit, less 16 so that a window's end can be
+    /// rounded up to whole 16-byte vectors (the vectorised kernels read them).
+    fn window_budget(&self) -> u64 {
+        self.binding_limit() / 16 * 16 - 16
+    }
+
+    /// Where a window containing byte `start` begins: `start` rounded down to the adapter's
+    /// storage offset alignment.
+    fn window_start(&self, start: u64) -> u64 {
+        let align = self.ctx.limits.min_storage_buffer_offset_alignment.max(16) as u64;
+        start / align * align
+    }
+
+    /// The window of `buffer` from `start` (aligned) to `end` bytes, rounded up to 16 bytes.
+    fn window(buffer: &wgpu::Buffer, start: u64, end: u64) -> (u64, u64) {
+        let end = end.div_ceil(16).saturating_mul(16).min(buffer.size());
+        (start, end - start)
+    }
+
+    /// `rows` of `src`'s buffer cut into windows, each holding as many whole rows as fit.
+    /// An error names `op` if a single row is larger than a binding.
+    pub(crate) fn row_windows(&self, op: &str, src: &Src, rows: Rows) -> Result<Vec<Window>> {
+        let buffer = &self.buffer(op, src)?.buffer;
+        let eb = rows.elem_bytes as u64;
+        let (stride, span) = (rows.stride as u64 * eb, rows.span as u64 * eb);
+        let budget = self.window_budget();
+        let mut windows = Vec::new();
+        let mut r = 0;
+        while r < rows.count {
+            let first = (rows.offset + r * rows.stride) as u64 * eb;
+            let start = self.window_start(first);
+            if start + budget < first + span {
+                return Err(Error::backend(
+                    op,
+                    format!(
+                        "one row of {span} bytes is larger than this adapter's storage binding limit of {} bytes",
+                        self.binding_limit()
+                    ),
+                ));
+            }
+            // Rows r .. r + m fit while the last one ends within the budget. A stride of 0 (one row repeated) fits every row at once.
+            let room = start + budget - (first + span);
+            let m = room.checked_div(stride).map_or(rows.count, |q| q as usize + 1).min(rows.count - r);
+            let end = first + (m as u64 - 1) * stride + span;
+            let range = Self::window(buffer, start, end);
+            windows.push(Window {
+                rows: r..r + m,
+                binding: Binding { buffer: buffer.clone(), range: Some(range) },
+                offset: ((first - start) / eb) as usize,
+            });
+            r += m;
+        }
+        Ok(windows)
+    }
+}
+
+/// The binding a kernel reading the view `src` should use, and the view's layout inside it:
+/// the whole buffer and the layout as is, or, for a buffer over the binding limit, the window
+/// holding every element the view reads, with the layout's offset moved into it. A view
+/// spread wider than one binding is an error naming `op`.
+pub(crate) fn bind_view<'a>(b: &GpuBackend, op: &str, src: &Src<'a>) -> Result<(Binding, Cow<'a, Layout>)> {
+    let buffer = &b.buffer(op, src)?.buffer;
+    if !b.is_split(buffer) {
+        return Ok((Binding::whole(buffer), Cow::Borrowed(src.layout)));
+    }
+    let eb = src.dtype.size_in_bytes() as u64;
+    let (first, end) = (src.layout.offset() as u64 * eb, src.layout.storage_extent().max(1) as u64 * eb);
+    let start = b.window_start(first);
+    if end - start > b.window_budget() {
+        return Err(Error::backend(
+            op,
+            format!(
+                "a view reading {} bytes of a tensor over this adapter's storage binding limit of {} bytes cannot be bound (only views inside one binding's range can be copied)",
+                end - first,
+                b.binding_limit()
+            ),
+        ));
+    }
+    let range = GpuBackend::window(buffer, start, end);
+    let offset = ((first - start) / eb) as usize;
+    let layout = Layout::new(src.layout.shape().clone(), src.layout.strides().to_vec(), offset);
+    Ok((Binding { buffer: buffer.clone(), range: Some(range) }, Cow::Owned(layout)))
+}
