@@ -186,6 +186,14 @@ fn cache_capacity_comes_in_large_steps_and_a_window_moves_without_growing() -> R
         assert_eq!(reserved.capacity_in_bytes(), 300 * row_bytes, "after {} rows", i + 1);
     }
 
+    // A prompt of 200 rows at once into a reservation of 300: still exactly the reservation
+    // (not twice the prompt), so prefill allocates the generation's cache once.
+    let mut prompt = KvCache::new(MaskKind::Causal);
+    prompt.reserve(300);
+    let rows = randn([1, 1, 200, 4], 7, &cpu)?;
+    prompt.append(&[&rows, &rows])?;
+    assert_eq!(prompt.capacity_in_bytes(), 300 * row_bytes);
+
     // Without a reservation: 256 rows at first, then twice what is needed.
     let mut growing = KvCache::new(MaskKind::Causal);
     let r = row(0)?;

@@ -231,7 +231,8 @@ impl KvCache {
     }
 
     /// Moves the live rows to the front of buffers with room for `n` more. A growing cache
-    /// takes twice what it needs (at least `MIN_CAPACITY` rows, or the reservation); a chunked
+    /// takes its reservation when that holds them, else twice what it needs (at least
+    /// `MIN_CAPACITY` rows); a chunked
     /// one twice its chunk (it starts again from the front at each new chunk); a sliding-window
     /// one keeps two buffers of twice its window and moves between them, so after its first
     /// step it never allocates.
@@ -240,7 +241,9 @@ impl KvCache {
         let windowed = max_visible(self.kind);
         let capacity = match windowed {
             Some(visible) => (2 * visible).max(needed),
-            None => (needed * 2).max(MIN_CAPACITY).max(self.reserved),
+            // A reservation that holds the rows is the whole generation's length: exactly that.
+            None if self.reserved >= needed => self.reserved,
+            None => (needed * 2).max(MIN_CAPACITY),
         };
         let allocate = |capacity: usize| -> Result<Vec<Tensor>> {
             rows.iter()
