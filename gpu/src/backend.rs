@@ -498,19 +498,16 @@ impl Backend for GpuBackend {
     }
 
     fn attention(&self, q: Src, k: Src, v: Src, sinks: Option<Src>, spec: &AttentionSpec) -> Result<BufferRef> {
-        kernels::attention::attention(self, q, k, v, sinks, spec)
+        kernels::attention::attention(self, q, k, v, sinks, spec, None)
     }
 
     fn paged_attention(
         &self,
         q: Src,
-        k_pool: Src,
-        v_pool: Src,
+        kv: tensor::PagedKv,
         sinks: Option<Src>,
-        blocks: &[u32],
-        len: usize,
         spec: &AttentionSpec,
     ) -> Result<BufferRef> {
-        kernels::attention::paged_attention(self, q, k_pool, v_pool, sinks, blocks, len, spec)
+        kernels::attention::paged_attention(self, q, kv, sinks, spec)
     }
 }

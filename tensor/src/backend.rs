@@ -23,6 +23,18 @@ pub struct Src<'a> {
     pub dtype: DType,
 }
 
+/// One sequence's rows in a paged KV cache: `k_pool` [N, Hkv, S, D] and `v_pool` [N, Hkv, S, Dv]
+/// hold N blocks of S positions each; key row `j < len` is row `j % S` of block `blocks[j / S]`.
+/// The pools may be strided views whose last dim is contiguous (MLA's values are the first
+/// columns of its keys).
+#[derive(Clone, Copy, Debug)]
+pub struct PagedKv<'a> {
+    pub k_pool: Src<'a>,
+    pub v_pool: Src<'a>,
+    pub blocks: &'a [u32],
+    pub len: usize,
+}
+
 /// RMSNorm: `y = x / sqrt(mean(x^2) + eps) * w`, or Gemma's `* (1 + w)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RmsNormSpec {
@@ -235,24 +247,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// row's probabilities sum to less than 1.
     /// A query row with no visible key gives zeros.
     fn attention(&self, q: Src, k: Src, v: Src, sinks: Option<Src>, spec: &AttentionSpec) -> Result<BufferRef>;
-    /// Attention of a contiguous q [1, Hq, Tq, D] over the first `len` rows of the blocks
-    /// `blocks` of a paged KV cache: `k_pool` [N, Hkv, S, D] and `v_pool` [N, Hkv, S, Dv] hold N
-    /// blocks of S positions each; key row `j` is row `j % S` of block `blocks[j / S]`. The pools
-    /// may be strided views whose last dim is contiguous (MLA's values are the first columns of
-    /// its keys). Otherwise as [`Backend::attention`]. A backend without a kernel says
+    /// Attention of a contiguous q [1, Hq, Tq, D] over one sequence's rows of a paged KV cache
+    /// ([`PagedKv`]). Otherwise as [`Backend::attention`]. A backend without a kernel says
     /// `Unsupported`, and the op gathers the rows and runs [`Backend::attention`].
-    #[allow(clippy::too_many_arguments)]
-    fn paged_attention(
-        &self,
-        q: Src,
-        k_pool: Src,
-        v_pool: Src,
-        sinks: Option<Src>,
-        blocks: &[u32],
-        len: usize,
-        spec: &AttentionSpec,
-    ) -> Result<BufferRef> {
-        let _ = (q, k_pool, v_pool, sinks, blocks, len, spec);
+    fn paged_attention(&self, q: Src, kv: PagedKv, sinks: Option<Src>, spec: &AttentionSpec) -> Result<BufferRef> {
+        let _ = (q, kv, sinks, spec);
         Err(crate::Error::unsupported("paged_attention", "this device has no paged attention kernel"))
     }
 }

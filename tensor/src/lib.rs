@@ -34,7 +34,7 @@ mod tensor;
 pub mod testing;
 mod view;
 
-pub use backend::{AttentionMask, AttentionSpec, Backend, GluActivation, RmsNormSpec, Src};
+pub use backend::{AttentionMask, AttentionSpec, Backend, GluActivation, PagedKv, RmsNormSpec, Src};
 pub use device::Device;
 pub use dtype::{DType, Element, FloatElement};
 pub use error::{Error, Result};

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
-use tensor::{AttentionSpec, Backend, BufferRef, DType, Error, HostData, Result, Src};
+use tensor::{AttentionSpec, Backend, BufferRef, DType, Error, HostData, PagedKv, Result, Src};
 
 use super::{groups_2d, source};
 use crate::backend::GpuBackend;
@@ -103,47 +103,47 @@ fn generated(kv: Kv, paged: bool, binding: u32) -> String {
     format!("{PARAMS}\n{}\n{}\n{table}{}\n{}", super::unary::MATH, kv.loads(), rows("k"), rows("v"))
 }
 
-/// Prefill: q, k, v, sinks, out (and the block table, paged).
+/// Which of the kernels reading keys and values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Pass {
+    /// `attention.wgsl`: q, k, v, sinks, out.
+    Prefill,
+    /// `attention_split.wgsl`, the decode path's first pass: q, k, v, scratch.
+    Split,
+}
+
+/// A kernel reading keys and values: its pass, their element type, and whether through a paged
+/// cache's block table (bound after the other buffers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Attention {
+    pass: Pass,
     kv: Kv,
     paged: bool,
 }
 
 impl KernelKey for Attention {
     fn name(&self) -> String {
-        format!("attention{}{}", if self.paged { "/paged" } else { "" }, self.kv.tag())
+        let pass = if self.pass == Pass::Split { "/split" } else { "" };
+        format!("attention{pass}{}{}", if self.paged { "/paged" } else { "" }, self.kv.tag())
     }
 
     fn buffers(&self) -> &'static [Access] {
         use Access::{Read, ReadWrite};
-        if self.paged { &[Read, Read, Read, Read, ReadWrite, Read] } else { &[Read, Read, Read, Read, ReadWrite] }
+        match (self.pass, self.paged) {
+            (Pass::Prefill, false) => &[Read, Read, Read, Read, ReadWrite],
+            (Pass::Prefill, true) => &[Read, Read, Read, Read, ReadWrite, Read],
+            (Pass::Split, false) => &[Read, Read, Read, ReadWrite],
+            (Pass::Split, true) => &[Read, Read, Read, ReadWrite, Read],
+        }
     }
 
     fn source(&self) -> String {
-        source(&generated(self.kv, self.paged, 6), BODY)
-    }
-}
-
-/// Decode, first pass: q, k, v, scratch (and the block table, paged).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Split {
-    kv: Kv,
-    paged: bool,
-}
-
-impl KernelKey for Split {
-    fn name(&self) -> String {
-        format!("attention/split{}{}", if self.paged { "/paged" } else { "" }, self.kv.tag())
-    }
-
-    fn buffers(&self) -> &'static [Access] {
-        use Access::{Read, ReadWrite};
-        if self.paged { &[Read, Read, Read, ReadWrite, Read] } else { &[Read, Read, Read, ReadWrite] }
-    }
-
-    fn source(&self) -> String {
-        source(&generated(self.kv, self.paged, 5), SPLIT)
+        // The table's binding follows the kernel's other buffers.
+        let (body, table) = match self.pass {
+            Pass::Prefill => (BODY, 6),
+            Pass::Split => (SPLIT, 5),
+        };
+        source(&generated(self.kv, self.paged, table), body)
     }
 }
 
@@ -221,39 +221,25 @@ fn u32_of(v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::backend("attention", format!("{v} exceeds the GPU kernels' 32-bit indices")))
 }
 
-pub fn attention(
-    b: &GpuBackend,
-    q: Src,
-    k: Src,
-    v: Src,
-    sinks: Option<Src>,
-    spec: &AttentionSpec,
-) -> Result<BufferRef> {
-    launch(b, q, k, v, sinks, spec, None)
-}
-
 /// A paged cache's block table on the device, its positions per block and the sequence's length.
-struct Paging {
+pub struct Paging {
     table: Arc<wgpu::Buffer>,
     page: usize,
     len: usize,
 }
 
-/// Attention of q [1, Hq, Tq, D] over the first `len` rows of the blocks `blocks` of the pools
-/// `k_pool` [N, Hkv, S, D] and `v_pool` [N, Hkv, S, Dv] (see `Backend::paged_attention`): the
-/// kernels read the pools through the uploaded table, gathering nothing.
-#[allow(clippy::too_many_arguments)]
+/// Attention of q [1, Hq, Tq, D] over one sequence's rows of a paged cache (see
+/// `Backend::paged_attention`): the kernels read the pools through the uploaded block table,
+/// gathering nothing.
 pub fn paged_attention(
     b: &GpuBackend,
     q: Src,
-    k_pool: Src,
-    v_pool: Src,
+    kv: PagedKv,
     sinks: Option<Src>,
-    blocks: &[u32],
-    len: usize,
     spec: &AttentionSpec,
 ) -> Result<BufferRef> {
     const OP: &str = "paged_attention";
+    let PagedKv { k_pool, v_pool, blocks, len } = kv;
     let page = k_pool.layout.dims()[2];
     if q.layout.dims()[0] != 1 || page == 0 || len > blocks.len() * page {
         return Err(Error::shape(OP, format!("{len} rows of one sequence in {} blocks of {page}", blocks.len())));
@@ -264,11 +250,12 @@ pub fn paged_attention(
         .downcast_ref::<crate::pool::GpuBuffer>()
         .map(|g| g.buffer.clone())
         .ok_or_else(|| Error::backend(OP, "the block table was uploaded elsewhere"))?;
-    launch(b, q, k_pool, v_pool, sinks, spec, Some(Paging { table, page, len }))
+    attention(b, q, k_pool, v_pool, sinks, spec, Some(Paging { table, page, len }))
 }
 
-/// Both entry points: k and v are views of [B, Hkv, Tk, D] caches, or (paged) the pools.
-fn launch(
+/// Attention over k and v, views of [B, Hkv, Tk, D] caches, or, with `paging`, the pools of a
+/// paged cache.
+pub fn attention(
     b: &GpuBackend,
     q: Src,
     k: Src,
@@ -344,7 +331,7 @@ fn launch(
         split_k(b, params, kv, [&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer], table)?;
         return Ok(Arc::new(out));
     }
-    let kernel = b.kernel(&Attention { kv, paged: table.is_some() })?;
+    let kernel = b.kernel(&Attention { pass: Pass::Prefill, kv, paged: table.is_some() })?;
     let mut buffers = vec![&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer];
     buffers.extend(table);
     b.dispatch(OP, kernel, &params, &buffers, groups_2d(rows))?;
@@ -388,7 +375,7 @@ fn split_k(
         },
         ..base
     };
-    let kernel = b.kernel(&Split { kv, paged: table.is_some() })?;
+    let kernel = b.kernel(&Attention { pass: Pass::Split, kv, paged: table.is_some() })?;
     let mut buffers = vec![q, k, v, &scratch.buffer];
     buffers.extend(table);
     b.dispatch(OP, kernel, &params, &buffers, groups_2d(batch * hkv * chunks * splits))?;

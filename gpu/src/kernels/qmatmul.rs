@@ -176,12 +176,7 @@ pub fn qexpert_matmul(
     if m * n == 0 {
         return Ok(Arc::new(out));
     }
-    let (xb, _keep) = if x.layout.is_contiguous() && x.layout.offset() == 0 {
-        (b.buffer(OP, &x)?.buffer.clone(), None)
-    } else {
-        let c = super::copy::contiguous(b, OP, x)?;
-        (c.buffer.clone(), Some(c))
-    };
+    let (xb, _keep) = super::copy::contiguous_f32(b, OP, x)?;
     let (id_buffer, _keep_ids) = super::index::ids_u32(b, OP, ids)?;
     let wb = b.buffer(OP, &words)?.buffer.clone();
     let kernel = b.kernel(&Kernel { ty, kind: Kind::Experts })?;
@@ -208,12 +203,7 @@ pub fn qmatmul(b: &GpuBackend, x: Src, words: Src, ty: GgmlType, n: usize, k: us
     if m * n == 0 {
         return Ok(Arc::new(out));
     }
-    let (xb, _keep) = if x.layout.is_contiguous() && x.layout.offset() == 0 {
-        (b.buffer(OP, &x)?.buffer.clone(), None)
-    } else {
-        let c = super::copy::contiguous(b, OP, x)?;
-        (c.buffer.clone(), Some(c))
-    };
+    let (xb, _keep) = super::copy::contiguous_f32(b, OP, x)?;
     let wb = b.buffer(OP, &words)?.buffer.clone();
     let tiled = m > MATVEC_MAX_M;
     let kernel = b.kernel(&Kernel { ty, kind: if tiled { Kind::Tiled } else { Kind::Matvec } })?;

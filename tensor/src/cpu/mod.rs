@@ -28,7 +28,7 @@ mod unary;
 
 use std::sync::{Arc, RwLockReadGuard};
 
-use crate::backend::{AttentionSpec, GluActivation, RmsNormSpec, Src};
+use crate::backend::{AttentionSpec, GluActivation, PagedKv, RmsNormSpec, Src};
 use crate::ops::{BinaryOp, CmpOp, ReduceOp, UnaryOp};
 use crate::{Backend, Buffer, BufferRef, CpuBuffer, DType, Error, HostData, Layout, Result};
 
@@ -209,23 +209,14 @@ impl Backend for CpuBackend {
         Ok(output(attention::attention(&qs, q.layout, &ks, k.layout, &vs, v.layout, sinks, spec)?))
     }
 
-    fn paged_attention(
-        &self,
-        q: Src,
-        k_pool: Src,
-        v_pool: Src,
-        sinks: Option<Src>,
-        blocks: &[u32],
-        len: usize,
-        spec: &AttentionSpec,
-    ) -> Result<BufferRef> {
+    fn paged_attention(&self, q: Src, kv: PagedKv, sinks: Option<Src>, spec: &AttentionSpec) -> Result<BufferRef> {
         const OP: &str = "paged_attention";
-        mixed_kv(OP, &q, &k_pool)?;
-        let (qs, ks, vs) = (read(OP, &q)?, read(OP, &k_pool)?, read(OP, &v_pool)?);
+        mixed_kv(OP, &q, &kv.k_pool)?;
+        let (qs, ks, vs) = (read(OP, &q)?, read(OP, &kv.k_pool)?, read(OP, &kv.v_pool)?);
         let sinks = sinks.map(|s| read(OP, &s).map(|d| (d, s.layout))).transpose()?;
         let sinks = sinks.as_ref().map(|(d, l)| (&**d, *l));
-        let (lk, lv) = (k_pool.layout, v_pool.layout);
-        Ok(output(paged_attention::paged_attention(&qs, q.layout, &ks, lk, &vs, lv, sinks, blocks, len, spec)?))
+        let (lk, lv) = (kv.k_pool.layout, kv.v_pool.layout);
+        Ok(output(paged_attention::paged_attention(&qs, q.layout, &ks, lk, &vs, lv, sinks, kv.blocks, kv.len, spec)?))
     }
 }
 

@@ -149,15 +149,8 @@ impl Tensor {
             Tensor::fused_or(
                 || {
                     let sinks = sinks.as_ref().map(|s| s.src());
-                    let buffer = q.device().backend().paged_attention(
-                        q.src(),
-                        k_pool.src(),
-                        v_pool.src(),
-                        sinks,
-                        blocks,
-                        len,
-                        spec,
-                    )?;
+                    let kv = crate::PagedKv { k_pool: k_pool.src(), v_pool: v_pool.src(), blocks, len };
+                    let buffer = q.device().backend().paged_attention(q.src(), kv, sinks, spec)?;
                     Ok(q.new_like(buffer, [1, hq, tq, dv], q.dtype()))
                 },
                 || {
