@@ -324,29 +324,21 @@ fn skinny<W: Weight>(isa: Isa, a: &Operand<f32>, b: &Operand<W>, bi: usize, dst:
     let columns = |j0: usize, j1: usize| -> Vec<f32> {
         let mut out = vec![0.0f32; (j1 - j0) * m];
         let column = |j: usize| &b.data[base + j * cs..base + j * cs + k];
-        let mut j = j0;
         if dp {
-            // Two weight rows at a time, the second only when there is one.
-            while j < j1 {
-                let two = j + 1 < j1;
-                let w = [as_bf16(column(j)), as_bf16(column(if two { j + 1 } else { j }))];
-                let o = &mut out[(j - j0) * m..(j - j0 + 1 + two as usize) * m];
-                macro_rules! rows {
-                    ($($r:literal)*) => {
-                        match m {
-                            $($r => {
-                                let v = matvec_bf16::dot_rows::<$r, 2>(std::array::from_fn(|i| packed[i].as_slice()), k, w);
-                                for (o, v) in o.chunks_exact_mut(m).zip(v) {
-                                    o.copy_from_slice(&v);
-                                }
-                            })*
-                            _ => unreachable!("skinny products take 2 to {SKINNY_ROWS} rows"),
-                        }
-                    };
-                }
-                rows!(2 3 4 5 6 7 8);
-                j += 2;
+            let packed: Vec<&[u32]> = packed.iter().map(|p| p.as_slice()).collect();
+            let weights = |j: usize| as_bf16(column(j));
+            macro_rules! rows {
+                ($($r:literal => $c:literal)*) => {
+                    match m {
+                        $($r => dp_columns::<$r, $c>(&packed, k, weights, j0, j1, &mut out),)*
+                        _ => unreachable!("skinny products take 2 to {SKINNY_ROWS} rows"),
+                    }
+                };
             }
+            // Weight rows streamed at once: more for few activation rows, so that enough
+            // streams are in flight to keep the memory busy (2 rows of 2 left batch 2 no faster
+            // than batch 1), within 16 accumulators.
+            rows!(2 => 4 3 => 4 4 => 4 5 => 4 6 => 4 7 => 3 8 => 3);
             return out;
         }
         for (j, o) in (j0..j1).zip(out.chunks_exact_mut(m)) {
@@ -382,6 +374,29 @@ fn skinny<W: Weight>(isa: Isa, a: &Operand<f32>, b: &Operand<W>, bi: usize, dst:
         }
     } else {
         scatter(0, &columns(0, n));
+    }
+}
+
+/// Columns j0..j1 of a skinny product with bf16 weights on `vdpbf16ps`, into `out`
+/// (column-major, R values per column): C weight rows at a time against the R packed rows.
+fn dp_columns<'w, const R: usize, const C: usize>(
+    packed: &[&[u32]],
+    k: usize,
+    weights: impl Fn(usize) -> &'w [half::bf16],
+    j0: usize,
+    j1: usize,
+    out: &mut [f32],
+) {
+    let mut j = j0;
+    while j < j1 {
+        let cols = C.min(j1 - j);
+        // The last group repeats its final row to fill C; the extra results are dropped.
+        let w: [&[half::bf16]; C] = std::array::from_fn(|c| weights(j + c.min(cols - 1)));
+        let v = matvec_bf16::dot_rows::<R, C>(std::array::from_fn(|i| packed[i]), k, w);
+        for (c, values) in v.iter().take(cols).enumerate() {
+            out[(j - j0 + c) * R..(j - j0 + c + 1) * R].copy_from_slice(values);
+        }
+        j += cols;
     }
 }
 

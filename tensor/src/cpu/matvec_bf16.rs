@@ -90,6 +90,13 @@ mod x86 {
         (wmask, xmask)
     }
 
+    /// Weight elements ahead of the current position that `dot_rows` prefetches (16 cache lines
+    /// of bf16): each weight row is a stream read once, and it keeps only 3 or 4 going per core
+    /// while it computes for several activation rows, too few for the hardware prefetchers alone
+    /// to keep enough misses in flight (measured: batch 8 decode 110 -> ~124 tok/s; `dot4`, with
+    /// less work per line, showed no gain).
+    const PREFETCH: usize = 512;
+
     /// Four dot products of the packed activations with four weight rows of k bf16 each.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
     pub unsafe fn dot4(xp: &[u32], k: usize, w: [&[bf16]; 4]) -> [f32; 4] {
@@ -134,6 +141,9 @@ mod x86 {
         // SAFETY: as in dot4: full steps stay inside k, the tail is masked.
         unsafe {
             while i + 32 <= k {
+                for w in wp {
+                    _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(i + PREFETCH) as *const i8);
+                }
                 let wv: [__m512bh; C] =
                     std::array::from_fn(|c| std::mem::transmute(_mm512_loadu_si512(wp[c].add(i) as *const _)));
                 for r in 0..R {
