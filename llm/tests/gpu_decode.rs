@@ -4,7 +4,8 @@
 //! queue and every allocation a driver call, which on a real GPU cost more than the step's
 //! arithmetic at batch 1. Run on the tiny checkpoints of each attention kind: dense GQA, MLA
 //! (deepseek_v3), sliding windows (gemma3), chunks and NoPE (llama4), and MoE (qwen3_moe,
-//! llama4, deepseek_v3), long enough to slide past gemma3's window and llama4's chunk of 8.
+//! llama4, deepseek_v3), long enough to slide past gemma3's window and llama4's chunk of 8; and
+//! the q8_0 GGUF files of qwen3 and qwen3_moe, whose weights stay as blocks on the device.
 
 use std::path::PathBuf;
 
@@ -21,7 +22,19 @@ fn fixture(name: &str) -> PathBuf {
 /// The counters' change over each decode step of a generation of `new` tokens after `prompt`
 /// (the first entry is the first decoded step, after prefill).
 fn per_step_counts(name: &str, prompt: &[u32], new: usize, device: &tensor::Device) -> llm::Result<Vec<GpuCounters>> {
-    let loaded = load(&fixture(name), &LoadOptions { device: device.clone(), weight_dtype: Some(DType::F32) })?;
+    counts_of(&fixture(name), Some(DType::F32), name, prompt, new, device)
+}
+
+/// [`per_step_counts`] for the model at `path` loaded with `weight_dtype`.
+fn counts_of(
+    path: &std::path::Path,
+    weight_dtype: Option<DType>,
+    name: &str,
+    prompt: &[u32],
+    new: usize,
+    device: &tensor::Device,
+) -> llm::Result<Vec<GpuCounters>> {
+    let loaded = load(path, &LoadOptions { device: device.clone(), weight_dtype })?;
     let mut snapshots = Vec::new();
     let tokens = generate(&loaded.model, prompt, new, Sampling::greedy(), &StopAt::default(), device, |_| {
         snapshots.push(gpu::counters());
@@ -36,8 +49,21 @@ fn decode_steps_do_not_drain_allocate_or_compile() -> llm::Result<()> {
     let Some(device) = gpu::test_device() else { return Ok(()) };
     let prompt = [1u32, 7, 42, 3, 19];
     let mut failures = Vec::new();
+    // The GGUF files of two of them too, their weights kept as blocks on the device.
+    let tmp = std::env::temp_dir().join(format!("llm-gpu-decode-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp dir");
+    let mut runs = Vec::new();
     for name in ["qwen3", "deepseek_v3", "gemma3", "llama4", "qwen3_moe", "smollm3"] {
-        let steps = per_step_counts(name, &prompt, 16, &device)?;
+        runs.push((name.to_string(), per_step_counts(name, &prompt, 16, &device)?));
+    }
+    for name in ["qwen3", "qwen3_moe"] {
+        let source = load(&fixture(name), &LoadOptions::cpu())?;
+        let path = tmp.join(format!("{name}-q8_0.gguf"));
+        llm::gguf::write_gguf(&source.model, &source.config, None, name, llm::gguf::FileType::Q8_0, &path)?;
+        runs.push((format!("{name} q8_0"), counts_of(&path, None, name, &prompt, 16, &device)?));
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+    for (name, steps) in runs {
         // The first decoded step may still compile the kernels of single-row shapes.
         let steady = &steps[1..];
         let worst = |f: fn(&GpuCounters) -> u64| steady.iter().map(f).max().unwrap_or(0);
