@@ -135,9 +135,11 @@ fn round_trip_of(name: &str, dir: &std::path::Path) -> llm::Result<()> {
     // The MLA fixtures amplify it most: transformers' own DeepSeek-V3 model with only its
     // attention matrices put through Q8_0 moves its logits by 4.9 (of 5.9) -- measured on the
     // fixture in Python, independently of this project -- so for them the bound is looser.
-    // gpt-oss: transformers with the same Q8_0 rounding moves by 0.48 (top-1 agreement 0.905,
-    // as here), this model by 3.5; not explained yet (a near-tied expert choice resolved the
-    // other way is the likely reason), hence its looser bound too.
+    // gpt-oss amplifies it too, and not through this project: transformers given exactly the
+    // matrices this test rounds (written out with `models::save::save_checkpoint`, every Linear
+    // and expert matrix through Q8_0, router and biases kept) computes this model's logits to
+    // 9.3e-6 and moves 1.52 from the f32 model on the released fixture (measured in Python,
+    // 2026-12-05); the `truncate: true` variant checked here moves further, hence its bound.
     let (bound, min_agree) = match name {
         "deepseek_v3" | "kimi_k2" => (0.9, 0.8),
         "gpt_oss" => (0.6, 0.9),
