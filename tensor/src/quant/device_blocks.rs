@@ -12,6 +12,8 @@
 //!   (`S = 4 * blocks`);
 //! - Q4_K: ggml's 144-byte blocks as they are (`d`, `dmin`, 12 scale bytes, 128 nibble bytes:
 //!   already whole words), 36 words each;
+//! - Q5_K: ggml's 176-byte blocks as they are (Q4_K's fields and 32 bytes of high bits before
+//!   the nibbles), 44 words each;
 //! - Q6_K: ggml's 210-byte blocks each padded with 2 zero bytes to 212, 53 words each.
 //!
 //! Values are the file's: the kernels decode them with ggml's formulas, so a product differs from
@@ -64,7 +66,7 @@ pub fn device_words(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Res
                 out.push(low | high << 16);
             }
         }
-        GgmlType::Q4_K => out.extend(bytes.chunks_exact(4).map(word)),
+        GgmlType::Q4_K | GgmlType::Q5_K => out.extend(bytes.chunks_exact(4).map(word)),
         GgmlType::Q6_K => {
             for block in bytes.chunks_exact(size) {
                 let mut padded = [0u8; 212];
@@ -80,7 +82,7 @@ pub fn device_words(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Res
 impl DeviceQMatrix {
     /// Whether `ty` has a device layout and kernels.
     pub fn supports(ty: GgmlType) -> bool {
-        matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::Q6_K)
+        matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
     }
 
     /// Uploads `bytes`, a [rows, cols] matrix of `ty` blocks in GGUF's layout, to `device`.
