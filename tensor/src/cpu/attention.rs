@@ -144,24 +144,37 @@ pub(super) fn softmax_row<T: FloatElement>(
         row.iter_mut().for_each(|s| *s = T::zero());
         return;
     }
-    let mut max = sink.unwrap_or_else(T::neg_infinity);
-    for (j, s) in row.iter_mut().enumerate() {
-        if (lo + j) < visible.start || (lo + j) >= visible.end {
-            *s = T::neg_infinity();
-            continue;
-        }
-        let mut x = *s * scale;
-        if let Some(cap) = cap {
-            x = (x / cap).tanh() * cap;
-        }
-        *s = x;
-        if x > max {
-            max = x;
-        }
+    // The row in three runs, so the visible one is a branch-free loop the compiler vectorises:
+    // keys before the visible range, the visible keys, keys after it.
+    let (start, end) = (visible.start.saturating_sub(lo).min(row.len()), visible.end.saturating_sub(lo).min(row.len()));
+    row[..start].fill(T::neg_infinity());
+    row[end..].fill(T::neg_infinity());
+    let seen = &mut row[start..end];
+    match cap {
+        Some(cap) => seen.iter_mut().for_each(|s| *s = (*s * scale / cap).tanh() * cap),
+        None => seen.iter_mut().for_each(|s| *s = *s * scale),
     }
+    let max = sink.into_iter().chain([lane_max(seen)]).fold(T::neg_infinity(), |m, x| if x > m { x } else { m });
     let sum = sink.map_or_else(T::zero, |s| (s - max).exp()) + exp_shifted_sum(row, max);
     let inv = sum.recip();
     row.iter_mut().for_each(|s| *s = *s * inv);
+}
+
+/// The largest value of `xs` (-inf when empty), over 16 running maxima so that the loop
+/// vectorises (a single running maximum is one long dependency chain of compares).
+fn lane_max<T: FloatElement>(xs: &[T]) -> T {
+    const LANES: usize = 16;
+    let mut lanes = [T::neg_infinity(); LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for chunk in chunks.by_ref() {
+        for (m, &x) in lanes.iter_mut().zip(chunk) {
+            *m = if x > *m { x } else { *m };
+        }
+    }
+    for (m, &x) in lanes.iter_mut().zip(chunks.remainder()) {
+        *m = if x > *m { x } else { *m };
+    }
+    lanes.into_iter().fold(T::neg_infinity(), |m, x| if x > m { x } else { m })
 }
 
 /// `dst [m, n]` (row stride `dst_rs`) `= a [m, k] @ b [k, n]`, or `+=` with `accumulate`; the
