@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use llm::cli;
 use llm::cli::choices::{DeviceChoice, OptimizerChoice, family_parser};
-use llm::cli::global::{KvDtype, WeightDtype};
+use llm::cli::global::{KvDtype, QuantizeChoice, WeightDtype};
 use llm::sample::Sampling;
 
 #[derive(Parser)]
@@ -31,6 +31,10 @@ struct Cli {
     /// or f16 / bf16 for half the cache memory (and, on a GPU, half the bytes attention reads).
     #[arg(long, global = true, value_enum, default_value_t = KvDtype::F32)]
     kv_dtype: KvDtype,
+    /// Quantize a Hugging Face checkpoint's matrices at load (`generate`, `chat`, `serve`) and
+    /// multiply on the blocks, as a GGUF file of that type would run: q8_0 or q4_0.
+    #[arg(long, global = true, value_enum)]
+    quantize: Option<QuantizeChoice>,
     #[command(subcommand)]
     command: Command,
 }
@@ -214,15 +218,20 @@ fn run(cli: Cli) -> llm::Result<()> {
     cli::global::set_threads(cli.threads)?;
     cli::global::check_cpu_kernels_env()?;
     embedded::install()?;
-    let (command, dtype, kv_dtype) = (cli.command, cli.dtype, cli.kv_dtype);
+    let (command, dtype, kv_dtype, quantize) = (cli.command, cli.dtype, cli.kv_dtype, cli.quantize);
     if matches!(command, Command::Serve { .. }) {
         // The server's engine thread calls the kernels itself; its main thread only waits.
-        return dispatch(command, dtype, kv_dtype);
+        return dispatch(command, dtype, kv_dtype, quantize);
     }
-    cli::global::on_cpu_pool(|| dispatch(command, dtype, kv_dtype))
+    cli::global::on_cpu_pool(|| dispatch(command, dtype, kv_dtype, quantize))
 }
 
-fn dispatch(command: Command, dtype: WeightDtype, kv_dtype: KvDtype) -> llm::Result<()> {
+fn dispatch(
+    command: Command,
+    dtype: WeightDtype,
+    kv_dtype: KvDtype,
+    quantize: Option<QuantizeChoice>,
+) -> llm::Result<()> {
     match command {
         Command::Logits { model, input, out, device } => {
             cli::logits::run(&model, &input, &out, device.map(DeviceChoice::as_str), dtype.load_dtype())
@@ -250,6 +259,7 @@ fn dispatch(command: Command, dtype: WeightDtype, kv_dtype: KvDtype) -> llm::Res
             stats,
             weight_dtype: dtype.load_dtype(),
             kv_dtype,
+            quantize,
         }),
         Command::Train { model, data, steps, lr, beta1, beta2, eps, weight_decay, optimizer, device, save } => {
             dtype.f32_only("train")?;
@@ -291,6 +301,7 @@ fn dispatch(command: Command, dtype: WeightDtype, kv_dtype: KvDtype) -> llm::Res
                 model: &model.unwrap_or_else(llm::tiny::shipped_model_dir),
                 weight_dtype: dtype.load_dtype(),
                 kv_dtype,
+                quantize,
                 host: &host,
                 port,
                 device: device.map(DeviceChoice::as_str),
@@ -306,6 +317,7 @@ fn dispatch(command: Command, dtype: WeightDtype, kv_dtype: KvDtype) -> llm::Res
                 model: &model.unwrap_or_else(llm::tiny::shipped_model_dir),
                 weight_dtype: dtype.load_dtype(),
                 kv_dtype,
+                quantize,
                 device: device.map(DeviceChoice::as_str),
                 max_tokens,
                 sampling: Sampling { temperature, top_k: None, top_p, seed },

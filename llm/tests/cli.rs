@@ -238,6 +238,8 @@ fn bad_input_ends_in_one_line_and_a_non_zero_exit() -> llm::Result<()> {
     );
     fails_cleanly(&["generate", "--model", good, "--prompt-ids", "1", "--dtype", "f8", "--device", "cpu"], "f8");
     fails_cleanly(&["tour", "--dtype", "bf16", "--device", "cpu"], "--dtype bf16");
+    fails_cleanly(&["generate", "--model", good, "--prompt-ids", "1", "--quantize", "q5", "--device", "cpu"], "q5");
+    fails_cleanly(&["generate", "--model", good, "--prompt-ids", "1", "--kv-dtype", "f8", "--device", "cpu"], "f8");
     let o = Command::new(env!("CARGO_BIN_EXE_llm"))
         .args(["generate", "--model", good, "--prompt-ids", "1", "--device", "cpu"])
         .env("LLM_CPU_KERNELS", "sse9")

@@ -18,6 +18,8 @@ pub struct ChatArgs<'a> {
     pub weight_dtype: Option<tensor::DType>,
     /// `--kv-dtype`.
     pub kv_dtype: super::global::KvDtype,
+    /// `--quantize`.
+    pub quantize: Option<super::global::QuantizeChoice>,
     pub max_tokens: usize,
     pub sampling: Sampling,
     pub system: Option<&'a str>,
@@ -25,7 +27,7 @@ pub struct ChatArgs<'a> {
 
 pub fn run(args: ChatArgs) -> Result<()> {
     args.sampling.validate()?;
-    let loaded = super::serve::load_for_chat(args.model, args.device, args.weight_dtype, args.kv_dtype)?;
+    let loaded = super::serve::load_for_chat(args.model, args.device, args.weight_dtype, args.kv_dtype, args.quantize)?;
     let ctx = loaded.model.config.max_position_embeddings;
     let stop = StopAt { eos: loaded.template.end_of_turn.clone() };
     let mut messages: Vec<Message> = args.system.map(|s| Message::new("system", s)).into_iter().collect();

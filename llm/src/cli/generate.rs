@@ -31,6 +31,8 @@ pub struct GenerateArgs<'a> {
     pub weight_dtype: Option<DType>,
     /// `--kv-dtype`.
     pub kv_dtype: super::global::KvDtype,
+    /// `--quantize`.
+    pub quantize: Option<super::global::QuantizeChoice>,
 }
 
 /// Parses `--prompt-ids 1,2,3`.
@@ -79,6 +81,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     eprintln!("{line}");
     let mut loaded = load(args.model, &LoadOptions { device: device.clone(), weight_dtype: args.weight_dtype })?;
     loaded.model.kv_dtype = args.kv_dtype.cache_dtype();
+    super::global::quantize_loaded(args.quantize, args.model, &loaded.model, &device)?;
     let prompt = match (args.prompt, args.prompt_ids, &tokenizer) {
         (_, Some(ids), _) => parse_ids(ids)?,
         (Some(text), None, Some(tokenizer)) => {

@@ -84,6 +84,43 @@ impl KvDtype {
     }
 }
 
+/// `--quantize`: a safetensors checkpoint's matrices quantized at load and kept as blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum QuantizeChoice {
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q4_0")]
+    Q4_0,
+}
+
+impl QuantizeChoice {
+    pub fn ggml(self) -> tensor::quant::GgmlType {
+        match self {
+            QuantizeChoice::Q8_0 => tensor::quant::GgmlType::Q8_0,
+            QuantizeChoice::Q4_0 => tensor::quant::GgmlType::Q4_0,
+        }
+    }
+}
+
+/// Applies `--quantize` to the model just loaded from `path` onto `device`: a GGUF file is
+/// quantized as it is stored already, so asking again is an error rather than a silent no-op.
+pub fn quantize_loaded(
+    choice: Option<QuantizeChoice>,
+    path: &std::path::Path,
+    model: &crate::models::CausalLm,
+    device: &tensor::Device,
+) -> Result<()> {
+    let Some(choice) = choice else { return Ok(()) };
+    if crate::gguf::is_gguf(path) {
+        return Err(Error::input(format!(
+            "--quantize: {} is a GGUF file, whose weights keep the types they are stored in (quantize a Hugging Face folder instead, or write a file of another type with `llm quantize`)",
+            path.display()
+        )));
+    }
+    crate::models::pack::quantize_weights(model, choice.ggml(), device)?;
+    Ok(())
+}
+
 /// `--threads N`: the size of the thread pool the CPU kernels run on (rayon's global pool, which
 /// the gemm crate shares). Without it, every core. Must run before any kernel does.
 pub fn set_threads(threads: Option<usize>) -> Result<()> {

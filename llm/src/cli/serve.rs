@@ -30,6 +30,8 @@ pub struct ServeArgs<'a> {
     pub weight_dtype: Option<DType>,
     /// `--kv-dtype`: what the paged pool stores.
     pub kv_dtype: super::global::KvDtype,
+    /// `--quantize`.
+    pub quantize: Option<super::global::QuantizeChoice>,
     pub max_batch: usize,
     pub ctx: Option<usize>,
     pub prefill_chunk: usize,
@@ -53,6 +55,7 @@ pub fn load_for_chat(
     device: Option<&str>,
     weight_dtype: Option<DType>,
     kv_dtype: super::global::KvDtype,
+    quantize: Option<super::global::QuantizeChoice>,
 ) -> Result<Loaded> {
     let gguf = crate::gguf::is_gguf(model);
     if !gguf && !model.join("config.json").is_file() {
@@ -82,6 +85,7 @@ pub fn load_for_chat(
     eprintln!("{line}");
     let mut loaded = load(model, &LoadOptions { device: device.clone(), weight_dtype })?;
     loaded.model.kv_dtype = kv_dtype.cache_dtype();
+    super::global::quantize_loaded(quantize, model, &loaded.model, &device)?;
     let template = match &file {
         Some(file) => ChatTemplate::from_gguf(file, &loaded.config, &tokenizer)?,
         None => ChatTemplate::load(model, &loaded.config, &tokenizer)?,
@@ -98,7 +102,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         return Err(Error::input("--prefill-chunk must be at least 1"));
     }
     let Loaded { model, tokenizer, template, device } =
-        load_for_chat(args.model, args.device, args.weight_dtype, args.kv_dtype)?;
+        load_for_chat(args.model, args.device, args.weight_dtype, args.kv_dtype, args.quantize)?;
     let limit = model.config.max_position_embeddings;
     let ctx = match args.ctx {
         Some(n) if n < 2 || n > limit => {

@@ -17,6 +17,7 @@ pub mod llama4;
 pub mod load;
 pub mod mistral;
 pub mod olmo2;
+pub mod pack;
 pub mod qwen3;
 pub mod qwen3_moe;
 pub mod recipe;
