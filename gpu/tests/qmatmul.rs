@@ -114,6 +114,43 @@ fn each_row_meets_its_own_experts_blocks() -> Result<()> {
     Ok(())
 }
 
+/// ggml MXFP4 blocks with random codes and scales near 2^0 (the `gguf` writer here does not
+/// encode MXFP4; llama.cpp's gpt-oss files hold their experts so).
+fn mxfp4_bytes(blocks: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as u8
+    };
+    (0..blocks)
+        .flat_map(|_| std::iter::once(120 + next() % 16).chain((0..16).map(|_| next())).collect::<Vec<_>>())
+        .collect()
+}
+
+#[test]
+fn mxfp4_blocks_multiply_and_gather_as_decoded() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let cpu = Device::cpu();
+    let (n, k) = (21, 96);
+    let bytes = mxfp4_bytes(n * k / 32, 5);
+    let mut decoded = vec![0.0f32; n * k];
+    quant::dequantize(GgmlType::MXFP4, &bytes, &mut decoded)?;
+    let reference = Tensor::from_vec(decoded.clone(), [n, k], &cpu)?;
+    let q = DeviceQMatrix::upload(GgmlType::MXFP4, n, k, &bytes, &g)?;
+    for m in [1, 5, 12] {
+        let x = randn([m, k], 60 + m as u64, &cpu)?;
+        let want = x.matmul(&reference.t()?)?;
+        let got = q.matmul(&x.to(&g)?)?.to(&cpu)?;
+        let scale = want.abs()?.max_all()?.to_scalar::<f32>()? as f64;
+        let diff = max_abs_diff(&got, &want)?;
+        assert!(diff <= 1e-5 * scale, "MXFP4 [{m}, {k}] x [{n}, {k}]^T: differs by {diff:.2e} of {scale:.1}");
+    }
+    let rows: Vec<f32> = q.gather(&Tensor::from_vec(vec![20u32, 3], [2], &g)?)?.to(&cpu)?.to_vec()?;
+    assert_eq!(&rows[..k], &decoded[20 * k..21 * k]);
+    assert_eq!(&rows[k..], &decoded[3 * k..4 * k]);
+    Ok(())
+}
+
 #[test]
 fn malformed_blocks_and_activations_are_errors() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };

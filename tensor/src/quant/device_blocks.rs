@@ -14,7 +14,9 @@
 //!   already whole words), 36 words each;
 //! - Q5_K: ggml's 176-byte blocks as they are (Q4_K's fields and 32 bytes of high bits before
 //!   the nibbles), 44 words each;
-//! - Q6_K: ggml's 210-byte blocks each padded with 2 zero bytes to 212, 53 words each.
+//! - Q6_K: ggml's 210-byte blocks each padded with 2 zero bytes to 212, 53 words each;
+//! - MXFP4: the 16 code bytes of block `b` as words `4b..4b+4`, then the E8M0 scale bytes four
+//!   to a word (block `b`'s in word `S + b/4`, byte `b % 4`, `S = 4 * blocks`).
 //!
 //! Values are the file's: the kernels decode them with ggml's formulas, so a product differs from
 //! the CPU's f32 product of the dequantized matrix only in the order of the f32 sums.
@@ -66,6 +68,15 @@ pub fn device_words(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Res
                 out.push(low | high << 16);
             }
         }
+        GgmlType::MXFP4 => {
+            for block in bytes.chunks_exact(size) {
+                out.extend(block[1..].chunks_exact(4).map(word));
+            }
+            for four in bytes.chunks(4 * size) {
+                let e = |i: usize| four.get(i * size).map_or(0, |&b| b as u32);
+                out.push(e(0) | e(1) << 8 | e(2) << 16 | e(3) << 24);
+            }
+        }
         GgmlType::Q4_K | GgmlType::Q5_K => out.extend(bytes.chunks_exact(4).map(word)),
         GgmlType::Q6_K => {
             for block in bytes.chunks_exact(size) {
@@ -82,7 +93,10 @@ pub fn device_words(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Res
 impl DeviceQMatrix {
     /// Whether `ty` has a device layout and kernels.
     pub fn supports(ty: GgmlType) -> bool {
-        matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
+        matches!(
+            ty,
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K | GgmlType::MXFP4
+        )
     }
 
     /// Uploads `bytes`, a [rows, cols] matrix of `ty` blocks in GGUF's layout, to `device`.
