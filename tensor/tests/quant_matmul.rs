@@ -269,3 +269,39 @@ fn expert_matmul_sends_each_row_through_its_expert() {
         assert!(tensor::quant::expert_matmul(&experts, &x, &short).is_err(), "3 ids for 9 rows");
     }
 }
+
+/// MXFP4 (llama.cpp's gpt-oss experts) has no integer-dot kernel: every product decodes panels of
+/// its rows for the GEMM, whatever the row count, and so must equal the product of the
+/// activations with the decoded matrix. MXFP4 values have at most 3 significant bits, so they are
+/// exact in bf16 too: where the bf16 GEMM runs, the only rounding is the activations' own to
+/// bf16, which the reference applies as well. Tolerance: f32 sums in another order.
+#[test]
+fn mxfp4_products_run_on_decoded_panels() {
+    let (n, k) = (37, 96);
+    let mut s = 7u64;
+    let mut byte = move || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 33) as u8
+    };
+    let bytes: Vec<u8> = (0..n * k / 32)
+        .flat_map(|_| std::iter::once(122 + byte() % 10).chain((0..16).map(|_| byte())).collect::<Vec<_>>())
+        .collect();
+    let w = QMatrix::new(GgmlType::MXFP4, n, k, bytes).unwrap();
+    let wd = Tensor::from_vec(w.dequantize().unwrap(), [n, k], &Device::cpu()).unwrap();
+    for m in [1, 3, 40] {
+        let x = Tensor::from_vec(values(m as u64, m * k), [m, k], &Device::cpu()).unwrap();
+        let got = w.matmul(&x).unwrap();
+        let xr = if tensor::cpu::isa::bf16_gemm() {
+            x.to_dtype(tensor::DType::BF16).unwrap().to_dtype(tensor::DType::F32).unwrap()
+        } else {
+            x.clone()
+        };
+        let want = xr.matmul(&wd.t().unwrap()).unwrap();
+        let (got, want): (Vec<f32>, Vec<f32>) = (got.to_vec().unwrap(), want.to_vec().unwrap());
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "MXFP4 m {m}: {g} against {w}");
+        }
+        let blocks = w.matmul_blocks(&x.to_vec::<f32>().unwrap(), m, QKernel::Scalar);
+        assert_eq!(blocks, got, "matmul_blocks takes the panels too");
+    }
+}
