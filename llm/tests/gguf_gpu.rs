@@ -11,13 +11,12 @@ use std::path::Path;
 
 use llm::gguf::{FileType, write_gguf};
 use llm::models::{LoadOptions, Loaded, load};
-use llm::weights::Checkpoint;
 use nn::Module;
 use tensor::testing::max_abs_diff;
-use tensor::{DType, Device, Tensor};
+use tensor::{Device, Tensor};
 
 mod common;
-use common::{fixture, tempdir};
+use common::{fixture, fixture_gguf, tempdir};
 
 /// Full-sequence logits, and the logits of decoding the same ids one position at a time.
 fn logits(loaded: &Loaded, ids: &Tensor, device: &Device) -> llm::Result<(Tensor, Tensor)> {
@@ -37,12 +36,7 @@ fn logits(loaded: &Loaded, ids: &Tensor, device: &Device) -> llm::Result<(Tensor
 
 /// Writes `name`'s fixture as `file_type` and compares.
 fn compare_fixture(name: &str, file_type: FileType, gpu: &Device, tmp: &Path) -> llm::Result<()> {
-    let dir = fixture(name);
-    let ids =
-        Checkpoint::open(&dir.join("reference.safetensors"))?.load("input_ids", Some(DType::U32), &Device::cpu())?;
-    let source = load(&dir, &LoadOptions::cpu())?;
-    let path = tmp.join(format!("{name}-{file_type:?}.gguf"));
-    write_gguf(&source.model, &source.config, None, name, file_type, &path)?;
+    let (ids, path) = fixture_gguf(name, file_type, tmp)?;
     compare(name, file_type, &path, &ids, gpu)
 }
 

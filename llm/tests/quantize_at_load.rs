@@ -8,17 +8,16 @@
 
 use std::path::Path;
 
-use llm::gguf::{FileType, write_gguf};
+use llm::gguf::FileType;
 use llm::models::pack::quantize_weights;
 use llm::models::{LoadOptions, load};
-use llm::weights::Checkpoint;
 use nn::Module;
 use tensor::quant::GgmlType;
 use tensor::testing::max_abs_diff;
-use tensor::{DType, Device, Tensor};
+use tensor::{Device, Tensor};
 
 mod common;
-use common::{fixture, tempdir};
+use common::{fixture, fixture_gguf, tempdir};
 
 fn logits(model: &llm::models::CausalLm, ids: &Tensor, device: &Device) -> llm::Result<Tensor> {
     let ids = ids.to(device)?;
@@ -27,15 +26,10 @@ fn logits(model: &llm::models::CausalLm, ids: &Tensor, device: &Device) -> llm::
 }
 
 fn compare(name: &str, ty: GgmlType, file_type: FileType, device: &Device, tmp: &Path) -> llm::Result<()> {
-    let dir = fixture(name);
-    let ids =
-        Checkpoint::open(&dir.join("reference.safetensors"))?.load("input_ids", Some(DType::U32), &Device::cpu())?;
-    let source = load(&dir, &LoadOptions::cpu())?;
-    let path = tmp.join(format!("{name}-{file_type:?}.gguf"));
-    write_gguf(&source.model, &source.config, None, name, file_type, &path)?;
+    let (ids, path) = fixture_gguf(name, file_type, tmp)?;
     let from_file = load(&path, &LoadOptions { device: device.clone(), weight_dtype: None })?;
 
-    let quantized = load(&dir, &LoadOptions::f32(device))?;
+    let quantized = load(&fixture(name), &LoadOptions::f32(device))?;
     let packed = quantize_weights(&quantized.model, ty, device)?;
     let mut slots = 0;
     quantized.model.visit_packed("", &mut |_, slot| slots += slot.is_set() as usize);

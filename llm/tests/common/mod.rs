@@ -101,6 +101,22 @@ pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf-tiny").join(name)
 }
 
+/// A fixture's reference `input_ids` and the GGUF file of `file_type` written from it into
+/// `tmp`: what the suites comparing GGUF loads start from.
+pub fn fixture_gguf(
+    name: &str,
+    file_type: llm::gguf::FileType,
+    tmp: &std::path::Path,
+) -> llm::Result<(Tensor, PathBuf)> {
+    let dir = fixture(name);
+    let ids =
+        Checkpoint::open(&dir.join("reference.safetensors"))?.load("input_ids", Some(DType::U32), &Device::cpu())?;
+    let source = llm::models::load(&dir, &llm::models::LoadOptions::cpu())?;
+    let path = tmp.join(format!("{name}-{file_type:?}.gguf"));
+    llm::gguf::write_gguf(&source.model, &source.config, None, name, file_type, &path)?;
+    Ok((ids, path))
+}
+
 /// The model's forward pass over the reference's `input_ids` on `device` (with the hidden
 /// states when asked), and the largest |difference| of its logits from the reference's: how
 /// the fixture suites check a loaded model against transformers.
