@@ -33,3 +33,19 @@ fn byte_at(base: u32, i: u32) -> u32 {
 fn block_scale(block: u32) -> f32 {
     return unpack2x16float(w[params.scales + (block >> 1u)])[block & 1u];
 }
+
+// Q4_K's and Q5_K's sub-block j of the block at word `base` (f16 d and dmin, then 12 bytes of
+// 6-bit scales and mins): (d * scale_j, dmin * min_j), as ggml's get_scale_min_k4 unpacks them.
+fn k_scale_min(base: u32, j: u32) -> vec2<f32> {
+    let dm = unpack2x16float(w[base]);
+    var sc: u32;
+    var mn: u32;
+    if (j < 4u) {
+        sc = byte_at(base + 1u, j) & 63u;
+        mn = byte_at(base + 1u, j + 4u) & 63u;
+    } else {
+        sc = (byte_at(base + 1u, j + 4u) & 15u) | ((byte_at(base + 1u, j - 4u) >> 6u) << 4u);
+        mn = (byte_at(base + 1u, j + 4u) >> 4u) | ((byte_at(base + 1u, j) >> 6u) << 4u);
+    }
+    return vec2<f32>(dm.x * f32(sc), dm.y * f32(mn));
+}

@@ -2,22 +2,13 @@
 // bytes qh of high bits, 128 bytes of low nibbles); a unit is one of its 8 sub-blocks j: the
 // low (j even) or high nibbles of bytes 32 (j / 2)..+32 of the nibbles, plus 16 where bit j of
 // the element's qh byte is set: w = d * scale_j * q - dmin * min_j (ggml's
-// dequantize_row_q5_K). The scales and mins are Q4_K's.
+// dequantize_row_q5_K). The scales and mins are Q4_K's (`k_scale_min`).
 fn load_unit(row: u32, u: u32) {
     let base = (row * (params.units / 8u) + u / 8u) * 44u;
     let j = u % 8u;
-    let dm = unpack2x16float(w[base]);
-    var sc: u32;
-    var mn: u32;
-    if (j < 4u) {
-        sc = byte_at(base + 1u, j) & 63u;
-        mn = byte_at(base + 1u, j + 4u) & 63u;
-    } else {
-        sc = (byte_at(base + 1u, j + 4u) & 15u) | ((byte_at(base + 1u, j - 4u) >> 6u) << 4u);
-        mn = (byte_at(base + 1u, j + 4u) >> 4u) | ((byte_at(base + 1u, j) >> 6u) << 4u);
-    }
-    let d = dm.x * f32(sc);
-    let m = dm.y * f32(mn);
+    let dm = k_scale_min(base, j);
+    let d = dm.x;
+    let m = dm.y;
     let q0 = base + 12u + (j / 2u) * 8u;
     let shift = (j & 1u) * 4u;
     for (var i = 0u; i < 8u; i = i + 1u) {
