@@ -16,7 +16,6 @@ use crate::split::Rows;
 
 const BODY: &str = include_str!("index.wgsl");
 const SELECT16: &str = include_str!("index_select16.wgsl");
-const PARAMS: &str = include_str!("index_params.wgsl");
 
 /// Which of the four index ops `index.wgsl` runs (its `MODE` constant).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,7 +36,7 @@ impl KernelKey for Mode {
     }
 
     fn source(&self) -> String {
-        source(&format!("{PARAMS}\nconst MODE: u32 = {}u;", *self as u32), BODY)
+        source(&format!("const MODE: u32 = {}u;", *self as u32), BODY)
     }
 }
 
@@ -46,7 +45,7 @@ fixed_kernel!(
     Select16,
     "index/select16",
     [Read, Read, ReadWrite, ReadWrite],
-    source(PARAMS, SELECT16)
+    source("", SELECT16)
 );
 
 #[repr(C)]

@@ -4,10 +4,26 @@
 // from different rows), so no two threads write one word. An id out of range reads as 0 and
 // sets the error flag, as in index.wgsl.
 
-// The rows base .. base + rows of the source are bound (index_params.wgsl). A thread whose
-// ids both fall outside them writes nothing, so a table over the binding limit is gathered one
-// window at a time; that needs each output word inside one row (`inner` even), which the
-// launcher checks.
+// The same parameters as index.wgsl's: the rows base .. base + rows of the source are bound
+// (row `base` at element `offset`, rows `stride` elements apart). A thread whose ids both fall
+// outside them writes nothing, so a table over the binding limit is gathered one window at a
+// time; that needs each output word inside one row (`inner` even), which the launcher checks.
+struct Params {
+    outer: u32,
+    a: u32,
+    inner: u32,
+    n_ids: u32,
+    index: Layout,
+    data: Layout,
+    axis: u32,
+    base: u32,
+    rows: u32,
+    offset: u32,
+    stride: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+}
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> src: array<u32>;
