@@ -128,7 +128,7 @@ fn fp8_e4m3_matches_ml_dtypes_and_block_scales_follow_deepseek() {
     let scale = f32s(&f, "fp8.scale_inv");
     let got = quant::fp8::dequantize_block_scaled(&weight, &scale, 130, 136, quant::fp8::BLOCK).unwrap();
     assert_bits("fp8 block-scaled", &got, &f32s(&f, "fp8.expected"));
-    let wrong = quant::fp8::dequantize_block_scaled(&weight, &scale[..3], 130, 136, 128).unwrap_err();
+    let wrong = quant::fp8::dequantize_block_scaled(&weight, &scale[..3], 130, 136, [128, 128]).unwrap_err();
     assert!(wrong.to_string().contains("[2, 2] scales"), "{wrong}");
 }
 
@@ -141,6 +141,14 @@ fn mxfp4_in_gpt_oss_layout_matches_transformers() {
     quant::mxfp4::dequantize_split(&blocks, &scales, &mut out).unwrap();
     assert_bits("mxfp4 split", &out, &f32s(&f, "mxfp4_split.expected"));
     assert!(quant::mxfp4::dequantize_split(&blocks, &scales[..5], &mut out).is_err());
+    // Repacked as ggml blocks (how a released checkpoint's experts are kept), ggml's decoder
+    // gives the same values (E2M1's -0.0 as +0.0).
+    let ggml = quant::mxfp4::split_to_ggml(&blocks, &scales).unwrap();
+    let mut decoded = vec![0.0f32; 3 * 64];
+    quant::dequantize(GgmlType::MXFP4, &ggml, &mut decoded).unwrap();
+    let positive_zero: Vec<f32> = out.iter().map(|&v| v + 0.0).collect();
+    assert_bits("mxfp4 split as ggml blocks", &decoded, &positive_zero);
+    assert!(quant::mxfp4::split_to_ggml(&blocks, &scales[..5]).is_err());
 }
 
 #[test]

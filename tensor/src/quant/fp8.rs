@@ -15,24 +15,31 @@ pub fn e4m3_to_f32(b: u8) -> f32 {
     sign * magnitude
 }
 
-/// The tile edge of DeepSeek-V3's `quantization_config.weight_block_size`.
-pub const BLOCK: usize = 128;
+/// The tile of DeepSeek-V3's and Kimi K2's `quantization_config.weight_block_size`, [rows, cols].
+pub const BLOCK: [usize; 2] = [128, 128];
 
-/// Dequantizes a row-major [rows, cols] E4M3 weight with its [ceil(rows/b), ceil(cols/b)] f32
-/// scales for tiles of `b`x`b`.
+/// The shape of the scales a [rows, cols] weight in `block` tiles has: one per tile, the last
+/// tile of a row or column cut short when the weight does not divide into whole tiles.
+pub fn scale_shape(rows: usize, cols: usize, block: [usize; 2]) -> [usize; 2] {
+    [rows.div_ceil(block[0].max(1)), cols.div_ceil(block[1].max(1))]
+}
+
+/// Dequantizes a row-major [rows, cols] E4M3 weight with its f32 scales, one per `block` tile
+/// ([`scale_shape`]), in f32 as DeepSeek-V3's `weight_dequant` computes it.
 pub fn dequantize_block_scaled(
     weight: &[u8],
     scale_inv: &[f32],
     rows: usize,
     cols: usize,
-    b: usize,
+    block: [usize; 2],
 ) -> crate::Result<Vec<f32>> {
-    let (sr, sc) = (rows.div_ceil(b.max(1)), cols.div_ceil(b.max(1)));
-    if b == 0 || weight.len() != rows * cols || scale_inv.len() != sr * sc {
+    let [sr, sc] = scale_shape(rows, cols, block);
+    let [br, bc] = block;
+    if br == 0 || bc == 0 || weight.len() != rows * cols || scale_inv.len() != sr * sc {
         return Err(crate::Error::shape(
             "fp8_dequant",
             format!(
-                "a [{rows}, {cols}] weight in {b}x{b} tiles needs {} bytes and [{sr}, {sc}] scales, got {} and {}",
+                "a [{rows}, {cols}] weight in {br}x{bc} tiles needs {} bytes and [{sr}, {sc}] scales, got {} and {}",
                 rows * cols,
                 weight.len(),
                 scale_inv.len()
@@ -42,10 +49,31 @@ pub fn dequantize_block_scaled(
     let table: Vec<f32> = (0..=255u8).map(e4m3_to_f32).collect();
     let mut out = Vec::with_capacity(rows * cols);
     for r in 0..rows {
-        let srow = &scale_inv[(r / b) * sc..(r / b + 1) * sc];
+        let srow = &scale_inv[(r / br) * sc..(r / br + 1) * sc];
         for (c, &q) in weight[r * cols..(r + 1) * cols].iter().enumerate() {
-            out.push(table[q as usize] * srow[c / b]);
+            out.push(table[q as usize] * srow[c / bc]);
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A [3, 5] weight in 2x3 tiles: four tiles, the last row and column cut short; every weight
+    /// is E4M3 1.0 (0x38), so each output is its tile's scale.
+    #[test]
+    fn non_square_ragged_tiles_pick_their_scale() {
+        assert_eq!(e4m3_to_f32(0x38), 1.0);
+        assert_eq!(scale_shape(3, 5, [2, 3]), [2, 2]);
+        let got = dequantize_block_scaled(&[0x38; 15], &[1.0, 2.0, 3.0, 4.0], 3, 5, [2, 3]).unwrap();
+        #[rustfmt::skip]
+        let want = [1.0, 1.0, 1.0, 2.0, 2.0,
+                    1.0, 1.0, 1.0, 2.0, 2.0,
+                    3.0, 3.0, 3.0, 4.0, 4.0];
+        assert_eq!(got, want);
+        assert!(dequantize_block_scaled(&[0x38; 15], &[1.0; 3], 3, 5, [2, 3]).is_err());
+        assert!(dequantize_block_scaled(&[0x38; 15], &[1.0; 4], 3, 5, [0, 3]).is_err());
+    }
 }

@@ -31,6 +31,26 @@ pub fn dequantize_block(block: &[u8], out: &mut [f32; 32]) {
     }
 }
 
+/// gpt-oss's layout repacked as ggml blocks, so that a released checkpoint's experts are kept
+/// and multiplied as MXFP4 exactly as a GGUF file's are: each scale byte followed by its 16 code
+/// bytes, the nibbles regrouped from (2j, 2j + 1) to (j, j + 16). The values are unchanged
+/// (E2M1's -0.0 reads as +0.0, which no sum can tell apart).
+pub fn split_to_ggml(blocks: &[u8], scales: &[u8]) -> crate::Result<Vec<u8>> {
+    if blocks.len() != scales.len() * 16 {
+        return Err(crate::Error::shape(
+            "mxfp4",
+            format!("{} scales need {} code bytes, got {}", scales.len(), scales.len() * 16, blocks.len()),
+        ));
+    }
+    let mut out = Vec::with_capacity(scales.len() * 17);
+    for (codes, &e) in blocks.chunks_exact(16).zip(scales) {
+        let weight = |k: usize| (codes[k / 2] >> (4 * (k % 2))) & 0x0F;
+        out.push(e);
+        out.extend((0..16).map(|j| weight(j) | weight(j + 16) << 4));
+    }
+    Ok(out)
+}
+
 /// gpt-oss's layout: `blocks` holds 16 code bytes per scale in `scales`; `out` gets 32 weights
 /// per scale, in the order transformers' `convert_moe_packed_tensors` produces them.
 pub fn dequantize_split(blocks: &[u8], scales: &[u8], out: &mut [f32]) -> crate::Result<()> {
