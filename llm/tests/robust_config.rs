@@ -29,7 +29,7 @@ const FAMILIES: [&str; 10] = [
 ];
 
 /// Fields any family may read, so mutations also add fields a fixture leaves out.
-const FIELDS: [&str; 43] = [
+const FIELDS: [&str; 44] = [
     "model_type",
     "hidden_size",
     "num_hidden_layers",
@@ -73,6 +73,7 @@ const FIELDS: [&str; 43] = [
     "swiglu_alpha",
     "swiglu_limit",
     "attention_bias",
+    "quantization_config",
 ];
 
 fn odd_value(rng: &mut Rng) -> Value {
@@ -98,6 +99,9 @@ fn odd_value(rng: &mut Rng) -> Value {
         json!({"rope_type": "yarn"}),
         json!({"rope_type": "linear", "factor": -2.0}),
         json!({"type": "dynamic", "factor": 2.0}),
+        json!({"quant_method": "fp8", "weight_block_size": [0, 128]}),
+        json!({"quant_method": "fp8", "fmt": "e5m2"}),
+        json!({"quant_method": "gptq", "bits": 4}),
         json!(true),
         json!([1, -1]),
         json!([[1]]),

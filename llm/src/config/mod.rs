@@ -185,6 +185,19 @@ pub struct ModelConfig {
     /// DeepSeek's multi-token-prediction layers (`num_nextn_predict_layers`), not part of the
     /// main model.
     pub mtp_layers: usize,
+    /// `quantization_config`: weights the release stores quantized in its safetensors.
+    pub quantization: Option<WeightQuantization>,
+}
+
+/// The block-quantized safetensors layouts releases ship (`quantization_config.quant_method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightQuantization {
+    /// gpt-oss (`mxfp4`): the routed experts as `*_blocks` (E2M1 codes) and `*_scales` (E8M0),
+    /// 32 weights per scale.
+    Mxfp4,
+    /// DeepSeek-V3 and Kimi K2 (`fp8`, `fmt: e4m3`): each projection weight as E4M3 bytes with
+    /// one f32 `weight_scale_inv` per tile of `weight_block_size` [rows, cols].
+    Fp8 { block: [usize; 2] },
 }
 
 impl ModelConfig {

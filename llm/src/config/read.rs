@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use tensor::GluActivation;
 
 use super::fields::{Fields, quoted};
-use super::{LayerAttention, LayerKind, ModelConfig, MoeConfig, RouterKind, rope};
+use super::{LayerAttention, LayerKind, ModelConfig, MoeConfig, RouterKind, WeightQuantization, rope};
 use crate::models::architecture::Architecture;
 use crate::models::registry;
 use crate::{Error, Result};
@@ -138,7 +138,44 @@ fn read_shared(arch: &Architecture, f: &Fields, top: &Fields, model_type: String
         pad_token_id,
         eos_token_ids: eos,
         mtp_layers: f.usize_or("num_nextn_predict_layers", 0)?,
+        quantization: quantization(top)?,
     })
+}
+
+/// `quantization_config` (at the top level, also for multimodal releases): the formats the
+/// loader decodes, and a clear refusal of the others (GPTQ, AWQ, bitsandbytes...), whose
+/// tensors it would otherwise report one by one as unexpected.
+fn quantization(top: &Fields) -> Result<Option<WeightQuantization>> {
+    let Some(q) = top.object("quantization_config")? else { return Ok(None) };
+    let source = top.source;
+    let method = q.str_opt("quant_method")?.unwrap_or("");
+    match method {
+        "mxfp4" => Ok(Some(WeightQuantization::Mxfp4)),
+        "fp8" => {
+            let format = q.str_opt("fmt")?.unwrap_or("e4m3");
+            if format != "e4m3" {
+                return Err(Error::Config(format!(
+                    "{source}: field quantization_config.fmt: expected \"e4m3\", got {}",
+                    quoted(format)
+                )));
+            }
+            let block = match q.usize_list("weight_block_size")?.as_deref() {
+                None => tensor::quant::fp8::BLOCK,
+                Some(&[rows, cols]) if rows > 0 && cols > 0 => [rows, cols],
+                Some(other) => {
+                    return Err(Error::Config(format!(
+                        "{source}: field quantization_config.weight_block_size: expected two positive sizes [rows, cols], got {other:?}"
+                    )));
+                }
+            };
+            Ok(Some(WeightQuantization::Fp8 { block }))
+        }
+        other => Err(Error::Config(format!(
+            "{source}: field quantization_config.quant_method: expected \"fp8\" (DeepSeek-V3, Kimi K2) or \"mxfp4\" (gpt-oss), got {}; \
+             load a dequantized checkpoint or a GGUF file",
+            quoted(other)
+        ))),
+    }
 }
 
 /// `layer_types`, one entry per layer, when the config gives it.
