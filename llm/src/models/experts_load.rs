@@ -3,8 +3,9 @@
 //! Kimi K2) or fused (Llama 4: `feed_forward.experts.gate_up_proj` [E, H, 2I] and
 //! `feed_forward.experts.down_proj` [E, I, H], in×out; gpt-oss: `mlp.experts.gate_up_proj`
 //! [E, H, 2I] with gate and up columns interleaved, `down_proj` [E, I, H], and the biases
-//! `gate_up_proj_bias` [E, 2I] (interleaved too) and `down_proj_bias` [E, H]). This file
-//! assembles the stacked form.
+//! `gate_up_proj_bias` [E, 2I] (interleaved too) and `down_proj_bias` [E, H]; gpt-oss's
+//! releases store those two weights as MXFP4 `_blocks` + `_scales`, output channels first). This
+//! file assembles the stacked form.
 
 use std::collections::HashSet;
 
@@ -41,18 +42,6 @@ pub fn assemble(
     let Some((prefix, projection)) = name.rsplit_once(".experts.") else {
         return Ok(None);
     };
-    // MXFP4 (gpt-oss releases): u8 blocks of e2m1 pairs and e8m0 scales in place of the tensor.
-    for fused_name in ["gate_up_proj", "down_proj"] {
-        let blocks = format!("{prefix}.experts.{fused_name}_blocks");
-        if let Some(found) = super::load::resolve(&blocks, checkpoint) {
-            return Err(Error::format(
-                &checkpoint.describe(),
-                format!(
-                    "tensor {found} (with its _scales) holds MXFP4-quantized experts, which this loader does not read yet;                      a dequantized (bf16 or f32) checkpoint loads"
-                ),
-            ));
-        }
-    }
     if let Some(projection) = projection.strip_suffix(".bias") {
         return fused_bias(prefix, projection, checkpoint, used, device, interleaved);
     }
@@ -94,6 +83,81 @@ pub fn assemble(
         _ => {}
     }
     Ok(None)
+}
+
+/// gpt-oss's released experts: `{prefix}.experts.gate_up_proj_blocks` [E, 2I, H/32, 16] and
+/// `down_proj_blocks` [E, H, I/32, 16] of E2M1 codes with their `_scales` [E, rows, groups] of
+/// E8M0 exponents, rows being output channels (gate's and up's interleaved in `gate_up`, as the
+/// fused tensor's columns are). Returns the stacked weight `name` ([E, out, in]) as ggml MXFP4
+/// blocks, or None when the checkpoint does not store it so.
+pub fn mxfp4_blocks(
+    name: &str,
+    var: &Var,
+    checkpoint: &Checkpoint,
+    used: &mut HashSet<String>,
+    interleaved: bool,
+) -> Result<Option<Vec<u8>>> {
+    let Some((prefix, projection)) = name.rsplit_once(".experts.") else {
+        return Ok(None);
+    };
+    let projection = projection.trim_end_matches(".weight");
+    let fused = match projection {
+        "gate_proj" | "up_proj" => "gate_up_proj",
+        "down_proj" => "down_proj",
+        _ => return Ok(None),
+    };
+    let Some(blocks_name) = super::load::resolve(&format!("{prefix}.experts.{fused}_blocks"), checkpoint) else {
+        return Ok(None);
+    };
+    let scales_name = format!("{}_scales", blocks_name.trim_end_matches("_blocks"));
+    let path = checkpoint.describe();
+    let (blocks, block_shape) = checkpoint.u8_bytes(&blocks_name)?;
+    let (scales, scale_shape) = checkpoint.u8_bytes(&scales_name)?;
+    let &[experts, out, cols] = var.dims().as_slice() else {
+        return Err(Error::format(&path, format!("parameter {name} is not a stack of expert matrices")));
+    };
+    let stored_rows = if fused == "gate_up_proj" { 2 * out } else { out };
+    let groups = cols / 32;
+    let shapes_fit = cols.is_multiple_of(32)
+        && block_shape == [experts, stored_rows, groups, 16]
+        && scale_shape == [experts, stored_rows, groups];
+    if !shapes_fit {
+        return Err(Error::format(
+            &path,
+            format!(
+                "tensors {blocks_name} {block_shape:?} and {scales_name} {scale_shape:?}: the config implies \
+                 [{experts}, {stored_rows}, {groups}, 16] and [{experts}, {stored_rows}, {groups}] (32 weights per scale)"
+            ),
+        ));
+    }
+    // Which stored row each of this projection's rows is.
+    let row = |r: usize| match (projection, interleaved) {
+        ("down_proj", _) => r,
+        ("gate_proj", true) => 2 * r,
+        ("up_proj", true) => 2 * r + 1,
+        ("gate_proj", false) => r,
+        _ => out + r,
+    };
+    let mut ggml = Vec::with_capacity(experts * out * groups * 17);
+    for e in 0..experts {
+        for r in 0..out {
+            let at = e * stored_rows + row(r);
+            let codes = &blocks[at * groups * 16..(at + 1) * groups * 16];
+            let exps = &scales[at * groups..(at + 1) * groups];
+            ggml.extend(
+                tensor::quant::mxfp4::split_to_ggml(codes, exps)
+                    .map_err(|e| Error::format(&path, format!("tensor {blocks_name}: {e}")))?,
+            );
+        }
+    }
+    // Gate's and up's rows come from the same tensors: their pages go once both are read.
+    if projection != "gate_proj" {
+        checkpoint.release_tensor(&blocks_name);
+        checkpoint.release_tensor(&scales_name);
+    }
+    used.insert(blocks_name);
+    used.insert(scales_name);
+    Ok(Some(ggml))
 }
 
 /// Gate's or up's columns of a fused [.., 2I] tensor: alternate columns when `interleaved`,

@@ -14,9 +14,10 @@
 //!   even, up at odd), `down_proj` [E, I, H], used as `x @ W` (in x out);
 //! - untied embeddings, RMSNorm eps 1e-5, no QK-norm.
 //!
-//! The released experts are MXFP4 (`*_blocks` + `*_scales`); the loader names them and stops.
-//! GGUF files (llama.cpp's `gpt-oss`) hold them as MXFP4 blocks too, which the GGUF loader
-//! decodes.
+//! The released experts are MXFP4 (`*_blocks` + `*_scales`, `quantization_config.quant_method`
+//! `mxfp4`); the loader repacks them as ggml's MXFP4 blocks and keeps them so (4.25 bits per
+//! weight), as it keeps the MXFP4 experts of llama.cpp's `gpt-oss` GGUF files
+//! (`experts_load::mxfp4_blocks`).
 
 use nn::moe::SwigluClamp;
 use nn::rope::RopeScaling;

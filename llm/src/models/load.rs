@@ -3,13 +3,15 @@
 //! one of the documented kinds this text-only decoder leaves out), so a checkpoint that does not
 //! match its config is an error naming the tensor, not a model that silently computes nonsense.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use autograd::Var;
-use nn::ModuleExt;
+use nn::{Module, ModuleExt};
+use tensor::quant::GgmlType;
 use tensor::{DType, Device, Tensor};
 
 use super::decoder::CausalLm;
+use super::pack::{Blocks, placeholder};
 use super::recipe::ExpertStorage;
 use crate::config::ModelConfig;
 use crate::weights::Checkpoint;
@@ -109,9 +111,28 @@ pub fn load_weights(
     }
     progress.set_message("loading weights");
     let interleaved = super::save::expert_storage(config) == ExpertStorage::FusedInterleaved;
+    // Experts a release ships as MXFP4 stay MXFP4 as stored (`weight_dtype` None), as a GGUF
+    // file's do; their slots are filled once every parameter is read.
+    let mut packed: HashMap<String, Blocks> = HashMap::new();
     for (name, var) in &params {
         progress.inc(1);
         let dtype = parameter_dtype(name, var, checkpoint, options);
+        if let Some(ggml) = super::experts_load::mxfp4_blocks(name, var, checkpoint, &mut used, interleaved)? {
+            let &[experts, rows, cols] = var.dims().as_slice() else { unreachable!("mxfp4_blocks checked the stack") };
+            let at = |e: tensor::Error| Error::format(&path, format!("{name}: {e}"));
+            if options.weight_dtype.is_none() {
+                let blocks =
+                    Blocks::new(GgmlType::MXFP4, Some(experts), rows, cols, ggml, &options.device).map_err(at)?;
+                packed.insert(name.clone(), blocks);
+                var.replace_value(placeholder(var, &options.device)?)?;
+            } else {
+                let mut values = vec![0.0f32; ggml.len() / 17 * 32];
+                tensor::quant::dequantize(GgmlType::MXFP4, &ggml, &mut values).map_err(at)?;
+                let tensor = Tensor::from_vec(values, var.dims().to_vec(), &Device::cpu())?;
+                var.replace_value(tensor.to_dtype(dtype)?.to(&options.device)?)?;
+            }
+            continue;
+        }
         let tensor = load_parameter(name, var, checkpoint, &mut used, dtype, &options.device, interleaved)?;
         if tensor.dims() != var.dims().as_slice() {
             return Err(Error::format(
@@ -122,10 +143,17 @@ pub fn load_weights(
         var.replace_value(tensor)?;
     }
     progress.finish_and_clear();
+    model.visit_packed("", &mut |name, slot| {
+        if let Some(blocks) = packed.remove(name) {
+            blocks.put(slot);
+        }
+    });
     let unexpected: Vec<String> = checkpoint
         .names()
         .into_iter()
         .filter(|n| !used.contains(n) && !ignorable(n, config))
+        // An FP8 weight's block scales are read with it.
+        .filter(|n| !n.strip_suffix("_scale_inv").is_some_and(|weight| used.contains(weight)))
         // A tied model may still carry a copy of the head.
         .filter(|n| !(config.tie_word_embeddings && n.ends_with("lm_head.weight")))
         .collect();

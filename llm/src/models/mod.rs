@@ -56,7 +56,10 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Loaded> {
         return crate::gguf::load_gguf(dir, options);
     }
     let config = ModelConfig::from_path(dir)?;
-    let checkpoint = Checkpoint::open(dir)?;
+    let mut checkpoint = Checkpoint::open(dir)?;
+    if let Some(crate::config::WeightQuantization::Fp8 { block }) = config.quantization {
+        checkpoint.set_fp8_block(block);
+    }
     let model = build(&config, &mut Init::placeholders(&options.device))?;
     load_weights(&model, &config, &checkpoint, options)?;
     Ok(Loaded { config, model })

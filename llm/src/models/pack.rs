@@ -7,6 +7,7 @@
 //! them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use nn::{Module, ModuleExt, PackedSlot};
 use tensor::quant::{self, DeviceQMatrix, GgmlType, QMatrix};
@@ -50,21 +51,52 @@ fn pack(var: &autograd::Var, ty: GgmlType, device: &Device, slot: &PackedSlot) -
         return Ok(false);
     }
     let values: Vec<f32> = var.value().to(&Device::cpu())?.to_dtype(DType::F32)?.contiguous()?.to_vec()?;
-    if device.is_cpu() {
-        if dims.len() == 3 {
-            let matrix = rows * cols;
-            let stack = (0..experts)
-                .map(|e| QMatrix::quantize(ty, rows, cols, &values[e * matrix..(e + 1) * matrix]))
-                .collect::<tensor::Result<Vec<_>>>()?;
-            slot.set_stack(stack);
-        } else {
-            slot.set(Some(QMatrix::quantize(ty, rows, cols, &values)?));
-        }
-    } else {
-        let bytes = quant::quantize(ty, &values)?;
-        slot.set_device(DeviceQMatrix::upload_stack(ty, experts, rows, cols, &bytes, device)?);
-    }
-    // The placeholder a GGUF load leaves: the right shape, no storage.
-    var.replace_value(Tensor::zeros((), var.dtype(), device)?.broadcast_to(dims)?)?;
+    let stack = (dims.len() == 3).then_some(experts);
+    Blocks::new(ty, stack, rows, cols, quant::quantize(ty, &values)?, device)?.put(slot);
+    var.replace_value(placeholder(var, device)?)?;
     Ok(true)
+}
+
+/// A matrix, or a stack of experts' matrices, already in ggml blocks on its way to its
+/// `PackedSlot`: `QMatrix`es on the CPU, one `DeviceQMatrix` on a GPU.
+pub(crate) enum Blocks {
+    Cpu { stack: bool, matrices: Vec<QMatrix> },
+    Device(DeviceQMatrix),
+}
+
+impl Blocks {
+    /// `bytes` holds one [rows, cols] matrix of `ty` blocks, or with `stack` `Some(experts)`
+    /// that many, one after the other.
+    pub(crate) fn new(
+        ty: GgmlType,
+        stack: Option<usize>,
+        rows: usize,
+        cols: usize,
+        bytes: Vec<u8>,
+        device: &Device,
+    ) -> tensor::Result<Blocks> {
+        let experts = stack.unwrap_or(1);
+        if !device.is_cpu() {
+            return Ok(Blocks::Device(DeviceQMatrix::upload_stack(ty, experts, rows, cols, &bytes, device)?));
+        }
+        let matrix = rows * (cols / ty.block_size().max(1)) * ty.type_size();
+        let bytes: Arc<Vec<u8>> = Arc::new(bytes);
+        let matrices = (0..experts)
+            .map(|e| QMatrix::shared(ty, rows, cols, bytes.clone(), e * matrix))
+            .collect::<tensor::Result<Vec<_>>>()?;
+        Ok(Blocks::Cpu { stack: stack.is_some(), matrices })
+    }
+
+    pub(crate) fn put(self, slot: &PackedSlot) {
+        match self {
+            Blocks::Cpu { stack: true, matrices } => slot.set_stack(matrices),
+            Blocks::Cpu { stack: false, mut matrices } => slot.set(matrices.pop()),
+            Blocks::Device(q) => slot.set_device(q),
+        }
+    }
+}
+
+/// The value a packed parameter keeps (as a GGUF load leaves it): its shape, no storage.
+pub(crate) fn placeholder(var: &autograd::Var, device: &Device) -> tensor::Result<Tensor> {
+    Tensor::zeros((), var.dtype(), device)?.broadcast_to(var.dims())
 }

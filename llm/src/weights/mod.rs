@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
+use tensor::quant::fp8;
 use tensor::{DType, Device, HostData, Tensor};
 
 use crate::{Error, Result};
@@ -35,6 +36,8 @@ struct File {
 pub struct Checkpoint {
     files: Vec<File>,
     index: HashMap<String, usize>,
+    /// The tile of FP8 weights' scales ([`Checkpoint::set_fp8_block`]).
+    fp8_block: [usize; 2],
 }
 
 /// What a checkpoint says about one tensor.
@@ -76,7 +79,7 @@ impl Checkpoint {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
             ));
         };
-        let mut checkpoint = Checkpoint { files: Vec::new(), index: HashMap::new() };
+        let mut checkpoint = Checkpoint { files: Vec::new(), index: HashMap::new(), fp8_block: fp8::BLOCK };
         for file in files {
             checkpoint.add_file(&file)?;
         }
@@ -128,10 +131,102 @@ impl Checkpoint {
         self.meta(name).map(|m| m.dtype)
     }
 
-    /// The dtype and shape of a tensor, without reading it.
+    /// The dtype and shape of a tensor as it loads, without reading it (an FP8 weight loads
+    /// dequantized, as bf16 unless asked otherwise: see [`Checkpoint::load`]).
     pub fn meta(&self, name: &str) -> Option<TensorMeta> {
         let (_, info) = self.entry(name)?;
-        Some(TensorMeta { dtype: dtype_of(info.dtype)?, shape: info.shape.clone() })
+        let dtype = if info.dtype == Dtype::F8_E4M3 { DType::BF16 } else { dtype_of(info.dtype)? };
+        Some(TensorMeta { dtype, shape: info.shape.clone() })
+    }
+
+    /// The tile FP8 weights' `weight_scale_inv` scales cover, [rows, cols]: the config's
+    /// `quantization_config.weight_block_size` (DeepSeek-V3's [128, 128] until set).
+    pub fn set_fp8_block(&mut self, block: [usize; 2]) {
+        self.fp8_block = block;
+    }
+
+    /// The bytes of a u8 tensor (MXFP4 codes and scales) and its shape, borrowed from the map;
+    /// [`Checkpoint::release_tensor`] hands its pages back once they are copied or decoded.
+    pub fn u8_bytes(&self, name: &str) -> Result<(&[u8], &[usize])> {
+        let (file, info) =
+            self.entry(name).ok_or_else(|| Error::format(&self.describe(), format!("missing tensor {name}")))?;
+        if info.dtype != Dtype::U8 {
+            return Err(Error::format(&file.path, format!("tensor {name} has dtype {:?}, expected U8", info.dtype)));
+        }
+        Ok((self.bytes_of(file, info, name)?, &info.shape))
+    }
+
+    /// Hands a tensor's pages back (see `release`); nothing happens for an unknown name.
+    pub fn release_tensor(&self, name: &str) {
+        if let Some((file, info)) = self.entry(name) {
+            let (start, end) = info.data_offsets;
+            release(&file.mmap, file.data_start + start, end - start);
+        }
+    }
+
+    fn bytes_of<'a>(&self, file: &'a File, info: &TensorInfo, name: &str) -> Result<&'a [u8]> {
+        let (start, end) = info.data_offsets;
+        file.mmap
+            .get(file.data_start + start..file.data_start + end)
+            .ok_or_else(|| Error::format(&file.path, format!("tensor {name} lies outside the file")))
+    }
+
+    /// An FP8 E4M3 weight dequantized in f32 with its `{name}_scale_inv` tile scales, as
+    /// DeepSeek's `weight_dequant` does, then converted to `dtype` (bf16 by default, as
+    /// DeepSeek's own `fp8_cast_bf16` stores it). Nothing computes on the E4M3 bytes yet.
+    fn load_fp8(
+        &self,
+        name: &str,
+        file: &File,
+        info: &TensorInfo,
+        dtype: Option<DType>,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let [rows, cols] = match *info.shape.as_slice() {
+            [r, c] => [r, c],
+            _ => {
+                return Err(Error::format(
+                    &file.path,
+                    format!("tensor {name} is FP8 with shape {:?}; block scales cover matrices only", info.shape),
+                ));
+            }
+        };
+        let scale_name = format!("{name}_scale_inv");
+        let scale_meta = self.meta(&scale_name).ok_or_else(|| {
+            Error::format(
+                &file.path,
+                format!("tensor {name} is FP8 (E4M3) but {scale_name}, its block scales, is missing"),
+            )
+        })?;
+        let want = fp8::scale_shape(rows, cols, self.fp8_block);
+        if scale_meta.shape != want {
+            return Err(Error::format(
+                &file.path,
+                format!(
+                    "tensor {scale_name} has shape {:?}; a [{rows}, {cols}] weight in {}x{} tiles (weight_block_size) needs {want:?}",
+                    scale_meta.shape, self.fp8_block[0], self.fp8_block[1]
+                ),
+            ));
+        }
+        let scales: Vec<f32> = self.load(&scale_name, Some(DType::F32), &Device::cpu())?.to_vec()?;
+        let values =
+            fp8::dequantize_block_scaled(self.bytes_of(file, info, name)?, &scales, rows, cols, self.fp8_block)
+                .map_err(|e| Error::format(&file.path, format!("tensor {name}: {e}")))?;
+        self.release_tensor(name);
+        if crate::finite::check_finite()
+            && let Some(i) = values.iter().position(|v| !v.is_finite())
+        {
+            return Err(Error::format(
+                &file.path,
+                format!("tensor {name} holds {} at flat index {i} (LLM_CHECK_FINITE is on)", values[i]),
+            ));
+        }
+        let host = HostData::F32(values);
+        let host = match dtype.unwrap_or(DType::BF16) {
+            DType::F32 => host,
+            d => host.cast(d),
+        };
+        Ok(Tensor::from_host(host, info.shape.clone(), device)?)
     }
 
     /// Total bytes of tensor data across the files.
@@ -144,6 +239,9 @@ impl Checkpoint {
         let (file, info) = self
             .entry(name)
             .ok_or_else(|| Error::Format { path: self.describe(), msg: format!("missing tensor {name}") })?;
+        if info.dtype == Dtype::F8_E4M3 {
+            return self.load_fp8(name, file, info, dtype, device);
+        }
         let stored = dtype_of(info.dtype).ok_or_else(|| {
             Error::format(
                 &file.path,
@@ -151,10 +249,7 @@ impl Checkpoint {
             )
         })?;
         let (start, end) = info.data_offsets;
-        let bytes = file
-            .mmap
-            .get(file.data_start + start..file.data_start + end)
-            .ok_or_else(|| Error::format(&file.path, format!("tensor {name} lies outside the file")))?;
+        let bytes = self.bytes_of(file, info, name)?;
         let host = if info.dtype == Dtype::I32 {
             let v: Vec<i32> = bytemuck_cast(bytes);
             HostData::I64(v.into_iter().map(i64::from).collect())

@@ -1,0 +1,162 @@
+//! Releases that ship quantized weights in safetensors, as `tools/make_hub_variants.py` lays the
+//! tiny fixtures out (`tests/data/hub-variants`):
+//! - `gpt_oss_mxfp4`: gpt-oss's routed experts as MXFP4 `*_blocks` + `*_scales`, the rest bf16;
+//! - `deepseek_v3_fp8`: DeepSeek-V3's projections as E4M3 with `weight_scale_inv` tile scales
+//!   (non-square tiles with ragged edges, from `quantization_config.weight_block_size`).
+//!
+//! Each folder's `reference.safetensors` holds the logits transformers computes in float32 from
+//! that folder (`logits`), and for FP8 also from its weights dequantized in f32 then rounded to
+//! bf16 (`logits_bf16`), what this loader keeps by default.
+//!
+//! Tolerance 1e-4 max abs: MXFP4 values and E4M3 x f32 scale products are decoded exactly in
+//! f32 (and MXFP4 exactly in bf16), so both sides compute one f32 model and differ by summation
+//! order only (about 1e-5 here); a wrong nibble order, row interleave or tile index moves logits
+//! by O(0.1) or more.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use llm::models::{LoadOptions, load};
+use llm::weights::Checkpoint;
+use nn::{Module, ModuleExt};
+use safetensors::tensor::{Dtype, TensorView};
+use tensor::testing::max_abs_diff;
+use tensor::{DType, Device};
+
+#[macro_use]
+mod common;
+
+const TOLERANCE: f64 = 1e-4;
+
+fn variant(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hub-variants").join(name)
+}
+
+/// The model loaded from `dir` with `weight_dtype`, its logits for the reference's ids, and the
+/// largest difference from the reference tensor `want`.
+fn logits_diff(dir: &Path, device: &Device, weight_dtype: Option<DType>, want: &str) -> llm::Result<f64> {
+    // Prefill products with bf16 weights would round activations to bf16 on CPUs with
+    // AVX512_BF16; these references compute in f32 (as tests/hub_variants.rs explains).
+    tensor::cpu::isa::force_bf16_gemm(Some(false));
+    let loaded = load(dir, &LoadOptions { device: device.clone(), weight_dtype })?;
+    let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
+    let ids = reference.load("input_ids", Some(DType::U32), device)?;
+    let out = autograd::no_grad(|| loaded.model.forward(&ids, 0, None, false))?;
+    let cpu = Device::cpu();
+    Ok(max_abs_diff(&out.logits.value().to(&cpu)?, &reference.load(want, None, &cpu)?)?)
+}
+
+/// gpt-oss's MXFP4 experts: kept as MXFP4 blocks by default (every expert slot filled, no dense
+/// copy), dequantized exactly when a dtype is asked for; the logits are transformers' either way.
+fn gpt_oss_mxfp4(name: &str, device: &Device) -> llm::Result<()> {
+    let dir = variant(name);
+    let loaded = load(&dir, &LoadOptions { device: device.clone(), weight_dtype: None })?;
+    let mut packed = 0;
+    loaded.model.visit_packed("", &mut |slot_name, slot| {
+        if slot_name.contains(".experts.") {
+            assert!(slot.is_set(), "{slot_name} is not kept as MXFP4 blocks");
+            packed += 1;
+        }
+    });
+    assert_eq!(packed, 3 * loaded.config.num_hidden_layers, "gate, up and down of every layer");
+    for (param, var) in loaded.model.named_parameters() {
+        if var.rank() >= 2 && !param.contains(".experts.") {
+            assert_eq!(var.dtype(), DType::BF16, "{param}: stored bf16, kept bf16");
+        }
+    }
+    for dtype in [None, Some(DType::F32), Some(DType::BF16)] {
+        let diff = logits_diff(&dir, device, dtype, "logits")?;
+        eprintln!("{name} on {device}, weights {dtype:?}: max |logit diff| {diff:.2e}");
+        assert!(diff <= TOLERANCE, "{name} on {device} with {dtype:?}: logits differ by {diff:.2e}");
+    }
+    Ok(())
+}
+
+/// DeepSeek-V3's FP8 weights: dequantized in f32 with their tile scales, kept as bf16 by default
+/// (compared with transformers on the same bf16 rounding) or as f32 when asked.
+fn deepseek_v3_fp8(name: &str, device: &Device) -> llm::Result<()> {
+    let dir = variant(name);
+    let loaded = load(&dir, &LoadOptions { device: device.clone(), weight_dtype: None })?;
+    for (param, var) in loaded.model.named_parameters() {
+        if var.rank() >= 2 {
+            assert_eq!(var.dtype(), DType::BF16, "{param}: FP8 and bf16 weights load as bf16 by default");
+        }
+    }
+    for (dtype, want) in [(Some(DType::F32), "logits"), (None, "logits_bf16")] {
+        let diff = logits_diff(&dir, device, dtype, want)?;
+        eprintln!("{name} on {device}, weights {dtype:?}: max |logit diff| from {want} {diff:.2e}");
+        assert!(diff <= TOLERANCE, "{name} on {device} with {dtype:?}: logits differ from {want} by {diff:.2e}");
+    }
+    Ok(())
+}
+
+on_cpu_and_gpu! { gpt_oss_mxfp4; gpt_oss_mxfp4 }
+on_cpu_and_gpu! { deepseek_v3_fp8; deepseek_v3_fp8 }
+
+/// A copy of `source`'s folder with its `model.safetensors` rewritten by `edit` (name -> dtype,
+/// shape, bytes), for the malformed cases.
+fn edited_copy(
+    source: &Path,
+    case: &str,
+    edit: impl FnOnce(&mut HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>),
+) -> PathBuf {
+    let dir = common::tempdir(case);
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let bytes = std::fs::read(source.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: HashMap<String, (Dtype, Vec<usize>, Vec<u8>)> =
+        st.tensors().into_iter().map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec()))).collect();
+    edit(&mut tensors);
+    let views: Vec<(String, TensorView)> =
+        tensors.iter().map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    dir
+}
+
+fn load_error(dir: &Path) -> String {
+    match load(dir, &LoadOptions { device: Device::cpu(), weight_dtype: None }) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn malformed_quantized_tensors_are_errors_naming_them() {
+    let fp8 = variant("deepseek_v3_fp8");
+    let scale = "model.layers.0.self_attn.o_proj.weight_scale_inv";
+    let dir = edited_copy(&fp8, "fp8-no-scale", |t| {
+        t.remove(scale).expect("the variant has it");
+    });
+    let msg = load_error(&dir);
+    assert!(msg.contains(scale) && msg.contains("missing"), "{msg}");
+
+    let dir = edited_copy(&fp8, "fp8-scale-shape", |t| {
+        let (_, shape, bytes) = t.get_mut(scale).unwrap();
+        let n = shape.iter().product::<usize>() + 1;
+        *shape = vec![n];
+        bytes.resize(4 * n, 0);
+    });
+    let msg = load_error(&dir);
+    assert!(msg.contains(scale) && msg.contains("weight_block_size"), "{msg}");
+
+    let mxfp4 = variant("gpt_oss_mxfp4");
+    let scales = "model.layers.1.mlp.experts.down_proj_scales";
+    let dir = edited_copy(&mxfp4, "mxfp4-scales-shape", |t| {
+        let (_, shape, bytes) = t.get_mut(scales).unwrap();
+        shape[1] -= 1;
+        bytes.truncate(shape.iter().product());
+    });
+    let msg = load_error(&dir);
+    assert!(msg.contains(scales) && msg.contains("32 weights per scale"), "{msg}");
+
+    let dir = edited_copy(&mxfp4, "mxfp4-blocks-dtype", |t| {
+        let (dtype, shape, _) = t.get_mut("model.layers.0.mlp.experts.gate_up_proj_blocks").unwrap();
+        *dtype = Dtype::I8;
+        let _ = shape;
+    });
+    let msg = load_error(&dir);
+    assert!(msg.contains("gate_up_proj_blocks") && msg.contains("expected U8"), "{msg}");
+}
