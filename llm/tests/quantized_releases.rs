@@ -48,7 +48,14 @@ fn logits_diff(dir: &Path, device: &Device, weight_dtype: Option<DType>, want: &
 
 /// gpt-oss's MXFP4 experts: kept as MXFP4 blocks by default (every expert slot filled, no dense
 /// copy), dequantized exactly when a dtype is asked for; the logits are transformers' either way.
+///
+/// On the CPU, products of fewer than `GEMM_MIN_ROWS` rows would run integer dots on Q8_0-rounded
+/// activations (as llama.cpp's do), which moves these logits by ~0.1; this test checks the
+/// loading, so it sends every product through the exactly decoded panels (process-wide, and no
+/// other test of this binary multiplies packed matrices). The integer dots are checked against
+/// the decoded product in tensor/tests/quant_matmul.rs.
 fn gpt_oss_mxfp4(name: &str, device: &Device) -> llm::Result<()> {
+    tensor::quant::set_gemm_min_rows(Some(1));
     let dir = variant(name);
     let loaded = load(&dir, &LoadOptions { device: device.clone(), weight_dtype: None })?;
     let mut packed = 0;

@@ -1,4 +1,4 @@
-//! `QMatrix`: products on Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K blocks, every kernel this CPU runs
+//! `QMatrix`: products on Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K / MXFP4 blocks, every kernel this CPU runs
 //! against the scalar one and against f64 sums of the decoded operands, on odd shapes (k a
 //! multiple of the block size, 32 or 256, as the formats require; n odd; m from 1 to 9 and more).
 
@@ -270,38 +270,45 @@ fn expert_matmul_sends_each_row_through_its_expert() {
     }
 }
 
-/// MXFP4 (llama.cpp's gpt-oss experts) has no integer-dot kernel: every product decodes panels of
-/// its rows for the GEMM, whatever the row count, and so must equal the product of the
-/// activations with the decoded matrix. MXFP4 values have at most 3 significant bits, so they are
-/// exact in bf16 too: where the bf16 GEMM runs, the only rounding is the activations' own to
-/// bf16, which the reference applies as well. Tolerance: f32 sums in another order.
-#[test]
-fn mxfp4_products_run_on_decoded_panels() {
-    let (n, k) = (37, 96);
-    let mut s = 7u64;
+/// Random MXFP4 blocks: scale bytes around 2^0 (122..131, so the values stay near 1) and every
+/// code byte random, both nibbles' signs and -0 included.
+fn random_mxfp4(rows: usize, k: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed;
     let mut byte = move || {
         s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (s >> 33) as u8
     };
-    let bytes: Vec<u8> = (0..n * k / 32)
+    (0..rows * k / 32)
         .flat_map(|_| std::iter::once(122 + byte() % 10).chain((0..16).map(|_| byte())).collect::<Vec<_>>())
-        .collect();
-    let w = QMatrix::new(GgmlType::MXFP4, n, k, bytes).unwrap();
-    let wd = Tensor::from_vec(w.dequantize().unwrap(), [n, k], &Device::cpu()).unwrap();
-    for m in [1, 3, 40] {
-        let x = Tensor::from_vec(values(m as u64, m * k), [m, k], &Device::cpu()).unwrap();
-        let got = w.matmul(&x).unwrap();
-        let xr = if tensor::cpu::isa::bf16_gemm() {
-            x.to_dtype(tensor::DType::BF16).unwrap().to_dtype(tensor::DType::F32).unwrap()
-        } else {
-            x.clone()
-        };
-        let want = xr.matmul(&wd.t().unwrap()).unwrap();
-        let (got, want): (Vec<f32>, Vec<f32>) = (got.to_vec().unwrap(), want.to_vec().unwrap());
-        for (g, w) in got.iter().zip(&want) {
-            assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "MXFP4 m {m}: {g} against {w}");
+        .collect()
+}
+
+/// MXFP4 (gpt-oss's experts): few rows run integer dots on the blocks with Q8_0 activations, as
+/// ggml's `ggml_vec_dot_mxfp4_q8_0` does, on every kernel this CPU has; from `GEMM_MIN_ROWS`
+/// rows on, decoded panels go through the GEMM. MXFP4 values have at most 3 significant bits, so
+/// the panels are exact in bf16 too: where the bf16 GEMM runs, the only rounding is the
+/// activations' own to bf16, which the reference applies as well.
+#[test]
+fn mxfp4_products_match_the_decoded_matrix() {
+    for (n, k) in [(1, 32), (37, 96), (9, 1024)] {
+        let w = QMatrix::new(GgmlType::MXFP4, n, k, random_mxfp4(n, k, n as u64 + k as u64)).unwrap();
+        for m in (1..=9).chain([31]) {
+            let x = values(m as u64 + 3, m * k);
+            let (want, scale) = reference(&w, &x, m);
+            every_kernel_within(&w, &x, m, (&want, &scale), k / 32 + 8, &format!("MXFP4 n={n} k={k} m={m}"));
         }
-        let blocks = w.matmul_blocks(&x.to_vec::<f32>().unwrap(), m, QKernel::Scalar);
-        assert_eq!(blocks, got, "matmul_blocks takes the panels too");
     }
+    let (n, k, m) = (37, 96, 40);
+    let w = QMatrix::new(GgmlType::MXFP4, n, k, random_mxfp4(n, k, 7)).unwrap();
+    let wd = Tensor::from_vec(w.dequantize().unwrap(), [n, k], &Device::cpu()).unwrap();
+    let x = Tensor::from_vec(values(m as u64, m * k), [m, k], &Device::cpu()).unwrap();
+    let got = w.matmul(&x).unwrap();
+    let xr = if tensor::cpu::isa::bf16_gemm() {
+        x.to_dtype(tensor::DType::BF16).unwrap().to_dtype(tensor::DType::F32).unwrap()
+    } else {
+        x.clone()
+    };
+    let want = xr.matmul(&wd.t().unwrap()).unwrap();
+    assert!(m >= tensor::quant::GEMM_MIN_ROWS);
+    tensor::testing::assert_close(&got, &want, 1e-5, 1e-5).unwrap();
 }

@@ -7,7 +7,7 @@
 //! weights 2j (low nibble) and 2j + 1 (high nibble).
 
 /// E2M1 values times two, so that the table is integral (ggml's `kvalues_mxfp4`).
-const DOUBLED: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+pub(crate) const DOUBLED: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
 
 /// The same values as f32, with code 8 as -0.0 as the E2M1 encoding (and transformers' table)
 /// has it; ggml's integer table makes it +0.0.

@@ -60,20 +60,13 @@ impl std::fmt::Debug for QMatrix {
 }
 
 impl QMatrix {
-    /// Whether products on the blocks of `ty` are implemented (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K with
-    /// integer dots; MXFP4 on decoded panels only, see [`QMatrix::integer_dots`]).
+    /// Whether products on the blocks of `ty` are implemented (integer dots for few rows, decoded
+    /// panels for the GEMM): Q8_0, Q4_0, Q4_K, Q5_K, Q6_K and MXFP4.
     pub fn supports(ty: GgmlType) -> bool {
         matches!(
             ty,
             GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K | GgmlType::MXFP4
         )
-    }
-
-    /// Whether few-row products run integer dots on the blocks. MXFP4 (gpt-oss's experts in
-    /// llama.cpp's files) has no such kernel yet: every product decodes panels of its rows to
-    /// bf16/f32 for the GEMM, so the matrix still stays at its 4.25 bits per weight in memory.
-    fn integer_dots(&self) -> bool {
-        self.ty != GgmlType::MXFP4
     }
 
     /// A matrix owning `bytes`.
@@ -210,7 +203,7 @@ impl QMatrix {
         let m = x.elem_count() / self.cols;
         let mut out = dims.to_vec();
         *out.last_mut().expect("rank >= 1") = self.rows;
-        if m >= GEMM_ROWS.load(Ordering::Relaxed) || !self.integer_dots() {
+        if m >= GEMM_ROWS.load(Ordering::Relaxed) {
             return self.panels(&x.reshape([m, self.cols])?)?.reshape(out);
         }
         let y = self.matmul_blocks(&x.to_vec::<f32>()?, m, QKernel::for_isa(isa::active()));
@@ -223,18 +216,14 @@ impl QMatrix {
         if x.len() != m * self.cols {
             return Err(Error::shape("QMatrix::matmul", format!("{} values are not [{m}, {}]", x.len(), self.cols)));
         }
-        if m >= GEMM_ROWS.load(Ordering::Relaxed) || !self.integer_dots() {
+        if m >= GEMM_ROWS.load(Ordering::Relaxed) {
             return self.matmul_panels(x, m);
         }
         Ok(self.matmul_blocks(x, m, kernel))
     }
 
-    /// Integer dots on the blocks, whatever `m` (for a type without them, MXFP4, the panels).
+    /// Integer dots on the blocks, whatever `m`.
     pub fn matmul_blocks(&self, x: &[f32], m: usize, kernel: QKernel) -> Vec<f32> {
-        if !self.integer_dots() {
-            // The panels fail only on shapes, which the callers have checked.
-            return self.matmul_panels(x, m).unwrap_or_else(|_| vec![f32::NAN; m * self.rows]);
-        }
         let mut out_t = vec![0.0f32; self.rows * m];
         qmatmul::matmul_t(kernel, self.ty, self.data(), x, self.cols, m, &mut out_t);
         if m == 1 {

@@ -1,6 +1,7 @@
-//! Products of f32 activations with Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K weight rows, computed on
-//! the blocks: the activations are quantized as ggml quantizes `src1` for the format (its
-//! `vec_dot_type`: Q8_0 per 32 values for Q8_0 and Q4_0, Q8_K per 256 for the k-quants), then
+//! Products of f32 activations with Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K / MXFP4 weight rows,
+//! computed on the blocks: the activations are quantized as ggml quantizes `src1` for the format
+//! (its `vec_dot_type`: Q8_0 per 32 values for Q8_0, Q4_0 and MXFP4, Q8_K per 256 for the
+//! k-quants), then
 //! each output is a sum over blocks of exact integer dots of codes times the scales. The weights
 //! are read once, as stored, and never widened to f32: for a decoded token that is 8.5 (Q8_0),
 //! 4.5 (Q4_0, Q4_K), 5.5 (Q5_K) or 6.56 (Q6_K) bits per weight from memory instead of 32.
@@ -10,6 +11,7 @@
 
 mod acts;
 mod acts_k;
+mod mxfp4;
 mod scalar;
 pub mod scalar_k;
 #[cfg(target_arch = "x86_64")]
@@ -134,6 +136,25 @@ fn rows_k<const R: usize>(kernel: QKernel, f: KFormat, w: &[u8], x: [RowK; R]) -
     x.map(|x| scalar_k::dot(f, w, x))
 }
 
+/// `R` dots of one MXFP4 weight row with `R` Q8_0 activation rows.
+#[inline]
+fn rows_mxfp4<const R: usize>(kernel: QKernel, w: &[u8], x: [Row; R]) -> [f32; R] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: as in `group`.
+        unsafe {
+            match kernel {
+                QKernel::Avx2 => return mxfp4::x86::rows_avx2(w, x),
+                QKernel::AvxVnni => return mxfp4::x86::rows_avx_vnni(w, x),
+                QKernel::Avx512Vnni => return mxfp4::x86::rows_avx512_vnni(w, x),
+                QKernel::Scalar => {}
+            }
+        }
+    }
+    let _ = kernel;
+    x.map(|x| mxfp4::row(w, x))
+}
+
 /// The k-quant format of `ty`, if it is one.
 pub(crate) fn k_format(ty: GgmlType) -> Option<KFormat> {
     match ty {
@@ -148,7 +169,7 @@ pub(crate) fn k_format(ty: GgmlType) -> Option<KFormat> {
 /// the `m` activation rows: the output transposed, [n, m], so that each task writes one
 /// contiguous range. The activations are quantized here, to Q8_K for a k-quant `ty` and to
 /// Q8_0 otherwise. Q4_0 and Q8_0 weights are interleaved by groups of 8 rows
-/// (`quant::interleave`), the k-quants row after row as GGUF stores them.
+/// (`quant::interleave`), the k-quants and MXFP4 row after row as GGUF stores them.
 pub(crate) fn matmul_t(kernel: QKernel, ty: GgmlType, w: &[u8], x: &[f32], k: usize, m: usize, out: &mut [f32]) {
     if m == 0 || out.is_empty() {
         return;
@@ -163,6 +184,17 @@ pub(crate) fn matmul_t(kernel: QKernel, ty: GgmlType, w: &[u8], x: &[f32], k: us
                     o.copy_from_slice(&rows_k::<ROWS_PER_PASS>(kernel, f, wr, std::array::from_fn(|r| acts.row(i + r))))
                 }
                 _ => o[0] = rows_k(kernel, f, wr, [acts.row(i)])[0],
+            });
+        }
+        None if ty == GgmlType::MXFP4 => {
+            let acts = QuantizedActs::new(x, k);
+            drive(w, row_bytes, m, out, |wr, i, o| match o.len() {
+                ROWS_PER_PASS => o.copy_from_slice(&rows_mxfp4::<ROWS_PER_PASS>(
+                    kernel,
+                    wr,
+                    std::array::from_fn(|r| acts.row(i + r)),
+                )),
+                _ => o[0] = rows_mxfp4(kernel, wr, [acts.row(i)])[0],
             });
         }
         None => groups(kernel, ty, w, &QuantizedActs::new(x, k), m, out),
