@@ -85,7 +85,11 @@ def with_vocab(src, dst, vocab):
     writer.add_token_merges(["< 0"])  # one: llama.cpp refuses a BPE vocabulary without merges
     for t in reader.tensors:
         shape = [int(d) for d in reversed(t.shape)]
-        writer.add_tensor(t.name, np.asarray(t.data).reshape(shape), raw_dtype=t.tensor_type)
+        data = np.asarray(t.data)
+        if t.tensor_type in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
+            data = data.reshape(shape)
+        # (block-quantized tensors pass as the reader gives them: rows of bytes)
+        writer.add_tensor(t.name, data, raw_dtype=t.tensor_type)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -119,6 +119,17 @@ def main():
     w.add_tensor("mxfp4_split.scales", scales.view(np.int8))
     w.add_tensor("mxfp4_split.expected", out.reshape(3, 64))
 
+    # MXFP4 encoding (ggml's quantize_row_mxfp4_ref, as gguf.quants has it), drawn last so the
+    # cases above keep their values.
+    src = (rng.standard_normal((4, 64)) * rng.uniform(0.01, 8, size=(4, 1))).astype(np.float32)
+    src[0, :32] = 0.0  # an all-zero block
+    src[1, 5] = -np.abs(src[1, :32]).max() * 1.5  # a negative maximum
+    src[2, :32] = np.float32(0.75) * np.array([0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 2.5, 3, 3.5, 4, 5, 6, 7, 8] * 2, dtype=np.float32)  # midpoints: ties
+    src[3, 32:64] = np.float32(2.0) ** rng.integers(-20, 20, size=32)  # powers of two, wide range
+    q = gguf.quants.quantize(src, T.MXFP4)
+    w.add_tensor("mxfp4.source", src)
+    w.add_tensor("mxfp4.quantized", q, raw_dtype=T.MXFP4)
+
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -167,3 +167,46 @@ fn malformed_quantized_tensors_are_errors_naming_them() {
     let msg = load_error(&dir);
     assert!(msg.contains("gate_up_proj_blocks") && msg.contains("expected U8"), "{msg}");
 }
+
+/// `llm quantize` on the MXFP4 release: in a Q8_0 file (as in every quantized type) gpt-oss's
+/// experts are written as MXFP4, as llama.cpp's converter keeps them, and they come back
+/// bit-identical to the release's values (ggml's quantizer re-encodes MXFP4 values exactly);
+/// the other matrices are Q8_0. (llama.cpp computes YaRN with `truncate: true` only, so the
+/// config is switched to it for writing; the weights are what this test is about.)
+#[test]
+fn gpt_oss_mxfp4_experts_are_written_to_gguf_as_the_same_mxfp4_values() -> llm::Result<()> {
+    use llm::gguf::{FileType, GgufFile, write_gguf};
+    use tensor::quant::GgmlType;
+    let dir = variant("gpt_oss_mxfp4");
+    let loaded = load(&dir, &LoadOptions::cpu())?;
+    let mut config = loaded.config.clone();
+    if let nn::rope::RopeScaling::Yarn { truncate, .. } = &mut config.rope.global.scaling {
+        *truncate = true;
+    }
+    let out = common::tempdir("mxfp4-gguf").join("gpt_oss_mxfp4-q8_0.gguf");
+    write_gguf(&loaded.model, &config, None, "gpt_oss_mxfp4", FileType::Q8_0, &out)?;
+    let file = GgufFile::open(&out)?;
+    for t in &file.tensors {
+        let want = if t.name.contains("_exps.weight") {
+            GgmlType::MXFP4
+        } else if t.dims.len() >= 2 && !t.name.contains("ffn_gate_inp") && !t.name.ends_with(".bias") {
+            GgmlType::Q8_0
+        } else {
+            GgmlType::F32
+        };
+        assert_eq!(t.ty, want, "{}", t.name);
+    }
+    let back = load(&out, &LoadOptions::cpu())?;
+    let original: HashMap<String, autograd::Var> = loaded.model.named_parameters().into_iter().collect();
+    let mut experts = 0;
+    for (name, var) in back.model.named_parameters() {
+        if name.contains(".experts.") && var.rank() == 3 {
+            let (a, b): (Vec<f32>, Vec<f32>) = (var.value().to_vec()?, original[&name].value().to_vec()?);
+            assert!(a.iter().zip(&b).all(|(x, y)| x == y), "{name} changed on the way through MXFP4");
+            experts += 1;
+        }
+    }
+    assert_eq!(experts, 3 * config.num_hidden_layers);
+    std::fs::remove_file(&out).unwrap();
+    Ok(())
+}

@@ -10,6 +10,9 @@
 //! last eighth of the layers and every third one between); with 8 experts `attn_v` and `attn_k`
 //! take Q8_0 and `attn_output` Q5_K. A k-quant matrix whose rows are not whole 256-weight blocks
 //! falls back to Q8_0 (llama.cpp takes Q5_0 for Q4_K there, a type this writer does not encode).
+//!
+//! gpt-oss's routed experts are MXFP4 in every quantized file (Q8_0, Q4_0, Q4_K_M), as llama.cpp's
+//! converter writes them from the MXFP4 release.
 
 use std::path::Path;
 
@@ -295,11 +298,16 @@ pub fn write_gguf_with_template(
     let params = model.named_parameters();
     let tied = !params.iter().any(|(hf, _)| to_gguf(&described, hf).as_deref() == Some("output.weight"));
     let experts = config.moe.as_ref().map_or(0, |m| m.num_experts);
+    // gpt-oss's experts are released as MXFP4, and llama.cpp's converter keeps them so in every
+    // quantized file; re-encoding MXFP4 values with ggml's quantizer gives them back exactly.
+    let mxfp4_experts = described.arch == "gpt-oss" && !matches!(file_type, FileType::F32 | FileType::F16);
     let matrix_type = |gguf: &str, shape: &[usize]| {
         let width = if shape.len() >= 2 { shape[shape.len() - 1] } else { 1 };
         // (llama.cpp's quantizer encodes only tensors named `*weight`: biases stay F32.)
         if shape.len() < 2 || gguf.contains("ffn_gate_inp") || gguf.ends_with(".bias") {
             GgmlType::F32
+        } else if mxfp4_experts && gguf.contains("_exps.") && width.is_multiple_of(32) {
+            GgmlType::MXFP4
         } else {
             file_type.matrix_type(gguf, width, config.num_hidden_layers, experts, tied)
         }

@@ -245,6 +245,7 @@ pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
         GgmlType::Q4_K => values.chunks_exact(256).for_each(|b| out.extend_from_slice(&q4_k::quantize_block(b))),
         GgmlType::Q5_K => values.chunks_exact(256).for_each(|b| out.extend_from_slice(&q5_k::quantize_block(b))),
         GgmlType::Q6_K => values.chunks_exact(256).for_each(|b| out.extend_from_slice(&q6_k::quantize_block(b))),
+        GgmlType::MXFP4 => values.chunks_exact(32).for_each(|b| out.extend_from_slice(&mxfp4::quantize_block(b))),
         _ => return Err(Error::unsupported("quantize", format!("quantizing to {ty} is not implemented"))),
     }
     Ok(out)

@@ -31,6 +31,27 @@ pub fn dequantize_block(block: &[u8], out: &mut [f32; 32]) {
     }
 }
 
+/// One ggml MXFP4 block of 32 weights, as ggml's `quantize_row_mxfp4_ref` encodes it: the
+/// shared exponent `floor(log2(max|x|)) - 2` (so the largest magnitude lands in the top binade
+/// of E2M1, 4..6 times the scale), each weight the nearest of the 16 values (the first on a
+/// tie, so an exact zero is code 0), weight j in the low nibble of byte j and j + 16 in the high.
+pub fn quantize_block(x: &[f32]) -> [u8; 17] {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    // ggml computes the exponent with log2f in f32, then casts to a byte.
+    let e = if amax > 0.0 { (amax.log2().floor() - 2.0 + 127.0) as i32 as u8 } else { 0 };
+    let d = e8m0_half(e);
+    let nearest = |v: f32| {
+        let err = |i: usize| (DOUBLED[i] as f32 * d - v).abs();
+        (1..16).fold(0, |best, i| if err(i) < err(best) { i } else { best }) as u8
+    };
+    let mut out = [0u8; 17];
+    out[0] = e;
+    for j in 0..16 {
+        out[1 + j] = nearest(x[j]) | nearest(x[j + 16]) << 4;
+    }
+    out
+}
+
 /// gpt-oss's layout repacked as ggml blocks, so that a released checkpoint's experts are kept
 /// and multiplied as MXFP4 exactly as a GGUF file's are: each scale byte followed by its 16 code
 /// bytes, the nibbles regrouped from (2j, 2j + 1) to (j, j + 16). The values are unchanged
