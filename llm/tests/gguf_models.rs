@@ -50,8 +50,12 @@ fn variant(name: &str, edits: serde_json::Value) -> PathBuf {
 
 /// `values` through Q8_0 and back.
 fn q8_round_trip(values: &[f32]) -> llm::Result<Vec<f32>> {
+    block_round_trip(GgmlType::Q8_0, values)
+}
+
+fn block_round_trip(ty: GgmlType, values: &[f32]) -> llm::Result<Vec<f32>> {
     let mut round = vec![0.0f32; values.len()];
-    quant::dequantize(GgmlType::Q8_0, &quant::quantize(GgmlType::Q8_0, values)?, &mut round)?;
+    quant::dequantize(ty, &quant::quantize(ty, values)?, &mut round)?;
     Ok(round)
 }
 
@@ -116,6 +120,8 @@ fn round_trip_of(name: &str, dir: &std::path::Path) -> llm::Result<()> {
         let values: Vec<f32> = w.to_vec()?;
         let round = match llm::models::deepseek_v3::split_kv_b(&loaded.config, &hf, w.dims(), &values)? {
             Some(parts) => kv_b_round_trip(&loaded.config, &parts)?,
+            // gpt-oss's experts are MXFP4 in every quantized file, as llama.cpp writes them.
+            None if name == "gpt_oss" && hf.contains(".experts.") => block_round_trip(GgmlType::MXFP4, &values)?,
             None => q8_round_trip(&values)?,
         };
         var.replace_value(Tensor::from_vec(round, w.dims().to_vec(), &Device::cpu())?)?;
@@ -139,14 +145,20 @@ fn round_trip_of(name: &str, dir: &std::path::Path) -> llm::Result<()> {
     // matrices this test rounds (written out with `models::save::save_checkpoint`, every Linear
     // and expert matrix through Q8_0, router and biases kept) computes this model's logits to
     // 9.3e-6 and moves 1.52 from the f32 model on the released fixture (measured in Python,
-    // 2026-12-05); the `truncate: true` variant checked here moves further, hence its bound.
-    let (bound, min_agree) = match name {
-        "deepseek_v3" | "kimi_k2" => (0.9, 0.8),
-        "gpt_oss" => (0.6, 0.9),
-        _ => (0.25, 0.9),
+    // 2026-12-05). Its experts are MXFP4 in the file, though (4 bits, as llama.cpp writes
+    // them): on these random weights that rounding alone moves the logits by 3.25 of ~6 in
+    // transformers (the MXFP4 hub variant of tools/make_hub_variants.py) and here by 4.5, with
+    // top-1 agreement 0.43, so no bound against the f32 model says anything for it; the exact
+    // check above is its test.
+    let bounds = match name {
+        "deepseek_v3" | "kimi_k2" => Some((0.9, 0.8)),
+        "gpt_oss" => None,
+        _ => Some((0.25, 0.9)),
     };
-    assert!(diff <= bound * spread, "{name} q8_0 GGUF: logits differ by {diff:.2e} (spread {spread:.2})");
-    assert!(agree >= min_agree, "{name} q8_0: top-1 agreement {agree}");
+    if let Some((bound, min_agree)) = bounds {
+        assert!(diff <= bound * spread, "{name} q8_0 GGUF: logits differ by {diff:.2e} (spread {spread:.2})");
+        assert!(agree >= min_agree, "{name} q8_0: top-1 agreement {agree}");
+    }
     std::fs::remove_dir_all(&tmp).unwrap();
     Ok(())
 }
