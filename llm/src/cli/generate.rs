@@ -12,7 +12,7 @@ use std::path::Path;
 use tensor::DType;
 
 use crate::generate::{StopAt, Timings, generate_timed};
-use crate::models::{LoadOptions, load};
+use crate::models::LoadOptions;
 use crate::sample::Sampling;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -79,9 +79,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     };
     let (device, line) = crate::device::pick(args.device)?;
     eprintln!("{line}");
-    let mut loaded = load(args.model, &LoadOptions { device: device.clone(), weight_dtype: args.weight_dtype })?;
+    let options = LoadOptions { device: device.clone(), weight_dtype: args.weight_dtype };
+    let mut loaded = super::global::load_model(args.model, &options, args.quantize)?;
     loaded.model.kv_dtype = args.kv_dtype.cache_dtype();
-    super::global::quantize_loaded(args.quantize, args.model, &loaded.model, &device)?;
     let prompt = match (args.prompt, args.prompt_ids, &tokenizer) {
         (_, Some(ids), _) => parse_ids(ids)?,
         (Some(text), None, Some(tokenizer)) => {

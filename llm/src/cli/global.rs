@@ -102,23 +102,18 @@ impl QuantizeChoice {
     }
 }
 
-/// Applies `--quantize` to the model just loaded from `path` onto `device`: a GGUF file is
-/// quantized as it is stored already, so asking again is an error rather than a silent no-op.
-pub fn quantize_loaded(
-    choice: Option<QuantizeChoice>,
+/// Loads the model at `path` with `options`, its matrices quantized as they are read when
+/// `--quantize` is given (a GGUF file is quantized as it is stored already, so asking again is
+/// an error rather than a silent no-op).
+pub fn load_model(
     path: &std::path::Path,
-    model: &crate::models::CausalLm,
-    device: &tensor::Device,
-) -> Result<()> {
-    let Some(choice) = choice else { return Ok(()) };
-    if crate::gguf::is_gguf(path) {
-        return Err(Error::input(format!(
-            "--quantize: {} is a GGUF file, whose weights keep the types they are stored in (quantize a Hugging Face folder instead, or write a file of another type with `llm quantize`)",
-            path.display()
-        )));
+    options: &crate::models::LoadOptions,
+    quantize: Option<QuantizeChoice>,
+) -> Result<crate::models::Loaded> {
+    match quantize {
+        Some(choice) => crate::models::load_quantized(path, options, choice.ggml()),
+        None => crate::models::load(path, options),
     }
-    crate::models::pack::quantize_weights(model, choice.ggml(), device)?;
-    Ok(())
 }
 
 /// `--threads N`: the size of the thread pool the CPU kernels run on (rayon's global pool, which

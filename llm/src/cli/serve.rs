@@ -16,7 +16,7 @@ use std::path::Path;
 use tensor::DType;
 
 use crate::chat_template::ChatTemplate;
-use crate::models::{LoadOptions, load};
+use crate::models::LoadOptions;
 use crate::serve::{ServeOptions, serve};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -83,9 +83,8 @@ pub fn load_for_chat(
     };
     let (device, line) = crate::device::pick(device)?;
     eprintln!("{line}");
-    let mut loaded = load(model, &LoadOptions { device: device.clone(), weight_dtype })?;
+    let mut loaded = super::global::load_model(model, &LoadOptions { device: device.clone(), weight_dtype }, quantize)?;
     loaded.model.kv_dtype = kv_dtype.cache_dtype();
-    super::global::quantize_loaded(quantize, model, &loaded.model, &device)?;
     let template = match &file {
         Some(file) => ChatTemplate::from_gguf(file, &loaded.config, &tokenizer)?,
         None => ChatTemplate::load(model, &loaded.config, &tokenizer)?,

@@ -95,52 +95,70 @@ fn parameter_dtype(name: &str, var: &Var, checkpoint: &Checkpoint, options: &Loa
     }
 }
 
-/// Loads every parameter of `model` from `checkpoint`.
+/// Loads every parameter of `model` from `checkpoint`. With `quantize` (Q8_0 or Q4_0, `--quantize`),
+/// each matrix a loader may pack is encoded into its slot right after it is read (`pack`), so
+/// the peak memory is the packed model plus one tensor, never the whole checkpoint at its own
+/// width; experts released as MXFP4 keep their blocks.
 pub fn load_weights(
     model: &CausalLm,
     config: &ModelConfig,
     checkpoint: &Checkpoint,
     options: &LoadOptions,
+    quantize: Option<GgmlType>,
 ) -> Result<()> {
     let path = checkpoint.describe();
     let params = model.named_parameters();
-    let mut used: HashSet<String> = HashSet::new();
+    let mut loader = Loader {
+        checkpoint,
+        options,
+        used: HashSet::new(),
+        interleaved: super::save::expert_storage(config) == ExpertStorage::FusedInterleaved,
+    };
     let progress = indicatif::ProgressBar::new(params.len() as u64);
     if checkpoint.data_bytes() < (256 << 20) {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     progress.set_message("loading weights");
-    let interleaved = super::save::expert_storage(config) == ExpertStorage::FusedInterleaved;
+    let mut done: HashSet<String> = HashSet::new();
+    if let Some(ty) = quantize {
+        super::pack::check_type(ty)?;
+        let by_name: HashMap<&str, &autograd::Var> = params.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        let mut failure = None;
+        model.visit_packed("", &mut |name, slot| {
+            let Some(&var) = by_name.get(name) else { return };
+            if failure.is_some() {
+                return;
+            }
+            progress.inc(1);
+            let packed = loader.load(name, var).and_then(|blocks| {
+                match blocks {
+                    Some(blocks) => blocks.put(slot),
+                    None => {
+                        super::pack::pack(var, ty, &options.device, slot)
+                            .map_err(|e| Error::input(format!("--quantize {ty}: {name}: {e}")))?;
+                    }
+                }
+                Ok(())
+            });
+            match packed {
+                Ok(()) => {
+                    done.insert(name.to_string());
+                }
+                Err(e) => failure = Some(e),
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+    }
     // Experts a release ships as MXFP4 stay MXFP4 as stored (`weight_dtype` None), as a GGUF
     // file's do; their slots are filled once every parameter is read.
     let mut packed: HashMap<String, Blocks> = HashMap::new();
-    for (name, var) in &params {
+    for (name, var) in params.iter().filter(|(n, _)| !done.contains(n)) {
         progress.inc(1);
-        let dtype = parameter_dtype(name, var, checkpoint, options);
-        if let Some(ggml) = super::experts_load::mxfp4_blocks(name, var, checkpoint, &mut used, interleaved)? {
-            let &[experts, rows, cols] = var.dims().as_slice() else { unreachable!("mxfp4_blocks checked the stack") };
-            let at = |e: tensor::Error| Error::format(&path, format!("{name}: {e}"));
-            if options.weight_dtype.is_none() {
-                let blocks =
-                    Blocks::new(GgmlType::MXFP4, Some(experts), rows, cols, ggml, &options.device).map_err(at)?;
-                packed.insert(name.clone(), blocks);
-                var.replace_value(placeholder(var, &options.device)?)?;
-            } else {
-                let mut values = vec![0.0f32; ggml.len() / 17 * 32];
-                tensor::quant::dequantize(GgmlType::MXFP4, &ggml, &mut values).map_err(at)?;
-                let tensor = Tensor::from_vec(values, var.dims().to_vec(), &Device::cpu())?;
-                var.replace_value(tensor.to_dtype(dtype)?.to(&options.device)?)?;
-            }
-            continue;
+        if let Some(blocks) = loader.load(name, var)? {
+            packed.insert(name.clone(), blocks);
         }
-        let tensor = load_parameter(name, var, checkpoint, &mut used, dtype, &options.device, interleaved)?;
-        if tensor.dims() != var.dims().as_slice() {
-            return Err(Error::format(
-                &path,
-                format!("tensor {name} has shape {:?}, but the config implies {:?}", tensor.dims(), var.dims()),
-            ));
-        }
-        var.replace_value(tensor)?;
     }
     progress.finish_and_clear();
     model.visit_packed("", &mut |name, slot| {
@@ -148,6 +166,7 @@ pub fn load_weights(
             blocks.put(slot);
         }
     });
+    let used = loader.used;
     let unexpected: Vec<String> = checkpoint
         .names()
         .into_iter()
@@ -168,6 +187,50 @@ pub fn load_weights(
         ));
     }
     Ok(())
+}
+
+/// What loading one parameter needs, and the checkpoint tensors read so far.
+struct Loader<'a> {
+    checkpoint: &'a Checkpoint,
+    options: &'a LoadOptions,
+    used: HashSet<String>,
+    /// gpt-oss's fused experts alternate gate and up (`ExpertStorage::FusedInterleaved`).
+    interleaved: bool,
+}
+
+impl Loader<'_> {
+    /// Reads parameter `name` into `var`; or, for experts released as MXFP4 and kept so
+    /// (`weight_dtype` None), leaves a placeholder and returns their blocks for the slot.
+    fn load(&mut self, name: &str, var: &autograd::Var) -> Result<Option<Blocks>> {
+        let (checkpoint, options) = (self.checkpoint, self.options);
+        let path = checkpoint.describe();
+        let dtype = parameter_dtype(name, var, checkpoint, options);
+        if let Some(ggml) = super::experts_load::mxfp4_blocks(name, var, checkpoint, &mut self.used, self.interleaved)?
+        {
+            let &[experts, rows, cols] = var.dims().as_slice() else { unreachable!("mxfp4_blocks checked the stack") };
+            let at = |e: tensor::Error| Error::format(&path, format!("{name}: {e}"));
+            if options.weight_dtype.is_none() {
+                let blocks =
+                    Blocks::new(GgmlType::MXFP4, Some(experts), rows, cols, ggml, &options.device).map_err(at)?;
+                var.replace_value(placeholder(var, &options.device)?)?;
+                return Ok(Some(blocks));
+            }
+            let mut values = vec![0.0f32; ggml.len() / 17 * 32];
+            tensor::quant::dequantize(GgmlType::MXFP4, &ggml, &mut values).map_err(at)?;
+            let tensor = Tensor::from_vec(values, var.dims().to_vec(), &Device::cpu())?;
+            var.replace_value(tensor.to_dtype(dtype)?.to(&options.device)?)?;
+            return Ok(None);
+        }
+        let tensor = load_parameter(name, var, checkpoint, &mut self.used, dtype, &options.device, self.interleaved)?;
+        if tensor.dims() != var.dims().as_slice() {
+            return Err(Error::format(
+                &path,
+                format!("tensor {name} has shape {:?}, but the config implies {:?}", tensor.dims(), var.dims()),
+            ));
+        }
+        var.replace_value(tensor)?;
+        Ok(None)
+    }
 }
 
 /// One parameter's value from the checkpoint: by name, or assembled from the per-expert or

@@ -34,9 +34,9 @@ pub use blocks::{AttentionBlock, AttentionSegment, FeedForwardBlock};
 pub use decoder::{CausalLm, DecoderLayer, ForwardOutput, LayerNorms};
 pub use load::{LoadOptions, load_weights};
 
-use crate::Result;
 use crate::config::ModelConfig;
 use crate::weights::Checkpoint;
+use crate::{Error, Result};
 
 /// Builds the model a config describes, with parameters from `init` (random, or placeholders).
 pub fn build(config: &ModelConfig, init: &mut Init) -> Result<CausalLm> {
@@ -55,12 +55,29 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Loaded> {
     if crate::gguf::is_gguf(dir) {
         return crate::gguf::load_gguf(dir, options);
     }
+    load_checkpoint(dir, options, None)
+}
+
+/// [`load`] of a Hugging Face checkpoint with its matrices quantized to `ty` (Q8_0 or Q4_0) as
+/// they are read and kept as blocks (`--quantize`; see [`load_weights`] and [`pack`]). A GGUF
+/// file keeps the types it is stored in, so it is refused here.
+pub fn load_quantized(dir: &Path, options: &LoadOptions, ty: tensor::quant::GgmlType) -> Result<Loaded> {
+    if crate::gguf::is_gguf(dir) {
+        return Err(Error::input(format!(
+            "--quantize: {} is a GGUF file, whose weights keep the types they are stored in (quantize a Hugging Face folder instead, or write a file of another type with `llm quantize`)",
+            dir.display()
+        )));
+    }
+    load_checkpoint(dir, options, Some(ty))
+}
+
+fn load_checkpoint(dir: &Path, options: &LoadOptions, quantize: Option<tensor::quant::GgmlType>) -> Result<Loaded> {
     let config = ModelConfig::from_path(dir)?;
     let mut checkpoint = Checkpoint::open(dir)?;
     if let Some(crate::config::WeightQuantization::Fp8 { block }) = config.quantization {
         checkpoint.set_fp8_block(block);
     }
     let model = build(&config, &mut Init::placeholders(&options.device))?;
-    load_weights(&model, &config, &checkpoint, options)?;
+    load_weights(&model, &config, &checkpoint, options, quantize)?;
     Ok(Loaded { config, model })
 }

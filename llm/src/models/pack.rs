@@ -19,9 +19,7 @@ use crate::{Error, Result};
 /// Quantizes `model`'s packable matrices to `ty` (Q8_0 or Q4_0) on `device`, where its weights
 /// live. Returns how many matrices were packed.
 pub fn quantize_weights(model: &CausalLm, ty: GgmlType, device: &Device) -> Result<usize> {
-    if !matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0) {
-        return Err(Error::input(format!("--quantize takes q8_0 or q4_0, not {ty}")));
-    }
+    check_type(ty)?;
     let params: HashMap<String, autograd::Var> = model.named_parameters().into_iter().collect();
     let (mut packed, mut failure) = (0, None);
     model.visit_packed("", &mut |name, slot| {
@@ -38,9 +36,18 @@ pub fn quantize_weights(model: &CausalLm, ty: GgmlType, device: &Device) -> Resu
     failure.map_or(Ok(packed), Err)
 }
 
+/// The types `--quantize` encodes.
+pub(crate) fn check_type(ty: GgmlType) -> Result<()> {
+    if matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0) {
+        Ok(())
+    } else {
+        Err(Error::input(format!("--quantize takes q8_0 or q4_0, not {ty}")))
+    }
+}
+
 /// Encodes one [rows, cols] matrix, or [experts, rows, cols] stack, into its slot; false (left
 /// as it is) when its rows are not whole blocks.
-fn pack(var: &autograd::Var, ty: GgmlType, device: &Device, slot: &PackedSlot) -> tensor::Result<bool> {
+pub(crate) fn pack(var: &autograd::Var, ty: GgmlType, device: &Device, slot: &PackedSlot) -> tensor::Result<bool> {
     let dims = var.dims().to_vec();
     let (experts, rows, cols) = match *dims.as_slice() {
         [e, r, c] => (e, r, c),
