@@ -119,12 +119,57 @@ pub mod x86 {
         rows_with!(w, x, |s, wq, xq| _mm256_dpbusd_avx_epi32(s, wq, xq))
     }
 
-    /// AVX-512 VNNI's `vpdpbusd` on 256-bit registers (a block is 32 bytes).
+    /// AVX-512 VNNI: two blocks per 512-bit `vpdpbusd` (their activation codes are 64 contiguous
+    /// bytes), the first block's products in lanes 0-7 and the second's in 8-15 (each block's
+    /// offset in its first lane, so its integer sum stays exact), scaled by one vector holding
+    /// each block's scale in its half. An odd last block goes through the 256-bit form.
     ///
     /// # Safety
-    /// As [`rows_avx2`], with AVX512F/VL and AVX512_VNNI.
-    #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512vnni")]
+    /// As [`rows_avx2`], with AVX512F/BW/VL/DQ and AVX512_VNNI.
+    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
     pub unsafe fn rows_avx512_vnni<const R: usize>(w: &[u8], x: [Row; R]) -> [f32; R] {
-        rows_with!(w, x, |s, wq, xq| _mm256_dpbusd_epi32(s, wq, xq))
+        let nb = x[0].scales.len();
+        let table = table();
+        let table512 = _mm512_inserti64x4(_mm512_castsi256_si512(table), table, 1);
+        let m4 = _mm256_set1_epi8(0x0F);
+        // Quadwords of [lo | hi] (each [block b | block b + 1]) in the order lo_b, hi_b, lo_b1, hi_b1.
+        let order = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut offset = [0.0f32; R];
+        let mut b = 0;
+        while b + 2 <= nb {
+            // SAFETY: blocks b and b + 1 lie in `w` (the caller's contract); 16 code bytes each
+            // after the scale byte.
+            let (c0, c1) = unsafe {
+                let at = w.as_ptr().add(BLOCK_BYTES * b + 1);
+                (_mm_loadu_si128(at as *const __m128i), _mm_loadu_si128(at.add(BLOCK_BYTES) as *const __m128i))
+            };
+            let v = _mm256_set_m128i(c1, c0);
+            let (lo, hi) = (_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+            let idx = _mm512_permutex2var_epi64(_mm512_castsi256_si512(lo), order, _mm512_castsi256_si512(hi));
+            let wq = _mm512_shuffle_epi8(table512, idx);
+            let (d0, d1) = (e8m0_half(w[BLOCK_BYTES * b]), e8m0_half(w[BLOCK_BYTES * (b + 1)]));
+            for r in 0..R {
+                // SAFETY: blocks b and b + 1 of the row: 64 codes.
+                let xq = unsafe { _mm512_loadu_si512(x[r].codes.as_ptr().add(32 * b) as *const _) };
+                let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, xq);
+                let (s0, s1) = (d0 * x[r].scales[b], d1 * x[r].scales[b + 1]);
+                let scale = _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[r]);
+                offset[r] += x[r].sums[b] as f32 * s0 + x[r].sums[b + 1] as f32 * s1;
+            }
+            b += 2;
+        }
+        let mut out: [f32; R] = std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]) - 12.0 * offset[r]);
+        if b < nb {
+            let wq = weights(w, b, table);
+            let d = e8m0_half(w[BLOCK_BYTES * b]);
+            for r in 0..R {
+                let start = _mm256_setr_epi32(-12 * x[r].sums[b], 0, 0, 0, 0, 0, 0, 0);
+                let sum = _mm256_dpbusd_epi32(start, wq, codes(&x[r], b));
+                out[r] += hsum(_mm256_cvtepi32_ps(sum)) * (d * x[r].scales[b]);
+            }
+        }
+        out
     }
 }
