@@ -36,6 +36,9 @@ pub fn quantize_weights(model: &CausalLm, ty: GgmlType, device: &Device) -> Resu
     failure.map_or(Ok(packed), Err)
 }
 
+/// Rows widened to f32 and encoded at a time.
+const ROWS_PER_STEP: usize = 1024;
+
 /// The types `--quantize` encodes.
 pub(crate) fn check_type(ty: GgmlType) -> Result<()> {
     if matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0) {
@@ -57,9 +60,18 @@ pub(crate) fn pack(var: &autograd::Var, ty: GgmlType, device: &Device, slot: &Pa
     if cols == 0 || !cols.is_multiple_of(ty.block_size()) {
         return Ok(false);
     }
-    let values: Vec<f32> = var.value().to(&Device::cpu())?.to_dtype(DType::F32)?.contiguous()?.to_vec()?;
+    // Encoded a few rows at a time, so that no f32 copy of a whole matrix (600 MiB for a
+    // 151936 x 1024 embedding) exists next to it.
+    let all = var.value().to(&Device::cpu())?.reshape([experts * rows, cols])?;
+    let mut bytes = Vec::with_capacity(experts * rows * (cols / ty.block_size()) * ty.type_size());
+    for r0 in (0..experts * rows).step_by(ROWS_PER_STEP) {
+        let n = ROWS_PER_STEP.min(experts * rows - r0);
+        let part: Vec<f32> = all.narrow(0, r0, n)?.to_dtype(DType::F32)?.contiguous()?.to_vec()?;
+        bytes.extend(quant::quantize(ty, &part)?);
+    }
+    drop(all);
     let stack = (dims.len() == 3).then_some(experts);
-    Blocks::new(ty, stack, rows, cols, quant::quantize(ty, &values)?, device)?.put(slot);
+    Blocks::new(ty, stack, rows, cols, bytes, device)?.put(slot);
     var.replace_value(placeholder(var, device)?)?;
     Ok(true)
 }
