@@ -11,7 +11,6 @@
 
 mod acts;
 mod acts_k;
-mod mxfp4;
 mod scalar;
 pub mod scalar_k;
 #[cfg(target_arch = "x86_64")]
@@ -83,28 +82,45 @@ impl QKernel {
     }
 }
 
-/// `R` activation rows against one group of 8 interleaved Q4_0 or Q8_0 weight rows.
+/// The format ids of the interleaved kernels' const parameter (`scalar::group`, `x86::group_*`).
+mod x86_formats {
+    pub const Q8: u8 = 0;
+    pub const Q4: u8 = 1;
+    pub const FP4: u8 = 2;
+}
+
+/// `R` activation rows against one group of 8 interleaved Q4_0, Q8_0 or MXFP4 weight rows.
 #[inline]
 fn group<const R: usize>(kernel: QKernel, ty: GgmlType, w: &[u8], x: [Row; R]) -> [[f32; GROUP]; R] {
-    let q4 = ty == GgmlType::Q4_0;
+    use x86_formats::{FP4, Q4, Q8};
     #[cfg(target_arch = "x86_64")]
     {
+        macro_rules! each_format {
+            ($kernel:ident) => {
+                match ty {
+                    GgmlType::Q4_0 => x86::$kernel::<Q4, R>(w, x),
+                    GgmlType::MXFP4 => x86::$kernel::<FP4, R>(w, x),
+                    _ => x86::$kernel::<Q8, R>(w, x),
+                }
+            };
+        }
         // SAFETY: `kernel` was checked available by the caller (`or_available`), and the
         // caller sized `w` and `x` to the same number of blocks.
         unsafe {
-            match (kernel, q4) {
-                (QKernel::Avx2, false) => return x86::group_avx2::<false, R>(w, x),
-                (QKernel::Avx2, true) => return x86::group_avx2::<true, R>(w, x),
-                (QKernel::AvxVnni, false) => return x86::group_avx_vnni::<false, R>(w, x),
-                (QKernel::AvxVnni, true) => return x86::group_avx_vnni::<true, R>(w, x),
-                (QKernel::Avx512Vnni, false) => return x86::group_avx512_vnni::<false, R>(w, x),
-                (QKernel::Avx512Vnni, true) => return x86::group_avx512_vnni::<true, R>(w, x),
-                (QKernel::Scalar, _) => {}
+            match kernel {
+                QKernel::Avx2 => return each_format!(group_avx2),
+                QKernel::AvxVnni => return each_format!(group_avx_vnni),
+                QKernel::Avx512Vnni => return each_format!(group_avx512_vnni),
+                QKernel::Scalar => {}
             }
         }
     }
     let _ = kernel;
-    x.map(|x| if q4 { scalar::group::<true>(w, x) } else { scalar::group::<false>(w, x) })
+    match ty {
+        GgmlType::Q4_0 => x.map(|x| scalar::group::<Q4>(w, x)),
+        GgmlType::MXFP4 => x.map(|x| scalar::group::<FP4>(w, x)),
+        _ => x.map(|x| scalar::group::<Q8>(w, x)),
+    }
 }
 
 /// `R` dots of one k-quant weight row with `R` Q8_K activation rows.
@@ -136,25 +152,6 @@ fn rows_k<const R: usize>(kernel: QKernel, f: KFormat, w: &[u8], x: [RowK; R]) -
     x.map(|x| scalar_k::dot(f, w, x))
 }
 
-/// `R` dots of one MXFP4 weight row with `R` Q8_0 activation rows.
-#[inline]
-fn rows_mxfp4<const R: usize>(kernel: QKernel, w: &[u8], x: [Row; R]) -> [f32; R] {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: as in `group`.
-        unsafe {
-            match kernel {
-                QKernel::Avx2 => return mxfp4::x86::rows_avx2(w, x),
-                QKernel::AvxVnni => return mxfp4::x86::rows_avx_vnni(w, x),
-                QKernel::Avx512Vnni => return mxfp4::x86::rows_avx512_vnni(w, x),
-                QKernel::Scalar => {}
-            }
-        }
-    }
-    let _ = kernel;
-    x.map(|x| mxfp4::row(w, x))
-}
-
 /// The k-quant format of `ty`, if it is one.
 pub(crate) fn k_format(ty: GgmlType) -> Option<KFormat> {
     match ty {
@@ -168,8 +165,8 @@ pub(crate) fn k_format(ty: GgmlType) -> Option<KFormat> {
 /// `out[j * m + i] = Σ_k w[j, k] x[i, k]` for the `n` weight rows of `k` weights in `w` and
 /// the `m` activation rows: the output transposed, [n, m], so that each task writes one
 /// contiguous range. The activations are quantized here, to Q8_K for a k-quant `ty` and to
-/// Q8_0 otherwise. Q4_0 and Q8_0 weights are interleaved by groups of 8 rows
-/// (`quant::interleave`), the k-quants and MXFP4 row after row as GGUF stores them.
+/// Q8_0 otherwise. Q4_0, Q8_0 and MXFP4 weights are interleaved by groups of 8 rows
+/// (`quant::interleave`), the k-quants row after row as GGUF stores them.
 pub(crate) fn matmul_t(kernel: QKernel, ty: GgmlType, w: &[u8], x: &[f32], k: usize, m: usize, out: &mut [f32]) {
     if m == 0 || out.is_empty() {
         return;
@@ -186,22 +183,11 @@ pub(crate) fn matmul_t(kernel: QKernel, ty: GgmlType, w: &[u8], x: &[f32], k: us
                 _ => o[0] = rows_k(kernel, f, wr, [acts.row(i)])[0],
             });
         }
-        None if ty == GgmlType::MXFP4 => {
-            let acts = QuantizedActs::new(x, k);
-            drive(w, row_bytes, m, out, |wr, i, o| match o.len() {
-                ROWS_PER_PASS => o.copy_from_slice(&rows_mxfp4::<ROWS_PER_PASS>(
-                    kernel,
-                    wr,
-                    std::array::from_fn(|r| acts.row(i + r)),
-                )),
-                _ => o[0] = rows_mxfp4(kernel, wr, [acts.row(i)])[0],
-            });
-        }
         None => groups(kernel, ty, w, &QuantizedActs::new(x, k), m, out),
     }
 }
 
-/// The Q4_0 / Q8_0 product on weights interleaved by groups of 8 rows (`w`: every group, the
+/// The Q4_0 / Q8_0 / MXFP4 product on weights interleaved by groups of 8 rows (`w`: every group, the
 /// last one padded): `ROWS_PER_PASS` activation rows per call while that many remain, then one;
 /// in parallel over groups when the weights are large enough.
 fn groups(kernel: QKernel, ty: GgmlType, w: &[u8], acts: &QuantizedActs, m: usize, out: &mut [f32]) {

@@ -1,4 +1,4 @@
-//! The x86-64 kernels for Q4_0 and Q8_0. Each takes one group of 8 interleaved weight rows (see
+//! The x86-64 kernels for Q4_0, Q8_0 and MXFP4. Each takes one group of 8 interleaved weight rows (see
 //! `quant::interleave`) and `R` activation rows (one for decoding, a few for prefill and batched
 //! decoding, so that every weight byte loaded is used `R` times) and returns the `8 x R` dots.
 //!
@@ -6,29 +6,74 @@
 //! activation codes they meet serves all 8 rows, and per 32-bit lane (4 bytes of one row) the
 //! integer dot-product instructions sum 4 code products. Those instructions multiply unsigned by
 //! signed bytes, so the weights go in unsigned: Q4_0's nibbles as stored (code + 8), Q8_0's codes
-//! with the sign bit flipped (code + 128); the offset times the block's activation code sum is
+//! with the sign bit flipped (code + 128), MXFP4's nibbles looked up with `pshufb` in a table of
+//! the doubled E2M1 values plus 12 (0..24); the offset times the block's activation code sum is
 //! taken off in the integer sum, which starts from it, so each block's sum is exact. Row `r`'s sum
 //! is spread over 2 lanes (its two 4-byte halves of each slice): each lane is widened to f32 and
 //! multiplied by the two scales, and the pair is added once at the end. The results differ from
 //! the scalar kernel's only in the order of the f32 additions.
 //!
-//! AVX2 without VNNI multiplies bytes with `maddubs` (i16 pair sums): Q4_0's nibbles go in as
-//! they are, since 4 slices of pair sums of 15·127 stay within i16; Q8_0 uses ggml's sign trick
+//! AVX2 without VNNI multiplies bytes with `maddubs` (i16 pair sums): Q4_0's nibbles and MXFP4's
+//! table values go in as they are, since 4 slices of pair sums of 24·127 stay within i16; Q8_0
+//! uses ggml's sign trick
 //! (|w| and x·sign(w); |w| <= 128 is a valid unsigned byte and no activation code is -128).
 
 use std::arch::x86_64::*;
 
 use super::super::interleave::GROUP;
+use super::super::mxfp4::DOUBLED;
 use super::Row;
+use super::x86_formats::{FP4, Q4, Q8};
 
-/// Bytes of a tile: 8 f16 scales and 8 rows' code bytes.
-const fn tile_bytes<const Q4: bool>() -> usize {
-    GROUP * if Q4 { 18 } else { 34 }
+/// Bytes of a block's scale: an f16, or MXFP4's E8M0 byte.
+const fn head<const F: u8>() -> usize {
+    if F == FP4 { 1 } else { 2 }
 }
 
-/// The unsigned offset of the codes the VNNI kernels multiply.
-const fn offset<const Q4: bool>() -> i32 {
-    if Q4 { 8 } else { 128 }
+/// Bytes of a tile: 8 scales and 8 rows' code bytes.
+const fn tile_bytes<const F: u8>() -> usize {
+    GROUP
+        * match F {
+            Q8 => 34,
+            Q4 => 18,
+            _ => 17,
+        }
+}
+
+/// The unsigned offset of the codes the kernels multiply.
+const fn offset<const F: u8>() -> i32 {
+    match F {
+        Q8 => 128,
+        Q4 => 8,
+        _ => 12,
+    }
+}
+
+/// MXFP4's table plus 12, in both 128-bit halves (`pshufb` looks up within each).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn fp4_table_256() -> __m256i {
+    let shifted: [u8; 16] = std::array::from_fn(|i| (DOUBLED[i] + 12) as u8);
+    // SAFETY: 16 bytes read from a 16-byte array.
+    _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(shifted.as_ptr() as *const __m128i) })
+}
+
+/// The tile's 8 scales as f32: f16 widened, or E8M0 bytes as `mxfp4::e8m0_half` builds them
+/// (2^(e - 128) from its bits; e < 2 gives a subnormal).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_scales<const F: u8>(t: *const u8) -> __m256 {
+    if F == FP4 {
+        // SAFETY: t points at a whole tile, which starts with 8 scale bytes.
+        let e = _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(t as *const __m128i) });
+        let normal = _mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23);
+        let small = _mm256_sllv_epi32(_mm256_set1_epi32(0x0020_0000), e);
+        let is_small = _mm256_cmpgt_epi32(_mm256_set1_epi32(2), e);
+        _mm256_castsi256_ps(_mm256_blendv_epi8(normal, small, is_small))
+    } else {
+        // SAFETY: t points at a whole tile, which starts with 8 f16 scales.
+        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(t as *const __m128i) })
+    }
 }
 
 /// Activation codes `8p..8p + 8` of block `b`, broadcast to every 64-bit lane.
@@ -49,32 +94,37 @@ fn in_low_lanes_256(v: i32) -> __m256i {
 /// The tile's 8 scales, each repeated for the 2 lanes of its row: rows 0-3 (`h` = 0) or 4-7.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn scales_256(t: *const u8, h: usize) -> __m256 {
-    // SAFETY: t points at a whole tile.
-    let d = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(t as *const __m128i) });
+fn scales_256<const F: u8>(t: *const u8, h: usize) -> __m256 {
+    let d = tile_scales::<F>(t);
     let i = 4 * h as i32;
     _mm256_permutevar8x32_ps(d, _mm256_setr_epi32(i, i, i + 1, i + 1, i + 2, i + 2, i + 3, i + 3))
 }
 
 /// The 4 weight vectors of a tile's rows `4h..4h + 4`, each meeting [`codes_256`]`(p)`: Q4_0's
-/// nibbles unpacked (the low nibbles of slices 0 and 1, then the high ones), Q8_0's codes as
-/// stored (signed).
+/// and MXFP4's nibbles unpacked (the low nibbles of slices 0 and 1, then the high ones; MXFP4's
+/// looked up in the table), Q8_0's codes as stored (signed).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn weights_256<const Q4: bool>(t: *const u8, h: usize) -> [__m256i; 4] {
-    // SAFETY: t points at a whole tile; slice s of half h is 32 bytes at 16 + 64s + 32h.
-    let slice = |s: usize| unsafe { _mm256_loadu_si256(t.add(2 * GROUP + 64 * s + 32 * h) as *const __m256i) };
-    if Q4 {
-        let m4 = _mm256_set1_epi8(0x0F);
-        let (v0, v1) = (slice(0), slice(1));
-        [
-            _mm256_and_si256(v0, m4),
-            _mm256_and_si256(v1, m4),
-            _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4),
-            _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4),
-        ]
+fn weights_256<const F: u8>(t: *const u8, h: usize) -> [__m256i; 4] {
+    // SAFETY: t points at a whole tile; slice s of half h is 32 bytes at 8·head + 64s + 32h.
+    let slice =
+        |s: usize| unsafe { _mm256_loadu_si256(t.add(head::<F>() * GROUP + 64 * s + 32 * h) as *const __m256i) };
+    if F == Q8 {
+        return [slice(0), slice(1), slice(2), slice(3)];
+    }
+    let m4 = _mm256_set1_epi8(0x0F);
+    let (v0, v1) = (slice(0), slice(1));
+    let nibbles = [
+        _mm256_and_si256(v0, m4),
+        _mm256_and_si256(v1, m4),
+        _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4),
+        _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4),
+    ];
+    if F == FP4 {
+        let table = fp4_table_256();
+        nibbles.map(|n| _mm256_shuffle_epi8(table, n))
     } else {
-        [slice(0), slice(1), slice(2), slice(3)]
+        nibbles
     }
 }
 
@@ -98,24 +148,24 @@ fn rows_of_256(acc: [__m256; 2]) -> [f32; GROUP] {
 /// The CPU must have AVX2, FMA and F16C; `w` must hold `x[r].scales.len()` tiles and each `x[r]`
 /// 32 codes per block.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn group_avx2<const Q4: bool, const R: usize>(w: &[u8], x: [Row; R]) -> [[f32; GROUP]; R] {
+pub unsafe fn group_avx2<const F: u8, const R: usize>(w: &[u8], x: [Row; R]) -> [[f32; GROUP]; R] {
     let ones = _mm256_set1_epi16(1);
     // acc[h][r]: rows 4h..4h + 4 against activation row r.
     let mut acc = [[_mm256_setzero_ps(); R]; 2];
     for b in 0..x[0].scales.len() {
         // SAFETY: tile b exists (the caller's contract).
-        let t = unsafe { w.as_ptr().add(b * tile_bytes::<Q4>()) };
+        let t = unsafe { w.as_ptr().add(b * tile_bytes::<F>()) };
         for (h, acc) in acc.iter_mut().enumerate() {
-            let d = scales_256(t, h);
-            let wq = weights_256::<Q4>(t, h);
+            let d = scales_256::<F>(t, h);
+            let wq = weights_256::<F>(t, h);
             let aw = wq.map(|v| _mm256_sign_epi8(v, v));
             for r in 0..R {
                 let xq: [__m256i; 4] = std::array::from_fn(|p| codes_256(&x[r], b, p));
-                let sum = if Q4 {
+                let sum = if F != Q8 {
                     let pairs: [__m256i; 4] = std::array::from_fn(|p| _mm256_maddubs_epi16(wq[p], xq[p]));
                     let s16 =
                         _mm256_add_epi16(_mm256_add_epi16(pairs[0], pairs[1]), _mm256_add_epi16(pairs[2], pairs[3]));
-                    _mm256_add_epi32(_mm256_madd_epi16(s16, ones), in_low_lanes_256(-8 * x[r].sums[b]))
+                    _mm256_add_epi32(_mm256_madd_epi16(s16, ones), in_low_lanes_256(-offset::<F>() * x[r].sums[b]))
                 } else {
                     (0..4).fold(_mm256_setzero_si256(), |s, p| {
                         let pairs = _mm256_maddubs_epi16(aw[p], _mm256_sign_epi8(xq[p], wq[p]));
@@ -135,18 +185,18 @@ pub unsafe fn group_avx2<const Q4: bool, const R: usize>(w: &[u8], x: [Row; R]) 
 /// # Safety
 /// As [`group_avx2`], with AVX-VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-pub unsafe fn group_avx_vnni<const Q4: bool, const R: usize>(w: &[u8], x: [Row; R]) -> [[f32; GROUP]; R] {
+pub unsafe fn group_avx_vnni<const F: u8, const R: usize>(w: &[u8], x: [Row; R]) -> [[f32; GROUP]; R] {
     let flip = _mm256_set1_epi8(-128);
     // acc[h][r]: rows 4h..4h + 4 against activation row r.
     let mut acc = [[_mm256_setzero_ps(); R]; 2];
     for b in 0..x[0].scales.len() {
         // SAFETY: tile b exists (the caller's contract).
-        let t = unsafe { w.as_ptr().add(b * tile_bytes::<Q4>()) };
+        let t = unsafe { w.as_ptr().add(b * tile_bytes::<F>()) };
         for (h, acc) in acc.iter_mut().enumerate() {
-            let d = scales_256(t, h);
-            let wq = weights_256::<Q4>(t, h).map(|v| if Q4 { v } else { _mm256_xor_si256(v, flip) });
+            let d = scales_256::<F>(t, h);
+            let wq = weights_256::<F>(t, h).map(|v| if F == Q8 { _mm256_xor_si256(v, flip) } else { v });
             for r in 0..R {
-                let start = in_low_lanes_256(-offset::<Q4>() * x[r].sums[b]);
+                let start = in_low_lanes_256(-offset::<F>() * x[r].sums[b]);
                 let sum = (0..4).fold(start, |s, p| _mm256_dpbusd_avx_epi32(s, wq[p], codes_256(&x[r], b, p)));
                 let scale = _mm256_mul_ps(d, _mm256_set1_ps(x[r].scales[b]));
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r]);
@@ -161,31 +211,32 @@ pub unsafe fn group_avx_vnni<const Q4: bool, const R: usize>(w: &[u8], x: [Row; 
 /// # Safety
 /// As [`group_avx2`], with AVX512F/BW/VL/DQ and AVX512_VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
-pub unsafe fn group_avx512_vnni<const Q4: bool, const R: usize>(w: &[u8], x: [Row; R]) -> [[f32; GROUP]; R] {
+pub unsafe fn group_avx512_vnni<const F: u8, const R: usize>(w: &[u8], x: [Row; R]) -> [[f32; GROUP]; R] {
     let m4 = _mm512_set1_epi8(0x0F);
     let flip = _mm512_set1_epi8(-128);
     // Scale r to lanes 2r and 2r + 1.
     let pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    let table = _mm512_broadcast_i32x4(_mm256_castsi256_si128(fp4_table_256()));
     let mut acc = [_mm512_setzero_ps(); R];
     for b in 0..x[0].scales.len() {
-        // SAFETY: tile b exists (the caller's contract); slice s is 64 bytes at 16 + 64s.
-        let t = unsafe { w.as_ptr().add(b * tile_bytes::<Q4>()) };
-        let slice = |s: usize| unsafe { _mm512_loadu_si512(t.add(2 * GROUP + 64 * s) as *const _) };
-        let d = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(t as *const __m128i) });
-        let d = _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(d));
-        let wq = if Q4 {
+        // SAFETY: tile b exists (the caller's contract); slice s is 64 bytes at 8·head + 64s.
+        let t = unsafe { w.as_ptr().add(b * tile_bytes::<F>()) };
+        let slice = |s: usize| unsafe { _mm512_loadu_si512(t.add(head::<F>() * GROUP + 64 * s) as *const _) };
+        let d = _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(tile_scales::<F>(t)));
+        let wq = if F == Q8 {
+            std::array::from_fn(|s| _mm512_xor_si512(slice(s), flip))
+        } else {
             let (v0, v1) = (slice(0), slice(1));
-            [
+            let nibbles = [
                 _mm512_and_si512(v0, m4),
                 _mm512_and_si512(v1, m4),
                 _mm512_and_si512(_mm512_srli_epi16(v0, 4), m4),
                 _mm512_and_si512(_mm512_srli_epi16(v1, 4), m4),
-            ]
-        } else {
-            std::array::from_fn(|s| _mm512_xor_si512(slice(s), flip))
+            ];
+            if F == FP4 { nibbles.map(|n| _mm512_shuffle_epi8(table, n)) } else { nibbles }
         };
         for r in 0..R {
-            let start = _mm512_set1_epi64((-offset::<Q4>() * x[r].sums[b]) as u32 as i64);
+            let start = _mm512_set1_epi64((-offset::<F>() * x[r].sums[b]) as u32 as i64);
             let sum = (0..4).fold(start, |s, p| {
                 // SAFETY: block b's 32 codes exist in x[r].
                 let xq = unsafe { (x[r].codes.as_ptr().add(32 * b + 8 * p) as *const i64).read_unaligned() };
