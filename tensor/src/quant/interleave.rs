@@ -126,13 +126,15 @@ pub fn dequantize_group<T>(ty: GgmlType, cols: usize, group: &[u8], out: &mut [T
 
 /// [`dequantize_group`] to bf16 (`bf16::from_f32` of the same f32 values), vectorised where the
 /// CPU has AVX512_BF16: the products `(code) · d` are the same single-rounded f32 products, and
-/// `vcvtne2ps2bf16` rounds to nearest even as `bf16::from_f32` does (no NaN can arise here).
+/// `vcvtne2ps2bf16` rounds to nearest even as `bf16::from_f32` does (no NaN can arise here, and
+/// the blocks whose weights would be subnormal, which the instruction flushes, are decoded one by
+/// one).
 pub fn dequantize_group_bf16(ty: GgmlType, cols: usize, group: &[u8], out: &mut [bf16]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::cpu::isa::features().avx512_bf16 && ty != GgmlType::MXFP4 {
+    if crate::cpu::isa::features().avx512_bf16 {
         // SAFETY: the CPU has AVX-512 with BF16; `group` is a whole group of `cols` columns and
         // `out` whole rows of it (checked by the slicing inside).
-        unsafe { x86::group_bf16(ty == GgmlType::Q4_0, cols, group, out) };
+        unsafe { x86::group_bf16(ty, cols, group, out) };
         return;
     }
     dequantize_group(ty, cols, group, out, bf16::from_f32)
@@ -142,16 +144,19 @@ pub fn dequantize_group_bf16(ty: GgmlType, cols: usize, group: &[u8], out: &mut 
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{GROUP, bf16, f16_at};
+    use super::{DOUBLED, GROUP, GgmlType, bf16, e8m0_half, f16_at, head, tile_bytes};
 
-    /// Per row and block: the 16 (Q4_0) or 32 (Q8_0) code bytes gathered from the tile's 8-byte
-    /// slices, widened to i32, offset, converted, scaled by the block's `d`, rounded to bf16.
+    /// Per row and block: the 16 (Q4_0, MXFP4) or 32 (Q8_0) code bytes gathered from the tile's
+    /// 8-byte slices, widened to i32 (MXFP4's nibbles through the table of doubled values first),
+    /// offset, converted, scaled by the block's `d`, rounded to bf16.
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
-    pub unsafe fn group_bf16(q4: bool, cols: usize, group: &[u8], out: &mut [bf16]) {
-        let tile = GROUP * if q4 { 18 } else { 34 };
+    pub unsafe fn group_bf16(ty: GgmlType, cols: usize, group: &[u8], out: &mut [bf16]) {
+        let (tile, h) = (tile_bytes(ty), head(ty));
         let rows = out.len() / cols;
+        // SAFETY: 16 bytes read from a 16-byte array.
+        let table = unsafe { _mm_loadu_si128(DOUBLED.as_ptr() as *const __m128i) };
         let slice = |t: &[u8], s: usize, r: usize| -> __m128i {
-            let b = &t[2 * GROUP + 64 * s + 8 * r..][..8];
+            let b = &t[h * GROUP + 64 * s + 8 * r..][..8];
             // SAFETY: 8 bytes read from an 8-byte slice.
             unsafe { _mm_loadl_epi64(b.as_ptr() as *const __m128i) }
         };
@@ -163,17 +168,32 @@ mod x86 {
         };
         for (b, t) in group.chunks_exact(tile).enumerate() {
             for r in 0..rows {
-                let d = _mm512_set1_ps(f16_at(t, 2 * r));
+                let d = if ty == GgmlType::MXFP4 { e8m0_half(t[r]) } else { f16_at(t, 2 * r) };
+                let d = _mm512_set1_ps(d);
                 let o = &mut out[r * cols + 32 * b..];
                 let widen = |v: __m128i, offset: i32| {
                     let i = _mm512_sub_epi32(_mm512_cvtepi8_epi32(v), _mm512_set1_epi32(offset));
                     _mm512_mul_ps(_mm512_cvtepi32_ps(i), d)
                 };
-                if q4 {
+                if ty == GgmlType::MXFP4 && t[r] < 2 {
+                    // Scales 2^-128 and 2^-127 make subnormal weights, which `vcvtne2ps2bf16`
+                    // flushes to zero and `bf16::from_f32` keeps: decoded one by one.
+                    let d = e8m0_half(t[r]);
+                    for s in 0..2 {
+                        for (i, &q) in t[h * GROUP + 64 * s + 8 * r..][..8].iter().enumerate() {
+                            o[8 * s + i] = bf16::from_f32(DOUBLED[(q & 0x0F) as usize] as f32 * d);
+                            o[16 + 8 * s + i] = bf16::from_f32(DOUBLED[(q >> 4) as usize] as f32 * d);
+                        }
+                    }
+                } else if ty != GgmlType::Q8_0 {
                     let q = _mm_unpacklo_epi64(slice(t, 0, r), slice(t, 1, r));
                     let m4 = _mm_set1_epi8(0x0F);
                     let (lo, hi) = (_mm_and_si128(q, m4), _mm_and_si128(_mm_srli_epi16(q, 4), m4));
-                    store(o, widen(lo, 8), widen(hi, 8));
+                    if ty == GgmlType::MXFP4 {
+                        store(o, widen(_mm_shuffle_epi8(table, lo), 0), widen(_mm_shuffle_epi8(table, hi), 0));
+                    } else {
+                        store(o, widen(lo, 8), widen(hi, 8));
+                    }
                 } else {
                     let a = _mm_unpacklo_epi64(slice(t, 0, r), slice(t, 1, r));
                     let c = _mm_unpacklo_epi64(slice(t, 2, r), slice(t, 3, r));
