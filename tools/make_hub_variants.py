@@ -725,13 +725,7 @@ def make_variant(name, spec, fixtures, out_root):
     config = spec["config"](fx_cfg, model)
 
     folder = os.path.join(out_root, name)
-    if os.path.isdir(folder):
-        shutil.rmtree(folder)
-    os.makedirs(folder)
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
-        f.write("\n")
-    files = write_weights(folder, tensors, spec["shards"])
+    files = write_folder(folder, config, tensors, spec["shards"])
 
     # load the variant exactly as a user would, float32 compute on upcast bf16 weights
     cls = getattr(transformers, config["architectures"][0])
