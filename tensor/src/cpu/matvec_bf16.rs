@@ -165,7 +165,24 @@ mod x86 {
                     }
                 }
             }
-            acc.map(|a| a.map(|a| _mm512_reduce_add_ps(a)))
+            // The lane sums of each weight row's R accumulators, four at a time through one
+            // transposing reduction (`hsum4`: 11 instructions for four sums, against about 8 for
+            // each alone), the rest one by one: at 8 rows and k = 1024 the reductions were ~15%
+            // of the loop (batch-8 decode 100-109 -> 125-136 tok/s in alternating runs).
+            // (Grouping across weight rows too, for R < 4, measured slower: 117-126.)
+            let mut out = [[0.0f32; R]; C];
+            for (o, a) in out.iter_mut().zip(&acc) {
+                let mut r = 0;
+                while r + 4 <= R {
+                    let four = super::super::matvec::x86::hsum4([a[r], a[r + 1], a[r + 2], a[r + 3]]);
+                    o[r..r + 4].copy_from_slice(&four);
+                    r += 4;
+                }
+                for r in r..R {
+                    o[r] = _mm512_reduce_add_ps(a[r]);
+                }
+            }
+            out
         }
     }
 }
