@@ -15,7 +15,12 @@ llama.cpp keeps its KV cache in f16, which these random fixtures amplify (most f
 deepseek_v3 and kimi_k2); `--f32-kv` runs it with an f32 cache instead, separating rounding from
 a wrong model.
 
-Usage: /work/venv/bin/python tools/check_gguf_llama.py [--llm target/release/llm] [--f32-kv] [names...]
+`--type q8_0|q4_0|q4_k_m` writes that type instead of f32 (gpt-oss's experts are MXFP4 in every
+quantized type): llama.cpp is then also compared with this project's own logits on the same file
+(`llm logits`), where both compute one quantized model; against transformers the difference is
+mostly the quantization.
+
+Usage: /work/venv/bin/python tools/check_gguf_llama.py [--llm target/release/llm] [--f32-kv] [--type T] [names...]
 (needs gguf, numpy, safetensors and llama-cpp-python, and torch and transformers for the
 variants; no download)
 """
@@ -100,6 +105,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llm", default=os.path.join(ROOT, "target", "release", "llm"))
     ap.add_argument("--f32-kv", action="store_true", help="an f32 KV cache (type_k, type_v) and no flash attention")
+    ap.add_argument("--type", default="f32", choices=["f32", "q8_0", "q4_0", "q4_k_m"], help="the GGUF type to write")
     ap.add_argument("names", nargs="*", default=["qwen3", "mistral_small", "qwen3_moe", "olmo2", "smollm3", "gemma3",
                                                     "llama4", "deepseek_v3", "kimi_k2", "gpt_oss"])
     args = ap.parse_args()
@@ -118,7 +124,7 @@ def main():
                   f"{(refused.stderr or refused.stdout).strip().splitlines()[-1:]}")
             folder, want = variant(name, folder, tmp, [int(i) for i in ids])
             name += "*"
-        subprocess.run([args.llm, "quantize", "--model", folder, "--out", raw, "--type", "f32"], check=True,
+        subprocess.run([args.llm, "quantize", "--model", folder, "--out", raw, "--type", args.type], check=True,
                        capture_output=True)
         with_vocab(raw, path, want.shape[-1])
         cache = dict(type_k=0, type_v=0, flash_attn=False) if args.f32_kv else {}  # 0: GGML_TYPE_F32
@@ -127,8 +133,17 @@ def main():
         got = np.array(llama.scores[: len(ids)], dtype=np.float32)
         err = float(np.abs(got - want).max())
         kv = "f32" if args.f32_kv else "f16"
-        print(f"{name:14} llama.cpp ({kv} KV cache) on our f32 GGUF vs transformers: max abs logit difference {err:.2e} "
-              f"(logits up to {float(np.abs(want).max()):.2f})")
+        print(f"{name:14} llama.cpp ({kv} KV cache) on our {args.type} GGUF vs transformers: max abs logit difference "
+              f"{err:.2e} (logits up to {float(np.abs(want).max()):.2f})")
+        if args.type != "f32":
+            from safetensors.numpy import save_file
+            ids_path, ours_path = os.path.join(tmp, f"{name}-ids.safetensors"), os.path.join(tmp, f"{name}-ours.safetensors")
+            save_file({"input_ids": np.asarray([ids], dtype=np.int64)}, ids_path)
+            subprocess.run([args.llm, "logits", "--model", path, "--input", ids_path, "--out", ours_path], check=True,
+                           capture_output=True)
+            ours = next(iter(load_file(ours_path).values()))[0]
+            print(f"{'':14} llama.cpp vs ours on the same {args.type} file: max abs logit difference "
+                  f"{float(np.abs(got - ours).max()):.2e}")
 
 
 if __name__ == "__main__":
