@@ -30,6 +30,8 @@ pub struct GpuBackend {
     /// The mappable buffer readbacks land in, kept and grown (up to `MAX_KEPT_READBACK`).
     readback: Mutex<Option<wgpu::Buffer>>,
     uniform_alignment: u64,
+    /// Paged attention's block tables, uploaded once per change (see `block_tables`).
+    pub(crate) block_tables: crate::block_tables::BlockTables,
 }
 
 /// Readbacks up to this size reuse one staging buffer; larger ones (whole prefill logits,
@@ -75,6 +77,7 @@ impl GpuBackend {
             error_flag_used: AtomicBool::new(false),
             readback: Mutex::new(None),
             uniform_alignment,
+            block_tables: Default::default(),
         })
     }
 

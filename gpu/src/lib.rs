@@ -18,6 +18,7 @@
 //! See `gpu/README.md` for how an op becomes a dispatch, with one kernel walked through.
 
 pub mod backend;
+mod block_tables;
 pub mod context;
 pub mod counters;
 mod errors;

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
-use tensor::{AttentionSpec, Backend, BufferRef, DType, Error, HostData, PagedKv, Result, Src};
+use tensor::{AttentionSpec, BufferRef, DType, Error, PagedKv, Result, Src};
 
 use super::{groups_2d, source};
 use crate::backend::GpuBackend;
@@ -229,8 +229,8 @@ pub struct Paging {
 }
 
 /// Attention of q [1, Hq, Tq, D] over one sequence's rows of a paged cache (see
-/// `Backend::paged_attention`): the kernels read the pools through the uploaded block table,
-/// gathering nothing.
+/// `Backend::paged_attention`): the kernels read the pools through the block table (uploaded
+/// once while it stays the same, `block_tables`), gathering nothing.
 pub fn paged_attention(
     b: &GpuBackend,
     q: Src,
@@ -244,12 +244,7 @@ pub fn paged_attention(
     if q.layout.dims()[0] != 1 || page == 0 || len > blocks.len() * page {
         return Err(Error::shape(OP, format!("{len} rows of one sequence in {} blocks of {page}", blocks.len())));
     }
-    let uploaded = b.upload(&HostData::U32(blocks.to_vec()))?;
-    let table = uploaded
-        .as_any()
-        .downcast_ref::<crate::pool::GpuBuffer>()
-        .map(|g| g.buffer.clone())
-        .ok_or_else(|| Error::backend(OP, "the block table was uploaded elsewhere"))?;
+    let table = b.block_tables.get(b, blocks)?;
     attention(b, q, k_pool, v_pool, sinks, spec, Some(Paging { table, page, len }))
 }
 
