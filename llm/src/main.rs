@@ -23,14 +23,15 @@ struct Cli {
     #[arg(long, global = true)]
     threads: Option<usize>,
     /// The dtype of the weights: auto keeps them as the checkpoint stores them (a bf16 release
-    /// stays bf16); f32, bf16 or f16 convert them. For `inspect`, the dtype of the KV cache
-    /// (auto: bf16).
+    /// stays bf16); f32, bf16 or f16 convert them. (`inspect` reads it as the KV cache's dtype
+    /// when --kv-dtype is not given, as it did before that flag existed.)
     #[arg(long, global = true, value_enum, default_value_t = WeightDtype::Auto)]
     dtype: WeightDtype,
-    /// The dtype the KV cache keeps keys and values in for `generate`, `chat` and `serve`: f32,
-    /// or f16 / bf16 for half the cache memory (and, on a GPU, half the bytes attention reads).
-    #[arg(long, global = true, value_enum, default_value_t = KvDtype::F32)]
-    kv_dtype: KvDtype,
+    /// The dtype the KV cache keeps keys and values in for `generate`, `chat` and `serve` (default
+    /// f32), or f16 / bf16 for half the cache memory (and, on a GPU, half the bytes attention
+    /// reads); for `inspect`, the dtype its KV cache sizes are given in (default bf16).
+    #[arg(long, global = true, value_enum)]
+    kv_dtype: Option<KvDtype>,
     /// Quantize a Hugging Face checkpoint's matrices at load (`generate`, `chat`, `serve`) and
     /// multiply on the blocks, as a GGUF file of that type would run: q8_0 or q4_0.
     #[arg(long, global = true, value_enum)]
@@ -229,9 +230,10 @@ fn run(cli: Cli) -> llm::Result<()> {
 fn dispatch(
     command: Command,
     dtype: WeightDtype,
-    kv_dtype: KvDtype,
+    kv_choice: Option<KvDtype>,
     quantize: Option<QuantizeChoice>,
 ) -> llm::Result<()> {
+    let kv_dtype = kv_choice.unwrap_or_default();
     match command {
         Command::Logits { model, input, out, device } => {
             cli::logits::run(&model, &input, &out, device.map(DeviceChoice::as_str), dtype.load_dtype())
@@ -293,7 +295,11 @@ fn dispatch(
             cli::tour::run(device.map(DeviceChoice::as_str))
         }
         Command::Inspect { model, context, json } => {
-            let cache = if dtype == WeightDtype::Auto { "bf16" } else { dtype.name() };
+            let cache = match (kv_choice, dtype) {
+                (Some(kv), _) => kv.name(),
+                (None, WeightDtype::Auto) => "bf16",
+                (None, dtype) => dtype.name(),
+            };
             cli::inspect::run(&model, context, cache, json)
         }
         Command::Serve { model, host, port, device, max_batch, ctx, prefill_chunk, kv_blocks, kv_memory } => {

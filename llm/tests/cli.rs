@@ -207,6 +207,24 @@ fn inspect_prints_weight_memory_and_deepseeks_mtp_layer() {
     assert!(out.contains("1 prediction layer(s) (num_nextn_predict_layers)"), "{out}");
 }
 
+/// `inspect` takes the KV cache's dtype from `--kv-dtype`, as generate, chat and serve do (bf16
+/// when absent; the older `--dtype` still works when `--kv-dtype` is not given).
+#[test]
+fn inspect_sizes_the_kv_cache_in_the_kv_dtype() {
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/qwen3-0.6b.json");
+    let config = config.to_str().unwrap();
+    for (flags, want) in [
+        (vec![], "(bf16): KV cache 3.50 GiB"),
+        (vec!["--kv-dtype", "f16"], "(f16): KV cache 3.50 GiB"),
+        (vec!["--kv-dtype", "f32"], "(f32): KV cache 7.00 GiB"),
+        (vec!["--dtype", "f32"], "(f32): KV cache 7.00 GiB"),
+    ] {
+        let o = llm(&[&["inspect", "--model", config][..], &flags[..]].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).contains(want), "{flags:?}: {}", stdout(&o));
+    }
+}
+
 /// A failure: non-zero exit, one line on stderr mentioning `needle`, no panic.
 fn fails_cleanly(args: &[&str], needle: &str) {
     let o = llm(args);

@@ -67,6 +67,14 @@ pub enum KvDtype {
 
 impl KvDtype {
     /// What [`crate::models::CausalLm::kv_dtype`] takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvDtype::F32 => "f32",
+            KvDtype::F16 => "f16",
+            KvDtype::Bf16 => "bf16",
+        }
+    }
+
     pub fn cache_dtype(self) -> Option<DType> {
         match self {
             KvDtype::F32 => None,

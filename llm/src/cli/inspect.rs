@@ -1,4 +1,4 @@
-//! `llm inspect --model DIR_OR_CONFIG_JSON_OR_GGUF [--context N] [--dtype bf16] [--json]`: the real-scale
+//! `llm inspect --model DIR_OR_CONFIG_JSON_OR_GGUF [--context N] [--kv-dtype bf16] [--json]`: the real-scale
 //! anatomy of a config (no weights needed). With `--json` the last line of stdout is one object
 //! with at least `total_params`, `active_params`, `kv_cache_bytes_per_token` and
 //! `weight_bytes` (the weights' memory in each of [`WEIGHT_FORMATS`]), and for a GGUF file
@@ -41,7 +41,7 @@ pub const WEIGHT_FORMATS: [WeightFormat; 4] = [
 pub fn run(model: &Path, context: usize, dtype: &str, json: bool) -> Result<()> {
     let dtype = DType::parse(dtype)
         .filter(|d| d.is_float())
-        .ok_or_else(|| Error::input(format!("--dtype must be f32, bf16 or f16, got {dtype:?}")))?;
+        .ok_or_else(|| Error::input(format!("--kv-dtype must be f32, bf16 or f16, got {dtype:?}")))?;
     // A GGUF file: the config from its metadata, and its tensors by type.
     let gguf = if crate::gguf::is_gguf(model) { Some(crate::gguf::GgufFile::open(model)?) } else { None };
     let config = match &gguf {
