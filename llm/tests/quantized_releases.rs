@@ -210,3 +210,37 @@ fn gpt_oss_mxfp4_experts_are_written_to_gguf_as_the_same_mxfp4_values() -> llm::
     std::fs::remove_file(&out).unwrap();
     Ok(())
 }
+
+/// `--quantize q8_0` on the FP8 release: each weight dequantized with its tile scales and
+/// encoded as it is read (the routed experts expert by expert, never stacked at their bf16
+/// width) gives the same model as quantizing the loaded f32 model afterwards; experts and
+/// projections are packed. Bound: summation noise (both run the same blocks and kernels).
+#[test]
+fn quantizing_the_fp8_release_while_loading_equals_quantizing_it_after() -> llm::Result<()> {
+    use llm::models::load_quantized;
+    use llm::models::pack::quantize_weights;
+    use tensor::quant::GgmlType;
+    // The same process-wide switch `gpt_oss_mxfp4` sets (none restores it), so that both forwards
+    // take the same path whichever test runs first.
+    tensor::quant::set_gemm_min_rows(Some(1));
+    let dir = variant("deepseek_v3_fp8");
+    let cpu = Device::cpu();
+    let streamed = load_quantized(&dir, &LoadOptions::cpu(), GgmlType::Q8_0)?;
+    let after = load(&dir, &LoadOptions::cpu())?;
+    let packed = quantize_weights(&after.model, GgmlType::Q8_0, &cpu)?;
+    let mut set = 0;
+    streamed.model.visit_packed("", &mut |_, slot| set += slot.is_set() as usize);
+    assert_eq!(set, packed, "the same slots are packed");
+    let mut experts = 0;
+    streamed
+        .model
+        .visit_packed("", &mut |name, slot| experts += (name.contains(".experts.") && slot.is_set()) as usize);
+    assert!(experts > 0, "the routed experts are packed");
+    let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
+    let ids = reference.load("input_ids", Some(DType::U32), &cpu)?;
+    let a = autograd::no_grad(|| streamed.model.forward(&ids, 0, None, false))?.logits.value();
+    let b = autograd::no_grad(|| after.model.forward(&ids, 0, None, false))?.logits.value();
+    let diff = max_abs_diff(&a, &b)?;
+    assert!(diff <= 1e-5, "quantized while loading differs by {diff:.2e}");
+    Ok(())
+}

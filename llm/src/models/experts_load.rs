@@ -46,15 +46,9 @@ pub fn assemble(
         return fused_bias(prefix, projection, checkpoint, used, device, interleaved);
     }
     let projection = projection.trim_end_matches(".weight");
-    let experts = var.dims()[0];
-    // One tensor per expert.
-    let per_expert: Vec<Option<String>> = (0..experts)
-        .map(|e| super::load::resolve(&format!("{prefix}.experts.{e}.{projection}.weight"), checkpoint))
-        .collect();
-    if per_expert.iter().all(Option::is_some) {
+    if let Some(per_expert) = per_expert_names(name, var, checkpoint) {
         let parts = per_expert
             .into_iter()
-            .flatten()
             .map(|n| {
                 used.insert(n.clone());
                 checkpoint.load(&n, Some(dtype), device)
@@ -83,6 +77,19 @@ pub fn assemble(
         _ => {}
     }
     Ok(None)
+}
+
+/// The checkpoint's names of the per-expert tensors (`mlp.experts.{e}.gate_proj.weight`, Qwen3-MoE,
+/// DeepSeek-V3, Kimi K2) that the stacked expert weight `name` is made of, if it stores them so.
+pub fn per_expert_names(name: &str, var: &Var, checkpoint: &Checkpoint) -> Option<Vec<String>> {
+    let (prefix, projection) = name.rsplit_once(".experts.")?;
+    if projection.ends_with(".bias") || var.rank() != 3 {
+        return None;
+    }
+    let projection = projection.trim_end_matches(".weight");
+    (0..var.dims()[0])
+        .map(|e| super::load::resolve(&format!("{prefix}.experts.{e}.{projection}.weight"), checkpoint))
+        .collect()
 }
 
 /// gpt-oss's released experts: `{prefix}.experts.gate_up_proj_blocks` [E, 2I, H/32, 16] and

@@ -130,6 +130,20 @@ pub fn load_weights(
                 return;
             }
             progress.inc(1);
+            if let Some(parts) = super::experts_load::per_expert_names(name, var, checkpoint) {
+                // Stored one tensor per expert: encoded expert by expert, never stacked.
+                match loader.pack_experts(name, var, &parts, ty, slot) {
+                    Ok(true) => {
+                        done.insert(name.to_string());
+                        return;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        failure = Some(e);
+                        return;
+                    }
+                }
+            }
             let packed = loader.load(name, var).and_then(|blocks| {
                 match blocks {
                     Some(blocks) => blocks.put(slot),
@@ -199,6 +213,41 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
+    /// Encodes the stacked expert weight `name` as `ty` from its per-expert tensors `parts`, one
+    /// expert at a time, into `slot` (leaving `var` a placeholder); false when its rows are not
+    /// whole blocks (then it is loaded as it is).
+    fn pack_experts(
+        &mut self,
+        name: &str,
+        var: &autograd::Var,
+        parts: &[String],
+        ty: GgmlType,
+        slot: &nn::PackedSlot,
+    ) -> Result<bool> {
+        let &[experts, rows, cols] = var.dims().as_slice() else { return Ok(false) };
+        if cols == 0 || !cols.is_multiple_of(ty.block_size()) {
+            return Ok(false);
+        }
+        let (checkpoint, device) = (self.checkpoint, &self.options.device);
+        let dtype = parameter_dtype(name, var, checkpoint, self.options);
+        let at = |e: tensor::Error| Error::input(format!("--quantize {ty}: {name}: {e}"));
+        let mut bytes = Vec::with_capacity(experts * rows * (cols / ty.block_size()) * ty.type_size());
+        for part in parts {
+            self.used.insert(part.clone());
+            let t = checkpoint.load(part, Some(dtype), &Device::cpu())?;
+            if t.dims() != [rows, cols] {
+                return Err(Error::format(
+                    &checkpoint.describe(),
+                    format!("tensor {part} has shape {:?}, but the config implies [{rows}, {cols}]", t.dims()),
+                ));
+            }
+            super::pack::encode(&t, ty, &mut bytes).map_err(at)?;
+        }
+        Blocks::new(ty, Some(experts), rows, cols, bytes, device).map_err(at)?.put(slot);
+        var.replace_value(placeholder(var, device)?)?;
+        Ok(true)
+    }
+
     /// Reads parameter `name` into `var`; or, for experts released as MXFP4 and kept so
     /// (`weight_dtype` None), leaves a placeholder and returns their blocks for the slot.
     fn load(&mut self, name: &str, var: &autograd::Var) -> Result<Option<Blocks>> {

@@ -39,6 +39,21 @@ pub fn quantize_weights(model: &CausalLm, ty: GgmlType, device: &Device) -> Resu
 /// Rows widened to f32 and encoded at a time.
 const ROWS_PER_STEP: usize = 1024;
 
+/// Appends `t`'s rows (its last dimension a whole number of blocks) encoded as `ty` to `out`, a
+/// few rows at a time, so that no f32 copy of a whole matrix (600 MiB for a 151936 x 1024
+/// embedding) exists next to it.
+pub(crate) fn encode(t: &Tensor, ty: GgmlType, out: &mut Vec<u8>) -> tensor::Result<()> {
+    let cols = t.dims().last().copied().unwrap_or(1);
+    let rows = t.elem_count() / cols.max(1);
+    let all = t.to(&Device::cpu())?.reshape([rows, cols])?;
+    for r0 in (0..rows).step_by(ROWS_PER_STEP) {
+        let n = ROWS_PER_STEP.min(rows - r0);
+        let part: Vec<f32> = all.narrow(0, r0, n)?.to_dtype(DType::F32)?.contiguous()?.to_vec()?;
+        out.extend(quant::quantize(ty, &part)?);
+    }
+    Ok(())
+}
+
 /// The types `--quantize` encodes.
 pub(crate) fn check_type(ty: GgmlType) -> Result<()> {
     if matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0) {
@@ -60,16 +75,8 @@ pub(crate) fn pack(var: &autograd::Var, ty: GgmlType, device: &Device, slot: &Pa
     if cols == 0 || !cols.is_multiple_of(ty.block_size()) {
         return Ok(false);
     }
-    // Encoded a few rows at a time, so that no f32 copy of a whole matrix (600 MiB for a
-    // 151936 x 1024 embedding) exists next to it.
-    let all = var.value().to(&Device::cpu())?.reshape([experts * rows, cols])?;
     let mut bytes = Vec::with_capacity(experts * rows * (cols / ty.block_size()) * ty.type_size());
-    for r0 in (0..experts * rows).step_by(ROWS_PER_STEP) {
-        let n = ROWS_PER_STEP.min(experts * rows - r0);
-        let part: Vec<f32> = all.narrow(0, r0, n)?.to_dtype(DType::F32)?.contiguous()?.to_vec()?;
-        bytes.extend(quant::quantize(ty, &part)?);
-    }
-    drop(all);
+    encode(&var.value(), ty, &mut bytes)?;
     let stack = (dims.len() == 3).then_some(experts);
     Blocks::new(ty, stack, rows, cols, bytes, device)?.put(slot);
     var.replace_value(placeholder(var, device)?)?;
