@@ -1,4 +1,4 @@
-//! `QMatrix`: products on Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K / MXFP4 blocks, every kernel this CPU runs
+//! `QMatrix`: products on Q8_0 / Q4_0 / Q4_1 / Q4_K / Q5_K / Q6_K / MXFP4 blocks, every kernel this CPU runs
 //! against the scalar one and against f64 sums of the decoded operands, on odd shapes (k a
 //! multiple of the block size, 32 or 256, as the formats require; n odd; m from 1 to 9 and more).
 
@@ -232,7 +232,7 @@ fn q8_k_activations_follow_ggml() {
 fn shapes_and_formats_are_checked() {
     assert!(QMatrix::new(GgmlType::Q8_0, 2, 48, vec![0; 200]).is_err(), "k not a multiple of 32");
     assert!(QMatrix::new(GgmlType::Q8_0, 2, 32, vec![0; 67]).is_err(), "too few bytes");
-    assert!(QMatrix::new(GgmlType::Q4_1, 1, 32, vec![0; 20]).is_err(), "no kernel for Q4_1");
+    assert!(QMatrix::new(GgmlType::Q5_0, 1, 32, vec![0; 22]).is_err(), "no kernel for Q5_0");
     assert!(QMatrix::new(GgmlType::Q4_K, 1, 128, vec![0; 144]).is_err(), "k not a multiple of 256");
     assert!(QMatrix::new(GgmlType::Q6_K, 2, 256, vec![0; 419]).is_err(), "too few bytes");
     let w = QMatrix::new(GgmlType::Q4_0, 3, 64, vec![0; 3 * 36]).unwrap();
@@ -281,6 +281,50 @@ fn random_mxfp4(rows: usize, k: usize, seed: u64) -> Vec<u8> {
     (0..rows * k / 32)
         .flat_map(|_| std::iter::once(122 + byte() % 10).chain((0..16).map(|_| byte())).collect::<Vec<_>>())
         .collect()
+}
+
+/// Random Q4_1 blocks: every code byte random, the f16 scale and minimum finite values of either
+/// sign.
+fn random_q4_1(rows: usize, k: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed;
+    let mut next = move || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 33) as u32
+    };
+    let half = |v: u32| half::f16::from_f32((v % 2001) as f32 / 1000.0 - 1.0).to_le_bytes();
+    (0..rows * k / 32)
+        .flat_map(|_| {
+            let (d, m) = (half(next()), half(next()));
+            d.into_iter().chain(m).chain((0..16).map(|_| next() as u8)).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Q4_1 (weight = code · d + m): integer dots on the nibbles with the minimum times the
+/// activations' block sum added, on every kernel; decoded panels from `GEMM_MIN_ROWS` rows.
+#[test]
+fn q4_1_products_match_the_decoded_matrix() {
+    for (n, k) in [(1, 32), (13, 96), (9, 1024)] {
+        let w = QMatrix::new(GgmlType::Q4_1, n, k, random_q4_1(n, k, n as u64 * 7 + k as u64)).unwrap();
+        for m in (1..=9).chain([31]) {
+            let x = values(m as u64 + 5, m * k);
+            let (want, scale) = reference(&w, &x, m);
+            every_kernel_within(&w, &x, m, (&want, &scale), k / 32 + 8, &format!("Q4_1 n={n} k={k} m={m}"));
+        }
+    }
+    let (n, k, m) = (37, 96, 40);
+    let w = QMatrix::new(GgmlType::Q4_1, n, k, random_q4_1(n, k, 3)).unwrap();
+    let wd = Tensor::from_vec(w.dequantize().unwrap(), [n, k], &Device::cpu()).unwrap();
+    let x = Tensor::from_vec(values(m as u64, m * k), [m, k], &Device::cpu()).unwrap();
+    let round = |t: &Tensor| -> Tensor {
+        if tensor::cpu::isa::bf16_gemm() {
+            t.to_dtype(tensor::DType::BF16).unwrap().to_dtype(tensor::DType::F32).unwrap()
+        } else {
+            t.clone()
+        }
+    };
+    let want = round(&x).matmul(&round(&wd).t().unwrap()).unwrap();
+    tensor::testing::assert_close(&w.matmul(&x).unwrap(), &want, 1e-4, 1e-5).unwrap();
 }
 
 /// MXFP4 (gpt-oss's experts): few rows run integer dots on the blocks with Q8_0 activations, as

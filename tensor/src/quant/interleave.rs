@@ -1,4 +1,4 @@
-//! Q4_0, Q8_0 and MXFP4 weights kept as groups of 8 rows interleaved, the layout the CPU kernels
+//! Q4_0, Q4_1, Q8_0 and MXFP4 weights kept as groups of 8 rows interleaved, the layout the CPU kernels
 //! read (ggml's CPU backend repacks the same formats at load for the same reason: `block_q4_0x8`,
 //! `block_mxfp4x4`).
 //!
@@ -8,7 +8,8 @@
 //! not memory. With 8 rows side by side, one 512-bit register holds 8 bytes of each of 8 rows, the
 //! activation bytes they meet are one 8-byte broadcast shared by all 8, and the 8 scales are one
 //! 16-byte load. The same bytes, moved: a group of 8 rows, for each block column `b`, is a tile of
-//! - the 8 rows' scales of block `b` (16 bytes of f16; MXFP4's 8 E8M0 bytes), then
+//! - the 8 rows' scales of block `b` (16 bytes of f16, then for Q4_1 16 bytes of f16 minimums;
+//!   MXFP4's 8 E8M0 bytes), then
 //! - for each 8-byte slice `o` of a block's code bytes (2 for Q4_0's and MXFP4's 16 nibble bytes,
 //!   4 for Q8_0's 32 codes): row 0's bytes `8o..8o + 8`, row 1's, ..., row 7's (64 bytes).
 //!
@@ -24,12 +25,17 @@ pub const GROUP: usize = 8;
 
 /// Whether `ty` is stored interleaved.
 pub fn applies(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::MXFP4)
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::MXFP4)
 }
 
-/// Bytes of one block's scale: an f16, or MXFP4's E8M0 byte.
+/// Bytes of one block's header: an f16 scale, Q4_1's f16 scale and minimum, or MXFP4's E8M0
+/// byte.
 fn head(ty: GgmlType) -> usize {
-    if ty == GgmlType::MXFP4 { 1 } else { 2 }
+    match ty {
+        GgmlType::MXFP4 => 1,
+        GgmlType::Q4_1 => 4,
+        _ => 2,
+    }
 }
 
 /// Code bytes of one block of one row (the block without its scale).
@@ -51,7 +57,13 @@ pub fn len(ty: GgmlType, rows: usize, cols: usize) -> usize {
 #[inline]
 fn position(ty: GgmlType, r: usize, b: usize, i: usize) -> usize {
     let (tile, h) = (b * tile_bytes(ty), head(ty));
-    if i < h { tile + h * r + i } else { tile + h * GROUP + (i - h) / 8 * 64 + 8 * r + (i - h) % 8 }
+    match (i < h, h) {
+        // MXFP4's 8 scale bytes.
+        (true, 1) => tile + r,
+        // The 8 rows' f16 scales, then (Q4_1) their 8 f16 minimums: each field 16 bytes.
+        (true, _) => tile + 16 * (i / 2) + 2 * r + i % 2,
+        (false, _) => tile + h * GROUP + (i - h) / 8 * 64 + 8 * r + (i - h) % 8,
+    }
 }
 
 /// The interleaved form of `src`, `rows` rows of `cols` weights in GGUF's row-after-row blocks.
@@ -89,12 +101,14 @@ pub fn gguf_row(ty: GgmlType, cols: usize, data: &[u8], j: usize, out: &mut [u8]
 /// (offset in the block, length).
 fn pieces(ty: GgmlType) -> impl Iterator<Item = (usize, usize)> {
     let h = head(ty);
-    std::iter::once((0, h)).chain((0..code_bytes(ty) / 8).map(move |s| (h + 8 * s, 8)))
+    let fields = (0..h.div_ceil(2)).map(move |f| (2 * f, h.min(2)));
+    fields.chain((0..code_bytes(ty) / 8).map(move |s| (h + 8 * s, 8)))
 }
 
 /// The rows of one group (`group`: its bytes) decoded into `out`, `out.len() / cols` rows (8, or
 /// fewer for the last group), each weight `to(v)` of the f32 value `v` that `quant::dequantize`
-/// gives on the GGUF rows, bit for bit: `(nibble - 8) · d` for Q4_0, `code · d` for Q8_0,
+/// gives on the GGUF rows, bit for bit: `(nibble - 8) · d` for Q4_0, `nibble · d + m` for Q4_1,
+/// `code · d` for Q8_0,
 /// `doubled E2M1 value · half the scale` for MXFP4. (The GEMM path decodes straight to bf16 with
 /// `to` = `bf16::from_f32`.)
 pub fn dequantize_group<T>(ty: GgmlType, cols: usize, group: &[u8], out: &mut [T], to: impl Fn(f32) -> T) {
@@ -103,6 +117,7 @@ pub fn dequantize_group<T>(ty: GgmlType, cols: usize, group: &[u8], out: &mut [T
     for (b, t) in group.chunks_exact(tile_bytes(ty)).enumerate() {
         for r in 0..rows {
             let d = if ty == GgmlType::MXFP4 { e8m0_half(t[r]) } else { f16_at(t, 2 * r) };
+            let m = if ty == GgmlType::Q4_1 { f16_at(t, 16 + 2 * r) } else { 0.0 };
             let o = &mut out[r * cols + 32 * b..][..32];
             for s in 0..code_bytes(ty) / 8 {
                 let bytes = &t[h * GROUP + 64 * s + 8 * r..][..8];
@@ -115,6 +130,10 @@ pub fn dequantize_group<T>(ty: GgmlType, cols: usize, group: &[u8], out: &mut [T
                         GgmlType::MXFP4 => {
                             o[8 * s + i] = to(DOUBLED[(q & 0x0F) as usize] as f32 * d);
                             o[16 + 8 * s + i] = to(DOUBLED[(q >> 4) as usize] as f32 * d);
+                        }
+                        GgmlType::Q4_1 => {
+                            o[8 * s + i] = to((q & 0x0F) as f32 * d + m);
+                            o[16 + 8 * s + i] = to((q >> 4) as f32 * d + m);
                         }
                         _ => o[8 * s + i] = to((q as i8) as f32 * d),
                     }
@@ -131,7 +150,7 @@ pub fn dequantize_group<T>(ty: GgmlType, cols: usize, group: &[u8], out: &mut [T
 /// one).
 pub fn dequantize_group_bf16(ty: GgmlType, cols: usize, group: &[u8], out: &mut [bf16]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::cpu::isa::features().avx512_bf16 {
+    if crate::cpu::isa::features().avx512_bf16 && ty != GgmlType::Q4_1 {
         // SAFETY: the CPU has AVX-512 with BF16; `group` is a whole group of `cols` columns and
         // `out` whole rows of it (checked by the slicing inside).
         unsafe { x86::group_bf16(ty, cols, group, out) };
@@ -212,7 +231,7 @@ mod tests {
     /// the last group and that do not.
     #[test]
     fn interleaving_is_a_permutation_that_gguf_row_undoes() {
-        for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::MXFP4] {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::MXFP4] {
             for rows in [1, 8, 13] {
                 let cols = 96;
                 let row_bytes = cols / 32 * ty.type_size();

@@ -61,11 +61,17 @@ impl std::fmt::Debug for QMatrix {
 
 impl QMatrix {
     /// Whether products on the blocks of `ty` are implemented (integer dots for few rows, decoded
-    /// panels for the GEMM): Q8_0, Q4_0, Q4_K, Q5_K, Q6_K and MXFP4.
+    /// panels for the GEMM): Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K and MXFP4.
     pub fn supports(ty: GgmlType) -> bool {
         matches!(
             ty,
-            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K | GgmlType::MXFP4
+            GgmlType::Q8_0
+                | GgmlType::Q4_0
+                | GgmlType::Q4_1
+                | GgmlType::Q4_K
+                | GgmlType::Q5_K
+                | GgmlType::Q6_K
+                | GgmlType::MXFP4
         )
     }
 

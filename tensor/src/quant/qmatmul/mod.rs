@@ -87,18 +87,20 @@ mod x86_formats {
     pub const Q8: u8 = 0;
     pub const Q4: u8 = 1;
     pub const FP4: u8 = 2;
+    pub const Q41: u8 = 3;
 }
 
-/// `R` activation rows against one group of 8 interleaved Q4_0, Q8_0 or MXFP4 weight rows.
+/// `R` activation rows against one group of 8 interleaved Q4_0, Q4_1, Q8_0 or MXFP4 weight rows.
 #[inline]
 fn group<const R: usize>(kernel: QKernel, ty: GgmlType, w: &[u8], x: [Row; R]) -> [[f32; GROUP]; R] {
-    use x86_formats::{FP4, Q4, Q8};
+    use x86_formats::{FP4, Q4, Q8, Q41};
     #[cfg(target_arch = "x86_64")]
     {
         macro_rules! each_format {
             ($kernel:ident) => {
                 match ty {
                     GgmlType::Q4_0 => x86::$kernel::<Q4, R>(w, x),
+                    GgmlType::Q4_1 => x86::$kernel::<Q41, R>(w, x),
                     GgmlType::MXFP4 => x86::$kernel::<FP4, R>(w, x),
                     _ => x86::$kernel::<Q8, R>(w, x),
                 }
@@ -118,6 +120,7 @@ fn group<const R: usize>(kernel: QKernel, ty: GgmlType, w: &[u8], x: [Row; R]) -
     let _ = kernel;
     match ty {
         GgmlType::Q4_0 => x.map(|x| scalar::group::<Q4>(w, x)),
+        GgmlType::Q4_1 => x.map(|x| scalar::group::<Q41>(w, x)),
         GgmlType::MXFP4 => x.map(|x| scalar::group::<FP4>(w, x)),
         _ => x.map(|x| scalar::group::<Q8>(w, x)),
     }
@@ -165,7 +168,7 @@ pub(crate) fn k_format(ty: GgmlType) -> Option<KFormat> {
 /// `out[j * m + i] = Σ_k w[j, k] x[i, k]` for the `n` weight rows of `k` weights in `w` and
 /// the `m` activation rows: the output transposed, [n, m], so that each task writes one
 /// contiguous range. The activations are quantized here, to Q8_K for a k-quant `ty` and to
-/// Q8_0 otherwise. Q4_0, Q8_0 and MXFP4 weights are interleaved by groups of 8 rows
+/// Q8_0 otherwise. Q4_0, Q4_1, Q8_0 and MXFP4 weights are interleaved by groups of 8 rows
 /// (`quant::interleave`), the k-quants row after row as GGUF stores them.
 pub(crate) fn matmul_t(kernel: QKernel, ty: GgmlType, w: &[u8], x: &[f32], k: usize, m: usize, out: &mut [f32]) {
     if m == 0 || out.is_empty() {
@@ -187,7 +190,7 @@ pub(crate) fn matmul_t(kernel: QKernel, ty: GgmlType, w: &[u8], x: &[f32], k: us
     }
 }
 
-/// The Q4_0 / Q8_0 / MXFP4 product on weights interleaved by groups of 8 rows (`w`: every group, the
+/// The Q4_0 / Q4_1 / Q8_0 / MXFP4 product on weights interleaved by groups of 8 rows (`w`: every group, the
 /// last one padded): `ROWS_PER_PASS` activation rows per call while that many remain, then one;
 /// in parallel over groups when the weights are large enough.
 fn groups(kernel: QKernel, ty: GgmlType, w: &[u8], acts: &QuantizedActs, m: usize, out: &mut [f32]) {

@@ -7,17 +7,20 @@ use super::super::f16_at;
 use super::super::interleave::GROUP;
 use super::super::mxfp4::{DOUBLED, e8m0_half};
 use super::Row;
-use super::x86_formats::{FP4, Q4, Q8};
+use super::x86_formats::{FP4, Q4, Q8, Q41};
 
-/// One group of 8 Q8_0, Q4_0 or MXFP4 weight rows (format `F`) against one activation row.
+/// One group of 8 Q8_0, Q4_0, Q4_1 or MXFP4 weight rows (format `F`) against one activation row.
 ///
 /// Q4_0 holds weight `i` of a block in the low nibble of its byte `i` and weight `i + 16` in the
-/// high one, each as code + 8; MXFP4 the same nibble order, each an index into the doubled E2M1
+/// high one, each as code + 8; Q4_1 the same nibbles as codes from 0, weight = code · d + m (its
+/// minimum times the activations' sum is added per block, as ggml's `vec_dot_q4_1_q8_1` does
+/// with Q8_1's stored sums); MXFP4 the same nibble order, each an index into the doubled E2M1
 /// values, with half its E8M0 scale; Q8_0 holds signed codes.
 pub fn group<const F: u8>(w: &[u8], x: Row) -> [f32; GROUP] {
     let (head, code_bytes) = match F {
         Q8 => (2, 32),
         Q4 => (2, 16),
+        Q41 => (4, 16),
         _ => (1, 16),
     };
     let tile = GROUP * (head + code_bytes);
@@ -35,6 +38,7 @@ pub fn group<const F: u8>(w: &[u8], x: Row) -> [f32; GROUP] {
                     sum += match F {
                         Q8 => (q as i8) as i32 * xb[c] as i32,
                         Q4 => ((q & 0x0F) as i32 - 8) * xb[c] as i32 + ((q >> 4) as i32 - 8) * xb[c + 16] as i32,
+                        Q41 => (q & 0x0F) as i32 * xb[c] as i32 + (q >> 4) as i32 * xb[c + 16] as i32,
                         _ => {
                             DOUBLED[(q & 0x0F) as usize] as i32 * xb[c] as i32
                                 + DOUBLED[(q >> 4) as usize] as i32 * xb[c + 16] as i32
@@ -44,6 +48,9 @@ pub fn group<const F: u8>(w: &[u8], x: Row) -> [f32; GROUP] {
             }
             let d = if F == FP4 { e8m0_half(t[r]) } else { f16_at(t, 2 * r) };
             *o += sum as f32 * (d * x.scales[b]);
+            if F == Q41 {
+                *o += f16_at(t, 16 + 2 * r) * (x.scales[b] * x.sums[b] as f32);
+            }
         }
     }
     out

@@ -23,11 +23,15 @@ use std::arch::x86_64::*;
 use super::super::interleave::GROUP;
 use super::super::mxfp4::DOUBLED;
 use super::Row;
-use super::x86_formats::{FP4, Q4, Q8};
+use super::x86_formats::{FP4, Q4, Q8, Q41};
 
-/// Bytes of a block's scale: an f16, or MXFP4's E8M0 byte.
+/// Bytes of a block's header: an f16 scale (and Q4_1's f16 minimum), or MXFP4's E8M0 byte.
 const fn head<const F: u8>() -> usize {
-    if F == FP4 { 1 } else { 2 }
+    match F {
+        FP4 => 1,
+        Q41 => 4,
+        _ => 2,
+    }
 }
 
 /// Bytes of a tile: 8 scales and 8 rows' code bytes.
@@ -36,6 +40,7 @@ const fn tile_bytes<const F: u8>() -> usize {
         * match F {
             Q8 => 34,
             Q4 => 18,
+            Q41 => 20,
             _ => 17,
         }
 }
@@ -45,6 +50,7 @@ const fn offset<const F: u8>() -> i32 {
     match F {
         Q8 => 128,
         Q4 => 8,
+        Q41 => 0,
         _ => 12,
     }
 }
@@ -76,6 +82,14 @@ fn tile_scales<const F: u8>(t: *const u8) -> __m256 {
     }
 }
 
+/// Q4_1's 8 minimums (the tile's second 16 bytes), as f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tile_mins(t: *const u8) -> __m256 {
+    // SAFETY: t points at a whole Q4_1 tile: 16 bytes of scales, then 16 of minimums.
+    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(t.add(16) as *const __m128i) })
+}
+
 /// Activation codes `8p..8p + 8` of block `b`, broadcast to every 64-bit lane.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -95,9 +109,23 @@ fn in_low_lanes_256(v: i32) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn scales_256<const F: u8>(t: *const u8, h: usize) -> __m256 {
-    let d = tile_scales::<F>(t);
+    in_pairs_256(tile_scales::<F>(t), h)
+}
+
+/// Values of rows `4h..4h + 4`, each repeated for the 2 lanes of its row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn in_pairs_256(v: __m256, h: usize) -> __m256 {
     let i = 4 * h as i32;
-    _mm256_permutevar8x32_ps(d, _mm256_setr_epi32(i, i, i + 1, i + 1, i + 2, i + 2, i + 3, i + 3))
+    _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(i, i, i + 1, i + 1, i + 2, i + 2, i + 3, i + 3))
+}
+
+/// Q4_1's minimums of rows `4h..4h + 4` in the first lane of each row's pair (the other lane 0):
+/// a row's minimum term is added once.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mins_256(t: *const u8, h: usize) -> __m256 {
+    _mm256_blend_ps::<0b0101_0101>(_mm256_setzero_ps(), in_pairs_256(tile_mins(t), h))
 }
 
 /// The 4 weight vectors of a tile's rows `4h..4h + 4`, each meeting [`codes_256`]`(p)`: Q4_0's
@@ -174,6 +202,10 @@ pub unsafe fn group_avx2<const F: u8, const R: usize>(w: &[u8], x: [Row; R]) -> 
                 };
                 let scale = _mm256_mul_ps(d, _mm256_set1_ps(x[r].scales[b]));
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r]);
+                if F == Q41 {
+                    let xsum = _mm256_set1_ps(x[r].scales[b] * x[r].sums[b] as f32);
+                    acc[r] = _mm256_fmadd_ps(mins_256(t, h), xsum, acc[r]);
+                }
             }
         }
     }
@@ -200,6 +232,10 @@ pub unsafe fn group_avx_vnni<const F: u8, const R: usize>(w: &[u8], x: [Row; R])
                 let sum = (0..4).fold(start, |s, p| _mm256_dpbusd_avx_epi32(s, wq[p], codes_256(&x[r], b, p)));
                 let scale = _mm256_mul_ps(d, _mm256_set1_ps(x[r].scales[b]));
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r]);
+                if F == Q41 {
+                    let xsum = _mm256_set1_ps(x[r].scales[b] * x[r].sums[b] as f32);
+                    acc[r] = _mm256_fmadd_ps(mins_256(t, h), xsum, acc[r]);
+                }
             }
         }
     }
@@ -244,6 +280,12 @@ pub unsafe fn group_avx512_vnni<const F: u8, const R: usize>(w: &[u8], x: [Row; 
             });
             let scale = _mm512_mul_ps(d, _mm512_set1_ps(x[r].scales[b]));
             acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[r]);
+            if F == Q41 {
+                // Each row's minimum in the first lane of its pair, added once.
+                let mins = _mm512_maskz_permutexvar_ps(0x5555, pairs, _mm512_castps256_ps512(tile_mins(t)));
+                let xsum = _mm512_set1_ps(x[r].scales[b] * x[r].sums[b] as f32);
+                acc[r] = _mm512_fmadd_ps(mins, xsum, acc[r]);
+            }
         }
     }
     acc.map(|a| {
