@@ -130,6 +130,14 @@ def main():
     w.add_tensor("mxfp4.source", src)
     w.add_tensor("mxfp4.quantized", q, raw_dtype=T.MXFP4)
 
+    # Q4_1 encoding (ggml's quantize_row_q4_1_ref), drawn after the cases above.
+    src = (rng.standard_normal((4, 64)) * rng.uniform(0.01, 4, size=(4, 1)) + rng.uniform(-1, 1, size=(4, 1))).astype(np.float32)
+    src[0, :32] = 0.25  # a constant block: d = 0
+    src[1, 32:64] = np.linspace(-1, 1, 32, dtype=np.float32)  # evenly spread: codes at every step
+    q = gguf.quants.quantize(src, T.Q4_1)
+    w.add_tensor("q4_1.source", src)
+    w.add_tensor("q4_1.quantized", q, raw_dtype=T.Q4_1)
+
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -73,9 +73,11 @@ fn every_block_type_decodes_bit_identically_to_gguf_py() {
 }
 
 #[test]
-fn q8_0_q4_0_and_mxfp4_encode_byte_identically_to_gguf_py() {
+fn q8_0_q4_0_q4_1_and_mxfp4_encode_byte_identically_to_gguf_py() {
     let f = reference();
-    for (name, ty) in [("q8_0", GgmlType::Q8_0), ("q4_0", GgmlType::Q4_0), ("mxfp4", GgmlType::MXFP4)] {
+    for (name, ty) in
+        [("q8_0", GgmlType::Q8_0), ("q4_0", GgmlType::Q4_0), ("q4_1", GgmlType::Q4_1), ("mxfp4", GgmlType::MXFP4)]
+    {
         let source = f32s(&f, &format!("{name}.source"));
         let want = u8s(&f, &format!("{name}.quantized"));
         let got = quant::quantize(ty, &source).unwrap();

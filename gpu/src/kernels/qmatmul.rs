@@ -1,6 +1,6 @@
 //! Launchers of the products on quantized blocks (`tensor::quant::DeviceQMatrix`), and of their
 //! row gather (an embedding table kept as blocks, `qrows.wgsl`): the weights stay in their GGUF
-//! blocks on the device (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, MXFP4) and each kernel decodes a 32-element unit at a
+//! blocks on the device (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, MXFP4) and each kernel decodes a 32-element unit at a
 //! time with ggml's formulas (`qunit_<type>.wgsl`), never an f32 copy of the matrix. Up to
 //! [`MATVEC_MAX_M`] activation rows (decode, small batches) take `qmatvec.wgsl`, which reads
 //! each weight once for all rows; more take the tiled `qmatmul.wgsl`. The CPU's counterparts
@@ -68,6 +68,7 @@ fn decoder(ty: GgmlType) -> Option<&'static str> {
     Some(match ty {
         GgmlType::Q8_0 => include_str!("qunit_q8_0.wgsl"),
         GgmlType::Q4_0 => include_str!("qunit_q4_0.wgsl"),
+        GgmlType::Q4_1 => include_str!("qunit_q4_1.wgsl"),
         GgmlType::Q4_K => include_str!("qunit_q4_k.wgsl"),
         GgmlType::Q5_K => include_str!("qunit_q5_k.wgsl"),
         GgmlType::Q6_K => include_str!("qunit_q6_k.wgsl"),

@@ -10,6 +10,7 @@
 //!   f16 scales two to a word (block `b`'s in word `S + b/2`, half `b % 2`, `S = 8 * blocks`);
 //! - Q4_0: the 16 nibble bytes of block `b` as words `4b..4b+4`, then the scales as for Q8_0
 //!   (`S = 4 * blocks`);
+//! - Q4_1: ggml's 20-byte blocks as they are (f16 `d` and `m`, 16 nibble bytes), 5 words each;
 //! - Q4_K: ggml's 144-byte blocks as they are (`d`, `dmin`, 12 scale bytes, 128 nibble bytes:
 //!   already whole words), 36 words each;
 //! - Q5_K: ggml's 176-byte blocks as they are (Q4_K's fields and 32 bytes of high bits before
@@ -77,7 +78,7 @@ pub fn device_words(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Res
                 out.push(e(0) | e(1) << 8 | e(2) << 16 | e(3) << 24);
             }
         }
-        GgmlType::Q4_K | GgmlType::Q5_K => out.extend(bytes.chunks_exact(4).map(word)),
+        GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q5_K => out.extend(bytes.chunks_exact(4).map(word)),
         GgmlType::Q6_K => {
             for block in bytes.chunks_exact(size) {
                 let mut padded = [0u8; 212];
@@ -95,7 +96,13 @@ impl DeviceQMatrix {
     pub fn supports(ty: GgmlType) -> bool {
         matches!(
             ty,
-            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K | GgmlType::MXFP4
+            GgmlType::Q8_0
+                | GgmlType::Q4_0
+                | GgmlType::Q4_1
+                | GgmlType::Q4_K
+                | GgmlType::Q5_K
+                | GgmlType::Q6_K
+                | GgmlType::MXFP4
         )
     }
 

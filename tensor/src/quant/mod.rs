@@ -242,6 +242,7 @@ pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
         GgmlType::BF16 => values.iter().for_each(|v| out.extend_from_slice(&bf16::from_f32(*v).to_le_bytes())),
         GgmlType::Q8_0 => values.chunks_exact(32).for_each(|b| out.extend_from_slice(&q8_0::quantize_block(b))),
         GgmlType::Q4_0 => values.chunks_exact(32).for_each(|b| out.extend_from_slice(&q4_0::quantize_block(b))),
+        GgmlType::Q4_1 => values.chunks_exact(32).for_each(|b| out.extend_from_slice(&q4_1::quantize_block(b))),
         GgmlType::Q4_K => values.chunks_exact(256).for_each(|b| out.extend_from_slice(&q4_k::quantize_block(b))),
         GgmlType::Q5_K => values.chunks_exact(256).for_each(|b| out.extend_from_slice(&q5_k::quantize_block(b))),
         GgmlType::Q6_K => values.chunks_exact(256).for_each(|b| out.extend_from_slice(&q6_k::quantize_block(b))),
