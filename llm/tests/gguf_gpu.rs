@@ -66,7 +66,7 @@ fn gguf_blocks_on_the_gpu_match_the_decoded_model() -> llm::Result<()> {
     tensor::cpu::isa::force_bf16_gemm(Some(false));
     let tmp = tempdir("gguf-gpu");
     for name in ["qwen3", "mistral_small", "qwen3_moe"] {
-        for file_type in [FileType::Q8_0, FileType::Q4_0] {
+        for file_type in [FileType::Q8_0, FileType::Q4_0, FileType::Q4_1] {
             compare_fixture(name, file_type, &gpu, &tmp)?;
         }
     }

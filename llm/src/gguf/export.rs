@@ -39,6 +39,7 @@ pub enum FileType {
     F16,
     Q8_0,
     Q4_0,
+    Q4_1,
     Q4KM,
 }
 
@@ -49,18 +50,21 @@ impl FileType {
             "f16" => FileType::F16,
             "q8_0" => FileType::Q8_0,
             "q4_0" => FileType::Q4_0,
+            "q4_1" => FileType::Q4_1,
             "q4_k_m" => FileType::Q4KM,
             _ => return None,
         })
     }
 
-    /// `LLAMA_FTYPE_ALL_F32`, `MOSTLY_F16`, `MOSTLY_Q8_0`, `MOSTLY_Q4_0`, `MOSTLY_Q4_K_M`.
+    /// `LLAMA_FTYPE_ALL_F32`, `MOSTLY_F16`, `MOSTLY_Q8_0`, `MOSTLY_Q4_0`, `MOSTLY_Q4_1`,
+    /// `MOSTLY_Q4_K_M`.
     fn ftype(self) -> u32 {
         match self {
             FileType::F32 => 0,
             FileType::F16 => 1,
             FileType::Q8_0 => 7,
             FileType::Q4_0 => 2,
+            FileType::Q4_1 => 3,
             FileType::Q4KM => 15,
         }
     }
@@ -73,6 +77,7 @@ impl FileType {
             FileType::F16 => GgmlType::F16,
             FileType::Q8_0 => GgmlType::Q8_0,
             FileType::Q4_0 => GgmlType::Q4_0,
+            FileType::Q4_1 => GgmlType::Q4_1,
             FileType::Q4KM => {
                 let layer = gguf.strip_prefix("blk.").and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok());
                 let more = layer.is_some_and(|i| more_bits(i, layers));
