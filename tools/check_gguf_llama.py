@@ -15,7 +15,7 @@ llama.cpp keeps its KV cache in f16, which these random fixtures amplify (most f
 deepseek_v3 and kimi_k2); `--f32-kv` runs it with an f32 cache instead, separating rounding from
 a wrong model.
 
-`--type q8_0|q4_0|q4_k_m` writes that type instead of f32 (gpt-oss's experts are MXFP4 in every
+`--type q8_0|q4_0|q4_1|q4_k_m` writes that type instead of f32 (gpt-oss's experts are MXFP4 in every
 quantized type): llama.cpp is then also compared with this project's own logits on the same file
 (`llm logits`), where both compute one quantized model; against transformers the difference is
 mostly the quantization.
@@ -105,7 +105,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llm", default=os.path.join(ROOT, "target", "release", "llm"))
     ap.add_argument("--f32-kv", action="store_true", help="an f32 KV cache (type_k, type_v) and no flash attention")
-    ap.add_argument("--type", default="f32", choices=["f32", "q8_0", "q4_0", "q4_k_m"], help="the GGUF type to write")
+    ap.add_argument("--type", default="f32", choices=["f32", "q8_0", "q4_0", "q4_1", "q4_k_m"], help="the GGUF type to write")
     ap.add_argument("names", nargs="*", default=["qwen3", "mistral_small", "qwen3_moe", "olmo2", "smollm3", "gemma3",
                                                     "llama4", "deepseek_v3", "kimi_k2", "gpt_oss"])
     args = ap.parse_args()

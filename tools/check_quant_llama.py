@@ -1,4 +1,4 @@
-"""Checks `llm quantize --type TYPE` (q4_k_m by default; q8_0, q4_0) end to end against llama.cpp
+"""Checks `llm quantize --type TYPE` (q4_k_m by default; q8_0, q4_0, q4_1) end to end against llama.cpp
 (llama-cpp-python):
 
 1. builds a random Qwen3 checkpoint wide enough for 256-weight blocks (hidden 256, FFN 512,
@@ -12,7 +12,7 @@
 4. prints each one's max abs error and top-1 agreement against the reference: the issue's
    accuracy target is ours <= 1.5x llama.cpp's error and top-1 >= llama.cpp's - 5 points.
 
-Usage: /work/venv/bin/python tools/check_quant_llama.py [--type q4_k_m|q8_0|q4_0] [--llm target/debug/llm]
+Usage: /work/venv/bin/python tools/check_quant_llama.py [--type q4_k_m|q8_0|q4_0|q4_1] [--llm target/debug/llm]
 (needs torch, transformers, gguf, safetensors, llama-cpp-python; no download)
 """
 
@@ -62,7 +62,7 @@ def errors(got, want):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llm", default=os.path.join(ROOT, "target", "debug", "llm"))
-    ap.add_argument("--type", default="q4_k_m", choices=["q4_k_m", "q8_0", "q4_0"])
+    ap.add_argument("--type", default="q4_k_m", choices=["q4_k_m", "q8_0", "q4_0", "q4_1"])
     args = ap.parse_args()
     torch.manual_seed(0)
     tmp = tempfile.mkdtemp(prefix=f"{args.type}-")
