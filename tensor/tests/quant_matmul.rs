@@ -300,20 +300,21 @@ fn random_q4_1(rows: usize, k: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Q4_1 (weight = code · d + m): integer dots on the nibbles with the minimum times the
-/// activations' block sum added, on every kernel; decoded panels from `GEMM_MIN_ROWS` rows.
-#[test]
-fn q4_1_products_match_the_decoded_matrix() {
+/// A block format's products against its decoded matrix: few rows on integer dots (Q8_0
+/// activations) on every kernel this CPU has, and from `GEMM_MIN_ROWS` rows on decoded panels
+/// through the GEMM, whose bf16 rounding (where the bf16 GEMM runs) the reference applies too.
+/// `blocks(rows, k, seed)` makes the matrix's bytes.
+fn products_match_the_decoded_matrix(ty: GgmlType, blocks: fn(usize, usize, u64) -> Vec<u8>) {
     for (n, k) in [(1, 32), (13, 96), (9, 1024)] {
-        let w = QMatrix::new(GgmlType::Q4_1, n, k, random_q4_1(n, k, n as u64 * 7 + k as u64)).unwrap();
+        let w = QMatrix::new(ty, n, k, blocks(n, k, n as u64 * 7 + k as u64)).unwrap();
         for m in (1..=9).chain([31]) {
             let x = values(m as u64 + 5, m * k);
             let (want, scale) = reference(&w, &x, m);
-            every_kernel_within(&w, &x, m, (&want, &scale), k / 32 + 8, &format!("Q4_1 n={n} k={k} m={m}"));
+            every_kernel_within(&w, &x, m, (&want, &scale), k / 32 + 8, &format!("{ty} n={n} k={k} m={m}"));
         }
     }
     let (n, k, m) = (37, 96, 40);
-    let w = QMatrix::new(GgmlType::Q4_1, n, k, random_q4_1(n, k, 3)).unwrap();
+    let w = QMatrix::new(ty, n, k, blocks(n, k, 3)).unwrap();
     let wd = Tensor::from_vec(w.dequantize().unwrap(), [n, k], &Device::cpu()).unwrap();
     let x = Tensor::from_vec(values(m as u64, m * k), [m, k], &Device::cpu()).unwrap();
     let round = |t: &Tensor| -> Tensor {
@@ -323,36 +324,21 @@ fn q4_1_products_match_the_decoded_matrix() {
             t.clone()
         }
     };
+    assert!(m >= tensor::quant::GEMM_MIN_ROWS);
     let want = round(&x).matmul(&round(&wd).t().unwrap()).unwrap();
     tensor::testing::assert_close(&w.matmul(&x).unwrap(), &want, 1e-4, 1e-5).unwrap();
 }
 
-/// MXFP4 (gpt-oss's experts): few rows run integer dots on the blocks with Q8_0 activations, as
-/// ggml's `ggml_vec_dot_mxfp4_q8_0` does, on every kernel this CPU has; from `GEMM_MIN_ROWS`
-/// rows on, decoded panels go through the GEMM. MXFP4 values have at most 3 significant bits, so
-/// the panels are exact in bf16 too: where the bf16 GEMM runs, the only rounding is the
-/// activations' own to bf16, which the reference applies as well.
+/// Q4_1 (weight = code · d + m): integer dots on the nibbles with the minimum times the
+/// activations' block sum added.
+#[test]
+fn q4_1_products_match_the_decoded_matrix() {
+    products_match_the_decoded_matrix(GgmlType::Q4_1, random_q4_1);
+}
+
+/// MXFP4 (gpt-oss's experts), as ggml's `ggml_vec_dot_mxfp4_q8_0` computes it. Its values have
+/// at most 3 significant bits, so its panels are exact in bf16.
 #[test]
 fn mxfp4_products_match_the_decoded_matrix() {
-    for (n, k) in [(1, 32), (37, 96), (9, 1024)] {
-        let w = QMatrix::new(GgmlType::MXFP4, n, k, random_mxfp4(n, k, n as u64 + k as u64)).unwrap();
-        for m in (1..=9).chain([31]) {
-            let x = values(m as u64 + 3, m * k);
-            let (want, scale) = reference(&w, &x, m);
-            every_kernel_within(&w, &x, m, (&want, &scale), k / 32 + 8, &format!("MXFP4 n={n} k={k} m={m}"));
-        }
-    }
-    let (n, k, m) = (37, 96, 40);
-    let w = QMatrix::new(GgmlType::MXFP4, n, k, random_mxfp4(n, k, 7)).unwrap();
-    let wd = Tensor::from_vec(w.dequantize().unwrap(), [n, k], &Device::cpu()).unwrap();
-    let x = Tensor::from_vec(values(m as u64, m * k), [m, k], &Device::cpu()).unwrap();
-    let got = w.matmul(&x).unwrap();
-    let xr = if tensor::cpu::isa::bf16_gemm() {
-        x.to_dtype(tensor::DType::BF16).unwrap().to_dtype(tensor::DType::F32).unwrap()
-    } else {
-        x.clone()
-    };
-    let want = xr.matmul(&wd.t().unwrap()).unwrap();
-    assert!(m >= tensor::quant::GEMM_MIN_ROWS);
-    tensor::testing::assert_close(&got, &want, 1e-5, 1e-5).unwrap();
+    products_match_the_decoded_matrix(GgmlType::MXFP4, random_mxfp4);
 }

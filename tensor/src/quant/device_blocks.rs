@@ -92,18 +92,10 @@ pub fn device_words(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Res
 }
 
 impl DeviceQMatrix {
-    /// Whether `ty` has a device layout and kernels.
+    /// Whether `ty` has a device layout and kernels: the block types the CPU's `QMatrix`
+    /// multiplies too.
     pub fn supports(ty: GgmlType) -> bool {
-        matches!(
-            ty,
-            GgmlType::Q8_0
-                | GgmlType::Q4_0
-                | GgmlType::Q4_1
-                | GgmlType::Q4_K
-                | GgmlType::Q5_K
-                | GgmlType::Q6_K
-                | GgmlType::MXFP4
-        )
+        super::QMatrix::supports(ty)
     }
 
     /// Uploads `bytes`, a [rows, cols] matrix of `ty` blocks in GGUF's layout, to `device`.
