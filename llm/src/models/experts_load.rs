@@ -15,11 +15,18 @@ use tensor::{DType, Device, Tensor};
 use crate::weights::Checkpoint;
 use crate::{Error, Result};
 
+/// A stacked expert weight's name split at `.experts.`: the layer's prefix and the projection
+/// (`gate_proj`, `up_proj`, `down_proj`, without `.weight`); None for other parameters and for
+/// the experts' biases.
+fn expert_weight(name: &str) -> Option<(&str, &str)> {
+    let (prefix, projection) = name.rsplit_once(".experts.")?;
+    (!projection.ends_with(".bias")).then(|| (prefix, projection.trim_end_matches(".weight")))
+}
+
 /// The stored dtype of the tensors a stacked expert parameter is assembled from (the first
 /// expert's, or the fused tensor's), if the checkpoint holds them.
 pub fn stored_dtype(name: &str, checkpoint: &Checkpoint) -> Option<DType> {
-    let (prefix, projection) = name.rsplit_once(".experts.")?;
-    let projection = projection.trim_end_matches(".weight");
+    let (prefix, projection) = expert_weight(name)?;
     let fused = if projection == "down_proj" { "down_proj" } else { "gate_up_proj" };
     [format!("{prefix}.experts.0.{projection}.weight"), format!("{prefix}.experts.{fused}")]
         .iter()
@@ -82,11 +89,10 @@ pub fn assemble(
 /// The checkpoint's names of the per-expert tensors (`mlp.experts.{e}.gate_proj.weight`, Qwen3-MoE,
 /// DeepSeek-V3, Kimi K2) that the stacked expert weight `name` is made of, if it stores them so.
 pub fn per_expert_names(name: &str, var: &Var, checkpoint: &Checkpoint) -> Option<Vec<String>> {
-    let (prefix, projection) = name.rsplit_once(".experts.")?;
-    if projection.ends_with(".bias") || var.rank() != 3 {
+    let (prefix, projection) = expert_weight(name)?;
+    if var.rank() != 3 {
         return None;
     }
-    let projection = projection.trim_end_matches(".weight");
     (0..var.dims()[0])
         .map(|e| super::load::resolve(&format!("{prefix}.experts.{e}.{projection}.weight"), checkpoint))
         .collect()
@@ -104,10 +110,9 @@ pub fn mxfp4_blocks(
     used: &mut HashSet<String>,
     interleaved: bool,
 ) -> Result<Option<Vec<u8>>> {
-    let Some((prefix, projection)) = name.rsplit_once(".experts.") else {
+    let Some((prefix, projection)) = expert_weight(name) else {
         return Ok(None);
     };
-    let projection = projection.trim_end_matches(".weight");
     let fused = match projection {
         "gate_proj" | "up_proj" => "gate_up_proj",
         "down_proj" => "down_proj",

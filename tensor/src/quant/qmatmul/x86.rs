@@ -185,6 +185,7 @@ pub unsafe fn group_avx2<const F: u8, const R: usize>(w: &[u8], x: [Row; R]) -> 
         let t = unsafe { w.as_ptr().add(b * tile_bytes::<F>()) };
         for (h, acc) in acc.iter_mut().enumerate() {
             let d = scales_256::<F>(t, h);
+            let mins = if F == Q41 { mins_256(t, h) } else { _mm256_setzero_ps() };
             let wq = weights_256::<F>(t, h);
             let aw = wq.map(|v| _mm256_sign_epi8(v, v));
             for r in 0..R {
@@ -204,7 +205,7 @@ pub unsafe fn group_avx2<const F: u8, const R: usize>(w: &[u8], x: [Row; R]) -> 
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r]);
                 if F == Q41 {
                     let xsum = _mm256_set1_ps(x[r].scales[b] * x[r].sums[b] as f32);
-                    acc[r] = _mm256_fmadd_ps(mins_256(t, h), xsum, acc[r]);
+                    acc[r] = _mm256_fmadd_ps(mins, xsum, acc[r]);
                 }
             }
         }
@@ -226,6 +227,7 @@ pub unsafe fn group_avx_vnni<const F: u8, const R: usize>(w: &[u8], x: [Row; R])
         let t = unsafe { w.as_ptr().add(b * tile_bytes::<F>()) };
         for (h, acc) in acc.iter_mut().enumerate() {
             let d = scales_256::<F>(t, h);
+            let mins = if F == Q41 { mins_256(t, h) } else { _mm256_setzero_ps() };
             let wq = weights_256::<F>(t, h).map(|v| if F == Q8 { _mm256_xor_si256(v, flip) } else { v });
             for r in 0..R {
                 let start = in_low_lanes_256(-offset::<F>() * x[r].sums[b]);
@@ -234,7 +236,7 @@ pub unsafe fn group_avx_vnni<const F: u8, const R: usize>(w: &[u8], x: [Row; R])
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r]);
                 if F == Q41 {
                     let xsum = _mm256_set1_ps(x[r].scales[b] * x[r].sums[b] as f32);
-                    acc[r] = _mm256_fmadd_ps(mins_256(t, h), xsum, acc[r]);
+                    acc[r] = _mm256_fmadd_ps(mins, xsum, acc[r]);
                 }
             }
         }
@@ -259,6 +261,12 @@ pub unsafe fn group_avx512_vnni<const F: u8, const R: usize>(w: &[u8], x: [Row; 
         let t = unsafe { w.as_ptr().add(b * tile_bytes::<F>()) };
         let slice = |s: usize| unsafe { _mm512_loadu_si512(t.add(head::<F>() * GROUP + 64 * s) as *const _) };
         let d = _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(tile_scales::<F>(t)));
+        // Q4_1: each row's minimum in the first lane of its pair, added once.
+        let mins = if F == Q41 {
+            _mm512_maskz_permutexvar_ps(0x5555, pairs, _mm512_castps256_ps512(tile_mins(t)))
+        } else {
+            _mm512_setzero_ps()
+        };
         let wq = if F == Q8 {
             std::array::from_fn(|s| _mm512_xor_si512(slice(s), flip))
         } else {
@@ -281,8 +289,6 @@ pub unsafe fn group_avx512_vnni<const F: u8, const R: usize>(w: &[u8], x: [Row; 
             let scale = _mm512_mul_ps(d, _mm512_set1_ps(x[r].scales[b]));
             acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[r]);
             if F == Q41 {
-                // Each row's minimum in the first lane of its pair, added once.
-                let mins = _mm512_maskz_permutexvar_ps(0x5555, pairs, _mm512_castps256_ps512(tile_mins(t)));
                 let xsum = _mm512_set1_ps(x[r].scales[b] * x[r].sums[b] as f32);
                 acc[r] = _mm512_fmadd_ps(mins, xsum, acc[r]);
             }
