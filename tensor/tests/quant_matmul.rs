@@ -1,4 +1,4 @@
-//! `QMatrix`: products on Q8_0 / Q4_0 / Q4_1 / Q4_K / Q5_K / Q6_K / MXFP4 blocks, every kernel this CPU runs
+//! `QMatrix`: products on Q8_0 / Q4_0 / Q4_1 / Q4_K / Q5_K / Q6_K / MXFP4 / FP8_E4M3 blocks, every kernel this CPU runs
 //! against the scalar one and against f64 sums of the decoded operands, on odd shapes (k a
 //! multiple of the block size, 32 or 256, as the formats require; n odd; m from 1 to 9 and more).
 
@@ -341,4 +341,66 @@ fn q4_1_products_match_the_decoded_matrix() {
 #[test]
 fn mxfp4_products_match_the_decoded_matrix() {
     products_match_the_decoded_matrix(GgmlType::MXFP4, random_mxfp4);
+}
+
+/// Random FP8_E4M3 blocks: f32 scales of either sign around 1e-2, every code byte but the two
+/// NaNs.
+fn random_fp8(rows: usize, k: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed;
+    let mut next = move || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (s >> 33) as u32
+    };
+    (0..rows * k / 32)
+        .flat_map(|_| {
+            let d = ((next() % 2001) as f32 / 1000.0 - 1.0) * 2e-2;
+            let codes = (0..32).map(|_| next() as u8).map(|q| if q & 0x7F == 0x7F { q ^ 1 } else { q });
+            d.to_le_bytes().into_iter().chain(codes).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// FP8_E4M3 (DeepSeek-V3's and Kimi K2's weights, kept as blocks): floating-point dots on the
+/// codes, on every kernel this CPU has, against f64 sums over the decoded weights and the
+/// activations as given. The `vdpbf16ps` path rounds the activations to bf16 (at most 2^-9
+/// relative each), so the bound is that rounding of Σ|w x| plus the f32 sums'; the tight
+/// per-path checks, with the rounding applied to the reference, are `qmatmul::fp8`'s unit test.
+/// From `GEMM_MIN_ROWS` rows on, the decoded panels through the GEMM, as for the other formats.
+#[test]
+fn fp8_products_match_the_decoded_matrix() {
+    for (n, k) in [(1, 32), (13, 96), (9, 1024)] {
+        let w = QMatrix::new(GgmlType::FP8_E4M3, n, k, random_fp8(n, k, n as u64 * 3 + k as u64)).unwrap();
+        let wd = w.dequantize().unwrap();
+        for m in (1..=9).chain([31]) {
+            let x = values(m as u64 + 11, m * k);
+            for kernel in kernels() {
+                let got = w.matmul_blocks(&x, m, kernel);
+                for i in 0..m {
+                    for j in 0..n {
+                        let terms = wd[j * k..][..k].iter().zip(&x[i * k..][..k]).map(|(&a, &b)| a as f64 * b as f64);
+                        let (want, scale) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
+                        let tol = (2f64.powi(-9) + 1e-6 * (k / 32 + 8) as f64) * scale + 1e-30;
+                        let g = got[i * n + j] as f64;
+                        assert!(
+                            (g - want).abs() <= tol,
+                            "FP8 {kernel:?} n={n} k={k} m={m} out [{i}, {j}]: {g} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let (n, k, m) = (37, 96, 40);
+    let w = QMatrix::new(GgmlType::FP8_E4M3, n, k, random_fp8(n, k, 5)).unwrap();
+    let wd = Tensor::from_vec(w.dequantize().unwrap(), [n, k], &Device::cpu()).unwrap();
+    let x = Tensor::from_vec(values(m as u64, m * k), [m, k], &Device::cpu()).unwrap();
+    let round = |t: &Tensor| -> Tensor {
+        if tensor::cpu::isa::bf16_gemm() {
+            t.to_dtype(tensor::DType::BF16).unwrap().to_dtype(tensor::DType::F32).unwrap()
+        } else {
+            t.clone()
+        }
+    };
+    let want = round(&x).matmul(&round(&wd).t().unwrap()).unwrap();
+    tensor::testing::assert_close(&w.matmul(&x).unwrap(), &want, 1e-4, 1e-5).unwrap();
 }

@@ -91,6 +91,8 @@ pub struct Features {
     pub avx512_vnni: bool,
     /// AVX-VNNI, the 256-bit int8 dot products of AVX2-era cores.
     pub avx_vnni: bool,
+    /// AVX512_VBMI (`vpermi2b`, byte lookups in 128-entry tables: FP8 codes to bf16).
+    pub avx512_vbmi: bool,
 }
 
 pub fn features() -> Features {
@@ -114,12 +116,13 @@ fn detect() -> Features {
         avx512_bf16: avx512 && has!("avx512bf16"),
         avx512_vnni: avx512 && has!("avx512vnni"),
         avx_vnni: avx2 && has!("avxvnni"),
+        avx512_vbmi: avx512 && has!("avx512vbmi"),
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 fn detect() -> Features {
-    Features { widest: Isa::Scalar, avx512_bf16: false, avx512_vnni: false, avx_vnni: false }
+    Features { widest: Isa::Scalar, avx512_bf16: false, avx512_vnni: false, avx_vnni: false, avx512_vbmi: false }
 }
 
 /// No override: 0. Otherwise 1 + the forced path's index in `Isa::ALL`.

@@ -1,4 +1,4 @@
-//! Q4_0, Q4_1, Q8_0 and MXFP4 weights kept as groups of 8 rows interleaved, the layout the CPU kernels
+//! Q4_0, Q4_1, Q8_0, MXFP4 and FP8_E4M3 weights kept as groups of 8 rows interleaved, the layout the CPU kernels
 //! read (ggml's CPU backend repacks the same formats at load for the same reason: `block_q4_0x8`,
 //! `block_mxfp4x4`).
 //!
@@ -9,14 +9,16 @@
 //! activation bytes they meet are one 8-byte broadcast shared by all 8, and the 8 scales are one
 //! 16-byte load. The same bytes, moved: a group of 8 rows, for each block column `b`, is a tile of
 //! - the 8 rows' scales of block `b` (16 bytes of f16, then for Q4_1 16 bytes of f16 minimums;
-//!   MXFP4's 8 E8M0 bytes), then
+//!   MXFP4's 8 E8M0 bytes; FP8_E4M3's 32 bytes of f32), then
 //! - for each 8-byte slice `o` of a block's code bytes (2 for Q4_0's and MXFP4's 16 nibble bytes,
-//!   4 for Q8_0's 32 codes): row 0's bytes `8o..8o + 8`, row 1's, ..., row 7's (64 bytes).
+//!   4 for Q8_0's and FP8_E4M3's 32 codes): row 0's bytes `8o..8o + 8`, row 1's, ..., row 7's
+//!   (64 bytes).
 //!
 //! The last group is padded with zero rows (scale 0) when the row count is not a multiple of 8.
 
 use half::bf16;
 
+use super::fp8::E4M3;
 use super::mxfp4::{DOUBLED, e8m0_half};
 use super::{GgmlType, f16_at};
 
@@ -25,16 +27,36 @@ pub const GROUP: usize = 8;
 
 /// Whether `ty` is stored interleaved.
 pub fn applies(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::MXFP4)
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::MXFP4 | GgmlType::FP8_E4M3)
 }
 
-/// Bytes of one block's header: an f16 scale, Q4_1's f16 scale and minimum, or MXFP4's E8M0
-/// byte.
+/// Bytes of one block's header: an f16 scale, Q4_1's f16 scale and minimum, MXFP4's E8M0 byte,
+/// or FP8_E4M3's f32 scale.
 fn head(ty: GgmlType) -> usize {
     match ty {
         GgmlType::MXFP4 => 1,
-        GgmlType::Q4_1 => 4,
+        GgmlType::Q4_1 | GgmlType::FP8_E4M3 => 4,
         _ => 2,
+    }
+}
+
+/// Bytes of one field of the header (a scale or a minimum): the 8 rows' values of a field lie
+/// side by side.
+fn field(ty: GgmlType) -> usize {
+    match ty {
+        GgmlType::MXFP4 => 1,
+        GgmlType::FP8_E4M3 => 4,
+        _ => 2,
+    }
+}
+
+/// Block `b`'s scale of row `r` in a tile `t` (f16 widened, E8M0 as ggml halves it, or f32).
+#[inline]
+fn scale(ty: GgmlType, t: &[u8], r: usize) -> f32 {
+    match ty {
+        GgmlType::MXFP4 => e8m0_half(t[r]),
+        GgmlType::FP8_E4M3 => f32::from_le_bytes([t[4 * r], t[4 * r + 1], t[4 * r + 2], t[4 * r + 3]]),
+        _ => f16_at(t, 2 * r),
     }
 }
 
@@ -56,13 +78,12 @@ pub fn len(ty: GgmlType, rows: usize, cols: usize) -> usize {
 /// Where byte `i` of row `r` (of its group) block `b`'s GGUF block lies in the group's bytes.
 #[inline]
 fn position(ty: GgmlType, r: usize, b: usize, i: usize) -> usize {
-    let (tile, h) = (b * tile_bytes(ty), head(ty));
-    match (i < h, h) {
-        // MXFP4's 8 scale bytes.
-        (true, 1) => tile + r,
-        // The 8 rows' f16 scales, then (Q4_1) their 8 f16 minimums: each field 16 bytes.
-        (true, _) => tile + 16 * (i / 2) + 2 * r + i % 2,
-        (false, _) => tile + h * GROUP + (i - h) / 8 * 64 + 8 * r + (i - h) % 8,
+    let (tile, h, f) = (b * tile_bytes(ty), head(ty), field(ty));
+    if i < h {
+        // The 8 rows' scales, then (Q4_1) their 8 minimums.
+        tile + GROUP * f * (i / f) + f * r + i % f
+    } else {
+        tile + h * GROUP + (i - h) / 8 * 64 + 8 * r + (i - h) % 8
     }
 }
 
@@ -100,8 +121,8 @@ pub fn gguf_row(ty: GgmlType, cols: usize, data: &[u8], j: usize, out: &mut [u8]
 /// The runs of a GGUF block that stay together: its scale, then each 8-byte slice of its codes
 /// (offset in the block, length).
 fn pieces(ty: GgmlType) -> impl Iterator<Item = (usize, usize)> {
-    let h = head(ty);
-    let fields = (0..h.div_ceil(2)).map(move |f| (2 * f, h.min(2)));
+    let (h, f) = (head(ty), field(ty));
+    let fields = (0..h / f).map(move |i| (f * i, f));
     fields.chain((0..code_bytes(ty) / 8).map(move |s| (h + 8 * s, 8)))
 }
 
@@ -109,14 +130,14 @@ fn pieces(ty: GgmlType) -> impl Iterator<Item = (usize, usize)> {
 /// fewer for the last group), each weight `to(v)` of the f32 value `v` that `quant::dequantize`
 /// gives on the GGUF rows, bit for bit: `(nibble - 8) · d` for Q4_0, `nibble · d + m` for Q4_1,
 /// `code · d` for Q8_0,
-/// `doubled E2M1 value · half the scale` for MXFP4. (The GEMM path decodes straight to bf16 with
+/// `doubled E2M1 value · half the scale` for MXFP4, `E4M3 value · scale` for FP8_E4M3. (The GEMM path decodes straight to bf16 with
 /// `to` = `bf16::from_f32`.)
 pub fn dequantize_group<T>(ty: GgmlType, cols: usize, group: &[u8], out: &mut [T], to: impl Fn(f32) -> T) {
     let rows = out.len() / cols;
     let h = head(ty);
     for (b, t) in group.chunks_exact(tile_bytes(ty)).enumerate() {
         for r in 0..rows {
-            let d = if ty == GgmlType::MXFP4 { e8m0_half(t[r]) } else { f16_at(t, 2 * r) };
+            let d = scale(ty, t, r);
             let m = if ty == GgmlType::Q4_1 { f16_at(t, 16 + 2 * r) } else { 0.0 };
             let o = &mut out[r * cols + 32 * b..][..32];
             for s in 0..code_bytes(ty) / 8 {
@@ -135,6 +156,7 @@ pub fn dequantize_group<T>(ty: GgmlType, cols: usize, group: &[u8], out: &mut [T
                             o[8 * s + i] = to((q & 0x0F) as f32 * d + m);
                             o[16 + 8 * s + i] = to((q >> 4) as f32 * d + m);
                         }
+                        GgmlType::FP8_E4M3 => o[8 * s + i] = to(E4M3[q as usize] * d),
                         _ => o[8 * s + i] = to((q as i8) as f32 * d),
                     }
                 }
@@ -151,6 +173,11 @@ pub fn dequantize_group<T>(ty: GgmlType, cols: usize, group: &[u8], out: &mut [T
 pub fn dequantize_group_bf16(ty: GgmlType, cols: usize, group: &[u8], out: &mut [bf16]) {
     #[cfg(target_arch = "x86_64")]
     if crate::cpu::isa::features().avx512_bf16 && ty != GgmlType::Q4_1 {
+        if ty == GgmlType::FP8_E4M3 {
+            // SAFETY: as below.
+            unsafe { x86::group_bf16_fp8(cols, group, out) };
+            return;
+        }
         // SAFETY: the CPU has AVX-512 with BF16; `group` is a whole group of `cols` columns and
         // `out` whole rows of it (checked by the slicing inside).
         unsafe { x86::group_bf16(ty, cols, group, out) };
@@ -163,7 +190,46 @@ pub fn dequantize_group_bf16(ty: GgmlType, cols: usize, group: &[u8], out: &mut 
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{DOUBLED, GROUP, GgmlType, bf16, e8m0_half, f16_at, head, tile_bytes};
+    use super::{DOUBLED, E4M3, GROUP, GgmlType, bf16, e8m0_half, head, scale, tile_bytes};
+
+    /// FP8_E4M3 rows: per row and block, each slice's 8 codes widened to i32, looked up in the
+    /// f32 table of E4M3 values, times the block's scale, rounded to bf16. A block whose scale
+    /// could make a weight subnormal (below 2^-117; the smallest code is 2^-9) is decoded one by
+    /// one, since `vcvtne2ps2bf16` flushes subnormals.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
+    pub unsafe fn group_bf16_fp8(cols: usize, group: &[u8], out: &mut [bf16]) {
+        let ty = GgmlType::FP8_E4M3;
+        let (tile, h) = (tile_bytes(ty), head(ty));
+        let rows = out.len() / cols;
+        let table = E4M3.as_ptr();
+        for (b, t) in group.chunks_exact(tile).enumerate() {
+            for r in 0..rows {
+                let d = scale(ty, t, r);
+                let o = &mut out[r * cols + 32 * b..][..32];
+                if d.abs() < 2f32.powi(-117) {
+                    for s in 0..4 {
+                        for (i, &q) in t[h * GROUP + 64 * s + 8 * r..][..8].iter().enumerate() {
+                            o[8 * s + i] = bf16::from_f32(E4M3[q as usize] * d);
+                        }
+                    }
+                    continue;
+                }
+                let dv = _mm512_set1_ps(d);
+                let half = |s: usize| {
+                    let b = |s: usize| {
+                        // SAFETY: 8 bytes read from the tile's slice s of row r.
+                        unsafe { _mm_loadl_epi64(t[h * GROUP + 64 * s + 8 * r..][..8].as_ptr() as *const __m128i) }
+                    };
+                    let idx = _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(b(s), b(s + 1)));
+                    // SAFETY: every index is a byte, within the 256-entry table.
+                    _mm512_mul_ps(unsafe { _mm512_i32gather_ps::<4>(idx, table) }, dv)
+                };
+                let v = _mm512_cvtne2ps_pbh(half(2), half(0));
+                // SAFETY: 32 bf16 into a 32-element slice.
+                unsafe { _mm512_storeu_si512(o.as_mut_ptr() as *mut _, std::mem::transmute::<__m512bh, __m512i>(v)) };
+            }
+        }
+    }
 
     /// Per row and block: the 16 (Q4_0, MXFP4) or 32 (Q8_0) code bytes gathered from the tile's
     /// 8-byte slices, widened to i32 (MXFP4's nibbles through the table of doubled values first),
@@ -187,8 +253,7 @@ mod x86 {
         };
         for (b, t) in group.chunks_exact(tile).enumerate() {
             for r in 0..rows {
-                let d = if ty == GgmlType::MXFP4 { e8m0_half(t[r]) } else { f16_at(t, 2 * r) };
-                let d = _mm512_set1_ps(d);
+                let d = _mm512_set1_ps(scale(ty, t, r));
                 let o = &mut out[r * cols + 32 * b..];
                 let widen = |v: __m128i, offset: i32| {
                     let i = _mm512_sub_epi32(_mm512_cvtepi8_epi32(v), _mm512_set1_epi32(offset));
@@ -231,11 +296,19 @@ mod tests {
     /// the last group and that do not.
     #[test]
     fn interleaving_is_a_permutation_that_gguf_row_undoes() {
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::MXFP4] {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::MXFP4, GgmlType::FP8_E4M3] {
             for rows in [1, 8, 13] {
                 let cols = 96;
                 let row_bytes = cols / 32 * ty.type_size();
-                let src: Vec<u8> = (0..rows * row_bytes).map(|i| (i * 7 + i / 251) as u8).collect();
+                let mut src: Vec<u8> = (0..rows * row_bytes).map(|i| (i * 7 + i / 251) as u8).collect();
+                if ty == GgmlType::FP8_E4M3 {
+                    // Finite scales of either sign and every magnitude, down to ones that make
+                    // subnormal weights.
+                    for (k, block) in src.chunks_exact_mut(36).enumerate() {
+                        let d = [0.75f32, -2e-3, 3e-38, 1.5e-40][k % 4];
+                        block[..4].copy_from_slice(&d.to_le_bytes());
+                    }
+                }
                 let data = interleave(ty, rows, cols, &src);
                 assert_eq!(data.len(), len(ty, rows, cols));
                 let mut hit = vec![0u32; cols / 32 * tile_bytes(ty)];

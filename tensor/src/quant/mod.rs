@@ -1,6 +1,9 @@
 //! Block-quantized weight formats: the ggml block layouts GGUF files hold (Q8_0, Q4_0, Q4_1,
 //! Q4_K, Q5_K, Q6_K, MXFP4) and the two block-scaled formats releases ship in safetensors
 //! (gpt-oss's MXFP4 `*_blocks`/`*_scales`, DeepSeek-V3's FP8 e4m3 with 128x128 `weight_scale_inv`).
+//! The FP8 weights are kept in a block format of this crate's own, [`GgmlType::FP8_E4M3`]: 32
+//! E4M3 codes with their tile's f32 scale, so that they share the block machinery (products on
+//! the blocks, interleaving, device layouts) with ggml's formats.
 //!
 //! A format stores a row of `block_size` weights as `type_size` bytes; a tensor's rows are
 //! consecutive blocks. Dequantization follows ggml's reference code operation for operation (the
@@ -69,10 +72,17 @@ pub enum GgmlType {
     TQ1_0,
     TQ2_0,
     MXFP4,
+    /// Not a ggml type: the block this crate keeps FP8 weights in (DeepSeek-V3's and Kimi K2's
+    /// released E4M3 weights with their tile scales, see `quant::fp8`): an f32 scale, then 32
+    /// E4M3 codes. No GGUF file holds it ([`GgmlType::from_id`] never returns it).
+    FP8_E4M3,
 }
 
+/// The id [`GgmlType::FP8_E4M3`] carries in [`TABLE`]: none that ggml assigns.
+const NOT_GGML: u32 = u32::MAX;
+
 /// (type, ggml id, name, weights per block, bytes per block), from ggml's `type_traits` table.
-const TABLE: [(GgmlType, u32, &str, usize, usize); 32] = [
+const TABLE: [(GgmlType, u32, &str, usize, usize); 33] = [
     (GgmlType::F32, 0, "F32", 1, 4),
     (GgmlType::F16, 1, "F16", 1, 2),
     (GgmlType::Q4_0, 2, "Q4_0", 32, 18),
@@ -105,6 +115,7 @@ const TABLE: [(GgmlType, u32, &str, usize, usize); 32] = [
     (GgmlType::TQ1_0, 34, "TQ1_0", 256, 54),
     (GgmlType::TQ2_0, 35, "TQ2_0", 256, 66),
     (GgmlType::MXFP4, 39, "MXFP4", 32, 17),
+    (GgmlType::FP8_E4M3, NOT_GGML, "FP8_E4M3", 32, 36),
 ];
 
 impl GgmlType {
@@ -114,7 +125,7 @@ impl GgmlType {
 
     /// The type with ggml id `id`; None for ids ggml never assigned or has retired.
     pub fn from_id(id: u32) -> Option<GgmlType> {
-        TABLE.iter().find(|r| r.1 == id).map(|r| r.0)
+        TABLE.iter().find(|r| r.1 == id && id != NOT_GGML).map(|r| r.0)
     }
 
     /// The type named `name` (`"q8_0"`, `"Q4_K"`, ...; case-insensitive).
@@ -158,7 +169,7 @@ impl GgmlType {
     /// Whether [`dequantize`] decodes this type.
     pub fn can_dequantize(self) -> bool {
         use GgmlType::*;
-        matches!(self, F32 | F16 | BF16 | F64 | Q8_0 | Q4_0 | Q4_1 | Q4_K | Q5_K | Q6_K | MXFP4)
+        matches!(self, F32 | F16 | BF16 | F64 | Q8_0 | Q4_0 | Q4_1 | Q4_K | Q5_K | Q6_K | MXFP4 | FP8_E4M3)
     }
 }
 
@@ -219,6 +230,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
         GgmlType::Q5_K => blocks(bytes, ty.type_size(), out, q5_k::dequantize_block),
         GgmlType::Q6_K => blocks(bytes, ty.type_size(), out, q6_k::dequantize_block),
         GgmlType::MXFP4 => blocks(bytes, ty.type_size(), out, mxfp4::dequantize_block),
+        GgmlType::FP8_E4M3 => blocks(bytes, ty.type_size(), out, fp8::dequantize_block),
         _ => return Err(Error::unsupported("dequantize", format!("tensor type {ty} is not decoded by this crate"))),
     }
     Ok(())
@@ -227,7 +239,8 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
 /// Encodes `values` as type `ty` (Q8_0 and Q4_0 bit-identical to ggml's reference quantizers,
 /// `quantize_row_q8_0_ref` / `quantize_row_q4_0_ref`; Q4_K, Q5_K and Q6_K following
 /// `quantize_row_q{4,5,6}_K_ref` step for step (ggml's quantizers without an importance matrix);
-/// F32, F16 and BF16 round to nearest even).
+/// F32, F16 and BF16 round to nearest even; FP8_E4M3 with the scale max|x| / 448 per block and
+/// codes rounded to nearest even, as `torch`'s float8 conversion rounds).
 pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
     let bytes = ty.bytes_for(values.len() as u64).ok_or_else(|| {
         Error::shape(
@@ -247,6 +260,7 @@ pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
         GgmlType::Q5_K => values.chunks_exact(256).for_each(|b| out.extend_from_slice(&q5_k::quantize_block(b))),
         GgmlType::Q6_K => values.chunks_exact(256).for_each(|b| out.extend_from_slice(&q6_k::quantize_block(b))),
         GgmlType::MXFP4 => values.chunks_exact(32).for_each(|b| out.extend_from_slice(&mxfp4::quantize_block(b))),
+        GgmlType::FP8_E4M3 => values.chunks_exact(32).for_each(|b| out.extend_from_slice(&fp8::quantize_block(b))),
         _ => return Err(Error::unsupported("quantize", format!("quantizing to {ty} is not implemented"))),
     }
     Ok(out)

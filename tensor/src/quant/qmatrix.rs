@@ -61,7 +61,8 @@ impl std::fmt::Debug for QMatrix {
 
 impl QMatrix {
     /// Whether products on the blocks of `ty` are implemented (integer dots for few rows, decoded
-    /// panels for the GEMM): Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K and MXFP4.
+    /// panels for the GEMM): Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, MXFP4 and FP8_E4M3 (whose dots
+    /// are floating point, see `qmatmul::fp8`).
     pub fn supports(ty: GgmlType) -> bool {
         matches!(
             ty,
@@ -72,6 +73,7 @@ impl QMatrix {
                 | GgmlType::Q5_K
                 | GgmlType::Q6_K
                 | GgmlType::MXFP4
+                | GgmlType::FP8_E4M3
         )
     }
 

@@ -11,6 +11,7 @@
 
 mod acts;
 mod acts_k;
+mod fp8;
 mod scalar;
 pub mod scalar_k;
 #[cfg(target_arch = "x86_64")]
@@ -168,7 +169,8 @@ pub(crate) fn k_format(ty: GgmlType) -> Option<KFormat> {
 /// `out[j * m + i] = Σ_k w[j, k] x[i, k]` for the `n` weight rows of `k` weights in `w` and
 /// the `m` activation rows: the output transposed, [n, m], so that each task writes one
 /// contiguous range. The activations are quantized here, to Q8_K for a k-quant `ty` and to
-/// Q8_0 otherwise. Q4_0, Q4_1, Q8_0 and MXFP4 weights are interleaved by groups of 8 rows
+/// Q8_0 otherwise (FP8_E4M3 takes them as f32, or as bf16 on its `vdpbf16ps` path).
+/// Q4_0, Q4_1, Q8_0, MXFP4 and FP8_E4M3 weights are interleaved by groups of 8 rows
 /// (`quant::interleave`), the k-quants row after row as GGUF stores them.
 pub(crate) fn matmul_t(kernel: QKernel, ty: GgmlType, w: &[u8], x: &[f32], k: usize, m: usize, out: &mut [f32]) {
     if m == 0 || out.is_empty() {
@@ -186,15 +188,32 @@ pub(crate) fn matmul_t(kernel: QKernel, ty: GgmlType, w: &[u8], x: &[f32], k: us
                 _ => o[0] = rows_k(kernel, f, wr, [acts.row(i)])[0],
             });
         }
-        None => groups(kernel, ty, w, &QuantizedActs::new(x, k), m, out),
+        None if ty == GgmlType::FP8_E4M3 => {
+            let acts = fp8::Acts::new(fp8::Path::of(kernel), x, k);
+            groups(ty, k, w, m, out, |wg, i| acts.group(wg, i), |wg, i| acts.group(wg, i));
+        }
+        None => {
+            let acts = QuantizedActs::new(x, k);
+            let pass = |wg: &[u8], i: usize| group(kernel, ty, wg, std::array::from_fn(|r| acts.row(i + r)));
+            groups(ty, k, w, m, out, pass, |wg, i| group(kernel, ty, wg, [acts.row(i)]));
+        }
     }
 }
 
-/// The Q4_0 / Q4_1 / Q8_0 / MXFP4 product on weights interleaved by groups of 8 rows (`w`: every group, the
-/// last one padded): `ROWS_PER_PASS` activation rows per call while that many remain, then one;
-/// in parallel over groups when the weights are large enough.
-fn groups(kernel: QKernel, ty: GgmlType, w: &[u8], acts: &QuantizedActs, m: usize, out: &mut [f32]) {
-    let group_bytes = acts.k / ty.block_size() * interleave::tile_bytes(ty);
+/// A product on weights interleaved by groups of 8 rows (`w`: every group, the last one padded;
+/// Q4_0, Q4_1, Q8_0, MXFP4 or FP8_E4M3): `pass(group, i)` multiplies activation rows `i..i +
+/// ROWS_PER_PASS` with one group while that many remain, then `one(group, i)` row `i`; in
+/// parallel over groups when the weights are large enough.
+fn groups(
+    ty: GgmlType,
+    k: usize,
+    w: &[u8],
+    m: usize,
+    out: &mut [f32],
+    pass: impl Fn(&[u8], usize) -> [[f32; GROUP]; ROWS_PER_PASS] + Sync,
+    one: impl Fn(&[u8], usize) -> [[f32; GROUP]; 1] + Sync,
+) {
+    let group_bytes = k / ty.block_size() * interleave::tile_bytes(ty);
     let task = |(g, dst): (usize, &mut [f32])| {
         let wg = &w[g * group_bytes..(g + 1) * group_bytes];
         let rows = dst.len() / m;
@@ -207,11 +226,11 @@ fn groups(kernel: QKernel, ty: GgmlType, w: &[u8], acts: &QuantizedActs, m: usiz
         };
         let mut i = 0;
         while i + ROWS_PER_PASS <= m {
-            put(i, &group::<ROWS_PER_PASS>(kernel, ty, wg, std::array::from_fn(|r| acts.row(i + r))));
+            put(i, &pass(wg, i));
             i += ROWS_PER_PASS;
         }
         for i in i..m {
-            put(i, &group(kernel, ty, wg, [acts.row(i)]));
+            put(i, &one(wg, i));
         }
     };
     if w.len() >= PARALLEL_MIN_BYTES {
