@@ -19,9 +19,17 @@ use tensor::{Device, Result, Tensor};
 fn quantized_products_match_the_dequantized_matrix() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
     let cpu = Device::cpu();
-    for (t, ty) in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K]
-        .into_iter()
-        .enumerate()
+    for (t, ty) in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::FP8_E4M3,
+    ]
+    .into_iter()
+    .enumerate()
     {
         for (n, k) in [(37, 256), (70, 512)] {
             let w: Vec<f32> = randn([n, k], 10 + t as u64, &cpu)?.to_vec()?;
@@ -64,9 +72,17 @@ fn quantized_products_match_the_dequantized_matrix() -> Result<()> {
 fn gathered_rows_are_the_decoded_rows() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
     let cpu = Device::cpu();
-    for (t, ty) in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K]
-        .into_iter()
-        .enumerate()
+    for (t, ty) in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::FP8_E4M3,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let (n, k) = (19, 512);
         let w: Vec<f32> = randn([n, k], 30 + t as u64, &cpu)?.to_vec()?;
@@ -99,9 +115,17 @@ fn gathered_rows_are_the_decoded_rows() -> Result<()> {
 fn each_row_meets_its_own_experts_blocks() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
     let cpu = Device::cpu();
-    for (t, ty) in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K]
-        .into_iter()
-        .enumerate()
+    for (t, ty) in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::FP8_E4M3,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let (experts, n, k) = (5, 11, 256);
         let w: Vec<f32> = randn([experts * n, k], 40 + t as u64, &cpu)?.to_vec()?;

@@ -1,6 +1,6 @@
 //! Launchers of the products on quantized blocks (`tensor::quant::DeviceQMatrix`), and of their
 //! row gather (an embedding table kept as blocks, `qrows.wgsl`): the weights stay in their GGUF
-//! blocks on the device (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, MXFP4) and each kernel decodes a 32-element unit at a
+//! blocks on the device (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, MXFP4, FP8_E4M3) and each kernel decodes a 32-element unit at a
 //! time with ggml's formulas (`qunit_<type>.wgsl`), never an f32 copy of the matrix. Up to
 //! [`MATVEC_MAX_M`] activation rows (decode, small batches) take `qmatvec.wgsl`, which reads
 //! each weight once for all rows; more take the tiled `qmatmul.wgsl`. The CPU's counterparts
@@ -73,6 +73,7 @@ fn decoder(ty: GgmlType) -> Option<&'static str> {
         GgmlType::Q5_K => include_str!("qunit_q5_k.wgsl"),
         GgmlType::Q6_K => include_str!("qunit_q6_k.wgsl"),
         GgmlType::MXFP4 => include_str!("qunit_mxfp4.wgsl"),
+        GgmlType::FP8_E4M3 => include_str!("qunit_fp8.wgsl"),
         _ => return None,
     })
 }

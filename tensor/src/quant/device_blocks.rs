@@ -16,6 +16,7 @@
 //! - Q5_K: ggml's 176-byte blocks as they are (Q4_K's fields and 32 bytes of high bits before
 //!   the nibbles), 44 words each;
 //! - Q6_K: ggml's 210-byte blocks each padded with 2 zero bytes to 212, 53 words each;
+//! - FP8_E4M3: the 36-byte blocks as they are (the f32 scale, then 32 E4M3 codes), 9 words each;
 //! - MXFP4: the 16 code bytes of block `b` as words `4b..4b+4`, then the E8M0 scale bytes four
 //!   to a word (block `b`'s in word `S + b/4`, byte `b % 4`, `S = 4 * blocks`).
 //!
@@ -78,7 +79,9 @@ pub fn device_words(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Res
                 out.push(e(0) | e(1) << 8 | e(2) << 16 | e(3) << 24);
             }
         }
-        GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q5_K => out.extend(bytes.chunks_exact(4).map(word)),
+        GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::FP8_E4M3 => {
+            out.extend(bytes.chunks_exact(4).map(word))
+        }
         GgmlType::Q6_K => {
             for block in bytes.chunks_exact(size) {
                 let mut padded = [0u8; 212];
