@@ -161,6 +161,9 @@ fn block_sizes_and_bits_per_weight_match_ggml() {
         assert_eq!(GgmlType::from_id(ty.id()), Some(ty));
     }
     assert_eq!(GgmlType::from_id(4), None, "Q4_2 was retired");
+    // The FP8 releases' blocks are this project's own: no GGUF id reads as them.
+    assert_eq!(GgmlType::FP8_E4M3.bits_per_weight(), 9.0);
+    assert_eq!(GgmlType::from_id(GgmlType::FP8_E4M3.id()), None);
     assert!(quant::quantize(GgmlType::Q8_0, &[0.0; 31]).is_err());
     let mut out = [0.0f32; 32];
     assert!(quant::dequantize(GgmlType::Q8_0, &[0; 33], &mut out).is_err());

@@ -79,17 +79,42 @@ fn gpt_oss_mxfp4(name: &str, device: &Device) -> llm::Result<()> {
     Ok(())
 }
 
-/// DeepSeek-V3's FP8 weights: dequantized in f32 with their tile scales, kept as bf16 by default
-/// (compared with transformers on the same bf16 rounding) or as f32 when asked.
+/// DeepSeek-V3's FP8 weights: by default each matrix the model multiplies is kept as FP8_E4M3
+/// blocks (the codes with their tile's scale, decoded exactly), the other FP8 tensors
+/// (`kv_b_proj`; `q_b_proj`, whose 48 columns are not whole blocks) dequantized in f32, so the
+/// model is transformers' f32 one; with a dtype asked for, every FP8 weight is dequantized and
+/// converted to it (bf16 compared with transformers on the same bf16 rounding).
+///
+/// The products on the blocks run in f32 here (the bf16 GEMM is off, see `logits_diff`); the
+/// `vdpbf16ps` path, which rounds activations to bf16, is checked against the decoded product in
+/// tensor/tests/quant_matmul.rs.
 fn deepseek_v3_fp8(name: &str, device: &Device) -> llm::Result<()> {
     let dir = variant(name);
+    tensor::cpu::isa::force_bf16_gemm(Some(false));
     let loaded = load(&dir, &LoadOptions { device: device.clone(), weight_dtype: None })?;
+    let checkpoint = Checkpoint::open(&dir)?;
+    let packed: std::collections::HashSet<String> = {
+        let mut set = std::collections::HashSet::new();
+        loaded.model.visit_packed("", &mut |n, slot| {
+            if slot.is_set() {
+                set.insert(n.to_string());
+            }
+        });
+        set
+    };
+    assert!(packed.iter().any(|n| n.contains(".experts.")), "FP8 experts kept as blocks: {packed:?}");
+    assert!(packed.iter().any(|n| n.contains("o_proj")), "FP8 projections kept as blocks: {packed:?}");
     for (param, var) in loaded.model.named_parameters() {
-        if var.rank() >= 2 {
-            assert_eq!(var.dtype(), DType::BF16, "{param}: FP8 and bf16 weights load as bf16 by default");
+        let fp8 = checkpoint.is_fp8(&param);
+        if packed.contains(&param) {
+            assert!(!param.contains("q_b_proj") && !param.contains("kv_b_proj"), "{param} cannot be blocks");
+        } else if fp8 {
+            assert_eq!(var.dtype(), DType::F32, "{param}: FP8 not kept as blocks loads as f32");
+        } else if var.rank() >= 2 {
+            assert_eq!(var.dtype(), DType::BF16, "{param}: stored bf16, kept bf16");
         }
     }
-    for (dtype, want) in [(Some(DType::F32), "logits"), (None, "logits_bf16")] {
+    for (dtype, want) in [(None, "logits"), (Some(DType::F32), "logits"), (Some(DType::BF16), "logits_bf16")] {
         let diff = logits_diff(&dir, device, dtype, want)?;
         eprintln!("{name} on {device}, weights {dtype:?}: max |logit diff| from {want} {diff:.2e}");
         assert!(diff <= TOLERANCE, "{name} on {device} with {dtype:?}: logits differ from {want} by {diff:.2e}");
@@ -148,6 +173,15 @@ fn malformed_quantized_tensors_are_errors_naming_them() {
     });
     let msg = load_error(&dir);
     assert!(msg.contains(scale) && msg.contains("weight_block_size"), "{msg}");
+
+    // A NaN code in a weight kept as FP8 blocks: no trained weight is NaN (and the AVX2 kernel
+    // would read the code as a number).
+    let weight = "model.layers.1.self_attn.o_proj.weight";
+    let dir = edited_copy(&fp8, "fp8-nan", |t| {
+        t.get_mut(weight).unwrap().2[70] = 0xFF;
+    });
+    let msg = load_error(&dir);
+    assert!(msg.contains(weight) && msg.contains("NaN code at [1, 6]"), "{msg}");
 
     let mxfp4 = variant("gpt_oss_mxfp4");
     let scales = "model.layers.1.mlp.experts.down_proj_scales";

@@ -108,11 +108,17 @@ pub fn load_weights(
 ) -> Result<()> {
     let path = checkpoint.describe();
     let params = model.named_parameters();
+    let mut packable = HashSet::new();
+    model.visit_packed("", &mut |name, _| {
+        packable.insert(name.to_string());
+    });
     let mut loader = Loader {
         checkpoint,
         options,
         used: HashSet::new(),
         interleaved: super::save::expert_storage(config) == ExpertStorage::FusedInterleaved,
+        keep_fp8: options.weight_dtype.is_none() && quantize.is_none(),
+        packable,
     };
     let progress = indicatif::ProgressBar::new(params.len() as u64);
     if checkpoint.data_bytes() < (256 << 20) {
@@ -166,7 +172,8 @@ pub fn load_weights(
         }
     }
     // Experts a release ships as MXFP4 stay MXFP4 as stored (`weight_dtype` None), as a GGUF
-    // file's do; their slots are filled once every parameter is read.
+    // file's do, and FP8 matrices stay FP8 (as FP8_E4M3 blocks); their slots are filled once
+    // every parameter is read.
     let mut packed: HashMap<String, Blocks> = HashMap::new();
     for (name, var) in params.iter().filter(|(n, _)| !done.contains(n)) {
         progress.inc(1);
@@ -210,6 +217,12 @@ struct Loader<'a> {
     used: HashSet<String>,
     /// gpt-oss's fused experts alternate gate and up (`ExpertStorage::FusedInterleaved`).
     interleaved: bool,
+    /// FP8 matrices are kept as FP8_E4M3 blocks (the others stored as FP8 load as f32): the
+    /// weights keep their stored dtype (`weight_dtype` None) and no `--quantize` type replaces
+    /// them.
+    keep_fp8: bool,
+    /// The parameters a `PackedSlot` can hold (`Module::visit_packed`).
+    packable: HashSet<String>,
 }
 
 impl Loader<'_> {
@@ -248,12 +261,61 @@ impl Loader<'_> {
         Ok(true)
     }
 
-    /// Reads parameter `name` into `var`; or, for experts released as MXFP4 and kept so
-    /// (`weight_dtype` None), leaves a placeholder and returns their blocks for the slot.
+    /// The FP8 matrix `name` (or stack of experts, stored one FP8 tensor per expert) as
+    /// FP8_E4M3 blocks, or None when it is not stored as FP8 whose tiles the blocks carry.
+    fn fp8_blocks(&mut self, name: &str, var: &autograd::Var) -> Result<Option<Blocks>> {
+        let checkpoint = self.checkpoint;
+        let (stack, rows, cols, parts) = match *var.dims().as_slice() {
+            [rows, cols] => match resolve(name, checkpoint) {
+                Some(found) => (None, rows, cols, vec![found]),
+                None => return Ok(None),
+            },
+            [experts, rows, cols] => match super::experts_load::per_expert_names(name, var, checkpoint) {
+                Some(parts) => (Some(experts), rows, cols, parts),
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        let ty = GgmlType::FP8_E4M3;
+        let matrix = rows * cols / 32 * ty.type_size();
+        let mut bytes = Vec::with_capacity(parts.len() * matrix);
+        for part in &parts {
+            // A misshapen tensor is left to the plain load, which names it.
+            if checkpoint.meta(part).is_none_or(|m| m.shape != [rows, cols]) {
+                return Ok(None);
+            }
+            match checkpoint.fp8_blocks(part)? {
+                Some(b) => bytes.extend(b),
+                None => return Ok(None),
+            }
+        }
+        self.used.extend(parts);
+        let at = |e: tensor::Error| Error::format(&checkpoint.describe(), format!("{name}: {e}"));
+        let blocks = Blocks::new(ty, stack, rows, cols, bytes, &self.options.device).map_err(at)?;
+        var.replace_value(placeholder(var, &self.options.device)?)?;
+        Ok(Some(blocks))
+    }
+
+    /// Reads parameter `name` into `var`; or, for experts released as MXFP4 and matrices
+    /// released as FP8 and kept so (`weight_dtype` None), leaves a placeholder and returns their
+    /// blocks for the slot.
     fn load(&mut self, name: &str, var: &autograd::Var) -> Result<Option<Blocks>> {
         let (checkpoint, options) = (self.checkpoint, self.options);
         let path = checkpoint.describe();
         let dtype = parameter_dtype(name, var, checkpoint, options);
+        if self.keep_fp8
+            && self.packable.contains(name)
+            && let Some(blocks) = self.fp8_blocks(name, var)?
+        {
+            return Ok(Some(blocks));
+        }
+        // The FP8 matrices not kept as blocks (MLA's `kv_b_proj`, whose weight is split per
+        // head; widths that are not whole blocks) are dequantized to f32, so that the model
+        // computes with the release's exact weights throughout, as the blocks do.
+        let dtype = match resolve(name, checkpoint) {
+            Some(found) if self.keep_fp8 && checkpoint.is_fp8(&found) => DType::F32,
+            _ => dtype,
+        };
         if let Some(ggml) = super::experts_load::mxfp4_blocks(name, var, checkpoint, &mut self.used, self.interleaved)?
         {
             let &[experts, rows, cols] = var.dims().as_slice() else { unreachable!("mxfp4_blocks checked the stack") };

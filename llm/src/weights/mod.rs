@@ -139,6 +139,11 @@ impl Checkpoint {
         Some(TensorMeta { dtype, shape: info.shape.clone() })
     }
 
+    /// Whether tensor `name` is stored as FP8 E4M3.
+    pub fn is_fp8(&self, name: &str) -> bool {
+        self.entry(name).is_some_and(|(_, info)| info.dtype == Dtype::F8_E4M3)
+    }
+
     /// The tile FP8 weights' `weight_scale_inv` scales cover, [rows, cols]: the config's
     /// `quantization_config.weight_block_size` (DeepSeek-V3's [128, 128] until set).
     pub fn set_fp8_block(&mut self, block: [usize; 2]) {
@@ -171,17 +176,9 @@ impl Checkpoint {
             .ok_or_else(|| Error::format(&file.path, format!("tensor {name} lies outside the file")))
     }
 
-    /// An FP8 E4M3 weight dequantized in f32 with its `{name}_scale_inv` tile scales, as
-    /// DeepSeek's `weight_dequant` does, then converted to `dtype` (bf16 by default, as
-    /// DeepSeek's own `fp8_cast_bf16` stores it). Nothing computes on the E4M3 bytes yet.
-    fn load_fp8(
-        &self,
-        name: &str,
-        file: &File,
-        info: &TensorInfo,
-        dtype: Option<DType>,
-        device: &Device,
-    ) -> Result<Tensor> {
+    /// An FP8 E4M3 weight's shape and its `{name}_scale_inv` tile scales, checked against the
+    /// tile (`weight_block_size`).
+    fn fp8_scales(&self, name: &str, file: &File, info: &TensorInfo) -> Result<([usize; 2], Vec<f32>)> {
         let [rows, cols] = match *info.shape.as_slice() {
             [r, c] => [r, c],
             _ => {
@@ -209,6 +206,22 @@ impl Checkpoint {
             ));
         }
         let scales: Vec<f32> = self.load(&scale_name, Some(DType::F32), &Device::cpu())?.to_vec()?;
+        Ok(([rows, cols], scales))
+    }
+
+    /// An FP8 E4M3 weight dequantized in f32 with its `{name}_scale_inv` tile scales, as
+    /// DeepSeek's `weight_dequant` does, then converted to `dtype` (bf16 by default, as
+    /// DeepSeek's own `fp8_cast_bf16` stores it). Matrices the model multiplies are kept as
+    /// FP8_E4M3 blocks instead ([`Checkpoint::fp8_blocks`]) when the weights keep their dtype.
+    fn load_fp8(
+        &self,
+        name: &str,
+        file: &File,
+        info: &TensorInfo,
+        dtype: Option<DType>,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let ([rows, cols], scales) = self.fp8_scales(name, file, info)?;
         let values =
             fp8::dequantize_block_scaled(self.bytes_of(file, info, name)?, &scales, rows, cols, self.fp8_block)
                 .map_err(|e| Error::format(&file.path, format!("tensor {name}: {e}")))?;
@@ -227,6 +240,24 @@ impl Checkpoint {
             d => host.cast(d),
         };
         Ok(Tensor::from_host(host, info.shape.clone(), device)?)
+    }
+
+    /// The FP8 E4M3 weight `name` as FP8_E4M3 blocks (`tensor::quant::fp8::blocks_from_tiles`:
+    /// each 32 codes with their tile's scale, 9 bits per weight, computed on as they are), or
+    /// None when it is not stored as FP8 or its tiles are not whole blocks (a width or tile
+    /// width that is not a multiple of 32; it then loads dequantized).
+    pub fn fp8_blocks(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let Some((file, info)) = self.entry(name) else { return Ok(None) };
+        if info.dtype != Dtype::F8_E4M3 {
+            return Ok(None);
+        }
+        let ([rows, cols], scales) = self.fp8_scales(name, file, info)?;
+        let blocks = fp8::blocks_from_tiles(self.bytes_of(file, info, name)?, &scales, rows, cols, self.fp8_block)
+            .map_err(|e| Error::format(&file.path, format!("tensor {name}: {e}")))?;
+        if blocks.is_some() {
+            self.release_tensor(name);
+        }
+        Ok(blocks)
     }
 
     /// Total bytes of tensor data across the files.
