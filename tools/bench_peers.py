@@ -6,7 +6,10 @@ Builds a Qwen3-0.6B-shaped model with random weights (fixed seed; no download) a
   - as Hugging Face folders, f32 and bf16 (config.json + model.safetensors), which `llm` and
     PyTorch load;
   - as GGUF files, f32, bf16, q8_0 and q4_0 (the `gguf` package writes them; its quantizers are
-    ggml's reference ones), which llama.cpp loads (and `llm`, where it reads GGUF).
+    ggml's reference ones), which llama.cpp loads (and `llm`, where it reads GGUF);
+  - with `--formats fp8`, as a Hugging Face folder of FP8 E4M3 matrices with 128x128 tile scales
+    (`weight_scale_inv`, as DeepSeek-V3 and the Qwen3 FP8 releases ship them; embedding and norms
+    bf16), which `llm` alone runs here (llama.cpp reads no FP8; PyTorch's CPU path dequantizes).
 Then, for each weight format and each runtime that takes it, measures at batch 1 with --threads:
   prefill   tokens/s of a --prompt-len token prompt (to the first chosen token: the last
             position's logits only)
@@ -45,6 +48,8 @@ import numpy as np  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "llm", "configs", "qwen3-0.6b.json")
 FORMATS = ["f32", "bf16", "q8_0", "q4_0"]
+# Asked for by name: ours only.
+EXTRA_FORMATS = ["fp8"]
 
 
 def parse_args():
@@ -53,7 +58,7 @@ def parse_args():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt-len", type=int, default=512)
     ap.add_argument("--new-tokens", type=int, default=32)
-    ap.add_argument("--formats", nargs="+", choices=FORMATS, default=FORMATS)
+    ap.add_argument("--formats", nargs="+", choices=FORMATS + EXTRA_FORMATS, default=FORMATS)
     ap.add_argument("--repeats", type=int, default=2, help="runs per measurement; the best is kept")
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--skip-llama", action="store_true")
@@ -88,9 +93,52 @@ def build_files(args):
             model.to(torch.float32)
     bytes_per_token = {}
     for fmt in args.formats:
+        if fmt == "fp8":
+            bytes_per_token[fmt] = write_fp8_folder(os.path.join(args.work, "hf-fp8"), model, state)
+            continue
         path = os.path.join(args.work, f"model-{fmt}.gguf")
         bytes_per_token[fmt] = write_gguf(path, config, state, fmt)
     return config, bytes_per_token
+
+
+def write_fp8_folder(folder, model, state, tile=128):
+    """The model with every projection as FP8 E4M3 and one f32 `weight_scale_inv` per tile x tile
+    block (max |w| / 448, the largest code), the rest bf16: the layout of DeepSeek-V3's and
+    Qwen3's FP8 releases (`quantization_config.quant_method` "fp8", `weight_block_size`). Returns
+    the bytes one decoded token reads: the codes and scales, and the tied bf16 head."""
+    import torch
+    from safetensors.torch import save_file
+
+    read = 0
+    out = {}
+    for name, t in state.items():
+        if name == "lm_head.weight" and model.config.tie_word_embeddings:
+            continue
+        if t.ndim == 2 and name != "model.embed_tokens.weight" and name.endswith("_proj.weight"):
+            rows, cols = t.shape
+            sr, sc = -(-rows // tile), -(-cols // tile)
+            padded = torch.zeros(sr * tile, sc * tile)
+            padded[:rows, :cols] = t.float()
+            tiles = padded.view(sr, tile, sc, tile)
+            scale = (tiles.abs().amax(dim=(1, 3)) / 448.0).clamp(min=1e-12)
+            codes = (tiles / scale[:, None, :, None]).to(torch.float8_e4m3fn).view(sr * tile, sc * tile)
+            out[name] = codes[:rows, :cols].contiguous()
+            out[name + "_scale_inv"] = scale.float().contiguous()
+            read += rows * cols + scale.numel() * 4
+        else:
+            out[name] = t.to(torch.bfloat16).contiguous()
+            if name == "model.embed_tokens.weight" and model.config.tie_word_embeddings:
+                read += t.numel() * 2
+    if not os.path.isfile(os.path.join(folder, "model.safetensors")):
+        os.makedirs(folder, exist_ok=True)
+        save_file(out, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
+        config = model.config.to_dict()
+        config["torch_dtype"] = "bfloat16"
+        config["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                         "weight_block_size": [tile, tile]}
+        with open(os.path.join(folder, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+    return read
 
 
 GGUF_NAMES = {
@@ -301,9 +349,9 @@ def main():
     for fmt in args.formats:
         gguf_path = os.path.join(args.work, f"model-{fmt}.gguf")
         folder = os.path.join(args.work, f"hf-{fmt}")
-        ours_path = folder if fmt in ("f32", "bf16") else gguf_path
+        ours_path = folder if fmt in ("f32", "bf16", "fp8") else gguf_path
         ours = run_ours(args, ours_path, prompt)
-        llama = {} if args.skip_llama else run_llama(args, gguf_path, prompt)
+        llama = {} if args.skip_llama or fmt == "fp8" else run_llama(args, gguf_path, prompt)
         torch_r = {} if args.skip_torch or fmt not in ("f32", "bf16") else run_torch(args, folder, prompt)
         roofline = bw / read[fmt]
         row = {"format": fmt, "ours": ours, "llama.cpp": llama, "torch": torch_r,

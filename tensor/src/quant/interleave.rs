@@ -192,39 +192,44 @@ mod x86 {
 
     use super::{DOUBLED, E4M3, GROUP, GgmlType, bf16, e8m0_half, head, scale, tile_bytes};
 
-    /// FP8_E4M3 rows: per row and block, each slice's 8 codes widened to i32, looked up in the
-    /// f32 table of E4M3 values, times the block's scale, rounded to bf16. A block whose scale
-    /// could make a weight subnormal (below 2^-117; the smallest code is 2^-9) is decoded one by
-    /// one, since `vcvtne2ps2bf16` flushes subnormals.
+    /// FP8_E4M3 rows: per row and block, the 32 codes made f16 by moving their bits (E4M3 value
+    /// times 2^-8 for every code but NaN, which the loader refuses; see `qmatmul::fp8`), widened,
+    /// times the block's scale times 2^8 (the same single-rounded f32 product as `E4M3[q] * d`),
+    /// rounded to bf16. A block whose scale could make a weight subnormal (below 2^-117; the
+    /// smallest code is 2^-9) is decoded one by one, since `vcvtne2ps2bf16` flushes subnormals.
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
     pub unsafe fn group_bf16_fp8(cols: usize, group: &[u8], out: &mut [bf16]) {
         let ty = GgmlType::FP8_E4M3;
         let (tile, h) = (tile_bytes(ty), head(ty));
         let rows = out.len() / cols;
-        let table = E4M3.as_ptr();
+        let sign = _mm512_set1_epi16(0x80);
         for (b, t) in group.chunks_exact(tile).enumerate() {
             for r in 0..rows {
                 let d = scale(ty, t, r);
                 let o = &mut out[r * cols + 32 * b..][..32];
+                let codes = |s: usize| &t[h * GROUP + 64 * s + 8 * r..][..8];
                 if d.abs() < 2f32.powi(-117) {
                     for s in 0..4 {
-                        for (i, &q) in t[h * GROUP + 64 * s + 8 * r..][..8].iter().enumerate() {
+                        for (i, &q) in codes(s).iter().enumerate() {
                             o[8 * s + i] = bf16::from_f32(E4M3[q as usize] * d);
                         }
                     }
                     continue;
                 }
-                let dv = _mm512_set1_ps(d);
-                let half = |s: usize| {
-                    let b = |s: usize| {
-                        // SAFETY: 8 bytes read from the tile's slice s of row r.
-                        unsafe { _mm_loadl_epi64(t[h * GROUP + 64 * s + 8 * r..][..8].as_ptr() as *const __m128i) }
-                    };
-                    let idx = _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(b(s), b(s + 1)));
-                    // SAFETY: every index is a byte, within the 256-entry table.
-                    _mm512_mul_ps(unsafe { _mm512_i32gather_ps::<4>(idx, table) }, dv)
+                let load = |s: usize| {
+                    // SAFETY: 8 bytes read from an 8-byte slice.
+                    unsafe { _mm_loadl_epi64(codes(s).as_ptr() as *const __m128i) }
                 };
-                let v = _mm512_cvtne2ps_pbh(half(2), half(0));
+                let q = _mm256_inserti128_si256::<1>(
+                    _mm256_castsi128_si256(_mm_unpacklo_epi64(load(0), load(1))),
+                    _mm_unpacklo_epi64(load(2), load(3)),
+                );
+                let q = _mm512_cvtepu8_epi16(q);
+                let halves = _mm512_slli_epi16::<7>(_mm512_add_epi16(q, _mm512_and_si512(q, sign)));
+                let dv = _mm512_set1_ps(d * 256.0);
+                let lo = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(halves)), dv);
+                let hi = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(halves)), dv);
+                let v = _mm512_cvtne2ps_pbh(hi, lo);
                 // SAFETY: 32 bf16 into a 32-element slice.
                 unsafe { _mm512_storeu_si512(o.as_mut_ptr() as *mut _, std::mem::transmute::<__m512bh, __m512i>(v)) };
             }
@@ -303,10 +308,11 @@ mod tests {
                 let mut src: Vec<u8> = (0..rows * row_bytes).map(|i| (i * 7 + i / 251) as u8).collect();
                 if ty == GgmlType::FP8_E4M3 {
                     // Finite scales of either sign and every magnitude, down to ones that make
-                    // subnormal weights.
+                    // subnormal weights; every code but NaN (which the loader refuses).
                     for (k, block) in src.chunks_exact_mut(36).enumerate() {
                         let d = [0.75f32, -2e-3, 3e-38, 1.5e-40][k % 4];
                         block[..4].copy_from_slice(&d.to_le_bytes());
+                        block[4..].iter_mut().filter(|q| **q & 0x7F == 0x7F).for_each(|q| *q ^= 1);
                     }
                 }
                 let data = interleave(ty, rows, cols, &src);
