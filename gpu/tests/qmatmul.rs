@@ -15,27 +15,34 @@ use tensor::quant::{self, DeviceQMatrix, GgmlType};
 use tensor::testing::{max_abs_diff, randn};
 use tensor::{Device, Result, Tensor};
 
+/// The block types exercised on every kernel (MXFP4, which has no encoder in the `gguf`
+/// package's sense here, has its own test below).
+const TYPES: [GgmlType; 7] = [
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::FP8_E4M3,
+];
+
+/// `n * k` normal values encoded as `ty`, and the same blocks decoded.
+fn encoded(ty: GgmlType, n: usize, k: usize, seed: u64) -> Result<(Vec<u8>, Vec<f32>)> {
+    let w: Vec<f32> = randn([n, k], seed, &Device::cpu())?.to_vec()?;
+    let bytes = quant::quantize(ty, &w)?;
+    let mut decoded = vec![0.0f32; n * k];
+    quant::dequantize(ty, &bytes, &mut decoded)?;
+    Ok((bytes, decoded))
+}
+
 #[test]
 fn quantized_products_match_the_dequantized_matrix() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
     let cpu = Device::cpu();
-    for (t, ty) in [
-        GgmlType::Q8_0,
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
-        GgmlType::Q4_K,
-        GgmlType::Q5_K,
-        GgmlType::Q6_K,
-        GgmlType::FP8_E4M3,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (t, ty) in TYPES.into_iter().enumerate() {
         for (n, k) in [(37, 256), (70, 512)] {
-            let w: Vec<f32> = randn([n, k], 10 + t as u64, &cpu)?.to_vec()?;
-            let bytes = quant::quantize(ty, &w)?;
-            let mut decoded = vec![0.0f32; n * k];
-            quant::dequantize(ty, &bytes, &mut decoded)?;
+            let (bytes, decoded) = encoded(ty, n, k, 10 + t as u64)?;
             let reference = Tensor::from_vec(decoded, [n, k], &cpu)?;
             let q = DeviceQMatrix::upload(ty, n, k, &bytes, &g)?;
             // The file's bytes, plus Q6_K's 2 bytes of padding per block and a half-word of
@@ -72,23 +79,9 @@ fn quantized_products_match_the_dequantized_matrix() -> Result<()> {
 fn gathered_rows_are_the_decoded_rows() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
     let cpu = Device::cpu();
-    for (t, ty) in [
-        GgmlType::Q8_0,
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
-        GgmlType::Q4_K,
-        GgmlType::Q5_K,
-        GgmlType::Q6_K,
-        GgmlType::FP8_E4M3,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (t, ty) in TYPES.into_iter().enumerate() {
         let (n, k) = (19, 512);
-        let w: Vec<f32> = randn([n, k], 30 + t as u64, &cpu)?.to_vec()?;
-        let bytes = quant::quantize(ty, &w)?;
-        let mut decoded = vec![0.0f32; n * k];
-        quant::dequantize(ty, &bytes, &mut decoded)?;
+        let (bytes, decoded) = encoded(ty, n, k, 30 + t as u64)?;
         let q = DeviceQMatrix::upload(ty, n, k, &bytes, &g)?;
         let ids = [[18u32, 0, 7], [7, 1, 18]];
         let got: Vec<f32> = q.gather(&Tensor::from_vec(ids.concat(), [2, 3], &g)?)?.to(&cpu)?.to_vec()?;
@@ -115,23 +108,9 @@ fn gathered_rows_are_the_decoded_rows() -> Result<()> {
 fn each_row_meets_its_own_experts_blocks() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
     let cpu = Device::cpu();
-    for (t, ty) in [
-        GgmlType::Q8_0,
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
-        GgmlType::Q4_K,
-        GgmlType::Q5_K,
-        GgmlType::Q6_K,
-        GgmlType::FP8_E4M3,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (t, ty) in TYPES.into_iter().enumerate() {
         let (experts, n, k) = (5, 11, 256);
-        let w: Vec<f32> = randn([experts * n, k], 40 + t as u64, &cpu)?.to_vec()?;
-        let bytes = quant::quantize(ty, &w)?;
-        let mut decoded = vec![0.0f32; experts * n * k];
-        quant::dequantize(ty, &bytes, &mut decoded)?;
+        let (bytes, decoded) = encoded(ty, experts * n, k, 40 + t as u64)?;
         let q = DeviceQMatrix::upload_stack(ty, experts, n, k, &bytes, &g)?;
         let ids = vec![4u32, 0, 4, 2, 1, 3, 0];
         let x = randn([ids.len(), k], 50, &cpu)?;
