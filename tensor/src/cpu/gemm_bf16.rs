@@ -24,7 +24,8 @@
 //!   32-bit transpose, done 16 x 16 lanes at a time in registers (one element at a time it took
 //!   about a sixth of a prefill-shaped product). The panel (16 KiB) stays in L1 while every row
 //!   block of A streams past.
-//! - The microkernel keeps MR x NR of C in 16 zmm accumulators and adds them to C at the end of
+//! - The microkernel keeps MR x NR of C in MR x NV zmm accumulators (16; 8 x 48 and 6 x 64 measured
+//!   the same on the benchmark machine) and adds them to C at the end of
 //!   each K block.
 //!
 //! Threads take panels of N (or, when N has too few panels, row ranges of M as well).
@@ -36,7 +37,9 @@ use half::bf16;
 /// Rows of A per microkernel call.
 pub const MR: usize = 8;
 /// Columns of B per microkernel call (two zmm of 16 f32 lanes).
-pub const NR: usize = 32;
+pub const NR: usize = 16 * NV;
+/// zmm registers of C per row of the microkernel.
+const NV: usize = 2;
 /// Pairs of K per packed B panel: 128 pairs = 256 values of K, a 16 KiB panel.
 pub const KC: usize = 128;
 
@@ -149,7 +152,7 @@ mod x86 {
     use half::bf16;
     use rayon::prelude::*;
 
-    use super::{KC, MR, NR, PARALLEL_MIN, View, round};
+    use super::{KC, MR, NR, NV, PARALLEL_MIN, View, round};
 
     /// dst as a raw pointer, so threads can write their own columns of shared rows.
     #[derive(Clone, Copy)]
@@ -228,8 +231,10 @@ mod x86 {
             for panel in p0..(p0 + panel_chunk).min(panels) {
                 let j0 = panel * NR;
                 let cols = NR.min(n - j0);
-                let mask = if cols >= 32 { u32::MAX } else { (1u32 << cols) - 1 };
-                let masks = [mask as u16, (mask >> 16) as u16];
+                let masks: [u16; NV] = std::array::from_fn(|v| {
+                    let left = cols.saturating_sub(16 * v);
+                    if left >= 16 { u16::MAX } else { ((1u32 << left) - 1) as u16 }
+                });
                 for q0 in (0..kp).step_by(KC) {
                     let kc = KC.min(kp - q0);
                     pack_b(b, k, j0, cols, q0, kc, bbuf);
@@ -403,19 +408,21 @@ mod x86 {
         c: *mut f32,
         ldc: usize,
         rows: usize,
-        masks: [u16; 2],
+        masks: [u16; NV],
         accumulate: bool,
     ) {
         unsafe {
-            let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
             for q in 0..kc {
-                let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(q * NR) as *const _));
-                let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(q * NR + 16) as *const _));
+                let bv: [__m512bh; NV] = std::array::from_fn(|v| {
+                    std::mem::transmute(_mm512_loadu_si512(b.add(q * NR + 16 * v) as *const _))
+                });
                 let ap = a.add(q * MR);
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*ap.add(r) as i32));
-                    acc[0] = _mm512_dpbf16_ps(acc[0], av, b0);
-                    acc[1] = _mm512_dpbf16_ps(acc[1], av, b1);
+                    for (acc, &b) in acc.iter_mut().zip(&bv) {
+                        *acc = _mm512_dpbf16_ps(*acc, av, b);
+                    }
                 }
             }
             for (r, acc) in acc.iter().enumerate().take(rows) {
