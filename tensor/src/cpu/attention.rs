@@ -186,18 +186,13 @@ const DIRECT_ROWS: usize = 4;
 /// [`gemm_into`] for a few f32 rows of `a` (contiguous), on the matrix-vector kernels of
 /// `cpu::matvec`: with b's columns contiguous (key rows), dot products four columns at a time;
 /// with b's rows contiguous (value rows), four multiply-adds of rows at a time.
-#[allow(clippy::too_many_arguments)]
+/// (b's strides as [rows, columns], the shape as [m, n, k].)
 fn direct(
     dst: &mut [f32],
     dst_rs: usize,
-    a: &[f32],
-    a_rs: usize,
-    b: &[f32],
-    b_rs: usize,
-    b_cs: usize,
-    m: usize,
-    n: usize,
-    k: usize,
+    (a, a_rs): (&[f32], usize),
+    (b, [b_rs, b_cs]): (&[f32], [usize; 2]),
+    [m, n, k]: [usize; 3],
     accumulate: bool,
 ) {
     use super::matvec::Weight;
@@ -255,7 +250,7 @@ pub(super) fn gemm_into<T: FloatElement>(
         let f = |x: &[T]| unsafe { std::slice::from_raw_parts(x.as_ptr() as *const f32, x.len()) };
         // SAFETY: as above, for the output.
         let dst = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut f32, dst.len()) };
-        direct(dst, dst_rs, f(a), a_rs, f(b), b_rs, b_cs, m, n, k, accumulate);
+        direct(dst, dst_rs, (f(a), a_rs), (f(b), [b_rs, b_cs]), [m, n, k], accumulate);
         return;
     }
     // SAFETY: the asserts above bound every index gemm touches in the three slices.
