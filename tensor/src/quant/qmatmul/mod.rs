@@ -5,6 +5,8 @@
 //! each output is a sum over blocks of exact integer dots of codes times the scales. The weights
 //! are read once, as stored, and never widened to f32: for a decoded token that is 8.5 (Q8_0),
 //! 4.5 (Q4_0, Q4_K), 5.5 (Q5_K) or 6.56 (Q6_K) bits per weight from memory instead of 32.
+//! FP8_E4M3 (the FP8 releases' weights) is the exception: its codes are not integers, so its
+//! dots are floating point (`fp8`), 9 bits per weight.
 //!
 //! Work is split over output rows with rayon, each thread streaming its own weight rows. With
 //! several activation rows every weight block loaded is used for [`ROWS_PER_PASS`] of them.
