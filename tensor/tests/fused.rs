@@ -60,11 +60,16 @@ fn attention_matches_its_composite_for_every_mask() -> Result<()> {
         AttentionMask { chunk: Some(4), ..causal(0) },
         AttentionMask { window: Some(2), k_start: 3, ..causal(6) },
         AttentionMask::default(),
+        // A decoding step: one query after 8 cached rows (a GQA group's heads go together).
+        causal(8),
     ];
     for (i, mask) in masks.into_iter().enumerate() {
         for (hq, hkv, dv, softcap) in [(4, 4, 8, None), (4, 2, 5, None), (3, 1, 8, Some(3.0))] {
-            let tq = if mask.q_start > 0 { 3 } else { 9 };
-            let tk = if mask.q_start > 0 { 6 } else { 9 };
+            let (tq, tk) = match mask.q_start {
+                0 => (9, 9),
+                8 => (1, 9),
+                _ => (3, 6),
+            };
             let q = randn([2, hq, tq, 8], 10 + i as u64, &cpu())?;
             let k = randn([2, hkv, tk, 8], 20 + i as u64, &cpu())?;
             let v = randn([2, hkv, tk, dv], 30 + i as u64, &cpu())?;
