@@ -87,7 +87,7 @@ pub fn blocks_from_tiles(
     block: [usize; 2],
 ) -> crate::Result<Option<Vec<u8>>> {
     let [sr, sc] = scale_shape(rows, cols, block);
-    if block[0] == 0 || weight.len() != rows * cols || scale_inv.len() != sr * sc {
+    if block[0] == 0 || block[1] == 0 || weight.len() != rows * cols || scale_inv.len() != sr * sc {
         // The same checks and message as the dequantization's.
         return dequantize_block_scaled(weight, scale_inv, rows, cols, block).map(|_| None);
     }
@@ -187,6 +187,7 @@ mod tests {
         assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
         assert!(blocks_from_tiles(&weight, &[1.0; 8], rows, cols, [2, 16]).unwrap().is_none());
         assert!(blocks_from_tiles(&weight, &[1.0; 3], rows, cols, [2, 32]).is_err());
+        assert!(blocks_from_tiles(&weight, &[1.0; 2], rows, cols, [2, 0]).is_err(), "a tile 0 wide");
         let mut nan = weight.clone();
         nan[cols + 5] = 0xFF;
         let err = blocks_from_tiles(&nan, &scales, rows, cols, [2, 32]).unwrap_err().to_string();
