@@ -97,6 +97,13 @@ mod x86 {
     /// less work per line, showed no gain).
     const PREFETCH: usize = 512;
 
+    /// The same for weight rows that lie one after another in memory (a Linear's [N, K] weight):
+    /// the C rows are then one stream of C * k values read C lines per step, so each step
+    /// prefetches the C lines this far ahead in it, running on into the next rows' block where
+    /// per-row prefetching stopped at each row's end (and left the first lines of the next
+    /// block to the hardware). Batch-8 decode, alternating runs: 122-132 -> 122-143 tok/s.
+    const PREFETCH_ADJACENT: usize = 2048;
+
     /// Four dot products of the packed activations with four weight rows of k bf16 each.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
     pub unsafe fn dot4(xp: &[u32], k: usize, w: [&[bf16]; 4]) -> [f32; 4] {
@@ -138,11 +145,18 @@ mod x86 {
         let xp = xps.map(|x| x.as_ptr() as *const i32);
         let mut acc = [[_mm512_setzero_ps(); R]; C];
         let mut i = 0;
+        let adjacent = (1..C).all(|c| wp[c] == wp[0].wrapping_add(c * k));
         // SAFETY: as in dot4: full steps stay inside k, the tail is masked.
         unsafe {
             while i + 32 <= k {
-                for w in wp {
-                    _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(i + PREFETCH) as *const i8);
+                if adjacent {
+                    for c in 0..C {
+                        _mm_prefetch::<_MM_HINT_T0>(wp[0].wrapping_add(C * i + PREFETCH_ADJACENT + 32 * c) as *const i8);
+                    }
+                } else {
+                    for w in wp {
+                        _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(i + PREFETCH) as *const i8);
+                    }
                 }
                 let wv: [__m512bh; C] =
                     std::array::from_fn(|c| std::mem::transmute(_mm512_loadu_si512(wp[c].add(i) as *const _)));
