@@ -221,7 +221,8 @@ fn run(cli: Cli) -> llm::Result<()> {
     embedded::install()?;
     let (command, dtype, kv_dtype, quantize) = (cli.command, cli.dtype, cli.kv_dtype, cli.quantize);
     if matches!(command, Command::Serve { .. }) {
-        // The server's engine thread calls the kernels itself; its main thread only waits.
+        // The server's main thread runs the HTTP side and must not hold a worker of the kernels'
+        // pool; its engine thread moves onto the pool itself (`llm::serve`).
         return dispatch(command, dtype, kv_dtype, quantize);
     }
     cli::global::on_cpu_pool(|| dispatch(command, dtype, kv_dtype, quantize))
