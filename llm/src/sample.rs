@@ -39,52 +39,119 @@ impl Sampling {
 }
 
 /// Picks a token from one row of logits.
+///
+/// Sampling never sorts the whole vocabulary: with neither top-k nor top-p it draws straight from
+/// the softmax in token order; top-k selects its k candidates in linear time and sorts only them;
+/// top-p sorts the likeliest tokens a slice at a time until their mass reaches p. A 151,936-token
+/// row sorted in full took ~5 ms, which at 8 sequences per step cost `llm serve` a third of its
+/// batched throughput. The buffers are kept between calls, so a decoding step allocates nothing.
 pub struct Sampler {
     settings: Sampling,
     rng: Rng,
+    /// `exp((logit - max) / temperature)` per token, or per candidate once ranked.
+    weights: Vec<f32>,
+    /// Token ids in ranking order (likeliest first, lower id first on ties), when ranked.
+    order: Vec<u32>,
 }
+
+/// The first slice of the ranking top-p sorts; each next one is 4x larger.
+const TOP_P_FIRST: usize = 64;
 
 impl Sampler {
     pub fn new(settings: Sampling) -> Sampler {
-        Sampler { rng: Rng::new(settings.seed), settings }
+        Sampler { rng: Rng::new(settings.seed), settings, weights: Vec::new(), order: Vec::new() }
     }
 
     pub fn pick(&mut self, logits: &[f32]) -> u32 {
         if self.settings.temperature == 0.0 || logits.len() <= 1 {
             return argmax(logits);
         }
-        // Candidates in descending order of logit (ties: lower id first, like topk).
-        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
-        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
-        if let Some(k) = self.settings.top_k {
-            order.truncate(k.max(1));
+        let inv_t = (1.0 / self.settings.temperature) as f32;
+        let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        if !max.is_finite() {
+            return argmax(logits);
         }
-        let t = self.settings.temperature;
-        let max = logits[order[0] as usize] as f64;
-        let mut probs: Vec<f64> = order.iter().map(|&i| ((logits[i as usize] as f64 - max) / t).exp()).collect();
-        let total: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= total);
-        if let Some(top_p) = self.settings.top_p {
-            let mut acc = 0.0;
-            let keep = probs.iter().position(|p| {
-                acc += p;
-                acc >= top_p
-            });
-            let keep = keep.map_or(probs.len(), |i| i + 1);
-            order.truncate(keep);
-            probs.truncate(keep);
-            let total: f64 = probs.iter().sum();
-            probs.iter_mut().for_each(|p| *p /= total);
+        // NaN logits weigh nothing (a check upstream reports them); -inf ones weigh 0 too.
+        let weight = |l: f32| {
+            let w = ((l - max) * inv_t).exp();
+            if w.is_nan() { 0.0 } else { w }
+        };
+        let top_k = self.settings.top_k.map(|k| k.max(1)).filter(|&k| k < logits.len());
+        if top_k.is_none() && self.settings.top_p.is_none() {
+            self.weights.clear();
+            self.weights.extend(logits.iter().map(|&l| weight(l)));
+            let total: f64 = self.weights.iter().map(|&w| w as f64).sum();
+            let u = self.rng.uniform() * total;
+            return draw(&self.weights, u).map_or_else(|| argmax(logits), |i| i as u32);
         }
-        let mut u = self.rng.uniform();
-        for (i, p) in probs.iter().enumerate() {
-            if u < *p {
-                return order[i];
+        let rank = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
+        self.order.clear();
+        self.order.extend(0..logits.len() as u32);
+        if let Some(k) = top_k {
+            self.order.select_nth_unstable_by(k - 1, rank);
+            self.order.truncate(k);
+            self.order.sort_unstable_by(rank);
+        }
+        let n = self.order.len();
+        // The mass the candidates are measured against: every token's, or the k candidates'.
+        let total: f64 = match top_k {
+            Some(_) => self.order.iter().map(|&i| weight(logits[i as usize]) as f64).sum(),
+            None => logits.iter().map(|&l| weight(l) as f64).sum(),
+        };
+        // How many of the ranked candidates to keep: all of them, or top-p's nucleus.
+        let keep = match self.settings.top_p {
+            None => n,
+            Some(p) => {
+                let target = p * total;
+                let (mut acc, mut sorted, mut slice, mut keep) = (0.0f64, top_k.map_or(0, |_| n), TOP_P_FIRST, n);
+                let mut i = 0;
+                'nucleus: while i < n {
+                    if i == sorted {
+                        // Rank the next slice of the rest: its largest first, in order.
+                        let end = (sorted + slice).min(n);
+                        if end < n {
+                            self.order[sorted..].select_nth_unstable_by(end - sorted - 1, rank);
+                        }
+                        self.order[sorted..end].sort_unstable_by(rank);
+                        sorted = end;
+                        slice *= 4;
+                    }
+                    while i < sorted {
+                        acc += weight(logits[self.order[i] as usize]) as f64;
+                        i += 1;
+                        if acc >= target {
+                            keep = i;
+                            break 'nucleus;
+                        }
+                    }
+                }
+                keep
             }
-            u -= p;
-        }
-        order[order.len() - 1]
+        };
+        self.order.truncate(keep.max(1));
+        self.weights.clear();
+        self.weights.extend(self.order.iter().map(|&i| weight(logits[i as usize])));
+        let kept: f64 = self.weights.iter().map(|&w| w as f64).sum();
+        let u = self.rng.uniform() * kept;
+        draw(&self.weights, u).map_or(self.order[0], |i| self.order[i])
     }
+}
+
+/// The index where the running sum of `weights` first passes `u` (0 <= u < their sum), or the
+/// last index with weight when rounding leaves u at the very end; None if every weight is 0.
+fn draw(weights: &[f32], u: f64) -> Option<usize> {
+    let mut acc = 0.0f64;
+    let mut last = None;
+    for (i, &w) in weights.iter().enumerate() {
+        if w > 0.0 {
+            acc += w as f64;
+            last = Some(i);
+            if u < acc {
+                return last;
+            }
+        }
+    }
+    last
 }
 
 /// The index of the largest logit (the first on ties; NaN never wins).
@@ -126,6 +193,91 @@ mod tests {
         let logits = [-50.0, -50.0, 1.0, 1.0];
         let mut s = Sampler::new(Sampling { temperature: 1.0, top_k: None, top_p: Some(0.4), seed: 1 });
         assert!((0..50).all(|_| s.pick(&logits) == 2));
+    }
+
+    /// Each token's probability under `settings`, by the definition: every token ranked by a
+    /// full sort (likeliest first, lower id first on ties), the first k kept, then the shortest
+    /// prefix whose share of their mass reaches p.
+    fn reference(logits: &[f32], settings: Sampling) -> Vec<f64> {
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        order.truncate(settings.top_k.unwrap_or(order.len()));
+        let max = logits[order[0]] as f64;
+        let w: Vec<f64> = order.iter().map(|&i| ((logits[i] as f64 - max) / settings.temperature).exp()).collect();
+        let total: f64 = w.iter().sum();
+        let mut keep = w.len();
+        if let Some(p) = settings.top_p {
+            let mut acc = 0.0;
+            keep = w
+                .iter()
+                .position(|x| {
+                    acc += x / total;
+                    acc >= p
+                })
+                .map_or(w.len(), |i| i + 1);
+        }
+        let kept: f64 = w[..keep].iter().sum();
+        let mut probs = vec![0.0; logits.len()];
+        for (&i, x) in order[..keep].iter().zip(&w) {
+            probs[i] = x / kept;
+        }
+        probs
+    }
+
+    /// Draws many tokens with a fixed seed and checks every token's frequency against
+    /// `reference`: never drawn where its probability is 0, and within five standard deviations
+    /// of the binomial count (plus one draw) elsewhere. Seeded, so the outcome never changes.
+    fn matches_reference(logits: &[f32], settings: Sampling) {
+        const DRAWS: usize = 20_000;
+        let probs = reference(logits, settings);
+        let mut counts = vec![0usize; logits.len()];
+        let mut sampler = Sampler::new(settings);
+        for _ in 0..DRAWS {
+            counts[sampler.pick(logits) as usize] += 1;
+        }
+        for (i, (&c, &p)) in counts.iter().zip(&probs).enumerate() {
+            let expected = p * DRAWS as f64;
+            let sd = (DRAWS as f64 * p * (1.0 - p)).sqrt();
+            assert!(p > 0.0 || c == 0, "token {i} has probability 0 and was drawn {c} times ({settings:?})");
+            assert!(
+                (c as f64 - expected).abs() <= 5.0 * sd + 1.0,
+                "token {i}: drawn {c} times, expected {expected:.1} ± {sd:.1} ({settings:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn draws_follow_the_distribution_the_settings_define() {
+        let mut rng = Rng::new(7);
+        // A peaked row (few likely tokens) and a flat one (a nucleus past the first slices).
+        let peaked: Vec<f32> = (0..1000).map(|_| (rng.normal() * 3.0) as f32).collect();
+        let flat: Vec<f32> = (0..3000).map(|_| (rng.normal() * 0.3) as f32).collect();
+        let with = |top_k, top_p| Sampling { temperature: 0.7, top_k, top_p, seed: 11 };
+        for logits in [&peaked, &flat] {
+            matches_reference(logits, with(None, None));
+            matches_reference(logits, with(Some(50), None));
+            matches_reference(logits, with(None, Some(0.9)));
+            matches_reference(logits, with(Some(300), Some(0.5)));
+            matches_reference(logits, with(Some(5000), None));
+        }
+    }
+
+    #[test]
+    fn ties_are_ranked_lower_id_first_and_masked_tokens_never_drawn() {
+        // Ten equal logits: p = 0.35 needs four tenths, and takes the four lowest ids.
+        let equal = [1.0f32; 10];
+        let settings = Sampling { temperature: 1.0, top_k: None, top_p: Some(0.35), seed: 5 };
+        matches_reference(&equal, settings);
+        let mut s = Sampler::new(settings);
+        let mut seen = [false; 10];
+        (0..400).for_each(|_| seen[s.pick(&equal) as usize] = true);
+        assert_eq!(seen, [true, true, true, true, false, false, false, false, false, false]);
+        // -inf (a masked token) weighs nothing, with or without the ranking.
+        let masked = [f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY, 0.5];
+        for top_k in [None, Some(3)] {
+            let mut s = Sampler::new(Sampling { temperature: 1.0, top_k, top_p: None, seed: 2 });
+            assert!((0..200).all(|_| matches!(s.pick(&masked), 1 | 3)));
+        }
     }
 
     #[test]
