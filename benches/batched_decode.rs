@@ -22,6 +22,11 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn main() {
+    // On a worker of the kernels' pool, as `llm serve` runs its engine (`cli::global::on_cpu_pool`).
+    llm::cli::global::on_cpu_pool(run);
+}
+
+fn run() {
     let dtype = match std::env::var("LLM_BENCH_DTYPE").as_deref() {
         Ok("f32") => DType::F32,
         _ => DType::BF16,
