@@ -90,18 +90,19 @@ mod x86 {
         (wmask, xmask)
     }
 
-    /// Weight elements ahead of the current position that `dot_rows` prefetches (16 cache lines
-    /// of bf16): each weight row is a stream read once, and it keeps only 3 or 4 going per core
-    /// while it computes for several activation rows, too few for the hardware prefetchers alone
-    /// to keep enough misses in flight (measured: batch 8 decode 110 -> ~124 tok/s; `dot4`, with
-    /// less work per line, showed no gain).
+    /// Weight elements ahead of the current position that `dot_rows` prefetches in each row
+    /// (16 cache lines of bf16) when its rows are not adjacent: each weight row is a stream read
+    /// once, and it keeps only 3 or 4 going per core while it computes for several activation
+    /// rows, too few for the hardware prefetchers alone to keep enough misses in flight
+    /// (measured: batch 8 decode 110 -> ~124 tok/s).
     const PREFETCH: usize = 512;
 
     /// The same for weight rows that lie one after another in memory (a Linear's [N, K] weight):
     /// the C rows are then one stream of C * k values read C lines per step, so each step
     /// prefetches the C lines this far ahead in it, running on into the next rows' block where
     /// per-row prefetching stopped at each row's end (and left the first lines of the next
-    /// block to the hardware). Batch-8 decode, alternating runs: 122-132 -> 122-143 tok/s.
+    /// block to the hardware). Batch-8 decode, alternating runs: 122-132 -> 122-143 tok/s;
+    /// batch 1 (`dot4`, four adjacent rows), 23.4-24.8 -> 25.9-30.0 tok/s.
     const PREFETCH_ADJACENT: usize = 2048;
 
     /// Four dot products of the packed activations with four weight rows of k bf16 each.
@@ -111,9 +112,15 @@ mod x86 {
         let x = xp.as_ptr() as *const i32;
         let mut acc = [_mm512_setzero_ps(); 4];
         let mut i = 0; // index into K (a multiple of 32 inside the loop)
+        let adjacent = (1..4).all(|c| wp[c] == wp[0].wrapping_add(c * k));
         // SAFETY: full steps read x lanes i/2..i/2+16 < k.div_ceil(2) and row values i..i+32 <= k.
         unsafe {
             while i + 32 <= k {
+                if adjacent {
+                    for c in 0..4 {
+                        _mm_prefetch::<_MM_HINT_T0>(wp[0].wrapping_add(4 * i + PREFETCH_ADJACENT + 32 * c) as *const i8);
+                    }
+                }
                 let xv: __m512bh = std::mem::transmute(_mm512_loadu_si512(x.add(i / 2) as *const _));
                 for r in 0..4 {
                     let wv: __m512bh = std::mem::transmute(_mm512_loadu_si512(wp[r].add(i) as *const _));
