@@ -212,15 +212,29 @@ pub(crate) mod x86 {
         }
     }
 
+    /// How far ahead `dot4_avx512` prefetches when its four rows lie one after another (a
+    /// Linear's [N, K] weight): they are then one stream of 4 * k values, and prefetching it as
+    /// one runs on into the next four rows, which the hardware prefetchers alone start late.
+    /// f32 batch-1 decode at the Qwen3-0.6B shape, alternating runs: 14.9-17.5 tok/s without,
+    /// 16.7-18.6 at 8 KiB ahead, 17.4-19.9 at 16 KiB.
+    const PREFETCH_ADJACENT_BYTES: usize = 16 << 10;
+
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
     pub unsafe fn dot4_avx512<W: Weight>(x: &[f32], w: [&[W]; 4]) -> [f32; 4] {
         let n = x.len();
         let xp = x.as_ptr();
         let wp = w.map(|r| r.as_ptr());
         let mut i = 0;
+        let adjacent = (1..4).all(|c| wp[c] == wp[0].wrapping_add(c * n));
+        let (line, ahead) = (64 / std::mem::size_of::<W>(), PREFETCH_ADJACENT_BYTES / std::mem::size_of::<W>());
         unsafe {
             let mut acc = [_mm512_setzero_ps(); 4];
             while i + 16 <= n {
+                if adjacent {
+                    for c in 0..4 * 16 / line {
+                        _mm_prefetch::<_MM_HINT_T0>(wp[0].wrapping_add(4 * i + ahead + line * c) as *const i8);
+                    }
+                }
                 let xv = _mm512_loadu_ps(xp.add(i));
                 for r in 0..4 {
                     acc[r] = _mm512_fmadd_ps(xv, load16(wp[r].add(i)), acc[r]);
