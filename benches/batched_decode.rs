@@ -22,8 +22,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn main() {
-    // On a worker of the kernels' pool, as `llm serve` runs its engine (`cli::global::on_cpu_pool`).
-    llm::cli::global::on_cpu_pool(run);
+    // On a worker of the kernels' pool, as `llm serve` runs its engine (`device::on_cpu_pool`).
+    llm::device::on_cpu_pool(run);
 }
 
 fn run() {

@@ -39,3 +39,14 @@ fn gpu_device() -> Result<Device> {
 fn software_adapter() -> bool {
     gpu::backend().map(|b| b.context().is_cpu_adapter()).unwrap_or(false)
 }
+
+/// Runs `f` on a worker thread of the CPU kernels' pool and waits for it.
+///
+/// Why: a parallel kernel called from a thread outside the pool queues its pieces and puts the
+/// caller to sleep until the workers are done, then wakes it: two thread hand-offs per product,
+/// and a decoded token runs some 200 products (a Qwen3-0.6B-shaped model decoded ~6% faster
+/// on 2 threads run this way, docs/BENCHMARKS.md). Called from a worker, the caller computes a
+/// share itself while the others take the rest.
+pub fn on_cpu_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}

@@ -225,7 +225,7 @@ fn run(cli: Cli) -> llm::Result<()> {
         // pool; its engine thread moves onto the pool itself (`llm::serve`).
         return dispatch(command, dtype, kv_dtype, quantize);
     }
-    cli::global::on_cpu_pool(|| dispatch(command, dtype, kv_dtype, quantize))
+    llm::device::on_cpu_pool(|| dispatch(command, dtype, kv_dtype, quantize))
 }
 
 fn dispatch(

@@ -102,30 +102,8 @@ impl Sampler {
         let keep = match self.settings.top_p {
             None => n,
             Some(p) => {
-                let target = p * total;
-                let (mut acc, mut sorted, mut slice, mut keep) = (0.0f64, top_k.map_or(0, |_| n), TOP_P_FIRST, n);
-                let mut i = 0;
-                'nucleus: while i < n {
-                    if i == sorted {
-                        // Rank the next slice of the rest: its largest first, in order.
-                        let end = (sorted + slice).min(n);
-                        if end < n {
-                            self.order[sorted..].select_nth_unstable_by(end - sorted - 1, rank);
-                        }
-                        self.order[sorted..end].sort_unstable_by(rank);
-                        sorted = end;
-                        slice *= 4;
-                    }
-                    while i < sorted {
-                        acc += weight(logits[self.order[i] as usize]) as f64;
-                        i += 1;
-                        if acc >= target {
-                            keep = i;
-                            break 'nucleus;
-                        }
-                    }
-                }
-                keep
+                let sorted = if top_k.is_some() { n } else { 0 };
+                nucleus(&mut self.order, sorted, p * total, |i| weight(logits[i as usize]) as f64, rank)
             }
         };
         self.order.truncate(keep.max(1));
@@ -135,6 +113,35 @@ impl Sampler {
         let u = self.rng.uniform() * kept;
         draw(&self.weights, u).map_or(self.order[0], |i| self.order[i])
     }
+}
+
+/// How many of the likeliest tokens top-p keeps: the shortest prefix of the ranking whose
+/// weight reaches `target`. `order[..sorted]` is ranked already; the rest is ranked only as far
+/// as needed, a slice at a time (its largest selected in linear time, then sorted), so a peaked
+/// distribution sorts a few dozen tokens, not the vocabulary.
+fn nucleus(
+    order: &mut [u32],
+    mut sorted: usize,
+    target: f64,
+    weight: impl Fn(u32) -> f64,
+    rank: impl Fn(&u32, &u32) -> std::cmp::Ordering + Copy,
+) -> usize {
+    let (mut acc, mut slice) = (0.0f64, TOP_P_FIRST);
+    for i in 0..order.len() {
+        if i == sorted {
+            let end = (sorted + slice).min(order.len());
+            if end < order.len() {
+                order[sorted..].select_nth_unstable_by(end - sorted - 1, rank);
+            }
+            order[sorted..end].sort_unstable_by(rank);
+            (sorted, slice) = (end, slice * 4);
+        }
+        acc += weight(order[i]);
+        if acc >= target {
+            return i + 1;
+        }
+    }
+    order.len()
 }
 
 /// The index where the running sum of `weights` first passes `u` (0 <= u < their sum), or the

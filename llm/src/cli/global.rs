@@ -170,17 +170,6 @@ pub fn keep_freed_memory() {
     }
 }
 
-/// Runs `f` on a worker thread of the CPU kernels' pool and waits for it.
-///
-/// Why: a parallel kernel called from a thread outside the pool queues its pieces and puts the
-/// caller to sleep until the workers are done, then wakes it: two thread hand-offs per product,
-/// and a decoded token runs some 200 products (a Qwen3-0.6B-shaped model decoded ~6% faster
-/// on 2 threads run this way, docs/BENCHMARKS.md). Called from a worker, the caller computes a
-/// share itself while the others take the rest.
-pub fn on_cpu_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    rayon::scope(|_| f())
-}
-
 /// `LLM_CPU_KERNELS`, which forces the CPU kernels' instruction-set path: a value that names none
 /// is an error here, before any kernel runs (the kernels themselves can only warn and ignore it).
 pub fn check_cpu_kernels_env() -> Result<()> {

@@ -112,11 +112,9 @@ pub fn serve<F: Future<Output = ()> + Send + 'static>(
         let engine_stats = stats.clone();
         // The engine runs on a worker of the CPU kernels' pool, so its products split their work
         // in place instead of queueing it from outside and sleeping until it is done
-        // (`cli::global::on_cpu_pool`); this thread only waits for it.
+        // (`device::on_cpu_pool`); this thread only waits for it.
         scope.spawn(move || {
-            crate::cli::global::on_cpu_pool(|| {
-                engine::run(model, tokenizer, device, &engine_config, receiver, engine_stats)
-            })
+            crate::device::on_cpu_pool(|| engine::run(model, tokenizer, device, &engine_config, receiver, engine_stats))
         });
         on_ready(bound);
         let served = runtime.block_on(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await });

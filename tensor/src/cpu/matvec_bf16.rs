@@ -97,12 +97,15 @@ mod x86 {
     /// (measured: batch 8 decode 110 -> ~124 tok/s).
     const PREFETCH: usize = 512;
 
-    /// The same for weight rows that lie one after another in memory (a Linear's [N, K] weight):
-    /// the C rows are then one stream of C * k values read C lines per step, so each step
-    /// prefetches the C lines this far ahead in it, running on into the next rows' block where
-    /// per-row prefetching stopped at each row's end (and left the first lines of the next
-    /// block to the hardware). Batch-8 decode, alternating runs: 122-132 -> 122-143 tok/s;
-    /// batch 1 (`dot4`, four adjacent rows), 23.4-24.8 -> 25.9-30.0 tok/s.
+    /// How far ahead the kernels prefetch weight rows that lie one after another in memory (a
+    /// Linear's [N, K] weight), where prefetching each row stopped at its end and left the first
+    /// lines of the next rows to the hardware, which starts them late. `dot4` prefetches its four
+    /// rows as one stream of 4 * k values, C lines per step, running on into the next four;
+    /// `dot_rows` prefetches each of its C rows this far ahead and, past a row's end, the same
+    /// row of the next block of C. Each way was the faster for its kernel in alternating runs
+    /// (bf16, Qwen3-0.6B shape): batch 1 23.4-24.8 -> 25.9-30.0 tok/s with the one stream
+    /// (35-47 against 32-41 for the per-row way); batch 8 122-132 -> 122-143 with the one
+    /// stream, 150-162 -> 167-174 per row.
     const PREFETCH_ADJACENT: usize = 2048;
 
     /// Four dot products of the packed activations with four weight rows of k bf16 each.
@@ -157,8 +160,12 @@ mod x86 {
         unsafe {
             while i + 32 <= k {
                 if adjacent {
-                    for c in 0..C {
-                        _mm_prefetch::<_MM_HINT_T0>(wp[0].wrapping_add(C * i + PREFETCH_ADJACENT + 32 * c) as *const i8);
+                    // Each row PREFETCH_ADJACENT ahead; past its end, the same row of the next
+                    // block of C (C - 1 rows further on).
+                    let j = i + PREFETCH_ADJACENT;
+                    let skip = if j >= k { (C - 1) * k } else { 0 };
+                    for w in wp {
+                        _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(j + skip) as *const i8);
                     }
                 } else {
                     for w in wp {
