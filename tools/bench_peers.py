@@ -2,7 +2,8 @@
 """One run, three runtimes, the same weights: this project's `llm generate --stats`, llama.cpp
 (through llama-cpp-python, built from source for this CPU) and PyTorch + transformers.
 
-Builds a Qwen3-0.6B-shaped model with random weights (fixed seed; no download) and writes it
+Builds a Qwen3-0.6B-shaped model (or, with --config, another Qwen3 config.json's shape, such as
+tools/configs/qwen3-1.7b.json) with random weights (fixed seed; no download) and writes it
   - as Hugging Face folders, f32 and bf16 (config.json + model.safetensors), which `llm` and
     PyTorch load;
   - as GGUF files, f32, bf16, q8_0 and q4_0 (the `gguf` package writes them; its quantizers are
@@ -55,6 +56,7 @@ EXTRA_FORMATS = ["fp8"]
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", default="/tmp/llm-bench-peers", help="where the model files go (~6 GB)")
+    ap.add_argument("--config", default=CONFIG, help="a Qwen3 config.json whose shape to build (default Qwen3-0.6B's)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt-len", type=int, default=512)
     ap.add_argument("--new-tokens", type=int, default=32)
@@ -78,7 +80,7 @@ def build_files(args):
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     os.makedirs(args.work, exist_ok=True)
-    with open(CONFIG) as f:
+    with open(args.config) as f:
         cfg = json.load(f)
     cfg.pop("torch_dtype", None)
     cfg.pop("dtype", None)
@@ -97,7 +99,7 @@ def build_files(args):
             bytes_per_token[fmt] = write_fp8_folder(os.path.join(args.work, "hf-fp8"), model, state)
             continue
         path = os.path.join(args.work, f"model-{fmt}.gguf")
-        bytes_per_token[fmt] = write_gguf(path, config, state, fmt)
+        bytes_per_token[fmt] = write_gguf(path, config, state, fmt, shape_name(args))
     return config, bytes_per_token
 
 
@@ -168,7 +170,13 @@ def gguf_name(name):
     return f"blk.{m.group(1)}.{LAYER_NAMES[m.group(2)]}"
 
 
-def write_gguf(path, config, state, fmt):
+def shape_name(args):
+    """The shape's name for the table, from its config file's name: qwen3-1.7b.json -> Qwen3-1.7B."""
+    stem = os.path.splitext(os.path.basename(args.config))[0]
+    return stem.replace("qwen3", "Qwen3").upper().replace("QWEN3", "Qwen3")
+
+
+def write_gguf(path, config, state, fmt, shape):
     """llama.cpp's `qwen3` architecture with `fmt` matrices (norms stay f32, as llama.cpp's
     converter keeps 1-D tensors). Returns the bytes of the matrices one decoded token reads."""
     import gguf
@@ -191,7 +199,7 @@ def write_gguf(path, config, state, fmt):
             tensors.append((gguf_name(name), a, Q.F32))
     if not os.path.isfile(path):
         w = gguf.GGUFWriter(path, "qwen3")
-        w.add_name("random Qwen3-0.6B shape")
+        w.add_name(f"random {shape} shape")
         w.add_block_count(config.num_hidden_layers)
         w.add_context_length(config.max_position_embeddings)
         w.add_embedding_length(config.hidden_size)
@@ -364,7 +372,7 @@ def main():
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     lines = [
         f"Measured {datetime.date.today()} on {cpu} ({isa}), {args.threads} threads, by `tools/bench_peers.py`: "
-        f"Qwen3-0.6B shape, random weights, a {args.prompt_len}-token prompt then {args.new_tokens} greedy tokens. "
+        f"{shape_name(args)} shape, random weights, a {args.prompt_len}-token prompt then {args.new_tokens} greedy tokens. "
         f"Streaming read bandwidth {bw / 1e9:.1f} GB/s (PyTorch sum of 1 GiB); roofline = bandwidth / weight "
         f"bytes read per token.",
         "",
