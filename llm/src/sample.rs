@@ -48,7 +48,7 @@ impl Sampling {
 pub struct Sampler {
     settings: Sampling,
     rng: Rng,
-    /// `exp((logit - max) / temperature)` per token, or per candidate once ranked.
+    /// `exp((logit - max) / temperature)` per token id (without top-k).
     weights: Vec<f32>,
     /// Token ids in ranking order (likeliest first, lower id first on ties), when ranked.
     order: Vec<u32>,
@@ -77,12 +77,19 @@ impl Sampler {
             if w.is_nan() { 0.0 } else { w }
         };
         let top_k = self.settings.top_k.map(|k| k.max(1)).filter(|&k| k < logits.len());
-        if top_k.is_none() && self.settings.top_p.is_none() {
-            self.weights.clear();
+        // Without top-k every token's weight is needed (their total is the mass top-p measures
+        // against, and the draw reads them): computed once, kept by token id. With top-k only
+        // the k candidates' are, computed as read.
+        self.weights.clear();
+        if top_k.is_none() {
             self.weights.extend(logits.iter().map(|&l| weight(l)));
-            let total: f64 = self.weights.iter().map(|&w| w as f64).sum();
+        }
+        let weights = &self.weights;
+        let w_of = |i: u32| if top_k.is_none() { weights[i as usize] } else { weight(logits[i as usize]) };
+        if top_k.is_none() && self.settings.top_p.is_none() {
+            let total: f64 = weights.iter().map(|&w| w as f64).sum();
             let u = self.rng.uniform() * total;
-            return draw(&self.weights, u).map_or_else(|| argmax(logits), |i| i as u32);
+            return draw(weights.iter().copied(), u).map_or_else(|| argmax(logits), |i| i as u32);
         }
         let rank = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
         self.order.clear();
@@ -95,23 +102,21 @@ impl Sampler {
         let n = self.order.len();
         // The mass the candidates are measured against: every token's, or the k candidates'.
         let total: f64 = match top_k {
-            Some(_) => self.order.iter().map(|&i| weight(logits[i as usize]) as f64).sum(),
-            None => logits.iter().map(|&l| weight(l) as f64).sum(),
+            Some(_) => self.order.iter().map(|&i| w_of(i) as f64).sum(),
+            None => weights.iter().map(|&w| w as f64).sum(),
         };
         // How many of the ranked candidates to keep: all of them, or top-p's nucleus.
         let keep = match self.settings.top_p {
             None => n,
             Some(p) => {
                 let sorted = if top_k.is_some() { n } else { 0 };
-                nucleus(&mut self.order, sorted, p * total, |i| weight(logits[i as usize]) as f64, rank)
+                nucleus(&mut self.order, sorted, p * total, |i| w_of(i) as f64, rank)
             }
         };
         self.order.truncate(keep.max(1));
-        self.weights.clear();
-        self.weights.extend(self.order.iter().map(|&i| weight(logits[i as usize])));
-        let kept: f64 = self.weights.iter().map(|&w| w as f64).sum();
+        let kept: f64 = self.order.iter().map(|&i| w_of(i) as f64).sum();
         let u = self.rng.uniform() * kept;
-        draw(&self.weights, u).map_or(self.order[0], |i| self.order[i])
+        draw(self.order.iter().map(|&i| w_of(i)), u).map_or(self.order[0], |i| self.order[i])
     }
 }
 
@@ -146,10 +151,10 @@ fn nucleus(
 
 /// The index where the running sum of `weights` first passes `u` (0 <= u < their sum), or the
 /// last index with weight when rounding leaves u at the very end; None if every weight is 0.
-fn draw(weights: &[f32], u: f64) -> Option<usize> {
+fn draw(weights: impl IntoIterator<Item = f32>, u: f64) -> Option<usize> {
     let mut acc = 0.0f64;
     let mut last = None;
-    for (i, &w) in weights.iter().enumerate() {
+    for (i, w) in weights.into_iter().enumerate() {
         if w > 0.0 {
             acc += w as f64;
             last = Some(i);

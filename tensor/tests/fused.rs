@@ -60,7 +60,7 @@ fn attention_matches_its_composite_for_every_mask() -> Result<()> {
         AttentionMask { chunk: Some(4), ..causal(0) },
         AttentionMask { window: Some(2), k_start: 3, ..causal(6) },
         AttentionMask::default(),
-        // A decoding step: one query after 8 cached rows (a GQA group's heads go together).
+        // A decoding step: one query after 8 cached rows.
         causal(8),
     ];
     for (i, mask) in masks.into_iter().enumerate() {

@@ -382,8 +382,8 @@ mod x86 {
             r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
             r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
         }
-        // Now r[4g + j] holds, in each 128-bit lane l, row 4g..4g+4's lanes 4l + j... as 4 values:
-        // gather the 128-bit lanes across groups.
+        // Each 128-bit lane now holds one 4 x 4 block, transposed; two rounds of 128-bit
+        // shuffles move the blocks to their places.
         for g in [0, 8] {
             for j in 0..4 {
                 t[g + j] = _mm512_shuffle_i32x4::<0x88>(r[g + j], r[g + 4 + j]);
