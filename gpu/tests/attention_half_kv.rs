@@ -1,5 +1,6 @@
 //! Attention over a KV cache kept in f16 or bf16 under f32 queries: the GPU kernels widen each
-//! key and value as they load it, the CPU widens the cache first (`tensor::ops::attention`).
+//! key and value as they load it, as the CPU does for a decoding step's rows (it widens a
+//! prefill's cache first, `tensor::ops::attention`).
 //! Both compute on the same half-precision values, so they agree as f32 attention does (1e-5
 //! absolute, 1e-4 relative: an online softmax sums in another order). Dense caches as views of
 //! a larger buffer (the live rows of a growing cache), MLA's values as the first columns of the

@@ -58,8 +58,9 @@ pub enum KvDtype {
     #[default]
     F32,
     /// Half the memory and half the bytes attention reads per token, for 2^-11 relative
-    /// rounding of each key and value (the GPU widens them as it loads them; the CPU widens the
-    /// cache each step, so there it saves memory, not time).
+    /// rounding of each key and value (what llama.cpp keeps by default). Both devices read the
+    /// cache as stored while decoding and widen each element as they load it; the CPU widens a
+    /// prefill's keys and values once per call.
     F16,
     /// As f16 with 2^-8 rounding and f32's range.
     Bf16,

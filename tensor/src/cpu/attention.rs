@@ -2,15 +2,23 @@
 //! block's scores over just the keys its mask leaves visible, a masked softmax per row, one GEMM
 //! with the values; memory is [block, keys], never [Tq, Tk]. Attention sinks (gpt-oss) add one
 //! logit per head to each row's softmax denominator.
+//!
+//! Keys and values are read in the dtype the cache keeps them in: q's own, or f16/bf16 under
+//! f32 queries (a half-precision KV cache), for the few query rows of a decoding step
+//! ([`HALF_KV_MAX_ROWS`]). Those are widened in registers by the matrix-vector kernels as they
+//! stream the cache, so a step reads half the bytes of an f32 cache and never copies it.
 
 use std::any::TypeId;
 use std::ops::Range;
 
 use rayon::prelude::*;
 
+use half::{bf16, f16};
+
 use crate::backend::AttentionSpec;
 use crate::{Error, FloatElement, HostData, Layout, Result};
 
+use super::matvec::Weight;
 use super::strided::{self, PARALLEL_MIN};
 use super::{isa, vmath};
 
@@ -31,15 +39,86 @@ pub fn attention(
     by_dtype("attention", q, k, v, sinks, &Dense { lq, lk, lv, spec })
 }
 
-/// An attention kernel over slices of one float type, holding the operands' layouts and its
-/// settings, so that [`by_dtype`] can run it on f32 or f64 data.
+/// An attention kernel over slices of one float type (keys and values possibly in a half type,
+/// see [`Kv`]), holding the operands' layouts and its settings, so that [`by_dtype`] can run it
+/// on f32 or f64 data.
 pub(super) trait Attend {
-    fn attend<T: FloatElement>(&self, q: &[T], k: &[T], v: &[T], sinks: Option<Vec<T>>) -> Vec<T>;
+    fn attend<T: FloatElement, K: Kv<T>>(&self, q: &[T], k: &[K], v: &[K], sinks: Option<Vec<T>>) -> Vec<T>;
 }
 
-/// Runs `kernel` on q, k, v and the optional sinks when all are f32 or all f64 (the sinks
-/// gathered into one row first); any other dtype is `op`'s error. Shared by the dense and the
-/// paged kernels.
+/// Query rows per head up to which keys and values kept in f16/bf16 are read as stored: a
+/// decoding step (or a few speculative rows). Past it the tensor layer widens them once for the
+/// whole call, which costs less than widening each key span again for every query block.
+pub const HALF_KV_MAX_ROWS: usize = DIRECT_ROWS;
+
+/// The element type keys and values are read in, under queries of type `T`: `T` itself, or
+/// bf16/f16 under f32 queries (a half-precision KV cache, for at most [`HALF_KV_MAX_ROWS`]
+/// query rows per head).
+pub(super) trait Kv<T>: Copy + Send + Sync + 'static {
+    /// [`gemm_into`] with `b` of this type.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_into(
+        dst: &mut [T],
+        dst_rs: usize,
+        a: (&[T], usize, usize),
+        b: (&[Self], usize, usize),
+        m: usize,
+        n: usize,
+        k: usize,
+        accumulate: bool,
+    );
+}
+
+impl<T: FloatElement> Kv<T> for T {
+    fn gemm_into(
+        dst: &mut [T],
+        dst_rs: usize,
+        (a, a_rs, a_cs): (&[T], usize, usize),
+        (b, b_rs, b_cs): (&[T], usize, usize),
+        m: usize,
+        n: usize,
+        k: usize,
+        accumulate: bool,
+    ) {
+        gemm_into(dst, dst_rs, a, a_rs, a_cs, b, b_rs, b_cs, m, n, k, accumulate);
+    }
+}
+
+/// A half-precision operand `b` straight through [`direct`], whatever the row count: the backend
+/// only passes half keys and values for a few query rows ([`HALF_KV_MAX_ROWS`] per head; a
+/// paged GQA group stacks its heads' rows, so `m` may reach a group's size times that), and
+/// each row's pass over the span is served from cache after the first.
+macro_rules! half_kv {
+    ($half:ty) => {
+        impl Kv<f32> for $half {
+            fn gemm_into(
+                dst: &mut [f32],
+                dst_rs: usize,
+                (a, a_rs, a_cs): (&[f32], usize, usize),
+                (b, b_rs, b_cs): (&[$half], usize, usize),
+                m: usize,
+                n: usize,
+                k: usize,
+                accumulate: bool,
+            ) {
+                if m == 0 || n == 0 || k == 0 {
+                    return;
+                }
+                assert!(a_cs == 1 && (b_rs == 1 || b_cs == 1), "half keys and values need contiguous rows");
+                assert!(dst.len() > (m - 1) * dst_rs + (n - 1));
+                assert!(a.len() > (m - 1) * a_rs + (k - 1));
+                assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+                direct(dst, dst_rs, (a, a_rs), (b, [b_rs, b_cs]), [m, n, k], accumulate);
+            }
+        }
+    };
+}
+half_kv!(bf16);
+half_kv!(f16);
+
+/// Runs `kernel` on q, k, v and the optional sinks when all are f32 or all f64, or with f32
+/// queries over f16/bf16 keys and values (the sinks gathered into one row first); any other
+/// dtype is `op`'s error. Shared by the dense and the paged kernels.
 pub(super) fn by_dtype(
     op: &str,
     q: &HostData,
@@ -57,6 +136,14 @@ pub(super) fn by_dtype(
         (HostData::F64(q), HostData::F64(k), HostData::F64(v), Some((HostData::F64(s), ls))) => {
             HostData::F64(kernel.attend(q, k, v, Some(strided::gather(s, ls))))
         }
+        (HostData::F32(q), HostData::BF16(k), HostData::BF16(v), None) => HostData::F32(kernel.attend(q, k, v, None)),
+        (HostData::F32(q), HostData::BF16(k), HostData::BF16(v), Some((HostData::F32(s), ls))) => {
+            HostData::F32(kernel.attend(q, k, v, Some(strided::gather(s, ls))))
+        }
+        (HostData::F32(q), HostData::F16(k), HostData::F16(v), None) => HostData::F32(kernel.attend(q, k, v, None)),
+        (HostData::F32(q), HostData::F16(k), HostData::F16(v), Some((HostData::F32(s), ls))) => {
+            HostData::F32(kernel.attend(q, k, v, Some(strided::gather(s, ls))))
+        }
         (q, _, _, _) => return Err(Error::unsupported_dtype(op, q.dtype())),
     })
 }
@@ -70,7 +157,7 @@ struct Dense<'a> {
 }
 
 impl Attend for Dense<'_> {
-    fn attend<T: FloatElement>(&self, q: &[T], k: &[T], v: &[T], sinks: Option<Vec<T>>) -> Vec<T> {
+    fn attend<T: FloatElement, K: Kv<T>>(&self, q: &[T], k: &[K], v: &[K], sinks: Option<Vec<T>>) -> Vec<T> {
         let Dense { lq, lk, lv, spec } = *self;
         // q is gathered (it is small); k and v are read in place through their strides, so a KV
         // cache is never copied.
@@ -102,13 +189,13 @@ impl Attend for Dense<'_> {
                 // scores = q_block @ k[lo..hi]^T, [rows, span]
                 let mut scores = vec![T::zero(); rows * span];
                 let (qb, keys) = (&qh[i0 * d..], &k[k_base + lo * ks[2]..]);
-                gemm_into(&mut scores, span, qb, d, 1, keys, 1, ks[2], rows, span, d, false);
+                K::gemm_into(&mut scores, span, (qb, d, 1), (keys, 1, ks[2]), rows, span, d, false);
                 for (r, row) in scores.chunks_mut(span).enumerate() {
                     softmax_row(row, lo, &ranges[r], sink, scale, cap);
                 }
                 // out_block = probs @ v[lo..hi], [rows, dv]
                 let (ob, values) = (&mut o[i0 * dv..(i0 + rows) * dv], &v[v_base + lo * vs[2]..]);
-                gemm_into(ob, dv, &scores, span, 1, values, vs[2], 1, rows, dv, span, false);
+                K::gemm_into(ob, dv, (&scores, span, 1), (values, vs[2], 1), rows, dv, span, false);
             }
         };
         if b * hq > 1 && out.len() * tk >= PARALLEL_MIN {
@@ -185,24 +272,23 @@ const DIRECT_ROWS: usize = 4;
 
 /// [`gemm_into`] for a few f32 rows of `a` (contiguous), on the matrix-vector kernels of
 /// `cpu::matvec`: with b's columns contiguous (key rows), dot products four columns at a time;
-/// with b's rows contiguous (value rows), four multiply-adds of rows at a time.
-/// (b's strides as [rows, columns], the shape as [m, n, k].)
-fn direct(
+/// with b's rows contiguous (value rows), four multiply-adds of rows at a time. `b` is f32, or
+/// f16/bf16 widened in registers. (b's strides as [rows, columns], the shape as [m, n, k].)
+fn direct<W: Weight>(
     dst: &mut [f32],
     dst_rs: usize,
     (a, a_rs): (&[f32], usize),
-    (b, [b_rs, b_cs]): (&[f32], [usize; 2]),
+    (b, [b_rs, b_cs]): (&[W], [usize; 2]),
     [m, n, k]: [usize; 3],
     accumulate: bool,
 ) {
-    use super::matvec::Weight;
     let isa = isa::active();
     for i in 0..m {
         let (row, out) = (&a[i * a_rs..][..k], &mut dst[i * dst_rs..][..n]);
         if b_rs == 1 {
             let column = |j: usize| &b[j * b_cs..][..k];
             for (j0, o) in (0..n).step_by(4).zip(out.chunks_mut(4)) {
-                let dots = f32::dot4(isa, row, std::array::from_fn(|t| column((j0 + t).min(n - 1))));
+                let dots = W::dot4(isa, row, std::array::from_fn(|t| column((j0 + t).min(n - 1))));
                 for (o, v) in o.iter_mut().zip(dots) {
                     *o = if accumulate { *o + v } else { v };
                 }
@@ -215,7 +301,7 @@ fn direct(
             for kk in (0..k).step_by(4) {
                 // Past the last row, a zero coefficient on row k - 1.
                 let coef = std::array::from_fn(|t| if kk + t < k { row[kk + t] } else { 0.0 });
-                f32::axpy4(isa, out, coef, std::array::from_fn(|t| b_row((kk + t).min(k - 1))));
+                W::axpy4(isa, out, coef, std::array::from_fn(|t| b_row((kk + t).min(k - 1))));
             }
         }
     }

@@ -220,11 +220,15 @@ impl Backend for CpuBackend {
     }
 }
 
-/// The CPU kernels take q, k and v of one dtype: a half-precision KV cache is widened by the
-/// tensor layer first (on this device that costs a copy per call; the GPU reads it as stored).
+/// The CPU kernels take q, k and v of one dtype, or a half-precision KV cache under f32 queries
+/// for a decoding step's few query rows ([`attention::HALF_KV_MAX_ROWS`]), read as stored.
+/// Longer queries (a prefill) over a half cache are refused as unsupported, so the tensor layer
+/// widens the keys and values once for the call instead.
 fn mixed_kv(op: &str, q: &Src, k: &Src) -> Result<()> {
-    if q.dtype != k.dtype {
-        return Err(Error::unsupported(op, format!("{} keys under {} queries", k.dtype, q.dtype)));
+    let rows = q.layout.dims()[2];
+    let half_step = q.dtype == DType::F32 && k.dtype.is_half() && rows <= attention::HALF_KV_MAX_ROWS;
+    if q.dtype != k.dtype && !half_step {
+        return Err(Error::unsupported(op, format!("{} keys under {} queries over {rows} rows", k.dtype, q.dtype)));
     }
     Ok(())
 }

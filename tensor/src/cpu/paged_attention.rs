@@ -2,14 +2,15 @@
 //! fixed-size blocks of a shared pool, listed by its block table. The kernel walks the table in
 //! place (nothing is gathered): for each kv head, the queries of its whole GQA group are scored
 //! block by block against the keys they can see, softmaxed per row, and the values are summed
-//! block by block into the output. Scores are [group * rows, keys]; the pool is never copied.
+//! block by block into the output. Scores are [group * rows, keys]; the pool is never copied,
+//! and f16/bf16 pools are read as stored for a decoding step's rows (see `attention`).
 
 use rayon::prelude::*;
 
 use crate::backend::AttentionSpec;
 use crate::{FloatElement, HostData, Layout, Result};
 
-use super::attention::{Attend, by_dtype, gemm_into, softmax_row, visible_keys};
+use super::attention::{Attend, Kv, by_dtype, softmax_row, visible_keys};
 use super::strided;
 
 /// Query rows (per head) per task.
@@ -61,7 +62,7 @@ struct Paged<'a> {
 }
 
 impl Attend for Paged<'_> {
-    fn attend<T: FloatElement>(&self, q: &[T], k: &[T], v: &[T], sinks: Option<Vec<T>>) -> Vec<T> {
+    fn attend<T: FloatElement, K: Kv<T>>(&self, q: &[T], k: &[K], v: &[K], sinks: Option<Vec<T>>) -> Vec<T> {
         let Paged { lq, lk, lv, ref table, spec } = *self;
         let q = strided::gather(q, lq);
         let [hq, tq, d] = [lq.dims()[1], lq.dims()[2], lq.dims()[3]];
@@ -96,7 +97,7 @@ impl Attend for Paged<'_> {
                 let mut scores = vec![T::zero(); m * span];
                 for (from, n, block, row) in table.pieces(lo, hi) {
                     let keys = &k[k_base + block * ks[0] + row * ks[2]..];
-                    gemm_into(&mut scores[from - lo..], span, &qb, d, 1, keys, 1, ks[2], m, n, d, false);
+                    K::gemm_into(&mut scores[from - lo..], span, (&qb, d, 1), (keys, 1, ks[2]), m, n, d, false);
                 }
                 for (r, row) in scores.chunks_mut(span).enumerate() {
                     let sink = sinks.as_ref().map(|s| s[kvh * group + r / rows]);
@@ -106,7 +107,7 @@ impl Attend for Paged<'_> {
                 let mut ob = vec![T::zero(); m * dv];
                 for (from, n, block, row) in table.pieces(lo, hi) {
                     let values = &v[v_base + block * vs[0] + row * vs[2]..];
-                    gemm_into(&mut ob, dv, &scores[from - lo..], span, 1, values, vs[2], 1, m, dv, n, true);
+                    K::gemm_into(&mut ob, dv, (&scores[from - lo..], span, 1), (values, vs[2], 1), m, dv, n, true);
                 }
                 for g in 0..group {
                     o[(g * tq + i0) * dv..(g * tq + i0 + rows) * dv]
