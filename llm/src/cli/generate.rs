@@ -111,13 +111,15 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     if let (Some(prompt_text), Some(_), false) = (args.prompt, &text, args.json) {
         write!(stdout, "{prompt_text}").and_then(|_| stdout.flush()).map_err(write_err)?;
     }
-    // GPU work per decoded token is counted from the first token on: the first step (prefill)
-    // compiles pipelines and allocates the cache, the steady steps are what decoding costs.
-    let mut after_first: Option<gpu::GpuCounters> = None;
+    // GPU work per decoded token is counted over the steady steps: the prefill compiles
+    // pipelines and allocates the cache, and the first decoding step compiles the kernels of
+    // one-row shapes; what comes after is what decoding costs. Snapshots after the first and
+    // second tokens (the first serves a generation of two tokens).
+    let mut snapshots: Vec<gpu::GpuCounters> = Vec::with_capacity(2);
     let (ids, timings) =
         generate_timed(&loaded.model, &prompt, args.max_new_tokens, args.sampling, &stop, &device, |token| {
-            if after_first.is_none() {
-                after_first = Some(gpu::counters());
+            if snapshots.len() < 2 {
+                snapshots.push(gpu::counters());
             }
             if args.json || stop.eos.contains(&token) {
                 return Ok(());
@@ -141,9 +143,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         drop(stdout);
         let mut stats = Stats::new(&timings, &device);
         if !device.is_cpu()
-            && let Some(first) = after_first
+            && let Some(start) = snapshots.last()
         {
-            stats.gpu = Some(gpu::counters().delta(&first).per_token(timings.new_tokens.saturating_sub(1)));
+            let steps = timings.new_tokens.saturating_sub(snapshots.len());
+            stats.gpu = Some(gpu::counters().delta(start).per_token(steps));
         }
         if !device.is_cpu() {
             stats.gpu_kernels = gpu::backend().map(|b| b.stats.profile.slowest(8)).unwrap_or_default();
@@ -165,8 +168,9 @@ pub struct Stats {
     /// Resident memory when generation ended (VmRSS): weights, cache and buffers, without what
     /// loading held only for a while (the mapped checkpoint file).
     pub rss_bytes: Option<u64>,
-    /// On a GPU: the runtime's work per decoded token after the first (submits, dispatches,
-    /// blocking readbacks, buffer allocations, pipeline compilations, bytes uploaded).
+    /// On a GPU: the runtime's work per decoded token over the steady steps, from the third
+    /// token on (submits, dispatches, blocking readbacks, buffer allocations, pipeline
+    /// compilations, bytes uploaded).
     pub gpu: Option<gpu::PerToken>,
     /// With `LLM_GPU_PROFILE=1` on a GPU with timestamp queries: the kernels that took the most
     /// GPU time over the whole generation, slowest first.
