@@ -14,7 +14,8 @@ tools/configs/qwen3-1.7b.json) with random weights (fixed seed; no download) and
 Then, for each weight format and each runtime that takes it, measures at batch 1 with --threads:
   prefill   tokens/s of a --prompt-len token prompt (to the first chosen token: the last
             position's logits only)
-  decode    tokens/s of the --new-tokens greedy tokens after it, with the KV cache
+  decode    tokens/s of the --new-tokens greedy tokens after it, with the KV cache (ours in
+            --kv-dtype, f16 by default as llama.cpp's)
 and the streaming read bandwidth of the machine (PyTorch summing a 1 GiB array on the same
 threads), from which decode's roofline: bandwidth / weight bytes read per token.
 Every runtime runs in this one process, one after another, so the ratios hold on
@@ -62,6 +63,8 @@ def parse_args():
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--formats", nargs="+", choices=FORMATS + EXTRA_FORMATS, default=FORMATS)
     ap.add_argument("--repeats", type=int, default=2, help="runs per measurement; the best is kept")
+    ap.add_argument("--kv-dtype", choices=["f32", "bf16", "f16"], default="f16",
+                    help="our KV cache (default f16, what llama.cpp keeps; PyTorch keeps the weights' dtype)")
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--skip-llama", action="store_true")
     ap.add_argument("--llm", default=os.path.join(REPO, "target", "release", "llm"), help="the llm binary")
@@ -242,7 +245,7 @@ def run_ours(args, model_path, prompt):
     for _ in range(args.repeats):
         cmd = [args.llm, "--threads", str(args.threads), "generate", "--model", model_path, "--prompt-ids",
                ",".join(map(str, prompt)), "--max-new-tokens", str(args.new_tokens + 1), "--temperature", "0",
-               "--device", "cpu", "--stats", "--json"]
+               "--device", "cpu", "--kv-dtype", args.kv_dtype, "--stats", "--json"]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
@@ -374,7 +377,7 @@ def main():
         f"Measured {datetime.date.today()} on {cpu} ({isa}), {args.threads} threads, by `tools/bench_peers.py`: "
         f"{shape_name(args)} shape, random weights, a {args.prompt_len}-token prompt then {args.new_tokens} greedy tokens. "
         f"Streaming read bandwidth {bw / 1e9:.1f} GB/s (PyTorch sum of 1 GiB); roofline = bandwidth / weight "
-        f"bytes read per token.",
+        f"bytes read per token. KV cache: ours {args.kv_dtype}, llama.cpp f16 (its default), PyTorch the weights' dtype.",
         "",
         "| weights | prefill tok/s: ours / llama.cpp / PyTorch | ours vs the faster | decode tok/s: ours / llama.cpp "
         "/ PyTorch | ours vs llama.cpp | ours vs roofline | memory while generating (ours) |",
