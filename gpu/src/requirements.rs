@@ -11,7 +11,7 @@
 /// Vulkan, Metal and DX12 adapter meets them; GL ES 3.0 and WebGL2 adapters (no compute
 /// shaders, no storage buffers) do not.
 pub struct Needs {
-    /// `expert.wgsl`: two activations, ids, weights, and the output.
+    /// `expert_matvec.wgsl`: x, the weights, the output, the ids and the error flag.
     pub storage_buffers_per_stage: u32,
     /// `@workgroup_size(256)` and `(16, 16)`.
     pub invocations_per_workgroup: u32,

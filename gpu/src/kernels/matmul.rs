@@ -1,25 +1,30 @@
 //! Launchers of matmul (tiled, `matmul.wgsl`, with a separate matrix-vector kernel when M = 1,
-//! `matvec.wgsl`) and of the
-//! mixture-of-experts matmul. The weight operand may be f32, bf16 or f16 (read packed and widened
-//! in the kernel, accumulated in f32), so half-precision weights halve memory traffic on any
-//! adapter. Tolerance against the CPU: relative ~1e-6 * sqrt(K) (f32 sums in another order).
+//! `matvec.wgsl`) and, in `expert`, of the mixture-of-experts matmul, which reuses their readers
+//! and the matrix-vector entry points. The weight operand may be f32, bf16 or f16 (read packed
+//! and widened in the kernel, accumulated in f32), so half-precision weights halve memory traffic
+//! on any adapter. Tolerance against the CPU: relative ~1e-6 * sqrt(K) (f32 sums in another
+//! order).
 
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 use tensor::{BufferRef, DType, Error, Layout, Result, Shape, Src};
 
-use super::{grid_1d, groups_2d, source};
+use super::{groups_2d, source};
 use crate::backend::GpuBackend;
 use crate::pipelines::{Access, KernelKey};
 use crate::recorder::Binding;
 use crate::split::Rows;
 
+mod expert;
+
+pub use expert::{ExpertPath, expert_matmul, expert_path, force_expert_path};
+pub(crate) use expert::{TILE_M as EXPERT_TILE_M, plan as expert_plan};
+
 const TILED: &str = include_str!("matmul.wgsl");
 const MATVEC: &str = include_str!("matvec.wgsl");
 const MATVEC_TREE: &str = include_str!("matvec_tree.wgsl");
 const MATVEC_SUBGROUP: &str = include_str!("matvec_subgroup.wgsl");
-const EXPERT: &str = include_str!("expert.wgsl");
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -44,16 +49,6 @@ struct MatvecParams {
     a_col: u32,
     pad1: u32,
     b: [u32; 4],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ExpertParams {
-    rows: u32,
-    n: u32,
-    k: u32,
-    experts: u32,
-    w: [u32; 4],
 }
 
 /// The weight operand's element type: f32, or half precision read packed two to a word.
@@ -174,24 +169,6 @@ impl KernelKey for Matvec {
             &format!("{MATVEC}\n{entry}"),
         );
         if shader_f16 { format!("enable f16;\n{kernel}") } else { kernel }
-    }
-}
-
-/// The mixture-of-experts product (`expert.wgsl`) for one weight type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Expert(Weight);
-
-impl KernelKey for Expert {
-    fn name(&self) -> String {
-        format!("expert/{}", self.0.tag())
-    }
-
-    fn buffers(&self) -> &'static [Access] {
-        &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite]
-    }
-
-    fn source(&self) -> String {
-        source(self.0.reader(), EXPERT)
     }
 }
 
@@ -451,45 +428,4 @@ fn product(b: &GpuBackend, weight: Weight, lhs: &Src, w: WeightView, out: Bindin
         }
         b.dispatch_bound(OP, kernel, &params, vec![a_binding, w.binding, out], groups)
     }
-}
-
-pub fn expert_matmul(b: &GpuBackend, x: Src, weights: Src, ids: Src) -> Result<BufferRef> {
-    const OP: &str = "expert_matmul";
-    if x.dtype != DType::F32 {
-        return Err(Error::unsupported_dtype(OP, x.dtype));
-    }
-    let weight = Weight::of(weights.dtype)?;
-    let (rows, k) = (x.layout.dims()[0], x.layout.dims()[1]);
-    let (experts, n) = (weights.layout.dims()[0], weights.layout.dims()[2]);
-    let xs = super::copy::contiguous(b, OP, x)?;
-    let id_buffer = match ids.dtype {
-        DType::U32 | DType::I64 => super::copy::cast(b, ids, DType::U32)?,
-        other => return Err(Error::dtype(OP, format!("ids must be u32 or i64, got {other}"))),
-    };
-    let id_buffer = id_buffer
-        .as_any()
-        .downcast_ref::<crate::pool::GpuBuffer>()
-        .map(|g| g.buffer.clone())
-        .ok_or_else(|| Error::backend(OP, "foreign buffer"))?;
-    let out = b.alloc(OP, rows * n, DType::F32)?;
-    if rows * n > 0 {
-        let kernel = b.kernel(&Expert(weight))?;
-        let ws = weights.layout.strides();
-        let w = u32s(OP, &[weights.layout.offset(), ws[0], ws[1], ws[2]])?;
-        let params = ExpertParams {
-            rows: rows as u32,
-            n: n as u32,
-            k: k as u32,
-            experts: experts as u32,
-            w: [w[0], w[1], w[2], w[3]],
-        };
-        b.dispatch(
-            OP,
-            kernel,
-            &params,
-            &[&xs.buffer, &b.buffer(OP, &weights)?.buffer, &id_buffer, &out.buffer, &b.error_flag()],
-            grid_1d(rows * n),
-        )?;
-    }
-    Ok(Arc::new(out))
 }

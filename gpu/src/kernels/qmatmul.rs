@@ -3,8 +3,11 @@
 //! blocks on the device (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, MXFP4, FP8_E4M3) and each kernel decodes a 32-element unit at a
 //! time with ggml's formulas (`qunit_<type>.wgsl`), never an f32 copy of the matrix. Up to
 //! [`MATVEC_MAX_M`] activation rows (decode, small batches) take `qmatvec.wgsl`, which reads
-//! each weight once for all rows; more take the tiled `qmatmul.wgsl`. The CPU's counterparts
-//! are `tensor::quant::qmatmul`.
+//! each weight once for all rows; more take the tiled `qmatmul.wgsl`. The mixture-of-experts
+//! product takes the matrix-vector `qexperts.wgsl` per row for a few rows, and for many the plan
+//! of the f32 experts' grouped product (`matmul::expert_plan`) and the tiled `qexpert_gemm.wgsl`,
+//! chosen as that product chooses (`matmul::expert_path`). The CPU's counterparts are
+//! `tensor::quant::qmatmul`.
 //! Tolerance against the CPU's f32 product of the dequantized matrix: ~1e-6 relative *
 //! sqrt(K) (the decoded values are identical; only the order of the f32 sums differs).
 
@@ -14,15 +17,18 @@ use bytemuck::{Pod, Zeroable};
 use tensor::quant::GgmlType;
 use tensor::{BufferRef, DType, Error, Result, Src};
 
+use super::matmul::ExpertPath;
 use super::{grid_1d, groups_2d, source};
 use crate::backend::GpuBackend;
 use crate::pipelines::{Access, KernelKey};
+use crate::recorder::Binding;
 
 const PARAMS: &str = include_str!("qmatmul_params.wgsl");
 const MATVEC: &str = include_str!("qmatvec.wgsl");
 const TILED: &str = include_str!("qmatmul.wgsl");
 const ROWS: &str = include_str!("qrows.wgsl");
 const EXPERTS: &str = include_str!("qexperts.wgsl");
+const GROUPED_EXPERTS: &str = include_str!("qexpert_gemm.wgsl");
 
 /// Activation rows up to which the matrix-vector kernel runs (its `MAX_M`).
 pub const MATVEC_MAX_M: usize = 8;
@@ -30,6 +36,8 @@ pub const MATVEC_MAX_M: usize = 8;
 const MATVEC_ROWS: usize = 8;
 const TILE_M: usize = 32;
 const TILE_N: usize = 64;
+// `qexpert_gemm.wgsl` has `qmatmul.wgsl`'s tile, whose rows must be a tile of the experts' plan.
+const _: () = assert!(TILE_M == super::matmul::EXPERT_TILE_M);
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -52,8 +60,10 @@ enum Kind {
     Tiled,
     /// The rows ids pick.
     Rows,
-    /// Products of each row with its own expert's matrix.
+    /// Products of each row with its own expert's matrix, a row at a time.
     Experts,
+    /// The same with the rows grouped by expert, tiled.
+    GroupedExperts,
 }
 
 /// One kernel on quantized blocks: the block type and what it does.
@@ -87,6 +97,7 @@ impl KernelKey for Kernel {
         match self.kind {
             Kind::Rows => &[Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
             Kind::Experts => &[Access::Read, Access::Read, Access::ReadWrite, Access::Read, Access::ReadWrite],
+            Kind::GroupedExperts => &[Access::Read, Access::Read, Access::ReadWrite, Access::Read],
             Kind::Matvec | Kind::Tiled => &[Access::Read, Access::Read, Access::ReadWrite],
         }
     }
@@ -98,6 +109,7 @@ impl KernelKey for Kernel {
             Kind::Tiled => TILED,
             Kind::Rows => ROWS,
             Kind::Experts => EXPERTS,
+            Kind::GroupedExperts => GROUPED_EXPERTS,
         };
         source(&format!("{PARAMS}\n{unit}"), body)
     }
@@ -152,7 +164,9 @@ pub fn qindex_select(b: &GpuBackend, words: Src, ty: GgmlType, n: usize, k: usiz
 
 /// Row `r` of `x` [m, k] f32 times the transpose of expert `ids[r]`'s [n, k] matrix, the
 /// `experts` matrices of `ty` blocks stacked in `words` as one [experts n, k] matrix: [m, n] f32.
-/// An expert id past the stack sets the error flag and gives zeros.
+/// An expert id past the stack sets the error flag and gives zeros. A few rows go one at a time
+/// (`qexperts.wgsl`); many are grouped by expert (see the module's documentation), so each
+/// expert's blocks are decoded once per tile of its rows.
 #[allow(clippy::too_many_arguments)]
 pub fn qexpert_matmul(
     b: &GpuBackend,
@@ -183,9 +197,23 @@ pub fn qexpert_matmul(
     let (xb, _keep) = super::copy::contiguous_f32(b, OP, x)?;
     let (id_buffer, _keep_ids) = super::index::ids_u32(b, OP, ids)?;
     let wb = b.buffer(OP, &words)?.buffer.clone();
-    let kernel = b.kernel(&Kernel { ty, kind: Kind::Experts })?;
-    let buffers = [&xb, &wb, &out.buffer, &id_buffer, &b.error_flag()];
-    b.dispatch(OP, kernel, &params, &buffers, groups_2d(m * n.div_ceil(MATVEC_ROWS)))?;
+    if super::matmul::expert_path(m, experts) == ExpertPath::PerRow {
+        let kernel = b.kernel(&Kernel { ty, kind: Kind::Experts })?;
+        let buffers = [&xb, &wb, &out.buffer, &id_buffer, &b.error_flag()];
+        b.dispatch(OP, kernel, &params, &buffers, groups_2d(m * n.div_ceil(MATVEC_ROWS)))?;
+        return Ok(Arc::new(out));
+    }
+    let blocks = n.div_ceil(TILE_N);
+    if blocks > 65_535 {
+        return Err(Error::backend(
+            OP,
+            format!("{n} columns make {blocks} blocks of {TILE_N}, past the GPU grid (65535)"),
+        ));
+    }
+    let (plan, tiles) =
+        super::matmul::expert_plan(b, OP, m, experts, n, Binding::whole(&id_buffer), Binding::whole(&out.buffer))?;
+    let kernel = b.kernel(&Kernel { ty, kind: Kind::GroupedExperts })?;
+    b.dispatch(OP, kernel, &params, &[&xb, &wb, &out.buffer, &plan.buffer], [blocks as u32, tiles, 1])?;
     Ok(Arc::new(out))
 }
 
