@@ -18,6 +18,7 @@
 //! See `gpu/README.md` for how an op becomes a dispatch, with one kernel walked through.
 
 pub mod backend;
+mod bind_groups;
 mod block_tables;
 pub mod context;
 pub mod counters;

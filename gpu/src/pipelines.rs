@@ -90,7 +90,9 @@ impl Pipelines {
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: false,
+                    // Each dispatch's parameters sit at their own offset of one arena buffer:
+                    // dynamic, so one bind group serves the dispatch wherever they land.
+                    has_dynamic_offset: true,
                     min_binding_size: None,
                 },
                 count: None,

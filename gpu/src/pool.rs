@@ -112,7 +112,14 @@ impl Pool {
             return;
         }
         self.pooled_bytes.fetch_add(size, Ordering::Relaxed);
-        self.free.lock().unwrap_or_else(|p| p.into_inner()).entry(size).or_default().push(buffer);
+        // Kept in a fixed order (largest first, so `pop` hands out the smallest), not in the order
+        // they came back: a loop that frees its buffers in a different order from one step to the
+        // next still gets the same buffers at the same points, and so the same bind groups
+        // (`bind_groups.rs`).
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let list = free.entry(size).or_default();
+        let at = list.partition_point(|b| **b > *buffer);
+        list.insert(at, buffer);
     }
 }
 

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use tensor::Result;
 
+use crate::bind_groups::BindGroups;
 use crate::context::Context;
 use crate::counters;
 use crate::pipelines::Kernel;
@@ -47,7 +48,7 @@ impl Binding {
         self.range.map_or(self.buffer.size(), |(_, size)| size)
     }
 
-    fn resource(&self) -> wgpu::BindingResource<'_> {
+    pub(crate) fn resource(&self) -> wgpu::BindingResource<'_> {
         match self.range {
             None => self.buffer.as_entire_binding(),
             Some((offset, size)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -139,6 +140,7 @@ pub struct Batch {
     staged: Vec<u8>,
     uniforms: Arena,
     staging: Arena,
+    bind_groups: BindGroups,
 }
 
 impl Default for Batch {
@@ -149,6 +151,7 @@ impl Default for Batch {
             staged: Vec::new(),
             uniforms: Arena::new("parameters", wgpu::BufferUsages::UNIFORM),
             staging: Arena::new("uploads", wgpu::BufferUsages::COPY_SRC),
+            bind_groups: BindGroups::default(),
         }
     }
 }
@@ -290,6 +293,7 @@ impl Batch {
         let dispatches = commands.iter().filter(|c| matches!(c, Command::Dispatch { .. })).count() as u64;
         let device = &ctx.device;
         let (uniform_arena, staging_arena) = (&self.uniforms, &self.staging);
+        let bind_groups = &mut self.bind_groups;
         let timestamps = (stats.profile.is_on() && ctx.features.timestamps && dispatches > 0)
             .then(|| Timestamps::new(ctx, dispatches as u32));
         let mut names = Vec::new();
@@ -323,25 +327,11 @@ impl Batch {
                         while let Some(Command::Dispatch { kernel, params: (offset, size), buffers, groups }) =
                             commands.get(i)
                         {
-                            let mut entries = vec![wgpu::BindGroupEntry {
-                                binding: 0,
-                                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                    buffer: uniforms,
-                                    offset: *offset,
-                                    size: wgpu::BufferSize::new(*size),
-                                }),
-                            }];
-                            for (b, buffer) in buffers.iter().enumerate() {
-                                entries
-                                    .push(wgpu::BindGroupEntry { binding: b as u32 + 1, resource: buffer.resource() });
-                            }
-                            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                                label: None,
-                                layout: &kernel.layout,
-                                entries: &entries,
-                            });
+                            // The parameters at a dynamic offset: the same bind group serves
+                            // this dispatch in every step (`bind_groups.rs`).
+                            let bind_group = bind_groups.get(device, &kernel.layout, uniforms, *size, buffers);
                             pass.set_pipeline(&kernel.pipeline);
-                            pass.set_bind_group(0, &bind_group, &[]);
+                            pass.set_bind_group(0, &bind_group, &[*offset as u32]);
                             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
                             i += 1;
                             if timestamps.is_some() {
@@ -358,6 +348,7 @@ impl Batch {
                 encoder.copy_buffer_to_buffer(&t.resolved, 0, &t.readback, 0, 8 * count as u64);
             }
             ctx.queue.submit(Some(encoder.finish()));
+            bind_groups.end_submission();
             uniform_arena.release_after_submission(ctx, uniforms.clone());
             if let Some(staging) = staging {
                 staging_arena.release_after_submission(ctx, staging);
@@ -370,7 +361,6 @@ impl Batch {
         stats.submissions.fetch_add(1, Ordering::Relaxed);
         counters::add(&counters::SUBMITS, 1);
         counters::add(&counters::DISPATCHES, dispatches);
-        counters::add(&counters::BIND_GROUPS, dispatches);
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! What one decode step costs the GPU runtime, counted: after the first decoded token, each step
 //! of cached generation may wait for the GPU once (the logits it samples from), submit at most
-//! twice, and neither create a buffer nor compile a kernel. Every wait is a full drain of the
+//! twice, and neither create a buffer nor compile a kernel, and it reuses the bind groups of the
+//! steps before (at most one new per ten dispatches). Every wait is a full drain of the
 //! queue and every allocation a driver call, which on a real GPU cost more than the step's
 //! arithmetic at batch 1. Run on the tiny checkpoints of each attention kind: dense GQA, MLA
 //! (deepseek_v3), sliding windows (gemma3), chunks and NoPE (llama4), and MoE (qwen3_moe,
@@ -90,6 +91,15 @@ fn decode_steps_do_not_drain_allocate_or_compile() -> llm::Result<()> {
         if readbacks > 1 || allocations > 0 || compilations > 0 || submits > 2 {
             failures.push(format!(
                 "{name}: worst step had {readbacks} readbacks, {allocations} buffer allocations, {compilations} compilations, {submits} submits"
+            ));
+        }
+        // Steady steps reuse the bind groups of the steps before (`gpu/src/bind_groups.rs`):
+        // a few are new where a buffer changes (a sliding window's cache moving), not one per
+        // dispatch as before.
+        if total.bind_groups * 10 > total.dispatches {
+            failures.push(format!(
+                "{name}: {} bind groups created for {} dispatches over the steady steps",
+                total.bind_groups, total.dispatches
             ));
         }
     }
