@@ -115,6 +115,19 @@ fn every_reduction_on_every_axis() -> Result<()> {
     // Ties go to the first index, as on the CPU.
     let ties = Tensor::from_vec(vec![1.0f32, 5.0, 5.0, 2.0], [1, 4], &cpu())?;
     same_on_both(&g, &[ties], 0.0, 0.0, "argmax ties", |x| x[0].argmax(-1, false))?;
+    // NaN wins max, min and their args (the first NaN), as on the CPU: greedy decoding on a GPU
+    // relies on it to see NaN logits it never reads back. Rows long enough for the tree.
+    let mut values = randn([3, 700], 7, &cpu())?.to_vec::<f32>()?;
+    values[5] = f32::NAN;
+    values[700 + 650] = f32::NAN;
+    values[700 + 3] = f32::NAN;
+    values[1400 + 10] = f32::INFINITY;
+    let with_nan = Tensor::from_vec(values, [3, 700], &cpu())?;
+    for op in ReduceOp::ALL.into_iter().filter(|op| !matches!(op, ReduceOp::Sum)) {
+        same_on_both(&g, std::slice::from_ref(&with_nan), 0.0, 0.0, &format!("{} with NaN", op.name()), |x| {
+            x[0].reduce(op, -1, false)
+        })?;
+    }
     Ok(())
 }
 
@@ -150,6 +163,9 @@ fn topk_on_rows_and_columns() -> Result<()> {
     }
     let ties = Tensor::from_vec(vec![2.0f32, 5.0, 5.0, 5.0, 1.0], [1, 5], &cpu())?;
     same_on_both(&g, &[ties], 0.0, 0.0, "topk ties", |x| Ok(x[0].topk(3, -1)?.1))?;
+    // NaN ranks first, as on the CPU (a router must see it).
+    let nan = Tensor::from_vec(vec![2.0f32, f32::NAN, 5.0, 1.0, f32::NAN], [1, 5], &cpu())?;
+    same_on_both(&g, &[nan], 0.0, 0.0, "topk NaN", |x| Ok(x[0].topk(3, -1)?.1))?;
     Ok(())
 }
 

@@ -77,10 +77,11 @@ impl Elem {
         }
     }
 
-    /// WGSL's test for NaN on a value `x` of this type.
+    /// WGSL's test for NaN on a value `x` of this type, by the bits (`x != x` may be folded to
+    /// false: WGSL lets a compiler assume floats are never NaN).
     pub fn nan_check(self) -> &'static str {
         match self {
-            Elem::F32 => "x != x",
+            Elem::F32 => "(bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u",
             Elem::U32 => "false",
         }
     }
