@@ -94,16 +94,15 @@ pub fn generate_timed(
             // Only the last position's logits are needed: the head runs on one row.
             let logits = model.forward_last(&ids, position, Some(&mut caches))?;
             position += input.len();
-            let last = logits.value().to_dtype(DType::F32)?.to_vec::<f32>()?;
-            // NaN logits would make every draw meaningless (and sampling silently picks the last
-            // candidate); -inf is left alone, it only rules a token out.
-            if let Some(bad) = last.iter().find(|x| x.is_nan() || **x == f32::INFINITY) {
-                return Err(Error::numeric(format!(
-                    "the logits after {} tokens hold {bad}: a weight or an activation is not finite; run with --check-finite (or LLM_CHECK_FINITE=1) to find the first layer that produced it",
-                    tokens.len()
-                )));
-            }
-            let next = sampler.pick(&last);
+            let next = if greedy_on_device(&sampling, device, vocab) {
+                let (best, max) = argmax_on_device(&logits.value())?;
+                check_finite(&[max], tokens.len())?;
+                best
+            } else {
+                let last = logits.value().to_dtype(DType::F32)?.to_vec::<f32>()?;
+                check_finite(&last, tokens.len())?;
+                sampler.pick(&last)
+            };
             tokens.push(next);
             timings.new_tokens += 1;
             if step == 0 {
@@ -118,6 +117,35 @@ pub fn generate_timed(
         timings.decode = started.elapsed().saturating_sub(timings.prefill);
         Ok((tokens, timings))
     })
+}
+
+/// NaN logits would make every draw meaningless (and sampling silently picks the last
+/// candidate); -inf is left alone, it only rules a token out.
+fn check_finite(logits: &[f32], seen: usize) -> Result<()> {
+    if let Some(bad) = logits.iter().find(|x| x.is_nan() || **x == f32::INFINITY) {
+        return Err(Error::numeric(format!(
+            "the logits after {seen} tokens hold {bad}: a weight or an activation is not finite; run with --check-finite (or LLM_CHECK_FINITE=1) to find the first layer that produced it"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether greedy decoding picks its tokens on the device: on a GPU, where reading the whole row
+/// of logits back (600 KB a token for a 151,936-token vocabulary) costs more than reducing it
+/// there, and while an id is exact as an f32 (it travels back beside the maximum).
+fn greedy_on_device(sampling: &Sampling, device: &Device, vocab: usize) -> bool {
+    sampling.temperature == 0.0 && !device.is_cpu() && vocab <= 1 << 24
+}
+
+/// The argmax of a row of logits and its value, reduced on the logits' device and read back
+/// together (one wait, 8 bytes). Ties go to the lower id and NaN wins, as [`crate::sample::argmax`]
+/// and the maximum do, so a NaN anywhere in the row comes back as the maximum and is refused.
+fn argmax_on_device(logits: &Tensor) -> Result<(u32, f32)> {
+    let row = logits.to_dtype(DType::F32)?.flatten_all()?;
+    let max = row.max(0usize, true)?;
+    let best = row.argmax(0usize, true)?.to_dtype(DType::F32)?;
+    let both = Tensor::cat(&[&best, &max], 0)?.to_vec::<f32>()?;
+    Ok((both[0] as u32, both[1]))
 }
 
 /// Greedy decoding without a cache: every step reruns the whole sequence. Slow; the reference
