@@ -496,6 +496,16 @@ impl Backend for GpuBackend {
         kernels::rope::rope(self, x, cos, sin, interleaved)
     }
 
+    fn rms_norm_rope(
+        &self,
+        x: Src,
+        weight: Option<Src>,
+        spec: RmsNormSpec,
+        rope: (Src, Src, bool),
+    ) -> Result<BufferRef> {
+        kernels::rms_norm::rms_norm_rope(self, x, weight, spec, rope)
+    }
+
     fn glu(&self, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef> {
         kernels::glu::glu(self, gate, up, act)
     }

@@ -387,6 +387,56 @@ fn fused_norm_rope_and_gated_unit() -> Result<()> {
             t[0].rope(&t[1], &t[2], interleaved)
         })?;
     }
+    // RMSNorm then RoPE in one dispatch, against the CPU's two ops: every weight form, both
+    // pair layouts, heads wider than a workgroup (d = 600 > 2 x 256), a transposed view of heads.
+    let head_w = randn([8], 85, &cpu())?;
+    for interleaved in [false, true] {
+        for (weight, add_unit_offset) in [(true, false), (true, true), (false, false)] {
+            let spec = RmsNormSpec { eps: 1e-6, add_unit_offset };
+            let what = format!("rms_norm_rope weight {weight} offset {add_unit_offset} interleaved {interleaved}");
+            same_on_both(&g, &[q.clone(), head_w.clone(), cos.clone(), sin.clone()], 1e-5, 1e-5, &what, |t| {
+                t[0].rms_norm_rope(weight.then_some(&t[1]), spec, &t[2], &t[3], interleaved)
+            })?;
+        }
+        let heads_view = randn([2, 7, 3, 8], 86, &cpu())?.transpose(1, 2)?;
+        same_on_both(
+            &g,
+            &[heads_view, head_w.clone(), cos.clone(), sin.clone()],
+            1e-5,
+            1e-5,
+            "rms_norm_rope view",
+            |t| {
+                t[0].rms_norm_rope(
+                    Some(&t[1]),
+                    RmsNormSpec { eps: 1e-6, add_unit_offset: false },
+                    &t[2],
+                    &t[3],
+                    interleaved,
+                )
+            },
+        )?;
+    }
+    // Tables as rows of larger ones (views at an offset, bound in place): narrowed on each
+    // device, so the GPU side binds the larger buffer with the offset.
+    let big = uniform([12, 4], 0.0, 6.0, 90, &cpu())?;
+    let rows = |t: &Tensor, f: fn(&Tensor) -> Result<Tensor>| f(t)?.narrow(0, 5, 7);
+    same_on_both(&g, &[q.clone(), head_w.clone(), big.clone()], 1e-5, 1e-5, "rms_norm_rope table rows", |t| {
+        let (c, s) = (rows(&t[2], |a| a.cos())?, rows(&t[2], |a| a.sin())?);
+        t[0].rms_norm_rope(Some(&t[1]), RmsNormSpec { eps: 1e-6, add_unit_offset: false }, &c, &s, true)
+    })?;
+    same_on_both(&g, &[q.clone(), big], 1e-6, 1e-5, "rope table rows", |t| {
+        t[0].rope(&rows(&t[1], |a| a.cos())?, &rows(&t[1], |a| a.sin())?, false)
+    })?;
+    let wide = randn([1, 2, 3, 600], 87, &cpu())?;
+    let wide_angles = uniform([3, 300], 0.0, 6.0, 88, &cpu())?;
+    same_on_both(
+        &g,
+        &[wide, randn([600], 89, &cpu())?, wide_angles.cos()?, wide_angles.sin()?],
+        1e-5,
+        1e-5,
+        "rms_norm_rope wide heads",
+        |t| t[0].rms_norm_rope(Some(&t[1]), RmsNormSpec { eps: 1e-6, add_unit_offset: false }, &t[2], &t[3], false),
+    )?;
     let up = randn([3, 7, 33], 84, &cpu())?;
     for act in [GluActivation::Silu, GluActivation::GeluTanh] {
         same_on_both(&g, &[x.clone(), up.clone()], 1e-6, 1e-5, "glu", |t| t[0].glu(&t[1], act))?;

@@ -1,7 +1,7 @@
 //! What one decode step costs the GPU runtime, counted: after the first decoded token, each step
 //! of cached generation may wait for the GPU once (the logits it samples from), submit at most
 //! twice, and neither create a buffer nor compile a kernel, and it reuses the bind groups of the
-//! steps before (at most one new per ten dispatches). Every wait is a full drain of the
+//! steps before (three steps in four make none). Every wait is a full drain of the
 //! queue and every allocation a driver call, which on a real GPU cost more than the step's
 //! arithmetic at batch 1. Run on the tiny checkpoints of each attention kind: dense GQA, MLA
 //! (deepseek_v3), sliding windows (gemma3), chunks and NoPE (llama4), and MoE (qwen3_moe,
@@ -94,12 +94,15 @@ fn decode_steps_do_not_drain_allocate_or_compile() -> llm::Result<()> {
             ));
         }
         // Steady steps reuse the bind groups of the steps before (`gpu/src/bind_groups.rs`):
-        // a few are new where a buffer changes (a sliding window's cache moving), not one per
-        // dispatch as before.
-        if total.bind_groups * 10 > total.dispatches {
+        // most create none, and a few are new where a buffer changes (a sliding window's cache
+        // moving to its other buffer), not one per dispatch as before.
+        let fresh_steps = steady.iter().filter(|s| s.bind_groups > 0).count();
+        if total.bind_groups * 10 > total.dispatches || fresh_steps * 4 > steady.len() {
             failures.push(format!(
-                "{name}: {} bind groups created for {} dispatches over the steady steps",
-                total.bind_groups, total.dispatches
+                "{name}: {} bind groups created for {} dispatches, in {fresh_steps} of {} steady steps",
+                total.bind_groups,
+                total.dispatches,
+                steady.len()
             ));
         }
     }

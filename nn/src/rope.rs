@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex, Weak};
 use autograd::Var;
 use tensor::{DType, Device, Result, Tensor};
 
+use crate::RmsNorm;
+
 /// How the base frequencies are rescaled for contexts longer than training (`rope_scaling`,
 /// or `rope_parameters.rope_type` in transformers 5).
 #[derive(Clone, Debug, PartialEq)]
@@ -223,8 +225,10 @@ impl Rope {
         {
             return Ok((cos.clone(), sin.clone()));
         }
-        let cos = r.cos.narrow(0, start, len)?.contiguous()?;
-        let sin = r.sin.narrow(0, start, len)?.contiguous()?;
+        // Views into the resident tables: the kernels read rows from an offset, nothing is
+        // copied or allocated per step.
+        let cos = r.cos.narrow(0, start, len)?;
+        let sin = r.sin.narrow(0, start, len)?;
         r.last = Some((start, len, cos.clone(), sin.clone()));
         Ok((cos, sin))
     }
@@ -234,5 +238,19 @@ impl Rope {
         let t = x.dims()[x.rank() - 2];
         let (cos, sin) = self.resident_tables(start, t, x.dtype(), &x.device())?;
         x.rope(&cos, &sin, self.interleaved)
+    }
+
+    /// `self.apply(&norm.forward(x)?, start)`: a per-head QK-norm, then the rotation. Where no
+    /// gradient flows (inference) the two run as one fused op (`Tensor::rms_norm_rope`: on a GPU
+    /// one dispatch instead of two per projection and layer); with gradients, as the two ops.
+    pub fn apply_after_norm(&self, x: &Var, norm: &RmsNorm, start: usize) -> Result<Var> {
+        let learns = x.requires_grad() || norm.weight.as_ref().is_some_and(|w| w.requires_grad());
+        if autograd::is_grad_enabled() && learns {
+            return self.apply(&norm.forward(x)?, start);
+        }
+        let t = x.dims()[x.rank() - 2];
+        let (cos, sin) = self.resident_tables(start, t, x.dtype(), &x.device())?;
+        let w = norm.weight.as_ref().map(|w| w.value());
+        Ok(Var::constant(x.value().rms_norm_rope(w.as_ref(), norm.spec, &cos, &sin, self.interleaved)?))
     }
 }

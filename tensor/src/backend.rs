@@ -232,10 +232,25 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     // ---- fused ops (each has a composite reference in its `ops` file: rms_norm, rope, glu, attention)
     /// RMSNorm over the last axis of a contiguous `x`; `weight` has the last axis's extent.
     fn rms_norm(&self, x: Src, weight: Option<Src>, spec: RmsNormSpec) -> Result<BufferRef>;
-    /// Rotary embedding of a contiguous `x` [.., T, D]: `cos`, `sin` are [T, D/2] tables.
+    /// Rotary embedding of a contiguous `x` [.., T, D]: `cos`, `sin` are [T, D/2] tables, each
+    /// contiguous but possibly at an offset into its buffer (rows of a resident table).
     /// Split-halves layout pairs element `i` with `i + D/2` (HF `rotate_half`); interleaved
     /// pairs `2i` with `2i + 1` (Meta's complex form, Llama 4, DeepSeek's rope dims).
     fn rope(&self, x: Src, cos: Src, sin: Src, interleaved: bool) -> Result<BufferRef>;
+    /// `rope(rms_norm(x))` in one pass (per-head QK-norm then RoPE, Qwen3's and Gemma 3's
+    /// attention): the same shapes and tables as the two ops. Optional: the tensor layer runs the
+    /// two ops where a backend has no such kernel (the CPU's two passes over a row are cheap; a
+    /// GPU saves a dispatch and a round trip through memory).
+    fn rms_norm_rope(
+        &self,
+        x: Src,
+        weight: Option<Src>,
+        spec: RmsNormSpec,
+        rope: (Src, Src, bool),
+    ) -> Result<BufferRef> {
+        let _ = (x, weight, spec, rope);
+        Err(Error::unsupported("rms_norm_rope", "no fused kernel on this device"))
+    }
     /// `act(gate) * up`, same shapes.
     fn glu(&self, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef>;
     /// Attention of a contiguous q [B, Hq, Tq, D] over k [B, Hkv, Tk, D] and v [B, Hkv, Tk, Dv]

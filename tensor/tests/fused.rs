@@ -35,6 +35,18 @@ fn rope_matches_its_composite_in_both_layouts_and_rotates_by_hand() -> Result<()
         let norms = |t: &Tensor| t.sqr()?.sum(-1, false);
         assert_close(&norms(&x.rope(&cos, &sin, interleaved)?)?, &norms(&x)?, 1e-5, 1e-5)?;
     }
+    // Tables given as rows 5..12 of larger ones (a view at an offset, read in place) rotate as
+    // their copies do; and per-head RMSNorm then RoPE as one op equals the two ops.
+    let big = uniform([20, 4], 0.0, 6.0, 5, &cpu())?;
+    let (bc, bs) = (big.cos()?.narrow(0, 5, 7)?, big.sin()?.narrow(0, 5, 7)?);
+    let (cc, cs) = (bc.deep_clone()?, bs.deep_clone()?);
+    let w = randn([8], 6, &cpu())?;
+    let spec = tensor::RmsNormSpec { eps: 1e-6, add_unit_offset: false };
+    for interleaved in [false, true] {
+        assert_eq!(x.rope(&bc, &bs, interleaved)?.to_vec::<f32>()?, x.rope(&cc, &cs, interleaved)?.to_vec::<f32>()?);
+        let two_ops = x.rms_norm(Some(&w), spec)?.rope(&cc, &cs, interleaved)?;
+        assert_close(&x.rms_norm_rope(Some(&w), spec, &bc, &bs, interleaved)?, &two_ops, 1e-6, 1e-6)?;
+    }
     // (1, 0) rotated by 90 degrees is (0, 1).
     let unit = Tensor::from_vec(vec![1.0f32, 0.0], [1, 2], &cpu())?;
     let (c, s) = (Tensor::from_vec(vec![0.0f32], [1, 1], &cpu())?, Tensor::from_vec(vec![1.0f32], [1, 1], &cpu())?);

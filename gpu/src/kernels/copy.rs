@@ -227,6 +227,18 @@ pub fn cast(b: &GpuBackend, src: Src, to: DType) -> Result<BufferRef> {
 
 /// The buffer of an f32 view with its elements in row-major order from offset 0: the view's own
 /// buffer when it already is, else a contiguous copy (returned too, to keep it alive).
+/// An f32 view whose elements are contiguous from some offset (rows of a larger table), bound
+/// whole with that element offset for the kernel to add, or copied where it is strided.
+pub fn contiguous_rows_f32(b: &GpuBackend, op: &str, src: Src) -> Result<(Arc<wgpu::Buffer>, u32, Option<GpuBuffer>)> {
+    if src.dtype == DType::F32 && src.layout.is_contiguous() {
+        let offset =
+            u32::try_from(src.layout.offset()).map_err(|_| Error::backend(op, "a table offset past 2^32 elements"))?;
+        return Ok((b.buffer(op, &src)?.buffer.clone(), offset, None));
+    }
+    let (buffer, kept) = contiguous_f32(b, op, src)?;
+    Ok((buffer, 0, kept))
+}
+
 pub fn contiguous_f32(b: &GpuBackend, op: &str, src: Src) -> Result<(Arc<wgpu::Buffer>, Option<GpuBuffer>)> {
     if src.dtype != DType::F32 {
         return Err(Error::unsupported_dtype(op, src.dtype));

@@ -1,11 +1,12 @@
-//! Launcher of the fused RMSNorm. Tolerance against the CPU ~1e-6 relative.
+//! Launchers of the fused RMSNorm, and of RMSNorm followed by RoPE in one dispatch (per-head
+//! QK-norm). Tolerance against the CPU ~1e-6 relative.
 
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 use tensor::{BufferRef, DType, Result, RmsNormSpec, Src};
 
-use super::copy::contiguous_f32;
+use super::copy::{contiguous_f32, contiguous_rows_f32};
 use super::{groups_2d, source};
 use crate::backend::GpuBackend;
 
@@ -40,6 +41,69 @@ pub fn rms_norm(b: &GpuBackend, x: Src, weight: Option<Src>, spec: RmsNormSpec) 
         let kernel = b.kernel(&RmsNorm)?;
         let params = NormParams { rows: (n / d) as u32, d: d as u32, eps: spec.eps as f32, mode };
         b.dispatch(OP, kernel, &params, &[&xb, &wb, &out.buffer], groups_2d(n / d))?;
+    }
+    Ok(Arc::new(out))
+}
+
+const RMS_NORM_ROPE: &str = include_str!("rms_norm_rope.wgsl");
+
+fixed_kernel!(RmsNormRope, "rms_norm_rope", [Read, Read, Read, Read, ReadWrite], source("", RMS_NORM_ROPE));
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct NormRopeParams {
+    rows: u32,
+    d: u32,
+    eps: f32,
+    mode: u32,
+    t: u32,
+    interleaved: u32,
+    cos_offset: u32,
+    sin_offset: u32,
+}
+
+/// `rope(rms_norm(x))` in one dispatch (per-head QK-norm then RoPE): x [.., T, D] contiguous f32,
+/// cos and sin [T, D/2]. The normed row stays in registers; the arithmetic is that of the two
+/// kernels in a row, so results match theirs to rounding.
+pub fn rms_norm_rope(
+    b: &GpuBackend,
+    x: Src,
+    weight: Option<Src>,
+    spec: RmsNormSpec,
+    (cos, sin, interleaved): (Src, Src, bool),
+) -> Result<BufferRef> {
+    const OP: &str = "rms_norm_rope";
+    let dims = x.layout.dims();
+    if dims.len() < 2 || !dims[dims.len() - 1].is_multiple_of(2) {
+        return Err(tensor::Error::shape(OP, format!("needs x [.., T, D] with even D, got {dims:?}")));
+    }
+    let (t, d) = (dims[dims.len() - 2], dims[dims.len() - 1]);
+    let (xb, _kx) = contiguous_f32(b, OP, x)?;
+    let (cb, cos_offset, _kc) = contiguous_rows_f32(b, OP, cos)?;
+    let (sb, sin_offset, _ks) = contiguous_rows_f32(b, OP, sin)?;
+    let (wb, _kw, mode) = match weight {
+        Some(w) => {
+            let (wb, kw) = contiguous_f32(b, OP, w)?;
+            (wb, kw, if spec.add_unit_offset { 2 } else { 1 })
+        }
+        // Weightless: bind x again in the weight slot; the kernel never reads it.
+        None => (xb.clone(), None, 0),
+    };
+    let n = x.layout.elem_count();
+    let out = b.alloc(OP, n, DType::F32)?;
+    if n > 0 && t > 0 {
+        let kernel = b.kernel(&RmsNormRope)?;
+        let params = NormRopeParams {
+            rows: (n / d) as u32,
+            d: d as u32,
+            eps: spec.eps as f32,
+            mode,
+            t: t as u32,
+            interleaved: interleaved as u32,
+            cos_offset,
+            sin_offset,
+        };
+        b.dispatch(OP, kernel, &params, &[&xb, &wb, &cb, &sb, &out.buffer], groups_2d(n / d))?;
     }
     Ok(Arc::new(out))
 }

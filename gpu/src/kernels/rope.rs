@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 use tensor::{BufferRef, DType, Result, Src};
 
-use super::copy::contiguous_f32;
+use super::copy::{contiguous_f32, contiguous_rows_f32};
 use super::{grid_1d, source};
 use crate::backend::GpuBackend;
 
@@ -20,13 +20,16 @@ struct RopeParams {
     d: u32,
     t: u32,
     interleaved: u32,
+    cos_offset: u32,
+    sin_offset: u32,
+    pad: [u32; 2],
 }
 
 pub fn rope(b: &GpuBackend, x: Src, cos: Src, sin: Src, interleaved: bool) -> Result<BufferRef> {
     const OP: &str = "rope";
     let (xb, _kx) = contiguous_f32(b, OP, x)?;
-    let (cb, _kc) = contiguous_f32(b, OP, cos)?;
-    let (sb, _ks) = contiguous_f32(b, OP, sin)?;
+    let (cb, cos_offset, _kc) = contiguous_rows_f32(b, OP, cos)?;
+    let (sb, sin_offset, _ks) = contiguous_rows_f32(b, OP, sin)?;
     let r = x.layout.rank();
     let (t, d) = (x.layout.dims()[r - 2], x.layout.dims()[r - 1]);
     let n = x.layout.elem_count();
@@ -34,7 +37,15 @@ pub fn rope(b: &GpuBackend, x: Src, cos: Src, sin: Src, interleaved: bool) -> Re
     let pairs = n / 2;
     if pairs > 0 {
         let kernel = b.kernel(&Rope)?;
-        let params = RopeParams { pairs: pairs as u32, d: d as u32, t: t as u32, interleaved: interleaved as u32 };
+        let params = RopeParams {
+            pairs: pairs as u32,
+            d: d as u32,
+            t: t as u32,
+            interleaved: interleaved as u32,
+            cos_offset,
+            sin_offset,
+            pad: [0; 2],
+        };
         b.dispatch(OP, kernel, &params, &[&xb, &cb, &sb, &out.buffer], grid_1d(pairs))?;
     }
     Ok(Arc::new(out))

@@ -1,12 +1,16 @@
 // Rotary embedding of a contiguous [rows, d] tensor whose row r sits at position r % t, one
 // thread per rotated pair: (a, b) -> (a cos - b sin, b cos + a sin), pairs (i, i + d/2) or
-// interleaved (2i, 2i + 1); cos and sin are [t, d/2] tables.
+// interleaved (2i, 2i + 1); cos and sin are [t, d/2] tables from their offsets.
 
 struct Params {
     pairs: u32,
     d: u32,
     t: u32,
     interleaved: u32,
+    cos_offset: u32, // where row 0 of each table sits in its buffer
+    sin_offset: u32,
+    pad0: u32,
+    pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -31,8 +35,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         ib = ia + 1u;
     }
     let pos = row % params.t;
-    let c = cos_table[pos * half + i];
-    let s = sin_table[pos * half + i];
+    let c = cos_table[params.cos_offset + pos * half + i];
+    let s = sin_table[params.sin_offset + pos * half + i];
     let a = x[ia];
     let b = x[ib];
     y[ia] = a * c - b * s;

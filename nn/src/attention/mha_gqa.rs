@@ -168,13 +168,19 @@ impl GroupedQueryAttention {
         let heads = |y: Var, n: usize| y.reshape([b, t, n, hd])?.transpose(1, 2);
         let (mut q, mut k) = (heads(q, h)?, heads(k, kv)?);
         let v = heads(v, kv)?;
-        if let QkNorm::PerHead { .. } = c.qk_norm {
+        let per_head_norm = matches!(c.qk_norm, QkNorm::PerHead { .. });
+        if per_head_norm && c.rope.is_none() {
             q = self.norm_q(&q)?;
             k = self.norm_k(&k)?;
         }
         if let Some(rope) = &c.rope {
-            q = rope.apply(&q, start)?;
-            k = rope.apply(&k, start)?;
+            // A per-head QK-norm goes with the rotation: one fused op where no gradient flows.
+            let rotate = |x: &Var, norm: Option<&RmsNorm>| match norm {
+                Some(norm) if per_head_norm => rope.apply_after_norm(x, norm, start),
+                _ => rope.apply(x, start),
+            };
+            q = rotate(&q, self.q_norm.as_ref())?;
+            k = rotate(&k, self.k_norm.as_ref())?;
             if let QkNorm::L2AfterRope { .. } = c.qk_norm {
                 q = self.norm_q(&q)?;
                 k = self.norm_k(&k)?;

@@ -193,7 +193,7 @@ impl Backend for CpuBackend {
 
     fn rope(&self, x: Src, cos: Src, sin: Src, interleaved: bool) -> Result<BufferRef> {
         let (xs, c, s) = (read("rope", &x)?, read("rope", &cos)?, read("rope", &sin)?);
-        Ok(output(rope::rope(&xs, x.layout, &c, &s, interleaved)?))
+        Ok(output(rope::rope(&xs, x.layout, (&c, cos.layout.offset()), (&s, sin.layout.offset()), interleaved)?))
     }
 
     fn glu(&self, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef> {

@@ -5,7 +5,15 @@ use crate::{Error, FloatElement, HostData, Layout, Result};
 
 use super::strided::{self, rows_mut};
 
-pub fn rope(x: &HostData, lx: &Layout, cos: &HostData, sin: &HostData, interleaved: bool) -> Result<HostData> {
+/// `cos` and `sin` are the tables' buffers with the element offset of row 0 in each: rows of a
+/// larger resident table, read in place.
+pub fn rope(
+    x: &HostData,
+    lx: &Layout,
+    (cos, cos_at): (&HostData, usize),
+    (sin, sin_at): (&HostData, usize),
+    interleaved: bool,
+) -> Result<HostData> {
     fn run<T: FloatElement>(x: &[T], lx: &Layout, cos: &[T], sin: &[T], interleaved: bool) -> Vec<T> {
         let r = lx.rank();
         let (t, d) = (lx.dims()[r - 2], lx.dims()[r - 1]);
@@ -24,8 +32,12 @@ pub fn rope(x: &HostData, lx: &Layout, cos: &HostData, sin: &HostData, interleav
         out
     }
     Ok(match (x, cos, sin) {
-        (HostData::F32(v), HostData::F32(c), HostData::F32(s)) => HostData::F32(run(v, lx, c, s, interleaved)),
-        (HostData::F64(v), HostData::F64(c), HostData::F64(s)) => HostData::F64(run(v, lx, c, s, interleaved)),
+        (HostData::F32(v), HostData::F32(c), HostData::F32(s)) => {
+            HostData::F32(run(v, lx, &c[cos_at..], &s[sin_at..], interleaved))
+        }
+        (HostData::F64(v), HostData::F64(c), HostData::F64(s)) => {
+            HostData::F64(run(v, lx, &c[cos_at..], &s[sin_at..], interleaved))
+        }
         (v, _, _) => return Err(Error::unsupported_dtype("rope", v.dtype())),
     })
 }

@@ -30,8 +30,8 @@ impl Tensor {
         }
         self.float_op(OP, |x| {
             let x = x.contiguous()?;
-            let cos = cos.to_dtype(x.dtype())?.contiguous()?;
-            let sin = sin.to_dtype(x.dtype())?.contiguous()?;
+            let cos = table_rows(&cos.to_dtype(x.dtype())?)?;
+            let sin = table_rows(&sin.to_dtype(x.dtype())?)?;
             Tensor::fused_or(
                 || {
                     let buffer = x.device().backend().rope(x.src(), cos.src(), sin.src(), interleaved)?;
@@ -59,4 +59,11 @@ impl Tensor {
         let rb = b.mul(cos)?.add(&a.mul(sin)?)?;
         if interleaved { Tensor::stack(&[&ra, &rb], -1)?.reshape(self.shape()) } else { Tensor::cat(&[&ra, &rb], -1) }
     }
+}
+
+/// A cos or sin table as the kernels take it: contiguous rows, possibly at an offset into a
+/// larger buffer (a decoding step's rows of a model's resident tables are read in place, not
+/// copied out).
+pub(crate) fn table_rows(table: &Tensor) -> Result<Tensor> {
+    if table.is_contiguous() { Ok(table.clone()) } else { table.contiguous() }
 }
