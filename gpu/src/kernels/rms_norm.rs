@@ -10,9 +10,10 @@ use super::copy::{contiguous_f32, contiguous_rows_f32};
 use super::{groups_2d, source};
 use crate::backend::GpuBackend;
 
+const RMS_ROW: &str = include_str!("rms_row.wgsl");
 const RMS_NORM: &str = include_str!("rms_norm.wgsl");
 
-fixed_kernel!(RmsNorm, "rms_norm", [Read, Read, ReadWrite], source("", RMS_NORM));
+fixed_kernel!(RmsNorm, "rms_norm", [Read, Read, ReadWrite], source(RMS_ROW, RMS_NORM));
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -23,17 +24,28 @@ struct NormParams {
     mode: u32,
 }
 
+/// The buffer bound as the norm's weight and the kernels' `mode`: the weight (1, or 2 for Gemma's
+/// `1 + w`), or x again when there is none (mode 0; the kernel never reads it).
+fn weight_binding(
+    b: &GpuBackend,
+    op: &str,
+    x: &Arc<wgpu::Buffer>,
+    weight: Option<Src>,
+    spec: RmsNormSpec,
+) -> Result<(Arc<wgpu::Buffer>, Option<crate::pool::GpuBuffer>, u32)> {
+    Ok(match weight {
+        Some(w) => {
+            let (wb, kw) = contiguous_f32(b, op, w)?;
+            (wb, kw, if spec.add_unit_offset { 2 } else { 1 })
+        }
+        None => (x.clone(), None, 0),
+    })
+}
+
 pub fn rms_norm(b: &GpuBackend, x: Src, weight: Option<Src>, spec: RmsNormSpec) -> Result<BufferRef> {
     const OP: &str = "rms_norm";
     let (xb, _kx) = contiguous_f32(b, OP, x)?;
-    let (wb, _kw, mode) = match weight {
-        Some(w) => {
-            let (wb, kw) = contiguous_f32(b, OP, w)?;
-            (wb, kw, if spec.add_unit_offset { 2 } else { 1 })
-        }
-        // Weightless: bind x again in the weight slot; the kernel never reads it.
-        None => (xb.clone(), None, 0),
-    };
+    let (wb, _kw, mode) = weight_binding(b, OP, &xb, weight, spec)?;
     let n = x.layout.elem_count();
     let d = x.layout.dims().last().copied().unwrap_or(1);
     let out = b.alloc(OP, n, DType::F32)?;
@@ -47,7 +59,7 @@ pub fn rms_norm(b: &GpuBackend, x: Src, weight: Option<Src>, spec: RmsNormSpec) 
 
 const RMS_NORM_ROPE: &str = include_str!("rms_norm_rope.wgsl");
 
-fixed_kernel!(RmsNormRope, "rms_norm_rope", [Read, Read, Read, Read, ReadWrite], source("", RMS_NORM_ROPE));
+fixed_kernel!(RmsNormRope, "rms_norm_rope", [Read, Read, Read, Read, ReadWrite], source(RMS_ROW, RMS_NORM_ROPE));
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -81,14 +93,7 @@ pub fn rms_norm_rope(
     let (xb, _kx) = contiguous_f32(b, OP, x)?;
     let (cb, cos_offset, _kc) = contiguous_rows_f32(b, OP, cos)?;
     let (sb, sin_offset, _ks) = contiguous_rows_f32(b, OP, sin)?;
-    let (wb, _kw, mode) = match weight {
-        Some(w) => {
-            let (wb, kw) = contiguous_f32(b, OP, w)?;
-            (wb, kw, if spec.add_unit_offset { 2 } else { 1 })
-        }
-        // Weightless: bind x again in the weight slot; the kernel never reads it.
-        None => (xb.clone(), None, 0),
-    };
+    let (wb, _kw, mode) = weight_binding(b, OP, &xb, weight, spec)?;
     let n = x.layout.elem_count();
     let out = b.alloc(OP, n, DType::F32)?;
     if n > 0 && t > 0 {

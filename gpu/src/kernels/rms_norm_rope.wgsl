@@ -2,7 +2,8 @@
 // at position r % t, one workgroup per row (a head of one token): the row's mean square is
 // reduced in workgroup memory, then each thread normalises, scales and rotates pairs
 // (i, i + d/2), or (2i, 2i + 1) interleaved, with the [t, d/2] cos and sin tables. The same
-// arithmetic as rms_norm.wgsl followed by rope.wgsl, without writing the normed row out between.
+// arithmetic as rms_norm.wgsl followed by rope.wgsl, without writing the normed row out between
+// (`inv_rms` and `scale` from rms_row.wgsl).
 
 struct Params {
     rows: u32,
@@ -22,17 +23,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read> sin_table: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
-var<workgroup> partial: array<f32, 256>;
-
-fn scale(j: u32) -> f32 {
-    if (params.mode == 1u) {
-        return w[j];
-    } else if (params.mode == 2u) {
-        return 1.0 + w[j];
-    }
-    return 1.0;
-}
-
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let row = group_index(wid, groups);
@@ -40,20 +30,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         return; // uniform across the workgroup
     }
     let base = row * params.d;
-    var sum = 0.0;
-    for (var j = lid.x; j < params.d; j = j + 256u) {
-        let v = x[base + j];
-        sum = sum + v * v;
-    }
-    partial[lid.x] = sum;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if (lid.x < s) {
-            partial[lid.x] = partial[lid.x] + partial[lid.x + s];
-        }
-        workgroupBarrier();
-    }
-    let inv = inverseSqrt(partial[0] / f32(params.d) + params.eps);
+    let inv = inv_rms(base, lid.x);
     let half = params.d / 2u;
     let pos = row % params.t;
     for (var i = lid.x; i < half; i = i + 256u) {
