@@ -14,7 +14,6 @@ pub mod index;
 pub mod matmul;
 pub mod reduce;
 pub mod rms_norm;
-pub mod rms_norm_rope;
 pub mod rope;
 pub mod softmax;
 pub mod topk;
