@@ -506,6 +506,10 @@ impl Backend for GpuBackend {
         kernels::rms_norm::rms_norm_rope(self, x, weight, spec, rope)
     }
 
+    fn add_rms_norm(&self, x: Src, r: Src, weight: Option<Src>, spec: RmsNormSpec) -> Result<(BufferRef, BufferRef)> {
+        kernels::rms_norm::add_rms_norm(self, x, r, weight, spec)
+    }
+
     fn glu(&self, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef> {
         kernels::glu::glu(self, gate, up, act)
     }

@@ -379,6 +379,23 @@ fn fused_norm_rope_and_gated_unit() -> Result<()> {
     }
     let spec = RmsNormSpec { eps: 1e-5, add_unit_offset: false };
     same_on_both(&g, std::slice::from_ref(&x), 1e-5, 1e-5, "rms_norm weightless", |t| t[0].rms_norm(None, spec))?;
+    // A residual add and the norm after it in one dispatch, against the CPU's two ops: the sum
+    // and the normed sum, every weight form, rows wider than a workgroup, a transposed view.
+    let residual = randn([3, 7, 33], 91, &cpu())?;
+    for (weight, add_unit_offset) in [(true, false), (true, true), (false, false)] {
+        let spec = RmsNormSpec { eps: 1e-6, add_unit_offset };
+        for part in [0, 1] {
+            let what = format!("add_rms_norm part {part} weight {weight} offset {add_unit_offset}");
+            same_on_both(&g, &[x.clone(), residual.clone(), w.clone()], 1e-5, 1e-5, &what, |t| {
+                let (h, n) = t[0].add_rms_norm(&t[1], weight.then_some(&t[2]), spec)?;
+                Ok(if part == 0 { h } else { n })
+            })?;
+        }
+    }
+    let (wide, wide_r) = (randn([2, 700], 92, &cpu())?, randn([700, 2], 93, &cpu())?);
+    same_on_both(&g, &[wide, wide_r, randn([700], 94, &cpu())?], 1e-5, 1e-5, "add_rms_norm wide rows, a view", |t| {
+        Ok(t[0].add_rms_norm(&t[1].t()?, Some(&t[2]), RmsNormSpec { eps: 1e-6, add_unit_offset: false })?.1)
+    })?;
     let q = randn([2, 3, 7, 8], 82, &cpu())?;
     let angles = uniform([7, 4], 0.0, 6.0, 83, &cpu())?;
     let (cos, sin) = (angles.cos()?, angles.sin()?);

@@ -33,6 +33,21 @@ impl RmsNorm {
     pub fn forward(&self, x: &Var) -> Result<Var> {
         x.rms_norm(self.weight.as_ref(), self.spec)
     }
+
+    /// `(x + y, self.forward(x + y))`: a residual add and this norm after it. Where no gradient
+    /// flows (inference) the two run as one fused op (`Tensor::add_rms_norm`: on a GPU one
+    /// dispatch instead of two); with gradients, as the two ops.
+    pub fn add_forward(&self, x: &Var, y: &Var) -> Result<(Var, Var)> {
+        let learns = [Some(x), Some(y), self.weight.as_ref()].into_iter().flatten().any(|v| v.requires_grad());
+        if autograd::is_grad_enabled() && learns {
+            let h = x.add(y)?;
+            let n = self.forward(&h)?;
+            return Ok((h, n));
+        }
+        let w = self.weight.as_ref().map(|w| w.value());
+        let (h, n) = x.value().add_rms_norm(&y.value(), w.as_ref(), self.spec)?;
+        Ok((Var::constant(h), Var::constant(n)))
+    }
 }
 
 impl Module for RmsNorm {

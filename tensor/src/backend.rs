@@ -251,6 +251,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         let _ = (x, weight, spec, rope);
         Err(Error::unsupported("rms_norm_rope", "no fused kernel on this device"))
     }
+    /// `(x + r, rms_norm(x + r))` in one pass (a residual add and the norm that follows it in a
+    /// pre-norm layer), x and r contiguous of one shape. Optional, as `rms_norm_rope`.
+    fn add_rms_norm(&self, x: Src, r: Src, weight: Option<Src>, spec: RmsNormSpec) -> Result<(BufferRef, BufferRef)> {
+        let _ = (x, r, weight, spec);
+        Err(Error::unsupported("add_rms_norm", "no fused kernel on this device"))
+    }
     /// `act(gate) * up`, same shapes.
     fn glu(&self, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef>;
     /// Attention of a contiguous q [B, Hq, Tq, D] over k [B, Hkv, Tk, D] and v [B, Hkv, Tk, Dv]

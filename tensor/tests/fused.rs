@@ -25,6 +25,27 @@ fn rms_norm_matches_its_composite_and_a_hand_value() -> Result<()> {
 }
 
 #[test]
+fn add_rms_norm_is_the_add_then_the_norm() -> Result<()> {
+    let (x, r, w) = (randn([2, 5, 12], 7, &cpu())?, randn([2, 5, 12], 8, &cpu())?, randn([12], 9, &cpu())?);
+    for add_unit_offset in [false, true] {
+        let spec = tensor::RmsNormSpec { eps: 1e-6, add_unit_offset };
+        let (h, n) = x.add_rms_norm(&r, Some(&w), spec)?;
+        assert_eq!(h.to_vec::<f32>()?, x.add(&r)?.to_vec::<f32>()?);
+        assert_close(&n, &x.add(&r)?.rms_norm_composite(Some(&w), spec)?, 1e-6, 1e-5)?;
+    }
+    // Shapes that do not match are the add's error.
+    assert!(
+        x.add_rms_norm(
+            &randn([2, 5, 11], 10, &cpu())?,
+            None,
+            tensor::RmsNormSpec { eps: 1e-6, add_unit_offset: false }
+        )
+        .is_err()
+    );
+    Ok(())
+}
+
+#[test]
 fn rope_matches_its_composite_in_both_layouts_and_rotates_by_hand() -> Result<()> {
     let x = randn([2, 3, 7, 8], 3, &cpu())?;
     let angles = uniform([7, 4], 0.0, 6.0, 4, &cpu())?;

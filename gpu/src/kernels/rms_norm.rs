@@ -112,3 +112,32 @@ pub fn rms_norm_rope(
     }
     Ok(Arc::new(out))
 }
+
+const ADD_RMS_NORM: &str = include_str!("add_rms_norm.wgsl");
+
+fixed_kernel!(AddRmsNorm, "add_rms_norm", [Read, Read, Read, ReadWrite, ReadWrite], source(RMS_ROW, ADD_RMS_NORM));
+
+/// `(x + r, rms_norm(x + r))` in one dispatch (a residual add and the norm after it): x and r
+/// contiguous f32 of one shape. The sum is that of the add kernel, the norm that of
+/// `rms_norm.wgsl` over it, so results match the two ops to rounding.
+pub fn add_rms_norm(
+    b: &GpuBackend,
+    x: Src,
+    r: Src,
+    weight: Option<Src>,
+    spec: RmsNormSpec,
+) -> Result<(BufferRef, BufferRef)> {
+    const OP: &str = "add_rms_norm";
+    let (xb, _kx) = contiguous_f32(b, OP, x)?;
+    let (rb, _kr) = contiguous_f32(b, OP, r)?;
+    let (wb, _kw, mode) = weight_binding(b, OP, &xb, weight, spec)?;
+    let n = x.layout.elem_count();
+    let d = x.layout.dims().last().copied().unwrap_or(1);
+    let (sum, out) = (b.alloc(OP, n, DType::F32)?, b.alloc(OP, n, DType::F32)?);
+    if n > 0 && d > 0 {
+        let kernel = b.kernel(&AddRmsNorm)?;
+        let params = NormParams { rows: (n / d) as u32, d: d as u32, eps: spec.eps as f32, mode };
+        b.dispatch(OP, kernel, &params, &[&xb, &rb, &wb, &sum.buffer, &out.buffer], groups_2d(n / d))?;
+    }
+    Ok((Arc::new(sum), Arc::new(out)))
+}

@@ -4,15 +4,10 @@
 
 var<workgroup> partial: array<f32, 256>;
 
-// 1 / sqrt(mean(x^2) + eps) of the row: each thread sums a strided part, then a tree in
-// workgroup memory. Called by every thread of the workgroup (it has barriers).
-fn inv_rms(base: u32, lid: u32) -> f32 {
-    var sum = 0.0;
-    for (var j = lid; j < params.d; j = j + 256u) {
-        let v = x[base + j];
-        sum = sum + v * v;
-    }
-    partial[lid] = sum;
+// The sum over the workgroup of each thread's `v`, by a tree in workgroup memory. Called by
+// every thread of the workgroup (it has barriers).
+fn row_sum(v: f32, lid: u32) -> f32 {
+    partial[lid] = v;
     workgroupBarrier();
     for (var s = 128u; s > 0u; s = s >> 1u) {
         if (lid < s) {
@@ -20,7 +15,17 @@ fn inv_rms(base: u32, lid: u32) -> f32 {
         }
         workgroupBarrier();
     }
-    return inverseSqrt(partial[0] / f32(params.d) + params.eps);
+    return partial[0];
+}
+
+// 1 / sqrt(mean(x^2) + eps) of the row: each thread sums a strided part, then `row_sum`.
+fn inv_rms(base: u32, lid: u32) -> f32 {
+    var sum = 0.0;
+    for (var j = lid; j < params.d; j = j + 256u) {
+        let v = x[base + j];
+        sum = sum + v * v;
+    }
+    return inverseSqrt(row_sum(sum, lid) / f32(params.d) + params.eps);
 }
 
 // The scale of element j: w[j], 1 + w[j] (Gemma), or 1 (weightless).

@@ -80,8 +80,8 @@ impl DecoderLayer {
     pub(crate) fn residual(&self, x: &Var, attn: impl FnOnce(&Var) -> Result<Var>) -> Result<Var> {
         match &self.norms {
             LayerNorms::PreNorm { input_layernorm, post_attention_layernorm } => {
-                let h = x.add(&attn(&input_layernorm.forward(x)?)?)?;
-                h.add(&self.ffn.forward(&post_attention_layernorm.forward(&h)?)?)
+                let (h, normed) = post_attention_layernorm.add_forward(x, &attn(&input_layernorm.forward(x)?)?)?;
+                h.add(&self.ffn.forward(&normed)?)
             }
             LayerNorms::PostNorm { post_attention_layernorm, post_feedforward_layernorm } => {
                 let h = x.add(&post_attention_layernorm.forward(&attn(x)?)?)?;
@@ -94,8 +94,8 @@ impl DecoderLayer {
                 post_feedforward_layernorm,
             } => {
                 let a = attn(&input_layernorm.forward(x)?)?;
-                let h = x.add(&post_attention_layernorm.forward(&a)?)?;
-                h.add(&post_feedforward_layernorm.forward(&self.ffn.forward(&pre_feedforward_layernorm.forward(&h)?)?)?)
+                let (h, normed) = pre_feedforward_layernorm.add_forward(x, &post_attention_layernorm.forward(&a)?)?;
+                h.add(&post_feedforward_layernorm.forward(&self.ffn.forward(&normed)?)?)
             }
         }
     }

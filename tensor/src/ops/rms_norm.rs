@@ -2,7 +2,8 @@
 //! (`rms_norm_composite`) as the readable definition, the test oracle and the fallback when a
 //! backend reports `Unsupported`. Also per-head QK-norm then RoPE as one op (`rms_norm_rope`),
 //! what Qwen3's and Gemma 3's attention do to every query and key head: its definition is the two
-//! ops in a row, which is also what runs where a backend has no fused kernel.
+//! ops in a row, which is also what runs where a backend has no fused kernel. And a residual add
+//! with the norm after it (`add_rms_norm`), the same way.
 
 use crate::backend::RmsNormSpec;
 use crate::{Error, Result, Tensor};
@@ -87,6 +88,44 @@ impl Tensor {
             (cos.src(), sin.src(), interleaved),
         ) {
             Ok(buffer) => Ok(x.new_like(buffer, x.shape().clone(), x.dtype())),
+            Err(e) if e.is_unsupported() => two_ops(),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `(self + residual, rms_norm(self + residual))`: a residual add and the norm after it (a
+    /// pre-norm layer's `h = x + attn; ffn(norm(h))`), in one kernel where the backend has it (a
+    /// GPU: one dispatch instead of two); else the two ops. Same shapes, no broadcasting.
+    pub fn add_rms_norm(
+        &self,
+        residual: &Tensor,
+        weight: Option<&Tensor>,
+        spec: RmsNormSpec,
+    ) -> Result<(Tensor, Tensor)> {
+        let two_ops = || -> Result<(Tensor, Tensor)> {
+            let h = self.add(residual)?;
+            let n = h.rms_norm(weight, spec)?;
+            Ok((h, n))
+        };
+        let d = self.dims().last().copied().unwrap_or(0);
+        let plain_f32 = self.dtype() == crate::DType::F32
+            && residual.dtype() == self.dtype()
+            && residual.dims() == self.dims()
+            && d > 0
+            && weight.is_none_or(|w| w.dims() == [d] && w.dtype() == self.dtype());
+        if !plain_f32 {
+            return two_ops();
+        }
+        self.check_same_device("add_rms_norm", residual)?;
+        if let Some(w) = weight {
+            self.check_same_device("add_rms_norm", w)?;
+        }
+        let (x, r) = (self.contiguous()?, residual.contiguous()?);
+        let w = weight.map(|w| w.contiguous()).transpose()?;
+        match x.device().backend().add_rms_norm(x.src(), r.src(), w.as_ref().map(|w| w.src()), spec) {
+            Ok((h, n)) => {
+                Ok((x.new_like(h, x.shape().clone(), x.dtype()), x.new_like(n, x.shape().clone(), x.dtype())))
+            }
             Err(e) if e.is_unsupported() => two_ops(),
             Err(e) => Err(e),
         }
