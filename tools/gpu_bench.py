@@ -330,14 +330,16 @@ def main():
         "decode tok/s x weight bytes per token / bandwidth.",
         "",
         "| weights | prefill tok/s: ours / PyTorch | ratio | decode tok/s: ours / PyTorch | ratio | "
-        "decode, fraction of bandwidth | ours per token: dispatches, submits, readbacks, allocations |",
+        "decode, fraction of bandwidth | ours per token: dispatches, submits, readbacks, allocations, bind groups |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in model_rows:
         o, t = r["ours"], r["torch"]
         frac = o.get("decode_tok_s", 0) * r["weight_bytes_per_token"] / bw if o.get("decode_tok_s") else 0
-        counters = ", ".join(num(o.get(f"gpu_{k}_per_token"), 1) for k in
-                             ("dispatches", "submits", "readbacks", "buffer_allocations"))
+        # A count of 0 is a result (no allocation per token), not a missing figure.
+        count = lambda v: f"{v:.1f}" if isinstance(v, (int, float)) else "n/a"  # noqa: E731
+        counters = ", ".join(count(o.get(f"gpu_{k}_per_token")) for k in
+                             ("dispatches", "submits", "readbacks", "buffer_allocations", "bind_groups"))
         lines.append(
             f"| {r['weights']} | {num(o.get('prefill_tok_s'))} / {num(t.get('prefill_tok_s'))} | "
             f"{ratio(o.get('prefill_tok_s'), t.get('prefill_tok_s'))} | {num(o.get('decode_tok_s'))} / "
