@@ -92,6 +92,10 @@ def build_files(args):
     model = Qwen3ForCausalLM(config).eval()
     state = {k: v.detach() for k, v in model.state_dict().items()}
     for fmt, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
+        # Only the folders a requested format runs on (the GGUF files are written from `state`):
+        # at the 1.7B shape the two folders are 10 GB.
+        if fmt not in args.formats:
+            continue
         folder = os.path.join(args.work, f"hf-{fmt}")
         if not os.path.isfile(os.path.join(folder, "model.safetensors")):
             model.to(dtype).save_pretrained(folder, safe_serialization=True)
