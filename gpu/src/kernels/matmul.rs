@@ -22,6 +22,8 @@ pub use expert::{ExpertPath, expert_matmul, expert_path, force_expert_path};
 pub(crate) use expert::{TILE_M as EXPERT_TILE_M, plan as expert_plan};
 
 const TILED: &str = include_str!("matmul.wgsl");
+/// The weights' side of a tiled product's slice, shared with the experts' (`matmul/expert.rs`).
+const TILE_B: &str = include_str!("tile_b.wgsl");
 const MATVEC: &str = include_str!("matvec.wgsl");
 const MATVEC_TREE: &str = include_str!("matvec_tree.wgsl");
 const MATVEC_SUBGROUP: &str = include_str!("matvec_subgroup.wgsl");
@@ -119,7 +121,7 @@ impl KernelKey for Tiled {
             &format!(
                 "{readers}\nconst A_K_CONTIGUOUS: bool = {a_k_contiguous};\nconst B_N_CONTIGUOUS: bool = {b_n_contiguous};\nconst A_VEC: bool = {a_vec};\nconst B_VEC: bool = {b_vec};"
             ),
-            TILED,
+            &format!("{TILE_B}\n{TILED}"),
         )
     }
 }
@@ -136,7 +138,7 @@ enum Reduction {
 /// The matrix-vector product (`matvec.wgsl`) for one weight type and weight layout, load
 /// width, reduction, and whether f16 weights are read as WGSL `f16` (SHADER_F16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Matvec {
+pub(crate) struct Matvec {
     weight: Weight,
     k_contiguous: bool,
     vec: bool,
@@ -144,11 +146,12 @@ struct Matvec {
     shader_f16: bool,
 }
 
-impl KernelKey for Matvec {
-    fn name(&self) -> String {
+impl Matvec {
+    /// The kernel's name under `family` (`matvec`, `expert_matvec`), with its variant.
+    pub(crate) fn name_in(&self, family: &str) -> String {
         let Matvec { weight, k_contiguous, vec, reduction, shader_f16 } = *self;
         format!(
-            "matvec/{}/{k_contiguous}/{}/{}{}",
+            "{family}/{}/{k_contiguous}/{}/{}{}",
             weight.tag(),
             if vec { "vec4" } else { "scalar" },
             if reduction == Reduction::Subgroup { "subgroup" } else { "tree" },
@@ -156,19 +159,31 @@ impl KernelKey for Matvec {
         )
     }
 
-    fn buffers(&self) -> &'static [Access] {
-        &[Access::Read, Access::Read, Access::ReadWrite]
-    }
-
-    fn source(&self) -> String {
+    /// The source of `body` (`matvec.wgsl` or a kernel built on its `partial_sums` the same
+    /// way) with this variant's readers, flags and entry point.
+    pub(crate) fn source_of(&self, body: &str) -> String {
         let Matvec { weight, k_contiguous, vec, reduction, shader_f16 } = *self;
         let reader = matvec_reader(weight, vec, shader_f16);
         let entry = if reduction == Reduction::Subgroup { MATVEC_SUBGROUP } else { MATVEC_TREE };
         let kernel = source(
             &format!("{reader}\nconst VEC: bool = {vec};\nconst B_K_CONTIGUOUS: bool = {k_contiguous};"),
-            &format!("{MATVEC}\n{entry}"),
+            &format!("{body}\n{entry}"),
         );
         if shader_f16 { format!("enable f16;\n{kernel}") } else { kernel }
+    }
+}
+
+impl KernelKey for Matvec {
+    fn name(&self) -> String {
+        self.name_in("matvec")
+    }
+
+    fn buffers(&self) -> &'static [Access] {
+        &[Access::Read, Access::Read, Access::ReadWrite]
+    }
+
+    fn source(&self) -> String {
+        self.source_of(MATVEC)
     }
 }
 

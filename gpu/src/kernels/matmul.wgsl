@@ -78,44 +78,9 @@ fn fetch_a(base: u32, r: u32, k: u32) -> vec4<f32> {
     return v;
 }
 
-// Four elements of B from (k, c) along its contiguous dim (n when B_N_CONTIGUOUS, else k).
+// Four elements of B from (k, c) along its contiguous dim (`fetch_b_strided`, tile_b.wgsl).
 fn fetch_b(base: u32, k: u32, c: u32) -> vec4<f32> {
-    let i = base + k * params.b_row + c * params.b_col;
-    var v = vec4<f32>(0.0);
-    if (B_N_CONTIGUOUS) {
-        if (k >= params.k) {
-            return v;
-        }
-        if (B_VEC && c + 3u < params.n) {
-            return load_b4(i);
-        }
-        for (var j = 0u; j < 4u; j = j + 1u) {
-            if (c + j < params.n) {
-                v[j] = load_b(i + j * params.b_col);
-            }
-        }
-    } else {
-        if (c >= params.n) {
-            return v;
-        }
-        if (B_VEC && k + 3u < params.k) {
-            return load_b4(i);
-        }
-        for (var j = 0u; j < 4u; j = j + 1u) {
-            if (k + j < params.k) {
-                v[j] = load_b(i + j * params.b_row);
-            }
-        }
-    }
-    return v;
-}
-
-fn set_a(at: u32, v: f32) {
-    a_tile[at >> 2u][at & 3u] = v;
-}
-
-fn set_b(at: u32, v: f32) {
-    b_tile[at >> 2u][at & 3u] = v;
+    return fetch_b_strided(base, k, c, params.b_row, params.b_col);
 }
 
 // The quads this thread loads of the slice at k0: A's 512 (two each), B's 256 (one each),
@@ -132,14 +97,6 @@ fn a_quad(q: u32) -> vec2<u32> {
         return vec2<u32>(q / 4u, (q % 4u) * 4u);
     }
     return vec2<u32>((q % 32u) * 4u, q / 32u);
-}
-
-fn b_quad(q: u32) -> vec2<u32> {
-    // (k, column) of the quad's first element.
-    if (B_N_CONTIGUOUS) {
-        return vec2<u32>(q / 16u, (q % 16u) * 4u);
-    }
-    return vec2<u32>((q % 4u) * 4u, q / 4u);
 }
 
 fn fetch(a_base: u32, b_base: u32, row0: u32, col0: u32, k0: u32, flat: u32) -> Fetched {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 use tensor::{BufferRef, DType, Error, Result, Src};
 
-use super::{MATVEC_SUBGROUP, MATVEC_TREE, Reduction, Weight, matvec_reader, tiled_readers, u32s};
+use super::{Matvec, Reduction, TILE_B, Weight, tiled_readers, u32s};
 use crate::backend::GpuBackend;
 use crate::kernels::{copy, groups_2d, index, source};
 use crate::pipelines::{Access, KernelKey};
@@ -122,27 +122,14 @@ struct GemmParams {
     w: [u32; 4],
 }
 
-/// The per-row product for one weight type, weight layout, load width and reduction: matmul's
-/// `Matvec` kernel with `expert_matvec.wgsl` in place of `matvec.wgsl`.
+/// The per-row product: matmul's `Matvec` variants (weight type, layout, load width,
+/// reduction) with `expert_matvec.wgsl` in place of `matvec.wgsl`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct PerRow {
-    weight: Weight,
-    k_contiguous: bool,
-    vec: bool,
-    reduction: Reduction,
-    shader_f16: bool,
-}
+struct PerRow(Matvec);
 
 impl KernelKey for PerRow {
     fn name(&self) -> String {
-        let PerRow { weight, k_contiguous, vec, reduction, shader_f16 } = *self;
-        format!(
-            "expert_matvec/{}/{k_contiguous}/{}/{}{}",
-            weight.tag(),
-            if vec { "vec4" } else { "scalar" },
-            if reduction == Reduction::Subgroup { "subgroup" } else { "tree" },
-            if shader_f16 { "/shader-f16" } else { "" }
-        )
+        self.0.name_in("expert_matvec")
     }
 
     fn buffers(&self) -> &'static [Access] {
@@ -150,14 +137,7 @@ impl KernelKey for PerRow {
     }
 
     fn source(&self) -> String {
-        let PerRow { weight, k_contiguous, vec, reduction, shader_f16 } = *self;
-        let reader = matvec_reader(weight, vec, shader_f16);
-        let entry = if reduction == Reduction::Subgroup { MATVEC_SUBGROUP } else { MATVEC_TREE };
-        let kernel = source(
-            &format!("{reader}\nconst VEC: bool = {vec};\nconst B_K_CONTIGUOUS: bool = {k_contiguous};"),
-            &format!("{MATVEC}\n{entry}"),
-        );
-        if shader_f16 { format!("enable f16;\n{kernel}") } else { kernel }
+        self.0.source_of(MATVEC)
     }
 }
 
@@ -196,7 +176,7 @@ impl KernelKey for Gemm {
             &format!(
                 "{readers}\nconst B_N_CONTIGUOUS: bool = {b_n_contiguous};\nconst A_VEC: bool = {a_vec};\nconst B_VEC: bool = {b_vec};"
             ),
-            GEMM,
+            &format!("{TILE_B}\n{GEMM}"),
         )
     }
 }
@@ -273,13 +253,13 @@ fn per_row(b: &GpuBackend, op: &str, o: Operands) -> Result<()> {
         && [&o.x, &o.weights].iter().all(|b| b.size().is_multiple_of(16));
     let features = &b.ctx.features;
     let subgroups = k_contiguous && features.use_subgroups() && b.ctx.info.subgroup_min_size >= 4;
-    let key = PerRow {
+    let key = PerRow(Matvec {
         weight: o.weight,
         k_contiguous,
         vec,
         reduction: if subgroups { Reduction::Subgroup } else { Reduction::Tree },
         shader_f16: vec && o.weight == Weight::F16 && features.use_shader_f16(),
-    };
+    });
     if o.rows > 65_535 {
         return Err(Error::backend(op, format!("{} rows exceed the GPU grid of the per-row product (65535)", o.rows)));
     }
