@@ -120,6 +120,49 @@ impl Sampler {
     }
 }
 
+impl Sampler {
+    /// Picks a token given only the row's `k` likeliest logits and their ids, ranked (likeliest
+    /// first, lower id first on ties: what `Tensor::topk` gives), where top-k is set and smaller
+    /// than the row. The draw is the one [`Sampler::pick`] makes from the whole row, with the
+    /// generator in the same state: the top-k candidates are all it reads. So a GPU can select
+    /// them and send back k pairs instead of the vocabulary's row.
+    pub fn pick_ranked(&mut self, values: &[f32], ids: &[u32]) -> u32 {
+        debug_assert_eq!(values.len(), ids.len());
+        if values.is_empty() {
+            return 0;
+        }
+        if self.settings.temperature == 0.0 {
+            return ids[0];
+        }
+        let inv_t = (1.0 / self.settings.temperature) as f32;
+        let max = values.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        if !max.is_finite() {
+            return ids[argmax(values) as usize];
+        }
+        let weight = |l: f32| {
+            let w = ((l - max) * inv_t).exp();
+            if w.is_nan() { 0.0 } else { w }
+        };
+        let total: f64 = values.iter().map(|&l| weight(l) as f64).sum();
+        let keep = match self.settings.top_p {
+            None => values.len(),
+            Some(p) => {
+                let mut acc = 0.0;
+                values
+                    .iter()
+                    .position(|&l| {
+                        acc += weight(l) as f64;
+                        acc >= p * total
+                    })
+                    .map_or(values.len(), |i| i + 1)
+            }
+        };
+        let kept: f64 = values[..keep].iter().map(|&l| weight(l) as f64).sum();
+        let u = self.rng.uniform() * kept;
+        draw(values[..keep].iter().map(|&l| weight(l)), u).map_or(ids[0], |i| ids[i])
+    }
+}
+
 /// How many of the likeliest tokens top-p keeps: the shortest prefix of the ranking whose
 /// weight reaches `target`. `order[..sorted]` is ranked already; the rest is ranked only as far
 /// as needed, a slice at a time (its largest selected in linear time, then sorted), so a peaked
@@ -289,6 +332,33 @@ mod tests {
         for top_k in [None, Some(3)] {
             let mut s = Sampler::new(Sampling { temperature: 1.0, top_k, top_p: None, seed: 2 });
             assert!((0..200).all(|_| matches!(s.pick(&masked), 1 | 3)));
+        }
+    }
+
+    /// `pick_ranked` on the k likeliest (ranked as `Tensor::topk` ranks them) draws what `pick`
+    /// draws from the whole row, draw for draw, from the same seed: with and without top-p, on
+    /// peaked and flat rows, with ties, and with masked tokens inside the k.
+    #[test]
+    fn picking_from_the_ranked_top_k_replays_picking_from_the_row() {
+        let mut rng = Rng::new(9);
+        let peaked: Vec<f32> = (0..5000).map(|_| (rng.normal() * 3.0) as f32).collect();
+        let flat: Vec<f32> = (0..5000).map(|_| (rng.normal() * 0.2) as f32).collect();
+        let ties: Vec<f32> = (0..5000).map(|_| (rng.normal() * 2.0).round() as f32).collect();
+        let mut masked = vec![f32::NEG_INFINITY; 5000];
+        masked[17] = 1.0;
+        masked[4000] = 0.5;
+        for row in [&peaked, &flat, &ties, &masked] {
+            let mut order: Vec<u32> = (0..row.len() as u32).collect();
+            order.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+            for (k, top_p) in [(1, None), (40, None), (40, Some(0.5)), (300, Some(0.95)), (4999, None)] {
+                let settings = Sampling { temperature: 0.8, top_k: Some(k), top_p, seed: 21 };
+                let ids = &order[..k];
+                let values: Vec<f32> = ids.iter().map(|&i| row[i as usize]).collect();
+                let (mut whole, mut ranked) = (Sampler::new(settings), Sampler::new(settings));
+                for draw in 0..300 {
+                    assert_eq!(whole.pick(row), ranked.pick_ranked(&values, ids), "draw {draw} of {settings:?}");
+                }
+            }
         }
     }
 
