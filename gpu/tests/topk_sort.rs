@@ -112,3 +112,13 @@ fn a_vocabulary_row_takes_three_dispatches_and_one_read() -> Result<()> {
     drop(ids);
     Ok(())
 }
+
+/// The router's kernel (one thread per row) ranks as the CPU does too: the IEEE total order.
+#[test]
+fn short_rows_rank_nans_and_signed_zeros_as_on_the_cpu() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let row = vec![0.5f32, -f32::NAN, -0.0, f32::NAN, 0.0, f32::NEG_INFINITY, 2.0, -0.0, f32::INFINITY, 0.0];
+    let x = Tensor::from_vec(row, [1, 10], &cpu())?;
+    same_topk(&g, &x, 10, -1, "short row")?;
+    Ok(())
+}

@@ -75,8 +75,13 @@ impl KernelKey for Kernel {
     }
 
     fn source(&self) -> String {
-        let (t, nan) = (self.0.wgsl(), self.0.nan_check());
-        source(&format!("alias T = {t};\nfn nan_t(x: T) -> bool {{ return {nan}; }}"), BODY)
+        // The rank key: an f32's bits mapped to a u32 in IEEE total order (`f32::total_cmp`,
+        // the CPU's ranking), a u32 itself.
+        let key = match self.0 {
+            Elem::F32 => "let b = bitcast<u32>(x); return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);",
+            Elem::U32 => "return x;",
+        };
+        source(&format!("alias T = {};\nfn key(x: T) -> u32 {{ {key} }}", self.0.wgsl()), BODY)
     }
 }
 

@@ -1,6 +1,7 @@
 // Top-k over each row of a contiguous [rows, n] tensor: one thread per row, k passes, each
-// finding the element that ranks right after the previous pick. Ranking: NaN first, then larger
-// values, then lower indices, the CPU's order.
+// finding the element that ranks right after the previous pick. Ranking: larger keys first (the
+// IEEE total order for f32: +NaN first, -NaN last, +0 before -0), then lower indices: the CPU's
+// order.
 
 struct Params {
     rows: u32,
@@ -16,13 +17,7 @@ struct Params {
 
 // Whether (a, ai) ranks before (b, bi).
 fn before(a: T, ai: u32, b: T, bi: u32) -> bool {
-    if (nan_t(a) != nan_t(b)) {
-        return nan_t(a);
-    }
-    if (!nan_t(a) && a != b) {
-        return a > b;
-    }
-    return ai < bi;
+    return key(a) > key(b) || (key(a) == key(b) && ai < bi);
 }
 
 @compute @workgroup_size(256)
