@@ -16,6 +16,9 @@ use llm::models::{LoadOptions, load};
 use llm::sample::Sampling;
 use tensor::DType;
 
+/// The counters are the process's: the tests here take turns, so none counts another's work.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf-tiny").join(name)
 }
@@ -48,6 +51,7 @@ fn counts_of(
 #[test]
 fn decode_steps_do_not_drain_allocate_or_compile() -> llm::Result<()> {
     let Some(device) = gpu::test_device() else { return Ok(()) };
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let prompt = [1u32, 7, 42, 3, 19];
     let mut failures = Vec::new();
     // The GGUF files of two of them too, their weights kept as blocks on the device.
@@ -118,6 +122,7 @@ fn decode_steps_do_not_drain_allocate_or_compile() -> llm::Result<()> {
 #[test]
 fn top_k_sampling_picks_on_the_device_and_draws_as_the_cpu() -> llm::Result<()> {
     let Some(device) = gpu::test_device() else { return Ok(()) };
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let prompt = [1u32, 7, 42, 3, 19];
     let on_cpu =
         load(&fixture("qwen3"), &LoadOptions { device: tensor::Device::cpu(), weight_dtype: Some(DType::F32) })?;

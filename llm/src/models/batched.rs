@@ -12,7 +12,7 @@ use nn::attention::KvCache;
 use tensor::{DType, Device, Tensor};
 
 use super::blocks::AttentionSegment;
-use super::decoder::{CausalLm, DecoderLayer};
+use super::decoder::{CausalLm, DecoderLayer, Residual};
 use crate::{Error, Result};
 
 /// One sequence in a batched step: the new ids, the absolute position of the first, and one
@@ -26,7 +26,7 @@ pub struct Segment<'a> {
 impl DecoderLayer {
     /// [`DecoderLayer::forward`] on sequences laid end to end in `x [1, N, hidden]`.
     pub fn forward_segments(&self, x: &Var, segments: &mut [AttentionSegment<'_>]) -> tensor::Result<Var> {
-        self.residual(x, |y| self.self_attn.forward_segments(y, segments))
+        self.residual(Residual::new(x.clone()), |y| self.self_attn.forward_segments(y, segments))?.sum()
     }
 }
 
@@ -61,21 +61,27 @@ impl CausalLm {
                     .to_scalar::<f64>()?;
                 x = x.mul_scalar(scale)?;
             }
+            // The stream with each layer's last add pending, as in `CausalLm::forward`.
+            let mut stream = Residual::new(x);
             for (i, layer) in self.layers.iter().enumerate() {
                 let mut parts: Vec<AttentionSegment<'_>> = segments
                     .iter_mut()
                     .map(|s| AttentionSegment { start: s.start, len: s.ids.len(), cache: &mut s.caches[i] })
                     .collect();
-                x = layer.forward_segments(&x, &mut parts)?;
+                stream = layer.residual(stream, |y| layer.self_attn.forward_segments(y, &mut parts))?;
             }
             // Last row of each segment, then the final norm and the head on those rows only.
-            let mut lasts = Vec::with_capacity(segments.len());
-            let mut offset = 0;
-            for s in segments.iter() {
-                offset += s.ids.len();
-                lasts.push(x.narrow(1, offset - 1, 1)?);
-            }
-            let x = self.norm.forward(&Var::cat(&lasts.iter().collect::<Vec<_>>(), 1)?)?;
+            let rows = |t: &Var| -> Result<Var> {
+                let mut lasts = Vec::with_capacity(segments.len());
+                let mut offset = 0;
+                for s in segments.iter() {
+                    offset += s.ids.len();
+                    lasts.push(t.narrow(1, offset - 1, 1)?);
+                }
+                Ok(Var::cat(&lasts.iter().collect::<Vec<_>>(), 1)?)
+            };
+            let lasts = Residual { x: rows(&stream.x)?, pending: stream.pending.as_ref().map(rows).transpose()? };
+            let (_, x) = lasts.norm(&self.norm)?;
             let mut logits = match &self.lm_head {
                 Some(head) => head.forward(&x)?,
                 None => self.embed_tokens.project(&x)?,

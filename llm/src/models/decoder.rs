@@ -70,22 +70,71 @@ pub struct DecoderLayer {
     pub norms: LayerNorms,
 }
 
+/// The residual stream between layers: `x` plus the last branch's output, kept apart until the
+/// next norm adds them as it normalises (`RmsNorm::add_forward`: on a GPU one kernel for the add
+/// and the norm, where no gradient flows). A pre-norm or sandwich layer ends with `h + ffn(..)`
+/// and the next begins with its input norm; so does the last layer with the final norm. That
+/// saves one dispatch per layer of a decoding step; the values are the same, the add is the same
+/// f32 add either way.
+pub struct Residual {
+    pub x: Var,
+    /// The branch output not yet added to `x`.
+    pub pending: Option<Var>,
+}
+
+impl Residual {
+    pub fn new(x: Var) -> Residual {
+        Residual { x, pending: None }
+    }
+
+    /// The stream as one tensor.
+    pub fn sum(self) -> Result<Var> {
+        match self.pending {
+            Some(p) => self.x.add(&p),
+            None => Ok(self.x),
+        }
+    }
+
+    /// `(stream, norm(stream))`, adding the pending branch inside the norm's op.
+    pub fn norm(self, norm: &RmsNorm) -> Result<(Var, Var)> {
+        match self.pending {
+            Some(p) => norm.add_forward(&self.x, &p),
+            None => {
+                let n = norm.forward(&self.x)?;
+                Ok((self.x, n))
+            }
+        }
+    }
+
+    /// Positions `start..start + len` of the stream (axis 1), the pending branch's too.
+    pub fn narrow(self, start: usize, len: usize) -> Result<Residual> {
+        Ok(Residual {
+            x: self.x.narrow(1, start, len)?,
+            pending: self.pending.map(|p| p.narrow(1, start, len)).transpose()?,
+        })
+    }
+}
+
 impl DecoderLayer {
     pub fn forward(&self, x: &Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var> {
-        self.residual(x, |y| self.self_attn.forward(y, start, cache))
+        self.residual(Residual::new(x.clone()), |y| self.self_attn.forward(y, start, cache))?.sum()
     }
 
     /// The layer's two residual branches around its norms, with `attn` as the attention step
-    /// (one sequence with its cache, or several laid end to end: `forward_segments`).
-    pub(crate) fn residual(&self, x: &Var, attn: impl FnOnce(&Var) -> Result<Var>) -> Result<Var> {
-        match &self.norms {
+    /// (one sequence with its cache, or several laid end to end: `forward_segments`). Takes and
+    /// gives the stream with its last add pending (see [`Residual`]).
+    pub(crate) fn residual(&self, x: Residual, attn: impl FnOnce(&Var) -> Result<Var>) -> Result<Residual> {
+        let (x, pending) = match &self.norms {
             LayerNorms::PreNorm { input_layernorm, post_attention_layernorm } => {
-                let (h, normed) = post_attention_layernorm.add_forward(x, &attn(&input_layernorm.forward(x)?)?)?;
-                h.add(&self.ffn.forward(&normed)?)
+                let (x, normed) = x.norm(input_layernorm)?;
+                let (h, normed) = post_attention_layernorm.add_forward(&x, &attn(&normed)?)?;
+                (h, self.ffn.forward(&normed)?)
             }
             LayerNorms::PostNorm { post_attention_layernorm, post_feedforward_layernorm } => {
-                let h = x.add(&post_attention_layernorm.forward(&attn(x)?)?)?;
-                h.add(&post_feedforward_layernorm.forward(&self.ffn.forward(&h)?)?)
+                let x = x.sum()?;
+                let h = x.add(&post_attention_layernorm.forward(&attn(&x)?)?)?;
+                let f = post_feedforward_layernorm.forward(&self.ffn.forward(&h)?)?;
+                (h, f)
             }
             LayerNorms::Sandwich {
                 input_layernorm,
@@ -93,11 +142,13 @@ impl DecoderLayer {
                 pre_feedforward_layernorm,
                 post_feedforward_layernorm,
             } => {
-                let a = attn(&input_layernorm.forward(x)?)?;
-                let (h, normed) = pre_feedforward_layernorm.add_forward(x, &post_attention_layernorm.forward(&a)?)?;
-                h.add(&post_feedforward_layernorm.forward(&self.ffn.forward(&normed)?)?)
+                let (x, normed) = x.norm(input_layernorm)?;
+                let a = attn(&normed)?;
+                let (h, normed) = pre_feedforward_layernorm.add_forward(&x, &post_attention_layernorm.forward(&a)?)?;
+                (h, post_feedforward_layernorm.forward(&self.ffn.forward(&normed)?)?)
             }
-        }
+        };
+        Ok(Residual { x, pending: Some(pending) })
     }
 }
 
@@ -162,7 +213,7 @@ impl CausalLm {
     ) -> Result<ForwardOutput> {
         let mut hidden_states = Vec::new();
         let x = self.trunk(ids, start, caches, keep_hidden.then_some(&mut hidden_states))?;
-        let x = self.norm.forward(&x)?;
+        let (_, x) = x.norm(&self.norm)?;
         if keep_hidden {
             hidden_states.push(x.value());
         }
@@ -174,21 +225,21 @@ impl CausalLm {
     /// matrix of a small model: 151,936 x 1024 in Qwen3-0.6B) then run on one row instead of T.
     pub fn forward_last(&self, ids: &Tensor, start: usize, caches: Option<&mut [KvCache]>) -> Result<Var> {
         let x = self.trunk(ids, start, caches, None)?;
-        let t = x.dims()[1];
-        let x = if t > 1 { x.narrow(1, t - 1, 1)? } else { x };
-        self.head(&self.norm.forward(&x)?)
+        let t = x.x.dims()[1];
+        let x = if t > 1 { x.narrow(t - 1, 1)? } else { x };
+        self.head(&x.norm(&self.norm)?.1)
     }
 
-    /// Embedding and decoder layers: the hidden states [B, T, hidden] before the final norm.
-    /// With `hidden_states`, the embedding output and every layer's output but the last are
-    /// pushed to it.
+    /// Embedding and decoder layers: the hidden states [B, T, hidden] before the final norm, with
+    /// the last layer's add pending. With `hidden_states`, the embedding output and every layer's
+    /// output but the last are pushed to it.
     fn trunk(
         &self,
         ids: &Tensor,
         start: usize,
         caches: Option<&mut [KvCache]>,
         mut hidden_states: Option<&mut Vec<Tensor>>,
-    ) -> Result<Var> {
+    ) -> Result<Residual> {
         let mut x = self.embed_tokens.forward(ids)?;
         if let Some(scale) = self.embed_scale {
             // HF casts the scale to the embedding dtype first: sqrt(640) becomes 25.25 in bf16.
@@ -210,17 +261,25 @@ impl CausalLm {
                 format!("{} caches for {} layers", c.len(), self.layers.len()),
             ));
         }
+        // Each layer's output is summed only where it is looked at (the finite check, the hidden
+        // states); else its last add waits for the next layer's first norm.
+        let look = crate::finite::check_finite() || hidden_states.is_some();
+        let mut stream = Residual::new(x);
         for (i, layer) in self.layers.iter().enumerate() {
             let cache = caches.as_deref_mut().map(|c| &mut c[i]);
-            x = layer.forward(&x, start, cache)?;
-            crate::finite::check_activation(&x.value(), || format!("decoder layer {i} (model.layers.{i})"))?;
-            if let Some(h) = hidden_states.as_deref_mut()
-                && i + 1 < self.layers.len()
-            {
-                h.push(x.value());
+            stream = layer.residual(stream, |y| layer.self_attn.forward(y, start, cache))?;
+            if look {
+                let x = stream.sum()?;
+                crate::finite::check_activation(&x.value(), || format!("decoder layer {i} (model.layers.{i})"))?;
+                if let Some(h) = hidden_states.as_deref_mut()
+                    && i + 1 < self.layers.len()
+                {
+                    h.push(x.value());
+                }
+                stream = Residual::new(x);
             }
         }
-        Ok(x)
+        Ok(stream)
     }
 
     /// The output head (and soft-capping) over normed hidden states.
