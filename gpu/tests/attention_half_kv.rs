@@ -4,7 +4,7 @@
 //! Both compute on the same half-precision values, so they agree as f32 attention does (1e-5
 //! absolute, 1e-4 relative: an online softmax sums in another order). Dense caches as views of
 //! a larger buffer (the live rows of a growing cache), MLA's values as the first columns of the
-//! keys, the decode (split-K) and prefill kernels, and a paged cache's pools.
+//! keys, the tiled (split-K) and one-row kernels, and a paged cache's pools.
 
 mod common;
 
@@ -16,7 +16,9 @@ use tensor::{AttentionMask, AttentionSpec, DType, Result, Tensor};
 fn half_precision_caches_match_the_cpu() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
     let mut case = 0;
-    for dtype in [DType::F16, DType::BF16] {
+    // Through the tiled kernels, then the one-row prefill kernel.
+    for (dtype, one_row) in [(DType::F16, false), (DType::BF16, false), (DType::F16, true), (DType::BF16, true)] {
+        gpu::kernels::attention::force_one_row(one_row);
         for (hq, hkv, d, dv) in [(4, 2, 16, 16), (4, 1, 24, 0)] {
             for tq in [1, 3, 9] {
                 case += 1;
@@ -49,6 +51,7 @@ fn half_precision_caches_match_the_cpu() -> Result<()> {
             })?;
         }
     }
+    gpu::kernels::attention::force_one_row(false);
     let names = gpu::backend()?.pipelines.names();
     for kernel in ["attention/f16", "attention/split/bf16", "attention/split/paged/f16", "attention/paged/bf16"] {
         assert!(names.iter().any(|n| n == kernel), "{kernel} ran: {names:?}");

@@ -476,15 +476,21 @@ fn attention_with_every_mask_and_head_layout() -> Result<()> {
         (2, 2, 5, 5, 8, 8, AttentionMask::default(), None),
         (2, 1, 4, 9, 576, 512, causal(5), None), // MLA's absorbed decode shape
     ];
-    for (i, (hq, hkv, tq, tk, d, dv, mask, softcap)) in cases.into_iter().enumerate() {
-        let q = randn([2, hq, tq, d], 90 + i as u64, &cpu())?;
-        let k = randn([2, hkv, tk, d], 100 + i as u64, &cpu())?;
-        let v = randn([2, hkv, tk, dv], 110 + i as u64, &cpu())?;
-        let spec = AttentionSpec { scale: (d as f64).powf(-0.5), mask, softcap };
-        same_on_both(&g, &[q, k, v], 1e-5, 1e-4, &format!("attention case {i}"), |t| {
-            Tensor::attention(&t[0], &t[1], &t[2], &spec)
-        })?;
+    // Each shape through the tiled kernel (rows of a head together, keys staged once for them)
+    // and the one-row kernel.
+    for one_row in [false, true] {
+        gpu::kernels::attention::force_one_row(one_row);
+        for (i, (hq, hkv, tq, tk, d, dv, mask, softcap)) in cases.into_iter().enumerate() {
+            let q = randn([2, hq, tq, d], 90 + i as u64, &cpu())?;
+            let k = randn([2, hkv, tk, d], 100 + i as u64, &cpu())?;
+            let v = randn([2, hkv, tk, dv], 110 + i as u64, &cpu())?;
+            let spec = AttentionSpec { scale: (d as f64).powf(-0.5), mask, softcap };
+            same_on_both(&g, &[q, k, v], 1e-5, 1e-4, &format!("attention case {i}, one row {one_row}"), |t| {
+                Tensor::attention(&t[0], &t[1], &t[2], &spec)
+            })?;
+        }
     }
+    gpu::kernels::attention::force_one_row(false);
     // Keys and values as views into a larger cache buffer (strided rows, an offset).
     let cache = randn([1, 2, 16, 8], 120, &cpu())?;
     let q = randn([1, 2, 1, 8], 121, &cpu())?;
@@ -560,14 +566,52 @@ fn attention_with_sinks() -> Result<()> {
         (4, 2, 1, 70, causal(69)),
         (2, 2, 4, 3, AttentionMask { k_start: 2, ..causal(0) }),
     ];
-    for (i, (hq, hkv, tq, tk, mask)) in cases.into_iter().enumerate() {
-        let q = randn([2, hq, tq, 16], 130 + i as u64, &cpu())?;
-        let k = randn([2, hkv, tk, 16], 140 + i as u64, &cpu())?;
-        let v = randn([2, hkv, tk, 16], 150 + i as u64, &cpu())?;
-        let sinks = randn([hq], 160 + i as u64, &cpu())?.mul_scalar(2.0)?;
-        let spec = AttentionSpec { scale: 0.25, mask, softcap: None };
-        same_on_both(&g, &[q, k, v, sinks], 1e-5, 1e-4, &format!("attention with sinks, case {i}"), |t| {
-            Tensor::attention_with_sinks(&t[0], &t[1], &t[2], Some(&t[3]), &spec)
+    for one_row in [false, true] {
+        gpu::kernels::attention::force_one_row(one_row);
+        for (i, (hq, hkv, tq, tk, mask)) in cases.into_iter().enumerate() {
+            let q = randn([2, hq, tq, 16], 130 + i as u64, &cpu())?;
+            let k = randn([2, hkv, tk, 16], 140 + i as u64, &cpu())?;
+            let v = randn([2, hkv, tk, 16], 150 + i as u64, &cpu())?;
+            let sinks = randn([hq], 160 + i as u64, &cpu())?.mul_scalar(2.0)?;
+            let spec = AttentionSpec { scale: 0.25, mask, softcap: None };
+            let what = format!("attention with sinks, case {i}, one row {one_row}");
+            same_on_both(&g, &[q, k, v, sinks], 1e-5, 1e-4, &what, |t| {
+                Tensor::attention_with_sinks(&t[0], &t[1], &t[2], Some(&t[3]), &spec)
+            })?;
+        }
+    }
+    gpu::kernels::attention::force_one_row(false);
+    Ok(())
+}
+
+/// Prefill shapes through the tiled kernel: up to 8 neighbouring query rows of a head per
+/// workgroup (chunks that straddle two heads where Tq is not a multiple of 8), causal, sliding,
+/// chunked and full masks over prompts of a few hundred tokens, GQA groups of 1 to 8, Gemma 3's
+/// head dim of 256, MLA's 192/128, sinks, and a short prompt whose keys are also split (too few
+/// rows to fill a GPU). Tolerance as for decoding: f32 sums in another order.
+#[test]
+fn tiled_attention_on_prefill_shapes() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let causal = AttentionMask::causal;
+    // (Hq, Hkv, Tq, Tk, D, Dv, mask, softcap, sinks)
+    let cases = [
+        (4, 2, 300, 300, 64, 64, causal(0), None, false),
+        (8, 1, 129, 129, 32, 32, causal(0), None, false),
+        (4, 4, 37, 37, 256, 256, AttentionMask { window: Some(16), ..causal(0) }, Some(50.0), false),
+        (4, 1, 200, 200, 16, 16, AttentionMask { chunk: Some(64), ..causal(0) }, None, false),
+        (2, 2, 150, 150, 192, 128, causal(0), None, false),
+        (4, 2, 90, 90, 32, 32, AttentionMask { window: Some(20), ..causal(0) }, None, true),
+        (2, 1, 9, 1500, 16, 16, causal(1491), None, true),
+        (3, 3, 20, 20, 8, 8, AttentionMask::default(), None, false),
+    ];
+    for (i, (hq, hkv, tq, tk, d, dv, mask, softcap, with_sinks)) in cases.into_iter().enumerate() {
+        let q = randn([1, hq, tq, d], 300 + i as u64, &cpu())?;
+        let k = randn([1, hkv, tk, d], 320 + i as u64, &cpu())?;
+        let v = randn([1, hkv, tk, dv], 340 + i as u64, &cpu())?;
+        let sinks = randn([hq], 360 + i as u64, &cpu())?.mul_scalar(2.0)?;
+        let spec = AttentionSpec { scale: (d as f64).powf(-0.5), mask, softcap };
+        same_on_both(&g, &[q, k, v, sinks], 1e-5, 1e-5, &format!("tiled prefill case {i}"), |t| {
+            Tensor::attention_with_sinks(&t[0], &t[1], &t[2], with_sinks.then_some(&t[3]), &spec)
         })?;
     }
     Ok(())

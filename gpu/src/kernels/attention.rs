@@ -2,14 +2,15 @@
 //! CPU ~1e-5 relative: the softmax is computed online (Milakov & Gimelshein 2018), so the exps and
 //! sums run in another order than the CPU's two-pass softmax, f32 rounding of a few ulps per term.
 //!
-//! Two paths, chosen by the number of query rows:
-//! - prefill (`attention.wgsl`): one workgroup per query row walks its visible keys;
-//! - decode, Tq <= [`DECODE_MAX_TQ`] (`attention_split.wgsl` then `attention_combine.wgsl`):
-//!   flash-decoding (Dao et al. 2023), the keys split across workgroups, one per KV head serving
-//!   its group of query heads, then a pass merging the splits. At Tq = 1 the prefill kernel has
-//!   only B * Hq workgroups, each reading the whole cache serially; this one has up to
-//!   B * Hkv * [`MAX_SPLITS`] and reads each key once per KV head rather than once per query head.
-//!   `LLM_GPU_FLASH_DECODE=0` turns it off (every shape then takes the prefill kernel).
+//! Every shape takes the tiled kernel (`attention_split.wgsl` then `attention_combine.wgsl`):
+//! a workgroup serves up to 8 query rows of one KV head (at decode its group of query heads; at
+//! prefill neighbouring positions of a head) over a range of keys staged through workgroup
+//! memory with coalesced loads, so each key and value is read once for all its rows; a second
+//! pass merges the ranges' partial softmaxes. At decode, Tq <= [`DECODE_MAX_TQ`], the keys are
+//! cut into up to [`MAX_SPLITS`] ranges (flash-decoding, Dao et al. 2023): B * Hq query rows
+//! alone would leave a large GPU idle. At prefill the rows fill the GPU and the keys are split
+//! only for short prompts. `LLM_GPU_FLASH_DECODE=0` turns it off: every shape then takes the
+//! one-row kernel (`attention.wgsl`: one workgroup per query row walking its visible keys).
 //!
 //! Either path also reads a paged KV cache in place ([`paged_attention`]): the pools' blocks
 //! through the sequence's block table, bound after the kernel's other buffers, so serving many
@@ -164,6 +165,9 @@ pub const MAX_SPLITS: usize = 32;
 /// Fewest keys per split (a multiple of the kernel's 64-key blocks): below that, the combine
 /// pass would cost more than the split saves.
 const MIN_SPLIT_LEN: usize = 128;
+/// Workgroups a prefill's tiled attention aims for before it also splits the keys: a few per
+/// compute unit of a large GPU (132 SMs on an H100).
+const PREFILL_WORKGROUPS: usize = 512;
 /// Query rows one split workgroup serves at most (`MAX_ROWS` in the kernel), and the registers of
 /// weighted value sums each thread keeps (`MAX_ACC`).
 const SPLIT_MAX_ROWS: usize = 8;
@@ -214,7 +218,18 @@ struct Cuts {
 
 fn flash_decode_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("LLM_GPU_FLASH_DECODE").as_deref() != Ok("0"))
+    !ONE_ROW.with(|f| f.get()) && *ON.get_or_init(|| std::env::var("LLM_GPU_FLASH_DECODE").as_deref() != Ok("0"))
+}
+
+thread_local! {
+    static ONE_ROW: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes this thread's later attention calls take the one-row kernel (`attention.wgsl`) for
+/// every shape, as `LLM_GPU_FLASH_DECODE=0` does for a process, so tests check both kernels.
+#[doc(hidden)]
+pub fn force_one_row(on: bool) {
+    ONE_ROW.with(|f| f.set(on));
 }
 
 fn u32_of(v: usize) -> Result<u32> {
@@ -322,8 +337,9 @@ pub fn attention(
     };
     let (k_buffer, v_buffer) = (&b.buffer(OP, &k)?.buffer, &b.buffer(OP, &v)?.buffer);
     let table = paging.as_ref().map(|p| &p.table);
-    if tq <= DECODE_MAX_TQ && hkv > 0 && hq % hkv == 0 && flash_decode_enabled() {
-        split_k(b, params, kv, [&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer], table)?;
+    if hkv > 0 && hq % hkv == 0 && flash_decode_enabled() {
+        let decode = tq <= DECODE_MAX_TQ;
+        split_k(b, params, kv, [&q_arc, k_buffer, v_buffer, &sinks_buffer, &out.buffer], table, decode)?;
         return Ok(Arc::new(out));
     }
     let kernel = b.kernel(&Attention { pass: Pass::Prefill, kv, paged: table.is_some() })?;
@@ -333,16 +349,24 @@ pub fn attention(
     Ok(Arc::new(out))
 }
 
-/// The decode path: [`MAX_SPLITS`] key ranges at most per (batch, KV head, rows chunk), each a
+/// The tiled path: [`MAX_SPLITS`] key ranges at most per (batch, KV head, rows chunk), each a
 /// workgroup of `attention_split.wgsl` writing (max, sum, weighted values) per query row into a
 /// scratch buffer, then one workgroup per query row of `attention_combine.wgsl` merging them.
 /// Buffers: q, k, v, sinks (or a stand-in), out; and a paged cache's block table.
+///
+/// At `decode` (a few query rows) the keys are cut as finely as [`MAX_SPLITS`] allows, and the
+/// scratch is sized for that many whatever the cache's length, so the pool serves it at every
+/// step. At prefill the rows give the parallelism: a workgroup serves up to 8 neighbouring query
+/// rows of a head, so each key and value row is read once per 8 query rows (the one-row kernel,
+/// `attention.wgsl`, read it once per row, uncoalesced); the keys are split only while there are
+/// fewer than [`PREFILL_WORKGROUPS`] workgroups.
 fn split_k(
     b: &GpuBackend,
     base: Params,
     kv: Kv,
     [q, k, v, sinks, out]: [&Arc<wgpu::Buffer>; 5],
     table: Option<&Arc<wgpu::Buffer>>,
+    decode: bool,
 ) -> Result<()> {
     const OP: &str = "attention";
     let (batch, hq, tq, hkv, tk, dv) =
@@ -352,10 +376,13 @@ fn split_k(
     // Registers: rows_wg * dv_t weighted sums per thread (Dv up to 1024: 2 rows; 128: 8).
     let rows_wg = rows_total.min(SPLIT_MAX_ROWS).min(SPLIT_MAX_ACC / dv_t).max(1);
     let chunks = rows_total.div_ceil(rows_wg);
-    let split_len = tk.div_ceil(MAX_SPLITS).next_multiple_of(64).max(MIN_SPLIT_LEN);
+    let most_splits =
+        if decode { MAX_SPLITS } else { PREFILL_WORKGROUPS.div_ceil(batch * hkv * chunks).clamp(1, MAX_SPLITS) };
+    let split_len = tk.div_ceil(most_splits).next_multiple_of(64).max(MIN_SPLIT_LEN);
     let splits = tk.div_ceil(split_len).max(1);
-    // Sized for MAX_SPLITS whatever tk is, so a growing cache asks the pool for the same size.
-    let n_parts = batch * hkv * MAX_SPLITS * rows_total;
+    // At decode sized for MAX_SPLITS whatever tk is, so a growing cache asks the pool for the
+    // same size.
+    let n_parts = batch * hkv * if decode { MAX_SPLITS } else { splits } * rows_total;
     let scratch = b.alloc(OP, n_parts * (2 + dv), DType::F32)?;
     let params = Params {
         cuts: Cuts {
