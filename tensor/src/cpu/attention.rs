@@ -179,6 +179,9 @@ impl Attend for Dense<'_> {
             let sink = sinks.as_ref().map(|s| s[h]);
             let k_base = lk.offset() + bi * ks[0] + kvh * ks[1];
             let v_base = lv.offset() + bi * vs[0] + kvh * vs[1];
+            // One scores buffer for the head's blocks (each overwrites what it uses): allocated
+            // per block, its 128 KB came as fresh pages each time, zeroed by the kernel.
+            let mut scores_buffer: Vec<T> = Vec::new();
             for i0 in (0..tq).step_by(QUERY_BLOCK) {
                 let rows = QUERY_BLOCK.min(tq - i0);
                 let (ranges, lo, hi) = visible_keys(spec, i0..i0 + rows, tk);
@@ -187,15 +190,18 @@ impl Attend for Dense<'_> {
                     continue; // no visible key: these rows stay zero
                 }
                 // scores = q_block @ k[lo..hi]^T, [rows, span]
-                let mut scores = vec![T::zero(); rows * span];
+                if scores_buffer.len() < rows * span {
+                    scores_buffer.resize(rows * span, T::zero());
+                }
+                let scores = &mut scores_buffer[..rows * span];
                 let (qb, keys) = (&qh[i0 * d..], &k[k_base + lo * ks[2]..]);
-                K::gemm_into(&mut scores, span, (qb, d, 1), (keys, 1, ks[2]), rows, span, d, false);
+                K::gemm_into(scores, span, (qb, d, 1), (keys, 1, ks[2]), rows, span, d, false);
                 for (r, row) in scores.chunks_mut(span).enumerate() {
                     softmax_row(row, lo, &ranges[r], sink, scale, cap);
                 }
                 // out_block = probs @ v[lo..hi], [rows, dv]
                 let (ob, values) = (&mut o[i0 * dv..(i0 + rows) * dv], &v[v_base + lo * vs[2]..]);
-                K::gemm_into(ob, dv, (&scores, span, 1), (values, vs[2], 1), rows, dv, span, false);
+                K::gemm_into(ob, dv, (scores, span, 1), (values, vs[2], 1), rows, dv, span, false);
             }
         };
         if b * hq > 1 && out.len() * tk >= PARALLEL_MIN {
