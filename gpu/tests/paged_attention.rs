@@ -1,8 +1,8 @@
 //! Attention over a paged KV cache on the GPU (the kernels reading the pools through the block
 //! table) against the CPU's paged kernel: blocks out of order with a partial last one, GQA, MQA
 //! and MHA, causal, sliding-window and chunked masks, sinks, soft-capping, MLA's values as the
-//! first columns of the keys, one query row (the split-K decode path) and several (the prefill
-//! kernel). Tolerance 1e-5 absolute, 1e-4 relative: an online softmax sums in another order.
+//! first columns of the keys, one query row and several, through the tiled (split-K) kernels
+//! and the one-row kernel. Tolerance 1e-5 absolute, 1e-4 relative: an online softmax sums in another order.
 
 mod common;
 
@@ -22,7 +22,16 @@ fn paged_attention_matches_the_cpu() -> Result<()> {
         AttentionMask::default(),
     ];
     let mut case = 0;
-    for (hq, hkv, d, dv) in [(4, 2, 8, 8), (3, 1, 8, 5), (4, 4, 6, 6), (4, 2, 8, 0)] {
+    // Through the tiled kernels, then the one-row kernel (for every shape).
+    for (hq, hkv, d, dv, one_row) in [
+        (4, 2, 8, 8, false),
+        (3, 1, 8, 5, false),
+        (4, 4, 6, 6, false),
+        (4, 2, 8, 0, false),
+        (4, 2, 8, 8, true),
+        (3, 1, 8, 5, true),
+    ] {
+        gpu::kernels::attention::force_one_row(one_row);
         for tq in [1, 4, 7] {
             for (m, mask) in masks.iter().enumerate() {
                 case += 1;
@@ -45,6 +54,7 @@ fn paged_attention_matches_the_cpu() -> Result<()> {
             }
         }
     }
+    gpu::kernels::attention::force_one_row(false);
     let names = gpu::backend()?.pipelines.names();
     for kernel in ["attention/paged", "attention/split/paged"] {
         assert!(names.iter().any(|n| n == kernel), "{kernel} ran: {names:?}");
