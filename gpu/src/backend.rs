@@ -441,6 +441,10 @@ impl Backend for GpuBackend {
         kernels::matmul::expert_matmul(self, x, weights, ids)
     }
 
+    fn matmul_glu(&self, x: Src, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef> {
+        kernels::matmul::matmul_glu(self, x, gate, up, act)
+    }
+
     fn qmatmul(&self, x: Src, words: Src, ty: tensor::quant::GgmlType, n: usize, k: usize) -> Result<BufferRef> {
         kernels::qmatmul::qmatmul(self, x, words, ty, n, k)
     }

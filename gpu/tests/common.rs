@@ -36,6 +36,39 @@ pub fn same_on_both(
     assert_close(&on_gpu.to(&cpu())?, &on_cpu, atol, rtol).map_err(|e| tensor::Error::shape(what, e.to_string()))
 }
 
+/// Runs `run` with the matrix-vector kernels' fallbacks forced (sums by the workgroup-memory
+/// tree, f16 weights unpacked from words), then as the adapter offers, and checks that the
+/// kernels named `family/..` ran in every variant: both load widths with the tree, the subgroup
+/// sums where the adapter has subgroups, f16 weights read both ways where it has SHADER_F16 (a
+/// note where it lacks either). Forcing is process-wide: a file calling this holds one test.
+pub fn on_each_matvec_path(family: &str, run: impl Fn() -> Result<()>) -> Result<()> {
+    let backend = gpu::backend()?;
+    gpu::features::force_subgroups(Some(false));
+    gpu::features::force_shader_f16(Some(false));
+    run()?;
+    gpu::features::force_subgroups(None);
+    gpu::features::force_shader_f16(None);
+    run()?;
+    let keys = backend.pipelines.names();
+    let has = |part: &str, end: &str| {
+        keys.iter().any(|k| k.starts_with(&format!("{family}/")) && k.contains(part) && k.ends_with(end))
+    };
+    assert!(has("/vec4/tree", "") && has("/scalar/tree", ""), "both load widths ran: {keys:?}");
+    let info = &backend.context().info;
+    if backend.context().features.subgroups && info.subgroup_min_size >= 4 {
+        assert!(has("/vec4/subgroup", "") && has("/scalar/subgroup", ""), "the subgroup reduction ran: {keys:?}");
+    } else {
+        println!("note: this adapter has no subgroups; only the tree reduction was exercised");
+    }
+    if backend.context().features.shader_f16 {
+        let both = has("/f16/true/vec4/tree", "/tree") && has("/f16/true/vec4/", "/shader-f16");
+        assert!(both, "f16 weights read both ways: {keys:?}");
+    } else {
+        println!("note: this adapter has no SHADER_F16; f16 weights were read as packed words only");
+    }
+    Ok(())
+}
+
 /// The same values through different layouts: contiguous, transposed storage (permuted
 /// strides), and a narrowed view at a non-zero offset.
 pub fn views(t: &Tensor) -> Result<Vec<(&'static str, Tensor)>> {

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{cpu, gpu, same_on_both};
+use common::{cpu, gpu, on_each_matvec_path, same_on_both};
 use tensor::testing::randn;
 use tensor::{DType, Result};
 
@@ -51,29 +51,5 @@ fn products(g: &tensor::Device) -> Result<()> {
 #[test]
 fn matvec_on_odd_shapes_with_each_load_width_and_reduction() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
-    let backend = gpu::backend()?;
-    gpu::features::force_subgroups(Some(false));
-    gpu::features::force_shader_f16(Some(false));
-    products(&g)?;
-    gpu::features::force_subgroups(None);
-    gpu::features::force_shader_f16(None);
-    products(&g)?;
-    let keys = backend.pipelines.names();
-    let has = |part: &str| keys.iter().any(|k| k.starts_with("matvec/") && k.contains(part));
-    assert!(has("/vec4/tree") && has("/scalar/tree"), "both load widths ran: {keys:?}");
-    if backend.context().features.subgroups && backend.context().info.subgroup_min_size >= 4 {
-        assert!(has("/vec4/subgroup") && has("/scalar/subgroup"), "the subgroup reduction ran: {keys:?}");
-    } else {
-        println!("note: this adapter has no subgroups; only the tree reduction was exercised");
-    }
-    if backend.context().features.shader_f16 {
-        let packed = keys.iter().any(|k| k == "matvec/f16/true/vec4/tree");
-        assert!(
-            packed && keys.iter().any(|k| k.starts_with("matvec/f16/true/vec4/") && k.ends_with("/shader-f16")),
-            "f16 weights read both ways: {keys:?}"
-        );
-    } else {
-        println!("note: this adapter has no SHADER_F16; f16 weights were read as packed words only");
-    }
-    Ok(())
+    on_each_matvec_path("matvec", || products(&g))
 }

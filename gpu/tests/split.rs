@@ -106,6 +106,14 @@ fn matmul_with_a_split_weight_matches_the_cpu() -> Result<()> {
             assert_close(&got.to(&cpu())?, &want, tol, tol)
                 .map_err(|e| tensor::Error::shape("matmul", format!("{dtype} {shape:?}: {e}")))?;
         }
+        // As a gated feed-forward's gate and up weights: the fused kernel binds weights whole, so
+        // even one row falls back to the two (split) products and glu.
+        let up = randn([n, k], 6, &cpu())?.to_dtype(dtype)?;
+        let x = randn([1, 1, k], 7, &cpu())?.mul_scalar(1.0 / (k as f64).sqrt())?;
+        let want = x.matmul_glu(&w, &up, tensor::GluActivation::Silu)?;
+        let got = x.to(&g)?.matmul_glu(&w_gpu, &up.to(&g)?, tensor::GluActivation::Silu)?;
+        assert_close(&got.to(&cpu())?, &want, 1e-5, 1e-5)
+            .map_err(|e| tensor::Error::shape("matmul_glu", format!("{dtype} split gate: {e}")))?;
     }
     Ok(())
 }

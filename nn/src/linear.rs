@@ -37,6 +37,14 @@ impl Linear {
         self.weight.dims()[0]
     }
 
+    /// The weight where `forward` is `x W^T` and nothing else: no bias, no packed weight (whose
+    /// product runs on its blocks). What a fused op may multiply by in `forward`'s place
+    /// (`GatedFeedForward`).
+    pub fn plain_weight(&self) -> Option<&Var> {
+        let packed = self.packed.get().is_some() || self.packed.device().is_some();
+        (self.bias.is_none() && !packed).then_some(&self.weight)
+    }
+
     /// `x [.., in] -> [.., out]`. Weights may be bf16/f16 with f32 activations (widened inside
     /// the matmul), or packed blocks (multiplied on the blocks, on the CPU or on the GPU that
     /// holds them, without a gradient).

@@ -48,6 +48,31 @@ fn input(device: &Device) -> Result<Var> {
     Ok(Var::constant(randn([2, 5, 16], 7, &Device::cpu())?.to(device)?))
 }
 
+/// A gated feed-forward decoding one row without gradients: the gate and up products and the
+/// gated unit as one fused dispatch (`Tensor::matmul_glu`), then the down product, giving the
+/// CPU's output (three ops there).
+fn ffn_inference_on_one_row(g: &Device) -> Result<()> {
+    for act in [GluActivation::Silu, GluActivation::GeluTanh] {
+        let run = |device: &Device| -> Result<Tensor> {
+            let mut init = Init::new(42, &Device::cpu());
+            init.std = 0.3;
+            let ffn = GatedFeedForward::new(16, 24, act, &mut init)?;
+            ffn.to_device(device)?;
+            let x = Var::constant(randn([1, 1, 16], 8, &Device::cpu())?.to(device)?);
+            x.value().to(&Device::cpu())?; // uploads done before counting
+            let before = gpu::counters();
+            let y = autograd::no_grad(|| ffn.forward(&x))?.value().to(&Device::cpu())?;
+            if !device.is_cpu() {
+                assert_eq!(gpu::counters().delta(&before).dispatches, 2, "{act:?}: fused gate and up, then down");
+            }
+            Ok(y)
+        };
+        assert_close(&run(g)?, &run(&Device::cpu())?, 1e-5, 1e-4)
+            .map_err(|e| tensor::Error::shape("ffn inference", format!("{act:?}: {e}")))?;
+    }
+    Ok(())
+}
+
 #[test]
 fn every_block_matches_the_cpu_forward_and_backward() -> Result<()> {
     let Some(g) = gpu::test_device() else { return Ok(()) };
@@ -62,6 +87,7 @@ fn every_block_matches_the_cpu_forward_and_backward() -> Result<()> {
     compare(&g, "rms_norm (gemma)", |i| RmsNorm::gemma(16, 1e-6, i), |m, d| m.forward(&input(d)?))?;
     compare(&g, "swiglu", |i| GatedFeedForward::new(16, 24, GluActivation::Silu, i), |m, d| m.forward(&input(d)?))?;
     compare(&g, "geglu", |i| GatedFeedForward::new(16, 24, GluActivation::GeluTanh, i), |m, d| m.forward(&input(d)?))?;
+    ffn_inference_on_one_row(&g)?;
     for (mask, norm, rope) in [
         (MaskKind::Causal, QkNorm::PerHead { eps: 1e-6, gemma: false }, true),
         (MaskKind::Sliding { window: 3 }, QkNorm::PerHead { eps: 1e-6, gemma: true }, true),

@@ -187,6 +187,16 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// from `weights` [E, K, N] (either of its last two dims may be the contiguous one), giving
     /// [R, N]. One call over all chosen experts instead of a loop of small matmuls.
     fn expert_matmul(&self, x: Src, weights: Src, ids: Src) -> Result<BufferRef>;
+    /// `act(x @ gate^T) * (x @ up^T)`: a gated feed-forward's gate and up products and the gated
+    /// unit after them, x [M, K] f32 contiguous, gate and up [I, K] views of weights as a Linear
+    /// stores them (f32, bf16 or f16), giving [M, I]. Optional: the tensor layer runs `matmul`
+    /// twice and `glu` where a backend has no such kernel or reports a shape `Unsupported` (the
+    /// CPU's three passes cost what one would; a GPU decoding a token saves two dispatches and
+    /// the round trip of both products through memory).
+    fn matmul_glu(&self, x: Src, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef> {
+        let _ = (x, gate, up, act);
+        Err(Error::unsupported("matmul_glu", "no fused kernel on this device"))
+    }
     /// `x` [M, K] f32 (contiguous) times the transpose of an [N, K] matrix of `ty` blocks held
     /// as u32 `words` in [`crate::quant::DeviceQMatrix`]'s layout: [M, N] f32. For backends
     /// that keep quantized weights on their device; the CPU multiplies its own

@@ -3,7 +3,7 @@
 //! boundary; a query row with nothing visible gives zeros.
 
 use tensor::testing::{assert_close, randn, uniform};
-use tensor::{AttentionMask, AttentionSpec, Device, GluActivation, Result, RmsNormSpec, Tensor};
+use tensor::{AttentionMask, AttentionSpec, DType, Device, GluActivation, Result, RmsNormSpec, Tensor};
 
 fn cpu() -> Device {
     Device::cpu()
@@ -188,4 +188,36 @@ fn mask_semantics_window_and_chunk() {
             assert!((0..12).all(|k| mask.allows(q, k) == r.contains(&k)));
         }
     }
+}
+
+#[test]
+fn matmul_glu_is_both_products_then_the_gated_unit() -> Result<()> {
+    let x = randn([2, 3, 10], 11, &cpu())?;
+    let (gate, up) = (randn([7, 10], 12, &cpu())?, randn([7, 10], 13, &cpu())?);
+    let values = |t: Tensor| t.to_dtype(DType::F64)?.to_vec::<f64>();
+    let three_ops =
+        |x: &Tensor, gate: &Tensor, up: &Tensor, act| values(x.matmul(&gate.t()?)?.glu(&x.matmul(&up.t()?)?, act)?);
+    // bf16 weights under f32 activations, f64 throughout, a transposed x.
+    let (gate16, up16) = (gate.to_dtype(DType::BF16)?, up.to_dtype(DType::BF16)?);
+    let (x64, gate64, up64) = (x.to_dtype(DType::F64)?, gate.to_dtype(DType::F64)?, up.to_dtype(DType::F64)?);
+    let xt = randn([2, 10, 3], 14, &cpu())?.transpose(1, 2)?;
+    for act in [GluActivation::Silu, GluActivation::GeluTanh] {
+        assert_eq!(x.matmul_glu(&gate, &up, act)?.dims(), [2, 3, 7]);
+        for (x, gate, up) in [(&x, &gate, &up), (&x, &gate16, &up16), (&x64, &gate64, &up64), (&xt, &gate, &up)] {
+            assert_eq!(values(x.matmul_glu(gate, up, act)?)?, three_ops(x, gate, up, act)?);
+        }
+    }
+    // Operands the op cannot take are errors naming it.
+    let bad = [
+        x.matmul_glu(&randn([7, 9], 15, &cpu())?, &up, GluActivation::Silu),
+        x.matmul_glu(&gate, &randn([6, 10], 16, &cpu())?, GluActivation::Silu),
+        randn([10], 17, &cpu())?.matmul_glu(&gate, &up, GluActivation::Silu),
+        x.matmul_glu(&gate16, &up, GluActivation::Silu),
+        x64.matmul_glu(&gate, &up, GluActivation::Silu),
+    ];
+    for (i, result) in bad.into_iter().enumerate() {
+        let err = result.expect_err("refused").to_string();
+        assert!(err.contains("matmul_glu"), "case {i}: {err}");
+    }
+    Ok(())
 }

@@ -2,15 +2,15 @@
 // W[ids[r]][k, n]: matvec.wgsl's matrix-vector product with each row of x as one batch, read
 // against its own expert's weights. Its entry point, matvec_tree.wgsl or matvec_subgroup.wgsl, is
 // appended unchanged: it sees the row as `batch` (the grid's z) and calls the two functions here.
-// - B_K_CONTIGUOUS (W[e] [K, N] a view of a stored [N, K], the usual x @ W^T): a workgroup of WG
-//   threads computes ROWS outputs of one row, its threads walking K together, so neighbouring
-//   threads read neighbouring weights (8 at a time in 16-byte loads with VEC); the entry point
-//   adds the threads' partial sums (a tree through workgroup memory, or subgroupAdd).
+// - B_K_CONTIGUOUS (W[e] [K, N] a view of a stored [N, K], the usual x @ W^T): matvec_rows.wgsl's
+//   partial sums of OUTS outputs of one row a workgroup, its threads walking K together, so
+//   neighbouring threads read neighbouring weights (8 at a time in 16-byte loads with VEC); the
+//   entry point adds the threads' partial sums (a tree through workgroup memory, or subgroupAdd).
 // - otherwise (W[e] stored [K, N], as the backward pass multiplies by the transpose): one thread
 //   per output walking k; at each k neighbouring threads read neighbouring outputs' weights.
 // An id past the experts gives a zero row and sets the error flag.
 // The generated piece gives matmul.rs's matrix-vector readers (A, W, load_a, load_b, load_a8,
-// load_b8) and the flags VEC and B_K_CONTIGUOUS.
+// load_b8), one matrix (MATS = 1, load_w, load_w8, combine) and the flags VEC and B_K_CONTIGUOUS.
 
 struct Params {
     n: u32,
@@ -30,15 +30,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read> ids: array<u32>;
 @group(0) @binding(5) var<storage, read_write> error_flag: array<atomic<u32>>;
 
-const WG: u32 = 128u;
-const ROWS: u32 = 4u;
-
-// Eight consecutive elements, widened to f32.
-struct Chunk {
-    lo: vec4<f32>,
-    hi: vec4<f32>,
-}
-
 // Row `row`'s expert. An id out of range sets the error flag (from thread `t` 0 alone); the
 // caller sees it is not below params.experts and sums nothing.
 fn expert_of(row: u32, t: u32) -> u32 {
@@ -49,39 +40,16 @@ fn expert_of(row: u32, t: u32) -> u32 {
     return e;
 }
 
-// This thread's share of outputs n0..n0 + ROWS of row `row`: its k are t, t + WG, ... (8 at a
-// time with VEC). Outputs past N repeat the last one (read, never written); a row whose id is
+// This thread's share of the SUMS rows of outputs n0..n0 + OUTS of row `row`; a row whose id is
 // out of range sums nothing.
-fn partial_sums(row: u32, n0: u32, t: u32) -> array<f32, ROWS> {
-    var sums: array<f32, ROWS>;
+fn partial_sums(row: u32, n0: u32, t: u32) -> array<f32, SUMS> {
     let e = expert_of(row, t);
     if (e >= params.experts) {
-        return sums;
+        return array<f32, SUMS>();
     }
-    let a_base = row * params.k;
-    let b_base = params.w_offset + e * params.w_expert;
-    var rows: array<u32, ROWS>;
-    for (var r = 0u; r < ROWS; r = r + 1u) {
-        rows[r] = b_base + min(n0 + r, params.n - 1u) * params.w_col;
-    }
-    var k_vec = 0u;
-    if (VEC) {
-        k_vec = params.k & ~7u;
-        for (var k = t * 8u; k < k_vec; k = k + WG * 8u) {
-            let x = load_a8(a_base + k);
-            for (var r = 0u; r < ROWS; r = r + 1u) {
-                let w = load_b8(rows[r] + k);
-                sums[r] = sums[r] + dot(x.lo, w.lo) + dot(x.hi, w.hi);
-            }
-        }
-    }
-    for (var k = k_vec + t; k < params.k; k = k + WG) {
-        let x = load_a(a_base + k);
-        for (var r = 0u; r < ROWS; r = r + 1u) {
-            sums[r] = sums[r] + x * load_b(rows[r] + k * params.w_row);
-        }
-    }
-    return sums;
+    let starts = array<u32, MATS>(params.w_offset + e * params.w_expert);
+    let rows = weight_rows(starts, n0, params.n, params.w_col);
+    return row_sums(row * params.k, 1u, rows, params.w_row, t);
 }
 
 // W[e] [K, N] with N contiguous: output n of row `row`, one thread each.

@@ -1,9 +1,10 @@
 //! Launchers of matmul (tiled, `matmul.wgsl`, with a separate matrix-vector kernel when M = 1,
-//! `matvec.wgsl`) and, in `expert`, of the mixture-of-experts matmul, which reuses their readers
-//! and the matrix-vector entry points. The weight operand may be f32, bf16 or f16 (read packed
-//! and widened in the kernel, accumulated in f32), so half-precision weights halve memory traffic
-//! on any adapter. Tolerance against the CPU: relative ~1e-6 * sqrt(K) (f32 sums in another
-//! order).
+//! `matvec.wgsl`); in `expert`, of the mixture-of-experts matmul, which reuses their readers
+//! and the matrix-vector partial sums and entry points; and in `glu`, of `matmul_glu`, the
+//! matrix-vector kernel over a gated feed-forward's gate and up weights at once. The weight
+//! operand may be f32, bf16 or f16 (read packed and widened in the kernel, accumulated in f32),
+//! so half-precision weights halve memory traffic on any adapter. Tolerance against the CPU:
+//! relative ~1e-6 * sqrt(K) (f32 sums in another order).
 
 use std::sync::Arc;
 
@@ -17,16 +18,30 @@ use crate::recorder::Binding;
 use crate::split::Rows;
 
 mod expert;
+mod glu;
 
 pub use expert::{ExpertPath, expert_matmul, expert_path, force_expert_path};
 pub(crate) use expert::{TILE_M as EXPERT_TILE_M, plan as expert_plan};
+pub use glu::matmul_glu;
 
 const TILED: &str = include_str!("matmul.wgsl");
 /// The weights' side of a tiled product's slice, shared with the experts' (`matmul/expert.rs`).
 const TILE_B: &str = include_str!("tile_b.wgsl");
 const MATVEC: &str = include_str!("matvec.wgsl");
+/// The matrix-vector kernels' partial sums over one or two matrices (`matvec.wgsl`,
+/// `expert_matvec.wgsl`).
+const MATVEC_ROWS: &str = include_str!("matvec_rows.wgsl");
 const MATVEC_TREE: &str = include_str!("matvec_tree.wgsl");
 const MATVEC_SUBGROUP: &str = include_str!("matvec_subgroup.wgsl");
+/// What `matvec_rows.wgsl` needs of a kernel over one matrix (a product, `MATS = 1`).
+const ONE_MATRIX: &str = "const MATS: u32 = 1u;
+fn load_w(m: u32, i: u32) -> f32 { return load_b(i); }
+fn load_w8(m: u32, i: u32) -> Chunk { return load_b8(i); }
+fn combine(sums: array<f32, MATS>) -> f32 { return sums[0]; }";
+/// Weight rows a workgroup of the matrix-vector kernel reads (`SUMS` in `matvec_rows.wgsl`), and
+/// its threads (`WG`).
+const MATVEC_SUMS: usize = 4;
+const MATVEC_WG: usize = 128;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -49,7 +64,8 @@ struct MatvecParams {
     a_offset: u32,
     a_batch: u32,
     a_col: u32,
-    pad1: u32,
+    /// The second matrix's offset (`matmul_glu`'s up weights), 0 for a product.
+    c_offset: u32,
     b: [u32; 4],
 }
 
@@ -80,16 +96,20 @@ impl Weight {
     }
 
     /// WGSL's `W` and `load_b`, one element at a time.
-    fn reader(self) -> &'static str {
-        match self {
-            Weight::F32 => "alias W = f32;\nfn load_b(i: u32) -> f32 { return b[i]; }",
-            Weight::Bf16 => {
-                "alias W = u32;\nfn load_b(i: u32) -> f32 { return bf16_to_f32((b[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu); }"
-            }
-            Weight::F16 => {
-                "alias W = u32;\nfn load_b(i: u32) -> f32 { return f16_to_f32((b[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu); }"
-            }
-        }
+    fn reader(self) -> String {
+        let word = if self == Weight::F32 { "f32" } else { "u32" };
+        format!("alias W = {word};\n{}", self.scalar_load("b"))
+    }
+
+    /// WGSL's `load_<w>(i)`: element i of the weights bound as `w` (an array of `W` as
+    /// [`Weight::reader`] has it), as f32.
+    fn scalar_load(self, w: &str) -> String {
+        let unpack = match self {
+            Weight::F32 => return format!("fn load_{w}(i: u32) -> f32 {{ return {w}[i]; }}"),
+            Weight::Bf16 => "bf16_to_f32",
+            Weight::F16 => "f16_to_f32",
+        };
+        format!("fn load_{w}(i: u32) -> f32 {{ return {unpack}(({w}[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu); }}")
     }
 }
 
@@ -159,15 +179,23 @@ impl Matvec {
         )
     }
 
-    /// The source of `body` (`matvec.wgsl` or a kernel built on its `partial_sums` the same
-    /// way) with this variant's readers, flags and entry point.
+    /// The source of `body` (`matvec.wgsl` or a kernel built on `matvec_rows.wgsl` the same
+    /// way) over one weight matrix, bound as `b`, with this variant's readers, flags and entry
+    /// point.
     pub(crate) fn source_of(&self, body: &str) -> String {
+        self.source_with(body, ONE_MATRIX)
+    }
+
+    /// [`Matvec::source_of`] with `matrices` in place of one matrix: what `matvec_rows.wgsl`
+    /// needs (`MATS`, `load_w`, `load_w8`, `combine`) and the bindings and loads of the weights
+    /// past `b`.
+    fn source_with(&self, body: &str, matrices: &str) -> String {
         let Matvec { weight, k_contiguous, vec, reduction, shader_f16 } = *self;
         let reader = matvec_reader(weight, vec, shader_f16);
         let entry = if reduction == Reduction::Subgroup { MATVEC_SUBGROUP } else { MATVEC_TREE };
         let kernel = source(
-            &format!("{reader}\nconst VEC: bool = {vec};\nconst B_K_CONTIGUOUS: bool = {k_contiguous};"),
-            &format!("{body}\n{entry}"),
+            &format!("{reader}\n{matrices}\nconst VEC: bool = {vec};\nconst B_K_CONTIGUOUS: bool = {k_contiguous};"),
+            &format!("{MATVEC_ROWS}\n{body}\n{entry}"),
         );
         if shader_f16 { format!("enable f16;\n{kernel}") } else { kernel }
     }
@@ -240,6 +268,7 @@ fn load_b4(i: u32) -> vec4<f32> {{ return vec4<f32>(load_b(i), load_b(i + 1u), l
 /// weights are bound as arrays of vec4 so that 8 consecutive elements arrive in one or two
 /// 16-byte loads; otherwise as scalars. `f16` (the device has SHADER_F16) reads f16 weights as
 /// `mat2x4<f16>` rather than unpacking words; the kernel must then start with `enable f16;`.
+/// The loads are those of binding `b`; [`matvec_loads`] gives them for another.
 fn matvec_reader(weight: Weight, vec: bool, f16: bool) -> String {
     let a = if vec {
         "alias A = vec4<f32>;
@@ -251,38 +280,85 @@ fn load_a(i: u32) -> f32 { return a[i]; }
 fn load_a8(i: u32) -> Chunk { return Chunk(vec4<f32>(a[i], a[i + 1u], a[i + 2u], a[i + 3u]), vec4<f32>(a[i + 4u], a[i + 5u], a[i + 6u], a[i + 7u])); }"
     };
     // bf16 is the top half of an f32: a word's low element shifted up, its high one masked.
-    let b = match (weight, vec) {
-        (Weight::F32, true) => "alias W = vec4<f32>;
-fn load_b(i: u32) -> f32 { return b[i >> 2u][i & 3u]; }
-fn load_b8(i: u32) -> Chunk { let j = i >> 2u; return Chunk(b[j], b[j + 1u]); }",
-        (Weight::Bf16, true) => "alias W = vec4<u32>;
-fn load_b(i: u32) -> f32 { let w = i >> 1u; return bf16_to_f32((b[w >> 2u][w & 3u] >> ((i & 1u) * 16u)) & 0xffffu); }
-fn bf16_pair(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }
-fn load_b8(i: u32) -> Chunk { let q = b[i >> 3u]; return Chunk(vec4<f32>(bf16_pair(q.x), bf16_pair(q.y)), vec4<f32>(bf16_pair(q.z), bf16_pair(q.w))); }",
+    let w = match (weight, vec) {
+        (Weight::F32, true) => "alias W = vec4<f32>;",
+        (Weight::Bf16, true) => {
+            "alias W = vec4<u32>;
+fn bf16_pair(w: u32) -> vec2<f32> { return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)); }"
+        }
         // With SHADER_F16 the weights are read as f16 vectors, widened by the load itself.
-        (Weight::F16, true) if f16 => "alias W = mat2x4<f16>;
-fn load_b(i: u32) -> f32 { return f32(b[i >> 3u][(i >> 2u) & 1u][i & 3u]); }
-fn load_b8(i: u32) -> Chunk { let q = b[i >> 3u]; return Chunk(vec4<f32>(q[0]), vec4<f32>(q[1])); }",
-        (Weight::F16, true) => "alias W = vec4<u32>;
-fn load_b(i: u32) -> f32 { let w = i >> 1u; return f16_to_f32((b[w >> 2u][w & 3u] >> ((i & 1u) * 16u)) & 0xffffu); }
-fn load_b8(i: u32) -> Chunk { let q = b[i >> 3u]; return Chunk(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w))); }",
-        _ => {
-            let scalar = weight.reader();
+        (Weight::F16, true) if f16 => "alias W = mat2x4<f16>;",
+        (Weight::F16, true) => "alias W = vec4<u32>;",
+        (Weight::F32, false) => "alias W = f32;",
+        (_, false) => "alias W = u32;",
+    };
+    format!("{a}\n{w}\n{}", matvec_loads(weight, vec, f16, "b"))
+}
+
+/// `load_<w>(i)` and `load_<w>8(i)` (element i, elements i..i+8, as f32) of the weights bound as
+/// `w`, an array of [`matvec_reader`]'s `W`.
+fn matvec_loads(weight: Weight, vec: bool, f16: bool, w: &str) -> String {
+    let (unpack, pair) = match (weight, vec) {
+        (Weight::F32, true) => {
             return format!(
-                "{a}\n{scalar}
-fn load_b8(i: u32) -> Chunk {{ return Chunk(vec4<f32>(load_b(i), load_b(i + 1u), load_b(i + 2u), load_b(i + 3u)), vec4<f32>(load_b(i + 4u), load_b(i + 5u), load_b(i + 6u), load_b(i + 7u))); }}"
+                "fn load_{w}(i: u32) -> f32 {{ return {w}[i >> 2u][i & 3u]; }}
+fn load_{w}8(i: u32) -> Chunk {{ let j = i >> 2u; return Chunk({w}[j], {w}[j + 1u]); }}"
+            );
+        }
+        (Weight::F16, true) if f16 => {
+            return format!(
+                "fn load_{w}(i: u32) -> f32 {{ return f32({w}[i >> 3u][(i >> 2u) & 1u][i & 3u]); }}
+fn load_{w}8(i: u32) -> Chunk {{ let q = {w}[i >> 3u]; return Chunk(vec4<f32>(q[0]), vec4<f32>(q[1])); }}"
+            );
+        }
+        (Weight::Bf16, true) => ("bf16_to_f32", "bf16_pair"),
+        (Weight::F16, true) => ("f16_to_f32", "unpack2x16float"),
+        (_, false) => {
+            return format!(
+                "{}
+fn load_{w}8(i: u32) -> Chunk {{ return Chunk(vec4<f32>(load_{w}(i), load_{w}(i + 1u), load_{w}(i + 2u), load_{w}(i + 3u)), vec4<f32>(load_{w}(i + 4u), load_{w}(i + 5u), load_{w}(i + 6u), load_{w}(i + 7u))); }}",
+                weight.scalar_load(w)
             );
         }
     };
-    format!("{a}\n{b}")
+    // Eight packed halves a vec4<u32>.
+    format!(
+        "fn load_{w}(i: u32) -> f32 {{ let h = i >> 1u; return {unpack}(({w}[h >> 2u][h & 3u] >> ((i & 1u) * 16u)) & 0xffffu); }}
+fn load_{w}8(i: u32) -> Chunk {{ let q = {w}[i >> 3u]; return Chunk(vec4<f32>({pair}(q.x), {pair}(q.y)), vec4<f32>({pair}(q.z), {pair}(q.w))); }}"
+    )
 }
 
-/// Records the matrix-vector product (M = 1) described by `params` (see `matvec.wgsl`): vec4
-/// loads where both operands' rows start 16-byte aligned, subgroup sums where the device has
-/// subgroups of at least 4 threads (unless switched off, `features::force_subgroups`), and f16
-/// weights read as f16 where it has SHADER_F16 (unless `features::force_shader_f16`).
-fn matvec(b: &GpuBackend, weight: Weight, params: &MatvecParams, buffers: Vec<Binding>) -> Result<()> {
-    const OP: &str = "matmul";
+impl Matvec {
+    /// The variant for weights read along K (`k_contiguous`) or not, `vec` wide, on `b`'s
+    /// adapter: subgroup sums where it has subgroups of at least 4 threads (unless switched off,
+    /// `features::force_subgroups`), and f16 weights read as f16 where it has SHADER_F16 (unless
+    /// `features::force_shader_f16`).
+    fn on(b: &GpuBackend, weight: Weight, k_contiguous: bool, vec: bool) -> Matvec {
+        let features = &b.ctx.features;
+        let subgroups = k_contiguous && features.use_subgroups() && b.ctx.info.subgroup_min_size >= 4;
+        Matvec {
+            weight,
+            k_contiguous,
+            vec,
+            reduction: if subgroups { Reduction::Subgroup } else { Reduction::Tree },
+            shader_f16: vec && weight == Weight::F16 && features.use_shader_f16(),
+        }
+    }
+
+    /// The grid over `n` outputs of `mats` matrices for each of `batch` rows (the grid's z):
+    /// SUMS / mats outputs a workgroup along K (`matvec_rows.wgsl`), or an output a thread.
+    pub(crate) fn groups(&self, mats: usize, n: usize, batch: usize) -> [u32; 3] {
+        let per_group = if self.k_contiguous { MATVEC_SUMS / mats } else { MATVEC_WG };
+        let mut groups = groups_2d(n.div_ceil(per_group));
+        groups[2] = batch as u32;
+        groups
+    }
+}
+
+/// The matrix-vector kernel's variant for `params` (see `matvec.wgsl`): vec4 loads where x's and
+/// every weight matrix's rows start 16-byte aligned and the `inputs` (x's and the weights'
+/// bindings) hold whole vectors, on `b`'s adapter as [`Matvec::on`] chooses.
+fn matvec_variant(b: &GpuBackend, weight: Weight, params: &MatvecParams, inputs: &[&Binding]) -> Matvec {
     let k_contiguous = params.b[2] == 1 && !(params.b[3] == 1 && params.n > 1 && params.k == 1);
     // Elements per 16 bytes of the weights; a row starts on such a boundary when its offset does.
     let per16 = if weight == Weight::F32 { 4 } else { 8 };
@@ -293,24 +369,24 @@ fn matvec(b: &GpuBackend, weight: Weight, params: &MatvecParams, buffers: Vec<Bi
         && params.a_col == 1
         && params.a_offset.is_multiple_of(4)
         && (!batched || params.a_batch.is_multiple_of(4))
-        && params.b[0].is_multiple_of(per16)
-        && params.b[3].is_multiple_of(per16)
+        && [params.b[0], params.c_offset, params.b[3]].iter().all(|s| s.is_multiple_of(per16))
         && (!batched || params.b[1].is_multiple_of(per16))
-        && buffers[..2].iter().all(|b| b.size().is_multiple_of(16));
-    let features = &b.ctx.features;
-    let subgroups = k_contiguous && features.use_subgroups() && b.ctx.info.subgroup_min_size >= 4;
-    let key = Matvec {
-        weight,
-        k_contiguous,
-        vec,
-        reduction: if subgroups { Reduction::Subgroup } else { Reduction::Tree },
-        shader_f16: vec && weight == Weight::F16 && features.use_shader_f16(),
-    };
-    let kernel = b.kernel(&key)?;
-    let n = params.n as usize;
-    let mut groups = if k_contiguous { groups_2d(n.div_ceil(4)) } else { groups_2d(n.div_ceil(128)) };
-    groups[2] = params.batch;
-    b.dispatch_bound(OP, kernel, params, buffers, groups)
+        && inputs.iter().all(|b| b.size().is_multiple_of(16));
+    Matvec::on(b, weight, k_contiguous, vec)
+}
+
+/// Records the matrix-vector product (M = 1) described by `params` (see `matvec.wgsl`) into
+/// `buffers` (x, the weights, out), on the variant [`matvec_variant`] picks.
+fn matvec(b: &GpuBackend, weight: Weight, params: &MatvecParams, buffers: Vec<Binding>) -> Result<()> {
+    let key = matvec_variant(b, weight, params, &[&buffers[0], &buffers[1]]);
+    let groups = key.groups(1, params.n as usize, params.batch as usize);
+    b.dispatch_bound("matmul", b.kernel(&key)?, params, buffers, groups)
+}
+
+/// Whether `product` multiplies M rows of activations by the matrix-vector kernel (one row:
+/// batch-1 decoding) rather than the tiled one. `matmul_glu` takes the rows it does.
+fn takes_matvec(m: usize) -> bool {
+    m == 1
 }
 
 /// The weight operand of one product: its view's offset and [batch, K, N] strides, its N
@@ -399,7 +475,7 @@ fn product(b: &GpuBackend, weight: Weight, lhs: &Src, w: WeightView, out: Bindin
     let rs = w.strides;
     let a_binding = Binding::whole(&b.buffer(OP, lhs)?.buffer);
     let bv = u32s(OP, &[w.offset, rs[0], rs[1], rs[2]])?;
-    if m == 1 {
+    if takes_matvec(m) {
         let av = u32s(OP, &[lhs.layout.offset(), ls[0], ls[2]])?;
         let params = MatvecParams {
             n: n as u32,
@@ -409,7 +485,7 @@ fn product(b: &GpuBackend, weight: Weight, lhs: &Src, w: WeightView, out: Bindin
             a_offset: av[0],
             a_batch: av[1],
             a_col: av[2],
-            pad1: 0,
+            c_offset: 0,
             b: [bv[0], bv[1], bv[2], bv[3]],
         };
         matvec(b, weight, &params, vec![a_binding, w.binding, out])

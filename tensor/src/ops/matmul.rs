@@ -1,5 +1,8 @@
-//! Batched matrix multiplication with NumPy broadcasting of the batch dims, and the
-//! mixture-of-experts matmul that multiplies each row by its own expert's weight.
+//! Batched matrix multiplication with NumPy broadcasting of the batch dims, the
+//! mixture-of-experts matmul that multiplies each row by its own expert's weight, and (`glu`) a
+//! gated feed-forward's two products with the gated unit after them as one op.
+
+mod glu;
 
 use crate::{DType, Error, Layout, Result, Shape, Tensor};
 

@@ -21,9 +21,9 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 use tensor::{BufferRef, DType, Error, Result, Src};
 
-use super::{Matvec, Reduction, TILE_B, Weight, tiled_readers, u32s};
+use super::{Matvec, TILE_B, Weight, tiled_readers, u32s};
 use crate::backend::GpuBackend;
-use crate::kernels::{copy, groups_2d, index, source};
+use crate::kernels::{copy, index, source};
 use crate::pipelines::{Access, KernelKey};
 use crate::pool::GpuBuffer;
 use crate::recorder::Binding;
@@ -251,21 +251,11 @@ fn per_row(b: &GpuBackend, op: &str, o: Operands) -> Result<()> {
         && n_stride.is_multiple_of(per16)
         && (o.experts == 1 || expert.is_multiple_of(per16))
         && [&o.x, &o.weights].iter().all(|b| b.size().is_multiple_of(16));
-    let features = &b.ctx.features;
-    let subgroups = k_contiguous && features.use_subgroups() && b.ctx.info.subgroup_min_size >= 4;
-    let key = PerRow(Matvec {
-        weight: o.weight,
-        k_contiguous,
-        vec,
-        reduction: if subgroups { Reduction::Subgroup } else { Reduction::Tree },
-        shader_f16: vec && o.weight == Weight::F16 && features.use_shader_f16(),
-    });
+    let key = PerRow(Matvec::on(b, o.weight, k_contiguous, vec));
     if o.rows > 65_535 {
         return Err(Error::backend(op, format!("{} rows exceed the GPU grid of the per-row product (65535)", o.rows)));
     }
-    // ROWS = 4 outputs a workgroup along K, or WG = 128 threads an output each.
-    let mut groups = if k_contiguous { groups_2d(o.n.div_ceil(4)) } else { groups_2d(o.n.div_ceil(128)) };
-    groups[2] = o.rows as u32;
+    let groups = key.0.groups(1, o.n, o.rows);
     let params = PerRowParams { n: o.n as u32, k: o.k as u32, experts: o.experts as u32, pad: 0, w: o.w };
     let bindings = vec![o.x, o.weights, o.out, o.ids, Binding::whole(&b.error_flag())];
     b.dispatch_bound(op, b.kernel(&key)?, &params, bindings, groups)
