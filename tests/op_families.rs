@@ -24,7 +24,6 @@ const HELPERS: [(&str, &[&str]); 3] = [
     (
         "tensor/src/cpu",
         &[
-            "buffer_pool",     // large f32 buffers kept for the next op of the same size
             "copy",            // strided copies and dtype casts, used by every family
             "gemm_bf16",       // matmul's vdpbf16ps GEMM for bf16 weights
             "isa",             // the run-time instruction-set choice

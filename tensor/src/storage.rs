@@ -206,17 +206,6 @@ pub struct CpuBuffer {
     data: RwLock<HostData>,
 }
 
-/// A dropped tensor's large f32 storage goes back to the CPU's buffer pool, for the next op of
-/// that size ([`crate::cpu::buffer_pool`]).
-impl Drop for CpuBuffer {
-    fn drop(&mut self) {
-        let data = self.data.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let HostData::F32(v) = data {
-            crate::cpu::buffer_pool::give_f32(std::mem::take(v));
-        }
-    }
-}
-
 impl CpuBuffer {
     pub fn new(data: HostData) -> CpuBuffer {
         CpuBuffer { data: RwLock::new(data) }

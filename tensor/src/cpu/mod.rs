@@ -1,7 +1,6 @@
 //! The CPU backend: plain Rust kernels, generic over f32/f64 through `num-traits`, parallel with
 //! rayon once a tensor is large. They are the reference every other backend is tested against.
 
-pub mod buffer_pool;
 pub mod gemm_bf16;
 pub mod isa;
 pub mod math;
