@@ -225,8 +225,6 @@ pub fn cast(b: &GpuBackend, src: Src, to: DType) -> Result<BufferRef> {
     Ok(Arc::new(out))
 }
 
-/// The buffer of an f32 view with its elements in row-major order from offset 0: the view's own
-/// buffer when it already is, else a contiguous copy (returned too, to keep it alive).
 /// An f32 view whose elements are contiguous from some offset (rows of a larger table), bound
 /// whole with that element offset for the kernel to add, or copied where it is strided.
 pub fn contiguous_rows_f32(b: &GpuBackend, op: &str, src: Src) -> Result<(Arc<wgpu::Buffer>, u32, Option<GpuBuffer>)> {
@@ -239,6 +237,8 @@ pub fn contiguous_rows_f32(b: &GpuBackend, op: &str, src: Src) -> Result<(Arc<wg
     Ok((buffer, 0, kept))
 }
 
+/// The buffer of an f32 view with its elements in row-major order from offset 0: the view's own
+/// buffer when it already is, else a contiguous copy (returned too, to keep it alive).
 pub fn contiguous_f32(b: &GpuBackend, op: &str, src: Src) -> Result<(Arc<wgpu::Buffer>, Option<GpuBuffer>)> {
     if src.dtype != DType::F32 {
         return Err(Error::unsupported_dtype(op, src.dtype));
