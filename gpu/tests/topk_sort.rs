@@ -11,6 +11,14 @@ use common::{cpu, gpu};
 use tensor::testing::randn;
 use tensor::{DType, Result, Tensor};
 
+/// The counters are the process's: the tests here take turns, so the dispatch count of one is
+/// not another's.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Top-k on both devices, compared exactly.
 fn same_topk(g: &tensor::Device, x: &Tensor, k: usize, axis: i32, what: &str) -> Result<()> {
     let (cv, ci) = x.topk(k, axis)?;
@@ -26,6 +34,7 @@ fn same_topk(g: &tensor::Device, x: &Tensor, k: usize, axis: i32, what: &str) ->
 #[test]
 fn long_rows_match_the_cpu() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
+    let _turn = turn();
     // (rows, n, k): one tile cut short, two passes, a vocabulary's row (three passes at k = 40,
     // five at k = 256), several rows, k that is and is not a power of two.
     let cases = [
@@ -48,6 +57,7 @@ fn long_rows_match_the_cpu() -> Result<()> {
 #[test]
 fn ties_nans_infinities_and_signed_zeros_rank_as_on_the_cpu() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
+    let _turn = turn();
     // Values on a coarse grid: long runs of ties across tiles and passes.
     let grid: Vec<f32> = randn([2, 9000], 3, &cpu())?.to_vec::<f32>()?.iter().map(|v| (v * 2.0).round()).collect();
     let coarse = Tensor::from_vec(grid, [2, 9000], &cpu())?;
@@ -83,6 +93,7 @@ fn ties_nans_infinities_and_signed_zeros_rank_as_on_the_cpu() -> Result<()> {
 #[test]
 fn views_half_rows_and_larger_k_take_their_paths_and_agree() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
+    let _turn = turn();
     let x = randn([3000, 3], 5, &cpu())?;
     same_topk(&g, &x, 30, 0, "along a strided axis")?;
     same_topk(&g, &x.to_dtype(DType::BF16)?.transpose(0, 1)?, 30, -1, "bf16")?;
@@ -97,6 +108,7 @@ fn views_half_rows_and_larger_k_take_their_paths_and_agree() -> Result<()> {
 #[test]
 fn a_vocabulary_row_takes_three_dispatches_and_one_read() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
+    let _turn = turn();
     let logits = randn([1, 151_936], 6, &cpu())?.to(&g)?;
     // Warm up (the kernel's compilation, the pool's buffers, the readback's buffer).
     for _ in 0..2 {
@@ -117,6 +129,7 @@ fn a_vocabulary_row_takes_three_dispatches_and_one_read() -> Result<()> {
 #[test]
 fn short_rows_rank_nans_and_signed_zeros_as_on_the_cpu() -> Result<()> {
     let Some(g) = gpu() else { return Ok(()) };
+    let _turn = turn();
     let row = vec![0.5f32, -f32::NAN, -0.0, f32::NAN, 0.0, f32::NEG_INFINITY, 2.0, -0.0, f32::INFINITY, 0.0];
     let x = Tensor::from_vec(row, [1, 10], &cpu())?;
     same_topk(&g, &x, 10, -1, "short row")?;
