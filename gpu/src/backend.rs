@@ -445,6 +445,10 @@ impl Backend for GpuBackend {
         kernels::matmul::matmul_glu(self, x, gate, up, act)
     }
 
+    fn matmul_each(&self, x: Src, weights: &[Src]) -> Result<BufferRef> {
+        kernels::matmul::matmul_each(self, x, weights)
+    }
+
     fn qmatmul(&self, x: Src, words: Src, ty: tensor::quant::GgmlType, n: usize, k: usize) -> Result<BufferRef> {
         kernels::qmatmul::qmatmul(self, x, words, ty, n, k)
     }

@@ -36,6 +36,14 @@ pub fn same_on_both(
     assert_close(&on_gpu.to(&cpu())?, &on_cpu, atol, rtol).map_err(|e| tensor::Error::shape(what, e.to_string()))
 }
 
+/// `f` on the GPU, read back, with the dispatches it took (a contiguous result is read back in
+/// place, with none of its own).
+pub fn counted(f: impl FnOnce() -> Result<Tensor>) -> Result<(Tensor, u64)> {
+    let before = gpu::counters();
+    let y = f()?.to(&cpu())?;
+    Ok((y, gpu::counters().delta(&before).dispatches))
+}
+
 /// Runs `run` with the matrix-vector kernels' fallbacks forced (sums by the workgroup-memory
 /// tree, f16 weights unpacked from words), then as the adapter offers, and checks that the
 /// kernels named `family/..` ran in every variant: both load widths with the tree, the subgroup

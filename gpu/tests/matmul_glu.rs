@@ -15,9 +15,9 @@
 
 mod common;
 
-use common::{cpu, gpu, on_each_matvec_path, same_on_both};
+use common::{counted, cpu, gpu, on_each_matvec_path, same_on_both};
 use tensor::testing::randn;
-use tensor::{DType, GluActivation, Result, Tensor};
+use tensor::{DType, GluActivation, Result};
 
 const ACTS: [GluActivation; 2] = [GluActivation::Silu, GluActivation::GeluTanh];
 
@@ -56,13 +56,6 @@ fn one_row(g: &tensor::Device) -> Result<()> {
         })?;
     }
     Ok(())
-}
-
-/// `f` on the GPU, read back, with the dispatches it took.
-fn counted(f: impl FnOnce() -> Result<Tensor>) -> Result<(Tensor, u64)> {
-    let before = gpu::counters();
-    let y = f()?.to(&cpu())?;
-    Ok((y, gpu::counters().delta(&before).dispatches))
 }
 
 /// One row is one dispatch; more rows than the matrix-vector path takes are the three ops' three,

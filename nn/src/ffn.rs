@@ -1,7 +1,7 @@
 //! The gated feed-forward block (Shazeer 2020): `down(act(gate(x)) * up(x))`, SwiGLU with SiLU
 //! (most families) or GeGLU with tanh-GELU (Gemma 3). Also each expert of a mixture of experts.
 
-use autograd::{Var, is_grad_enabled};
+use autograd::Var;
 use tensor::{GluActivation, Result};
 
 use crate::{Init, Linear, Module, join};
@@ -34,19 +34,11 @@ impl GatedFeedForward {
     /// (`Tensor::matmul_glu`: on a GPU decoding a token, one dispatch instead of three); else as
     /// the three ops.
     pub fn forward(&self, x: &Var) -> Result<Var> {
-        let gated = match self.fusable_weights(x) {
-            Some((gate, up)) => Var::constant(x.value().matmul_glu(&gate.value(), &up.value(), self.activation)?),
-            None => self.gate_proj.forward(x)?.glu(&self.up_proj.forward(x)?, self.activation)?,
+        let gated = match Linear::fusable_weights(&[&self.gate_proj, &self.up_proj], x).as_deref() {
+            Some([gate, up]) => Var::constant(x.value().matmul_glu(&gate.value(), &up.value(), self.activation)?),
+            _ => self.gate_proj.forward(x)?.glu(&self.up_proj.forward(x)?, self.activation)?,
         };
         self.down_proj.forward(&gated)
-    }
-
-    /// The gate and up weights, where no gradient is recorded through them or `x` and both
-    /// projections are `x W^T` alone (`Linear::plain_weight`: no bias, no packed weight).
-    fn fusable_weights(&self, x: &Var) -> Option<(&Var, &Var)> {
-        let (gate, up) = (self.gate_proj.plain_weight()?, self.up_proj.plain_weight()?);
-        let learns = [x, gate, up].iter().any(|v| v.requires_grad());
-        (!(is_grad_enabled() && learns)).then_some((gate, up))
     }
 }
 

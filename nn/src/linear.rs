@@ -1,7 +1,7 @@
 //! `Linear`: `y = x W^T + b`, with W stored [out, in] as PyTorch and Hugging Face store it.
 
 use autograd::{Var, is_grad_enabled};
-use tensor::Result;
+use tensor::{Error, Result, Tensor};
 
 use crate::packed::{no_gradient, no_gradient_device};
 use crate::{Init, Module, PackedSlot, join};
@@ -39,10 +39,36 @@ impl Linear {
 
     /// The weight where `forward` is `x W^T` and nothing else: no bias, no packed weight (whose
     /// product runs on its blocks). What a fused op may multiply by in `forward`'s place
-    /// (`GatedFeedForward`).
+    /// (`GatedFeedForward`, [`Linear::forward_each`]).
     pub fn plain_weight(&self) -> Option<&Var> {
         let packed = self.packed.get().is_some() || self.packed.device().is_some();
         (self.bias.is_none() && !packed).then_some(&self.weight)
+    }
+
+    /// The weights of `layers` where a fused op may multiply `x` by them in their `forward`s'
+    /// place: each a [`Linear::plain_weight`], all of one dtype, and no gradient recorded through
+    /// them or `x` (inference; the fused ops have no derivative).
+    pub fn fusable_weights<'a>(layers: &[&'a Linear], x: &Var) -> Option<Vec<&'a Var>> {
+        let weights = layers.iter().map(|l| l.plain_weight()).collect::<Option<Vec<_>>>()?;
+        let one_dtype = weights.windows(2).all(|w| w[0].dtype() == w[1].dtype());
+        let learns = x.requires_grad() || weights.iter().any(|w| w.requires_grad());
+        (one_dtype && !(is_grad_enabled() && learns)).then_some(weights)
+    }
+
+    /// `layers`' forwards on one `x` (1 to 3 layers of its input size: an attention's q, k and v
+    /// projections). Where their weights are fusable ([`Linear::fusable_weights`]) the products
+    /// run as one op, `Tensor::matmul_each`: on a GPU decoding a token, one dispatch instead of
+    /// one per layer, the results views of one buffer. Else each layer's `forward`.
+    pub fn forward_each<const N: usize>(layers: [&Linear; N], x: &Var) -> Result<[Var; N]> {
+        let outputs: Vec<Var> = match Linear::fusable_weights(&layers, x) {
+            Some(weights) => {
+                let values: Vec<Tensor> = weights.iter().map(|w| w.value()).collect();
+                let products = x.value().matmul_each(&values.iter().collect::<Vec<_>>())?;
+                products.into_iter().map(Var::constant).collect()
+            }
+            None => layers.iter().map(|l| l.forward(x)).collect::<Result<_>>()?,
+        };
+        outputs.try_into().map_err(|_| Error::shape("Linear::forward_each", "not one output per layer"))
     }
 
     /// `x [.., in] -> [.., out]`. Weights may be bf16/f16 with f32 activations (widened inside

@@ -3,7 +3,9 @@
 //! gradient compared (1e-4 relative plus 1e-5 absolute: f32 sums in another order).
 
 use autograd::Var;
-use nn::attention::{GroupedQueryAttention, MaskKind, MlaConfig, MultiHeadLatentAttention, QkNorm};
+use nn::attention::{
+    AttentionConfig, GroupedQueryAttention, KvCache, MaskKind, MlaConfig, MultiHeadLatentAttention, QkNorm,
+};
 use nn::moe::{Experts, MoeRouter, SparseMoe};
 use nn::{Embedding, GatedFeedForward, Init, Linear, Module, ModuleExt, RmsNorm};
 use tensor::testing::{assert_close, randn};
@@ -73,6 +75,70 @@ fn ffn_inference_on_one_row(g: &Device) -> Result<()> {
     Ok(())
 }
 
+/// Attention decoding with a cache without gradients: a 3-row prompt, then 2 rows one at a time,
+/// whose q, k and v projections (MLA's two first products) run as one fused dispatch
+/// (`Tensor::matmul_each`) read in place by the norms, RoPE and the cache, giving the CPU's
+/// outputs (separate products there). With biases (gpt-oss) the separate products run.
+fn attention_inference_one_row_at_a_time(g: &Device) -> Result<()> {
+    fn decode<M: Module>(
+        g: &Device,
+        name: &str,
+        build: impl Fn(&mut Init) -> Result<M>,
+        forward: impl Fn(&M, &Var, usize, &mut KvCache) -> Result<Var>,
+    ) -> Result<()> {
+        let run = |device: &Device| -> Result<Vec<Tensor>> {
+            let mut init = Init::new(42, &Device::cpu());
+            init.std = 0.3;
+            let block = build(&mut init)?;
+            block.to_device(device)?;
+            let x = randn([1, 5, 16], 9, &Device::cpu())?.to(device)?;
+            let mut cache = KvCache::new(MaskKind::Causal);
+            let steps = [(0, 3), (3, 1), (4, 1)];
+            autograd::no_grad(|| {
+                let step = |&(start, len): &(usize, usize)| {
+                    let rows = Var::constant(x.narrow(1, start, len)?);
+                    forward(&block, &rows, start, &mut cache)?.value().to(&Device::cpu())
+                };
+                steps.iter().map(step).collect()
+            })
+        };
+        for (i, (on_gpu, on_cpu)) in run(g)?.iter().zip(run(&Device::cpu())?).enumerate() {
+            assert_close(on_gpu, &on_cpu, 1e-5, 1e-4)
+                .map_err(|e| tensor::Error::shape(name, format!("step {i}: {e}")))?;
+        }
+        Ok(())
+    }
+    for (norm, rope, bias) in [
+        (QkNorm::PerHead { eps: 1e-6, gemma: false }, true, false),
+        (QkNorm::WholeProjection { eps: 1e-6 }, true, false),
+        (QkNorm::None, true, false),
+        (QkNorm::None, false, false),
+        (QkNorm::L2AfterRope { eps: 1e-6 }, true, true),
+    ] {
+        decode(
+            g,
+            &format!("attention {norm:?}, rope {rope}, bias {bias}"),
+            |i| {
+                GroupedQueryAttention::new(
+                    AttentionConfig { bias, ..gqa_config(MaskKind::Causal, norm, rope, None) },
+                    i,
+                )
+            },
+            |m, x, start, cache| m.forward(x, start, Some(cache)),
+        )?;
+    }
+    let mla = MlaConfig { scale: 0.3, ..common::mla_config() };
+    decode(
+        g,
+        "mla",
+        |i| MultiHeadLatentAttention::new(mla.clone(), i),
+        |m, x, start, cache| m.forward(x, start, Some(cache)),
+    )?;
+    let keys = gpu::backend()?.pipelines.names();
+    assert!(keys.iter().any(|k| k.starts_with("matvec_each/")), "the fused projections ran: {keys:?}");
+    Ok(())
+}
+
 #[test]
 fn every_block_matches_the_cpu_forward_and_backward() -> Result<()> {
     let Some(g) = gpu::test_device() else { return Ok(()) };
@@ -88,6 +154,7 @@ fn every_block_matches_the_cpu_forward_and_backward() -> Result<()> {
     compare(&g, "swiglu", |i| GatedFeedForward::new(16, 24, GluActivation::Silu, i), |m, d| m.forward(&input(d)?))?;
     compare(&g, "geglu", |i| GatedFeedForward::new(16, 24, GluActivation::GeluTanh, i), |m, d| m.forward(&input(d)?))?;
     ffn_inference_on_one_row(&g)?;
+    attention_inference_one_row_at_a_time(&g)?;
     for (mask, norm, rope) in [
         (MaskKind::Causal, QkNorm::PerHead { eps: 1e-6, gemma: false }, true),
         (MaskKind::Sliding { window: 3 }, QkNorm::PerHead { eps: 1e-6, gemma: true }, true),

@@ -197,6 +197,16 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         let _ = (x, gate, up, act);
         Err(Error::unsupported("matmul_glu", "no fused kernel on this device"))
     }
+    /// `x @ W_i^T` for each of 1 to 3 `weights` W_i [N_i, K] (views of weights as a Linear
+    /// stores them, one dtype: f32, bf16 or f16), x [M, K] f32 contiguous (at any offset): ONE
+    /// buffer [M, sum N_i] holding the products side by side, which the tensor layer hands out as
+    /// views. Optional: where a backend has no such kernel or reports a shape `Unsupported`, the
+    /// tensor layer runs one `matmul` per weight (on the CPU one product costs what its share of
+    /// a fused one would; a GPU decoding a token saves a dispatch per weight after the first).
+    fn matmul_each(&self, x: Src, weights: &[Src]) -> Result<BufferRef> {
+        let _ = (x, weights);
+        Err(Error::unsupported("matmul_each", "no fused kernel on this device"))
+    }
     /// `x` [M, K] f32 (contiguous) times the transpose of an [N, K] matrix of `ty` blocks held
     /// as u32 `words` in [`crate::quant::DeviceQMatrix`]'s layout: [M, N] f32. For backends
     /// that keep quantized weights on their device; the CPU multiplies its own
@@ -240,10 +250,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn concat(&self, parts: &[Src], axis: usize) -> Result<BufferRef>;
 
     // ---- fused ops (each has a composite reference in its `ops` file: rms_norm, rope, glu, attention)
-    /// RMSNorm over the last axis of a contiguous `x`; `weight` has the last axis's extent.
+    /// RMSNorm over the last axis of a contiguous `x`, possibly at an offset into its buffer (one
+    /// of `matmul_each`'s products); `weight` has the last axis's extent.
     fn rms_norm(&self, x: Src, weight: Option<Src>, spec: RmsNormSpec) -> Result<BufferRef>;
-    /// Rotary embedding of a contiguous `x` [.., T, D]: `cos`, `sin` are [T, D/2] tables, each
-    /// contiguous but possibly at an offset into its buffer (rows of a resident table).
+    /// Rotary embedding of a contiguous `x` [.., T, D]: `cos`, `sin` are [T, D/2] tables. Each
+    /// of the three may sit at an offset into its buffer (rows of a resident table, one of
+    /// `matmul_each`'s products).
     /// Split-halves layout pairs element `i` with `i + D/2` (HF `rotate_half`); interleaved
     /// pairs `2i` with `2i + 1` (Meta's complex form, Llama 4, DeepSeek's rope dims).
     fn rope(&self, x: Src, cos: Src, sin: Src, interleaved: bool) -> Result<BufferRef>;

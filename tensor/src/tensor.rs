@@ -211,6 +211,14 @@ impl Tensor {
         Ok(self.new_like(buffer, self.shape().clone(), self.dtype))
     }
 
+    /// This tensor where its elements are already row-major and adjacent, at whatever offset
+    /// into its buffer (rows of a larger tensor: a decoding step's rows of a resident RoPE
+    /// table, one of `matmul_each`'s products), else a contiguous copy. For the kernels that
+    /// read a view from its offset; [`Tensor::contiguous`] also moves it to offset 0.
+    pub(crate) fn contiguous_in_place(&self) -> Result<Tensor> {
+        if self.is_contiguous() { Ok(self.clone()) } else { self.contiguous() }
+    }
+
     /// A copy that shares nothing with this tensor (a fresh buffer even if already contiguous).
     pub fn deep_clone(&self) -> Result<Tensor> {
         let buffer = self.device.backend().copy(self.src())?;

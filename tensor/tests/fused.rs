@@ -221,3 +221,43 @@ fn matmul_glu_is_both_products_then_the_gated_unit() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn matmul_each_is_one_matmul_per_weight() -> Result<()> {
+    let x = randn([2, 3, 10], 21, &cpu())?;
+    let weights = [randn([7, 10], 22, &cpu())?, randn([4, 10], 23, &cpu())?, randn([9, 10], 24, &cpu())?];
+    let values = |t: &Tensor| t.to_dtype(DType::F64)?.to_vec::<f64>();
+    // bf16 weights under f32 activations, f64 throughout, a transposed x; 1, 2 and 3 weights.
+    let half: Vec<Tensor> = weights.iter().map(|w| w.to_dtype(DType::BF16)).collect::<Result<_>>()?;
+    let wide: Vec<Tensor> = weights.iter().map(|w| w.to_dtype(DType::F64)).collect::<Result<_>>()?;
+    let xt = randn([2, 10, 3], 25, &cpu())?.transpose(1, 2)?;
+    let x64 = x.to_dtype(DType::F64)?;
+    for (x, weights) in [(&x, &weights[..]), (&x, &half[..]), (&x64, &wide[..]), (&xt, &weights[..])] {
+        for count in 1..=3 {
+            let chosen: Vec<&Tensor> = weights[..count].iter().collect();
+            let products = x.matmul_each(&chosen)?;
+            assert_eq!(products.len(), count);
+            for (product, w) in products.iter().zip(&chosen) {
+                assert_eq!(product.dims(), [2, 3, w.dims()[0]]);
+                assert_eq!(values(product)?, values(&x.matmul(&w.t()?)?)?, "{count} weights of {}", w.dtype());
+            }
+        }
+    }
+    // Operands the op cannot take are errors naming it.
+    let (w, w16) = (&weights[0], &half[0]);
+    let bad = [
+        x.matmul_each(&[]),
+        x.matmul_each(&[w, w, w, w]),
+        x.matmul_each(&[w, &randn([7, 9], 26, &cpu())?]),
+        x.matmul_each(&[&randn([2, 7, 10], 27, &cpu())?]),
+        randn([10], 28, &cpu())?.matmul_each(&[w]),
+        x.matmul_each(&[w, w16]),
+        x64.matmul_each(&[w]),
+        x.to_dtype(DType::U32)?.matmul_each(&[&w.to_dtype(DType::U32)?]),
+    ];
+    for (i, result) in bad.into_iter().enumerate() {
+        let err = result.expect_err("refused").to_string();
+        assert!(err.contains("matmul_each"), "case {i}: {err}");
+    }
+    Ok(())
+}

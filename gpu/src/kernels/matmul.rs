@@ -1,10 +1,11 @@
 //! Launchers of matmul (tiled, `matmul.wgsl`, with a separate matrix-vector kernel when M = 1,
 //! `matvec.wgsl`); in `expert`, of the mixture-of-experts matmul, which reuses their readers
-//! and the matrix-vector partial sums and entry points; and in `glu`, of `matmul_glu`, the
-//! matrix-vector kernel over a gated feed-forward's gate and up weights at once. The weight
-//! operand may be f32, bf16 or f16 (read packed and widened in the kernel, accumulated in f32),
-//! so half-precision weights halve memory traffic on any adapter. Tolerance against the CPU:
-//! relative ~1e-6 * sqrt(K) (f32 sums in another order).
+//! and the matrix-vector partial sums and entry points; in `glu`, of `matmul_glu`, the
+//! matrix-vector kernel over a gated feed-forward's gate and up weights at once; and in `each`,
+//! of `matmul_each`, the matrix-vector kernel over up to three weights, their products side by
+//! side. The weight operand may be f32, bf16 or f16 (read packed and widened in the kernel,
+//! accumulated in f32), so half-precision weights halve memory traffic on any adapter. Tolerance
+//! against the CPU: relative ~1e-6 * sqrt(K) (f32 sums in another order).
 
 use std::sync::Arc;
 
@@ -17,9 +18,11 @@ use crate::pipelines::{Access, KernelKey};
 use crate::recorder::Binding;
 use crate::split::Rows;
 
+mod each;
 mod expert;
 mod glu;
 
+pub use each::matmul_each;
 pub use expert::{ExpertPath, expert_matmul, expert_path, force_expert_path};
 pub(crate) use expert::{TILE_M as EXPERT_TILE_M, plan as expert_plan};
 pub use glu::matmul_glu;
@@ -29,7 +32,7 @@ const TILED: &str = include_str!("matmul.wgsl");
 const TILE_B: &str = include_str!("tile_b.wgsl");
 const MATVEC: &str = include_str!("matvec.wgsl");
 /// The matrix-vector kernels' partial sums over one or two matrices (`matvec.wgsl`,
-/// `expert_matvec.wgsl`).
+/// `expert_matvec.wgsl`, `matvec_each.wgsl`).
 const MATVEC_ROWS: &str = include_str!("matvec_rows.wgsl");
 const MATVEC_TREE: &str = include_str!("matvec_tree.wgsl");
 const MATVEC_SUBGROUP: &str = include_str!("matvec_subgroup.wgsl");
@@ -360,19 +363,28 @@ impl Matvec {
 /// bindings) hold whole vectors, on `b`'s adapter as [`Matvec::on`] chooses.
 fn matvec_variant(b: &GpuBackend, weight: Weight, params: &MatvecParams, inputs: &[&Binding]) -> Matvec {
     let k_contiguous = params.b[2] == 1 && !(params.b[3] == 1 && params.n > 1 && params.k == 1);
-    // Elements per 16 bytes of the weights; a row starts on such a boundary when its offset does.
-    let per16 = if weight == Weight::F32 { 4 } else { 8 };
     let batched = params.batch > 1;
-    // The buffers are bound whole as arrays of 16-byte vectors: their sizes must be multiples
-    // of 16 (the pool's always are) for the last elements to be reachable.
-    let vec = k_contiguous
-        && params.a_col == 1
-        && params.a_offset.is_multiple_of(4)
-        && (!batched || params.a_batch.is_multiple_of(4))
-        && [params.b[0], params.c_offset, params.b[3]].iter().all(|s| s.is_multiple_of(per16))
-        && (!batched || params.b[1].is_multiple_of(per16))
-        && inputs.iter().all(|b| b.size().is_multiple_of(16));
+    let x_starts = [params.a_offset, if batched { params.a_batch } else { 0 }];
+    let w_starts = [params.b[0], params.c_offset, params.b[3], if batched { params.b[1] } else { 0 }];
+    let vec = k_contiguous && params.a_col == 1 && vec_aligned(weight, &x_starts, &w_starts, inputs.iter().copied());
     Matvec::on(b, weight, k_contiguous, vec)
+}
+
+/// Whether x's rows and the weights' rows, read along K, all start on 16 bytes, so the
+/// matrix-vector kernel may load them 8 elements at a time: `x_starts` (f32 offsets and strides
+/// between rows) and `w_starts` (weight offsets and strides in their elements) are multiples of
+/// 16 bytes, and the `inputs`, bound whole as arrays of 16-byte vectors, have sizes that are too
+/// (the pool's always do) for their last elements to be reachable.
+fn vec_aligned<'a>(
+    weight: Weight,
+    x_starts: &[u32],
+    w_starts: &[u32],
+    inputs: impl IntoIterator<Item = &'a Binding>,
+) -> bool {
+    let per16 = if weight == Weight::F32 { 4 } else { 8 };
+    x_starts.iter().all(|s| s.is_multiple_of(4))
+        && w_starts.iter().all(|s| s.is_multiple_of(per16))
+        && inputs.into_iter().all(|b| b.size().is_multiple_of(16))
 }
 
 /// Records the matrix-vector product (M = 1) described by `params` (see `matvec.wgsl`) into

@@ -1,13 +1,13 @@
 // The threads' partial sums of a matrix-vector product, shared by matvec.wgsl (a product, or
-// matmul_glu's gate and up products) and expert_matvec.wgsl. A workgroup of WG threads reads
-// SUMS weight rows: OUTS rows of each of MATS matrices (MATS = 1: one product, 4 outputs a
-// workgroup; MATS = 2: matmul_glu's gate and up rows of 2 outputs), sum m * OUTS + j from row
-// n0 + j of matrix m. Its threads walk K together, each keeping SUMS partial sums, so every x
-// value loaded serves SUMS rows. With VEC, 8 consecutive k at a time: per row one 16-byte load of
-// 8 packed halves (vec4<u32>) or two of 4 f32s, and two vec4 loads of x. The tail of K past its
-// last multiple of 8 (all of K without VEC) is read one element at a time. The entry point,
-// appended from matvec_tree.wgsl or matvec_subgroup.wgsl, adds the partial sums across threads.
-// The generated piece gives MATS, `load_w(m, i)` / `load_w8(m, i)` (element i, elements
+// matmul_glu's gate and up products), matvec_each.wgsl and expert_matvec.wgsl. A workgroup of WG
+// threads reads SUMS weight rows: OUTS rows of each of MATS matrices (MATS = 1: one product, 4
+// outputs a workgroup; MATS = 2: matmul_glu's gate and up rows of 2 outputs), sum m * OUTS + j
+// from row n0 + j of matrix m. Its threads walk K together, each keeping SUMS partial sums, so
+// every x value loaded serves SUMS rows. With VEC, 8 consecutive k at a time: per row one 16-byte
+// load of 8 packed halves (vec4<u32>) or two of 4 f32s, and two vec4 loads of x. The tail of K
+// past its last multiple of 8 (all of K without VEC) is read one element at a time. The entry
+// point, appended from matvec_tree.wgsl or matvec_subgroup.wgsl, adds the partial sums across
+// threads. The generated piece gives MATS, `load_w(m, i)` / `load_w8(m, i)` (element i, elements
 // i..i+8, of matrix m as f32), `combine` (an output from its MATS dot products), x's readers
 // `load_a(i)` / `load_a8(i)` and the flag VEC; the kernel's params hold K as `k`.
 

@@ -3,7 +3,8 @@
 // thread leaves the total in workgroup memory, and after one barrier OUTS threads add the
 // subgroups' totals of their output's MATS sums and write `combine` of them. Only for
 // B_K_CONTIGUOUS, on adapters whose subgroups hold at least 4 threads (so at most MAX_SUBGROUPS
-// per workgroup). Appended to matvec.wgsl or expert_matvec.wgsl, after matvec_rows.wgsl.
+// per workgroup). Appended to matvec.wgsl, matvec_each.wgsl or expert_matvec.wgsl, after
+// matvec_rows.wgsl.
 
 const MAX_SUBGROUPS: u32 = 32u; // WG / 4
 

@@ -1,7 +1,7 @@
 // The matrix-vector product's entry point on any adapter: the SUMS partial sums of the WG
 // threads are added by a tree through workgroup memory (log2(WG) barriers), then OUTS threads
-// write `combine` of their output's MATS sums. Appended to matvec.wgsl or expert_matvec.wgsl,
-// after matvec_rows.wgsl.
+// write `combine` of their output's MATS sums. Appended to matvec.wgsl, matvec_each.wgsl or
+// expert_matvec.wgsl, after matvec_rows.wgsl.
 
 var<workgroup> partial: array<f32, 512>; // [SUMS][WG]
 

@@ -42,16 +42,26 @@ fn weight_binding(
     })
 }
 
+/// `rms_norm.wgsl`'s parameters: the norm's, and where x's first row sits in its buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RmsNormParams {
+    norm: NormParams,
+    x_offset: u32,
+    pad: [u32; 3],
+}
+
 pub fn rms_norm(b: &GpuBackend, x: Src, weight: Option<Src>, spec: RmsNormSpec) -> Result<BufferRef> {
     const OP: &str = "rms_norm";
-    let (xb, _kx) = contiguous_f32(b, OP, x)?;
+    let (xb, x_offset, _kx) = contiguous_rows_f32(b, OP, x)?;
     let (wb, _kw, mode) = weight_binding(b, OP, &xb, weight, spec)?;
     let n = x.layout.elem_count();
     let d = x.layout.dims().last().copied().unwrap_or(1);
     let out = b.alloc(OP, n, DType::F32)?;
     if n > 0 && d > 0 {
         let kernel = b.kernel(&RmsNorm)?;
-        let params = NormParams { rows: (n / d) as u32, d: d as u32, eps: spec.eps as f32, mode };
+        let norm = NormParams { rows: (n / d) as u32, d: d as u32, eps: spec.eps as f32, mode };
+        let params = RmsNormParams { norm, x_offset, pad: [0; 3] };
         b.dispatch(OP, kernel, &params, &[&xb, &wb, &out.buffer], groups_2d(n / d))?;
     }
     Ok(Arc::new(out))
@@ -72,10 +82,12 @@ struct NormRopeParams {
     interleaved: u32,
     cos_offset: u32,
     sin_offset: u32,
+    x_offset: u32,
+    pad: [u32; 3],
 }
 
 /// `rope(rms_norm(x))` in one dispatch (per-head QK-norm then RoPE): x [.., T, D] contiguous f32,
-/// cos and sin [T, D/2]. The normed row stays in registers; the arithmetic is that of the two
+/// cos and sin [T, D/2], each read from its offset. The normed row stays in registers; the arithmetic is that of the two
 /// kernels in a row, so results match theirs to rounding.
 pub fn rms_norm_rope(
     b: &GpuBackend,
@@ -90,7 +102,7 @@ pub fn rms_norm_rope(
         return Err(tensor::Error::shape(OP, format!("needs x [.., T, D] with even D, got {dims:?}")));
     }
     let (t, d) = (dims[dims.len() - 2], dims[dims.len() - 1]);
-    let (xb, _kx) = contiguous_f32(b, OP, x)?;
+    let (xb, x_offset, _kx) = contiguous_rows_f32(b, OP, x)?;
     let (cb, cos_offset, _kc) = contiguous_rows_f32(b, OP, cos)?;
     let (sb, sin_offset, _ks) = contiguous_rows_f32(b, OP, sin)?;
     let (wb, _kw, mode) = weight_binding(b, OP, &xb, weight, spec)?;
@@ -107,6 +119,8 @@ pub fn rms_norm_rope(
             interleaved: interleaved as u32,
             cos_offset,
             sin_offset,
+            x_offset,
+            pad: [0; 3],
         };
         b.dispatch(OP, kernel, &params, &[&xb, &wb, &cb, &sb, &out.buffer], groups_2d(n / d))?;
     }

@@ -1,4 +1,5 @@
-// RMSNorm over each row of a contiguous [rows, d] tensor, one workgroup per row:
+// RMSNorm over each row of a contiguous [rows, d] tensor (from its offset: one of matmul_each's
+// products), one workgroup per row:
 // y = x / sqrt(mean(x^2) + eps) * scale, with scale = w, 1 + w (Gemma) or 1 (weightless)
 // (`inv_rms` and `scale` from rms_row.wgsl).
 
@@ -7,6 +8,10 @@ struct Params {
     d: u32,
     eps: f32,
     mode: u32, // 0: no weight, 1: w, 2: 1 + w
+    x_offset: u32, // where x's row 0 sits in its buffer
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -21,8 +26,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         return; // uniform across the workgroup
     }
     let base = row * params.d;
-    let inv = inv_rms(base, lid.x);
+    let at = params.x_offset + base;
+    let inv = inv_rms(at, lid.x);
     for (var j = lid.x; j < params.d; j = j + 256u) {
-        y[base + j] = x[base + j] * inv * scale(j);
+        y[base + j] = x[at + j] * inv * scale(j);
     }
 }

@@ -1,9 +1,9 @@
-// RMSNorm then the rotary embedding of each row of a contiguous [rows, d] tensor whose row r sits
-// at position r % t, one workgroup per row (a head of one token): the row's mean square is
-// reduced in workgroup memory, then each thread normalises, scales and rotates pairs
-// (i, i + d/2), or (2i, 2i + 1) interleaved, with the [t, d/2] cos and sin tables. The same
-// arithmetic as rms_norm.wgsl followed by rope.wgsl, without writing the normed row out between
-// (`inv_rms` and `scale` from rms_row.wgsl).
+// RMSNorm then the rotary embedding of each row of a contiguous [rows, d] tensor (from its
+// offset: one of matmul_each's products) whose row r sits at position r % t, one workgroup per
+// row (a head of one token): the row's mean square is reduced in workgroup memory, then each
+// thread normalises, scales and rotates pairs (i, i + d/2), or (2i, 2i + 1) interleaved, with the
+// [t, d/2] cos and sin tables. The same arithmetic as rms_norm.wgsl followed by rope.wgsl,
+// without writing the normed row out between (`inv_rms` and `scale` from rms_row.wgsl).
 
 struct Params {
     rows: u32,
@@ -14,6 +14,10 @@ struct Params {
     interleaved: u32,
     cos_offset: u32, // where row 0 of each table sits in its buffer
     sin_offset: u32,
+    x_offset: u32, // where x's row 0 sits in its buffer
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -30,7 +34,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         return; // uniform across the workgroup
     }
     let base = row * params.d;
-    let inv = inv_rms(base, lid.x);
+    let at = params.x_offset + base;
+    let inv = inv_rms(at, lid.x);
     let half = params.d / 2u;
     let pos = row % params.t;
     for (var i = lid.x; i < half; i = i + 256u) {
@@ -40,8 +45,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             ja = 2u * i;
             jb = ja + 1u;
         }
-        let a = x[base + ja] * inv * scale(ja);
-        let b = x[base + jb] * inv * scale(jb);
+        let a = x[at + ja] * inv * scale(ja);
+        let b = x[at + jb] * inv * scale(jb);
         let c = cos_table[params.cos_offset + pos * half + i];
         let s = sin_table[params.sin_offset + pos * half + i];
         y[base + ja] = a * c - b * s;

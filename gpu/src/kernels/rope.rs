@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 use tensor::{BufferRef, DType, Result, Src};
 
-use super::copy::{contiguous_f32, contiguous_rows_f32};
+use super::copy::contiguous_rows_f32;
 use super::{grid_1d, source};
 use crate::backend::GpuBackend;
 
@@ -22,12 +22,13 @@ struct RopeParams {
     interleaved: u32,
     cos_offset: u32,
     sin_offset: u32,
-    pad: [u32; 2],
+    x_offset: u32,
+    pad: u32,
 }
 
 pub fn rope(b: &GpuBackend, x: Src, cos: Src, sin: Src, interleaved: bool) -> Result<BufferRef> {
     const OP: &str = "rope";
-    let (xb, _kx) = contiguous_f32(b, OP, x)?;
+    let (xb, x_offset, _kx) = contiguous_rows_f32(b, OP, x)?;
     let (cb, cos_offset, _kc) = contiguous_rows_f32(b, OP, cos)?;
     let (sb, sin_offset, _ks) = contiguous_rows_f32(b, OP, sin)?;
     let r = x.layout.rank();
@@ -44,7 +45,8 @@ pub fn rope(b: &GpuBackend, x: Src, cos: Src, sin: Src, interleaved: bool) -> Re
             interleaved: interleaved as u32,
             cos_offset,
             sin_offset,
-            pad: [0; 2],
+            x_offset,
+            pad: 0,
         };
         b.dispatch(OP, kernel, &params, &[&xb, &cb, &sb, &out.buffer], grid_1d(pairs))?;
     }

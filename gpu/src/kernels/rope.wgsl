@@ -1,6 +1,7 @@
 // Rotary embedding of a contiguous [rows, d] tensor whose row r sits at position r % t, one
 // thread per rotated pair: (a, b) -> (a cos - b sin, b cos + a sin), pairs (i, i + d/2) or
-// interleaved (2i, 2i + 1); cos and sin are [t, d/2] tables from their offsets.
+// interleaved (2i, 2i + 1); x is read from its offset (one of matmul_each's products), cos and
+// sin are [t, d/2] tables from theirs.
 
 struct Params {
     pairs: u32,
@@ -9,8 +10,8 @@ struct Params {
     interleaved: u32,
     cos_offset: u32, // where row 0 of each table sits in its buffer
     sin_offset: u32,
-    pad0: u32,
-    pad1: u32,
+    x_offset: u32, // where x's row 0 sits in its buffer
+    pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -37,8 +38,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let pos = row % params.t;
     let c = cos_table[params.cos_offset + pos * half + i];
     let s = sin_table[params.sin_offset + pos * half + i];
-    let a = x[ia];
-    let b = x[ib];
+    let a = x[params.x_offset + ia];
+    let b = x[params.x_offset + ib];
     y[ia] = a * c - b * s;
     y[ib] = b * c + a * s;
 }

@@ -147,14 +147,17 @@ impl GroupedQueryAttention {
     }
 
     /// The position-wise part: q, k, v projections `[B, T, heads * head_dim]`, with OLMo 2's
-    /// QK-norm over the whole projection (also per row).
+    /// QK-norm over the whole projection (also per row). Without biases (all but gpt-oss) and
+    /// gradients the three products are one op (`Linear::forward_each`: a decoded token's are one
+    /// GPU dispatch, and q, k and v views of its output, which the norms, RoPE and the cache read
+    /// in place).
     fn project(&self, x: &Var) -> Result<(Var, Var, Var)> {
-        let (mut q, mut k) = (self.q_proj.forward(x)?, self.k_proj.forward(x)?);
+        let [mut q, mut k, v] = Linear::forward_each([&self.q_proj, &self.k_proj, &self.v_proj], x)?;
         if let QkNorm::WholeProjection { .. } = self.config.qk_norm {
             q = self.norm_q(&q)?;
             k = self.norm_k(&k)?;
         }
-        Ok((q, k, self.v_proj.forward(x)?))
+        Ok((q, k, v))
     }
 
     /// The per-sequence part, from projections `[B, T, ..]` at positions `start..`: heads,

@@ -84,26 +84,36 @@ impl MultiHeadLatentAttention {
         })
     }
 
-    /// Queries (B, H, T, nope) and rotated (B, H, T, rope).
-    fn queries(&self, x: &Var, start: usize) -> Result<(Var, Var)> {
+    /// The two products of `x [B, T, hidden]` itself: the queries' first (`q_proj`, or `q_a_proj`
+    /// before its norm and `q_b_proj`) and `kv_a_proj_with_mqa` (the latent and the rope key).
+    /// One op where no gradient flows (`Linear::forward_each`: a decoded token's are one GPU
+    /// dispatch, read in place by the norms and RoPE after them).
+    fn project(&self, x: &Var) -> Result<(Var, Var)> {
+        let q_first = match (&self.q_proj, &self.q_a_proj, &self.q_a_layernorm, &self.q_b_proj) {
+            (Some(p), ..) | (None, Some(p), Some(_), Some(_)) => p,
+            _ => return Err(tensor::Error::shape("mla", "query projection is incomplete")),
+        };
+        let [q, ckv] = Linear::forward_each([q_first, &self.kv_a_proj_with_mqa], x)?;
+        Ok((q, ckv))
+    }
+
+    /// Queries (B, H, T, nope) and rotated (B, H, T, rope) from the queries' first product `q`.
+    fn queries(&self, q: &Var, start: usize) -> Result<(Var, Var)> {
         let c = &self.config;
-        let (b, t) = (x.dims()[0], x.dims()[1]);
-        let q = match (&self.q_proj, &self.q_a_proj, &self.q_a_layernorm, &self.q_b_proj) {
-            (Some(p), ..) => p.forward(x)?,
-            (None, Some(a), Some(n), Some(bp)) => bp.forward(&n.forward(&a.forward(x)?)?)?,
-            _ => {
-                return Err(tensor::Error::shape("mla", "query projection is incomplete"));
-            }
+        let (b, t) = (q.dims()[0], q.dims()[1]);
+        let q = match (&self.q_proj, &self.q_a_layernorm, &self.q_b_proj) {
+            (None, Some(n), Some(bp)) => bp.forward(&n.forward(q)?)?,
+            _ => q.clone(),
         };
         let q = q.reshape([b, t, c.num_heads, c.qk_nope_head_dim + c.qk_rope_head_dim])?.transpose(1, 2)?;
         let parts = q.split(&[c.qk_nope_head_dim, c.qk_rope_head_dim], -1)?;
         Ok((parts[0].clone(), c.rope.apply(&parts[1], start)?))
     }
 
-    /// The normed latent (B, T, kv_lora) and the rotated shared rope key (B, 1, T, rope).
-    fn latent(&self, x: &Var, start: usize) -> Result<(Var, Var)> {
+    /// The normed latent (B, T, kv_lora) and the rotated shared rope key (B, 1, T, rope) from
+    /// `kv_a_proj_with_mqa`'s product `ckv`.
+    fn latent(&self, ckv: &Var, start: usize) -> Result<(Var, Var)> {
         let c = &self.config;
-        let ckv = self.kv_a_proj_with_mqa.forward(x)?;
         let parts = ckv.split(&[c.kv_lora_rank, c.qk_rope_head_dim], -1)?;
         let latent = self.kv_a_layernorm.forward(&parts[0])?;
         let k_rope = c.rope.apply(&parts[1].unsqueeze(1)?, start)?;
@@ -123,8 +133,9 @@ impl MultiHeadLatentAttention {
     pub fn forward_plain(&self, x: &Var, start: usize) -> Result<Var> {
         let c = &self.config;
         let (b, t, h) = (x.dims()[0], x.dims()[1], c.num_heads);
-        let (q_nope, q_rope) = self.queries(x, start)?;
-        let (latent, k_rope) = self.latent(x, start)?;
+        let (q, ckv) = self.project(x)?;
+        let (q_nope, q_rope) = self.queries(&q, start)?;
+        let (latent, k_rope) = self.latent(&ckv, start)?;
         let kv =
             self.kv_b_proj.forward(&latent)?.reshape([b, t, h, c.qk_nope_head_dim + c.v_head_dim])?.transpose(1, 2)?;
         let parts = kv.split(&[c.qk_nope_head_dim, c.v_head_dim], -1)?;
@@ -141,8 +152,9 @@ impl MultiHeadLatentAttention {
     pub fn forward_absorbed(&self, x: &Var, start: usize, cache: &mut KvCache) -> Result<Var> {
         let c = &self.config;
         let (b, t, h) = (x.dims()[0], x.dims()[1], c.num_heads);
-        let (q_nope, q_rope) = self.queries(x, start)?;
-        let (latent, k_rope) = self.latent(x, start)?;
+        let (q, ckv) = self.project(x)?;
+        let (q_nope, q_rope) = self.queries(&q, start)?;
+        let (latent, k_rope) = self.latent(&ckv, start)?;
         // kv_b_proj.weight [H*(nope+v), kv_lora] viewed per head: W_uk [H, nope, r], W_uv [H, v, r].
         let w = self.kv_b_proj.weight.reshape([h, c.qk_nope_head_dim + c.v_head_dim, c.kv_lora_rank])?;
         let w_parts = w.split(&[c.qk_nope_head_dim, c.v_head_dim], 1)?;

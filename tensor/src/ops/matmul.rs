@@ -1,7 +1,9 @@
 //! Batched matrix multiplication with NumPy broadcasting of the batch dims, the
-//! mixture-of-experts matmul that multiplies each row by its own expert's weight, and (`glu`) a
-//! gated feed-forward's two products with the gated unit after them as one op.
+//! mixture-of-experts matmul that multiplies each row by its own expert's weight, (`glu`) a
+//! gated feed-forward's two products with the gated unit after them as one op, and (`each`) the
+//! products of one input with a few weights (an attention's q, k and v projections) as one op.
 
+mod each;
 mod glu;
 
 use crate::{DType, Error, Layout, Result, Shape, Tensor};
@@ -98,6 +100,34 @@ impl Tensor {
         let w = if has_unit_inner_stride(weights.layout()) { weights.clone() } else { weights.contiguous()? };
         let buffer = self.device().backend().expert_matmul(x.src(), w.src(), ids.src())?;
         Ok(self.new_like(buffer, [r, n], self.dtype()))
+    }
+}
+
+impl Tensor {
+    /// Checks `self` [.., M, K] against `weights` [N_i, K] as Linear layers store them, for the
+    /// fused ops that multiply one input by several (`matmul_glu`, `matmul_each`): one device,
+    /// the weights of one dtype that `matmul` takes with `self`'s (the same, or half precision
+    /// under f32). Errors name `op` and call the weights `what`. Gives K.
+    fn check_linear_weights(&self, op: &str, what: &str, weights: &[&Tensor]) -> Result<usize> {
+        for w in weights {
+            self.check_same_device(op, w)?;
+        }
+        let r = self.rank();
+        let k = if r >= 2 { self.dims()[r - 1] } else { 0 };
+        if r < 2 || weights.iter().any(|w| w.rank() != 2 || w.dims()[1] != k) {
+            let shapes: Vec<_> = weights.iter().map(|w| w.shape()).collect();
+            return Err(Error::shape(
+                op,
+                format!("needs x [.., M, K] and {what} [N, K], got {:?} and {shapes:?}", self.shape()),
+            ));
+        }
+        let (x_dtype, w_dtype) = (self.dtype(), weights.first().map_or(self.dtype(), |w| w.dtype()));
+        let pair = (x_dtype == w_dtype && x_dtype.is_float()) || (x_dtype == DType::F32 && w_dtype.is_half());
+        if !pair || weights.iter().any(|w| w.dtype() != w_dtype) {
+            let dtypes: Vec<_> = weights.iter().map(|w| w.dtype().to_string()).collect();
+            return Err(Error::dtype(op, format!("cannot multiply {x_dtype} by {what} of dtypes {dtypes:?}")));
+        }
+        Ok(k)
     }
 }
 

@@ -25,7 +25,7 @@ impl Tensor {
             }
         }
         self.float_op(OP, |x| {
-            let x = x.contiguous()?;
+            let x = x.contiguous_in_place()?;
             let w = weight.map(|w| w.to_dtype(x.dtype()).and_then(|w| w.contiguous())).transpose()?;
             Tensor::fused_or(
                 || {
@@ -78,8 +78,8 @@ impl Tensor {
         for t in [Some(cos), Some(sin), weight].into_iter().flatten() {
             self.check_same_device(OP, t)?;
         }
-        let x = self.contiguous()?;
-        let (cos, sin) = (super::rope::table_rows(cos)?, super::rope::table_rows(sin)?);
+        let x = self.contiguous_in_place()?;
+        let (cos, sin) = (cos.contiguous_in_place()?, sin.contiguous_in_place()?);
         let w = weight.map(|w| w.contiguous()).transpose()?;
         match x.device().backend().rms_norm_rope(
             x.src(),

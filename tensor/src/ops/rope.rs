@@ -29,9 +29,11 @@ impl Tensor {
             ));
         }
         self.float_op(OP, |x| {
-            let x = x.contiguous()?;
-            let cos = table_rows(&cos.to_dtype(x.dtype())?)?;
-            let sin = table_rows(&sin.to_dtype(x.dtype())?)?;
+            // Rows at an offset (one projection of a fused product, the step's rows of the
+            // resident tables) are read in place.
+            let x = x.contiguous_in_place()?;
+            let cos = cos.to_dtype(x.dtype())?.contiguous_in_place()?;
+            let sin = sin.to_dtype(x.dtype())?.contiguous_in_place()?;
             Tensor::fused_or(
                 || {
                     let buffer = x.device().backend().rope(x.src(), cos.src(), sin.src(), interleaved)?;
@@ -59,11 +61,4 @@ impl Tensor {
         let rb = b.mul(cos)?.add(&a.mul(sin)?)?;
         if interleaved { Tensor::stack(&[&ra, &rb], -1)?.reshape(self.shape()) } else { Tensor::cat(&[&ra, &rb], -1) }
     }
-}
-
-/// A cos or sin table as the kernels take it: contiguous rows, possibly at an offset into a
-/// larger buffer (a decoding step's rows of a model's resident tables are read in place, not
-/// copied out).
-pub(crate) fn table_rows(table: &Tensor) -> Result<Tensor> {
-    if table.is_contiguous() { Ok(table.clone()) } else { table.contiguous() }
 }

@@ -14,29 +14,14 @@ impl Tensor {
     /// weights alike (f32 activations may meet bf16/f16 weights).
     pub fn matmul_glu(&self, gate_w: &Tensor, up_w: &Tensor, act: GluActivation) -> Result<Tensor> {
         const OP: &str = "matmul_glu";
-        self.check_same_device(OP, gate_w)?;
-        self.check_same_device(OP, up_w)?;
-        let r = self.rank();
-        let k = if r >= 2 { self.dims()[r - 1] } else { 0 };
-        if r < 2 || gate_w.rank() != 2 || gate_w.dims() != up_w.dims() || gate_w.dims()[1] != k {
+        let k = self.check_linear_weights(OP, "gate and up weights", &[gate_w, up_w])?;
+        if gate_w.dims() != up_w.dims() {
             return Err(Error::shape(
                 OP,
-                format!(
-                    "needs x [.., M, K] and gate and up weights [I, K], got {:?}, {:?} and {:?}",
-                    self.shape(),
-                    gate_w.shape(),
-                    up_w.shape()
-                ),
+                format!("gate {:?} and up {:?} weights differ", gate_w.shape(), up_w.shape()),
             ));
         }
-        let (x_dtype, w_dtype) = (self.dtype(), gate_w.dtype());
-        let pair = (x_dtype == w_dtype && x_dtype.is_float()) || (x_dtype == DType::F32 && w_dtype.is_half());
-        if up_w.dtype() != w_dtype || !pair {
-            return Err(Error::dtype(
-                OP,
-                format!("cannot multiply {x_dtype} by gate {w_dtype} and up {} weights", up_w.dtype()),
-            ));
-        }
+        let (r, x_dtype) = (self.rank(), self.dtype());
         // The backend takes f32 rows in place; anything else is the three ops' business.
         if x_dtype != DType::F32 || !self.is_contiguous() || k == 0 {
             return self.matmul_glu_composite(gate_w, up_w, act);

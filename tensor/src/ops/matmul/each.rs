@@ -1,0 +1,48 @@
+//! The products of one input with a few weights, `x @ W_i^T` for each W_i, as one op: an
+//! attention's q, k and v projections (MLA's two first products). Its definition is one `matmul`
+//! per weight (`matmul_each_composite`), which is also what runs where a backend has no fused
+//! kernel (the CPU: no copy, no concatenation, the cost of the separate products) or does not
+//! take the shape (a GPU's prefill rows). It exists for decoding on a GPU: a layer's projections
+//! of a token there cost one dispatch instead of three. The backend writes the products side by
+//! side into one buffer and each result is a view of its columns, so nothing is copied apart;
+//! for one row each view is contiguous (at an offset), which the kernels after it read in place.
+
+use crate::{DType, Error, Result, Tensor};
+
+/// The most weights one call takes: the fused kernel binds x, each weight and the output, and an
+/// adapter need offer no more than five storage buffers to a kernel.
+const MAX_WEIGHTS: usize = 3;
+
+impl Tensor {
+    /// `[self @ w^T for w in weights]`: `self` [.., M, K], each weight [N_i, K] as Linear
+    /// weights are stored, giving [.., M, N_i] each. 1 to 3 weights of
+    /// one dtype, as `matmul` takes them (f32 activations may meet bf16/f16 weights).
+    pub fn matmul_each(&self, weights: &[&Tensor]) -> Result<Vec<Tensor>> {
+        const OP: &str = "matmul_each";
+        if weights.is_empty() || weights.len() > MAX_WEIGHTS {
+            return Err(Error::shape(OP, format!("takes 1 to {MAX_WEIGHTS} weights, got {}", weights.len())));
+        }
+        let k = self.check_linear_weights(OP, "weights", weights)?;
+        // The backend takes f32 rows in place; anything else is the separate products' business.
+        if self.dtype() != DType::F32 || !self.is_contiguous() || k == 0 {
+            return self.matmul_each_composite(weights);
+        }
+        let x = self.reshape([self.elem_count() / k, k])?;
+        let srcs: Vec<_> = weights.iter().map(|w| w.src()).collect();
+        match self.device().backend().matmul_each(x.src(), &srcs) {
+            Ok(buffer) => {
+                let widths: Vec<usize> = weights.iter().map(|w| w.dims()[0]).collect();
+                let mut dims = self.dims()[..self.rank() - 1].to_vec();
+                dims.push(widths.iter().sum());
+                self.new_like(buffer, dims, DType::F32).split(&widths, -1)
+            }
+            Err(e) if e.is_unsupported() => self.matmul_each_composite(weights),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The definition of [`Tensor::matmul_each`]: one product per weight.
+    pub fn matmul_each_composite(&self, weights: &[&Tensor]) -> Result<Vec<Tensor>> {
+        weights.iter().map(|w| self.matmul(&w.t()?)).collect()
+    }
+}
