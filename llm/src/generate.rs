@@ -99,8 +99,8 @@ pub fn generate_timed(
                 check_finite(&[max], tokens.len())?;
                 best
             } else if let Some(k) = top_k_on_device(&sampling, device, vocab) {
-                let (values, ids) = ranked_on_device(&logits.value(), k)?;
-                check_finite(&values, tokens.len())?;
+                let (values, ids, max) = ranked_on_device(&logits.value(), k)?;
+                check_finite(&[max], tokens.len())?;
                 sampler.pick_ranked(&values, &ids)
             } else {
                 let last = logits.value().to_dtype(DType::F32)?.to_vec::<f32>()?;
@@ -155,13 +155,17 @@ fn top_k_on_device(sampling: &Sampling, device: &Device, vocab: usize) -> Option
 /// walk the row once per candidate); beyond, the row is read back.
 const TOP_K_ON_DEVICE_MAX: usize = gpu::kernels::topk::SORT_MAX_K;
 
-/// The `k` largest logits of a row, ranked, and their ids, chosen on the logits' device and read
-/// back together (one wait): ids travel as f32, exact below 2^24.
-fn ranked_on_device(logits: &Tensor, k: usize) -> Result<(Vec<f32>, Vec<u32>)> {
-    let (values, ids) = logits.to_dtype(DType::F32)?.flatten_all()?.topk(k, 0usize)?;
-    let both = Tensor::cat(&[&values, &ids.to_dtype(DType::F32)?], 0)?.to_vec::<f32>()?;
-    let (values, ids) = both.split_at(k);
-    Ok((values.to_vec(), ids.iter().map(|&i| i as u32).collect()))
+/// The `k` largest logits of a row, ranked, their ids, and the row's maximum, computed on the
+/// logits' device and read back together (one wait): ids travel as f32, exact below 2^24. The
+/// maximum is reduced with NaN winning, as on every device: the ranking (IEEE total order, as
+/// the CPU ranks) puts a NaN with its sign bit set last, where the candidates alone would hide it
+/// from the finite check.
+fn ranked_on_device(logits: &Tensor, k: usize) -> Result<(Vec<f32>, Vec<u32>, f32)> {
+    let row = logits.to_dtype(DType::F32)?.flatten_all()?;
+    let (values, ids) = row.topk(k, 0usize)?;
+    let max = row.max(0usize, true)?;
+    let all = Tensor::cat(&[&values, &ids.to_dtype(DType::F32)?, &max], 0)?.to_vec::<f32>()?;
+    Ok((all[..k].to_vec(), all[k..2 * k].iter().map(|&i| i as u32).collect(), all[2 * k]))
 }
 
 /// The argmax of a row of logits and its value, reduced on the logits' device and read back

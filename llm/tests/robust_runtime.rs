@@ -272,11 +272,20 @@ fn check_finite_flag_names_the_layer_and_nan_logits_are_refused_without_it() -> 
 /// largest logit: a NaN anywhere in the row must still come back (NaN wins the maximum) and be
 /// refused, never decoded. Non-finite values are placed in the head's weight row by row, so the
 /// NaN sits at a low id and an infinity at another, neither of them the argmax of the rest.
+/// Top-k sampling on a GPU reads back its k candidates and the row's maximum (NaN winning) the
+/// same way, a NaN of either sign included: the candidates' ranking puts a negative NaN last.
 #[test]
 fn greedy_on_a_gpu_refuses_non_finite_logits_it_never_reads_back() -> llm::Result<()> {
     let _serial = serial();
     let Some(device) = gpu::test_device() else { return Ok(()) };
-    for bad in [f32::NAN, f32::INFINITY] {
+    let top_k = Sampling { temperature: 1.0, top_k: Some(5), top_p: None, seed: 3 };
+    for (bad, sampling) in [
+        (f32::NAN, Sampling::greedy()),
+        (f32::INFINITY, Sampling::greedy()),
+        (f32::NAN, top_k),
+        (-f32::NAN, top_k),
+        (f32::INFINITY, top_k),
+    ] {
         let loaded = load(&fixture("qwen3"), &LoadOptions { device: device.clone(), weight_dtype: Some(DType::F32) })?;
         let params = loaded.model.named_parameters();
         let (_, head) = params
@@ -289,12 +298,13 @@ fn greedy_on_a_gpu_refuses_non_finite_logits_it_never_reads_back() -> llm::Resul
         let width = head.value().dims()[1];
         rows[3 * width..4 * width].fill(bad);
         head.replace_value(Tensor::from_vec(rows, head.value().dims().to_vec(), &device)?)?;
-        let result =
-            generate(&loaded.model, &[1, 5, 9], 4, Sampling::greedy(), &StopAt::default(), &device, |_| Ok(()));
+        let result = generate(&loaded.model, &[1, 5, 9], 4, sampling, &StopAt::default(), &device, |_| Ok(()));
         match result {
             Err(e) => assert!(e.to_string().contains("logits") && e.to_string().contains("--check-finite"), "{e}"),
             // +inf x a hidden sum below zero is -inf, which only rules the token out.
-            Ok(ids) => assert!(bad.is_infinite() && !ids[3..].contains(&3), "decoded {ids:?} from {bad} logits"),
+            Ok(ids) => {
+                assert!(bad.is_infinite() && !ids[3..].contains(&3), "decoded {ids:?} from {bad} logits ({sampling:?})")
+            }
         }
     }
     Ok(())
