@@ -17,7 +17,8 @@ Then, for each weight format and each runtime that takes it, measures at batch 1
   decode    tokens/s of the --new-tokens greedy tokens after it, with the KV cache (ours in
             --kv-dtype, f16 by default as llama.cpp's)
 and the streaming read bandwidth of the machine (PyTorch summing a 1 GiB array on the same
-threads), from which decode's roofline: bandwidth / weight bytes read per token.
+threads, right after our runs of each format), from which decode's roofline: bandwidth / weight
+bytes read per token.
 Every runtime runs in this one process, one after another, so the ratios hold on
 the machine at hand whatever it is.
 
@@ -359,18 +360,21 @@ def main():
     if args.files_only:
         return
     prompt = prompt_ids(args, config.vocab_size)
-    bw = bandwidth(args)
     rows = []
     for fmt in args.formats:
         gguf_path = os.path.join(args.work, f"model-{fmt}.gguf")
         folder = os.path.join(args.work, f"hf-{fmt}")
         ours_path = folder if fmt in ("f32", "bf16", "fp8") else gguf_path
         ours = run_ours(args, ours_path, prompt)
+        # Measured right after our runs, per format: this machine's bandwidth moves by up to 2x
+        # between minutes (43 to 83 GB/s in one day), so one figure for the whole table made the
+        # roofline column read the minute, not the decode.
+        bw = bandwidth(args)
         llama = {} if args.skip_llama or fmt == "fp8" else run_llama(args, gguf_path, prompt)
         torch_r = {} if args.skip_torch or fmt not in ("f32", "bf16") else run_torch(args, folder, prompt)
         roofline = bw / read[fmt]
         row = {"format": fmt, "ours": ours, "llama.cpp": llama, "torch": torch_r,
-               "weight_bytes_per_token": read[fmt], "roofline_tok_s": roofline}
+               "weight_bytes_per_token": read[fmt], "bandwidth": bw, "roofline_tok_s": roofline}
         print(json.dumps(row), flush=True)
         rows.append(row)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
@@ -380,8 +384,9 @@ def main():
     lines = [
         f"Measured {datetime.date.today()} on {cpu} ({isa}), {args.threads} threads, by `tools/bench_peers.py`: "
         f"{shape_name(args)} shape, random weights, a {args.prompt_len}-token prompt then {args.new_tokens} greedy tokens. "
-        f"Streaming read bandwidth {bw / 1e9:.1f} GB/s (PyTorch sum of 1 GiB); roofline = bandwidth / weight "
-        f"bytes read per token. KV cache: ours {args.kv_dtype}, llama.cpp f16 (its default), PyTorch the weights' dtype.",
+        f"Streaming read bandwidth measured right after our runs of each format (PyTorch sum of 1 GiB, best of 5): "
+        f"{min(r['bandwidth'] for r in rows) / 1e9:.1f} to {max(r['bandwidth'] for r in rows) / 1e9:.1f} GB/s; "
+        f"roofline = that bandwidth / weight bytes read per token. KV cache: ours {args.kv_dtype}, llama.cpp f16 (its default), PyTorch the weights' dtype.",
         "",
         "| weights | prefill tok/s: ours / llama.cpp / PyTorch | ours vs the faster | decode tok/s: ours / llama.cpp "
         "/ PyTorch | ours vs llama.cpp | ours vs roofline | memory while generating (ours) |",
@@ -398,7 +403,7 @@ def main():
             f"{fmt_rate(t.get('prefill_tok_s'))} | {ratio(o.get('prefill_tok_s'), faster)} | "
             f"{fmt_rate(o.get('decode_tok_s'))} / {fmt_rate(lc.get('decode_tok_s'))} / {fmt_rate(t.get('decode_tok_s'))} | "
             f"{ratio(o.get('decode_tok_s'), lc.get('decode_tok_s'))} | "
-            f"{ratio(o.get('decode_tok_s'), r['roofline_tok_s'])} ({r['roofline_tok_s']:.1f}) | "
+            f"{ratio(o.get('decode_tok_s'), r['roofline_tok_s'])} ({r['roofline_tok_s']:.1f} at {r['bandwidth'] / 1e9:.0f} GB/s) | "
             f"{f'{rss / 2**20:.0f} MiB' if rss else 'n/a'} |"
         )
     table = "\n".join(lines)
