@@ -135,3 +135,14 @@ fn short_rows_rank_nans_and_signed_zeros_as_on_the_cpu() -> Result<()> {
     same_topk(&g, &x, 10, -1, "short row")?;
     Ok(())
 }
+
+/// No rows: nothing to sort, an empty answer of the right shape.
+#[test]
+fn no_rows_give_an_empty_answer() -> Result<()> {
+    let Some(g) = gpu() else { return Ok(()) };
+    let _turn = turn();
+    let empty = Tensor::zeros([0, 5000], DType::F32, &g)?;
+    let (values, ids) = empty.topk(40, -1)?;
+    assert_eq!((values.dims(), ids.dims()), (&[0usize, 40][..], &[0usize, 40][..]));
+    Ok(())
+}

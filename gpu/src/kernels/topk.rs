@@ -111,7 +111,7 @@ fn sorts(dtype: DType, rows: usize, n: usize, k: usize) -> bool {
     dtype == DType::F32
         && (n > SORT_TILE || k * n > WALK_MAX)
         && (1..=SORT_MAX_K).contains(&k)
-        && rows <= 65_535
+        && (1..=65_535).contains(&rows)
         && n.div_ceil(SORT_TILE) <= 65_535
 }
 
