@@ -48,7 +48,8 @@ impl Sampling {
 pub struct Sampler {
     settings: Sampling,
     rng: Rng,
-    /// `exp((logit - max) / temperature)` per token id (without top-k).
+    /// `exp((logit - max) / temperature)` per token id (without top-k); with top-k, the k
+    /// candidates' logits.
     weights: Vec<f32>,
     /// Token ids in ranking order (likeliest first, lower id first on ties), when ranked.
     order: Vec<u32>,
@@ -71,61 +72,53 @@ impl Sampler {
         if !max.is_finite() {
             return argmax(logits);
         }
-        // NaN logits weigh nothing (a check upstream reports them); -inf ones weigh 0 too.
-        let weight = |l: f32| {
-            let w = ((l - max) * inv_t).exp();
-            if w.is_nan() { 0.0 } else { w }
-        };
         let top_k = self.settings.top_k.map(|k| k.max(1)).filter(|&k| k < logits.len());
-        // Without top-k every token's weight is needed (their total is the mass top-p measures
-        // against, and the draw reads them): computed once, kept by token id. With top-k only
-        // the k candidates' are, computed as read.
-        self.weights.clear();
-        if top_k.is_none() {
-            self.weights.extend(logits.iter().map(|&l| weight(l)));
-        }
-        let weights = &self.weights;
-        let w_of = |i: u32| if top_k.is_none() { weights[i as usize] } else { weight(logits[i as usize]) };
-        if top_k.is_none() && self.settings.top_p.is_none() {
-            let total: f64 = weights.iter().map(|&w| w as f64).sum();
-            let u = self.rng.uniform() * total;
-            return draw(weights.iter().copied(), u).map_or_else(|| argmax(logits), |i| i as u32);
-        }
         let rank = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
         self.order.clear();
         self.order.extend(0..logits.len() as u32);
         if let Some(k) = top_k {
+            // The k candidates, selected in linear time and ranked; then the draw a GPU makes from
+            // the same candidates (`pick_ranked`).
             self.order.select_nth_unstable_by(k - 1, rank);
             self.order.truncate(k);
             self.order.sort_unstable_by(rank);
+            let ids = std::mem::take(&mut self.order);
+            let mut values = std::mem::take(&mut self.weights);
+            values.clear();
+            values.extend(ids.iter().map(|&i| logits[i as usize]));
+            let picked = self.pick_ranked(&values, &ids);
+            (self.order, self.weights) = (ids, values);
+            return picked;
         }
-        let n = self.order.len();
-        // The mass the candidates are measured against: every token's, or the k candidates'.
-        let total: f64 = match top_k {
-            Some(_) => self.order.iter().map(|&i| w_of(i) as f64).sum(),
-            None => weights.iter().map(|&w| w as f64).sum(),
+        // Every token's weight is needed (their total is the mass top-p measures against, and
+        // the draw reads them): computed once, kept by token id. NaN logits weigh nothing (a
+        // check upstream reports them); -inf ones weigh 0 too.
+        self.weights.clear();
+        self.weights.extend(logits.iter().map(|&l| {
+            let w = ((l - max) * inv_t).exp();
+            if w.is_nan() { 0.0 } else { w }
+        }));
+        let weights = &self.weights;
+        let total: f64 = weights.iter().map(|&w| w as f64).sum();
+        let Some(p) = self.settings.top_p else {
+            let u = self.rng.uniform() * total;
+            return draw(weights.iter().copied(), u).map_or_else(|| argmax(logits), |i| i as u32);
         };
-        // How many of the ranked candidates to keep: all of them, or top-p's nucleus.
-        let keep = match self.settings.top_p {
-            None => n,
-            Some(p) => {
-                let sorted = if top_k.is_some() { n } else { 0 };
-                nucleus(&mut self.order, sorted, p * total, |i| w_of(i) as f64, rank)
-            }
-        };
+        // How many of the ranked tokens to keep: top-p's nucleus.
+        let keep = nucleus(&mut self.order, p * total, |i| weights[i as usize] as f64, rank);
         self.order.truncate(keep.max(1));
-        let kept: f64 = self.order.iter().map(|&i| w_of(i) as f64).sum();
+        let kept: f64 = self.order.iter().map(|&i| weights[i as usize] as f64).sum();
         let u = self.rng.uniform() * kept;
-        draw(self.order.iter().map(|&i| w_of(i)), u).map_or(self.order[0], |i| self.order[i])
+        draw(self.order.iter().map(|&i| weights[i as usize]), u).map_or(self.order[0], |i| self.order[i])
     }
 }
 
 impl Sampler {
     /// Picks a token given only the row's `k` likeliest logits and their ids, ranked (likeliest
     /// first, lower id first on ties: what `Tensor::topk` gives), where top-k is set and smaller
-    /// than the row. The draw is the one [`Sampler::pick`] makes from the whole row, with the
-    /// generator in the same state: the top-k candidates are all it reads. So a GPU can select
-    /// them and send back k pairs instead of the vocabulary's row.
+    /// than the row. [`Sampler::pick`] with top-k selects the candidates and ends here, so the
+    /// draw is the same from the whole row or from its candidates, with the generator in the
+    /// same state; a GPU can select them and send back k pairs instead of the vocabulary's row.
     pub fn pick_ranked(&mut self, values: &[f32], ids: &[u32]) -> u32 {
         debug_assert_eq!(values.len(), ids.len());
         if values.is_empty() {
@@ -164,17 +157,16 @@ impl Sampler {
 }
 
 /// How many of the likeliest tokens top-p keeps: the shortest prefix of the ranking whose
-/// weight reaches `target`. `order[..sorted]` is ranked already; the rest is ranked only as far
-/// as needed, a slice at a time (its largest selected in linear time, then sorted), so a peaked
-/// distribution sorts a few dozen tokens, not the vocabulary.
+/// weight reaches `target`. The ranking is made only as far as needed, a slice at a time (its
+/// largest selected in linear time, then sorted), so a peaked distribution sorts a few dozen
+/// tokens, not the vocabulary.
 fn nucleus(
     order: &mut [u32],
-    mut sorted: usize,
     target: f64,
     weight: impl Fn(u32) -> f64,
     rank: impl Fn(&u32, &u32) -> std::cmp::Ordering + Copy,
 ) -> usize {
-    let (mut acc, mut slice) = (0.0f64, TOP_P_FIRST);
+    let (mut acc, mut sorted, mut slice) = (0.0f64, 0, TOP_P_FIRST);
     for i in 0..order.len() {
         if i == sorted {
             let end = (sorted + slice).min(order.len());

@@ -1,7 +1,7 @@
 // The residual add then RMSNorm of each row of contiguous [rows, d] tensors, one workgroup per
 // row: h = x + r is written out (the residual stream goes on) and normed in the same pass,
 // y = h / sqrt(mean(h^2) + eps) * scale. The arithmetic of binary.wgsl's add followed by
-// rms_norm.wgsl, in one dispatch (`row_sum` and `scale` from rms_row.wgsl).
+// rms_norm.wgsl, in one dispatch (`inv_rms_of` and `scale` from rms_row.wgsl).
 
 struct Params {
     rows: u32,
@@ -30,7 +30,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         h[base + j] = v;
         sum = sum + v * v;
     }
-    let inv = inverseSqrt(row_sum(sum, lid.x) / f32(params.d) + params.eps);
+    let inv = inv_rms_of(sum, lid.x);
     // Each thread reads back only the elements it wrote.
     for (var j = lid.x; j < params.d; j = j + 256u) {
         y[base + j] = h[base + j] * inv * scale(j);

@@ -1,6 +1,6 @@
-// The pieces of RMSNorm that rms_norm.wgsl and rms_norm_rope.wgsl share, over row `base` of the
-// kernel's `x` (d = params.d elements) with its `w` and `params.mode`; one 256-thread workgroup
-// per row.
+// The pieces of RMSNorm that rms_norm.wgsl, rms_norm_rope.wgsl and add_rms_norm.wgsl share,
+// over row `base` of the kernel's `x` (d = params.d elements) with its `w` and `params.mode`;
+// one 256-thread workgroup per row.
 
 var<workgroup> partial: array<f32, 256>;
 
@@ -18,14 +18,19 @@ fn row_sum(v: f32, lid: u32) -> f32 {
     return partial[0];
 }
 
-// 1 / sqrt(mean(x^2) + eps) of the row: each thread sums a strided part, then `row_sum`.
+// 1 / sqrt(mean(v^2) + eps) over the row, from each thread's sum of squares of its part.
+fn inv_rms_of(squares: f32, lid: u32) -> f32 {
+    return inverseSqrt(row_sum(squares, lid) / f32(params.d) + params.eps);
+}
+
+// 1 / sqrt(mean(x^2) + eps) of the row: each thread sums a strided part, then `inv_rms_of`.
 fn inv_rms(base: u32, lid: u32) -> f32 {
     var sum = 0.0;
     for (var j = lid; j < params.d; j = j + 256u) {
         let v = x[base + j];
         sum = sum + v * v;
     }
-    return inverseSqrt(row_sum(sum, lid) / f32(params.d) + params.eps);
+    return inv_rms_of(sum, lid);
 }
 
 // The scale of element j: w[j], 1 + w[j] (Gemma), or 1 (weightless).
