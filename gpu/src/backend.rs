@@ -518,6 +518,21 @@ impl Backend for GpuBackend {
         kernels::rms_norm::add_rms_norm(self, x, r, weight, spec)
     }
 
+    fn rope_into(
+        &self,
+        x: Src,
+        norm: Option<(Option<Src>, RmsNormSpec)>,
+        rope: (Src, Src, bool),
+        dst: &dyn Buffer,
+        dst_layout: &Layout,
+    ) -> Result<()> {
+        let dst = dst
+            .as_any()
+            .downcast_ref::<GpuBuffer>()
+            .ok_or_else(|| Error::device("rope_into", "destination is not a GPU buffer"))?;
+        kernels::rms_norm::rope_into(self, x, norm, rope, dst, dst_layout)
+    }
+
     fn glu(&self, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef> {
         kernels::glu::glu(self, gate, up, act)
     }

@@ -433,6 +433,31 @@ fn fused_norm_rope_and_gated_unit() -> Result<()> {
             },
         )?;
     }
+    // Norm and rotation written into the rows of a cache [B, H, capacity, D] at positions
+    // 2.., one token and several, one and two sequences (groups of rows one stride apart: the
+    // fused kernel), and a cache narrowed to some of its heads (groups not one stride apart:
+    // the op and a copy). The whole cache is compared, so rows outside the step must stay.
+    for (b, heads, t, narrow_heads) in [(1, 3, 1, false), (1, 3, 5, false), (2, 3, 3, false), (2, 3, 3, true)] {
+        let angles = uniform([t, 4], 0.0, 6.0, 95, &cpu())?;
+        let x = randn([b, if narrow_heads { 2 } else { heads }, t, 8], 96, &cpu())?;
+        for interleaved in [false, true] {
+            for norm in [None, Some(false), Some(true)] {
+                let what =
+                    format!("rope_into b {b} t {t} narrowed {narrow_heads} norm {norm:?} interleaved {interleaved}");
+                let inputs = [x.clone(), head_w.clone(), angles.cos()?, angles.sin()?];
+                same_on_both(&g, &inputs, 1e-5, 1e-5, &what, |t| {
+                    let cache = Tensor::full(7.0, [b, heads, 10, 8], DType::F32, &t[0].device())?;
+                    let mut dst = cache.narrow(2, 2, t[0].dims()[2])?;
+                    if narrow_heads {
+                        dst = dst.narrow(1, 1, 2)?;
+                    }
+                    let norm = norm.map(|unit| (Some(&t[1]), RmsNormSpec { eps: 1e-6, add_unit_offset: unit }));
+                    t[0].rope_into(norm, &t[2], &t[3], interleaved, &dst)?;
+                    Ok(cache)
+                })?;
+            }
+        }
+    }
     // Tables as rows of larger ones (views at an offset, bound in place): narrowed on each
     // device, so the GPU side binds the larger buffer with the offset.
     let big = uniform([12, 4], 0.0, 6.0, 90, &cpu())?;

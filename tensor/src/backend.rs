@@ -273,6 +273,21 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         let _ = (x, weight, spec, rope);
         Err(Error::unsupported("rms_norm_rope", "no fused kernel on this device"))
     }
+    /// `rope(x)`, or `rms_norm_rope(x)` with `norm`, written into the view `dst` of x's shape
+    /// (rows contiguous, groups of T rows one stride apart: `ops::rope::uniform_row_groups`)
+    /// instead of a new buffer: a decoding step's keys straight into its KV cache. Optional:
+    /// the tensor layer runs the op and a copy where a backend has no such kernel.
+    fn rope_into(
+        &self,
+        x: Src,
+        norm: Option<(Option<Src>, RmsNormSpec)>,
+        rope: (Src, Src, bool),
+        dst: &dyn Buffer,
+        dst_layout: &Layout,
+    ) -> Result<()> {
+        let _ = (x, norm, rope, dst, dst_layout);
+        Err(Error::unsupported("rope_into", "no fused kernel on this device"))
+    }
     /// `(x + r, rms_norm(x + r))` in one pass (a residual add and the norm that follows it in a
     /// pre-norm layer), x and r contiguous of one shape. Optional, as `rms_norm_rope`.
     fn add_rms_norm(&self, x: Src, r: Src, weight: Option<Src>, spec: RmsNormSpec) -> Result<(BufferRef, BufferRef)> {

@@ -189,6 +189,37 @@ impl KvCache {
         if self.table.is_some() {
             return self.append_paged(rows, n);
         }
+        let slots = self.make_room(rows, n)?;
+        for (slot, row) in slots.iter().zip(rows) {
+            slot.write_from(row)?;
+        }
+        self.commit(n)
+    }
+
+    /// The views the step's rows will occupy, for a caller that computes them straight into the
+    /// cache (a GPU's keys are rotated into it in one dispatch: `Tensor::rope_into`): one per
+    /// cached tensor, each shaped and typed as the matching tensor of `like` ([B, H, n, D]).
+    /// After writing them, [`commit`](Self::commit) appends them. `None` where rows are not
+    /// written as they come: a paged cache, or one storing another dtype than `like`'s.
+    pub fn slots(&mut self, like: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
+        let n = like.first().map(|r| r.dims()[2]).ok_or_else(|| Error::shape("kv_cache", "nothing to append"))?;
+        if self.table.is_some() || self.store.is_some_and(|dtype| like.iter().any(|r| r.dtype() != dtype)) {
+            return Ok(None);
+        }
+        self.make_room(like, n).map(Some)
+    }
+
+    /// Counts the `n` rows written into the views [`slots`](Self::slots) returned, and returns
+    /// every row the step's queries may need, as [`append`](Self::append) does.
+    pub fn commit(&mut self, n: usize) -> Result<CachedRows> {
+        self.len += n;
+        let tensors = self.buffers.iter().map(|b| b.narrow(2, self.head, self.len)).collect::<Result<Vec<_>>>()?;
+        Ok(CachedRows { tensors, k_start: self.start, paged: None })
+    }
+
+    /// Drops the rows no new query can see, makes room for `n` more (shaped as `rows`), and
+    /// returns the views they go into.
+    fn make_room(&mut self, rows: &[&Tensor], n: usize) -> Result<Vec<Tensor>> {
         if !self.buffers.is_empty() && rows.len() != self.buffers.len() {
             return Err(Error::shape(
                 "kv_cache",
@@ -210,12 +241,7 @@ impl KvCache {
         if self.buffers.is_empty() || self.head + self.len + n > capacity {
             self.reallocate(rows, n)?;
         }
-        for (buffer, row) in self.buffers.iter().zip(rows) {
-            buffer.narrow(2, self.head + self.len, n)?.write_from(row)?;
-        }
-        self.len += n;
-        let tensors = self.buffers.iter().map(|b| b.narrow(2, self.head, self.len)).collect::<Result<Vec<_>>>()?;
-        Ok(CachedRows { tensors, k_start: self.start, paged: None })
+        self.buffers.iter().map(|b| b.narrow(2, self.head + self.len, n)).collect()
     }
 
     /// Writes the rows into the blocks of the table (taking any the caller did not reserve).

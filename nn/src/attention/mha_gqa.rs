@@ -176,6 +176,9 @@ impl GroupedQueryAttention {
             q = self.norm_q(&q)?;
             k = self.norm_k(&k)?;
         }
+        let mut cache = cache;
+        // Keys (and values) already in the cache, when the rotation wrote them there.
+        let mut cached = None;
         if let Some(rope) = &c.rope {
             // A per-head QK-norm goes with the rotation: one fused op where no gradient flows.
             let rotate = |x: &Var, norm: Option<&RmsNorm>| match norm {
@@ -183,8 +186,22 @@ impl GroupedQueryAttention {
                 _ => rope.apply(x, start),
             };
             q = rotate(&q, self.q_norm.as_ref())?;
-            k = rotate(&k, self.k_norm.as_ref())?;
-            if let QkNorm::L2AfterRope { .. } = c.qk_norm {
+            let l2_after_rope = matches!(c.qk_norm, QkNorm::L2AfterRope { .. });
+            // With a cache the keys reach attention only through it (no gradient flows into
+            // them there), so they may be rotated straight into the cache's rows: on a GPU one
+            // dispatch for the norm, the rotation and the write.
+            if let Some(cache) = cache.as_deref_mut().filter(|_| !l2_after_rope) {
+                if let Some(slots) = cache.slots(&[&k.value(), &v.value()])? {
+                    let norm = self.k_norm.as_ref().filter(|_| per_head_norm);
+                    rope.apply_into(&k.value(), norm, start, &slots[0])?;
+                    slots[1].write_from(&v.value())?;
+                    cached = Some(cache.commit(t)?);
+                }
+            }
+            if cached.is_none() {
+                k = rotate(&k, self.k_norm.as_ref())?;
+            }
+            if l2_after_rope {
                 q = self.norm_q(&q)?;
                 k = self.norm_k(&k)?;
             }
@@ -197,7 +214,10 @@ impl GroupedQueryAttention {
         let spec = |k_start| AttentionSpec { scale: c.scale, mask: c.mask.at(start, k_start), softcap: c.softcap };
         let out = match cache {
             Some(cache) => {
-                let rows = cache.append(&[&k.value(), &v.value()])?;
+                let rows = match cached {
+                    Some(rows) => rows,
+                    None => cache.append(&[&k.value(), &v.value()])?,
+                };
                 let spec = spec(rows.k_start);
                 if rows.paged.is_none() {
                     self.logits.record(&q, &Var::constant(rows.tensors[0].clone()), &spec)?;
