@@ -188,7 +188,7 @@ impl GpuBackend {
             return Err(Error::backend(
                 op,
                 format!(
-                    "a tensor of {} bytes is over this adapter's storage binding limit of {limit} bytes, and {op} cannot split it across bindings (on the GPU only upload and download, index_select along dim 0, matmul with it as the weight and copies of views inside one binding's range can)",
+                    "a tensor of {} bytes is over this adapter's storage binding limit of {limit} bytes, and {op} cannot split it across bindings (on the GPU only upload and download, index_select along dim 0, matmul with it as the weight, copies of views inside one binding's range, and a quantized matrix's row gather and products can)",
                     big.size()
                 ),
             ));
@@ -523,14 +523,19 @@ impl Backend for GpuBackend {
         x: Src,
         norm: Option<(Option<Src>, RmsNormSpec)>,
         rope: (Src, Src, bool),
-        dst: &dyn Buffer,
-        dst_layout: &Layout,
+        (dst, dst_layout): (&dyn Buffer, &Layout),
+        values: Option<(Src, &dyn Buffer, &Layout)>,
     ) -> Result<()> {
-        let dst = dst
-            .as_any()
-            .downcast_ref::<GpuBuffer>()
-            .ok_or_else(|| Error::device("rope_into", "destination is not a GPU buffer"))?;
-        kernels::rms_norm::rope_into(self, x, norm, rope, dst, dst_layout)
+        fn gpu(b: &dyn Buffer) -> Result<&GpuBuffer> {
+            b.as_any()
+                .downcast_ref::<GpuBuffer>()
+                .ok_or_else(|| Error::device("rope_into", "destination is not a GPU buffer"))
+        }
+        let values = match values {
+            Some((v, vy, layout)) => Some((v, gpu(vy)?, layout)),
+            None => None,
+        };
+        kernels::rms_norm::rope_into(self, x, norm, rope, (gpu(dst)?, dst_layout), values)
     }
 
     fn glu(&self, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef> {

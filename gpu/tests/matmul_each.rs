@@ -106,7 +106,7 @@ fn dispatches(g: &Device) -> Result<()> {
 /// An attention's projections of one decoded row as `matmul_each` gives them (q, k and v views at
 /// offsets 0, 32 and 48 of one buffer), through what follows them in a layer: heads, the fused
 /// per-head QK-norm + RoPE, RoPE alone, a whole-projection RMSNorm, a write into a cache, and the
-/// norm and rotation written into the cache's rows.
+/// norm and rotation written into the cache's rows (with the values alongside).
 /// Each reads its view in place, one dispatch, no copy; the values are the CPU's.
 fn views_read_in_place(g: &Device) -> Result<()> {
     let (k, hd) = (24, 8);
@@ -120,9 +120,10 @@ fn views_read_in_place(g: &Device) -> Result<()> {
         let on = |t: &Tensor| t.to(device);
         let w: Vec<Tensor> = weights.iter().map(on).collect::<Result<_>>()?;
         let cache = Tensor::zeros([1, 2, 4, hd], DType::F32, device)?;
-        // Written by the last two steps (on the CPU a read-back result shares its buffer).
+        // Written by the last two steps (on the CPU a read-back result shares its buffer); the
+        // last one's keys and values in two halves of one buffer.
         let caches =
-            [Tensor::zeros([1, 2, 4, hd], DType::F32, device)?, Tensor::zeros([1, 2, 4, hd], DType::F32, device)?];
+            [Tensor::zeros([1, 2, 4, hd], DType::F32, device)?, Tensor::zeros([2, 2, 4, hd], DType::F32, device)?];
         let [q, kp, v] = <[Tensor; 3]>::try_from(on(&x)?.matmul_each(&w.iter().collect::<Vec<_>>())?)
             .map_err(|_| tensor::Error::shape("matmul_each", "three products"))?;
         q.to(&cpu())?; // the product done before counting
@@ -143,18 +144,27 @@ fn views_read_in_place(g: &Device) -> Result<()> {
                     &sin,
                     false,
                     &caches[0].narrow(2, 2, 1)?,
+                    None,
                 )?;
                 Ok(caches[0].clone())
             },
             &|| {
-                heads(&kp, 2)?.rope_into(None, &cos, &sin, true, &caches[1].narrow(2, 3, 1)?)?;
+                let (k_cache, v_cache) = (caches[1].narrow(0, 0, 1)?, caches[1].narrow(0, 1, 1)?);
+                let values = Some((&heads(&v, 2)?, &v_cache.narrow(2, 1, 1)?));
+                heads(&kp, 2)?.rope_into(None, &cos, &sin, true, &k_cache.narrow(2, 3, 1)?, values)?;
                 Ok(caches[1].clone())
             },
         ];
         steps.iter().map(counted).collect()
     };
-    let names =
-        ["rms_norm_rope", "rope", "rms_norm", "cache write", "rms_norm_rope into the cache", "rope into the cache"];
+    let names = [
+        "rms_norm_rope",
+        "rope",
+        "rms_norm",
+        "cache write",
+        "rms_norm_rope into the cache",
+        "rope and values into the cache",
+    ];
     for ((name, (on_gpu, count)), (on_cpu, _)) in names.iter().zip(run(g)?).zip(run(&cpu())?) {
         assert_eq!(count, 1, "{name} of a view at an offset: one dispatch, no copy");
         assert_close(&on_gpu, &on_cpu, 1e-5, 1e-5).map_err(|e| tensor::Error::shape(name, e.to_string()))?;

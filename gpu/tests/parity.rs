@@ -452,8 +452,26 @@ fn fused_norm_rope_and_gated_unit() -> Result<()> {
                         dst = dst.narrow(1, 1, 2)?;
                     }
                     let norm = norm.map(|unit| (Some(&t[1]), RmsNormSpec { eps: 1e-6, add_unit_offset: unit }));
-                    t[0].rope_into(norm, &t[2], &t[3], interleaved, &dst)?;
+                    t[0].rope_into(norm, &t[2], &t[3], interleaved, &dst, None)?;
                     Ok(cache)
+                })?;
+                // With the values copied alongside: rows of 6 read from a transposed view (a
+                // prefill's heads), into a cache of their own; both caches compared.
+                let values = randn([b, t, if narrow_heads { 2 } else { heads }, 6], 97, &cpu())?;
+                let inputs = [x.clone(), head_w.clone(), angles.cos()?, angles.sin()?, values];
+                same_on_both(&g, &inputs, 1e-5, 1e-5, &format!("{what}, values"), |t| {
+                    let device = t[0].device();
+                    let k_cache = Tensor::full(7.0, [b, heads, 10, 8], DType::F32, &device)?;
+                    let v_cache = Tensor::full(5.0, [b, heads, 9, 6], DType::F32, &device)?;
+                    let rows = t[0].dims()[2];
+                    let (mut k_dst, mut v_dst) = (k_cache.narrow(2, 2, rows)?, v_cache.narrow(2, 3, rows)?);
+                    if narrow_heads {
+                        (k_dst, v_dst) = (k_dst.narrow(1, 1, 2)?, v_dst.narrow(1, 0, 2)?);
+                    }
+                    let norm = norm.map(|unit| (Some(&t[1]), RmsNormSpec { eps: 1e-6, add_unit_offset: unit }));
+                    let v = t[4].transpose(1, 2)?;
+                    t[0].rope_into(norm, &t[2], &t[3], interleaved, &k_dst, Some((&v, &v_dst)))?;
+                    Tensor::cat(&[&k_cache.flatten_all()?, &v_cache.flatten_all()?], 0)
                 })?;
             }
         }

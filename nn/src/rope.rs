@@ -242,14 +242,22 @@ impl Rope {
 
     /// `self.apply(x, start)`, or with `norm` `self.apply_after_norm(x, norm, start)`, written
     /// into `dst` (a view of x's shape: the rows a step appends to its KV cache) rather than a new
-    /// tensor. No gradient: it is for keys going into a cache (`Tensor::rope_into`: on a GPU one
-    /// dispatch, where the rotation and the cache's copy were two).
-    pub fn apply_into(&self, x: &Tensor, norm: Option<&RmsNorm>, start: usize, dst: &Tensor) -> Result<()> {
+    /// tensor, with `values` copied into theirs alongside. No gradient: it is for keys and values
+    /// going into a cache (`Tensor::rope_into`: on a GPU one dispatch, where the rotation and the
+    /// two copies were three).
+    pub fn apply_into(
+        &self,
+        x: &Tensor,
+        norm: Option<&RmsNorm>,
+        start: usize,
+        dst: &Tensor,
+        values: Option<(&Tensor, &Tensor)>,
+    ) -> Result<()> {
         let t = x.dims()[x.rank() - 2];
-        let (cos, sin) = self.resident_tables(start, t, x.dtype(), &x.device())?;
+        let (cos, sin) = self.resident_tables(start, t, x.dtype(), x.device())?;
         let weight = norm.and_then(|n| n.weight.as_ref().map(|w| w.value()));
         let norm = norm.map(|n| (weight.as_ref(), n.spec));
-        x.rope_into(norm, &cos, &sin, self.interleaved, dst)
+        x.rope_into(norm, &cos, &sin, self.interleaved, dst, values)
     }
 
     /// `self.apply(&norm.forward(x)?, start)`: a per-head QK-norm, then the rotation. Where no

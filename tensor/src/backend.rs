@@ -260,7 +260,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// pairs `2i` with `2i + 1` (Meta's complex form, Llama 4, DeepSeek's rope dims).
     fn rope(&self, x: Src, cos: Src, sin: Src, interleaved: bool) -> Result<BufferRef>;
     /// `rope(rms_norm(x))` in one pass (per-head QK-norm then RoPE, Qwen3's and Gemma 3's
-    /// attention): the same shapes and tables as the two ops. Optional: the tensor layer runs the
+    /// attention): the same shapes and tables as the two ops; x may be any view. Optional: the tensor layer runs the
     /// two ops where a backend has no such kernel (the CPU's two passes over a row are cheap; a
     /// GPU saves a dispatch and a round trip through memory).
     fn rms_norm_rope(
@@ -274,18 +274,20 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         Err(Error::unsupported("rms_norm_rope", "no fused kernel on this device"))
     }
     /// `rope(x)`, or `rms_norm_rope(x)` with `norm`, written into the view `dst` of x's shape
-    /// (rows contiguous, groups of T rows one stride apart: `ops::rope::uniform_row_groups`)
-    /// instead of a new buffer: a decoding step's keys straight into its KV cache. Optional:
-    /// the tensor layer runs the op and a copy where a backend has no such kernel.
+    /// instead of a new buffer, and `values` (v [.., T, Dv] with a row for each of x's rows)
+    /// copied into their view: a decoding step's keys and values straight into its KV cache.
+    /// x and v may be views; the destinations' rows are contiguous and their groups of T rows
+    /// one stride apart (`ops::rope::row_groups`). Optional: the tensor layer runs the op and
+    /// the copies where a backend has no such kernel.
     fn rope_into(
         &self,
         x: Src,
         norm: Option<(Option<Src>, RmsNormSpec)>,
         rope: (Src, Src, bool),
-        dst: &dyn Buffer,
-        dst_layout: &Layout,
+        dst: (&dyn Buffer, &Layout),
+        values: Option<(Src, &dyn Buffer, &Layout)>,
     ) -> Result<()> {
-        let _ = (x, norm, rope, dst, dst_layout);
+        let _ = (x, norm, rope, dst, values);
         Err(Error::unsupported("rope_into", "no fused kernel on this device"))
     }
     /// `(x + r, rms_norm(x + r))` in one pass (a residual add and the norm that follows it in a

@@ -31,7 +31,10 @@ pub enum QkNorm {
     WholeProjection {
         eps: f64,
     },
-    /// Weightless RMS normalisation of each head after RoPE (Llama 4's `Llama4TextL2Norm`).
+    /// Weightless RMS normalisation of each head after RoPE (Llama 4's `Llama4TextL2Norm`). It
+    /// runs before the rotation here, as a per-head norm does: a rotation keeps each pair's sum
+    /// of squares, so the row's RMS, and the function, are the same (to rounding), and the fused
+    /// norm + RoPE kernels serve it (on a GPU, the keys straight into the cache).
     L2AfterRope {
         eps: f64,
     },
@@ -171,7 +174,8 @@ impl GroupedQueryAttention {
         let heads = |y: Var, n: usize| y.reshape([b, t, n, hd])?.transpose(1, 2);
         let (mut q, mut k) = (heads(q, h)?, heads(k, kv)?);
         let v = heads(v, kv)?;
-        let per_head_norm = matches!(c.qk_norm, QkNorm::PerHead { .. });
+        // Llama 4's L2 norm after RoPE is the same function before it (see `QkNorm::L2AfterRope`).
+        let per_head_norm = matches!(c.qk_norm, QkNorm::PerHead { .. } | QkNorm::L2AfterRope { .. });
         if per_head_norm && c.rope.is_none() {
             q = self.norm_q(&q)?;
             k = self.norm_k(&k)?;
@@ -186,24 +190,18 @@ impl GroupedQueryAttention {
                 _ => rope.apply(x, start),
             };
             q = rotate(&q, self.q_norm.as_ref())?;
-            let l2_after_rope = matches!(c.qk_norm, QkNorm::L2AfterRope { .. });
             // With a cache the keys reach attention only through it (no gradient flows into
             // them there), so they may be rotated straight into the cache's rows: on a GPU one
-            // dispatch for the norm, the rotation and the write.
-            if let Some(cache) = cache.as_deref_mut().filter(|_| !l2_after_rope) {
-                if let Some(slots) = cache.slots(&[&k.value(), &v.value()])? {
-                    let norm = self.k_norm.as_ref().filter(|_| per_head_norm);
-                    rope.apply_into(&k.value(), norm, start, &slots[0])?;
-                    slots[1].write_from(&v.value())?;
-                    cached = Some(cache.commit(t)?);
-                }
+            // dispatch for the norm, the rotation and the writes of the keys and the values.
+            if let Some(cache) = cache.as_deref_mut()
+                && let Some(slots) = cache.slots(&[&k.value(), &v.value()])?
+            {
+                let norm = self.k_norm.as_ref().filter(|_| per_head_norm);
+                rope.apply_into(&k.value(), norm, start, &slots[0], Some((&v.value(), &slots[1])))?;
+                cached = Some(cache.commit(t)?);
             }
             if cached.is_none() {
                 k = rotate(&k, self.k_norm.as_ref())?;
-            }
-            if l2_after_rope {
-                q = self.norm_q(&q)?;
-                k = self.norm_k(&k)?;
             }
         } else if let Some(tuning) = c.temperature_tuning {
             let scales: Vec<f32> = (start..start + t).map(|p| tuning.factor(p) as f32).collect();

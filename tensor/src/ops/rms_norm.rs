@@ -78,7 +78,8 @@ impl Tensor {
         for t in [Some(cos), Some(sin), weight].into_iter().flatten() {
             self.check_same_device(OP, t)?;
         }
-        let x = self.contiguous_in_place()?;
+        // x as it is: a GPU reads a prefill's heads (a transposed view) in place.
+        let x = self;
         let (cos, sin) = (cos.contiguous_in_place()?, sin.contiguous_in_place()?);
         let w = weight.map(|w| w.contiguous()).transpose()?;
         match x.device().backend().rms_norm_rope(

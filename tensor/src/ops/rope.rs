@@ -69,13 +69,15 @@ impl Tensor {
 impl Tensor {
     /// Writes `self.rope(cos, sin, interleaved)` into `dst`, or
     /// `self.rms_norm_rope(weight, spec, cos, sin, interleaved)` with `norm = Some((weight,
-    /// spec))`. `dst` is a view of `self`'s shape and dtype, typically the rows a decoding step
-    /// appends to a KV cache ([B, H, T, D] inside [B, H, capacity, D]).
+    /// spec))`; and with `values = Some((v, v_dst))` also copies `v` into `v_dst`. Each
+    /// destination is a view of its source's shape and dtype: the rows a step appends to a KV
+    /// cache ([B, H, T, D] inside [B, H, capacity, D]), the keys rotated, the values as they are.
     ///
-    /// Why: on a GPU the keys' norm and rotation, and their copy into the cache, were two
-    /// dispatches per layer and token; a backend with a kernel for it (`Backend::rope_into`)
-    /// writes the rotated rows where the cache keeps them, in one. Elsewhere, and for layouts
-    /// that kernel does not take, it is the op followed by `write_from`, with the same result.
+    /// Why: on a GPU a step's key norm and rotation, the copy of the keys into the cache and the
+    /// copy of the values were three dispatches per layer; a backend with a kernel for it
+    /// (`Backend::rope_into`) does all three in one, writing where the cache keeps the rows.
+    /// Elsewhere, and for layouts that kernel does not take, it is the op and the copies, with
+    /// the same result.
     pub fn rope_into(
         &self,
         norm: Option<(Option<&Tensor>, RmsNormSpec)>,
@@ -83,71 +85,106 @@ impl Tensor {
         sin: &Tensor,
         interleaved: bool,
         dst: &Tensor,
+        values: Option<(&Tensor, &Tensor)>,
     ) -> Result<()> {
         const OP: &str = "rope_into";
-        if dst.shape() != self.shape() || dst.dtype() != self.dtype() {
-            return Err(Error::shape(
+        let mismatch = |dst: &Tensor, src: &Tensor| {
+            Error::shape(
                 OP,
                 format!(
                     "destination {:?} {} does not match the rows {:?} {}",
                     dst.shape(),
                     dst.dtype(),
-                    self.shape(),
-                    self.dtype()
+                    src.shape(),
+                    src.dtype()
                 ),
-            ));
+            )
+        };
+        if dst.shape() != self.shape() || dst.dtype() != self.dtype() {
+            return Err(mismatch(dst, self));
         }
         self.check_same_device(OP, dst)?;
+        if let Some((v, v_dst)) = values {
+            if v_dst.shape() != v.shape() || v_dst.dtype() != v.dtype() {
+                return Err(mismatch(v_dst, v));
+            }
+            v.check_same_device(OP, v_dst)?;
+        }
         let r = self.rank();
         let weight = norm.and_then(|(w, _)| w);
+        let f32_on_device = |t: &Tensor| t.dtype() == DType::F32 && t.device().same_as(self.device());
         let fused = self.dtype() == DType::F32
             && r >= 2
             && self.dims()[r - 1].is_multiple_of(2)
             && cos.dims() == [self.dims()[r - 2], self.dims()[r - 1] / 2]
             && sin.dims() == cos.dims()
-            && cos.dtype() == DType::F32
-            && sin.dtype() == DType::F32
-            && weight.is_none_or(|w| w.dims() == [self.dims()[r - 1]] && w.dtype() == DType::F32)
-            && [cos, sin].into_iter().chain(weight).all(|t| t.device().same_as(self.device()))
-            && uniform_row_groups(dst.layout()).is_some();
+            && f32_on_device(cos)
+            && f32_on_device(sin)
+            && weight.is_none_or(|w| w.dims() == [self.dims()[r - 1]] && f32_on_device(w))
+            && row_groups(dst.layout()).is_some();
+        // The values join the kernel when they are f32 rows matching the keys' rows.
+        let fused_values = values.filter(|(v, v_dst)| {
+            f32_on_device(v)
+                && v.rank() == r
+                && v.dims()[..r - 1] == self.dims()[..r - 1]
+                && row_groups(v_dst.layout()).is_some()
+        });
+        let mut keys_done = false;
         if fused {
-            let x = self.contiguous_in_place()?;
             let (cos, sin) = (cos.contiguous_in_place()?, sin.contiguous_in_place()?);
             let w = weight.map(|w| w.contiguous()).transpose()?;
             let norm = norm.map(|(_, spec)| (w.as_ref().map(|w| w.src()), spec));
             match self.device().backend().rope_into(
-                x.src(),
+                self.src(),
                 norm,
                 (cos.src(), sin.src(), interleaved),
-                dst.buffer().as_ref(),
-                dst.layout(),
+                (dst.buffer().as_ref(), dst.layout()),
+                fused_values.map(|(v, v_dst)| (v.src(), v_dst.buffer().as_ref(), v_dst.layout())),
             ) {
+                Ok(()) if fused_values.is_some() => return Ok(()),
+                Ok(()) => keys_done = true,
                 Err(e) if e.is_unsupported() => {}
-                other => return other,
+                Err(e) => return Err(e),
             }
         }
-        let rows = match norm {
-            Some((weight, spec)) => self.rms_norm_rope(weight, spec, cos, sin, interleaved)?,
-            None => self.rope(cos, sin, interleaved)?,
-        };
-        dst.write_from(&rows)
+        if !keys_done {
+            let rows = match norm {
+                Some((weight, spec)) => self.rms_norm_rope(weight, spec, cos, sin, interleaved)?,
+                None => self.rope(cos, sin, interleaved)?,
+            };
+            dst.write_from(&rows)?;
+        }
+        match values {
+            Some((v, v_dst)) => v_dst.write_from(v),
+            None => Ok(()),
+        }
     }
 }
 
-/// For a view `[.., T, D]` whose rows are contiguous (stride 1 along D, D along T) and whose
-/// groups of T rows lie one stride apart (the outer axes collapse into one): that stride.
-/// `Backend::rope_into` writes such views; anything else goes through a copy.
-pub fn uniform_row_groups(layout: &Layout) -> Option<usize> {
+/// Where the rows of a view `[.., T, D]` lie, when each row's D elements are contiguous and the
+/// outer axes (heads, sequences) collapse into one: row (o, p), o counting the groups of T rows
+/// and p the position, starts `o * outer + p * row` elements after the view's offset.
+/// `Backend::rope_into` reads and writes such views in place: a prefill's heads (a transposed
+/// view of the projection), a KV cache's rows for the step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowGroups {
+    pub outer: usize,
+    pub row: usize,
+}
+
+/// The [`RowGroups`] of `layout`, if its rows have that form.
+pub fn row_groups(layout: &Layout) -> Option<RowGroups> {
     let (dims, strides) = (layout.dims(), layout.strides());
     let r = dims.len();
-    if r < 2 || (dims[r - 1] > 1 && strides[r - 1] != 1) || (dims[r - 2] > 1 && strides[r - 2] != dims[r - 1]) {
+    if r < 2 || (dims[r - 1] > 1 && strides[r - 1] != 1) {
         return None;
     }
+    let row = if dims[r - 2] > 1 { strides[r - 2] } else { dims[r - 1] };
     // The outer axes, innermost first, must form one progression: each axis's stride is the
     // next inner one's times its extent (axes of extent 1 are skipped).
     let outer: Vec<(usize, usize)> = (0..r - 2).rev().map(|i| (dims[i], strides[i])).filter(|&(n, _)| n > 1).collect();
     let Some(&(_, step)) = outer.first() else {
-        return Some(dims[r - 2] * dims[r - 1]);
+        return Some(RowGroups { outer: dims[r - 2] * row, row });
     };
     let mut expect = step;
     for &(n, stride) in &outer {
@@ -156,27 +193,32 @@ pub fn uniform_row_groups(layout: &Layout) -> Option<usize> {
         }
         expect = stride * n;
     }
-    Some(step)
+    Some(RowGroups { outer: step, row })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::uniform_row_groups;
+    use super::{RowGroups, row_groups};
     use crate::{DType, Device, Tensor};
 
     #[test]
     fn row_groups_one_stride_apart_are_found() -> crate::Result<()> {
-        let cache = Tensor::zeros([2, 3, 10, 8], DType::F32, &Device::cpu())?;
+        let cpu = Device::cpu();
+        let cache = Tensor::zeros([2, 3, 10, 8], DType::F32, &cpu)?;
+        let at = |t: &Tensor| row_groups(t.layout());
+        let groups = |outer, row| Some(RowGroups { outer, row });
         // A step's rows of every head and sequence: heads 80 apart, sequences 3 heads further.
-        assert_eq!(uniform_row_groups(cache.narrow(2, 4, 2)?.layout()), Some(80));
+        assert_eq!(at(&cache.narrow(2, 4, 2)?), groups(80, 8));
         // Contiguous: groups of T rows back to back.
-        assert_eq!(uniform_row_groups(Tensor::zeros([2, 3, 5, 8], DType::F32, &Device::cpu())?.layout()), Some(40));
+        assert_eq!(at(&Tensor::zeros([2, 3, 5, 8], DType::F32, &cpu)?), groups(40, 8));
+        // A prefill's heads, a transposed view of [B, T, H, D]: heads D apart, positions H * D.
+        let heads = Tensor::zeros([1, 5, 3, 8], DType::F32, &cpu)?.transpose(1, 2)?;
+        assert_eq!(at(&heads), groups(8, 24));
         // Some heads of each sequence: the sequences are not 2 heads apart.
-        assert_eq!(uniform_row_groups(cache.narrow(1, 0, 2)?.layout()), None);
-        // One sequence of those is fine again; rows not D apart, or strided elements, are not.
-        assert_eq!(uniform_row_groups(cache.narrow(0, 1, 1)?.narrow(1, 0, 2)?.layout()), Some(80));
-        assert_eq!(uniform_row_groups(cache.narrow(3, 0, 4)?.layout()), None);
-        assert_eq!(uniform_row_groups(cache.transpose(2, 3)?.layout()), None);
+        assert_eq!(at(&cache.narrow(1, 0, 2)?), None);
+        // One sequence of those is fine again; strided elements within a row are not.
+        assert_eq!(at(&cache.narrow(0, 1, 1)?.narrow(1, 0, 2)?), groups(80, 8));
+        assert_eq!(at(&cache.transpose(2, 3)?), None);
         Ok(())
     }
 }
