@@ -94,18 +94,13 @@ pub fn generate_timed(
             // Only the last position's logits are needed: the head runs on one row.
             let logits = model.forward_last(&ids, position, Some(&mut caches))?;
             position += input.len();
-            let next = if greedy_on_device(&sampling, device, vocab) {
-                let (best, max) = argmax_on_device(&logits.value())?;
-                check_finite(&[max], tokens.len())?;
-                best
-            } else if let Some(k) = top_k_on_device(&sampling, device, vocab) {
-                let (values, ids, max) = ranked_on_device(&logits.value(), k)?;
-                check_finite(&[max], tokens.len())?;
-                sampler.pick_ranked(&values, &ids)
-            } else {
-                let last = logits.value().to_dtype(DType::F32)?.to_vec::<f32>()?;
-                check_finite(&last, tokens.len())?;
-                sampler.pick(&last)
+            // On a GPU only the argmax, or the top-k candidates, come back (see `Readback`).
+            let want = readback_for(&sampling, device, vocab);
+            let fetched = read_rows(&logits.value(), &[Some(want)])?.pop().flatten();
+            let next = match fetched.map(|f| f.pick(&mut sampler)) {
+                Some(Ok(next)) => next,
+                Some(Err(bad)) => return Err(not_finite(bad, tokens.len())),
+                None => return Err(Error::numeric("no logits came back for the last position")),
             };
             tokens.push(next);
             timings.new_tokens += 1;
@@ -124,59 +119,151 @@ pub fn generate_timed(
 }
 
 /// NaN logits would make every draw meaningless (and sampling silently picks the last
-/// candidate); -inf is left alone, it only rules a token out.
-fn check_finite(logits: &[f32], seen: usize) -> Result<()> {
-    if let Some(bad) = logits.iter().find(|x| x.is_nan() || **x == f32::INFINITY) {
-        return Err(Error::numeric(format!(
-            "the logits after {seen} tokens hold {bad}: a weight or an activation is not finite; run with --check-finite (or LLM_CHECK_FINITE=1) to find the first layer that produced it"
-        )));
+/// candidate); -inf is left alone, it only rules a token out ([`Fetched::pick`] tells them apart).
+fn not_finite(bad: f32, seen: usize) -> Error {
+    Error::numeric(format!(
+        "the logits after {seen} tokens hold {bad}: a weight or an activation is not finite; run with --check-finite (or LLM_CHECK_FINITE=1) to find the first layer that produced it"
+    ))
+}
+
+/// What a step reads back of a row of logits to pick its token ([`readback_for`] decides).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Readback {
+    /// The argmax and the row's maximum: greedy decoding on a GPU, where reading the whole row
+    /// back (600 KB a token for a 151,936-token vocabulary) costs more than reducing it there.
+    Argmax,
+    /// The k largest logits, ranked, their ids and the row's maximum: top-k sampling on a GPU
+    /// (320 bytes at k = 40); [`Sampler::pick_ranked`] draws from them what it would have drawn
+    /// from the row.
+    TopK(usize),
+    /// The whole row: on the CPU, where it is already in memory, and for the samplers that weigh
+    /// every token (temperature or top-p without top-k, or a k beyond the device's top-k).
+    Row,
+}
+
+/// What `sampling` reads back of a row of `vocab` logits on `device`. The reduced readbacks need
+/// a GPU and ids exact as f32 (they travel back beside the logits), so a vocabulary below 2^24.
+pub(crate) fn readback_for(sampling: &Sampling, device: &Device, vocab: usize) -> Readback {
+    if device.is_cpu() || vocab > 1 << 24 {
+        return Readback::Row;
     }
-    Ok(())
-}
-
-/// Whether greedy decoding picks its tokens on the device: on a GPU, where reading the whole row
-/// of logits back (600 KB a token for a 151,936-token vocabulary) costs more than reducing it
-/// there, and while an id is exact as an f32 (it travels back beside the maximum).
-fn greedy_on_device(sampling: &Sampling, device: &Device, vocab: usize) -> bool {
-    sampling.temperature == 0.0 && !device.is_cpu() && vocab <= 1 << 24
-}
-
-/// The k of top-k sampling where its candidates are chosen on the device: on a GPU, for k up
-/// to what its sorting top-k takes and below the vocabulary (else top-k keeps every token). The
-/// row stays there; k logits and ids come back (320 bytes at k = 40, against 600 KB), and
-/// [`Sampler::pick_ranked`] draws from them what it would have drawn from the row.
-fn top_k_on_device(sampling: &Sampling, device: &Device, vocab: usize) -> Option<usize> {
-    let k = sampling.top_k?;
-    let on_device = sampling.temperature > 0.0 && !device.is_cpu() && vocab <= 1 << 24;
-    (on_device && k < vocab && k <= TOP_K_ON_DEVICE_MAX).then_some(k)
+    match sampling.top_k {
+        _ if sampling.temperature == 0.0 => Readback::Argmax,
+        // A k as large as the row keeps every token: top-k does nothing, the row is needed.
+        // (k = 0 is refused by `validate`; taken as 1 here, as `Sampler::pick` takes it.)
+        Some(k) if k < vocab && k <= TOP_K_ON_DEVICE_MAX => Readback::TopK(k.max(1)),
+        _ => Readback::Row,
+    }
 }
 
 /// The largest k whose candidates a GPU chooses (its sorting top-k's limit; a larger k would
 /// walk the row once per candidate); beyond, the row is read back.
 const TOP_K_ON_DEVICE_MAX: usize = gpu::kernels::topk::SORT_MAX_K;
 
-/// The `k` largest logits of a row, ranked, their ids, and the row's maximum, computed on the
-/// logits' device and read back together (one wait): ids travel as f32, exact below 2^24. The
-/// maximum is reduced with NaN winning, as on every device: the ranking (IEEE total order, as
-/// the CPU ranks) puts a NaN with its sign bit set last, where the candidates alone would hide it
-/// from the finite check.
-fn ranked_on_device(logits: &Tensor, k: usize) -> Result<(Vec<f32>, Vec<u32>, f32)> {
-    let row = logits.to_dtype(DType::F32)?.flatten_all()?;
-    let (values, ids) = row.topk(k, 0usize)?;
-    let max = row.max(0usize, true)?;
-    let all = Tensor::cat(&[&values, &ids.to_dtype(DType::F32)?, &max], 0)?.to_vec::<f32>()?;
-    Ok((all[..k].to_vec(), all[k..2 * k].iter().map(|&i| i as u32).collect(), all[2 * k]))
+/// What came back of one row of logits ([`Readback`]'s answer).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Fetched {
+    Argmax { id: u32, max: f32 },
+    TopK { values: Vec<f32>, ids: Vec<u32>, max: f32 },
+    Row(Vec<f32>),
 }
 
-/// The argmax of a row of logits and its value, reduced on the logits' device and read back
-/// together (one wait, 8 bytes). Ties go to the lower id and NaN wins, as [`crate::sample::argmax`]
-/// and the maximum do, so a NaN anywhere in the row comes back as the maximum and is refused.
-fn argmax_on_device(logits: &Tensor) -> Result<(u32, f32)> {
-    let row = logits.to_dtype(DType::F32)?.flatten_all()?;
-    let max = row.max(0usize, true)?;
-    let best = row.argmax(0usize, true)?.to_dtype(DType::F32)?;
-    let both = Tensor::cat(&[&best, &max], 0)?.to_vec::<f32>()?;
-    Ok((both[0] as u32, both[1]))
+impl Fetched {
+    /// The token `sampler` picks, or the row's first value that is not finite: NaN (of either
+    /// sign) or +inf mean a weight or an activation went wrong, and sampling from them means
+    /// nothing; -inf is a masked token, never picked. The reduced readbacks carry the row's
+    /// maximum, reduced on the device with NaN winning, so a NaN anywhere in the row shows
+    /// there even where the candidates hide it (the ranking puts a negative NaN last).
+    pub(crate) fn pick(&self, sampler: &mut Sampler) -> std::result::Result<u32, f32> {
+        let bad = |x: f32| x.is_nan() || x == f32::INFINITY;
+        match self {
+            Fetched::Argmax { max, .. } | Fetched::TopK { max, .. } if bad(*max) => Err(*max),
+            Fetched::Argmax { id, .. } => Ok(*id),
+            Fetched::TopK { values, ids, .. } => Ok(sampler.pick_ranked(values, ids)),
+            Fetched::Row(row) => match row.iter().find(|x| bad(**x)) {
+                Some(&x) => Err(x),
+                None => Ok(sampler.pick(row)),
+            },
+        }
+    }
+}
+
+/// Reads back of each row of `logits` (`[.., R, vocab]` with R = `wants.len()`) what its
+/// want asks for, nothing for `None`, with one wait for them all: every wait drains the GPU's
+/// queue, and a batched step that waited once per sequence would stall as many times. The rows
+/// that want the argmax are reduced together, those that want top-k ranked together (to the
+/// largest k asked; the first k of a ranking are the top k), the whole rows copied out
+/// together, and the lot travels back as one f32 buffer: ids are exact as f32 below 2^24. Each
+/// row's maximum is reduced with NaN winning, as on every device (see [`Fetched::pick`]).
+pub(crate) fn read_rows(logits: &Tensor, wants: &[Option<Readback>]) -> Result<Vec<Option<Fetched>>> {
+    let vocab = logits.dims().last().copied().unwrap_or(1);
+    let logits = logits.to_dtype(DType::F32)?.reshape([wants.len(), vocab])?;
+    let rows = |kind: fn(&Readback) -> bool| -> Vec<usize> {
+        wants.iter().enumerate().filter(|(_, w)| w.as_ref().is_some_and(kind)).map(|(i, _)| i).collect()
+    };
+    let (argmax, ranked, whole) =
+        (rows(|w| *w == Readback::Argmax), rows(|w| matches!(w, Readback::TopK(_))), rows(|w| *w == Readback::Row));
+    let k = wants.iter().filter_map(|w| if let Some(Readback::TopK(k)) = w { Some(*k) } else { None }).max();
+    let mut parts = Vec::new();
+    if !argmax.is_empty() {
+        let x = select_rows(&logits, &argmax)?;
+        parts.push(x.argmax(1usize, false)?.to_dtype(DType::F32)?);
+        parts.push(x.max(1usize, false)?);
+    }
+    if let Some(k) = k {
+        let x = select_rows(&logits, &ranked)?;
+        let (values, ids) = x.topk(k, 1usize)?;
+        parts.push(values.flatten_all()?);
+        parts.push(ids.to_dtype(DType::F32)?.flatten_all()?);
+        parts.push(x.max(1usize, false)?);
+    }
+    if !whole.is_empty() {
+        parts.push(select_rows(&logits, &whole)?.flatten_all()?);
+    }
+    let flat = match parts.as_slice() {
+        [] => Vec::new(),
+        [one] => one.to_vec::<f32>()?,
+        _ => Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0)?.to_vec::<f32>()?,
+    };
+    // Unpacked in the order packed.
+    let mut rest = flat.as_slice();
+    let mut out: Vec<Option<Fetched>> = wants.iter().map(|_| None).collect();
+    let (ids, maxes) = (take(&mut rest, argmax.len())?, take(&mut rest, argmax.len())?);
+    for ((&r, &id), &max) in argmax.iter().zip(ids).zip(maxes) {
+        out[r] = Some(Fetched::Argmax { id: id as u32, max });
+    }
+    let k = k.unwrap_or(0);
+    let values = take(&mut rest, ranked.len() * k)?;
+    let (ids, maxes) = (take(&mut rest, ranked.len() * k)?, take(&mut rest, ranked.len())?);
+    for (i, (&r, &max)) in ranked.iter().zip(maxes).enumerate() {
+        let Some(Readback::TopK(kr)) = wants[r] else { continue };
+        let (values, ids) = (&values[i * k..i * k + kr], &ids[i * k..i * k + kr]);
+        out[r] = Some(Fetched::TopK { values: values.to_vec(), ids: ids.iter().map(|&i| i as u32).collect(), max });
+    }
+    for &r in &whole {
+        out[r] = Some(Fetched::Row(take(&mut rest, vocab)?.to_vec()));
+    }
+    Ok(out)
+}
+
+/// The rows of `x [R, vocab]` listed in `rows` (ascending), as one tensor on its device; `x`
+/// itself when that is all of them.
+fn select_rows(x: &Tensor, rows: &[usize]) -> Result<Tensor> {
+    if rows.len() == x.dims()[0] {
+        return Ok(x.clone());
+    }
+    let ids = Tensor::from_vec(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), [rows.len()], x.device())?;
+    Ok(x.index_select(&ids, 0usize)?)
+}
+
+/// The next `n` values of a readback.
+fn take<'a>(rest: &mut &'a [f32], n: usize) -> Result<&'a [f32]> {
+    if rest.len() < n {
+        return Err(Error::numeric(format!("a readback of logits came back {} values short", n - rest.len())));
+    }
+    let (head, tail) = rest.split_at(n);
+    *rest = tail;
+    Ok(head)
 }
 
 /// Greedy decoding without a cache: every step reruns the whole sequence. Slow; the reference
@@ -192,4 +279,38 @@ pub fn generate_uncached_greedy(model: &CausalLm, prompt: &[u32], max_new: usize
         }
         Ok(tokens)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows of one batch that want different readbacks (and one that wants none) come back
+    /// unpacked to the right rows: the argmax and maximum, the top k of each row to its own k
+    /// (ranked, lower id first on ties), and whole rows. A negative NaN, ranked last and so out
+    /// of the candidates, still comes back as the row's maximum.
+    #[test]
+    fn one_readback_serves_rows_that_want_different_things() -> Result<()> {
+        let rows = [
+            [0.5, 3.0, 1.0, 3.0, -1.0, 2.0],
+            [9.0, 9.0, 9.0, 9.0, 9.0, 9.0],
+            [0.0, 1.0, 4.0, f32::NEG_INFINITY, 4.0, 2.0],
+            [-f32::NAN, 1.0, 2.0, 3.0, 4.0, 5.0],
+            [1.0, f32::NAN, 0.0, 0.0, 0.0, 0.0],
+            [6.0, 5.0, 4.0, 3.0, 2.0, 1.0],
+        ];
+        let logits = Tensor::from_vec(rows.concat(), [1, 6, 6], &Device::cpu())?;
+        use Readback::*;
+        let wants = [Some(TopK(2)), None, Some(Argmax), Some(TopK(3)), Some(Argmax), Some(Row)];
+        let got = read_rows(&logits, &wants)?;
+        assert_eq!(got[0], Some(Fetched::TopK { values: vec![3.0, 3.0], ids: vec![1, 3], max: 3.0 }));
+        assert_eq!(got[1], None);
+        assert_eq!(got[2], Some(Fetched::Argmax { id: 2, max: 4.0 }));
+        let Some(Fetched::TopK { values, ids, max }) = &got[3] else { panic!("{:?}", got[3]) };
+        assert_eq!((values.as_slice(), ids.as_slice()), (&[5.0, 4.0, 3.0][..], &[5, 4, 3][..]));
+        assert!(max.is_nan());
+        assert!(matches!(got[4], Some(Fetched::Argmax { max, .. }) if max.is_nan()));
+        assert_eq!(got[5], Some(Fetched::Row(rows[5].to_vec())));
+        Ok(())
+    }
 }

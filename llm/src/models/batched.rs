@@ -32,11 +32,22 @@ impl DecoderLayer {
 
 impl CausalLm {
     /// Runs each segment's ids after its cache and returns, per segment, the f32 logits of its
-    /// last position (the only ones a decoding step needs; the head runs on those rows alone).
+    /// last position, read back to the host ([`CausalLm::forward_segments_logits`] keeps them on
+    /// the device).
     pub fn forward_segments(&self, segments: &mut [Segment<'_>], device: &Device) -> Result<Vec<Vec<f32>>> {
         if segments.is_empty() {
             return Ok(Vec::new());
         }
+        let logits = self.forward_segments_logits(segments, device)?;
+        let vocab = self.vocab_size();
+        Ok(logits.to_vec::<f32>()?.chunks(vocab).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Runs each segment's ids after its cache and returns the f32 logits of each segment's last
+    /// position (the only ones a decoding step needs; the head runs on those rows alone) as one
+    /// `[segments, vocab]` tensor on `device`, not read back: on a GPU a server picks its tokens
+    /// there and reads back ids, not 151,936 logits per sequence and step.
+    pub fn forward_segments_logits(&self, segments: &mut [Segment<'_>], device: &Device) -> Result<Tensor> {
         let vocab = self.vocab_size();
         for s in segments.iter() {
             if s.ids.is_empty() {
@@ -48,6 +59,9 @@ impl CausalLm {
             if s.caches.len() != self.layers.len() {
                 return Err(Error::input(format!("{} caches for {} layers", s.caches.len(), self.layers.len())));
             }
+        }
+        if segments.is_empty() {
+            return Ok(Tensor::zeros([0, vocab], DType::F32, device)?);
         }
         no_grad(|| {
             let all: Vec<u32> = segments.iter().flat_map(|s| s.ids.iter().copied()).collect();
@@ -89,8 +103,7 @@ impl CausalLm {
             if let Some(cap) = self.final_logit_softcap {
                 logits = logits.mul_scalar(1.0 / cap)?.tanh()?.mul_scalar(cap)?;
             }
-            let flat = logits.value().to_dtype(DType::F32)?.to_vec::<f32>()?;
-            Ok(flat.chunks(vocab).map(|c| c.to_vec()).collect())
+            Ok(logits.value().to_dtype(DType::F32)?.reshape([segments.len(), vocab])?)
         })
     }
 }

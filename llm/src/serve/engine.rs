@@ -2,9 +2,13 @@
 //! queue; between two steps, waiting requests join the running batch (up to `max_batch`), and a
 //! sequence leaves the batch the moment it ends (end-of-turn token, stop string, token budget,
 //! or its client gone), its cache freed with it. Each step feeds every sequence in the batch its
-//! next input in one [`CausalLm::forward_segments`] call: one token for a sequence that is
-//! decoding, the next chunk of its prompt for one still prefilling, so a long prompt holds the
-//! others up for one chunk at a time rather than for the whole prompt.
+//! next input in one [`CausalLm::forward_segments_logits`] call: one token for a sequence that
+//! is decoding, the next chunk of its prompt for one still prefilling, so a long prompt holds the
+//! others up for one chunk at a time rather than for the whole prompt. On a GPU the logits stay
+//! there: greedy and top-k sequences get their argmax or their k candidates reduced on the
+//! device, and the step waits for the GPU once for all of them (a wait drains its queue, and a
+//! row is 600 KB at Qwen3's vocabulary); only the samplers that weigh every token read their
+//! row back, in the same wait.
 //!
 //! The KV cache is paged ([`nn::attention::paged`]): every sequence keeps its keys and values in
 //! blocks of one pool sized at start, and gives them back the moment it ends. A request joins
@@ -29,6 +33,7 @@ use tensor::Device;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::stop::{Piece, StopText};
+use crate::generate::{Readback, read_rows, readback_for};
 use crate::models::{CausalLm, Segment};
 use crate::sample::{Sampler, Sampling};
 use crate::tokenizer::{IncrementalDecoder, Tokenizer};
@@ -341,7 +346,9 @@ fn publish(pool: &BlockPool, running: &[Sequence<'_>], stats: &EngineStats) {
     stats.cache_bytes.store(bytes, Ordering::Relaxed);
 }
 
-/// One batched step. Returns, per sequence, `Some(())` when it has ended (its final event sent).
+/// One batched step: the forward pass, then each ready sequence's readback ([`read_rows`], one
+/// wait for all) and pick. Returns, per sequence, `Some(())` when it has ended (its final event
+/// sent).
 fn step(
     model: &CausalLm,
     device: &Device,
@@ -356,6 +363,15 @@ fn step(
             (s.fed, n)
         })
         .collect();
+    // What each sequence whose inputs will all be in its cache reads back to pick its token:
+    // on a GPU the argmax or the top-k candidates its sampler needs, reduced there (see
+    // [`Readback`]); on the CPU, or for a sampler that weighs every token, its row.
+    let vocab = model.vocab_size();
+    let wants: Vec<Option<Readback>> = running
+        .iter()
+        .zip(&inputs)
+        .map(|(s, &(from, n))| (from + n >= s.tokens.len()).then(|| readback_for(&s.job.sampling, device, vocab)))
+        .collect();
     let result = {
         let mut segments: Vec<Segment<'_>> = running
             .iter_mut()
@@ -363,12 +379,16 @@ fn step(
             .map(|(s, &(from, n))| Segment { ids: &s.tokens[from..from + n], start: from, caches: &mut s.caches })
             .collect();
         // A bug inside the model must not take the engine thread (and every later request)
-        // down with it: it fails the requests of this step.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.forward_segments(&mut segments, device)))
-            .unwrap_or_else(|_| Err(crate::Error::input("internal error in the forward pass")))
+        // down with it: it fails the requests of this step. The logits stay on the device and
+        // every sequence's readback comes back in one wait.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let logits = model.forward_segments_logits(&mut segments, device)?;
+            read_rows(&logits, &wants)
+        }))
+        .unwrap_or_else(|_| Err(crate::Error::input("internal error in the forward pass")))
     };
-    let logits = match result {
-        Ok(l) => l,
+    let fetched = match result {
+        Ok(f) => f,
         Err(e) => {
             // A failure of the step fails every request in it, never the server.
             for s in running.iter() {
@@ -377,17 +397,14 @@ fn step(
             return running.iter().map(|_| Some(())).collect();
         }
     };
-    // Every sequence whose inputs are all in its cache picks its next token, side by side on
-    // the kernels' threads: a pick reads its whole row of logits (151,936 at Qwen3's vocabulary),
-    // and a step of 8 sequences ran 8 of them one after another.
+    // Every sequence that got its readback picks its next token, side by side on the kernels'
+    // threads: a pick from a whole row reads it all (151,936 logits at Qwen3's vocabulary), and
+    // a step of 8 sequences ran 8 of them one after another. A NaN or +inf in the row (its
+    // maximum, where only the argmax or the candidates came back) fails that request alone.
     let picks: Vec<Option<Pick>> = {
         use rayon::prelude::*;
-        let samplers: Vec<(&mut Sampler, bool)> = running
-            .iter_mut()
-            .zip(&inputs)
-            .map(|(s, &(from, n))| (&mut s.sampler, from + n >= s.tokens.len()))
-            .collect();
-        samplers.into_par_iter().zip(&logits).map(|((sampler, ready), row)| ready.then(|| pick(sampler, row))).collect()
+        let samplers: Vec<&mut Sampler> = running.iter_mut().map(|s| &mut s.sampler).collect();
+        samplers.into_par_iter().zip(fetched).map(|(sampler, got)| got.map(|got| got.pick(sampler))).collect()
     };
     let mut ends = Vec::with_capacity(running.len());
     for ((s, &(_, n)), picked) in running.iter_mut().zip(&inputs).zip(picks) {
@@ -400,16 +417,10 @@ fn step(
     ends
 }
 
-/// The next token a sampler picks from a row of logits, or the first value that is not finite
-/// (NaN or +inf: a weight or an activation went wrong, and sampling from it means nothing).
+/// The next token a sampler picks, or the first logit that is not finite (NaN or +inf: a weight
+/// or an activation went wrong, and sampling from it means nothing); see
+/// [`Fetched::pick`](crate::generate::Fetched::pick).
 type Pick = std::result::Result<u32, f32>;
-
-fn pick(sampler: &mut Sampler, logits: &[f32]) -> Pick {
-    match logits.iter().find(|x| x.is_nan() || **x == f32::INFINITY) {
-        Some(&bad) => Err(bad),
-        None => Ok(sampler.pick(logits)),
-    }
-}
 
 /// Takes the token picked for a sequence whose inputs are all in its cache and sends its text.
 /// Returns whether the sequence has ended.
@@ -476,15 +487,40 @@ fn send_text(s: &Sequence<'_>, text: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generate::Fetched;
 
     #[test]
     fn a_row_that_is_not_finite_is_reported_not_sampled() {
+        let row = |r: &[f32]| Fetched::Row(r.to_vec());
         let mut sampler = Sampler::new(Sampling { temperature: 0.8, top_k: None, top_p: None, seed: 1 });
         // -inf is a masked token, not an error: sampled around, never picked.
-        assert!((0..50).all(|_| matches!(pick(&mut sampler, &[0.0, 3.0, f32::NEG_INFINITY]), Ok(0 | 1))));
-        assert!(matches!(pick(&mut sampler, &[0.0, f32::NAN, 1.0]), Err(v) if v.is_nan()));
-        assert_eq!(pick(&mut sampler, &[0.0, 1.0, f32::INFINITY]), Err(f32::INFINITY));
+        assert!((0..50).all(|_| matches!(row(&[0.0, 3.0, f32::NEG_INFINITY]).pick(&mut sampler), Ok(0 | 1))));
+        assert!(matches!(row(&[0.0, f32::NAN, 1.0]).pick(&mut sampler), Err(v) if v.is_nan()));
+        assert_eq!(row(&[0.0, 1.0, f32::INFINITY]).pick(&mut sampler), Err(f32::INFINITY));
         let mut greedy = Sampler::new(Sampling::greedy());
-        assert_eq!(pick(&mut greedy, &[0.5, 2.0, f32::NEG_INFINITY]), Ok(1));
+        assert_eq!(row(&[0.5, 2.0, f32::NEG_INFINITY]).pick(&mut greedy), Ok(1));
+    }
+
+    /// On a GPU only the argmax or the top-k candidates come back, with the row's maximum
+    /// (reduced with NaN winning): the maximum alone decides, as strictly as the whole row does.
+    #[test]
+    fn a_device_pick_is_refused_when_the_rows_maximum_is_not_finite() {
+        let mut greedy = Sampler::new(Sampling::greedy());
+        let argmax = |max| Fetched::Argmax { id: 1, max };
+        assert_eq!(argmax(2.0).pick(&mut greedy), Ok(1));
+        // Every token masked is no error (the host argmax picks token 0 then; so does the device).
+        assert_eq!(argmax(f32::NEG_INFINITY).pick(&mut greedy), Ok(1));
+        for bad in [f32::NAN, -f32::NAN] {
+            assert!(matches!(argmax(bad).pick(&mut greedy), Err(v) if v.is_nan()));
+        }
+        assert_eq!(argmax(f32::INFINITY).pick(&mut greedy), Err(f32::INFINITY));
+
+        let mut top_k = Sampler::new(Sampling { temperature: 1.0, top_k: Some(3), top_p: None, seed: 4 });
+        // Candidates with a masked one among them: drawn around it.
+        let ranked = |max| Fetched::TopK { values: vec![1.0, 0.5, f32::NEG_INFINITY], ids: vec![7, 2, 9], max };
+        assert!((0..50).all(|_| matches!(ranked(1.0).pick(&mut top_k), Ok(7 | 2))));
+        // A negative NaN is ranked last, out of the candidates; the maximum still shows it.
+        assert!(matches!(ranked(-f32::NAN).pick(&mut top_k), Err(v) if v.is_nan()));
+        assert_eq!(ranked(f32::INFINITY).pick(&mut top_k), Err(f32::INFINITY));
     }
 }
