@@ -23,7 +23,7 @@
 use std::sync::Arc;
 
 use autograd::Var;
-use tensor::{AttentionSpec, DType, Error, Result, Tensor};
+use tensor::{AttentionSpec, DType, Device, Error, Result, Tensor};
 
 use super::masks::MaskKind;
 use super::paged::{BlockPool, BlockTable};
@@ -51,6 +51,24 @@ pub struct KvCache {
     table: Option<BlockTable>,
     /// The dtype rows are stored in (`None`: as they come).
     store: Option<DType>,
+}
+
+/// What one cached tensor's rows of a step look like: [B, H, n, D] of a dtype on a device, so
+/// that a cache can make room for them before they exist ([`KvCache::slots`]).
+#[derive(Clone, Debug)]
+pub struct RowsLike {
+    pub dims: [usize; 4],
+    pub dtype: DType,
+    pub device: Device,
+}
+
+impl RowsLike {
+    /// The form of `rows`, which must be [B, H, n, D].
+    pub fn of(rows: &Tensor) -> Result<RowsLike> {
+        let dims = <[usize; 4]>::try_from(rows.dims())
+            .map_err(|_| Error::shape("kv_cache", format!("rows must be [B, H, n, D], got {:?}", rows.shape())))?;
+        Ok(RowsLike { dims, dtype: rows.dtype(), device: rows.device().clone() })
+    }
 }
 
 /// The rows a step attends to: views of the cache after appending, and the absolute position of
@@ -189,7 +207,8 @@ impl KvCache {
         if self.table.is_some() {
             return self.append_paged(rows, n);
         }
-        let slots = self.make_room(rows, n)?;
+        let like = rows.iter().map(|r| RowsLike::of(r)).collect::<Result<Vec<_>>>()?;
+        let slots = self.make_room(&like, n)?;
         for (slot, row) in slots.iter().zip(rows) {
             slot.write_from(row)?;
         }
@@ -197,13 +216,13 @@ impl KvCache {
     }
 
     /// The views the step's rows will occupy, for a caller that computes them straight into the
-    /// cache (a GPU's keys are rotated into it in one dispatch: `Tensor::rope_into`): one per
-    /// cached tensor, each shaped and typed as the matching tensor of `like` ([B, H, n, D]).
-    /// After writing them, [`commit`](Self::commit) appends them. `None` where rows are not
-    /// written as they come: a paged cache, or one storing another dtype than `like`'s.
-    pub fn slots(&mut self, like: &[&Tensor]) -> Result<Option<Vec<Tensor>>> {
-        let n = like.first().map(|r| r.dims()[2]).ok_or_else(|| Error::shape("kv_cache", "nothing to append"))?;
-        if self.table.is_some() || self.store.is_some_and(|dtype| like.iter().any(|r| r.dtype() != dtype)) {
+    /// cache (a GPU's keys are rotated into it, the values copied alongside, in one dispatch:
+    /// `Tensor::rope_into`): one per cached tensor, each of the form `like` gives. After writing
+    /// them, [`commit`](Self::commit) appends them. `None` where rows are not written as they
+    /// come: a paged cache, or one storing another dtype than `like`'s.
+    pub fn slots(&mut self, like: &[RowsLike]) -> Result<Option<Vec<Tensor>>> {
+        let n = like.first().map(|r| r.dims[2]).ok_or_else(|| Error::shape("kv_cache", "nothing to append"))?;
+        if self.table.is_some() || self.store.is_some_and(|dtype| like.iter().any(|r| r.dtype != dtype)) {
             return Ok(None);
         }
         self.make_room(like, n).map(Some)
@@ -219,7 +238,7 @@ impl KvCache {
 
     /// Drops the rows no new query can see, makes room for `n` more (shaped as `rows`), and
     /// returns the views they go into.
-    fn make_room(&mut self, rows: &[&Tensor], n: usize) -> Result<Vec<Tensor>> {
+    fn make_room(&mut self, rows: &[RowsLike], n: usize) -> Result<Vec<Tensor>> {
         if !self.buffers.is_empty() && rows.len() != self.buffers.len() {
             return Err(Error::shape(
                 "kv_cache",
@@ -262,7 +281,7 @@ impl KvCache {
     /// one twice its chunk (it starts again from the front at each new chunk); a sliding-window
     /// one keeps two buffers of twice its window and moves between them, so after its first
     /// step it never allocates.
-    fn reallocate(&mut self, rows: &[&Tensor], n: usize) -> Result<()> {
+    fn reallocate(&mut self, rows: &[RowsLike], n: usize) -> Result<()> {
         let needed = self.len + n;
         let windowed = max_visible(self.kind);
         let capacity = match windowed {
@@ -274,8 +293,8 @@ impl KvCache {
         let allocate = |capacity: usize| -> Result<Vec<Tensor>> {
             rows.iter()
                 .map(|row| {
-                    let d = row.dims();
-                    Tensor::zeros([d[0], d[1], capacity, d[3]], row.dtype(), row.device())
+                    let d = row.dims;
+                    Tensor::zeros([d[0], d[1], capacity, d[3]], row.dtype, &row.device)
                 })
                 .collect()
         };

@@ -11,7 +11,7 @@
 use autograd::Var;
 use tensor::{AttentionSpec, Result, Tensor};
 
-use super::kv_cache::KvCache;
+use super::kv_cache::{KvCache, RowsLike};
 use super::masks::MaskKind;
 use super::qk_clip::{self, LogitRecorder};
 use super::segments::AttentionSegment;
@@ -194,7 +194,7 @@ impl GroupedQueryAttention {
             // them there), so they may be rotated straight into the cache's rows: on a GPU one
             // dispatch for the norm, the rotation and the writes of the keys and the values.
             if let Some(cache) = cache.as_deref_mut()
-                && let Some(slots) = cache.slots(&[&k.value(), &v.value()])?
+                && let Some(slots) = cache.slots(&[RowsLike::of(&k.value())?, RowsLike::of(&v.value())?])?
             {
                 let norm = self.k_norm.as_ref().filter(|_| per_head_norm);
                 rope.apply_into(&k.value(), norm, start, &slots[0], Some((&v.value(), &slots[1])))?;

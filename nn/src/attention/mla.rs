@@ -16,9 +16,9 @@
 //!   one shared kv head (MQA) of 576 dims, and `W_uv` is applied after the weighted sum.
 
 use autograd::Var;
-use tensor::{AttentionSpec, Result};
+use tensor::{AttentionSpec, Result, Tensor};
 
-use super::kv_cache::KvCache;
+use super::kv_cache::{CachedRows, KvCache, RowsLike};
 use super::masks::MaskKind;
 use super::qk_clip::LogitRecorder;
 use crate::rope::Rope;
@@ -120,6 +120,36 @@ impl MultiHeadLatentAttention {
         Ok((latent, k_rope))
     }
 
+    /// Appends the step's cache entries, `[normed latent | rotated rope key]` (B, 1, T, r + rope),
+    /// and returns the cached rows. Where the cache takes rows written in place, the key is
+    /// rotated straight into its part of each entry and the latent copied into the rest in the
+    /// same pass (`Tensor::rope_into`: on a GPU one dispatch, where the rotation, the
+    /// concatenation and the cache's copy were four).
+    fn cache_latent(&self, ckv: &Var, start: usize, cache: &mut KvCache) -> Result<CachedRows> {
+        let c = &self.config;
+        let (r, rope) = (c.kv_lora_rank, c.qk_rope_head_dim);
+        let parts = ckv.split(&[r, rope], -1)?;
+        let latent = self.kv_a_layernorm.forward(&parts[0])?.unsqueeze(1)?.value(); // (B, 1, T, r)
+        let key = parts[1].unsqueeze(1)?.value(); // (B, 1, T, rope), before the rotation
+        let [b, _, t, _] = <[usize; 4]>::try_from(key.dims()).map_err(|_| tensor::Error::shape("mla", "key rows"))?;
+        let like = RowsLike { dims: [b, 1, t, r + rope], dtype: latent.dtype(), device: latent.device().clone() };
+        if latent.dtype() == key.dtype()
+            && let Some(slots) = cache.slots(&[like])?
+        {
+            let entry = &slots[0];
+            c.rope.apply_into(
+                &key,
+                None,
+                start,
+                &entry.narrow(3, r, rope)?,
+                Some((&latent, &entry.narrow(3, 0, r)?)),
+            )?;
+            return cache.commit(t);
+        }
+        let k_rope = c.rope.apply(&Var::constant(key), start)?.value();
+        cache.append(&[&Tensor::cat(&[&latent, &k_rope], 3)?])
+    }
+
     /// `x [B, T, hidden]` at positions `start..` -> `[B, T, hidden]`. Without a cache: the plain
     /// path. With one: the absorbed path over the cached latents.
     pub fn forward(&self, x: &Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var> {
@@ -154,14 +184,12 @@ impl MultiHeadLatentAttention {
         let (b, t, h) = (x.dims()[0], x.dims()[1], c.num_heads);
         let (q, ckv) = self.project(x)?;
         let (q_nope, q_rope) = self.queries(&q, start)?;
-        let (latent, k_rope) = self.latent(&ckv, start)?;
+        let rows = self.cache_latent(&ckv, start, cache)?;
         // kv_b_proj.weight [H*(nope+v), kv_lora] viewed per head: W_uk [H, nope, r], W_uv [H, v, r].
         let w = self.kv_b_proj.weight.reshape([h, c.qk_nope_head_dim + c.v_head_dim, c.kv_lora_rank])?;
         let w_parts = w.split(&[c.qk_nope_head_dim, c.v_head_dim], 1)?;
         let q_latent = q_nope.matmul(&w_parts[0].to_dtype(q_nope.dtype())?)?; // (B, H, T, r)
         let q = Var::cat(&[&q_latent, &q_rope], -1)?; // (B, H, T, r + rope)
-        let entry = Var::cat(&[&latent.unsqueeze(1)?, &k_rope], -1)?; // (B, 1, T, r + rope)
-        let rows = cache.append(&[&entry.value()])?;
         // One kv head shared by all query heads; the values are the latent part of the keys.
         let (k, v) = (&rows.tensors[0], &rows.tensors[0].narrow(3, 0, c.kv_lora_rank)?);
         let spec = AttentionSpec { scale: c.scale, mask: c.mask.at(start, rows.k_start), softcap: None };
