@@ -218,12 +218,21 @@ impl KvCache {
     /// The views the step's rows will occupy, for a caller that computes them straight into the
     /// cache (a GPU's keys are rotated into it, the values copied alongside, in one dispatch:
     /// `Tensor::rope_into`): one per cached tensor, each of the form `like` gives. After writing
-    /// them, [`commit`](Self::commit) appends them. `None` where rows are not written as they
-    /// come: a paged cache, or one storing another dtype than `like`'s.
+    /// them, [`commit`](Self::commit) appends them. A paged cache reserves the step's blocks
+    /// first and gives the views when the rows fall in one block (a decoding step's row does).
+    /// `None` where rows are not written as they come: rows spanning blocks, or a cache storing
+    /// another dtype than `like`'s.
     pub fn slots(&mut self, like: &[RowsLike]) -> Result<Option<Vec<Tensor>>> {
         let n = like.first().map(|r| r.dims[2]).ok_or_else(|| Error::shape("kv_cache", "nothing to append"))?;
-        if self.table.is_some() || self.store.is_some_and(|dtype| like.iter().any(|r| r.dtype != dtype)) {
+        if self.store.is_some_and(|dtype| like.iter().any(|r| r.dtype != dtype)) {
             return Ok(None);
+        }
+        if self.table.is_some() {
+            if !self.reserve_blocks(n) {
+                return Err(Error::shape("kv_cache", "the KV block pool has no free block left for this step"));
+            }
+            let at = self.next_position();
+            return self.table.as_ref().expect("a paged cache").slots(like, at);
         }
         self.make_room(like, n).map(Some)
     }
@@ -232,6 +241,11 @@ impl KvCache {
     /// every row the step's queries may need, as [`append`](Self::append) does.
     pub fn commit(&mut self, n: usize) -> Result<CachedRows> {
         self.len += n;
+        if let Some(table) = &self.table {
+            // `slots` handed out views of the pool's storage.
+            let tensors = table.storage();
+            return Ok(CachedRows { tensors, k_start: self.start, paged: Some((table.blocks.clone(), self.len)) });
+        }
         let tensors = self.buffers.iter().map(|b| b.narrow(2, self.head, self.len)).collect::<Result<Vec<_>>>()?;
         Ok(CachedRows { tensors, k_start: self.start, paged: None })
     }

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tensor::{Error, Result, Tensor};
 
+use super::kv_cache::RowsLike;
 use super::masks::MaskKind;
 
 /// The blocks of one server, shared by all its sequences.
@@ -82,24 +83,24 @@ impl BlockPool {
     }
 
     /// The storage tensors, allocated like `rows` ([1, H, n, D] each) at the first call.
-    fn storage(&self, rows: &[&Tensor]) -> Result<Vec<Tensor>> {
+    fn storage(&self, rows: &[RowsLike]) -> Result<Vec<Tensor>> {
         let mut state = self.state();
         if state.storage.is_empty() {
             state.storage = rows
                 .iter()
                 .map(|r| {
-                    let d = r.dims();
-                    Tensor::zeros([self.blocks, d[1], self.block_size, d[3]], r.dtype(), r.device())
+                    let d = r.dims;
+                    Tensor::zeros([self.blocks, d[1], self.block_size, d[3]], r.dtype, &r.device)
                 })
                 .collect::<Result<_>>()?;
         }
         let fits = state.storage.len() == rows.len()
             && state.storage.iter().zip(rows).all(|(s, r)| {
-                s.dims()[1] == r.dims()[1] && s.dims()[3] == r.dims()[3] && s.dtype() == r.dtype() && r.dims()[0] == 1
+                s.dims()[1] == r.dims[1] && s.dims()[3] == r.dims[3] && s.dtype() == r.dtype && r.dims[0] == 1
             });
         if !fits {
             let pool: Vec<_> = state.storage.iter().map(|s| s.shape().clone()).collect();
-            let got: Vec<_> = rows.iter().map(|r| r.shape().clone()).collect();
+            let got: Vec<_> = rows.iter().map(|r| r.dims).collect();
             return Err(Error::shape(
                 "paged_kv_cache",
                 format!(
@@ -171,7 +172,8 @@ impl BlockTable {
 
     /// Writes `rows` ([1, H, n, D] each) at positions `at..at + n`, whose blocks are reserved.
     pub fn write(&self, rows: &[&Tensor], at: usize) -> Result<Vec<Tensor>> {
-        let storage = self.pool.storage(rows)?;
+        let like = rows.iter().map(|r| RowsLike::of(r)).collect::<Result<Vec<_>>>()?;
+        let storage = self.pool.storage(&like)?;
         let size = self.pool.block_size;
         let n = rows[0].dims()[2];
         let mut done = 0;
@@ -186,6 +188,28 @@ impl BlockTable {
             done += m;
         }
         Ok(storage)
+    }
+}
+
+impl BlockTable {
+    /// The views of the pool's storage that rows like `like` at positions `at..at + n` occupy,
+    /// when they fall in one block (a decoding step's row always does), for a caller that
+    /// writes them in place (`KvCache::slots`); `None` when they span blocks.
+    pub fn slots(&self, like: &[RowsLike], at: usize) -> Result<Option<Vec<Tensor>>> {
+        let size = self.pool.block_size;
+        let n = like.first().map_or(0, |r| r.dims[2]);
+        let offset = at % size;
+        if n == 0 || offset + n > size {
+            return Ok(None);
+        }
+        let block = self.blocks[at / size - self.first] as usize;
+        let storage = self.pool.storage(like)?;
+        storage.iter().map(|s| s.narrow(0, block, 1)?.narrow(2, offset, n)).collect::<Result<_>>().map(Some)
+    }
+
+    /// The pool's storage tensors as they are (none before the first write).
+    pub fn storage(&self) -> Vec<Tensor> {
+        self.pool.state().storage.clone()
     }
 }
 
