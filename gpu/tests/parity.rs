@@ -446,7 +446,7 @@ fn fused_norm_rope_and_gated_unit() -> Result<()> {
                     format!("rope_into b {b} t {t} narrowed {narrow_heads} norm {norm:?} interleaved {interleaved}");
                 let inputs = [x.clone(), head_w.clone(), angles.cos()?, angles.sin()?];
                 same_on_both(&g, &inputs, 1e-5, 1e-5, &what, |t| {
-                    let cache = Tensor::full(7.0, [b, heads, 10, 8], DType::F32, &t[0].device())?;
+                    let cache = Tensor::full(7.0, [b, heads, 10, 8], DType::F32, t[0].device())?;
                     let mut dst = cache.narrow(2, 2, t[0].dims()[2])?;
                     if narrow_heads {
                         dst = dst.narrow(1, 1, 2)?;
@@ -461,8 +461,8 @@ fn fused_norm_rope_and_gated_unit() -> Result<()> {
                 let inputs = [x.clone(), head_w.clone(), angles.cos()?, angles.sin()?, values];
                 same_on_both(&g, &inputs, 1e-5, 1e-5, &format!("{what}, values"), |t| {
                     let device = t[0].device();
-                    let k_cache = Tensor::full(7.0, [b, heads, 10, 8], DType::F32, &device)?;
-                    let v_cache = Tensor::full(5.0, [b, heads, 9, 6], DType::F32, &device)?;
+                    let k_cache = Tensor::full(7.0, [b, heads, 10, 8], DType::F32, device)?;
+                    let v_cache = Tensor::full(5.0, [b, heads, 9, 6], DType::F32, device)?;
                     let rows = t[0].dims()[2];
                     let (mut k_dst, mut v_dst) = (k_cache.narrow(2, 2, rows)?, v_cache.narrow(2, 3, rows)?);
                     if narrow_heads {
