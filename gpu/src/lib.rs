@@ -61,6 +61,22 @@ pub fn backend() -> Result<Arc<GpuBackend>> {
     Ok(shared()?.1.clone())
 }
 
+/// [`test_device`] with the adapter's storage binding limit lowered to `mib` MiB for the whole
+/// process (`LLM_GPU_MAX_BINDING_MIB`, read when the device opens), so that tensors of a few MiB
+/// take the paths an 8B model's tables take on a real adapter (`split.rs`). Every test of such
+/// a process must get its device here, first thing: the variable is set once, before the device
+/// opens, and the limit is checked to have been applied.
+pub fn test_device_with_binding_limit(mib: u64) -> Option<Device> {
+    static SET: std::sync::Once = std::sync::Once::new();
+    // SAFETY: set once, before any test of this process opens the device or reads the
+    // environment (each calls this first; `Once` makes the others wait for it).
+    SET.call_once(|| unsafe { std::env::set_var("LLM_GPU_MAX_BINDING_MIB", mib.to_string()) });
+    let device = test_device()?;
+    let limit = backend().expect("the device opened").binding_limit();
+    assert_eq!(limit, mib << 20, "LLM_GPU_MAX_BINDING_MIB was not applied (the device opened first)");
+    Some(device)
+}
+
 /// The GPU for a test: `Some` when an adapter exists; when none does, prints why and returns
 /// `None` so the test is skipped, unless the `CI` environment variable is set, where a missing
 /// adapter fails the test (GPU tests can never pass silently in CI).

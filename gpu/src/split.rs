@@ -11,6 +11,13 @@
 //!   window into the matching columns of the output (`kernels/matmul.rs`).
 //! - Copies and casts of a view whose elements lie inside one window bind that window
 //!   ([`bind_view`]); upload and download copy whole buffers and bind nothing.
+//! - Block-quantized matrices (`DeviceQMatrix`) are gathered (`qindex_select`) and multiplied
+//!   (`qmatmul`, both kernels) a window of rows at a time, and stacked experts
+//!   (`qexpert_matmul`) a window of whole experts at a time (`kernels/qmatmul.rs`). Q8_0, Q4_0
+//!   and MXFP4 keep every block's quants first and the scales after them, so a row lies in two
+//!   regions of the buffer: [`GpuBackend::region_windows`] cuts both at the same rows, and the
+//!   kernels bind the buffer twice (quants and scales), each window with the offset of its first
+//!   row. The other types are one region (whole blocks per row) bound once, as dense rows are.
 //!
 //! Every other kernel binds its operands whole, and `GpuBackend::dispatch_bound` refuses a
 //! buffer over the limit with an error naming the op, so nothing reads past a binding.
@@ -18,6 +25,7 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::Arc;
 
 use tensor::{Error, Layout, Result, Src};
 
@@ -65,40 +73,73 @@ impl GpuBackend {
         (start, end - start)
     }
 
-    /// `rows` of `src`'s buffer cut into windows, each holding as many whole rows as fit.
-    /// An error names `op` if a single row is larger than a binding.
+    /// `rows` of `src`'s buffer (over the binding limit) cut into windows, each holding as many
+    /// whole rows as fit. An error names `op` if a single row is larger than a binding.
     pub(crate) fn row_windows(&self, op: &str, src: &Src, rows: Rows) -> Result<Vec<Window>> {
+        let windows = self.region_windows(op, src, &[rows])?;
+        Ok(windows.into_iter().filter_map(|mut w| w.pop()).collect())
+    }
+
+    /// The rows of a matrix whose rows lie in several regions of one buffer (a block-quantized
+    /// matrix keeps its quants, then its scales: `regions` gives, for each, where row `r`'s
+    /// part lies), cut into windows: each element lists one window per region, all holding the
+    /// same rows, as many as fit every region's window. The whole buffer bound once, with the
+    /// regions' own offsets, when it fits one binding.
+    pub(crate) fn region_windows(&self, op: &str, src: &Src, regions: &[Rows]) -> Result<Vec<Vec<Window>>> {
         let buffer = &self.buffer(op, src)?.buffer;
-        let eb = rows.elem_bytes as u64;
-        let (stride, span) = (rows.stride as u64 * eb, rows.span as u64 * eb);
-        let budget = self.window_budget();
+        let count = regions.first().map_or(0, |rows| rows.count);
+        if !self.is_split(buffer) {
+            let whole = |rows: &Rows| Window { rows: 0..count, binding: Binding::whole(buffer), offset: rows.offset };
+            return Ok(vec![regions.iter().map(whole).collect()]);
+        }
         let mut windows = Vec::new();
         let mut r = 0;
-        while r < rows.count {
-            let first = (rows.offset + r * rows.stride) as u64 * eb;
-            let start = self.window_start(first);
-            if start + budget < first + span {
-                return Err(Error::backend(
-                    op,
-                    format!(
-                        "one row of {span} bytes is larger than this adapter's storage binding limit of {} bytes",
-                        self.binding_limit()
-                    ),
-                ));
+        while r < count {
+            let mut m = count - r;
+            for rows in regions {
+                m = m.min(self.rows_fitting(op, rows, r)?);
             }
-            // Rows r .. r + m fit while the last one ends within the budget. A stride of 0 (one row repeated) fits every row at once.
-            let room = start + budget - (first + span);
-            let m = room.checked_div(stride).map_or(rows.count, |q| q as usize + 1).min(rows.count - r);
-            let end = first + (m as u64 - 1) * stride + span;
-            let range = Self::window(buffer, start, end);
-            windows.push(Window {
-                rows: r..r + m,
-                binding: Binding { buffer: buffer.clone(), range: Some(range) },
-                offset: ((first - start) / eb) as usize,
-            });
+            windows.push(regions.iter().map(|rows| self.rows_window(buffer, rows, r..r + m)).collect());
             r += m;
         }
         Ok(windows)
+    }
+
+    /// How many of `rows` from row `r` on fit one window starting before row `r`; an error
+    /// names `op` if not even row `r` does.
+    fn rows_fitting(&self, op: &str, rows: &Rows, r: usize) -> Result<usize> {
+        let eb = rows.elem_bytes as u64;
+        let (stride, span) = (rows.stride as u64 * eb, rows.span as u64 * eb);
+        let first = (rows.offset + r * rows.stride) as u64 * eb;
+        let start = self.window_start(first);
+        let budget = self.window_budget();
+        if start + budget < first + span {
+            return Err(Error::backend(
+                op,
+                format!(
+                    "one row of {span} bytes is larger than this adapter's storage binding limit of {} bytes",
+                    self.binding_limit()
+                ),
+            ));
+        }
+        // Rows r .. r + m fit while the last one ends within the budget. A stride of 0 (one row
+        // repeated) fits every row at once.
+        let room = start + budget - (first + span);
+        Ok(room.checked_div(stride).map_or(rows.count, |q| q as usize + 1).min(rows.count - r))
+    }
+
+    /// The window of `buffer` holding `rows`' rows `range` (which [`Self::rows_fitting`] fit).
+    fn rows_window(&self, buffer: &Arc<wgpu::Buffer>, rows: &Rows, range: Range<usize>) -> Window {
+        let eb = rows.elem_bytes as u64;
+        let first = (rows.offset + range.start * rows.stride) as u64 * eb;
+        let start = self.window_start(first);
+        let end = first + (range.len() as u64 - 1) * rows.stride as u64 * eb + rows.span as u64 * eb;
+        let range_bytes = Self::window(buffer, start, end);
+        Window {
+            rows: range,
+            binding: Binding { buffer: buffer.clone(), range: Some(range_bytes) },
+            offset: ((first - start) / eb) as usize,
+        }
     }
 }
 

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::sync::Once;
-
 use tensor::testing::{assert_close, randn};
 use tensor::{DType, Device, Result, Tensor};
 
@@ -15,14 +13,8 @@ const LIMIT: usize = 1 << 20;
 
 /// The GPU with its binding limit lowered to 1 MiB for this whole process.
 fn gpu() -> Option<Device> {
-    static SET: Once = Once::new();
-    // SAFETY: set once, before any test of this process reads the environment (every test
-    // calls this first, and `Once` makes the others wait for it).
-    SET.call_once(|| unsafe { std::env::set_var("LLM_GPU_MAX_BINDING_MIB", "1") });
-    let g = common::gpu()?;
-    let limit = gpu::backend().expect("the device opened").binding_limit();
-    assert_eq!(limit, LIMIT as u64, "LLM_GPU_MAX_BINDING_MIB was not applied");
-    Some(g)
+    tensor::cpu::isa::force_bf16_gemm(Some(false));
+    gpu::test_device_with_binding_limit(1)
 }
 
 fn cpu() -> Device {

@@ -5,8 +5,6 @@
 //! the head's product run a window of rows at a time (`gpu/src/split.rs`), as an 8B model's
 //! 2 GB table does on an adapter with a smaller limit. Skipped where there is no adapter.
 
-use std::sync::Once;
-
 use llm::config::Family;
 use llm::generate::{StopAt, generate};
 use llm::models::CausalLm;
@@ -22,13 +20,7 @@ const VOCAB: usize = 20_000;
 fn gpu() -> Option<Device> {
     // The CPU side multiplies f32 activations exactly, as the GPU does (no bf16 dot products).
     tensor::cpu::isa::force_bf16_gemm(Some(false));
-    static SET: Once = Once::new();
-    // SAFETY: set once, before any test of this process reads the environment (every test
-    // calls this first, and `Once` makes the others wait for it).
-    SET.call_once(|| unsafe { std::env::set_var("LLM_GPU_MAX_BINDING_MIB", "1") });
-    let g = gpu::test_device()?;
-    assert_eq!(gpu::backend().expect("the device opened").binding_limit(), 1 << 20);
-    Some(g)
+    gpu::test_device_with_binding_limit(1)
 }
 
 /// A fresh tiny Qwen3 (the same weights every call) on `device`, its parameters in `dtype`.

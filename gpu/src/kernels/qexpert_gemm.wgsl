@@ -6,11 +6,11 @@
 // stacked [E n, k] matrix, and each result row goes straight to its original row of out. An
 // expert's blocks are so decoded once per tile of its rows, not once per row. The grid is the
 // most tiles the plan may list by the column blocks; workgroups past its tile count leave at
-// once.
+// once, as do those of a tile whose expert another window of a split stack holds.
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read> plan: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> plan: array<u32>;
 
 const TM: u32 = 32u; // matmul/expert.rs's TILE_M, the rows of a tile in the plan
 const TN: u32 = 64u;
@@ -27,7 +27,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     // The plan: [0] the tile count, [1, 1 + m) the permutation, then three words a tile.
     let at = 1u + params.m + tile * 3u;
-    let expert = plan[at];
+    let expert = plan[at] - params.base;
+    if (expert >= params.experts) {
+        return; // uniform: another window's expert
+    }
     let listed = 1u + plan[at + 1u]; // where the permutation lists the tile's first row
     let rows = plan[at + 2u];
     let tx = lid.x % 16u;

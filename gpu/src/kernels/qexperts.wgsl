@@ -2,12 +2,14 @@
 // expert ids[r]'s [n, k] matrix, the experts' matrices stacked as one [E n, k] matrix of blocks
 // (so expert e's row j is row e n + j). A workgroup computes ROWS outputs of one activation row,
 // LANES threads each walking every LANES-th unit; a decoded token reads only its experts'
-// blocks. An expert id past the stack sets the error flag and gives zeros.
+// blocks. An expert id past the stack sets the error flag and gives zeros. A stack over the
+// binding limit runs a window of whole experts at a time: each dispatch writes the rows of its
+// experts.
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read> ids: array<u32>;
-@group(0) @binding(5) var<storage, read_write> error_flag: array<atomic<u32>>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> ids: array<u32>;
+@group(0) @binding(6) var<storage, read_write> error_flag: array<atomic<u32>>;
 
 const LANES: u32 = 32u;
 const ROWS: u32 = 8u;
@@ -26,15 +28,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         return; // uniform: the whole workgroup
     }
     let e = ids[r];
-    let valid = e < params.experts;
+    let valid = e < params.total;
+    let here = e - params.base < params.experts; // bound in this dispatch
     if (!valid && lid.x == 0u) {
         atomicOr(&error_flag[0], 1u);
     }
     var acc = 0.0;
-    if (valid && n < params.n) {
+    if (here && n < params.n) {
         let xb = r * params.k;
         for (var u = lane; u < params.units; u = u + LANES) {
-            load_unit(e * params.n + n, u);
+            load_unit((e - params.base) * params.n + n, u);
             var s = 0.0;
             for (var t = 0u; t < 32u; t = t + 1u) {
                 s = s + unit[t] * x[xb + u * 32u + t];
@@ -50,7 +53,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
         workgroupBarrier();
     }
-    if (lane == 0u && n < params.n) {
+    if (lane == 0u && n < params.n && (here || !valid)) {
         out[r * params.n + n] = partial[j * LANES];
     }
 }

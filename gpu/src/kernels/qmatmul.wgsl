@@ -4,7 +4,7 @@
 // weight unit is decoded once per workgroup and serves TM rows of x.
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 const TM: u32 = 32u;
 const TN: u32 = 64u;
@@ -58,7 +58,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         for (var c = 0u; c < 4u; c = c + 1u) {
             let ni = n0 + tx + 16u * c;
             if (mi < params.m && ni < params.n) {
-                out[mi * params.n + ni] = acc[r * 4u + c];
+                out[mi * params.total + params.base + ni] = acc[r * 4u + c];
             }
         }
     }

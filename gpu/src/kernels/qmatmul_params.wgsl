@@ -3,6 +3,11 @@
 // qexperts.wgsl) or gathered by rows (qrows.wgsl). The generated piece (one of qunit_*.wgsl) defines `load_unit(row, u)`: weight
 // row `row`'s elements 32u..32u+32, decoded with ggml's formulas into `unit`. Each body
 // declares its other bindings.
+//
+// `w` and `s` bind the same buffer: whole, or, for a matrix over the storage binding limit
+// (split.rs), a window of its rows base.. (or experts) each, `w` from a little before the
+// first row's blocks (`offset` words before them) and `s` before its scales. Rows are counted
+// from base: row 0 is the window's first.
 
 struct Params {
     // Activation rows (products), or ids (gathers).
@@ -11,16 +16,25 @@ struct Params {
     k: u32,
     // k / 32: the 32-element units of a weight row.
     units: u32,
-    // Q8_0 and Q4_0: the word where the f16 scales start, after every block's quants.
+    // Q8_0, Q4_0 and MXFP4: the scale slot in `s` (a half-word; a byte for MXFP4) of row 0's
+    // first block; the scales follow every block's quants.
     scales: u32,
-    // Experts stacked in the matrix (qexperts.wgsl): rows e n.. are expert e's.
+    // Experts bound (qexperts.wgsl, qexpert_gemm.wgsl): rows e n.. are expert base + e's.
     experts: u32,
+    // The word in `w` where row 0's blocks (or quants) start.
+    offset: u32,
+    // The first row (products, gathers) or expert bound: the whole matrix's row base is row 0.
+    base: u32,
+    // The whole matrix's rows (the products' output row length) or experts.
+    total: u32,
     pad1: u32,
     pad2: u32,
+    pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(3) var<storage, read> s: array<u32>;
 
 var<private> unit: array<f32, 32>;
 
@@ -31,7 +45,8 @@ fn byte_at(base: u32, i: u32) -> u32 {
 
 // The f16 scale of block `block` (Q8_0, Q4_0): two to a word after the quants.
 fn block_scale(block: u32) -> f32 {
-    return unpack2x16float(w[params.scales + (block >> 1u)])[block & 1u];
+    let slot = params.scales + block;
+    return unpack2x16float(s[slot >> 1u])[slot & 1u];
 }
 
 // Q4_K's and Q5_K's sub-block j of the block at word `base` (f16 d and dmin, then 12 bytes of

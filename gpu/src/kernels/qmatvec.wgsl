@@ -4,7 +4,7 @@
 // memory.
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 const LANES: u32 = 32u;
 const ROWS: u32 = 8u;
@@ -45,6 +45,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         workgroupBarrier();
     }
     if (lane < params.m && row < params.n) {
-        out[lane * params.n + row] = partial[(r * MAX_M + lane) * LANES];
+        out[lane * params.total + params.base + row] = partial[(r * MAX_M + lane) * LANES];
     }
 }

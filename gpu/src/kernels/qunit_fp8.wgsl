@@ -16,7 +16,7 @@ fn e4m3(q: u32) -> f32 {
 }
 
 fn load_unit(row: u32, u: u32) {
-    let base = (row * params.units + u) * 9u;
+    let base = params.offset + (row * params.units + u) * 9u;
     let d = bitcast<f32>(w[base]);
     for (var i = 0u; i < 8u; i = i + 1u) {
         let q = w[base + 1u + i];

@@ -14,9 +14,10 @@ fn e8m0_half(e: u32) -> f32 {
 
 fn load_unit(row: u32, u: u32) {
     let block = row * params.units + u;
-    let d = e8m0_half(extractBits(w[params.scales + (block >> 2u)], 8u * (block & 3u), 8u));
+    let slot = params.scales + block;
+    let d = e8m0_half(extractBits(s[slot >> 2u], 8u * (slot & 3u), 8u));
     for (var i = 0u; i < 4u; i = i + 1u) {
-        let q = w[block * 4u + i];
+        let q = w[params.offset + block * 4u + i];
         for (var b = 0u; b < 4u; b = b + 1u) {
             let byte = extractBits(q, 8u * b, 8u);
             unit[4u * i + b] = KVALUES[byte & 15u] * d;

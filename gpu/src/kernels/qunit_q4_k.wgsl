@@ -2,7 +2,7 @@
 // 128 bytes of nibbles); a unit is one of its 8 sub-blocks j: the low (j even) or high nibbles
 // of bytes 32 (j / 2)..+32, w = d * scale_j * q - dmin * min_j (ggml's dequantize_row_q4_K).
 fn load_unit(row: u32, u: u32) {
-    let base = (row * (params.units / 8u) + u / 8u) * 36u;
+    let base = params.offset + (row * (params.units / 8u) + u / 8u) * 36u;
     let j = u % 8u;
     let dm = k_scale_min(base, j);
     let d = dm.x;

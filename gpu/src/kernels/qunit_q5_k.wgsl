@@ -4,7 +4,7 @@
 // the element's qh byte is set: w = d * scale_j * q - dmin * min_j (ggml's
 // dequantize_row_q5_K). The scales and mins are Q4_K's (`k_scale_min`).
 fn load_unit(row: u32, u: u32) {
-    let base = (row * (params.units / 8u) + u / 8u) * 44u;
+    let base = params.offset + (row * (params.units / 8u) + u / 8u) * 44u;
     let j = u % 8u;
     let dm = k_scale_min(base, j);
     let d = dm.x;

@@ -4,7 +4,7 @@
 // 2c..2c+2 of qh byte 32 half + l, scale 8 half + l / 16 + 2c; w = d * scale * (q - 32)
 // (ggml's dequantize_row_q6_K).
 fn load_unit(row: u32, u: u32) {
-    let base = (row * (params.units / 8u) + u / 8u) * 53u;
+    let base = params.offset + (row * (params.units / 8u) + u / 8u) * 53u;
     let j = u % 8u;
     let half = j / 4u;
     let c = j % 4u;
