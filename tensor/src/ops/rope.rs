@@ -64,9 +64,7 @@ impl Tensor {
         let rb = b.mul(cos)?.add(&a.mul(sin)?)?;
         if interleaved { Tensor::stack(&[&ra, &rb], -1)?.reshape(self.shape()) } else { Tensor::cat(&[&ra, &rb], -1) }
     }
-}
 
-impl Tensor {
     /// Writes `self.rope(cos, sin, interleaved)` into `dst`, or
     /// `self.rms_norm_rope(weight, spec, cos, sin, interleaved)` with `norm = Some((weight,
     /// spec))`; and with `values = Some((v, v_dst))` also copies `v` into `v_dst`. Each
