@@ -18,6 +18,10 @@
 //!   regions of the buffer: [`GpuBackend::region_windows`] cuts both at the same rows, and the
 //!   kernels bind the buffer twice (quants and scales), each window with the offset of its first
 //!   row. The other types are one region (whole blocks per row) bound once, as dense rows are.
+//! - Stacked dense experts (`expert_matmul`'s f32, bf16 or f16 [E, K, N] view, E outermost) are
+//!   multiplied a window of whole experts at a time (the experts as [`Rows`]) on both of its
+//!   paths: each dispatch computes, over every row, the rows routed to its window's experts and
+//!   writes them in place; the grouped path's plan runs once for all (`kernels/matmul/expert.rs`).
 //!
 //! Every other kernel binds its operands whole, and `GpuBackend::dispatch_bound` refuses a
 //! buffer over the limit with an error naming the op, so nothing reads past a binding.

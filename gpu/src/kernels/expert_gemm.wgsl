@@ -4,7 +4,11 @@
 // permutation, by a BN-column block of that expert's weights, and writes each result row straight
 // to its original row of out. An expert's weights are so read once per tile of its rows, not
 // once per row. The grid is the most tiles R rows can make (ceil(R / BM) + E) by the column
-// blocks; the workgroups past the plan's real count leave at once.
+// blocks; the workgroups past the plan's real count leave at once. Stacked weights over the
+// storage binding limit are bound a window of whole experts at a time (split.rs), one dispatch
+// each over the same plan and grid: experts base..base + experts are bound, the first from
+// w_offset, and the workgroups of a tile of another window's expert leave at once too (within
+// the limit: one window, base 0, every expert, w_offset the view's offset).
 //
 // Tiled as matmul.wgsl, smaller (an expert's tile is often far from full): a 16x8 workgroup
 // computes a 32x64 block, each thread a 4x4 sub-block (rows ty*4.., columns tx*4..) in
@@ -22,11 +26,15 @@ struct Params {
     n: u32,
     k: u32,
     rows: u32,
-    pad: u32,
+    base: u32, // the first expert bound (this window's)
     w_offset: u32,
     w_expert: u32,
     w_row: u32,
     w_col: u32,
+    experts: u32, // the experts bound
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -111,7 +119,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     // The plan: [0] the tile count, [1, 1 + R) the permutation, then three words a tile.
     let at = 1u + params.rows + tile * 3u;
-    let expert = plan[at];
+    let expert = plan[at] - params.base;
+    if (expert >= params.experts) {
+        return; // uniform: another window's expert
+    }
     let listed = 1u + plan[at + 1u]; // where the permutation lists the tile's first row
     let rows = plan[at + 2u];
     let col0 = wid.x * BN;

@@ -14,6 +14,20 @@
 //! Neither path reads anything back or decides anything from the ids on the host: for a shape
 //! the dispatches and buffers are the same whatever the routing. An id past the experts gives a
 //! zero row and sets the error flag, reported by the next readback.
+//!
+//! Stacked weights over the storage binding limit (a bf16 Qwen3-30B-A3B layer's 128 experts of
+//! 768 x 2048 are 403 MB, past lavapipe's 128 MiB) are bound a window of whole experts at a time
+//! (`split`: the experts as the rows of [`Rows`], E being the outermost axis), and the product
+//! (the per-row kernel, or the grouped one's tiled kernel) runs once per window over every row,
+//! each dispatch computing the rows routed to its window's experts and writing them in place in
+//! the one output; the others it leaves as they are. The kernels take the window's first expert
+//! (`base`), its count and the weights' offset inside the window; within the limit there is one
+//! window (the whole buffer, base 0, every expert), so the dispatches are those above.
+//! The grouped path's plan runs once for all experts, not per window: it depends on the ids
+//! alone (which rows each expert takes, their tiles, the zeroed rows of bad ids), so one plan
+//! serves every window, whose tiled dispatch runs the same grid and whose workgroups holding a
+//! tile of another window's expert leave at once. Planning per window would add a dispatch, a
+//! plan buffer and a pass over the ids for each window to save only those workgroups' start.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -27,6 +41,7 @@ use crate::kernels::{copy, index, source};
 use crate::pipelines::{Access, KernelKey};
 use crate::pool::GpuBuffer;
 use crate::recorder::Binding;
+use crate::split::{Rows, Window};
 
 const MATVEC: &str = include_str!("../expert_matvec.wgsl");
 const GROUP: &str = include_str!("../expert_group.wgsl");
@@ -97,8 +112,13 @@ struct PerRowParams {
     n: u32,
     k: u32,
     experts: u32,
-    pad: u32,
+    /// The window's first expert.
+    base: u32,
+    /// The weights' offset in the window, and their expert, K and N strides.
     w: [u32; 4],
+    /// The window's experts.
+    count: u32,
+    pad: [u32; 3],
 }
 
 /// `expert_group.wgsl`'s uniform.
@@ -118,8 +138,13 @@ struct GemmParams {
     n: u32,
     k: u32,
     rows: u32,
-    pad: u32,
+    /// The window's first expert.
+    base: u32,
+    /// The weights' offset in the window, and their expert, K and N strides.
     w: [u32; 4],
+    /// The window's experts.
+    experts: u32,
+    pad: [u32; 3],
 }
 
 /// The per-row product: matmul's `Matvec` variants (weight type, layout, load width,
@@ -181,20 +206,30 @@ impl KernelKey for Gemm {
     }
 }
 
-/// What both paths multiply: the shape, the weights' view (offset and [E, K, N] strides) and the
-/// bindings of x (contiguous, from element 0), the weights, the ids (u32, contiguous) and out.
+/// What both paths multiply: the shape, the weights' [E, K, N] strides and windows (one, the
+/// whole buffer, within the binding limit) and the bindings of x (contiguous, from element 0),
+/// the ids (u32, contiguous) and out.
 struct Operands {
     weight: Weight,
     rows: usize,
     k: usize,
     n: usize,
     experts: usize,
-    /// Offset and expert, K and N strides of the weights, as the kernels take them.
-    w: [u32; 4],
+    /// Expert, K and N strides of the weights, as the kernels take them.
+    strides: [u32; 3],
+    /// The weights' windows of whole experts, each with the offset of its first expert.
+    windows: Vec<Window>,
     x: Binding,
-    weights: Binding,
     ids: Binding,
     out: Binding,
+}
+
+impl Operands {
+    /// The weights' offset in `window` and their strides, as the kernels take them.
+    fn w(&self, op: &str, window: &Window) -> Result<[u32; 4]> {
+        let [expert, k, n] = self.strides;
+        Ok([u32s(op, &[window.offset])?[0], expert, k, n])
+    }
 }
 
 /// Records `x` [R, K] f32 times, row by row, the expert `ids[r]` of `weights` [E, K, N]: [R, N]
@@ -217,48 +252,72 @@ pub fn expert_matmul(b: &GpuBackend, x: Src, weights: Src, ids: Src) -> Result<B
     let (xb, _keep_x) = copy::contiguous_f32(b, OP, x)?;
     let (id_buffer, _keep_ids) = index::ids_u32(b, OP, ids)?;
     let ws = weights.layout.strides();
-    let w = u32s(OP, &[weights.layout.offset(), ws[0], ws[1], ws[2]])?;
+    let strides = u32s(OP, &[ws[0], ws[1], ws[2]])?;
+    // Expert e's elements lie from offset + e ws[0] to its last, (K - 1, N - 1): the experts
+    // are the rows a window holds whole.
+    let span = if k == 0 { 0 } else { (k - 1) * ws[1] + (n - 1) * ws[2] + 1 };
+    let rows_of = Rows {
+        offset: weights.layout.offset(),
+        count: experts,
+        stride: ws[0],
+        span,
+        elem_bytes: weights.dtype.size_in_bytes(),
+    };
     let operands = Operands {
         weight,
         rows,
         k,
         n,
         experts,
-        w: [w[0], w[1], w[2], w[3]],
+        strides: [strides[0], strides[1], strides[2]],
+        windows: b.row_windows(OP, &weights, rows_of)?,
         x: Binding::whole(&xb),
-        weights: Binding::whole(&b.buffer(OP, &weights)?.buffer),
         ids: Binding::whole(&id_buffer),
         out: Binding::whole(&out.buffer),
     };
+    // No window (no experts, of a buffer over the limit): only the grouped path's plan, which
+    // zeroes every row and flags it, runs.
     match expert_path(rows, experts) {
-        ExpertPath::PerRow => per_row(b, OP, operands)?,
-        ExpertPath::Grouped => grouped(b, OP, operands)?,
+        ExpertPath::PerRow if !operands.windows.is_empty() => per_row(b, OP, operands)?,
+        _ => grouped(b, OP, operands)?,
     }
     Ok(Arc::new(out))
 }
 
-/// Records the per-row product: matmul's matrix-vector choices (vec4 loads where every row of
-/// every expert starts 16-byte aligned, subgroup sums where the device has them, f16 read as
-/// f16 with SHADER_F16), the grid's z running over the rows.
+/// Records the per-row product, once per window of experts: matmul's matrix-vector choices
+/// (vec4 loads where every row of every expert starts 16-byte aligned, subgroup sums where the
+/// device has them, f16 read as f16 with SHADER_F16), the grid's z running over the rows.
 fn per_row(b: &GpuBackend, op: &str, o: Operands) -> Result<()> {
-    let [offset, expert, k_stride, n_stride] = o.w.map(|s| s as usize);
+    let [expert, k_stride, n_stride] = o.strides.map(|s| s as usize);
     let k_contiguous = k_stride == 1 && !(n_stride == 1 && o.n > 1 && o.k == 1);
-    // Elements per 16 bytes of the weights; a row starts on such a boundary when its offset does.
-    let per16 = if o.weight == Weight::F32 { 4 } else { 8 };
-    let vec = k_contiguous
-        && o.k.is_multiple_of(4)
-        && offset.is_multiple_of(per16)
-        && n_stride.is_multiple_of(per16)
-        && (o.experts == 1 || expert.is_multiple_of(per16))
-        && [&o.x, &o.weights].iter().all(|b| b.size().is_multiple_of(16));
-    let key = PerRow(Matvec::on(b, o.weight, k_contiguous, vec));
     if o.rows > 65_535 {
         return Err(Error::backend(op, format!("{} rows exceed the GPU grid of the per-row product (65535)", o.rows)));
     }
-    let groups = key.0.groups(1, o.n, o.rows);
-    let params = PerRowParams { n: o.n as u32, k: o.k as u32, experts: o.experts as u32, pad: 0, w: o.w };
-    let bindings = vec![o.x, o.weights, o.out, o.ids, Binding::whole(&b.error_flag())];
-    b.dispatch_bound(op, b.kernel(&key)?, &params, bindings, groups)
+    // Elements per 16 bytes of the weights; a row starts on such a boundary when its offset does.
+    let per16 = if o.weight == Weight::F32 { 4 } else { 8 };
+    for window in &o.windows {
+        let vec = k_contiguous
+            && o.k.is_multiple_of(4)
+            && window.offset.is_multiple_of(per16)
+            && n_stride.is_multiple_of(per16)
+            && (o.experts == 1 || expert.is_multiple_of(per16))
+            && [&o.x, &window.binding].iter().all(|b| b.size().is_multiple_of(16));
+        let key = PerRow(Matvec::on(b, o.weight, k_contiguous, vec));
+        let groups = key.0.groups(1, o.n, o.rows);
+        let params = PerRowParams {
+            n: o.n as u32,
+            k: o.k as u32,
+            experts: o.experts as u32,
+            base: window.rows.start as u32,
+            w: o.w(op, window)?,
+            count: window.rows.len() as u32,
+            pad: [0; 3],
+        };
+        let (x, weights, out, ids) = (o.x.clone(), window.binding.clone(), o.out.clone(), o.ids.clone());
+        let bindings = vec![x, weights, out, ids, Binding::whole(&b.error_flag())];
+        b.dispatch_bound(op, b.kernel(&key)?, &params, bindings, groups)?;
+    }
+    Ok(())
 }
 
 /// Records `expert_group.wgsl`, the plan of a grouped product of `rows` rows routed by `ids`
@@ -293,7 +352,8 @@ pub(crate) fn plan(
     Ok((plan, tiles as u32))
 }
 
-/// Records the grouped product: the plan, then the tiled product over the most tiles it may list.
+/// Records the grouped product: the plan (once, for every expert), then the tiled product over
+/// the most tiles it may list, once per window of experts.
 fn grouped(b: &GpuBackend, op: &str, o: Operands) -> Result<()> {
     let blocks = o.n.div_ceil(TILE_N);
     if blocks > 65_535 {
@@ -302,20 +362,31 @@ fn grouped(b: &GpuBackend, op: &str, o: Operands) -> Result<()> {
             format!("{} columns make {blocks} blocks of {TILE_N}, past the GPU grid (65535)", o.n),
         ));
     }
-    let (plan, tiles) = plan(b, op, o.rows, o.experts, o.n, o.ids, o.out.clone())?;
-    let [offset, expert, k_stride, n_stride] = o.w.map(|s| s as usize);
+    let (plan, tiles) = plan(b, op, o.rows, o.experts, o.n, o.ids.clone(), o.out.clone())?;
+    let [expert, k_stride, n_stride] = o.strides.map(|s| s as usize);
     let b_n_contiguous = n_stride == 1;
     // Quads along a contiguous dim start on a multiple of 4 elements when the offset and every
     // other stride are multiples of 4; bound as vectors, a binding's size must hold whole ones.
     let a_vec = o.k.is_multiple_of(4) && o.x.size().is_multiple_of(16);
     let (contiguous, other) = if b_n_contiguous { (n_stride, k_stride) } else { (k_stride, n_stride) };
-    let b_vec = contiguous == 1
-        && offset.is_multiple_of(4)
-        && other.is_multiple_of(4)
-        && (o.experts == 1 || expert.is_multiple_of(4))
-        && o.weights.size().is_multiple_of(16);
-    let key = Gemm { weight: o.weight, b_n_contiguous, a_vec, b_vec };
-    let params = GemmParams { n: o.n as u32, k: o.k as u32, rows: o.rows as u32, pad: 0, w: o.w };
-    let bindings = vec![o.x, o.weights, Binding::whole(&plan.buffer), o.out];
-    b.dispatch_bound(op, b.kernel(&key)?, &params, bindings, [blocks as u32, tiles, 1])
+    for window in &o.windows {
+        let b_vec = contiguous == 1
+            && window.offset.is_multiple_of(4)
+            && other.is_multiple_of(4)
+            && (o.experts == 1 || expert.is_multiple_of(4))
+            && window.binding.size().is_multiple_of(16);
+        let key = Gemm { weight: o.weight, b_n_contiguous, a_vec, b_vec };
+        let params = GemmParams {
+            n: o.n as u32,
+            k: o.k as u32,
+            rows: o.rows as u32,
+            base: window.rows.start as u32,
+            w: o.w(op, window)?,
+            experts: window.rows.len() as u32,
+            pad: [0; 3],
+        };
+        let bindings = vec![o.x.clone(), window.binding.clone(), Binding::whole(&plan.buffer), o.out.clone()];
+        b.dispatch_bound(op, b.kernel(&key)?, &params, bindings, [blocks as u32, tiles, 1])?;
+    }
+    Ok(())
 }
