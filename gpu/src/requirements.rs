@@ -11,7 +11,10 @@
 /// Vulkan, Metal and DX12 adapter meets them; GL ES 3.0 and WebGL2 adapters (no compute
 /// shaders, no storage buffers) do not.
 pub struct Needs {
-    /// `expert_matvec.wgsl`: x, the weights, the output, the ids and the error flag.
+    /// `rms_norm_rope.wgsl`: x, the norm's weight, cos, sin and the output, and the values and
+    /// their destination it copies alongside (a step's keys and values into the KV cache). The
+    /// quantized experts' kernel binds 6 (`qmatmul_params.wgsl`'s blocks and scales and
+    /// `qexperts.wgsl`'s four).
     pub storage_buffers_per_stage: u32,
     /// `@workgroup_size(256)` and `(16, 16)`.
     pub invocations_per_workgroup: u32,
@@ -24,7 +27,7 @@ pub struct Needs {
 }
 
 pub const NEEDS: Needs = Needs {
-    storage_buffers_per_stage: 5,
+    storage_buffers_per_stage: 7,
     invocations_per_workgroup: 256,
     workgroup_size_x: 256,
     workgroup_size_y: 16,
@@ -112,7 +115,7 @@ mod tests {
             ..wgpu::Limits::default()
         };
         let why = unmet(&full(), &limits).unwrap();
-        assert!(why.contains("storage buffers per shader stage: 4, the kernels need 5"), "{why}");
+        assert!(why.contains("storage buffers per shader stage: 4, the kernels need 7"), "{why}");
         assert!(why.contains("workgroup storage bytes: 4096, the kernels need 12800"), "{why}");
         assert!(!why.contains("invocations"), "only the short limits are listed: {why}");
     }

@@ -9,8 +9,9 @@
 
 use crate::{DType, Error, Result, Tensor};
 
-/// The most weights one call takes: the fused kernel binds x, each weight and the output, and an
-/// adapter need offer no more than five storage buffers to a kernel.
+/// The most weights one call takes: the fused kernel binds x, each weight and the output, five
+/// storage buffers, which leaves it within what the GPU kernels ask of an adapter
+/// (`gpu::requirements`).
 const MAX_WEIGHTS: usize = 3;
 
 impl Tensor {
