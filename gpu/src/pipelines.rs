@@ -11,7 +11,7 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tensor::Result;
+use tensor::{Error, Result};
 
 use crate::context::Context;
 
@@ -79,6 +79,20 @@ impl Pipelines {
         }
         let name = key.name();
         let (name, buffers) = (name.as_str(), key.buffers());
+        // Adapters are accepted for `requirements::NEEDS`: a kernel binding more storage buffers
+        // would fail only on adapters that offer just that many, so it fails here, on every
+        // adapter (the tests compile the kernels). This counts a kernel composed from several
+        // WGSL files whole, where the requirements' own test reads each file alone.
+        let needs = crate::requirements::NEEDS.storage_buffers_per_stage as usize;
+        if buffers.len() > needs {
+            return Err(Error::backend(
+                name,
+                format!(
+                    "binds {} storage buffers, more than the {needs} the adapter requirements ask for",
+                    buffers.len()
+                ),
+            ));
+        }
         let device = &ctx.device;
         let kernel = crate::errors::scoped(ctx, &format!("compiling kernel {name}"), || {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
