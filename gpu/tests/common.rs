@@ -3,7 +3,7 @@
 //! Helpers shared by the GPU test files: the device (skipped when absent, failing under CI),
 //! and CPU-vs-GPU comparison.
 
-use tensor::testing::assert_close;
+use tensor::testing::{assert_close, randn};
 use tensor::{Device, Result, Tensor};
 
 /// The GPU under test. The CPU side of every comparison multiplies f32 activations exactly, as
@@ -13,6 +13,17 @@ use tensor::{Device, Result, Tensor};
 pub fn gpu() -> Option<Device> {
     tensor::cpu::isa::force_bf16_gemm(Some(false));
     gpu::test_device()
+}
+
+/// The storage binding limit the split tests lower the adapter's to: 1 MiB, so tables of a few
+/// MiB take the paths an 8B model's take on a real adapter.
+pub const LOW_LIMIT: usize = 1 << 20;
+
+/// [`gpu`] with the binding limit lowered to [`LOW_LIMIT`] for this whole process: every test of
+/// such a file gets its device here first (`gpu::test_device_with_binding_limit`).
+pub fn gpu_with_low_limit() -> Option<Device> {
+    tensor::cpu::isa::force_bf16_gemm(Some(false));
+    gpu::test_device_with_binding_limit((LOW_LIMIT >> 20) as u64)
 }
 
 pub fn cpu() -> Device {
@@ -86,4 +97,42 @@ pub fn views(t: &Tensor) -> Result<Vec<(&'static str, Tensor)>> {
         out.push(("offset", padded.narrow(0usize, t.dims()[0], t.dims()[0])?));
     }
     Ok(out)
+}
+
+/// How an [E, K, N] experts weight view lies in its storage (`expert_matmul.rs`, `split_experts.rs`).
+#[derive(Clone, Copy, Debug)]
+pub enum Stored {
+    /// The transpose of a contiguous [E, N, K] (K stride 1), as the models hold their experts.
+    KContiguous,
+    /// A contiguous [E, K, N] (N stride 1), as the backward pass multiplies.
+    NContiguous,
+    /// Experts 1.. of an [E + 1, N, K] stack: an offset of whole rows.
+    AlignedOffset,
+    /// Columns 2.. of an [E + 1, N, K + 3] stack: an odd offset and row stride.
+    OddOffset,
+}
+
+impl Stored {
+    pub const ALL: [Stored; 4] = [Stored::KContiguous, Stored::NContiguous, Stored::AlignedOffset, Stored::OddOffset];
+
+    /// The stored tensor, on the CPU.
+    pub fn storage(self, experts: usize, k: usize, n: usize, seed: u64) -> Result<Tensor> {
+        let dims = match self {
+            Stored::KContiguous => [experts, n, k],
+            Stored::NContiguous => [experts, k, n],
+            Stored::AlignedOffset => [experts + 1, n, k],
+            Stored::OddOffset => [experts + 1, n, k + 3],
+        };
+        randn(dims, seed, &cpu())
+    }
+
+    /// The [E, K, N] view of `storage`.
+    pub fn view(self, storage: &Tensor, experts: usize, k: usize) -> Result<Tensor> {
+        match self {
+            Stored::KContiguous => storage.transpose(1, 2),
+            Stored::NContiguous => Ok(storage.clone()),
+            Stored::AlignedOffset => storage.narrow(0usize, 1, experts)?.transpose(1, 2),
+            Stored::OddOffset => storage.narrow(0usize, 1, experts)?.narrow(2usize, 2, k)?.transpose(1, 2),
+        }
+    }
 }

@@ -17,7 +17,7 @@ mod common;
 
 use std::sync::{Mutex, MutexGuard};
 
-use common::{cpu, gpu, same_on_both};
+use common::{Stored, cpu, gpu, same_on_both};
 use gpu::kernels::matmul::{ExpertPath, expert_path, force_expert_path};
 use tensor::quant::{self, DeviceQMatrix, GgmlType};
 use tensor::testing::{assert_close, randn};
@@ -47,44 +47,6 @@ fn routed(rows: usize, experts: usize, seed: u64) -> Vec<u32> {
             ((s >> 33) % experts as u64) as u32
         })
         .collect()
-}
-
-/// How the [E, K, N] weight view lies in its storage.
-#[derive(Clone, Copy, Debug)]
-enum Stored {
-    /// The transpose of a contiguous [E, N, K] (K stride 1), as the models hold their experts.
-    KContiguous,
-    /// A contiguous [E, K, N] (N stride 1), as the backward pass multiplies.
-    NContiguous,
-    /// Experts 1.. of an [E + 1, N, K] stack: an offset of whole rows.
-    AlignedOffset,
-    /// Columns 2.. of an [E + 1, N, K + 3] stack: an odd offset and row stride.
-    OddOffset,
-}
-
-impl Stored {
-    const ALL: [Stored; 4] = [Stored::KContiguous, Stored::NContiguous, Stored::AlignedOffset, Stored::OddOffset];
-
-    /// The stored tensor, on the CPU.
-    fn storage(self, experts: usize, k: usize, n: usize, seed: u64) -> Result<Tensor> {
-        let dims = match self {
-            Stored::KContiguous => [experts, n, k],
-            Stored::NContiguous => [experts, k, n],
-            Stored::AlignedOffset => [experts + 1, n, k],
-            Stored::OddOffset => [experts + 1, n, k + 3],
-        };
-        randn(dims, seed, &cpu())
-    }
-
-    /// The [E, K, N] view of `storage`.
-    fn view(self, storage: &Tensor, experts: usize, k: usize) -> Result<Tensor> {
-        match self {
-            Stored::KContiguous => storage.transpose(1, 2),
-            Stored::NContiguous => Ok(storage.clone()),
-            Stored::AlignedOffset => storage.narrow(0usize, 1, experts)?.transpose(1, 2),
-            Stored::OddOffset => storage.narrow(0usize, 1, experts)?.narrow(2usize, 2, k)?.transpose(1, 2),
-        }
-    }
 }
 
 /// One product to compare.

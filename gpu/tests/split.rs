@@ -6,20 +6,10 @@
 
 mod common;
 
+use common::{LOW_LIMIT, cpu, gpu_with_low_limit};
+
 use tensor::testing::{assert_close, randn};
-use tensor::{DType, Device, Result, Tensor};
-
-const LIMIT: usize = 1 << 20;
-
-/// The GPU with its binding limit lowered to 1 MiB for this whole process.
-fn gpu() -> Option<Device> {
-    tensor::cpu::isa::force_bf16_gemm(Some(false));
-    gpu::test_device_with_binding_limit(1)
-}
-
-fn cpu() -> Device {
-    Device::cpu()
-}
+use tensor::{DType, Result, Tensor};
 
 /// Ids covering the first, last and every window's rows, repeated and out of order.
 fn ids_over(rows: usize) -> Vec<u32> {
@@ -30,13 +20,13 @@ fn ids_over(rows: usize) -> Vec<u32> {
 
 #[test]
 fn upload_and_download_round_trip_tensors_several_times_the_limit() -> Result<()> {
-    let Some(g) = gpu() else {
+    let Some(g) = gpu_with_low_limit() else {
         println!("note: no GPU adapter; splitting was not exercised");
         return Ok(());
     };
     for (dtype, rows, cols) in [(DType::F32, 1000, 777), (DType::BF16, 1501, 1303), (DType::U32, 3, 300_001)] {
         let host = randn([rows, cols], 1, &cpu())?.to_dtype(dtype)?;
-        assert!(rows * cols * dtype.size_in_bytes() > 2 * LIMIT);
+        assert!(rows * cols * dtype.size_in_bytes() > 2 * LOW_LIMIT);
         let dev = host.to(&g)?;
         assert_eq!(dev.to(&cpu())?.to_host()?, host.to_host()?, "{dtype} round trip");
         // A run of rows deep inside the buffer is read back in place; rows inside one window
@@ -55,7 +45,7 @@ fn upload_and_download_round_trip_tensors_several_times_the_limit() -> Result<()
 
 #[test]
 fn index_select_gathers_rows_from_every_window() -> Result<()> {
-    let Some(g) = gpu() else { return Ok(()) };
+    let Some(g) = gpu_with_low_limit() else { return Ok(()) };
     for (dtype, rows, cols) in [(DType::F32, 1200, 700), (DType::BF16, 2001, 802), (DType::F16, 999, 1500)] {
         let table = randn([rows, cols], 2, &cpu())?.to_dtype(dtype)?;
         let on_gpu = table.to(&g)?;
@@ -83,12 +73,12 @@ fn index_select_gathers_rows_from_every_window() -> Result<()> {
 
 #[test]
 fn matmul_with_a_split_weight_matches_the_cpu() -> Result<()> {
-    let Some(g) = gpu() else { return Ok(()) };
+    let Some(g) = gpu_with_low_limit() else { return Ok(()) };
     // An LM head: W [N, K] over the limit, x @ W^T, for one row (matrix-vector kernel), a few
     // rows (tiled kernel), a batch sharing the weight, K with and without vector loads.
     for (dtype, n, k) in [(DType::F32, 3001, 128), (DType::BF16, 2500, 260), (DType::F16, 1100, 515)] {
         let w = randn([n, k], 4, &cpu())?.to_dtype(dtype)?;
-        assert!(n * k * dtype.size_in_bytes() > LIMIT);
+        assert!(n * k * dtype.size_in_bytes() > LOW_LIMIT);
         let w_gpu = w.to(&g)?;
         for shape in [vec![1, k], vec![37, k], vec![2, 5, k]] {
             let x = randn(shape.clone(), 5, &cpu())?;
@@ -112,10 +102,10 @@ fn matmul_with_a_split_weight_matches_the_cpu() -> Result<()> {
 
 #[test]
 fn other_ops_on_a_split_tensor_are_clear_errors() -> Result<()> {
-    let Some(g) = gpu() else { return Ok(()) };
+    let Some(g) = gpu_with_low_limit() else { return Ok(()) };
     let big = randn([1000, 700], 6, &g)?;
     let message = |r: Result<Tensor>| r.and_then(|t| t.to(&cpu())).err().map(|e| e.to_string()).unwrap_or_default();
-    let limit = LIMIT.to_string();
+    let limit = LOW_LIMIT.to_string();
     for (what, err) in [
         ("add", message(big.add(&big))),
         ("softmax", message(big.softmax(-1))),

@@ -21,12 +21,10 @@ mod common;
 
 use std::sync::{Mutex, MutexGuard};
 
-use common::cpu;
+use common::{LOW_LIMIT, Stored, cpu, gpu_with_low_limit};
 use gpu::kernels::matmul::{ExpertPath, force_expert_path};
 use tensor::testing::{assert_close, randn};
 use tensor::{DType, Device, Result, Tensor};
-
-const LIMIT: usize = 1 << 20;
 
 const PATHS: [ExpertPath; 2] = [ExpertPath::PerRow, ExpertPath::Grouped];
 
@@ -34,42 +32,6 @@ static LOCK: Mutex<()> = Mutex::new(());
 
 fn lock() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The GPU with its binding limit lowered to 1 MiB for this whole process.
-fn gpu() -> Option<Device> {
-    tensor::cpu::isa::force_bf16_gemm(Some(false));
-    gpu::test_device_with_binding_limit(1)
-}
-
-/// How the [E, K, N] weight view lies in its storage.
-#[derive(Clone, Copy, Debug)]
-enum Stored {
-    /// The transpose of a contiguous [E, N, K] (K stride 1), as the models hold their experts.
-    KContiguous,
-    /// A contiguous [E, K, N] (N stride 1), as the backward pass multiplies.
-    NContiguous,
-    /// Columns 2.. of experts 1.. of an [E + 1, N, K + 3] stack: an odd offset and row stride.
-    OddOffset,
-}
-
-impl Stored {
-    fn storage(self, experts: usize, k: usize, n: usize, seed: u64) -> Result<Tensor> {
-        let dims = match self {
-            Stored::KContiguous => [experts, n, k],
-            Stored::NContiguous => [experts, k, n],
-            Stored::OddOffset => [experts + 1, n, k + 3],
-        };
-        randn(dims, seed, &cpu())
-    }
-
-    fn view(self, storage: &Tensor, experts: usize, k: usize) -> Result<Tensor> {
-        match self {
-            Stored::KContiguous => storage.transpose(1, 2),
-            Stored::NContiguous => Ok(storage.clone()),
-            Stored::OddOffset => storage.narrow(0usize, 1, experts)?.narrow(2usize, 2, k)?.transpose(1, 2),
-        }
-    }
 }
 
 /// 40 ids over `experts` (7 to 9): every expert within the first `experts`, out of order, then
@@ -85,7 +47,7 @@ fn ids_over(experts: usize) -> Vec<u32> {
 fn check_stack(g: &Device, dtype: DType, stored: Stored, (experts, k, n): (usize, usize, usize)) -> Result<()> {
     let storage = stored.storage(experts, k, n, (experts * k + n) as u64)?.to_dtype(dtype)?;
     let bytes = storage.elem_count() * dtype.size_in_bytes();
-    assert!(bytes > 2 * LIMIT, "{dtype} {stored:?}: the stack must need 3 windows or more");
+    assert!(bytes > 2 * LOW_LIMIT, "{dtype} {stored:?}: the stack must need 3 windows or more");
     let w_cpu = stored.view(&storage, experts, k)?;
     let w_gpu = stored.view(&storage.to(g)?, experts, k)?;
     let ids = ids_over(experts);
@@ -125,7 +87,7 @@ fn check_stack(g: &Device, dtype: DType, stored: Stored, (experts, k, n): (usize
                 Ok(()) => assert!(!bad, "{what}: an id past the experts was not reported"),
             }
             // A dispatch a window (and the plan): at least one per MiB of experts.
-            let least = bytes.div_ceil(LIMIT) + usize::from(path == ExpertPath::Grouped);
+            let least = bytes.div_ceil(LOW_LIMIT) + usize::from(path == ExpertPath::Grouped);
             assert!(dispatches as usize >= least, "{what}: {dispatches} dispatches, fewer than {least} windows");
             let want = Tensor::from_vec(want[first * n..(first + rows) * n].to_vec(), [rows, n], &cpu())?;
             assert_close(&y.to(&cpu())?, &want, 1e-5 * (k as f64).sqrt(), 1e-4)
@@ -146,7 +108,7 @@ fn check_stack(g: &Device, dtype: DType, stored: Stored, (experts, k, n): (usize
 
 #[test]
 fn f32_experts_over_the_limit_on_both_paths() -> Result<()> {
-    let Some(g) = gpu() else { return Ok(()) };
+    let Some(g) = gpu_with_low_limit() else { return Ok(()) };
     let _lock = lock();
     // 308,400 bytes an expert: 3 a window, the second and third windows' first experts 16 and
     // 32 bytes past their start. K contiguous (vec4 loads), then N contiguous (a thread per
@@ -168,7 +130,7 @@ fn f32_experts_over_the_limit_on_both_paths() -> Result<()> {
 
 #[test]
 fn bf16_experts_over_the_limit_on_both_paths() -> Result<()> {
-    let Some(g) = gpu() else { return Ok(()) };
+    let Some(g) = gpu_with_low_limit() else { return Ok(()) };
     let _lock = lock();
     // 412,880 bytes an expert: 2 a window, their first 160, 64 and 224 bytes past the start of
     // windows 2 to 4; K a multiple of 8 (16-byte loads).
@@ -177,7 +139,7 @@ fn bf16_experts_over_the_limit_on_both_paths() -> Result<()> {
 
 #[test]
 fn f16_experts_over_the_limit_on_both_paths() -> Result<()> {
-    let Some(g) = gpu() else { return Ok(()) };
+    let Some(g) = gpu_with_low_limit() else { return Ok(()) };
     let _lock = lock();
     // 403,872 bytes an expert (2 a window), at an odd offset and row stride: scalar loads.
     check_stack(&g, DType::F16, Stored::OddOffset, (8, 333, 601))?;
@@ -188,7 +150,7 @@ fn f16_experts_over_the_limit_on_both_paths() -> Result<()> {
 
 #[test]
 fn an_expert_larger_than_a_binding_is_an_error_and_no_expert_a_zero_row() -> Result<()> {
-    let Some(g) = gpu() else { return Ok(()) };
+    let Some(g) = gpu_with_low_limit() else { return Ok(()) };
     let _lock = lock();
     // Two experts of 1.2 MB each: no window holds one.
     let w = randn([2, 500, 600], 1, &cpu())?.to(&g)?.transpose(1, 2)?;

@@ -10,22 +10,12 @@
 
 mod common;
 
+use common::{LOW_LIMIT, cpu, gpu_with_low_limit};
+
 use gpu::kernels::matmul::{ExpertPath, force_expert_path};
 use tensor::quant::{self, DeviceQMatrix, GgmlType};
 use tensor::testing::{max_abs_diff, randn};
-use tensor::{DType, Device, Result, Tensor};
-
-const LIMIT: usize = 1 << 20;
-
-/// The GPU with its binding limit lowered to 1 MiB for this whole process.
-fn gpu() -> Option<Device> {
-    tensor::cpu::isa::force_bf16_gemm(Some(false));
-    gpu::test_device_with_binding_limit(1)
-}
-
-fn cpu() -> Device {
-    Device::cpu()
-}
+use tensor::{DType, Result, Tensor};
 
 /// Every type `DeviceQMatrix` keeps, with a column count giving rows of blocks that are no
 /// multiple of 256 bytes (and an odd number of 32-element units where scales are kept apart).
@@ -81,7 +71,7 @@ fn check_product(got: &Tensor, want: &Tensor, k: usize, what: &str) -> Result<()
 
 #[test]
 fn quantized_rows_and_products_over_the_limit_match_the_cpu() -> Result<()> {
-    let Some(g) = gpu() else {
+    let Some(g) = gpu_with_low_limit() else {
         println!("note: no GPU adapter; split quantized matrices were not exercised");
         return Ok(());
     };
@@ -89,7 +79,7 @@ fn quantized_rows_and_products_over_the_limit_match_the_cpu() -> Result<()> {
     for (t, (ty, k)) in TYPES.into_iter().enumerate() {
         let (bytes, decoded) = encoded(ty, n, k, 70 + t as u64)?;
         let q = DeviceQMatrix::upload(ty, n, k, &bytes, &g)?;
-        assert!(q.device_bytes() > 2 * LIMIT, "{ty}: {} bytes do not need 3 windows", q.device_bytes());
+        assert!(q.device_bytes() > 2 * LOW_LIMIT, "{ty}: {} bytes do not need 3 windows", q.device_bytes());
         assert!(!(bytes.len() / n).is_multiple_of(256), "{ty}: rows must not start on the window alignment");
 
         // The embedding lookup: exactly the decoded rows (Q4_1's `q * d + m` within a rounding,
@@ -122,13 +112,13 @@ fn quantized_rows_and_products_over_the_limit_match_the_cpu() -> Result<()> {
 
 #[test]
 fn stacked_experts_over_the_limit_are_multiplied_a_window_of_experts_at_a_time() -> Result<()> {
-    let Some(g) = gpu() else { return Ok(()) };
+    let Some(g) = gpu_with_low_limit() else { return Ok(()) };
     // An odd count of experts of 200 rows each: a window holds a few whole experts.
     let (experts, n) = (9, 200);
     for (t, (ty, k)) in TYPES.into_iter().enumerate() {
         let (bytes, decoded) = encoded(ty, experts * n, k, 90 + t as u64)?;
         let q = DeviceQMatrix::upload_stack(ty, experts, n, k, &bytes, &g)?;
-        assert!(q.device_bytes() > LIMIT + LIMIT / 2, "{ty}: the stack must need 2 windows or more");
+        assert!(q.device_bytes() > LOW_LIMIT + LOW_LIMIT / 2, "{ty}: the stack must need 2 windows or more");
         let stack = Tensor::from_vec(decoded, [experts, n, k], &cpu())?;
         // Every expert, the first and last twice, out of order.
         let ids: Vec<u32> = [8, 0, 3, 8, 1, 7, 2, 4, 0, 6, 5].into_iter().cycle().take(23).collect();
@@ -152,7 +142,7 @@ fn stacked_experts_over_the_limit_are_multiplied_a_window_of_experts_at_a_time()
 
 #[test]
 fn out_of_range_ids_of_a_split_matrix_are_reported() -> Result<()> {
-    let Some(g) = gpu() else { return Ok(()) };
+    let Some(g) = gpu_with_low_limit() else { return Ok(()) };
     let (n, k) = (3001, 1056);
     let (bytes, decoded) = encoded(GgmlType::Q8_0, n, k, 7)?;
     let q = DeviceQMatrix::upload(GgmlType::Q8_0, n, k, &bytes, &g)?;

@@ -178,20 +178,14 @@ pub fn row_groups(layout: &Layout) -> Option<RowGroups> {
         return None;
     }
     let row = if dims[r - 2] > 1 { strides[r - 2] } else { dims[r - 1] };
-    // The outer axes, innermost first, must form one progression: each axis's stride is the
-    // next inner one's times its extent (axes of extent 1 are skipped).
-    let outer: Vec<(usize, usize)> = (0..r - 2).rev().map(|i| (dims[i], strides[i])).filter(|&(n, _)| n > 1).collect();
-    let Some(&(_, step)) = outer.first() else {
-        return Some(RowGroups { outer: dims[r - 2] * row, row });
-    };
-    let mut expect = step;
-    for &(n, stride) in &outer {
-        if stride != expect {
-            return None;
-        }
-        expect = stride * n;
+    // The outer axes must merge into one (`coalesce` drops those of extent 1); none left is one
+    // group.
+    let outer = Layout::new(dims[..r - 2].to_vec().into(), strides[..r - 2].to_vec(), 0);
+    match crate::layout::coalesce(&[&outer]).1[0][..] {
+        [] => Some(RowGroups { outer: dims[r - 2] * row, row }),
+        [step] => Some(RowGroups { outer: step, row }),
+        _ => None,
     }
-    Some(RowGroups { outer: step, row })
 }
 
 #[cfg(test)]
