@@ -212,11 +212,12 @@ pub(crate) mod x86 {
         }
     }
 
-    /// How far ahead `dot4_avx512` prefetches when its four rows lie one after another (a
-    /// Linear's [N, K] weight): they are then one stream of 4 * k values, and prefetching it as
-    /// one runs on into the next four rows, which the hardware prefetchers alone start late.
-    /// f32 batch-1 decode at the Qwen3-0.6B shape, alternating runs: 14.9-17.5 tok/s without,
-    /// 16.7-18.6 at 8 KiB ahead, 17.4-19.9 at 16 KiB.
+    /// How far ahead `dot4_avx512` prefetches when its four rows lie one after another (cached
+    /// keys in attention): they are then one stream of 4 * k values, and prefetching it as one
+    /// runs on into the next four rows, which the hardware prefetchers alone start late. (When
+    /// it read Linear weights, f32 batch-1 decode at the Qwen3-0.6B shape measured 14.9-17.5
+    /// tok/s without, 16.7-18.6 at 8 KiB ahead, 17.4-19.9 at 16 KiB; one row at a time with no
+    /// prefetch has since beaten both, see `matmul::matvec_f32`.)
     const PREFETCH_ADJACENT_BYTES: usize = 16 << 10;
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]

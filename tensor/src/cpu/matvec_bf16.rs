@@ -12,8 +12,15 @@
 //!
 //! Layout: x is packed into pair lanes (bf16 `2p` low, `2p + 1` high; an odd K pads the last
 //! high half with zero) by [`gemm_bf16::pack_pairs`]; a weight row of the Linear layout ([N, K],
-//! K contiguous) is read as the same pair lanes, the odd tail masked to zero. Four rows share
-//! each load of x.
+//! K contiguous) is read as the same pair lanes, the odd tail masked to zero.
+//!
+//! One row at a time, in memory order, and no software prefetch: each thread's block of rows is
+//! then one sequential stream, which every x86 core's hardware prefetcher follows at full
+//! speed. Reading four rows side by side (sharing each load of x, which the memory-bound
+//! product does not need) put four streams 2-6 KiB apart in flight; the prefetchers lost them
+//! and software prefetching only partly made up for it. On a Zen 4 EPYC (32 KiB L1), over the
+//! Qwen3-0.6B shape's 1.2 GB of weights in alternating runs: 24-28 GB/s four at a time with
+//! the prefetch, 28-29 one at a time without; `llm generate` decode 18-22 -> 23-29 tok/s.
 //!
 //! [`isa::bf16_gemm`]: super::isa::bf16_gemm
 //! [`gemm_bf16::pack_pairs`]: super::gemm_bf16::pack_pairs
@@ -27,22 +34,11 @@ pub fn rows<'w>(xp: &[u32], k: usize, y: &mut [f32], row: impl Fn(usize) -> &'w 
     assert!(super::gemm_bf16::available(), "matvec_bf16 needs AVX512_BF16");
     assert_eq!(xp.len(), k.div_ceil(2));
     #[cfg(target_arch = "x86_64")]
-    {
-        let mut j = 0;
-        while j + 4 <= y.len() {
-            let w = [row(j), row(j + 1), row(j + 2), row(j + 3)];
-            assert!(w.iter().all(|r| r.len() == k));
-            // SAFETY: the CPU has AVX512_BF16 (asserted above); every row holds k values.
-            y[j..j + 4].copy_from_slice(&unsafe { x86::dot4(xp, k, w) });
-            j += 4;
-        }
-        while j < y.len() {
-            let w = row(j);
-            assert_eq!(w.len(), k);
-            // SAFETY: as above.
-            y[j] = unsafe { x86::dot4(xp, k, [w; 4]) }[0];
-            j += 1;
-        }
+    for (j, v) in y.iter_mut().enumerate() {
+        let w = row(j);
+        assert_eq!(w.len(), k);
+        // SAFETY: the CPU has AVX512_BF16 (asserted above); the row holds k values.
+        *v = unsafe { x86::dot(xp, k, w) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -97,50 +93,41 @@ mod x86 {
     /// (measured: batch 8 decode 110 -> ~124 tok/s).
     const PREFETCH: usize = 512;
 
-    /// How far ahead the kernels prefetch weight rows that lie one after another in memory (a
-    /// Linear's [N, K] weight), where prefetching each row stopped at its end and left the first
-    /// lines of the next rows to the hardware, which starts them late. `dot4` prefetches its four
-    /// rows as one stream of 4 * k values, C lines per step, running on into the next four;
-    /// `dot_rows` prefetches each of its C rows this far ahead and, past a row's end, the same
-    /// row of the next block of C. Each way was the faster for its kernel in alternating runs
-    /// (bf16, Qwen3-0.6B shape): batch 1 23.4-24.8 -> 25.9-30.0 tok/s with the one stream
-    /// (35-47 against 32-41 for the per-row way); batch 8 122-132 -> 122-143 with the one
-    /// stream, 150-162 -> 167-174 per row.
+    /// How far ahead `dot_rows` prefetches weight rows that lie one after another in memory (a
+    /// Linear's [N, K] weight): each of its C rows this far ahead and, past a row's end, the
+    /// same row of the next block of C, where prefetching each row stopped at its end and left
+    /// the first lines of the next rows to the hardware, which starts them late (bf16,
+    /// Qwen3-0.6B shape, batch 8: 150-162 -> 167-174 tok/s in alternating runs).
     const PREFETCH_ADJACENT: usize = 2048;
 
-    /// Four dot products of the packed activations with four weight rows of k bf16 each.
+    /// The dot product of the packed activations with one weight row of k bf16: four
+    /// accumulators over 128 values a step (so no `vdpbf16ps` waits on the one before it), the
+    /// tail 32 values at a time, masked.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
-    pub unsafe fn dot4(xp: &[u32], k: usize, w: [&[bf16]; 4]) -> [f32; 4] {
-        let wp = w.map(|r| r.as_ptr() as *const i16);
+    pub unsafe fn dot(xp: &[u32], k: usize, w: &[bf16]) -> f32 {
+        let wp = w.as_ptr() as *const i16;
         let x = xp.as_ptr() as *const i32;
         let mut acc = [_mm512_setzero_ps(); 4];
-        let mut i = 0; // index into K (a multiple of 32 inside the loop)
-        let adjacent = (1..4).all(|c| wp[c] == wp[0].wrapping_add(c * k));
-        // SAFETY: full steps read x lanes i/2..i/2+16 < k.div_ceil(2) and row values i..i+32 <= k.
+        let mut i = 0; // index into K (a multiple of 32 throughout)
+        // SAFETY: full steps read x lanes i/2..i/2+64 <= k.div_ceil(2) and row values
+        // i..i+128 <= k; the tail's loads are masked to what is left.
         unsafe {
-            while i + 32 <= k {
-                if adjacent {
-                    for c in 0..4 {
-                        _mm_prefetch::<_MM_HINT_T0>(wp[0].wrapping_add(4 * i + PREFETCH_ADJACENT + 32 * c) as *const i8);
-                    }
+            while i + 128 <= k {
+                for (u, acc) in acc.iter_mut().enumerate() {
+                    let xv: __m512bh = std::mem::transmute(_mm512_loadu_si512(x.add((i + 32 * u) / 2) as *const _));
+                    let wv: __m512bh = std::mem::transmute(_mm512_loadu_si512(wp.add(i + 32 * u) as *const _));
+                    *acc = _mm512_dpbf16_ps(*acc, xv, wv);
                 }
-                let xv: __m512bh = std::mem::transmute(_mm512_loadu_si512(x.add(i / 2) as *const _));
-                for r in 0..4 {
-                    let wv: __m512bh = std::mem::transmute(_mm512_loadu_si512(wp[r].add(i) as *const _));
-                    acc[r] = _mm512_dpbf16_ps(acc[r], xv, wv);
-                }
-                i += 32;
+                i += 128;
             }
-            if i < k {
-                // The tail: values i..k of each row (masked per bf16), lanes of x to match.
+            while i < k {
                 let (wmask, xmask) = tail_masks(k - i);
                 let xv: __m512bh = std::mem::transmute(_mm512_maskz_loadu_epi32(xmask, x.add(i / 2)));
-                for r in 0..4 {
-                    let wv: __m512bh = std::mem::transmute(_mm512_maskz_loadu_epi16(wmask, wp[r].add(i)));
-                    acc[r] = _mm512_dpbf16_ps(acc[r], xv, wv);
-                }
+                let wv: __m512bh = std::mem::transmute(_mm512_maskz_loadu_epi16(wmask, wp.add(i)));
+                acc[0] = _mm512_dpbf16_ps(acc[0], xv, wv);
+                i += 32;
             }
-            super::super::matvec::x86::hsum4(acc)
+            _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])))
         }
     }
 
@@ -230,7 +217,7 @@ mod tests {
             eprintln!("skipped: this CPU has no AVX512_BF16");
             return;
         }
-        for &k in &[1, 2, 3, 31, 32, 33, 63, 64, 100, 257, 1024] {
+        for &k in &[1, 2, 3, 31, 32, 33, 63, 64, 100, 127, 128, 129, 257, 300, 1024] {
             for &n in &[1, 3, 4, 5, 9] {
                 let x = values(k, 7);
                 let w: Vec<bf16> = values(n * k, 11).into_iter().map(bf16::from_f32).collect();
