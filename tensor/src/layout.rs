@@ -2,12 +2,12 @@
 //! Every view op (reshape, permute, narrow, broadcast, squeeze) is a new `Layout` over the same
 //! storage; nothing here copies data.
 
-use crate::{Error, Result, Shape};
+use crate::{Dims, Error, Result, Shape};
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Layout {
     shape: Shape,
-    strides: Vec<usize>,
+    strides: Dims,
     offset: usize,
 }
 
@@ -20,7 +20,8 @@ impl Layout {
     }
 
     /// A layout from raw parts. Backends use it to describe views they build themselves.
-    pub fn new(shape: Shape, strides: Vec<usize>, offset: usize) -> Layout {
+    pub fn new(shape: Shape, strides: impl Into<Dims>, offset: usize) -> Layout {
+        let strides = strides.into();
         debug_assert_eq!(shape.rank(), strides.len());
         Layout { shape, strides, offset }
     }
@@ -83,15 +84,17 @@ impl Layout {
     /// Reorders the dims: dim `i` of the result is dim `perm[i]` of `self`.
     pub fn permute(&self, perm: &[usize]) -> Result<Layout> {
         let rank = self.rank();
-        let mut seen = vec![false; rank];
-        if perm.len() != rank || perm.iter().any(|&p| p >= rank || std::mem::replace(&mut seen[p], true)) {
+        // A bit per dim (a rank past 64 is rejected with the rest).
+        let mut seen = 0u64;
+        let fresh = |p: usize, seen: &mut u64| p < 64 && std::mem::replace(seen, *seen | 1 << p) & 1 << p == 0;
+        if perm.len() != rank || perm.iter().any(|&p| p >= rank || !fresh(p, &mut seen)) {
             return Err(Error::shape(
                 "permute",
                 format!("{perm:?} is not a permutation of the {rank} dims of {:?}", self.shape),
             ));
         }
         Ok(Layout {
-            shape: Shape::new(perm.iter().map(|&p| self.dims()[p]).collect()),
+            shape: Shape::from(perm.iter().map(|&p| self.dims()[p]).collect::<Dims>()),
             strides: perm.iter().map(|&p| self.strides[p]).collect(),
             offset: self.offset,
         })
@@ -110,10 +113,10 @@ impl Layout {
                 ),
             ));
         }
-        let mut dims = self.dims().to_vec();
+        let mut dims = Dims::from(self.dims());
         dims[axis] = len;
         Ok(Layout {
-            shape: Shape::new(dims),
+            shape: Shape::from(dims),
             strides: self.strides.clone(),
             offset: self.offset + if len == 0 { 0 } else { start * self.strides[axis] },
         })
@@ -129,7 +132,7 @@ impl Layout {
             ));
         }
         let extra = rank - self.rank();
-        let mut strides = vec![0; rank];
+        let mut strides = Dims::zeros(rank);
         for i in 0..self.rank() {
             let (from, to) = (self.dims()[i], shape.dims()[extra + i]);
             strides[extra + i] = if from == to {
@@ -151,11 +154,11 @@ impl Layout {
                 format!("axis {axis} of {:?} has extent {}, not 1", self.shape, self.dims()[axis]),
             ));
         }
-        let mut dims = self.dims().to_vec();
+        let mut dims = Dims::from(self.dims());
         let mut strides = self.strides.clone();
         dims.remove(axis);
         strides.remove(axis);
-        Ok(Layout { shape: Shape::new(dims), strides, offset: self.offset })
+        Ok(Layout { shape: Shape::from(dims), strides, offset: self.offset })
     }
 
     /// Inserts an axis of extent 1 before position `axis` (`axis == rank` appends).
@@ -163,12 +166,12 @@ impl Layout {
         if axis > self.rank() {
             return Err(Error::shape("unsqueeze", format!("axis {axis} is out of range for {:?}", self.shape)));
         }
-        let mut dims = self.dims().to_vec();
+        let mut dims = Dims::from(self.dims());
         let mut strides = self.strides.clone();
         let stride = if axis < self.rank() { self.strides[axis] * self.dims()[axis] } else { 1 };
         dims.insert(axis, 1);
         strides.insert(axis, stride);
-        Ok(Layout { shape: Shape::new(dims), strides, offset: self.offset })
+        Ok(Layout { shape: Shape::from(dims), strides, offset: self.offset })
     }
 
     /// The storage index of the element at `index` (one entry per dim).
@@ -192,9 +195,9 @@ impl std::fmt::Debug for Layout {
 /// position (so parallel kernels can each start at their own chunk).
 #[derive(Clone)]
 pub struct StridedOffsets {
-    dims: Vec<usize>,
-    strides: Vec<usize>,
-    index: Vec<usize>,
+    dims: Dims,
+    strides: Dims,
+    index: Dims,
     next: usize,
     remaining: usize,
 }
@@ -202,11 +205,11 @@ pub struct StridedOffsets {
 impl StridedOffsets {
     /// Starts at linear position `start` of the layout's row-major order.
     pub fn new(layout: &Layout, start: usize) -> StridedOffsets {
-        let dims = layout.dims().to_vec();
-        let strides = layout.strides().to_vec();
+        let dims = Dims::from(layout.dims());
+        let strides = layout.strides.clone();
         let total = layout.elem_count();
         let start = start.min(total);
-        let mut index = vec![0; dims.len()];
+        let mut index = Dims::zeros(dims.len());
         let mut rest = start;
         let mut next = layout.offset();
         for d in (0..dims.len()).rev() {

@@ -21,6 +21,7 @@
 pub mod backend;
 pub mod cpu;
 mod device;
+mod dims;
 mod display;
 mod dtype;
 mod error;
@@ -36,6 +37,7 @@ mod view;
 
 pub use backend::{AttentionMask, AttentionSpec, Backend, GluActivation, PagedKv, RmsNormSpec, Src};
 pub use device::Device;
+pub use dims::Dims;
 pub use dtype::{DType, Element, FloatElement};
 pub use error::{Error, Result};
 pub use layout::Layout;

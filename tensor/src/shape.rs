@@ -1,19 +1,19 @@
 //! Shapes, axes and NumPy broadcasting.
 
-use crate::{Error, Result};
+use crate::{Dims, Error, Result};
 
 /// The extent of each dimension of a tensor, outermost first.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Shape(Vec<usize>);
+pub struct Shape(Dims);
 
 impl Shape {
     pub fn new(dims: Vec<usize>) -> Shape {
-        Shape(dims)
+        Shape(dims.into())
     }
 
     /// The shape of a scalar (no dimensions, one element).
     pub fn scalar() -> Shape {
-        Shape(Vec::new())
+        Shape(Dims::new())
     }
 
     pub fn dims(&self) -> &[usize] {
@@ -29,8 +29,8 @@ impl Shape {
     }
 
     /// Strides of the row-major (C-contiguous) layout of this shape.
-    pub fn contiguous_strides(&self) -> Vec<usize> {
-        let mut strides = vec![0; self.rank()];
+    pub fn contiguous_strides(&self) -> Dims {
+        let mut strides = Dims::zeros(self.rank());
         let mut acc = 1;
         for (stride, &dim) in strides.iter_mut().zip(&self.0).rev() {
             *stride = acc;
@@ -76,7 +76,7 @@ impl Shape {
     /// The NumPy broadcast of two shapes: dims aligned from the right, each pair equal or one of them 1.
     pub fn broadcast(op: &str, lhs: &Shape, rhs: &Shape) -> Result<Shape> {
         let rank = lhs.rank().max(rhs.rank());
-        let mut dims = vec![0; rank];
+        let mut dims = Dims::zeros(rank);
         for (i, dim) in dims.iter_mut().enumerate() {
             let l = dim_from_right(lhs, rank - 1 - i);
             let r = dim_from_right(rhs, rank - 1 - i);
@@ -109,21 +109,27 @@ impl std::fmt::Display for Shape {
     }
 }
 
+impl From<Dims> for Shape {
+    fn from(dims: Dims) -> Shape {
+        Shape(dims)
+    }
+}
+
 impl From<Vec<usize>> for Shape {
     fn from(dims: Vec<usize>) -> Shape {
-        Shape(dims)
+        Shape(dims.into())
     }
 }
 
 impl From<&[usize]> for Shape {
     fn from(dims: &[usize]) -> Shape {
-        Shape(dims.to_vec())
+        Shape(dims.into())
     }
 }
 
 impl<const N: usize> From<[usize; N]> for Shape {
     fn from(dims: [usize; N]) -> Shape {
-        Shape(dims.to_vec())
+        Shape(dims.into())
     }
 }
 
@@ -135,7 +141,7 @@ impl From<&Shape> for Shape {
 
 impl From<usize> for Shape {
     fn from(dim: usize) -> Shape {
-        Shape(vec![dim])
+        Shape(Dims::from([dim]))
     }
 }
 

@@ -151,7 +151,7 @@ fn batched_f32<W: Weight>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> {
                     .par_chunks_mut(k.max(1))
                     .enumerate()
                     .for_each(|(c, dst)| matvec::widen(isa, &b.data[base + c * cs..base + c * cs + k], dst));
-                Layout::new(crate::Shape::new(vec![1, k, cols]), vec![0, 1, k], 0)
+                Layout::new(crate::Shape::from([1, k, cols]), [0, 1, k], 0)
             } else {
                 panel.par_chunks_mut(cols).enumerate().for_each(|(kk, dst)| {
                     if cs == 1 {
@@ -577,7 +577,7 @@ pub fn expert_matmul(
             crate::with_host_data!(&xs, v => HostData::from_vec(gathered.iter().map(|&i| v[i]).collect::<Vec<_>>()));
         let le = Layout::contiguous([1, rows.len(), k]);
         let we = Layout::new(
-            crate::Shape::new(vec![1, k, n]),
+            crate::Shape::from([1, k, n]),
             vec![0, lw.strides()[1], lw.strides()[2]],
             lw.offset() + ex * lw.strides()[0],
         );

@@ -6,7 +6,7 @@
 mod each;
 mod glu;
 
-use crate::{DType, Error, Layout, Result, Shape, Tensor};
+use crate::{DType, Dims, Error, Layout, Result, Shape, Tensor};
 
 impl Tensor {
     /// `self [.., M, K] @ rhs [.., K, N] -> [.., M, N]`, batch dims broadcast. `rhs` may be
@@ -45,22 +45,22 @@ impl Tensor {
         if rhs.rank() == 2 && lhs.rank() > 2 && lhs.is_contiguous() {
             let rows = lhs.elem_count() / k.max(1);
             let out = lhs.reshape([rows, k])?.matmul(rhs)?;
-            let mut dims = lhs.dims()[..lhs.rank() - 1].to_vec();
+            let mut dims = Dims::from(&lhs.dims()[..lhs.rank() - 1]);
             dims.push(n);
             return out.reshape(dims);
         }
 
-        let lhs_batch = Shape::new(lhs.dims()[..lhs.rank() - 2].to_vec());
-        let rhs_batch = Shape::new(rhs.dims()[..rhs.rank() - 2].to_vec());
+        let lhs_batch = Shape::from(&lhs.dims()[..lhs.rank() - 2]);
+        let rhs_batch = Shape::from(&rhs.dims()[..rhs.rank() - 2]);
         let batch = Shape::broadcast(OP, &lhs_batch, &rhs_batch)?;
-        let mut lhs_shape = batch.dims().to_vec();
+        let mut lhs_shape = Dims::from(batch.dims());
         lhs_shape.extend([m, k]);
-        let mut rhs_shape = batch.dims().to_vec();
+        let mut rhs_shape = Dims::from(batch.dims());
         rhs_shape.extend([k, n]);
         let lhs3 = as_batched_matrix(&lhs.broadcast_to(lhs_shape)?)?;
         let rhs3 = as_batched_matrix(&rhs.broadcast_to(rhs_shape)?)?;
         let buffer = lhs.device().backend().matmul(lhs3.src(), rhs3.src())?;
-        let mut out_dims = batch.dims().to_vec();
+        let mut out_dims = Dims::from(batch.dims());
         out_dims.extend([m, n]);
         Ok(lhs.new_like(buffer, out_dims, lhs.dtype()))
     }
@@ -166,8 +166,8 @@ fn as_batched_matrix(t: &Tensor) -> Result<Tensor> {
     if ok && has_unit_inner_stride(layout) {
         let batch_stride = batch_stride.unwrap_or(0);
         let l = Layout::new(
-            Shape::new(vec![b, m, k]),
-            vec![batch_stride, layout.strides()[r - 2], layout.strides()[r - 1]],
+            Shape::from([b, m, k]),
+            [batch_stride, layout.strides()[r - 2], layout.strides()[r - 1]],
             layout.offset(),
         );
         return Ok(Tensor::from_parts(t.buffer().clone(), l, t.dtype(), t.device().clone()));
