@@ -104,6 +104,25 @@ fn matrix_vector_products_in_both_weight_orders_and_half_weights() -> Result<()>
     Ok(())
 }
 
+/// Short prompts against a Linear's weight (9 to 64 rows) run as passes of the skinny kernel,
+/// 8 rows each (a last pass of one row takes the matrix-vector path): every remainder of 8,
+/// with f32 and f16 weights, against the triple loop on the same (widened) weights; 65 rows
+/// take the GEMM again.
+#[test]
+fn short_prompts_against_a_linear_weight() -> Result<()> {
+    let (k, n) = (300, 70);
+    let w = randn([n, k], 2, &cpu())?;
+    for m in [9, 10, 15, 16, 17, 31, 57, 64, 65] {
+        let x = randn([m, k], m as u64, &cpu())?;
+        check(&x, &w.t()?, &format!("{m} rows @ W^T"))?;
+        let wh = w.to_dtype(DType::F16)?;
+        let want = reference(&x.reshape([1, m, k])?, &wh.to_dtype(DType::F32)?.t()?.contiguous()?.reshape([1, k, n])?)?;
+        let got = x.matmul(&wh.t()?)?.to_dtype(DType::F64)?.reshape([1, m, n])?;
+        assert_close(&got, &want, 1e-5 * (k as f64).sqrt(), 1e-5)?;
+    }
+    Ok(())
+}
+
 #[test]
 fn expert_matmul_equals_a_loop_over_rows() -> Result<()> {
     let x = randn([6, 5], 1, &cpu())?;
