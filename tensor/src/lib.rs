@@ -1,7 +1,8 @@
 //! `tensor`: n-dimensional tensors from scratch.
 //!
 //! - A [`Tensor`] is a [`Layout`] (shape, strides, offset) over a shared [`Buffer`] on a
-//!   [`Device`]. View ops (reshape, permute, narrow, broadcast, squeeze) change the layout only.
+//!   [`Device`]. View ops (reshape, permute, narrow, broadcast, squeeze) change the layout only;
+//!   shapes and strides are [`Dims`], kept inline, so a view or a clone does not allocate.
 //! - Ops are defined once, in `ops/<family>.rs`: what they mean, how operands are checked and
 //!   broadcast. Every op returns a [`Result`] whose error names the op and the shapes.
 //! - Devices implement the object-safe [`Backend`] trait. The CPU backend (`cpu/<family>.rs`) is
