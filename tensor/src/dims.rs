@@ -11,7 +11,10 @@
 use std::ops::{Deref, DerefMut};
 
 #[derive(Clone)]
-pub enum Dims {
+pub struct Dims(Repr);
+
+#[derive(Clone)]
+enum Repr {
     /// `len` entries at the front of the array, the rest zero.
     Inline(u8, [usize; Dims::INLINE]),
     Heap(Vec<usize>),
@@ -24,26 +27,26 @@ impl Dims {
 
     /// No entries (a scalar's shape).
     pub const fn new() -> Dims {
-        Dims::Inline(0, [0; Dims::INLINE])
+        Dims(Repr::Inline(0, [0; Dims::INLINE]))
     }
 
     /// `len` zeros.
     pub fn zeros(len: usize) -> Dims {
-        if len <= Dims::INLINE { Dims::Inline(len as u8, [0; Dims::INLINE]) } else { Dims::Heap(vec![0; len]) }
+        Dims(if len <= Dims::INLINE { Repr::Inline(len as u8, [0; Dims::INLINE]) } else { Repr::Heap(vec![0; len]) })
     }
 
     pub fn push(&mut self, value: usize) {
-        match self {
-            Dims::Inline(len, v) if (*len as usize) < Dims::INLINE => {
+        match &mut self.0 {
+            Repr::Inline(len, v) if (*len as usize) < Dims::INLINE => {
                 v[*len as usize] = value;
                 *len += 1;
             }
-            Dims::Inline(..) => {
+            Repr::Inline(..) => {
                 let mut heap = self.to_vec();
                 heap.push(value);
-                *self = Dims::Heap(heap);
+                self.0 = Repr::Heap(heap);
             }
-            Dims::Heap(v) => v.push(value),
+            Repr::Heap(v) => v.push(value),
         }
     }
 
@@ -58,12 +61,12 @@ impl Dims {
     pub fn remove(&mut self, at: usize) -> usize {
         let value = self[at];
         self[at..].rotate_left(1);
-        match self {
-            Dims::Inline(len, v) => {
+        match &mut self.0 {
+            Repr::Inline(len, v) => {
                 *len -= 1;
                 v[*len as usize] = 0;
             }
-            Dims::Heap(v) => {
+            Repr::Heap(v) => {
                 v.pop();
             }
         }
@@ -80,18 +83,18 @@ impl Default for Dims {
 impl Deref for Dims {
     type Target = [usize];
     fn deref(&self) -> &[usize] {
-        match self {
-            Dims::Inline(len, v) => &v[..*len as usize],
-            Dims::Heap(v) => v,
+        match &self.0 {
+            Repr::Inline(len, v) => &v[..*len as usize],
+            Repr::Heap(v) => v,
         }
     }
 }
 
 impl DerefMut for Dims {
     fn deref_mut(&mut self) -> &mut [usize] {
-        match self {
-            Dims::Inline(len, v) => &mut v[..*len as usize],
-            Dims::Heap(v) => v,
+        match &mut self.0 {
+            Repr::Inline(len, v) => &mut v[..*len as usize],
+            Repr::Heap(v) => v,
         }
     }
 }
@@ -159,7 +162,7 @@ impl From<&[usize]> for Dims {
 
 impl From<Vec<usize>> for Dims {
     fn from(values: Vec<usize>) -> Dims {
-        if values.len() <= Dims::INLINE { Dims::from(&values[..]) } else { Dims::Heap(values) }
+        if values.len() <= Dims::INLINE { Dims::from(&values[..]) } else { Dims(Repr::Heap(values)) }
     }
 }
 
@@ -182,7 +185,7 @@ mod tests {
             let dims: Dims = values.iter().copied().collect();
             assert_eq!(&*dims, &values[..]);
             assert_eq!(Dims::from(values.clone()), dims);
-            assert!(matches!(dims, Dims::Inline(..)) == (len <= Dims::INLINE));
+            assert!(matches!(dims.0, Repr::Inline(..)) == (len <= Dims::INLINE));
             for at in 0..=len {
                 let (mut d, mut v) = (dims.clone(), values.clone());
                 d.insert(at, 99);
@@ -193,7 +196,7 @@ mod tests {
             }
             assert_eq!(&*Dims::zeros(len), &vec![0; len][..]);
         }
-        let heap = Dims::Heap(vec![1, 2]);
+        let heap = Dims(Repr::Heap(vec![1, 2]));
         let inline = Dims::from([1, 2]);
         assert_eq!(heap, inline);
         use std::hash::{BuildHasher, RandomState};

@@ -84,7 +84,7 @@ impl Layout {
     /// Reorders the dims: dim `i` of the result is dim `perm[i]` of `self`.
     pub fn permute(&self, perm: &[usize]) -> Result<Layout> {
         let rank = self.rank();
-        // A bit per dim (a rank past 64 is rejected with the rest).
+        // A bit per dim seen: a rank past 64 is refused as not a permutation.
         let mut seen = 0u64;
         let fresh = |p: usize, seen: &mut u64| p < 64 && std::mem::replace(seen, *seen | 1 << p) & 1 << p == 0;
         if perm.len() != rank || perm.iter().any(|&p| p >= rank || !fresh(p, &mut seen)) {
