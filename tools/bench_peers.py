@@ -20,7 +20,9 @@ and the streaming read bandwidth of the machine (PyTorch summing a 1 GiB array o
 threads, right after our runs of each format), from which decode's roofline: bandwidth / weight
 bytes read per token.
 Every runtime runs in this one process, one after another, so the ratios hold on
-the machine at hand whatever it is.
+the machine at hand whatever it is. With --rounds N the whole sequence runs N times and the
+table gives each figure's median and each ratio's median over the rounds with its range: on a
+shared machine one round's ratio says as much about that minute as about the programs.
 
 The ratio table is printed and, with --write-docs, put into docs/BENCHMARKS.md between the
 markers `<!-- peers:start -->` and `<!-- peers:end -->`.
@@ -32,6 +34,7 @@ and `cargo build --release -p llm`.
 Usage:
   python tools/bench_peers.py                      # everything, 2 threads
   python tools/bench_peers.py --formats f32 bf16 --skip-torch
+  python tools/bench_peers.py --rounds 3 --write-docs   # what docs/BENCHMARKS.md shows
 """
 import argparse
 import datetime
@@ -64,6 +67,10 @@ def parse_args():
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--formats", nargs="+", choices=FORMATS + EXTRA_FORMATS, default=FORMATS)
     ap.add_argument("--repeats", type=int, default=2, help="runs per measurement; the best is kept")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="rounds of every runtime and format, one after another; the table shows each figure's "
+                         "median over the rounds and each ratio's median with its range (the ratio of each round: "
+                         "this machine's speed moves by up to 2x between minutes, so one round's ratio is one minute's)")
     ap.add_argument("--kv-dtype", choices=["f32", "bf16", "f16"], default="f16",
                     help="our KV cache (default f16, what llama.cpp keeps; PyTorch keeps the weights' dtype)")
     ap.add_argument("--skip-torch", action="store_true")
@@ -350,8 +357,46 @@ def fmt_rate(r):
     return f"{r:.1f}" if isinstance(r, (int, float)) and r > 0 else "n/a"
 
 
-def ratio(a, b):
-    return f"{a / b:.2f}x" if a and b else "n/a"
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+
+
+def combine(rows):
+    """One format's rounds as one row: each runtime's figures as their medians, and the ratio
+    cells as the median of the rounds' ratios (each round's runtimes ran within the same minutes)
+    with their range when there is more than one round."""
+    def runtime(key):
+        runs = [r[key] for r in rows if r[key] and "error" not in r[key]]
+        if not runs:
+            return rows[0][key] if rows[0][key] and "error" in rows[0][key] else {}
+        out = dict(runs[0])
+        for field in ("prefill_tok_s", "decode_tok_s", "rss_bytes"):
+            if all(field in run for run in runs):
+                out[field] = median([run[field] for run in runs])
+        return out
+
+    def cell(pairs):
+        values = [a / b for a, b in pairs if a and b]
+        if not values:
+            return "n/a"
+        text = f"{median(values):.2f}x"
+        return text + (f" ({min(values):.2f}-{max(values):.2f})" if len(values) > 1 else "")
+
+    def rate(side, field):
+        return (side or {}).get(field, 0) if "error" not in (side or {}) else 0
+
+    faster = lambda r: max(rate(r["llama.cpp"], "prefill_tok_s"), rate(r["torch"], "prefill_tok_s"))  # noqa: E731
+    ratios = {
+        "prefill": cell([(rate(r["ours"], "prefill_tok_s"), faster(r)) for r in rows]),
+        "decode": cell([(rate(r["ours"], "decode_tok_s"), rate(r["llama.cpp"], "decode_tok_s")) for r in rows]),
+        "roofline": cell([(rate(r["ours"], "decode_tok_s"), r["roofline_tok_s"]) for r in rows]),
+    }
+    bandwidth = median([r["bandwidth"] for r in rows])
+    return {"format": rows[0]["format"], "ours": runtime("ours"), "llama.cpp": runtime("llama.cpp"),
+            "torch": runtime("torch"), "weight_bytes_per_token": rows[0]["weight_bytes_per_token"],
+            "bandwidth": bandwidth, "roofline_tok_s": bandwidth / rows[0]["weight_bytes_per_token"],
+            "ratios": ratios, "bandwidths": [r["bandwidth"] for r in rows]}
 
 
 def main():
@@ -360,32 +405,36 @@ def main():
     if args.files_only:
         return
     prompt = prompt_ids(args, config.vocab_size)
-    rows = []
-    for fmt in args.formats:
-        gguf_path = os.path.join(args.work, f"model-{fmt}.gguf")
-        folder = os.path.join(args.work, f"hf-{fmt}")
-        ours_path = folder if fmt in ("f32", "bf16", "fp8") else gguf_path
-        ours = run_ours(args, ours_path, prompt)
-        # Measured right after our runs, per format: this machine's bandwidth moves by up to 2x
-        # between minutes (43 to 83 GB/s in one day), so one figure for the whole table made the
-        # roofline column read the minute, not the decode.
-        bw = bandwidth(args)
-        llama = {} if args.skip_llama or fmt == "fp8" else run_llama(args, gguf_path, prompt)
-        torch_r = {} if args.skip_torch or fmt not in ("f32", "bf16") else run_torch(args, folder, prompt)
-        roofline = bw / read[fmt]
-        row = {"format": fmt, "ours": ours, "llama.cpp": llama, "torch": torch_r,
-               "weight_bytes_per_token": read[fmt], "bandwidth": bw, "roofline_tok_s": roofline}
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+    rounds = []  # rounds[i][fmt] = the row of format fmt in round i
+    for round_no in range(args.rounds):
+        measured = {}
+        for fmt in args.formats:
+            gguf_path = os.path.join(args.work, f"model-{fmt}.gguf")
+            folder = os.path.join(args.work, f"hf-{fmt}")
+            ours_path = folder if fmt in ("f32", "bf16", "fp8") else gguf_path
+            ours = run_ours(args, ours_path, prompt)
+            # Measured right after our runs, per format: this machine's bandwidth moves by up to 2x
+            # between minutes (43 to 83 GB/s in one day), so one figure for the whole table made the
+            # roofline column read the minute, not the decode.
+            bw = bandwidth(args)
+            llama = {} if args.skip_llama or fmt == "fp8" else run_llama(args, gguf_path, prompt)
+            torch_r = {} if args.skip_torch or fmt not in ("f32", "bf16") else run_torch(args, folder, prompt)
+            row = {"round": round_no, "format": fmt, "ours": ours, "llama.cpp": llama, "torch": torch_r,
+                   "weight_bytes_per_token": read[fmt], "bandwidth": bw, "roofline_tok_s": bw / read[fmt]}
+            print(json.dumps(row), flush=True)
+            measured[fmt] = row
+        rounds.append(measured)
+    rows = [combine([r[fmt] for r in rounds]) for fmt in args.formats]
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
     flags = open("/proc/cpuinfo").read()
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     lines = [
-        f"Measured {datetime.date.today()} on {cpu} ({isa}), {args.threads} threads, by `tools/bench_peers.py`: "
+        f"Measured {datetime.date.today()} on {cpu} ({isa}), {args.threads} threads, by `tools/bench_peers.py`"
+        f"{f' ({args.rounds} rounds: each figure the median, each ratio the median of the rounds with its range)' if args.rounds > 1 else ''}: "
         f"{shape_name(args)} shape, random weights, a {args.prompt_len}-token prompt then {args.new_tokens} greedy tokens. "
         f"Streaming read bandwidth measured right after our runs of each format (PyTorch sum of 1 GiB, best of 5): "
-        f"{min(r['bandwidth'] for r in rows) / 1e9:.1f} to {max(r['bandwidth'] for r in rows) / 1e9:.1f} GB/s; "
+        f"{min(min(r['bandwidths']) for r in rows) / 1e9:.1f} to {max(max(r['bandwidths']) for r in rows) / 1e9:.1f} GB/s; "
         f"roofline = that bandwidth / weight bytes read per token. KV cache: ours {args.kv_dtype}, llama.cpp f16 (its default), PyTorch the weights' dtype.",
         "",
         "| weights | prefill tok/s: ours / llama.cpp / PyTorch | ours vs the faster | decode tok/s: ours / llama.cpp "
@@ -394,16 +443,13 @@ def main():
     ]
     for r in rows:
         o, lc, t = r["ours"], r["llama.cpp"], r["torch"]
-        if "error" in o:
-            o = {}
-        faster = max(lc.get("prefill_tok_s", 0), t.get("prefill_tok_s", 0))
         rss = o.get("rss_bytes", o.get("peak_rss_bytes"))
         lines.append(
             f"| {r['format']} | {fmt_rate(o.get('prefill_tok_s'))} / {fmt_rate(lc.get('prefill_tok_s'))} / "
-            f"{fmt_rate(t.get('prefill_tok_s'))} | {ratio(o.get('prefill_tok_s'), faster)} | "
+            f"{fmt_rate(t.get('prefill_tok_s'))} | {r['ratios']['prefill']} | "
             f"{fmt_rate(o.get('decode_tok_s'))} / {fmt_rate(lc.get('decode_tok_s'))} / {fmt_rate(t.get('decode_tok_s'))} | "
-            f"{ratio(o.get('decode_tok_s'), lc.get('decode_tok_s'))} | "
-            f"{ratio(o.get('decode_tok_s'), r['roofline_tok_s'])} ({r['roofline_tok_s']:.1f} at {r['bandwidth'] / 1e9:.0f} GB/s) | "
+            f"{r['ratios']['decode']} | "
+            f"{r['ratios']['roofline']} ({r['roofline_tok_s']:.1f} at {r['bandwidth'] / 1e9:.0f} GB/s) | "
             f"{f'{rss / 2**20:.0f} MiB' if rss else 'n/a'} |"
         )
     table = "\n".join(lines)
