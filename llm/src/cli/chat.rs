@@ -54,7 +54,12 @@ pub fn run(args: ChatArgs) -> Result<()> {
         let mut answer = String::new();
         let sampling = Sampling { seed, ..args.sampling };
         seed = seed.wrapping_add(1);
+        let mut first = true;
         generate(&loaded.model.model, &prompt, budget, sampling, &stop, &loaded.device, |token| {
+            if std::mem::take(&mut first) && loaded.device.is_cpu() {
+                // The prefill is done: its activations are free (see release_freed_memory).
+                super::global::release_freed_memory();
+            }
             if stop.eos.contains(&token) {
                 return Ok(());
             }

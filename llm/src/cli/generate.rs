@@ -118,6 +118,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let mut snapshots: Vec<gpu::GpuCounters> = Vec::with_capacity(2);
     let (ids, timings) =
         generate_timed(&loaded.model, &prompt, args.max_new_tokens, args.sampling, &stop, &device, |token| {
+            if snapshots.is_empty() && device.is_cpu() {
+                // The prefill is done: its activations are free (see release_freed_memory).
+                super::global::release_freed_memory();
+            }
             if snapshots.len() < 2 {
                 snapshots.push(gpu::counters());
             }
