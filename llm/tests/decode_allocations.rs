@@ -4,7 +4,8 @@
 //! Not zero yet: each op still returns a new output buffer (its data, the `Arc` that shares it)
 //! and each step of the forward pass a new autograd variable. What this pins is what was taken
 //! out: shapes and strides are kept inline (`tensor::Dims`), which cut the count from 2,519 to
-//! 569 a token, and the count must not grow with the position (nothing per cached token).
+//! 569 a token, and the count must not grow with the position (nothing per cached token; a few
+//! blocks of slack for the test harness's own threads, which the counter also sees).
 //! A change that makes every view allocate again fails here; one that takes more out should
 //! lower the bound.
 
@@ -45,6 +46,8 @@ static ALLOCATOR: Counting = Counting;
 /// Measured 569 a token (142 a layer with the embedding and head); the bound leaves room for
 /// small changes, not for views allocating again (2,519 before).
 const MAX_PER_TOKEN: usize = 650;
+/// How far the count may wander between positions (see the test).
+const SLACK: usize = 8;
 
 #[test]
 fn a_decoded_token_allocates_a_bounded_count_that_does_not_grow_with_the_position() -> llm::Result<()> {
@@ -67,6 +70,10 @@ fn a_decoded_token_allocates_a_bounded_count_that_does_not_grow_with_the_positio
     let most = *steady.iter().max().unwrap_or(&0);
     eprintln!("allocations per decoded token: {steady:?}");
     assert!(most <= MAX_PER_TOKEN, "a decoded token made {most} allocations; the bound is {MAX_PER_TOKEN}");
-    assert!(steady.iter().all(|&c| c == steady[0]), "the allocations per token change with the position: {steady:?}");
+    // The counter sees every thread, and the test harness's own threads allocate now and then
+    // (once, 2 blocks at one position in CI), so the count may wander by a few; something kept
+    // per cached position would add one or more at every one of the 30 steps.
+    let least = *steady.iter().min().unwrap_or(&0);
+    assert!(most - least <= SLACK, "the allocations per token change with the position: {steady:?}");
     Ok(())
 }
