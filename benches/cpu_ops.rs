@@ -35,8 +35,9 @@ fn bench(c: &mut Criterion) {
 
     // Prefill in the Linear layout (x @ W^T, W [out, in]), the Qwen3-0.6B MLP-up and attention
     // shapes at a 512-token prompt. bf16 weights take the vdpbf16ps GEMM where the CPU has
-    // AVX512_BF16 ("bf16 weights"), else are widened to f32 panels for the f32 GEMM; the
-    // "widened" case forces the latter (LLM_CPU_BF16_GEMM=0) to compare the two.
+    // AVX512_BF16 ("bf16 weights"; on AMX tiles where the CPU has AMX-BF16, the "vdpbf16ps"
+    // case forcing AMX off), else are widened to f32 panels for the f32 GEMM; the "widened"
+    // case forces the latter (LLM_CPU_BF16_GEMM=0) to compare the two.
     for n in [3072usize, 1024] {
         let mut group = c.benchmark_group(format!("cpu prefill 512x1024 @ ({n}x1024)^T"));
         group.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
@@ -47,6 +48,13 @@ fn bench(c: &mut Criterion) {
             group.bench_function(format!("{dtype} weights"), |bench| {
                 bench.iter(|| x.matmul(&w.t().expect("t")).expect("mm"))
             });
+            if dtype == DType::BF16 && tensor::cpu::isa::amx() {
+                tensor::cpu::isa::force_amx(Some(false));
+                group.bench_function(format!("{dtype} weights, vdpbf16ps"), |bench| {
+                    bench.iter(|| x.matmul(&w.t().expect("t")).expect("mm"))
+                });
+                tensor::cpu::isa::force_amx(None);
+            }
             if dtype == DType::BF16 && tensor::cpu::isa::bf16_gemm() {
                 tensor::cpu::isa::force_bf16_gemm(Some(false));
                 group.bench_function(format!("{dtype} weights, widened"), |bench| {

@@ -1,6 +1,7 @@
 //! The bf16 dot-product GEMM (`tensor::cpu::gemm_bf16`): the `vdpbf16ps` kernel against its
 //! plain-Rust reference and an f64 triple loop, over odd shapes (M, N, K not multiples of the
-//! 8x32 tile or the 256-value K block, K odd so the last pair is padded), the Linear ([N, K]
+//! 8x32 tile or the 256-value K block, K odd so the last pair is padded; K past AMX's chunk of
+//! 1,024 values, so its blocks of C carry over between chunks), the Linear ([N, K]
 //! stored, transposed view) and row-major [K, N] weight layouts, strided activations and
 //! batches; then the whole `matmul` op with the bf16 GEMM switched on and off.
 //!
@@ -12,7 +13,8 @@
 //!   2^-8 sum|x w|: we allow 2^-8 sum|x w| plus the accumulation term.
 //!
 //! The AVX512_BF16 kernel only runs on CPUs that have it; elsewhere the tests of it print a
-//! note and check the reference alone.
+//! note and check the reference alone. Where the CPU also has AMX-BF16, the kernel tests run
+//! twice, on AMX tiles (`gemm_bf16_amx`) and with AMX switched off (`vdpbf16ps`).
 
 use std::sync::Mutex;
 
@@ -58,11 +60,25 @@ fn check(what: &str, got: &[f32], want: &[f64], size: &[f64], tol: impl Fn(f64) 
 }
 
 const MS: [usize; 6] = [1, 5, 7, 13, 64, 130];
-const KS: [usize; 6] = [1, 3, 17, 257, 1023, 1024];
+
+/// The kernels to check, as `isa::force_amx` settings: AMX on and off where the CPU has it.
+fn kernels() -> Vec<(&'static str, bool)> {
+    if isa::amx() { vec![("amx", true), ("vdpbf16ps", false)] } else { vec![("vdpbf16ps", false)] }
+}
+
+/// `f` with AMX switched as `amx` says, the switch restored after.
+fn with_amx<R>(amx: bool, f: impl FnOnce() -> R) -> R {
+    isa::force_amx(Some(amx));
+    let r = f();
+    isa::force_amx(None);
+    r
+}
+const KS: [usize; 7] = [1, 3, 17, 257, 1023, 1024, 2049];
 const NS: [usize; 5] = [1, 31, 33, 64, 1000];
 
 #[test]
 fn kernel_and_reference_match_f64_on_odd_shapes_and_both_weight_layouts() {
+    let _guard = SWITCHES.lock().unwrap_or_else(|e| e.into_inner());
     let kernel = gemm_bf16::available();
     if !kernel {
         println!("note: this CPU lacks AVX512_BF16; checking the reference only");
@@ -98,11 +114,11 @@ fn kernel_and_reference_match_f64_on_odd_shapes_and_both_weight_layouts() {
                     let what = format!("{m}x{k}x{n} {name}");
                     let reference = gemm_bf16::reference(m, n, k, a, b);
                     check(&format!("reference {what}"), &reference, &want_r, &size, acc);
-                    if kernel {
+                    for (path, amx) in kernels().into_iter().filter(|_| kernel) {
                         let mut got = vec![f32::NAN; m * n];
-                        gemm_bf16::gemm(m, n, k, a, b, &mut got, n, true);
-                        check(&format!("kernel {what}"), &got, &want_r, &size, acc);
-                        check(&format!("kernel vs unrounded {what}"), &got, &want, &size, |s| {
+                        with_amx(amx, || gemm_bf16::gemm(m, n, k, a, b, &mut got, n, true));
+                        check(&format!("{path} {what}"), &got, &want_r, &size, acc);
+                        check(&format!("{path} vs unrounded {what}"), &got, &want, &size, |s| {
                             s * 2f64.powi(-8) + acc(s)
                         });
                     }
@@ -118,25 +134,31 @@ fn kernel_reads_strided_activations_and_writes_inside_a_wider_output() {
         println!("note: this CPU lacks AVX512_BF16; skipped");
         return;
     }
-    let (m, n, k) = (13, 70, 45);
-    // Activations as the transposed view of a stored [k, m]: element (i, kk) at kk * m + i.
-    let xt = normals(k * m, 7);
-    let x: Vec<f32> = (0..m * k).map(|idx| xt[(idx % k) * m + idx / k]).collect();
-    let w: Vec<bf16> = normals(n * k, 8).into_iter().map(bf16::from_f32).collect();
-    let b = View { data: &w, rs: 1, cs: k };
-    let want = gemm_bf16::reference(m, n, k, View { data: &x, rs: k, cs: 1 }, b);
-    // Output rows of 100 with sentinels around the m x n block, which must survive.
-    let ldd = 100;
-    let mut out = vec![-7.0f32; m * ldd];
-    gemm_bf16::gemm(m, n, k, View { data: &xt, rs: 1, cs: m }, b, &mut out, ldd, false);
-    for i in 0..m {
-        for j in 0..ldd {
-            let got = out[i * ldd + j];
-            if j < n {
-                let w = want[i * n + j];
-                assert!((got - w).abs() <= 1e-4 * (1.0 + w.abs()), "({i}, {j}): {got} vs {w}");
-            } else {
-                assert_eq!(got, -7.0, "({i}, {j}) outside the product was written");
+    let _guard = SWITCHES.lock().unwrap_or_else(|e| e.into_inner());
+    // 13 rows: partial blocks only; 40: a whole 32 x 32 block (which AMX stores straight from
+    // its tiles, at the output's row stride) beside partial ones.
+    for (path, amx) in kernels() {
+        for (m, n, k) in [(13, 70, 45), (40, 70, 45), (40, 70, 2049)] {
+            // Activations as the transposed view of a stored [k, m]: element (i, kk) at kk * m + i.
+            let xt = normals(k * m, 7);
+            let x: Vec<f32> = (0..m * k).map(|idx| xt[(idx % k) * m + idx / k]).collect();
+            let w: Vec<bf16> = normals(n * k, 8).into_iter().map(bf16::from_f32).collect();
+            let b = View { data: &w, rs: 1, cs: k };
+            let want = gemm_bf16::reference(m, n, k, View { data: &x, rs: k, cs: 1 }, b);
+            // Output rows of 100 with sentinels around the m x n block, which must survive.
+            let ldd = 100;
+            let mut out = vec![-7.0f32; m * ldd];
+            with_amx(amx, || gemm_bf16::gemm(m, n, k, View { data: &xt, rs: 1, cs: m }, b, &mut out, ldd, false));
+            for i in 0..m {
+                for j in 0..ldd {
+                    let got = out[i * ldd + j];
+                    if j < n {
+                        let w = want[i * n + j];
+                        assert!((got - w).abs() <= 1e-4 * (1.0 + w.abs()), "{path} {m}x{n} ({i}, {j}): {got} vs {w}");
+                    } else {
+                        assert_eq!(got, -7.0, "{path} {m}x{n} ({i}, {j}) outside the product was written");
+                    }
+                }
             }
         }
     }
@@ -204,7 +226,12 @@ fn forced_narrow_paths_do_not_take_the_bf16_gemm() {
         assert!(!taken, "{path:?} must keep the widening GEMM");
     }
     isa::force_bf16_gemm(Some(false));
-    let taken = isa::bf16_gemm();
+    let (taken, amx) = (isa::bf16_gemm(), isa::amx());
     isa::force_bf16_gemm(None);
     assert!(!taken, "the switch turns it off");
+    assert!(!amx, "AMX runs only as the bf16 GEMM");
+    isa::force(Some(isa::Isa::Avx2));
+    let amx = isa::amx();
+    isa::force(None);
+    assert!(!amx, "a forced avx2 path keeps AMX off too");
 }

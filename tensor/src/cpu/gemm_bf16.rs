@@ -28,7 +28,9 @@
 //!   the same on the benchmark machine) and adds them to C at the end of
 //!   each K block.
 //!
-//! Threads take panels of N (or, when N has too few panels, row ranges of M as well).
+//! Threads take panels of N (or, when N has too few panels, row ranges of M as well). Where the
+//! CPU has AMX-BF16, [`gemm`] hands the product to the same math on AMX tiles
+//! ([`gemm_bf16_amx`](super::gemm_bf16_amx), under [`isa::amx`](super::isa::amx)).
 //! [`reference`] is the same math in plain Rust: the test oracle and the path for CPUs without
 //! AVX512_BF16 (the product dispatch in `matmul` prefers widening there, which is faster).
 
@@ -107,6 +109,12 @@ pub fn gemm(m: usize, n: usize, k: usize, a: View<f32>, b: View<bf16>, dst: &mut
         }
         return;
     }
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if super::isa::amx() {
+        // SAFETY: `isa::amx` checked `gemm_bf16_amx::available`; views and dst were checked above.
+        unsafe { super::gemm_bf16_amx::gemm(m, n, k, a, b, dst, ldd, parallel) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if available() {
         // SAFETY: the CPU has AVX512_BF16 (and AVX-512 F/BW/VL/DQ, which `avx512_bf16` implies
@@ -147,6 +155,9 @@ pub fn reference(m: usize, n: usize, k: usize, a: View<f32>, b: View<bf16>) -> V
     reference_into(m, n, k, a, b, &mut out, n.max(1));
     out
 }
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub(super) use x86::{pack_b, pack_row};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -273,7 +284,7 @@ mod x86 {
 
     /// Row `i` of A rounded to bf16 pairs, into `out` (kp lanes, the odd tail's high half zero).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
-    pub(super) unsafe fn pack_row(a: View<f32>, i: usize, k: usize, out: &mut [u32]) {
+    pub(in crate::cpu) unsafe fn pack_row(a: View<f32>, i: usize, k: usize, out: &mut [u32]) {
         let start = i * a.rs;
         if a.cs != 1 {
             for (p, v) in out.iter_mut().enumerate() {
@@ -306,7 +317,15 @@ mod x86 {
 
     /// Packs columns j0..j0+cols, pairs q0..q0+kc of B into `buf` as [pair][NR] lanes, columns
     /// past `cols` zero.
-    fn pack_b(b: View<bf16>, k: usize, j0: usize, cols: usize, q0: usize, kc: usize, buf: &mut [u32]) {
+    pub(in crate::cpu) fn pack_b(
+        b: View<bf16>,
+        k: usize,
+        j0: usize,
+        cols: usize,
+        q0: usize,
+        kc: usize,
+        buf: &mut [u32],
+    ) {
         let buf = &mut buf[..kc * NR];
         if cols < NR {
             buf.fill(0);

@@ -14,6 +14,10 @@
 //! has AVX512_BF16; see [`bf16_gemm`]. `LLM_CPU_BF16_GEMM=0` (or `off`) turns it off, so they
 //! widen the weights to f32 for the `gemm` crate as on every narrower path; [`force_bf16_gemm`]
 //! does the same from code.
+//!
+//! Where the CPU also has AMX-BF16 (and Linux grants its tile state), that GEMM runs on AMX
+//! tiles (`gemm_bf16_amx`): same math, several times the rate. `LLM_CPU_AMX=0` (or `off`)
+//! keeps it on `vdpbf16ps`, and [`force_amx`] does the same from code; see [`amx`].
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -190,6 +194,36 @@ pub fn bf16_gemm() -> bool {
     on && features().avx512_bf16 && active() == Isa::Avx512
 }
 
+/// The `force_amx` override: 0 none, 1 off, 2 on.
+static AMX: AtomicU8 = AtomicU8::new(0);
+
+/// `LLM_CPU_AMX`, read once: `0`/`off`/`false`/`no` keeps the bf16 GEMM off AMX.
+fn amx_from_env() -> bool {
+    static ENV: OnceLock<bool> = OnceLock::new();
+    *ENV.get_or_init(|| match std::env::var("LLM_CPU_AMX") {
+        Ok(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "off" | "false" | "no"),
+        Err(_) => true,
+    })
+}
+
+/// Keeps the bf16 GEMM off AMX (`Some(false)`), lets it use AMX where the CPU and OS allow
+/// (`Some(true)`), or goes back to `LLM_CPU_AMX` (`None`). Process-wide, like [`force`].
+pub fn force_amx(on: Option<bool>) {
+    AMX.store(on.map_or(0, |on| 1 + on as u8), Ordering::Relaxed);
+}
+
+/// Whether the bf16 GEMM runs on AMX tiles now: [`bf16_gemm`] is on, the CPU has AMX-TILE and
+/// AMX-BF16 and Linux granted the tile state (`gemm_bf16_amx::available`), and the switch is
+/// not off. The results are those of the `vdpbf16ps` kernel up to the order of f32 additions.
+#[inline]
+pub fn amx() -> bool {
+    let on = match AMX.load(Ordering::Relaxed) {
+        0 => amx_from_env(),
+        code => code == 2,
+    };
+    on && bf16_gemm() && super::gemm_bf16_amx::available()
+}
+
 /// A short description of the active path for a `--stats` line or a log, e.g. `avx512+bf16`.
 pub fn active_name() -> String {
     let f = features();
@@ -197,6 +231,9 @@ pub fn active_name() -> String {
     let mut name = isa.name().to_string();
     if isa == Isa::Avx512 && f.avx512_bf16 {
         name.push_str(if bf16_gemm() { "+bf16" } else { "+bf16(gemm off)" });
+        if amx() {
+            name.push_str("+amx");
+        }
     }
     name
 }

@@ -2,6 +2,7 @@
 //! rayon once a tensor is large. They are the reference every other backend is tested against.
 
 pub mod gemm_bf16;
+pub mod gemm_bf16_amx;
 pub mod isa;
 pub mod math;
 pub mod matvec;

@@ -1,0 +1,388 @@
+//! The bf16 GEMM of [`gemm_bf16`](super::gemm_bf16) on AMX tiles: the same math
+//! (`C = bf16(A) @ B`, activations rounded to bf16 to nearest even, products of bf16 pairs summed
+//! in f32) on Intel's Advanced Matrix Extensions, where the CPU has AMX-TILE and AMX-BF16
+//! (Sapphire Rapids and later Xeons).
+//!
+//! Why: `vdpbf16ps` does 32 multiply-adds per instruction; one `tdpbf16ps` (Intel SDM,
+//! "TDPBF16PS: Dot Product of BF16 Tiles Accumulated into Packed Single Precision Tile") does
+//! 16 x 16 x 32 = 8,192, multiplying a 16 x 32 bf16 tile of A by a 32 x 16 tile of B (stored as
+//! 16 rows of 16 bf16 *pairs*) into a 16 x 16 f32 tile of C, with the same per-pair rule
+//! (`c += a.lo * b.lo + a.hi * b.hi`, products exact, sums rounded to nearest even, denormals
+//! flushed). A prefill of bf16 weights is nearly all such products.
+//!
+//! The tiles: eight registers `tmm0`-`tmm7` of up to 16 rows x 64 bytes, shaped by a 64-byte
+//! configuration (`ldtilecfg`). This kernel uses all eight at their full size: `tmm0`-`tmm3` hold
+//! a 32 x 32 block of C, `tmm4`/`tmm5` two 16-row tiles of A, `tmm6`/`tmm7` two 16-column tiles
+//! of B; each step of 16 pairs (32 values of K) loads four tiles and does four products.
+//!
+//! Layout:
+//! - A is rounded and packed once per product into whole tiles, `[16-row tile][16-pair tile]
+//!   [16 rows][16 pairs]`, rows past M and pairs past K/2 zero, so every tile is one contiguous
+//!   KiB (a stride of 64 bytes) and a block of 32 rows never reads past the buffer.
+//! - B is packed one panel of 32 columns by a chunk of 512 pairs at a time by
+//!   `gemm_bf16`'s own packing (`[pair][32 columns]`, the pair layout `tdpbf16ps` takes for B as
+//!   it is), and a tile is read from it with a stride of 128 bytes: columns 0-15 at the panel's
+//!   start, 16-31 64 bytes in.
+//! - K is the outer loop of a task: one chunk of A's pairs for all the task's rows stays in L2
+//!   while the task's panels pass over it; blocks of C wait in a buffer between chunks.
+//! - While a step computes, the next step's A tiles are prefetched into L1: measured, the tile
+//!   loads rather than the products were what the kernel waited on.
+//!
+//! Linux hands AMX's 8 KiB of tile state to a process only on request
+//! (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, the kernel's
+//! Documentation/arch/x86/xstate.rst); [`available`] asks once and is false if the kernel says
+//! no, as it is on every other OS (not implemented there). Each task loads the configuration on
+//! its thread and releases the tiles when done (`tilerelease`), so idle threads carry no tile state.
+
+/// Whether this CPU and OS run the AMX kernel: CPUID says AMX-TILE and AMX-BF16, the AVX-512
+/// kernels' BF16 support is there too (the packing uses it), and Linux granted the tile state.
+pub fn available() -> bool {
+    use std::sync::OnceLock;
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        {
+            super::gemm_bf16::available() && x86::cpu_has_amx_bf16() && x86::request_tile_state()
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        {
+            false
+        }
+    })
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub(super) use x86::gemm;
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod x86 {
+    use std::arch::asm;
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+
+    use half::bf16;
+    use rayon::prelude::*;
+
+    use super::super::gemm_bf16::{KC, NR, View, pack_b, pack_row};
+
+    /// Rows of a tile, and pairs (u32 lanes) per tile row: 16 x 64 bytes.
+    const T: usize = 16;
+    /// Rows of C per block: two tiles of A.
+    const MB: usize = 2 * T;
+    /// Pairs of K per chunk: a 64 KiB chunk of a B panel, and of A's rows 2 KiB a row. Measured
+    /// on an Emerald Rapids Xeon (2 threads, alternating in one process): 128 and 256 pairs no
+    /// faster than 512 at K = 1024, the whole of K (no chunks) 0.6x of 512 at K = 3072, where
+    /// the packed activations (3 MiB at 512 rows) outgrow L2 unless taken a chunk at a time.
+    const KCB: usize = 512;
+    /// Tiles of C a task keeps between chunks of K: 256 KiB.
+    const C_TILES: usize = 64;
+    /// Below this many multiply-adds the product runs on one thread.
+    const PARALLEL_MIN: usize = 64 * 64 * 64;
+
+    /// CPUID leaf 7: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE (Intel SDM vol. 2, CPUID).
+    pub(super) fn cpu_has_amx_bf16() -> bool {
+        // CPUID leaf 7 exists on every x86-64 CPU with AVX-512, which the caller checked.
+        let leaf = std::arch::x86_64::__cpuid_count(7, 0);
+        leaf.edx >> 22 & 1 == 1 && leaf.edx >> 24 & 1 == 1
+    }
+
+    /// Asks Linux for the AMX tile state: `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`,
+    /// process-wide. False where the kernel refuses or predates it (before 5.16).
+    pub(super) fn request_tile_state() -> bool {
+        unsafe extern "C" {
+            fn syscall(number: std::ffi::c_long, ...) -> std::ffi::c_long;
+        }
+        const SYS_ARCH_PRCTL: std::ffi::c_long = 158;
+        const ARCH_REQ_XCOMP_PERM: std::ffi::c_long = 0x1023;
+        const XFEATURE_XTILEDATA: std::ffi::c_long = 18;
+        // SAFETY: arch_prctl with these arguments only changes which state the kernel lets this
+        // process use; it reads and writes no memory of ours.
+        unsafe { syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+    }
+
+    /// The 64-byte tile configuration of `ldtilecfg` (palette 1): every tile 16 rows x 64 bytes.
+    #[repr(C, align(64))]
+    struct TileConfig {
+        palette: u8,
+        start_row: u8,
+        reserved: [u8; 14],
+        bytes_per_row: [u16; 16],
+        rows: [u8; 16],
+    }
+
+    const CONFIG: TileConfig = TileConfig {
+        palette: 1,
+        start_row: 0,
+        reserved: [0; 14],
+        bytes_per_row: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+        rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+    };
+
+    /// The tiles configured on this thread for as long as it lives; released on drop.
+    struct Tiles;
+
+    impl Tiles {
+        /// # Safety
+        /// The CPU has AMX-TILE and the OS granted the tile state ([`super::available`]).
+        unsafe fn configure() -> Tiles {
+            // SAFETY: CONFIG is a valid palette-1 configuration, 64-byte aligned.
+            unsafe { asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly)) };
+            Tiles
+        }
+    }
+
+    impl Drop for Tiles {
+        fn drop(&mut self) {
+            // SAFETY: tiles were configured on this thread (`configure`), so AMX is usable.
+            unsafe { asm!("tilerelease", options(nostack, nomem)) };
+        }
+    }
+
+    /// dst as a raw pointer, so threads can write their own columns of shared rows.
+    #[derive(Clone, Copy)]
+    struct Dst(*mut f32);
+    // SAFETY: every task writes a disjoint set of (row, column) cells of dst.
+    unsafe impl Send for Dst {}
+    unsafe impl Sync for Dst {}
+
+    impl Dst {
+        /// # Safety
+        /// `offset` lies inside dst.
+        unsafe fn at(self, offset: usize) -> *mut f32 {
+            unsafe { self.0.add(offset) }
+        }
+    }
+
+    /// `dst[i * ldd + j] = sum_k bf16(a[i, k]) * b[k, j]`, as `gemm_bf16::gemm`.
+    ///
+    /// # Safety
+    /// [`super::available`] is true; the views fit `m x k` and `k x n`, and dst holds
+    /// `(m - 1) * ldd + n` values (the caller checked); m, n, k > 0.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
+    pub unsafe fn gemm(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: View<f32>,
+        b: View<bf16>,
+        dst: &mut [f32],
+        ldd: usize,
+        parallel: bool,
+    ) {
+        let threads = rayon::current_num_threads();
+        let parallel = parallel && threads > 1 && m * n * k >= PARALLEL_MIN;
+        let kp = k.div_ceil(2);
+        let kq = kp.div_ceil(T);
+        let blocks = m.div_ceil(MB);
+        // A, rounded and packed as whole tiles: [row tile][pair tile][16 rows][16 pairs].
+        let mut packed = vec![0u32; 2 * blocks * kq * T * T];
+        let pack_tile_row = |ti: usize, out: &mut [u32]| {
+            let mut row = vec![0u32; kq * T];
+            for r in 0..T.min(m.saturating_sub(ti * T)) {
+                // SAFETY: AVX512_BF16 is enabled in this function and a fits (checked by caller).
+                unsafe { pack_row(a, ti * T + r, k, &mut row[..kp]) };
+                for (q, lanes) in row.chunks_exact(T).enumerate() {
+                    out[(q * T + r) * T..][..T].copy_from_slice(lanes);
+                }
+            }
+        };
+        if parallel {
+            packed.par_chunks_mut(kq * T * T).enumerate().for_each(|(ti, out)| pack_tile_row(ti, out));
+        } else {
+            packed.chunks_mut(kq * T * T).enumerate().for_each(|(ti, out)| pack_tile_row(ti, out));
+        }
+
+        // Tasks: a range of panels of N by a range of row blocks of M, as in gemm_bf16.
+        let panels = n.div_ceil(NR);
+        let (panel_chunk, block_chunk) = if !parallel {
+            (panels, blocks)
+        } else if panels >= 4 * threads {
+            (panels.div_ceil(4 * threads), blocks)
+        } else {
+            (1, blocks.div_ceil((4 * threads).div_ceil(panels)).max(1))
+        };
+        // With more than one chunk of K, a task keeps its blocks of C between chunks: at most
+        // C_TILES tiles of them.
+        let panel_chunk =
+            if kq * T > KCB { panel_chunk.min((C_TILES / (4 * block_chunk)).max(1)) } else { panel_chunk };
+        let tasks: Vec<(usize, usize)> = (0..panels)
+            .step_by(panel_chunk)
+            .flat_map(|p0| (0..blocks).step_by(block_chunk).map(move |b0| (p0, b0)))
+            .collect();
+        let out = Dst(dst.as_mut_ptr());
+        let packed = &packed[..];
+        let task = |bufs: &mut (Vec<u32>, Vec<f32>), &(p0, b0): &(usize, usize)| {
+            let (bbuf, cbuf) = bufs;
+            // SAFETY: available() (the caller's contract) says AMX may run on this thread.
+            let _tiles = unsafe { Tiles::configure() };
+            let mut scratch = [0f32; 4 * T * T];
+            let (p1, b1) = ((p0 + panel_chunk).min(panels), (b0 + block_chunk).min(blocks));
+            // K outermost: a chunk of A's pairs (all the task's rows) stays in L2 while every
+            // panel of the task passes over it.
+            for q0 in (0..kq * T).step_by(KCB) {
+                let q1 = (q0 + KCB).min(kq * T);
+                let (first, last) = (q0 == 0, q1 == kq * T);
+                for panel in p0..p1 {
+                    let j0 = panel * NR;
+                    let cols = NR.min(n - j0);
+                    // This chunk of the panel: pairs q0..q1 (whole tiles), past K/2 zero, as
+                    // A's are (0 * garbage could be NaN).
+                    for p in (q0..q1.min(kp)).step_by(KC) {
+                        pack_b(b, k, j0, cols, p, KC.min(q1.min(kp) - p), &mut bbuf[(p - q0) * NR..]);
+                    }
+                    if q1 > kp {
+                        bbuf[(kp.max(q0) - q0) * NR..(q1 - q0) * NR].fill(0);
+                    }
+                    for bi in b0..b1 {
+                        let rows = MB.min(m - bi * MB);
+                        let c = if last && first {
+                            cbuf.as_mut_ptr()
+                        } else {
+                            cbuf[((panel - p0) * block_chunk + bi - b0) * 4 * T * T..].as_mut_ptr()
+                        };
+                        // SAFETY: the two row tiles of block bi hold kq tiles each in packed,
+                        // of which this chunk reads (q0..q1) / 16; bbuf holds the chunk's
+                        // q1 - q0 pairs x NR lanes; cbuf holds 4 tiles per block and panel of
+                        // the task when K has several chunks (it is not read otherwise); the
+                        // block's cells (bi * MB + r, j0 + c), r < rows, c < cols, lie in dst
+                        // and belong to this task alone.
+                        unsafe {
+                            let a = packed.as_ptr().add((2 * bi * kq + q0 / T) * T * T);
+                            products(kq, (q1 - q0) / T, a, bbuf.as_ptr(), c, first);
+                            if last {
+                                store(out.at(bi * MB * ldd + j0), ldd, rows, cols, &mut scratch);
+                            } else {
+                                save(c);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let c_tiles = if kq * T > KCB { panel_chunk * block_chunk * 4 } else { 0 };
+        let new_bufs = || (vec![0u32; KCB * NR], vec![0f32; c_tiles.max(1) * T * T]);
+        if parallel {
+            tasks.par_iter().with_max_len(1).for_each_init(new_bufs, task);
+        } else {
+            let mut bufs = new_bufs();
+            tasks.iter().for_each(|t| task(&mut bufs, t));
+        }
+    }
+
+    /// `tmm0..tmm3` (+)= a 32 x 32 block of C over `steps` steps of 16 pairs: A's two row tiles
+    /// start at `a` and `a + kq` tiles, B's chunk (`[pair][32]`) at `b`. The block starts from
+    /// zero when `first`, else from the four tiles saved at `c` ([`save`]).
+    ///
+    /// # Safety
+    /// Tiles are configured ([`Tiles::configure`]); `a` holds kq + steps tiles, `b` steps x 16 x
+    /// 32 lanes, `c` four tiles unless `first`.
+    #[inline(always)]
+    unsafe fn products(kq: usize, steps: usize, a: *const u32, b: *const u32, c: *const f32, first: bool) {
+        unsafe {
+            if first {
+                asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+            } else {
+                asm!(
+                    "tileloadd tmm0, [{c} + {row}*1]",
+                    "tileloadd tmm1, [{c} + {row}*1 + 1024]",
+                    "tileloadd tmm2, [{c} + {row}*1 + 2048]",
+                    "tileloadd tmm3, [{c} + {row}*1 + 3072]",
+                    c = in(reg) c,
+                    row = in(reg) T * 4,
+                    options(nostack, readonly),
+                );
+            }
+            for q in 0..steps {
+                // The next step's A tiles into L1 while this step computes: 1.15-1.25x on the
+                // prefill shape (the tile loads, not the products, were where the time went).
+                // A prefetch never faults, so the last step's reach past `a` is harmless.
+                for line in 0..T {
+                    let next = |tile: usize| a.wrapping_add((tile + 1) * T * T + line * T) as *const i8;
+                    _mm_prefetch::<_MM_HINT_T0>(next(q));
+                    _mm_prefetch::<_MM_HINT_T0>(next(kq + q));
+                }
+                asm!(
+                    "tileloadd tmm4, [{a0} + {row}*1]",
+                    "tileloadd tmm6, [{b} + {panel_row}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tileloadd tmm7, [{b} + {panel_row}*1 + 64]",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tileloadd tmm5, [{a1} + {row}*1]",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    a0 = in(reg) a.add(q * T * T),
+                    a1 = in(reg) a.add((kq + q) * T * T),
+                    b = in(reg) b.add(q * T * NR),
+                    row = in(reg) T * 4,
+                    panel_row = in(reg) NR * 4,
+                    options(nostack, readonly),
+                );
+            }
+        }
+    }
+
+    /// Saves `tmm0..tmm3` to four contiguous tiles at `c`, for the next chunk of K.
+    ///
+    /// # Safety
+    /// Tiles are configured; `c` has room for four tiles.
+    #[inline(always)]
+    unsafe fn save(c: *mut f32) {
+        unsafe {
+            asm!(
+                "tilestored [{c} + {row}*1], tmm0",
+                "tilestored [{c} + {row}*1 + 1024], tmm1",
+                "tilestored [{c} + {row}*1 + 2048], tmm2",
+                "tilestored [{c} + {row}*1 + 3072], tmm3",
+                c = in(reg) c,
+                row = in(reg) T * 4,
+                options(nostack),
+            );
+        }
+    }
+
+    /// Writes the block in `tmm0..tmm3` to C at `c` (row stride `ldc`), `rows` x `cols` of it:
+    /// straight from the tiles when the whole 32 x 32 block is wanted, else through `scratch`.
+    ///
+    /// # Safety
+    /// Tiles hold a block ([`products`]); the cells `c + r * ldc + j`, r < rows, j < cols, are
+    /// writable.
+    #[inline(always)]
+    unsafe fn store(c: *mut f32, ldc: usize, rows: usize, cols: usize, scratch: &mut [f32; 4 * T * T]) {
+        unsafe {
+            if rows == MB && cols == NR {
+                asm!(
+                    "tilestored [{c00} + {s}*1], tmm0",
+                    "tilestored [{c01} + {s}*1], tmm1",
+                    "tilestored [{c10} + {s}*1], tmm2",
+                    "tilestored [{c11} + {s}*1], tmm3",
+                    c00 = in(reg) c,
+                    c01 = in(reg) c.add(T),
+                    c10 = in(reg) c.add(T * ldc),
+                    c11 = in(reg) c.add(T * ldc + T),
+                    s = in(reg) ldc * 4,
+                    options(nostack),
+                );
+                return;
+            }
+            let s = scratch.as_mut_ptr();
+            asm!(
+                "tilestored [{s0} + {row}*1], tmm0",
+                "tilestored [{s1} + {row}*1], tmm1",
+                "tilestored [{s2} + {row}*1], tmm2",
+                "tilestored [{s3} + {row}*1], tmm3",
+                s0 = in(reg) s,
+                s1 = in(reg) s.add(T * T),
+                s2 = in(reg) s.add(2 * T * T),
+                s3 = in(reg) s.add(3 * T * T),
+                row = in(reg) T * 4,
+                options(nostack),
+            );
+            for r in 0..rows {
+                for j in 0..cols {
+                    let tile = (r / T) * 2 + j / T;
+                    *c.add(r * ldc + j) = scratch[tile * T * T + (r % T) * T + j % T];
+                }
+            }
+        }
+    }
+}
