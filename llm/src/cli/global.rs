@@ -194,8 +194,10 @@ pub fn release_freed_memory() {
     }
 }
 
-/// `LLM_CPU_KERNELS`, which forces the CPU kernels' instruction-set path: a value that names none
-/// is an error here, before any kernel runs (the kernels themselves can only warn and ignore it).
+/// `LLM_CPU_KERNELS`, which forces the CPU kernels' instruction-set path, and the kernels'
+/// on/off switches (`LLM_CPU_BF16_GEMM`, `LLM_CPU_AMX`, `LLM_CPU_PREFETCH`): a value that names
+/// no path or is no switch is an error here, before any kernel runs (the kernels themselves can
+/// only warn and ignore it).
 pub fn check_cpu_kernels_env() -> Result<()> {
     match std::env::var("LLM_CPU_KERNELS") {
         Ok(value) if !value.trim().is_empty() && tensor::cpu::isa::Isa::parse(&value).is_none() => {
@@ -204,7 +206,24 @@ pub fn check_cpu_kernels_env() -> Result<()> {
             )))
         }
         _ => Ok(()),
+    }?;
+    // The switches of the CPU kernels, which they read once and can only ignore when wrong.
+    for (name, expected) in [
+        ("LLM_CPU_BF16_GEMM", "0/off or 1/on"),
+        ("LLM_CPU_AMX", "0/off or 1/on"),
+        ("LLM_CPU_PREFETCH", "0/off or 1/on"),
+    ] {
+        if let Ok(value) = std::env::var(name) {
+            let v = value.trim().to_ascii_lowercase();
+            let known = ["", "0", "off", "false", "no", "1", "on", "true", "yes"];
+            if !known.contains(&v.as_str()) {
+                return Err(Error::input(format!(
+                    "{name}={value:?} is not a switch (expected {expected}, or leave it unset)"
+                )));
+            }
+        }
     }
+    Ok(())
 }
 
 /// The number of threads the CPU kernels run on.

@@ -97,6 +97,9 @@ pub struct Features {
     pub avx_vnni: bool,
     /// AVX512_VBMI (`vpermi2b`, byte lookups in 128-entry tables: FP8 codes to bf16).
     pub avx512_vbmi: bool,
+    /// An Intel CPU (CPUID vendor "GenuineIntel"), whose matrix-vector products read their
+    /// weights faster with a software prefetch running ahead of them: see [`stream_prefetch`].
+    pub intel: bool,
 }
 
 pub fn features() -> Features {
@@ -121,12 +124,24 @@ fn detect() -> Features {
         avx512_vnni: avx512 && has!("avx512vnni"),
         avx_vnni: avx2 && has!("avxvnni"),
         avx512_vbmi: avx512 && has!("avx512vbmi"),
+        intel: {
+            // CPUID leaf 0: the vendor string in EBX, EDX, ECX.
+            let leaf = std::arch::x86_64::__cpuid(0);
+            [leaf.ebx, leaf.edx, leaf.ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e]
+        },
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 fn detect() -> Features {
-    Features { widest: Isa::Scalar, avx512_bf16: false, avx512_vnni: false, avx_vnni: false, avx512_vbmi: false }
+    Features {
+        widest: Isa::Scalar,
+        avx512_bf16: false,
+        avx512_vnni: false,
+        avx_vnni: false,
+        avx512_vbmi: false,
+        intel: false,
+    }
 }
 
 /// No override: 0. Otherwise 1 + the forced path's index in `Isa::ALL`.
@@ -222,6 +237,33 @@ pub fn amx() -> bool {
         code => code == 2,
     };
     on && bf16_gemm() && super::gemm_bf16_amx::available()
+}
+
+/// `LLM_CPU_PREFETCH`, read once: `0`/`off`/`false`/`no` or `1`/`on`/`true`/`yes`; unset (or
+/// anything else) leaves the choice to the CPU's vendor.
+fn prefetch_from_env() -> Option<bool> {
+    static ENV: OnceLock<Option<bool>> = OnceLock::new();
+    *ENV.get_or_init(|| match std::env::var("LLM_CPU_PREFETCH").ok()?.trim().to_ascii_lowercase().as_str() {
+        "0" | "off" | "false" | "no" => Some(false),
+        "1" | "on" | "true" | "yes" => Some(true),
+        _ => None,
+    })
+}
+
+/// Whether the matrix-vector kernels of decoding (`matvec_bf16::rows`, the f32/f16 rows of
+/// `matmul::matvec_f32`) prefetch 4 KiB ahead in their weight stream. Each thread reads its rows
+/// of a Linear's weight one after another, one sequential stream, and the question is whether
+/// the hardware prefetchers alone keep enough of it in flight:
+/// - on an Emerald Rapids Xeon they did not: over 600 MB of bf16 weights (past its 300 MiB L3),
+///   2 threads, 15.4 GB/s without, 22.7 with the prefetch (into L2; into L1 20.4, and 2 or 8
+///   KiB ahead the same as 4) in alternating runs;
+/// - on a Zen 4 EPYC, one row at a time without any prefetch was the fastest order measured
+///   (docs/BENCHMARKS.md, tenth session); a prefetch on that order was not measured there.
+///
+/// So: on for Intel CPUs, off for the others, and `LLM_CPU_PREFETCH=0|1` overrides either way.
+#[inline]
+pub fn stream_prefetch() -> bool {
+    prefetch_from_env().unwrap_or(features().intel)
 }
 
 /// A short description of the active path for a `--stats` line or a log, e.g. `avx512+bf16`.

@@ -14,8 +14,8 @@
 //! high half with zero) by [`gemm_bf16::pack_pairs`]; a weight row of the Linear layout ([N, K],
 //! K contiguous) is read as the same pair lanes, the odd tail masked to zero.
 //!
-//! One row at a time, in memory order, and no software prefetch: each thread's block of rows is
-//! then one sequential stream, which every x86 core's hardware prefetcher follows at full
+//! One row at a time, in memory order, and no software prefetch except on Intel CPUs
+//! ([`isa::stream_prefetch`]): each thread's block of rows is then one sequential stream, which every x86 core's hardware prefetcher follows at full
 //! speed. Reading four rows side by side (sharing each load of x, which the memory-bound
 //! product does not need) put four streams 2-6 KiB apart in flight; the prefetchers lost them
 //! and software prefetching only partly made up for it. On a Zen 4 EPYC (32 KiB L1), over the
@@ -23,6 +23,7 @@
 //! the prefetch, 28-29 one at a time without; `llm generate` decode 18-22 -> 23-29 tok/s.
 //!
 //! [`isa::bf16_gemm`]: super::isa::bf16_gemm
+//! [`isa::stream_prefetch`]: super::isa::stream_prefetch
 //! [`gemm_bf16::pack_pairs`]: super::gemm_bf16::pack_pairs
 
 use half::bf16;
@@ -100,6 +101,10 @@ mod x86 {
     /// Qwen3-0.6B shape, batch 8: 150-162 -> 167-174 tok/s in alternating runs).
     const PREFETCH_ADJACENT: usize = 2048;
 
+    /// Values (4 KiB) ahead of the current position that [`dot`] prefetches into L2 where
+    /// `isa::stream_prefetch` says so.
+    const STREAM_AHEAD: usize = 2048;
+
     /// The dot product of the packed activations with one weight row of k bf16: four
     /// accumulators over 128 values a step (so no `vdpbf16ps` waits on the one before it), the
     /// tail 32 values at a time, masked.
@@ -109,10 +114,18 @@ mod x86 {
         let x = xp.as_ptr() as *const i32;
         let mut acc = [_mm512_setzero_ps(); 4];
         let mut i = 0; // index into K (a multiple of 32 throughout)
+        let prefetch = super::super::isa::stream_prefetch();
         // SAFETY: full steps read x lanes i/2..i/2+64 <= k.div_ceil(2) and row values
-        // i..i+128 <= k; the tail's loads are masked to what is left.
+        // i..i+128 <= k; the tail's loads are masked to what is left. A prefetch never faults,
+        // so reaching past the row (into the next rows, the same stream) is harmless.
         unsafe {
             while i + 128 <= k {
+                if prefetch {
+                    for line in 0..4 {
+                        let ahead = wp.wrapping_add(i + STREAM_AHEAD + 32 * line);
+                        _mm_prefetch::<_MM_HINT_T1>(ahead as *const i8);
+                    }
+                }
                 for (u, acc) in acc.iter_mut().enumerate() {
                     let xv: __m512bh = std::mem::transmute(_mm512_loadu_si512(x.add((i + 32 * u) / 2) as *const _));
                     let wv: __m512bh = std::mem::transmute(_mm512_loadu_si512(wp.add(i + 32 * u) as *const _));
