@@ -244,6 +244,10 @@ pub unsafe fn group_avx_vnni<const F: u8, const R: usize>(w: &[u8], x: [Row; R])
     std::array::from_fn(|r| rows_of_256([acc[0][r], acc[1][r]]))
 }
 
+/// How far ahead [`group_avx512_vnni`] prefetches its group's tiles where
+/// `isa::stream_prefetch` says so (Intel CPUs).
+const STREAM_AHEAD_BYTES: usize = 4 << 10;
+
 /// AVX-512 VNNI: a whole 64-byte slice (8 bytes of each of the 8 rows) per `vpdpbusd`.
 ///
 /// # Safety
@@ -256,9 +260,17 @@ pub unsafe fn group_avx512_vnni<const F: u8, const R: usize>(w: &[u8], x: [Row; 
     let pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     let table = _mm512_broadcast_i32x4(_mm256_castsi256_si128(fp4_table_256()));
     let mut acc = [_mm512_setzero_ps(); R];
+    let prefetch = crate::cpu::isa::stream_prefetch();
     for b in 0..x[0].scales.len() {
         // SAFETY: tile b exists (the caller's contract); slice s is 64 bytes at 8·head + 64s.
         let t = unsafe { w.as_ptr().add(b * tile_bytes::<F>()) };
+        if prefetch {
+            // The group's tiles are one stream (see `isa::stream_prefetch`); a prefetch never
+            // faults, so reaching past the group is harmless.
+            for line in (0..tile_bytes::<F>()).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T1>(t.wrapping_add(STREAM_AHEAD_BYTES + line) as *const i8);
+            }
+        }
         let slice = |s: usize| unsafe { _mm512_loadu_si512(t.add(head::<F>() * GROUP + 64 * s) as *const _) };
         let d = _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(tile_scales::<F>(t)));
         // Q4_1: each row's minimum in the first lane of its pair, added once.
