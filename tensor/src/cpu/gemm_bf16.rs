@@ -159,6 +159,47 @@ pub fn reference(m: usize, n: usize, k: usize, a: View<f32>, b: View<bf16>) -> V
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub(super) use x86::{pack_b, pack_row};
 
+/// dst as a raw pointer, so threads can write their own columns of shared rows.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub(super) struct Dst(pub(super) *mut f32);
+// SAFETY: every task writes a disjoint set of (row, column) cells of dst.
+#[cfg(target_arch = "x86_64")]
+unsafe impl Send for Dst {}
+#[cfg(target_arch = "x86_64")]
+unsafe impl Sync for Dst {}
+
+#[cfg(target_arch = "x86_64")]
+impl Dst {
+    /// The cell `offset` past the start (a method, so closures capture the whole `Dst`).
+    ///
+    /// # Safety
+    /// `offset` lies inside dst.
+    pub(super) unsafe fn at(self, offset: usize) -> *mut f32 {
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// How a product's work is cut: tasks of `panel_chunk` panels of N by `block_chunk` row blocks
+/// of M. Whole M per task unless N has too few panels to keep every thread busy (4 tasks a
+/// thread).
+#[cfg(target_arch = "x86_64")]
+pub(super) fn split(panels: usize, blocks: usize, parallel: bool, threads: usize) -> (usize, usize) {
+    if !parallel {
+        (panels, blocks)
+    } else if panels >= 4 * threads {
+        (panels.div_ceil(4 * threads), blocks)
+    } else {
+        (1, blocks.div_ceil((4 * threads).div_ceil(panels)).max(1))
+    }
+}
+
+/// The tasks of a [`split`]: the first panel and row block of each.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn tasks(panels: usize, blocks: usize, panel_chunk: usize, block_chunk: usize) -> Vec<(usize, usize)> {
+    (0..panels).step_by(panel_chunk).flat_map(|p0| (0..blocks).step_by(block_chunk).map(move |b0| (p0, b0))).collect()
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -166,24 +207,7 @@ mod x86 {
     use half::bf16;
     use rayon::prelude::*;
 
-    use super::{KC, MR, NR, NV, PARALLEL_MIN, View, round};
-
-    /// dst as a raw pointer, so threads can write their own columns of shared rows.
-    #[derive(Clone, Copy)]
-    struct Dst(*mut f32);
-    // SAFETY: every task writes a disjoint set of (row, column) cells of dst.
-    unsafe impl Send for Dst {}
-    unsafe impl Sync for Dst {}
-
-    impl Dst {
-        /// The cell `offset` past the start (a method, so closures capture the whole `Dst`).
-        ///
-        /// # Safety
-        /// `offset` lies inside dst.
-        unsafe fn at(self, offset: usize) -> *mut f32 {
-            unsafe { self.0.add(offset) }
-        }
-    }
+    use super::{Dst, KC, MR, NR, NV, PARALLEL_MIN, View, round, split, tasks};
 
     /// The pair lane of two bf16 bit patterns: `lo` in bits 0-15, `hi` in 16-31.
     #[inline(always)]
@@ -225,20 +249,9 @@ mod x86 {
             packed.chunks_mut(kp * MR).enumerate().for_each(|(bi, out)| pack_block(bi, out));
         }
 
-        // Tasks: a range of panels of N by a range of row blocks of M. Whole M per task unless
-        // N has too few panels to keep every thread busy.
         let panels = n.div_ceil(NR);
-        let (panel_chunk, block_chunk) = if !parallel {
-            (panels, blocks)
-        } else if panels >= 4 * threads {
-            (panels.div_ceil(4 * threads), blocks)
-        } else {
-            (1, blocks.div_ceil((4 * threads).div_ceil(panels)).max(1))
-        };
-        let tasks: Vec<(usize, usize)> = (0..panels)
-            .step_by(panel_chunk)
-            .flat_map(|p0| (0..blocks).step_by(block_chunk).map(move |b0| (p0, b0)))
-            .collect();
+        let (panel_chunk, block_chunk) = split(panels, blocks, parallel, threads);
+        let tasks = tasks(panels, blocks, panel_chunk, block_chunk);
         let out = Dst(dst.as_mut_ptr());
         let packed = &packed[..];
         let task = |bbuf: &mut Vec<u32>, &(p0, b0): &(usize, usize)| {

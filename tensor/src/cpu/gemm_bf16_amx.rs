@@ -62,7 +62,7 @@ mod x86 {
     use half::bf16;
     use rayon::prelude::*;
 
-    use super::super::gemm_bf16::{KC, NR, View, pack_b, pack_row};
+    use super::super::gemm_bf16::{Dst, KC, NR, View, pack_b, pack_row, split, tasks};
 
     /// Rows of a tile, and pairs (u32 lanes) per tile row: 16 x 64 bytes.
     const T: usize = 16;
@@ -137,21 +137,6 @@ mod x86 {
         }
     }
 
-    /// dst as a raw pointer, so threads can write their own columns of shared rows.
-    #[derive(Clone, Copy)]
-    struct Dst(*mut f32);
-    // SAFETY: every task writes a disjoint set of (row, column) cells of dst.
-    unsafe impl Send for Dst {}
-    unsafe impl Sync for Dst {}
-
-    impl Dst {
-        /// # Safety
-        /// `offset` lies inside dst.
-        unsafe fn at(self, offset: usize) -> *mut f32 {
-            unsafe { self.0.add(offset) }
-        }
-    }
-
     /// `dst[i * ldd + j] = sum_k bf16(a[i, k]) * b[k, j]`, as `gemm_bf16::gemm`.
     ///
     /// # Safety
@@ -192,23 +177,13 @@ mod x86 {
             packed.chunks_mut(kq * T * T).enumerate().for_each(|(ti, out)| pack_tile_row(ti, out));
         }
 
-        // Tasks: a range of panels of N by a range of row blocks of M, as in gemm_bf16.
+        // Tasks as in gemm_bf16; with more than one chunk of K, a task keeps its blocks of C
+        // between chunks: at most C_TILES tiles of them.
         let panels = n.div_ceil(NR);
-        let (panel_chunk, block_chunk) = if !parallel {
-            (panels, blocks)
-        } else if panels >= 4 * threads {
-            (panels.div_ceil(4 * threads), blocks)
-        } else {
-            (1, blocks.div_ceil((4 * threads).div_ceil(panels)).max(1))
-        };
-        // With more than one chunk of K, a task keeps its blocks of C between chunks: at most
-        // C_TILES tiles of them.
+        let (panel_chunk, block_chunk) = split(panels, blocks, parallel, threads);
         let panel_chunk =
             if kq * T > KCB { panel_chunk.min((C_TILES / (4 * block_chunk)).max(1)) } else { panel_chunk };
-        let tasks: Vec<(usize, usize)> = (0..panels)
-            .step_by(panel_chunk)
-            .flat_map(|p0| (0..blocks).step_by(block_chunk).map(move |b0| (p0, b0)))
-            .collect();
+        let tasks = tasks(panels, blocks, panel_chunk, block_chunk);
         let out = Dst(dst.as_mut_ptr());
         let packed = &packed[..];
         let task = |bufs: &mut (Vec<u32>, Vec<f32>), &(p0, b0): &(usize, usize)| {
