@@ -251,14 +251,15 @@ fn prefetch_from_env() -> Option<bool> {
 }
 
 /// Whether the matrix-vector kernels of decoding (`matvec_bf16::rows`, the f32/f16 rows of
-/// `matmul::matvec_f32`, the AVX-512 VNNI groups of Q8_0/Q4_0/Q4_1/MXFP4 rows) prefetch 4 KiB
-/// ahead in their weight stream. Each thread reads its rows
+/// `matmul::matvec_f32`, the AVX-512 VNNI kernels of Q8_0/Q4_0/Q4_1/MXFP4 groups and of
+/// k-quant rows) prefetch 4 KiB ahead in their weight stream. Each thread reads its rows
 /// of a Linear's weight one after another, one sequential stream, and the question is whether
 /// the hardware prefetchers alone keep enough of it in flight:
 /// - on an Emerald Rapids Xeon they did not: over 600 MB of bf16 weights (past its 300 MiB L3),
 ///   2 threads, 15.4 GB/s without, 22.7 with the prefetch (into L2; into L1 20.4, and 2 or 8
 ///   KiB ahead the same as 4) in alternating runs; `llm generate` decode, alternating, bf16
-///   12.1 -> 15.5 tok/s, q8_0 20.1 -> 28.7, q4_0 28.2 -> 40.5 (medians of 4-5);
+///   12.1 -> 15.5 tok/s, q8_0 20.1 -> 28.7, q4_0 28.2 -> 40.5, q4_k_m 19.8 -> 27.8 (medians
+///   of 4-5);
 /// - on a Zen 4 EPYC, one row at a time without any prefetch was the fastest order measured
 ///   (docs/BENCHMARKS.md, tenth session); a prefetch on that order was not measured there.
 ///

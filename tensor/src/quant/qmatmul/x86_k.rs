@@ -234,6 +234,10 @@ unsafe fn codes64<const F: u8>(wb: *const u8, c: usize) -> __m512i {
     }
 }
 
+/// How far ahead [`rows_avx512_vnni`] prefetches its rows where `isa::stream_prefetch` says so
+/// (Intel CPUs).
+const STREAM_AHEAD_BYTES: usize = 4 << 10;
+
 /// AVX-512 VNNI: 64 weights per `maddubs`, their scales applied and accumulated by `vpdpwssd`;
 /// per block the 16 i32 lanes are folded to 8 and finished as in the 256-bit kernels.
 ///
@@ -246,8 +250,16 @@ pub unsafe fn rows_avx512_vnni<const F: u8, const R: usize>(w: &[u8], x: [RowK; 
     let mut out = [_mm256_setzero_ps(); R];
     // SAFETY: a static of 32 i16.
     let lanes = unsafe { _mm512_loadu_si512(GROUP_OF_LANE.as_ptr() as *const _) };
+    let prefetch = crate::cpu::isa::stream_prefetch();
     for b in 0..nb {
         let wb = &w[b * f.block_bytes()..(b + 1) * f.block_bytes()];
+        if prefetch {
+            // A Linear's rows lie one after another: one stream per thread (see
+            // `isa::stream_prefetch`); a prefetch never faults, so reaching past the row is harmless.
+            for line in (0..f.block_bytes()).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T1>(wb.as_ptr().wrapping_add(STREAM_AHEAD_BYTES + line) as *const i8);
+            }
+        }
         let (sc, m, d, dmin) = unsafe { block_scales::<F>(wb.as_ptr()) };
         // SAFETY: both arrays hold 16 i16.
         let (sc16, m16) = unsafe {
