@@ -265,13 +265,15 @@ fn bad_input_ends_in_one_line_and_a_non_zero_exit() -> llm::Result<()> {
         .expect("llm runs");
     assert!(!o.status.success() && stderr(&o).trim().lines().count() == 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("LLM_CPU_KERNELS=\"sse9\""), "{}", stderr(&o));
-    let o = Command::new(env!("CARGO_BIN_EXE_llm"))
-        .args(["generate", "--model", good, "--prompt-ids", "1", "--device", "cpu"])
-        .env("LLM_CPU_AMX", "maybe")
-        .output()
-        .expect("llm runs");
-    assert!(!o.status.success() && stderr(&o).trim().lines().count() == 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains("LLM_CPU_AMX=\"maybe\""), "{}", stderr(&o));
+    for switch in tensor::cpu::isa::SWITCHES {
+        let o = Command::new(env!("CARGO_BIN_EXE_llm"))
+            .args(["generate", "--model", good, "--prompt-ids", "1", "--device", "cpu"])
+            .env(switch, "maybe")
+            .output()
+            .expect("llm runs");
+        assert!(!o.status.success() && stderr(&o).trim().lines().count() == 1, "{}", stderr(&o));
+        assert!(stderr(&o).contains(&format!("{switch}=\"maybe\"")), "{}", stderr(&o));
+    }
     fails_cleanly(&["frobnicate"], "frobnicate");
     // A config of an unknown model_type.
     let unknown = temp("unknown.json");

@@ -208,19 +208,11 @@ pub fn check_cpu_kernels_env() -> Result<()> {
         _ => Ok(()),
     }?;
     // The switches of the CPU kernels, which they read once and can only ignore when wrong.
-    for (name, expected) in [
-        ("LLM_CPU_BF16_GEMM", "0/off or 1/on"),
-        ("LLM_CPU_AMX", "0/off or 1/on"),
-        ("LLM_CPU_PREFETCH", "0/off or 1/on"),
-    ] {
-        if let Ok(value) = std::env::var(name) {
-            let v = value.trim().to_ascii_lowercase();
-            let known = ["", "0", "off", "false", "no", "1", "on", "true", "yes"];
-            if !known.contains(&v.as_str()) {
-                return Err(Error::input(format!(
-                    "{name}={value:?} is not a switch (expected {expected}, or leave it unset)"
-                )));
-            }
+    for name in tensor::cpu::isa::SWITCHES {
+        if let Err(value) = tensor::cpu::isa::switch(name) {
+            return Err(Error::input(format!(
+                "{name}={value:?} is not a switch (expected 0/off or 1/on, or leave it unset)"
+            )));
         }
     }
     Ok(())

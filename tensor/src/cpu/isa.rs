@@ -180,14 +180,45 @@ pub fn active() -> Isa {
 /// The `force_bf16_gemm` override: 0 none, 1 off, 2 on.
 static BF16_GEMM: AtomicU8 = AtomicU8::new(0);
 
-/// `LLM_CPU_BF16_GEMM`, read once: `0`/`off`/`false`/`no` turns the bf16 GEMM off; anything else
-/// (or unset) leaves it on where the CPU allows.
+/// The on/off switches of the CPU kernels in the environment, each read once by the kernel
+/// that it steers: [`bf16_gemm`], [`amx`], [`stream_prefetch`]. A command line checks them up
+/// front with [`switch`], where a wrong value can still become an error for the user.
+pub const SWITCHES: [&str; 3] = ["LLM_CPU_BF16_GEMM", "LLM_CPU_AMX", "LLM_CPU_PREFETCH"];
+
+/// An on/off switch's value: `0`/`off`/`false`/`no` is `Some(false)`, `1`/`on`/`true`/`yes`
+/// `Some(true)` (any case, spaces around ignored), empty `None`; anything else is an error.
+fn parse_switch(value: &str) -> Result<Option<bool>, ()> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        "0" | "off" | "false" | "no" => Ok(Some(false)),
+        "1" | "on" | "true" | "yes" => Ok(Some(true)),
+        _ => Err(()),
+    }
+}
+
+/// The switch `name` as the environment sets it now: `Ok(None)` when unset or empty, `Err`
+/// with the raw value when it is not a switch (see [`parse_switch`]).
+pub fn switch(name: &str) -> Result<Option<bool>, String> {
+    match std::env::var(name) {
+        Ok(value) => parse_switch(&value).map_err(|()| value),
+        Err(_) => Ok(None),
+    }
+}
+
+/// [`switch`] for a kernel, which has no error path back to the user: a value that is not a
+/// switch is reported on stderr and left unset.
+fn switch_or_warn(name: &str) -> Option<bool> {
+    switch(name).unwrap_or_else(|value| {
+        eprintln!("warning: {name}={value:?} is not a switch (0/off or 1/on); ignored");
+        None
+    })
+}
+
+/// `LLM_CPU_BF16_GEMM`, read once: off turns the bf16 GEMM off; unset leaves it on where the
+/// CPU allows.
 fn bf16_gemm_from_env() -> bool {
     static ENV: OnceLock<bool> = OnceLock::new();
-    *ENV.get_or_init(|| match std::env::var("LLM_CPU_BF16_GEMM") {
-        Ok(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "off" | "false" | "no"),
-        Err(_) => true,
-    })
+    *ENV.get_or_init(|| switch_or_warn("LLM_CPU_BF16_GEMM").unwrap_or(true))
 }
 
 /// Turns the `vdpbf16ps` GEMM for f32 x bf16 products off (`Some(false)`), on where the CPU
@@ -212,13 +243,10 @@ pub fn bf16_gemm() -> bool {
 /// The `force_amx` override: 0 none, 1 off, 2 on.
 static AMX: AtomicU8 = AtomicU8::new(0);
 
-/// `LLM_CPU_AMX`, read once: `0`/`off`/`false`/`no` keeps the bf16 GEMM off AMX.
+/// `LLM_CPU_AMX`, read once: off keeps the bf16 GEMM off AMX; unset lets it use AMX.
 fn amx_from_env() -> bool {
     static ENV: OnceLock<bool> = OnceLock::new();
-    *ENV.get_or_init(|| match std::env::var("LLM_CPU_AMX") {
-        Ok(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "off" | "false" | "no"),
-        Err(_) => true,
-    })
+    *ENV.get_or_init(|| switch_or_warn("LLM_CPU_AMX").unwrap_or(true))
 }
 
 /// Keeps the bf16 GEMM off AMX (`Some(false)`), lets it use AMX where the CPU and OS allow
@@ -239,15 +267,10 @@ pub fn amx() -> bool {
     on && bf16_gemm() && super::gemm_bf16_amx::available()
 }
 
-/// `LLM_CPU_PREFETCH`, read once: `0`/`off`/`false`/`no` or `1`/`on`/`true`/`yes`; unset (or
-/// anything else) leaves the choice to the CPU's vendor.
+/// `LLM_CPU_PREFETCH`, read once: on or off; unset leaves the choice to the CPU's vendor.
 fn prefetch_from_env() -> Option<bool> {
     static ENV: OnceLock<Option<bool>> = OnceLock::new();
-    *ENV.get_or_init(|| match std::env::var("LLM_CPU_PREFETCH").ok()?.trim().to_ascii_lowercase().as_str() {
-        "0" | "off" | "false" | "no" => Some(false),
-        "1" | "on" | "true" | "yes" => Some(true),
-        _ => None,
-    })
+    *ENV.get_or_init(|| switch_or_warn("LLM_CPU_PREFETCH"))
 }
 
 /// Whether the matrix-vector kernels of decoding (`matvec_bf16::rows`, the f32/f16 rows of
@@ -303,6 +326,20 @@ mod tests {
         for isa in Isa::ALL {
             assert!(isa.or_available() <= widest);
             assert_eq!(isa.available(), isa <= widest);
+        }
+    }
+
+    #[test]
+    fn switches_take_on_and_off_words_and_reject_the_rest() {
+        for on in ["1", "on", " TRUE ", "yes"] {
+            assert_eq!(parse_switch(on), Ok(Some(true)), "{on:?}");
+        }
+        for off in ["0", "Off", "false", "no\n"] {
+            assert_eq!(parse_switch(off), Ok(Some(false)), "{off:?}");
+        }
+        assert_eq!(parse_switch(" "), Ok(None));
+        for bad in ["2", "enable", "of"] {
+            assert_eq!(parse_switch(bad), Err(()), "{bad:?}");
         }
     }
 }
