@@ -89,7 +89,7 @@ pub(crate) fn no_gradient_device(q: &DeviceQMatrix, op: &str) -> Error {
 
 fn no_gradient_of(ty: tensor::quant::GgmlType, rows: usize, cols: usize, op: &str) -> Error {
     Error::unsupported(
-        op,
+        op.to_string(),
         format!(
             "the weight is kept block-quantized ({ty} [{rows}, {cols}]) and has no gradient; load the model with f32 weights to train through it"
         ),

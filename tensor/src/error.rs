@@ -1,5 +1,7 @@
 //! The one error type of the tensor crate: every message names the op and the shapes involved.
 
+use std::borrow::Cow;
+
 use crate::DType;
 
 /// What went wrong, and in which op.
@@ -15,8 +17,11 @@ pub enum Error {
     Device { op: String, msg: String },
     /// The backend itself failed (GPU validation, out of memory, lost device).
     Backend { op: String, msg: String },
-    /// The backend does not provide this op; the caller may fall back to a composite.
-    Unsupported { op: String, msg: String },
+    /// The backend does not provide this op; the caller may fall back to a composite. Kept in
+    /// `Cow`s so the common case, a static op name and reason, allocates nothing: fused ops
+    /// return it on every call where a device lacks their kernel (several times a decoded
+    /// token on the CPU), and the caller drops it for the composite.
+    Unsupported { op: Cow<'static, str>, msg: Cow<'static, str> },
 }
 
 impl Error {
@@ -35,8 +40,8 @@ impl Error {
     pub fn backend(op: &str, msg: impl Into<String>) -> Error {
         Error::Backend { op: op.to_string(), msg: msg.into() }
     }
-    pub fn unsupported(op: &str, msg: impl Into<String>) -> Error {
-        Error::Unsupported { op: op.to_string(), msg: msg.into() }
+    pub fn unsupported(op: impl Into<Cow<'static, str>>, msg: impl Into<Cow<'static, str>>) -> Error {
+        Error::Unsupported { op: op.into(), msg: msg.into() }
     }
 
     /// An op that does not accept this dtype.
@@ -51,8 +56,8 @@ impl Error {
             | Error::DType { op, .. }
             | Error::Index { op, .. }
             | Error::Device { op, .. }
-            | Error::Backend { op, .. }
-            | Error::Unsupported { op, .. } => op,
+            | Error::Backend { op, .. } => op,
+            Error::Unsupported { op, .. } => op,
         }
     }
 
@@ -68,8 +73,8 @@ impl std::fmt::Display for Error {
             | Error::DType { op, msg }
             | Error::Index { op, msg }
             | Error::Device { op, msg }
-            | Error::Backend { op, msg }
-            | Error::Unsupported { op, msg } => write!(f, "{op}: {msg}"),
+            | Error::Backend { op, msg } => write!(f, "{op}: {msg}"),
+            Error::Unsupported { op, msg } => write!(f, "{op}: {msg}"),
         }
     }
 }

@@ -255,11 +255,12 @@ impl ExactSizeIterator for StridedOffsets {}
 
 /// Merges adjacent dims that are contiguous with each other in every one of `layouts` (which
 /// share one shape), so strided kernels run long inner loops. Returns the merged dims and each
-/// layout's merged strides; dims of extent 1 are dropped.
-pub fn coalesce(layouts: &[&Layout]) -> (Vec<usize>, Vec<Vec<usize>>) {
+/// layout's merged strides; dims of extent 1 are dropped. Kept inline ([`Dims`]): the strided
+/// kernels call this for every op, and a decoded token runs hundreds of them.
+pub fn coalesce<const N: usize>(layouts: [&Layout; N]) -> (Dims, [Dims; N]) {
     let dims = layouts[0].dims();
-    let mut out_dims: Vec<usize> = Vec::new();
-    let mut out_strides: Vec<Vec<usize>> = vec![Vec::new(); layouts.len()];
+    let mut out_dims = Dims::new();
+    let mut out_strides: [Dims; N] = std::array::from_fn(|_| Dims::new());
     for (d, &dim) in dims.iter().enumerate() {
         if dim == 1 {
             continue;

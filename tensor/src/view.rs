@@ -52,7 +52,7 @@ impl Tensor {
     /// Swaps two dims.
     pub fn transpose(&self, a: impl Axis, b: impl Axis) -> Result<Tensor> {
         let (a, b) = (a.resolve(self.rank(), "transpose")?, b.resolve(self.rank(), "transpose")?);
-        let mut perm: Vec<usize> = (0..self.rank()).collect();
+        let mut perm: crate::Dims = (0..self.rank()).collect();
         perm.swap(a, b);
         self.permute(&perm)
     }

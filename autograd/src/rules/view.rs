@@ -37,7 +37,7 @@ impl Var {
     pub fn transpose(&self, a: impl Axis, b: impl Axis) -> Result<Var> {
         let r = self.rank();
         let (a, b) = (a.resolve(r, "transpose")?, b.resolve(r, "transpose")?);
-        let mut perm: Vec<usize> = (0..r).collect();
+        let mut perm: tensor::Dims = (0..r).collect();
         perm.swap(a, b);
         self.permute(&perm)
     }

@@ -132,7 +132,7 @@ pub(crate) fn launch(b: &GpuBackend, op: TwoOperand, lhs: Src, rhs: Src, out_dty
     let out = b.alloc(name, n, out_dtype)?;
     if n > 0 {
         let kernel = b.kernel(&key)?;
-        let layouts = LayoutUniform::merged(name, &[lhs.layout, rhs.layout])?;
+        let layouts = LayoutUniform::merged(name, [lhs.layout, rhs.layout])?;
         let params = Params { n: n as u32, pad: [0; 3], a: layouts[0], b: layouts[1] };
         b.dispatch(
             name,

@@ -68,7 +68,7 @@ pub fn where_cond(b: &GpuBackend, cond: Src, on_true: Src, on_false: Src) -> Res
     let out = b.alloc(OP, n, on_true.dtype)?;
     if n > 0 {
         let kernel = b.kernel(&key)?;
-        let layouts = LayoutUniform::merged(OP, &[cond.layout, on_true.layout, on_false.layout])?;
+        let layouts = LayoutUniform::merged(OP, [cond.layout, on_true.layout, on_false.layout])?;
         let params = Params { n: n as u32, pad: [0; 3], cond: layouts[0], a: layouts[1], b: layouts[2] };
         let buffers = [
             &b.buffer(OP, &cond)?.buffer,

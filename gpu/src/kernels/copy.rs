@@ -117,7 +117,7 @@ pub fn copy_view(b: &GpuBackend, op: &str, src: Src, dst: &GpuBuffer, dst_layout
             // Merging dims needs both views of one shape; reshape the source to the destination's.
             let src_view = src.layout.reshape(dst_layout.shape()).unwrap_or_else(|| src.layout.clone());
             let layouts = if src_view.dims() == dst_layout.dims() {
-                LayoutUniform::merged(op, &[&src_view, dst_layout])?
+                LayoutUniform::merged(op, [&src_view, dst_layout])?
             } else {
                 vec![LayoutUniform::of(op, src.layout)?, LayoutUniform::of(op, dst_layout)?]
             };

@@ -128,7 +128,7 @@ impl LayoutUniform {
     }
 
     /// Several same-shape layouts with their adjacent contiguous dims merged (shorter loops).
-    pub fn merged(op: &str, layouts: &[&Layout]) -> Result<Vec<LayoutUniform>> {
+    pub fn merged<const N: usize>(op: &str, layouts: [&Layout; N]) -> Result<Vec<LayoutUniform>> {
         let (dims, strides) = coalesce(layouts);
         layouts.iter().zip(&strides).map(|(l, s)| LayoutUniform::new(op, &dims, s, l.offset())).collect()
     }

@@ -132,7 +132,7 @@ impl KernelKey for Kernel {
 /// against the 32-bit indices the kernels use.
 fn params(op: &str, ty: GgmlType, m: usize, n: usize, k: usize) -> Result<Params> {
     if decoder(ty).is_none() {
-        return Err(Error::unsupported(op, format!("no GPU kernel decodes {ty} blocks")));
+        return Err(Error::unsupported(op.to_string(), format!("no GPU kernel decodes {ty} blocks")));
     }
     if k == 0 || !k.is_multiple_of(ty.block_size()) {
         return Err(Error::shape(op, format!("{k} columns are not whole {ty} blocks")));

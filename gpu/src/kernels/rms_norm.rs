@@ -231,7 +231,7 @@ fn norm_rope(
     // A buffer bound for writing must not also be bound for reading in the same dispatch.
     let read = [&xb, &wb, &cb, &sb, &vb];
     if [y.0, vy.0].iter().any(|out| read.iter().any(|r| Arc::ptr_eq(r, out))) {
-        return Err(tensor::Error::unsupported(op, "a destination in the buffer of an operand it reads"));
+        return Err(tensor::Error::unsupported(op.to_string(), "a destination in the buffer of an operand it reads"));
     }
     let n = x.layout.elem_count();
     if n == 0 || t == 0 {

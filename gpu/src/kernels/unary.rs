@@ -103,7 +103,7 @@ pub fn unary(b: &GpuBackend, op: UnaryOp, src: Src) -> Result<BufferRef> {
     if n > 0 {
         let kernel = b.kernel(&Kernel(op))?;
         let (p0, p1) = constants(op);
-        let params = Params { n: n as u32, pad0: 0, p0, p1, src: LayoutUniform::merged(op.name(), &[src.layout])?[0] };
+        let params = Params { n: n as u32, pad0: 0, p0, p1, src: LayoutUniform::merged(op.name(), [src.layout])?[0] };
         b.dispatch(op.name(), kernel, &params, &[&b.buffer(op.name(), &src)?.buffer, &out.buffer], grid_1d(n))?;
     }
     Ok(Arc::new(out))

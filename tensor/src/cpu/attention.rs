@@ -172,19 +172,19 @@ impl Attend for Dense<'_> {
         }
         let scale = T::from_f64(spec.scale).unwrap_or_else(T::one);
         let cap = spec.softcap.map(|c| T::from_f64(c).unwrap_or_else(T::one));
-        let head = |bh: usize, o: &mut [T]| {
+        // Each thread's scratch, reused from head to head: the scores of a block of query rows
+        // (allocated per block, its 128 KB came as fresh pages each time, zeroed by the
+        // kernel), and the key range each row sees.
+        let head = |(scores_buffer, ranges): &mut (Vec<T>, Vec<Range<usize>>), bh: usize, o: &mut [T]| {
             let (bi, h) = (bh / hq, bh % hq);
             let kvh = h / group;
             let qh = &q[bh * tq * d..(bh + 1) * tq * d];
             let sink = sinks.as_ref().map(|s| s[h]);
             let k_base = lk.offset() + bi * ks[0] + kvh * ks[1];
             let v_base = lv.offset() + bi * vs[0] + kvh * vs[1];
-            // One scores buffer for the head's blocks (each overwrites what it uses): allocated
-            // per block, its 128 KB came as fresh pages each time, zeroed by the kernel.
-            let mut scores_buffer: Vec<T> = Vec::new();
             for i0 in (0..tq).step_by(QUERY_BLOCK) {
                 let rows = QUERY_BLOCK.min(tq - i0);
-                let (ranges, lo, hi) = visible_keys(spec, i0..i0 + rows, tk);
+                let (lo, hi) = visible_keys(spec, i0..i0 + rows, tk, ranges);
                 let span = hi - lo;
                 if span == 0 {
                     continue; // no visible key: these rows stay zero
@@ -205,21 +205,28 @@ impl Attend for Dense<'_> {
             }
         };
         if b * hq > 1 && out.len() * tk >= PARALLEL_MIN {
-            out.par_chunks_mut(tq * dv).enumerate().for_each(|(bh, o)| head(bh, o));
+            out.par_chunks_mut(tq * dv).enumerate().for_each_init(Default::default, |bufs, (bh, o)| head(bufs, bh, o));
         } else {
-            out.chunks_mut(tq * dv).enumerate().for_each(|(bh, o)| head(bh, o));
+            let mut bufs = Default::default();
+            out.chunks_mut(tq * dv).enumerate().for_each(|(bh, o)| head(&mut bufs, bh, o));
         }
         out
     }
 }
 
-/// The key range each query row of `rows` sees (out of `tk` keys), and `lo..hi`, the span
-/// covering them all: a block of query rows is scored against that span only.
-pub(super) fn visible_keys(spec: &AttentionSpec, rows: Range<usize>, tk: usize) -> (Vec<Range<usize>>, usize, usize) {
-    let ranges: Vec<_> = rows.map(|i| spec.mask.visible_range(i, tk)).collect();
+/// The key range each query row of `rows` sees (out of `tk` keys), into `ranges`, and `lo..hi`,
+/// the span covering them all: a block of query rows is scored against that span only.
+pub(super) fn visible_keys(
+    spec: &AttentionSpec,
+    rows: Range<usize>,
+    tk: usize,
+    ranges: &mut Vec<Range<usize>>,
+) -> (usize, usize) {
+    ranges.clear();
+    ranges.extend(rows.map(|i| spec.mask.visible_range(i, tk)));
     let lo = ranges.iter().map(|r| r.start).min().unwrap_or(0);
     let hi = ranges.iter().map(|r| r.end).max().unwrap_or(0).max(lo);
-    (ranges, lo, hi)
+    (lo, hi)
 }
 
 /// Turns one row of raw scores over keys `lo..` into probabilities, in place: keys outside

@@ -225,7 +225,7 @@ impl Backend for CpuBackend {
 /// for a decoding step's few query rows ([`attention::HALF_KV_MAX_ROWS`]), read as stored.
 /// Longer queries (a prefill) over a half cache are refused as unsupported, so the tensor layer
 /// widens the keys and values once for the call instead.
-fn mixed_kv(op: &str, q: &Src, k: &Src) -> Result<()> {
+fn mixed_kv(op: &'static str, q: &Src, k: &Src) -> Result<()> {
     let rows = q.layout.dims()[2];
     let half_step = q.dtype == DType::F32 && k.dtype.is_half() && rows <= attention::HALF_KV_MAX_ROWS;
     if q.dtype != k.dtype && !half_step {

@@ -80,9 +80,10 @@ impl Attend for Paged<'_> {
             let qg = &q[kvh * group * tq * d..(kvh + 1) * group * tq * d];
             let k_base = lk.offset() + kvh * ks[1];
             let v_base = lv.offset() + kvh * vs[1];
+            let mut ranges = Vec::new();
             for i0 in (0..tq).step_by(QUERY_BLOCK) {
                 let rows = QUERY_BLOCK.min(tq - i0);
-                let (ranges, lo, hi) = visible_keys(spec, i0..i0 + rows, table.len);
+                let (lo, hi) = visible_keys(spec, i0..i0 + rows, table.len, &mut ranges);
                 let span = hi - lo;
                 if span == 0 {
                     continue; // no visible key: these rows stay zero

@@ -3,8 +3,8 @@
 
 use rayon::prelude::*;
 
-use crate::Layout;
 use crate::layout::{StridedOffsets, coalesce};
+use crate::{Dims, Layout};
 
 /// Below this many elements a kernel runs on one thread: spawning costs more than it saves.
 pub const PARALLEL_MIN: usize = 1 << 15;
@@ -52,23 +52,23 @@ pub fn map<T: Copy + Sync, U: Copy + Send + Default>(src: &[T], layout: &Layout,
 pub struct Rows {
     /// Elements per row.
     pub len: usize,
-    outer_dims: Vec<usize>,
-    outer_strides: Vec<usize>,
+    outer_dims: Dims,
+    outer_strides: Dims,
     offset: usize,
 }
 
 impl Rows {
     /// Rows of at least 4 contiguous elements, or `None` (a column, a broadcast dim innermost).
     pub fn of(layout: &Layout) -> Option<Rows> {
-        let (dims, strides) = coalesce(&[layout]);
+        let (dims, strides) = coalesce([layout]);
         let r = dims.len();
         if r == 0 || strides[0][r - 1] != 1 || dims[r - 1] < 4 {
             return None;
         }
         Some(Rows {
             len: dims[r - 1],
-            outer_dims: dims[..r - 1].to_vec(),
-            outer_strides: strides[0][..r - 1].to_vec(),
+            outer_dims: dims[..r - 1].into(),
+            outer_strides: strides[0][..r - 1].into(),
             offset: layout.offset(),
         })
     }
@@ -152,7 +152,7 @@ pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Copy + Send + Default>(
     if n == 0 {
         return out;
     }
-    let (dims, strides) = coalesce(&[la, lb]);
+    let (dims, strides) = coalesce([la, lb]);
     if dims.is_empty() {
         out[0] = f(a[la.offset()], b[lb.offset()]);
         return out;

@@ -180,8 +180,8 @@ pub fn row_groups(layout: &Layout) -> Option<RowGroups> {
     let row = if dims[r - 2] > 1 { strides[r - 2] } else { dims[r - 1] };
     // The outer axes must merge into one (`coalesce` drops those of extent 1); none left is one
     // group.
-    let outer = Layout::new(dims[..r - 2].to_vec().into(), strides[..r - 2].to_vec(), 0);
-    match crate::layout::coalesce(&[&outer]).1[0][..] {
+    let outer = Layout::new(dims[..r - 2].into(), &strides[..r - 2], 0);
+    match crate::layout::coalesce([&outer]).1[0][..] {
         [] => Some(RowGroups { outer: dims[r - 2] * row, row }),
         [step] => Some(RowGroups { outer: step, row }),
         _ => None,
