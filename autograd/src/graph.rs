@@ -119,7 +119,7 @@ impl Var {
             let Some(grad) = pending.remove(&var.id()) else {
                 continue;
             };
-            let node = var.0.node.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let node = var.node().and_then(|n| n.lock().unwrap_or_else(|p| p.into_inner()).take());
             let Some(node) = node else {
                 // A leaf: this is a gradient the caller asked for.
                 accumulate(&mut leaves.by_id, var.id(), grad)?;
@@ -171,12 +171,8 @@ impl Var {
                 continue;
             }
             let inputs: Vec<Var> = var
-                .0
-                .node
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .map(|n| n.inputs.clone())
+                .node()
+                .and_then(|n| n.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|n| n.inputs.clone()))
                 .unwrap_or_default();
             stack.push((var, true));
             for input in inputs.into_iter().filter(|v| v.requires_grad()) {

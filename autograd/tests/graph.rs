@@ -76,3 +76,24 @@ fn set_value_checks_shape_and_only_applies_to_leaves() -> Result<()> {
     assert!(y.set_value(randn([3], 8, &cpu)?).is_err());
     Ok(())
 }
+
+#[test]
+fn unrecorded_results_are_values_of_their_own() -> Result<()> {
+    // An op that records nothing (here under no_grad) returns an untracked Var: no shared
+    // cell (no allocation per op in inference), a distinct id, no gradient, and a value that
+    // cannot be replaced in place, which would have changed what its clones see.
+    let cpu = Device::cpu();
+    let p = Var::parameter(randn([3], 9, &cpu)?);
+    let y = no_grad(|| p.exp())?;
+    let z = Var::untracked(randn([3], 10, &cpu)?);
+    assert!(!y.requires_grad() && y.is_leaf() && !z.requires_grad());
+    assert!(y.id() != z.id() && y.id() != p.id());
+    assert_eq!(y.value().to_vec::<f32>()?, p.value().exp()?.to_vec::<f32>()?);
+    let err = y.set_value(randn([3], 11, &cpu)?).expect_err("an untracked value is not replaceable");
+    assert!(err.to_string().contains("make a new Var"), "{err}");
+    assert!(z.replace_value(randn([2], 12, &cpu)?).is_err());
+    // It still enters recorded ops as an input that needs no gradient.
+    let w = p.mul(&z)?.sum_all()?;
+    assert!(w.requires_grad() && w.backward()?.get(&p).is_some());
+    Ok(())
+}

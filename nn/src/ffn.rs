@@ -35,7 +35,7 @@ impl GatedFeedForward {
     /// the three ops.
     pub fn forward(&self, x: &Var) -> Result<Var> {
         let gated = match Linear::fusable_weights(&[&self.gate_proj, &self.up_proj], x).as_deref() {
-            Some([gate, up]) => Var::constant(x.value().matmul_glu(&gate.value(), &up.value(), self.activation)?),
+            Some([gate, up]) => Var::untracked(x.value().matmul_glu(&gate.value(), &up.value(), self.activation)?),
             _ => self.gate_proj.forward(x)?.glu(&self.up_proj.forward(x)?, self.activation)?,
         };
         self.down_proj.forward(&gated)

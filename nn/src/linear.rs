@@ -64,7 +64,7 @@ impl Linear {
             Some(weights) => {
                 let values: Vec<Tensor> = weights.iter().map(|w| w.value()).collect();
                 let products = x.value().matmul_each(&values.iter().collect::<Vec<_>>())?;
-                products.into_iter().map(Var::constant).collect()
+                products.into_iter().map(Var::untracked).collect()
             }
             None => layers.iter().map(|l| l.forward(x)).collect::<Result<_>>()?,
         };
@@ -77,9 +77,9 @@ impl Linear {
     pub fn forward(&self, x: &Var) -> Result<Var> {
         let y = match (self.packed.get(), self.packed.device()) {
             (Some(q), _) if is_grad_enabled() => return Err(no_gradient(&q, "Linear::forward")),
-            (Some(q), _) => Var::constant(q.matmul(&x.value())?),
+            (Some(q), _) => Var::untracked(q.matmul(&x.value())?),
             (None, Some(q)) if is_grad_enabled() => return Err(no_gradient_device(&q, "Linear::forward")),
-            (None, Some(q)) => Var::constant(q.matmul(&x.value())?),
+            (None, Some(q)) => Var::untracked(q.matmul(&x.value())?),
             (None, None) => x.linear(&self.weight)?,
         };
         match &self.bias {

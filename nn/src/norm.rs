@@ -46,7 +46,7 @@ impl RmsNorm {
         }
         let w = self.weight.as_ref().map(|w| w.value());
         let (h, n) = x.value().add_rms_norm(&y.value(), w.as_ref(), self.spec)?;
-        Ok((Var::constant(h), Var::constant(n)))
+        Ok((Var::untracked(h), Var::untracked(n)))
     }
 }
 

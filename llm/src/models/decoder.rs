@@ -10,7 +10,9 @@ use tensor::{DType, Result, Tensor};
 
 use super::blocks::{AttentionBlock, FeedForwardBlock};
 
-/// Where a layer's norms sit around its two residual branches.
+/// Where a layer's norms sit around its two residual branches. (One per layer, so the variants'
+/// different sizes, two norms against four, cost nothing worth a box.)
+#[allow(clippy::large_enum_variant)]
 pub enum LayerNorms {
     /// `h = x + attn(norm1(x)); out = h + ffn(norm2(h))` (Llama, Qwen, Mistral, SmolLM3, DeepSeek,
     /// Llama 4). HF calls the second norm `post_attention_layernorm` although it precedes the FFN.

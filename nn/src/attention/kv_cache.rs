@@ -87,11 +87,11 @@ impl CachedRows {
     /// through the block table (inference only: no gradient flows into a paged cache).
     pub fn attention(&self, q: &Var, k: &Tensor, v: &Tensor, sinks: Option<&Var>, spec: &AttentionSpec) -> Result<Var> {
         match &self.paged {
-            None => Var::attention_with_sinks(q, &Var::constant(k.clone()), &Var::constant(v.clone()), sinks, spec),
+            None => Var::attention_with_sinks(q, &Var::untracked(k.clone()), &Var::untracked(v.clone()), sinks, spec),
             Some((blocks, len)) => {
                 let sinks = sinks.map(|s| s.value());
                 let out = Tensor::paged_attention(&q.value(), k, v, sinks.as_ref(), blocks, *len, spec)?;
-                Ok(Var::constant(out))
+                Ok(Var::untracked(out))
             }
         }
     }
