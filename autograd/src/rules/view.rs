@@ -27,7 +27,7 @@ impl Var {
 
     pub fn permute(&self, perm: &[usize]) -> Result<Var> {
         let y = self.value().permute(perm)?;
-        let mut inverse = vec![0; perm.len()];
+        let mut inverse = tensor::Dims::zeros(perm.len());
         for (i, &p) in perm.iter().enumerate() {
             inverse[p] = i;
         }
