@@ -104,6 +104,37 @@ fn matrix_vector_products_in_both_weight_orders_and_half_weights() -> Result<()>
     Ok(())
 }
 
+/// Products of at most 1,024 columns on several threads are split by columns, one
+/// single-threaded GEMM per thread (`cpu::matmul`'s `gemm_into`): odd widths whose parts are
+/// rounded to 16 columns (1000 on 2 threads: 512 + 488; on 3: 336 + 336 + 328), both weight
+/// layouts, a half weight (widened, then the same split), and 1,025 columns, past the split.
+/// Run on 2 and 3 threads, so the parts differ from the machine's own count.
+#[test]
+fn threaded_products_split_by_columns() -> Result<()> {
+    for threads in [2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool");
+        pool.install(|| -> Result<()> {
+            for (i, (m, k, n)) in
+                [(70, 300, 300), (33, 129, 1000), (64, 64, 1024), (40, 100, 1025)].into_iter().enumerate()
+            {
+                let x = randn([m, k], 10 + i as u64, &cpu())?;
+                let w = randn([n, k], 20 + i as u64, &cpu())?;
+                check(&x, &w.t()?, &format!("{threads} threads: {m}x{k} @ W^T, W [{n}, {k}]"))?;
+                check(&x, &w.t()?.contiguous()?, &format!("{threads} threads: {m}x{k} @ W [{k}, {n}]"))?;
+                let wh = w.to_dtype(DType::F16)?;
+                let want = reference(
+                    &x.reshape([1, m, k])?,
+                    &wh.to_dtype(DType::F32)?.t()?.contiguous()?.reshape([1, k, n])?,
+                )?;
+                let got = x.matmul(&wh.t()?)?.to_dtype(DType::F64)?.reshape([1, m, n])?;
+                assert_close(&got, &want, 1e-5 * (k as f64).sqrt(), 1e-5)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
 /// Short prompts against a Linear's weight (9 to 64 rows) run as passes of the skinny kernel,
 /// 8 rows each (a last pass of one row takes the matrix-vector path): every remainder of 8,
 /// with f32 and f16 weights, against the triple loop on the same (widened) weights; 65 rows
