@@ -159,23 +159,20 @@ pub fn reference(m: usize, n: usize, k: usize, a: View<f32>, b: View<bf16>) -> V
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub(super) use x86::{pack_b, pack_row};
 
-/// dst as a raw pointer, so threads can write their own columns of shared rows.
-#[cfg(target_arch = "x86_64")]
+/// dst as a raw pointer, so threads can write their own columns of shared rows (this GEMM's
+/// tasks, AMX's, and `matmul`'s column split of the `gemm` crate's products).
 #[derive(Clone, Copy)]
-pub(super) struct Dst(pub(super) *mut f32);
+pub(super) struct Dst<T = f32>(pub(super) *mut T);
 // SAFETY: every task writes a disjoint set of (row, column) cells of dst.
-#[cfg(target_arch = "x86_64")]
-unsafe impl Send for Dst {}
-#[cfg(target_arch = "x86_64")]
-unsafe impl Sync for Dst {}
+unsafe impl<T> Send for Dst<T> {}
+unsafe impl<T> Sync for Dst<T> {}
 
-#[cfg(target_arch = "x86_64")]
-impl Dst {
+impl<T> Dst<T> {
     /// The cell `offset` past the start (a method, so closures capture the whole `Dst`).
     ///
     /// # Safety
     /// `offset` lies inside dst.
-    pub(super) unsafe fn at(self, offset: usize) -> *mut f32 {
+    pub(super) unsafe fn at(self, offset: usize) -> *mut T {
         unsafe { self.0.add(offset) }
     }
 }

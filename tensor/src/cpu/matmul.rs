@@ -461,11 +461,11 @@ fn gemm_into<T: FloatElement>(
     let n = b.dims().2;
     let threads = rayon::current_num_threads();
     let parallel = parallel && m * n * k >= GEMM_PARALLEL_MIN && threads > 1;
+    debug_assert!(dst.len() >= (m - 1) * ldd + col0 + n);
     if parallel && n <= COLUMN_SPLIT_MAX && n >= threads * COLUMN_SPLIT_MIN_PART {
-        debug_assert!(dst.len() >= (m - 1) * ldd + col0 + n);
         let part = n.div_ceil(threads).next_multiple_of(16);
         let (_, b_rs, b_cs) = b.strides();
-        let out = SharedDst(dst.as_mut_ptr());
+        let out = gemm_bf16::Dst(dst.as_mut_ptr());
         (0..n.div_ceil(part)).into_par_iter().for_each(|p| {
             let (j0, cols) = (p * part, part.min(n - p * part));
             // SAFETY: as in `gemm_raw`; each part writes only its own columns j0..j0 + cols of
@@ -488,7 +488,6 @@ fn gemm_into<T: FloatElement>(
         return;
     }
     let parallelism = if parallel { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    debug_assert!(dst.len() >= (m - 1) * ldd + col0 + n);
     // SAFETY: the layouts were checked to lie inside their buffers (`storage_extent`), `dst`
     // holds m rows of `ldd` with the n columns from `col0` inside it.
     unsafe {
@@ -511,23 +510,6 @@ fn gemm_into<T: FloatElement>(
 const COLUMN_SPLIT_MAX: usize = 1024;
 /// Each thread's block of columns in that split is at least this wide.
 const COLUMN_SPLIT_MIN_PART: usize = 128;
-
-/// dst as a raw pointer, so the column blocks of one product can be written from threads.
-#[derive(Clone, Copy)]
-struct SharedDst<T>(*mut T);
-// SAFETY: each thread writes a disjoint set of dst's columns (see `gemm_into`).
-unsafe impl<T> Send for SharedDst<T> {}
-unsafe impl<T> Sync for SharedDst<T> {}
-
-impl<T> SharedDst<T> {
-    /// The cell `offset` past the start (a method, so closures capture the whole wrapper).
-    ///
-    /// # Safety
-    /// `offset` lies inside dst.
-    unsafe fn at(self, offset: usize) -> *mut T {
-        unsafe { self.0.add(offset) }
-    }
-}
 
 /// One `gemm::gemm` call: `dst[i * ldd + j] = a[ba][i, :] . b[:, j]` for i < m, j < n, b given
 /// by its first element and (row, column) strides.
