@@ -32,6 +32,7 @@ const HELPERS: [(&str, &[&str]); 3] = [
             "matvec",          // matmul's streaming matrix-vector kernels
             "matvec_bf16",     // matmul's vdpbf16ps matrix-vector kernel for bf16 weights
             "paged_attention", // attention's kernel over a paged KV cache's block table
+            "pool",            // recycled output buffers of every op
             "strided",         // iteration over strided views
             "vmath",           // vectorised exp/SiLU/GELU/softmax/RMSNorm/GLU
         ],

@@ -6,7 +6,9 @@
 //! - Ops are defined once, in `ops/<family>.rs`: what they mean, how operands are checked and
 //!   broadcast. Every op returns a [`Result`] whose error names the op and the shapes.
 //! - Devices implement the object-safe [`Backend`] trait. The CPU backend (`cpu/<family>.rs`) is
-//!   the reference; the `gpu` crate implements the same trait with WGSL kernels.
+//!   the reference; the `gpu` crate implements the same trait with WGSL kernels. Its results
+//!   are written into recycled buffers (`cpu/pool.rs`): the last tensor on a buffer gives it
+//!   back as it drops, so a decoding step reuses the last step's memory instead of allocating.
 //! - [`DType`]: f32 is the working type, f64 serves gradient checks, bf16/f16 are storage (ops
 //!   on them compute in f32), u32/i64 hold ids.
 //!

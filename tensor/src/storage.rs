@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use half::{bf16, f16};
 
+use crate::cpu::pool;
 use crate::{DType, Element, Error, Result};
 
 /// Elements of one dtype in host memory, row-major.
@@ -152,22 +153,24 @@ impl HostData {
         match dtype {
             DType::F32 => HostData::F32(match self {
                 HostData::F16(v) => {
-                    let mut out = vec![0f32; v.len()];
+                    let mut out = pool::zeroed::<f32>(v.len());
                     v.convert_to_f32_slice(&mut out);
                     out
                 }
                 // Exact: bf16 is the top half of an f32.
-                HostData::BF16(v) => v.iter().map(|x| f32::from_bits(u32::from(x.to_bits()) << 16)).collect(),
+                HostData::BF16(v) => {
+                    pool::collect(v.len(), v.iter().map(|x| f32::from_bits(u32::from(x.to_bits()) << 16)))
+                }
                 other => other.to_vec(),
             }),
             DType::F64 => HostData::F64(self.to_vec()),
             DType::BF16 => HostData::BF16(match self {
-                HostData::F32(v) => v.iter().map(|&x| bf16::from_f32(x)).collect(),
+                HostData::F32(v) => pool::collect(v.len(), v.iter().map(|&x| bf16::from_f32(x))),
                 other => other.to_vec(),
             }),
             DType::F16 => HostData::F16(match self {
                 HostData::F32(v) => {
-                    let mut out = vec![f16::ZERO; v.len()];
+                    let mut out = pool::zeroed::<f16>(v.len());
                     out.convert_from_f32_slice(v);
                     out
                 }

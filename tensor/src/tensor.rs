@@ -14,6 +14,14 @@ pub struct Tensor {
     device: Device,
 }
 
+/// The last tensor holding a CPU buffer gives its memory to the CPU's pool of output buffers,
+/// for the next op of the same size ([`crate::cpu::pool`]).
+impl Drop for Tensor {
+    fn drop(&mut self) {
+        crate::cpu::pool::release(&self.buffer);
+    }
+}
+
 impl Tensor {
     // ---- construction ---------------------------------------------------------------------------
 

@@ -166,67 +166,99 @@ impl Attend for Dense<'_> {
         let (hkv, tk, dv) = (lk.dims()[1], lk.dims()[2], lv.dims()[3]);
         let (ks, vs) = (lk.strides(), lv.strides());
         let group = hq / hkv;
-        let mut out = vec![T::zero(); b * hq * tq * dv];
+        let mut out = super::pool::zeroed(b * hq * tq * dv);
         if out.is_empty() {
             return out;
         }
         let scale = T::from_f64(spec.scale).unwrap_or_else(T::one);
         let cap = spec.softcap.map(|c| T::from_f64(c).unwrap_or_else(T::one));
-        // Each thread's scratch, reused from head to head: the scores of a block of query rows
-        // (allocated per block, its 128 KB came as fresh pages each time, zeroed by the
-        // kernel), and the key range each row sees.
-        let head = |(scores_buffer, ranges): &mut (Vec<T>, Vec<Range<usize>>), bh: usize, o: &mut [T]| {
+        // Each thread's scratch for the scores of a block of query rows, reused from head to
+        // head and from call to call ([`with_scores`]; allocated per block, its 128 KB came as
+        // fresh pages each time, zeroed by the kernel).
+        let head = |bh: usize, o: &mut [T]| {
             let (bi, h) = (bh / hq, bh % hq);
             let kvh = h / group;
             let qh = &q[bh * tq * d..(bh + 1) * tq * d];
             let sink = sinks.as_ref().map(|s| s[h]);
             let k_base = lk.offset() + bi * ks[0] + kvh * ks[1];
             let v_base = lv.offset() + bi * vs[0] + kvh * vs[1];
-            for i0 in (0..tq).step_by(QUERY_BLOCK) {
-                let rows = QUERY_BLOCK.min(tq - i0);
-                let (lo, hi) = visible_keys(spec, i0..i0 + rows, tk, ranges);
-                let span = hi - lo;
-                if span == 0 {
-                    continue; // no visible key: these rows stay zero
+            with_scores::<T, _>(QUERY_BLOCK.min(tq) * tk, |scores_buffer| {
+                for i0 in (0..tq).step_by(QUERY_BLOCK) {
+                    let rows = QUERY_BLOCK.min(tq - i0);
+                    let (lo, hi) = visible_keys(spec, i0..i0 + rows, tk);
+                    let span = hi - lo;
+                    if span == 0 {
+                        continue; // no visible key: these rows stay zero
+                    }
+                    // scores = q_block @ k[lo..hi]^T, [rows, span]
+                    let scores = &mut scores_buffer[..rows * span];
+                    let (qb, keys) = (&qh[i0 * d..], &k[k_base + lo * ks[2]..]);
+                    K::gemm_into(scores, span, (qb, d, 1), (keys, 1, ks[2]), rows, span, d, false);
+                    for (r, row) in scores.chunks_mut(span).enumerate() {
+                        softmax_row(row, lo, &spec.mask.visible_range(i0 + r, tk), sink, scale, cap);
+                    }
+                    // out_block = probs @ v[lo..hi], [rows, dv]
+                    let (ob, values) = (&mut o[i0 * dv..(i0 + rows) * dv], &v[v_base + lo * vs[2]..]);
+                    K::gemm_into(ob, dv, (scores, span, 1), (values, vs[2], 1), rows, dv, span, false);
                 }
-                // scores = q_block @ k[lo..hi]^T, [rows, span]
-                if scores_buffer.len() < rows * span {
-                    scores_buffer.resize(rows * span, T::zero());
-                }
-                let scores = &mut scores_buffer[..rows * span];
-                let (qb, keys) = (&qh[i0 * d..], &k[k_base + lo * ks[2]..]);
-                K::gemm_into(scores, span, (qb, d, 1), (keys, 1, ks[2]), rows, span, d, false);
-                for (r, row) in scores.chunks_mut(span).enumerate() {
-                    softmax_row(row, lo, &ranges[r], sink, scale, cap);
-                }
-                // out_block = probs @ v[lo..hi], [rows, dv]
-                let (ob, values) = (&mut o[i0 * dv..(i0 + rows) * dv], &v[v_base + lo * vs[2]..]);
-                K::gemm_into(ob, dv, (scores, span, 1), (values, vs[2], 1), rows, dv, span, false);
-            }
+            });
         };
         if b * hq > 1 && out.len() * tk >= PARALLEL_MIN {
-            out.par_chunks_mut(tq * dv).enumerate().for_each_init(Default::default, |bufs, (bh, o)| head(bufs, bh, o));
+            out.par_chunks_mut(tq * dv).enumerate().for_each(|(bh, o)| head(bh, o));
         } else {
-            let mut bufs = Default::default();
-            out.chunks_mut(tq * dv).enumerate().for_each(|(bh, o)| head(&mut bufs, bh, o));
+            out.chunks_mut(tq * dv).enumerate().for_each(|(bh, o)| head(bh, o));
         }
+        super::pool::give(q);
         out
     }
 }
 
-/// The key range each query row of `rows` sees (out of `tk` keys), into `ranges`, and `lo..hi`,
-/// the span covering them all: a block of query rows is scored against that span only.
-pub(super) fn visible_keys(
-    spec: &AttentionSpec,
-    rows: Range<usize>,
-    tk: usize,
-    ranges: &mut Vec<Range<usize>>,
-) -> (usize, usize) {
-    ranges.clear();
-    ranges.extend(rows.map(|i| spec.mask.visible_range(i, tk)));
-    let lo = ranges.iter().map(|r| r.start).min().unwrap_or(0);
-    let hi = ranges.iter().map(|r| r.end).max().unwrap_or(0).max(lo);
-    (lo, hi)
+/// Runs `f` on this thread's scratch for attention scores, at least `n` values of `T` (their
+/// contents are whatever the last use left). Kept per thread between calls, so a decoding step's
+/// attention allocates nothing; one larger than [`SCORES_KEPT_BYTES`] is freed after the call.
+fn with_scores<T: FloatElement, R>(n: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    use std::cell::RefCell;
+    thread_local! {
+        /// 8-byte words, so the buffer is aligned for f32 and f64 alike.
+        static SCORES: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    }
+    let words = (n * std::mem::size_of::<T>()).div_ceil(8);
+    SCORES.with(|cell| {
+        // A nested call on this thread (none today) would find the buffer borrowed: it gets its own.
+        let mut own = Vec::new();
+        let mut guard = cell.try_borrow_mut();
+        let buffer = match guard.as_deref_mut() {
+            Ok(buffer) => buffer,
+            Err(_) => &mut own,
+        };
+        if buffer.len() < words {
+            buffer.resize(words, 0);
+        }
+        let out = f(&mut bytemuck::cast_slice_mut::<u64, T>(&mut buffer[..words])[..n]);
+        if buffer.len() * 8 > SCORES_KEPT_BYTES {
+            *buffer = Vec::new();
+        }
+        out
+    })
+}
+
+/// The largest scores buffer a thread keeps between calls: 4 MiB (64 query rows over 8,192
+/// keys in f64, or 16,384 in f32).
+const SCORES_KEPT_BYTES: usize = 4 << 20;
+
+/// `lo..hi`, the span of keys covering what every query row of `rows` sees (out of `tk`): a
+/// block of query rows is scored against that span only.
+pub(super) fn visible_keys(spec: &AttentionSpec, rows: Range<usize>, tk: usize) -> (usize, usize) {
+    let (mut lo, mut hi) = (usize::MAX, 0);
+    for i in rows {
+        let r = spec.mask.visible_range(i, tk);
+        lo = lo.min(r.start);
+        hi = hi.max(r.end);
+    }
+    if lo == usize::MAX {
+        return (0, 0);
+    }
+    (lo, hi.max(lo))
 }
 
 /// Turns one row of raw scores over keys `lo..` into probabilities, in place: keys outside

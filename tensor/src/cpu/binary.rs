@@ -32,7 +32,13 @@ pub fn binary(op: BinaryOp, a: &HostData, la: &Layout, b: &HostData, lb: &Layout
 
 /// The four arithmetic ops get a kernel each, so the op is chosen once per call rather than
 /// per element and the inner loop vectorises; the rest share the table's function.
-fn float_binary<T: Float + Send + Sync + Default>(op: BinaryOp, x: &[T], la: &Layout, y: &[T], lb: &Layout) -> Vec<T> {
+fn float_binary<T: Float + Send + Sync + Default + 'static>(
+    op: BinaryOp,
+    x: &[T],
+    la: &Layout,
+    y: &[T],
+    lb: &Layout,
+) -> Vec<T> {
     match op {
         BinaryOp::Add => zip_map(x, la, y, lb, |p, q| p + q),
         BinaryOp::Sub => zip_map(x, la, y, lb, |p, q| p - q),

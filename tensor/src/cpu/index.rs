@@ -20,12 +20,35 @@ fn contiguous_view<'a, T: Element + Default>(v: &'a [T], layout: &Layout) -> std
 
 /// Ids of a view as `usize`, each checked against `bound`.
 fn ids(op: &str, data: &HostData, layout: &Layout, bound: usize) -> Result<Vec<usize>> {
+    let mut out = vec![0; layout.elem_count()];
+    fill_ids(op, data, layout, bound, &mut out)?;
+    Ok(out)
+}
+
+/// [`ids`] into `out` (one slot per id).
+fn fill_ids(op: &str, data: &HostData, layout: &Layout, bound: usize, out: &mut [usize]) -> Result<()> {
+    fn fill<T: Copy + num_traits::ToPrimitive>(
+        op: &str,
+        v: &[T],
+        layout: &Layout,
+        bound: usize,
+        out: &mut [usize],
+    ) -> Result<()> {
+        for (o, i) in out.iter_mut().zip(StridedOffsets::new(layout, 0)) {
+            *o = index_value(op, v[i], bound)?;
+        }
+        Ok(())
+    }
     match data {
-        HostData::U32(v) => StridedOffsets::new(layout, 0).map(|i| index_value(op, v[i], bound)).collect(),
-        HostData::I64(v) => StridedOffsets::new(layout, 0).map(|i| index_value(op, v[i], bound)).collect(),
+        HostData::U32(v) => fill(op, v, layout, bound, out),
+        HostData::I64(v) => fill(op, v, layout, bound, out),
         other => Err(Error::dtype(op, format!("ids must be u32 or i64, got {}", other.dtype()))),
     }
 }
+
+/// Ids up to which [`index_select`] keeps them on the stack: a decoding step looks up one token
+/// per sequence, and the lookup should not allocate a list for it.
+const STACK_IDS: usize = 16;
 
 pub fn index_select(
     src: &HostData,
@@ -35,7 +58,18 @@ pub fn index_select(
     id_layout: &Layout,
 ) -> Result<HostData> {
     let (outer, a, inner) = split_at_axis(layout.dims(), axis);
-    let picks = ids("index_select", id_data, id_layout, a)?;
+    let (mut stack, heap);
+    let picks: &[usize] = match id_layout.elem_count() {
+        n if n <= STACK_IDS => {
+            stack = [0; STACK_IDS];
+            fill_ids("index_select", id_data, id_layout, a, &mut stack[..n])?;
+            &stack[..n]
+        }
+        _ => {
+            heap = ids("index_select", id_data, id_layout, a)?;
+            &heap
+        }
+    };
     fn run<T: Element + Default>(
         v: &[T],
         layout: &Layout,
@@ -47,7 +81,7 @@ pub fn index_select(
         // An embedding table is large and read a few rows at a time: never copy it whole.
         let x = contiguous_view(v, layout);
         let n = picks.len();
-        let mut out = vec![T::default(); outer * n * inner];
+        let mut out = super::pool::zeroed(outer * n * inner);
         if inner == 0 {
             return out;
         }
@@ -63,7 +97,7 @@ pub fn index_select(
         }
         out
     }
-    Ok(with_host_data!(src, v => HostData::from_vec(run(v, layout, outer, a, inner, &picks))))
+    Ok(with_host_data!(src, v => HostData::from_vec(run(v, layout, outer, a, inner, picks))))
 }
 
 pub fn index_add(

@@ -83,7 +83,7 @@ pub fn matmul(a: &HostData, la: &Layout, b: &HostData, lb: &Layout) -> Result<Ho
 fn batched<T: FloatElement>(a: Operand<T>, b: Operand<T>) -> Vec<T> {
     let (batch, m, k) = a.dims();
     let n = b.dims().2;
-    let mut out = vec![T::zero(); batch * m * n];
+    let mut out = super::pool::zeroed(batch * m * n);
     if m * n == 0 {
         return out;
     }
@@ -105,7 +105,7 @@ fn batched<T: FloatElement>(a: Operand<T>, b: Operand<T>) -> Vec<T> {
 fn batched_f32<W: Weight>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> {
     let (batch, m, k) = a.dims();
     let n = b.dims().2;
-    let mut out = vec![0.0f32; batch * m * n];
+    let mut out = super::pool::zeroed(batch * m * n);
     if m * n == 0 {
         return out;
     }
@@ -240,7 +240,9 @@ fn matvec_f32<W: Weight>(
     let parallel = parallel && threads > 1 && n * k >= GEMM_PARALLEL_MIN;
     if rs == 1 && TypeId::of::<W>() == TypeId::of::<half::bf16>() && isa == Isa::Avx512 && isa::bf16_gemm() {
         // bf16 rows on `vdpbf16ps`, the activations rounded to bf16 once (see matvec_bf16).
-        let mut xp = vec![0u32; k.div_ceil(2)];
+        // The packed activations in a recycled vector, given back after (a decoding step's
+        // products allocate nothing).
+        let mut xp = super::pool::zeroed::<u32>(k.div_ceil(2));
         gemm_bf16::pack_pairs(xs, &mut xp);
         let w = as_bf16(b.data);
         let rows = |j0: usize, ys: &mut [f32]| {
@@ -252,6 +254,7 @@ fn matvec_f32<W: Weight>(
         } else {
             rows(0, y);
         }
+        super::pool::give(xp);
     } else if rs == 1 || k == 1 {
         let rows = |j0: usize, ys: &mut [f32]| {
             // One row at a time in memory order: each thread's block of rows is one sequential

@@ -7,6 +7,7 @@ pub mod isa;
 pub mod math;
 pub mod matvec;
 pub mod matvec_bf16;
+pub(crate) mod pool;
 pub mod strided;
 pub mod vmath;
 
@@ -27,7 +28,7 @@ mod softmax;
 mod topk;
 mod unary;
 
-use std::sync::{Arc, RwLockReadGuard};
+use std::sync::RwLockReadGuard;
 
 use crate::backend::{AttentionSpec, GluActivation, PagedKv, RmsNormSpec, Src};
 use crate::ops::{BinaryOp, CmpOp, ReduceOp, UnaryOp};
@@ -59,8 +60,9 @@ pub(crate) fn read<'a>(op: &str, src: &Src<'a>) -> Result<RwLockReadGuard<'a, Ho
         .ok_or_else(|| Error::device(op, "a tensor on another device was passed to the CPU backend"))
 }
 
+/// The buffer of an op's result: a recycled cell when one is free ([`pool::buffer`]).
 fn output(data: HostData) -> BufferRef {
-    Arc::new(CpuBuffer::new(data))
+    pool::buffer(data)
 }
 
 impl Backend for CpuBackend {
@@ -103,11 +105,16 @@ impl Backend for CpuBackend {
             .ok_or_else(|| Error::device("copy_into", "destination is not a CPU buffer"))?;
         // Read the source first: it may be a view of the destination itself.
         let values = copy::copy(&*read("copy_into", &src)?, src.layout)?;
-        copy::write_strided(&mut dst.write(), dst_layout, &values)
+        copy::write_strided(&mut dst.write(), dst_layout, &values)?;
+        pool::recycle(values);
+        Ok(())
     }
 
     fn cast(&self, src: Src, dtype: DType) -> Result<BufferRef> {
-        Ok(output(copy::copy(&*read("cast", &src)?, src.layout)?.cast(dtype)))
+        let copied = copy::copy(&*read("cast", &src)?, src.layout)?;
+        let cast = copied.cast(dtype);
+        pool::recycle(copied);
+        Ok(output(cast))
     }
 
     fn unary(&self, op: UnaryOp, src: Src) -> Result<BufferRef> {

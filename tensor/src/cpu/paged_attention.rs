@@ -69,7 +69,7 @@ impl Attend for Paged<'_> {
         let (hkv, dv) = (lk.dims()[1], lv.dims()[3]);
         let (ks, vs) = (lk.strides(), lv.strides());
         let group = hq / hkv;
-        let mut out = vec![T::zero(); hq * tq * dv];
+        let mut out = super::pool::zeroed(hq * tq * dv);
         if out.is_empty() {
             return out;
         }
@@ -80,10 +80,9 @@ impl Attend for Paged<'_> {
             let qg = &q[kvh * group * tq * d..(kvh + 1) * group * tq * d];
             let k_base = lk.offset() + kvh * ks[1];
             let v_base = lv.offset() + kvh * vs[1];
-            let mut ranges = Vec::new();
             for i0 in (0..tq).step_by(QUERY_BLOCK) {
                 let rows = QUERY_BLOCK.min(tq - i0);
-                let (lo, hi) = visible_keys(spec, i0..i0 + rows, table.len, &mut ranges);
+                let (lo, hi) = visible_keys(spec, i0..i0 + rows, table.len);
                 let span = hi - lo;
                 if span == 0 {
                     continue; // no visible key: these rows stay zero
@@ -102,7 +101,7 @@ impl Attend for Paged<'_> {
                 }
                 for (r, row) in scores.chunks_mut(span).enumerate() {
                     let sink = sinks.as_ref().map(|s| s[kvh * group + r / rows]);
-                    softmax_row(row, lo, &ranges[r % rows], sink, scale, cap);
+                    softmax_row(row, lo, &spec.mask.visible_range(i0 + r % rows, table.len), sink, scale, cap);
                 }
                 // out = probs @ values, summed block by block: [m, dv].
                 let mut ob = vec![T::zero(); m * dv];

@@ -6,21 +6,29 @@ use rayon::prelude::*;
 use crate::layout::{StridedOffsets, coalesce};
 use crate::{Dims, Layout};
 
+use super::pool;
+
 /// Below this many elements a kernel runs on one thread: spawning costs more than it saves.
 pub const PARALLEL_MIN: usize = 1 << 15;
 /// Elements per parallel task.
 const TASK: usize = 1 << 14;
 
-/// `f` applied to every element of a view, in row-major order.
-pub fn map<T: Copy + Sync, U: Copy + Send + Default>(src: &[T], layout: &Layout, f: impl Fn(T) -> U + Sync) -> Vec<U> {
+/// `f` applied to every element of a view, in row-major order, into a vector from the pool of
+/// output buffers.
+pub fn map<T: Copy + Sync, U: Copy + Send + Default + 'static>(
+    src: &[T],
+    layout: &Layout,
+    f: impl Fn(T) -> U + Sync,
+) -> Vec<U> {
     let n = layout.elem_count();
     if let Some(range) = layout.contiguous_range() {
         let s = &src[range];
-        return if n >= PARALLEL_MIN {
-            s.par_iter().map(|&x| f(x)).collect()
-        } else {
-            s.iter().map(|&x| f(x)).collect()
-        };
+        if n >= PARALLEL_MIN {
+            let mut out = pool::take(n);
+            s.par_iter().map(|&x| f(x)).collect_into_vec(&mut out);
+            return out;
+        }
+        return pool::collect(n, s.iter().map(|&x| f(x)));
     }
     if let Some(rows) = Rows::of(layout) {
         // Runs of contiguous elements (a transposed pair of outer dims, a narrowed cache):
@@ -38,7 +46,7 @@ pub fn map<T: Copy + Sync, U: Copy + Send + Default>(src: &[T], layout: &Layout,
             rows.len,
         );
     }
-    let mut out = vec![U::default(); n];
+    let mut out = pool::zeroed(n);
     for_each_chunk(&mut out, |start, chunk| {
         for (o, i) in chunk.iter_mut().zip(StridedOffsets::new(layout, start)) {
             *o = f(src[i]);
@@ -87,14 +95,16 @@ impl Rows {
 /// A vector of `n` elements every one of which `fill(start, chunk)` writes, over chunks of whole
 /// `row`-element rows (in parallel when large). The memory is not zeroed first: a large
 /// allocation from the heap would be cleared by `memset`, a pass as costly as the copy itself.
-fn filled<U: Copy + Send>(
+fn filled<U: Copy + Send + 'static>(
     n: usize,
     fill: impl Fn(usize, &mut [std::mem::MaybeUninit<U>]) + Sync,
     row: usize,
 ) -> Vec<U> {
-    let mut out: Vec<std::mem::MaybeUninit<U>> = Vec::with_capacity(n);
-    // SAFETY: MaybeUninit needs no initialisation; the length is the capacity just reserved.
-    unsafe { out.set_len(n) };
+    let mut taken = std::mem::ManuallyDrop::new(pool::take::<U>(n));
+    // SAFETY: the allocation of an empty Vec<U> with room for n, seen as n MaybeUninit<U>
+    // (same layout), which need no initialisation.
+    let mut out: Vec<std::mem::MaybeUninit<U>> =
+        unsafe { Vec::from_raw_parts(taken.as_mut_ptr().cast(), n, taken.capacity()) };
     let per_task = (TASK / row.max(1)).max(1) * row.max(1);
     if n >= PARALLEL_MIN {
         out.par_chunks_mut(per_task).enumerate().for_each(|(t, chunk)| fill(t * per_task, chunk));
@@ -109,7 +119,7 @@ fn filled<U: Copy + Send>(
 }
 
 /// A contiguous copy of a view.
-pub fn gather<T: Copy + Sync + Send + Default>(src: &[T], layout: &Layout) -> Vec<T> {
+pub fn gather<T: Copy + Sync + Send + Default + 'static>(src: &[T], layout: &Layout) -> Vec<T> {
     map(src, layout, |x| x)
 }
 
@@ -125,7 +135,7 @@ pub fn for_each_chunk<U: Send>(out: &mut [U], f: impl Fn(usize, &mut [U]) + Sync
 /// `f(a, b)` over two views of one shape (already broadcast), in row-major order. Dims that are
 /// contiguous in both are merged so the inner loop is long, and the common inner strides
 /// (both 1, or one of them 0 for a broadcast operand) get loops the compiler vectorises.
-pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Copy + Send + Default>(
+pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Copy + Send + Default + 'static>(
     a: &[A],
     la: &Layout,
     b: &[B],
@@ -136,11 +146,10 @@ pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Copy + Send + Default>(
     if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
         let (a, b) = (&a[ra], &b[rb]);
         if n < PARALLEL_MIN {
-            return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+            return pool::collect(n, a.iter().zip(b).map(|(&x, &y)| f(x, y)));
         }
-        // Task-sized chunks with a plain inner loop the compiler vectorises; a zero-filled
-        // vector comes from the allocator's zeroed pages, so the fill costs no extra pass.
-        let mut out = vec![U::default(); n];
+        // Task-sized chunks with a plain inner loop the compiler vectorises.
+        let mut out = pool::zeroed(n);
         out.par_chunks_mut(TASK).zip(a.par_chunks(TASK)).zip(b.par_chunks(TASK)).for_each(|((o, a), b)| {
             for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
                 *o = f(x, y);
@@ -148,7 +157,7 @@ pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Copy + Send + Default>(
         });
         return out;
     }
-    let mut out = vec![U::default(); n];
+    let mut out = pool::zeroed(n);
     if n == 0 {
         return out;
     }

@@ -122,12 +122,12 @@ pub fn scale(isa: Isa, x: &mut [f32], s: f32, g: Option<&[f32]>) {
 
 /// RMSNorm over the last axis of an f32 view: `x / sqrt(mean(x^2) + eps) * g`, with g = w or
 /// 1 + w (`add_unit_offset`), each row on the vectorised path.
-pub fn rms_norm(x: &[f32], lx: &Layout, w: Option<Vec<f32>>, spec: RmsNormSpec) -> Vec<f32> {
+pub fn rms_norm(x: &[f32], lx: &Layout, w: Option<Cow<[f32]>>, spec: RmsNormSpec) -> Vec<f32> {
     let isa = isa::active();
     let d = lx.dims().last().copied().unwrap_or(1);
     let mut out = strided::gather(x, lx);
     let eps = spec.eps as f32;
-    let g: Option<Vec<f32>> = w.map(|w| if spec.add_unit_offset { w.iter().map(|&v| v + 1.0).collect() } else { w });
+    let g: Option<Cow<[f32]>> = w.map(|w| if spec.add_unit_offset { w.iter().map(|&v| v + 1.0).collect() } else { w });
     let row = |row: &mut [f32]| {
         let inv = (sum_squares(isa, row) / d as f32 + eps).sqrt().recip();
         scale(isa, row, inv, g.as_deref());
@@ -153,7 +153,7 @@ pub fn glu(gate: &[f32], lg: &Layout, up: &[f32], lu: &Layout, act: GluActivatio
         (Some(rg), Some(ru)) => (Cow::Borrowed(&gate[rg]), Cow::Borrowed(&up[ru])),
         _ => (Cow::Owned(strided::gather(gate, lg)), Cow::Owned(strided::gather(up, lu))),
     };
-    let mut out = vec![0.0f32; g.len()];
+    let mut out = super::pool::zeroed(g.len());
     strided::for_each_chunk(&mut out, |start, chunk| {
         let end = start + chunk.len();
         apply(isa, act, &g[start..end], Some(&u[start..end]), chunk)
