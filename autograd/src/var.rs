@@ -161,8 +161,9 @@ impl Var {
     pub fn shape(&self) -> Shape {
         self.value().shape().clone()
     }
-    pub fn dims(&self) -> Vec<usize> {
-        self.value().dims().to_vec()
+    /// The extents, inline ([`tensor::Dims`]): asked for at every layer, so no allocation.
+    pub fn dims(&self) -> tensor::Dims {
+        self.value().dims().into()
     }
     pub fn rank(&self) -> usize {
         self.value().rank()

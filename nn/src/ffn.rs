@@ -34,7 +34,7 @@ impl GatedFeedForward {
     /// (`Tensor::matmul_glu`: on a GPU decoding a token, one dispatch instead of three); else as
     /// the three ops.
     pub fn forward(&self, x: &Var) -> Result<Var> {
-        let gated = match Linear::fusable_weights(&[&self.gate_proj, &self.up_proj], x).as_deref() {
+        let gated = match Linear::fusable_weights([&self.gate_proj, &self.up_proj], x) {
             Some([gate, up]) => Var::untracked(x.value().matmul_glu(&gate.value(), &up.value(), self.activation)?),
             _ => self.gate_proj.forward(x)?.glu(&self.up_proj.forward(x)?, self.activation)?,
         };

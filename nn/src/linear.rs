@@ -1,7 +1,7 @@
 //! `Linear`: `y = x W^T + b`, with W stored [out, in] as PyTorch and Hugging Face store it.
 
 use autograd::{Var, is_grad_enabled};
-use tensor::{Error, Result, Tensor};
+use tensor::{Result, Tensor};
 
 use crate::packed::{no_gradient, no_gradient_device};
 use crate::{Init, Module, PackedSlot, join};
@@ -48,8 +48,11 @@ impl Linear {
     /// The weights of `layers` where a fused op may multiply `x` by them in their `forward`s'
     /// place: each a [`Linear::plain_weight`], all of one dtype, and no gradient recorded through
     /// them or `x` (inference; the fused ops have no derivative).
-    pub fn fusable_weights<'a>(layers: &[&'a Linear], x: &Var) -> Option<Vec<&'a Var>> {
-        let weights = layers.iter().map(|l| l.plain_weight()).collect::<Option<Vec<_>>>()?;
+    pub fn fusable_weights<'a, const N: usize>(layers: [&'a Linear; N], x: &Var) -> Option<[&'a Var; N]> {
+        let mut weights = [layers.first()?.plain_weight()?; N];
+        for (w, l) in weights.iter_mut().zip(layers) {
+            *w = l.plain_weight()?;
+        }
         let one_dtype = weights.windows(2).all(|w| w[0].dtype() == w[1].dtype());
         let learns = x.requires_grad() || weights.iter().any(|w| w.requires_grad());
         (one_dtype && !(is_grad_enabled() && learns)).then_some(weights)
@@ -60,15 +63,17 @@ impl Linear {
     /// run as one op, `Tensor::matmul_each`: on a GPU decoding a token, one dispatch instead of
     /// one per layer, the results views of one buffer. Else each layer's `forward`.
     pub fn forward_each<const N: usize>(layers: [&Linear; N], x: &Var) -> Result<[Var; N]> {
-        let outputs: Vec<Var> = match Linear::fusable_weights(&layers, x) {
-            Some(weights) => {
-                let values: Vec<Tensor> = weights.iter().map(|w| w.value()).collect();
-                let products = x.value().matmul_each(&values.iter().collect::<Vec<_>>())?;
-                products.into_iter().map(Var::untracked).collect()
-            }
-            None => layers.iter().map(|l| l.forward(x)).collect::<Result<_>>()?,
-        };
-        outputs.try_into().map_err(|_| Error::shape("Linear::forward_each", "not one output per layer"))
+        if let Some(weights) = Linear::fusable_weights(layers, x) {
+            let values: [Tensor; N] = weights.map(|w| w.value());
+            let products = x.value().matmul_each(std::array::from_fn(|i| &values[i]))?;
+            return Ok(products.map(Var::untracked));
+        }
+        // Arrays throughout, so a decoding step allocates no list here.
+        let mut outputs: [Option<Var>; N] = std::array::from_fn(|_| None);
+        for (out, layer) in outputs.iter_mut().zip(layers) {
+            *out = Some(layer.forward(x)?);
+        }
+        Ok(outputs.map(|v| v.unwrap_or_else(|| unreachable!("every layer ran"))))
     }
 
     /// `x [.., in] -> [.., out]`. Weights may be bf16/f16 with f32 activations (widened inside

@@ -271,6 +271,6 @@ impl Rope {
         let t = x.dims()[x.rank() - 2];
         let (cos, sin) = self.resident_tables(start, t, x.dtype(), &x.device())?;
         let w = norm.weight.as_ref().map(|w| w.value());
-        Ok(Var::constant(x.value().rms_norm_rope(w.as_ref(), norm.spec, &cos, &sin, self.interleaved)?))
+        Ok(Var::untracked(x.value().rms_norm_rope(w.as_ref(), norm.spec, &cos, &sin, self.interleaved)?))
     }
 }

@@ -233,27 +233,30 @@ fn matmul_each_is_one_matmul_per_weight() -> Result<()> {
     let xt = randn([2, 10, 3], 25, &cpu())?.transpose(1, 2)?;
     let x64 = x.to_dtype(DType::F64)?;
     for (x, weights) in [(&x, &weights[..]), (&x, &half[..]), (&x64, &wide[..]), (&xt, &weights[..])] {
-        for count in 1..=3 {
-            let chosen: Vec<&Tensor> = weights[..count].iter().collect();
-            let products = x.matmul_each(&chosen)?;
-            assert_eq!(products.len(), count);
-            for (product, w) in products.iter().zip(&chosen) {
+        let check = |products: &[Tensor], chosen: &[&Tensor]| -> Result<()> {
+            assert_eq!(products.len(), chosen.len());
+            for (product, w) in products.iter().zip(chosen) {
                 assert_eq!(product.dims(), [2, 3, w.dims()[0]]);
-                assert_eq!(values(product)?, values(&x.matmul(&w.t()?)?)?, "{count} weights of {}", w.dtype());
+                assert_eq!(values(product)?, values(&x.matmul(&w.t()?)?)?, "{} weights of {}", chosen.len(), w.dtype());
             }
-        }
+            Ok(())
+        };
+        check(&x.matmul_each([&weights[0]])?, &[&weights[0]])?;
+        check(&x.matmul_each([&weights[0], &weights[1]])?, &[&weights[0], &weights[1]])?;
+        let all = [&weights[0], &weights[1], &weights[2]];
+        check(&x.matmul_each(all)?, &all)?;
     }
-    // Operands the op cannot take are errors naming it.
+    // Operands the op cannot take are errors naming it (an array in, whatever its length).
     let (w, w16) = (&weights[0], &half[0]);
     let bad = [
-        x.matmul_each(&[]),
-        x.matmul_each(&[w, w, w, w]),
-        x.matmul_each(&[w, &randn([7, 9], 26, &cpu())?]),
-        x.matmul_each(&[&randn([2, 7, 10], 27, &cpu())?]),
-        randn([10], 28, &cpu())?.matmul_each(&[w]),
-        x.matmul_each(&[w, w16]),
-        x64.matmul_each(&[w]),
-        x.to_dtype(DType::U32)?.matmul_each(&[&w.to_dtype(DType::U32)?]),
+        x.matmul_each([]).map(|_| ()),
+        x.matmul_each([w, w, w, w]).map(|_| ()),
+        x.matmul_each([w, &randn([7, 9], 26, &cpu())?]).map(|_| ()),
+        x.matmul_each([&randn([2, 7, 10], 27, &cpu())?]).map(|_| ()),
+        randn([10], 28, &cpu())?.matmul_each([w]).map(|_| ()),
+        x.matmul_each([w, w16]).map(|_| ()),
+        x64.matmul_each([w]).map(|_| ()),
+        x.to_dtype(DType::U32)?.matmul_each([&w.to_dtype(DType::U32)?]).map(|_| ()),
     ];
     for (i, result) in bad.into_iter().enumerate() {
         let err = result.expect_err("refused").to_string();

@@ -24,10 +24,11 @@ impl Var {
         let st = sinks.map(|s| s.value());
         let y = Tensor::attention_with_sinks(&qt, &kt, &vt, st.as_ref(), spec)?;
         let spec = *spec;
-        let inputs: Vec<&Var> = [q, k, v].into_iter().chain(sinks).collect();
+        // The inputs as a slice of an array (no list allocated per call): the sinks when given.
+        let all = [q, k, v, sinks.unwrap_or(q)];
         Ok(Var::from_op(
             y,
-            &inputs,
+            &all[..3 + usize::from(sinks.is_some())],
             rule("attention", move |g: &Tensor| attention_backward(&qt, &kt, &vt, st.as_ref(), &spec, g)),
         ))
     }

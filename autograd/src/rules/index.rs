@@ -26,7 +26,7 @@ impl Var {
 
     /// Rows of a 2-D table picked by ids of any shape (an embedding lookup).
     pub fn embedding(&self, ids: &Tensor) -> Result<Var> {
-        let mut dims = ids.dims().to_vec();
+        let mut dims = tensor::Dims::from(ids.dims());
         dims.push(self.dims()[1]);
         self.index_select(&ids.flatten_all()?, 0usize)?.reshape(dims)
     }

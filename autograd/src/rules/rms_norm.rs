@@ -14,10 +14,11 @@ impl Var {
         let x = self.value();
         let w = weight.map(|w| w.value());
         let y = x.rms_norm(w.as_ref(), spec)?;
-        let inputs: Vec<&Var> = std::iter::once(self).chain(weight).collect();
+        // The inputs as a slice of an array (no list allocated per call): the weight when given.
+        let all = [self, weight.unwrap_or(self)];
         Ok(Var::from_op(
             y,
-            &inputs,
+            &all[..1 + usize::from(weight.is_some())],
             rule("rms_norm", move |g: &Tensor| {
                 let r = x.sqr()?.mean(-1, true)?.add_scalar(spec.eps)?.rsqrt()?;
                 let n = x.mul(&r)?;

@@ -89,7 +89,7 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
         let info = file
             .tensor(&gguf)
             .ok_or_else(|| Error::format(path, format!("missing tensor {gguf} (the model's {name})")))?;
-        if info.shape() != var.dims() {
+        if info.shape() != var.dims()[..] {
             return Err(Error::format(
                 path,
                 format!("tensor {gguf} has shape {:?}, but the config implies {:?}", info.shape(), var.dims()),

@@ -125,7 +125,7 @@ pub fn mxfp4_blocks(
     let path = checkpoint.describe();
     let (blocks, block_shape) = checkpoint.u8_bytes(&blocks_name)?;
     let (scales, scale_shape) = checkpoint.u8_bytes(&scales_name)?;
-    let &[experts, out, cols] = var.dims().as_slice() else {
+    let &[experts, out, cols] = &var.dims()[..] else {
         return Err(Error::format(&path, format!("parameter {name} is not a stack of expert matrices")));
     };
     let stored_rows = if fused == "gate_up_proj" { 2 * out } else { out };

@@ -237,7 +237,7 @@ impl Loader<'_> {
         ty: GgmlType,
         slot: &nn::PackedSlot,
     ) -> Result<bool> {
-        let &[experts, rows, cols] = var.dims().as_slice() else { return Ok(false) };
+        let &[experts, rows, cols] = &var.dims()[..] else { return Ok(false) };
         if cols == 0 || !cols.is_multiple_of(ty.block_size()) {
             return Ok(false);
         }
@@ -265,7 +265,7 @@ impl Loader<'_> {
     /// FP8_E4M3 blocks, or None when it is not stored as FP8 whose tiles the blocks carry.
     fn fp8_blocks(&mut self, name: &str, var: &autograd::Var) -> Result<Option<Blocks>> {
         let checkpoint = self.checkpoint;
-        let (stack, rows, cols, parts) = match *var.dims().as_slice() {
+        let (stack, rows, cols, parts) = match var.dims()[..] {
             [rows, cols] => match resolve(name, checkpoint) {
                 Some(found) => (None, rows, cols, vec![found]),
                 None => return Ok(None),
@@ -318,7 +318,7 @@ impl Loader<'_> {
         };
         if let Some(ggml) = super::experts_load::mxfp4_blocks(name, var, checkpoint, &mut self.used, self.interleaved)?
         {
-            let &[experts, rows, cols] = var.dims().as_slice() else { unreachable!("mxfp4_blocks checked the stack") };
+            let &[experts, rows, cols] = &var.dims()[..] else { unreachable!("mxfp4_blocks checked the stack") };
             let at = |e: tensor::Error| Error::format(&path, format!("{name}: {e}"));
             if options.weight_dtype.is_none() {
                 let blocks =
@@ -333,7 +333,7 @@ impl Loader<'_> {
             return Ok(None);
         }
         let tensor = load_parameter(name, var, checkpoint, &mut self.used, dtype, &options.device, self.interleaved)?;
-        if tensor.dims() != var.dims().as_slice() {
+        if tensor.dims() != &var.dims()[..] {
             return Err(Error::format(
                 &path,
                 format!("tensor {name} has shape {:?}, but the config implies {:?}", tensor.dims(), var.dims()),

@@ -20,6 +20,7 @@
 //! A server's cache is paged instead ([`KvCache::paged`], see [`super::paged`]): the rows live in
 //! blocks of a pool shared by every sequence, and attention reads them through the block table.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use autograd::Var;
@@ -71,11 +72,47 @@ impl RowsLike {
     }
 }
 
+/// Cached quantities per row at most: keys and values (MLA caches one).
+pub const MAX_QUANTITIES: usize = 2;
+
+/// One tensor per cached quantity, held inline (no list allocated per decoding step): the
+/// views a step writes into or attends to. Reads as a slice of tensors.
+#[derive(Clone)]
+pub struct CacheTensors {
+    /// The first `len` are the tensors; the rest repeat the first (a shared handle, no copy).
+    items: [Tensor; MAX_QUANTITIES],
+    len: usize,
+}
+
+impl CacheTensors {
+    /// The tensors of `iter`: one to [`MAX_QUANTITIES`], else an error.
+    pub fn collect(iter: impl IntoIterator<Item = Result<Tensor>>) -> Result<CacheTensors> {
+        let mut items: [Option<Tensor>; MAX_QUANTITIES] = std::array::from_fn(|_| None);
+        let mut len = 0;
+        for t in iter {
+            let slot = items.get_mut(len).ok_or_else(|| {
+                Error::shape("kv_cache", format!("a cache holds at most {MAX_QUANTITIES} tensors per row"))
+            })?;
+            *slot = Some(t?);
+            len += 1;
+        }
+        let first = items[0].clone().ok_or_else(|| Error::shape("kv_cache", "no tensor to cache"))?;
+        Ok(CacheTensors { items: items.map(|t| t.unwrap_or_else(|| first.clone())), len })
+    }
+}
+
+impl Deref for CacheTensors {
+    type Target = [Tensor];
+    fn deref(&self) -> &[Tensor] {
+        &self.items[..self.len]
+    }
+}
+
 /// The rows a step attends to: views of the cache after appending, and the absolute position of
 /// their first row.
 pub struct CachedRows {
     /// The rows, one tensor per cached quantity; for a paged cache, the pool's storage.
-    pub tensors: Vec<Tensor>,
+    pub tensors: CacheTensors,
     pub k_start: usize,
     /// A paged cache's rows: the first `len` rows of these blocks of `tensors`.
     pub paged: Option<(Vec<u32>, usize)>,
@@ -194,21 +231,32 @@ impl KvCache {
     /// Appends the rows of a step (each [B, H, n, D], at positions `next_position()..`) and
     /// returns every row the step's queries may need.
     pub fn append(&mut self, rows: &[&Tensor]) -> Result<CachedRows> {
-        let n = rows.first().map(|r| r.dims()[2]).ok_or_else(|| Error::shape("kv_cache", "nothing to append"))?;
-        let stored: Vec<Tensor>;
-        let rows: Vec<&Tensor> = match self.store {
+        let first = *rows.first().ok_or_else(|| Error::shape("kv_cache", "nothing to append"))?;
+        if rows.len() > MAX_QUANTITIES {
+            return Err(Error::shape("kv_cache", format!("a cache holds at most {MAX_QUANTITIES} tensors per row")));
+        }
+        let n = first.dims()[2];
+        // Arrays and inline lists throughout: a decoding step's append allocates nothing.
+        let stored = match self.store {
             Some(dtype) if rows.iter().any(|r| r.dtype() != dtype) => {
-                stored = rows.iter().map(|r| r.to_dtype(dtype)).collect::<Result<_>>()?;
-                stored.iter().collect()
+                Some(CacheTensors::collect(rows.iter().map(|r| r.to_dtype(dtype)))?)
             }
-            _ => rows.to_vec(),
+            _ => None,
         };
-        let rows = rows.as_slice();
+        let mut refs = [first; MAX_QUANTITIES];
+        for (i, (slot, row)) in refs.iter_mut().zip(rows).enumerate() {
+            *slot = stored.as_ref().map_or(*row, |s| &s[i]);
+        }
+        let rows = &refs[..rows.len()];
         if self.table.is_some() {
             return self.append_paged(rows, n);
         }
-        let like = rows.iter().map(|r| RowsLike::of(r)).collect::<Result<Vec<_>>>()?;
-        let slots = self.make_room(&like, n)?;
+        let form = RowsLike::of(rows[0])?;
+        let mut like: [RowsLike; MAX_QUANTITIES] = std::array::from_fn(|_| form.clone());
+        for (l, row) in like.iter_mut().zip(rows) {
+            *l = RowsLike::of(row)?;
+        }
+        let slots = self.make_room(&like[..rows.len()], n)?;
         for (slot, row) in slots.iter().zip(rows) {
             slot.write_from(row)?;
         }
@@ -222,7 +270,7 @@ impl KvCache {
     /// first and gives the views when the rows fall in one block (a decoding step's row does).
     /// `None` where rows are not written as they come: rows spanning blocks, or a cache storing
     /// another dtype than `like`'s.
-    pub fn slots(&mut self, like: &[RowsLike]) -> Result<Option<Vec<Tensor>>> {
+    pub fn slots(&mut self, like: &[RowsLike]) -> Result<Option<CacheTensors>> {
         let n = like.first().map(|r| r.dims[2]).ok_or_else(|| Error::shape("kv_cache", "nothing to append"))?;
         if self.store.is_some_and(|dtype| like.iter().any(|r| r.dtype != dtype)) {
             return Ok(None);
@@ -232,7 +280,8 @@ impl KvCache {
                 return Err(Error::shape("kv_cache", "the KV block pool has no free block left for this step"));
             }
             let at = self.next_position();
-            return self.table.as_ref().expect("a paged cache").slots(like, at);
+            let slots = self.table.as_ref().expect("a paged cache").slots(like, at)?;
+            return slots.map(|s| CacheTensors::collect(s.into_iter().map(Ok))).transpose();
         }
         self.make_room(like, n).map(Some)
     }
@@ -243,16 +292,16 @@ impl KvCache {
         self.len += n;
         if let Some(table) = &self.table {
             // `slots` handed out views of the pool's storage.
-            let tensors = table.storage();
+            let tensors = CacheTensors::collect(table.storage().into_iter().map(Ok))?;
             return Ok(CachedRows { tensors, k_start: self.start, paged: Some((table.blocks.clone(), self.len)) });
         }
-        let tensors = self.buffers.iter().map(|b| b.narrow(2, self.head, self.len)).collect::<Result<Vec<_>>>()?;
+        let tensors = CacheTensors::collect(self.buffers.iter().map(|b| b.narrow(2, self.head, self.len)))?;
         Ok(CachedRows { tensors, k_start: self.start, paged: None })
     }
 
     /// Drops the rows no new query can see, makes room for `n` more (shaped as `rows`), and
     /// returns the views they go into.
-    fn make_room(&mut self, rows: &[RowsLike], n: usize) -> Result<Vec<Tensor>> {
+    fn make_room(&mut self, rows: &[RowsLike], n: usize) -> Result<CacheTensors> {
         if !self.buffers.is_empty() && rows.len() != self.buffers.len() {
             return Err(Error::shape(
                 "kv_cache",
@@ -274,7 +323,7 @@ impl KvCache {
         if self.buffers.is_empty() || self.head + self.len + n > capacity {
             self.reallocate(rows, n)?;
         }
-        self.buffers.iter().map(|b| b.narrow(2, self.head + self.len, n)).collect()
+        CacheTensors::collect(self.buffers.iter().map(|b| b.narrow(2, self.head + self.len, n)))
     }
 
     /// Writes the rows into the blocks of the table (taking any the caller did not reserve).
@@ -284,7 +333,7 @@ impl KvCache {
         }
         let at = self.next_position();
         let table = self.table.as_ref().expect("a paged cache");
-        let tensors = table.write(rows, at)?;
+        let tensors = CacheTensors::collect(table.write(rows, at)?.into_iter().map(Ok))?;
         self.len += n;
         Ok(CachedRows { tensors, k_start: self.start, paged: Some((table.blocks.clone(), self.len)) })
     }

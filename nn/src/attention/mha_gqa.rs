@@ -218,7 +218,7 @@ impl GroupedQueryAttention {
                 };
                 let spec = spec(rows.k_start);
                 if rows.paged.is_none() {
-                    self.logits.record(&q, &Var::constant(rows.tensors[0].clone()), &spec)?;
+                    self.logits.record(&q, &Var::untracked(rows.tensors[0].clone()), &spec)?;
                 }
                 rows.attention(&q, &rows.tensors[0], &rows.tensors[1], self.sinks.as_ref(), &spec)?
             }

@@ -9,7 +9,7 @@ pub mod paged;
 pub mod qk_clip;
 pub mod segments;
 
-pub use kv_cache::{KvCache, RowsLike};
+pub use kv_cache::{CacheTensors, KvCache, RowsLike};
 pub use masks::MaskKind;
 pub use mha_gqa::{AttentionConfig, GroupedQueryAttention, QkNorm, TemperatureTuning};
 pub use mla::{MlaConfig, MultiHeadLatentAttention};

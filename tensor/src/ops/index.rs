@@ -22,7 +22,7 @@ impl Tensor {
         if ids.rank() != 1 {
             return Err(Error::shape(OP, format!("ids must be 1-D, got {:?}", ids.shape())));
         }
-        let mut dims = self.dims().to_vec();
+        let mut dims = crate::Dims::from(self.dims());
         dims[axis] = ids.elem_count();
         let buffer = self.device().backend().index_select(self.src(), axis, ids.src())?;
         Ok(self.new_like(buffer, dims, self.dtype()))
@@ -33,7 +33,7 @@ impl Tensor {
         if self.rank() != 2 {
             return Err(Error::shape("embedding", format!("the table must be 2-D, got {:?}", self.shape())));
         }
-        let mut dims = ids.dims().to_vec();
+        let mut dims = crate::Dims::from(ids.dims());
         dims.push(self.dims()[1]);
         self.index_select(&ids.flatten_all()?, 0usize)?.reshape(dims)
     }

@@ -17,25 +17,28 @@ const MAX_WEIGHTS: usize = 3;
 impl Tensor {
     /// `[self @ w^T for w in weights]`: `self` [.., M, K], each weight [N_i, K] as Linear
     /// weights are stored, giving [.., M, N_i] each. 1 to 3 weights of
-    /// one dtype, as `matmul` takes them (f32 activations may meet bf16/f16 weights).
-    pub fn matmul_each(&self, weights: &[&Tensor]) -> Result<Vec<Tensor>> {
+    /// one dtype, as `matmul` takes them (f32 activations may meet bf16/f16 weights). An array
+    /// in and out, so a decoding step's projections allocate no list.
+    pub fn matmul_each<const N: usize>(&self, weights: [&Tensor; N]) -> Result<[Tensor; N]> {
         const OP: &str = "matmul_each";
-        if weights.is_empty() || weights.len() > MAX_WEIGHTS {
-            return Err(Error::shape(OP, format!("takes 1 to {MAX_WEIGHTS} weights, got {}", weights.len())));
+        if N == 0 || N > MAX_WEIGHTS {
+            return Err(Error::shape(OP, format!("takes 1 to {MAX_WEIGHTS} weights, got {N}")));
         }
-        let k = self.check_linear_weights(OP, "weights", weights)?;
+        let k = self.check_linear_weights(OP, "weights", &weights)?;
         // The backend takes f32 rows in place; anything else is the separate products' business.
         if self.dtype() != DType::F32 || !self.is_contiguous() || k == 0 {
             return self.matmul_each_composite(weights);
         }
         let x = self.reshape([self.elem_count() / k, k])?;
-        let srcs: Vec<_> = weights.iter().map(|w| w.src()).collect();
+        let srcs = weights.map(|w| w.src());
         match self.device().backend().matmul_each(x.src(), &srcs) {
             Ok(buffer) => {
-                let widths: Vec<usize> = weights.iter().map(|w| w.dims()[0]).collect();
+                let widths = weights.map(|w| w.dims()[0]);
                 let mut dims = self.dims()[..self.rank() - 1].to_vec();
                 dims.push(widths.iter().sum());
-                self.new_like(buffer, dims, DType::F32).split(&widths, -1)
+                let parts = self.new_like(buffer, dims, DType::F32).split(&widths, -1)?;
+                let mut parts = parts.into_iter();
+                each(|_| parts.next().ok_or_else(|| Error::shape(OP, "a view per weight")))
             }
             Err(e) if e.is_unsupported() => self.matmul_each_composite(weights),
             Err(e) => Err(e),
@@ -43,7 +46,16 @@ impl Tensor {
     }
 
     /// The definition of [`Tensor::matmul_each`]: one product per weight.
-    pub fn matmul_each_composite(&self, weights: &[&Tensor]) -> Result<Vec<Tensor>> {
-        weights.iter().map(|w| self.matmul(&w.t()?)).collect()
+    pub fn matmul_each_composite<const N: usize>(&self, weights: [&Tensor; N]) -> Result<[Tensor; N]> {
+        each(|i| self.matmul(&weights[i].t()?))
     }
+}
+
+/// `[f(0), .., f(N - 1)]`, or the first error.
+fn each<T, const N: usize>(mut f: impl FnMut(usize) -> Result<T>) -> Result<[T; N]> {
+    let mut out: [Option<T>; N] = std::array::from_fn(|_| None);
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = Some(f(i)?);
+    }
+    Ok(out.map(|t| t.unwrap_or_else(|| unreachable!("every slot was filled"))))
 }
