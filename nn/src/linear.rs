@@ -68,12 +68,8 @@ impl Linear {
             let products = x.value().matmul_each(std::array::from_fn(|i| &values[i]))?;
             return Ok(products.map(Var::untracked));
         }
-        // Arrays throughout, so a decoding step allocates no list here.
-        let mut outputs: [Option<Var>; N] = std::array::from_fn(|_| None);
-        for (out, layer) in outputs.iter_mut().zip(layers) {
-            *out = Some(layer.forward(x)?);
-        }
-        Ok(outputs.map(|v| v.unwrap_or_else(|| unreachable!("every layer ran"))))
+        // An array, so a decoding step allocates no list here.
+        tensor::try_array(|i| layers[i].forward(x))
     }
 
     /// `x [.., in] -> [.., out]`. Weights may be bf16/f16 with f32 activations (widened inside

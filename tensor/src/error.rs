@@ -82,3 +82,13 @@ impl std::fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// `[f(0), .., f(N - 1)]`, or the first error: an array built by fallible steps (std's
+/// `array::try_from_fn` is unstable), so a decoding step's few results need no list.
+pub fn try_array<T, const N: usize>(mut f: impl FnMut(usize) -> Result<T>) -> Result<[T; N]> {
+    let mut out: [Option<T>; N] = std::array::from_fn(|_| None);
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = Some(f(i)?);
+    }
+    Ok(out.map(|t| t.unwrap_or_else(|| unreachable!("every slot was filled"))))
+}

@@ -42,7 +42,7 @@ pub use backend::{AttentionMask, AttentionSpec, Backend, GluActivation, PagedKv,
 pub use device::Device;
 pub use dims::Dims;
 pub use dtype::{DType, Element, FloatElement};
-pub use error::{Error, Result};
+pub use error::{Error, Result, try_array};
 pub use layout::Layout;
 pub use rng::Rng;
 pub use shape::{Axis, Shape};

@@ -3,8 +3,10 @@
 //! norm, and the output head. Architectures differ only in which blocks and norm placement each
 //! layer gets (their recipes in the sibling files).
 
+use std::sync::Arc;
+
 use autograd::Var;
-use nn::attention::KvCache;
+use nn::attention::{BlockPool, KvCache};
 use nn::{Embedding, Linear, Module, RmsNorm, join};
 use tensor::{DType, Result, Tensor};
 
@@ -300,6 +302,12 @@ impl CausalLm {
     /// One empty cache per layer, each keeping what its layer's mask can still see.
     pub fn new_caches(&self) -> Vec<KvCache> {
         self.layers.iter().map(|l| KvCache::new(l.self_attn.mask()).stored_as(self.kv_dtype)).collect()
+    }
+
+    /// One empty cache per layer whose rows live in blocks of `pool` (the server's), each giving
+    /// back the blocks its layer's mask no longer sees.
+    pub fn new_paged_caches(&self, pool: &Arc<BlockPool>) -> Vec<KvCache> {
+        self.layers.iter().map(|l| KvCache::paged(l.self_attn.mask(), pool.clone()).stored_as(self.kv_dtype)).collect()
     }
 
     /// The largest attention logit of the last forward pass over every head of every layer, when

@@ -287,11 +287,10 @@ fn admit<'t>(
             break; // it waits for blocks; nobody overtakes it
         }
         let mut s = waiting.pop_front().expect("a waiting sequence");
-        s.caches = model
-            .layers
-            .iter()
-            .map(|l| KvCache::paged(l.self_attn.mask(), pool.clone()).stored_as(model.kv_dtype))
-            .collect();
+        s.caches = model.new_paged_caches(pool);
+        // Room in each block table for the sequence's whole length: its steps do not grow them.
+        let positions = s.tokens.len() + s.job.max_tokens.saturating_sub(s.generated);
+        s.caches.iter_mut().for_each(|c| c.reserve(positions));
         running.push(s);
     }
 }

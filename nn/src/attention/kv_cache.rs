@@ -27,7 +27,7 @@ use autograd::Var;
 use tensor::{AttentionSpec, DType, Device, Error, Result, Tensor};
 
 use super::masks::MaskKind;
-use super::paged::{BlockPool, BlockTable};
+use super::paged::{BlockPool, BlockTable, blocks_needed};
 
 /// Rows a cache holds at least once it holds any.
 const MIN_CAPACITY: usize = 256;
@@ -69,6 +69,21 @@ impl RowsLike {
         let dims = <[usize; 4]>::try_from(rows.dims())
             .map_err(|_| Error::shape("kv_cache", format!("rows must be [B, H, n, D], got {:?}", rows.shape())))?;
         Ok(RowsLike { dims, dtype: rows.dtype(), device: rows.device().clone() })
+    }
+
+    /// The forms of `rows` (at most [`MAX_QUANTITIES`]), inline: the first `rows.len()` count,
+    /// the rest repeat the first.
+    pub fn of_each(rows: &[&Tensor]) -> Result<[RowsLike; MAX_QUANTITIES]> {
+        if rows.is_empty() || rows.len() > MAX_QUANTITIES {
+            let got = rows.len();
+            return Err(Error::shape("kv_cache", format!("expected 1 to {MAX_QUANTITIES} tensors per row, got {got}")));
+        }
+        let first = RowsLike::of(rows[0])?;
+        let mut like: [RowsLike; MAX_QUANTITIES] = std::array::from_fn(|_| first.clone());
+        for (l, row) in like.iter_mut().zip(rows).skip(1) {
+            *l = RowsLike::of(row)?;
+        }
+        Ok(like)
     }
 }
 
@@ -115,7 +130,7 @@ pub struct CachedRows {
     pub tensors: CacheTensors,
     pub k_start: usize,
     /// A paged cache's rows: the first `len` rows of these blocks of `tensors`.
-    pub paged: Option<(Vec<u32>, usize)>,
+    pub paged: Option<(Arc<Vec<u32>>, usize)>,
 }
 
 impl CachedRows {
@@ -182,14 +197,19 @@ impl KvCache {
 
     /// Blocks of the pool this cache holds (0 for a contiguous cache).
     pub fn blocks_held(&self) -> usize {
-        self.table.as_ref().map_or(0, |t| t.blocks.len())
+        self.table.as_ref().map_or(0, |t| t.len())
     }
 
     /// Room for `positions` positions in all (prompt plus new tokens), allocated at the first
     /// append, so a generation of known length never grows its cache. A windowed or chunked
-    /// layer needs no more than its window or chunk, whatever is asked.
+    /// layer needs no more than its window or chunk, whatever is asked. A paged cache takes no
+    /// block here (the engine does, step by step); its block table makes room for the ids.
     pub fn reserve(&mut self, positions: usize) {
         self.reserved = positions;
+        let kind = self.kind;
+        if let Some(table) = self.table.as_mut() {
+            table.expect(blocks_needed(kind, positions, table.pool.block_size(), 1));
+        }
     }
 
     /// The absolute position the next appended row will have.
@@ -223,7 +243,7 @@ impl KvCache {
     /// Bytes allocated, including room for growth and a windowed layer's spare buffers.
     pub fn capacity_in_bytes(&self) -> usize {
         if let Some(table) = &self.table {
-            return table.blocks.len() * table.pool.bytes() / table.pool.total();
+            return table.len() * table.pool.bytes() / table.pool.total();
         }
         self.buffers.iter().chain(&self.spare).map(|b| b.elem_count() * b.dtype().size_in_bytes()).sum()
     }
@@ -251,11 +271,7 @@ impl KvCache {
         if self.table.is_some() {
             return self.append_paged(rows, n);
         }
-        let form = RowsLike::of(rows[0])?;
-        let mut like: [RowsLike; MAX_QUANTITIES] = std::array::from_fn(|_| form.clone());
-        for (l, row) in like.iter_mut().zip(rows) {
-            *l = RowsLike::of(row)?;
-        }
+        let like = RowsLike::of_each(rows)?;
         let slots = self.make_room(&like[..rows.len()], n)?;
         for (slot, row) in slots.iter().zip(rows) {
             slot.write_from(row)?;
@@ -280,8 +296,7 @@ impl KvCache {
                 return Err(Error::shape("kv_cache", "the KV block pool has no free block left for this step"));
             }
             let at = self.next_position();
-            let slots = self.table.as_ref().expect("a paged cache").slots(like, at)?;
-            return slots.map(|s| CacheTensors::collect(s.into_iter().map(Ok))).transpose();
+            return self.table.as_ref().expect("a paged cache").slots(like, at);
         }
         self.make_room(like, n).map(Some)
     }
@@ -292,8 +307,11 @@ impl KvCache {
         self.len += n;
         if let Some(table) = &self.table {
             // `slots` handed out views of the pool's storage.
-            let tensors = CacheTensors::collect(table.storage().into_iter().map(Ok))?;
-            return Ok(CachedRows { tensors, k_start: self.start, paged: Some((table.blocks.clone(), self.len)) });
+            return Ok(CachedRows {
+                tensors: table.storage()?,
+                k_start: self.start,
+                paged: Some((table.ids(), self.len)),
+            });
         }
         let tensors = CacheTensors::collect(self.buffers.iter().map(|b| b.narrow(2, self.head, self.len)))?;
         Ok(CachedRows { tensors, k_start: self.start, paged: None })
@@ -333,9 +351,9 @@ impl KvCache {
         }
         let at = self.next_position();
         let table = self.table.as_ref().expect("a paged cache");
-        let tensors = CacheTensors::collect(table.write(rows, at)?.into_iter().map(Ok))?;
+        let tensors = table.write(rows, at)?;
         self.len += n;
-        Ok(CachedRows { tensors, k_start: self.start, paged: Some((table.blocks.clone(), self.len)) })
+        Ok(CachedRows { tensors, k_start: self.start, paged: Some((table.ids(), self.len)) })
     }
 
     /// Moves the live rows to the front of buffers with room for `n` more. A growing cache

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tensor::{Error, Result, Tensor};
 
-use super::kv_cache::RowsLike;
+use super::kv_cache::{CacheTensors, RowsLike};
 use super::masks::MaskKind;
 
 /// The blocks of one server, shared by all its sequences.
@@ -72,10 +72,12 @@ impl BlockPool {
     }
 
     /// `n` blocks, all or none.
-    fn take(&self, n: usize) -> Option<Vec<u32>> {
+    /// Moves `n` free blocks onto the end of `into`; false, moving none, when fewer are free.
+    fn take_into(&self, n: usize, into: &mut Vec<u32>) -> bool {
         let mut state = self.state();
-        let left = state.free.len().checked_sub(n)?;
-        Some(state.free.split_off(left))
+        let Some(left) = state.free.len().checked_sub(n) else { return false };
+        into.extend(state.free.drain(left..));
+        true
     }
 
     fn give_back(&self, blocks: impl IntoIterator<Item = u32>) {
@@ -83,7 +85,7 @@ impl BlockPool {
     }
 
     /// The storage tensors, allocated like `rows` ([1, H, n, D] each) at the first call.
-    fn storage(&self, rows: &[RowsLike]) -> Result<Vec<Tensor>> {
+    fn storage(&self, rows: &[RowsLike]) -> Result<CacheTensors> {
         let mut state = self.state();
         if state.storage.is_empty() {
             state.storage = rows
@@ -108,7 +110,7 @@ impl BlockPool {
                 ),
             ));
         }
-        Ok(state.storage.clone())
+        CacheTensors::collect(state.storage.iter().cloned().map(Ok))
     }
 
     fn state(&self) -> MutexGuard<'_, PoolState> {
@@ -136,12 +138,32 @@ pub fn blocks_needed(kind: MaskKind, positions: usize, block_size: usize, step: 
 pub(crate) struct BlockTable {
     pub pool: Arc<BlockPool>,
     pub first: usize,
-    pub blocks: Vec<u32>,
+    /// Shared with the step's attention ([`ids`](Self::ids)) rather than copied for it; changed
+    /// in place once that step has dropped its handle (`Arc::make_mut`), so a decoding step
+    /// allocates nothing for it.
+    blocks: Arc<Vec<u32>>,
 }
 
 impl BlockTable {
     pub fn new(pool: Arc<BlockPool>) -> BlockTable {
-        BlockTable { pool, first: 0, blocks: Vec::new() }
+        BlockTable { pool, first: 0, blocks: Arc::new(Vec::new()) }
+    }
+
+    /// The pool's ids of the blocks held, in order: a shared handle for a step's attention.
+    pub fn ids(&self) -> Arc<Vec<u32>> {
+        Arc::clone(&self.blocks)
+    }
+
+    /// Blocks held.
+    pub fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Room for the ids of `blocks` blocks held at once, so that taking them one by one never
+    /// grows the list.
+    pub fn expect(&mut self, blocks: usize) {
+        let list = Arc::make_mut(&mut self.blocks);
+        list.reserve(blocks.saturating_sub(list.len()));
     }
 
     /// Returns the blocks no query at `next` or later can see to the pool.
@@ -149,7 +171,7 @@ impl BlockTable {
         let keep = (kind.earliest_visible(next) / self.pool.block_size).saturating_sub(self.first);
         let gone = keep.min(self.blocks.len());
         if gone > 0 {
-            self.pool.give_back(self.blocks.drain(..gone));
+            self.pool.give_back(Arc::make_mut(&mut self.blocks).drain(..gone));
             self.first += gone;
         }
     }
@@ -161,19 +183,13 @@ impl BlockTable {
         if needed == 0 {
             return true;
         }
-        match self.pool.take(needed) {
-            Some(b) => {
-                self.blocks.extend(b);
-                true
-            }
-            None => false,
-        }
+        self.pool.take_into(needed, Arc::make_mut(&mut self.blocks))
     }
 
     /// Writes `rows` ([1, H, n, D] each) at positions `at..at + n`, whose blocks are reserved.
-    pub fn write(&self, rows: &[&Tensor], at: usize) -> Result<Vec<Tensor>> {
-        let like = rows.iter().map(|r| RowsLike::of(r)).collect::<Result<Vec<_>>>()?;
-        let storage = self.pool.storage(&like)?;
+    pub fn write(&self, rows: &[&Tensor], at: usize) -> Result<CacheTensors> {
+        let like = RowsLike::of_each(rows)?;
+        let storage = self.pool.storage(&like[..rows.len()])?;
         let size = self.pool.block_size;
         let n = rows[0].dims()[2];
         let mut done = 0;
@@ -195,7 +211,7 @@ impl BlockTable {
     /// The views of the pool's storage that rows like `like` at positions `at..at + n` occupy,
     /// when they fall in one block (a decoding step's row always does), for a caller that
     /// writes them in place (`KvCache::slots`); `None` when they span blocks.
-    pub fn slots(&self, like: &[RowsLike], at: usize) -> Result<Option<Vec<Tensor>>> {
+    pub fn slots(&self, like: &[RowsLike], at: usize) -> Result<Option<CacheTensors>> {
         let size = self.pool.block_size;
         let n = like.first().map_or(0, |r| r.dims[2]);
         let offset = at % size;
@@ -204,17 +220,17 @@ impl BlockTable {
         }
         let block = self.blocks[at / size - self.first] as usize;
         let storage = self.pool.storage(like)?;
-        storage.iter().map(|s| s.narrow(0, block, 1)?.narrow(2, offset, n)).collect::<Result<_>>().map(Some)
+        CacheTensors::collect(storage.iter().map(|s| s.narrow(0, block, 1)?.narrow(2, offset, n))).map(Some)
     }
 
-    /// The pool's storage tensors as they are (none before the first write).
-    pub fn storage(&self) -> Vec<Tensor> {
-        self.pool.state().storage.clone()
+    /// The pool's storage tensors as they are: an error before the first write.
+    pub fn storage(&self) -> Result<CacheTensors> {
+        CacheTensors::collect(self.pool.state().storage.iter().cloned().map(Ok))
     }
 }
 
 impl Drop for BlockTable {
     fn drop(&mut self) {
-        self.pool.give_back(self.blocks.drain(..));
+        self.pool.give_back(Arc::make_mut(&mut self.blocks).drain(..));
     }
 }

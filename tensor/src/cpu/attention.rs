@@ -216,7 +216,7 @@ impl Attend for Dense<'_> {
 /// Runs `f` on this thread's scratch for attention scores, at least `n` values of `T` (their
 /// contents are whatever the last use left). Kept per thread between calls, so a decoding step's
 /// attention allocates nothing; one larger than [`SCORES_KEPT_BYTES`] is freed after the call.
-fn with_scores<T: FloatElement, R>(n: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+pub(super) fn with_scores<T: FloatElement, R>(n: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
     use std::cell::RefCell;
     thread_local! {
         /// 8-byte words, so the buffer is aligned for f32 and f64 alike.
@@ -232,7 +232,9 @@ fn with_scores<T: FloatElement, R>(n: usize, f: impl FnOnce(&mut [T]) -> R) -> R
             Err(_) => &mut own,
         };
         if buffer.len() < words {
-            buffer.resize(words, 0);
+            // At least SCORES_FIRST_BYTES at once: a decoding step's scores grow by a key a
+            // token, and growing them a little at a time would reallocate every few steps.
+            buffer.resize(words.max(SCORES_FIRST_BYTES / 8), 0);
         }
         let out = f(&mut bytemuck::cast_slice_mut::<u64, T>(&mut buffer[..words])[..n]);
         if buffer.len() * 8 > SCORES_KEPT_BYTES {
@@ -241,6 +243,10 @@ fn with_scores<T: FloatElement, R>(n: usize, f: impl FnOnce(&mut [T]) -> R) -> R
         out
     })
 }
+
+/// The smallest scores buffer a thread makes: 256 KiB (a decoding step's scores over 65,536
+/// keys in f32, or a paged step's for a group of 8 query heads over ~8,000).
+const SCORES_FIRST_BYTES: usize = 256 << 10;
 
 /// The largest scores buffer a thread keeps between calls: 4 MiB (64 query rows over 8,192
 /// keys in f64, or 16,384 in f32).

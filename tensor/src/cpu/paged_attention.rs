@@ -2,7 +2,8 @@
 //! fixed-size blocks of a shared pool, listed by its block table. The kernel walks the table in
 //! place (nothing is gathered): for each kv head, the queries of its whole GQA group are scored
 //! block by block against the keys they can see, softmaxed per row, and the values are summed
-//! block by block into the output. Scores are [group * rows, keys]; the pool is never copied,
+//! block by block into the output. Scores are [group * rows, keys], in a per-thread scratch
+//! kept between calls (a decoding step allocates nothing); the pool is never copied,
 //! and f16/bf16 pools are read as stored for a decoding step's rows (see `attention`).
 
 use rayon::prelude::*;
@@ -10,7 +11,7 @@ use rayon::prelude::*;
 use crate::backend::AttentionSpec;
 use crate::{FloatElement, HostData, Layout, Result};
 
-use super::attention::{Attend, Kv, by_dtype, softmax_row, visible_keys};
+use super::attention::{Attend, Kv, by_dtype, softmax_row, visible_keys, with_scores};
 use super::strided;
 
 /// Query rows (per head) per task.
@@ -76,50 +77,57 @@ impl Attend for Paged<'_> {
         let scale = T::from_f64(spec.scale).unwrap_or_else(T::one);
         let cap = spec.softcap.map(|c| T::from_f64(c).unwrap_or_else(T::one));
         // One kv head and the query heads of its group: their queries and outputs are contiguous.
+        // A block of rows' gathered queries, scores and outputs share this thread's scratch
+        // (`with_scores`), reused from block to block and from call to call.
+        let m_most = group * QUERY_BLOCK.min(tq);
         let kv_head = |kvh: usize, o: &mut [T]| {
             let qg = &q[kvh * group * tq * d..(kvh + 1) * group * tq * d];
             let k_base = lk.offset() + kvh * ks[1];
             let v_base = lv.offset() + kvh * vs[1];
-            for i0 in (0..tq).step_by(QUERY_BLOCK) {
-                let rows = QUERY_BLOCK.min(tq - i0);
-                let (lo, hi) = visible_keys(spec, i0..i0 + rows, table.len);
-                let span = hi - lo;
-                if span == 0 {
-                    continue; // no visible key: these rows stay zero
+            with_scores::<T, _>(m_most * (d + table.len + dv), |scratch| {
+                for i0 in (0..tq).step_by(QUERY_BLOCK) {
+                    let rows = QUERY_BLOCK.min(tq - i0);
+                    let (lo, hi) = visible_keys(spec, i0..i0 + rows, table.len);
+                    let span = hi - lo;
+                    if span == 0 {
+                        continue; // no visible key: these rows stay zero
+                    }
+                    let m = group * rows;
+                    let (qb, rest) = scratch.split_at_mut(m * d);
+                    let (scores, rest) = rest.split_at_mut(m * span);
+                    let ob = &mut rest[..m * dv];
+                    // The group's query rows i0..i0 + rows, head after head: [m, d].
+                    for (g, qrows) in qb.chunks_mut(rows * d).enumerate() {
+                        qrows.copy_from_slice(&qg[(g * tq + i0) * d..(g * tq + i0 + rows) * d]);
+                    }
+                    // scores = qb @ keys^T, block by block: [m, span].
+                    for (from, n, block, row) in table.pieces(lo, hi) {
+                        let keys = &k[k_base + block * ks[0] + row * ks[2]..];
+                        K::gemm_into(&mut scores[from - lo..], span, (qb, d, 1), (keys, 1, ks[2]), m, n, d, false);
+                    }
+                    for (r, row) in scores.chunks_mut(span).enumerate() {
+                        let sink = sinks.as_ref().map(|s| s[kvh * group + r / rows]);
+                        softmax_row(row, lo, &spec.mask.visible_range(i0 + r % rows, table.len), sink, scale, cap);
+                    }
+                    // out = probs @ values, summed block by block: [m, dv].
+                    ob.fill(T::zero());
+                    for (from, n, block, row) in table.pieces(lo, hi) {
+                        let values = &v[v_base + block * vs[0] + row * vs[2]..];
+                        K::gemm_into(ob, dv, (&scores[from - lo..], span, 1), (values, vs[2], 1), m, dv, n, true);
+                    }
+                    for g in 0..group {
+                        o[(g * tq + i0) * dv..(g * tq + i0 + rows) * dv]
+                            .copy_from_slice(&ob[g * rows * dv..(g + 1) * rows * dv]);
+                    }
                 }
-                // The group's query rows i0..i0 + rows, head after head: [m, d].
-                let m = group * rows;
-                let mut qb = Vec::with_capacity(m * d);
-                for g in 0..group {
-                    qb.extend_from_slice(&qg[(g * tq + i0) * d..(g * tq + i0 + rows) * d]);
-                }
-                // scores = qb @ keys^T, block by block: [m, span].
-                let mut scores = vec![T::zero(); m * span];
-                for (from, n, block, row) in table.pieces(lo, hi) {
-                    let keys = &k[k_base + block * ks[0] + row * ks[2]..];
-                    K::gemm_into(&mut scores[from - lo..], span, (&qb, d, 1), (keys, 1, ks[2]), m, n, d, false);
-                }
-                for (r, row) in scores.chunks_mut(span).enumerate() {
-                    let sink = sinks.as_ref().map(|s| s[kvh * group + r / rows]);
-                    softmax_row(row, lo, &spec.mask.visible_range(i0 + r % rows, table.len), sink, scale, cap);
-                }
-                // out = probs @ values, summed block by block: [m, dv].
-                let mut ob = vec![T::zero(); m * dv];
-                for (from, n, block, row) in table.pieces(lo, hi) {
-                    let values = &v[v_base + block * vs[0] + row * vs[2]..];
-                    K::gemm_into(&mut ob, dv, (&scores[from - lo..], span, 1), (values, vs[2], 1), m, dv, n, true);
-                }
-                for g in 0..group {
-                    o[(g * tq + i0) * dv..(g * tq + i0 + rows) * dv]
-                        .copy_from_slice(&ob[g * rows * dv..(g + 1) * rows * dv]);
-                }
-            }
+            });
         };
         if hkv > 1 && out.len() * table.len >= strided::PARALLEL_MIN {
             out.par_chunks_mut(group * tq * dv).enumerate().for_each(|(h, o)| kv_head(h, o));
         } else {
             out.chunks_mut(group * tq * dv).enumerate().for_each(|(h, o)| kv_head(h, o));
         }
+        super::pool::give(q);
         out
     }
 }

@@ -16,7 +16,7 @@
 //! most [`MAX_CELLS`] cells.
 
 use std::any::TypeId;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::{BufferRef, CpuBuffer, HostData};
@@ -40,16 +40,15 @@ struct Free {
     stamp: u64,
 }
 
-/// The pool: vectors by (element type, capacity), in the order they were kept, and cells.
+/// The pool: vectors by (element type, capacity), each list oldest first, and cells.
 struct Pool {
+    /// Lists are kept when they empty (their room is reused at the next step); eviction drops
+    /// the empty ones.
     vectors: HashMap<(TypeId, usize), Vec<Free>>,
     /// The (element type, capacity) pairs ops have asked for: only those are kept.
     wanted: HashSet<(TypeId, usize)>,
-    /// (key, stamp) of every kept vector, oldest first.
-    order: VecDeque<((TypeId, usize), u64)>,
     bytes: usize,
-    /// Vectors kept now.
-    count: usize,
+    /// The next vector's stamp.
     stamp: u64,
     cells: Vec<BufferRef>,
 }
@@ -60,15 +59,7 @@ unsafe impl Send for Pool {}
 
 impl Pool {
     fn new() -> Pool {
-        Pool {
-            vectors: HashMap::new(),
-            wanted: HashSet::new(),
-            order: VecDeque::new(),
-            bytes: 0,
-            count: 0,
-            stamp: 0,
-            cells: Vec::new(),
-        }
+        Pool { vectors: HashMap::new(), wanted: HashSet::new(), bytes: 0, stamp: 0, cells: Vec::new() }
     }
 }
 
@@ -114,9 +105,7 @@ fn kept<T: 'static>(n: usize) -> Option<Vec<T>> {
         return None;
     };
     p.bytes -= free.bytes;
-    p.count -= 1;
-    // Its entry in `order` is left behind; eviction skips entries whose stamp is gone.
-    // SAFETY: kept by `keep::<T>` from a Vec<T> of capacity n (the key), not used since.
+    // SAFETY: kept by `give::<T>` from a Vec<T> of capacity n (the key), not used since.
     Some(unsafe { Vec::from_raw_parts(free.ptr.cast::<T>(), 0, n) })
 }
 
@@ -127,20 +116,15 @@ pub fn collect<T: 'static>(n: usize, iter: impl Iterator<Item = T>) -> Vec<T> {
     v
 }
 
-/// Keeps the vector of `data` for a later op: for an op's temporary (a copy it wrote from and
-/// dropped), which would otherwise leave the pool one vector short at every step.
+/// [`give`] for the vector inside `data`: a released tensor's, or an op's temporary copy.
 pub fn recycle(data: HostData) {
-    crate::with_host_data!(data, v => keep(v));
-}
-
-/// Gives a kernel's temporary vector (taken from the pool, or any other) back to the pool.
-pub fn give<T: 'static>(v: Vec<T>) {
-    keep(v);
+    crate::with_host_data!(data, v => give(v));
 }
 
 /// Keeps `v`'s allocation for a later [`take`] of the same type and capacity, or frees it when
-/// it is too large or of a type no tensor holds.
-fn keep<T: 'static>(v: Vec<T>) {
+/// it is too large, of a size no op asked for, or of a type no tensor holds. Kernels give their
+/// temporaries back here, which would otherwise leave the pool one vector short at every step.
+pub fn give<T: 'static>(v: Vec<T>) {
     let cap = v.capacity();
     let bytes = cap * std::mem::size_of::<T>();
     if bytes == 0 || bytes > MAX_VECTOR_BYTES || !held_by_tensors::<T>() {
@@ -156,27 +140,19 @@ fn keep<T: 'static>(v: Vec<T>) {
     // SAFETY: the elements are plain data (numbers) with nothing to drop; only the allocation
     // is kept.
     unsafe { v.set_len(0) };
-    p.stamp += 1;
     let stamp = p.stamp;
+    p.stamp += 1;
     p.vectors.entry(key).or_default().push(Free { ptr: v.as_mut_ptr().cast::<u8>(), bytes, stamp });
-    p.order.push_back((key, stamp));
     p.bytes += bytes;
-    p.count += 1;
+    // Over the bound: free the oldest vectors, the first of some list (each list is in the
+    // order its vectors were kept; `kept` takes the newest). A search over the lists, but only
+    // past the bound, which a decoding step's few MB do not reach.
     while p.bytes > MAX_BYTES {
-        let Some((key, stamp)) = p.order.pop_front() else { break };
-        let Some(list) = p.vectors.get_mut(&key) else { continue };
-        if let Some(at) = list.iter().position(|f| f.stamp == stamp) {
-            let free = list.swap_remove(at);
-            p.bytes -= free.bytes;
-            p.count -= 1;
-            free_kept(key, free);
-        }
-    }
-    // Entries of vectors taken since keep the queue from shrinking; drop them once they
-    // outnumber the kept vectors twice over.
-    if p.order.len() > 2 * p.count + 64 {
-        let vectors = &p.vectors;
-        p.order.retain(|(key, stamp)| vectors.get(key).is_some_and(|l| l.iter().any(|f| f.stamp == *stamp)));
+        p.vectors.retain(|_, list| !list.is_empty());
+        let Some(key) = p.vectors.iter().min_by_key(|(_, list)| list[0].stamp).map(|(key, _)| *key) else { break };
+        let free = p.vectors.get_mut(&key).expect("a key just found").remove(0);
+        p.bytes -= free.bytes;
+        free_kept(key, free);
     }
 }
 
@@ -199,7 +175,7 @@ fn free_kept((type_id, cap): (TypeId, usize), free: Free) {
     macro_rules! free_as {
         ($($t:ty),*) => {
             $(if type_id == TypeId::of::<$t>() {
-                // SAFETY: kept by `keep::<$t>` with this capacity.
+                // SAFETY: kept by `give::<$t>` with this capacity.
                 drop(unsafe { Vec::from_raw_parts(free.ptr.cast::<$t>(), 0, cap) });
                 return;
             })*
@@ -247,7 +223,7 @@ mod tests {
     fn a_released_vector_comes_back_for_the_same_type_and_capacity_only() {
         let v: Vec<f32> = zeroed(1234); // asked for, so the size is wanted
         let ptr = v.as_ptr();
-        keep(v);
+        give(v);
         let other: Vec<u32> = take(1234);
         assert_ne!(other.as_ptr() as *const f32, ptr, "another type must not get it");
         let smaller: Vec<f32> = take(1233);
@@ -260,16 +236,28 @@ mod tests {
     #[test]
     fn kept_bytes_stay_under_the_bound() {
         for i in 0..100usize {
-            keep(zeroed::<u32>((1 << 20) - 7 * i));
+            give(zeroed::<u32>((1 << 20) - 7 * i));
         }
         let bytes = pool().as_ref().map_or(0, |p| p.bytes);
         assert!(bytes <= MAX_BYTES, "{bytes} bytes kept");
     }
 
     #[test]
+    fn the_oldest_vector_goes_first_past_the_bound() {
+        // Five vectors of just under 4 MiB, 20 MiB together: past the 16 MiB bound, so at least
+        // one of them is freed (whatever other tests keep meanwhile), and the first one kept goes
+        // before the others.
+        let sizes: Vec<usize> = (0..5).map(|i| (1 << 20) - 101 - i).collect();
+        let vectors: Vec<Vec<f32>> = sizes.iter().map(|&n| zeroed(n)).collect();
+        vectors.into_iter().for_each(give);
+        let kept = |n: usize| pool().as_ref().and_then(|p| p.vectors.get(&(TypeId::of::<f32>(), n)).map(Vec::len));
+        assert_eq!(kept(sizes[0]).unwrap_or(0), 0, "the oldest must be freed first");
+    }
+
+    #[test]
     fn a_size_no_op_asked_for_is_freed_not_kept() {
         let v = vec![1.5f64; 4321];
-        keep(v);
+        give(v);
         let kept = pool().as_ref().and_then(|p| p.vectors.get(&(TypeId::of::<f64>(), 4321)).map(Vec::len));
         assert_eq!(kept.unwrap_or(0), 0);
     }

@@ -7,7 +7,7 @@
 //! side into one buffer and each result is a view of its columns, so nothing is copied apart;
 //! for one row each view is contiguous (at an offset), which the kernels after it read in place.
 
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor, try_array};
 
 /// The most weights one call takes: the fused kernel binds x, each weight and the output, five
 /// storage buffers, which leaves it within what the GPU kernels ask of an adapter
@@ -38,7 +38,7 @@ impl Tensor {
                 dims.push(widths.iter().sum());
                 let parts = self.new_like(buffer, dims, DType::F32).split(&widths, -1)?;
                 let mut parts = parts.into_iter();
-                each(|_| parts.next().ok_or_else(|| Error::shape(OP, "a view per weight")))
+                try_array(|_| parts.next().ok_or_else(|| Error::shape(OP, "a view per weight")))
             }
             Err(e) if e.is_unsupported() => self.matmul_each_composite(weights),
             Err(e) => Err(e),
@@ -47,15 +47,6 @@ impl Tensor {
 
     /// The definition of [`Tensor::matmul_each`]: one product per weight.
     pub fn matmul_each_composite<const N: usize>(&self, weights: [&Tensor; N]) -> Result<[Tensor; N]> {
-        each(|i| self.matmul(&weights[i].t()?))
+        try_array(|i| self.matmul(&weights[i].t()?))
     }
-}
-
-/// `[f(0), .., f(N - 1)]`, or the first error.
-fn each<T, const N: usize>(mut f: impl FnMut(usize) -> Result<T>) -> Result<[T; N]> {
-    let mut out: [Option<T>; N] = std::array::from_fn(|_| None);
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = Some(f(i)?);
-    }
-    Ok(out.map(|t| t.unwrap_or_else(|| unreachable!("every slot was filled"))))
 }
