@@ -289,7 +289,7 @@ fn admit<'t>(
         let mut s = waiting.pop_front().expect("a waiting sequence");
         s.caches = model.new_paged_caches(pool);
         // Room in each block table for the sequence's whole length: its steps do not grow them.
-        let positions = s.tokens.len() + s.job.max_tokens.saturating_sub(s.generated);
+        let positions = s.tokens.len().saturating_add(s.job.max_tokens.saturating_sub(s.generated));
         s.caches.iter_mut().for_each(|c| c.reserve(positions));
         running.push(s);
     }

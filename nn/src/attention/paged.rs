@@ -159,9 +159,10 @@ impl BlockTable {
         self.blocks.len()
     }
 
-    /// Room for the ids of `blocks` blocks held at once, so that taking them one by one never
-    /// grows the list.
+    /// Room for the ids of `blocks` blocks held at once (at most the pool's), so that taking
+    /// them one by one never grows the list.
     pub fn expect(&mut self, blocks: usize) {
+        let blocks = blocks.min(self.pool.total());
         let list = Arc::make_mut(&mut self.blocks);
         list.reserve(blocks.saturating_sub(list.len()));
     }
