@@ -71,7 +71,6 @@ impl BlockPool {
         self.state().storage.iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
     }
 
-    /// `n` blocks, all or none.
     /// Moves `n` free blocks onto the end of `into`; false, moving none, when fewer are free.
     fn take_into(&self, n: usize, into: &mut Vec<u32>) -> bool {
         let mut state = self.state();

@@ -213,8 +213,9 @@ impl Attend for Dense<'_> {
     }
 }
 
-/// Runs `f` on this thread's scratch for attention scores, at least `n` values of `T` (their
-/// contents are whatever the last use left). Kept per thread between calls, so a decoding step's
+/// Runs `f` on this thread's scratch for attention scores (and, in the paged kernel, the
+/// gathered queries and the outputs beside them), at least `n` values of `T` (their contents
+/// are whatever the last use left). Kept per thread between calls, so a decoding step's
 /// attention allocates nothing; one larger than [`SCORES_KEPT_BYTES`] is freed after the call.
 pub(super) fn with_scores<T: FloatElement, R>(n: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
     use std::cell::RefCell;
