@@ -147,9 +147,12 @@ pub fn give<T: 'static>(v: Vec<T>) {
     // Over the bound: free the oldest vectors, the first of some list (each list is in the
     // order its vectors were kept; `kept` takes the newest). A search over the lists, but only
     // past the bound, which a decoding step's few MB do not reach.
-    while p.bytes > MAX_BYTES {
+    if p.bytes > MAX_BYTES {
         p.vectors.retain(|_, list| !list.is_empty());
-        let Some(key) = p.vectors.iter().min_by_key(|(_, list)| list[0].stamp).map(|(key, _)| *key) else { break };
+    }
+    while p.bytes > MAX_BYTES {
+        let oldest = p.vectors.iter().filter_map(|(key, list)| list.first().map(|f| (f.stamp, *key))).min();
+        let Some((_, key)) = oldest else { break };
         let free = p.vectors.get_mut(&key).expect("a key just found").remove(0);
         p.bytes -= free.bytes;
         free_kept(key, free);

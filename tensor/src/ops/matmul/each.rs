@@ -34,7 +34,7 @@ impl Tensor {
         match self.device().backend().matmul_each(x.src(), &srcs) {
             Ok(buffer) => {
                 let widths = weights.map(|w| w.dims()[0]);
-                let mut dims = self.dims()[..self.rank() - 1].to_vec();
+                let mut dims = crate::Dims::from(&self.dims()[..self.rank() - 1]);
                 dims.push(widths.iter().sum());
                 let parts = self.new_like(buffer, dims, DType::F32).split(&widths, -1)?;
                 let mut parts = parts.into_iter();
