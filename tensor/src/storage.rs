@@ -153,7 +153,7 @@ impl HostData {
         match dtype {
             DType::F32 => HostData::F32(match self {
                 HostData::F16(v) => {
-                    let mut out = pool::zeroed::<f32>(v.len());
+                    let mut out = pool::overwritten::<f32>(v.len());
                     v.convert_to_f32_slice(&mut out);
                     out
                 }
@@ -170,7 +170,7 @@ impl HostData {
             }),
             DType::F16 => HostData::F16(match self {
                 HostData::F32(v) => {
-                    let mut out = pool::zeroed::<f16>(v.len());
+                    let mut out = pool::overwritten::<f16>(v.len());
                     out.convert_from_f32_slice(v);
                     out
                 }

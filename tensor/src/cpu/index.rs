@@ -81,7 +81,7 @@ pub fn index_select(
         // An embedding table is large and read a few rows at a time: never copy it whole.
         let x = contiguous_view(v, layout);
         let n = picks.len();
-        let mut out = super::pool::zeroed(outer * n * inner);
+        let mut out = super::pool::overwritten(outer * n * inner);
         if inner == 0 {
             return out;
         }

@@ -105,22 +105,37 @@ fn batched<T: FloatElement>(a: Operand<T>, b: Operand<T>) -> Vec<T> {
 fn batched_f32<W: Weight>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> {
     let (batch, m, k) = a.dims();
     let n = b.dims().2;
-    let mut out = super::pool::zeroed(batch * m * n);
-    if m * n == 0 {
-        return out;
-    }
     let half = TypeId::of::<W>() != TypeId::of::<f32>();
     let isa = isa::active();
     let bf16_gemm = TypeId::of::<W>() == TypeId::of::<half::bf16>() && isa::bf16_gemm();
+    let rows_in_order = b.strides().1 == 1 && a.strides().2 == 1;
+    let path = if (2..=SKINNY_ROWS).contains(&m) && rows_in_order {
+        Path::Skinny
+    } else if !bf16_gemm && m > SKINNY_ROWS && m <= CHUNKED_SKINNY_ROWS && rows_in_order {
+        Path::ChunkedSkinny
+    } else if m == 1 || (half && m <= HALF_MATVEC_ROWS) {
+        Path::Matvec
+    } else {
+        Path::Gemm
+    };
+    // The GEMMs write every output (of a non-empty sum); the streaming kernels add into zeros.
+    let mut out = if path == Path::Gemm && k > 0 {
+        super::pool::overwritten(batch * m * n)
+    } else {
+        super::pool::zeroed(batch * m * n)
+    };
+    if m * n == 0 {
+        return out;
+    }
     let per_batch = |bi: usize, dst: &mut [f32], parallel: bool| {
         // A few rows against a Linear's weight: one pass over the weights for all rows.
-        if (2..=SKINNY_ROWS).contains(&m) && b.strides().1 == 1 && a.strides().2 == 1 {
+        if path == Path::Skinny {
             skinny(isa, &a, &b, bi, dst, parallel);
             return;
         }
         // A short prompt against a Linear's f32 or f16 weight: skinny passes of SKINNY_ROWS
         // rows, each streaming the weights once (see `CHUNKED_SKINNY_ROWS`).
-        if !bf16_gemm && m > SKINNY_ROWS && m <= CHUNKED_SKINNY_ROWS && b.strides().1 == 1 && a.strides().2 == 1 {
+        if path == Path::ChunkedSkinny {
             let (a_bs, a_rs, _) = a.strides();
             for r0 in (0..m).step_by(SKINNY_ROWS) {
                 let rows = SKINNY_ROWS.min(m - r0);
@@ -138,7 +153,7 @@ fn batched_f32<W: Weight>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> {
         }
         // One row, or a few against another layout: a matrix-vector product per row streams the
         // weights at memory speed, which a GEMM (or widening half weights for one) cannot beat.
-        if m == 1 || (half && m <= HALF_MATVEC_ROWS) {
+        if path == Path::Matvec {
             for (row, d) in dst.chunks_mut(n).enumerate() {
                 let x = &a.data[a.base(bi) + row * a.strides().1..];
                 matvec_f32(isa, x, a.strides().2, &b, bi, k, d, parallel);
@@ -194,6 +209,19 @@ fn batched_f32<W: Weight>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> {
     };
     run_batches(&mut out, batch, m * n, m * n * k, per_batch);
     out
+}
+
+/// How [`batched_f32`] multiplies, chosen once per product from its shape and layouts.
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    /// 2 to [`SKINNY_ROWS`] rows against a Linear's weight: one pass over it for all rows.
+    Skinny,
+    /// Up to [`CHUNKED_SKINNY_ROWS`] rows against an f32 or f16 Linear weight: skinny passes.
+    ChunkedSkinny,
+    /// One row (or a few against half weights in another layout): a matrix-vector product each.
+    Matvec,
+    /// A GEMM: the `gemm` crate's on f32 (or widened half) weights, ours on bf16.
+    Gemm,
 }
 
 /// The f32 slice behind a weight slice whose element type is f32.
@@ -713,4 +741,44 @@ pub fn reference<T: Element>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::pool;
+
+    /// The GEMM paths take their outputs from the pool without a fill (`pool::overwritten`), so
+    /// whatever a released tensor left there must not show through: the pool is first handed
+    /// NaN-filled vectors of the output's size, then every product must equal the plain loop.
+    #[test]
+    fn gemm_outputs_overwrite_what_the_pool_hands_them() {
+        let (m, k, n) = (70, 37, 45);
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 11) as f32 - 5.0) / 8.0).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 13) as f32 - 6.0) / 16.0).collect();
+        let la = Layout::contiguous([1, m, k]);
+        // The weight stored [n, k], read as its transposed view [k, n] (a Linear's).
+        let lb = Layout::new(crate::Shape::from([1, k, n]), [0, 1, k], 0);
+        let weights = [
+            HostData::F32(w.clone()),
+            HostData::BF16(w.iter().map(|&v| half::bf16::from_f32(v)).collect()),
+            HostData::F16(w.iter().map(|&v| half::f16::from_f32(v)).collect()),
+        ];
+        for weight in &weights {
+            let want = reference(&x, &la, &weight.to_vec::<f32>(), &lb);
+            for _ in 0..3 {
+                // Registers the size as one ops ask for, then leaves NaNs in it.
+                let mut stale = pool::zeroed::<f32>(m * n);
+                stale.fill(f32::NAN);
+                pool::give(stale);
+                let got = matmul(&HostData::F32(x.clone()), &la, weight, &lb).expect("matmul");
+                let got: Vec<f32> = got.to_vec();
+                for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
+                    // bf16 rounds the activations (2^-8 relative each); f32 sums otherwise.
+                    let tol = 1e-4 + 2f64.powi(-8) * k as f64;
+                    assert!((g as f64 - e).abs() <= tol, "{:?} weights, element {i}: {g} vs {e}", weight.dtype());
+                }
+            }
+        }
+    }
 }

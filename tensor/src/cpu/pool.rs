@@ -12,8 +12,14 @@
 //! exactly; anything else allocates as before), and only sizes an op has asked for are kept (a
 //! vector a caller handed in, a token list or a loss, is freed as before). What is kept is
 //! bounded: vectors up to [`MAX_VECTOR_BYTES`] each and [`MAX_BYTES`] in all (the oldest go
-//! first), so a prefill's large activations are not held for the rest of a generation, and at
-//! most [`MAX_CELLS`] cells.
+//! first), and at most [`MAX_CELLS`] cells. Past [`STEADY_BYTES`], what has not been taken
+//! back within [`LIFETIME`] later returns is freed, so a prefill's large activations, which
+//! the next layer reuses, are not held for the rest of a generation.
+//!
+//! A kept vector remembers how many of its elements were written ([`overwritten`] hands those
+//! back as they are): an op that writes every element of its output then skips the zero fill,
+//! which for a prefill's activations of several MB each was a pass over memory per op (5% of a
+//! 1.7B-shaped bf16 prefill in `memset`).
 
 use std::any::TypeId;
 use std::collections::{HashMap, HashSet};
@@ -21,12 +27,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::{BufferRef, CpuBuffer, HostData};
 
-/// The largest vector kept: 4 MiB. A decoding step's largest is its logits, 0.6 MB for a
-/// 151,936-token vocabulary, 1 MB for 262,144.
-pub const MAX_VECTOR_BYTES: usize = 4 << 20;
-/// All vectors kept together: 16 MiB, what the resident memory may grow by for the pool (a
-/// decoding step of the 1.7B-sized models needs a few MB of it).
-pub const MAX_BYTES: usize = 16 << 20;
+/// The largest vector kept: 64 MiB. A decoding step's largest is its logits, 0.6 MB for a
+/// 151,936-token vocabulary, 1 MB for 262,144; a 512-token prefill's is the FFN's gate and up
+/// as one product, 25 MB at Qwen3-1.7B's 6,144 intermediate features, 59 MB at 14,336 (8B).
+pub const MAX_VECTOR_BYTES: usize = 64 << 20;
+/// All vectors kept together: 128 MiB while a prefill runs (one layer's FFN activations at the
+/// 1.7B shape are 38 MB). Freed, they would mostly stay in the allocator's heap anyway: glibc
+/// serves blocks of this size from its heap once one has been freed (its mmap threshold rises
+/// to 32 MiB).
+pub const MAX_BYTES: usize = 128 << 20;
+/// What the pool keeps for good: 16 MiB (a decoding step of the 1.7B-sized models needs a few
+/// MB). Above it, vectors older than [`LIFETIME`] are freed.
+pub const STEADY_BYTES: usize = 16 << 20;
+/// Returns to the pool (a decoding step of a 28-layer model makes several hundred) after which a
+/// vector not taken back is freed while the pool holds more than [`STEADY_BYTES`].
+pub const LIFETIME: u64 = 4096;
+/// Every this many returns, the pool looks for vectors past their [`LIFETIME`].
+const AGE_CHECK: u64 = 256;
 /// Shared cells kept, each a few dozen bytes.
 pub const MAX_CELLS: usize = 4096;
 /// Sizes remembered as asked for (16 bytes each).
@@ -36,6 +53,8 @@ const MAX_WANTED: usize = 1 << 16;
 struct Free {
     ptr: *mut u8,
     bytes: usize,
+    /// Elements written: the vector's length when it was given back.
+    init: usize,
     /// When it was kept, for the oldest-first eviction.
     stamp: u64,
 }
@@ -72,12 +91,32 @@ fn pool() -> MutexGuard<'static, Option<Pool>> {
 /// An empty vector with room for `n` elements: a kept one of exactly that capacity if there is
 /// one, else a new allocation.
 pub fn take<T: 'static>(n: usize) -> Vec<T> {
-    kept(n).unwrap_or_else(|| Vec::with_capacity(n))
+    match kept(n) {
+        Some(mut v) => {
+            v.clear();
+            v
+        }
+        None => Vec::with_capacity(n),
+    }
 }
 
 /// `n` default values (zeros for numbers), as `vec![T::default(); n]`: a kept vector filled, or
 /// a new one from the allocator (which hands out large ones as zeroed pages, with no fill).
 pub fn zeroed<T: Copy + Default + 'static>(n: usize) -> Vec<T> {
+    match kept(n) {
+        Some(mut v) => {
+            v.clear();
+            v.resize(n, T::default());
+            v
+        }
+        None => vec![T::default(); n],
+    }
+}
+
+/// `n` values for an op that writes every one of them before anything reads them: a kept vector
+/// with what it held (zeros past what was written), or a new zeroed one. Unlike [`zeroed`], no
+/// pass over the kept memory.
+pub fn overwritten<T: Copy + Default + 'static>(n: usize) -> Vec<T> {
     match kept(n) {
         Some(mut v) => {
             v.resize(n, T::default());
@@ -87,7 +126,8 @@ pub fn zeroed<T: Copy + Default + 'static>(n: usize) -> Vec<T> {
     }
 }
 
-/// A kept empty vector of `T` with capacity `n`, if there is one.
+/// A kept vector of `T` with capacity `n`, if there is one, holding the values it was given
+/// back with.
 fn kept<T: 'static>(n: usize) -> Option<Vec<T>> {
     let bytes = n * std::mem::size_of::<T>();
     if bytes == 0 || bytes > MAX_VECTOR_BYTES {
@@ -105,8 +145,10 @@ fn kept<T: 'static>(n: usize) -> Option<Vec<T>> {
         return None;
     };
     p.bytes -= free.bytes;
-    // SAFETY: kept by `give::<T>` from a Vec<T> of capacity n (the key), not used since.
-    Some(unsafe { Vec::from_raw_parts(free.ptr.cast::<T>(), 0, n) })
+    // SAFETY: kept by `give::<T>` from a Vec<T> of capacity n (the key) and length `init`, not
+    // used since: its first `init` elements are the values it held, and T is one of
+    // `HostData`'s number types (`held_by_tensors`), for which any stored value is valid.
+    Some(unsafe { Vec::from_raw_parts(free.ptr.cast::<T>(), free.init, n) })
 }
 
 /// The elements of `iter` (exactly `n` of them, or fewer) collected into a [`take`]n vector.
@@ -136,13 +178,13 @@ pub fn give<T: 'static>(v: Vec<T>) {
     if !p.wanted.contains(&key) {
         return; // `v` is freed as it goes out of scope
     }
+    // The elements are plain data (numbers) with nothing to drop; only the allocation and the
+    // values written are kept.
     let mut v = std::mem::ManuallyDrop::new(v);
-    // SAFETY: the elements are plain data (numbers) with nothing to drop; only the allocation
-    // is kept.
-    unsafe { v.set_len(0) };
+    let (ptr, init) = (v.as_mut_ptr().cast::<u8>(), v.len());
     let stamp = p.stamp;
     p.stamp += 1;
-    p.vectors.entry(key).or_default().push(Free { ptr: v.as_mut_ptr().cast::<u8>(), bytes, stamp });
+    p.vectors.entry(key).or_default().push(Free { ptr, bytes, init, stamp });
     p.bytes += bytes;
     // Over the bound: free the oldest vectors, the first of some list (each list is in the
     // order its vectors were kept; `kept` takes the newest). A search over the lists, but only
@@ -156,6 +198,19 @@ pub fn give<T: 'static>(v: Vec<T>) {
         let free = p.vectors.get_mut(&key).expect("a key just found").remove(0);
         p.bytes -= free.bytes;
         free_kept(key, free);
+    }
+    // Above the steady size, now and then: free what has not been taken back for a lifetime.
+    if p.bytes > STEADY_BYTES && p.stamp.is_multiple_of(AGE_CHECK) {
+        let before = p.stamp.saturating_sub(LIFETIME);
+        let mut freed = 0;
+        for (&key, list) in p.vectors.iter_mut() {
+            let old = list.iter().take_while(|f| f.stamp < before).count();
+            for free in list.drain(..old) {
+                freed += free.bytes;
+                free_kept(key, free);
+            }
+        }
+        p.bytes -= freed;
     }
 }
 
@@ -247,14 +302,55 @@ mod tests {
 
     #[test]
     fn the_oldest_vector_goes_first_past_the_bound() {
-        // Five vectors of just under 4 MiB, 20 MiB together: past the 16 MiB bound, so at least
-        // one of them is freed (whatever other tests keep meanwhile), and the first one kept goes
-        // before the others.
-        let sizes: Vec<usize> = (0..5).map(|i| (1 << 20) - 101 - i).collect();
+        // Five vectors of just under 32 MiB, 160 MiB together: past the 128 MiB bound, so at
+        // least one of them is freed (whatever other tests keep meanwhile), and the first one
+        // kept goes before the others.
+        let sizes: Vec<usize> = (0..5).map(|i| (8 << 20) - 101 - i).collect();
         let vectors: Vec<Vec<f32>> = sizes.iter().map(|&n| zeroed(n)).collect();
         vectors.into_iter().for_each(give);
         let kept = |n: usize| pool().as_ref().and_then(|p| p.vectors.get(&(TypeId::of::<f32>(), n)).map(Vec::len));
         assert_eq!(kept(sizes[0]).unwrap_or(0), 0, "the oldest must be freed first");
+    }
+
+    #[test]
+    fn an_overwritten_vector_comes_back_as_it_was_left_and_a_zeroed_one_filled() {
+        let mut v: Vec<f32> = overwritten(777);
+        assert!(v.iter().all(|&x| x == 0.0), "a new one is zeroed");
+        v.iter_mut().enumerate().for_each(|(i, x)| *x = i as f32 + 0.5);
+        let ptr = v.as_ptr();
+        give(v);
+        let again: Vec<f32> = overwritten(777);
+        assert_eq!(again.as_ptr(), ptr);
+        assert!(again.iter().enumerate().all(|(i, &x)| x == i as f32 + 0.5), "no fill");
+        give(again);
+        let zeros: Vec<f32> = zeroed(777);
+        assert_eq!(zeros.as_ptr(), ptr);
+        assert!(zeros.iter().all(|&x| x == 0.0));
+        give(zeros);
+        // Given back with fewer elements written than its room: the rest comes back zeroed.
+        let mut part: Vec<f32> = take(777);
+        assert_eq!(part.as_ptr(), ptr);
+        part.extend([9.0; 10]);
+        give(part);
+        let tail: Vec<f32> = overwritten(777);
+        assert_eq!(tail.len(), 777);
+        assert!(tail[..10].iter().all(|&x| x == 9.0) && tail[10..].iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn past_the_steady_size_a_vector_not_taken_back_for_a_lifetime_is_freed() {
+        // Three vectors of 8 MiB: 24 MiB, above the 16 MiB steady size (whatever else is kept).
+        let n = (2 << 20) - 13;
+        let large: Vec<Vec<f32>> = (0..3).map(|_| zeroed(n)).collect();
+        large.into_iter().for_each(give);
+        let kept = |n: usize| pool().as_ref().and_then(|p| p.vectors.get(&(TypeId::of::<f32>(), n)).map(Vec::len));
+        assert_eq!(kept(n), Some(3));
+        // A lifetime of other returns (a small size, taken back each time as a decoding step's
+        // buffers are).
+        for _ in 0..LIFETIME + 2 * AGE_CHECK {
+            give(zeroed::<u32>(31));
+        }
+        assert_eq!(kept(n).unwrap_or(0), 0, "left past their lifetime");
     }
 
     #[test]

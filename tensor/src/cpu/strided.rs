@@ -46,7 +46,7 @@ pub fn map<T: Copy + Sync, U: Copy + Send + Default + 'static>(
             rows.len,
         );
     }
-    let mut out = pool::zeroed(n);
+    let mut out = pool::overwritten(n);
     for_each_chunk(&mut out, |start, chunk| {
         for (o, i) in chunk.iter_mut().zip(StridedOffsets::new(layout, start)) {
             *o = f(src[i]);
@@ -149,7 +149,7 @@ pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Copy + Send + Default + 'stati
             return pool::collect(n, a.iter().zip(b).map(|(&x, &y)| f(x, y)));
         }
         // Task-sized chunks with a plain inner loop the compiler vectorises.
-        let mut out = pool::zeroed(n);
+        let mut out = pool::overwritten(n);
         out.par_chunks_mut(TASK).zip(a.par_chunks(TASK)).zip(b.par_chunks(TASK)).for_each(|((o, a), b)| {
             for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
                 *o = f(x, y);
@@ -157,7 +157,7 @@ pub fn zip_map<A: Copy + Sync, B: Copy + Sync, U: Copy + Send + Default + 'stati
         });
         return out;
     }
-    let mut out = pool::zeroed(n);
+    let mut out = pool::overwritten(n);
     if n == 0 {
         return out;
     }

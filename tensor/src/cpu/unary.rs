@@ -23,7 +23,7 @@ pub fn unary(op: UnaryOp, data: &HostData, layout: &Layout) -> Result<HostData> 
         let isa = isa::active();
         if let Some(range) = layout.contiguous_range() {
             let src = &v[range];
-            let mut out = super::pool::zeroed(src.len());
+            let mut out = super::pool::overwritten(src.len());
             strided::for_each_chunk(&mut out, |start, chunk| {
                 vmath::apply(isa, act, &src[start..start + chunk.len()], None, chunk)
             });

@@ -153,7 +153,7 @@ pub fn glu(gate: &[f32], lg: &Layout, up: &[f32], lu: &Layout, act: GluActivatio
         (Some(rg), Some(ru)) => (Cow::Borrowed(&gate[rg]), Cow::Borrowed(&up[ru])),
         _ => (Cow::Owned(strided::gather(gate, lg)), Cow::Owned(strided::gather(up, lu))),
     };
-    let mut out = super::pool::zeroed(g.len());
+    let mut out = super::pool::overwritten(g.len());
     strided::for_each_chunk(&mut out, |start, chunk| {
         let end = start + chunk.len();
         apply(isa, act, &g[start..end], Some(&u[start..end]), chunk)
