@@ -1,7 +1,8 @@
 //! The bf16 dot-product GEMM (`tensor::cpu::gemm_bf16`): the `vdpbf16ps` kernel against its
 //! plain-Rust reference and an f64 triple loop, over odd shapes (M, N, K not multiples of the
 //! 8x32 tile or the 256-value K block, K odd so the last pair is padded; K past AMX's chunk of
-//! 1,024 values, so its blocks of C carry over between chunks), the Linear ([N, K]
+//! 1,024 values, so its blocks of C carry over between chunks; N of 41 panels, so AMX's tasks
+//! end in groups of fewer than four panels), the Linear ([N, K]
 //! stored, transposed view) and row-major [K, N] weight layouts, strided activations and
 //! batches; then the whole `matmul` op with the bf16 GEMM switched on and off.
 //!
@@ -74,7 +75,7 @@ fn with_amx<R>(amx: bool, f: impl FnOnce() -> R) -> R {
     r
 }
 const KS: [usize; 7] = [1, 3, 17, 257, 1023, 1024, 2049];
-const NS: [usize; 5] = [1, 31, 33, 64, 1000];
+const NS: [usize; 6] = [1, 31, 33, 64, 1000, 1300];
 
 #[test]
 fn kernel_and_reference_match_f64_on_odd_shapes_and_both_weight_layouts() {

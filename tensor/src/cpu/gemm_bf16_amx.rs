@@ -24,7 +24,11 @@
 //!   it is), and a tile is read from it with a stride of 128 bytes: columns 0-15 at the panel's
 //!   start, 16-31 64 bytes in.
 //! - K is the outer loop of a task: one chunk of A's pairs for all the task's rows stays in L2
-//!   while the task's panels pass over it; blocks of C wait in a buffer between chunks.
+//!   while the task's panels pass over it, four at a time (packed together, then multiplied
+//!   block of rows by block, so each block's A tiles serve four panels); blocks of C wait in a
+//!   buffer between chunks.
+//! - While a group is multiplied, the weight lines of the next group are prefetched into L2,
+//!   so packing them does not wait on memory.
 //! - While a step computes, the next step's A tiles are prefetched into L1: measured, the tile
 //!   loads rather than the products were what the kernel waited on.
 //!
@@ -72,9 +76,16 @@ mod x86 {
     /// on an Emerald Rapids Xeon (2 threads, alternating in one process): 128 and 256 pairs no
     /// faster than 512 at K = 1024, the whole of K (no chunks) 0.6x of 512 at K = 3072, where
     /// the packed activations (3 MiB at 512 rows) outgrow L2 unless taken a chunk at a time.
+    /// Rechecked at the Qwen3-1.7B prefill's seven products (512 rows, alternating product by
+    /// product, six rounds): 128 and 256 pairs 0.89-0.95x of 512, 1,024 and 3,072 0.93-0.99x.
     const KCB: usize = 512;
-    /// Tiles of C a task keeps between chunks of K: 256 KiB.
-    const C_TILES: usize = 64;
+    /// Panels packed together and multiplied block by block: each block's chunk of A (64 KiB)
+    /// then meets four panels while it is in L1 and L2, not one, which quarters A's traffic
+    /// from L2. On the 1.7B prefill's products as above: 1.05-1.07x over one panel at a time
+    /// in every round, two panels 1.03-1.05x, eight 1.03x.
+    const GROUP: usize = 4;
+    /// Tiles of C a task keeps between chunks of K: 256 KiB, a group of panels at 512 rows.
+    const C_TILES: usize = 256;
     /// Below this many multiply-adds the product runs on one thread.
     const PARALLEL_MIN: usize = 64 * 64 * 64;
 
@@ -191,58 +202,71 @@ mod x86 {
             let _tiles = unsafe { Tiles::configure() };
             let mut scratch = [0f32; 4 * T * T];
             let (p1, b1) = ((p0 + panel_chunk).min(panels), (b0 + block_chunk).min(blocks));
+            // Each panel's chunk of pairs in bbuf.
+            let chunk = KCB * NR;
             // K outermost: a chunk of A's pairs (all the task's rows) stays in L2 while every
-            // panel of the task passes over it.
+            // group of the task's panels passes over it.
             for q0 in (0..kq * T).step_by(KCB) {
                 let q1 = (q0 + KCB).min(kq * T);
                 let (first, last) = (q0 == 0, q1 == kq * T);
-                for panel in p0..p1 {
-                    let j0 = panel * NR;
-                    let cols = NR.min(n - j0);
-                    // The weight lines the task packs next, fetched into L2 while this panel
-                    // is multiplied: the next panel of this chunk, else the first one of the
+                for g0 in (p0..p1).step_by(GROUP) {
+                    let g1 = (g0 + GROUP).min(p1);
+                    // The weight lines the task packs next, fetched into L2 while this group
+                    // is multiplied: the next group of this chunk, else the first one of the
                     // next chunk, else (a task of whole M) the next task's, which is most often
                     // this thread's next. Without it the packing waited on memory: 6% of a
                     // 1.7B-shaped bf16 prefill went to `pack_b`, whose share fell by a third.
-                    let next = if panel + 1 < p1 {
-                        Some((panel + 1, q0))
+                    let next = if g1 < p1 {
+                        Some((g1, (p1 - g1).min(GROUP), q0))
                     } else if !last {
-                        Some((p0, q1))
+                        Some((p0, (p1 - p0).min(GROUP), q1))
                     } else if p1 < panels && b0 == 0 && b1 == blocks {
-                        Some((p1, 0))
+                        Some((p1, GROUP.min(panels - p1), 0))
                     } else {
                         None
                     };
-                    let ahead = next.filter(|_| b.rs == 1).map(|(np, nq)| Ahead::new(b, n, k, np, nq));
-                    // This chunk of the panel: pairs q0..q1 (whole tiles), past K/2 zero, as
-                    // A's are (0 * garbage could be NaN).
-                    for p in (q0..q1.min(kp)).step_by(KC) {
-                        pack_b(b, k, j0, cols, p, KC.min(q1.min(kp) - p), &mut bbuf[(p - q0) * NR..]);
+                    let ahead = next.filter(|_| b.rs == 1).map(|(np, count, nq)| Ahead::new(b, n, k, np, count, nq));
+                    // The group's chunks: pairs q0..q1 (whole tiles), past K/2 zero, as A's are
+                    // (0 * garbage could be NaN).
+                    for panel in g0..g1 {
+                        let j0 = panel * NR;
+                        let cols = NR.min(n - j0);
+                        let buf = &mut bbuf[(panel - g0) * chunk..(panel - g0 + 1) * chunk];
+                        for p in (q0..q1.min(kp)).step_by(KC) {
+                            pack_b(b, k, j0, cols, p, KC.min(q1.min(kp) - p), &mut buf[(p - q0) * NR..]);
+                        }
+                        if q1 > kp {
+                            buf[(kp.max(q0) - q0) * NR..(q1 - q0) * NR].fill(0);
+                        }
                     }
-                    if q1 > kp {
-                        bbuf[(kp.max(q0) - q0) * NR..(q1 - q0) * NR].fill(0);
-                    }
+                    let calls = (b1 - b0) * (g1 - g0);
                     for bi in b0..b1 {
                         let rows = MB.min(m - bi * MB);
-                        let c = if last && first {
-                            cbuf.as_mut_ptr()
-                        } else {
-                            cbuf[((panel - p0) * block_chunk + bi - b0) * 4 * T * T..].as_mut_ptr()
-                        };
-                        // SAFETY: the two row tiles of block bi hold kq tiles each in packed,
-                        // of which this chunk reads (q0..q1) / 16; bbuf holds the chunk's
-                        // q1 - q0 pairs x NR lanes; cbuf holds 4 tiles per block and panel of
-                        // the task when K has several chunks (it is not read otherwise); the
-                        // block's cells (bi * MB + r, j0 + c), r < rows, c < cols, lie in dst
-                        // and belong to this task alone.
-                        unsafe {
-                            let a = packed.as_ptr().add((2 * bi * kq + q0 / T) * T * T);
-                            let share = ahead.map(|h| h.share(bi - b0, b1 - b0));
-                            products(kq, (q1 - q0) / T, a, bbuf.as_ptr(), c, first, share);
-                            if last {
-                                store(out.at(bi * MB * ldd + j0), ldd, rows, cols, &mut scratch);
+                        for panel in g0..g1 {
+                            let j0 = panel * NR;
+                            let cols = NR.min(n - j0);
+                            let c = if last && first {
+                                cbuf.as_mut_ptr()
                             } else {
-                                save(c);
+                                cbuf[((panel - p0) * block_chunk + bi - b0) * 4 * T * T..].as_mut_ptr()
+                            };
+                            // SAFETY: the two row tiles of block bi hold kq tiles each in
+                            // packed, of which this chunk reads (q0..q1) / 16; bbuf holds the
+                            // group's chunks of q1 - q0 pairs x NR lanes each; cbuf holds 4
+                            // tiles per block and panel of the task when K has several chunks
+                            // (it is not read otherwise); the block's cells (bi * MB + r, j0 +
+                            // c), r < rows, c < cols, lie in dst and belong to this task alone.
+                            unsafe {
+                                let a = packed.as_ptr().add((2 * bi * kq + q0 / T) * T * T);
+                                let call = (bi - b0) * (g1 - g0) + panel - g0;
+                                let share = ahead.map(|h| h.share(call, calls));
+                                let bp = bbuf.as_ptr().add((panel - g0) * chunk);
+                                products(kq, (q1 - q0) / T, a, bp, c, first, share);
+                                if last {
+                                    store(out.at(bi * MB * ldd + j0), ldd, rows, cols, &mut scratch);
+                                } else {
+                                    save(c);
+                                }
                             }
                         }
                     }
@@ -253,8 +277,8 @@ mod x86 {
         let run = |t: &(usize, usize)| {
             BUFFERS.with_borrow_mut(|bufs| {
                 // Grown to this product's sizes; what they held is overwritten before it is read.
-                if bufs.0.len() < KCB * NR {
-                    bufs.0.resize(KCB * NR, 0);
+                if bufs.0.len() < GROUP * KCB * NR {
+                    bufs.0.resize(GROUP * KCB * NR, 0);
                 }
                 if bufs.1.len() < c_tiles * T * T {
                     bufs.1.resize(c_tiles * T * T, 0.0);
@@ -355,13 +379,19 @@ mod x86 {
     }
 
     impl Ahead {
-        /// Panel `panel`'s chunk of [`KCB`] pairs from pair `q0`, of a k x n view.
-        fn new(b: View<bf16>, n: usize, k: usize, panel: usize, q0: usize) -> Ahead {
+        /// `count` panels' chunks of [`KCB`] pairs from pair `q0`, from panel `panel` of a k x n
+        /// view.
+        fn new(b: View<bf16>, n: usize, k: usize, panel: usize, count: usize, q0: usize) -> Ahead {
             let j0 = panel * NR;
             let (k0, k1) = (2 * q0, (2 * (q0 + KCB)).min(k));
             // Only an address: a prefetch reads nothing and never faults.
             let base = b.data.as_ptr().wrapping_add(j0 * b.cs + k0) as *const u8;
-            Ahead { base, stride: 2 * b.cs, lines: (2 * k1.saturating_sub(k0)).div_ceil(64), cols: NR.min(n - j0) }
+            Ahead {
+                base,
+                stride: 2 * b.cs,
+                lines: (2 * k1.saturating_sub(k0)).div_ceil(64),
+                cols: (count * NR).min(n - j0),
+            }
         }
 
         /// The `i`-th of `of` equal shares of the lines: (the lines, first, end).
