@@ -182,6 +182,8 @@ pub fn keep_freed_memory() {
 /// few hundred KiB of activations then come back as fresh pages once. Elsewhere than glibc this
 /// does nothing.
 pub fn release_freed_memory() {
+    // The CPU ops' pool keeps a prefill's activations for the next layer; the prefill is over.
+    tensor::cpu::shrink_pool();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         unsafe extern "C" {

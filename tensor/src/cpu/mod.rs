@@ -28,6 +28,10 @@ mod softmax;
 mod topk;
 mod unary;
 
+/// Frees the CPU's kept output buffers beyond what a decoding step needs (see `pool`): for the
+/// end of a prompt's prefill.
+pub use pool::shrink as shrink_pool;
+
 use std::sync::RwLockReadGuard;
 
 use crate::backend::{AttentionSpec, GluActivation, PagedKv, RmsNormSpec, Src};

@@ -186,19 +186,7 @@ pub fn give<T: 'static>(v: Vec<T>) {
     p.stamp += 1;
     p.vectors.entry(key).or_default().push(Free { ptr, bytes, init, stamp });
     p.bytes += bytes;
-    // Over the bound: free the oldest vectors, the first of some list (each list is in the
-    // order its vectors were kept; `kept` takes the newest). A search over the lists, but only
-    // past the bound, which a decoding step's few MB do not reach.
-    if p.bytes > MAX_BYTES {
-        p.vectors.retain(|_, list| !list.is_empty());
-    }
-    while p.bytes > MAX_BYTES {
-        let oldest = p.vectors.iter().filter_map(|(key, list)| list.first().map(|f| (f.stamp, *key))).min();
-        let Some((_, key)) = oldest else { break };
-        let free = p.vectors.get_mut(&key).expect("a key just found").remove(0);
-        p.bytes -= free.bytes;
-        free_kept(key, free);
-    }
+    evict_to(p, MAX_BYTES);
     // Above the steady size, now and then: free what has not been taken back for a lifetime.
     if p.bytes > STEADY_BYTES && p.stamp.is_multiple_of(AGE_CHECK) {
         let before = p.stamp.saturating_sub(LIFETIME);
@@ -211,6 +199,31 @@ pub fn give<T: 'static>(v: Vec<T>) {
             }
         }
         p.bytes -= freed;
+    }
+}
+
+/// Frees kept vectors, oldest first, until at most [`STEADY_BYTES`] are kept: for when a
+/// prompt's prefill is done, so that its activations go back to the allocator (and from there
+/// to the kernel, `llm`'s `release_freed_memory`) instead of waiting out their [`LIFETIME`].
+pub fn shrink() {
+    if let Some(p) = pool().as_mut() {
+        evict_to(p, STEADY_BYTES);
+    }
+}
+
+/// Frees the oldest vectors, the first of some list (each list is in the order its vectors
+/// were kept; `kept` takes the newest), until at most `bound` bytes are kept. A search over the
+/// lists, but only past the bound, which a decoding step's few MB do not reach.
+fn evict_to(p: &mut Pool, bound: usize) {
+    if p.bytes > bound {
+        p.vectors.retain(|_, list| !list.is_empty());
+    }
+    while p.bytes > bound {
+        let oldest = p.vectors.iter().filter_map(|(key, list)| list.first().map(|f| (f.stamp, *key))).min();
+        let Some((_, key)) = oldest else { break };
+        let free = p.vectors.get_mut(&key).expect("a key just found").remove(0);
+        p.bytes -= free.bytes;
+        free_kept(key, free);
     }
 }
 
@@ -277,6 +290,14 @@ pub fn release(buffer: &BufferRef) {
 mod tests {
     use super::*;
 
+    /// Held by the tests that fill the pool past its bounds, so that one's evictions do not
+    /// take another's vectors between its steps.
+    static BOUNDS: Mutex<()> = Mutex::new(());
+
+    fn bounds() -> MutexGuard<'static, ()> {
+        BOUNDS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     #[test]
     fn a_released_vector_comes_back_for_the_same_type_and_capacity_only() {
         let v: Vec<f32> = zeroed(1234); // asked for, so the size is wanted
@@ -293,6 +314,7 @@ mod tests {
 
     #[test]
     fn kept_bytes_stay_under_the_bound() {
+        let _bounds = bounds();
         for i in 0..100usize {
             give(zeroed::<u32>((1 << 20) - 7 * i));
         }
@@ -302,6 +324,7 @@ mod tests {
 
     #[test]
     fn the_oldest_vector_goes_first_past_the_bound() {
+        let _bounds = bounds();
         // Five vectors of just under 32 MiB, 160 MiB together: past the 128 MiB bound, so at
         // least one of them is freed (whatever other tests keep meanwhile), and the first one
         // kept goes before the others.
@@ -339,6 +362,7 @@ mod tests {
 
     #[test]
     fn past_the_steady_size_a_vector_not_taken_back_for_a_lifetime_is_freed() {
+        let _bounds = bounds();
         // Three vectors of 8 MiB: 24 MiB, above the 16 MiB steady size (whatever else is kept).
         let n = (2 << 20) - 13;
         let large: Vec<Vec<f32>> = (0..3).map(|_| zeroed(n)).collect();
@@ -351,6 +375,18 @@ mod tests {
             give(zeroed::<u32>(31));
         }
         assert_eq!(kept(n).unwrap_or(0), 0, "left past their lifetime");
+    }
+
+    #[test]
+    fn shrinking_leaves_at_most_the_steady_size() {
+        let _bounds = bounds();
+        // Three vectors of 12 MiB, 36 MiB: after a shrink to 16 MiB at most one is left.
+        let n = (3 << 20) - 17;
+        let large: Vec<Vec<f32>> = (0..3).map(|_| zeroed(n)).collect();
+        large.into_iter().for_each(give);
+        shrink();
+        let kept = pool().as_ref().and_then(|p| p.vectors.get(&(TypeId::of::<f32>(), n)).map(Vec::len));
+        assert!(kept.unwrap_or(0) <= 1, "{kept:?} of 12 MiB kept");
     }
 
     #[test]
