@@ -204,6 +204,8 @@ pub fn run(
             if !open {
                 return;
             }
+            // Idle: the CPU ops' pool need not hold the last requests' prefill activations.
+            tensor::cpu::shrink_pool();
             match jobs.recv_timeout(Duration::from_millis(200)) {
                 Ok(job) => waiting.push_back(arrive(job)),
                 Err(RecvTimeoutError::Timeout) => continue,
