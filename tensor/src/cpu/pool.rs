@@ -103,22 +103,24 @@ pub fn take<T: 'static>(n: usize) -> Vec<T> {
 /// `n` default values (zeros for numbers), as `vec![T::default(); n]`: a kept vector filled, or
 /// a new one from the allocator (which hands out large ones as zeroed pages, with no fill).
 pub fn zeroed<T: Copy + Default + 'static>(n: usize) -> Vec<T> {
-    match kept(n) {
-        Some(mut v) => {
-            v.clear();
-            v.resize(n, T::default());
-            v
-        }
-        None => vec![T::default(); n],
-    }
+    filled(n, false)
 }
 
 /// `n` values for an op that writes every one of them before anything reads them: a kept vector
 /// with what it held (zeros past what was written), or a new zeroed one. Unlike [`zeroed`], no
 /// pass over the kept memory.
 pub fn overwritten<T: Copy + Default + 'static>(n: usize) -> Vec<T> {
+    filled(n, true)
+}
+
+/// `n` values from a kept vector, keeping what it held when `keep_written` (zeros past it), or
+/// zeros; else a new zeroed vector.
+fn filled<T: Copy + Default + 'static>(n: usize, keep_written: bool) -> Vec<T> {
     match kept(n) {
         Some(mut v) => {
+            if !keep_written {
+                v.clear();
+            }
             v.resize(n, T::default());
             v
         }
@@ -298,6 +300,17 @@ mod tests {
         BOUNDS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// How many f32 vectors of capacity `n` the pool keeps.
+    fn kept_f32(n: usize) -> usize {
+        pool().as_ref().and_then(|p| p.vectors.get(&(TypeId::of::<f32>(), n)).map(Vec::len)).unwrap_or(0)
+    }
+
+    /// Asks for `count` f32 vectors of `n` values (so the size is wanted) and gives them back.
+    fn give_f32s(n: usize, count: usize) {
+        let vectors: Vec<Vec<f32>> = (0..count).map(|_| zeroed(n)).collect();
+        vectors.into_iter().for_each(give);
+    }
+
     #[test]
     fn a_released_vector_comes_back_for_the_same_type_and_capacity_only() {
         let v: Vec<f32> = zeroed(1234); // asked for, so the size is wanted
@@ -331,8 +344,7 @@ mod tests {
         let sizes: Vec<usize> = (0..5).map(|i| (8 << 20) - 101 - i).collect();
         let vectors: Vec<Vec<f32>> = sizes.iter().map(|&n| zeroed(n)).collect();
         vectors.into_iter().for_each(give);
-        let kept = |n: usize| pool().as_ref().and_then(|p| p.vectors.get(&(TypeId::of::<f32>(), n)).map(Vec::len));
-        assert_eq!(kept(sizes[0]).unwrap_or(0), 0, "the oldest must be freed first");
+        assert_eq!(kept_f32(sizes[0]), 0, "the oldest must be freed first");
     }
 
     #[test]
@@ -365,16 +377,14 @@ mod tests {
         let _bounds = bounds();
         // Three vectors of 8 MiB: 24 MiB, above the 16 MiB steady size (whatever else is kept).
         let n = (2 << 20) - 13;
-        let large: Vec<Vec<f32>> = (0..3).map(|_| zeroed(n)).collect();
-        large.into_iter().for_each(give);
-        let kept = |n: usize| pool().as_ref().and_then(|p| p.vectors.get(&(TypeId::of::<f32>(), n)).map(Vec::len));
-        assert_eq!(kept(n), Some(3));
+        give_f32s(n, 3);
+        assert_eq!(kept_f32(n), 3);
         // A lifetime of other returns (a small size, taken back each time as a decoding step's
         // buffers are).
         for _ in 0..LIFETIME + 2 * AGE_CHECK {
             give(zeroed::<u32>(31));
         }
-        assert_eq!(kept(n).unwrap_or(0), 0, "left past their lifetime");
+        assert_eq!(kept_f32(n), 0, "left past their lifetime");
     }
 
     #[test]
@@ -382,11 +392,10 @@ mod tests {
         let _bounds = bounds();
         // Three vectors of 12 MiB, 36 MiB: after a shrink to 16 MiB at most one is left.
         let n = (3 << 20) - 17;
-        let large: Vec<Vec<f32>> = (0..3).map(|_| zeroed(n)).collect();
-        large.into_iter().for_each(give);
+        give_f32s(n, 3);
         shrink();
-        let kept = pool().as_ref().and_then(|p| p.vectors.get(&(TypeId::of::<f32>(), n)).map(Vec::len));
-        assert!(kept.unwrap_or(0) <= 1, "{kept:?} of 12 MiB kept");
+        let kept = kept_f32(n);
+        assert!(kept <= 1, "{kept} of 12 MiB kept");
     }
 
     #[test]
