@@ -204,6 +204,7 @@ mod x86 {
     use half::bf16;
     use rayon::prelude::*;
 
+    use super::super::aligned::Lines;
     use super::{Dst, KC, MR, NR, NV, PARALLEL_MIN, View, round, split, tasks};
 
     /// The pair lane of two bf16 bit patterns: `lo` in bits 0-15, `hi` in 16-31.
@@ -251,7 +252,7 @@ mod x86 {
         let tasks = tasks(panels, blocks, panel_chunk, block_chunk);
         let out = Dst(dst.as_mut_ptr());
         let packed = &packed[..];
-        let task = |bbuf: &mut Vec<u32>, &(p0, b0): &(usize, usize)| {
+        let task = |bbuf: &mut [u32], &(p0, b0): &(usize, usize)| {
             for panel in p0..(p0 + panel_chunk).min(panels) {
                 let j0 = panel * NR;
                 let cols = NR.min(n - j0);
@@ -283,12 +284,13 @@ mod x86 {
                 }
             }
         };
-        let new_buf = || vec![0u32; KC * NR];
+        // On a cache line: each pair's 32 columns are two whole-line loads (aligned::Lines).
+        let new_buf = || Lines::zeroed(KC * NR);
         if parallel {
-            tasks.par_iter().with_max_len(1).for_each_init(new_buf, task);
+            tasks.par_iter().with_max_len(1).for_each_init(new_buf, |buf, t| task(buf.words_mut(), t));
         } else {
             let mut buf = new_buf();
-            tasks.iter().for_each(|t| task(&mut buf, t));
+            tasks.iter().for_each(|t| task(buf.words_mut(), t));
         }
     }
 

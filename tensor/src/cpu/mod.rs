@@ -1,6 +1,7 @@
 //! The CPU backend: plain Rust kernels, generic over f32/f64 through `num-traits`, parallel with
 //! rayon once a tensor is large. They are the reference every other backend is tested against.
 
+mod aligned;
 pub mod gemm_bf16;
 pub mod gemm_bf16_amx;
 pub mod isa;
