@@ -236,3 +236,36 @@ fn forced_narrow_paths_do_not_take_the_bf16_gemm() {
     isa::force(None);
     assert!(!amx, "a forced avx2 path keeps AMX off too");
 }
+
+/// The AMX path keeps its packed activations from product to product on the calling thread.
+/// A product after one whose activations were all NaN must not see them: its padding (rows past
+/// M, pairs past K/2 for an odd K) multiplies zero-padded weights, and a NaN left there would
+/// show in every output.
+#[test]
+fn a_kept_packing_buffer_carries_nothing_into_the_next_product() {
+    if !gemm_bf16::available() {
+        println!("note: this CPU lacks AVX512_BF16; skipped");
+        return;
+    }
+    let _guard = SWITCHES.lock().unwrap_or_else(|e| e.into_inner());
+    for (path, amx) in kernels() {
+        let (m, k, n) = (40, 64, 33);
+        let nan = vec![f32::NAN; m * k];
+        let w: Vec<bf16> = normals(n * k, 1).into_iter().map(bf16::from_f32).collect();
+        let mut out = vec![0f32; m * n];
+        let b = View { data: &w, rs: 1, cs: k };
+        with_amx(amx, || gemm_bf16::gemm(m, n, k, View { data: &nan, rs: k, cs: 1 }, b, &mut out, n, false));
+        assert!(out.iter().all(|v| v.is_nan()), "{path}: NaN activations give NaN outputs");
+        let (m, k) = (5, 33);
+        let x = normals(m * k, 2);
+        let w = &w[..n * k];
+        let b = View { data: w, rs: 1, cs: k };
+        let a = View { data: &x, rs: k, cs: 1 };
+        let mut got = vec![f32::NAN; m * n];
+        with_amx(amx, || gemm_bf16::gemm(m, n, k, a, b, &mut got, n, false));
+        let want = gemm_bf16::reference(m, n, k, a, b);
+        for (g, r) in got.iter().zip(&want) {
+            assert!((g - r).abs() <= 1e-4 * (1.0 + r.abs()), "{path}: {g} vs the reference {r}");
+        }
+    }
+}

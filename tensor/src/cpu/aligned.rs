@@ -36,11 +36,6 @@ impl Lines {
         }
     }
 
-    /// The buffer as words.
-    pub fn words(&self) -> &[u32] {
-        bytemuck::cast_slice(&self.0)
-    }
-
     /// The buffer as words, to write.
     pub fn words_mut(&mut self) -> &mut [u32] {
         bytemuck::cast_slice_mut(&mut self.0)
@@ -59,15 +54,16 @@ mod tests {
     #[test]
     fn starts_on_a_line_and_keeps_its_words_when_grown() {
         let mut b = Lines::zeroed(5);
-        assert_eq!(b.words().len(), 16);
-        assert_eq!(b.words().as_ptr() as usize % 64, 0);
+        assert_eq!(b.words_mut().len(), 16);
+        assert_eq!(b.words_mut().as_ptr() as usize % 64, 0);
         b.words_mut()[3] = 7;
         b.grow(1000);
-        assert!(b.words().len() >= 1000);
-        assert_eq!(b.words().as_ptr() as usize % 64, 0);
-        assert_eq!(b.words()[3], 7);
-        assert!(b.words()[4..].iter().all(|&w| w == 0));
+        let words = b.words_mut();
+        assert!(words.len() >= 1000);
+        assert_eq!(words.as_ptr() as usize % 64, 0);
+        assert_eq!(words[3], 7);
+        assert!(words[4..].iter().all(|&w| w == 0));
         assert_eq!(b.floats_mut().as_ptr() as usize % 64, 0);
-        assert_eq!(Lines::new().words().len(), 0);
+        assert_eq!(Lines::new().words_mut().len(), 0);
     }
 }

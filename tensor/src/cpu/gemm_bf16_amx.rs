@@ -169,28 +169,73 @@ mod x86 {
         ldd: usize,
         parallel: bool,
     ) {
+        let len = 2 * m.div_ceil(MB) * k.div_ceil(2).div_ceil(T) * T * T;
+        // This thread's kept buffer, unless a product on this thread is using it (one that
+        // waits in rayon while this thread runs another task); then a new one.
+        PACKED.with(|kept| match kept.try_borrow_mut() {
+            // SAFETY: the caller's contract, passed on; the buffer holds `len` words.
+            Ok(mut kept) => unsafe {
+                kept.grow(len);
+                multiply(m, n, k, a, b, dst, ldd, parallel, &mut kept.words_mut()[..len])
+            },
+            // SAFETY: as above.
+            Err(_) => unsafe {
+                multiply(m, n, k, a, b, dst, ldd, parallel, &mut Lines::zeroed(len).words_mut()[..len])
+            },
+        })
+    }
+
+    thread_local! {
+        /// The activations packed as tiles, kept from product to product on the thread that
+        /// calls [`gemm`]: a new 2-6 MiB buffer per product (the 1.7B prefill's shapes) was
+        /// page faults and zeroing each time.
+        static PACKED: std::cell::RefCell<Lines> = const { std::cell::RefCell::new(Lines::new()) };
+    }
+
+    /// [`gemm`] with `packed` to hold A as tiles (`2 * blocks * kq` of them; what it holds is
+    /// overwritten).
+    ///
+    /// # Safety
+    /// As [`gemm`].
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
+    unsafe fn multiply(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: View<f32>,
+        b: View<bf16>,
+        dst: &mut [f32],
+        ldd: usize,
+        parallel: bool,
+        packed: &mut [u32],
+    ) {
         let threads = rayon::current_num_threads();
         let parallel = parallel && threads > 1 && m * n * k >= PARALLEL_MIN;
         let kp = k.div_ceil(2);
         let kq = kp.div_ceil(T);
         let blocks = m.div_ceil(MB);
-        // A, rounded and packed as whole tiles: [row tile][pair tile][16 rows][16 pairs].
-        let mut packed = Lines::zeroed(2 * blocks * kq * T * T);
-        let packed_words = &mut packed.words_mut()[..2 * blocks * kq * T * T];
+        // A, rounded and packed as whole tiles: [row tile][pair tile][16 rows][16 pairs]; rows
+        // past M and pairs past K/2 zero (the buffer may hold an earlier product's tiles).
         let pack_tile_row = |ti: usize, out: &mut [u32]| {
             let mut row = vec![0u32; kq * T];
-            for r in 0..T.min(m.saturating_sub(ti * T)) {
-                // SAFETY: AVX512_BF16 is enabled in this function and a fits (checked by caller).
-                unsafe { pack_row(a, ti * T + r, k, &mut row[..kp]) };
+            for r in 0..T {
+                if ti * T + r < m {
+                    // SAFETY: AVX512_BF16 is enabled in this function and a fits (checked by
+                    // caller).
+                    unsafe { pack_row(a, ti * T + r, k, &mut row[..kp]) };
+                } else {
+                    row.fill(0);
+                }
                 for (q, lanes) in row.chunks_exact(T).enumerate() {
                     out[(q * T + r) * T..][..T].copy_from_slice(lanes);
                 }
             }
         };
         if parallel {
-            packed_words.par_chunks_mut(kq * T * T).enumerate().for_each(|(ti, out)| pack_tile_row(ti, out));
+            packed.par_chunks_mut(kq * T * T).enumerate().for_each(|(ti, out)| pack_tile_row(ti, out));
         } else {
-            packed_words.chunks_mut(kq * T * T).enumerate().for_each(|(ti, out)| pack_tile_row(ti, out));
+            packed.chunks_mut(kq * T * T).enumerate().for_each(|(ti, out)| pack_tile_row(ti, out));
         }
 
         // Tasks as in gemm_bf16; with more than one chunk of K, a task keeps its blocks of C
@@ -201,7 +246,7 @@ mod x86 {
             if kq * T > KCB { panel_chunk.min((C_TILES / (4 * block_chunk)).max(1)) } else { panel_chunk };
         let tasks = tasks(panels, blocks, panel_chunk, block_chunk);
         let out = Dst(dst.as_mut_ptr());
-        let packed = packed.words();
+        let packed = &packed[..];
         let task = |(bbuf, cbuf): (&mut [u32], &mut [f32]), &(p0, b0): &(usize, usize)| {
             // SAFETY: available() (the caller's contract) says AMX may run on this thread.
             let _tiles = unsafe { Tiles::configure() };
