@@ -28,6 +28,7 @@ const HELPERS: [(&str, &[&str]); 3] = [
             "copy",            // strided copies and dtype casts, used by every family
             "gemm_bf16",       // matmul's vdpbf16ps GEMM for bf16 weights
             "gemm_bf16_amx",   // the same GEMM on AMX tiles
+            "huge_pages",      // 2 MiB pages for the buffers a checkpoint loads into
             "isa",             // the run-time instruction-set choice
             "math",            // scalar element functions
             "matvec",          // matmul's streaming matrix-vector kernels

@@ -76,6 +76,7 @@ impl HostData {
             // would write every page of a checkpoint twice.
             let n = bytes.len() / std::mem::size_of::<T>();
             let mut out = Vec::<T>::with_capacity(n);
+            crate::cpu::huge_pages::advise(out.as_mut_ptr().cast::<u8>(), bytes.len());
             // SAFETY: the capacity holds n elements, i.e. bytes.len() bytes, written in full
             // before the length is set; every T here is plain old data, valid for any bits.
             unsafe {

@@ -4,6 +4,7 @@
 mod aligned;
 pub mod gemm_bf16;
 pub mod gemm_bf16_amx;
+pub(crate) mod huge_pages;
 pub mod isa;
 pub mod math;
 pub mod matvec;
