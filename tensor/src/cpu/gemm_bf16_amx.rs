@@ -20,8 +20,9 @@
 //!   [16 rows][16 pairs]`, rows past M and pairs past K/2 zero, so every tile is one contiguous
 //!   KiB (a stride of 64 bytes) and a block of 32 rows never reads past the buffer.
 //! - Every packed buffer starts on a cache line ([`Lines`](super::aligned::Lines)), so each
-//!   tile row is one whole line: rows 16 bytes off a line made the same loop 2.6x slower, and
-//!   this GEMM 1.1x slower (measured on an Emerald Rapids Xeon, see `aligned`).
+//!   tile row is one whole line: rows 16 bytes off a line made a loop of tile loads and
+//!   products 2.6x slower, and this GEMM 1.27-1.34x slower on the Qwen3-1.7B prefill's
+//!   products (Emerald Rapids Xeon, alternating the two product by product).
 //! - B is packed one panel of 32 columns by a chunk of 512 pairs at a time by
 //!   `gemm_bf16`'s own packing (`[pair][32 columns]`, the pair layout `tdpbf16ps` takes for B as
 //!   it is), and a tile is read from it with a stride of 128 bytes: columns 0-15 at the panel's
