@@ -238,9 +238,9 @@ fn forced_narrow_paths_do_not_take_the_bf16_gemm() {
 }
 
 /// The AMX path keeps its packed activations from product to product on the calling thread.
-/// A product after one whose activations were all NaN must not see them: its padding (rows past
-/// M, pairs past K/2 for an odd K) multiplies zero-padded weights, and a NaN left there would
-/// show in every output.
+/// A product after one whose activations were all NaN must not see them: its pairs past K/2
+/// (K odd, and short of a whole tile) meet zero-padded weights, and a NaN left there would show
+/// in every output. (Rows past M would not show: their outputs are never stored.)
 #[test]
 fn a_kept_packing_buffer_carries_nothing_into_the_next_product() {
     if !gemm_bf16::available() {

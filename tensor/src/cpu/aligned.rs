@@ -2,7 +2,8 @@
 //!
 //! Why: an AMX tile load (`tileloadd`) reads 16 rows of 64 bytes, and a row that starts off a
 //! line boundary touches two lines. A `Vec<u32>` is only 4-byte aligned, and glibc places large
-//! allocations 16 bytes past a page boundary, so packed tiles in one were never on a line.
+//! allocations 16 bytes past a page boundary, so packed tiles in one were on a line only by
+//! chance.
 //! Measured on an Emerald Rapids Xeon (one core, the tiles in L1, a loop of four tile loads and
 //! four `tdpbf16ps`): rows 16 bytes off a line ran at 827 GFLOP/s, rows on a line at 2,140.
 //! AVX-512 loads of 64 bytes split the same way.
