@@ -170,52 +170,17 @@ mod x86 {
         ldd: usize,
         parallel: bool,
     ) {
-        let len = 2 * m.div_ceil(MB) * k.div_ceil(2).div_ceil(T) * T * T;
-        // This thread's kept buffer, unless a product on this thread is using it (one that
-        // waits in rayon while this thread runs another task); then a new one.
-        PACKED.with(|kept| match kept.try_borrow_mut() {
-            // SAFETY: the caller's contract, passed on; the buffer holds `len` words.
-            Ok(mut kept) => unsafe {
-                kept.grow(len);
-                multiply(m, n, k, a, b, dst, ldd, parallel, &mut kept.words_mut()[..len])
-            },
-            // SAFETY: as above.
-            Err(_) => unsafe {
-                multiply(m, n, k, a, b, dst, ldd, parallel, &mut Lines::zeroed(len).words_mut()[..len])
-            },
-        })
-    }
-
-    thread_local! {
-        /// The activations packed as tiles, kept from product to product on the thread that
-        /// calls [`gemm`]: a new 2-6 MiB buffer per product (the 1.7B prefill's shapes) was
-        /// page faults and zeroing each time.
-        static PACKED: std::cell::RefCell<Lines> = const { std::cell::RefCell::new(Lines::new()) };
-    }
-
-    /// [`gemm`] with `packed` to hold A as tiles (`2 * blocks * kq` of them; what it holds is
-    /// overwritten).
-    ///
-    /// # Safety
-    /// As [`gemm`].
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
-    unsafe fn multiply(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: View<f32>,
-        b: View<bf16>,
-        dst: &mut [f32],
-        ldd: usize,
-        parallel: bool,
-        packed: &mut [u32],
-    ) {
+        // This thread's kept buffer for the packed activations, taken for the product and put
+        // back after it; a product nested on this thread (run while this one waits in rayon)
+        // finds it empty and grows its own.
+        let mut kept = PACKED.take();
         let threads = rayon::current_num_threads();
         let parallel = parallel && threads > 1 && m * n * k >= PARALLEL_MIN;
         let kp = k.div_ceil(2);
         let kq = kp.div_ceil(T);
         let blocks = m.div_ceil(MB);
+        kept.grow(2 * blocks * kq * T * T);
+        let packed = &mut kept.words_mut()[..2 * blocks * kq * T * T];
         // A, rounded and packed as whole tiles: [row tile][pair tile][16 rows][16 pairs]; rows
         // past M and pairs past K/2 zero (the buffer may hold an earlier product's tiles).
         let pack_tile_row = |ti: usize, out: &mut [u32]| {
@@ -338,9 +303,16 @@ mod x86 {
         } else {
             tasks.iter().for_each(run);
         }
+        PACKED.set(kept);
     }
 
     thread_local! {
+        /// The activations packed as tiles, kept from product to product on the thread that
+        /// calls [`gemm`]: a new 2-6 MiB buffer per product (the 1.7B prefill's shapes) was
+        /// page faults and zeroing each time. Whatever it holds is overwritten before it is
+        /// read (rows past M and pairs past K/2 are written as zeros).
+        static PACKED: std::cell::RefCell<Lines> = const { std::cell::RefCell::new(Lines::new()) };
+
         /// Each thread's chunk of packed B panels and the blocks of C it keeps between chunks of
         /// K, kept from product to product (new zeroed ones per product cost 0.6% of a prefill).
         /// A task runs to its end without calling into rayon, so no other task of this thread
