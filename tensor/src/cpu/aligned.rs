@@ -30,11 +30,27 @@ impl Lines {
         Lines(vec![ZERO; len.div_ceil(16)])
     }
 
+    /// `len` zeroed words on 2 MiB pages where the OS gives them ([`super::huge_pages`]): the
+    /// memory is advised before the zeros are written, since a page is backed when first
+    /// touched (`vec!` of an over-aligned type writes its zeros itself, on small pages).
+    pub fn zeroed_huge(len: usize) -> Lines {
+        let lines = len.div_ceil(16);
+        let mut v: Vec<Line> = Vec::with_capacity(lines);
+        super::huge_pages::advise(v.as_mut_ptr().cast(), lines * 64);
+        v.resize(lines, ZERO);
+        Lines(v)
+    }
+
     /// Grows the buffer to at least `len` words: what it held stays, new words are zero.
     pub fn grow(&mut self, len: usize) {
         if self.0.len() * 16 < len {
             self.0.resize(len.div_ceil(16), ZERO);
         }
+    }
+
+    /// The buffer as words.
+    pub fn words(&self) -> &[u32] {
+        bytemuck::cast_slice(&self.0)
     }
 
     /// The buffer as words, to write.

@@ -112,7 +112,7 @@ pub fn gemm(m: usize, n: usize, k: usize, a: View<f32>, b: View<bf16>, dst: &mut
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     if super::isa::amx() {
         // SAFETY: `isa::amx` checked `gemm_bf16_amx::available`; views and dst were checked above.
-        unsafe { super::gemm_bf16_amx::gemm(m, n, k, a, b, dst, ldd, parallel) };
+        unsafe { super::gemm_bf16_amx::gemm(m, n, k, a, super::gemm_bf16_amx::Weights::View(b), dst, ldd, parallel) };
         return;
     }
     #[cfg(target_arch = "x86_64")]

@@ -26,7 +26,8 @@
 //! - B is packed one panel of 32 columns by a chunk of 512 pairs at a time by
 //!   `gemm_bf16`'s own packing (`[pair][32 columns]`, the pair layout `tdpbf16ps` takes for B as
 //!   it is), and a tile is read from it with a stride of 128 bytes: columns 0-15 at the panel's
-//!   start, 16-31 64 bytes in.
+//!   start, 16-31 64 bytes in. A weight packed into that layout at load
+//!   ([`Bf16Panels`](super::bf16_panels::Bf16Panels), [`Weights::Panels`]) is read in place.
 //! - K is the outer loop of a task: one chunk of A's pairs for all the task's rows stays in L2
 //!   while the task's panels pass over it, four at a time (packed together, then multiplied
 //!   block of rows by block, so each block's A tiles serve four panels); blocks of C wait in a
@@ -62,6 +63,16 @@ pub fn available() -> bool {
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub(super) use x86::gemm;
 
+/// The B operand of [`gemm`]: a strided view of bf16 values, packed into panels chunk by chunk
+/// as the product runs, or a weight packed into panels at load ([`Bf16Panels`]), read as it is.
+///
+/// [`Bf16Panels`]: super::bf16_panels::Bf16Panels
+#[derive(Clone, Copy)]
+pub(super) enum Weights<'a> {
+    View(super::gemm_bf16::View<'a, half::bf16>),
+    Panels(&'a super::bf16_panels::Bf16Panels),
+}
+
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod x86 {
     use std::arch::asm;
@@ -71,7 +82,9 @@ mod x86 {
     use rayon::prelude::*;
 
     use super::super::aligned::Lines;
+    use super::super::bf16_panels::Bf16Panels;
     use super::super::gemm_bf16::{Dst, KC, NR, View, pack_b, pack_row, split, tasks};
+    use super::Weights;
 
     /// Rows of a tile, and pairs (u32 lanes) per tile row: 16 x 64 bytes.
     const T: usize = 16;
@@ -156,8 +169,9 @@ mod x86 {
     /// `dst[i * ldd + j] = sum_k bf16(a[i, k]) * b[k, j]`, as `gemm_bf16::gemm`.
     ///
     /// # Safety
-    /// [`super::available`] is true; the views fit `m x k` and `k x n`, and dst holds
-    /// `(m - 1) * ldd + n` values (the caller checked); m, n, k > 0.
+    /// [`super::available`] is true; the view `a` fits `m x k`, `b` is a view that fits `k x n`
+    /// or panels of a [n, k] weight, and dst holds `(m - 1) * ldd + n` values (the caller
+    /// checked); m, n, k > 0.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
     pub unsafe fn gemm(
@@ -165,7 +179,7 @@ mod x86 {
         n: usize,
         k: usize,
         a: View<f32>,
-        b: View<bf16>,
+        b: Weights,
         dst: &mut [f32],
         ldd: usize,
         parallel: bool,
@@ -241,10 +255,18 @@ mod x86 {
                     } else {
                         None
                     };
-                    let ahead = next.filter(|_| b.rs == 1).map(|(np, count, nq)| Ahead::new(b, n, k, np, count, nq));
+                    let ahead = next.and_then(|(np, count, nq)| match b {
+                        Weights::View(b) => (b.rs == 1).then(|| Ahead::new(b, n, k, np, count, nq)),
+                        Weights::Panels(w) => Some(Ahead::panels(w, panels, np, count, nq)),
+                    });
                     // The group's chunks: pairs q0..q1 (whole tiles), past K/2 zero, as A's are
-                    // (0 * garbage could be NaN).
-                    for panel in g0..g1 {
+                    // (0 * garbage could be NaN). Panels packed at load are read where they are.
+                    let view = match b {
+                        Weights::View(view) => Some(view),
+                        Weights::Panels(_) => None,
+                    };
+                    for panel in (g0..g1).filter(|_| view.is_some()) {
+                        let b = view.expect("filtered");
                         let j0 = panel * NR;
                         let cols = NR.min(n - j0);
                         let buf = &mut bbuf[(panel - g0) * chunk..(panel - g0 + 1) * chunk];
@@ -276,7 +298,10 @@ mod x86 {
                                 let a = packed.as_ptr().add((2 * bi * kq + q0 / T) * T * T);
                                 let call = (bi - b0) * (g1 - g0) + panel - g0;
                                 let share = ahead.map(|h| h.share(call, calls));
-                                let bp = bbuf.as_ptr().add((panel - g0) * chunk);
+                                let bp = match b {
+                                    Weights::View(_) => bbuf.as_ptr().add((panel - g0) * chunk),
+                                    Weights::Panels(w) => w.panel(panel).as_ptr().add(q0 * NR),
+                                };
                                 products(kq, (q1 - q0) / T, a, bp, c, first, share);
                                 if last {
                                     store(out.at(bi * MB * ldd + j0), ldd, rows, cols, &mut scratch);
@@ -293,7 +318,9 @@ mod x86 {
         let run = |t: &(usize, usize)| {
             BUFFERS.with_borrow_mut(|(bbuf, cbuf)| {
                 // Grown to this product's sizes; what they held is overwritten before it is read.
-                bbuf.grow(GROUP * KCB * NR);
+                if matches!(b, Weights::View(_)) {
+                    bbuf.grow(GROUP * KCB * NR);
+                }
                 cbuf.grow(c_tiles * T * T);
                 task((bbuf.words_mut(), cbuf.floats_mut()), t)
             })
@@ -411,6 +438,18 @@ mod x86 {
                 stride: 2 * b.cs,
                 lines: (2 * k1.saturating_sub(k0)).div_ceil(64),
                 cols: (count * NR).min(n - j0),
+            }
+        }
+
+        /// `count` panels' chunks of [`KCB`] pairs from pair `q0`, from panel `panel` of
+        /// weights packed at load (`panels` in all): runs of contiguous lines, one a panel.
+        fn panels(w: &Bf16Panels, panels: usize, panel: usize, count: usize, q0: usize) -> Ahead {
+            let chunk = KCB.min(w.pairs() - q0);
+            Ahead {
+                base: w.panel(panel)[q0 * NR..].as_ptr() as *const u8,
+                stride: w.panel_stride(),
+                lines: chunk * NR * 4 / 64,
+                cols: count.min(panels - panel),
             }
         }
 

@@ -207,7 +207,7 @@ pub fn switch(name: &str) -> Result<Option<bool>, String> {
 
 /// [`switch`] for a kernel, which has no error path back to the user: a value that is not a
 /// switch is reported on stderr and left unset.
-fn switch_or_warn(name: &str) -> Option<bool> {
+pub(crate) fn switch_or_warn(name: &str) -> Option<bool> {
     switch(name).unwrap_or_else(|value| {
         eprintln!("warning: {name}={value:?} is not a switch (0/off or 1/on); ignored");
         None

@@ -2,6 +2,7 @@
 //! rayon once a tensor is large. They are the reference every other backend is tested against.
 
 mod aligned;
+pub mod bf16_panels;
 pub mod gemm_bf16;
 pub mod gemm_bf16_amx;
 pub(crate) mod huge_pages;

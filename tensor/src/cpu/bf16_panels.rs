@@ -1,0 +1,333 @@
+//! `Bf16Panels`: a bf16 weight matrix packed once, at load, into the layout the AMX GEMM reads,
+//! instead of once per product.
+//!
+//! Why: the AMX GEMM ([`gemm_bf16_amx`](super::gemm_bf16_amx)) multiplies by panels of 32
+//! output features, pair-major (`[pair][32 features]`, each lane two adjacent bf16 of a weight
+//! row: the layout `tdpbf16ps` takes for its B tiles). A Linear's weight is stored [N, K], so
+//! every product transposed it into that layout, 32-bit lanes 16 x 16 at a time. Packed at
+//! load, the weight is read as it is multiplied. On the Qwen3-1.7B prefill's seven products
+//! (512 rows, Emerald Rapids Xeon, 2 threads, alternating product by product): 1.02-1.11x
+//! over packing per product in six rounds; the most there was to gain, measured by skipping
+//! the packing altogether (a wrong result, for timing), was 1.11x.
+//!
+//! Layout: panel after panel of 32 features (the last padded with zero features), each
+//! `pairs` rows of 32 lanes, `pairs` = K/2 rounded up to whole tiles of 16 pairs (an odd K's
+//! last high half and the pairs past K/2 zero). Every panel starts on a cache line
+//! ([`Lines`]), so each tile row the GEMM loads is one line. The bytes are K x N x 2 plus that
+//! padding: the weight's own size, which is freed once packed.
+//!
+//! A decoding step (one activation row) reads the panels front to back with `vdpbf16ps`
+//! ([`Bf16Panels::matmul`]), each thread its own run of panels, one sequential stream, with the
+//! same 4 KiB software prefetch as the plain rows' kernel (`matvec_bf16`) where that pays
+//! (`isa::stream_prefetch`): without it `llm generate` decoded at 0.8-0.9x on this Xeon, with
+//! it level (0.94-1.02x, three alternating runs). As everywhere bf16 weights meet `vdpbf16ps`,
+//! the activations are rounded to bf16 first (see [`gemm_bf16`](super::gemm_bf16)).
+//!
+//! The activations and the weight being packed are read where they lie, not copied: a copy of
+//! a prefill's activations per product (4-12 MiB, into fresh pages) made the products 0.87-0.95x
+//! of packing per product instead of faster.
+//!
+//! Panels are made only where the AMX GEMM runs ([`Bf16Panels::worth_packing`]; the loader
+//! leaves the weights as they are with `LLM_CPU_PANELS=0`); where it does not at the time of a
+//! product (a test that forces another path), the product runs on [`reference`], the same math
+//! in plain Rust.
+
+use half::bf16;
+use rayon::prelude::*;
+
+use super::aligned::Lines;
+use super::gemm_bf16::{NR, View};
+use crate::{DType, Error, Result, Tensor};
+
+/// Pairs per tile row of B: `pairs` is a multiple of it.
+const TILE_PAIRS: usize = 16;
+/// Panels per task of a decoding step: 4 x 32 features x K (512 KiB of bf16 at K = 2048).
+const PANELS_PER_TASK: usize = 4;
+/// Below this many weight bytes a decoding step runs on one thread.
+const PARALLEL_MIN_BYTES: usize = 1 << 20;
+
+/// A [n, k] bf16 weight (rows = outputs) as AMX panels.
+pub struct Bf16Panels {
+    n: usize,
+    k: usize,
+    pairs: usize,
+    lines: Lines,
+}
+
+impl std::fmt::Debug for Bf16Panels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bf16Panels([{}, {}])", self.n, self.k)
+    }
+}
+
+impl Bf16Panels {
+    /// Whether packing pays here: the bf16 products run on AMX tiles ([`super::isa::amx`]),
+    /// and `LLM_CPU_PANELS` is not off (it is there to compare the two).
+    pub fn worth_packing() -> bool {
+        static ENV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        super::isa::amx() && *ENV.get_or_init(|| super::isa::switch_or_warn("LLM_CPU_PANELS").unwrap_or(true))
+    }
+
+    /// Packs a [n, k] bf16 tensor (a Linear's weight, on the CPU).
+    pub fn pack(w: &Tensor) -> Result<Bf16Panels> {
+        let (n, k) = match *w.dims() {
+            [n, k] if w.dtype() == DType::BF16 && w.device().is_cpu() => (n, k),
+            _ => {
+                return Err(Error::unsupported(
+                    "Bf16Panels::pack",
+                    format!("packs a [n, k] bf16 matrix on the CPU, got {} {:?}", w.dtype(), w.dims()),
+                ));
+            }
+        };
+        // Read in place: a copy would add the largest matrix (the output head's, 600 MB at
+        // 1.7B parameters) to the peak memory of loading.
+        let w = w.contiguous()?;
+        let src = w.src();
+        let host = super::read("Bf16Panels::pack", &src)?;
+        let values = host.as_slice::<bf16>().expect("a bf16 tensor holds bf16 values");
+        Ok(Bf16Panels::from_rows(&values[src.layout.offset()..src.layout.offset() + n * k], n, k))
+    }
+
+    /// Packs row-major [n, k] values.
+    pub fn from_rows(w: &[bf16], n: usize, k: usize) -> Bf16Panels {
+        assert_eq!(w.len(), n * k, "Bf16Panels: {} values are not [{n}, {k}]", w.len());
+        let pairs = k.div_ceil(2).div_ceil(TILE_PAIRS) * TILE_PAIRS;
+        let panels = n.div_ceil(NR);
+        // On 2 MiB pages, as the checkpoint's own buffers are: a decoding step streams them.
+        let mut lines = Lines::zeroed_huge(panels * pairs * NR);
+        let b = View { data: w, rs: 1, cs: k };
+        lines.words_mut()[..panels * pairs * NR].par_chunks_mut(pairs * NR).enumerate().for_each(|(p, panel)| {
+            let (j0, cols) = (p * NR, NR.min(n - p * NR));
+            pack_panel(b, k, j0, cols, panel);
+        });
+        Bf16Panels { n, k, pairs, lines }
+    }
+
+    /// Output features (the weight's rows).
+    pub fn rows(&self) -> usize {
+        self.n
+    }
+
+    /// Input features (the weight's columns).
+    pub fn cols(&self) -> usize {
+        self.k
+    }
+
+    /// Bytes from one panel's start to the next one's.
+    pub(super) fn panel_stride(&self) -> usize {
+        self.pairs * NR * 4
+    }
+
+    /// Pair rows per panel: K/2 rounded up to a multiple of 16.
+    pub(super) fn pairs(&self) -> usize {
+        self.pairs
+    }
+
+    /// The lanes of panel `p` (`pairs` x 32), from pair 0.
+    pub(super) fn panel(&self, p: usize) -> &[u32] {
+        let at = p * self.pairs * NR;
+        &self.lines.words()[at..at + self.pairs * NR]
+    }
+
+    /// The weight back as row-major [n, k] values (for tests and inspection).
+    pub fn to_rows(&self) -> Vec<bf16> {
+        let mut out = vec![bf16::ZERO; self.n * self.k];
+        for j in 0..self.n {
+            let panel = self.panel(j / NR);
+            for kk in 0..self.k {
+                let lane = panel[kk / 2 * NR + j % NR];
+                out[j * self.k + kk] = bf16::from_bits(if kk % 2 == 0 { lane as u16 } else { (lane >> 16) as u16 });
+            }
+        }
+        out
+    }
+
+    /// `x [.., k] f32 -> [.., n] f32`: `x W^T`, as `Linear` computes it, on the CPU.
+    pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
+        if !x.device().is_cpu() || x.dtype() != DType::F32 || x.dims().last() != Some(&self.k) {
+            return Err(Error::unsupported(
+                "Bf16Panels::matmul",
+                format!(
+                    "{self:?} multiplies f32 activations [.., {}] on the CPU, got {} {:?}",
+                    self.k,
+                    x.dtype(),
+                    x.dims()
+                ),
+            ));
+        }
+        let m = x.elem_count() / self.k.max(1);
+        // Inline dims: a decoding step allocates nothing here.
+        let mut dims = crate::Dims::from(x.dims());
+        *dims.last_mut().expect("rank >= 1") = self.n;
+        // The activations read where they are (a prefill's are several MB: a copy of them was
+        // a tenth of the product's time).
+        let x = x.contiguous()?;
+        let src = x.src();
+        let host = super::read("Bf16Panels::matmul", &src)?;
+        let values = host.as_slice::<f32>().expect("an f32 tensor holds f32 values");
+        let xs = &values[src.layout.offset()..src.layout.offset() + m * self.k];
+        let mut out = super::pool::overwritten(m * self.n);
+        self.matmul_into(xs, m, &mut out);
+        Tensor::from_vec(out, dims, x.device())
+    }
+
+    /// `out [m, n] = x [m, k] W^T`: the AMX GEMM on the panels for two rows or more, the
+    /// panels read front to back with `vdpbf16ps` for one; [`reference`] where neither runs now.
+    pub fn matmul_into(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        assert_eq!(x.len(), m * self.k, "Bf16Panels::matmul_into: x is not [{m}, {}]", self.k);
+        assert_eq!(out.len(), m * self.n, "Bf16Panels::matmul_into: out is not [{m}, {}]", self.n);
+        if m == 0 || self.n == 0 {
+            return;
+        }
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if super::isa::amx() && self.k > 0 {
+            if m == 1 {
+                // SAFETY: isa::amx implies AVX512_BF16 (and F/BW/VL/DQ).
+                unsafe { x86::matvec(self, x, out) };
+            } else {
+                let a = View { data: x, rs: self.k, cs: 1 };
+                // SAFETY: isa::amx checked `gemm_bf16_amx::available`; a is [m, k], out [m, n].
+                unsafe {
+                    super::gemm_bf16_amx::gemm(
+                        m,
+                        self.n,
+                        self.k,
+                        a,
+                        super::gemm_bf16_amx::Weights::Panels(self),
+                        out,
+                        self.n,
+                        true,
+                    )
+                };
+            }
+            return;
+        }
+        reference(self, x, m, out);
+    }
+}
+
+/// Packs features `j0..j0 + cols` of `b` (a [n, k] weight seen as k x n) into `panel`
+/// (`pairs` x 32 lanes, zero past K/2 and past `cols`, as it was allocated).
+fn pack_panel(b: View<bf16>, k: usize, j0: usize, cols: usize, panel: &mut [u32]) {
+    let kp = k.div_ceil(2);
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if super::gemm_bf16::available() {
+        for p in (0..kp).step_by(super::gemm_bf16::KC) {
+            let kc = super::gemm_bf16::KC.min(kp - p);
+            super::gemm_bf16::pack_b(b, k, j0, cols, p, kc, &mut panel[p * NR..]);
+        }
+        return;
+    }
+    for c in 0..cols {
+        let row = &b.data[(j0 + c) * k..(j0 + c + 1) * k];
+        for p in 0..kp {
+            let hi = row.get(2 * p + 1).map_or(0, |v| v.to_bits());
+            panel[p * NR + c] = row[2 * p].to_bits() as u32 | (hi as u32) << 16;
+        }
+    }
+}
+
+/// The products' math in plain Rust: activations rounded to bf16, each pair added as
+/// `vdpbf16ps` does (high half, then low half, into an f32 sum), pairs in order.
+pub fn reference(w: &Bf16Panels, x: &[f32], m: usize, out: &mut [f32]) {
+    let round = |v: f32| bf16::from_f32(v).to_f32();
+    for i in 0..m {
+        let row = &x[i * w.k..(i + 1) * w.k];
+        for j in 0..w.n {
+            let panel = w.panel(j / NR);
+            let mut acc = 0.0f32;
+            for p in 0..w.k.div_ceil(2) {
+                let lane = panel[p * NR + j % NR];
+                let (lo, hi) = (bf16::from_bits(lane as u16).to_f32(), bf16::from_bits((lane >> 16) as u16).to_f32());
+                let x_hi = row.get(2 * p + 1).map_or(0.0, |&v| round(v));
+                acc += x_hi * hi;
+                acc += round(row[2 * p]) * lo;
+            }
+            out[i * w.n + j] = acc;
+        }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use rayon::prelude::*;
+
+    use super::super::gemm_bf16::{NR, pack_pairs};
+    use super::{Bf16Panels, PANELS_PER_TASK, PARALLEL_MIN_BYTES};
+
+    /// One activation row times the panels: `out[j] = sum_p x_pair[p] . panel[p][j]`.
+    ///
+    /// # Safety
+    /// The CPU has AVX512_BF16 (and AVX-512 F/BW/VL/DQ); x is [k], out [n].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
+    pub(super) unsafe fn matvec(w: &Bf16Panels, x: &[f32], out: &mut [f32]) {
+        // The rounded activations in a buffer kept per thread (a decoding step allocates
+        // nothing); pairs past K/2 stay zero, as the panels' are.
+        let mut xp = PAIRS.take();
+        xp.clear();
+        xp.resize(w.pairs(), 0);
+        pack_pairs(x, &mut xp[..w.k.div_ceil(2)]);
+        let pairs = &xp[..];
+        let prefetch = super::super::isa::stream_prefetch();
+        let task = |(t, out): (usize, &mut [f32])| {
+            for (i, out) in out.chunks_mut(NR).enumerate() {
+                // SAFETY: AVX512_BF16 is enabled in this function (the caller's contract).
+                let sums = unsafe { panel_dot(pairs, w.panel(t * PANELS_PER_TASK + i), prefetch) };
+                out.copy_from_slice(&sums[..out.len()]);
+            }
+        };
+        if w.n * w.k * 2 >= PARALLEL_MIN_BYTES {
+            out.par_chunks_mut(PANELS_PER_TASK * NR).enumerate().for_each(task);
+        } else {
+            out.chunks_mut(PANELS_PER_TASK * NR).enumerate().for_each(task);
+        }
+        PAIRS.set(xp);
+    }
+
+    thread_local! {
+        /// The activation row rounded to bf16 pairs, kept from step to step on the calling thread.
+        static PAIRS: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+
+    /// Words (4 KiB) ahead of the current position that [`panel_dot`] prefetches into L2 where
+    /// `isa::stream_prefetch` says so: as for the rows' kernel (`matvec_bf16`), the hardware
+    /// prefetchers alone do not keep a thread's stream in flight on every CPU.
+    const AHEAD: usize = 1024;
+
+    /// The 32 sums of one panel: two zmm of features, each accumulated in two registers (even
+    /// and odd pairs), so consecutive `vdpbf16ps` do not wait on each other's sums.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
+    unsafe fn panel_dot(xp: &[u32], panel: &[u32], prefetch: bool) -> [f32; NR] {
+        debug_assert!(panel.len() == xp.len() * NR && xp.len().is_multiple_of(2));
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let p = panel.as_ptr();
+        for q in (0..xp.len()).step_by(2) {
+            if prefetch {
+                // The four lines of two pairs, 4 KiB on: past the panel's end that is the next
+                // panel of the task (panels lie one after another). A prefetch never faults.
+                for line in 0..4 {
+                    _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(q * NR + line * 16 + AHEAD) as *const i8);
+                }
+            }
+            // SAFETY: pairs q and q + 1 are inside xp, and their 2 x 32 lanes inside the panel.
+            unsafe {
+                let x0: __m512bh = std::mem::transmute(_mm512_set1_epi32(xp[q] as i32));
+                let x1: __m512bh = std::mem::transmute(_mm512_set1_epi32(xp[q + 1] as i32));
+                let w = |off: usize| -> __m512bh { std::mem::transmute(_mm512_load_si512(p.add(off) as *const _)) };
+                acc[0] = _mm512_dpbf16_ps(acc[0], x0, w(q * NR));
+                acc[1] = _mm512_dpbf16_ps(acc[1], x0, w(q * NR + 16));
+                acc[2] = _mm512_dpbf16_ps(acc[2], x1, w((q + 1) * NR));
+                acc[3] = _mm512_dpbf16_ps(acc[3], x1, w((q + 1) * NR + 16));
+            }
+        }
+        let mut sums = [0f32; NR];
+        // SAFETY: 2 x 16 lanes into a 32-lane array.
+        unsafe {
+            _mm512_storeu_ps(sums.as_mut_ptr(), _mm512_add_ps(acc[0], acc[2]));
+            _mm512_storeu_ps(sums.as_mut_ptr().add(16), _mm512_add_ps(acc[1], acc[3]));
+        }
+        sums
+    }
+}
