@@ -3,15 +3,15 @@
 use autograd::{Var, is_grad_enabled};
 use tensor::{Result, Tensor};
 
-use crate::packed::{no_gradient, no_gradient_device};
+use crate::packed::{no_gradient, no_gradient_device, no_gradient_panels};
 use crate::{Init, Module, PackedSlot, join};
 
 pub struct Linear {
     /// [out_features, in_features]
     pub weight: Var,
     pub bias: Option<Var>,
-    /// The weight kept block-quantized (from a GGUF file), used by `forward` when set; `weight`
-    /// is then a placeholder without data.
+    /// The weight kept block-quantized (from a GGUF file), or bf16 as AMX panels (packed at
+    /// load), used by `forward` when set; `weight` is then a placeholder without data.
     pub packed: PackedSlot,
 }
 
@@ -20,13 +20,13 @@ impl Linear {
         Ok(Linear {
             weight: init.normal([out_features, in_features])?,
             bias: if bias { Some(init.zeros([out_features])?) } else { None },
-            packed: PackedSlot::default(),
+            packed: PackedSlot::for_linear(),
         })
     }
 
     /// Wraps existing parameters.
     pub fn from_weights(weight: Var, bias: Option<Var>) -> Linear {
-        Linear { weight, bias, packed: PackedSlot::default() }
+        Linear { weight, bias, packed: PackedSlot::for_linear() }
     }
 
     pub fn in_features(&self) -> usize {
@@ -41,7 +41,7 @@ impl Linear {
     /// product runs on its blocks). What a fused op may multiply by in `forward`'s place
     /// (`GatedFeedForward`, [`Linear::forward_each`]).
     pub fn plain_weight(&self) -> Option<&Var> {
-        let packed = self.packed.get().is_some() || self.packed.device().is_some();
+        let packed = self.packed.is_set();
         (self.bias.is_none() && !packed).then_some(&self.weight)
     }
 
@@ -81,7 +81,11 @@ impl Linear {
             (Some(q), _) => Var::untracked(q.matmul(&x.value())?),
             (None, Some(q)) if is_grad_enabled() => return Err(no_gradient_device(&q, "Linear::forward")),
             (None, Some(q)) => Var::untracked(q.matmul(&x.value())?),
-            (None, None) => x.linear(&self.weight)?,
+            (None, None) => match self.packed.panels() {
+                Some(p) if is_grad_enabled() => return Err(no_gradient_panels(&p, "Linear::forward")),
+                Some(p) => Var::untracked(p.matmul(&x.value())?),
+                None => x.linear(&self.weight)?,
+            },
         };
         match &self.bias {
             Some(b) => y.add(&b.to_dtype(y.dtype())?),

@@ -4,16 +4,24 @@
 //! ([`DeviceQMatrix`]), multiplied and gathered there by WGSL kernels. A loader fills the slot through [`crate::Module::visit_packed`] and leaves
 //! the `Var` weight as its storage-free placeholder (right shape, no data).
 //!
+//! A `Linear`'s slot may instead hold its bf16 weight as AMX panels ([`Bf16Panels`]), packed
+//! once at load where the CPU multiplies bf16 on AMX tiles, so that no product repacks it.
+//!
 //! Packed weights are for inference: they have no gradient, and a forward pass that records
 //! gradients through one is an error (training loads f32 weights instead).
 
 use std::sync::{Arc, RwLock};
 
 use tensor::Error;
+use tensor::cpu::bf16_panels::Bf16Panels;
 use tensor::quant::{DeviceQMatrix, QMatrix};
 
 #[derive(Default)]
-pub struct PackedSlot(RwLock<Option<Packed>>);
+pub struct PackedSlot {
+    packed: RwLock<Option<Packed>>,
+    /// Whether the owner multiplies by [`Bf16Panels`] (a `Linear`; an embedding gathers rows).
+    takes_panels: bool,
+}
 
 /// What a slot holds: one matrix (a `Linear`'s or `Embedding`'s weight), or one per routed
 /// expert (an `Experts` projection stacked as [E, out, in]).
@@ -23,15 +31,45 @@ enum Packed {
     Stack(Arc<[QMatrix]>),
     /// A `Linear`'s or `Embedding`'s weight, or the stacked experts of a projection, on a GPU.
     Device(Arc<DeviceQMatrix>),
+    /// A `Linear`'s bf16 weight as AMX panels.
+    Panels(Arc<Bf16Panels>),
 }
 
 impl PackedSlot {
+    /// A `Linear`'s slot: it may also hold [`Bf16Panels`].
+    pub fn for_linear() -> PackedSlot {
+        PackedSlot { packed: RwLock::default(), takes_panels: true }
+    }
+
     fn read(&self) -> Option<Packed> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.packed.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn write(&self, packed: Option<Packed>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = packed;
+        *self.packed.write().unwrap_or_else(|p| p.into_inner()) = packed;
+    }
+
+    /// Whether the owner multiplies by panels ([`PackedSlot::set_panels`]).
+    pub fn takes_panels(&self) -> bool {
+        self.takes_panels
+    }
+
+    /// The weight as AMX panels, if a loader packed it so.
+    pub fn panels(&self) -> Option<Arc<Bf16Panels>> {
+        match self.read() {
+            Some(Packed::Panels(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Keeps a `Linear`'s weight as panels; an error for a slot whose owner does not multiply
+    /// by them ([`PackedSlot::takes_panels`]).
+    pub fn set_panels(&self, panels: Bf16Panels) -> tensor::Result<()> {
+        if !self.takes_panels {
+            return Err(Error::unsupported("PackedSlot::set_panels", "only a Linear multiplies by bf16 panels"));
+        }
+        self.write(Some(Packed::Panels(Arc::new(panels))));
+        Ok(())
     }
 
     /// The packed weight, if a loader set one.
@@ -73,7 +111,7 @@ impl PackedSlot {
     }
 
     pub fn is_set(&self) -> bool {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).is_some()
+        self.packed.read().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 }
 
@@ -85,6 +123,18 @@ pub(crate) fn no_gradient(q: &QMatrix, op: &str) -> Error {
 /// [`no_gradient`] for a weight kept on a device.
 pub(crate) fn no_gradient_device(q: &DeviceQMatrix, op: &str) -> Error {
     no_gradient_of(q.ty(), q.rows(), q.cols(), op)
+}
+
+/// [`no_gradient`] for a weight kept as AMX panels.
+pub(crate) fn no_gradient_panels(p: &Bf16Panels, op: &str) -> Error {
+    Error::unsupported(
+        op.to_string(),
+        format!(
+            "the weight is kept as bf16 AMX panels ([{}, {}]) and has no gradient; load the model without packing to train through it",
+            p.rows(),
+            p.cols()
+        ),
+    )
 }
 
 fn no_gradient_of(ty: tensor::quant::GgmlType, rows: usize, cols: usize, op: &str) -> Error {
