@@ -1,6 +1,7 @@
 //! How many heap allocations a decoded token makes on the CPU, counted by a global allocator
 //! around this test binary, through the 4-layer qwen3 fixture: none, with f32 or bf16 weights
-//! and a KV cache kept as computed or in f16 (what `llm generate` keeps), contiguous or paged
+//! (bf16 also packed into AMX panels, where the CPU has AMX) and a KV cache kept as computed or
+//! in f16 (what `llm generate` keeps), contiguous or paged
 //! (the server's blocks: the block table is shared with the step's attention, not copied, and
 //! the paged kernel's queries, scores and outputs use the per-thread scratch).
 //!
@@ -57,16 +58,21 @@ const MAX_PER_TOKEN: usize = 2;
 #[test]
 fn a_decoded_token_allocates_nothing_once_the_pool_is_warm() -> llm::Result<()> {
     let cpu = Device::cpu();
-    // (weights, weight dtype, cache dtype, paged: the server's cache of blocks).
+    // (weights, weight dtype, cache dtype, paged: the server's cache of blocks, bf16 weights
+    // packed into AMX panels as `llm generate` packs them where the CPU has AMX).
     let cases = [
-        ("f32", Some(DType::F32), None, false),
-        ("bf16", Some(DType::BF16), None, false),
-        ("bf16", Some(DType::BF16), Some(DType::F16), false),
-        ("f32", Some(DType::F32), None, true),
-        ("bf16", Some(DType::BF16), Some(DType::F16), true),
+        ("f32", Some(DType::F32), None, false, false),
+        ("bf16", Some(DType::BF16), None, false, false),
+        ("bf16", Some(DType::BF16), Some(DType::F16), false, false),
+        ("f32", Some(DType::F32), None, true, false),
+        ("bf16", Some(DType::BF16), Some(DType::F16), true, false),
+        ("bf16 in panels", Some(DType::BF16), Some(DType::F16), false, true),
     ];
-    for (name, weight_dtype, kv_dtype, paged) in cases {
+    for (name, weight_dtype, kv_dtype, paged, panels) in cases {
         let mut loaded = load(&fixture("qwen3"), &LoadOptions { device: cpu.clone(), weight_dtype })?;
+        if panels {
+            llm::models::pack::pack_bf16_panels(&loaded.model)?;
+        }
         loaded.model.kv_dtype = kv_dtype;
         // Blocks of 4 positions, so the 40 steps cross ten block boundaries.
         let blocks = BlockPool::new(64 * loaded.model.layers.len(), 4)?;

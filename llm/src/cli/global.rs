@@ -111,18 +111,23 @@ impl QuantizeChoice {
     }
 }
 
-/// Loads the model at `path` with `options`, its matrices quantized as they are read when
-/// `--quantize` is given (a GGUF file is quantized as it is stored already, so asking again is
-/// an error rather than a silent no-op).
+/// Loads the model at `path` with `options` for inference, its matrices quantized as they are
+/// read when `--quantize` is given (a GGUF file is quantized as it is stored already, so asking
+/// again is an error rather than a silent no-op). On a CPU with AMX, bf16 matrices are packed
+/// into the AMX GEMM's panels (`models::pack::pack_bf16_panels`).
 pub fn load_model(
     path: &std::path::Path,
     options: &crate::models::LoadOptions,
     quantize: Option<QuantizeChoice>,
 ) -> Result<crate::models::Loaded> {
-    match quantize {
-        Some(choice) => crate::models::load_quantized(path, options, choice.ggml()),
-        None => crate::models::load(path, options),
+    let loaded = match quantize {
+        Some(choice) => crate::models::load_quantized(path, options, choice.ggml())?,
+        None => crate::models::load(path, options)?,
+    };
+    if options.device.is_cpu() {
+        crate::models::pack::pack_bf16_panels(&loaded.model)?;
     }
+    Ok(loaded)
 }
 
 /// `--threads N`: the size of the thread pool the CPU kernels run on (rayon's global pool, which

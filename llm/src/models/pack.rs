@@ -1,3 +1,5 @@
+//! Weights packed at load for the kernels that multiply by them.
+//!
 //! `--quantize q8_0|q4_0`: a model loaded from safetensors with its matrices quantized at load
 //! and kept as blocks, as a GGUF file of that type would load: every matrix a loader may pack
 //! (each `Linear`, the embedding table, the routed experts; see `nn::PackedSlot`) whose rows are
@@ -10,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use nn::{Module, ModuleExt, PackedSlot};
+use tensor::cpu::bf16_panels::Bf16Panels;
 use tensor::quant::{self, DeviceQMatrix, GgmlType, QMatrix};
 use tensor::{DType, Device, Tensor};
 
@@ -31,6 +34,36 @@ pub fn quantize_weights(model: &CausalLm, ty: GgmlType, device: &Device) -> Resu
                 Ok(done) => packed += done as usize,
                 Err(e) => failure = Some(Error::input(format!("--quantize {ty}: {name}: {e}"))),
             }
+        }
+    });
+    failure.map_or(Ok(packed), Err)
+}
+
+/// Packs every bf16 `Linear` weight of a model on the CPU into AMX panels (`Bf16Panels`),
+/// where the CPU multiplies bf16 on AMX tiles (else nothing is done): each prefill product then
+/// reads the weight as it is instead of transposing it into panels first. Each weight's `Var`
+/// becomes a placeholder, so the memory stays the weights' own. For inference only: a packed
+/// weight has no gradient. Returns how many matrices were packed.
+pub fn pack_bf16_panels(model: &CausalLm) -> Result<usize> {
+    if !Bf16Panels::worth_packing() {
+        return Ok(0);
+    }
+    let params: HashMap<String, autograd::Var> = model.named_parameters().into_iter().collect();
+    let (mut packed, mut failure) = (0, None);
+    model.visit_packed("", &mut |name, slot| {
+        if failure.is_some() || slot.is_set() || !slot.takes_panels() {
+            return;
+        }
+        let Some(var) = params.get(name) else { return };
+        if var.dtype() != DType::BF16 || var.rank() != 2 || !var.device().is_cpu() {
+            return;
+        }
+        let done = Bf16Panels::pack(&var.value())
+            .and_then(|panels| slot.set_panels(panels))
+            .and_then(|()| var.replace_value(placeholder(var, &Device::cpu())?));
+        match done {
+            Ok(()) => packed += 1,
+            Err(e) => failure = Some(Error::input(format!("packing {name} into bf16 panels: {e}"))),
         }
     });
     failure.map_or(Ok(packed), Err)
