@@ -6,15 +6,18 @@
 //! row: the layout `tdpbf16ps` takes for its B tiles). A Linear's weight is stored [N, K], so
 //! every product transposed it into that layout, 32-bit lanes 16 x 16 at a time. Packed at
 //! load, the weight is read as it is multiplied. On the Qwen3-1.7B prefill's seven products
-//! (512 rows, Emerald Rapids Xeon, 2 threads, alternating product by product): 1.02-1.11x
-//! over packing per product in six rounds; the most there was to gain, measured by skipping
-//! the packing altogether (a wrong result, for timing), was 1.11x.
+//! (512 rows, Emerald Rapids Xeon, 2 threads, alternating product by product): 0.96-1.12x of
+//! packing per product in nine rounds, median 1.04x; the most there was to gain, measured by
+//! skipping the packing altogether (a wrong result, for timing), was 1.11x.
 //!
 //! Layout: panel after panel of 32 features (the last padded with zero features), each
 //! `pairs` rows of 32 lanes, `pairs` = K/2 rounded up to whole tiles of 16 pairs (an odd K's
 //! last high half and the pairs past K/2 zero). Every panel starts on a cache line
 //! ([`Lines`]), so each tile row the GEMM loads is one line. The bytes are K x N x 2 plus that
-//! padding: the weight's own size, which is freed once packed.
+//! padding: the weight's own size, which is freed once packed. (At K = 2,048 the panels are
+//! 128 KiB apart, so the four chunks the GEMM reads side by side fall in the same L2 sets; a
+//! 16 KiB gap between panels measured a few percent faster but costs up to 12% more memory,
+//! so it is not used.)
 //!
 //! A decoding step (one activation row) reads the panels front to back with `vdpbf16ps`
 //! ([`Bf16Panels::matmul`]), each thread its own run of panels, one sequential stream, with the
