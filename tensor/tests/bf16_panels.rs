@@ -70,7 +70,7 @@ fn products_on_panels_equal_the_sums_on_every_path() {
         for (n, k) in SHAPES {
             let w = weights(n, k, (7 * n + k) as u64);
             let panels = Bf16Panels::from_rows(&w, n, k);
-            for m in [1, 2, 17, 33, 70] {
+            for m in [1, 2, 9, 16, 17, 33, 70] {
                 let x = normals(m * k, (m * 31 + n + k) as u64);
                 let (want, size) = exact(m, n, k, &x, &w);
                 let xt = Tensor::from_vec(x.clone(), [m, k], &Device::cpu()).expect("x");

@@ -46,6 +46,13 @@ use crate::{DType, Error, Result, Tensor};
 const TILE_PAIRS: usize = 16;
 /// Panels per task of a decoding step: 4 x 32 features x K (512 KiB of bf16 at K = 2048).
 const PANELS_PER_TASK: usize = 4;
+/// Activation rows up to which a product streams the panels with `vdpbf16ps` (a decoding step,
+/// or the server's batch of them), [`ROWS_PER_PASS`] rows per pass over the weights; from the
+/// next row on, the AMX GEMM. At 4 rows (12 layers' worth of weights, from memory) the GEMM
+/// ran at 0.61-0.73x of the rows' `vdpbf16ps` kernels on plain weights.
+const FEW_ROWS: usize = 16;
+/// Activation rows sharing each weight load in a pass over the panels (16 accumulators).
+const ROWS_PER_PASS: usize = 8;
 /// Below this many weight bytes a decoding step runs on one thread.
 const PARALLEL_MIN_BYTES: usize = 1 << 20;
 
@@ -174,8 +181,8 @@ impl Bf16Panels {
         Tensor::from_vec(out, dims, x.device())
     }
 
-    /// `out [m, n] = x [m, k] W^T`: the AMX GEMM on the panels for two rows or more, the
-    /// panels read front to back with `vdpbf16ps` for one; [`reference`] where neither runs now.
+    /// `out [m, n] = x [m, k] W^T`: up to [`FEW_ROWS`] rows, the panels read front to back with
+    /// `vdpbf16ps`; more, the AMX GEMM on the panels; [`reference`] where neither runs now.
     pub fn matmul_into(&self, x: &[f32], m: usize, out: &mut [f32]) {
         assert_eq!(x.len(), m * self.k, "Bf16Panels::matmul_into: x is not [{m}, {}]", self.k);
         assert_eq!(out.len(), m * self.n, "Bf16Panels::matmul_into: out is not [{m}, {}]", self.n);
@@ -184,9 +191,9 @@ impl Bf16Panels {
         }
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         if super::isa::amx() && self.k > 0 {
-            if m == 1 {
-                // SAFETY: isa::amx implies AVX512_BF16 (and F/BW/VL/DQ).
-                unsafe { x86::matvec(self, x, out) };
+            if m <= FEW_ROWS {
+                // SAFETY: isa::amx implies AVX512_BF16 (and F/BW/VL/DQ); x is [m, k], out [m, n].
+                unsafe { x86::matvec(self, x, m, out) };
             } else {
                 let a = View { data: x, rs: self.k, cs: 1 };
                 // SAFETY: isa::amx checked `gemm_bf16_amx::available`; a is [m, k], out [m, n].
@@ -257,41 +264,113 @@ mod x86 {
 
     use rayon::prelude::*;
 
-    use super::super::gemm_bf16::{NR, pack_pairs};
-    use super::{Bf16Panels, PANELS_PER_TASK, PARALLEL_MIN_BYTES};
+    use super::super::gemm_bf16::{Dst, NR, pack_pairs};
+    use super::{Bf16Panels, PANELS_PER_TASK, PARALLEL_MIN_BYTES, ROWS_PER_PASS};
 
-    /// One activation row times the panels: `out[j] = sum_p x_pair[p] . panel[p][j]`.
+    /// `m` activation rows times the panels: `out[i][j] = sum_p x_pair[i][p] . panel[p][j]`.
+    /// One row runs on [`panel_dot`]; more, [`ROWS_PER_PASS`] at a time on [`panel_dot_rows`].
     ///
     /// # Safety
-    /// The CPU has AVX512_BF16 (and AVX-512 F/BW/VL/DQ); x is [k], out [n].
+    /// The CPU has AVX512_BF16 (and AVX-512 F/BW/VL/DQ); x is [m, k], out [m, n].
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
-    pub(super) unsafe fn matvec(w: &Bf16Panels, x: &[f32], out: &mut [f32]) {
+    pub(super) unsafe fn matvec(w: &Bf16Panels, x: &[f32], m: usize, out: &mut [f32]) {
         // The rounded activations in a buffer kept per thread (a decoding step allocates
         // nothing); pairs past K/2 stay zero, as the panels' are.
+        let (pairs, kp) = (w.pairs(), w.k.div_ceil(2));
         let mut xp = PAIRS.take();
         xp.clear();
-        xp.resize(w.pairs(), 0);
-        pack_pairs(x, &mut xp[..w.k.div_ceil(2)]);
-        let pairs = &xp[..];
+        xp.resize(m * pairs, 0);
+        for (row, packed) in x.chunks_exact(w.k).zip(xp.chunks_exact_mut(pairs)) {
+            pack_pairs(row, &mut packed[..kp]);
+        }
+        let xp_rows = &xp[..];
         let prefetch = super::super::isa::stream_prefetch();
-        let task = |(t, out): (usize, &mut [f32])| {
-            for (i, out) in out.chunks_mut(NR).enumerate() {
-                // SAFETY: AVX512_BF16 is enabled in this function (the caller's contract).
-                let sums = unsafe { panel_dot(pairs, w.panel(t * PANELS_PER_TASK + i), prefetch) };
-                out.copy_from_slice(&sums[..out.len()]);
+        let n = w.n;
+        let dst = Dst(out.as_mut_ptr());
+        let panels = n.div_ceil(NR);
+        let task = |t: usize| {
+            for p in t * PANELS_PER_TASK..((t + 1) * PANELS_PER_TASK).min(panels) {
+                let (j0, cols) = (p * NR, NR.min(n - p * NR));
+                for r0 in (0..m).step_by(ROWS_PER_PASS) {
+                    let rows = ROWS_PER_PASS.min(m - r0);
+                    let row = |i: usize| &xp_rows[(r0 + i) * pairs..][..pairs];
+                    let mut sums = [[0f32; NR]; ROWS_PER_PASS];
+                    let panel = w.panel(p);
+                    // SAFETY: AVX512_BF16 is enabled in this function (the caller's contract);
+                    // each call reads rows r0..r0 + rows < m.
+                    unsafe {
+                        match rows {
+                            1 => sums[0] = panel_dot(row(0), panel, prefetch),
+                            2 => panel_dot_rows::<2>(std::array::from_fn(row), panel, prefetch, &mut sums),
+                            3 => panel_dot_rows::<3>(std::array::from_fn(row), panel, prefetch, &mut sums),
+                            4 => panel_dot_rows::<4>(std::array::from_fn(row), panel, prefetch, &mut sums),
+                            5 => panel_dot_rows::<5>(std::array::from_fn(row), panel, prefetch, &mut sums),
+                            6 => panel_dot_rows::<6>(std::array::from_fn(row), panel, prefetch, &mut sums),
+                            7 => panel_dot_rows::<7>(std::array::from_fn(row), panel, prefetch, &mut sums),
+                            _ => panel_dot_rows::<8>(std::array::from_fn(row), panel, prefetch, &mut sums),
+                        }
+                    }
+                    for (i, s) in sums.iter().enumerate().take(rows) {
+                        // SAFETY: row r0 + i < m and columns j0..j0 + cols < n lie in out, and
+                        // only this task writes panel p's columns.
+                        unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), dst.at((r0 + i) * n + j0), cols) };
+                    }
+                }
             }
         };
+        let tasks = panels.div_ceil(PANELS_PER_TASK);
         if w.n * w.k * 2 >= PARALLEL_MIN_BYTES {
-            out.par_chunks_mut(PANELS_PER_TASK * NR).enumerate().for_each(task);
+            (0..tasks).into_par_iter().for_each(task);
         } else {
-            out.chunks_mut(PANELS_PER_TASK * NR).enumerate().for_each(task);
+            (0..tasks).for_each(task);
         }
         PAIRS.set(xp);
     }
 
     thread_local! {
-        /// The activation row rounded to bf16 pairs, kept from step to step on the calling thread.
+        /// The activation rows rounded to bf16 pairs, kept from step to step on the calling
+        /// thread.
         static PAIRS: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+
+    /// `R` rows' sums of one panel into `sums[..R]`, each weight line loaded once for all of
+    /// them.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
+    unsafe fn panel_dot_rows<const R: usize>(
+        xp: [&[u32]; R],
+        panel: &[u32],
+        prefetch: bool,
+        sums: &mut [[f32; NR]; ROWS_PER_PASS],
+    ) {
+        let pairs = xp[0].len();
+        debug_assert!(panel.len() == pairs * NR && xp.iter().all(|x| x.len() == pairs));
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        let p = panel.as_ptr();
+        for q in 0..pairs {
+            if prefetch && q.is_multiple_of(2) {
+                // As in `panel_dot`: the four lines of two pairs, 4 KiB on.
+                for line in 0..4 {
+                    _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(q * NR + line * 16 + AHEAD) as *const i8);
+                }
+            }
+            // SAFETY: pair q is inside every row of xp, and its 32 lanes inside the panel.
+            unsafe {
+                let w0: __m512bh = std::mem::transmute(_mm512_load_si512(p.add(q * NR) as *const _));
+                let w1: __m512bh = std::mem::transmute(_mm512_load_si512(p.add(q * NR + 16) as *const _));
+                for (acc, x) in acc.iter_mut().zip(&xp) {
+                    let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(*x.get_unchecked(q) as i32));
+                    acc[0] = _mm512_dpbf16_ps(acc[0], x, w0);
+                    acc[1] = _mm512_dpbf16_ps(acc[1], x, w1);
+                }
+            }
+        }
+        for (s, acc) in sums.iter_mut().zip(&acc) {
+            // SAFETY: 2 x 16 lanes into a 32-lane array.
+            unsafe {
+                _mm512_storeu_ps(s.as_mut_ptr(), acc[0]);
+                _mm512_storeu_ps(s.as_mut_ptr().add(16), acc[1]);
+            }
+        }
     }
 
     /// Words (4 KiB) ahead of the current position that [`panel_dot`] prefetches into L2 where
