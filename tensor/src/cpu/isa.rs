@@ -97,9 +97,6 @@ pub struct Features {
     pub avx_vnni: bool,
     /// AVX512_VBMI (`vpermi2b`, byte lookups in 128-entry tables: FP8 codes to bf16).
     pub avx512_vbmi: bool,
-    /// An Intel CPU (CPUID vendor "GenuineIntel"), whose matrix-vector products read their
-    /// weights faster with a software prefetch running ahead of them: see [`stream_prefetch`].
-    pub intel: bool,
 }
 
 pub fn features() -> Features {
@@ -124,24 +121,12 @@ fn detect() -> Features {
         avx512_vnni: avx512 && has!("avx512vnni"),
         avx_vnni: avx2 && has!("avxvnni"),
         avx512_vbmi: avx512 && has!("avx512vbmi"),
-        intel: {
-            // CPUID leaf 0: the vendor string in EBX, EDX, ECX.
-            let leaf = std::arch::x86_64::__cpuid(0);
-            [leaf.ebx, leaf.edx, leaf.ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e]
-        },
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 fn detect() -> Features {
-    Features {
-        widest: Isa::Scalar,
-        avx512_bf16: false,
-        avx512_vnni: false,
-        avx_vnni: false,
-        avx512_vbmi: false,
-        intel: false,
-    }
+    Features { widest: Isa::Scalar, avx512_bf16: false, avx512_vnni: false, avx_vnni: false, avx512_vbmi: false }
 }
 
 /// No override: 0. Otherwise 1 + the forced path's index in `Isa::ALL`.
@@ -267,7 +252,7 @@ pub fn amx() -> bool {
     on && bf16_gemm() && super::gemm_bf16_amx::available()
 }
 
-/// `LLM_CPU_PREFETCH`, read once: on or off; unset leaves the choice to the CPU's vendor.
+/// `LLM_CPU_PREFETCH`, read once: on or off; unset leaves it on ([`stream_prefetch`]).
 fn prefetch_from_env() -> Option<bool> {
     static ENV: OnceLock<Option<bool>> = OnceLock::new();
     *ENV.get_or_init(|| switch_or_warn("LLM_CPU_PREFETCH"))
@@ -283,13 +268,18 @@ fn prefetch_from_env() -> Option<bool> {
 ///   KiB ahead the same as 4) in alternating runs; `llm generate` decode, alternating, bf16
 ///   12.1 -> 15.5 tok/s, q8_0 20.1 -> 28.7, q4_0 28.2 -> 40.5, q4_k_m 19.8 -> 27.8 (medians
 ///   of 4-5);
-/// - on a Zen 4 EPYC, one row at a time without any prefetch was the fastest order measured
-///   (docs/BENCHMARKS.md, tenth session); a prefetch on that order was not measured there.
+/// - on a Zen 4 EPYC (2 threads, 2026-12-07) it is level or ahead: `llm generate` decode at
+///   the Qwen3-0.6B shape, three alternating pairs, f32 11.4-13.7 against 10.6-11.7 tok/s, bf16
+///   22.6-24.5 against 22.2-22.9, q8_0 and q4_0 within the noise; at the 1.7B shape bf16
+///   8.3-10.0 against 8.3-8.9, f32 level. Where the compute per byte grows (8 activation rows
+///   against bf16 panels, a server's batch), it matters most: 31-35 against 38-51 ms for
+///   600 MB of weights. (An earlier session found one row at a time without prefetch the
+///   fastest order there, but never measured a prefetch on that order.)
 ///
-/// So: on for Intel CPUs, off for the others, and `LLM_CPU_PREFETCH=0|1` overrides either way.
+/// So: on, and `LLM_CPU_PREFETCH=0` turns it off.
 #[inline]
 pub fn stream_prefetch() -> bool {
-    prefetch_from_env().unwrap_or(features().intel)
+    prefetch_from_env().unwrap_or(true)
 }
 
 /// A short description of the active path for a `--stats` line or a log, e.g. `avx512+bf16`.
