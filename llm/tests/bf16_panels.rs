@@ -1,6 +1,6 @@
-//! bf16 weights packed at load into AMX panels (`llm::models::pack::pack_bf16_panels`, what
-//! `llm generate`, `chat` and `serve` do on a CPU with AMX): a model computes what it computed
-//! before packing, on the prompt's rows (the AMX GEMM reading the panels) and on one row (the
+//! bf16 weights packed at load into the bf16 GEMMs' panels (`llm::models::pack::pack_bf16_panels`, what
+//! `llm generate`, `chat` and `serve` do on a CPU with AVX512_BF16): a model computes what it computed
+//! before packing, on the prompt's rows (the AMX or `vdpbf16ps` GEMM reading the panels) and on one row (the
 //! panels' matrix-vector kernel), for a dense model with a tied head (qwen3), one with its own
 //! head (olmo2), MLA (deepseek_v3, whose `kv_b_proj` is multiplied directly and must stay
 //! unpacked) and a mixture of experts with sinks (gpt_oss). Every `Linear` with a bf16 weight
@@ -10,7 +10,7 @@
 //! unpacked side on the `vdpbf16ps` kernels or AMX on per-product panels); only the order of
 //! the f32 additions differs, so 1e-4 absolute on logits of magnitude ~1 through a few layers.
 //!
-//! Packing happens only where the CPU has AMX-BF16; elsewhere the tests check that nothing is
+//! Packing happens only where the CPU has AVX512_BF16; elsewhere the tests check that nothing is
 //! packed and the logits are unchanged.
 
 use autograd::Var;
@@ -51,7 +51,7 @@ fn packed_models_compute_what_they_computed() {
         });
         let packed = pack_bf16_panels(model).expect("pack");
         if !Bf16Panels::worth_packing() {
-            eprintln!("note: no AMX-BF16 here; nothing is packed");
+            eprintln!("note: no AVX512_BF16 here; nothing is packed");
             assert_eq!(packed, 0, "{name}");
             continue;
         }
@@ -75,7 +75,7 @@ fn gradients_through_packed_weights_are_an_error() {
     let loaded =
         load(&fixture("qwen3"), &LoadOptions { device: Device::cpu(), weight_dtype: Some(DType::BF16) }).expect("load");
     if pack_bf16_panels(&loaded.model).expect("pack") == 0 {
-        eprintln!("note: no AMX-BF16 here; nothing is packed");
+        eprintln!("note: no AVX512_BF16 here; nothing is packed");
         return;
     }
     let err = loaded.model.forward(&ids("qwen3"), 0, None, false).err().expect("an error, not a gradient");

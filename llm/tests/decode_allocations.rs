@@ -1,6 +1,6 @@
 //! How many heap allocations a decoded token makes on the CPU, counted by a global allocator
 //! around this test binary, through the 4-layer qwen3 fixture: none, with f32 or bf16 weights
-//! (bf16 also packed into AMX panels, where the CPU has AMX) and a KV cache kept as computed or
+//! (bf16 also packed into panels, where the CPU has AVX512_BF16) and a KV cache kept as computed or
 //! in f16 (what `llm generate` keeps), contiguous or paged
 //! (the server's blocks: the block table is shared with the step's attention, not copied, and
 //! the paged kernel's queries, scores and outputs use the per-thread scratch).
@@ -59,7 +59,7 @@ const MAX_PER_TOKEN: usize = 2;
 fn a_decoded_token_allocates_nothing_once_the_pool_is_warm() -> llm::Result<()> {
     let cpu = Device::cpu();
     // (weights, weight dtype, cache dtype, paged: the server's cache of blocks, bf16 weights
-    // packed into AMX panels as `llm generate` packs them where the CPU has AMX).
+    // packed into panels as `llm generate` packs them where the CPU has AVX512_BF16).
     let cases = [
         ("f32", Some(DType::F32), None, false, false),
         ("bf16", Some(DType::BF16), None, false, false),

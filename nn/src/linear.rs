@@ -10,7 +10,7 @@ pub struct Linear {
     /// [out_features, in_features]
     pub weight: Var,
     pub bias: Option<Var>,
-    /// The weight kept block-quantized (from a GGUF file), or bf16 as AMX panels (packed at
+    /// The weight kept block-quantized (from a GGUF file), or bf16 as panels (packed at
     /// load), used by `forward` when set; `weight` is then a placeholder without data.
     pub packed: PackedSlot,
 }

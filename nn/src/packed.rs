@@ -4,8 +4,9 @@
 //! ([`DeviceQMatrix`]), multiplied and gathered there by WGSL kernels. A loader fills the slot through [`crate::Module::visit_packed`] and leaves
 //! the `Var` weight as its storage-free placeholder (right shape, no data).
 //!
-//! A `Linear`'s slot may instead hold its bf16 weight as AMX panels ([`Bf16Panels`]), packed
-//! once at load where the CPU multiplies bf16 on AMX tiles, so that no product repacks it.
+//! A `Linear`'s slot may instead hold its bf16 weight as bf16 panels ([`Bf16Panels`]), packed
+//! once at load where the CPU multiplies bf16 with AVX512_BF16 or AMX, so that no product
+//! repacks it.
 //!
 //! Packed weights are for inference: they have no gradient, and a forward pass that records
 //! gradients through one is an error (training loads f32 weights instead).
@@ -31,7 +32,7 @@ enum Packed {
     Stack(Arc<[QMatrix]>),
     /// A `Linear`'s or `Embedding`'s weight, or the stacked experts of a projection, on a GPU.
     Device(Arc<DeviceQMatrix>),
-    /// A `Linear`'s bf16 weight as AMX panels.
+    /// A `Linear`'s bf16 weight as the bf16 GEMMs' panels.
     Panels(Arc<Bf16Panels>),
 }
 
@@ -54,7 +55,7 @@ impl PackedSlot {
         self.takes_panels
     }
 
-    /// The weight as AMX panels, if a loader packed it so.
+    /// The weight as bf16 panels, if a loader packed it so.
     pub fn panels(&self) -> Option<Arc<Bf16Panels>> {
         match self.read() {
             Some(Packed::Panels(p)) => Some(p),
@@ -117,31 +118,24 @@ impl PackedSlot {
 
 /// The error for a gradient-recording pass through a packed weight.
 pub(crate) fn no_gradient(q: &QMatrix, op: &str) -> Error {
-    no_gradient_of(q.ty(), q.rows(), q.cols(), op)
+    no_gradient_of(&format!("block-quantized ({} [{}, {}])", q.ty(), q.rows(), q.cols()), "with f32 weights", op)
 }
 
 /// [`no_gradient`] for a weight kept on a device.
 pub(crate) fn no_gradient_device(q: &DeviceQMatrix, op: &str) -> Error {
-    no_gradient_of(q.ty(), q.rows(), q.cols(), op)
+    no_gradient_of(&format!("block-quantized ({} [{}, {}])", q.ty(), q.rows(), q.cols()), "with f32 weights", op)
 }
 
-/// [`no_gradient`] for a weight kept as AMX panels.
+/// [`no_gradient`] for a weight kept as bf16 panels.
 pub(crate) fn no_gradient_panels(p: &Bf16Panels, op: &str) -> Error {
-    Error::unsupported(
-        op.to_string(),
-        format!(
-            "the weight is kept as bf16 AMX panels ([{}, {}]) and has no gradient; load the model without packing to train through it",
-            p.rows(),
-            p.cols()
-        ),
-    )
+    no_gradient_of(&format!("as bf16 panels ([{}, {}])", p.rows(), p.cols()), "without packing", op)
 }
 
-fn no_gradient_of(ty: tensor::quant::GgmlType, rows: usize, cols: usize, op: &str) -> Error {
+/// The error for a gradient through a weight kept `kept` (its stored form), which the user
+/// avoids by loading the model `instead`.
+fn no_gradient_of(kept: &str, instead: &str, op: &str) -> Error {
     Error::unsupported(
         op.to_string(),
-        format!(
-            "the weight is kept block-quantized ({ty} [{rows}, {cols}]) and has no gradient; load the model with f32 weights to train through it"
-        ),
+        format!("the weight is kept {kept} and has no gradient; load the model {instead} to train through it"),
     )
 }

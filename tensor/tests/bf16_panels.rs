@@ -1,17 +1,16 @@
-//! bf16 weights packed at load into the AMX GEMM's panels (`tensor::cpu::bf16_panels`): the
-//! packing keeps every value (unpacked back, bit for bit), and products on the panels (one row:
-//! the panels' own `vdpbf16ps` matrix-vector kernel; several: the AMX GEMM reading the panels)
-//! equal an f64 sum over the bf16-rounded activations, over odd shapes: N not a multiple of the
-//! 32-feature panel, K odd (the last pair's high half padded) and K past AMX's chunk of 1,024
-//! values (blocks of C carried between chunks), M of one row, of part of a tile and past one
-//! block of 32 rows.
+//! bf16 weights packed at load into the bf16 GEMMs' panels (`tensor::cpu::bf16_panels`): the
+//! packing keeps every value (unpacked back, bit for bit), and products on the panels (up to 16
+//! rows: the panels' own `vdpbf16ps` kernel; more: the AMX GEMM, or the `vdpbf16ps` GEMM,
+//! reading the panels) equal an f64 sum over the bf16-rounded activations, over odd shapes: N
+//! not a multiple of the 32-feature panel, K odd (the last pair's high half padded) and K past
+//! both GEMMs' K blocks (512 and 1,024 values: blocks of C carried between them), M of one row,
+//! of part of a tile and past one block of 32 rows.
 //!
 //! Tolerance: as `gemm_bf16.rs`, the activations are rounded to bf16 before the products, so
 //! against the rounded activations only f32 accumulation is left: 2e-6 sqrt(K+1) sum|x w|.
 //!
-//! The fast paths run only where the CPU has AMX-BF16 (Sapphire Rapids and later Xeons);
-//! elsewhere the products run on the plain-Rust reference (as they do here too when the AMX
-//! path is switched off, which each test also checks).
+//! The fast paths run only where the CPU has AVX512_BF16 (AMX-BF16 for the AMX GEMM); each
+//! test forces every path this CPU has in turn, down to the plain-Rust reference.
 
 use std::sync::Mutex;
 
@@ -63,10 +62,14 @@ fn packing_keeps_every_value() {
 fn products_on_panels_equal_the_sums_on_every_path() {
     let _guard = SWITCHES.lock().unwrap_or_else(|p| p.into_inner());
     if !Bf16Panels::worth_packing() {
-        eprintln!("note: no AMX-BF16 here; the products run on the reference only");
+        eprintln!("note: no AVX512_BF16 here; the products run on the reference only");
     }
-    for amx in [None, Some(false)] {
+    // (AMX, the bf16 GEMM): AMX where the CPU has it, then the `vdpbf16ps` GEMM, then the
+    // reference; a path the CPU lacks falls through to the next.
+    for (amx, gemm) in [(None, None), (Some(false), None), (None, Some(false))] {
         isa::force_amx(amx);
+        isa::force_bf16_gemm(gemm);
+        let path = format!("amx {amx:?}, bf16 gemm {gemm:?}");
         for (n, k) in SHAPES {
             let w = weights(n, k, (7 * n + k) as u64);
             let panels = Bf16Panels::from_rows(&w, n, k);
@@ -82,7 +85,7 @@ fn products_on_panels_equal_the_sums_on_every_path() {
                         let tol = 2e-6 * ((k + 1) as f64).sqrt() * s.max(1e-30);
                         assert!(
                             (g as f64 - e).abs() <= tol,
-                            "{what} (amx {amx:?}) [{m}, {k}] x [{n}, {k}]^T: element {idx}: {g} vs {e} (tolerance {tol})"
+                            "{what} ({path}) [{m}, {k}] x [{n}, {k}]^T: element {idx}: {g} vs {e} (tolerance {tol})"
                         );
                     }
                 }
@@ -90,6 +93,7 @@ fn products_on_panels_equal_the_sums_on_every_path() {
         }
     }
     isa::force_amx(None);
+    isa::force_bf16_gemm(None);
 }
 
 #[test]

@@ -113,8 +113,8 @@ impl QuantizeChoice {
 
 /// Loads the model at `path` with `options` for inference, its matrices quantized as they are
 /// read when `--quantize` is given (a GGUF file is quantized as it is stored already, so asking
-/// again is an error rather than a silent no-op). On a CPU with AMX, bf16 matrices are packed
-/// into the AMX GEMM's panels (`models::pack::pack_bf16_panels`).
+/// again is an error rather than a silent no-op). On a CPU with AVX512_BF16, bf16 matrices are
+/// packed into the bf16 GEMMs' panels (`models::pack::pack_bf16_panels`).
 pub fn load_model(
     path: &std::path::Path,
     options: &crate::models::LoadOptions,

@@ -39,11 +39,11 @@ pub fn quantize_weights(model: &CausalLm, ty: GgmlType, device: &Device) -> Resu
     failure.map_or(Ok(packed), Err)
 }
 
-/// Packs every bf16 `Linear` weight of a model on the CPU into AMX panels (`Bf16Panels`),
-/// where the CPU multiplies bf16 on AMX tiles (else nothing is done): each prefill product then
-/// reads the weight as it is instead of transposing it into panels first. Each weight's `Var`
-/// becomes a placeholder, so the memory stays the weights' own. For inference only: a packed
-/// weight has no gradient. Returns how many matrices were packed.
+/// Packs every bf16 `Linear` weight of a model on the CPU into the bf16 GEMMs' panels
+/// (`Bf16Panels`), where the CPU multiplies bf16 with AVX512_BF16 or on AMX tiles (else nothing
+/// is done): each prefill product then reads the weight as it is instead of transposing it into
+/// panels first. Each weight's `Var` becomes a placeholder, so the memory stays the weights' own.
+/// For inference only: a packed weight has no gradient. Returns how many matrices were packed.
 pub fn pack_bf16_panels(model: &CausalLm) -> Result<usize> {
     if !Bf16Panels::worth_packing() {
         return Ok(0);

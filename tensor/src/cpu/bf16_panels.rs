@@ -1,39 +1,46 @@
-//! `Bf16Panels`: a bf16 weight matrix packed once, at load, into the layout the AMX GEMM reads,
-//! instead of once per product.
+//! `Bf16Panels`: a bf16 weight matrix packed once, at load, into the layout the bf16 GEMMs
+//! read, instead of once per product.
 //!
-//! Why: the AMX GEMM ([`gemm_bf16_amx`](super::gemm_bf16_amx)) multiplies by panels of 32
-//! output features, pair-major (`[pair][32 features]`, each lane two adjacent bf16 of a weight
-//! row: the layout `tdpbf16ps` takes for its B tiles). A Linear's weight is stored [N, K], so
-//! every product transposed it into that layout, 32-bit lanes 16 x 16 at a time. Packed at
-//! load, the weight is read as it is multiplied. On the Qwen3-1.7B prefill's seven products
-//! (512 rows, Emerald Rapids Xeon, 2 threads, alternating product by product): 0.96-1.12x of
-//! packing per product in nine rounds, median 1.04x; the most there was to gain, measured by
-//! skipping the packing altogether (a wrong result, for timing), was 1.11x.
+//! Why: both bf16 GEMMs, the `vdpbf16ps` one ([`gemm_bf16`](super::gemm_bf16)) and the AMX one
+//! ([`gemm_bf16_amx`](super::gemm_bf16_amx)), multiply by panels of 32 output features,
+//! pair-major (`[pair][32 features]`, each lane two adjacent bf16 of a weight row: the layout
+//! `tdpbf16ps` takes for its B tiles, and two zmm of `vdpbf16ps` operands). A Linear's weight is
+//! stored [N, K], so every product transposed it into that layout, 32-bit lanes 16 x 16 at a
+//! time. Packed at load, the weight is read as it is multiplied. The seven prefill products of
+//! a layer (512 rows, 2 threads, alternating product by product against packing per product):
+//! - AMX, Qwen3-1.7B's shapes (Emerald Rapids Xeon): 0.96-1.12x in nine rounds, median 1.04x;
+//!   the most there was to gain, measured by skipping the packing altogether (a wrong result,
+//!   for timing), was 1.11x.
+//! - `vdpbf16ps` (Zen 4 EPYC): 0.98-1.09x at the 1.7B shapes (ten rounds, median 1.04x),
+//!   0.96-1.15x at the 0.6B shapes (eight rounds, median 1.02x).
 //!
 //! Layout: panel after panel of 32 features (the last padded with zero features), each
 //! `pairs` rows of 32 lanes, `pairs` = K/2 rounded up to whole tiles of 16 pairs (an odd K's
 //! last high half and the pairs past K/2 zero). Every panel starts on a cache line
 //! ([`Lines`]), so each tile row the GEMM loads is one line. The bytes are K x N x 2 plus that
 //! padding: the weight's own size, which is freed once packed. (At K = 2,048 the panels are
-//! 128 KiB apart, so the four chunks the GEMM reads side by side fall in the same L2 sets; a
-//! 16 KiB gap between panels measured a few percent faster but costs up to 12% more memory,
+//! 128 KiB apart, so the four chunks the AMX GEMM reads side by side fall in the same L2 sets;
+//! a 16 KiB gap between panels measured a few percent faster but costs up to 12% more memory,
 //! so it is not used.)
 //!
-//! A decoding step (one activation row) reads the panels front to back with `vdpbf16ps`
-//! ([`Bf16Panels::matmul`]), each thread its own run of panels, one sequential stream, with the
-//! same 4 KiB software prefetch as the plain rows' kernel (`matvec_bf16`) where that pays
-//! (`isa::stream_prefetch`): without it `llm generate` decoded at 0.8-0.9x on this Xeon, with
-//! it level (0.94-1.02x, three alternating runs). As everywhere bf16 weights meet `vdpbf16ps`,
-//! the activations are rounded to bf16 first (see [`gemm_bf16`](super::gemm_bf16)).
+//! Up to [`FEW_ROWS`] activation rows (a decoding step, a server's batch of them) read the
+//! panels front to back with `vdpbf16ps` ([`Bf16Panels::matmul`]), each thread its own run of
+//! panels, one sequential stream, with the same 4 KiB software prefetch as the plain rows'
+//! kernel (`matvec_bf16`) where that pays (`isa::stream_prefetch`): without it `llm generate`
+//! decoded at 0.8-0.9x on the Xeon. Against the plain weights' kernels over 600 MB of 1.7B
+//! weights on the Zen 4 (prefetch on): 1 row 1.09-1.18x, 4 rows 1.36-1.40x, 8 rows
+//! 1.37-1.42x, 16 rows 1.65-1.68x (the plain weights take the GEMM there, packing per product).
+//! As everywhere bf16 weights meet `vdpbf16ps`, the activations are rounded to bf16 first (see
+//! [`gemm_bf16`](super::gemm_bf16)).
 //!
 //! The activations and the weight being packed are read where they lie, not copied: a copy of
 //! a prefill's activations per product (4-12 MiB, into fresh pages) made the products 0.87-0.95x
 //! of packing per product instead of faster.
 //!
-//! Panels are made only where the AMX GEMM runs ([`Bf16Panels::worth_packing`]; the loader
-//! leaves the weights as they are with `LLM_CPU_PANELS=0`); where it does not at the time of a
-//! product (a test that forces another path), the product runs on [`reference`], the same math
-//! in plain Rust.
+//! Panels are made only where a bf16 GEMM runs ([`Bf16Panels::worth_packing`]: AVX512_BF16; the
+//! loader leaves the weights as they are with `LLM_CPU_PANELS=0`); where none runs at the time
+//! of a product (a test that forces another path), the product runs on [`reference`], the same
+//! math in plain Rust.
 
 use half::bf16;
 use rayon::prelude::*;
@@ -48,7 +55,7 @@ const TILE_PAIRS: usize = 16;
 const PANELS_PER_TASK: usize = 4;
 /// Activation rows up to which a product streams the panels with `vdpbf16ps` (a decoding step,
 /// or the server's batch of them), [`ROWS_PER_PASS`] rows per pass over the weights; from the
-/// next row on, the AMX GEMM. At 4 rows (12 layers' worth of weights, from memory) the GEMM
+/// next row on, a GEMM. At 4 rows (12 layers' worth of weights, from memory) the AMX GEMM
 /// ran at 0.61-0.73x of the rows' `vdpbf16ps` kernels on plain weights.
 const FEW_ROWS: usize = 16;
 /// Activation rows sharing each weight load in a pass over the panels (16 accumulators).
@@ -56,7 +63,7 @@ const ROWS_PER_PASS: usize = 8;
 /// Below this many weight bytes a decoding step runs on one thread.
 const PARALLEL_MIN_BYTES: usize = 1 << 20;
 
-/// A [n, k] bf16 weight (rows = outputs) as AMX panels.
+/// A [n, k] bf16 weight (rows = outputs) as the bf16 GEMMs' panels.
 pub struct Bf16Panels {
     n: usize,
     k: usize,
@@ -71,11 +78,11 @@ impl std::fmt::Debug for Bf16Panels {
 }
 
 impl Bf16Panels {
-    /// Whether packing pays here: the bf16 products run on AMX tiles ([`super::isa::amx`]),
-    /// and `LLM_CPU_PANELS` is not off (it is there to compare the two).
+    /// Whether packing pays here: the bf16 products run on a bf16 GEMM (`vdpbf16ps` or AMX,
+    /// [`super::isa::bf16_gemm`]), and `LLM_CPU_PANELS` is not off (it is there to compare).
     pub fn worth_packing() -> bool {
         static ENV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        super::isa::amx() && *ENV.get_or_init(|| super::isa::switch_or_warn("LLM_CPU_PANELS").unwrap_or(true))
+        super::isa::bf16_gemm() && *ENV.get_or_init(|| super::isa::switch_or_warn("LLM_CPU_PANELS").unwrap_or(true))
     }
 
     /// Packs a [n, k] bf16 tensor (a Linear's weight, on the CPU).
@@ -91,11 +98,7 @@ impl Bf16Panels {
         };
         // Read in place: a copy would add the largest matrix (the output head's, 600 MB at
         // 1.7B parameters) to the peak memory of loading.
-        let w = w.contiguous()?;
-        let src = w.src();
-        let host = super::read("Bf16Panels::pack", &src)?;
-        let values = host.as_slice::<bf16>().expect("a bf16 tensor holds bf16 values");
-        Ok(Bf16Panels::from_rows(&values[src.layout.offset()..src.layout.offset() + n * k], n, k))
+        super::with_values("Bf16Panels::pack", w, |values: &[bf16]| Bf16Panels::from_rows(values, n, k))
     }
 
     /// Packs row-major [n, k] values.
@@ -171,18 +174,14 @@ impl Bf16Panels {
         *dims.last_mut().expect("rank >= 1") = self.n;
         // The activations read where they are (a prefill's are several MB: a copy of them was
         // a tenth of the product's time).
-        let x = x.contiguous()?;
-        let src = x.src();
-        let host = super::read("Bf16Panels::matmul", &src)?;
-        let values = host.as_slice::<f32>().expect("an f32 tensor holds f32 values");
-        let xs = &values[src.layout.offset()..src.layout.offset() + m * self.k];
         let mut out = super::pool::overwritten(m * self.n);
-        self.matmul_into(xs, m, &mut out);
+        super::with_values("Bf16Panels::matmul", x, |xs: &[f32]| self.matmul_into(xs, m, &mut out))?;
         Tensor::from_vec(out, dims, x.device())
     }
 
     /// `out [m, n] = x [m, k] W^T`: up to [`FEW_ROWS`] rows, the panels read front to back with
-    /// `vdpbf16ps`; more, the AMX GEMM on the panels; [`reference`] where neither runs now.
+    /// `vdpbf16ps`; more, the AMX GEMM or else the `vdpbf16ps` GEMM on the panels; [`reference`]
+    /// where none runs now.
     pub fn matmul_into(&self, x: &[f32], m: usize, out: &mut [f32]) {
         assert_eq!(x.len(), m * self.k, "Bf16Panels::matmul_into: x is not [{m}, {}]", self.k);
         assert_eq!(out.len(), m * self.n, "Bf16Panels::matmul_into: out is not [{m}, {}]", self.n);
@@ -190,25 +189,18 @@ impl Bf16Panels {
             return;
         }
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-        if super::isa::amx() && self.k > 0 {
+        if super::isa::bf16_gemm() && self.k > 0 {
+            let a = View { data: x, rs: self.k, cs: 1 };
+            let b = super::gemm_bf16::Weights::Panels(self);
             if m <= FEW_ROWS {
-                // SAFETY: isa::amx implies AVX512_BF16 (and F/BW/VL/DQ); x is [m, k], out [m, n].
+                // SAFETY: isa::bf16_gemm implies AVX512_BF16 (and F/BW/VL/DQ); x is [m, k], out [m, n].
                 unsafe { x86::matvec(self, x, m, out) };
-            } else {
-                let a = View { data: x, rs: self.k, cs: 1 };
+            } else if super::isa::amx() {
                 // SAFETY: isa::amx checked `gemm_bf16_amx::available`; a is [m, k], out [m, n].
-                unsafe {
-                    super::gemm_bf16_amx::gemm(
-                        m,
-                        self.n,
-                        self.k,
-                        a,
-                        super::gemm_bf16_amx::Weights::Panels(self),
-                        out,
-                        self.n,
-                        true,
-                    )
-                };
+                unsafe { super::gemm_bf16_amx::gemm(m, self.n, self.k, a, b, out, self.n, true) };
+            } else {
+                // SAFETY: as above for AVX512_BF16; a is [m, k], out [m, n].
+                unsafe { super::gemm_bf16::gemm_weights(m, self.n, self.k, a, b, out, self.n, true) };
             }
             return;
         }
@@ -268,7 +260,7 @@ mod x86 {
     use super::{Bf16Panels, PANELS_PER_TASK, PARALLEL_MIN_BYTES, ROWS_PER_PASS};
 
     /// `m` activation rows times the panels: `out[i][j] = sum_p x_pair[i][p] . panel[p][j]`.
-    /// One row runs on [`panel_dot`]; more, [`ROWS_PER_PASS`] at a time on [`panel_dot_rows`].
+    /// [`ROWS_PER_PASS`] rows at a time on [`panel_dot_rows`].
     ///
     /// # Safety
     /// The CPU has AVX512_BF16 (and AVX-512 F/BW/VL/DQ); x is [m, k], out [m, n].
@@ -300,14 +292,14 @@ mod x86 {
                     // each call reads rows r0..r0 + rows < m.
                     unsafe {
                         match rows {
-                            1 => sums[0] = panel_dot(row(0), panel, prefetch),
-                            2 => panel_dot_rows::<2>(std::array::from_fn(row), panel, prefetch, &mut sums),
-                            3 => panel_dot_rows::<3>(std::array::from_fn(row), panel, prefetch, &mut sums),
-                            4 => panel_dot_rows::<4>(std::array::from_fn(row), panel, prefetch, &mut sums),
-                            5 => panel_dot_rows::<5>(std::array::from_fn(row), panel, prefetch, &mut sums),
-                            6 => panel_dot_rows::<6>(std::array::from_fn(row), panel, prefetch, &mut sums),
-                            7 => panel_dot_rows::<7>(std::array::from_fn(row), panel, prefetch, &mut sums),
-                            _ => panel_dot_rows::<8>(std::array::from_fn(row), panel, prefetch, &mut sums),
+                            1 => panel_dot_rows::<1, 2>(std::array::from_fn(row), panel, prefetch, &mut sums),
+                            2 => panel_dot_rows::<2, 2>(std::array::from_fn(row), panel, prefetch, &mut sums),
+                            3 => panel_dot_rows::<3, 2>(std::array::from_fn(row), panel, prefetch, &mut sums),
+                            4 => panel_dot_rows::<4, 2>(std::array::from_fn(row), panel, prefetch, &mut sums),
+                            5 => panel_dot_rows::<5, 1>(std::array::from_fn(row), panel, prefetch, &mut sums),
+                            6 => panel_dot_rows::<6, 1>(std::array::from_fn(row), panel, prefetch, &mut sums),
+                            7 => panel_dot_rows::<7, 1>(std::array::from_fn(row), panel, prefetch, &mut sums),
+                            _ => panel_dot_rows::<8, 1>(std::array::from_fn(row), panel, prefetch, &mut sums),
                         }
                     }
                     for (i, s) in sums.iter().enumerate().take(rows) {
@@ -333,83 +325,63 @@ mod x86 {
         static PAIRS: std::cell::Cell<Vec<u32>> = const { std::cell::Cell::new(Vec::new()) };
     }
 
+    /// Words (4 KiB) ahead of the current position that [`panel_dot_rows`] prefetches into L2
+    /// where `isa::stream_prefetch` says so: as for the rows' kernel (`matvec_bf16`), the
+    /// hardware prefetchers alone do not keep a thread's stream in flight on every CPU. Past the
+    /// panel's end that is the next panel of the task (panels lie one after another); a
+    /// prefetch never faults.
+    const AHEAD: usize = 1024;
+
     /// `R` rows' sums of one panel into `sums[..R]`, each weight line loaded once for all of
-    /// them.
+    /// them, two pairs a step. With `S = 2` the even and odd pairs add into separate sets of
+    /// accumulators (summed at the end), so that few rows still have enough independent
+    /// `vdpbf16ps` chains in flight to hide the instruction's latency (1 and 2 rows have 2 and
+    /// 4 chains with one set); from 5 rows on one set (2R chains) fills the registers.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
-    unsafe fn panel_dot_rows<const R: usize>(
+    unsafe fn panel_dot_rows<const R: usize, const S: usize>(
         xp: [&[u32]; R],
         panel: &[u32],
         prefetch: bool,
         sums: &mut [[f32; NR]; ROWS_PER_PASS],
     ) {
         let pairs = xp[0].len();
-        debug_assert!(panel.len() == pairs * NR && xp.iter().all(|x| x.len() == pairs));
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        debug_assert!(panel.len() == pairs * NR && pairs.is_multiple_of(2) && xp.iter().all(|x| x.len() == pairs));
+        let mut acc = [[[_mm512_setzero_ps(); 2]; R]; S];
         let p = panel.as_ptr();
-        for q in 0..pairs {
-            if prefetch && q.is_multiple_of(2) {
-                // As in `panel_dot`: the four lines of two pairs, 4 KiB on.
+        for q in (0..pairs).step_by(2) {
+            if prefetch {
+                // The four lines of the two pairs, 4 KiB on.
                 for line in 0..4 {
                     _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(q * NR + line * 16 + AHEAD) as *const i8);
                 }
             }
-            // SAFETY: pair q is inside every row of xp, and its 32 lanes inside the panel.
-            unsafe {
-                let w0: __m512bh = std::mem::transmute(_mm512_load_si512(p.add(q * NR) as *const _));
-                let w1: __m512bh = std::mem::transmute(_mm512_load_si512(p.add(q * NR + 16) as *const _));
-                for (acc, x) in acc.iter_mut().zip(&xp) {
-                    let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(*x.get_unchecked(q) as i32));
-                    acc[0] = _mm512_dpbf16_ps(acc[0], x, w0);
-                    acc[1] = _mm512_dpbf16_ps(acc[1], x, w1);
+            for u in 0..2 {
+                let acc = &mut acc[u % S];
+                // SAFETY: pair q + u < pairs is inside every row of xp, and its 32 lanes inside
+                // the panel.
+                unsafe {
+                    let at = (q + u) * NR;
+                    let w0: __m512bh = std::mem::transmute(_mm512_load_si512(p.add(at) as *const _));
+                    let w1: __m512bh = std::mem::transmute(_mm512_load_si512(p.add(at + 16) as *const _));
+                    for (acc, x) in acc.iter_mut().zip(&xp) {
+                        let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(*x.get_unchecked(q + u) as i32));
+                        acc[0] = _mm512_dpbf16_ps(acc[0], x, w0);
+                        acc[1] = _mm512_dpbf16_ps(acc[1], x, w1);
+                    }
                 }
             }
         }
-        for (s, acc) in sums.iter_mut().zip(&acc) {
+        for (r, s) in sums.iter_mut().enumerate().take(R) {
+            let (mut lo, mut hi) = (acc[0][r][0], acc[0][r][1]);
+            for set in &acc[1..] {
+                lo = _mm512_add_ps(lo, set[r][0]);
+                hi = _mm512_add_ps(hi, set[r][1]);
+            }
             // SAFETY: 2 x 16 lanes into a 32-lane array.
             unsafe {
-                _mm512_storeu_ps(s.as_mut_ptr(), acc[0]);
-                _mm512_storeu_ps(s.as_mut_ptr().add(16), acc[1]);
+                _mm512_storeu_ps(s.as_mut_ptr(), lo);
+                _mm512_storeu_ps(s.as_mut_ptr().add(16), hi);
             }
         }
-    }
-
-    /// Words (4 KiB) ahead of the current position that [`panel_dot`] prefetches into L2 where
-    /// `isa::stream_prefetch` says so: as for the rows' kernel (`matvec_bf16`), the hardware
-    /// prefetchers alone do not keep a thread's stream in flight on every CPU.
-    const AHEAD: usize = 1024;
-
-    /// The 32 sums of one panel: two zmm of features, each accumulated in two registers (even
-    /// and odd pairs), so consecutive `vdpbf16ps` do not wait on each other's sums.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")]
-    unsafe fn panel_dot(xp: &[u32], panel: &[u32], prefetch: bool) -> [f32; NR] {
-        debug_assert!(panel.len() == xp.len() * NR && xp.len().is_multiple_of(2));
-        let mut acc = [_mm512_setzero_ps(); 4];
-        let p = panel.as_ptr();
-        for q in (0..xp.len()).step_by(2) {
-            if prefetch {
-                // The four lines of two pairs, 4 KiB on: past the panel's end that is the next
-                // panel of the task (panels lie one after another). A prefetch never faults.
-                for line in 0..4 {
-                    _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(q * NR + line * 16 + AHEAD) as *const i8);
-                }
-            }
-            // SAFETY: pairs q and q + 1 are inside xp, and their 2 x 32 lanes inside the panel.
-            unsafe {
-                let x0: __m512bh = std::mem::transmute(_mm512_set1_epi32(xp[q] as i32));
-                let x1: __m512bh = std::mem::transmute(_mm512_set1_epi32(xp[q + 1] as i32));
-                let w = |off: usize| -> __m512bh { std::mem::transmute(_mm512_load_si512(p.add(off) as *const _)) };
-                acc[0] = _mm512_dpbf16_ps(acc[0], x0, w(q * NR));
-                acc[1] = _mm512_dpbf16_ps(acc[1], x0, w(q * NR + 16));
-                acc[2] = _mm512_dpbf16_ps(acc[2], x1, w((q + 1) * NR));
-                acc[3] = _mm512_dpbf16_ps(acc[3], x1, w((q + 1) * NR + 16));
-            }
-        }
-        let mut sums = [0f32; NR];
-        // SAFETY: 2 x 16 lanes into a 32-lane array.
-        unsafe {
-            _mm512_storeu_ps(sums.as_mut_ptr(), _mm512_add_ps(acc[0], acc[2]));
-            _mm512_storeu_ps(sums.as_mut_ptr().add(16), _mm512_add_ps(acc[1], acc[3]));
-        }
-        sums
     }
 }

@@ -66,6 +66,17 @@ impl<T> View<'_, T> {
     }
 }
 
+/// The B operand of the GEMMs (this one and [`gemm_bf16_amx`](super::gemm_bf16_amx)): a
+/// strided view of bf16 values, packed into [pair][NR] panels chunk by chunk as the product
+/// runs, or a weight packed into the same panels at load ([`Bf16Panels`]), read as it is.
+///
+/// [`Bf16Panels`]: super::bf16_panels::Bf16Panels
+#[derive(Clone, Copy)]
+pub(super) enum Weights<'a> {
+    View(View<'a, bf16>),
+    Panels(&'a super::bf16_panels::Bf16Panels),
+}
+
 /// Whether this CPU runs the `vdpbf16ps` kernel.
 pub fn available() -> bool {
     super::isa::features().avx512_bf16
@@ -119,7 +130,7 @@ pub fn gemm(m: usize, n: usize, k: usize, a: View<f32>, b: View<bf16>, dst: &mut
     if available() {
         // SAFETY: the CPU has AVX512_BF16 (and AVX-512 F/BW/VL/DQ, which `avx512_bf16` implies
         // in `isa::features`); the views and dst were checked above.
-        unsafe { x86::gemm(m, n, k, a, b, dst, ldd, parallel) };
+        unsafe { x86::gemm(m, n, k, a, Weights::View(b), dst, ldd, parallel) };
         return;
     }
     let _ = parallel;
@@ -157,7 +168,7 @@ pub fn reference(m: usize, n: usize, k: usize, a: View<f32>, b: View<bf16>) -> V
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-pub(super) use x86::{pack_b, pack_row};
+pub(super) use x86::{gemm as gemm_weights, pack_b, pack_row};
 
 /// dst as a raw pointer, so threads can write their own columns of shared rows (this GEMM's
 /// tasks, AMX's, and `matmul`'s column split of the `gemm` crate's products).
@@ -205,7 +216,7 @@ mod x86 {
     use rayon::prelude::*;
 
     use super::super::aligned::Lines;
-    use super::{Dst, KC, MR, NR, NV, PARALLEL_MIN, View, round, split, tasks};
+    use super::{Dst, KC, MR, NR, NV, PARALLEL_MIN, View, Weights, round, split, tasks};
 
     /// The pair lane of two bf16 bit patterns: `lo` in bits 0-15, `hi` in 16-31.
     #[inline(always)]
@@ -220,7 +231,7 @@ mod x86 {
         n: usize,
         k: usize,
         a: View<f32>,
-        b: View<bf16>,
+        b: Weights,
         dst: &mut [f32],
         ldd: usize,
         parallel: bool,
@@ -262,17 +273,24 @@ mod x86 {
                 });
                 for q0 in (0..kp).step_by(KC) {
                     let kc = KC.min(kp - q0);
-                    pack_b(b, k, j0, cols, q0, kc, bbuf);
+                    // The chunk's [pair][NR] lanes: packed now, or where they were packed at load.
+                    let chunk = match b {
+                        Weights::View(b) => {
+                            pack_b(b, k, j0, cols, q0, kc, bbuf);
+                            &bbuf[..]
+                        }
+                        Weights::Panels(w) => &w.panel(panel)[q0 * NR..],
+                    };
                     for bi in b0..(b0 + block_chunk).min(blocks) {
                         let rows = MR.min(m - bi * MR);
-                        // SAFETY: packed holds kp pairs x MR per block, bbuf kc x NR; the cells
+                        // SAFETY: packed holds kp pairs x MR per block, chunk kc x NR; the cells
                         // (bi * MR + r, j0 + c) for r < rows, c < cols lie in dst (checked by
                         // the caller) and belong to this task alone.
                         unsafe {
                             kernel(
                                 kc,
                                 packed.as_ptr().add((bi * kp + q0) * MR),
-                                bbuf.as_ptr(),
+                                chunk.as_ptr(),
                                 out.at(bi * MR * ldd + j0),
                                 ldd,
                                 rows,

@@ -63,15 +63,7 @@ pub fn available() -> bool {
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub(super) use x86::gemm;
 
-/// The B operand of [`gemm`]: a strided view of bf16 values, packed into panels chunk by chunk
-/// as the product runs, or a weight packed into panels at load ([`Bf16Panels`]), read as it is.
-///
-/// [`Bf16Panels`]: super::bf16_panels::Bf16Panels
-#[derive(Clone, Copy)]
-pub(super) enum Weights<'a> {
-    View(super::gemm_bf16::View<'a, half::bf16>),
-    Panels(&'a super::bf16_panels::Bf16Panels),
-}
+pub(super) use super::gemm_bf16::Weights;
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod x86 {
@@ -261,20 +253,17 @@ mod x86 {
                     });
                     // The group's chunks: pairs q0..q1 (whole tiles), past K/2 zero, as A's are
                     // (0 * garbage could be NaN). Panels packed at load are read where they are.
-                    let view = match b {
-                        Weights::View(view) => Some(view),
-                        Weights::Panels(_) => None,
-                    };
-                    for panel in (g0..g1).filter(|_| view.is_some()) {
-                        let b = view.expect("filtered");
-                        let j0 = panel * NR;
-                        let cols = NR.min(n - j0);
-                        let buf = &mut bbuf[(panel - g0) * chunk..(panel - g0 + 1) * chunk];
-                        for p in (q0..q1.min(kp)).step_by(KC) {
-                            pack_b(b, k, j0, cols, p, KC.min(q1.min(kp) - p), &mut buf[(p - q0) * NR..]);
-                        }
-                        if q1 > kp {
-                            buf[(kp.max(q0) - q0) * NR..(q1 - q0) * NR].fill(0);
+                    if let Weights::View(b) = b {
+                        for panel in g0..g1 {
+                            let j0 = panel * NR;
+                            let cols = NR.min(n - j0);
+                            let buf = &mut bbuf[(panel - g0) * chunk..(panel - g0 + 1) * chunk];
+                            for p in (q0..q1.min(kp)).step_by(KC) {
+                                pack_b(b, k, j0, cols, p, KC.min(q1.min(kp) - p), &mut buf[(p - q0) * NR..]);
+                            }
+                            if q1 > kp {
+                                buf[(kp.max(q0) - q0) * NR..(q1 - q0) * NR].fill(0);
+                            }
                         }
                     }
                     let calls = (b1 - b0) * (g1 - g0);

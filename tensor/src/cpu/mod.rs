@@ -67,6 +67,19 @@ pub(crate) fn read<'a>(op: &str, src: &Src<'a>) -> Result<RwLockReadGuard<'a, Ho
         .ok_or_else(|| Error::device(op, "a tensor on another device was passed to the CPU backend"))
 }
 
+/// Runs `f` on a CPU tensor's values where they lie, in row-major order, without copying them
+/// (a strided view is made contiguous first). Kernels that take plain slices read large
+/// operands this way: a copy of a prefill's activations, or of a weight being packed, costs a
+/// pass over memory and as many fresh pages.
+pub(crate) fn with_values<T: crate::Element, R>(op: &str, t: &crate::Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+    let t = t.contiguous()?;
+    let src = t.src();
+    let host = read(op, &src)?;
+    let values = host.as_slice::<T>().ok_or_else(|| Error::unsupported_dtype(op, t.dtype()))?;
+    let at = src.layout.offset();
+    Ok(f(&values[at..at + t.elem_count()]))
+}
+
 /// The buffer of an op's result: a recycled cell when one is free ([`pool::buffer`]).
 fn output(data: HostData) -> BufferRef {
     pool::buffer(data)

@@ -214,7 +214,8 @@ impl QMatrix {
         if m >= GEMM_ROWS.load(Ordering::Relaxed) {
             return self.panels(&x.reshape([m, self.cols])?)?.reshape(out);
         }
-        let y = self.matmul_blocks(&x.to_vec::<f32>()?, m, QKernel::for_isa(isa::active()));
+        let kernel = QKernel::for_isa(isa::active());
+        let y = crate::cpu::with_values("QMatrix::matmul", x, |xs: &[f32]| self.matmul_blocks(xs, m, kernel))?;
         Tensor::from_vec(y, out, x.device())
     }
 
