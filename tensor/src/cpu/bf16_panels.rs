@@ -28,8 +28,9 @@
 //! panels, one sequential stream, with the same 4 KiB software prefetch as the plain rows'
 //! kernel (`matvec_bf16`) where that pays (`isa::stream_prefetch`): without it `llm generate`
 //! decoded at 0.8-0.9x on the Xeon. Against the plain weights' kernels over 600 MB of 1.7B
-//! weights on the Zen 4 (prefetch on): 1 row 1.09-1.18x, 4 rows 1.36-1.40x, 8 rows
-//! 1.37-1.42x, 16 rows 1.65-1.68x (the plain weights take the GEMM there, packing per product).
+//! weights on the Zen 4 (prefetch on, two or three rounds each): 1 row 1.13-1.15x, 2 rows
+//! 1.24-1.43x, 4 rows 1.23-1.43x, 8 rows 1.38-1.41x, 16 rows 1.70-1.79x (the plain weights take
+//! the GEMM there, packing per product).
 //! As everywhere bf16 weights meet `vdpbf16ps`, the activations are rounded to bf16 first (see
 //! [`gemm_bf16`](super::gemm_bf16)).
 //!
