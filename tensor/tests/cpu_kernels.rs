@@ -85,6 +85,59 @@ fn scaled_row_sums_on_every_path_and_weight_type() {
     check_axpy4(f16::from_f32);
 }
 
+/// A query row against `n` key rows at a stride wider than a row (a cache's keys of one head),
+/// then probabilities times `m` value rows (`dots`, `axpys`): K of 1-4 vectors and a tail, row
+/// counts not a multiple of 4, value widths through every register block (128, 64, 32, 16
+/// lanes) and a tail, with and without accumulation.
+fn check_strided_rows<W: Weight>(to_w: impl Fn(f32) -> W) {
+    for isa in paths() {
+        for (k, n, gap) in [(1, 1, 0), (13, 7, 3), (16, 4, 0), (128, 9, 128), (37, 5, 1)] {
+            let stride = k + gap;
+            let w: Vec<W> = normals(n * stride, (k * n) as u64).into_iter().map(&to_w).collect();
+            let x = normals(k, 7 + k as u64);
+            for accumulate in [false, true] {
+                let start = normals(n, 3);
+                let mut out = start.clone();
+                W::dots(isa, &x, &w, stride, &mut out, accumulate);
+                for (j, &got) in out.iter().enumerate() {
+                    let row = &w[j * stride..][..k];
+                    let terms = x.iter().zip(row).map(|(&a, &b)| a as f64 * b.to_f32() as f64);
+                    let (dot, size) = terms.fold((0.0, 0.0), |(s, z), t| (s + t, z + t.abs()));
+                    let want = if accumulate { start[j] as f64 + dot } else { dot };
+                    let tol = 2e-6 * ((k + 2) as f64).sqrt() * (size + start[j].abs() as f64).max(1e-30);
+                    assert!((got as f64 - want).abs() <= tol, "{isa:?} dots k {k} row {j} of {n}: {got} vs {want}");
+                }
+            }
+        }
+        for (width, m, gap) in [(1, 3, 0), (7, 5, 2), (16, 1, 0), (200, 6, 8), (128, 9, 128), (48, 4, 0), (0, 2, 1)] {
+            let stride = width + gap;
+            let w: Vec<W> = normals(m * stride, (width * 10 + m) as u64).into_iter().map(&to_w).collect();
+            let a = normals(m, 11);
+            let y0 = normals(width, 12);
+            let mut y = y0.clone();
+            W::axpys(isa, &mut y, &a, &w, stride);
+            for j in 0..width {
+                let want = y0[j] as f64 + (0..m).map(|r| a[r] as f64 * w[r * stride + j].to_f32() as f64).sum::<f64>();
+                let size =
+                    y0[j].abs() as f64 + (0..m).map(|r| (a[r] * w[r * stride + j].to_f32()).abs() as f64).sum::<f64>();
+                let tol = 2e-6 * ((m + 2) as f64).sqrt() * size.max(1e-30);
+                assert!(
+                    (y[j] as f64 - want).abs() <= tol,
+                    "{isa:?} axpys width {width} lane {j} over {m} rows: {} vs {want}",
+                    y[j]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn strided_key_and_value_rows_on_every_path_and_weight_type() {
+    check_strided_rows(|v| v);
+    check_strided_rows(bf16::from_f32);
+    check_strided_rows(f16::from_f32);
+}
+
 #[test]
 fn widening_is_exact_on_every_path() {
     for isa in paths() {
