@@ -40,12 +40,7 @@ pub trait Weight: Copy + Send + Sync + 'static {
     /// (four rows a step, as [`Weight::dot4`], without a call, a dispatch and array building
     /// per four keys: those were a fifth of a decoding step's attention).
     fn dots(isa: Isa, x: &[f32], w: &[Self], stride: usize, out: &mut [f32], accumulate: bool) {
-        let (k, n) = (x.len(), out.len());
-        assert!(
-            n == 0 || (n - 1) * stride + k <= w.len(),
-            "dots: {n} rows of {k} at stride {stride} exceed {}",
-            w.len()
-        );
+        assert_rows_fit("dots", out.len(), x.len(), stride, w.len());
         dispatch!(
             isa,
             dots_scalar(x, w, stride, out, accumulate),
@@ -57,12 +52,7 @@ pub trait Weight: Copy + Send + Sync + 'static {
     /// cache's value rows, rows added in order; the AVX-512 path keeps up to 128 lanes of `y`
     /// in registers across all the rows instead of loading and storing them every four.
     fn axpys(isa: Isa, y: &mut [f32], a: &[f32], w: &[Self], stride: usize) {
-        let (n, m) = (y.len(), a.len());
-        assert!(
-            m == 0 || (m - 1) * stride + n <= w.len(),
-            "axpys: {m} rows of {n} at stride {stride} exceed {}",
-            w.len()
-        );
+        assert_rows_fit("axpys", a.len(), y.len(), stride, w.len());
         dispatch!(
             isa,
             axpys_scalar(y, a, w, stride),
@@ -87,6 +77,15 @@ fn dot_scalar<W: Weight>(x: &[f32], w: &[W]) -> f32 {
         total += a * b.to_f32();
     }
     total
+}
+
+/// `rows` rows of `len` values, `stride` apart, lie within `total` values (the strided kernels'
+/// one precondition, checked before any unchecked load).
+fn assert_rows_fit(op: &str, rows: usize, len: usize, stride: usize, total: usize) {
+    assert!(
+        rows == 0 || (rows - 1) * stride + len <= total,
+        "{op}: {rows} rows of {len} at stride {stride} exceed {total}"
+    );
 }
 
 fn dots_scalar<W: Weight>(x: &[f32], w: &[W], stride: usize, out: &mut [f32], accumulate: bool) {
@@ -540,15 +539,17 @@ pub(crate) mod x86 {
                 axpys_block::<W, 8>(y, a, w, stride, j);
                 j += 128;
             }
-            for (lanes, f) in [
-                (64, axpys_block::<W, 4> as unsafe fn(&mut [f32], &[f32], &[W], usize, usize)),
-                (32, axpys_block::<W, 2>),
-                (16, axpys_block::<W, 1>),
-            ] {
-                if n - j >= lanes {
-                    f(y, a, w, stride, j);
-                    j += lanes;
-                }
+            if n - j >= 64 {
+                axpys_block::<W, 4>(y, a, w, stride, j);
+                j += 64;
+            }
+            if n - j >= 32 {
+                axpys_block::<W, 2>(y, a, w, stride, j);
+                j += 32;
+            }
+            if n - j >= 16 {
+                axpys_block::<W, 1>(y, a, w, stride, j);
+                j += 16;
             }
         }
         for (r, &c) in a.iter().enumerate() {
