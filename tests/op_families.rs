@@ -26,6 +26,7 @@ const HELPERS: [(&str, &[&str]); 3] = [
         &[
             "aligned",         // cache-line-aligned buffers for the GEMMs' packed operands
             "bf16_panels",     // bf16 weights packed at load into the bf16 GEMMs' panels
+            "cache_rows",      // attention's decoding kernels over a KV cache's rows
             "copy",            // strided copies and dtype casts, used by every family
             "gemm_bf16",       // matmul's vdpbf16ps GEMM for bf16 weights
             "gemm_bf16_amx",   // the same GEMM on AMX tiles

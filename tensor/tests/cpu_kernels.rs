@@ -14,6 +14,7 @@
 //! the division add a few ulp); whole softmax / RMSNorm rows against the f64 kernels at 2e-6.
 
 use half::{bf16, f16};
+use tensor::cpu::cache_rows;
 use tensor::cpu::isa::{self, Isa};
 use tensor::cpu::matvec::{self, Weight};
 use tensor::cpu::vmath::{self, Act};
@@ -43,13 +44,6 @@ fn check_dot<W: Weight>(to_w: impl Fn(f32) -> W) {
             let got = W::dot(isa, &x, &w) as f64;
             let tol = 2e-6 * ((n + 1) as f64).sqrt() * size.max(1e-30);
             assert!((got - want).abs() <= tol, "{isa:?} dot of {n}: {got} vs {want}");
-            // Four rows at once: the same row in every slot but the third, which is reversed.
-            let rev: Vec<W> = w.iter().rev().copied().collect();
-            let want_rev: f64 = x.iter().zip(&rev).map(|(&a, &b)| a as f64 * b.to_f32() as f64).sum();
-            let four = W::dot4(isa, &x, [&w, &w, &rev, &w]);
-            for (r, (&got, want)) in four.iter().zip([want, want, want_rev, want]).enumerate() {
-                assert!((got as f64 - want).abs() <= tol, "{isa:?} dot4 row {r} of {n}: {got} vs {want}");
-            }
         }
     }
 }
@@ -85,57 +79,76 @@ fn scaled_row_sums_on_every_path_and_weight_type() {
     check_axpy4(f16::from_f32);
 }
 
-/// A query row against `n` key rows at a stride wider than a row (a cache's keys of one head),
-/// then probabilities times `m` value rows (`dots`, `axpys`): K of 1-4 vectors and a tail, row
-/// counts not a multiple of 4, value widths through every register block (128, 64, 32, 16
-/// lanes) and a tail, with and without accumulation.
-fn check_strided_rows<W: Weight>(to_w: impl Fn(f32) -> W) {
+/// `R` query rows against `n` key rows at a stride wider than a row (a cache's keys of one kv
+/// head, scored for a GQA group's stacked query heads), then `R` rows of probabilities times
+/// `m` value rows (`cache_rows::dots`, `cache_rows::axpys`): K of 1-4 vectors and a tail, key
+/// counts not a multiple of 4 or 2, value widths through every register block (128, 64, 32, 16
+/// lanes on AVX-512; 32, 16, 8 on AVX2) and a tail, with and without accumulation.
+fn check_cache_rows<W: Weight, const R: usize>(to_w: &impl Fn(f32) -> W) {
     for isa in paths() {
-        for (k, n, gap) in [(1, 1, 0), (13, 7, 3), (16, 4, 0), (128, 9, 128), (37, 5, 1)] {
+        for (k, n, gap) in [(1, 1, 0), (13, 7, 3), (16, 4, 0), (128, 9, 128), (37, 5, 1), (64, 2, 0)] {
             let stride = k + gap;
-            let w: Vec<W> = normals(n * stride, (k * n) as u64).into_iter().map(&to_w).collect();
-            let x = normals(k, 7 + k as u64);
+            let w: Vec<W> = normals(n * stride, (k * n) as u64).into_iter().map(to_w).collect();
+            let xs: Vec<Vec<f32>> = (0..R).map(|r| normals(k, 7 + k as u64 + 100 * r as u64)).collect();
             for accumulate in [false, true] {
-                let start = normals(n, 3);
-                let mut out = start.clone();
-                W::dots(isa, &x, &w, stride, &mut out, accumulate);
-                for (j, &got) in out.iter().enumerate() {
-                    let row = &w[j * stride..][..k];
-                    let terms = x.iter().zip(row).map(|(&a, &b)| a as f64 * b.to_f32() as f64);
-                    let (dot, size) = terms.fold((0.0, 0.0), |(s, z), t| (s + t, z + t.abs()));
-                    let want = if accumulate { start[j] as f64 + dot } else { dot };
-                    let tol = 2e-6 * ((k + 2) as f64).sqrt() * (size + start[j].abs() as f64).max(1e-30);
-                    assert!((got as f64 - want).abs() <= tol, "{isa:?} dots k {k} row {j} of {n}: {got} vs {want}");
+                let start: Vec<Vec<f32>> = (0..R).map(|r| normals(n, 3 + r as u64)).collect();
+                let mut outs = start.clone();
+                let mut rows = outs.iter_mut();
+                let out_rows: [&mut [f32]; R] = std::array::from_fn(|_| rows.next().unwrap().as_mut_slice());
+                cache_rows::dots(isa, std::array::from_fn(|r| xs[r].as_slice()), &w, stride, out_rows, accumulate);
+                for r in 0..R {
+                    for (j, &got) in outs[r].iter().enumerate() {
+                        let key = &w[j * stride..][..k];
+                        let terms = xs[r].iter().zip(key).map(|(&a, &b)| a as f64 * b.to_f32() as f64);
+                        let (dot, size) = terms.fold((0.0, 0.0), |(s, z), t| (s + t, z + t.abs()));
+                        let want = if accumulate { start[r][j] as f64 + dot } else { dot };
+                        let tol = 2e-6 * ((k + 2) as f64).sqrt() * (size + start[r][j].abs() as f64).max(1e-30);
+                        assert!(
+                            (got as f64 - want).abs() <= tol,
+                            "{isa:?} dots of {R} rows, k {k}, row {r} key {j} of {n}: {got} vs {want}"
+                        );
+                    }
                 }
             }
         }
         for (width, m, gap) in [(1, 3, 0), (7, 5, 2), (16, 1, 0), (200, 6, 8), (128, 9, 128), (48, 4, 0), (0, 2, 1)] {
             let stride = width + gap;
-            let w: Vec<W> = normals(m * stride, (width * 10 + m) as u64).into_iter().map(&to_w).collect();
-            let a = normals(m, 11);
-            let y0 = normals(width, 12);
-            let mut y = y0.clone();
-            W::axpys(isa, &mut y, &a, &w, stride);
-            for j in 0..width {
-                let want = y0[j] as f64 + (0..m).map(|r| a[r] as f64 * w[r * stride + j].to_f32() as f64).sum::<f64>();
-                let size =
-                    y0[j].abs() as f64 + (0..m).map(|r| (a[r] * w[r * stride + j].to_f32()).abs() as f64).sum::<f64>();
-                let tol = 2e-6 * ((m + 2) as f64).sqrt() * size.max(1e-30);
-                assert!(
-                    (y[j] as f64 - want).abs() <= tol,
-                    "{isa:?} axpys width {width} lane {j} over {m} rows: {} vs {want}",
-                    y[j]
-                );
+            let w: Vec<W> = normals(m * stride, (width * 10 + m) as u64).into_iter().map(to_w).collect();
+            let a: Vec<Vec<f32>> = (0..R).map(|r| normals(m, 11 + 50 * r as u64)).collect();
+            let y0: Vec<Vec<f32>> = (0..R).map(|r| normals(width, 12 + r as u64)).collect();
+            let mut ys = y0.clone();
+            let mut rows = ys.iter_mut();
+            let y_rows: [&mut [f32]; R] = std::array::from_fn(|_| rows.next().unwrap().as_mut_slice());
+            cache_rows::axpys(isa, y_rows, std::array::from_fn(|r| a[r].as_slice()), &w, stride);
+            for r in 0..R {
+                for j in 0..width {
+                    let term = |i: usize| a[r][i] as f64 * w[i * stride + j].to_f32() as f64;
+                    let want = y0[r][j] as f64 + (0..m).map(term).sum::<f64>();
+                    let size = y0[r][j].abs() as f64 + (0..m).map(|i| term(i).abs()).sum::<f64>();
+                    let tol = 2e-6 * ((m + 2) as f64).sqrt() * size.max(1e-30);
+                    assert!(
+                        (ys[r][j] as f64 - want).abs() <= tol,
+                        "{isa:?} axpys of {R} rows, width {width}, row {r} lane {j} over {m} value rows: {} vs {want}",
+                        ys[r][j]
+                    );
+                }
             }
         }
     }
 }
 
+fn check_cache_rows_all_counts<W: Weight>(to_w: impl Fn(f32) -> W) {
+    check_cache_rows::<W, 1>(&to_w);
+    check_cache_rows::<W, 2>(&to_w);
+    check_cache_rows::<W, 3>(&to_w);
+    check_cache_rows::<W, 4>(&to_w);
+}
+
 #[test]
-fn strided_key_and_value_rows_on_every_path_and_weight_type() {
-    check_strided_rows(|v| v);
-    check_strided_rows(bf16::from_f32);
-    check_strided_rows(f16::from_f32);
+fn cache_rows_for_one_to_four_query_rows_on_every_path_and_weight_type() {
+    check_cache_rows_all_counts(|v| v);
+    check_cache_rows_all_counts(bf16::from_f32);
+    check_cache_rows_all_counts(f16::from_f32);
 }
 
 #[test]

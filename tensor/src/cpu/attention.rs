@@ -18,6 +18,8 @@ use half::{bf16, f16};
 use crate::backend::AttentionSpec;
 use crate::{Error, FloatElement, HostData, Layout, Result};
 
+use super::cache_rows;
+use super::isa::Isa;
 use super::matvec::Weight;
 use super::strided::{self, PARALLEL_MIN};
 use super::{isa, vmath};
@@ -49,7 +51,7 @@ pub(super) trait Attend {
 /// Query rows per head up to which keys and values kept in f16/bf16 are read as stored: a
 /// decoding step (or a few speculative rows). Past it the tensor layer widens them once for the
 /// whole call, which costs less than widening each key span again for every query block.
-pub const HALF_KV_MAX_ROWS: usize = DIRECT_ROWS;
+pub const HALF_KV_MAX_ROWS: usize = 4;
 
 /// The element type keys and values are read in, under queries of type `T`: `T` itself, or
 /// bf16/f16 under f32 queries (a half-precision KV cache, for at most [`HALF_KV_MAX_ROWS`]
@@ -172,30 +174,41 @@ impl Attend for Dense<'_> {
         }
         let scale = T::from_f64(spec.scale).unwrap_or_else(T::one);
         let cap = spec.softcap.map(|c| T::from_f64(c).unwrap_or_else(T::one));
-        // Each thread's scratch for the scores of a block of query rows, reused from head to
-        // head and from call to call ([`with_scores`]; allocated per block, its 128 KB came as
+        // A GQA group's query heads read the same keys and values: while their rows fit what
+        // `gemm_into` multiplies directly (a decoding step's one row per head), the group is one
+        // task with its heads' rows stacked (contiguous in q and out, head after head), so each
+        // key and value is read once for the group instead of once per query head.
+        let stack = if group > 1 && group * tq <= DIRECT_ROWS { group } else { 1 };
+        let task_rows = stack * tq;
+        // Each thread's scratch for the scores of a block of query rows, reused from task to
+        // task and from call to call ([`with_scores`]; allocated per block, its 128 KB came as
         // fresh pages each time, zeroed by the kernel).
-        let head = |bh: usize, o: &mut [T]| {
-            let (bi, h) = (bh / hq, bh % hq);
-            let kvh = h / group;
-            let qh = &q[bh * tq * d..(bh + 1) * tq * d];
-            let sink = sinks.as_ref().map(|s| s[h]);
+        let task = |t: usize, o: &mut [T]| {
+            let bh = t * stack; // the task's first query head, over batch and heads
+            let (bi, h0) = (bh / hq, bh % hq);
+            let kvh = h0 / group;
+            let qt = &q[bh * tq * d..(bh + stack) * tq * d];
             let k_base = lk.offset() + bi * ks[0] + kvh * ks[1];
             let v_base = lv.offset() + bi * vs[0] + kvh * vs[1];
-            with_scores::<T, _>(QUERY_BLOCK.min(tq) * tk, |scores_buffer| {
-                for i0 in (0..tq).step_by(QUERY_BLOCK) {
-                    let rows = QUERY_BLOCK.min(tq - i0);
-                    let (lo, hi) = visible_keys(spec, i0..i0 + rows, tk);
+            with_scores::<T, _>(QUERY_BLOCK.min(task_rows) * tk, |scores_buffer| {
+                for i0 in (0..task_rows).step_by(QUERY_BLOCK) {
+                    let rows = QUERY_BLOCK.min(task_rows - i0);
+                    // Stacked row r is query position r % tq of head h0 + r / tq; one head's
+                    // blocks are positions i0.., a stack (one block) repeats 0..tq.
+                    let positions = if stack == 1 { i0..i0 + rows } else { 0..tq };
+                    let (lo, hi) = visible_keys(spec, positions, tk);
                     let span = hi - lo;
                     if span == 0 {
                         continue; // no visible key: these rows stay zero
                     }
                     // scores = q_block @ k[lo..hi]^T, [rows, span]
                     let scores = &mut scores_buffer[..rows * span];
-                    let (qb, keys) = (&qh[i0 * d..], &k[k_base + lo * ks[2]..]);
+                    let (qb, keys) = (&qt[i0 * d..], &k[k_base + lo * ks[2]..]);
                     K::gemm_into(scores, span, (qb, d, 1), (keys, 1, ks[2]), rows, span, d, false);
                     for (r, row) in scores.chunks_mut(span).enumerate() {
-                        softmax_row(row, lo, &spec.mask.visible_range(i0 + r, tk), sink, scale, cap);
+                        let (h, i) = (h0 + (i0 + r) / tq, (i0 + r) % tq);
+                        let sink = sinks.as_ref().map(|s| s[h]);
+                        softmax_row(row, lo, &spec.mask.visible_range(i, tk), sink, scale, cap);
                     }
                     // out_block = probs @ v[lo..hi], [rows, dv]
                     let (ob, values) = (&mut o[i0 * dv..(i0 + rows) * dv], &v[v_base + lo * vs[2]..]);
@@ -203,10 +216,10 @@ impl Attend for Dense<'_> {
                 }
             });
         };
-        if b * hq > 1 && out.len() * tk >= PARALLEL_MIN {
-            out.par_chunks_mut(tq * dv).enumerate().for_each(|(bh, o)| head(bh, o));
+        if b * hq / stack > 1 && out.len() * tk >= PARALLEL_MIN {
+            out.par_chunks_mut(task_rows * dv).enumerate().for_each(|(t, o)| task(t, o));
         } else {
-            out.chunks_mut(tq * dv).enumerate().for_each(|(bh, o)| head(bh, o));
+            out.chunks_mut(task_rows * dv).enumerate().for_each(|(t, o)| task(t, o));
         }
         super::pool::give(q);
         out
@@ -316,21 +329,21 @@ fn lane_max<T: FloatElement>(xs: &[T]) -> T {
     lanes.into_iter().fold(T::neg_infinity(), |m, x| if x > m { x } else { m })
 }
 
-/// Query rows up to which [`gemm_into`] multiplies directly (dot products against contiguous key
-/// rows, multiply-adds of contiguous value rows) instead of calling the `gemm` crate: a decoding
-/// step's one row per head (or a GQA group's few), where the crate's packing and dispatch cost
-/// more than the arithmetic (at batch 8 on Qwen3-0.6B's shape they were 10-14% of a step).
-const DIRECT_ROWS: usize = 4;
+/// Query rows up to which [`gemm_into`] multiplies directly (dot products against contiguous
+/// key rows, multiply-adds of contiguous value rows) instead of calling the `gemm` crate: a
+/// decoding step's one row per head, or a GQA group's heads stacked ([`Dense`] stacks 2 to 8
+/// heads of a decoding row each, or a few rows of 2 to 4 heads, while they fit in this many
+/// rows). There the crate's packing and dispatch cost more than the arithmetic (at batch 8 on
+/// Qwen3-0.6B's shape they were 10-14% of a step).
+const DIRECT_ROWS: usize = 16;
 
-/// [`gemm_into`] for a few f32 rows of `a` (contiguous), on the strided matrix-vector kernels
-/// of `cpu::matvec`, one call per row and operand: with b's columns contiguous (key rows), the
-/// row's dot products with every key (`Weight::dots`); with b's rows contiguous (value rows),
-/// the probabilities' multiples of every value row added up (`Weight::axpys`, the output held
-/// in registers). `b` is f32, or f16/bf16 widened in registers. (b's strides as [rows,
-/// columns], the shape as [m, n, k].) Calling the four-row kernels once per four keys instead
-/// cost a fifth of the time in calls, dispatch and array building, and the values' kernel
-/// loaded and stored the output every four rows: 16 query heads on 8 over 512 f16 keys took
-/// 90-140 µs a layer that way, 65-72 µs now (Zen 4, 2 threads, alternating).
+/// [`gemm_into`] for a few f32 rows of `a` (contiguous), on `cache_rows`' strided kernels, up to
+/// [`cache_rows::MAX_ROWS`] rows a call: with b's columns contiguous (key rows), the rows' dot
+/// products with every key ([`cache_rows::dots`]); with b's rows contiguous (value rows), the
+/// probabilities' multiples of every value row added up ([`cache_rows::axpys`], the outputs
+/// held in registers). Rows taken together read each key and value once for all of them: a GQA
+/// group's query heads stacked. `b` is f32, or f16/bf16 widened in registers. (b's strides as
+/// [rows, columns], the shape as [m, n, k].)
 fn direct<W: Weight>(
     dst: &mut [f32],
     dst_rs: usize,
@@ -340,24 +353,49 @@ fn direct<W: Weight>(
     accumulate: bool,
 ) {
     let isa = isa::active();
-    for i in 0..m {
-        let (row, out) = (&a[i * a_rs..][..k], &mut dst[i * dst_rs..][..n]);
-        if b_rs == 1 {
-            // Column j of b is the key row b[j * b_cs..][..k].
-            W::dots(isa, row, b, b_cs, out, accumulate);
-        } else {
-            if !accumulate {
-                out.fill(0.0);
-            }
-            // Row kk of b is the value row b[kk * b_rs..][..n].
-            W::axpys(isa, out, row, b, b_rs);
+    let mut i0 = 0;
+    while i0 < m {
+        let rows = (m - i0).min(cache_rows::MAX_ROWS);
+        let (a, dst) = (&a[i0 * a_rs..], &mut dst[i0 * dst_rs..]);
+        let args = (isa, (a, a_rs), (b, [b_rs, b_cs]), [n, k], accumulate);
+        match rows {
+            1 => direct_rows::<W, 1>(dst, dst_rs, args),
+            2 => direct_rows::<W, 2>(dst, dst_rs, args),
+            3 => direct_rows::<W, 3>(dst, dst_rs, args),
+            _ => direct_rows::<W, 4>(dst, dst_rs, args),
         }
+        i0 += rows;
+    }
+}
+
+/// The arguments of [`direct_rows`] after the output: the path, `a` and its row stride, `b` and
+/// its strides, [n, k], and whether to add to the output.
+type DirectArgs<'a, W> = (Isa, (&'a [f32], usize), (&'a [W], [usize; 2]), [usize; 2], bool);
+
+/// [`direct`] for its next `R` rows (the first `R` of `a` and `dst`).
+fn direct_rows<W: Weight, const R: usize>(
+    dst: &mut [f32],
+    dst_rs: usize,
+    (isa, (a, a_rs), (b, [b_rs, b_cs]), [n, k], accumulate): DirectArgs<'_, W>,
+) {
+    let xs: [&[f32]; R] = std::array::from_fn(|r| &a[r * a_rs..][..k]);
+    let mut rows = dst.chunks_mut(dst_rs.max(1));
+    let mut outs: [&mut [f32]; R] = std::array::from_fn(|_| &mut rows.next().expect("an output row")[..n]);
+    if b_rs == 1 {
+        // Column j of b is the key row b[j * b_cs..][..k].
+        cache_rows::dots(isa, xs, b, b_cs, outs, accumulate);
+    } else {
+        if !accumulate {
+            outs.iter_mut().for_each(|o| o.fill(0.0));
+        }
+        // Row kk of b is the value row b[kk * b_rs..][..n].
+        cache_rows::axpys(isa, outs, xs, b, b_rs);
     }
 }
 
 /// `dst [m, n]` (row stride `dst_rs`) `= a [m, k] @ b [k, n]`, or `+=` with `accumulate`; the
 /// operands are read through their (row, column) strides, on one thread (decoding's few query
-/// rows through [`direct`]).
+/// rows, up to [`DIRECT_ROWS`], through [`direct`]).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_into<T: FloatElement>(
     dst: &mut [T],

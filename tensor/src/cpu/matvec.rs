@@ -8,8 +8,7 @@
 //! Two weight orders (see `matmul::matvec`): rows contiguous in the product's K (the Linear
 //! layout, `x @ W^T` with W [N, K]: one dot product per output, [`dot`]) and rows contiguous in
 //! N (`x @ W` with W [K, N]: scaled rows accumulated, [`axpy4`]). Attention over a KV cache
-//! for a decoding step uses the same two orders on rows at a stride (`Weight::dots` against the
-//! key rows, `Weight::axpys` over the value rows).
+//! for a decoding step uses the same two orders on rows at a stride (`cpu::cache_rows`).
 
 use half::{bf16, f16};
 
@@ -20,12 +19,6 @@ pub trait Weight: Copy + Send + Sync + 'static {
     fn to_f32(self) -> f32;
     /// `sum_i x[i] * w[i]` (equal lengths) on the given path.
     fn dot(isa: Isa, x: &[f32], w: &[Self]) -> f32;
-    /// Four dot products of `x` with four rows, reading the rows side by side (four streams
-    /// from memory, each load of x shared).
-    fn dot4(isa: Isa, x: &[f32], w: [&[Self]; 4]) -> [f32; 4] {
-        assert!(w.iter().all(|r| r.len() == x.len()));
-        dispatch!(isa, w.map(|r| dot_scalar(x, r)), x86::dot4_avx2(x, w), x86::dot4_avx512(x, w))
-    }
     /// `R` dot products of one weight row with `R` activation rows, reading the weight row once:
     /// the kernel of a batched decoding step (several sequences' rows against one weight), which
     /// then streams the weights once for the whole batch instead of once per row.
@@ -35,35 +28,10 @@ pub trait Weight: Copy + Send + Sync + 'static {
     }
     /// `y[j] += a[0] w0[j] + a[1] w1[j] + a[2] w2[j] + a[3] w3[j]` (equal lengths).
     fn axpy4(isa: Isa, y: &mut [f32], a: [f32; 4], w: [&[Self]; 4]);
-    /// `out[j] (+)= x . w[j * stride..][..x.len()]` for every `j < out.len()` (added to `out`
-    /// with `accumulate`): one query row against a cache's key rows, the whole span in one call
-    /// (four rows a step, as [`Weight::dot4`], without a call, a dispatch and array building
-    /// per four keys: those were a fifth of a decoding step's attention).
-    fn dots(isa: Isa, x: &[f32], w: &[Self], stride: usize, out: &mut [f32], accumulate: bool) {
-        assert_rows_fit("dots", out.len(), x.len(), stride, w.len());
-        dispatch!(
-            isa,
-            dots_scalar(x, w, stride, out, accumulate),
-            x86::dots_avx2(x, w, stride, out, accumulate),
-            x86::dots_avx512(x, w, stride, out, accumulate)
-        )
-    }
-    /// `y += sum_r a[r] w[r * stride..][..y.len()]`: a row of attention probabilities times a
-    /// cache's value rows, rows added in order; the AVX-512 path keeps up to 128 lanes of `y`
-    /// in registers across all the rows instead of loading and storing them every four.
-    fn axpys(isa: Isa, y: &mut [f32], a: &[f32], w: &[Self], stride: usize) {
-        assert_rows_fit("axpys", a.len(), y.len(), stride, w.len());
-        dispatch!(
-            isa,
-            axpys_scalar(y, a, w, stride),
-            x86::axpys_avx2(y, a, w, stride),
-            x86::axpys_avx512(y, a, w, stride)
-        )
-    }
 }
 
 /// The scalar dot product: 8 independent sums so the loop pipelines.
-fn dot_scalar<W: Weight>(x: &[f32], w: &[W]) -> f32 {
+pub(super) fn dot_scalar<W: Weight>(x: &[f32], w: &[W]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (xc, wc) = (x.chunks_exact(8), w.chunks_exact(8));
     let (xt, wt) = (xc.remainder(), wc.remainder());
@@ -77,31 +45,6 @@ fn dot_scalar<W: Weight>(x: &[f32], w: &[W]) -> f32 {
         total += a * b.to_f32();
     }
     total
-}
-
-/// `rows` rows of `len` values, `stride` apart, lie within `total` values (the strided kernels'
-/// one precondition, checked before any unchecked load).
-fn assert_rows_fit(op: &str, rows: usize, len: usize, stride: usize, total: usize) {
-    assert!(
-        rows == 0 || (rows - 1) * stride + len <= total,
-        "{op}: {rows} rows of {len} at stride {stride} exceed {total}"
-    );
-}
-
-fn dots_scalar<W: Weight>(x: &[f32], w: &[W], stride: usize, out: &mut [f32], accumulate: bool) {
-    for (j, o) in out.iter_mut().enumerate() {
-        let v = dot_scalar(x, &w[j * stride..][..x.len()]);
-        *o = if accumulate { *o + v } else { v };
-    }
-}
-
-fn axpys_scalar<W: Weight>(y: &mut [f32], a: &[f32], w: &[W], stride: usize) {
-    let n = y.len();
-    for (r, &c) in a.iter().enumerate() {
-        for (v, &x) in y.iter_mut().zip(&w[r * stride..][..n]) {
-            *v += c * x.to_f32();
-        }
-    }
 }
 
 fn axpy4_scalar<W: Weight>(y: &mut [f32], a: [f32; 4], w: [&[W]; 4]) {
@@ -179,7 +122,7 @@ pub(crate) mod x86 {
 
     /// 16 weights at `p` as f32, for a weight type of 4 or 2 bytes.
     #[inline(always)]
-    unsafe fn load16<W: Weight>(p: *const W) -> __m512 {
+    pub(crate) unsafe fn load16<W: Weight>(p: *const W) -> __m512 {
         unsafe {
             if TypeId::of::<W>() == TypeId::of::<f32>() {
                 _mm512_loadu_ps(p as *const f32)
@@ -195,7 +138,7 @@ pub(crate) mod x86 {
 
     /// 8 weights at `p` as f32.
     #[inline(always)]
-    unsafe fn load8<W: Weight>(p: *const W) -> __m256 {
+    pub(crate) unsafe fn load8<W: Weight>(p: *const W) -> __m256 {
         unsafe {
             if TypeId::of::<W>() == TypeId::of::<f32>() {
                 _mm256_loadu_ps(p as *const f32)
@@ -278,46 +221,6 @@ pub(crate) mod x86 {
         }
     }
 
-    /// How far ahead `dot4_avx512` prefetches when its four rows lie one after another (cached
-    /// keys in attention): they are then one stream of 4 * k values, and prefetching it as one
-    /// runs on into the next four rows, which the hardware prefetchers alone start late. (When
-    /// it read Linear weights, f32 batch-1 decode at the Qwen3-0.6B shape measured 14.9-17.5
-    /// tok/s without, 16.7-18.6 at 8 KiB ahead, 17.4-19.9 at 16 KiB; one row at a time with no
-    /// prefetch has since beaten both, see `matmul::matvec_f32`.)
-    const PREFETCH_ADJACENT_BYTES: usize = 16 << 10;
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-    pub unsafe fn dot4_avx512<W: Weight>(x: &[f32], w: [&[W]; 4]) -> [f32; 4] {
-        let n = x.len();
-        let xp = x.as_ptr();
-        let wp = w.map(|r| r.as_ptr());
-        let mut i = 0;
-        let adjacent = (1..4).all(|c| wp[c] == wp[0].wrapping_add(c * n));
-        let (line, ahead) = (64 / std::mem::size_of::<W>(), PREFETCH_ADJACENT_BYTES / std::mem::size_of::<W>());
-        unsafe {
-            let mut acc = [_mm512_setzero_ps(); 4];
-            while i + 16 <= n {
-                if adjacent {
-                    for c in 0..4 * 16 / line {
-                        _mm_prefetch::<_MM_HINT_T0>(wp[0].wrapping_add(4 * i + ahead + line * c) as *const i8);
-                    }
-                }
-                let xv = _mm512_loadu_ps(xp.add(i));
-                for r in 0..4 {
-                    acc[r] = _mm512_fmadd_ps(xv, load16(wp[r].add(i)), acc[r]);
-                }
-                i += 16;
-            }
-            let mut out = hsum4(acc);
-            for r in 0..4 {
-                for j in i..n {
-                    out[r] += x[j] * w[r][j].to_f32();
-                }
-            }
-            out
-        }
-    }
-
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
     pub unsafe fn dot_rows_avx512<W: Weight, const R: usize>(xs: [&[f32]; R], w: &[W]) -> [f32; R] {
         let n = w.len();
@@ -362,31 +265,6 @@ pub(crate) mod x86 {
             for r in 0..R {
                 for j in i..n {
                     out[r] += xs[r][j] * w[j].to_f32();
-                }
-            }
-            out
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot4_avx2<W: Weight>(x: &[f32], w: [&[W]; 4]) -> [f32; 4] {
-        let n = x.len();
-        let xp = x.as_ptr();
-        let wp = w.map(|r| r.as_ptr());
-        let mut i = 0;
-        unsafe {
-            let mut acc = [_mm256_setzero_ps(); 4];
-            while i + 8 <= n {
-                let xv = _mm256_loadu_ps(xp.add(i));
-                for r in 0..4 {
-                    acc[r] = _mm256_fmadd_ps(xv, load8(wp[r].add(i)), acc[r]);
-                }
-                i += 8;
-            }
-            let mut out = acc.map(|a| hsum256(a));
-            for r in 0..4 {
-                for j in i..n {
-                    out[r] += x[j] * w[r][j].to_f32();
                 }
             }
             out
@@ -457,139 +335,6 @@ pub(crate) mod x86 {
             }
         }
         super::axpy4_scalar(&mut y[j..], a, w.map(|r| &r[j..]));
-    }
-
-    /// [`Weight::dots`] on AVX-512: four rows a step into four accumulators, reduced together
-    /// ([`hsum4`]); the last rows one at a time; K's tail past a multiple of 16 in scalar.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-    pub unsafe fn dots_avx512<W: Weight>(x: &[f32], w: &[W], stride: usize, out: &mut [f32], accumulate: bool) {
-        let (k, n) = (x.len(), out.len());
-        let body = k / 16 * 16;
-        let (xp, wp) = (x.as_ptr(), w.as_ptr());
-        let tail = |j: usize, sum: f32| {
-            if body == k {
-                return sum;
-            }
-            x[body..].iter().zip(&w[j * stride + body..][..k - body]).fold(sum, |s, (&a, &b)| s + a * b.to_f32())
-        };
-        let mut j = 0;
-        // SAFETY: the caller checked (n - 1) * stride + k <= w.len(): every row read lies in w,
-        // and i + 16 <= body <= k keeps each load inside its row and inside x.
-        unsafe {
-            while j + 4 <= n {
-                let rows: [*const W; 4] = std::array::from_fn(|t| wp.add((j + t) * stride));
-                let mut acc = [_mm512_setzero_ps(); 4];
-                let mut i = 0;
-                while i < body {
-                    let xv = _mm512_loadu_ps(xp.add(i));
-                    for r in 0..4 {
-                        acc[r] = _mm512_fmadd_ps(xv, load16(rows[r].add(i)), acc[r]);
-                    }
-                    i += 16;
-                }
-                let sums = hsum4(acc);
-                for (t, &sum) in sums.iter().enumerate() {
-                    let v = tail(j + t, sum);
-                    out[j + t] = if accumulate { out[j + t] + v } else { v };
-                }
-                j += 4;
-            }
-            while j < n {
-                let row = wp.add(j * stride);
-                let mut acc = _mm512_setzero_ps();
-                let mut i = 0;
-                while i < body {
-                    acc = _mm512_fmadd_ps(_mm512_loadu_ps(xp.add(i)), load16(row.add(i)), acc);
-                    i += 16;
-                }
-                let v = tail(j, _mm512_reduce_add_ps(acc));
-                out[j] = if accumulate { out[j] + v } else { v };
-                j += 1;
-            }
-        }
-    }
-
-    /// [`Weight::dots`] on AVX2: [`dot4_avx2`] four rows at a time, then one at a time.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dots_avx2<W: Weight>(x: &[f32], w: &[W], stride: usize, out: &mut [f32], accumulate: bool) {
-        let (k, n) = (x.len(), out.len());
-        let row = |j: usize| &w[j * stride..][..k];
-        let mut j = 0;
-        while j < n {
-            // SAFETY: AVX2/FMA/F16C are enabled here; rows past n repeat row n - 1 (unused).
-            let sums = unsafe { dot4_avx2(x, std::array::from_fn(|t| row((j + t).min(n - 1)))) };
-            for (o, v) in out[j..].iter_mut().zip(sums) {
-                *o = if accumulate { *o + v } else { v };
-            }
-            j += 4;
-        }
-    }
-
-    /// [`Weight::axpys`] on AVX-512: `y` in blocks of 8, 4, 2 and 1 vectors of 16 lanes, each
-    /// block held in registers while every row adds into it; lanes past a multiple of 16 in
-    /// scalar.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-    pub unsafe fn axpys_avx512<W: Weight>(y: &mut [f32], a: &[f32], w: &[W], stride: usize) {
-        let n = y.len();
-        let mut j = 0;
-        // SAFETY: each block's lanes j..j + 16 L lie in y and, in every row, in w (the caller
-        // checked (a.len() - 1) * stride + n <= w.len()).
-        unsafe {
-            while n - j >= 128 {
-                axpys_block::<W, 8>(y, a, w, stride, j);
-                j += 128;
-            }
-            if n - j >= 64 {
-                axpys_block::<W, 4>(y, a, w, stride, j);
-                j += 64;
-            }
-            if n - j >= 32 {
-                axpys_block::<W, 2>(y, a, w, stride, j);
-                j += 32;
-            }
-            if n - j >= 16 {
-                axpys_block::<W, 1>(y, a, w, stride, j);
-                j += 16;
-            }
-        }
-        for (r, &c) in a.iter().enumerate() {
-            for (v, &x) in y[j..].iter_mut().zip(&w[r * stride + j..][..n - j]) {
-                *v += c * x.to_f32();
-            }
-        }
-    }
-
-    /// Lanes `j..j + 16 L` of `y` plus every row's multiple, the `L` vectors in registers.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-    unsafe fn axpys_block<W: Weight, const L: usize>(y: &mut [f32], a: &[f32], w: &[W], stride: usize, j: usize) {
-        // SAFETY: as in `axpys_avx512`, the caller's block lies in y and in every row of w.
-        unsafe {
-            let yp = y.as_mut_ptr().add(j);
-            let mut acc: [__m512; L] = std::array::from_fn(|v| _mm512_loadu_ps(yp.add(16 * v)));
-            let wp = w.as_ptr().add(j);
-            for (r, &c) in a.iter().enumerate() {
-                let (c, row) = (_mm512_set1_ps(c), wp.add(r * stride));
-                for (v, acc) in acc.iter_mut().enumerate() {
-                    *acc = _mm512_fmadd_ps(c, load16(row.add(16 * v)), *acc);
-                }
-            }
-            for (v, acc) in acc.iter().enumerate() {
-                _mm512_storeu_ps(yp.add(16 * v), *acc);
-            }
-        }
-    }
-
-    /// [`Weight::axpys`] on AVX2: [`axpy4_avx2`] four rows at a time (a zero coefficient on a
-    /// repeated last row past the end).
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn axpys_avx2<W: Weight>(y: &mut [f32], a: &[f32], w: &[W], stride: usize) {
-        let (n, m) = (y.len(), a.len());
-        let row = |r: usize| &w[r * stride..][..n];
-        for r0 in (0..m).step_by(4) {
-            let coef = std::array::from_fn(|t| if r0 + t < m { a[r0 + t] } else { 0.0 });
-            // SAFETY: AVX2/FMA/F16C are enabled here.
-            unsafe { axpy4_avx2(y, coef, std::array::from_fn(|t| row((r0 + t).min(m - 1)))) };
-        }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]

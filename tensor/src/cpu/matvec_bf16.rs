@@ -156,7 +156,7 @@ mod x86 {
         let mut acc = [[_mm512_setzero_ps(); R]; C];
         let mut i = 0;
         let adjacent = (1..C).all(|c| wp[c] == wp[0].wrapping_add(c * k));
-        // SAFETY: as in dot4: full steps stay inside k, the tail is masked.
+        // SAFETY: full steps stay inside k (i + 32 <= k), the tail is masked.
         unsafe {
             while i + 32 <= k {
                 if adjacent {

@@ -3,6 +3,7 @@
 
 mod aligned;
 pub mod bf16_panels;
+pub mod cache_rows;
 pub mod gemm_bf16;
 pub mod gemm_bf16_amx;
 pub(crate) mod huge_pages;
