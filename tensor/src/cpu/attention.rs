@@ -88,8 +88,8 @@ impl<T: FloatElement> Kv<T> for T {
 
 /// A half-precision operand `b` straight through [`direct`], whatever the row count: the backend
 /// only passes half keys and values for a few query rows ([`HALF_KV_MAX_ROWS`] per head; a
-/// paged GQA group stacks its heads' rows, so `m` may reach a group's size times that), and
-/// each row's pass over the span is served from cache after the first.
+/// GQA group's heads are stacked, so `m` may reach a group's size times that), and past
+/// [`cache_rows::MAX_ROWS`] rows each pass over the span is served from cache after the first.
 macro_rules! half_kv {
     ($half:ty) => {
         impl Kv<f32> for $half {

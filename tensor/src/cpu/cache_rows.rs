@@ -353,8 +353,12 @@ pub(crate) mod x86 {
         }
     }
 
-    /// Lanes `j..` of each output, in scalar.
+    /// Lanes `j..` of each output, in scalar (none when the blocks covered every lane, as for
+    /// head sizes that are multiples of 16).
     fn axpys_tail<W: Weight, const R: usize>(ys: [&mut [f32]; R], a: [&[f32]; R], w: &[W], stride: usize, j: usize) {
+        if j == ys[0].len() {
+            return;
+        }
         for (y, a) in ys.into_iter().zip(a) {
             let n = y.len();
             for (i, &c) in a.iter().enumerate() {
