@@ -203,6 +203,16 @@ fn draw(weights: impl IntoIterator<Item = f32>, u: f64) -> Option<usize> {
 
 /// The index of the largest logit (the first on ties; NaN never wins).
 pub fn argmax(logits: &[f32]) -> u32 {
+    // Two passes on the CPU's vector path, the largest value (NaN skipped) and then the first
+    // index holding it, instead of one scalar scan whose every step waits on the last compare:
+    // over Qwen3's 151,936 logits that scan was ~2% of a q4_0 decoding step at the 0.6B shape.
+    let max = tensor::cpu::vmath::max(tensor::cpu::isa::active(), logits);
+    logits.iter().position(|&v| v == max).map_or_else(|| argmax_scan(logits), |i| i as u32)
+}
+
+/// [`argmax`] as one scan, for the case the fast path cannot answer: every logit NaN (the last
+/// is picked, as a scan that replaces a NaN best with whatever follows does), or none at all.
+fn argmax_scan(logits: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &v) in logits.iter().enumerate() {
         if v > logits[best] || logits[best].is_nan() {
@@ -215,6 +225,30 @@ pub fn argmax(logits: &[f32]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argmax_agrees_with_the_scan_on_ties_nan_and_infinities() {
+        let (nan, inf) = (f32::NAN, f32::INFINITY);
+        // A vocabulary-like row past the vector width: its maximum twice (the first must win),
+        // NaNs around it and in the first slot.
+        let mut long: Vec<f32> = (0..1000).map(|i| ((i * 7919 % 1000) as f32).sin()).collect();
+        (long[0], long[500], long[777], long[900], long[999]) = (nan, nan, 3.0, 3.0, nan);
+        let cases: Vec<Vec<f32>> = vec![
+            vec![],
+            vec![nan],
+            vec![nan, nan, nan],
+            vec![nan, 1.0, 1.0],
+            vec![-inf; 3],
+            vec![nan, -inf, -inf],
+            vec![-inf, nan],
+            vec![1.0, inf, 2.0, inf],
+            long,
+        ];
+        for case in cases {
+            assert_eq!(argmax(&case), argmax_scan(&case), "{case:?}");
+        }
+        assert_eq!(argmax(&(0..1000).map(|i| if i == 777 || i == 900 { 3.0 } else { 0.0 }).collect::<Vec<_>>()), 777);
+    }
 
     #[test]
     fn greedy_takes_the_first_maximum() {
