@@ -2,9 +2,10 @@
 //! against the scalar one and against f64 sums of the decoded operands, on odd shapes (k a
 //! multiple of the block size, 32 or 256, as the formats require; n odd; m from 1 to 9 and more).
 
+use tensor::cpu::isa::Isa;
 use tensor::quant::qmatmul::scalar_k::{self, KFormat};
 use tensor::quant::qmatmul::{QKernel, QuantizedActs, QuantizedActsK};
-use tensor::quant::{GgmlType, QMatrix};
+use tensor::quant::{GgmlType, QMatrix, q8_0};
 use tensor::{Device, Tensor};
 
 fn values(seed: u64, n: usize) -> Vec<f32> {
@@ -108,6 +109,30 @@ fn the_gemm_path_matches_the_decoded_weights() {
 
 /// Against unquantized activations the error is that of rounding each activation to its block's
 /// step d = max|x|/127: at most Σ_k |w_k| d/2 (and far less on average).
+/// The activations' Q8_0 blocks on every path this CPU runs, bit for bit as ggml's reference
+/// quantizer (`q8_0::quantize_block`): random rows, a block of zeros, and a block whose scale is
+/// exactly 1 holding halves (rounded away from zero) and values just below a half.
+#[test]
+fn activations_quantize_as_ggml_on_every_path() {
+    let k = 256;
+    let mut x = values(7, 5 * k);
+    let ties = [127.0, 2.5, -2.5, 0.5, -0.5, 1.5, -1.5, 126.5, -126.5, 0.49999997, -0.49999997, 3.4999998, 99.5];
+    x[..32].fill(0.25);
+    x[..ties.len()].copy_from_slice(&ties);
+    x[32..64].fill(0.0);
+    for isa in Isa::ALL.into_iter().filter(|isa| isa.available()) {
+        let acts = QuantizedActs::new_on(isa, &x, k);
+        for (b, block) in x.chunks(32).enumerate() {
+            let want = q8_0::quantize_block(block);
+            let codes: Vec<i8> = want[2..].iter().map(|&c| c as i8).collect();
+            let scale = half::f16::from_le_bytes([want[0], want[1]]).to_f32();
+            assert_eq!(&acts.codes[b * 32..(b + 1) * 32], &codes[..], "{isa:?} block {b}'s codes");
+            assert_eq!(acts.scales[b].to_bits(), scale.to_bits(), "{isa:?} block {b}'s scale");
+            assert_eq!(acts.sums[b], codes.iter().map(|&c| c as i32).sum::<i32>(), "{isa:?} block {b}'s sum");
+        }
+    }
+}
+
 #[test]
 fn activation_rounding_stays_within_half_a_step_per_weight() {
     let cpu = Device::cpu();
