@@ -6,8 +6,8 @@
 //! Why several query rows at once: under grouped-query attention (GQA) the query heads of a
 //! group read the same keys and values, so a decoding step's group (2 query heads per kv head
 //! in Qwen3-0.6B, 8 in gpt-oss) is scored as one block of rows, and each key and value is loaded
-//! once for all of them instead of once per query head. At long context the cache no longer
-//! fits in the caches, and re-reading it per query head doubled (or more) the bytes a step
+//! once for all of them instead of once per query head. At long context the KV cache outgrows
+//! the CPU's caches, and re-reading it per query head doubled (or more) the bytes a step
 //! streams from memory. Up to [`MAX_ROWS`] rows a call; the caller splits more.
 //!
 //! Each output is one query row's sums over the whole span, in one call per block of rows (a

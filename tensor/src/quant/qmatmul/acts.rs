@@ -38,25 +38,22 @@ impl QuantizedActs {
         QuantizedActs::new_on(isa::active(), x, k)
     }
 
-    /// [`QuantizedActs::new`] on the given instruction-set path (the AVX-512 one where the CPU
-    /// has it, else the scalar one): the same codes, scales and sums bit for bit.
+    /// [`QuantizedActs::new`] on the given instruction-set path (AVX-512, or the scalar loop for
+    /// the others): the same codes, scales and sums bit for bit.
     pub fn new_on(isa: Isa, x: &[f32], k: usize) -> QuantizedActs {
         debug_assert!(k.is_multiple_of(32) && x.len().is_multiple_of(k.max(1)));
         let mut codes = vec![0i8; x.len()];
         let mut scales = vec![0.0f32; x.len() / 32];
         let mut sums = vec![0i32; x.len() / 32];
-        let blocks = x.chunks_exact(32).zip(codes.chunks_exact_mut(32)).zip(scales.iter_mut().zip(sums.iter_mut()));
-        if cfg!(target_arch = "x86_64") && isa.or_available() == Isa::Avx512 {
-            #[cfg(target_arch = "x86_64")]
-            for ((block, out), (scale, sum)) in blocks {
-                // SAFETY: the path is available (checked above); both slices hold 32 values.
-                (*scale, *sum) = unsafe { x86::quantize_block_avx512(block, out) };
-            }
-        } else {
-            for ((block, out), (scale, sum)) in blocks {
-                (*scale, *sum) = quantize_block(block, out);
-            }
+        let (c, sc, su) = (&mut codes[..], &mut scales[..], &mut sums[..]);
+        // AVX-512 where that path is taken; the AVX2 and scalar paths share the reference loop.
+        #[cfg(target_arch = "x86_64")]
+        if isa.or_available() == Isa::Avx512 {
+            // SAFETY: `or_available` only returns paths whose features the CPU reported.
+            unsafe { x86::quantize_blocks_avx512(x, c, sc, su) };
+            return QuantizedActs { k, codes, scales, sums };
         }
+        quantize_blocks(x, c, sc, su);
         QuantizedActs { k, codes, scales, sums }
     }
 
@@ -71,14 +68,18 @@ impl QuantizedActs {
     }
 }
 
-/// One block of 32 activations into `out` by ggml's reference quantizer (`q8_0::quantize_block`):
-/// its scale (the f16 value, widened) and its codes' sum.
-fn quantize_block(block: &[f32], out: &mut [i8]) -> (f32, i32) {
-    let q = q8_0::quantize_block(block);
-    for (o, &c) in out.iter_mut().zip(&q[2..]) {
-        *o = c as i8;
+/// Every block of 32 activations of `x` into its 32 codes, its scale (the f16 value, widened)
+/// and its codes' sum, by ggml's reference quantizer (`q8_0::quantize_block`).
+fn quantize_blocks(x: &[f32], codes: &mut [i8], scales: &mut [f32], sums: &mut [i32]) {
+    let blocks = x.chunks_exact(32).zip(codes.chunks_exact_mut(32)).zip(scales.iter_mut().zip(sums));
+    for ((block, out), (scale, sum)) in blocks {
+        let q = q8_0::quantize_block(block);
+        for (o, &c) in out.iter_mut().zip(&q[2..]) {
+            *o = c as i8;
+        }
+        *scale = f16::from_le_bytes([q[0], q[1]]).to_f32();
+        *sum = out.iter().map(|&c| c as i32).sum();
     }
-    (f16::from_le_bytes([q[0], q[1]]).to_f32(), out.iter().map(|&c| c as i32).sum())
 }
 
 /// The block quantizer on AVX-512: what a decoding step's few-rows products spent in the scalar
@@ -101,20 +102,23 @@ mod x86 {
         _mm512_mask_add_ps(t, half_or_more, t, step)
     }
 
-    /// `super::quantize_block` on two vectors of 16.
+    /// `super::quantize_blocks`, each block as two vectors of 16.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn quantize_block_avx512(block: &[f32], out: &mut [i8]) -> (f32, i32) {
-        assert!(block.len() == 32 && out.len() == 32);
-        // SAFETY: both slices hold 32 values (asserted above).
-        unsafe {
-            let v = [_mm512_loadu_ps(block.as_ptr()), _mm512_loadu_ps(block.as_ptr().add(16))];
-            let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v[0]), _mm512_abs_ps(v[1])));
-            let d = amax / 127.0;
-            let id = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-            let codes = v.map(|v| _mm512_cvtps_epi32(round_half_away(_mm512_mul_ps(v, id))));
-            _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, _mm512_cvtepi32_epi8(codes[0]));
-            _mm_storeu_si128(out.as_mut_ptr().add(16) as *mut __m128i, _mm512_cvtepi32_epi8(codes[1]));
-            (f16::from_f32(d).to_f32(), _mm512_reduce_add_epi32(_mm512_add_epi32(codes[0], codes[1])))
+    pub unsafe fn quantize_blocks_avx512(x: &[f32], codes: &mut [i8], scales: &mut [f32], sums: &mut [i32]) {
+        let blocks = x.chunks_exact(32).zip(codes.chunks_exact_mut(32)).zip(scales.iter_mut().zip(sums));
+        for ((block, out), (scale, sum)) in blocks {
+            // SAFETY: both chunks hold 32 values.
+            unsafe {
+                let v = [_mm512_loadu_ps(block.as_ptr()), _mm512_loadu_ps(block.as_ptr().add(16))];
+                let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v[0]), _mm512_abs_ps(v[1])));
+                let d = amax / 127.0;
+                let id = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+                let q = v.map(|v| _mm512_cvtps_epi32(round_half_away(_mm512_mul_ps(v, id))));
+                _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, _mm512_cvtepi32_epi8(q[0]));
+                _mm_storeu_si128(out.as_mut_ptr().add(16) as *mut __m128i, _mm512_cvtepi32_epi8(q[1]));
+                *scale = f16::from_f32(d).to_f32();
+                *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q[0], q[1]));
+            }
         }
     }
 }
