@@ -19,7 +19,6 @@ use crate::backend::AttentionSpec;
 use crate::{Error, FloatElement, HostData, Layout, Result};
 
 use super::cache_rows;
-use super::isa::Isa;
 use super::matvec::Weight;
 use super::strided::{self, PARALLEL_MIN};
 use super::{isa, vmath};
@@ -352,32 +351,30 @@ fn direct<W: Weight>(
     [m, n, k]: [usize; 3],
     accumulate: bool,
 ) {
-    let isa = isa::active();
     let mut i0 = 0;
     while i0 < m {
         let rows = (m - i0).min(cache_rows::MAX_ROWS);
-        let (a, dst) = (&a[i0 * a_rs..], &mut dst[i0 * dst_rs..]);
-        let args = (isa, (a, a_rs), (b, [b_rs, b_cs]), [n, k], accumulate);
+        let (a, dst) = ((&a[i0 * a_rs..], a_rs), (&mut dst[i0 * dst_rs..], dst_rs));
+        let (b, nk) = ((b, [b_rs, b_cs]), [n, k]);
         match rows {
-            1 => direct_rows::<W, 1>(dst, dst_rs, args),
-            2 => direct_rows::<W, 2>(dst, dst_rs, args),
-            3 => direct_rows::<W, 3>(dst, dst_rs, args),
-            _ => direct_rows::<W, 4>(dst, dst_rs, args),
+            1 => direct_rows::<W, 1>(dst, a, b, nk, accumulate),
+            2 => direct_rows::<W, 2>(dst, a, b, nk, accumulate),
+            3 => direct_rows::<W, 3>(dst, a, b, nk, accumulate),
+            _ => direct_rows::<W, 4>(dst, a, b, nk, accumulate),
         }
         i0 += rows;
     }
 }
 
-/// The arguments of [`direct_rows`] after the output: the path, `a` and its row stride, `b` and
-/// its strides, [n, k], and whether to add to the output.
-type DirectArgs<'a, W> = (Isa, (&'a [f32], usize), (&'a [W], [usize; 2]), [usize; 2], bool);
-
 /// [`direct`] for its next `R` rows (the first `R` of `a` and `dst`).
 fn direct_rows<W: Weight, const R: usize>(
-    dst: &mut [f32],
-    dst_rs: usize,
-    (isa, (a, a_rs), (b, [b_rs, b_cs]), [n, k], accumulate): DirectArgs<'_, W>,
+    (dst, dst_rs): (&mut [f32], usize),
+    (a, a_rs): (&[f32], usize),
+    (b, [b_rs, b_cs]): (&[W], [usize; 2]),
+    [n, k]: [usize; 2],
+    accumulate: bool,
 ) {
+    let isa = isa::active();
     let xs: [&[f32]; R] = std::array::from_fn(|r| &a[r * a_rs..][..k]);
     let mut rows = dst.chunks_mut(dst_rs.max(1));
     let mut outs: [&mut [f32]; R] = std::array::from_fn(|_| &mut rows.next().expect("an output row")[..n]);
