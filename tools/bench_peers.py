@@ -19,8 +19,10 @@ Then, for each weight format and each runtime that takes it, measures at batch 1
 and the streaming read bandwidth of the machine (PyTorch summing a 1 GiB array on the same
 threads, right after our runs of each format), from which decode's roofline: bandwidth / weight
 bytes read per token.
-Every runtime runs in this one process, one after another, so the ratios hold on
-the machine at hand whatever it is. With --rounds N the whole sequence runs N times and the
+Ours and llama.cpp run in step, token by token (`llm generate --paced`; see `run_in_step`):
+ours runs the prompt, then llama.cpp, then one token each in turn, so both meet the machine in
+the same state. PyTorch runs after them, in this process. So the ratios hold on the machine at
+hand whatever it is. With --rounds N the whole sequence runs N times and the
 table gives each figure's median and each ratio's median over the rounds with its range: on a
 shared machine one round's ratio says as much about that minute as about the programs.
 
@@ -271,6 +273,70 @@ def run_ours(args, model_path, prompt):
     return best
 
 
+def run_in_step(args, ours_path, gguf_path, prompt):
+    """Ours and llama.cpp token by token in step: ours (`llm generate --paced`, a child process
+    that waits for a line on stdin before each forward pass) runs its prompt, then llama.cpp its
+    own; then each decoded token likewise, ours then llama.cpp's. Both meet the machine in the
+    same state: on a shared machine the memory bandwidth moves by 1.5x within seconds (a 1.7B
+    f32 decode's steps jumped between 148 and 230 ms in one run), so whole runs back to back
+    compared whichever states they happened to meet. Ours reports its own times (`--stats`,
+    the waits not counted); llama.cpp's are timed here around each `eval`.
+    Returns (ours, llama.cpp) as `run_ours` and `run_llama` do, each figure the best of --repeats."""
+    import llama_cpp
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=gguf_path, n_ctx=args.prompt_len + args.new_tokens + 8, n_batch=args.prompt_len,
+                n_ubatch=args.prompt_len, n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
+    ours, theirs = None, {"prefill_tok_s": 0.0, "decode_tok_s": 0.0}
+    for _ in range(args.repeats):
+        cmd = [args.llm, "--threads", str(args.threads), "generate", "--model", ours_path, "--prompt-ids",
+               ",".join(map(str, prompt)), "--max-new-tokens", str(args.new_tokens + 1), "--temperature", "0",
+               "--device", "cpu", "--kv-dtype", args.kv_dtype, "--stats", "--paced"]
+        child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 bufsize=0)
+        seen = b""
+
+        def ours_step():
+            """One forward pass of ours: a line in, then wait for its token (an id and a space)."""
+            nonlocal seen
+            child.stdin.write(b"\n")
+            want = seen.count(b" ") + 1
+            while seen.count(b" ") < want:
+                chunk = child.stdout.read(64)
+                if not chunk:
+                    return False
+                seen += chunk
+            return True
+
+        llm.reset()
+        ok = ours_step()
+        t0 = time.perf_counter()
+        llm.eval(prompt)
+        token = last_argmax(llama_cpp, llm)
+        prefill = time.perf_counter() - t0
+        decode = 0.0
+        for _ in range(args.new_tokens):
+            ok = ok and ours_step()
+            t0 = time.perf_counter()
+            llm.eval([token])
+            token = last_argmax(llama_cpp, llm)
+            decode += time.perf_counter() - t0
+        _, err = child.communicate()
+        if child.returncode != 0 or not ok:
+            text = err.decode().strip()
+            return {"error": text.splitlines()[-1] if text else "failed"}, {}
+        stats = json.loads(err.decode().strip().splitlines()[-1])
+        if ours is None:
+            ours = stats
+        else:
+            for field in ("prefill_tok_s", "decode_tok_s", "rss_bytes"):
+                ours[field] = max(ours.get(field, 0), stats.get(field, 0))
+        theirs["prefill_tok_s"] = max(theirs["prefill_tok_s"], args.prompt_len / prefill)
+        theirs["decode_tok_s"] = max(theirs["decode_tok_s"], args.new_tokens / decode)
+    del llm
+    return ours, theirs
+
+
 def run_llama(args, path, prompt):
     """llama.cpp: prefill is one `eval` of the prompt (logits of the last position), decode one
     `eval` per greedy token."""
@@ -405,6 +471,7 @@ def main():
     if args.files_only:
         return
     prompt = prompt_ids(args, config.vocab_size)
+    started = datetime.datetime.now(datetime.timezone.utc)
     rounds = []  # rounds[i][fmt] = the row of format fmt in round i
     for round_no in range(args.rounds):
         measured = {}
@@ -412,12 +479,14 @@ def main():
             gguf_path = os.path.join(args.work, f"model-{fmt}.gguf")
             folder = os.path.join(args.work, f"hf-{fmt}")
             ours_path = folder if fmt in ("f32", "bf16", "fp8") else gguf_path
-            ours = run_ours(args, ours_path, prompt)
+            if args.skip_llama or fmt == "fp8":
+                ours, llama = run_ours(args, ours_path, prompt), {}
+            else:
+                ours, llama = run_in_step(args, ours_path, gguf_path, prompt)
             # Measured right after our runs, per format: this machine's bandwidth moves by up to 2x
             # between minutes (43 to 83 GB/s in one day), so one figure for the whole table made the
             # roofline column read the minute, not the decode.
             bw = bandwidth(args)
-            llama = {} if args.skip_llama or fmt == "fp8" else run_llama(args, gguf_path, prompt)
             torch_r = {} if args.skip_torch or fmt not in ("f32", "bf16") else run_torch(args, folder, prompt)
             row = {"round": round_no, "format": fmt, "ours": ours, "llama.cpp": llama, "torch": torch_r,
                    "weight_bytes_per_token": read[fmt], "bandwidth": bw, "roofline_tok_s": bw / read[fmt]}
@@ -428,11 +497,18 @@ def main():
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
     flags = open("/proc/cpuinfo").read()
+    # The family and model tell CPU generations apart where the name does not ("AMD EPYC").
+    family = re.search(r"^cpu family\s*:\s*(\d+)", flags, re.M)
+    model_no = re.search(r"^model\s*:\s*(\d+)", flags, re.M)
+    if family and model_no:
+        cpu += f" (family {family.group(1)}, model {model_no.group(1)})"
+    ended = datetime.datetime.now(datetime.timezone.utc)
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     lines = [
-        f"Measured {datetime.date.today()} on {cpu} ({isa}), {args.threads} threads, by `tools/bench_peers.py`"
+        f"Measured {started:%Y-%m-%d %H:%M}-{ended:%H:%M} UTC on {cpu}, {isa}, {args.threads} threads, by `tools/bench_peers.py`"
         f"{f' ({args.rounds} rounds: each figure the median, each ratio the median of the rounds with its range)' if args.rounds > 1 else ''}: "
-        f"{shape_name(args)} shape, random weights, a {args.prompt_len}-token prompt then {args.new_tokens} greedy tokens. "
+        f"{shape_name(args)} shape, random weights, a {args.prompt_len}-token prompt then {args.new_tokens} greedy tokens, "
+        f"ours and llama.cpp in step (each forward pass of ours followed by llama.cpp's), PyTorch after them. "
         f"Streaming read bandwidth measured right after our runs of each format (PyTorch sum of 1 GiB, best of 5): "
         f"{min(min(r['bandwidths']) for r in rows) / 1e9:.1f} to {max(max(r['bandwidths']) for r in rows) / 1e9:.1f} GB/s; "
         f"roofline = that bandwidth / weight bytes read per token. KV cache: ours {args.kv_dtype}, llama.cpp f16 (its default), PyTorch the weights' dtype.",

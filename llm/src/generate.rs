@@ -19,13 +19,18 @@ pub struct StopAt {
 
 /// Where the time of one generation went. Prefill runs from the start of the prompt's forward
 /// pass to the first chosen token; decode is the rest (one forward pass per further token).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// Neither counts the time the caller's `on_token` takes: a caller may wait there (a paced
+/// benchmark, a slow reader of the stream), and printing a token takes microseconds.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Timings {
     pub prompt_tokens: usize,
     /// Tokens chosen, the first (from prefill) included.
     pub new_tokens: usize,
     pub prefill: Duration,
+    /// The sum of `decode_steps`.
     pub decode: Duration,
+    /// Each decoded token's time, in order: from the start of its forward pass to its choice.
+    pub decode_steps: Vec<Duration>,
 }
 
 impl Timings {
@@ -58,8 +63,7 @@ pub fn generate(
     generate_timed(model, prompt, max_new, sampling, stop, device, on_token).map(|(tokens, _)| tokens)
 }
 
-/// [`generate`], also saying where the time went. The time `on_token` takes (printing) counts
-/// as decode time, as it would for a user waiting on the stream.
+/// [`generate`], also saying where the time went (see [`Timings`]).
 pub fn generate_timed(
     model: &CausalLm,
     prompt: &[u32],
@@ -87,9 +91,11 @@ pub fn generate_timed(
         let mut tokens = prompt.to_vec();
         let mut input = prompt.to_vec();
         let mut position = 0;
-        let mut timings = Timings { prompt_tokens: prompt.len(), ..Timings::default() };
-        let started = Instant::now();
+        // Room for every step's time up front: the decoding loop allocates nothing per token.
+        let steps = Vec::with_capacity(max_new.min(1 << 20));
+        let mut timings = Timings { prompt_tokens: prompt.len(), decode_steps: steps, ..Timings::default() };
         for step in 0..max_new {
+            let started = Instant::now();
             let ids = Tensor::from_vec(input.clone(), [1, input.len()], device)?;
             // Only the last position's logits are needed: the head runs on one row.
             let logits = model.forward_last(&ids, position, Some(&mut caches))?;
@@ -106,6 +112,8 @@ pub fn generate_timed(
             timings.new_tokens += 1;
             if step == 0 {
                 timings.prefill = started.elapsed();
+            } else {
+                timings.decode_steps.push(started.elapsed());
             }
             on_token(next)?;
             if stop.eos.contains(&next) {
@@ -113,7 +121,7 @@ pub fn generate_timed(
             }
             input = vec![next];
         }
-        timings.decode = started.elapsed().saturating_sub(timings.prefill);
+        timings.decode = timings.decode_steps.iter().sum();
         Ok((tokens, timings))
     })
 }

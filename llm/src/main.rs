@@ -93,6 +93,12 @@ enum Command {
         /// as stderr's last line.
         #[arg(long)]
         stats: bool,
+        /// Wait for a line on stdin before each forward pass (the prompt's, then each new
+        /// token's); each token is written out as soon as it is chosen. For a benchmark that
+        /// runs this generation in step with another runtime's, token by token, so that both
+        /// meet the same machine (tools/bench_peers.py).
+        #[arg(long, conflicts_with = "json")]
+        paced: bool,
     },
     /// Full-batch training on the `input_ids` of a safetensors file; one JSON line per step.
     Train {
@@ -251,6 +257,7 @@ fn dispatch(
             device,
             json,
             stats,
+            paced,
         } => cli::generate::run(cli::generate::GenerateArgs {
             model: &model.unwrap_or_else(llm::tiny::shipped_model_dir),
             prompt: prompt.as_deref(),
@@ -260,6 +267,7 @@ fn dispatch(
             device: device.map(DeviceChoice::as_str),
             json,
             stats,
+            paced,
             weight_dtype: dtype.load_dtype(),
             kv_dtype,
             quantize,

@@ -119,6 +119,60 @@ fn generate_stats_reports_prefill_and_decode() {
     }
     let ids = serde_json::from_str::<serde_json::Value>(stdout(&o).lines().last().unwrap()).unwrap();
     assert_eq!(ids["ids"].as_array().unwrap().len(), 12);
+    // Each decoded token's time, which add up to the decode time.
+    let steps: Vec<f64> =
+        json["decode_token_ms"].as_array().expect("decode_token_ms").iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(steps.len(), 4, "{json}");
+    let sum_s = steps.iter().sum::<f64>() / 1e3;
+    assert!(steps.iter().all(|&ms| ms > 0.0) && (sum_s - json["decode_s"].as_f64().unwrap()).abs() < 1e-6, "{json}");
+}
+
+/// `--paced`: nothing runs until a line comes on stdin, and then one forward pass per line: with
+/// two lines for five tokens, two tokens come out and the run ends in an error naming stdin;
+/// with five lines, the run is the unpaced one, token for token.
+#[test]
+fn generate_paced_runs_one_forward_pass_per_line_of_stdin() {
+    use std::io::Write;
+    let dir = fixture("qwen3");
+    let run = |lines: usize| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_llm"))
+            .args(["generate", "--model", dir.to_str().unwrap(), "--prompt-ids", "1,2,3", "--max-new-tokens", "5"])
+            .args(["--temperature", "0", "--device", "cpu", "--paced", "--stats"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("llm runs");
+        child.stdin.take().unwrap().write_all("\n".repeat(lines).as_bytes()).expect("stdin");
+        child.wait_with_output().expect("llm ends")
+    };
+    let short = run(2);
+    assert!(!short.status.success());
+    assert!(stderr(&short).contains("--paced: stdin ended"), "{}", stderr(&short));
+    let full = run(5);
+    assert!(full.status.success(), "{}", stderr(&full));
+    let tokens: Vec<String> = stdout(&full).split_whitespace().map(String::from).collect();
+    assert_eq!(tokens.len(), 5, "{}", stdout(&full));
+    assert_eq!(stdout(&short).split_whitespace().collect::<Vec<_>>(), tokens[..2].to_vec());
+    let plain = llm(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt-ids",
+        "1,2,3",
+        "--max-new-tokens",
+        "5",
+        "--temperature",
+        "0",
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(stdout(&plain).split_whitespace().collect::<Vec<_>>(), tokens);
+    let json: serde_json::Value = serde_json::from_str(stderr(&full).lines().last().unwrap()).expect("stats JSON");
+    assert_eq!(json["decode_token_ms"].as_array().map(Vec::len), Some(4), "{json}");
+    // --json prints the ids at the end only, which a paced reader could not follow.
+    let both = llm(&["generate", "--model", dir.to_str().unwrap(), "--prompt-ids", "1", "--paced", "--json"]);
+    assert!(!both.status.success() && stderr(&both).contains("--json"), "{}", stderr(&both));
 }
 
 #[test]

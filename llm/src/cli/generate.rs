@@ -1,5 +1,6 @@
 //! `llm generate [--model DIR] (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N]
-//! [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device cpu|gpu] [--json] [--stats]`
+//! [--temperature T] [--top-k K] [--top-p P] [--seed S] [--device cpu|gpu] [--json] [--stats]
+//! [--paced]`
 //! (and the global `--dtype`, `--threads`): streams
 //! the continuation as it is chosen: text when the prompt is text (through the model's
 //! `tokenizer.json`), token ids otherwise; with `--json` the last line of stdout is
@@ -27,6 +28,8 @@ pub struct GenerateArgs<'a> {
     pub json: bool,
     /// `--stats`: timings on stderr after the run, the last line one JSON object.
     pub stats: bool,
+    /// `--paced`: a line read from stdin before each forward pass.
+    pub paced: bool,
     /// `--dtype` (`None`: the weights as the checkpoint stores them).
     pub weight_dtype: Option<DType>,
     /// `--kv-dtype`.
@@ -116,6 +119,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     // one-row shapes; what comes after is what decoding costs. Snapshots after the first and
     // second tokens (the first serves a generation of two tokens).
     let mut snapshots: Vec<gpu::GpuCounters> = Vec::with_capacity(2);
+    let mut pace = Pace { on: args.paced, left: args.max_new_tokens, stdin: std::io::stdin().lock() };
+    pace.wait()?;
     let (ids, timings) =
         generate_timed(&loaded.model, &prompt, args.max_new_tokens, args.sampling, &stop, &device, |token| {
             if snapshots.is_empty() && device.is_cpu() {
@@ -132,7 +137,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
                 Some(decoder) => decoder.push(token)?,
                 None => format!("{token} "),
             };
-            write!(stdout, "{piece}").and_then(|_| stdout.flush()).map_err(write_err)
+            write!(stdout, "{piece}").and_then(|_| stdout.flush()).map_err(write_err)?;
+            pace.wait()
         })?;
     if args.json {
         writeln!(stdout, "{}", serde_json::json!({ "ids": ids })).map_err(write_err)?;
@@ -161,6 +167,32 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--paced`: before each of the run's forward passes, one line read from stdin (nothing is
+/// read after the last token's).
+struct Pace<'a> {
+    on: bool,
+    /// Forward passes still to come.
+    left: usize,
+    stdin: std::io::StdinLock<'a>,
+}
+
+impl Pace<'_> {
+    fn wait(&mut self) -> Result<()> {
+        if !self.on || self.left == 0 {
+            return Ok(());
+        }
+        self.left -= 1;
+        let mut line = String::new();
+        match std::io::BufRead::read_line(&mut self.stdin, &mut line) {
+            Ok(0) => {
+                Err(Error::input("--paced: stdin ended before the generation did (one line is read before each token)"))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::input(format!("--paced: reading stdin: {e}"))),
+        }
+    }
+}
+
 /// What `--stats` reports: the speed of prefill and decode, where it ran, and the peak memory.
 pub struct Stats {
     pub timings: Timings,
@@ -185,7 +217,7 @@ impl Stats {
     pub fn new(timings: &Timings, device: &tensor::Device) -> Stats {
         let device = if device.is_cpu() { format!("cpu ({})", tensor::cpu::isa::active_name()) } else { device.name() };
         Stats {
-            timings: *timings,
+            timings: timings.clone(),
             device,
             threads: super::global::threads(),
             peak_rss_bytes: proc_status_bytes("VmHWM:"),
@@ -251,6 +283,7 @@ impl Stats {
             "decode_s": t.decode.as_secs_f64(),
             "prefill_tok_s": t.prefill_tok_s(),
             "decode_tok_s": t.decode_tok_s(),
+            "decode_token_ms": t.decode_steps.iter().map(|d| d.as_secs_f64() * 1e3).collect::<Vec<_>>(),
             "device": self.device,
             "threads": self.threads,
         });
