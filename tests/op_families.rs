@@ -38,6 +38,7 @@ const HELPERS: [(&str, &[&str]); 3] = [
             "paged_attention", // attention's kernel over a paged KV cache's block table
             "pool",            // recycled output buffers of every op
             "strided",         // iteration over strided views
+            "transpose",       // matmul's f32 transposition of a weight for the GEMM
             "vmath",           // vectorised exp/SiLU/GELU/softmax/RMSNorm/GLU
         ],
     ),

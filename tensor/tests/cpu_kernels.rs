@@ -167,6 +167,38 @@ fn widening_is_exact_on_every_path() {
     }
 }
 
+/// Transposition is a copy: exact, on every path, over sizes around the 8 x 8 blocks (whole
+/// blocks, ragged rows, ragged columns, both), with strides past the widths on both sides, and
+/// leaving the destination's cells outside the transpose as they were.
+#[test]
+fn transposition_is_exact_on_every_path() {
+    use tensor::cpu::transpose::transpose;
+    for isa in paths() {
+        for rows in [1, 3, 8, 9, 16, 17, 31] {
+            for cols in [1, 7, 8, 15, 16, 24, 33] {
+                let (src_stride, dst_stride) = (cols + 3, rows + 5);
+                let src = normals(rows * src_stride, (rows * 100 + cols) as u64);
+                let mut dst = vec![f32::NAN; cols * dst_stride];
+                transpose(isa, &src, src_stride, rows, cols, &mut dst, dst_stride);
+                for c in 0..cols {
+                    for r in 0..dst_stride {
+                        let got = dst[c * dst_stride + r];
+                        if r < rows {
+                            assert_eq!(
+                                got.to_bits(),
+                                src[r * src_stride + c].to_bits(),
+                                "{isa:?} {rows}x{cols} ({r}, {c})"
+                            );
+                        } else {
+                            assert!(got.is_nan(), "{isa:?} {rows}x{cols}: wrote past the rows at ({r}, {c})");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The triple loop on [1, M, K] @ [1, K, N] (any views), in f64.
 fn reference(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (a, b) = (a.to_dtype(DType::F64)?.contiguous()?, b.to_dtype(DType::F64)?.contiguous()?);

@@ -135,10 +135,36 @@ fn threaded_products_split_by_columns() -> Result<()> {
     Ok(())
 }
 
-/// Short prompts against a Linear's weight (9 to 64 rows) run as passes of the skinny kernel,
-/// 8 rows each (a last pass of one row takes the matrix-vector path): every remainder of 8,
-/// with f32 and f16 weights, against the triple loop on the same (widened) weights; 65 rows
-/// take the GEMM again.
+/// An f32 Linear weight (the transposed view of a stored [N, K] matrix) reaches the GEMM as
+/// row-major blocks of columns copied transposed, each 2 MiB (`cpu::matmul`'s
+/// `gemm_transposed`): at K 4099 and 4096 a block is 128 columns, so these products cross
+/// several blocks, with a ragged last one, on both threaded paths (split by columns up to
+/// 1,024 columns, each part in its own blocks; the crate's threading past it) and on one
+/// thread; also batched weights, and a weight that starts inside its buffer (a narrowed view).
+#[test]
+fn linear_weights_copied_transposed_in_blocks() -> Result<()> {
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool");
+        pool.install(|| -> Result<()> {
+            for (i, (m, k, n)) in [(16, 4099, 300), (17, 4096, 1100), (20, 300, 70)].into_iter().enumerate() {
+                let x = randn([m, k], 30 + i as u64, &cpu())?;
+                let w = randn([n, k], 40 + i as u64, &cpu())?;
+                check(&x, &w.t()?, &format!("{threads} threads: {m}x{k} @ W^T, W [{n}, {k}]"))?;
+            }
+            let w = randn([3, 205, 4096], 50, &cpu())?;
+            let x = randn([3, 24, 4096], 51, &cpu())?;
+            check(&x, &w.transpose(1, 2)?, &format!("{threads} threads: batched weights"))?;
+            let w = randn([305, 4096], 52, &cpu())?.narrow(0, 5, 300)?;
+            check(&randn([18, 4096], 53, &cpu())?, &w.t()?, &format!("{threads} threads: a narrowed weight"))
+        })?;
+    }
+    Ok(())
+}
+
+/// Short prompts against a Linear's weight run as passes of the skinny kernel, 8 rows each (a
+/// last pass of one row takes the matrix-vector path): 9 to 15 rows with f32 weights, 9 to 64
+/// with f16 ones; every remainder of 8, against the triple loop on the same (widened) weights;
+/// past those, the GEMM.
 #[test]
 fn short_prompts_against_a_linear_weight() -> Result<()> {
     let (k, n) = (300, 70);

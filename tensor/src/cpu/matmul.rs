@@ -25,12 +25,18 @@ const HALF_MATVEC_ROWS: usize = 4;
 /// Up to this many rows (a server's batched decoding step), products with a Linear's weight read
 /// each weight row once for all rows ([`skinny`]).
 const SKINNY_ROWS: usize = 8;
-/// Up to this many rows (a short prompt), products with a Linear's f32 or f16 weight (or bf16
-/// without `vdpbf16ps`) run as skinny passes of `SKINNY_ROWS` rows, each streaming the weights
-/// once. The `gemm` crate pays a fixed cost per product at few rows (an f32 Qwen3-0.6B-shaped
+/// Up to this many rows (a short prompt), products with a Linear's f16 weight (or bf16 without
+/// `vdpbf16ps`) run as skinny passes of `SKINNY_ROWS` rows, each streaming the weights once.
+/// The `gemm` crate pays a fixed cost per product at few rows (an f32 Qwen3-0.6B-shaped
 /// prefill took 0.75 s whatever the prompt up to ~64 tokens): 16 tokens 0.90 -> 0.25-0.26 s,
 /// 64 tokens 1.11-1.13 -> 0.78-0.91 s; at 128 the GEMM was ahead again (1.42 against 1.50-1.59 s).
 const CHUNKED_SKINNY_ROWS: usize = 64;
+/// The same for f32 weights, which since [`gemm_transposed`] reach the crate as row-major
+/// panels it packs by whole vectors: from 16 rows the GEMM is ahead (Zen 4 EPYC, 2 threads,
+/// K 2048 x N 6144, medians of 10: 16 rows 7.4 against 8.9 ms, 64 rows 12.8 against 36.5 ms,
+/// and 24 x 1024 x 3072 1.8 against 2.7 ms), below it far behind (9 rows 18.6 against 5.5 ms,
+/// 12 rows 19.5 against 7.0 ms: the crate takes another path there).
+const F32_CHUNKED_SKINNY_ROWS: usize = 15;
 
 /// One operand of a batched product: storage, and its [B, rows, cols] layout.
 struct Operand<'a, T> {
@@ -109,9 +115,10 @@ fn batched_f32<W: Weight>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> {
     let isa = isa::active();
     let bf16_gemm = TypeId::of::<W>() == TypeId::of::<half::bf16>() && isa::bf16_gemm();
     let rows_in_order = b.strides().1 == 1 && a.strides().2 == 1;
+    let chunked_rows = if half { CHUNKED_SKINNY_ROWS } else { F32_CHUNKED_SKINNY_ROWS };
     let path = if (2..=SKINNY_ROWS).contains(&m) && rows_in_order {
         Path::Skinny
-    } else if !bf16_gemm && m > SKINNY_ROWS && m <= CHUNKED_SKINNY_ROWS && rows_in_order {
+    } else if !bf16_gemm && m > SKINNY_ROWS && m <= chunked_rows && rows_in_order {
         Path::ChunkedSkinny
     } else if m == 1 || (half && m <= HALF_MATVEC_ROWS) {
         Path::Matvec
@@ -134,7 +141,8 @@ fn batched_f32<W: Weight>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> {
             return;
         }
         // A short prompt against a Linear's f32 or f16 weight: skinny passes of SKINNY_ROWS
-        // rows, each streaming the weights once (see `CHUNKED_SKINNY_ROWS`).
+        // rows, each streaming the weights once (see `CHUNKED_SKINNY_ROWS`,
+        // `F32_CHUNKED_SKINNY_ROWS`).
         if path == Path::ChunkedSkinny {
             let (a_bs, a_rs, _) = a.strides();
             for r0 in (0..m).step_by(SKINNY_ROWS) {
@@ -216,7 +224,8 @@ fn batched_f32<W: Weight>(a: Operand<f32>, b: Operand<W>) -> Vec<f32> {
 enum Path {
     /// 2 to [`SKINNY_ROWS`] rows against a Linear's weight: one pass over it for all rows.
     Skinny,
-    /// Up to [`CHUNKED_SKINNY_ROWS`] rows against an f32 or f16 Linear weight: skinny passes.
+    /// Up to [`F32_CHUNKED_SKINNY_ROWS`] rows against an f32 Linear weight, or
+    /// [`CHUNKED_SKINNY_ROWS`] against an f16 one: skinny passes.
     ChunkedSkinny,
     /// One row (or a few against half weights in another layout): a matrix-vector product each.
     Matvec,
@@ -476,6 +485,9 @@ fn run_batches<T: Send>(
 /// N 1024 at K 1024 1.07-1.49x, K 2048 1.20-1.39x, K 3072 1.09-1.46x, K 6144 1.18-1.33x;
 /// N 512 at K 1024 1.07-1.38x; 128 rows, N 1024, K 3072 1.43-1.58x; 2048 rows 1.04-1.16x. At
 /// N 1536 and above the two were even (0.88-1.05x, N 1536 to 12288), so the crate keeps those.
+///
+/// An f32 b that is the transposed view of a stored [N, K] matrix (a Linear's weight, the
+/// usual case) goes through [`gemm_transposed`] instead of straight to the crate.
 #[allow(clippy::too_many_arguments)]
 fn gemm_into<T: FloatElement>(
     dst: &mut [T],
@@ -493,48 +505,118 @@ fn gemm_into<T: FloatElement>(
     let threads = rayon::current_num_threads();
     let parallel = parallel && m * n * k >= GEMM_PARALLEL_MIN && threads > 1;
     debug_assert!(dst.len() >= (m - 1) * ldd + col0 + n);
+    let (_, b_rs, b_cs) = b.strides();
+    // b's columns are the stored matrix's rows: b[:, j] is k values from b_cs * j.
+    let stored_rows = TypeId::of::<T>() == TypeId::of::<f32>() && b_rs == 1 && k > 1 && n > 1;
+    let out = gemm_bf16::Dst(dst.as_mut_ptr());
     if parallel && n <= COLUMN_SPLIT_MAX && n >= threads * COLUMN_SPLIT_MIN_PART {
         let part = n.div_ceil(threads).next_multiple_of(16);
-        let (_, b_rs, b_cs) = b.strides();
-        let out = gemm_bf16::Dst(dst.as_mut_ptr());
         (0..n.div_ceil(part)).into_par_iter().for_each(|p| {
             let (j0, cols) = (p * part, part.min(n - p * part));
+            let b_part = b.data.as_ptr().wrapping_add(b.base(bb) + j0 * b_cs);
+            if stored_rows {
+                // SAFETY: T is f32 (`stored_rows`); the part's columns of b are rows j0.. of
+                // the stored matrix, inside b's buffer; dst as below.
+                unsafe {
+                    let rows = std::slice::from_raw_parts(b_part as *const f32, (cols - 1) * b_cs + k);
+                    gemm_transposed(out.at(col0 + j0) as *mut f32, ldd, a, ba, rows, b_cs, m, cols, k, false);
+                }
+                return;
+            }
             // SAFETY: as in `gemm_raw`; each part writes only its own columns j0..j0 + cols of
             // dst's m rows, and reads columns j0.. of b (offset j0 * b_cs from b's base).
             unsafe {
-                gemm_raw(
-                    out.at(col0 + j0),
-                    ldd,
-                    a,
-                    ba,
-                    b.data.as_ptr().add(b.base(bb) + j0 * b_cs),
-                    (b_rs, b_cs),
-                    m,
-                    cols,
-                    k,
-                    gemm::Parallelism::None,
-                )
+                gemm_raw(out.at(col0 + j0), ldd, a, ba, b_part, (b_rs, b_cs), m, cols, k, gemm::Parallelism::None)
             };
         });
+        return;
+    }
+    if stored_rows {
+        let base = b.base(bb);
+        // SAFETY: T is f32 (`stored_rows`), so b's data is an f32 slice; dst as below.
+        unsafe {
+            let data = std::slice::from_raw_parts(b.data.as_ptr() as *const f32, b.data.len());
+            let rows = &data[base..base + (n - 1) * b_cs + k];
+            gemm_transposed(out.at(col0) as *mut f32, ldd, a, ba, rows, b_cs, m, n, k, parallel);
+        }
         return;
     }
     let parallelism = if parallel { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // SAFETY: the layouts were checked to lie inside their buffers (`storage_extent`), `dst`
     // holds m rows of `ldd` with the n columns from `col0` inside it.
-    unsafe {
-        gemm_raw(
-            dst.as_mut_ptr().add(col0),
-            ldd,
-            a,
-            ba,
-            b.data.as_ptr().add(b.base(bb)),
-            (b.strides().1, b.strides().2),
-            m,
-            n,
-            k,
-            parallelism,
-        )
-    };
+    unsafe { gemm_raw(out.at(col0), ldd, a, ba, b.data.as_ptr().add(b.base(bb)), (b_rs, b_cs), m, n, k, parallelism) };
+}
+
+/// Bytes of one block of a weight copied transposed by [`gemm_transposed`]: 2 MiB, what the
+/// caches keep between the copy and the product that reads it. Whole weights (48-100 MB at
+/// Qwen3-1.7B's FFN) and 8 MiB blocks measured slower in a 1.7B f32 prefill on a Zen 4 EPYC
+/// (63 tok/s with 8 MiB, 66 with 2 MiB, alternating in one process, before [`PANEL_PAD`]);
+/// with the padding, 1, 2 and 4 MiB read the same within that machine's noise.
+const TRANSPOSE_BLOCK_BYTES: usize = 2 << 20;
+
+/// Values past each row of a [`gemm_transposed`] panel: rows of a power-of-two length (256
+/// columns at K 2048) fell on a few cache sets, and the copy's stores, each row's 32 bytes at a
+/// time, evicted one another: 8.1 GB/s, against 13.5 with a line of padding (one thread copying
+/// a [6144, 2048] weight in 256-column panels, Zen 4 EPYC).
+const PANEL_PAD: usize = 16;
+
+/// `dst[i * ldd + j] = a[ba][i, :] . rows[j * stride .. j * stride + k]` for i < m, j < n: a
+/// product with the transpose of a stored [n, k] matrix (a Linear's weight, `x @ W^T`).
+///
+/// Why not the crate directly: handed that transposed view, the `gemm` crate packs it one value
+/// at a time at a stride of k (scalar loads and stores: 16% of a 512 x 2048 x 6144 product's
+/// profile on a Zen 4 EPYC, and at 16-64 rows the product ran at a quarter of its 512-row
+/// rate). Here the weight is copied transposed ([`super::transpose`], 8 x 8 blocks in
+/// registers), a block of columns at a time into a scratch that stays in cache, and each block
+/// is multiplied as a row-major [k, cols] matrix, which the crate packs by whole vectors. Same
+/// sums in the same order (the results are bit for bit the crate's on the view). Measured on
+/// a Zen 4 EPYC, 2 threads, medians of 10 (each of six weights in turn, so they come from
+/// memory): 512 x 2048 x 6144 80.6 -> 65.7 ms, 512 x 6144 x 2048 83.3 -> 69.1 ms,
+/// 512 x 1024 x 1024 6.5 -> 5.3 ms, and 64 x 2048 x 6144 36.5 ms (then skinny passes) -> 12.9
+/// ms; a Qwen3-1.7B-shaped f32 prefill of 512 tokens 54.8 -> 65.8 tok/s in one process.
+///
+/// # Safety
+/// `dst` holds m rows of `ldd` with n columns from its start; T of `a` is f32.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_transposed<T: FloatElement>(
+    dst: *mut f32,
+    ldd: usize,
+    a: &Operand<T>,
+    ba: usize,
+    rows: &[f32],
+    stride: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    parallel: bool,
+) {
+    let threads = rayon::current_num_threads();
+    let isa = isa::active();
+    let block = (TRANSPOSE_BLOCK_BYTES / (4 * k)).next_multiple_of(16).min(n);
+    let mut scratch = super::pool::overwritten::<f32>((block + PANEL_PAD) * k);
+    for j0 in (0..n).step_by(block) {
+        let cols = block.min(n - j0);
+        let width = cols + PANEL_PAD;
+        let panel = &mut scratch[..width * k];
+        let src = &rows[j0 * stride..];
+        if parallel {
+            // Each thread copies its own rows of the panel (a range of k).
+            let per = k.div_ceil(threads * 4).next_multiple_of(8);
+            panel.par_chunks_mut(per * width).enumerate().for_each(|(t, part)| {
+                super::transpose::transpose(isa, &src[t * per..], stride, cols, part.len() / width, part, width)
+            });
+        } else {
+            super::transpose::transpose(isa, src, stride, cols, k, panel, width);
+        }
+        let parallelism = if parallel { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+        // SAFETY: the panel is a row-major [k, cols] f32 matrix with rows `width` apart; T is
+        // f32 (the caller's contract), so both pointers are of the crate's element type; dst's
+        // columns j0.. of its m rows are inside it.
+        unsafe {
+            gemm_raw(dst.add(j0) as *mut T, ldd, a, ba, panel.as_ptr() as *const T, (width, 1), m, cols, k, parallelism)
+        };
+    }
+    super::pool::give(scratch);
 }
 
 /// At most this many columns, [`gemm_into`] splits a threaded product by columns itself.

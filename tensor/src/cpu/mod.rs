@@ -13,6 +13,7 @@ pub mod matvec;
 pub mod matvec_bf16;
 pub(crate) mod pool;
 pub mod strided;
+pub mod transpose;
 pub mod vmath;
 
 mod attention;
