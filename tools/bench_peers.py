@@ -95,6 +95,9 @@ def build_files(args):
     os.makedirs(args.work, exist_ok=True)
     with open(args.config) as f:
         cfg = json.load(f)
+    # The bench's own keys: the shape's name and comments.
+    for key in [k for k in cfg if k == "shape_name" or k.startswith("_")]:
+        cfg.pop(key)
     cfg.pop("torch_dtype", None)
     cfg.pop("dtype", None)
     config = Qwen3Config(**cfg)
@@ -188,7 +191,12 @@ def gguf_name(name):
 
 
 def shape_name(args):
-    """The shape's name for the table, from its config file's name: qwen3-1.7b.json -> Qwen3-1.7B."""
+    """The shape's name for the table: the config's `shape_name` where it has one (a Qwen3 model
+    at another family's size), else from its file's name: qwen3-1.7b.json -> Qwen3-1.7B."""
+    with open(args.config) as f:
+        named = json.load(f).get("shape_name")
+    if named:
+        return named
     stem = os.path.splitext(os.path.basename(args.config))[0]
     return stem.replace("qwen3", "Qwen3").upper().replace("QWEN3", "Qwen3")
 
