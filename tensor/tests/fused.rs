@@ -118,6 +118,39 @@ fn attention_matches_its_composite_for_every_mask() -> Result<()> {
     Ok(())
 }
 
+/// Prompts past the 16 query rows the kernel multiplies directly: the scores are a GEMM over
+/// the keys copied transposed (`cpu::attention`'s `transposed_keys`), in blocks of 64 query
+/// rows (150 rows: two whole blocks and a ragged one), under every mask kind, with GQA, and
+/// with keys that are a view whose rows lie further apart than the head dimension (a
+/// [B, T, H, D] tensor seen as [B, H, T, D]).
+#[test]
+fn long_prompts_attention_matches_its_composite() -> Result<()> {
+    let causal = AttentionMask::causal;
+    let masks = [
+        causal(0),
+        AttentionMask { window: Some(37), ..causal(0) },
+        AttentionMask { chunk: Some(50), ..causal(0) },
+        AttentionMask::default(),
+    ];
+    let (b, hq, hkv, t, d, dv) = (2, 4, 2, 150, 16, 12);
+    for (i, mask) in masks.into_iter().enumerate() {
+        let q = randn([b, hq, t, d], 40 + i as u64, &cpu())?;
+        let k = randn([b, hkv, t, d], 50 + i as u64, &cpu())?;
+        let k_view = randn([b, t, hkv, d], 55 + i as u64, &cpu())?.transpose(1, 2)?;
+        let v = randn([b, hkv, t, dv], 60 + i as u64, &cpu())?;
+        let spec = AttentionSpec { scale: 0.25, mask, softcap: None };
+        for keys in [&k, &k_view] {
+            assert_close(
+                &Tensor::attention(&q, keys, &v, &spec)?,
+                &Tensor::attention_composite(&q, keys, &v, &spec)?,
+                1e-6,
+                1e-5,
+            )?;
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn attention_sinks_match_the_composite_and_a_hand_computed_row() -> Result<()> {
     let causal = AttentionMask::causal;

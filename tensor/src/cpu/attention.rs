@@ -189,7 +189,19 @@ impl Attend for Dense<'_> {
             let qt = &q[bh * tq * d..(bh + stack) * tq * d];
             let k_base = lk.offset() + bi * ks[0] + kvh * ks[1];
             let v_base = lv.offset() + bi * vs[0] + kvh * vs[1];
-            with_scores::<T, _>(QUERY_BLOCK.min(task_rows) * tk, |scores_buffer| {
+            // Past DIRECT_ROWS query rows the scores are the `gemm` crate's: it gets the keys
+            // copied transposed (see `transposed_keys`).
+            let keys_t = task_rows > DIRECT_ROWS
+                && TypeId::of::<T>() == TypeId::of::<f32>()
+                && TypeId::of::<K>() == TypeId::of::<f32>()
+                && ks[2] >= d;
+            let kt_width = tk + KEYS_PAD;
+            let kt_len = if keys_t { d * kt_width } else { 0 };
+            with_scores::<T, _>(QUERY_BLOCK.min(task_rows) * tk + kt_len, |buffer| {
+                let (kt, scores_buffer) = buffer.split_at_mut(kt_len);
+                if keys_t {
+                    transposed_keys(&k[k_base..], ks[2], tk, d, kt, kt_width);
+                }
                 for i0 in (0..task_rows).step_by(QUERY_BLOCK) {
                     let rows = QUERY_BLOCK.min(task_rows - i0);
                     // Stacked row r is query position r % tq of head h0 + r / tq; one head's
@@ -203,7 +215,11 @@ impl Attend for Dense<'_> {
                     // scores = q_block @ k[lo..hi]^T, [rows, span]
                     let scores = &mut scores_buffer[..rows * span];
                     let (qb, keys) = (&qt[i0 * d..], &k[k_base + lo * ks[2]..]);
-                    K::gemm_into(scores, span, (qb, d, 1), (keys, 1, ks[2]), rows, span, d, false);
+                    if keys_t {
+                        gemm_into(scores, span, qb, d, 1, &kt[lo..], kt_width, 1, rows, span, d, false);
+                    } else {
+                        K::gemm_into(scores, span, (qb, d, 1), (keys, 1, ks[2]), rows, span, d, false);
+                    }
                     for (r, row) in scores.chunks_mut(span).enumerate() {
                         let (h, i) = (h0 + (i0 + r) / tq, (i0 + r) % tq);
                         let sink = sinks.as_ref().map(|s| s[h]);
@@ -223,6 +239,30 @@ impl Attend for Dense<'_> {
         super::pool::give(q);
         out
     }
+}
+
+/// Values past each row of the transposed keys: a line, against the cache-set conflicts of
+/// power-of-two rows (see `matmul::PANEL_PAD`).
+const KEYS_PAD: usize = 16;
+
+/// `kt[c * width + t] = k[t * stride + c]` for the `tk` keys of one head and their `d`
+/// features: the keys transposed, so that the `gemm` crate reads `q @ k^T` as a row-major
+/// [d, tk] matrix, which it packs by whole vectors, instead of packing the transposed view
+/// one value at a time (see `matmul::gemm_transposed`). Both slices are f32 (checked by the
+/// caller through their element types). A head's keys are copied once for all its blocks of
+/// query rows. Qwen3-0.6B-shaped f32 prefill of 2,048 tokens, alternating in one process on a
+/// Zen 4 EPYC: 160.5 -> 164.6 tok/s (medians of 3, ahead in each round); at the 1.7B shape
+/// and 512 tokens, 64.0 -> 65.2.
+fn transposed_keys<T: 'static, K: 'static>(k: &[K], stride: usize, tk: usize, d: usize, kt: &mut [T], width: usize) {
+    assert!(TypeId::of::<T>() == TypeId::of::<f32>() && TypeId::of::<K>() == TypeId::of::<f32>());
+    // SAFETY: both element types are f32 (asserted above): the same slices, read as f32.
+    let (k, kt) = unsafe {
+        (
+            std::slice::from_raw_parts(k.as_ptr() as *const f32, k.len()),
+            std::slice::from_raw_parts_mut(kt.as_mut_ptr() as *mut f32, kt.len()),
+        )
+    };
+    super::transpose::transpose(isa::active(), k, stride, tk, d, kt, width);
 }
 
 /// Runs `f` on this thread's scratch for attention scores (and, in the paged kernel, the
