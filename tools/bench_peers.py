@@ -17,8 +17,8 @@ Then, for each weight format and each runtime that takes it, measures at batch 1
   decode    tokens/s of the --new-tokens greedy tokens after it, with the KV cache (ours in
             --kv-dtype, f16 by default as llama.cpp's)
 and the streaming read bandwidth of the machine (PyTorch summing a 1 GiB array on the same
-threads, right after our runs of each format), from which decode's roofline: bandwidth / weight
-bytes read per token.
+threads, after each pair of decoded tokens, so in step with them; the median per format), from
+which decode's roofline: bandwidth / weight bytes read per token.
 Ours and llama.cpp run in step, token by token (`llm generate --paced`; see `run_in_step`):
 ours runs the prompt, then llama.cpp, then one token each in turn, so both meet the machine in
 the same state. PyTorch runs after them, in this process. So the ratios hold on the machine at
@@ -289,9 +289,17 @@ def run_in_step(args, ours_path, gguf_path, prompt):
     f32 decode's steps jumped between 148 and 230 ms in one run), so whole runs back to back
     compared whichever states they happened to meet. Ours reports its own times (`--stats`,
     the waits not counted); llama.cpp's are timed here around each `eval`.
-    Returns (ours, llama.cpp) as `run_ours` and `run_llama` do, each figure the best of --repeats."""
+    After each pair of decoded tokens, PyTorch sums 1 GiB (on the same threads): the streaming
+    read bandwidth of that moment, for the roofline.
+    Returns (ours, llama.cpp, bandwidths): the first two as `run_ours` and `run_llama` do, each
+    figure the best of --repeats; the bandwidth samples in bytes/s."""
     import llama_cpp
+    import torch
     from llama_cpp import Llama
+
+    torch.set_num_threads(args.threads)
+    stream = torch.ones(1 << 28)
+    bandwidths = []
 
     llm = Llama(model_path=gguf_path, n_ctx=args.prompt_len + args.new_tokens + 8, n_batch=args.prompt_len,
                 n_ubatch=args.prompt_len, n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
@@ -329,10 +337,11 @@ def run_in_step(args, ours_path, gguf_path, prompt):
             llm.eval([token])
             token = last_argmax(llama_cpp, llm)
             decode += time.perf_counter() - t0
+            bandwidths.append(stream.numel() * 4 / timeit(lambda: stream.sum()))
         _, err = child.communicate()
         if child.returncode != 0 or not ok:
             text = err.decode().strip()
-            return {"error": text.splitlines()[-1] if text else "failed"}, {}
+            return {"error": text.splitlines()[-1] if text else "failed"}, {}, bandwidths
         stats = json.loads(err.decode().strip().splitlines()[-1])
         if ours is None:
             ours = stats
@@ -342,7 +351,7 @@ def run_in_step(args, ours_path, gguf_path, prompt):
         theirs["prefill_tok_s"] = max(theirs["prefill_tok_s"], args.prompt_len / prefill)
         theirs["decode_tok_s"] = max(theirs["decode_tok_s"], args.new_tokens / decode)
     del llm
-    return ours, theirs
+    return ours, theirs, bandwidths
 
 
 def run_llama(args, path, prompt):
@@ -489,12 +498,14 @@ def main():
             ours_path = folder if fmt in ("f32", "bf16", "fp8") else gguf_path
             if args.skip_llama or fmt == "fp8":
                 ours, llama = run_ours(args, ours_path, prompt), {}
+                # Measured right after our runs, per format: this machine's bandwidth moves by up
+                # to 2x between minutes (43 to 83 GB/s in one day), so one figure for the whole
+                # table made the roofline column read the minute, not the decode.
+                bw = bandwidth(args)
             else:
-                ours, llama = run_in_step(args, ours_path, gguf_path, prompt)
-            # Measured right after our runs, per format: this machine's bandwidth moves by up to 2x
-            # between minutes (43 to 83 GB/s in one day), so one figure for the whole table made the
-            # roofline column read the minute, not the decode.
-            bw = bandwidth(args)
+                # In step with the decode, token by token (see `run_in_step`): the median.
+                ours, llama, samples = run_in_step(args, ours_path, gguf_path, prompt)
+                bw = median(samples) if samples else bandwidth(args)
             torch_r = {} if args.skip_torch or fmt not in ("f32", "bf16") else run_torch(args, folder, prompt)
             row = {"round": round_no, "format": fmt, "ours": ours, "llama.cpp": llama, "torch": torch_r,
                    "weight_bytes_per_token": read[fmt], "bandwidth": bw, "roofline_tok_s": bw / read[fmt]}
@@ -517,7 +528,7 @@ def main():
         f"{f' ({args.rounds} rounds: each figure the median, each ratio the median of the rounds with its range)' if args.rounds > 1 else ''}: "
         f"{shape_name(args)} shape, random weights, a {args.prompt_len}-token prompt then {args.new_tokens} greedy tokens, "
         f"ours and llama.cpp in step (each forward pass of ours followed by llama.cpp's), PyTorch after them. "
-        f"Streaming read bandwidth measured right after our runs of each format (PyTorch sum of 1 GiB, best of 5): "
+        f"Streaming read bandwidth (PyTorch summing 1 GiB on the same threads) measured in step with the decode, after each pair of tokens, its median per format: "
         f"{min(min(r['bandwidths']) for r in rows) / 1e9:.1f} to {max(max(r['bandwidths']) for r in rows) / 1e9:.1f} GB/s; "
         f"roofline = that bandwidth / weight bytes read per token. KV cache: ours {args.kv_dtype}, llama.cpp f16 (its default), PyTorch the weights' dtype.",
         "",
