@@ -74,6 +74,10 @@ fn batch_broadcasting() -> Result<()> {
     // A broadcast (stride 0) operand.
     let row = randn([1, 4], 7, &cpu())?.broadcast_to([3, 4])?;
     check(&row, &randn([4, 2], 8, &cpu())?, "broadcast rows")?;
+    // A broadcast column as the weight: its columns overlap (stride 0), no stored matrix to
+    // copy transposed; enough rows for the GEMM.
+    let column = randn([4, 1], 9, &cpu())?.broadcast_to([4, 6])?;
+    check(&randn([20, 4], 10, &cpu())?, &column, "broadcast columns")?;
     Ok(())
 }
 

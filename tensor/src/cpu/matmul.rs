@@ -506,8 +506,9 @@ fn gemm_into<T: FloatElement>(
     let parallel = parallel && m * n * k >= GEMM_PARALLEL_MIN && threads > 1;
     debug_assert!(dst.len() >= (m - 1) * ldd + col0 + n);
     let (_, b_rs, b_cs) = b.strides();
-    // b's columns are the stored matrix's rows: b[:, j] is k values from b_cs * j.
-    let stored_rows = TypeId::of::<T>() == TypeId::of::<f32>() && b_rs == 1 && k > 1 && n > 1;
+    // b's columns are the stored matrix's rows: b[:, j] is k values from b_cs * j, apart from
+    // one another (a broadcast column, b_cs 0, stays a view for the crate).
+    let stored_rows = TypeId::of::<T>() == TypeId::of::<f32>() && b_rs == 1 && b_cs >= k && k > 1 && n > 1;
     let out = gemm_bf16::Dst(dst.as_mut_ptr());
     if parallel && n <= COLUMN_SPLIT_MAX && n >= threads * COLUMN_SPLIT_MIN_PART {
         let part = n.div_ceil(threads).next_multiple_of(16);
