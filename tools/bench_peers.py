@@ -261,13 +261,18 @@ def prompt_ids(args, vocab):
     return [int(x) for x in rng.integers(0, vocab, args.prompt_len)]
 
 
+def ours_command(args, model_path, prompt, *extra):
+    """`llm generate --stats` greedy on the prompt for --new-tokens after the first, plus `extra`."""
+    return [args.llm, "--threads", str(args.threads), "generate", "--model", model_path, "--prompt-ids",
+            ",".join(map(str, prompt)), "--max-new-tokens", str(args.new_tokens + 1), "--temperature", "0",
+            "--device", "cpu", "--kv-dtype", args.kv_dtype, "--stats", *extra]
+
+
 def run_ours(args, model_path, prompt):
     """`llm generate --stats` on a HF folder or a GGUF file: the JSON of its best run."""
     best = None
     for _ in range(args.repeats):
-        cmd = [args.llm, "--threads", str(args.threads), "generate", "--model", model_path, "--prompt-ids",
-               ",".join(map(str, prompt)), "--max-new-tokens", str(args.new_tokens + 1), "--temperature", "0",
-               "--device", "cpu", "--kv-dtype", args.kv_dtype, "--stats", "--json"]
+        cmd = ours_command(args, model_path, prompt, "--json")
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
@@ -305,9 +310,7 @@ def run_in_step(args, ours_path, gguf_path, prompt):
                 n_ubatch=args.prompt_len, n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
     ours, theirs = None, {"prefill_tok_s": 0.0, "decode_tok_s": 0.0}
     for _ in range(args.repeats):
-        cmd = [args.llm, "--threads", str(args.threads), "generate", "--model", ours_path, "--prompt-ids",
-               ",".join(map(str, prompt)), "--max-new-tokens", str(args.new_tokens + 1), "--temperature", "0",
-               "--device", "cpu", "--kv-dtype", args.kv_dtype, "--stats", "--paced"]
+        cmd = ours_command(args, ours_path, prompt, "--paced")
         child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  bufsize=0)
         seen = b""
