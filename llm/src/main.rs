@@ -195,12 +195,12 @@ enum Command {
     },
     /// Writes a Hugging Face checkpoint as a GGUF file (llama.cpp's format).
     Quantize {
-        /// A Hugging Face model folder (qwen3, mistral or qwen3_moe).
+        /// A Hugging Face model folder, of any architecture `llm` runs.
         #[arg(long)]
         model: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        /// f32, f16, q8_0, q4_0, q4_1 or q4_k_m.
+        /// f32, f16, bf16, q8_0, q4_0, q4_1 or q4_k_m.
         #[arg(long = "type", default_value = "q8_0")]
         kind: String,
     },

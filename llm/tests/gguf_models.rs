@@ -178,6 +178,44 @@ fn qwen3_moe_gguf_round_trip() -> llm::Result<()> {
     round_trip("qwen3_moe")
 }
 
+/// A BF16 or F16 file keeps its matrices (and the embedding table) in that dtype when no weight
+/// dtype is asked for, as a Hugging Face bf16 release does, and computes exactly what the
+/// checkpoint converted to that dtype computes: the same half-precision values (rounding to
+/// nearest even on both ways in), the same kernels. Mistral's q/k rows go through llama's
+/// permutation and back on the way.
+#[test]
+fn half_precision_gguf_files_stay_half_precision() -> llm::Result<()> {
+    let dir = fixture("mistral_small");
+    let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
+    let ids = reference.load("input_ids", Some(DType::U32), &Device::cpu())?;
+    let loaded = load(&dir, &LoadOptions::cpu())?;
+    for (file_type, ggml, dtype) in
+        [(FileType::BF16, GgmlType::BF16, DType::BF16), (FileType::F16, GgmlType::F16, DType::F16)]
+    {
+        let path = std::env::temp_dir().join(format!("llm-gguf-{}-half-{dtype:?}.gguf", std::process::id()));
+        write_gguf(&loaded.model, &loaded.config, None, "mistral", file_type, &path)?;
+        let file = GgufFile::open(&path)?;
+        let matrices = file.tensors.iter().filter(|t| t.dims.len() == 2);
+        assert!(
+            matrices.clone().count() > 0 && matrices.clone().all(|t| t.ty == ggml),
+            "{dtype:?}: matrices as {ggml:?}"
+        );
+        let stored = LoadOptions { device: Device::cpu(), weight_dtype: None };
+        let from_file = load(&path, &stored)?;
+        for (name, var) in from_file.model.named_parameters() {
+            let want = if var.rank() >= 2 { dtype } else { DType::F32 };
+            assert_eq!(var.dtype(), want, "{name} from the {dtype:?} file");
+        }
+        let got = autograd::no_grad(|| from_file.model.forward(&ids, 0, None, false))?.logits.value().clone();
+        let converted = load(&dir, &LoadOptions { device: Device::cpu(), weight_dtype: Some(dtype) })?;
+        let want = autograd::no_grad(|| converted.model.forward(&ids, 0, None, false))?.logits.value().clone();
+        let diff = max_abs_diff(&got, &want)?;
+        assert!(diff == 0.0, "{dtype:?} GGUF: logits differ from the {dtype:?} checkpoint's by {diff:.2e}");
+        std::fs::remove_file(&path).unwrap();
+    }
+    Ok(())
+}
+
 /// SmolLM3 takes llama's q/k row order and llama.cpp's fixed NoPE step of 4.
 #[test]
 fn smollm3_gguf_round_trip() -> llm::Result<()> {

@@ -1,4 +1,4 @@
-//! `llm quantize --model DIR --out FILE.gguf --type f32|f16|q8_0|q4_0|q4_1|q4_k_m`: writes a Hugging
+//! `llm quantize --model DIR --out FILE.gguf --type f32|f16|bf16|q8_0|q4_0|q4_1|q4_k_m`: writes a Hugging
 //! Face checkpoint as a GGUF file under llama.cpp's architecture name, metadata keys and tensor
 //! names, its matrices encoded as the chosen type (byte-identical to llama.cpp's reference
 //! quantizers for Q8_0 and Q4_0; Q4_K_M mixes Q4_K and Q6_K as llama.cpp does), with the
@@ -15,8 +15,9 @@ use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
 pub fn run(model: &Path, out: &Path, kind: &str) -> Result<()> {
-    let file_type = FileType::parse(kind)
-        .ok_or_else(|| Error::input(format!("--type must be f32, f16, q8_0, q4_0, q4_1 or q4_k_m, got {kind:?}")))?;
+    let file_type = FileType::parse(kind).ok_or_else(|| {
+        Error::input(format!("--type must be f32, f16, bf16, q8_0, q4_0, q4_1 or q4_k_m, got {kind:?}"))
+    })?;
     if crate::gguf::is_gguf(model) {
         return Err(Error::input(format!(
             "{}: already a GGUF file; give a Hugging Face model folder",

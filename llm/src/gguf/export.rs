@@ -37,6 +37,7 @@ use crate::{Error, Result};
 pub enum FileType {
     F32,
     F16,
+    BF16,
     Q8_0,
     Q4_0,
     Q4_1,
@@ -48,6 +49,7 @@ impl FileType {
         Some(match name.to_ascii_lowercase().as_str() {
             "f32" => FileType::F32,
             "f16" => FileType::F16,
+            "bf16" => FileType::BF16,
             "q8_0" => FileType::Q8_0,
             "q4_0" => FileType::Q4_0,
             "q4_1" => FileType::Q4_1,
@@ -56,12 +58,13 @@ impl FileType {
         })
     }
 
-    /// `LLAMA_FTYPE_ALL_F32`, `MOSTLY_F16`, `MOSTLY_Q8_0`, `MOSTLY_Q4_0`, `MOSTLY_Q4_1`,
-    /// `MOSTLY_Q4_K_M`.
+    /// `LLAMA_FTYPE_ALL_F32`, `MOSTLY_F16`, `MOSTLY_BF16`, `MOSTLY_Q8_0`, `MOSTLY_Q4_0`,
+    /// `MOSTLY_Q4_1`, `MOSTLY_Q4_K_M`.
     fn ftype(self) -> u32 {
         match self {
             FileType::F32 => 0,
             FileType::F16 => 1,
+            FileType::BF16 => 32,
             FileType::Q8_0 => 7,
             FileType::Q4_0 => 2,
             FileType::Q4_1 => 3,
@@ -75,6 +78,7 @@ impl FileType {
         let wanted = match self {
             FileType::F32 => GgmlType::F32,
             FileType::F16 => GgmlType::F16,
+            FileType::BF16 => GgmlType::BF16,
             FileType::Q8_0 => GgmlType::Q8_0,
             FileType::Q4_0 => GgmlType::Q4_0,
             FileType::Q4_1 => GgmlType::Q4_1,
@@ -305,7 +309,8 @@ pub fn write_gguf_with_template(
     let experts = config.moe.as_ref().map_or(0, |m| m.num_experts);
     // gpt-oss's experts are released as MXFP4, and llama.cpp's converter keeps them so in every
     // quantized file; re-encoding MXFP4 values with ggml's quantizer gives them back exactly.
-    let mxfp4_experts = described.arch == "gpt-oss" && !matches!(file_type, FileType::F32 | FileType::F16);
+    let mxfp4_experts =
+        described.arch == "gpt-oss" && !matches!(file_type, FileType::F32 | FileType::F16 | FileType::BF16);
     let matrix_type = |gguf: &str, shape: &[usize]| {
         let width = if shape.len() >= 2 { shape[shape.len() - 1] } else { 1 };
         // (llama.cpp's quantizer encodes only tensors named `*weight`: biases stay F32.)

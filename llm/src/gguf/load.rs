@@ -1,5 +1,6 @@
 //! A model from a GGUF file: the config from its metadata, every parameter from the tensor
-//! llama.cpp names for it, decoded to f32 (and stored in the load options' weight dtype).
+//! llama.cpp names for it, decoded to f32 (and stored in the load options' weight dtype, or,
+//! with none asked for, BF16 and F16 matrices in their own dtype: see [`stored_dtype`]).
 //!
 //! On the CPU with no weight dtype asked for (`LoadOptions::weight_dtype` None: keep what the
 //! file stores), the Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K and MXFP4 matrices of `Linear`s, of the
@@ -47,6 +48,18 @@ pub fn permute_rows<T: Copy + Default>(values: &[T], heads: usize, width: usize,
         }
     }
     Some(out)
+}
+
+/// The dtype a matrix stored as `ty` keeps when no weight dtype is asked for: BF16 and F16 stay
+/// half precision (as a Hugging Face bf16 release does: half the memory and half the bytes each
+/// decoded token reads of an f32 copy; the kernels widen them); every other type is decoded to
+/// f32 (the block types reach here only where they cannot stay packed).
+fn stored_dtype(ty: tensor::quant::GgmlType) -> DType {
+    match ty {
+        tensor::quant::GgmlType::BF16 => DType::BF16,
+        tensor::quant::GgmlType::F16 => DType::F16,
+        _ => DType::F32,
+    }
 }
 
 /// Reads the GGUF file at `path` into a model on `options.device`.
@@ -174,8 +187,8 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
             let width = if shape.len() == 2 { shape[1] } else { 1 };
             values = permute_rows(&values, heads, width, true).ok_or_else(|| unpermute(&shape[0].to_string()))?;
         }
-        let dtype = if var.rank() >= 2 && !name.contains("embed_tokens") {
-            options.weight_dtype.unwrap_or(DType::F32)
+        let dtype = if var.rank() >= 2 && !name.ends_with(".bias") {
+            options.weight_dtype.unwrap_or_else(|| stored_dtype(info.ty))
         } else {
             DType::F32
         };
