@@ -2,12 +2,16 @@
 """One run, three runtimes, the same weights: this project's `llm generate --stats`, llama.cpp
 (through llama-cpp-python, built from source for this CPU) and PyTorch + transformers.
 
-Builds a Qwen3-0.6B-shaped model (or, with --config, another Qwen3 config.json's shape, such as
-tools/configs/qwen3-1.7b.json) with random weights (fixed seed; no download) and writes it
+Builds a Qwen3-0.6B-shaped model (or, with --config, another config.json's: another Qwen3 size
+such as tools/configs/qwen3-1.7b.json, or another architecture `llm` runs, such as
+tools/configs/gemma3-1b.json) with random weights (fixed seed; no download) and writes it
   - as Hugging Face folders, f32 and bf16 (config.json + model.safetensors), which `llm` and
     PyTorch load;
-  - as GGUF files, f32, bf16, q8_0 and q4_0 (the `gguf` package writes them; its quantizers are
-    ggml's reference ones), which llama.cpp loads (and `llm`, where it reads GGUF);
+  - as GGUF files, f32, bf16, q8_0 and q4_0, which llama.cpp loads (and `llm`, where it reads
+    GGUF). Qwen3's are written here with the `gguf` package (its quantizers are ggml's reference
+    ones); another architecture's by `llm quantize` (llama.cpp's names and metadata for it, the
+    same Q8_0 and Q4_0 bytes as the `gguf` package's quantizers: tools/check_gguf_export.py),
+    from the f32 folder with a placeholder tokenizer (`write_placeholder_tokenizer`);
   - with `--formats fp8`, as a Hugging Face folder of FP8 E4M3 matrices with 128x128 tile scales
     (`weight_scale_inv`, as DeepSeek-V3 and the Qwen3 FP8 releases ship them; embedding and norms
     bf16), which `llm` alone runs here (llama.cpp reads no FP8; PyTorch's CPU path dequantizes).
@@ -63,7 +67,9 @@ EXTRA_FORMATS = ["fp8"]
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", default="/tmp/llm-bench-peers", help="where the model files go (~6 GB)")
-    ap.add_argument("--config", default=CONFIG, help="a Qwen3 config.json whose shape to build (default Qwen3-0.6B's)")
+    ap.add_argument("--config", default=CONFIG,
+                    help="a config.json whose model to build (default Qwen3-0.6B's): any architecture both `llm` and "
+                         "transformers run, by its model_type")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt-len", type=int, default=512)
     ap.add_argument("--new-tokens", type=int, default=32)
@@ -90,7 +96,7 @@ def build_files(args):
     """Writes the HF folders and GGUF files (once; reused when present). Returns the weight bytes
     each format reads per decoded token."""
     import torch
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     os.makedirs(args.work, exist_ok=True)
     with open(args.config) as f:
@@ -100,27 +106,75 @@ def build_files(args):
         cfg.pop(key)
     cfg.pop("torch_dtype", None)
     cfg.pop("dtype", None)
-    config = Qwen3Config(**cfg)
+    cfg.pop("architectures", None)
+    config = AutoConfig.for_model(cfg.pop("model_type", "qwen3"), **cfg)
+    qwen3 = config.model_type == "qwen3"
     torch.manual_seed(args.seed)
-    model = Qwen3ForCausalLM(config).eval()
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
     state = {k: v.detach() for k, v in model.state_dict().items()}
+    # Only the folders a requested format runs on (Qwen3's GGUF files are written from `state`,
+    # another architecture's by `llm quantize` from the f32 folder): at the 1.7B shape the two
+    # folders are 10 GB.
+    folders = {fmt for fmt in ("f32", "bf16") if fmt in args.formats}
+    if not qwen3 and set(args.formats) - {"fp8"}:
+        folders.add("f32")  # every GGUF file's source
     for fmt, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
-        # Only the folders a requested format runs on (the GGUF files are written from `state`):
-        # at the 1.7B shape the two folders are 10 GB.
-        if fmt not in args.formats:
+        if fmt not in folders:
             continue
         folder = os.path.join(args.work, f"hf-{fmt}")
         if not os.path.isfile(os.path.join(folder, "model.safetensors")):
             model.to(dtype).save_pretrained(folder, safe_serialization=True)
             model.to(torch.float32)
+        if not qwen3:
+            write_placeholder_tokenizer(folder, config.vocab_size)
     bytes_per_token = {}
     for fmt in args.formats:
         if fmt == "fp8":
             bytes_per_token[fmt] = write_fp8_folder(os.path.join(args.work, "hf-fp8"), model, state)
             continue
         path = os.path.join(args.work, f"model-{fmt}.gguf")
-        bytes_per_token[fmt] = write_gguf(path, config, state, fmt, shape_name(args))
+        if qwen3:
+            bytes_per_token[fmt] = write_gguf(path, config, state, fmt, shape_name(args))
+        else:
+            bytes_per_token[fmt] = quantize_gguf(args, os.path.join(args.work, "hf-f32"), path, fmt)
     return config, bytes_per_token
+
+
+def write_placeholder_tokenizer(folder, vocab_size):
+    """A byte-level BPE tokenizer.json of `vocab_size` placeholder pieces, for `llm quantize` to
+    write into the GGUF file (llama.cpp refuses a file without a vocabulary; the bench feeds
+    token ids, so the pieces never matter). Its one merge, a + b -> ab, is the least a BPE
+    vocabulary is read with."""
+    path = os.path.join(folder, "tokenizer.json")
+    if os.path.isfile(path):
+        return
+    vocab = {"a": 0, "b": 1, "ab": 2}
+    vocab.update({f"<t{i}>": i for i in range(3, vocab_size)})
+    tokenizer = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": vocab, "merges": [["a", "b"]]},
+    }
+    with open(path, "w") as f:
+        json.dump(tokenizer, f)
+
+
+def quantize_gguf(args, folder, path, fmt):
+    """`llm quantize` writes the f32 folder as a GGUF file of `fmt` (once). Returns the bytes of
+    the matrices one decoded token reads: every matrix but the embedding table, unless the head
+    is tied to it (its rows are then the head's)."""
+    import gguf
+
+    if not os.path.isfile(path):
+        subprocess.run([args.llm, "quantize", "--model", folder, "--out", path, "--type", fmt], check=True)
+    tensors = gguf.GGUFReader(path).tensors
+    tied = not any(t.name == "output.weight" for t in tensors)
+    return sum(int(t.n_bytes) for t in tensors
+               if len(t.shape) >= 2 and (t.name != "token_embd.weight" or tied))
 
 
 def write_fp8_folder(folder, model, state, tile=128):
@@ -392,11 +446,11 @@ def last_argmax(llama_cpp, llm):
 
 def run_torch(args, folder, prompt):
     import torch
-    from transformers import Qwen3ForCausalLM
+    from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if folder.endswith("bf16") else torch.float32
-    model = Qwen3ForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="eager").eval()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="eager").eval()
     ids = torch.tensor([prompt])
     best = {"prefill_tok_s": 0.0, "decode_tok_s": 0.0}
     with torch.inference_mode():
