@@ -53,6 +53,40 @@ fn gather_and_scatter_add_are_adjoint() -> Result<()> {
     Ok(())
 }
 
+/// Parts that are contiguous views at an offset into their storage (rows narrowed off a larger
+/// tensor) are copied in whole runs; mixed with strided parts, on every axis of a 3-D tensor,
+/// the result is the value-by-value one.
+#[test]
+fn cat_of_contiguous_views_at_offsets_and_strided_parts() -> Result<()> {
+    let big = Tensor::from_vec((0..48).map(|i| i as f32).collect::<Vec<_>>(), [4, 3, 4], &cpu())?;
+    let tail = big.narrow(0usize, 2, 2)?; // [2, 3, 4], contiguous from offset 24
+    let strided = big.narrow(0usize, 0, 2)?.permute(&[0, 2, 1])?.contiguous()?.permute(&[0, 2, 1])?;
+    assert!(tail.layout().is_contiguous() && tail.layout().offset() == 24);
+    assert!(!strided.layout().is_contiguous());
+    let value = |t: &Tensor, i: [usize; 3]| -> f32 {
+        let v = t.contiguous().unwrap().to_vec::<f32>().unwrap();
+        let d = t.dims();
+        v[(i[0] * d[1] + i[1]) * d[2] + i[2]]
+    };
+    for axis in 0..3 {
+        let out = Tensor::cat(&[&tail, &strided, &tail], axis)?;
+        let mut want = Vec::new();
+        let d = out.dims().to_vec();
+        for i in 0..d[0] {
+            for j in 0..d[1] {
+                for k in 0..d[2] {
+                    let mut at = [i, j, k];
+                    let part = at[axis] / tail.dims()[axis];
+                    at[axis] %= tail.dims()[axis];
+                    want.push(value(if part == 1 { &strided } else { &tail }, at));
+                }
+            }
+        }
+        assert_eq!(out.to_vec::<f32>()?, want, "axis {axis}");
+    }
+    Ok(())
+}
+
 #[test]
 fn cat_and_stack_on_every_axis() -> Result<()> {
     let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2], &cpu())?;
