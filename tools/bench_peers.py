@@ -7,11 +7,15 @@ such as tools/configs/qwen3-1.7b.json, or another architecture `llm` runs, such 
 tools/configs/gemma3-1b.json) with random weights (fixed seed; no download) and writes it
   - as Hugging Face folders, f32 and bf16 (config.json + model.safetensors), which `llm` and
     PyTorch load;
-  - as GGUF files, f32, bf16, q8_0 and q4_0, which llama.cpp loads (and `llm`, where it reads
-    GGUF). Qwen3's are written here with the `gguf` package (its quantizers are ggml's reference
-    ones); another architecture's by `llm quantize` (llama.cpp's names and metadata for it, the
-    same Q8_0 and Q4_0 bytes as the `gguf` package's quantizers: tools/check_gguf_export.py),
-    from the f32 folder with a placeholder tokenizer (`write_placeholder_tokenizer`);
+  - as GGUF files, f32, bf16, q8_0, q4_0 and q4_k_m, which llama.cpp loads (and `llm`, where it
+    reads GGUF). Qwen3's f32 to q4_0 are written here with the `gguf` package (its quantizers are
+    ggml's reference ones); q4_k_m, and every file of another architecture, by `llm quantize`
+    (llama.cpp's names and metadata, the same Q8_0 and Q4_0 bytes as the `gguf` package's
+    quantizers, and Q4_K_M's mix of Q4_K and Q6_K with ggml's bytes: tools/check_gguf_export.py,
+    tools/make_kquant_reference.py), from the f32 folder with a placeholder tokenizer
+    (`write_placeholder_tokenizer`). A matrix whose rows are not whole 256-weight blocks (Gemma 3
+    1B's 1152 columns) is Q8_0 in that Q4_K_M file, where llama.cpp's own quantizer takes Q5_0;
+    both runtimes read the same file;
   - with `--formats fp8`, as a Hugging Face folder of FP8 E4M3 matrices with 128x128 tile scales
     (`weight_scale_inv`, as DeepSeek-V3 and the Qwen3 FP8 releases ship them; embedding and norms
     bf16), which `llm` alone runs here (llama.cpp reads no FP8; PyTorch's CPU path dequantizes).
@@ -59,7 +63,7 @@ import numpy as np  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "llm", "configs", "qwen3-0.6b.json")
-FORMATS = ["f32", "bf16", "q8_0", "q4_0"]
+FORMATS = ["f32", "bf16", "q8_0", "q4_0", "q4_k_m"]
 # Asked for by name: ours only.
 EXTRA_FORMATS = ["fp8"]
 
@@ -115,9 +119,10 @@ def build_files(args):
     # Only the folders a requested format runs on (Qwen3's GGUF files are written from `state`,
     # another architecture's by `llm quantize` from the f32 folder): at the 1.7B shape the two
     # folders are 10 GB.
+    by_llm = [fmt for fmt in args.formats if fmt == "q4_k_m" or (not qwen3 and fmt != "fp8")]
     folders = {fmt for fmt in ("f32", "bf16") if fmt in args.formats}
-    if not qwen3 and set(args.formats) - {"fp8"}:
-        folders.add("f32")  # every GGUF file's source
+    if by_llm:
+        folders.add("f32")  # the source of the files `llm quantize` writes
     for fmt, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
         if fmt not in folders:
             continue
@@ -125,18 +130,16 @@ def build_files(args):
         if not os.path.isfile(os.path.join(folder, "model.safetensors")):
             model.to(dtype).save_pretrained(folder, safe_serialization=True)
             model.to(torch.float32)
-        if not qwen3:
-            write_placeholder_tokenizer(folder, config.vocab_size)
     bytes_per_token = {}
     for fmt in args.formats:
         if fmt == "fp8":
             bytes_per_token[fmt] = write_fp8_folder(os.path.join(args.work, "hf-fp8"), model, state)
             continue
         path = os.path.join(args.work, f"model-{fmt}.gguf")
-        if qwen3:
-            bytes_per_token[fmt] = write_gguf(path, config, state, fmt, shape_name(args))
+        if fmt in by_llm:
+            bytes_per_token[fmt] = quantize_gguf(args, config, os.path.join(args.work, "hf-f32"), path, fmt)
         else:
-            bytes_per_token[fmt] = quantize_gguf(args, os.path.join(args.work, "hf-f32"), path, fmt)
+            bytes_per_token[fmt] = write_gguf(path, config, state, fmt, shape_name(args))
     return config, bytes_per_token
 
 
@@ -163,13 +166,14 @@ def write_placeholder_tokenizer(folder, vocab_size):
         json.dump(tokenizer, f)
 
 
-def quantize_gguf(args, folder, path, fmt):
-    """`llm quantize` writes the f32 folder as a GGUF file of `fmt` (once). Returns the bytes of
-    the matrices one decoded token reads: every matrix but the embedding table, unless the head
-    is tied to it (its rows are then the head's)."""
+def quantize_gguf(args, config, folder, path, fmt):
+    """`llm quantize` writes the f32 folder (given a placeholder tokenizer) as a GGUF file of `fmt`
+    (once). Returns the bytes of the matrices one decoded token reads: every matrix but the
+    embedding table, unless the head is tied to it (its rows are then the head's)."""
     import gguf
 
     if not os.path.isfile(path):
+        write_placeholder_tokenizer(folder, config.vocab_size)
         subprocess.run([args.llm, "quantize", "--model", folder, "--out", path, "--type", fmt], check=True)
     tensors = gguf.GGUFReader(path).tensors
     tied = not any(t.name == "output.weight" for t in tensors)
