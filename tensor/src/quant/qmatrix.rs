@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use super::qmatmul::{self, QKernel};
 use super::{GgmlType, dequantize, interleave};
-use crate::cpu::isa;
+use crate::cpu::{isa, pool};
 use crate::{DType, Error, Result, Tensor};
 
 /// From this many activation rows on, a product widens panels of weight rows to f32 and runs the
@@ -273,16 +273,33 @@ impl QMatrix {
             // Where the CPU has `vdpbf16ps`, bf16 panels run the bf16 GEMM at twice the f32
             // GEMM's rate (see cpu::gemm_bf16); the rounding (2^-9 relative per weight, the
             // activations likewise) is below the blocks' own quantization error. Interleaved
-            // Q4_0 / Q8_0 rows decode straight to bf16, without an f32 panel to convert.
+            // Q4_0 / Q8_0 rows decode straight to bf16, without an f32 panel to convert. The
+            // panels come from the pool: a fresh allocation per panel faulted its pages in on
+            // every product.
             let w = if isa::bf16_gemm() && interleave::applies(self.ty) {
-                let mut panel = vec![bf16::ZERO; p * self.cols];
+                let mut panel = pool::zeroed::<bf16>(p * self.cols);
                 self.decode_groups(j0, &mut panel, |g, o| interleave::dequantize_group_bf16(self.ty, self.cols, g, o));
                 Tensor::from_vec(panel, [p, self.cols], &cpu)?
+            } else if isa::bf16_gemm() {
+                // Rows as stored (the k-quants): each decoded to f32 in a per-task row and
+                // rounded to bf16 from there, the values an f32 panel converted after would
+                // hold, without writing and reading back that panel.
+                let mut panel = pool::overwritten::<bf16>(p * self.cols);
+                let rb = self.row_bytes();
+                let src = &self.data()[j0 * rb..(j0 + p) * rb];
+                panel.par_chunks_mut(self.cols).zip(src.par_chunks(rb)).try_for_each_init(
+                    || vec![0.0f32; self.cols],
+                    |row, (o, w)| {
+                        dequantize(self.ty, w, row)?;
+                        o.iter_mut().zip(row.iter()).for_each(|(d, &v)| *d = bf16::from_f32(v));
+                        Ok::<(), Error>(())
+                    },
+                )?;
+                Tensor::from_vec(panel, [p, self.cols], &cpu)?
             } else {
-                let mut panel = vec![0.0f32; p * self.cols];
+                let mut panel = pool::zeroed::<f32>(p * self.cols);
                 self.dequantize_rows(j0, &mut panel)?;
-                let w = Tensor::from_vec(panel, [p, self.cols], &cpu)?;
-                if isa::bf16_gemm() { w.to_dtype(DType::BF16)? } else { w }
+                Tensor::from_vec(panel, [p, self.cols], &cpu)?
             };
             parts.push(x.matmul(&w.t()?)?);
         }
