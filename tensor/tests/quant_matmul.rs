@@ -256,6 +256,33 @@ fn q8_k_activations_follow_ggml() {
     }
 }
 
+/// Q8_K activations bit for bit alike on every path this CPU runs: random rows, an all-zero
+/// block, magnitudes tied with opposite signs (the first sets the sign of d), a block whose
+/// scale is exactly -1 holding halves (rounded to even), and blocks with a NaN or an infinity
+/// (which the AVX-512 path hands to the scalar loop).
+#[test]
+fn q8_k_activations_quantize_alike_on_every_path() {
+    let mut x = values(21, 7 * 256);
+    x[256..512].fill(0.0);
+    x[512 + 5] = -4.0;
+    x[512 + 9] = 4.0;
+    let halves = [127.0, 2.5, -2.5, 0.5, -0.5, 1.5, -1.5, 126.5, -126.5, 0.49999997, 3.4999998, 99.5];
+    x[768..768 + halves.len()].copy_from_slice(&halves);
+    x[768 + 200] = -127.0;
+    x[1024 + 7] = f32::NAN;
+    x[1280 + 3] = f32::NEG_INFINITY;
+    let scalar = QuantizedActsK::new_on(Isa::Scalar, &x, 256);
+    assert_eq!(scalar.scales[2], -4.0 / -127.0, "the first of the tied magnitudes");
+    assert_eq!(scalar.codes[768 + 1], -2, "2.5 at a scale of -1 rounds to even");
+    for isa in Isa::ALL.into_iter().filter(|isa| isa.available()) {
+        let got = QuantizedActsK::new_on(isa, &x, 256);
+        assert_eq!(got.codes, scalar.codes, "{isa:?} codes");
+        assert_eq!(got.bsums, scalar.bsums, "{isa:?} sums");
+        let bits = |v: &[f32]| v.iter().map(|s| s.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got.scales), bits(&scalar.scales), "{isa:?} scales");
+    }
+}
+
 #[test]
 fn shapes_and_formats_are_checked() {
     assert!(QMatrix::new(GgmlType::Q8_0, 2, 48, vec![0; 200]).is_err(), "k not a multiple of 32");
