@@ -170,11 +170,18 @@ def quantize_gguf(args, config, folder, path, fmt):
     """`llm quantize` writes the f32 folder (given a placeholder tokenizer) as a GGUF file of `fmt`
     (once). Returns the bytes of the matrices one decoded token reads: every matrix but the
     embedding table, unless the head is tied to it (its rows are then the head's)."""
-    import gguf
-
     if not os.path.isfile(path):
         write_placeholder_tokenizer(folder, config.vocab_size)
         subprocess.run([args.llm, "quantize", "--model", folder, "--out", path, "--type", fmt], check=True)
+    return matrix_bytes(path)
+
+
+def matrix_bytes(path):
+    """The bytes of the matrices in the GGUF file at `path` that one decoded token reads: every
+    matrix but the embedding table, unless the head is tied to it (its rows are then the head's;
+    an untied table is read one row per token, negligible)."""
+    import gguf
+
     tensors = gguf.GGUFReader(path).tensors
     tied = not any(t.name == "output.weight" for t in tensors)
     return sum(int(t.n_bytes) for t in tensors
@@ -261,26 +268,23 @@ def shape_name(args):
 
 def write_gguf(path, config, state, fmt, shape):
     """llama.cpp's `qwen3` architecture with `fmt` matrices (norms stay f32, as llama.cpp's
-    converter keeps 1-D tensors). Returns the bytes of the matrices one decoded token reads."""
+    converter keeps 1-D tensors), once. Returns the bytes of the matrices one decoded token reads
+    (`matrix_bytes`)."""
     import gguf
     from gguf import GGMLQuantizationType as Q
 
     qtype = {"f32": Q.F32, "bf16": Q.BF16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0}[fmt]
-    read = 0
-    tensors = []
-    for name, t in state.items():
-        if name == "lm_head.weight" and config.tie_word_embeddings:
-            continue
-        a = t.float().numpy()
-        if a.ndim == 2:
-            data = gguf.quants.quantize(a, qtype) if qtype != Q.F32 else a
-            # The head reads every row; the embedding one row per token (negligible).
-            if name != "model.embed_tokens.weight" or config.tie_word_embeddings:
-                read += data.nbytes
-            tensors.append((gguf_name(name), data, qtype))
-        else:
-            tensors.append((gguf_name(name), a, Q.F32))
     if not os.path.isfile(path):
+        tensors = []
+        for name, t in state.items():
+            if name == "lm_head.weight" and config.tie_word_embeddings:
+                continue
+            a = t.float().numpy()
+            if a.ndim == 2:
+                data = gguf.quants.quantize(a, qtype) if qtype != Q.F32 else a
+                tensors.append((gguf_name(name), data, qtype))
+            else:
+                tensors.append((gguf_name(name), a, Q.F32))
         w = gguf.GGUFWriter(path, "qwen3")
         w.add_name(f"random {shape} shape")
         w.add_block_count(config.num_hidden_layers)
@@ -309,7 +313,7 @@ def write_gguf(path, config, state, fmt, shape):
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
         w.close()
-    return read
+    return matrix_bytes(path)
 
 
 # ---- the runtimes ----------------------------------------------------------------------------

@@ -186,6 +186,31 @@ impl QMatrix {
         out.par_chunks_mut(self.cols).zip(src.par_chunks(rb)).try_for_each(|(o, w)| dequantize(self.ty, w, o))
     }
 
+    /// Rows `j0..j0 + p` (`j0` a multiple of 8) decoded to bf16, in parallel, in a vector from the
+    /// pool (a fresh allocation per panel faulted its pages in on every product): interleaved
+    /// Q4_0 / Q8_0 groups straight to bf16; rows as stored (the k-quants) each to f32 in a
+    /// per-task row and rounded to bf16 from there, the values an f32 panel converted after would
+    /// hold, without writing and reading back that panel.
+    fn dequantize_rows_bf16(&self, j0: usize, p: usize) -> Result<Vec<bf16>> {
+        if interleave::applies(self.ty) {
+            let mut out = pool::zeroed::<bf16>(p * self.cols);
+            self.decode_groups(j0, &mut out, |g, o| interleave::dequantize_group_bf16(self.ty, self.cols, g, o));
+            return Ok(out);
+        }
+        let mut out = pool::overwritten::<bf16>(p * self.cols);
+        let rb = self.row_bytes();
+        let src = &self.data()[j0 * rb..(j0 + p) * rb];
+        out.par_chunks_mut(self.cols).zip(src.par_chunks(rb)).try_for_each_init(
+            || vec![0.0f32; self.cols],
+            |row, (o, w)| {
+                dequantize(self.ty, w, row)?;
+                o.iter_mut().zip(row.iter()).for_each(|(d, &v)| *d = bf16::from_f32(v));
+                Ok::<(), Error>(())
+            },
+        )?;
+        Ok(out)
+    }
+
     /// The rows `ids` decoded to f32, [ids.len(), cols] (an embedding lookup: only the rows read
     /// are widened).
     pub fn gather_rows(&self, ids: &[usize]) -> Result<Vec<f32>> {
@@ -272,30 +297,10 @@ impl QMatrix {
             let p = PANEL_ROWS.min(self.rows - j0);
             // Where the CPU has `vdpbf16ps`, bf16 panels run the bf16 GEMM at twice the f32
             // GEMM's rate (see cpu::gemm_bf16); the rounding (2^-9 relative per weight, the
-            // activations likewise) is below the blocks' own quantization error. Interleaved
-            // Q4_0 / Q8_0 rows decode straight to bf16, without an f32 panel to convert. The
-            // panels come from the pool: a fresh allocation per panel faulted its pages in on
-            // every product.
-            let w = if isa::bf16_gemm() && interleave::applies(self.ty) {
-                let mut panel = pool::zeroed::<bf16>(p * self.cols);
-                self.decode_groups(j0, &mut panel, |g, o| interleave::dequantize_group_bf16(self.ty, self.cols, g, o));
-                Tensor::from_vec(panel, [p, self.cols], &cpu)?
-            } else if isa::bf16_gemm() {
-                // Rows as stored (the k-quants): each decoded to f32 in a per-task row and
-                // rounded to bf16 from there, the values an f32 panel converted after would
-                // hold, without writing and reading back that panel.
-                let mut panel = pool::overwritten::<bf16>(p * self.cols);
-                let rb = self.row_bytes();
-                let src = &self.data()[j0 * rb..(j0 + p) * rb];
-                panel.par_chunks_mut(self.cols).zip(src.par_chunks(rb)).try_for_each_init(
-                    || vec![0.0f32; self.cols],
-                    |row, (o, w)| {
-                        dequantize(self.ty, w, row)?;
-                        o.iter_mut().zip(row.iter()).for_each(|(d, &v)| *d = bf16::from_f32(v));
-                        Ok::<(), Error>(())
-                    },
-                )?;
-                Tensor::from_vec(panel, [p, self.cols], &cpu)?
+            // activations likewise) is below the blocks' own quantization error. The weights
+            // decode straight to bf16 ([`QMatrix::dequantize_rows_bf16`]).
+            let w = if isa::bf16_gemm() {
+                Tensor::from_vec(self.dequantize_rows_bf16(j0, p)?, [p, self.cols], &cpu)?
             } else {
                 let mut panel = pool::zeroed::<f32>(p * self.cols);
                 self.dequantize_rows(j0, &mut panel)?;
