@@ -50,3 +50,111 @@ fn software_adapter() -> bool {
 pub fn on_cpu_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| f())
 }
+
+/// Runs `f`, one forward pass on `device`, with the CPU kernels' other workers kept awake until
+/// it returns: each polls the pool for work (`rayon::yield_now`) instead of going to sleep
+/// between two parallel kernels.
+///
+/// Why: a decoded token runs some 200 parallel kernels with a little serial work between them.
+/// A rayon worker that finds no work sleeps after a few dozen tries, and the next kernel must
+/// wake it. On a machine that has idled (a server between requests, a token after the user
+/// typed, a benchmark that runs another program in between) those wake-ups are slow: on the
+/// 2-core virtual machines of docs/BENCHMARKS.md, whose idle CPUs halt, a Llama-3.2-1B-shaped
+/// q4_0 model decoding with 50 ms of idle before each token ran at 27-29 tok/s, against ~40
+/// back to back; with the workers kept awake, 38. OpenMP runtimes (llama.cpp's, PyTorch's) do
+/// the same by spinning at their barriers. The polling stops when `f` returns, so an idle
+/// process uses no CPU. Called outside the pool, with one thread, or for a GPU (whose passes
+/// wait on the device, not on these workers), `f` just runs.
+pub fn with_workers_awake<R: Send>(device: &Device, f: impl FnOnce() -> R + Send) -> R {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let others = rayon::current_num_threads().saturating_sub(1);
+    let caller = rayon::current_thread_index();
+    let (Some(caller), true, true) = (caller, others > 0, device.is_cpu()) else { return f() };
+    /// Ends the polling however `f` ends: a panic in it must not leave the pollers spinning
+    /// (the scope waits for them before it passes the panic on).
+    struct Done<'a>(&'a AtomicBool);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+    let done = AtomicBool::new(false);
+    rayon::scope(|s| {
+        for _ in 0..others {
+            s.spawn(|_| {
+                // The caller, waiting inside `f` for a piece another worker took, may pick up
+                // one of these from its own queue: polling there would never let `f` go on.
+                if rayon::current_thread_index() == Some(caller) {
+                    return;
+                }
+                while !done.load(Ordering::Acquire) {
+                    if !matches!(rayon::yield_now(), Some(rayon::Yield::Executed)) {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+        }
+        let _done = Done(&done);
+        f()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    /// Runs `f` on a fresh pool of `threads` workers and fails, rather than hangs, when it has
+    /// not finished within a minute (a poller that never stops would hold the pool forever).
+    fn on_pool<R: Send + 'static>(threads: usize, f: impl FnOnce() -> R + Send + 'static) -> R {
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool");
+            let _ = send.send(pool.install(f));
+        });
+        receive.recv_timeout(Duration::from_secs(60)).expect("the pass finished and the pollers stopped")
+    }
+
+    #[test]
+    fn a_pass_with_the_workers_awake_computes_as_without() {
+        for threads in [1, 2, 3] {
+            let sum = on_pool(threads, || {
+                with_workers_awake(&Device::cpu(), || (0..100_000u64).into_par_iter().map(|i| i * i).sum::<u64>())
+            });
+            assert_eq!(sum, (0..100_000u64).map(|i| i * i).sum::<u64>(), "{threads} threads");
+        }
+        // Outside any pool it just runs.
+        assert_eq!(with_workers_awake(&Device::cpu(), || 7), 7);
+    }
+
+    #[test]
+    fn the_caller_never_polls_for_its_own_pass() {
+        // The other worker is kept busy, so the poller stays in the caller's queue, and the
+        // pass asks the pool for work: it gets that poller, which must return at once.
+        let ran = on_pool(2, || {
+            let busy = AtomicBool::new(false);
+            rayon::scope(|s| {
+                s.spawn(|_| {
+                    busy.store(true, Ordering::Release);
+                    std::thread::sleep(Duration::from_millis(300));
+                });
+                while !busy.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
+                with_workers_awake(&Device::cpu(), rayon::yield_now)
+            })
+        });
+        assert_eq!(ran, Some(rayon::Yield::Executed), "the pass picked up the poller");
+    }
+
+    #[test]
+    fn a_panic_in_the_pass_stops_the_pollers() {
+        let caught = on_pool(3, || {
+            std::panic::catch_unwind(|| with_workers_awake(&Device::cpu(), || -> u32 { panic!("inside the pass") }))
+                .is_err()
+        });
+        assert!(caught);
+    }
+}

@@ -96,13 +96,15 @@ pub fn generate_timed(
         let mut timings = Timings { prompt_tokens: prompt.len(), decode_steps: steps, ..Timings::default() };
         for step in 0..max_new {
             let started = Instant::now();
-            let ids = Tensor::from_vec(input.clone(), [1, input.len()], device)?;
-            // Only the last position's logits are needed: the head runs on one row.
-            let logits = model.forward_last(&ids, position, Some(&mut caches))?;
+            let fetched = crate::device::with_workers_awake(device, || -> Result<_> {
+                let ids = Tensor::from_vec(input.clone(), [1, input.len()], device)?;
+                // Only the last position's logits are needed: the head runs on one row.
+                let logits = model.forward_last(&ids, position, Some(&mut caches))?;
+                // On a GPU only the argmax, or the top-k candidates, come back (see `Readback`).
+                let want = readback_for(&sampling, device, vocab);
+                Ok(read_rows(&logits.value(), &[Some(want)])?.pop().flatten())
+            })?;
             position += input.len();
-            // On a GPU only the argmax, or the top-k candidates, come back (see `Readback`).
-            let want = readback_for(&sampling, device, vocab);
-            let fetched = read_rows(&logits.value(), &[Some(want)])?.pop().flatten();
             let next = match fetched.map(|f| f.pick(&mut sampler)) {
                 Some(Ok(next)) => next,
                 Some(Err(bad)) => return Err(not_finite(bad, tokens.len())),

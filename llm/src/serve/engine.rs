@@ -383,8 +383,10 @@ fn step(
         // down with it: it fails the requests of this step. The logits stay on the device and
         // every sequence's readback comes back in one wait.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let logits = model.forward_segments_logits(&mut segments, device)?;
-            read_rows(&logits, &wants)
+            crate::device::with_workers_awake(device, || {
+                let logits = model.forward_segments_logits(&mut segments, device)?;
+                read_rows(&logits, &wants)
+            })
         }))
         .unwrap_or_else(|_| Err(crate::Error::input("internal error in the forward pass")))
     };
