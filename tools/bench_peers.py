@@ -358,6 +358,10 @@ def run_in_step(args, ours_path, gguf_path, prompt):
     the waits not counted); llama.cpp's are timed here around each `eval`.
     After each pair of decoded tokens, PyTorch sums 1 GiB (on the same threads): the streaming
     read bandwidth of that moment, for the roofline.
+    Each runtime's pass starts once the other's threads have gone quiet (`wait_quiet`): the
+    OpenMP workers of llama.cpp and of PyTorch spin for some 6-10 ms after their work ends, and
+    without the wait they took one of the two cores for the first third of each of ours (9 ms
+    of this process's CPU time inside each of our ~29 ms steps).
     Returns (ours, llama.cpp, bandwidths): the first two as `run_ours` and `run_llama` do, each
     figure the best of --repeats; the bandwidth samples in bytes/s."""
     import llama_cpp
@@ -391,13 +395,16 @@ def run_in_step(args, ours_path, gguf_path, prompt):
 
         llm.reset()
         ok = ours_step()
+        wait_quiet(child.pid)
         t0 = time.perf_counter()
         llm.eval(prompt)
         token = last_argmax(llama_cpp, llm)
         prefill = time.perf_counter() - t0
         decode = 0.0
         for _ in range(args.new_tokens):
+            wait_quiet(os.getpid())
             ok = ok and ours_step()
+            wait_quiet(child.pid)
             t0 = time.perf_counter()
             llm.eval([token])
             token = last_argmax(llama_cpp, llm)
@@ -417,6 +424,34 @@ def run_in_step(args, ours_path, gguf_path, prompt):
         theirs["decode_tok_s"] = max(theirs["decode_tok_s"], args.new_tokens / decode)
     del llm
     return ours, theirs, bandwidths
+
+
+def cpu_time_ns(pid):
+    """CPU time used so far by all threads of process `pid`, in nanoseconds (Linux's
+    /proc/PID/task/*/schedstat; 0 where it cannot be read)."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def wait_quiet(pid, settle=0.002, limit=0.2):
+    """Waits until process `pid` uses less than a tenth of a core over `settle` seconds (its
+    worker threads have stopped spinning), for at most `limit` seconds."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit:
+        before = cpu_time_ns(pid)
+        time.sleep(settle)
+        if cpu_time_ns(pid) - before < 0.1 * settle * 1e9:
+            return
 
 
 def run_llama(args, path, prompt):
