@@ -182,36 +182,48 @@ fn qwen3_moe_gguf_round_trip() -> llm::Result<()> {
 /// dtype is asked for, as a Hugging Face bf16 release does, and computes exactly what the
 /// checkpoint converted to that dtype computes: the same half-precision values (rounding to
 /// nearest even on both ways in), the same kernels. Mistral's q/k rows go through llama's
-/// permutation and back on the way.
+/// permutation and back on the way; DeepSeek's `kv_b_proj` is split in two and joined again.
 #[test]
 fn half_precision_gguf_files_stay_half_precision() -> llm::Result<()> {
-    let dir = fixture("mistral_small");
-    let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
-    let ids = reference.load("input_ids", Some(DType::U32), &Device::cpu())?;
-    let loaded = load(&dir, &LoadOptions::cpu())?;
-    for (file_type, ggml, dtype) in
-        [(FileType::BF16, GgmlType::BF16, DType::BF16), (FileType::F16, GgmlType::F16, DType::F16)]
-    {
-        let path = std::env::temp_dir().join(format!("llm-gguf-{}-half-{dtype:?}.gguf", std::process::id()));
-        write_gguf(&loaded.model, &loaded.config, None, "mistral", file_type, &path)?;
-        let file = GgufFile::open(&path)?;
-        let matrices = file.tensors.iter().filter(|t| t.dims.len() == 2);
-        assert!(
-            matrices.clone().count() > 0 && matrices.clone().all(|t| t.ty == ggml),
-            "{dtype:?}: matrices as {ggml:?}"
-        );
-        let stored = LoadOptions { device: Device::cpu(), weight_dtype: None };
-        let from_file = load(&path, &stored)?;
-        for (name, var) in from_file.model.named_parameters() {
-            let want = if var.rank() >= 2 { dtype } else { DType::F32 };
-            assert_eq!(var.dtype(), want, "{name} from the {dtype:?} file");
+    // DeepSeek's `kv_b_proj` is stored split in two and joined at load: it keeps the parts'
+    // dtype too. Routers (`ffn_gate_inp`) stay F32 in every file, as llama.cpp writes them.
+    let router = |name: &str| name.ends_with("mlp.gate.weight");
+    for (fixture_name, arch) in [("mistral_small", "mistral"), ("deepseek_v3", "deepseek_v3")] {
+        let dir = fixture(fixture_name);
+        let reference = Checkpoint::open(&dir.join("reference.safetensors"))?;
+        let ids = reference.load("input_ids", Some(DType::U32), &Device::cpu())?;
+        let loaded = load(&dir, &LoadOptions::cpu())?;
+        for (file_type, ggml, dtype) in
+            [(FileType::BF16, GgmlType::BF16, DType::BF16), (FileType::F16, GgmlType::F16, DType::F16)]
+        {
+            let path = std::env::temp_dir().join(format!("llm-gguf-{}-{arch}-half-{dtype:?}.gguf", std::process::id()));
+            write_gguf(&loaded.model, &loaded.config, None, arch, file_type, &path)?;
+            let file = GgufFile::open(&path)?;
+            let matrices = file.tensors.iter().filter(|t| t.dims.len() >= 2 && !t.name.contains("ffn_gate_inp"));
+            assert!(
+                matrices.clone().count() > 0 && matrices.clone().all(|t| t.ty == ggml),
+                "{arch} {dtype:?}: matrices as {ggml:?}"
+            );
+            let stored = LoadOptions { device: Device::cpu(), weight_dtype: None };
+            let from_file = load(&path, &stored)?;
+            for (name, var) in from_file.model.named_parameters() {
+                let want = if var.rank() >= 2 && !router(&name) { dtype } else { DType::F32 };
+                assert_eq!(var.dtype(), want, "{name} from the {arch} {dtype:?} file");
+            }
+            let got = autograd::no_grad(|| from_file.model.forward(&ids, 0, None, false))?.logits.value().clone();
+            let converted = load(&dir, &LoadOptions { device: Device::cpu(), weight_dtype: Some(dtype) })?;
+            for ((name, var), (_, original)) in
+                converted.model.named_parameters().into_iter().zip(loaded.model.named_parameters())
+            {
+                if router(&name) {
+                    var.replace_value(original.value().clone())?;
+                }
+            }
+            let want = autograd::no_grad(|| converted.model.forward(&ids, 0, None, false))?.logits.value().clone();
+            let diff = max_abs_diff(&got, &want)?;
+            assert!(diff == 0.0, "{arch} {dtype:?} GGUF: logits differ from the {dtype:?} checkpoint's by {diff:.2e}");
+            std::fs::remove_file(&path).unwrap();
         }
-        let got = autograd::no_grad(|| from_file.model.forward(&ids, 0, None, false))?.logits.value().clone();
-        let converted = load(&dir, &LoadOptions { device: Device::cpu(), weight_dtype: Some(dtype) })?;
-        let want = autograd::no_grad(|| converted.model.forward(&ids, 0, None, false))?.logits.value().clone();
-        let diff = max_abs_diff(&got, &want)?;
-        assert!(diff == 0.0, "{dtype:?} GGUF: logits differ from the {dtype:?} checkpoint's by {diff:.2e}");
-        std::fs::remove_file(&path).unwrap();
     }
     Ok(())
 }

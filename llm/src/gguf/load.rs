@@ -86,7 +86,14 @@ pub fn load_gguf(path: &Path, options: &LoadOptions) -> Result<Loaded> {
         if let Some((values, parts)) = (described.join)(&config, &name, &file)? {
             // Stored split (DeepSeek's `kv_b_proj`): decoded and joined, never packed.
             let tensor = Tensor::from_vec(values, var.dims().to_vec(), &cpu)?;
-            let dtype = options.weight_dtype.unwrap_or(DType::F32);
+            // The parts' own dtype where they share one (a BF16 file's halves stay bf16).
+            let stored = parts
+                .iter()
+                .filter_map(|part| file.tensor(part))
+                .map(|info| stored_dtype(info.ty))
+                .reduce(|a, b| if a == b { a } else { DType::F32 })
+                .unwrap_or(DType::F32);
+            let dtype = options.weight_dtype.unwrap_or(stored);
             let tensor = if dtype == DType::F32 { tensor } else { tensor.to_dtype(dtype)? };
             var.replace_value(tensor.to(&options.device)?)?;
             for part in parts {
