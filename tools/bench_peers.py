@@ -147,10 +147,10 @@ def write_placeholder_tokenizer(folder, vocab_size):
     """A byte-level BPE tokenizer.json of `vocab_size` placeholder pieces, for `llm quantize` to
     write into the GGUF file (llama.cpp refuses a file without a vocabulary; the bench feeds
     token ids, so the pieces never matter). Its one merge, a + b -> ab, is the least a BPE
-    vocabulary is read with."""
+    vocabulary is read with. Returns its path, or None where the folder has a tokenizer already."""
     path = os.path.join(folder, "tokenizer.json")
     if os.path.isfile(path):
-        return
+        return None
     vocab = {"a": 0, "b": 1, "ab": 2}
     vocab.update({f"<t{i}>": i for i in range(3, vocab_size)})
     tokenizer = {
@@ -164,15 +164,20 @@ def write_placeholder_tokenizer(folder, vocab_size):
     }
     with open(path, "w") as f:
         json.dump(tokenizer, f)
+    return path
 
 
 def quantize_gguf(args, config, folder, path, fmt):
-    """`llm quantize` writes the f32 folder (given a placeholder tokenizer) as a GGUF file of `fmt`
-    (once). Returns the bytes of the matrices one decoded token reads: every matrix but the
+    """`llm quantize` writes the f32 folder (given a placeholder tokenizer, removed after) as a GGUF
+    file of `fmt` (once). Returns the bytes of the matrices one decoded token reads: every matrix but the
     embedding table, unless the head is tied to it (its rows are then the head's)."""
     if not os.path.isfile(path):
-        write_placeholder_tokenizer(folder, config.vocab_size)
-        subprocess.run([args.llm, "quantize", "--model", folder, "--out", path, "--type", fmt], check=True)
+        placeholder = write_placeholder_tokenizer(folder, config.vocab_size)
+        try:
+            subprocess.run([args.llm, "quantize", "--model", folder, "--out", path, "--type", fmt], check=True)
+        finally:
+            if placeholder:
+                os.remove(placeholder)
     return matrix_bytes(path)
 
 
