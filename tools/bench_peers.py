@@ -169,8 +169,7 @@ def write_placeholder_tokenizer(folder, vocab_size):
 
 def quantize_gguf(args, config, folder, path, fmt):
     """`llm quantize` writes the f32 folder (given a placeholder tokenizer, removed after) as a GGUF
-    file of `fmt` (once). Returns the bytes of the matrices one decoded token reads: every matrix but the
-    embedding table, unless the head is tied to it (its rows are then the head's)."""
+    file of `fmt` (once). Returns the bytes of the matrices one decoded token reads (`matrix_bytes`)."""
     if not os.path.isfile(path):
         placeholder = write_placeholder_tokenizer(folder, config.vocab_size)
         try:

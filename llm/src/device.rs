@@ -68,8 +68,10 @@ pub fn on_cpu_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 pub fn with_workers_awake<R: Send>(device: &Device, f: impl FnOnce() -> R + Send) -> R {
     use std::sync::atomic::{AtomicBool, Ordering};
     let others = rayon::current_num_threads().saturating_sub(1);
-    let caller = rayon::current_thread_index();
-    let (Some(caller), true, true) = (caller, others > 0, device.is_cpu()) else { return f() };
+    let caller = match rayon::current_thread_index() {
+        Some(caller) if others > 0 && device.is_cpu() => caller,
+        _ => return f(),
+    };
     /// Ends the polling however `f` ends: a panic in it must not leave the pollers spinning
     /// (the scope waits for them before it passes the panic on).
     struct Done<'a>(&'a AtomicBool);
