@@ -98,3 +98,53 @@ fn large_reductions_run_in_parallel_and_agree() -> Result<()> {
     }
     Ok(())
 }
+
+/// The first index a strictly-better scan keeps, NaN winning (NumPy's argmax/argmin).
+fn arg_scan(row: &[f32], max: bool) -> u32 {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        let better = if max { v > row[best] } else { v < row[best] };
+        if !row[best].is_nan() && (v.is_nan() || better) {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Arg reductions along rows (a row of logits' argmax) against a scan, on rows of few distinct
+/// values (many ties), with NaN at various places, signed zeros and infinities, read in place
+/// (contiguous) and gathered (through a transposed view), in rows long enough for the parallel
+/// split.
+#[test]
+fn arg_reductions_over_rows_match_a_scan() -> Result<()> {
+    let (rows, k) = (6, 40_000);
+    let mut s = 7u64;
+    let mut values: Vec<f32> = (0..rows * k)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) % 5) as f32 - 2.0
+        })
+        .collect();
+    values[k + 17] = f32::NAN; // row 1: one NaN
+    values[2 * k + 5] = f32::NAN; // row 2: two
+    values[2 * k + 30_000] = f32::NAN;
+    for v in &mut values[3 * k..4 * k] {
+        *v = if *v > 0.0 { -0.0 } else { 0.0 }; // row 3: only signed zeros
+    }
+    values[4 * k + 39_999] = f32::INFINITY; // row 4: +inf last
+    values[5 * k + 3] = f32::NEG_INFINITY; // row 5: -inf early
+    let x = Tensor::from_vec(values.clone(), [rows, k], &cpu())?;
+    let transposed = x.t()?.contiguous()?.t()?;
+    for (name, t) in [("contiguous", &x), ("transposed view", &transposed)] {
+        let max = t.argmax(1usize, false)?.to_vec::<u32>()?;
+        let min = t.argmin(1usize, false)?.to_vec::<u32>()?;
+        for r in 0..rows {
+            let row = &values[r * k..(r + 1) * k];
+            assert_eq!(max[r], arg_scan(row, true), "{name}: argmax of row {r}");
+            assert_eq!(min[r], arg_scan(row, false), "{name}: argmin of row {r}");
+        }
+    }
+    assert_eq!(x.argmax(1usize, false)?.to_vec::<u32>()?[1], 17, "the NaN wins");
+    assert_eq!(x.argmax(1usize, false)?.to_vec::<u32>()?[2], 5, "the first NaN wins");
+    Ok(())
+}

@@ -3,6 +3,8 @@
 //! contiguous row (split across 8 accumulators, which the compiler vectorises); otherwise whole
 //! rows of `inner` are combined at a time.
 
+use std::borrow::Cow;
+
 use num_traits::{Bounded, NumCast, ToPrimitive, Zero};
 use rayon::prelude::*;
 
@@ -15,7 +17,13 @@ pub fn reduce(op: ReduceOp, data: &HostData, layout: &Layout, axis: usize) -> Re
     let (outer, k, inner) = split_at_axis(layout.dims(), axis);
     macro_rules! run {
         ($v:expr, $wrap:ident) => {{
-            let x = strided::gather($v, layout);
+            // A contiguous input is read where it lies, not copied first: over a row of 151,936
+            // f32 logits an argmax or a max took ~220 µs against 307-358 with the copy (Zen 4
+            // EPYC, three rounds each).
+            let x: Cow<'_, [_]> = match layout.contiguous_range() {
+                Some(range) => Cow::Borrowed(&$v[range]),
+                None => Cow::Owned(strided::gather($v, layout)),
+            };
             if op.is_arg() {
                 HostData::U32(arg_reduce(op, &x, outer, k, inner))
             } else {
