@@ -37,6 +37,7 @@ const HELPERS: [(&str, &[&str]); 3] = [
             "matvec_bf16",     // matmul's vdpbf16ps matrix-vector kernel for bf16 weights
             "paged_attention", // attention's kernel over a paged KV cache's block table
             "pool",            // recycled output buffers of every op
+            "profile",         // LLM_CPU_PROFILE's step timings of a forward pass
             "strided",         // iteration over strided views
             "transpose",       // matmul's f32 transposition of a weight for the GEMM
             "vmath",           // vectorised exp/SiLU/GELU/softmax/RMSNorm/GLU

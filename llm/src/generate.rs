@@ -31,6 +31,9 @@ pub struct Timings {
     pub decode: Duration,
     /// Each decoded token's time, in order: from the start of its forward pass to its choice.
     pub decode_steps: Vec<Duration>,
+    /// With `LLM_CPU_PROFILE=1` on the CPU: the decoding steps' time in each step of a forward
+    /// pass (`tensor::cpu::profile`), summed over every decoded token; empty otherwise.
+    pub cpu_steps: Vec<tensor::cpu::profile::StepTime>,
 }
 
 impl Timings {
@@ -97,12 +100,15 @@ pub fn generate_timed(
         for step in 0..max_new {
             let started = Instant::now();
             let fetched = crate::device::with_workers_awake(device, || -> Result<_> {
+                tensor::cpu::profile::start();
                 let ids = Tensor::from_vec(input.clone(), [1, input.len()], device)?;
                 // Only the last position's logits are needed: the head runs on one row.
                 let logits = model.forward_last(&ids, position, Some(&mut caches))?;
                 // On a GPU only the argmax, or the top-k candidates, come back (see `Readback`).
                 let want = readback_for(&sampling, device, vocab);
-                Ok(read_rows(&logits.value(), &[Some(want)])?.pop().flatten())
+                let fetched = read_rows(&logits.value(), &[Some(want)])?.pop().flatten();
+                tensor::cpu::profile::mark("readback");
+                Ok(fetched)
             })?;
             position += input.len();
             let next = match fetched.map(|f| f.pick(&mut sampler)) {
@@ -114,6 +120,8 @@ pub fn generate_timed(
             timings.new_tokens += 1;
             if step == 0 {
                 timings.prefill = started.elapsed();
+                // The decoding steps' times only (see `Timings::cpu_steps`).
+                tensor::cpu::profile::take();
             } else {
                 timings.decode_steps.push(started.elapsed());
             }
@@ -124,6 +132,9 @@ pub fn generate_timed(
             input = vec![next];
         }
         timings.decode = timings.decode_steps.iter().sum();
+        if device.is_cpu() {
+            timings.cpu_steps = tensor::cpu::profile::take();
+        }
         Ok((tokens, timings))
     })
 }

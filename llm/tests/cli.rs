@@ -127,6 +127,78 @@ fn generate_stats_reports_prefill_and_decode() {
     assert!(steps.iter().all(|&ms| ms > 0.0) && (sum_s - json["decode_s"].as_f64().unwrap()).abs() < 1e-6, "{json}");
 }
 
+/// `LLM_CPU_PROFILE=1` with `--stats`: the decoding steps' time step by step, in the order of a
+/// forward pass, each layer's steps once per layer and token, together no more than the decode
+/// time; without it, no `cpu_steps`; a value that is not a switch is an error.
+#[test]
+fn generate_stats_with_the_cpu_profile_times_each_step() {
+    let dir = fixture("qwen3");
+    let args = [
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt-ids",
+        "1,2,3,4,5,6,7",
+        "--max-new-tokens",
+        "5",
+        "--temperature",
+        "0",
+        "--device",
+        "cpu",
+        "--stats",
+    ];
+    let run =
+        |profile: &str| Command::new(env!("CARGO_BIN_EXE_llm")).args(args).env("LLM_CPU_PROFILE", profile).output();
+    let o = run("1").expect("llm runs");
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("per decoded token on the CPU, step by step: embedding"), "{err}");
+    let json: serde_json::Value = serde_json::from_str(err.lines().last().unwrap()).expect("JSON");
+    let steps = json["cpu_steps"].as_array().expect("cpu_steps");
+    let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "embedding",
+            "norm (with the last add)",
+            "q, k, v",
+            "QK-norm, RoPE, cache writes",
+            "attention",
+            "o",
+            "add + norm",
+            "gate, up, GLU",
+            "down",
+            "final norm",
+            "head",
+            "readback"
+        ],
+        "{json}"
+    );
+    let layers = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+        .unwrap()["num_hidden_layers"]
+        .as_f64()
+        .unwrap();
+    for s in steps {
+        let calls = s["calls_per_token"].as_f64().unwrap();
+        let per_layer = !["embedding", "final norm", "head", "readback"].contains(&s["step"].as_str().unwrap());
+        assert_eq!(calls, if per_layer { layers } else { 1.0 }, "{s}");
+        assert!(s["us_per_token"].as_f64().unwrap() >= 0.0, "{s}");
+    }
+    let total_us: f64 = steps.iter().map(|s| s["us_per_token"].as_f64().unwrap()).sum();
+    let decode_us_per_token = json["decode_s"].as_f64().unwrap() * 1e6 / 4.0;
+    assert!(total_us > 0.0 && total_us <= decode_us_per_token, "{total_us} of {decode_us_per_token} µs: {json}");
+    let o = run("0").expect("llm runs");
+    assert!(o.status.success());
+    let json: serde_json::Value = serde_json::from_str(stderr(&o).lines().last().unwrap()).expect("JSON");
+    assert!(json.get("cpu_steps").is_none(), "{json}");
+    let o = run("sometimes").expect("llm runs");
+    assert!(
+        !o.status.success() && stderr(&o).contains("LLM_CPU_PROFILE=\"sometimes\" is not a switch"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// `--paced`: nothing runs until a line comes on stdin, and then one forward pass per line: with
 /// two lines for five tokens, two tokens come out and the run ends in an error naming stdin;
 /// with five lines, the run is the unpaced one, token for token.

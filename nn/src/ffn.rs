@@ -38,7 +38,10 @@ impl GatedFeedForward {
             Some([gate, up]) => Var::untracked(x.value().matmul_glu(&gate.value(), &up.value(), self.activation)?),
             _ => self.gate_proj.forward(x)?.glu(&self.up_proj.forward(x)?, self.activation)?,
         };
-        self.down_proj.forward(&gated)
+        tensor::cpu::profile::mark("gate, up, GLU");
+        let out = self.down_proj.forward(&gated)?;
+        tensor::cpu::profile::mark("down");
+        Ok(out)
     }
 }
 

@@ -260,6 +260,13 @@ impl Stats {
                 gpu.gpu_bytes_uploaded_per_token
             ));
         }
+        if !self.timings.cpu_steps.is_empty() {
+            let steps: Vec<String> = self
+                .cpu_steps_per_token()
+                .map(|(step, us, calls)| format!("{step} {us:.0} µs ({calls:.0}x)"))
+                .collect();
+            line.push_str(&format!("\nper decoded token on the CPU, step by step: {}", steps.join("; ")));
+        }
         if !self.gpu_kernels.is_empty() {
             let slowest: Vec<String> = self
                 .gpu_kernels
@@ -271,9 +278,16 @@ impl Stats {
         line
     }
 
+    /// Each step's time (µs) and count per decoded token, in the order of a forward pass
+    /// (`LLM_CPU_PROFILE`).
+    fn cpu_steps_per_token(&self) -> impl Iterator<Item = (&'static str, f64, f64)> + '_ {
+        let tokens = self.timings.decode_steps.len().max(1) as f64;
+        self.timings.cpu_steps.iter().map(move |s| (s.step, s.seconds * 1e6 / tokens, s.count as f64 / tokens))
+    }
+
     /// The JSON object: prompt_tokens, new_tokens, prefill_s, decode_s, prefill_tok_s,
     /// decode_tok_s, device, threads (and peak_rss_bytes where known, the GPU counters and
-    /// gpu_slowest_kernels where measured).
+    /// gpu_slowest_kernels where measured, cpu_steps with `LLM_CPU_PROFILE=1`).
     pub fn json(&self) -> serde_json::Value {
         let t = &self.timings;
         let mut json = serde_json::json!({
@@ -297,6 +311,12 @@ impl Stats {
             for (key, value) in gpu.fields() {
                 json[key] = value.into();
             }
+        }
+        if !self.timings.cpu_steps.is_empty() {
+            json["cpu_steps"] = self
+                .cpu_steps_per_token()
+                .map(|(step, us, calls)| serde_json::json!({ "step": step, "us_per_token": us, "calls_per_token": calls }))
+                .collect();
         }
         if !self.gpu_kernels.is_empty() {
             json["gpu_slowest_kernels"] = self

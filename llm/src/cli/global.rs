@@ -202,9 +202,9 @@ pub fn release_freed_memory() {
 }
 
 /// `LLM_CPU_KERNELS`, which forces the CPU kernels' instruction-set path, and the kernels'
-/// on/off switches (`LLM_CPU_BF16_GEMM`, `LLM_CPU_AMX`, `LLM_CPU_PREFETCH`): a value that names
-/// no path or is no switch is an error here, before any kernel runs (the kernels themselves can
-/// only warn and ignore it).
+/// on/off switches (`LLM_CPU_BF16_GEMM`, `LLM_CPU_AMX`, `LLM_CPU_PREFETCH`, `LLM_CPU_PROFILE`):
+/// a value that names no path or is no switch is an error here, before any kernel runs (the
+/// kernels themselves can only warn and ignore it).
 pub fn check_cpu_kernels_env() -> Result<()> {
     match std::env::var("LLM_CPU_KERNELS") {
         Ok(value) if !value.trim().is_empty() && tensor::cpu::isa::Isa::parse(&value).is_none() => {

@@ -131,13 +131,20 @@ impl DecoderLayer {
         let (x, pending) = match &self.norms {
             LayerNorms::PreNorm { input_layernorm, post_attention_layernorm } => {
                 let (x, normed) = x.norm(input_layernorm)?;
-                let (h, normed) = post_attention_layernorm.add_forward(&x, &attn(&normed)?)?;
+                tensor::cpu::profile::mark("norm (with the last add)");
+                let a = attn(&normed)?;
+                let (h, normed) = post_attention_layernorm.add_forward(&x, &a)?;
+                tensor::cpu::profile::mark("add + norm");
                 (h, self.ffn.forward(&normed)?)
             }
             LayerNorms::PostNorm { post_attention_layernorm, post_feedforward_layernorm } => {
                 let x = x.sum()?;
-                let h = x.add(&post_attention_layernorm.forward(&attn(&x)?)?)?;
+                tensor::cpu::profile::mark("add");
+                let a = attn(&x)?;
+                let h = x.add(&post_attention_layernorm.forward(&a)?)?;
+                tensor::cpu::profile::mark("norm + add");
                 let f = post_feedforward_layernorm.forward(&self.ffn.forward(&h)?)?;
+                tensor::cpu::profile::mark("norm");
                 (h, f)
             }
             LayerNorms::Sandwich {
@@ -147,9 +154,14 @@ impl DecoderLayer {
                 post_feedforward_layernorm,
             } => {
                 let (x, normed) = x.norm(input_layernorm)?;
+                tensor::cpu::profile::mark("norm (with the last add)");
                 let a = attn(&normed)?;
                 let (h, normed) = pre_feedforward_layernorm.add_forward(&x, &post_attention_layernorm.forward(&a)?)?;
-                (h, post_feedforward_layernorm.forward(&self.ffn.forward(&normed)?)?)
+                tensor::cpu::profile::mark("norm + add + norm");
+                let f = self.ffn.forward(&normed)?;
+                let f = post_feedforward_layernorm.forward(&f)?;
+                tensor::cpu::profile::mark("norm");
+                (h, f)
             }
         };
         Ok(Residual { x, pending: Some(pending) })
@@ -231,7 +243,11 @@ impl CausalLm {
         let x = self.trunk(ids, start, caches, None)?;
         let t = x.x.dims()[1];
         let x = if t > 1 { x.narrow(t - 1, 1)? } else { x };
-        self.head(&x.norm(&self.norm)?.1)
+        let normed = x.norm(&self.norm)?.1;
+        tensor::cpu::profile::mark("final norm");
+        let logits = self.head(&normed)?;
+        tensor::cpu::profile::mark("head");
+        Ok(logits)
     }
 
     /// Embedding and decoder layers: the hidden states [B, T, hidden] before the final norm, with
@@ -245,6 +261,7 @@ impl CausalLm {
         mut hidden_states: Option<&mut Vec<Tensor>>,
     ) -> Result<Residual> {
         let mut x = self.embed_tokens.forward(ids)?;
+        tensor::cpu::profile::mark("embedding");
         if let Some(scale) = self.embed_scale {
             // HF casts the scale to the embedding dtype first: sqrt(640) becomes 25.25 in bf16.
             let scale = Tensor::full(scale, (), self.embed_tokens.weight.dtype(), &tensor::Device::cpu())?

@@ -130,7 +130,11 @@ impl GroupedQueryAttention {
     /// step's keys and values are appended and the queries attend to everything the cache holds.
     pub fn forward(&self, x: &Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var> {
         let (q, k, v) = self.project(x)?;
-        self.o_proj.forward(&self.attend(q, k, v, start, cache)?)
+        tensor::cpu::profile::mark("q, k, v");
+        let heads = self.attend(q, k, v, start, cache)?;
+        let out = self.o_proj.forward(&heads)?;
+        tensor::cpu::profile::mark("o");
+        Ok(out)
     }
 
     /// Several sequences laid end to end along the time axis of `x [1, N, hidden]`, each with its
@@ -209,6 +213,7 @@ impl GroupedQueryAttention {
                 Tensor::from_vec(scales, [1, 1, t, 1], &tensor::Device::cpu())?.to(&q.device())?.to_dtype(q.dtype())?;
             q = q.mul_tensor(&scales)?;
         }
+        tensor::cpu::profile::mark("QK-norm, RoPE, cache writes");
         let spec = |k_start| AttentionSpec { scale: c.scale, mask: c.mask.at(start, k_start), softcap: c.softcap };
         let out = match cache {
             Some(cache) => {
@@ -228,7 +233,9 @@ impl GroupedQueryAttention {
                 Var::attention_with_sinks(&q, &k, &v, self.sinks.as_ref(), &spec)?
             }
         }; // (B, H, T, hd)
-        out.transpose(1, 2)?.reshape([b, t, h * hd])
+        let out = out.transpose(1, 2)?.reshape([b, t, h * hd]);
+        tensor::cpu::profile::mark("attention");
+        out
     }
 
     fn norm_q(&self, x: &Var) -> Result<Var> {

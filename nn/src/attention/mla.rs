@@ -153,10 +153,12 @@ impl MultiHeadLatentAttention {
     /// `x [B, T, hidden]` at positions `start..` -> `[B, T, hidden]`. Without a cache: the plain
     /// path. With one: the absorbed path over the cached latents.
     pub fn forward(&self, x: &Var, start: usize, cache: Option<&mut KvCache>) -> Result<Var> {
-        match cache {
+        let out = match cache {
             None => self.forward_plain(x, start),
             Some(cache) => self.forward_absorbed(x, start, cache),
-        }
+        };
+        tensor::cpu::profile::mark("MLA attention");
+        out
     }
 
     /// Expands per-head keys and values from the latent, then ordinary attention.

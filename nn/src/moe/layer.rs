@@ -28,6 +28,7 @@ impl SparseMoe {
         let n = x.elem_count() / h.max(1);
         let flat = x.reshape([n, h])?;
         let routing = self.router.route(&flat)?;
+        tensor::cpu::profile::mark("MoE router");
         let k = self.router.top_k;
         // Row r = n * k + slot: token n's slot-th expert.
         let tokens: Vec<u32> = (0..n as u32).flat_map(|t| std::iter::repeat_n(t, k)).collect();
@@ -42,6 +43,7 @@ impl SparseMoe {
         };
         let zeros = Var::constant(Tensor::zeros([n, h], x.dtype().max_float(), &x.device())?);
         let mut out = zeros.index_add(&tokens, &routed, 0)?;
+        tensor::cpu::profile::mark("MoE experts");
         if let Some(shared) = &self.shared {
             out = out.add(&shared.forward(&flat)?)?;
         }

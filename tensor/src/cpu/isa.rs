@@ -166,9 +166,10 @@ pub fn active() -> Isa {
 static BF16_GEMM: AtomicU8 = AtomicU8::new(0);
 
 /// The on/off switches of the CPU kernels in the environment, each read once by the kernel
-/// that it steers: [`bf16_gemm`], [`amx`], [`stream_prefetch`]. A command line checks them up
-/// front with [`switch`], where a wrong value can still become an error for the user.
-pub const SWITCHES: [&str; 3] = ["LLM_CPU_BF16_GEMM", "LLM_CPU_AMX", "LLM_CPU_PREFETCH"];
+/// that it steers: [`bf16_gemm`], [`amx`], [`stream_prefetch`], and `profile::on` (the step
+/// timings). A command line checks them up front with [`switch`], where a wrong value can
+/// still become an error for the user.
+pub const SWITCHES: [&str; 4] = ["LLM_CPU_BF16_GEMM", "LLM_CPU_AMX", "LLM_CPU_PREFETCH", "LLM_CPU_PROFILE"];
 
 /// An on/off switch's value: `0`/`off`/`false`/`no` is `Some(false)`, `1`/`on`/`true`/`yes`
 /// `Some(true)` (any case, spaces around ignored), empty `None`; anything else is an error.

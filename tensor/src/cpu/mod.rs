@@ -12,6 +12,7 @@ pub mod math;
 pub mod matvec;
 pub mod matvec_bf16;
 pub(crate) mod pool;
+pub mod profile;
 pub mod strided;
 pub mod transpose;
 pub mod vmath;
