@@ -154,7 +154,9 @@ pub(crate) enum Readback {
     /// (600 KB a token for a 151,936-token vocabulary) costs more than reducing it there; on the
     /// CPU the two reductions read the row where it lies, while the row's readback copies it
     /// into fresh memory and the pick scans it twice more: with the pick, 33-52 µs a token at
-    /// that vocabulary against 150-330 (Zen 4 EPYC, 2 threads, 200 picks each).
+    /// that vocabulary against 150-330 in a loop over one row (Zen 4 EPYC, 2 threads, 200 picks
+    /// each); inside `llm generate` at the Qwen3-0.6B shape (`LLM_CPU_PROFILE=1`, the row fresh
+    /// from the head's product) 129 µs against 145-280.
     Argmax,
     /// The k largest logits, ranked, their ids and the row's maximum: top-k sampling on a GPU
     /// (320 bytes at k = 40); [`Sampler::pick_ranked`] draws from them what it would have drawn
