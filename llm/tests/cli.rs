@@ -82,15 +82,13 @@ fn generate_json_gives_the_reference_greedy_ids() -> llm::Result<()> {
     Ok(())
 }
 
-/// `--stats`: a line for a person, then one JSON object as stderr's last line, whose counts and
-/// rates agree with each other and with the run; `--threads` sets the pool it reports.
-#[test]
-fn generate_stats_reports_prefill_and_decode() {
-    let dir = fixture("qwen3");
-    let o = llm(&[
+/// `llm generate --stats` on the model in `dir`: a 7-token prompt, 5 greedy tokens on the CPU,
+/// then `extra`.
+fn greedy_stats<'a>(dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
         "generate",
         "--model",
-        dir.to_str().unwrap(),
+        dir,
         "--prompt-ids",
         "1,2,3,4,5,6,7",
         "--max-new-tokens",
@@ -99,11 +97,18 @@ fn generate_stats_reports_prefill_and_decode() {
         "0",
         "--device",
         "cpu",
-        "--threads",
-        "1",
         "--stats",
-        "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `--stats`: a line for a person, then one JSON object as stderr's last line, whose counts and
+/// rates agree with each other and with the run; `--threads` sets the pool it reports.
+#[test]
+fn generate_stats_reports_prefill_and_decode() {
+    let dir = fixture("qwen3");
+    let o = llm(&greedy_stats(dir.to_str().unwrap(), &["--threads", "1", "--json"]));
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     let lines: Vec<&str> = err.lines().collect();
@@ -133,22 +138,9 @@ fn generate_stats_reports_prefill_and_decode() {
 #[test]
 fn generate_stats_with_the_cpu_profile_times_each_step() {
     let dir = fixture("qwen3");
-    let args = [
-        "generate",
-        "--model",
-        dir.to_str().unwrap(),
-        "--prompt-ids",
-        "1,2,3,4,5,6,7",
-        "--max-new-tokens",
-        "5",
-        "--temperature",
-        "0",
-        "--device",
-        "cpu",
-        "--stats",
-    ];
+    let args = greedy_stats(dir.to_str().unwrap(), &[]);
     let run =
-        |profile: &str| Command::new(env!("CARGO_BIN_EXE_llm")).args(args).env("LLM_CPU_PROFILE", profile).output();
+        |profile: &str| Command::new(env!("CARGO_BIN_EXE_llm")).args(&args).env("LLM_CPU_PROFILE", profile).output();
     let o = run("1").expect("llm runs");
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
