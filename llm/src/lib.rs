@@ -10,6 +10,7 @@ pub mod error;
 pub mod finite;
 pub mod generate;
 pub mod gguf;
+pub mod heap;
 pub mod models;
 pub mod plot;
 pub mod sample;

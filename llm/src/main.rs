@@ -221,7 +221,7 @@ fn run(cli: Cli) -> llm::Result<()> {
     if cli.check_finite {
         llm::finite::set_check_finite(true);
     }
-    cli::global::keep_freed_memory();
+    llm::heap::keep_freed_memory();
     cli::global::set_threads(cli.threads)?;
     cli::global::check_cpu_kernels_env()?;
     embedded::install()?;

@@ -44,12 +44,16 @@ pub fn quantize_weights(model: &CausalLm, ty: GgmlType, device: &Device) -> Resu
 /// is done): each prefill product then reads the weight as it is instead of transposing it into
 /// panels first. Each weight's `Var` becomes a placeholder, so the memory stays the weights' own.
 /// For inference only: a packed weight has no gradient. Returns how many matrices were packed.
+///
+/// The panels are mappings of their own (on 2 MiB pages, see `Bf16Panels`), so the bytes each
+/// weight is freed of go back to the kernel every [`RETURN_EVERY`] bytes
+/// ([`crate::heap::return_freed`]) instead of piling up in the heap beside them.
 pub fn pack_bf16_panels(model: &CausalLm) -> Result<usize> {
     if !Bf16Panels::worth_packing() {
         return Ok(0);
     }
     let params: HashMap<String, autograd::Var> = model.named_parameters().into_iter().collect();
-    let (mut packed, mut failure) = (0, None);
+    let (mut packed, mut failure, mut freed) = (0, None, 0);
     model.visit_packed("", &mut |name, slot| {
         if failure.is_some() || slot.is_set() || !slot.takes_panels() {
             return;
@@ -65,9 +69,19 @@ pub fn pack_bf16_panels(model: &CausalLm) -> Result<usize> {
             Ok(()) => packed += 1,
             Err(e) => failure = Some(Error::input(format!("packing {name} into bf16 panels: {e}"))),
         }
+        freed += var.elem_count() * 2;
+        if freed >= RETURN_EVERY {
+            crate::heap::return_freed();
+            freed = 0;
+        }
     });
+    crate::heap::return_freed();
     failure.map_or(Ok(packed), Err)
 }
+
+/// Bytes of packed weights' storage freed between two returns of the heap's free pages (a few
+/// layers' worth; each return walks the heap).
+const RETURN_EVERY: usize = 64 << 20;
 
 /// Rows widened to f32 and encoded at a time.
 const ROWS_PER_STEP: usize = 1024;
