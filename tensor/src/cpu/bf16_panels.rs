@@ -17,7 +17,9 @@
 //! Layout: panel after panel of 32 features (the last padded with zero features), each
 //! `pairs` rows of 32 lanes, `pairs` = K/2 rounded up to whole tiles of 16 pairs (an odd K's
 //! last high half and the pairs past K/2 zero). Every panel starts on a cache line
-//! ([`Lines`]), so each tile row the GEMM loads is one line. The bytes are K x N x 2 plus that
+//! ([`Lines`]), so each tile row the GEMM loads is one line, and from 2 MiB on the panels are a
+//! mapping of their own on 2 MiB pages (`huge_pages::Mapping`: in the allocator's recycled
+//! memory most of them stayed on 4 KiB pages, and decoding streamed them 10-15% slower). The bytes are K x N x 2 plus that
 //! padding: the weight's own size, which is freed once packed. (At K = 2,048 the panels are
 //! 128 KiB apart, so the four chunks the AMX GEMM reads side by side fall in the same L2 sets;
 //! a 16 KiB gap between panels measured a few percent faster but costs up to 12% more memory,
@@ -107,7 +109,8 @@ impl Bf16Panels {
         assert_eq!(w.len(), n * k, "Bf16Panels: {} values are not [{n}, {k}]", w.len());
         let pairs = k.div_ceil(2).div_ceil(TILE_PAIRS) * TILE_PAIRS;
         let panels = n.div_ceil(NR);
-        // On 2 MiB pages, as the checkpoint's own buffers are: a decoding step streams them.
+        // On 2 MiB pages of their own from the first byte (`Lines::zeroed_huge`, which says why):
+        // a decoding step streams them.
         let mut lines = Lines::zeroed_huge(panels * pairs * NR);
         let b = View { data: w, rs: 1, cs: k };
         lines.words_mut()[..panels * pairs * NR].par_chunks_mut(pairs * NR).enumerate().for_each(|(p, panel)| {
