@@ -58,6 +58,28 @@ fn packing_keeps_every_value() {
     }
 }
 
+/// Panels past 2 MiB live in a mapping of their own (on huge pages where the OS gives them):
+/// the same values, and a decoding step's product the same as the reference's.
+#[test]
+fn panels_past_two_mib_keep_every_value_and_multiply_the_same() {
+    let (n, k) = (1100, 1024); // 35 panels of 512 pairs x 32 lanes: 2.3 MB
+    let w = weights(n, k, 11);
+    let panels = Bf16Panels::from_rows(&w, n, k);
+    let back = panels.to_rows();
+    assert!(back.iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()), "[{n}, {k}] changed when packed");
+    let x = normals(k, 12);
+    let (want, size) = exact(1, n, k, &x, &w);
+    let got: Vec<f32> = panels
+        .matmul(&Tensor::from_vec(x.clone(), [1, k], &Device::cpu()).expect("x"))
+        .expect("matmul")
+        .to_vec()
+        .expect("values");
+    for (idx, ((&g, &e), &s)) in got.iter().zip(&want).zip(&size).enumerate() {
+        let tol = 2e-6 * ((k + 1) as f64).sqrt() * s.max(1e-30);
+        assert!((g as f64 - e).abs() <= tol, "element {idx}: {g} vs {e} (tolerance {tol})");
+    }
+}
+
 #[test]
 fn products_on_panels_equal_the_sums_on_every_path() {
     let _guard = SWITCHES.lock().unwrap_or_else(|p| p.into_inner());

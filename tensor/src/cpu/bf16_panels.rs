@@ -19,8 +19,9 @@
 //! last high half and the pairs past K/2 zero). Every panel starts on a cache line
 //! ([`Lines`]), so each tile row the GEMM loads is one line, and from 2 MiB on the panels are a
 //! mapping of their own on 2 MiB pages (`huge_pages::Mapping`: in the allocator's recycled
-//! memory most of them stayed on 4 KiB pages, and decoding streamed them 10-15% slower). The bytes are K x N x 2 plus that
-//! padding: the weight's own size, which is freed once packed. (At K = 2,048 the panels are
+//! memory most of them stayed on 4 KiB pages, and decoding streamed them ~10% slower). The
+//! bytes are K x N x 2 plus that padding: the weight's own size, which is freed once packed.
+//! (At K = 2,048 the panels are
 //! 128 KiB apart, so the four chunks the AMX GEMM reads side by side fall in the same L2 sets;
 //! a 16 KiB gap between panels measured a few percent faster but costs up to 12% more memory,
 //! so it is not used.)

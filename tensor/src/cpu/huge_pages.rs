@@ -18,8 +18,8 @@
 //!
 //! Where the kernel says no (huge pages off, other OSes) nothing changes.
 
-/// Below this a buffer stays on small pages: a huge page is 2 MiB.
-const MIN_BYTES: usize = 2 << 20;
+/// A huge page: below it a buffer stays on small pages; the alignment and unit of [`Mapping`].
+const HUGE: usize = 2 << 20;
 
 /// Asks for `len` bytes from `ptr`, not yet written, to be backed by huge pages.
 pub fn advise(ptr: *mut u8, len: usize) {
@@ -31,7 +31,7 @@ pub fn advise(ptr: *mut u8, len: usize) {
         }
         const MADV_HUGEPAGE: c_int = 14;
         const PAGE: usize = 4096;
-        if len < MIN_BYTES {
+        if len < HUGE {
             return;
         }
         // madvise wants a page-aligned start; the page holding the buffer's first byte is this
@@ -45,17 +45,14 @@ pub fn advise(ptr: *mut u8, len: usize) {
     let _ = (ptr, len);
 }
 
-/// A huge page: the alignment and the unit of [`Mapping`].
-const HUGE: usize = 2 << 20;
-
 /// Zeroed memory of its own, starting on a 2 MiB boundary and advised onto 2 MiB pages before
 /// anything touches it: a fresh anonymous mapping, not the allocator's. Only where the OS and
 /// the constants below are known (Linux on x86-64 and aarch64); elsewhere [`Mapping::zeroed`]
 /// says no and the caller allocates as usual.
 ///
 /// Why not [`advise`] on an allocation: glibc hands out recycled heap memory for any size below
-/// its mmap threshold, which rises to 32 MiB once a large buffer is freed (as each loaded
-/// weight's bytes are, once packed). Pages a previous buffer touched stay small whatever the
+/// its mmap threshold (32 MiB in `llm`, which holds it there; glibc raises it that far by itself
+/// as large buffers are freed), and each loaded weight's bytes are freed once packed. Pages a previous buffer touched stay small whatever the
 /// advice, and a buffer that does not start on a 2 MiB boundary keeps small pages at both ends.
 /// Qwen3-0.6B in bf16, loaded by `llm generate`: 512 of its 1,317 MB resident were on huge
 /// pages (each layer's 29 MB of panels: 6 MB), against every full 2 MiB of the panels here.
