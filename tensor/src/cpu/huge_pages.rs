@@ -25,21 +25,15 @@ const HUGE: usize = 2 << 20;
 pub fn advise(ptr: *mut u8, len: usize) {
     #[cfg(target_os = "linux")]
     {
-        use std::ffi::{c_int, c_void};
-        unsafe extern "C" {
-            fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int;
-        }
-        const MADV_HUGEPAGE: c_int = 14;
-        const PAGE: usize = 4096;
         if len < HUGE {
             return;
         }
         // madvise wants a page-aligned start; the page holding the buffer's first byte is this
         // process's memory either way.
-        let start = ptr as usize & !(PAGE - 1);
+        let start = ptr as usize & !(sys::PAGE - 1);
         // SAFETY: the advice only changes how the kernel backs these pages of this process's
         // memory; it reads and writes none of it. A refusal is ignored: the pages stay small.
-        unsafe { madvise(start as *mut c_void, len + (ptr as usize - start), MADV_HUGEPAGE) };
+        unsafe { sys::madvise(start as *mut _, len + (ptr as usize - start), sys::MADV_HUGEPAGE) };
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (ptr, len);
@@ -52,13 +46,14 @@ pub fn advise(ptr: *mut u8, len: usize) {
 ///
 /// Why not [`advise`] on an allocation: glibc hands out recycled heap memory for any size below
 /// its mmap threshold (32 MiB in `llm`, which holds it there; glibc raises it that far by itself
-/// as large buffers are freed), and each loaded weight's bytes are freed once packed. Pages a previous buffer touched stay small whatever the
-/// advice, and a buffer that does not start on a 2 MiB boundary keeps small pages at both ends.
-/// Qwen3-0.6B in bf16, loaded by `llm generate`: 512 of its 1,317 MB resident were on huge
-/// pages (each layer's 29 MB of panels: 6 MB), against every full 2 MiB of the panels here.
-/// What that is worth: a Zen 4 EPYC (2 threads) streaming the 0.6B shape's 1.2 GB of panels
-/// with the decoding kernel, huge against small pages in one process, alternating: 54-58
-/// against 47-51 GB/s when the machine's bandwidth is high, 33-36 against 31-35 when it is low.
+/// as large buffers are freed), and each loaded weight's bytes are freed once packed. Pages a
+/// previous buffer touched stay small whatever the advice, and a buffer that does not start on
+/// a 2 MiB boundary keeps small pages at both ends. Qwen3-0.6B in bf16, loaded by `llm
+/// generate`: 512 of its 1,317 MB resident were on huge pages (each layer's 29 MB of panels:
+/// 6 MB); in mappings, 1,192 of 1,319. What that is worth: a Zen 4 EPYC (2 threads) streaming
+/// the 0.6B shape's 1.2 GB of panels with the decoding kernel, huge against small pages in one
+/// process, alternating (medians of five passes): 54-59 against 48-54 GB/s when the machine's
+/// bandwidth is high, 33-36 against 31-35 when it is low (docs/BENCHMARKS.md).
 ///
 /// The last partial 2 MiB stays on small pages (not advised), so no buffer holds more than its
 /// own size rounded to 4 KiB.
@@ -75,7 +70,9 @@ pub struct Mapping {
 unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+/// The Linux calls both ways in use. The mapping flags' values are those of x86-64 and aarch64
+/// (other architectures number some differently), so [`Mapping`] is made on those only.
+#[cfg(target_os = "linux")]
 mod sys {
     use std::ffi::{c_int, c_long, c_void};
     unsafe extern "C" {
@@ -84,9 +81,13 @@ mod sys {
         pub fn munmap(addr: *mut c_void, len: usize) -> c_int;
         pub fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int;
     }
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     pub const PROT_READ: c_int = 1;
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     pub const PROT_WRITE: c_int = 2;
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     pub const MAP_PRIVATE: c_int = 2;
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     pub const MAP_ANONYMOUS: c_int = 0x20;
     pub const MADV_HUGEPAGE: c_int = 14;
     pub const PAGE: usize = 4096;
