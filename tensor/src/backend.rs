@@ -153,6 +153,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Writes `src` into the elements `dst_layout` selects of `dst`, in place. Same dtype, same
     /// shape. Used by KV caches and optimizers; the only mutating op.
     fn copy_into(&self, dst: &dyn Buffer, dst_layout: &Layout, src: Src) -> Result<()>;
+    /// `copy_into` with the values converted to `dst_dtype`, the destination's float dtype (a
+    /// step's f32 keys and values into an f16/bf16 KV cache) in one op. Optional: the tensor
+    /// layer casts and then copies where a backend has no such kernel.
+    fn copy_cast_into(&self, dst: &dyn Buffer, dst_layout: &Layout, dst_dtype: DType, src: Src) -> Result<()> {
+        let _ = (dst, dst_layout, dst_dtype, src);
+        Err(Error::unsupported("copy_cast_into", "no converting copy on this device"))
+    }
     /// Converts elements to `dtype`.
     fn cast(&self, src: Src, dtype: DType) -> Result<BufferRef>;
 
@@ -260,9 +267,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// pairs `2i` with `2i + 1` (Meta's complex form, Llama 4, DeepSeek's rope dims).
     fn rope(&self, x: Src, cos: Src, sin: Src, interleaved: bool) -> Result<BufferRef>;
     /// `rope(rms_norm(x))` in one pass (per-head QK-norm then RoPE, Qwen3's and Gemma 3's
-    /// attention): the same shapes and tables as the two ops; x may be any view. Optional: the tensor layer runs the
-    /// two ops where a backend has no such kernel (the CPU's two passes over a row are cheap; a
-    /// GPU saves a dispatch and a round trip through memory).
+    /// attention): the same shapes and tables as the two ops; x may be any view. Optional: the
+    /// tensor layer runs the two ops where a backend has no such kernel (fused, a GPU saves a
+    /// dispatch and a round trip through memory, the CPU an output and a pass per step).
     fn rms_norm_rope(
         &self,
         x: Src,

@@ -278,6 +278,34 @@ impl Tensor {
         self.device.backend().copy_into(self.buffer.as_ref(), &self.layout, src.src())
     }
 
+    /// [`write_from`](Self::write_from) for a source of another float dtype, converted to this
+    /// view's as it is written (rounded to nearest even): a decoding step's f32 keys and values
+    /// into an f16/bf16 KV cache. Where the backend converts while it copies (the CPU), that is
+    /// one op instead of a cast into a new tensor and a copy of it, twice per layer and token.
+    pub fn write_converted_from(&self, src: &Tensor) -> Result<()> {
+        if src.dtype == self.dtype {
+            return self.write_from(src);
+        }
+        let float = |d: DType| matches!(d, DType::F32 | DType::F64 | DType::F16 | DType::BF16);
+        if !float(src.dtype) || !float(self.dtype) {
+            return Err(Error::dtype(
+                "write_converted_from",
+                format!("converts between float dtypes; source is {}, destination is {}", src.dtype, self.dtype),
+            ));
+        }
+        if src.shape() != self.shape() {
+            return Err(Error::shape(
+                "write_converted_from",
+                format!("source {:?} does not match destination {:?}", src.shape(), self.shape()),
+            ));
+        }
+        self.check_same_device("write_converted_from", src)?;
+        match self.device.backend().copy_cast_into(self.buffer.as_ref(), &self.layout, self.dtype, src.src()) {
+            Err(e) if e.is_unsupported() => self.write_from(&src.to_dtype(self.dtype)?),
+            done => done,
+        }
+    }
+
     pub(crate) fn check_same_device(&self, op: &str, other: &Tensor) -> Result<()> {
         if !self.device.same_as(&other.device) {
             return Err(Error::device(

@@ -297,3 +297,53 @@ fn matmul_each_is_one_matmul_per_weight() -> Result<()> {
     }
     Ok(())
 }
+
+/// The CPU's fused kernels (`add_rms_norm`, `rms_norm_rope`) on what a decoding step and a
+/// prefill hand them: query heads as a transposed view of the projection, tables as rows of a
+/// larger table at an offset, Gemma's `1 + w` weights, one row and many (past the parallel
+/// threshold). Each equals its two ops within f32 rounding of the same sums (1e-6); the add
+/// is exact.
+#[test]
+fn fused_norms_on_views_match_their_ops() -> Result<()> {
+    for (b, t, h, d) in [(1, 1, 16, 128), (2, 40, 5, 64), (1, 300, 8, 128)] {
+        // [B, T, H * D] seen as heads [B, H, T, D].
+        let proj = randn([b, t, h * d], 40, &cpu())?;
+        let heads = proj.reshape([b, t, h, d])?.transpose(1, 2)?;
+        let w = randn([d], 41, &cpu())?;
+        let big = uniform([t + 9, d / 2], 0.0, 6.0, 42, &cpu())?;
+        let (c, s) = (big.cos()?.narrow(0, 9, t)?, big.sin()?.narrow(0, 9, t)?);
+        for add_unit_offset in [false, true] {
+            let spec = RmsNormSpec { eps: 1e-6, add_unit_offset };
+            for interleaved in [false, true] {
+                let fused = heads.rms_norm_rope(Some(&w), spec, &c, &s, interleaved)?;
+                let two_ops = heads.rms_norm(Some(&w), spec)?.rope(&c, &s, interleaved)?;
+                assert_close(&fused, &two_ops, 1e-6, 1e-6)?;
+            }
+            let (r, w_row) = (randn([b, t, h * d], 43, &cpu())?, randn([h * d], 44, &cpu())?);
+            let (sum, normed) = proj.add_rms_norm(&r, Some(&w_row), spec)?;
+            assert_eq!(sum.to_vec::<f32>()?, proj.add(&r)?.to_vec::<f32>()?);
+            assert_close(&normed, &proj.add(&r)?.rms_norm_composite(Some(&w_row), spec)?, 1e-6, 1e-5)?;
+        }
+    }
+    Ok(())
+}
+
+/// A converting write lands each value rounded to the view's dtype, where the view selects
+/// (a KV cache's rows for one step: a strided view of a larger buffer), as a cast and a copy
+/// would; nothing else in the buffer changes; and dtypes that are not floats are refused.
+#[test]
+fn a_converting_write_rounds_into_the_view() -> Result<()> {
+    let rows = randn([1, 3, 2, 8], 50, &cpu())?;
+    for dtype in [DType::F16, DType::BF16, DType::F64] {
+        let cache = Tensor::zeros([1, 3, 10, 8], dtype, &cpu())?;
+        let expected = Tensor::zeros([1, 3, 10, 8], dtype, &cpu())?;
+        cache.narrow(2, 4, 2)?.write_converted_from(&rows)?;
+        expected.narrow(2, 4, 2)?.write_from(&rows.to_dtype(dtype)?)?;
+        assert_eq!(cache.to_dtype(DType::F64)?.to_vec::<f64>()?, expected.to_dtype(DType::F64)?.to_vec::<f64>()?);
+    }
+    let ids = Tensor::zeros([1, 3, 2, 8], DType::U32, &cpu())?;
+    assert!(ids.write_converted_from(&rows).is_err());
+    let short = Tensor::zeros([1, 3, 1, 8], DType::F16, &cpu())?;
+    assert!(short.write_converted_from(&rows).is_err());
+    Ok(())
+}

@@ -256,11 +256,12 @@ impl KvCache {
             return Err(Error::shape("kv_cache", format!("a cache holds at most {MAX_QUANTITIES} tensors per row")));
         }
         let n = first.dims()[2];
-        // Arrays and inline lists throughout: a decoding step's append allocates nothing.
-        let stored = match self.store {
-            Some(dtype) if rows.iter().any(|r| r.dtype() != dtype) => {
-                Some(CacheTensors::collect(rows.iter().map(|r| r.to_dtype(dtype)))?)
-            }
+        // Arrays and inline lists throughout: a decoding step's append allocates nothing. Rows
+        // of another dtype than the store's are converted as they are written into a contiguous
+        // cache's slots; a paged cache takes them converted.
+        let convert = self.store.filter(|&dtype| rows.iter().any(|r| r.dtype() != dtype));
+        let stored = match convert {
+            Some(dtype) if self.table.is_some() => Some(CacheTensors::collect(rows.iter().map(|r| r.to_dtype(dtype)))?),
             _ => None,
         };
         let mut refs = [first; MAX_QUANTITIES];
@@ -271,10 +272,13 @@ impl KvCache {
         if self.table.is_some() {
             return self.append_paged(rows, n);
         }
-        let like = RowsLike::of_each(rows)?;
+        let mut like = RowsLike::of_each(rows)?;
+        if let Some(dtype) = convert {
+            like.iter_mut().for_each(|l| l.dtype = dtype);
+        }
         let slots = self.make_room(&like[..rows.len()], n)?;
         for (slot, row) in slots.iter().zip(rows) {
-            slot.write_from(row)?;
+            slot.write_converted_from(row)?;
         }
         self.commit(n)
     }

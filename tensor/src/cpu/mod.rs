@@ -83,6 +83,25 @@ pub(crate) fn with_values<T: crate::Element, R>(op: &str, t: &crate::Tensor, f: 
     Ok(f(&values[at..at + t.elem_count()]))
 }
 
+/// A norm's f32 weight of `d` values from its (contiguous) buffer, or None without one; another
+/// dtype is `op`'s unsupported error (the tensor layer then runs the unfused ops).
+fn f32_weight<'a>(
+    op: &'static str,
+    data: Option<&'a HostData>,
+    src: Option<&Src>,
+    d: usize,
+) -> Result<Option<&'a [f32]>> {
+    match (data, src) {
+        (Some(HostData::F32(w)), Some(lw)) => w
+            .get(lw.layout.offset()..)
+            .and_then(|w| w.get(..d))
+            .map(Some)
+            .ok_or_else(|| Error::unsupported(op, "a weight of the rows' length")),
+        (Some(_), _) => Err(Error::unsupported(op, "an f32 weight")),
+        _ => Ok(None),
+    }
+}
+
 /// The buffer of an op's result: a recycled cell when one is free ([`pool::buffer`]).
 fn output(data: HostData) -> BufferRef {
     pool::buffer(data)
@@ -130,6 +149,19 @@ impl Backend for CpuBackend {
         let values = copy::copy(&*read("copy_into", &src)?, src.layout)?;
         copy::write_strided(&mut dst.write(), dst_layout, &values)?;
         pool::recycle(values);
+        Ok(())
+    }
+
+    fn copy_cast_into(&self, dst: &dyn Buffer, dst_layout: &Layout, dst_dtype: DType, src: Src) -> Result<()> {
+        let dst = dst
+            .as_any()
+            .downcast_ref::<CpuBuffer>()
+            .ok_or_else(|| Error::device("copy_cast_into", "destination is not a CPU buffer"))?;
+        let values = copy::copy(&*read("copy_cast_into", &src)?, src.layout)?;
+        let cast = values.cast(dst_dtype);
+        pool::recycle(values);
+        copy::write_strided(&mut dst.write(), dst_layout, &cast)?;
+        pool::recycle(cast);
         Ok(())
     }
 
@@ -225,6 +257,42 @@ impl Backend for CpuBackend {
     fn rope(&self, x: Src, cos: Src, sin: Src, interleaved: bool) -> Result<BufferRef> {
         let (xs, c, s) = (read("rope", &x)?, read("rope", &cos)?, read("rope", &sin)?);
         Ok(output(rope::rope(&xs, x.layout, (&c, cos.layout.offset()), (&s, sin.layout.offset()), interleaved)?))
+    }
+
+    fn rms_norm_rope(
+        &self,
+        x: Src,
+        weight: Option<Src>,
+        spec: RmsNormSpec,
+        (cos, sin, interleaved): (Src, Src, bool),
+    ) -> Result<BufferRef> {
+        const OP: &str = "rms_norm_rope";
+        let (xs, c, s) = (read(OP, &x)?, read(OP, &cos)?, read(OP, &sin)?);
+        let ws = weight.as_ref().map(|w| read(OP, w)).transpose()?;
+        let (HostData::F32(xv), HostData::F32(cv), HostData::F32(sv)) = (&*xs, &*c, &*s) else {
+            return Err(Error::unsupported(OP, "f32 rows and tables"));
+        };
+        let d = x.layout.dims().last().copied().unwrap_or(0);
+        let w = f32_weight(OP, ws.as_deref(), weight.as_ref(), d)?;
+        let tables = (&cv[cos.layout.offset()..], &sv[sin.layout.offset()..]);
+        Ok(output(HostData::F32(rope::rms_norm_rope(xv, x.layout, w, spec, tables, interleaved))))
+    }
+
+    fn add_rms_norm(&self, x: Src, r: Src, weight: Option<Src>, spec: RmsNormSpec) -> Result<(BufferRef, BufferRef)> {
+        const OP: &str = "add_rms_norm";
+        let (xs, rs) = (read(OP, &x)?, read(OP, &r)?);
+        let ws = weight.as_ref().map(|w| read(OP, w)).transpose()?;
+        let (HostData::F32(xv), HostData::F32(rv)) = (&*xs, &*rs) else {
+            return Err(Error::unsupported(OP, "f32 rows"));
+        };
+        let (n, d) = (x.layout.elem_count(), x.layout.dims().last().copied().unwrap_or(0));
+        let (Some(xr), Some(rr)) = (x.layout.contiguous_range(), r.layout.contiguous_range()) else {
+            return Err(Error::unsupported(OP, "contiguous rows"));
+        };
+        let w = f32_weight(OP, ws.as_deref(), weight.as_ref(), d)?;
+        debug_assert_eq!((xr.len(), rr.len()), (n, n));
+        let (h, normed) = rms_norm::add_rms_norm(&xv[xr], &rv[rr], d, w, spec);
+        Ok((output(HostData::F32(h)), output(HostData::F32(normed))))
     }
 
     fn glu(&self, gate: Src, up: Src, act: GluActivation) -> Result<BufferRef> {
