@@ -317,7 +317,9 @@ mod x86 {
         };
         let tasks = panels.div_ceil(PANELS_PER_TASK);
         if w.n * w.k * 2 >= PARALLEL_MIN_BYTES {
-            (0..tasks).into_par_iter().for_each(task);
+            // One task per piece of work a thread can take (rayon would otherwise leave pieces of
+            // an eighth of the product or more, and the thread done first waits for the other).
+            (0..tasks).into_par_iter().with_max_len(1).for_each(task);
         } else {
             (0..tasks).for_each(task);
         }

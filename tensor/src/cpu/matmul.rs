@@ -247,6 +247,19 @@ fn as_bf16<W: Weight>(w: &[W]) -> &[half::bf16] {
     unsafe { std::slice::from_raw_parts(w.as_ptr() as *const half::bf16, w.len()) }
 }
 
+/// Rows per task of a parallel matrix-vector product over `n` rows of `row_bytes` each: about
+/// 256 KiB of weights a task (a multiple of 4 rows, at least 16), but no fewer than 4 tasks a
+/// thread (a block was an eighth of the product: 39 MB for Qwen3-0.6B's 311 MB head). Making
+/// each block a piece of its own for rayon (`with_max_len(1)`, as the bf16 panels' tasks are)
+/// measured no gain here (docs/BENCHMARKS.md, twenty-fifth session).
+fn stream_chunk(n: usize, row_bytes: usize, threads: usize) -> usize {
+    let by_bytes = (STREAM_TASK_BYTES / row_bytes.max(1)).next_multiple_of(4).max(16);
+    by_bytes.min(n.div_ceil(threads * 4).next_multiple_of(4).max(16))
+}
+
+/// Weight bytes per task of a parallel matrix-vector product ([`stream_chunk`]).
+const STREAM_TASK_BYTES: usize = 256 << 10;
+
 /// `y[j] = sum_i x[i * x_stride] * b[i, j]` for f32 activations, streaming the weight once with
 /// the SIMD kernels of `matvec`. Threads take contiguous blocks of the weight: blocks of output
 /// rows when b is the transposed view of an [N, K] weight (one dot product per output), blocks
@@ -286,7 +299,7 @@ fn matvec_f32<W: Weight>(
             matvec_bf16::rows(&xp, k, ys, |j| &w[base + (j0 + j) * cs..base + (j0 + j) * cs + k])
         };
         if parallel {
-            let chunk = n.div_ceil(threads * 4).next_multiple_of(4).max(16);
+            let chunk = stream_chunk(n, k * std::mem::size_of::<W>(), threads);
             y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| rows(c * chunk, ys));
         } else {
             rows(0, y);
@@ -303,7 +316,7 @@ fn matvec_f32<W: Weight>(
             }
         };
         if parallel {
-            let chunk = n.div_ceil(threads * 4).next_multiple_of(4).max(16);
+            let chunk = stream_chunk(n, k * std::mem::size_of::<W>(), threads);
             y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| rows(c * chunk, ys));
         } else {
             rows(0, y);
