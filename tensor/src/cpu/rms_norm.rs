@@ -60,12 +60,7 @@ pub fn add_rms_norm(x: &[f32], r: &[f32], d: usize, w: Option<&[f32]>, spec: Rms
         return (h, n);
     }
     let eps = spec.eps as f32;
-    let g: Option<Cow<[f32]>> =
-        w.map(
-            |w| {
-                if spec.add_unit_offset { Cow::Owned(w.iter().map(|&v| v + 1.0).collect()) } else { Cow::Borrowed(w) }
-            },
-        );
+    let g = gain(w, spec);
     // Row `i` of both outputs from row `i` of x and r.
     let row = |i: usize, h: &mut [f32], n: &mut [f32]| {
         let (x, r) = (&x[i * d..(i + 1) * d], &r[i * d..(i + 1) * d]);
@@ -81,6 +76,12 @@ pub fn add_rms_norm(x: &[f32], r: &[f32], d: usize, w: Option<&[f32]>, spec: Rms
         h.chunks_mut(d).zip(n.chunks_mut(d)).enumerate().for_each(|(i, (h, n))| row(i, h, n));
     }
     (h, n)
+}
+
+/// What a norm multiplies its normalised rows by: the weight `w`, or `1 + w` for Gemma's
+/// zero-centred weights (`add_unit_offset`), borrowed where it is `w` itself.
+pub(super) fn gain(w: Option<&[f32]>, spec: RmsNormSpec) -> Option<Cow<'_, [f32]>> {
+    w.map(|w| if spec.add_unit_offset { Cow::Owned(w.iter().map(|&v| v + 1.0).collect()) } else { Cow::Borrowed(w) })
 }
 
 /// The norm's weight as a slice: borrowed where it is contiguous (a loaded weight always is),

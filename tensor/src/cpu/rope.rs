@@ -1,8 +1,6 @@
 //! CPU kernels of the rotary position embedding: each row's pairs rotated by its position's
 //! angles, rows in parallel; and the per-head RMSNorm fused with it ([`rms_norm_rope`]).
 
-use std::borrow::Cow;
-
 use crate::backend::RmsNormSpec;
 use crate::{Error, FloatElement, HostData, Layout, Result};
 
@@ -61,12 +59,7 @@ pub fn rms_norm_rope(
     let (t, d) = (lx.dims()[r - 2], lx.dims()[r - 1]);
     let half = d / 2;
     let eps = spec.eps as f32;
-    let g: Option<Cow<[f32]>> =
-        w.map(
-            |w| {
-                if spec.add_unit_offset { Cow::Owned(w.iter().map(|&v| v + 1.0).collect()) } else { Cow::Borrowed(w) }
-            },
-        );
+    let g = super::rms_norm::gain(w, spec);
     let mut out = strided::gather(x, lx);
     rows_mut(&mut out, d, |row_index, row| {
         let inv = (vmath::sum_squares(isa, row) / d as f32 + eps).sqrt().recip();
