@@ -18,10 +18,9 @@ use half::{bf16, f16};
 use crate::backend::AttentionSpec;
 use crate::{Error, FloatElement, HostData, Layout, Result};
 
-use super::cache_rows;
 use super::matvec::Weight;
 use super::strided::{self, PARALLEL_MIN};
-use super::{isa, vmath};
+use super::{attention_split, cache_rows, isa, vmath};
 
 /// Query rows per attention task.
 const QUERY_BLOCK: usize = 64;
@@ -179,6 +178,32 @@ impl Attend for Dense<'_> {
         // key and value is read once for the group instead of once per query head.
         let stack = if group > 1 && group * tq <= DIRECT_ROWS { group } else { 1 };
         let task_rows = stack * tq;
+        let tasks = b * hq / stack;
+        if task_rows <= DIRECT_ROWS {
+            // A decoding step with fewer tasks than threads: its keys split across them.
+            let (lo, hi) = visible_keys(spec, 0..tq, tk);
+            let parts = attention_split::parts(tasks, hi - lo);
+            if parts > 1 {
+                let step = attention_split::Step { rows: task_rows, tq, d, dv, tk, span: (lo, hi), scale, cap, spec };
+                let sinks = sinks.as_deref();
+                let task = |t: usize| {
+                    let bh = t * stack;
+                    let (bi, h0) = (bh / hq, bh % hq);
+                    let kvh = h0 / group;
+                    attention_split::Task {
+                        q: &q[bh * tq * d..(bh + stack) * tq * d],
+                        k: &k[lk.offset() + bi * ks[0] + kvh * ks[1]..],
+                        k_stride: ks[2],
+                        v: &v[lv.offset() + bi * vs[0] + kvh * vs[1]..],
+                        v_stride: vs[2],
+                        sinks: sinks.map(|s| &s[h0..h0 + stack]),
+                    }
+                };
+                attention_split::attend(&step, tasks, parts, task, &mut out);
+                super::pool::give(q);
+                return out;
+            }
+        }
         // Each thread's scratch for the scores of a block of query rows, reused from task to
         // task and from call to call ([`with_scores`]; allocated per block, its 128 KB came as
         // fresh pages each time, zeroed by the kernel).
@@ -231,7 +256,7 @@ impl Attend for Dense<'_> {
                 }
             });
         };
-        if b * hq / stack > 1 && out.len() * tk >= PARALLEL_MIN {
+        if tasks > 1 && out.len() * tk >= PARALLEL_MIN {
             out.par_chunks_mut(task_rows * dv).enumerate().for_each(|(t, o)| task(t, o));
         } else {
             out.chunks_mut(task_rows * dv).enumerate().for_each(|(t, o)| task(t, o));
@@ -331,13 +356,32 @@ pub(super) fn softmax_row<T: FloatElement>(
     scale: T,
     cap: Option<T>,
 ) {
-    if visible.start >= visible.end {
-        row.iter_mut().for_each(|s| *s = T::zero());
-        return;
+    if let Some((max, sum)) = exp_row(row, lo, visible, sink, scale, cap) {
+        let sum = sum + sink.map_or_else(T::zero, |s| (s - max).exp());
+        let inv = sum.recip();
+        row.iter_mut().for_each(|s| *s = *s * inv);
     }
+}
+
+/// The unnormalised half of [`softmax_row`]: the row's visible keys (those of `visible` among
+/// `lo..lo + row.len()`) scaled and soft-capped, then `exp(s - max)` in place, where `max` is
+/// their largest logit or `floor` if larger; every other key gets 0. Returns `(max, sum of the
+/// row)`, or None (the row all zeros) when none of its keys is visible.
+pub(super) fn exp_row<T: FloatElement>(
+    row: &mut [T],
+    lo: usize,
+    visible: &Range<usize>,
+    floor: Option<T>,
+    scale: T,
+    cap: Option<T>,
+) -> Option<(T, T)> {
     // The row in three runs, so the visible one is a branch-free loop the compiler vectorises:
     // keys before the visible range, the visible keys, keys after it.
     let (start, end) = (visible.start.saturating_sub(lo).min(row.len()), visible.end.saturating_sub(lo).min(row.len()));
+    if start >= end {
+        row.iter_mut().for_each(|s| *s = T::zero());
+        return None;
+    }
     row[..start].fill(T::neg_infinity());
     row[end..].fill(T::neg_infinity());
     let seen = &mut row[start..end];
@@ -345,10 +389,8 @@ pub(super) fn softmax_row<T: FloatElement>(
         Some(cap) => seen.iter_mut().for_each(|s| *s = (*s * scale / cap).tanh() * cap),
         None => seen.iter_mut().for_each(|s| *s = *s * scale),
     }
-    let max = sink.into_iter().chain([lane_max(seen)]).fold(T::neg_infinity(), |m, x| if x > m { x } else { m });
-    let sum = sink.map_or_else(T::zero, |s| (s - max).exp()) + exp_shifted_sum(row, max);
-    let inv = sum.recip();
-    row.iter_mut().for_each(|s| *s = *s * inv);
+    let max = floor.into_iter().chain([lane_max(seen)]).fold(T::neg_infinity(), |m, x| if x > m { x } else { m });
+    Some((max, exp_shifted_sum(row, max)))
 }
 
 /// The largest value of `xs` (-inf when empty), over 16 running maxima so that the loop

@@ -18,6 +18,7 @@ pub mod transpose;
 pub mod vmath;
 
 mod attention;
+mod attention_split;
 mod binary;
 mod compare;
 mod concat;
