@@ -1,4 +1,4 @@
-"""Checks `llm quantize --type TYPE` (q4_k_m by default; q8_0, q4_0, q4_1; f32 checks the mapping
+"""Checks `llm quantize --type TYPE` (q4_k_m by default; q8_0, q4_0, q4_1, q5_0, q5_1; f32 checks the mapping
 below exactly) end to end against llama.cpp (llama-cpp-python), for one of three architectures
 (`--arch`), with our logits on the CPU or the GPU (`--device`):
 
@@ -34,7 +34,7 @@ their max abs errors (and the mean top-1): with MoE a token near a routing tie c
 expert in either runtime, so one sequence's maximum is partly chance.
 
 Usage: /work/venv/bin/python tools/check_quant_llama.py [--arch qwen3|qwen3_moe|mistral]
-           [--type q4_k_m|q8_0|q4_0|q4_1|f32] [--device cpu|gpu] [--sequences N] [--llm target/debug/llm]
+           [--type q4_k_m|q8_0|q4_0|q4_1|q5_0|q5_1|f32] [--device cpu|gpu] [--sequences N] [--llm target/debug/llm]
 (needs torch, transformers, gguf, safetensors, llama-cpp-python; no download)
 """
 
@@ -132,7 +132,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llm", default=os.path.join(ROOT, "target", "debug", "llm"))
     ap.add_argument("--arch", default="qwen3", choices=sorted(ARCHS))
-    ap.add_argument("--type", default="q4_k_m", choices=["q4_k_m", "q8_0", "q4_0", "q4_1", "f32"])
+    ap.add_argument("--type", default="q4_k_m", choices=["q4_k_m", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "f32"])
     ap.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="where `llm logits` runs")
     ap.add_argument("--sequences", type=int, default=1,
                     help="sequences per length (the first fixed, the others random); the target line then "

@@ -3,9 +3,13 @@
 
 Writes llm/tests/data/gguf/reference.gguf, a GGUF v3 file holding:
 - metadata of every value type (scalars, strings, arrays of numbers and of strings);
-- for each block type T in Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, MXFP4: `T.packed` (the raw blocks,
-  random codes with finite scales) and `T.expected` (F32, `gguf.quants.dequantize` of them);
-- for Q8_0 and Q4_0: `T.source` (F32 values) and `T.quantized` (`gguf.quants.quantize` of them);
+- for each block type T in Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, MXFP4, Q5_0, Q5_1: `T.packed`
+  (the raw blocks, random codes with finite scales) and `T.expected` (F32,
+  `gguf.quants.dequantize` of them);
+- for Q8_0, Q4_0, Q4_1, MXFP4, Q5_0 and Q5_1: `T.source` (F32 values) and `T.quantized`
+  (`gguf.quants.quantize` of them);
+- (Q5_0's and Q5_1's tensors are drawn last, so that every tensor before them keeps the values
+  it had before they were added;)
 - F16 and BF16 tensors with their F32 values;
 - `fp8.table` (the 256 E4M3 values from ml_dtypes' float8_e4m3fn), `fp8.weight` (I8 bytes
   [130, 136]), `fp8.scale_inv` (F32 [2, 2]) and `fp8.expected` (weight * scale per 128x128 tile);
@@ -38,6 +42,11 @@ def random_blocks(qtype, n_blocks):
     if qtype in (T.Q8_0, T.Q4_0):
         raw[:, 0:2] = f16(n_blocks)
     elif qtype == T.Q4_1:
+        raw[:, 0:2] = f16(n_blocks)
+        raw[:, 2:4] = f16(n_blocks)
+    elif qtype == T.Q5_0:
+        raw[:, 0:2] = f16(n_blocks)
+    elif qtype == T.Q5_1:
         raw[:, 0:2] = f16(n_blocks)
         raw[:, 2:4] = f16(n_blocks)
     elif qtype in (T.Q4_K, T.Q5_K):
@@ -137,6 +146,30 @@ def main():
     q = gguf.quants.quantize(src, T.Q4_1)
     w.add_tensor("q4_1.source", src)
     w.add_tensor("q4_1.quantized", q, raw_dtype=T.Q4_1)
+
+    # Q5_0 and Q5_1 (Gemma 3's llama.cpp K-quant files hold Q5_0 matrices), drawn after every case
+    # above so those keep their values: random blocks decoded by gguf.quants.dequantize (ggml's
+    # dequantize_row_q5_0/q5_1), then ggml's reference encodings (quantize_row_q5_{0,1}_ref).
+    for qtype in (T.Q5_0, T.Q5_1):
+        raw, block_size = random_blocks(qtype, 6)
+        packed = raw.reshape(2, -1)
+        values = gguf.quants.dequantize(packed, qtype).astype(np.float32)
+        assert values.shape == (2, raw.shape[0] * block_size // 2)
+        w.add_tensor(f"{qtype.name.lower()}.packed", packed, raw_dtype=qtype)
+        w.add_tensor(f"{qtype.name.lower()}.expected", values)
+    src = (rng.standard_normal((4, 64)) * rng.uniform(0.01, 2, size=(4, 1))).astype(np.float32)
+    src[0, :32] = 0.0  # an all-zero block
+    src[1, 5] = -np.abs(src[1, :32]).max() * 1.5  # a negative maximum
+    src[2, 3] = src[2, 7] = 4.0  # tied maxima
+    q = gguf.quants.quantize(src, T.Q5_0)
+    w.add_tensor("q5_0.source", src)
+    w.add_tensor("q5_0.quantized", q, raw_dtype=T.Q5_0)
+    src = (rng.standard_normal((4, 64)) * rng.uniform(0.01, 4, size=(4, 1)) + rng.uniform(-1, 1, size=(4, 1))).astype(np.float32)
+    src[0, :32] = 0.25  # a constant block: d = 0
+    src[1, 32:64] = np.linspace(-1, 1, 32, dtype=np.float32)  # evenly spread: codes at every step
+    q = gguf.quants.quantize(src, T.Q5_1)
+    w.add_tensor("q5_1.source", src)
+    w.add_tensor("q5_1.quantized", q, raw_dtype=T.Q5_1)
 
     w.write_header_to_file()
     w.write_kv_data_to_file()

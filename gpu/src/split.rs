@@ -13,8 +13,8 @@
 //!   ([`bind_view`]); upload and download copy whole buffers and bind nothing.
 //! - Block-quantized matrices (`DeviceQMatrix`) are gathered (`qindex_select`) and multiplied
 //!   (`qmatmul`, both kernels) a window of rows at a time, and stacked experts
-//!   (`qexpert_matmul`) a window of whole experts at a time (`kernels/qmatmul.rs`). Q8_0, Q4_0
-//!   and MXFP4 keep every block's quants first and the scales after them, so a row lies in two
+//!   (`qexpert_matmul`) a window of whole experts at a time (`kernels/qmatmul.rs`). Q8_0, Q4_0,
+//!   Q5_0 and MXFP4 keep every block's quants first and the scales after them, so a row lies in two
 //!   regions of the buffer: [`GpuBackend::region_windows`] cuts both at the same rows, and the
 //!   kernels bind the buffer twice (quants and scales), each window with the offset of its first
 //!   row. The other types are one region (whole blocks per row) bound once, as dense rows are.

@@ -320,6 +320,8 @@ fn quantized_experts_on_both_paths() -> Result<()> {
         GgmlType::Q8_0,
         GgmlType::Q4_0,
         GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
         GgmlType::Q4_K,
         GgmlType::Q5_K,
         GgmlType::Q6_K,

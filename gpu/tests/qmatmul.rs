@@ -17,10 +17,12 @@ use tensor::{Device, Result, Tensor};
 
 /// The block types exercised on every kernel (MXFP4, which has no encoder in the `gguf`
 /// package's sense here, has its own test below).
-const TYPES: [GgmlType; 7] = [
+const TYPES: [GgmlType; 9] = [
     GgmlType::Q8_0,
     GgmlType::Q4_0,
     GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
     GgmlType::Q4_K,
     GgmlType::Q5_K,
     GgmlType::Q6_K,
@@ -86,11 +88,12 @@ fn gathered_rows_are_the_decoded_rows() -> Result<()> {
         let ids = [[18u32, 0, 7], [7, 1, 18]];
         let got: Vec<f32> = q.gather(&Tensor::from_vec(ids.concat(), [2, 3], &g)?)?.to(&cpu)?.to_vec()?;
         assert_eq!(got.len(), 6 * k);
-        // Exactly the decoded values; Q4_1's `q * d + m` within one rounding, as a GPU compiler
-        // may fuse it into one multiply-add.
+        // Exactly the decoded values; Q4_1's and Q5_1's `q * d + m` within one rounding, as a GPU
+        // compiler may fuse it into one multiply-add.
+        let fused = matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1);
         let same = |got: &[f32], want: &[f32]| {
             got.iter().zip(want).all(|(&a, &b)| {
-                if ty == GgmlType::Q4_1 { (a - b).abs() <= 1e-6 * b.abs().max(1.0) } else { a.to_bits() == b.to_bits() }
+                if fused { (a - b).abs() <= 1e-6 * b.abs().max(1.0) } else { a.to_bits() == b.to_bits() }
             })
         };
         for (i, &id) in ids.concat().iter().enumerate() {

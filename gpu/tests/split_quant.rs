@@ -3,10 +3,10 @@
 //! limit to 1 MiB (`LLM_GPU_MAX_BINDING_MIB`, read when the device opens; every test here sets it
 //! first), so matrices of 2-4 MiB take the paths a GGUF 8B model's 558 MB Q8_0 embedding takes on
 //! lavapipe. No row's blocks span a multiple of the 256-byte window alignment, so windows start
-//! inside a row before their first one (and, for Q8_0, Q4_0 and MXFP4, inside a word of scales):
-//! every kernel must read through the window at the right offsets. Each result is compared with
-//! the CPU's f32 product of the same blocks decoded (`quant::dequantize`), with `qmatmul.rs`'s
-//! tolerance. Skipped with a note where there is no adapter.
+//! inside a row before their first one (and, for Q8_0, Q4_0, Q5_0 and MXFP4, inside a word of
+//! scales): every kernel must read through the window at the right offsets. Each result is
+//! compared with the CPU's f32 product of the same blocks decoded (`quant::dequantize`), with
+//! `qmatmul.rs`'s tolerance. Skipped with a note where there is no adapter.
 
 mod common;
 
@@ -19,10 +19,12 @@ use tensor::{DType, Result, Tensor};
 
 /// Every type `DeviceQMatrix` keeps, with a column count giving rows of blocks that are no
 /// multiple of 256 bytes (and an odd number of 32-element units where scales are kept apart).
-const TYPES: [(GgmlType, usize); 8] = [
+const TYPES: [(GgmlType, usize); 10] = [
     (GgmlType::Q8_0, 1056),
     (GgmlType::Q4_0, 1824),
     (GgmlType::Q4_1, 1824),
+    (GgmlType::Q5_0, 1824),
+    (GgmlType::Q5_1, 1824),
     (GgmlType::Q4_K, 1792),
     (GgmlType::Q5_K, 1792),
     (GgmlType::Q6_K, 1792),
@@ -82,11 +84,12 @@ fn quantized_rows_and_products_over_the_limit_match_the_cpu() -> Result<()> {
         assert!(q.device_bytes() > 2 * LOW_LIMIT, "{ty}: {} bytes do not need 3 windows", q.device_bytes());
         assert!(!(bytes.len() / n).is_multiple_of(256), "{ty}: rows must not start on the window alignment");
 
-        // The embedding lookup: exactly the decoded rows (Q4_1's `q * d + m` within a rounding,
-        // as a GPU compiler may fuse it), by u32 and by i64 ids.
+        // The embedding lookup: exactly the decoded rows (Q4_1's and Q5_1's `q * d + m` within a
+        // rounding, as a GPU compiler may fuse it), by u32 and by i64 ids.
         let ids = ids_over(n);
+        let fused = matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1);
         let same = |a: f32, b: f32| {
-            if ty == GgmlType::Q4_1 { (a - b).abs() <= 1e-6 * b.abs().max(1.0) } else { a.to_bits() == b.to_bits() }
+            if fused { (a - b).abs() <= 1e-6 * b.abs().max(1.0) } else { a.to_bits() == b.to_bits() }
         };
         for id_dtype in [DType::U32, DType::I64] {
             let on_gpu = Tensor::from_vec(ids.clone(), [ids.len()], &cpu())?.to_dtype(id_dtype)?.to(&g)?;

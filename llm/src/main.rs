@@ -200,7 +200,7 @@ enum Command {
         model: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        /// f32, f16, bf16, q8_0, q4_0, q4_1 or q4_k_m.
+        /// f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 or q4_k_m.
         #[arg(long = "type", default_value = "q8_0")]
         kind: String,
     },

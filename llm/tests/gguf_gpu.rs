@@ -1,5 +1,5 @@
-//! GGUF weights kept as blocks on the GPU (`DeviceQMatrix`: Q8_0, Q4_0, and Q4_K + Q6_K for
-//! Q4_K_M) against the same file decoded to f32 on the CPU (`LoadOptions::cpu()`). The GPU
+//! GGUF weights kept as blocks on the GPU (`DeviceQMatrix`: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, and
+//! Q4_K + Q6_K for Q4_K_M) against the same file decoded to f32 on the CPU (`LoadOptions::cpu()`). The GPU
 //! kernels decode the very values the CPU decoder gives and multiply f32 activations (no
 //! activation quantization), so a full-sequence pass and a token-by-token decode with the KV
 //! cache must match the decoded model to f32 summation noise: 1e-4 of the logits' spread. That
@@ -66,7 +66,7 @@ fn gguf_blocks_on_the_gpu_match_the_decoded_model() -> llm::Result<()> {
     tensor::cpu::isa::force_bf16_gemm(Some(false));
     let tmp = tempdir("gguf-gpu");
     for name in ["qwen3", "mistral_small", "qwen3_moe"] {
-        for file_type in [FileType::Q8_0, FileType::Q4_0, FileType::Q4_1] {
+        for file_type in [FileType::Q8_0, FileType::Q4_0, FileType::Q4_1, FileType::Q5_0, FileType::Q5_1] {
             compare_fixture(name, file_type, &gpu, &tmp)?;
         }
     }

@@ -1,7 +1,8 @@
-//! Q8_0, Q4_0, Q4_1 and Q4_K_M (Q4_K + Q6_K) GGUF weights kept packed on the CPU (the default with no
-//! weight dtype asked for) against the same file decoded to f32 (`LoadOptions::cpu()`): the same
-//! weights, the only difference being that the integer path quantizes each linear's input
-//! activations (to Q8_0 per 32 values, or Q8_K per 256 for the k-quants), as llama.cpp does.
+//! Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q4_K_M (Q4_K + Q6_K) GGUF weights kept packed on the CPU (the
+//! default with no weight dtype asked for) against the same file decoded to f32
+//! (`LoadOptions::cpu()`): the same weights, the only difference being that the integer path
+//! quantizes each linear's input activations (to Q8_0 per 32 values, or Q8_K per 256 for the
+//! k-quants), as llama.cpp does.
 //!
 //! Three checks, from tight to loose: (1) with the GEMM path forced for every product (by
 //! default from 32 rows on), the packed weights are widened to f32 panels and run the f32 GEMM,
@@ -73,8 +74,12 @@ fn compare(name: &str, file_type: FileType, tmp: &Path) {
     // two passes differ by 0.13 of logits up to 5.9, while the Q4_1 kernels give bit-identical
     // rows whatever the number of rows per pass (checked separately). So the last-bit
     // difference enters in another op and moves an activation across a Q8_0 rounding boundary,
-    // as in the MoE case. Every path matches the decoded model to 1e-5 through the GEMM, check 1.)
-    let tight = if name.contains("moe") || file_type == FileType::Q4_1 { 0.5 } else { 1e-4 };
+    // as in the MoE case. Q5_1's qwen3 file does the same on the scalar path (9.9e-2 of logits up
+    // to 5.7), its kernels row-invariant too (checked the same way); Q5_0's passes agree
+    // exactly, as Q8_0's and Q4_0's do. Every path matches the decoded model to 1e-5 through the
+    // GEMM, check 1.)
+    let loose = matches!(file_type, FileType::Q4_1 | FileType::Q5_1);
+    let tight = if name.contains("moe") || loose { 0.5 } else { 1e-4 };
     compare_file(name, file_type, &path, &ids, tight);
 }
 
@@ -104,6 +109,12 @@ fn compare_file(name: &str, file_type: FileType, path: &Path, ids: &Tensor, tigh
     // this comparison with the f32 model at 1e-4 would read as a fault: it is tested against its
     // own rounded reference in tensor's quant_matmul tests.
     isa::force_bf16_gemm(Some(false));
+    // A flipped expert choice moves a whole position of the MoE fixture. Measured per position
+    // (integer decode against the decoded model): most of its 42 positions stay within 0.3 of
+    // the logits, while one to three reach 0.45 (Q4_0) and 0.58 (Q5_0) of the logits' spread
+    // (Q8_0 0.22); so Q5_0 there, whose activations' rounding happens to flip a choice, gets a
+    // looser bound on the largest difference, and the top-1 agreement below still holds.
+    let quant_bound = if name.contains("moe") && file_type == FileType::Q5_0 { 0.75 } else { 0.5 };
     for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
         isa::force(Some(isa));
         // Every product through the GEMM, a routed expert's few rows included.
@@ -126,18 +137,18 @@ fn compare_file(name: &str, file_type: FileType, path: &Path, ids: &Tensor, tigh
         );
         assert!(d_gemm <= 1e-4, "{tag}: the GEMM path differs from the decoded model by {d_gemm:.2e}");
         assert!(d_paths <= tight * spread, "{tag}: full and decode integer passes differ by {d_paths:.2e}");
-        assert!(d_quant <= 0.5 * spread && agree >= 0.75, "{tag}: {d_quant:.2e} of {spread:.2}, top-1 {agree}");
+        assert!(d_quant <= quant_bound * spread && agree >= 0.75, "{tag}: {d_quant:.2e} of {spread:.2}, top-1 {agree}");
     }
 }
 
 #[test]
-fn packed_q8_0_q4_0_and_q4_1_logits_match_the_decoded_model() {
+fn packed_q8_0_q4_0_q4_1_q5_0_and_q5_1_logits_match_the_decoded_model() {
     let tmp = std::env::temp_dir().join(format!("llm-gguf-packed-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     // qwen3 ties its head to the packed embedding table; mistral_small takes llama's q/k row
     // permutation on packed rows; qwen3_moe keeps its routed experts packed, one matrix each.
     for name in ["qwen3", "mistral_small", "qwen3_moe"] {
-        for file_type in [FileType::Q8_0, FileType::Q4_0, FileType::Q4_1] {
+        for file_type in [FileType::Q8_0, FileType::Q4_0, FileType::Q4_1, FileType::Q5_0, FileType::Q5_1] {
             compare(name, file_type, &tmp);
         }
     }

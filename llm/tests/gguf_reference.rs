@@ -1,7 +1,7 @@
 //! The GGUF reader and the block formats against data written by llama.cpp's own Python package
 //! (`tools/make_gguf_reference.py`): metadata of every value type read back, every block type
-//! decoded bit-identically to `gguf.quants.dequantize`, Q8_0 and Q4_0 encoded byte-identically to
-//! `gguf.quants.quantize`, FP8 E4M3 against ml_dtypes, gpt-oss's MXFP4 layout against the
+//! decoded bit-identically to `gguf.quants.dequantize`, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and MXFP4
+//! encoded byte-identically to `gguf.quants.quantize`, FP8 E4M3 against ml_dtypes, gpt-oss's MXFP4 layout against the
 //! transformers decoding; and (`tools/make_kquant_reference.py`, bytes from ggml's own library)
 //! Q4_K, Q5_K and Q6_K encoded byte-identically to ggml's reference quantizers, activations
 //! quantized to Q8_K as ggml does.
@@ -64,7 +64,7 @@ fn metadata_of_every_type_reads_back() {
 #[test]
 fn every_block_type_decodes_bit_identically_to_gguf_py() {
     let f = reference();
-    for name in ["q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k", "mxfp4", "f16", "bf16"] {
+    for name in ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "mxfp4", "f16", "bf16"] {
         let (got, shape) = f.dequantize(&format!("{name}.packed")).unwrap();
         let want = f32s(&f, &format!("{name}.expected"));
         assert_eq!(shape, f.tensor(&format!("{name}.expected")).unwrap().shape(), "{name}");
@@ -73,11 +73,17 @@ fn every_block_type_decodes_bit_identically_to_gguf_py() {
 }
 
 #[test]
-fn q8_0_q4_0_q4_1_and_mxfp4_encode_byte_identically_to_gguf_py() {
+fn q8_0_q4_0_q4_1_q5_0_q5_1_and_mxfp4_encode_byte_identically_to_gguf_py() {
     let f = reference();
-    for (name, ty) in
-        [("q8_0", GgmlType::Q8_0), ("q4_0", GgmlType::Q4_0), ("q4_1", GgmlType::Q4_1), ("mxfp4", GgmlType::MXFP4)]
-    {
+    let types = [
+        ("q8_0", GgmlType::Q8_0),
+        ("q4_0", GgmlType::Q4_0),
+        ("q4_1", GgmlType::Q4_1),
+        ("q5_0", GgmlType::Q5_0),
+        ("q5_1", GgmlType::Q5_1),
+        ("mxfp4", GgmlType::MXFP4),
+    ];
+    for (name, ty) in types {
         let source = f32s(&f, &format!("{name}.source"));
         let want = u8s(&f, &format!("{name}.quantized"));
         let got = quant::quantize(ty, &source).unwrap();
@@ -155,7 +161,17 @@ fn mxfp4_in_gpt_oss_layout_matches_transformers() {
 
 #[test]
 fn block_sizes_and_bits_per_weight_match_ggml() {
-    for (name, bpw) in [("q8_0", 8.5), ("q4_0", 4.5), ("q4_1", 5.0), ("q4_k", 4.5), ("q5_k", 5.5), ("q6_k", 6.5625)] {
+    let types = [
+        ("q8_0", 8.5),
+        ("q4_0", 4.5),
+        ("q4_1", 5.0),
+        ("q5_0", 5.5),
+        ("q5_1", 6.0),
+        ("q4_k", 4.5),
+        ("q5_k", 5.5),
+        ("q6_k", 6.5625),
+    ];
+    for (name, bpw) in types {
         let ty = GgmlType::parse(name).unwrap();
         assert_eq!(ty.bits_per_weight(), bpw, "{name}");
         assert_eq!(GgmlType::from_id(ty.id()), Some(ty));

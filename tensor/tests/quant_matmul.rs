@@ -1,4 +1,5 @@
-//! `QMatrix`: products on Q8_0 / Q4_0 / Q4_1 / Q4_K / Q5_K / Q6_K / MXFP4 / FP8_E4M3 blocks, every kernel this CPU runs
+//! `QMatrix`: products on Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q4_K / Q5_K / Q6_K / MXFP4 / FP8_E4M3
+//! blocks, every kernel this CPU runs
 //! against the scalar one and against f64 sums of the decoded operands, on odd shapes (k a
 //! multiple of the block size, 32 or 256, as the formats require; n odd; m from 1 to 9 and more).
 
@@ -287,7 +288,8 @@ fn q8_k_activations_quantize_alike_on_every_path() {
 fn shapes_and_formats_are_checked() {
     assert!(QMatrix::new(GgmlType::Q8_0, 2, 48, vec![0; 200]).is_err(), "k not a multiple of 32");
     assert!(QMatrix::new(GgmlType::Q8_0, 2, 32, vec![0; 67]).is_err(), "too few bytes");
-    assert!(QMatrix::new(GgmlType::Q5_0, 1, 32, vec![0; 22]).is_err(), "no kernel for Q5_0");
+    assert!(QMatrix::new(GgmlType::Q8_1, 1, 32, vec![0; 40]).is_err(), "no kernel for Q8_1");
+    assert!(QMatrix::new(GgmlType::Q5_0, 1, 32, vec![0; 21]).is_err(), "too few bytes");
     assert!(QMatrix::new(GgmlType::Q4_K, 1, 128, vec![0; 144]).is_err(), "k not a multiple of 256");
     assert!(QMatrix::new(GgmlType::Q6_K, 2, 256, vec![0; 419]).is_err(), "too few bytes");
     let w = QMatrix::new(GgmlType::Q4_0, 3, 64, vec![0; 3 * 36]).unwrap();
@@ -357,6 +359,29 @@ fn random_q4_1(rows: usize, k: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Random Q5_0 (`minimum` false) or Q5_1 blocks: the fifth bits `qh` and every code byte random,
+/// the f16 scale (and Q5_1's minimum) finite values of either sign.
+fn random_q5(rows: usize, k: usize, seed: u64, minimum: bool) -> Vec<u8> {
+    let mut next = lcg(seed);
+    let half = |v: u32| half::f16::from_f32((v % 2001) as f32 / 1000.0 - 1.0).to_le_bytes();
+    (0..rows * k / 32)
+        .flat_map(|_| {
+            let d = half(next());
+            let m = if minimum { half(next()).to_vec() } else { Vec::new() };
+            let qh = (next() ^ next() << 16).to_le_bytes();
+            d.into_iter().chain(m).chain(qh).chain((0..16).map(|_| next() as u8)).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn random_q5_0(rows: usize, k: usize, seed: u64) -> Vec<u8> {
+    random_q5(rows, k, seed, false)
+}
+
+fn random_q5_1(rows: usize, k: usize, seed: u64) -> Vec<u8> {
+    random_q5(rows, k, seed, true)
+}
+
 /// A block format's products against its decoded matrix: few rows on integer dots (Q8_0
 /// activations) on every kernel this CPU has, and from `GEMM_MIN_ROWS` rows on decoded panels
 /// through the GEMM, whose bf16 rounding (where the bf16 GEMM runs) the reference applies too.
@@ -396,6 +421,36 @@ fn gemm_path_matches_the_decoded_matrix(w: &QMatrix) {
 #[test]
 fn q4_1_products_match_the_decoded_matrix() {
     products_match_the_decoded_matrix(GgmlType::Q4_1, random_q4_1);
+}
+
+/// Q5_0 (weight = (code - 16) · d, the code a nibble and its fifth bit from `qh`): integer dots
+/// on the 5-bit codes, their offset taken off with the activations' block sum.
+#[test]
+fn q5_0_products_match_the_decoded_matrix() {
+    products_match_the_decoded_matrix(GgmlType::Q5_0, random_q5_0);
+}
+
+/// Q5_1 (weight = code · d + m, the code a nibble and its fifth bit): as Q4_1, on 5-bit codes.
+#[test]
+fn q5_1_products_match_the_decoded_matrix() {
+    products_match_the_decoded_matrix(GgmlType::Q5_1, random_q5_1);
+}
+
+/// Q5_0 and Q5_1 matrices made by their quantizers (ggml's reference encoders, checked against
+/// the `gguf` package in `llm/tests/gguf_reference.rs`), on the odd shapes above: every kernel
+/// against the decoded product.
+#[test]
+fn quantized_q5_matrices_match_the_decoded_product() {
+    for ty in [GgmlType::Q5_0, GgmlType::Q5_1] {
+        for (n, k) in [(1, 32), (7, 96), (33, 160)] {
+            let w = QMatrix::quantize(ty, n, k, &values(n as u64 * 17 + k as u64, n * k)).unwrap();
+            for m in [1, 4, 5] {
+                let x = values(m as u64 + 3, m * k);
+                let (want, scale) = reference(&w, &x, m);
+                every_kernel_within(&w, &x, m, (&want, &scale), k / 32 + 8, &format!("{ty} n={n} k={k} m={m}"));
+            }
+        }
+    }
 }
 
 /// MXFP4 (gpt-oss's experts), as ggml's `ggml_vec_dot_mxfp4_q8_0` computes it. Its values have

@@ -1,7 +1,8 @@
 //! Launchers of the products on quantized blocks (`tensor::quant::DeviceQMatrix`), and of their
 //! row gather (an embedding table kept as blocks, `qrows.wgsl`): the weights stay in their GGUF
-//! blocks on the device (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, MXFP4, FP8_E4M3) and each kernel decodes a 32-element unit at a
-//! time with ggml's formulas (`qunit_<type>.wgsl`), never an f32 copy of the matrix. Up to
+//! blocks on the device (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, MXFP4, FP8_E4M3) and
+//! each kernel decodes a 32-element unit at a time with ggml's formulas (`qunit_<type>.wgsl`),
+//! never an f32 copy of the matrix. Up to
 //! [`MATVEC_MAX_M`] activation rows (decode, small batches) take `qmatvec.wgsl`, which reads
 //! each weight once for all rows; more take the tiled `qmatmul.wgsl`. The mixture-of-experts
 //! product takes the matrix-vector `qexperts.wgsl` per row for a few rows, and for many the plan
@@ -11,7 +12,7 @@
 //! A matrix over the storage binding limit (an 8B model's Q8_0 embedding on lavapipe) runs a
 //! window of rows, or of whole experts, at a time (`split`): every kernel binds the buffer twice,
 //! its blocks from `offset` words before the window's first row and its scales (Q8_0, Q4_0,
-//! MXFP4, which keep them after every block's quants) from slot `scales`, and writes its rows'
+//! Q5_0, MXFP4, which keep them after every block's quants) from slot `scales`, and writes its rows'
 //! outputs in place. Within the limit that is one dispatch on the whole buffer, offsets 0.
 //! Tolerance against the CPU's f32 product of the dequantized matrix: ~1e-6 relative *
 //! sqrt(K) (the decoded values are identical; only the order of the f32 sums differs).
@@ -89,6 +90,8 @@ fn decoder(ty: GgmlType) -> Option<&'static str> {
         GgmlType::Q8_0 => include_str!("qunit_q8_0.wgsl"),
         GgmlType::Q4_0 => include_str!("qunit_q4_0.wgsl"),
         GgmlType::Q4_1 => include_str!("qunit_q4_1.wgsl"),
+        GgmlType::Q5_0 => include_str!("qunit_q5_0.wgsl"),
+        GgmlType::Q5_1 => include_str!("qunit_q5_1.wgsl"),
         GgmlType::Q4_K => include_str!("qunit_q4_k.wgsl"),
         GgmlType::Q5_K => include_str!("qunit_q5_k.wgsl"),
         GgmlType::Q6_K => include_str!("qunit_q6_k.wgsl"),
@@ -155,8 +158,8 @@ fn params(op: &str, ty: GgmlType, m: usize, n: usize, k: usize) -> Result<Params
 }
 
 /// Where the blocks of `items` items (rows, or experts' [rows, k] matrices) of `ty` lie in the
-/// words `words` views (`DeviceQMatrix`'s layout): item `i`'s blocks (of Q8_0, Q4_0 and MXFP4:
-/// its quants) in words, and for those three types its scales, which follow every block's
+/// words `words` views (`DeviceQMatrix`'s layout): item `i`'s blocks (of Q8_0, Q4_0, Q5_0 and
+/// MXFP4: its quants) in words, and for those four types its scales, which follow every block's
 /// quants, in scale slots (half-words, or bytes for MXFP4) so that a window can start inside a
 /// word. Windows of these regions (`split`) bind a matrix over the binding limit.
 fn regions(words: &Src, ty: GgmlType, items: usize, rows: usize, k: usize) -> Vec<Rows> {
@@ -167,8 +170,10 @@ fn regions(words: &Src, ty: GgmlType, items: usize, rows: usize, k: usize) -> Ve
     let (quants, slot) = match ty {
         GgmlType::Q8_0 => (8, 2),
         GgmlType::Q4_0 => (4, 2),
+        GgmlType::Q5_0 => (5, 2),
         GgmlType::MXFP4 => (4, 1),
         GgmlType::Q4_1 => return vec![words_of(units * 5)],
+        GgmlType::Q5_1 => return vec![words_of(units * 6)],
         GgmlType::FP8_E4M3 => return vec![words_of(units * 9)],
         GgmlType::Q4_K => return vec![words_of(units / 8 * 36)],
         GgmlType::Q5_K => return vec![words_of(units / 8 * 44)],

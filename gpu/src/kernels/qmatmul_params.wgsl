@@ -16,7 +16,7 @@ struct Params {
     k: u32,
     // k / 32: the 32-element units of a weight row.
     units: u32,
-    // Q8_0, Q4_0 and MXFP4: the scale slot in `s` (a half-word; a byte for MXFP4) of row 0's
+    // Q8_0, Q4_0, Q5_0 and MXFP4: the scale slot in `s` (a half-word; a byte for MXFP4) of row 0's
     // first block; the scales follow every block's quants.
     scales: u32,
     // Experts bound (qexperts.wgsl, qexpert_gemm.wgsl): rows e n.. are expert base + e's.
@@ -43,7 +43,7 @@ fn byte_at(base: u32, i: u32) -> u32 {
     return extractBits(w[base + (i >> 2u)], 8u * (i & 3u), 8u);
 }
 
-// The f16 scale of block `block` (Q8_0, Q4_0): two to a word after the quants.
+// The f16 scale of block `block` (Q8_0, Q4_0, Q5_0): two to a word after the quants.
 fn block_scale(block: u32) -> f32 {
     let slot = params.scales + block;
     return unpack2x16float(s[slot >> 1u])[slot & 1u];

@@ -1,8 +1,8 @@
-//! `llm quantize --model DIR --out FILE.gguf --type f32|f16|bf16|q8_0|q4_0|q4_1|q4_k_m`: writes a Hugging
-//! Face checkpoint as a GGUF file under llama.cpp's architecture name, metadata keys and tensor
-//! names, its matrices encoded as the chosen type (byte-identical to llama.cpp's reference
-//! quantizers for Q8_0 and Q4_0; Q4_K_M mixes Q4_K and Q6_K as llama.cpp does), with the
-//! tokenizer and the chat template of the folder when it has them.
+//! `llm quantize --model DIR --out FILE.gguf --type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k_m`:
+//! writes a Hugging Face checkpoint as a GGUF file under llama.cpp's architecture name, metadata
+//! keys and tensor names, its matrices encoded as the chosen type (byte-identical to llama.cpp's
+//! reference quantizers for Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1; Q4_K_M mixes Q4_K and Q6_K as
+//! llama.cpp does), with the tokenizer and the chat template of the folder when it has them.
 
 use std::path::Path;
 
@@ -16,7 +16,7 @@ use crate::{Error, Result};
 
 pub fn run(model: &Path, out: &Path, kind: &str) -> Result<()> {
     let file_type = FileType::parse(kind).ok_or_else(|| {
-        Error::input(format!("--type must be f32, f16, bf16, q8_0, q4_0, q4_1 or q4_k_m, got {kind:?}"))
+        Error::input(format!("--type must be f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 or q4_k_m, got {kind:?}"))
     })?;
     if crate::gguf::is_gguf(model) {
         return Err(Error::input(format!(

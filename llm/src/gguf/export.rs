@@ -2,14 +2,15 @@
 //! converter (`convert_hf_to_gguf.py`) writes for the architecture, q and k rows permuted for
 //! `llama`, and matrices encoded in the chosen type. As llama.cpp's quantizer does, norms and
 //! other vectors stay F32, as do MoE routers (`ffn_gate_inp`); matrices whose rows are not whole
-//! blocks stay F32 (Q8_0, Q4_0) or fall back to Q8_0 (Q4_K_M).
+//! blocks stay F32 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) or fall back to Q8_0 (Q4_K_M).
 //!
 //! Q4_K_M is llama.cpp's mix (`llama_tensor_get_type` for `LLAMA_FTYPE_MOSTLY_Q4_K_M`): Q4_K
 //! everywhere except Q6_K for the output head (the embedding table when the head is tied to it),
 //! and for `attn_v` and every `ffn_down*` of the layers where [`more_bits`] holds (the first and
 //! last eighth of the layers and every third one between); with 8 experts `attn_v` and `attn_k`
 //! take Q8_0 and `attn_output` Q5_K. A k-quant matrix whose rows are not whole 256-weight blocks
-//! falls back to Q8_0 (llama.cpp takes Q5_0 for Q4_K there, a type this writer does not encode).
+//! falls back to Q8_0 (llama.cpp takes Q5_0 for Q4_K there; this writer encodes Q5_0 for
+//! `--type q5_0` but keeps Q8_0 as the Q4_K_M fallback).
 //!
 //! gpt-oss's routed experts are MXFP4 in every quantized file (Q8_0, Q4_0, Q4_K_M), as llama.cpp's
 //! converter writes them from the MXFP4 release.
@@ -41,6 +42,8 @@ pub enum FileType {
     Q8_0,
     Q4_0,
     Q4_1,
+    Q5_0,
+    Q5_1,
     Q4KM,
 }
 
@@ -53,13 +56,15 @@ impl FileType {
             "q8_0" => FileType::Q8_0,
             "q4_0" => FileType::Q4_0,
             "q4_1" => FileType::Q4_1,
+            "q5_0" => FileType::Q5_0,
+            "q5_1" => FileType::Q5_1,
             "q4_k_m" => FileType::Q4KM,
             _ => return None,
         })
     }
 
     /// `LLAMA_FTYPE_ALL_F32`, `MOSTLY_F16`, `MOSTLY_BF16`, `MOSTLY_Q8_0`, `MOSTLY_Q4_0`,
-    /// `MOSTLY_Q4_1`, `MOSTLY_Q4_K_M`.
+    /// `MOSTLY_Q4_1`, `MOSTLY_Q5_0`, `MOSTLY_Q5_1`, `MOSTLY_Q4_K_M`.
     fn ftype(self) -> u32 {
         match self {
             FileType::F32 => 0,
@@ -68,6 +73,8 @@ impl FileType {
             FileType::Q8_0 => 7,
             FileType::Q4_0 => 2,
             FileType::Q4_1 => 3,
+            FileType::Q5_0 => 8,
+            FileType::Q5_1 => 9,
             FileType::Q4KM => 15,
         }
     }
@@ -82,6 +89,8 @@ impl FileType {
             FileType::Q8_0 => GgmlType::Q8_0,
             FileType::Q4_0 => GgmlType::Q4_0,
             FileType::Q4_1 => GgmlType::Q4_1,
+            FileType::Q5_0 => GgmlType::Q5_0,
+            FileType::Q5_1 => GgmlType::Q5_1,
             FileType::Q4KM => {
                 let layer = gguf.strip_prefix("blk.").and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok());
                 let more = layer.is_some_and(|i| more_bits(i, layers));

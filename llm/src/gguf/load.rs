@@ -3,14 +3,14 @@
 //! with none asked for, BF16 and F16 matrices in their own dtype: see [`stored_dtype`]).
 //!
 //! On the CPU with no weight dtype asked for (`LoadOptions::weight_dtype` None: keep what the
-//! file stores), the Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K and MXFP4 matrices of `Linear`s, of the
-//! embedding table and of the routed experts (one matrix per expert of each stacked projection)
-//! stay packed instead ([`QMatrix`]: the k-quants borrow the memory-mapped file, Q8_0, Q4_0, Q4_1
-//! and MXFP4 are copied into their interleaved layout), multiplied on their blocks; their `Var`s
-//! keep the storage-free placeholders they were built with. On a GPU, likewise, the Q8_0, Q4_0,
-//! Q4_1, Q4_K, Q5_K, Q6_K and MXFP4 matrices of `Linear`s, of the embedding table and of the
-//! stacked experts go to the device as blocks ([`DeviceQMatrix`], multiplied and gathered by WGSL
-//! kernels).
+//! file stores), the Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K and MXFP4 matrices of
+//! `Linear`s, of the embedding table and of the routed experts (one matrix per expert of each
+//! stacked projection) stay packed instead ([`QMatrix`]: the k-quants borrow the memory-mapped
+//! file, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and MXFP4 are copied into their interleaved layout),
+//! multiplied on their blocks; their `Var`s keep the storage-free placeholders they were built
+//! with. On a GPU, likewise, the Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K and MXFP4 matrices
+//! of `Linear`s, of the embedding table and of the stacked experts go to the device as blocks
+//! ([`DeviceQMatrix`], multiplied and gathered by WGSL kernels).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -260,8 +260,8 @@ fn prefetch_from_env() -> Option<bool> {
 }
 
 /// Whether the matrix-vector kernels of decoding (`matvec_bf16::rows`, the f32/f16 rows of
-/// `matmul::matvec_f32`, the AVX-512 VNNI kernels of Q8_0/Q4_0/Q4_1/MXFP4 groups and of
-/// k-quant rows) prefetch 4 KiB ahead in their weight stream. Each thread reads its rows
+/// `matmul::matvec_f32`, the AVX-512 VNNI kernels of Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/MXFP4 groups and
+/// of k-quant rows) prefetch 4 KiB ahead in their weight stream. Each thread reads its rows
 /// of a Linear's weight one after another, one sequential stream, and the question is whether
 /// the hardware prefetchers alone keep enough of it in flight:
 /// - on an Emerald Rapids Xeon they did not: over 600 MB of bf16 weights (past its 300 MiB L3),

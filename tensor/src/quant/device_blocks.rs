@@ -11,6 +11,11 @@
 //! - Q4_0: the 16 nibble bytes of block `b` as words `4b..4b+4`, then the scales as for Q8_0
 //!   (`S = 4 * blocks`);
 //! - Q4_1: ggml's 20-byte blocks as they are (f16 `d` and `m`, 16 nibble bytes), 5 words each;
+//! - Q5_0: ggml's 22-byte blocks (f16 `d`, u32 `qh` of fifth bits, 16 nibble bytes) are not
+//!   word-aligned either: block `b`'s `qh` and nibble bytes as words `5b..5b+5`, then the scales
+//!   as for Q8_0 (`S = 5 * blocks`), so no byte is padding;
+//! - Q5_1: ggml's 24-byte blocks as they are (f16 `d` and `m`, `qh`, 16 nibble bytes), 6 words
+//!   each;
 //! - Q4_K: ggml's 144-byte blocks as they are (`d`, `dmin`, 12 scale bytes, 128 nibble bytes:
 //!   already whole words), 36 words each;
 //! - Q5_K: ggml's 176-byte blocks as they are (Q4_K's fields and 32 bytes of high bits before
@@ -60,7 +65,7 @@ pub fn device_words(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Res
     let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     let mut out = Vec::with_capacity(blocks * size.div_ceil(4) + blocks.div_ceil(2));
     match ty {
-        GgmlType::Q8_0 | GgmlType::Q4_0 => {
+        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q5_0 => {
             for block in bytes.chunks_exact(size) {
                 out.extend(block[2..].chunks_exact(4).map(word));
             }
@@ -79,7 +84,7 @@ pub fn device_words(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Res
                 out.push(e(0) | e(1) << 8 | e(2) << 16 | e(3) << 24);
             }
         }
-        GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::FP8_E4M3 => {
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::FP8_E4M3 => {
             out.extend(bytes.chunks_exact(4).map(word))
         }
         GgmlType::Q6_K => {

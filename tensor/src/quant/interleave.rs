@@ -1,6 +1,6 @@
-//! Q4_0, Q4_1, Q8_0, MXFP4 and FP8_E4M3 weights kept as groups of 8 rows interleaved, the layout the CPU kernels
-//! read (ggml's CPU backend repacks the same formats at load for the same reason: `block_q4_0x8`,
-//! `block_mxfp4x4`).
+//! Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, MXFP4 and FP8_E4M3 weights kept as groups of 8 rows interleaved,
+//! the layout the CPU kernels read (ggml's CPU backend repacks some of the same formats at load for
+//! the same reason: `block_q4_0x8`, `block_mxfp4x4`).
 //!
 //! A decoded token multiplies every weight row by the same activation row. Row by row, each
 //! 32-weight block costs its own unpacking, scale conversion and sign handling besides the one
@@ -8,11 +8,13 @@
 //! not memory. With 8 rows side by side, one 512-bit register holds 8 bytes of each of 8 rows, the
 //! activation bytes they meet are one 8-byte broadcast shared by all 8, and the 8 scales are one
 //! 16-byte load. The same bytes, moved: a group of 8 rows, for each block column `b`, is a tile of
-//! - the 8 rows' scales of block `b` (16 bytes of f16, then for Q4_1 16 bytes of f16 minimums;
-//!   MXFP4's 8 E8M0 bytes; FP8_E4M3's 32 bytes of f32), then
-//! - for each 8-byte slice `o` of a block's code bytes (2 for Q4_0's and MXFP4's 16 nibble bytes,
-//!   4 for Q8_0's and FP8_E4M3's 32 codes): row 0's bytes `8o..8o + 8`, row 1's, ..., row 7's
-//!   (64 bytes).
+//! - the 8 rows' scales of block `b` (16 bytes of f16, then for Q4_1 and Q5_1 16 bytes of f16
+//!   minimums, then for Q5_0 and Q5_1 32 bytes of their u32 fifth bits `qh`; MXFP4's 8 E8M0
+//!   bytes; FP8_E4M3's 32 bytes of f32): each field of ggml's block header, the 8 rows' values
+//!   side by side, then
+//! - for each 8-byte slice `o` of a block's code bytes (2 for the 16 nibble bytes of Q4_0, Q4_1,
+//!   Q5_0, Q5_1 and MXFP4, 4 for Q8_0's and FP8_E4M3's 32 codes): row 0's bytes `8o..8o + 8`, row
+//!   1's, ..., row 7's (64 bytes).
 //!
 //! The last group is padded with zero rows (scale 0) when the row count is not a multiple of 8.
 
@@ -27,26 +29,36 @@ pub const GROUP: usize = 8;
 
 /// Whether `ty` is stored interleaved.
 pub fn applies(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::MXFP4 | GgmlType::FP8_E4M3)
+    use GgmlType::*;
+    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | MXFP4 | FP8_E4M3)
 }
 
-/// Bytes of one block's header: an f16 scale, Q4_1's f16 scale and minimum, MXFP4's E8M0 byte,
-/// or FP8_E4M3's f32 scale.
-fn head(ty: GgmlType) -> usize {
+/// The fields of one block's header in ggml's order, their bytes each: an f16 scale; Q4_1's f16
+/// scale and minimum; Q5_0's f16 scale and u32 of fifth bits (`block_q5_0`: `d`, `qh`); Q5_1's
+/// scale, minimum and fifth bits (`block_q5_1`: `d`, `m`, `qh`); MXFP4's E8M0 byte; FP8_E4M3's
+/// f32 scale. The 8 rows' values of a field lie side by side.
+fn fields(ty: GgmlType) -> &'static [usize] {
     match ty {
-        GgmlType::MXFP4 => 1,
-        GgmlType::Q4_1 | GgmlType::FP8_E4M3 => 4,
-        _ => 2,
+        GgmlType::MXFP4 => &[1],
+        GgmlType::FP8_E4M3 => &[4],
+        GgmlType::Q4_1 => &[2, 2],
+        GgmlType::Q5_0 => &[2, 4],
+        GgmlType::Q5_1 => &[2, 2, 4],
+        _ => &[2],
     }
 }
 
-/// Bytes of one field of the header (a scale or a minimum): the 8 rows' values of a field lie
-/// side by side.
-fn field(ty: GgmlType) -> usize {
+/// Bytes of one block's header (every field of [`fields`]).
+fn head(ty: GgmlType) -> usize {
+    fields(ty).iter().sum()
+}
+
+/// Where the 8 rows' fifth bits (`qh`, 4 bytes a row) start in a Q5_0 or Q5_1 tile: after the
+/// scales (and Q5_1's minimums).
+pub(crate) const fn high_bits_at(ty: GgmlType) -> usize {
     match ty {
-        GgmlType::MXFP4 => 1,
-        GgmlType::FP8_E4M3 => 4,
-        _ => 2,
+        GgmlType::Q5_1 => 32,
+        _ => 16,
     }
 }
 
@@ -78,10 +90,17 @@ pub fn len(ty: GgmlType, rows: usize, cols: usize) -> usize {
 /// Where byte `i` of row `r` (of its group) block `b`'s GGUF block lies in the group's bytes.
 #[inline]
 fn position(ty: GgmlType, r: usize, b: usize, i: usize) -> usize {
-    let (tile, h, f) = (b * tile_bytes(ty), head(ty), field(ty));
+    let (tile, h) = (b * tile_bytes(ty), head(ty));
     if i < h {
-        // The 8 rows' scales, then (Q4_1) their 8 minimums.
-        tile + GROUP * f * (i / f) + f * r + i % f
+        // The 8 rows' values of each header field in turn (scales, minimums, fifth bits).
+        let mut start = 0;
+        for &f in fields(ty) {
+            if i < start + f {
+                return tile + GROUP * start + f * r + (i - start);
+            }
+            start += f;
+        }
+        unreachable!("i < head(ty)")
     } else {
         tile + h * GROUP + (i - h) / 8 * 64 + 8 * r + (i - h) % 8
     }
@@ -118,27 +137,37 @@ pub fn gguf_row(ty: GgmlType, cols: usize, data: &[u8], j: usize, out: &mut [u8]
     }
 }
 
-/// The runs of a GGUF block that stay together: its scale, then each 8-byte slice of its codes
-/// (offset in the block, length).
+/// The runs of a GGUF block that stay together: each field of its header, then each 8-byte slice
+/// of its codes (offset in the block, length).
 fn pieces(ty: GgmlType) -> impl Iterator<Item = (usize, usize)> {
-    let (h, f) = (head(ty), field(ty));
-    let fields = (0..h / f).map(move |i| (f * i, f));
-    fields.chain((0..code_bytes(ty) / 8).map(move |s| (h + 8 * s, 8)))
+    let h = head(ty);
+    let starts = fields(ty).iter().scan(0, |at, &f| {
+        *at += f;
+        Some((*at - f, f))
+    });
+    starts.chain((0..code_bytes(ty) / 8).map(move |s| (h + 8 * s, 8)))
 }
 
 /// The rows of one group (`group`: its bytes) decoded into `out`, `out.len() / cols` rows (8, or
 /// fewer for the last group), each weight `to(v)` of the f32 value `v` that `quant::dequantize`
 /// gives on the GGUF rows, bit for bit: `(nibble - 8) · d` for Q4_0, `nibble · d + m` for Q4_1,
-/// `code · d` for Q8_0,
-/// `doubled E2M1 value · half the scale` for MXFP4, `E4M3 value · scale` for FP8_E4M3. (The GEMM path decodes straight to bf16 with
-/// `to` = `bf16::from_f32`.)
+/// `(code - 16) · d` for Q5_0 and `code · d + m` for Q5_1 (the code: the nibble and its fifth
+/// bit from `qh`, ggml's `dequantize_row_q5_{0,1}`), `code · d` for Q8_0, `doubled E2M1 value ·
+/// half the scale` for MXFP4, `E4M3 value · scale` for FP8_E4M3. (The GEMM path decodes straight
+/// to bf16 with `to` = `bf16::from_f32`.)
 pub fn dequantize_group<T>(ty: GgmlType, cols: usize, group: &[u8], out: &mut [T], to: impl Fn(f32) -> T) {
     let rows = out.len() / cols;
     let h = head(ty);
     for (b, t) in group.chunks_exact(tile_bytes(ty)).enumerate() {
         for r in 0..rows {
             let d = scale(ty, t, r);
-            let m = if ty == GgmlType::Q4_1 { f16_at(t, 16 + 2 * r) } else { 0.0 };
+            let m = if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) { f16_at(t, 16 + 2 * r) } else { 0.0 };
+            let qh = match ty {
+                GgmlType::Q5_0 | GgmlType::Q5_1 => super::q5_0::high_bits(t, high_bits_at(ty) + 4 * r),
+                _ => 0,
+            };
+            // The 5-bit code of weight c with low nibble n.
+            let code = |n: u8, c: usize| (n as u32 | ((qh >> c) & 1) << 4) as i32;
             let o = &mut out[r * cols + 32 * b..][..32];
             for s in 0..code_bytes(ty) / 8 {
                 let bytes = &t[h * GROUP + 64 * s + 8 * r..][..8];
@@ -156,6 +185,14 @@ pub fn dequantize_group<T>(ty: GgmlType, cols: usize, group: &[u8], out: &mut [T
                             o[8 * s + i] = to((q & 0x0F) as f32 * d + m);
                             o[16 + 8 * s + i] = to((q >> 4) as f32 * d + m);
                         }
+                        GgmlType::Q5_0 => {
+                            o[8 * s + i] = to((code(q & 0x0F, 8 * s + i) - 16) as f32 * d);
+                            o[16 + 8 * s + i] = to((code(q >> 4, 16 + 8 * s + i) - 16) as f32 * d);
+                        }
+                        GgmlType::Q5_1 => {
+                            o[8 * s + i] = to(code(q & 0x0F, 8 * s + i) as f32 * d + m);
+                            o[16 + 8 * s + i] = to(code(q >> 4, 16 + 8 * s + i) as f32 * d + m);
+                        }
                         GgmlType::FP8_E4M3 => o[8 * s + i] = to(E4M3[q as usize] * d),
                         _ => o[8 * s + i] = to((q as i8) as f32 * d),
                     }
@@ -169,10 +206,11 @@ pub fn dequantize_group<T>(ty: GgmlType, cols: usize, group: &[u8], out: &mut [T
 /// CPU has AVX512_BF16: the products `(code) · d` are the same single-rounded f32 products, and
 /// `vcvtne2ps2bf16` rounds to nearest even as `bf16::from_f32` does (no NaN can arise here, and
 /// the blocks whose weights would be subnormal, which the instruction flushes, are decoded one by
-/// one).
+/// one). Q4_1, Q5_0 and Q5_1 (a minimum, or fifth bits, besides the nibbles) take the portable
+/// loop.
 pub fn dequantize_group_bf16(ty: GgmlType, cols: usize, group: &[u8], out: &mut [bf16]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::cpu::isa::features().avx512_bf16 && ty != GgmlType::Q4_1 {
+    if crate::cpu::isa::features().avx512_bf16 && !matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1) {
         if ty == GgmlType::FP8_E4M3 {
             // SAFETY: as below.
             unsafe { x86::group_bf16_fp8(cols, group, out) };
@@ -301,7 +339,8 @@ mod tests {
     /// the last group and that do not.
     #[test]
     fn interleaving_is_a_permutation_that_gguf_row_undoes() {
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::MXFP4, GgmlType::FP8_E4M3] {
+        use GgmlType::*;
+        for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, MXFP4, FP8_E4M3] {
             for rows in [1, 8, 13] {
                 let cols = 96;
                 let row_bytes = cols / 32 * ty.type_size();

@@ -1,6 +1,7 @@
 //! Block-quantized weight formats: the ggml block layouts GGUF files hold (Q8_0, Q4_0, Q4_1,
-//! Q4_K, Q5_K, Q6_K, MXFP4) and the two block-scaled formats releases ship in safetensors
-//! (gpt-oss's MXFP4 `*_blocks`/`*_scales`, DeepSeek-V3's FP8 e4m3 with 128x128 `weight_scale_inv`).
+//! Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, MXFP4) and the two block-scaled formats releases ship in
+//! safetensors (gpt-oss's MXFP4 `*_blocks`/`*_scales`, DeepSeek-V3's FP8 e4m3 with 128x128
+//! `weight_scale_inv`).
 //! The FP8 weights are kept in a block format of this crate's own, [`GgmlType::FP8_E4M3`]: 32
 //! E4M3 codes with their tile's f32 scale, so that they share the block machinery (products on
 //! the blocks, interleaving, device layouts) with ggml's formats.
@@ -20,6 +21,8 @@ pub mod mxfp4;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q4_k;
+pub mod q5_0;
+pub mod q5_1;
 pub mod q5_k;
 pub mod q6_k;
 pub mod q8_0;
@@ -169,7 +172,10 @@ impl GgmlType {
     /// Whether [`dequantize`] decodes this type.
     pub fn can_dequantize(self) -> bool {
         use GgmlType::*;
-        matches!(self, F32 | F16 | BF16 | F64 | Q8_0 | Q4_0 | Q4_1 | Q4_K | Q5_K | Q6_K | MXFP4 | FP8_E4M3)
+        matches!(
+            self,
+            F32 | F16 | BF16 | F64 | Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q4_K | Q5_K | Q6_K | MXFP4 | FP8_E4M3
+        )
     }
 }
 
@@ -226,6 +232,8 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
         GgmlType::Q8_0 => blocks(bytes, ty.type_size(), out, q8_0::dequantize_block),
         GgmlType::Q4_0 => blocks(bytes, ty.type_size(), out, q4_0::dequantize_block),
         GgmlType::Q4_1 => blocks(bytes, ty.type_size(), out, q4_1::dequantize_block),
+        GgmlType::Q5_0 => blocks(bytes, ty.type_size(), out, q5_0::dequantize_block),
+        GgmlType::Q5_1 => blocks(bytes, ty.type_size(), out, q5_1::dequantize_block),
         GgmlType::Q4_K => blocks(bytes, ty.type_size(), out, q4_k::dequantize_block),
         GgmlType::Q5_K => blocks(bytes, ty.type_size(), out, q5_k::dequantize_block),
         GgmlType::Q6_K => blocks(bytes, ty.type_size(), out, q6_k::dequantize_block),
@@ -236,11 +244,12 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
-/// Encodes `values` as type `ty` (Q8_0 and Q4_0 bit-identical to ggml's reference quantizers,
-/// `quantize_row_q8_0_ref` / `quantize_row_q4_0_ref`; Q4_K, Q5_K and Q6_K following
-/// `quantize_row_q{4,5,6}_K_ref` step for step (ggml's quantizers without an importance matrix);
-/// F32, F16 and BF16 round to nearest even; FP8_E4M3 with the scale max|x| / 448 per block and
-/// codes rounded to nearest even, as `torch`'s float8 conversion rounds).
+/// Encodes `values` as type `ty` (Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 bit-identical to ggml's
+/// reference quantizers, `quantize_row_q8_0_ref`, `quantize_row_q{4,5}_{0,1}_ref`; Q4_K, Q5_K and
+/// Q6_K following `quantize_row_q{4,5,6}_K_ref` step for step (ggml's quantizers without an
+/// importance matrix); F32, F16 and BF16 round to nearest even; FP8_E4M3 with the scale
+/// max|x| / 448 per block and codes rounded to nearest even, as `torch`'s float8 conversion
+/// rounds).
 pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
     let bytes = ty.bytes_for(values.len() as u64).ok_or_else(|| {
         Error::shape(
@@ -256,6 +265,8 @@ pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
         GgmlType::Q8_0 => values.chunks_exact(32).for_each(|b| out.extend_from_slice(&q8_0::quantize_block(b))),
         GgmlType::Q4_0 => values.chunks_exact(32).for_each(|b| out.extend_from_slice(&q4_0::quantize_block(b))),
         GgmlType::Q4_1 => values.chunks_exact(32).for_each(|b| out.extend_from_slice(&q4_1::quantize_block(b))),
+        GgmlType::Q5_0 => values.chunks_exact(32).for_each(|b| out.extend_from_slice(&q5_0::quantize_block(b))),
+        GgmlType::Q5_1 => values.chunks_exact(32).for_each(|b| out.extend_from_slice(&q5_1::quantize_block(b))),
         GgmlType::Q4_K => values.chunks_exact(256).for_each(|b| out.extend_from_slice(&q4_k::quantize_block(b))),
         GgmlType::Q5_K => values.chunks_exact(256).for_each(|b| out.extend_from_slice(&q5_k::quantize_block(b))),
         GgmlType::Q6_K => values.chunks_exact(256).for_each(|b| out.extend_from_slice(&q6_k::quantize_block(b))),

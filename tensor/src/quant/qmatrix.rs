@@ -3,10 +3,12 @@
 //!
 //! The rows are the output features and lie one after another, each `cols / block_size` blocks
 //! of the GGUF layout (ggml's `block_q8_0`: f16 `d`, 32 × i8; `block_q4_0`: f16 `d`, 16 bytes of
-//! nibbles; `block_q4_K`, `block_q5_K`, `block_q6_K`: 256 weights each, see their modules). The
-//! k-quants' bytes are owned or shared with a memory map as they are; Q4_0 and Q8_0 are copied
-//! once into groups of 8 interleaved rows (`quant::interleave`), the layout their kernels read,
-//! and the file's bytes are no longer needed.
+//! nibbles; `block_q4_1`, `block_q5_0`, `block_q5_1`: the same with a minimum and/or fifth bits;
+//! `block_q4_K`, `block_q5_K`, `block_q6_K`: 256 weights each, see their modules). The k-quants'
+//! bytes are owned or shared with a memory map as they are; the 32-weight formats (Q8_0, Q4_0,
+//! Q4_1, Q5_0, Q5_1, MXFP4, FP8_E4M3) are copied once into groups of 8 interleaved rows
+//! (`quant::interleave`), the layout their kernels read, and the file's bytes are no longer
+//! needed.
 
 use std::sync::Arc;
 
@@ -61,14 +63,16 @@ impl std::fmt::Debug for QMatrix {
 
 impl QMatrix {
     /// Whether products on the blocks of `ty` are implemented (integer dots for few rows, decoded
-    /// panels for the GEMM): Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, MXFP4 and FP8_E4M3 (whose dots
-    /// are floating point, see `qmatmul::fp8`).
+    /// panels for the GEMM): Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, MXFP4 and FP8_E4M3
+    /// (whose dots are floating point, see `qmatmul::fp8`).
     pub fn supports(ty: GgmlType) -> bool {
         matches!(
             ty,
             GgmlType::Q8_0
                 | GgmlType::Q4_0
                 | GgmlType::Q4_1
+                | GgmlType::Q5_0
+                | GgmlType::Q5_1
                 | GgmlType::Q4_K
                 | GgmlType::Q5_K
                 | GgmlType::Q6_K

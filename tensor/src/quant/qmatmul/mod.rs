@@ -1,10 +1,12 @@
-//! Products of f32 activations with Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K / MXFP4 weight rows,
-//! computed on the blocks: the activations are quantized as ggml quantizes `src1` for the format
-//! (its `vec_dot_type`: Q8_0 per 32 values for Q8_0, Q4_0 and MXFP4, Q8_K per 256 for the
-//! k-quants), then
+//! Products of f32 activations with Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q4_K / Q5_K / Q6_K / MXFP4
+//! weight rows, computed on the blocks: the activations are quantized as ggml quantizes `src1`
+//! for the format (its `vec_dot_type`: Q8_0 per 32 values for Q8_0, Q4_0, Q5_0 and MXFP4, and for
+//! Q4_1 and Q5_1 too, with each block's code sum, where ggml takes Q8_1: the same codes with the
+//! scaled sum stored as f16; Q8_K per 256 for the k-quants), then
 //! each output is a sum over blocks of exact integer dots of codes times the scales. The weights
 //! are read once, as stored, and never widened to f32: for a decoded token that is 8.5 (Q8_0),
-//! 4.5 (Q4_0, Q4_K), 5.5 (Q5_K) or 6.56 (Q6_K) bits per weight from memory instead of 32.
+//! 4.5 (Q4_0, Q4_K), 5 (Q4_1), 5.5 (Q5_0, Q5_K), 6 (Q5_1) or 6.56 (Q6_K) bits per weight from
+//! memory instead of 32.
 //! FP8_E4M3 (the FP8 releases' weights) is the exception: its codes are not integers, so its
 //! dots are floating point (`fp8`), 9 bits per weight.
 //!
@@ -91,12 +93,15 @@ mod x86_formats {
     pub const Q4: u8 = 1;
     pub const FP4: u8 = 2;
     pub const Q41: u8 = 3;
+    pub const Q50: u8 = 4;
+    pub const Q51: u8 = 5;
 }
 
-/// `R` activation rows against one group of 8 interleaved Q4_0, Q4_1, Q8_0 or MXFP4 weight rows.
+/// `R` activation rows against one group of 8 interleaved Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 or MXFP4
+/// weight rows.
 #[inline]
 fn group<const R: usize>(kernel: QKernel, ty: GgmlType, w: &[u8], x: [Row; R]) -> [[f32; GROUP]; R] {
-    use x86_formats::{FP4, Q4, Q8, Q41};
+    use x86_formats::{FP4, Q4, Q8, Q41, Q50, Q51};
     #[cfg(target_arch = "x86_64")]
     {
         macro_rules! each_format {
@@ -104,6 +109,8 @@ fn group<const R: usize>(kernel: QKernel, ty: GgmlType, w: &[u8], x: [Row; R]) -
                 match ty {
                     GgmlType::Q4_0 => x86::$kernel::<Q4, R>(w, x),
                     GgmlType::Q4_1 => x86::$kernel::<Q41, R>(w, x),
+                    GgmlType::Q5_0 => x86::$kernel::<Q50, R>(w, x),
+                    GgmlType::Q5_1 => x86::$kernel::<Q51, R>(w, x),
                     GgmlType::MXFP4 => x86::$kernel::<FP4, R>(w, x),
                     _ => x86::$kernel::<Q8, R>(w, x),
                 }
@@ -124,6 +131,8 @@ fn group<const R: usize>(kernel: QKernel, ty: GgmlType, w: &[u8], x: [Row; R]) -
     match ty {
         GgmlType::Q4_0 => x.map(|x| scalar::group::<Q4>(w, x)),
         GgmlType::Q4_1 => x.map(|x| scalar::group::<Q41>(w, x)),
+        GgmlType::Q5_0 => x.map(|x| scalar::group::<Q50>(w, x)),
+        GgmlType::Q5_1 => x.map(|x| scalar::group::<Q51>(w, x)),
         GgmlType::MXFP4 => x.map(|x| scalar::group::<FP4>(w, x)),
         _ => x.map(|x| scalar::group::<Q8>(w, x)),
     }
@@ -172,7 +181,7 @@ pub(crate) fn k_format(ty: GgmlType) -> Option<KFormat> {
 /// the `m` activation rows: the output transposed, [n, m], so that each task writes one
 /// contiguous range. The activations are quantized here, to Q8_K for a k-quant `ty` and to
 /// Q8_0 otherwise (FP8_E4M3 takes them as f32, or as bf16 on its `vdpbf16ps` path).
-/// Q4_0, Q4_1, Q8_0, MXFP4 and FP8_E4M3 weights are interleaved by groups of 8 rows
+/// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, MXFP4 and FP8_E4M3 weights are interleaved by groups of 8 rows
 /// (`quant::interleave`), the k-quants row after row as GGUF stores them.
 pub(crate) fn matmul_t(kernel: QKernel, ty: GgmlType, w: &[u8], x: &[f32], k: usize, m: usize, out: &mut [f32]) {
     if m == 0 || out.is_empty() {
@@ -203,7 +212,7 @@ pub(crate) fn matmul_t(kernel: QKernel, ty: GgmlType, w: &[u8], x: &[f32], k: us
 }
 
 /// A product on weights interleaved by groups of 8 rows (`w`: every group, the last one padded;
-/// Q4_0, Q4_1, Q8_0, MXFP4 or FP8_E4M3): `pass(group, i)` multiplies activation rows `i..i +
+/// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, MXFP4 or FP8_E4M3): `pass(group, i)` multiplies activation rows `i..i +
 /// ROWS_PER_PASS` with one group while that many remain, then `one(group, i)` row `i`; in
 /// parallel over groups when the weights are large enough.
 fn groups(

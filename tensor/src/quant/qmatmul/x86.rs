@@ -1,21 +1,25 @@
-//! The x86-64 kernels for Q4_0, Q8_0 and MXFP4. Each takes one group of 8 interleaved weight rows (see
-//! `quant::interleave`) and `R` activation rows (one for decoding, a few for prefill and batched
-//! decoding, so that every weight byte loaded is used `R` times) and returns the `8 x R` dots.
+//! The x86-64 kernels for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and MXFP4. Each takes one group of 8
+//! interleaved weight rows (see `quant::interleave`) and `R` activation rows (one for decoding, a
+//! few for prefill and batched decoding, so that every weight byte loaded is used `R` times) and
+//! returns the `8 x R` dots.
 //!
 //! A 64-byte slice of a tile holds 8 bytes of each of the 8 rows, so one 8-byte broadcast of the
 //! activation codes they meet serves all 8 rows, and per 32-bit lane (4 bytes of one row) the
 //! integer dot-product instructions sum 4 code products. Those instructions multiply unsigned by
-//! signed bytes, so the weights go in unsigned: Q4_0's nibbles as stored (code + 8), Q8_0's codes
-//! with the sign bit flipped (code + 128), MXFP4's nibbles looked up with `pshufb` in a table of
-//! the doubled E2M1 values plus 12 (0..24); the offset times the block's activation code sum is
-//! taken off in the integer sum, which starts from it, so each block's sum is exact. Row `r`'s sum
-//! is spread over 2 lanes (its two 4-byte halves of each slice): each lane is widened to f32 and
-//! multiplied by the two scales, and the pair is added once at the end. The results differ from
-//! the scalar kernel's only in the order of the f32 additions.
+//! signed bytes, so the weights go in unsigned: Q4_0's nibbles as stored (code + 8), Q4_1's as
+//! stored (offset 0, the minimum times the activation sum added in f32), Q5_0's and Q5_1's
+//! nibbles with their fifth bits set in (ggml's `qh`, bit `i` for weight `i`; 0..31, Q5_0's being
+//! code + 16), Q8_0's codes with the sign bit flipped (code + 128), MXFP4's nibbles looked up
+//! with `pshufb` in a table of the doubled E2M1 values plus 12 (0..24); the offset times the
+//! block's activation code sum is taken off in the integer sum, which starts from it, so each
+//! block's sum is exact. Row `r`'s sum is spread over 2 lanes (its two 4-byte halves of each
+//! slice): each lane is widened to f32 and multiplied by the two scales, and the pair is added
+//! once at the end. The results differ from the scalar kernel's only in the order of the f32
+//! additions.
 //!
-//! AVX2 without VNNI multiplies bytes with `maddubs` (i16 pair sums): Q4_0's nibbles and MXFP4's
-//! table values go in as they are, since 4 slices of pair sums of 24·127 stay within i16; Q8_0
-//! uses ggml's sign trick
+//! AVX2 without VNNI multiplies bytes with `maddubs` (i16 pair sums): the 4- and 5-bit codes and
+//! MXFP4's table values go in as they are, since the 4 slices' pair sums added, at most
+//! 4 · 2 · 31 · 127 = 31496 in magnitude, stay within i16; Q8_0 uses ggml's sign trick
 //! (|w| and x·sign(w); |w| <= 128 is a valid unsigned byte and no activation code is -128).
 
 use std::arch::x86_64::*;
@@ -23,15 +27,34 @@ use std::arch::x86_64::*;
 use super::super::interleave::GROUP;
 use super::super::mxfp4::DOUBLED;
 use super::Row;
-use super::x86_formats::{FP4, Q4, Q8, Q41};
+use super::x86_formats::{FP4, Q4, Q8, Q41, Q50, Q51};
 
-/// Bytes of a block's header: an f16 scale (and Q4_1's f16 minimum), or MXFP4's E8M0 byte.
+/// Bytes of a block's header: an f16 scale (and Q4_1's and Q5_1's f16 minimum, and Q5_0's and
+/// Q5_1's u32 of fifth bits), or MXFP4's E8M0 byte.
 const fn head<const F: u8>() -> usize {
     match F {
         FP4 => 1,
         Q41 => 4,
+        Q50 => 6,
+        Q51 => 8,
         _ => 2,
     }
+}
+
+/// Whether the format has a minimum per block (weight = code · d + m): Q4_1 and Q5_1.
+const fn has_min<const F: u8>() -> bool {
+    F == Q41 || F == Q51
+}
+
+/// Whether the format has fifth bits (`qh`): Q5_0 and Q5_1.
+const fn has_high<const F: u8>() -> bool {
+    F == Q50 || F == Q51
+}
+
+/// Where a tile's 8 rows of fifth bits (4 bytes each) start: after the scales, and Q5_1's
+/// minimums (`interleave::high_bits_at`).
+const fn high_at<const F: u8>() -> usize {
+    if F == Q51 { 32 } else { 16 }
 }
 
 /// Bytes of a tile: 8 scales and 8 rows' code bytes.
@@ -41,6 +64,8 @@ const fn tile_bytes<const F: u8>() -> usize {
             Q8 => 34,
             Q4 => 18,
             Q41 => 20,
+            Q50 => 22,
+            Q51 => 24,
             _ => 17,
         }
 }
@@ -50,7 +75,8 @@ const fn offset<const F: u8>() -> i32 {
     match F {
         Q8 => 128,
         Q4 => 8,
-        Q41 => 0,
+        Q41 | Q51 => 0,
+        Q50 => 16,
         _ => 12,
     }
 }
@@ -82,12 +108,28 @@ fn tile_scales<const F: u8>(t: *const u8) -> __m256 {
     }
 }
 
-/// Q4_1's 8 minimums (the tile's second 16 bytes), as f32.
+/// Q4_1's or Q5_1's 8 minimums (the tile's second 16 bytes), as f32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn tile_mins(t: *const u8) -> __m256 {
-    // SAFETY: t points at a whole Q4_1 tile: 16 bytes of scales, then 16 of minimums.
+    // SAFETY: t points at a whole Q4_1 or Q5_1 tile: 16 bytes of scales, then 16 of minimums.
     _mm256_cvtph_ps(unsafe { _mm_loadu_si128(t.add(16) as *const __m128i) })
+}
+
+/// Byte `i` of every 8-byte lane set to `1 << i`: the bit of a `qh` byte that byte `i` of an
+/// 8-weight run tests.
+const BIT_OF_BYTE: i64 = 0x8040_2010_0804_0201u64 as i64;
+
+/// The `pshufb` control that spreads `qh` byte `p` (the fifth bits of weights `8p..8p + 8`) of
+/// each row over that row's 8 code bytes. A 128-bit lane of code bytes holds two rows' 8 bytes
+/// each; the lane it indexes holds those two rows' `qh` (4 bytes each) in its low 8 bytes, so
+/// byte `8k + i` (row `k` of the two) takes byte `4k + p`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn spread_control(p: usize) -> __m128i {
+    let c: [u8; 16] = std::array::from_fn(|b| (4 * (b / 8) + p) as u8);
+    // SAFETY: 16 bytes read from a 16-byte array.
+    unsafe { _mm_loadu_si128(c.as_ptr() as *const __m128i) }
 }
 
 /// Activation codes `8p..8p + 8` of block `b`, broadcast to every 64-bit lane.
@@ -120,17 +162,18 @@ fn in_pairs_256(v: __m256, h: usize) -> __m256 {
     _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(i, i, i + 1, i + 1, i + 2, i + 2, i + 3, i + 3))
 }
 
-/// Q4_1's minimums of rows `4h..4h + 4` in the first lane of each row's pair (the other lane 0):
-/// a row's minimum term is added once.
+/// Q4_1's or Q5_1's minimums of rows `4h..4h + 4` in the first lane of each row's pair (the
+/// other lane 0): a row's minimum term is added once.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn mins_256(t: *const u8, h: usize) -> __m256 {
     _mm256_blend_ps::<0b0101_0101>(_mm256_setzero_ps(), in_pairs_256(tile_mins(t), h))
 }
 
-/// The 4 weight vectors of a tile's rows `4h..4h + 4`, each meeting [`codes_256`]`(p)`: Q4_0's
-/// and MXFP4's nibbles unpacked (the low nibbles of slices 0 and 1, then the high ones; MXFP4's
-/// looked up in the table), Q8_0's codes as stored (signed).
+/// The 4 weight vectors of a tile's rows `4h..4h + 4`, each meeting [`codes_256`]`(p)`: the
+/// nibbles unpacked (the low nibbles of slices 0 and 1, then the high ones: weights `8p..8p + 8`
+/// of each row), MXFP4's looked up in the table, Q5_0's and Q5_1's with 16 added where their
+/// fifth bit is set; Q8_0's codes as stored (signed).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn weights_256<const F: u8>(t: *const u8, h: usize) -> [__m256i; 4] {
@@ -151,6 +194,19 @@ fn weights_256<const F: u8>(t: *const u8, h: usize) -> [__m256i; 4] {
     if F == FP4 {
         let table = fp4_table_256();
         nibbles.map(|n| _mm256_shuffle_epi8(table, n))
+    } else if has_high::<F>() {
+        // Rows 4h..4h + 4's `qh` (16 bytes, 4 per row): rows 4h and 4h + 1's 8 bytes in the low
+        // 128-bit lane (whose code bytes are theirs), 4h + 2 and 4h + 3's in the high one.
+        // SAFETY: the tile holds 8 rows' `qh` (32 bytes) at `high_at`.
+        let qh = unsafe { _mm_loadu_si128(t.add(high_at::<F>() + 16 * h) as *const __m128i) };
+        let qh = _mm256_permute4x64_epi64::<0b01_01_00_00>(_mm256_castsi128_si256(qh));
+        let bits = _mm256_set1_epi64x(BIT_OF_BYTE);
+        let fifth = _mm256_set1_epi8(0x10);
+        std::array::from_fn(|p| {
+            let spread = _mm256_shuffle_epi8(qh, _mm256_broadcastsi128_si256(spread_control(p)));
+            let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bits), bits);
+            _mm256_or_si256(nibbles[p], _mm256_and_si256(set, fifth))
+        })
     } else {
         nibbles
     }
@@ -185,7 +241,7 @@ pub unsafe fn group_avx2<const F: u8, const R: usize>(w: &[u8], x: [Row; R]) -> 
         let t = unsafe { w.as_ptr().add(b * tile_bytes::<F>()) };
         for (h, acc) in acc.iter_mut().enumerate() {
             let d = scales_256::<F>(t, h);
-            let mins = if F == Q41 { mins_256(t, h) } else { _mm256_setzero_ps() };
+            let mins = if has_min::<F>() { mins_256(t, h) } else { _mm256_setzero_ps() };
             let wq = weights_256::<F>(t, h);
             let aw = wq.map(|v| _mm256_sign_epi8(v, v));
             for r in 0..R {
@@ -203,7 +259,7 @@ pub unsafe fn group_avx2<const F: u8, const R: usize>(w: &[u8], x: [Row; R]) -> 
                 };
                 let scale = _mm256_mul_ps(d, _mm256_set1_ps(x[r].scales[b]));
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r]);
-                if F == Q41 {
+                if has_min::<F>() {
                     let xsum = _mm256_set1_ps(x[r].scales[b] * x[r].sums[b] as f32);
                     acc[r] = _mm256_fmadd_ps(mins, xsum, acc[r]);
                 }
@@ -227,14 +283,14 @@ pub unsafe fn group_avx_vnni<const F: u8, const R: usize>(w: &[u8], x: [Row; R])
         let t = unsafe { w.as_ptr().add(b * tile_bytes::<F>()) };
         for (h, acc) in acc.iter_mut().enumerate() {
             let d = scales_256::<F>(t, h);
-            let mins = if F == Q41 { mins_256(t, h) } else { _mm256_setzero_ps() };
+            let mins = if has_min::<F>() { mins_256(t, h) } else { _mm256_setzero_ps() };
             let wq = weights_256::<F>(t, h).map(|v| if F == Q8 { _mm256_xor_si256(v, flip) } else { v });
             for r in 0..R {
                 let start = in_low_lanes_256(-offset::<F>() * x[r].sums[b]);
                 let sum = (0..4).fold(start, |s, p| _mm256_dpbusd_avx_epi32(s, wq[p], codes_256(&x[r], b, p)));
                 let scale = _mm256_mul_ps(d, _mm256_set1_ps(x[r].scales[b]));
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[r]);
-                if F == Q41 {
+                if has_min::<F>() {
                     let xsum = _mm256_set1_ps(x[r].scales[b] * x[r].sums[b] as f32);
                     acc[r] = _mm256_fmadd_ps(mins, xsum, acc[r]);
                 }
@@ -273,8 +329,8 @@ pub unsafe fn group_avx512_vnni<const F: u8, const R: usize>(w: &[u8], x: [Row; 
         }
         let slice = |s: usize| unsafe { _mm512_loadu_si512(t.add(head::<F>() * GROUP + 64 * s) as *const _) };
         let d = _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(tile_scales::<F>(t)));
-        // Q4_1: each row's minimum in the first lane of its pair, added once.
-        let mins = if F == Q41 {
+        // Q4_1, Q5_1: each row's minimum in the first lane of its pair, added once.
+        let mins = if has_min::<F>() {
             _mm512_maskz_permutexvar_ps(0x5555, pairs, _mm512_castps256_ps512(tile_mins(t)))
         } else {
             _mm512_setzero_ps()
@@ -289,7 +345,25 @@ pub unsafe fn group_avx512_vnni<const F: u8, const R: usize>(w: &[u8], x: [Row; 
                 _mm512_and_si512(_mm512_srli_epi16(v0, 4), m4),
                 _mm512_and_si512(_mm512_srli_epi16(v1, 4), m4),
             ];
-            if F == FP4 { nibbles.map(|n| _mm512_shuffle_epi8(table, n)) } else { nibbles }
+            if F == FP4 {
+                nibbles.map(|n| _mm512_shuffle_epi8(table, n))
+            } else if has_high::<F>() {
+                // The 8 rows' `qh` (32 bytes, 4 per row): rows 2L and 2L + 1's 8 bytes in the
+                // 128-bit lane L that holds their code bytes (`pshufb` indexes within lanes).
+                // SAFETY: the tile holds 8 rows' `qh` (32 bytes) at `high_at`.
+                let qh = unsafe { _mm256_loadu_si256(t.add(high_at::<F>()) as *const __m256i) };
+                let lanes = _mm512_setr_epi64(0, 0, 1, 1, 2, 2, 3, 3);
+                let qh = _mm512_permutexvar_epi64(lanes, _mm512_castsi256_si512(qh));
+                let bits = _mm512_set1_epi64(BIT_OF_BYTE);
+                let fifth = _mm512_set1_epi8(0x10);
+                std::array::from_fn(|p| {
+                    let spread = _mm512_shuffle_epi8(qh, _mm512_broadcast_i32x4(spread_control(p)));
+                    // Nibble plus 16 where the bit is set (an add: the nibble is below 16).
+                    _mm512_mask_add_epi8(nibbles[p], _mm512_test_epi8_mask(spread, bits), nibbles[p], fifth)
+                })
+            } else {
+                nibbles
+            }
         };
         for r in 0..R {
             let start = _mm512_set1_epi64((-offset::<F>() * x[r].sums[b]) as u32 as i64);
@@ -300,7 +374,7 @@ pub unsafe fn group_avx512_vnni<const F: u8, const R: usize>(w: &[u8], x: [Row; 
             });
             let scale = _mm512_mul_ps(d, _mm512_set1_ps(x[r].scales[b]));
             acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[r]);
-            if F == Q41 {
+            if has_min::<F>() {
                 let xsum = _mm512_set1_ps(x[r].scales[b] * x[r].sums[b] as f32);
                 acc[r] = _mm512_fmadd_ps(mins, xsum, acc[r]);
             }
