@@ -14,8 +14,8 @@ tools/configs/gemma3-1b.json) with random weights (fixed seed; no download) and 
     quantizers, and Q4_K_M's mix of Q4_K and Q6_K with ggml's bytes: tools/check_gguf_export.py,
     tools/make_kquant_reference.py), from the f32 folder with a placeholder tokenizer
     (`write_placeholder_tokenizer`). A matrix whose rows are not whole 256-weight blocks (Gemma 3
-    1B's 1152 columns) is Q8_0 in that Q4_K_M file, where llama.cpp's own quantizer takes Q5_0;
-    both runtimes read the same file;
+    1B's 1152 columns) takes llama.cpp's fallback in that Q4_K_M file (Q5_0 for Q4_K, Q8_0 for
+    Q6_K), as llama.cpp's own quantizer does; both runtimes read the same file;
   - with `--formats fp8`, as a Hugging Face folder of FP8 E4M3 matrices with 128x128 tile scales
     (`weight_scale_inv`, as DeepSeek-V3 and the Qwen3 FP8 releases ship them; embedding and norms
     bf16), which `llm` alone runs here (llama.cpp reads no FP8; PyTorch's CPU path dequantizes).

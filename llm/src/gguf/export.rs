@@ -2,15 +2,15 @@
 //! converter (`convert_hf_to_gguf.py`) writes for the architecture, q and k rows permuted for
 //! `llama`, and matrices encoded in the chosen type. As llama.cpp's quantizer does, norms and
 //! other vectors stay F32, as do MoE routers (`ffn_gate_inp`); matrices whose rows are not whole
-//! blocks stay F32 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) or fall back to Q8_0 (Q4_K_M).
+//! blocks stay F32 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) or take llama.cpp's fallbacks (Q4_K_M, below).
 //!
 //! Q4_K_M is llama.cpp's mix (`llama_tensor_get_type` for `LLAMA_FTYPE_MOSTLY_Q4_K_M`): Q4_K
 //! everywhere except Q6_K for the output head (the embedding table when the head is tied to it),
 //! and for `attn_v` and every `ffn_down*` of the layers where [`more_bits`] holds (the first and
 //! last eighth of the layers and every third one between); with 8 experts `attn_v` and `attn_k`
 //! take Q8_0 and `attn_output` Q5_K. A k-quant matrix whose rows are not whole 256-weight blocks
-//! falls back to Q8_0 (llama.cpp takes Q5_0 for Q4_K there; this writer encodes Q5_0 for
-//! `--type q5_0` but keeps Q8_0 as the Q4_K_M fallback).
+//! (Gemma 3 1B's 1152 columns) takes llama.cpp's fallback: Q5_0 for Q4_K, Q5_1 for Q5_K, Q8_0 for
+//! Q6_K; F32 where even 32-weight blocks do not fit.
 //!
 //! gpt-oss's routed experts are MXFP4 in every quantized file (Q8_0, Q4_0, Q4_K_M), as llama.cpp's
 //! converter writes them from the MXFP4 release.
@@ -115,10 +115,18 @@ impl FileType {
                 }
             }
         };
-        if !width.is_multiple_of(wanted.block_size()) {
-            return if wanted.block_size() == 256 { GgmlType::Q8_0 } else { GgmlType::F32 };
+        if width.is_multiple_of(wanted.block_size()) {
+            return wanted;
         }
-        wanted
+        // llama.cpp's fallbacks for a k-quant whose rows are not whole 256-weight blocks
+        // (`llama_tensor_get_type`): Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, blocks of 32.
+        let fallback = match wanted {
+            GgmlType::Q4_K => GgmlType::Q5_0,
+            GgmlType::Q5_K => GgmlType::Q5_1,
+            GgmlType::Q6_K => GgmlType::Q8_0,
+            _ => GgmlType::F32,
+        };
+        if width.is_multiple_of(fallback.block_size()) { fallback } else { GgmlType::F32 }
     }
 }
 
@@ -360,4 +368,27 @@ pub fn write_gguf_with_template(
     }
     w.write(out)?;
     Ok(wrote_tokenizer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Q4_K_M's mix at Gemma 3 1B's widths (1152 columns: not whole 256-weight blocks) takes
+    /// llama.cpp's fallbacks, and whole blocks keep the k-quants.
+    #[test]
+    fn q4_k_m_falls_back_as_llama_cpp_does() {
+        let ty = |name: &str, width: usize, experts: usize| FileType::Q4KM.matrix_type(name, width, 26, experts, true);
+        assert_eq!(ty("blk.1.attn_q.weight", 1152, 0), GgmlType::Q5_0);
+        assert_eq!(ty("blk.1.attn_q.weight", 1024, 0), GgmlType::Q4_K);
+        // Layer 0 is in the first eighth: Q6_K, and Q8_0 where its rows are not whole blocks.
+        assert_eq!(ty("blk.0.attn_v.weight", 1152, 0), GgmlType::Q8_0);
+        assert_eq!(ty("blk.0.ffn_down.weight", 6912, 0), GgmlType::Q6_K);
+        assert_eq!(ty("token_embd.weight", 1152, 0), GgmlType::Q8_0);
+        assert_eq!(ty("blk.1.attn_output.weight", 1152, 8), GgmlType::Q5_1);
+        assert_eq!(ty("blk.1.attn_q.weight", 40, 0), GgmlType::F32);
+        // The single-type files keep whole blocks or F32.
+        assert_eq!(FileType::Q4_0.matrix_type("blk.1.attn_q.weight", 1152, 26, 0, true), GgmlType::Q4_0);
+        assert_eq!(FileType::Q8_0.matrix_type("blk.1.attn_q.weight", 40, 26, 0, true), GgmlType::F32);
+    }
 }
