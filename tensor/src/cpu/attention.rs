@@ -7,6 +7,9 @@
 //! f32 queries (a half-precision KV cache), for the few query rows of a decoding step
 //! ([`HALF_KV_MAX_ROWS`]). Those are widened in registers by the matrix-vector kernels as they
 //! stream the cache, so a step reads half the bytes of an f32 cache and never copies it.
+//!
+//! A decoding step has one task per batch row and KV head; with fewer of them than threads its
+//! keys are split across the threads instead ([`attention_split`]).
 
 use std::any::TypeId;
 use std::ops::Range;
