@@ -25,6 +25,7 @@ const HELPERS: [(&str, &[&str]); 3] = [
         "tensor/src/cpu",
         &[
             "aligned",         // cache-line-aligned buffers for the GEMMs' packed operands
+            "attention_split", // attention's decoding step split over its keys across threads
             "bf16_panels",     // bf16 weights packed at load into the bf16 GEMMs' panels
             "cache_rows",      // attention's decoding kernels over a KV cache's rows
             "copy",            // strided copies and dtype casts, used by every family
