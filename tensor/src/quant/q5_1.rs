@@ -24,9 +24,7 @@ pub fn dequantize_block(block: &[u8], out: &mut [f32; 32]) {
 /// with the f32 step, its fifth bit into `qh`. (ggml casts to `uint8_t` without a clamp; codes
 /// of finite values never pass 31, so the clamp here changes nothing.)
 pub fn quantize_block(x: &[f32]) -> [u8; 24] {
-    let (min, max) = x.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    let d = (max - min) / 31.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let (min, d, id) = super::q4_1::min_and_step(x, 31.0);
     let code = |v: f32| (((v - min) * id + 0.5) as i32).clamp(0, 31) as u32;
     let mut out = [0u8; 24];
     out[0..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
